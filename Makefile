@@ -1,0 +1,49 @@
+# Kiln's entry points. `make test` and `make demo` each install what is missing and build
+# first, so each works alone on a fresh Debian 12 machine.
+SHELL := /bin/bash
+BUILD_DIR ?= build
+PRESET ?= release
+JOBS ?= $(shell nproc)
+
+# Everything the build, the tests and the demo need, from Debian 12's archive.
+PACKAGES := build-essential cmake ninja-build pkg-config ccache clang-format clang-tidy \
+	libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
+	librocksdb-dev libgit2-dev prometheus-cpp-dev catch2 libcli11-dev libssl-dev \
+	git curl procps
+
+.PHONY: all deps build test demo format lint clean
+
+all: build
+
+# Installs only the packages not already installed; as root (sudo when available).
+deps:
+	@missing=$$(for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing $$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "deps: all $(words $(PACKAGES)) packages present"; \
+	fi
+
+build: deps
+	cmake --preset $(PRESET) >/dev/null
+	cmake --build --preset $(PRESET) -j $(JOBS)
+
+test: build
+	ctest --preset $(PRESET) -j $(JOBS)
+
+demo: build
+	./scripts/demo.sh $(BUILD_DIR)/$(PRESET)/bin
+
+format:
+	git ls-files --cached --others --exclude-standard '*.cc' '*.h' | xargs -r clang-format -i
+
+lint: build
+	git ls-files '*.cc' | grep -v _test.cc | xargs clang-tidy -p $(BUILD_DIR)/$(PRESET) --quiet
+
+clean:
+	rm -rf $(BUILD_DIR)

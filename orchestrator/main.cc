@@ -1,0 +1,41 @@
+// kiln-orchestrator: the durable workflow engine. Parses flags and wires; see server/.
+#include <csignal>
+
+#include "common/config.h"
+#include "common/logging.h"
+#include "common/signals.h"
+#include "orchestrator/server/server.h"
+
+int main(int argc, char** argv) {
+  kiln::BlockTerminationSignals();
+  CLI::App app{"kiln-orchestrator: Kiln's durable workflow engine (history, matching, timers)",
+               "kiln-orchestrator"};
+  kiln::CommonFlags common;
+  kiln::AddCommonFlags(app, &common);
+  kiln::orchestrator::ServerOptions options;
+  options.data_dir = "kiln-data";
+  app.add_option("--data-dir", options.data_dir, "Directory holding the RocksDB store")
+      ->envname("KILN_DATA_DIR")
+      ->capture_default_str();
+  app.add_option("--listen", options.listen, "gRPC address (host:port, port 0 picks one)")
+      ->envname("KILN_LISTEN")
+      ->check(kiln::HostPortValidator())
+      ->capture_default_str();
+  app.add_option("--metrics", options.metrics_listen,
+                 "Prometheus /metrics address (host:port; empty disables)")
+      ->envname("KILN_METRICS")
+      ->capture_default_str();
+  if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
+  kiln::ApplyCommonFlags(common);
+
+  auto server = kiln::orchestrator::Server::Start(options);
+  if (!server.ok()) {
+    kiln::LogError("orchestrator.start_failed", {{"status", server.status()}});
+    return 1;
+  }
+  int signo = kiln::WaitForTerminationSignal();
+  kiln::LogInfo("orchestrator.stopping", {{"signal", signo}});
+  (*server)->Shutdown(absl::Seconds(5));
+  kiln::LogInfo("orchestrator.stopped");
+  return 0;
+}

@@ -1,0 +1,36 @@
+#include "sdk/connection.h"
+
+#include <grpcpp/create_channel.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc_status.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace kiln::sdk {
+
+Connection::Connection(const std::string& address) : address_(address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  workflow_service_ = kiln::api::v1::WorkflowService::NewStub(channel_);
+}
+
+absl::Status Connection::CheckHealth(absl::Duration timeout) {
+  auto stub = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+  context.set_wait_for_ready(true);
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status status = stub->Check(&context, request, &response);
+  if (!status.ok()) {
+    return absl::Status(FromGrpc(status).code(),
+                        absl::StrCat("orchestrator at ", address_, ": ", status.error_message()));
+  }
+  if (response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+    return absl::UnavailableError(absl::StrCat("orchestrator at ", address_, " is not serving"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kiln::sdk

@@ -1,0 +1,34 @@
+// A connection to the orchestrator: one gRPC channel with the engine's stubs, and a health
+// check. The client, the workers and the CLI all start here.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/channel.h>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "kiln/api/v1/workflow_service.grpc.pb.h"
+
+namespace kiln::sdk {
+
+class Connection {
+ public:
+  // Creates the channel (lazily connected: this does not fail for a down server).
+  explicit Connection(const std::string& address);
+
+  kiln::api::v1::WorkflowService::Stub& workflow_service() { return *workflow_service_; }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  const std::string& address() const { return address_; }
+
+  // Asks the standard gRPC health service; OK when the server reports SERVING within `timeout`.
+  absl::Status CheckHealth(absl::Duration timeout);
+
+ private:
+  std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<kiln::api::v1::WorkflowService::Stub> workflow_service_;
+};
+
+}  // namespace kiln::sdk

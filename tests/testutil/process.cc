@@ -1,0 +1,141 @@
+#include "tests/testutil/process.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+#ifndef KILN_BINARY_DIR
+#error "KILN_BINARY_DIR must be defined by the build"
+#endif
+
+namespace kiln::testutil {
+
+std::string BinaryDir() { return KILN_BINARY_DIR; }
+std::string BinaryPath(const std::string& name) { return absl::StrCat(BinaryDir(), "/", name); }
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string templ = absl::StrCat(base ? base : "/tmp", "/kiln-test-XXXXXX");
+  char* made = ::mkdtemp(templ.data());
+  path_ = made ? made : "";
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;  // Best effort: a leftover temp dir is not a test failure.
+  if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+}
+
+absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binary,
+                                                        const std::vector<std::string>& args,
+                                                        const std::string& log_path,
+                                                        const std::vector<std::string>& env) {
+  std::vector<std::string> argv_storage;
+  argv_storage.push_back(binary);
+  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_storage = env;
+
+  pid_t pid = ::fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::close(fd);
+    }
+    for (auto& e : env_storage) ::putenv(e.data());
+    ::execv(binary.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return std::unique_ptr<Process>(new Process(pid, log_path));
+}
+
+Process::~Process() {
+  if (!reaped_) {
+    ::kill(pid_, SIGKILL);
+    int status;
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+void Process::Signal(int signo) {
+  if (!reaped_) ::kill(pid_, signo);
+}
+
+absl::StatusOr<int> Process::Wait(absl::Duration timeout) {
+  if (reaped_) return exit_code_;
+  absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_code_;
+    }
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("pid ", pid_, " still running"));
+    }
+    ::usleep(2000);
+  }
+}
+
+bool Process::Running() { return !Wait(absl::ZeroDuration()).ok(); }
+
+std::string Process::Output() const { return ReadFile(log_path_); }
+
+absl::StatusOr<int> RunCommand(const std::string& binary, const std::vector<std::string>& args,
+                               std::string* output, absl::Duration timeout) {
+  TempDir dir;
+  std::string log = dir.path() + "/out.log";
+  auto process = Process::Start(binary, args, log);
+  if (!process.ok()) return process.status();
+  auto code = (*process)->Wait(timeout);
+  if (output) *output = ReadFile(log);
+  return code;
+}
+
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    if (condition()) return true;
+    if (absl::Now() > deadline) return false;
+    ::usleep(5000);
+  }
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace kiln::testutil

@@ -1,0 +1,72 @@
+// Child processes for integration tests: start a Kiln binary, wait on conditions with a
+// deadline (never a bare sleep), and end exactly the processes the test started, by PID.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace kiln::testutil {
+
+// The directory holding the built binaries (build/bin).
+std::string BinaryDir();
+std::string BinaryPath(const std::string& name);
+
+// A fresh directory under $TMPDIR, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A child process whose stdout and stderr go to one log file. The destructor kills it
+// (SIGKILL) if it still runs and reaps it.
+class Process {
+ public:
+  static absl::StatusOr<std::unique_ptr<Process>> Start(const std::string& binary,
+                                                        const std::vector<std::string>& args,
+                                                        const std::string& log_path,
+                                                        const std::vector<std::string>& env = {});
+  ~Process();
+
+  pid_t pid() const { return pid_; }
+  // Sends a signal to this process only.
+  void Signal(int signo);
+  // Waits for exit; returns the exit code (128+signal when killed), or DeadlineExceeded.
+  absl::StatusOr<int> Wait(absl::Duration timeout);
+  bool Running();
+  std::string Output() const;
+
+ private:
+  Process(pid_t pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
+  pid_t pid_;
+  std::string log_path_;
+  bool reaped_ = false;
+  int exit_code_ = -1;
+};
+
+// Runs a command to completion, capturing its output. Returns the exit code.
+absl::StatusOr<int> RunCommand(const std::string& binary, const std::vector<std::string>& args,
+                               std::string* output, absl::Duration timeout = absl::Seconds(60));
+
+// Polls `condition` every few milliseconds until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+
+std::string ReadFile(const std::string& path);
+
+}  // namespace kiln::testutil
