@@ -1,19 +1,479 @@
 #include "orchestrator/frontend/workflow_handler.h"
 
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/rpc_status.h"
 #include "common/version.h"
+#include "orchestrator/frontend/validation.h"
+#include "orchestrator/history/limits.h"
 
 namespace kiln::orchestrator {
+namespace {
 
-WorkflowHandler::WorkflowHandler(std::string data_dir)
-    : data_dir_(std::move(data_dir)), start_time_(absl::Now()) {}
+// A reactor that frees itself once gRPC is done with it AND every asynchronous path holding a
+// reference (a waiting poll, a watcher, an alarm, queued work) has let go.
+class RefCountedReactor : public grpc::ServerUnaryReactor {
+ public:
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+  void OnDone() override { Unref(); }
 
-grpc::ServerUnaryReactor* WorkflowHandler::GetSystemInfo(
-    grpc::CallbackServerContext* context, const kiln::api::v1::GetSystemInfoRequest* request,
-    kiln::api::v1::GetSystemInfoResponse* response) {
+ protected:
+  // Finishes the call once; later calls are ignored. Returns whether this call finished it.
+  bool FinishOnce(const absl::Status& status) {
+    {
+      absl::MutexLock lock(&finish_mu_);
+      if (finished_) return false;
+      finished_ = true;
+    }
+    Finish(ToGrpc(status));
+    return true;
+  }
+  bool finished() {
+    absl::MutexLock lock(&finish_mu_);
+    return finished_;
+  }
+
+ private:
+  std::atomic<int> refs_{1};  // gRPC's own, released in OnDone.
+  absl::Mutex finish_mu_;
+  bool finished_ ABSL_GUARDED_BY(finish_mu_) = false;
+};
+
+// A task-queue long poll: waits in matching (no thread), records the start of the task it gets,
+// and answers; a stale task is dropped and the poll goes on until its deadline.
+template <typename Response>
+class TaskPoll final : public RefCountedReactor {
+ public:
+  using Start = std::function<absl::StatusOr<Response>(const QueuedTask&, const std::string&)>;
+
+  TaskPoll(const FrontendDeps& deps, RpcMetrics* metrics, const char* method, keys::TaskKind kind,
+           std::string ns, std::string queue, std::string identity, absl::Time deadline,
+           Response* response, Start start)
+      : deps_(deps),
+        metrics_(metrics),
+        method_(method),
+        kind_(kind),
+        ns_(std::move(ns)),
+        queue_(std::move(queue)),
+        identity_(std::move(identity)),
+        deadline_(deadline),
+        response_(response),
+        start_(std::move(start)),
+        began_(deps.clock->Now()) {}
+
+  void Begin() {
+    Ref();  // For the matching callback.
+    auto poll =
+        deps_.matching->Poll(kind_, ns_, queue_, identity_, deadline_,
+                             [this](std::optional<QueuedTask> task) { OnTask(std::move(task)); });
+    if (!poll.ok()) {
+      Done(poll.status());
+      Unref();
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    poll_id_ = *poll;
+    if (cancelled_) deps_.matching->CancelPoll(poll_id_);
+  }
+
+  void OnCancel() override {
+    uint64_t id;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      id = poll_id_;
+    }
+    if (id != 0) deps_.matching->CancelPoll(id);
+  }
+
+ private:
+  void OnTask(std::optional<QueuedTask> task) {
+    if (!task.has_value()) {
+      Done(absl::OkStatus());  // Deadline or cancel: an empty answer.
+      Unref();
+      return;
+    }
+    QueuedTask copy = *task;
+    if (!deps_.executor->TrySubmit(
+            [this, t = std::move(copy)]() mutable { Record(std::move(t)); })) {
+      deps_.matching->Return(std::move(*task));
+      Done(absl::ResourceExhaustedError("orchestrator is overloaded: work queue full"));
+      Unref();
+    }
+  }
+
+  void Record(QueuedTask task) {
+    std::string request_id = deps_.ids->NewUuid();
+    absl::StatusOr<Response> started = start_(task, request_id);
+    if (started.ok()) {
+      deps_.matching->Done(task);
+      *response_ = std::move(*started);
+      Done(absl::OkStatus());
+    } else if (absl::IsNotFound(started.status()) || absl::IsFailedPrecondition(started.status())) {
+      // Stale: the run closed or the task was superseded. Drop it and keep polling.
+      absl::Status dropped = deps_.engine->DropStaleTask(task);
+      if (!dropped.ok()) LogWarn("matching.drop_stale_failed", {{"status", dropped}});
+      deps_.matching->Done(task);
+      bool again;
+      {
+        absl::MutexLock lock(&mu_);
+        again = !cancelled_ && deps_.clock->Now() < deadline_;
+      }
+      if (again) {
+        Begin();
+      } else {
+        Done(absl::OkStatus());
+      }
+    } else {
+      deps_.matching->Return(std::move(task));
+      Done(started.status());
+    }
+    Unref();
+  }
+
+  void Done(const absl::Status& status) {
+    if (FinishOnce(status)) metrics_->Record(method_, status, deps_.clock->Now() - began_);
+  }
+
+  const FrontendDeps& deps_;
+  RpcMetrics* metrics_;
+  const char* method_;
+  keys::TaskKind kind_;
+  std::string ns_;
+  std::string queue_;
+  std::string identity_;
+  absl::Time deadline_;
+  Response* response_;
+  Start start_;
+  absl::Time began_;
+  absl::Mutex mu_;
+  uint64_t poll_id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A history read that may wait for new events (how a client waits for a workflow's result).
+class HistoryWait final : public RefCountedReactor {
+ public:
+  HistoryWait(const FrontendDeps& deps, RpcMetrics* metrics,
+              const api::GetWorkflowExecutionHistoryRequest* request,
+              api::GetWorkflowExecutionHistoryResponse* response, absl::Time deadline)
+      : deps_(deps),
+        metrics_(metrics),
+        request_(request),
+        response_(response),
+        deadline_(deadline),
+        began_(deps.clock->Now()) {}
+
+  void Begin() { Schedule(); }
+
+  void OnCancel() override { Done(absl::CancelledError("history read cancelled")); }
+
+ private:
+  // Queues an attempt on the executor, holding a reference for it.
+  void Schedule() {
+    Ref();
+    if (!deps_.executor->TrySubmit([this] {
+          Attempt();
+          Unref();
+        })) {
+      Done(absl::ResourceExhaustedError("orchestrator is overloaded: work queue full"));
+      Unref();
+    }
+  }
+
+  void Attempt() {
+    if (finished()) return;
+    auto read = deps_.engine->ReadHistory(*request_);
+    if (!read.ok()) return Done(read.status());
+    if (!read->wait) return Respond(std::move(read->response));
+    if (deps_.clock->Now() >= deadline_) return Respond(EmptyPage());
+
+    // Watch first, then read again: an event committed between the two reads still wakes us.
+    Ref();
+    auto watch = deps_.watchers->Watch(read->run_id, [this] {
+      {
+        absl::MutexLock lock(&mu_);
+        watch_id_ = 0;
+      }
+      if (!finished()) Schedule();
+      Unref();
+    });
+    if (!watch.ok()) {
+      Unref();
+      return Done(watch.status());
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      watch_id_ = *watch;
+    }
+    auto again = deps_.engine->ReadHistory(*request_);
+    if (!again.ok() || !again->wait) {
+      CancelWatch();
+      if (!again.ok()) return Done(again.status());
+      return Respond(std::move(again->response));
+    }
+    absl::MutexLock lock(&mu_);
+    if (alarm_ == 0) {
+      Ref();
+      alarm_ = deps_.clock->ScheduleAlarm(deadline_, [this] {
+        CancelWatch();
+        Respond(EmptyPage());
+        Unref();
+      });
+    }
+  }
+
+  void CancelWatch() {
+    uint64_t id;
+    {
+      absl::MutexLock lock(&mu_);
+      id = watch_id_;
+      watch_id_ = 0;
+    }
+    if (id != 0 && deps_.watchers->Cancel(id)) Unref();
+  }
+
+  api::GetWorkflowExecutionHistoryResponse EmptyPage() {
+    api::GetWorkflowExecutionHistoryResponse empty;
+    empty.set_next_page_token(request_->next_page_token());
+    return empty;
+  }
+
+  void Respond(api::GetWorkflowExecutionHistoryResponse response) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (responded_) return;
+      responded_ = true;
+    }
+    *response_ = std::move(response);
+    Done(absl::OkStatus());
+  }
+
+  void Done(const absl::Status& status) {
+    if (!FinishOnce(status)) return;
+    metrics_->Record("GetWorkflowExecutionHistory", status, deps_.clock->Now() - began_);
+    CancelWatch();
+    AlarmId alarm;
+    {
+      absl::MutexLock lock(&mu_);
+      alarm = alarm_;
+    }
+    if (alarm != 0 && deps_.clock->CancelAlarm(alarm)) Unref();
+  }
+
+  const FrontendDeps& deps_;
+  RpcMetrics* metrics_;
+  const api::GetWorkflowExecutionHistoryRequest* request_;
+  api::GetWorkflowExecutionHistoryResponse* response_;
+  absl::Time deadline_;
+  absl::Time began_;
+  absl::Mutex mu_;
+  uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
+  AlarmId alarm_ ABSL_GUARDED_BY(mu_) = 0;
+  bool responded_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+WorkflowHandler::WorkflowHandler(FrontendDeps deps)
+    : deps_(std::move(deps)), metrics_(deps_.registry), start_time_(absl::Now()) {}
+
+absl::Time WorkflowHandler::PollDeadline(Ctx* ctx) {
+  absl::Time now = deps_.clock->Now();
+  absl::Time deadline = now + deps_.long_poll;
+  absl::Time caller = absl::FromChrono(ctx->deadline());
+  if (caller - limits::kLongPollMargin < deadline) deadline = caller - limits::kLongPollMargin;
+  return std::max(deadline, now);
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::RunOnExecutor(Ctx* ctx, const char* method,
+                                                         std::function<absl::Status()> work) {
+  Reactor* reactor = ctx->DefaultReactor();
+  absl::Time began = deps_.clock->Now();
+  bool queued = deps_.executor->TrySubmit([this, reactor, method, began, work = std::move(work)] {
+    absl::Status status = work();
+    metrics_.Record(method, status, deps_.clock->Now() - began);
+    reactor->Finish(ToGrpc(status));
+  });
+  if (!queued) {
+    absl::Status status =
+        absl::ResourceExhaustedError("orchestrator is overloaded: work queue full");
+    metrics_.Record(method, status, absl::ZeroDuration());
+    reactor->Finish(ToGrpc(status));
+  }
+  return reactor;
+}
+
+#define KILN_REJECT_IF_ERROR(ctx, method, expr)                     \
+  do {                                                              \
+    absl::Status kiln_invalid_ = (expr);                            \
+    if (!kiln_invalid_.ok()) {                                      \
+      metrics_.Record(method, kiln_invalid_, absl::ZeroDuration()); \
+      auto* kiln_reactor_ = (ctx)->DefaultReactor();                \
+      kiln_reactor_->Finish(ToGrpc(kiln_invalid_));                 \
+      return kiln_reactor_;                                         \
+    }                                                               \
+  } while (0)
+
+grpc::ServerUnaryReactor* WorkflowHandler::StartWorkflowExecution(
+    Ctx* ctx, const api::StartWorkflowExecutionRequest* request,
+    api::StartWorkflowExecutionResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "StartWorkflowExecution", ValidateStart(*request));
+  return RunOnExecutor(ctx, "StartWorkflowExecution", [this, request, response] {
+    auto result = deps_.engine->StartWorkflowExecution(*request);
+    if (!result.ok()) return result.status();
+    *response = std::move(*result);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::TerminateWorkflowExecution(
+    Ctx* ctx, const api::TerminateWorkflowExecutionRequest* request,
+    api::TerminateWorkflowExecutionResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "TerminateWorkflowExecution",
+                       ValidateExecution(request->workflow_execution(), false));
+  return RunOnExecutor(ctx, "TerminateWorkflowExecution", [this, request] {
+    return deps_.engine->TerminateWorkflowExecution(*request);
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::DescribeWorkflowExecution(
+    Ctx* ctx, const api::DescribeWorkflowExecutionRequest* request,
+    api::DescribeWorkflowExecutionResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "DescribeWorkflowExecution",
+                       ValidateExecution(request->execution(), false));
+  return RunOnExecutor(ctx, "DescribeWorkflowExecution", [this, request, response] {
+    auto result = deps_.engine->DescribeWorkflowExecution(*request);
+    if (!result.ok()) return result.status();
+    *response = std::move(*result);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::GetWorkflowExecutionHistory(
+    Ctx* ctx, const api::GetWorkflowExecutionHistoryRequest* request,
+    api::GetWorkflowExecutionHistoryResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "GetWorkflowExecutionHistory",
+                       ValidateExecution(request->execution(), false));
+  auto* reactor = new HistoryWait(deps_, &metrics_, request, response, PollDeadline(ctx));
+  reactor->Begin();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::ListWorkflowExecutions(
+    Ctx* ctx, const api::ListWorkflowExecutionsRequest* request,
+    api::ListWorkflowExecutionsResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "ListWorkflowExecutions", ValidateNamespace(request->namespace_()));
+  return RunOnExecutor(ctx, "ListWorkflowExecutions", [this, request, response] {
+    auto result = deps_.engine->ListWorkflowExecutions(*request);
+    if (!result.ok()) return result.status();
+    *response = std::move(*result);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
+    Ctx* ctx, const api::PollWorkflowTaskQueueRequest* request,
+    api::PollWorkflowTaskQueueResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateNamespace(request->namespace_()));
+  KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateTaskQueue(request->task_queue()));
+  KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateIdentity(request->identity()));
+  std::string identity = request->identity();
+  auto* reactor = new TaskPoll<api::PollWorkflowTaskQueueResponse>(
+      deps_, &metrics_, "PollWorkflowTaskQueue", keys::TaskKind::kWorkflow,
+      request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_(),
+      request->task_queue().name(), identity, PollDeadline(ctx), response,
+      [this, identity](const QueuedTask& task, const std::string& request_id) {
+        return deps_.engine->RecordWorkflowTaskStarted(task, identity, request_id);
+      });
+  reactor->Begin();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
+    Ctx* ctx, const api::PollActivityTaskQueueRequest* request,
+    api::PollActivityTaskQueueResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "PollActivityTaskQueue", ValidateNamespace(request->namespace_()));
+  KILN_REJECT_IF_ERROR(ctx, "PollActivityTaskQueue", ValidateTaskQueue(request->task_queue()));
+  KILN_REJECT_IF_ERROR(ctx, "PollActivityTaskQueue", ValidateIdentity(request->identity()));
+  std::string identity = request->identity();
+  auto* reactor = new TaskPoll<api::PollActivityTaskQueueResponse>(
+      deps_, &metrics_, "PollActivityTaskQueue", keys::TaskKind::kActivity,
+      request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_(),
+      request->task_queue().name(), identity, PollDeadline(ctx), response,
+      [this, identity](const QueuedTask& task, const std::string& request_id) {
+        return deps_.engine->RecordActivityTaskStarted(task, identity, request_id);
+      });
+  reactor->Begin();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskCompleted(
+    Ctx* ctx, const api::RespondWorkflowTaskCompletedRequest* request,
+    api::RespondWorkflowTaskCompletedResponse* response) {
+  return RunOnExecutor(ctx, "RespondWorkflowTaskCompleted", [this, request, response] {
+    auto result = deps_.engine->RespondWorkflowTaskCompleted(*request);
+    if (!result.ok()) return result.status();
+    *response = std::move(*result);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskFailed(
+    Ctx* ctx, const api::RespondWorkflowTaskFailedRequest* request,
+    api::RespondWorkflowTaskFailedResponse* response) {
+  return RunOnExecutor(ctx, "RespondWorkflowTaskFailed", [this, request] {
+    return deps_.engine->RespondWorkflowTaskFailed(*request);
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::RecordActivityTaskHeartbeat(
+    Ctx* ctx, const api::RecordActivityTaskHeartbeatRequest* request,
+    api::RecordActivityTaskHeartbeatResponse* response) {
+  return RunOnExecutor(ctx, "RecordActivityTaskHeartbeat", [this, request, response] {
+    auto result = deps_.engine->RecordActivityTaskHeartbeat(*request);
+    if (!result.ok()) return result.status();
+    *response = std::move(*result);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCompleted(
+    Ctx* ctx, const api::RespondActivityTaskCompletedRequest* request,
+    api::RespondActivityTaskCompletedResponse* response) {
+  return RunOnExecutor(ctx, "RespondActivityTaskCompleted", [this, request] {
+    return deps_.engine->RespondActivityTaskCompleted(*request);
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskFailed(
+    Ctx* ctx, const api::RespondActivityTaskFailedRequest* request,
+    api::RespondActivityTaskFailedResponse* response) {
+  return RunOnExecutor(ctx, "RespondActivityTaskFailed", [this, request] {
+    return deps_.engine->RespondActivityTaskFailed(*request);
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCanceled(
+    Ctx* ctx, const api::RespondActivityTaskCanceledRequest* request,
+    api::RespondActivityTaskCanceledResponse* response) {
+  return RunOnExecutor(ctx, "RespondActivityTaskCanceled", [this, request] {
+    return deps_.engine->RespondActivityTaskCanceled(*request);
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::GetSystemInfo(Ctx* ctx,
+                                                         const api::GetSystemInfoRequest* request,
+                                                         api::GetSystemInfoResponse* response) {
   response->set_server_version(kVersion);
   response->mutable_start_time()->set_seconds(absl::ToUnixSeconds(start_time_));
-  response->set_data_dir(data_dir_);
-  auto* reactor = context->DefaultReactor();
+  response->set_data_dir(deps_.data_dir);
+  auto* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

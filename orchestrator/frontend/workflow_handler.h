@@ -1,24 +1,92 @@
-// The WorkflowService frontend: validates requests, applies limits, and maps engine errors to
-// gRPC codes. Uses gRPC's callback API so that waiting calls (long polls) hold no thread.
+// The WorkflowService frontend: validates requests, applies limits, runs engine calls on the
+// engine's executor (they may wait for a synced commit), and maps engine errors to gRPC codes.
+// It uses gRPC's callback API, so waiting calls — task-queue long polls and history reads that
+// wait for new events — hold no thread while they wait.
 #pragma once
 
+#include <memory>
 #include <string>
 
+#include <prometheus/registry.h>
+
 #include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/executor.h"
+#include "common/ids.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
+#include "orchestrator/frontend/rpc_metrics.h"
+#include "orchestrator/history/history_engine.h"
+#include "orchestrator/history/run_watchers.h"
+#include "orchestrator/matching/matching.h"
 
 namespace kiln::orchestrator {
 
+struct FrontendDeps {
+  HistoryEngine* engine;
+  Matching* matching;
+  RunWatchers* watchers;
+  Clock* clock;
+  IdGenerator* ids;
+  Executor* executor;
+  prometheus::Registry* registry;
+  std::string data_dir;
+  // Long polls end (empty answer) after this long at most.
+  absl::Duration long_poll = absl::Seconds(60);
+};
+
 class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackService {
  public:
-  explicit WorkflowHandler(std::string data_dir);
+  explicit WorkflowHandler(FrontendDeps deps);
 
-  grpc::ServerUnaryReactor* GetSystemInfo(grpc::CallbackServerContext* context,
-                                          const kiln::api::v1::GetSystemInfoRequest* request,
-                                          kiln::api::v1::GetSystemInfoResponse* response) override;
+  using Ctx = grpc::CallbackServerContext;
+  using Reactor = grpc::ServerUnaryReactor;
+
+  Reactor* StartWorkflowExecution(Ctx* ctx, const api::StartWorkflowExecutionRequest* request,
+                                  api::StartWorkflowExecutionResponse* response) override;
+  Reactor* TerminateWorkflowExecution(Ctx* ctx,
+                                      const api::TerminateWorkflowExecutionRequest* request,
+                                      api::TerminateWorkflowExecutionResponse* response) override;
+  Reactor* DescribeWorkflowExecution(Ctx* ctx, const api::DescribeWorkflowExecutionRequest* request,
+                                     api::DescribeWorkflowExecutionResponse* response) override;
+  Reactor* GetWorkflowExecutionHistory(Ctx* ctx,
+                                       const api::GetWorkflowExecutionHistoryRequest* request,
+                                       api::GetWorkflowExecutionHistoryResponse* response) override;
+  Reactor* ListWorkflowExecutions(Ctx* ctx, const api::ListWorkflowExecutionsRequest* request,
+                                  api::ListWorkflowExecutionsResponse* response) override;
+
+  Reactor* PollWorkflowTaskQueue(Ctx* ctx, const api::PollWorkflowTaskQueueRequest* request,
+                                 api::PollWorkflowTaskQueueResponse* response) override;
+  Reactor* RespondWorkflowTaskCompleted(
+      Ctx* ctx, const api::RespondWorkflowTaskCompletedRequest* request,
+      api::RespondWorkflowTaskCompletedResponse* response) override;
+  Reactor* RespondWorkflowTaskFailed(Ctx* ctx, const api::RespondWorkflowTaskFailedRequest* request,
+                                     api::RespondWorkflowTaskFailedResponse* response) override;
+
+  Reactor* PollActivityTaskQueue(Ctx* ctx, const api::PollActivityTaskQueueRequest* request,
+                                 api::PollActivityTaskQueueResponse* response) override;
+  Reactor* RecordActivityTaskHeartbeat(Ctx* ctx,
+                                       const api::RecordActivityTaskHeartbeatRequest* request,
+                                       api::RecordActivityTaskHeartbeatResponse* response) override;
+  Reactor* RespondActivityTaskCompleted(
+      Ctx* ctx, const api::RespondActivityTaskCompletedRequest* request,
+      api::RespondActivityTaskCompletedResponse* response) override;
+  Reactor* RespondActivityTaskFailed(Ctx* ctx, const api::RespondActivityTaskFailedRequest* request,
+                                     api::RespondActivityTaskFailedResponse* response) override;
+  Reactor* RespondActivityTaskCanceled(Ctx* ctx,
+                                       const api::RespondActivityTaskCanceledRequest* request,
+                                       api::RespondActivityTaskCanceledResponse* response) override;
+
+  Reactor* GetSystemInfo(Ctx* ctx, const api::GetSystemInfoRequest* request,
+                         api::GetSystemInfoResponse* response) override;
 
  private:
-  std::string data_dir_;
+  // Runs `work` on the executor and finishes the call with its status.
+  Reactor* RunOnExecutor(Ctx* ctx, const char* method, std::function<absl::Status()> work);
+  // When a long poll started now should end, given the caller's own deadline.
+  absl::Time PollDeadline(Ctx* ctx);
+
+  FrontendDeps deps_;
+  RpcMetrics metrics_;
   absl::Time start_time_;
 };
 

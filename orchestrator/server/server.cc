@@ -9,14 +9,40 @@
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
 #include "common/logging.h"
+#include "common/status.h"
 #include "orchestrator/frontend/workflow_handler.h"
+#include "orchestrator/history/history_engine.h"
+#include "orchestrator/history/run_watchers.h"
+#include "orchestrator/matching/matching.h"
+#include "orchestrator/persistence/metered_store.h"
+#include "orchestrator/persistence/rocksdb_store.h"
+#include "orchestrator/timers/timer_queue.h"
 
 namespace kiln::orchestrator {
 
+// Carries each committed transition's effects to the queues and to waiting readers.
+class Listener final : public EngineListener {
+ public:
+  Listener(Matching* matching, RunWatchers* watchers) : matching_(matching), watchers_(watchers) {}
+  void set_timers(TimerQueue* timers) { timers_ = timers; }
+
+  void TaskAdded(QueuedTask task) override { matching_->TaskAdded(std::move(task)); }
+  void TimerAdded(const std::string& key, absl::Time fire_time) override {
+    if (timers_ != nullptr) timers_->TimerAdded(key, fire_time);
+  }
+  void RunChanged(const std::string& run_id) override { watchers_->Notify(run_id); }
+
+ private:
+  Matching* matching_;
+  RunWatchers* watchers_;
+  TimerQueue* timers_ = nullptr;
+};
+
+Server::Server() = default;
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data-dir: must be set");
-  auto listen = ParseHostPort(options.listen, "--listen");
-  if (!listen.ok()) return listen.status();
+  ASSIGN_OR_RETURN(HostPort listen, ParseHostPort(options.listen, "--listen"));
   std::error_code ec;
   std::filesystem::create_directories(options.data_dir, ec);
   if (ec) {
@@ -27,22 +53,48 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   std::unique_ptr<Server> server(new Server());
   server->options_ = options;
   server->registry_ = std::make_shared<prometheus::Registry>();
-  auto metrics = MetricsServer::Start(options.metrics_listen, server->registry_);
-  if (!metrics.ok()) return metrics.status();
-  server->metrics_ = std::move(*metrics);
+  ASSIGN_OR_RETURN(server->metrics_,
+                   MetricsServer::Start(options.metrics_listen, server->registry_));
 
-  server->workflow_service_ = std::make_unique<WorkflowHandler>(options.data_dir);
+  ASSIGN_OR_RETURN(server->rocksdb_, RocksDbStore::Open(options.data_dir + "/db"));
+  server->store_ =
+      std::make_unique<MeteredStore>(*server->rocksdb_, *server->registry_, server->clock_);
+  server->executor_ =
+      std::make_unique<Executor>("engine", options.engine_threads, options.engine_queue);
+  server->watchers_ = std::make_unique<RunWatchers>();
+  server->matching_ =
+      std::make_unique<Matching>(server->store_.get(), &server->clock_, server->registry_.get());
+  server->listener_ = std::make_unique<Listener>(server->matching_.get(), server->watchers_.get());
+  ASSIGN_OR_RETURN(server->engine_,
+                   HistoryEngine::Create(server->store_.get(), &server->clock_, &server->ids_,
+                                         server->listener_.get(), server->registry_.get()));
+  HistoryEngine* engine = server->engine_.get();
+  server->timers_ = std::make_unique<TimerQueue>(
+      server->store_.get(), &server->clock_, server->executor_.get(),
+      [engine](const std::string& key, const internal::TimerTask& task) {
+        return engine->FireTimer(key, task);
+      },
+      server->registry_.get());
+  server->listener_->set_timers(server->timers_.get());
+  RETURN_IF_ERROR(server->timers_->Start());
+
+  FrontendDeps deps{
+      engine,           server->matching_.get(), server->watchers_.get(), &server->clock_,
+      &server->ids_,    server->executor_.get(), server->registry_.get(), options.data_dir,
+      options.long_poll};
+  server->workflow_service_ = std::make_unique<WorkflowHandler>(std::move(deps));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen->ToString(), grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(listen.ToString(), grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->workflow_service_.get());
+  builder.SetMaxReceiveMessageSize(8 << 20);
   server->grpc_server_ = builder.BuildAndStart();
   if (!server->grpc_server_ || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on '", options.listen,
                                                "' (address in use or not local?)"));
   }
-  LogInfo("orchestrator.serving", {{"listen", absl::StrCat(listen->host, ":", server->port_)},
+  LogInfo("orchestrator.serving", {{"listen", absl::StrCat(listen.host, ":", server->port_)},
                                    {"metrics_port", server->metrics_port()},
                                    {"data_dir", options.data_dir}});
   return server;
@@ -53,10 +105,15 @@ Server::~Server() { Shutdown(absl::ZeroDuration()); }
 void Server::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  // Waiting calls answer now (empty), so the server can drain.
+  if (matching_) matching_->Shutdown();
+  if (watchers_) watchers_->NotifyAll();
   if (grpc_server_) {
-    grpc_server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
     grpc_server_->Wait();
   }
+  if (timers_) timers_->Stop();
+  executor_.reset();  // Runs what is queued, then joins.
 }
 
 }  // namespace kiln::orchestrator

@@ -1,5 +1,6 @@
-// The orchestrator process's wiring: opens the data directory, builds the engine's parts and
-// serves them over gRPC (WorkflowService, health) and Prometheus /metrics.
+// The orchestrator process's wiring: opens the RocksDB store in the data directory, builds the
+// engine's parts (history, matching, timers, watchers), and serves them over gRPC
+// (WorkflowService, health) and Prometheus /metrics.
 #pragma once
 
 #include <memory>
@@ -10,15 +11,31 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/executor.h"
+#include "common/ids.h"
 #include "common/metrics.h"
 
 namespace kiln::orchestrator {
+
+class Store;
+class RocksDbStore;
+class Matching;
+class HistoryEngine;
+class TimerQueue;
+class RunWatchers;
+class WorkflowHandler;
+class Listener;
 
 struct ServerOptions {
   std::string data_dir;
   std::string listen = "127.0.0.1:7233";
   // Empty: no metrics endpoint.
   std::string metrics_listen = "127.0.0.1:9233";
+  // Threads running engine work (they may wait on synced commits, which RocksDB groups).
+  int engine_threads = 32;
+  size_t engine_queue = 20'000;
+  absl::Duration long_poll = absl::Seconds(60);
 };
 
 class Server {
@@ -29,16 +46,26 @@ class Server {
   int port() const { return port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
-  // Stops taking new calls, lets running ones finish for up to `grace`, then cancels the rest.
+  // Answers waiting polls, stops taking calls, lets running ones finish for up to `grace`.
   void Shutdown(absl::Duration grace);
 
  private:
-  Server() = default;
+  Server();
 
   ServerOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<MetricsServer> metrics_;
-  std::unique_ptr<grpc::Service> workflow_service_;
+  RealClock clock_;
+  RandomIdGenerator ids_;
+  std::unique_ptr<RocksDbStore> rocksdb_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<RunWatchers> watchers_;
+  std::unique_ptr<Matching> matching_;
+  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<HistoryEngine> engine_;
+  std::unique_ptr<TimerQueue> timers_;
+  std::unique_ptr<WorkflowHandler> workflow_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
   bool shut_down_ = false;

@@ -1,0 +1,66 @@
+// A deterministic harness around HistoryEngine for state-machine tests: an in-memory store, a
+// fake clock and seeded ids. It plays matching and the timer queue itself — tasks are taken from
+// the store's backlog, timers are fired when the fake clock passes them — so every step of a
+// test happens exactly when the test says.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "orchestrator/history/history_engine.h"
+#include "orchestrator/persistence/memory_store.h"
+
+namespace kiln::orchestrator::testing {
+
+class EngineHarness : public EngineListener {
+ public:
+  EngineHarness();
+
+  HistoryEngine& engine() { return *engine_; }
+  FakeClock& clock() { return clock_; }
+  MemoryStore& store() { return store_; }
+
+  void TaskAdded(QueuedTask task) override { added_tasks_.push_back(std::move(task)); }
+  void TimerAdded(const std::string&, absl::Time) override {}
+  void RunChanged(const std::string&) override {}
+
+  // Starts a workflow on queue "q" with the given id.
+  absl::StatusOr<std::string> Start(const std::string& workflow_id,
+                                    api::StartWorkflowExecutionRequest extra = {});
+  // Every backlog task of a queue, in task-id order.
+  std::vector<QueuedTask> Backlog(keys::TaskKind kind, const std::string& queue);
+  // Takes the first backlog task of the queue and records its start, dropping stale ones as
+  // the frontend would. nullopt when the backlog holds no live task.
+  std::optional<api::PollWorkflowTaskQueueResponse> PollWorkflowTask(
+      const std::string& queue = "q");
+  std::optional<api::PollActivityTaskQueueResponse> PollActivityTask(
+      const std::string& queue = "q");
+  // Advances the fake clock and fires every timer due by then, in fire order.
+  void Advance(absl::Duration d);
+  // Commands.
+  static api::Command ScheduleActivity(const std::string& id, const std::string& type,
+                                       absl::Duration start_to_close, api::RetryPolicy retry = {});
+  static api::Command StartTimer(const std::string& id, absl::Duration after);
+  static api::Command CompleteWorkflow(const std::string& result);
+  absl::Status Complete(const api::PollWorkflowTaskQueueResponse& task,
+                        std::vector<api::Command> commands);
+  api::History History(const std::string& run_id);
+  std::vector<api::EventType> EventTypes(const std::string& run_id);
+  api::DescribeWorkflowExecutionResponse Describe(const std::string& run_id);
+
+ private:
+  FakeClock clock_;
+  RandomIdGenerator ids_{7};
+  MemoryStore store_;
+  std::vector<QueuedTask> added_tasks_;
+  std::unique_ptr<HistoryEngine> engine_;
+};
+
+api::Payloads Text(const std::string& s);
+
+}  // namespace kiln::orchestrator::testing

@@ -1,0 +1,491 @@
+#include "orchestrator/history/history_engine.h"
+
+#include "absl/hash/hash.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+#include "common/status.h"
+#include "orchestrator/history/limits.h"
+#include "orchestrator/persistence/keys.h"
+
+namespace kiln::orchestrator {
+namespace {
+
+bool IsFailedStatus(api::WorkflowExecutionStatus status) {
+  return status == api::WORKFLOW_EXECUTION_STATUS_FAILED ||
+         status == api::WORKFLOW_EXECUTION_STATUS_CANCELED ||
+         status == api::WORKFLOW_EXECUTION_STATUS_TERMINATED ||
+         status == api::WORKFLOW_EXECUTION_STATUS_TIMED_OUT;
+}
+
+std::string HistoryPageToken(int64_t next_event_id) { return absl::StrCat("h1:", next_event_id); }
+
+absl::StatusOr<int64_t> ParseHistoryPageToken(const std::string& token) {
+  int64_t next = 0;
+  if (token.rfind("h1:", 0) != 0 || !absl::SimpleAtoi(token.substr(3), &next) || next < 1) {
+    return absl::InvalidArgumentError("next_page_token: not a history page token");
+  }
+  return next;
+}
+
+}  // namespace
+
+std::string EncodeTaskToken(const internal::TaskToken& token) { return token.SerializeAsString(); }
+
+absl::StatusOr<internal::TaskToken> DecodeTaskToken(const std::string& bytes) {
+  internal::TaskToken token;
+  if (bytes.empty() || !token.ParseFromString(bytes) || token.run_id().empty()) {
+    return absl::InvalidArgumentError("task_token: malformed");
+  }
+  return token;
+}
+
+absl::StatusOr<std::unique_ptr<HistoryEngine>> HistoryEngine::Create(Store* store, Clock* clock,
+                                                                     IdGenerator* ids,
+                                                                     EngineListener* listener,
+                                                                     prometheus::Registry* registry,
+                                                                     EngineOptions options) {
+  ASSIGN_OR_RETURN(auto task_ids, TaskIdAllocator::Create(store));
+  return std::unique_ptr<HistoryEngine>(
+      new HistoryEngine(store, clock, ids, listener, std::move(task_ids), std::move(options)));
+}
+
+HistoryEngine::HistoryEngine(Store* store, Clock* clock, IdGenerator* ids, EngineListener* listener,
+                             std::unique_ptr<TaskIdAllocator> task_ids, EngineOptions options)
+    : store_(store),
+      clock_(clock),
+      ids_(ids),
+      listener_(listener),
+      task_ids_(std::move(task_ids)),
+      options_(std::move(options)),
+      cache_(options_.run_cache_capacity) {}
+
+std::string HistoryEngine::Namespace(const std::string& ns) const {
+  return ns.empty() ? options_.default_namespace : ns;
+}
+
+absl::StatusOr<std::unique_ptr<RunCache::Handle>> HistoryEngine::LoadRun(
+    const std::string& run_id) {
+  auto handle = cache_.Acquire(run_id);
+  if (!(*handle)->state.has_value()) {
+    ASSIGN_OR_RETURN(auto stored, store_->Get(Table::kExecutions, keys::Execution(run_id)));
+    if (!stored.has_value()) {
+      return absl::NotFoundError(absl::StrCat("workflow run ", run_id, " not found"));
+    }
+    internal::ExecutionState state;
+    if (!state.ParseFromString(*stored) || state.run_id() != run_id) {
+      return absl::DataLossError(absl::StrCat("state of run ", run_id, " is corrupt"));
+    }
+    (*handle)->state = std::move(state);
+  }
+  return handle;
+}
+
+absl::StatusOr<std::string> HistoryEngine::CurrentRunId(const std::string& ns,
+                                                        const std::string& workflow_id) {
+  ASSIGN_OR_RETURN(auto stored, store_->Get(Table::kCurrent, keys::Current(ns, workflow_id)));
+  if (!stored.has_value()) {
+    return absl::NotFoundError(absl::StrCat("workflow ", workflow_id, " not found"));
+  }
+  internal::CurrentRun current;
+  if (!current.ParseFromString(*stored)) {
+    return absl::DataLossError(absl::StrCat("current run of ", workflow_id, " is corrupt"));
+  }
+  return current.run_id();
+}
+
+absl::StatusOr<std::unique_ptr<RunCache::Handle>> HistoryEngine::LoadExecution(
+    const std::string& ns, const api::WorkflowExecution& execution) {
+  std::string run_id = execution.run_id();
+  if (run_id.empty()) {
+    ASSIGN_OR_RETURN(run_id, CurrentRunId(ns, execution.workflow_id()));
+  }
+  ASSIGN_OR_RETURN(auto handle, LoadRun(run_id));
+  const auto& state = *(*handle)->state;
+  if (state.namespace_() != ns ||
+      (!execution.workflow_id().empty() && state.workflow_id() != execution.workflow_id())) {
+    return absl::NotFoundError(
+        absl::StrCat("workflow run ", run_id, " not found in workflow ", execution.workflow_id()));
+  }
+  return handle;
+}
+
+absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatch* extra) {
+  ASSIGN_OR_RETURN(WriteBatch batch, mutation.Build());
+  if (extra != nullptr) batch.Append(std::move(*extra));
+  absl::Status status = store_->Commit(batch);
+  if (!status.ok()) {
+    // The cached state may no longer match the store (an unknown outcome): reload next time.
+    handle->state.reset();
+    return status;
+  }
+  handle->state = std::move(mutation.state());
+  const std::string& run_id = handle->state->run_id();
+  for (QueuedTask& task : mutation.new_tasks()) listener_->TaskAdded(std::move(task));
+  for (const NewTimer& timer : mutation.new_timers()) {
+    listener_->TimerAdded(timer.key, timer.fire_time);
+  }
+  if (!mutation.new_events().empty()) listener_->RunChanged(run_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartWorkflowExecution(
+    const api::StartWorkflowExecutionRequest& request) {
+  const std::string ns = Namespace(request.namespace_());
+  const std::string& workflow_id = request.workflow_id();
+  absl::MutexLock stripe(&start_stripes_[absl::HashOf(ns, workflow_id) % kStartStripes]);
+
+  api::StartWorkflowExecutionResponse response;
+  std::string previous_run_id;
+  auto current = CurrentRunId(ns, workflow_id);
+  if (!current.ok() && !absl::IsNotFound(current.status())) return current.status();
+  if (current.ok()) {
+    ASSIGN_OR_RETURN(auto handle, LoadRun(*current));
+    const internal::ExecutionState& state = *(*handle)->state;
+    previous_run_id = state.run_id();
+    if (!request.request_id().empty() && state.start_request_id() == request.request_id()) {
+      response.set_run_id(state.run_id());  // A retried start: same answer, nothing new.
+      return response;
+    }
+    bool open = state.status() == api::WORKFLOW_EXECUTION_STATUS_RUNNING;
+    if (open) {
+      switch (request.workflow_id_conflict_policy()) {
+        case api::WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING:
+          response.set_run_id(state.run_id());
+          return response;
+        case api::WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING: {
+          Mutation m(state, clock_->Now(), task_ids_.get());
+          m.FlushBuffered();
+          auto* attrs = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED)
+                            ->mutable_workflow_execution_terminated_event_attributes();
+          attrs->set_reason("terminated by a new start (conflict policy TERMINATE_EXISTING)");
+          attrs->set_identity(request.identity());
+          m.Close(api::WORKFLOW_EXECUTION_STATUS_TERMINATED);
+          RETURN_IF_ERROR(Commit(*handle, m));
+          break;
+        }
+        default:
+          return absl::AlreadyExistsError(absl::StrCat(
+              "workflow ", workflow_id, " is already running (run ", state.run_id(), ")"));
+      }
+    } else {
+      auto policy = request.workflow_id_reuse_policy();
+      if (policy == api::WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("workflow ", workflow_id, " already ran (run ", state.run_id(),
+                         ") and the reuse policy REJECT_DUPLICATE forbids another run"));
+      }
+      if (policy == api::WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY &&
+          !IsFailedStatus(state.status())) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "workflow ", workflow_id, " already completed successfully (run ", state.run_id(),
+            ") and the reuse policy ALLOW_DUPLICATE_FAILED_ONLY forbids another run"));
+      }
+    }
+  }
+
+  absl::Time now = clock_->Now();
+  internal::ExecutionState state;
+  state.set_namespace_(ns);
+  state.set_workflow_id(workflow_id);
+  state.set_run_id(ids_->NewUuid());
+  state.set_workflow_type(request.workflow_type().name());
+  state.set_task_queue(request.task_queue().name());
+  state.set_status(api::WORKFLOW_EXECUTION_STATUS_RUNNING);
+  state.set_next_event_id(1);
+  ToProto(now, state.mutable_start_time());
+  absl::Duration task_timeout = FromProto(request.workflow_task_timeout());
+  if (task_timeout <= absl::ZeroDuration()) task_timeout = limits::kDefaultWorkflowTaskTimeout;
+  task_timeout = std::min(task_timeout, limits::kMaxWorkflowTaskTimeout);
+  ToProto(task_timeout, state.mutable_workflow_task_timeout());
+  absl::Duration run_timeout = FromProto(request.workflow_run_timeout());
+  absl::Duration execution_timeout = FromProto(request.workflow_execution_timeout());
+  if (execution_timeout > absl::ZeroDuration() &&
+      (run_timeout <= absl::ZeroDuration() || run_timeout > execution_timeout)) {
+    run_timeout = execution_timeout;
+  }
+  if (run_timeout > absl::ZeroDuration()) {
+    ToProto(now + run_timeout, state.mutable_run_expiration_time());
+  }
+  state.set_start_request_id(request.request_id());
+  state.set_first_run_id(state.run_id());
+  *state.mutable_search_attributes() = request.search_attributes();
+  *state.mutable_memo() = request.memo();
+
+  Mutation m(state, now, task_ids_.get());
+  auto* started = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
+                      ->mutable_workflow_execution_started_event_attributes();
+  *started->mutable_workflow_type() = request.workflow_type();
+  *started->mutable_task_queue() = request.task_queue();
+  *started->mutable_input() = request.input();
+  *started->mutable_workflow_execution_timeout() = request.workflow_execution_timeout();
+  if (run_timeout > absl::ZeroDuration()) {
+    ToProto(run_timeout, started->mutable_workflow_run_timeout());
+  }
+  ToProto(task_timeout, started->mutable_workflow_task_timeout());
+  started->set_identity(request.identity());
+  started->set_original_execution_run_id(state.run_id());
+  started->set_first_execution_run_id(state.run_id());
+  started->set_attempt(1);
+  *started->mutable_retry_policy() = request.retry_policy();
+  *started->mutable_memo() = request.memo();
+  *started->mutable_search_attributes() = request.search_attributes();
+  *started->mutable_header() = request.header();
+  started->set_request_id(request.request_id());
+  RETURN_IF_ERROR(m.ScheduleWorkflowTask());
+  if (run_timeout > absl::ZeroDuration()) {
+    RETURN_IF_ERROR(
+        m.AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT, now + run_timeout, 0, 0)
+            .status());
+  }
+  m.TouchVisibility();
+
+  WriteBatch current_batch;
+  internal::CurrentRun current_run;
+  current_run.set_run_id(state.run_id());
+  current_batch.Put(Table::kCurrent, keys::Current(ns, workflow_id),
+                    current_run.SerializeAsString());
+  auto handle = cache_.Acquire(state.run_id());
+  RETURN_IF_ERROR(Commit(*handle, m, &current_batch));
+  response.set_run_id(state.run_id());
+  response.set_started(true);
+  return response;
+}
+
+absl::Status HistoryEngine::TerminateWorkflowExecution(
+    const api::TerminateWorkflowExecutionRequest& request) {
+  ASSIGN_OR_RETURN(auto handle,
+                   LoadExecution(Namespace(request.namespace_()), request.workflow_execution()));
+  const internal::ExecutionState& state = *(*handle)->state;
+  if (state.status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("workflow run ", state.run_id(), " is already closed"));
+  }
+  Mutation m(state, clock_->Now(), task_ids_.get());
+  m.FlushBuffered();
+  auto* attrs = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED)
+                    ->mutable_workflow_execution_terminated_event_attributes();
+  attrs->set_reason(request.reason());
+  *attrs->mutable_details() = request.details();
+  attrs->set_identity(request.identity());
+  m.Close(api::WORKFLOW_EXECUTION_STATUS_TERMINATED);
+  return Commit(*handle, m);
+}
+
+absl::StatusOr<api::DescribeWorkflowExecutionResponse> HistoryEngine::DescribeWorkflowExecution(
+    const api::DescribeWorkflowExecutionRequest& request) {
+  ASSIGN_OR_RETURN(auto handle,
+                   LoadExecution(Namespace(request.namespace_()), request.execution()));
+  const internal::ExecutionState& state = *(*handle)->state;
+  api::DescribeWorkflowExecutionResponse response;
+  auto* info = response.mutable_workflow_execution_info();
+  info->mutable_execution()->set_workflow_id(state.workflow_id());
+  info->mutable_execution()->set_run_id(state.run_id());
+  info->mutable_type()->set_name(state.workflow_type());
+  *info->mutable_start_time() = state.start_time();
+  *info->mutable_close_time() = state.close_time();
+  *info->mutable_execution_time() = state.start_time();
+  info->set_status(state.status());
+  info->set_history_length(state.next_event_id() - 1);
+  *info->mutable_memo() = state.memo();
+  *info->mutable_search_attributes() = state.search_attributes();
+  info->set_task_queue(state.task_queue());
+  info->set_first_run_id(state.first_run_id());
+  for (const auto& [id, a] : state.activities()) {
+    auto* p = response.add_pending_activities();
+    p->set_activity_id(a.activity_id());
+    p->mutable_activity_type()->set_name(a.activity_type());
+    p->set_state(a.cancel_requested()      ? api::PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
+                 : IsSet(a.started_time()) ? api::PENDING_ACTIVITY_STATE_STARTED
+                                           : api::PENDING_ACTIVITY_STATE_SCHEDULED);
+    *p->mutable_heartbeat_details() = a.heartbeat_details();
+    *p->mutable_last_heartbeat_time() = a.last_heartbeat_time();
+    *p->mutable_last_started_time() = a.started_time();
+    p->set_attempt(a.attempt());
+    p->set_maximum_attempts(a.retry_policy().maximum_attempts());
+    *p->mutable_scheduled_time() = a.scheduled_time();
+    if (FromProto(a.schedule_to_close_timeout()) > absl::ZeroDuration()) {
+      ToProto(FromProto(a.scheduled_time()) + FromProto(a.schedule_to_close_timeout()),
+              p->mutable_expiration_time());
+    }
+    *p->mutable_last_failure() = a.last_failure();
+    p->set_last_worker_identity(a.last_worker_identity());
+    p->set_scheduled_event_id(a.scheduled_event_id());
+  }
+  for (const auto& [id, t] : state.timers()) {
+    auto* p = response.add_pending_timers();
+    p->set_timer_id(t.timer_id());
+    p->set_started_event_id(t.started_event_id());
+    *p->mutable_fire_time() = t.fire_time();
+  }
+  if (state.workflow_task().scheduled_event_id() != 0) {
+    const auto& wt = state.workflow_task();
+    auto* p = response.mutable_pending_workflow_task();
+    p->set_scheduled_event_id(wt.scheduled_event_id());
+    p->set_started_event_id(wt.started_event_id());
+    *p->mutable_scheduled_time() = wt.scheduled_time();
+    *p->mutable_started_time() = wt.started_time();
+    p->set_attempt(wt.attempt());
+  }
+  return response;
+}
+
+absl::StatusOr<api::History> HistoryEngine::ReadEvents(const std::string& run_id,
+                                                       int64_t from_event_id, int64_t to_event_id,
+                                                       size_t limit) {
+  api::History history;
+  absl::Status parse_error;
+  std::string end = to_event_id > 0 ? keys::HistoryEvent(run_id, to_event_id + 1)
+                                    : keys::PrefixEnd(keys::HistoryPrefix(run_id));
+  RETURN_IF_ERROR(store_->Scan(
+      Table::kHistory, keys::HistoryEvent(run_id, from_event_id), end, limit,
+      [&](std::string_view key, std::string_view value) {
+        api::HistoryEvent* event = history.add_events();
+        if (!event->ParseFromArray(value.data(), static_cast<int>(value.size())) ||
+            event->event_id() != keys::HistoryEventId(key)) {
+          parse_error = absl::DataLossError(absl::StrCat(
+              "history event ", keys::HistoryEventId(key), " of run ", run_id, " is corrupt"));
+          return false;
+        }
+        return true;
+      }));
+  RETURN_IF_ERROR(parse_error);
+  // Check the history read back: ids must run without gaps from the first one asked for.
+  int64_t expected = from_event_id;
+  for (const auto& event : history.events()) {
+    if (event.event_id() != expected++) {
+      return absl::DataLossError(
+          absl::StrCat("history of run ", run_id, " has a gap before event ", event.event_id()));
+    }
+  }
+  return history;
+}
+
+absl::StatusOr<HistoryRead> HistoryEngine::ReadHistory(
+    const api::GetWorkflowExecutionHistoryRequest& request) {
+  const std::string ns = Namespace(request.namespace_());
+  internal::ExecutionState state;
+  {
+    ASSIGN_OR_RETURN(auto handle, LoadExecution(ns, request.execution()));
+    state = *(*handle)->state;
+  }
+  HistoryRead read;
+  read.run_id = state.run_id();
+  bool open = state.status() == api::WORKFLOW_EXECUTION_STATUS_RUNNING;
+  int64_t last_event_id = state.next_event_id() - 1;
+
+  if (request.history_event_filter_type() == api::HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT) {
+    if (open) {
+      read.wait = request.wait_new_event();
+      return read;
+    }
+    ASSIGN_OR_RETURN(api::History history,
+                     ReadEvents(state.run_id(), state.close_event_id(), state.close_event_id(), 1));
+    *read.response.mutable_history() = std::move(history);
+    return read;
+  }
+
+  int64_t from = 1;
+  if (!request.next_page_token().empty()) {
+    ASSIGN_OR_RETURN(from, ParseHistoryPageToken(request.next_page_token()));
+  }
+  int32_t page_size = request.maximum_page_size();
+  if (page_size <= 0) page_size = limits::kDefaultHistoryPageSize;
+  page_size = std::min(page_size, limits::kMaxHistoryPageSize);
+  if (from > last_event_id) {
+    // Nothing new yet. A closed run has nothing more to come.
+    read.wait = open && request.wait_new_event();
+    return read;
+  }
+  ASSIGN_OR_RETURN(api::History history,
+                   ReadEvents(state.run_id(), from, last_event_id, static_cast<size_t>(page_size)));
+  int64_t next = from + history.events_size();
+  *read.response.mutable_history() = std::move(history);
+  // A page token when more events exist, or when the run is open and the caller waits for new
+  // ones (it polls again with the token).
+  if (next <= last_event_id || (open && request.wait_new_event())) {
+    read.response.set_next_page_token(HistoryPageToken(next));
+  }
+  return read;
+}
+
+absl::StatusOr<api::ListWorkflowExecutionsResponse> HistoryEngine::ListWorkflowExecutions(
+    const api::ListWorkflowExecutionsRequest& request) {
+  const std::string ns = Namespace(request.namespace_());
+  int32_t page_size = request.page_size();
+  if (page_size <= 0) page_size = limits::kDefaultListPageSize;
+  page_size = std::min(page_size, limits::kMaxListPageSize);
+  std::string prefix = keys::VisibilityPrefix(ns);
+  std::string start = prefix;
+  if (!request.next_page_token().empty()) {
+    if (request.next_page_token().rfind(prefix, 0) != 0) {
+      return absl::InvalidArgumentError("next_page_token: not a list token of this namespace");
+    }
+    start = request.next_page_token();
+  }
+  absl::Time earliest = IsSet(request.earliest_start_time())
+                            ? FromProto(request.earliest_start_time())
+                            : absl::InfinitePast();
+  absl::Time latest = IsSet(request.latest_start_time()) ? FromProto(request.latest_start_time())
+                                                         : absl::InfiniteFuture();
+  // Newest first: a later start time sorts earlier, so the time bounds are key bounds too.
+  if (latest != absl::InfiniteFuture()) {
+    std::string bound = keys::Visibility(ns, latest, "");
+    if (bound > start) start = bound;
+  }
+  std::string end = earliest != absl::InfinitePast()
+                        ? keys::PrefixEnd(keys::Visibility(ns, earliest, ""))
+                        : keys::PrefixEnd(prefix);
+
+  api::ListWorkflowExecutionsResponse response;
+  absl::Status parse_error;
+  size_t examined = 0;
+  std::string last_key;
+  bool more = false;
+  RETURN_IF_ERROR(store_->Scan(
+      Table::kVisibility, start, end, 0, [&](std::string_view key, std::string_view value) {
+        if (response.executions_size() >= page_size || examined >= limits::kMaxListScan) {
+          more = true;
+          return false;
+        }
+        ++examined;
+        last_key = std::string(key);
+        internal::VisibilityRecord record;
+        if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          parse_error = absl::DataLossError("visibility record is corrupt");
+          return false;
+        }
+        if (!request.workflow_type().empty() && record.workflow_type() != request.workflow_type())
+          return true;
+        if (request.status() != api::WORKFLOW_EXECUTION_STATUS_UNSPECIFIED &&
+            record.status() != request.status())
+          return true;
+        if (!request.workflow_id().empty() && record.workflow_id() != request.workflow_id())
+          return true;
+        auto* info = response.add_executions();
+        info->mutable_execution()->set_workflow_id(record.workflow_id());
+        info->mutable_execution()->set_run_id(record.run_id());
+        info->mutable_type()->set_name(record.workflow_type());
+        *info->mutable_start_time() = record.start_time();
+        *info->mutable_close_time() = record.close_time();
+        *info->mutable_execution_time() = record.start_time();
+        info->set_status(record.status());
+        info->set_history_length(record.history_length());
+        info->set_task_queue(record.task_queue());
+        *info->mutable_search_attributes() = record.search_attributes();
+        *info->mutable_memo() = record.memo();
+        info->set_first_run_id(record.first_run_id());
+        return true;
+      }));
+  RETURN_IF_ERROR(parse_error);
+  if (more) response.set_next_page_token(last_key + '\0');
+  return response;
+}
+
+absl::Status HistoryEngine::DropStaleTask(const QueuedTask& task) {
+  WriteBatch batch;
+  batch.Delete(Table::kTasks, task.Key());
+  return store_->Commit(batch);
+}
+
+}  // namespace kiln::orchestrator

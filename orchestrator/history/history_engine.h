@@ -1,0 +1,155 @@
+// The history service: one state machine per workflow run. Every transition loads the run's
+// state (from the cache or the store) under the run's lock, applies a Mutation, commits ONE
+// synced batch (events + state + tasks + timers + visibility), and only then updates the cache
+// and tells the queues (EngineListener). Task tokens name run, scheduled event and attempt, so
+// a stale or duplicate answer from a worker is refused and changes nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <prometheus/registry.h>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "kiln/api/v1/workflow_service.pb.h"
+#include "kiln/internal/v1/persistence.pb.h"
+#include "orchestrator/history/mutation.h"
+#include "orchestrator/history/run_cache.h"
+#include "orchestrator/history/task_id_allocator.h"
+#include "orchestrator/matching/matching.h"
+#include "orchestrator/persistence/store.h"
+
+namespace kiln::orchestrator {
+
+namespace api = ::kiln::api::v1;
+namespace internal = ::kiln::internal::v1;
+
+// Told about each committed transition's effects, after the commit.
+class EngineListener {
+ public:
+  virtual ~EngineListener() = default;
+  virtual void TaskAdded(QueuedTask task) = 0;
+  virtual void TimerAdded(const std::string& key, absl::Time fire_time) = 0;
+  // The run's history grew or the run closed.
+  virtual void RunChanged(const std::string& run_id) = 0;
+};
+
+struct EngineOptions {
+  size_t run_cache_capacity = 10'000;
+  std::string default_namespace = "default";
+};
+
+// A history read: the page, or "wait" when the caller asked to wait for new events and there
+// are none yet.
+struct HistoryRead {
+  api::GetWorkflowExecutionHistoryResponse response;
+  bool wait = false;
+  std::string run_id;
+};
+
+class HistoryEngine {
+ public:
+  static absl::StatusOr<std::unique_ptr<HistoryEngine>> Create(Store* store, Clock* clock,
+                                                               IdGenerator* ids,
+                                                               EngineListener* listener,
+                                                               prometheus::Registry* registry,
+                                                               EngineOptions options = {});
+
+  // Clients.
+  absl::StatusOr<api::StartWorkflowExecutionResponse> StartWorkflowExecution(
+      const api::StartWorkflowExecutionRequest& request);
+  absl::Status TerminateWorkflowExecution(const api::TerminateWorkflowExecutionRequest& request);
+  absl::StatusOr<api::DescribeWorkflowExecutionResponse> DescribeWorkflowExecution(
+      const api::DescribeWorkflowExecutionRequest& request);
+  absl::StatusOr<HistoryRead> ReadHistory(const api::GetWorkflowExecutionHistoryRequest& request);
+  absl::StatusOr<api::ListWorkflowExecutionsResponse> ListWorkflowExecutions(
+      const api::ListWorkflowExecutionsRequest& request);
+
+  // Matching handed `task` to a poller: record that it started and build the poller's answer.
+  // kNotFound / kFailedPrecondition mean the task is stale: call DropStaleTask.
+  absl::StatusOr<api::PollWorkflowTaskQueueResponse> RecordWorkflowTaskStarted(
+      const QueuedTask& task, const std::string& identity, const std::string& poll_request_id);
+  absl::StatusOr<api::PollActivityTaskQueueResponse> RecordActivityTaskStarted(
+      const QueuedTask& task, const std::string& identity, const std::string& poll_request_id);
+  // Deletes a stale task's backlog entry.
+  absl::Status DropStaleTask(const QueuedTask& task);
+
+  // Workers.
+  absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> RespondWorkflowTaskCompleted(
+      const api::RespondWorkflowTaskCompletedRequest& request);
+  absl::Status RespondWorkflowTaskFailed(const api::RespondWorkflowTaskFailedRequest& request);
+  absl::StatusOr<api::RecordActivityTaskHeartbeatResponse> RecordActivityTaskHeartbeat(
+      const api::RecordActivityTaskHeartbeatRequest& request);
+  absl::Status RespondActivityTaskCompleted(
+      const api::RespondActivityTaskCompletedRequest& request);
+  absl::Status RespondActivityTaskFailed(const api::RespondActivityTaskFailedRequest& request);
+  absl::Status RespondActivityTaskCanceled(const api::RespondActivityTaskCanceledRequest& request);
+
+  // The timer queue: `task` (stored at `key`) is due. The transition deletes the key; a stale
+  // timer's key is deleted on its own.
+  absl::Status FireTimer(const std::string& key, const internal::TimerTask& task);
+
+  const std::string& default_namespace() const { return options_.default_namespace; }
+  size_t cached_runs() { return cache_.size(); }
+
+ private:
+  HistoryEngine(Store* store, Clock* clock, IdGenerator* ids, EngineListener* listener,
+                std::unique_ptr<TaskIdAllocator> task_ids, EngineOptions options);
+
+  using Handle = RunCache::Handle;
+
+  std::string Namespace(const std::string& ns) const;
+  // Locks the run and loads its state. kNotFound when the run does not exist.
+  absl::StatusOr<std::unique_ptr<Handle>> LoadRun(const std::string& run_id);
+  // Resolves an execution (an empty run id means the current run) and loads it.
+  absl::StatusOr<std::unique_ptr<Handle>> LoadExecution(const std::string& ns,
+                                                        const api::WorkflowExecution& execution);
+  absl::StatusOr<std::string> CurrentRunId(const std::string& ns, const std::string& workflow_id);
+  // Builds and commits `mutation`, then updates the cache and tells the listener.
+  absl::Status Commit(Handle& handle, Mutation& mutation, WriteBatch* extra = nullptr);
+
+  // Workflow task pieces (workflow_tasks.cc).
+  absl::StatusOr<internal::TaskToken> CheckWorkflowToken(Handle& handle, const std::string& token);
+  absl::Status FailWorkflowTask(Handle& handle, const internal::ExecutionState& state,
+                                api::WorkflowTaskFailedCause cause, const std::string& message,
+                                const std::string& identity);
+  absl::Status ApplyCommands(Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
+                             int64_t completed_event_id, api::WorkflowTaskFailedCause* cause);
+  absl::StatusOr<api::History> ReadEvents(const std::string& run_id, int64_t from_event_id,
+                                          int64_t to_event_id, size_t limit);
+
+  // Activity pieces (activity_tasks.cc).
+  absl::StatusOr<internal::TaskToken> CheckActivityToken(Handle& handle, const std::string& token,
+                                                         internal::ActivityInfo** activity);
+  // Closes an activity: writes its started event and `close` event (ids fixed up if buffered).
+  absl::Status CloseActivity(Mutation& m, int64_t scheduled_event_id, api::EventType close,
+                             const std::function<void(api::HistoryEvent*)>& fill);
+  absl::Status RetryOrFailActivity(Mutation& m, internal::ActivityInfo* activity,
+                                   const api::Failure& failure, api::EventType final_event,
+                                   const api::Payloads* heartbeat_details);
+
+  // Timer pieces (timer_tasks.cc).
+  absl::Status FireActivityTimeout(Mutation& m, const internal::TimerTask& task, bool* stale);
+
+  Store* store_;
+  Clock* clock_;
+  IdGenerator* ids_;
+  EngineListener* listener_;
+  std::unique_ptr<TaskIdAllocator> task_ids_;
+  EngineOptions options_;
+  RunCache cache_;
+  // Serialises starts of one workflow id (striped by hash), so that the check of the current
+  // run and the write of a new one are atomic.
+  static constexpr size_t kStartStripes = 64;
+  absl::Mutex start_stripes_[kStartStripes];
+};
+
+// Task tokens: opaque to workers.
+std::string EncodeTaskToken(const internal::TaskToken& token);
+absl::StatusOr<internal::TaskToken> DecodeTaskToken(const std::string& bytes);
+
+}  // namespace kiln::orchestrator

@@ -1,0 +1,407 @@
+// State-machine tests of the history engine: fake clock, in-memory store, every transition
+// driven explicitly by the test.
+#include "orchestrator/history/history_engine.h"
+
+#include <catch2/catch.hpp>
+
+#include "common/proto_time.h"
+#include "orchestrator/history/engine_harness.h"
+
+namespace kiln::orchestrator {
+namespace {
+
+using testing::EngineHarness;
+using testing::Text;
+using E = api::EventType;
+
+api::RetryPolicy Retry(int max_attempts, absl::Duration initial = absl::Seconds(1)) {
+  api::RetryPolicy policy;
+  policy.set_maximum_attempts(max_attempts);
+  ToProto(initial, policy.mutable_initial_interval());
+  return policy;
+}
+
+absl::Status CompleteActivity(EngineHarness& h, const api::PollActivityTaskQueueResponse& task,
+                              const std::string& result) {
+  api::RespondActivityTaskCompletedRequest request;
+  request.set_task_token(task.task_token());
+  *request.mutable_result() = Text(result);
+  return h.engine().RespondActivityTaskCompleted(request);
+}
+
+absl::Status FailActivity(EngineHarness& h, const api::PollActivityTaskQueueResponse& task,
+                          const std::string& type, bool non_retryable = false) {
+  api::RespondActivityTaskFailedRequest request;
+  request.set_task_token(task.task_token());
+  request.mutable_failure()->set_message("boom");
+  request.mutable_failure()->mutable_application_failure_info()->set_type(type);
+  request.mutable_failure()->mutable_application_failure_info()->set_non_retryable(non_retryable);
+  return h.engine().RespondActivityTaskFailed(request);
+}
+
+void RequireGapless(const api::History& history) {
+  for (int i = 0; i < history.events_size(); ++i) {
+    REQUIRE(history.events(i).event_id() == i + 1);
+  }
+}
+
+TEST_CASE("A workflow with one activity runs to completion with a Temporal-shaped history") {
+  EngineHarness h;
+  std::string run = h.Start("wf-1").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  REQUIRE(wt->history().events_size() == 3);
+  REQUIRE(wt->previous_started_event_id() == 0);
+  REQUIRE(
+      h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10))}).ok());
+
+  auto activity = h.PollActivityTask();
+  REQUIRE(activity.has_value());
+  REQUIRE(activity->activity_type().name() == "greet");
+  REQUIRE(activity->attempt() == 1);
+  REQUIRE(CompleteActivity(h, *activity, "\"hello\"").ok());
+
+  auto wt2 = h.PollWorkflowTask();
+  REQUIRE(wt2.has_value());
+  REQUIRE(wt2->previous_started_event_id() == 3);
+  REQUIRE(h.Complete(*wt2, {EngineHarness::CompleteWorkflow("\"done\"")}).ok());
+
+  REQUIRE(h.EventTypes(run) ==
+          std::vector<E>{
+              E::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+              E::EVENT_TYPE_WORKFLOW_TASK_STARTED, E::EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+              E::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, E::EVENT_TYPE_ACTIVITY_TASK_STARTED,
+              E::EVENT_TYPE_ACTIVITY_TASK_COMPLETED, E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+              E::EVENT_TYPE_WORKFLOW_TASK_STARTED, E::EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+              E::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED});
+  api::History history = h.History(run);
+  RequireGapless(history);
+  const auto& completed = history.events(6).activity_task_completed_event_attributes();
+  REQUIRE(completed.scheduled_event_id() == 5);
+  REQUIRE(completed.started_event_id() == 6);
+  REQUIRE(h.Describe(run).workflow_execution_info().status() ==
+          api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+  // Nothing is left behind in the queues or the timer table... except stale timers already
+  // deleted on fire; the backlog is empty.
+  REQUIRE(h.Backlog(keys::TaskKind::kWorkflow, "q").empty());
+  REQUIRE(h.Backlog(keys::TaskKind::kActivity, "q").empty());
+}
+
+TEST_CASE("A failed activity is retried with backoff and the attempt count survives") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(
+      h.Complete(*wt, {EngineHarness::ScheduleActivity("a", "flaky", absl::Seconds(10), Retry(5))})
+          .ok());
+  auto first = h.PollActivityTask();
+  REQUIRE(FailActivity(h, *first, "Transient").ok());
+  // Backing off for 1 s: nothing to poll yet.
+  REQUIRE_FALSE(h.PollActivityTask().has_value());
+  REQUIRE(h.Describe(run).pending_activities(0).attempt() == 2);
+  REQUIRE(h.Describe(run).pending_activities(0).last_failure().message() == "boom");
+  h.Advance(absl::Milliseconds(999));
+  REQUIRE_FALSE(h.PollActivityTask().has_value());
+  h.Advance(absl::Milliseconds(1));
+  auto second = h.PollActivityTask();
+  REQUIRE(second.has_value());
+  REQUIRE(second->attempt() == 2);
+  // The first attempt's token is stale now and changes nothing.
+  REQUIRE(absl::IsFailedPrecondition(CompleteActivity(h, *first, "\"late\"")));
+  REQUIRE(FailActivity(h, *second, "Transient").ok());
+  h.Advance(absl::Milliseconds(1999));  // Second backoff is 2 s.
+  REQUIRE_FALSE(h.PollActivityTask().has_value());
+  h.Advance(absl::Milliseconds(1));
+  auto third = h.PollActivityTask();
+  REQUIRE(third->attempt() == 3);
+  REQUIRE(CompleteActivity(h, *third, "\"ok\"").ok());
+  // A duplicate completion is refused and changes nothing.
+  REQUIRE(absl::IsNotFound(CompleteActivity(h, *third, "\"again\"")));
+
+  api::History history = h.History(run);
+  RequireGapless(history);
+  // Retries leave no events: one started event carrying the attempt and the last failure.
+  REQUIRE(history.events_size() == 8);
+  const auto& started = history.events(5).activity_task_started_event_attributes();
+  REQUIRE(started.attempt() == 3);
+  REQUIRE(started.last_failure().application_failure_info().type() == "Transient");
+}
+
+TEST_CASE("Non-retryable failures and exhausted attempts close the activity as failed") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  api::RetryPolicy policy = Retry(2);
+  policy.add_non_retryable_error_types("Fatal");
+  REQUIRE(h.Complete(*h.PollWorkflowTask(),
+                     {EngineHarness::ScheduleActivity("x", "t", absl::Seconds(5), policy),
+                      EngineHarness::ScheduleActivity("y", "t", absl::Seconds(5), policy),
+                      EngineHarness::ScheduleActivity("z", "t", absl::Seconds(5), policy)})
+              .ok());
+  auto x = h.PollActivityTask();
+  auto y = h.PollActivityTask();
+  auto z = h.PollActivityTask();
+  REQUIRE(FailActivity(h, *x, "Fatal").ok());                          // listed type
+  REQUIRE(FailActivity(h, *y, "Other", /*non_retryable=*/true).ok());  // flagged
+  REQUIRE(FailActivity(h, *z, "Other").ok());                          // retried once
+  h.Advance(absl::Seconds(1));
+  auto z2 = h.PollActivityTask();
+  REQUIRE(z2->attempt() == 2);
+  REQUIRE(FailActivity(h, *z2, "Other").ok());  // maximum attempts reached
+  std::vector<api::RetryState> states;
+  api::History history = h.History(run);
+  for (const auto& e : history.events()) {
+    if (e.event_type() == E::EVENT_TYPE_ACTIVITY_TASK_FAILED) {
+      states.push_back(e.activity_task_failed_event_attributes().retry_state());
+      REQUIRE(e.activity_task_failed_event_attributes().started_event_id() != 0);
+    }
+  }
+  REQUIRE(states == std::vector<api::RetryState>{api::RETRY_STATE_NON_RETRYABLE_FAILURE,
+                                                 api::RETRY_STATE_NON_RETRYABLE_FAILURE,
+                                                 api::RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED});
+  RequireGapless(h.History(run));
+}
+
+TEST_CASE("Activity timeouts: start-to-close retries, schedule-to-start and -to-close are final") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  api::Command stc = EngineHarness::ScheduleActivity("stc", "t", absl::Seconds(5), Retry(2));
+  api::Command sts = EngineHarness::ScheduleActivity("sts", "t", absl::Seconds(5), Retry(3));
+  ToProto(
+      absl::Seconds(3),
+      sts.mutable_schedule_activity_task_command_attributes()->mutable_schedule_to_start_timeout());
+  sts.mutable_schedule_activity_task_command_attributes()->mutable_task_queue()->set_name("nobody");
+  api::Command sc = EngineHarness::ScheduleActivity("sc", "t", absl::Seconds(5), Retry(0));
+  ToProto(
+      absl::Seconds(8),
+      sc.mutable_schedule_activity_task_command_attributes()->mutable_schedule_to_close_timeout());
+  sc.mutable_schedule_activity_task_command_attributes()->mutable_task_queue()->set_name("slow");
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {stc, sts, sc}).ok());
+
+  auto attempt1 = h.PollActivityTask();
+  REQUIRE(attempt1->activity_id() == "stc");
+  auto sc1 = h.PollActivityTask("slow");
+  h.Advance(absl::Seconds(3));  // sts: nobody polled "nobody" within 3 s.
+  h.Advance(absl::Seconds(2));  // stc attempt 1 and sc attempt 1 time out at 5 s: retried.
+  REQUIRE(h.Describe(run).pending_activities_size() == 2);
+  h.Advance(absl::Seconds(1));
+  auto attempt2 = h.PollActivityTask();
+  REQUIRE(attempt2->attempt() == 2);
+  auto sc2 = h.PollActivityTask("slow");
+  REQUIRE(sc2->attempt() == 2);
+  h.Advance(absl::Seconds(2));  // sc: 8 s since scheduled, final.
+  h.Advance(absl::Seconds(3));  // stc attempt 2 times out: maximum attempts.
+  REQUIRE(h.Describe(run).pending_activities_size() == 0);
+  REQUIRE(absl::IsNotFound(CompleteActivity(h, *sc1, "\"late\"")));
+
+  std::map<std::string, api::TimeoutType> timeouts;
+  std::map<int64_t, std::string> ids;
+  api::History history = h.History(run);
+  for (const auto& e : history.events()) {
+    if (e.event_type() == E::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) {
+      ids[e.event_id()] = e.activity_task_scheduled_event_attributes().activity_id();
+    }
+    if (e.event_type() == E::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT) {
+      const auto& a = e.activity_task_timed_out_event_attributes();
+      timeouts[ids[a.scheduled_event_id()]] = a.failure().timeout_failure_info().timeout_type();
+    }
+  }
+  REQUIRE(timeouts["sts"] == api::TIMEOUT_TYPE_SCHEDULE_TO_START);
+  REQUIRE(timeouts["sc"] == api::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE);
+  REQUIRE(timeouts["stc"] == api::TIMEOUT_TYPE_START_TO_CLOSE);
+  RequireGapless(h.History(run));
+}
+
+TEST_CASE("Heartbeats keep an activity alive, carry details to the next attempt, and time out") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  api::Command c = EngineHarness::ScheduleActivity("hb", "t", absl::Minutes(10), Retry(2));
+  ToProto(absl::Seconds(5),
+          c.mutable_schedule_activity_task_command_attributes()->mutable_heartbeat_timeout());
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {c}).ok());
+  auto a1 = h.PollActivityTask();
+  for (int i = 0; i < 4; ++i) {
+    h.Advance(absl::Seconds(4));
+    api::RecordActivityTaskHeartbeatRequest hb;
+    hb.set_task_token(a1->task_token());
+    *hb.mutable_details() = Text(std::to_string(i));
+    auto answer = h.engine().RecordActivityTaskHeartbeat(hb);
+    REQUIRE(answer.ok());
+    REQUIRE_FALSE(answer->cancel_requested());
+  }
+  REQUIRE(h.Describe(run).pending_activities(0).attempt() == 1);  // 16 s, still alive
+  h.Advance(absl::Seconds(5));                                    // silence: timed out
+  REQUIRE(h.Describe(run).pending_activities(0).attempt() == 2);
+  h.Advance(absl::Seconds(1));
+  auto a2 = h.PollActivityTask();
+  REQUIRE(a2->attempt() == 2);
+  REQUIRE(a2->heartbeat_details().payloads(0).data() == "3");
+}
+
+TEST_CASE("Timers fire at their time; a cancelled timer never fires") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {EngineHarness::StartTimer("t1", absl::Hours(1)),
+                                             EngineHarness::StartTimer("t2", absl::Hours(2))})
+              .ok());
+  REQUIRE(h.Describe(run).pending_timers_size() == 2);
+  h.Advance(absl::Minutes(59));
+  REQUIRE_FALSE(h.PollWorkflowTask().has_value());
+  h.Advance(absl::Minutes(1));
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  REQUIRE(wt->history().events(wt->history().events_size() - 3).event_type() ==
+          E::EVENT_TYPE_TIMER_FIRED);
+  api::Command cancel;
+  cancel.set_command_type(api::COMMAND_TYPE_CANCEL_TIMER);
+  cancel.mutable_cancel_timer_command_attributes()->set_timer_id("t2");
+  REQUIRE(h.Complete(*wt, {cancel}).ok());
+  h.Advance(absl::Hours(3));
+  REQUIRE_FALSE(h.PollWorkflowTask().has_value());
+  auto types = h.EventTypes(run);
+  REQUIRE(std::count(types.begin(), types.end(), E::EVENT_TYPE_TIMER_FIRED) == 1);
+  REQUIRE(types.back() == E::EVENT_TYPE_TIMER_CANCELED);
+}
+
+TEST_CASE("A workflow task that times out is scheduled again with the next attempt") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  auto wt1 = h.PollWorkflowTask();
+  h.Advance(absl::Seconds(10));  // default workflow task timeout
+  auto wt2 = h.PollWorkflowTask();
+  REQUIRE(wt2.has_value());
+  REQUIRE(wt2->attempt() == 2);
+  REQUIRE(absl::IsFailedPrecondition(h.Complete(*wt1, {EngineHarness::CompleteWorkflow("1")})));
+  REQUIRE(h.Complete(*wt2, {EngineHarness::CompleteWorkflow("2")}).ok());
+  auto types = h.EventTypes(run);
+  REQUIRE(types[3] == E::EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT);
+  REQUIRE(types.back() == E::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+}
+
+TEST_CASE("Events arriving during a workflow task are buffered behind its completion") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  REQUIRE(h.Complete(*h.PollWorkflowTask(),
+                     {EngineHarness::ScheduleActivity("a", "t", absl::Seconds(10)),
+                      EngineHarness::StartTimer("t", absl::Seconds(5))})
+              .ok());
+  auto activity = h.PollActivityTask();
+  REQUIRE(CompleteActivity(h, *activity, "1").ok());
+  auto wt = h.PollWorkflowTask();  // sees the completion
+  // While that task runs, the timer fires: the event waits behind the task's completion.
+  h.Advance(absl::Seconds(5));
+  // Closing now would ignore the timer event: refused, and a new task delivers it.
+  REQUIRE(h.Complete(*wt, {EngineHarness::CompleteWorkflow("x")}).ok());
+  REQUIRE(h.Describe(run).workflow_execution_info().status() ==
+          api::WORKFLOW_EXECUTION_STATUS_RUNNING);
+  auto wt2 = h.PollWorkflowTask();
+  REQUIRE(h.Complete(*wt2, {EngineHarness::CompleteWorkflow("y")}).ok());
+  auto types = h.EventTypes(run);
+  auto failed = std::find(types.begin(), types.end(), E::EVENT_TYPE_WORKFLOW_TASK_FAILED);
+  REQUIRE(failed != types.end());
+  REQUIRE(*(failed + 1) == E::EVENT_TYPE_TIMER_FIRED);
+  REQUIRE(types.back() == E::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+  RequireGapless(h.History(run));
+}
+
+TEST_CASE("Id reuse and conflict policies, and idempotent starts") {
+  EngineHarness h;
+  api::StartWorkflowExecutionRequest with_request;
+  with_request.set_request_id("req-1");
+  std::string run1 = h.Start("id", with_request).value();
+  // The same request again: the same run.
+  REQUIRE(h.Start("id", with_request).value() == run1);
+  // Another start while it runs: refused by default.
+  REQUIRE(absl::IsAlreadyExists(h.Start("id").status()));
+  api::StartWorkflowExecutionRequest use_existing;
+  use_existing.set_workflow_id_conflict_policy(api::WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING);
+  REQUIRE(h.Start("id", use_existing).value() == run1);
+  api::StartWorkflowExecutionRequest terminate;
+  terminate.set_workflow_id_conflict_policy(api::WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING);
+  std::string run2 = h.Start("id", terminate).value();
+  REQUIRE(run2 != run1);
+  REQUIRE(h.Describe(run1).workflow_execution_info().status() ==
+          api::WORKFLOW_EXECUTION_STATUS_TERMINATED);
+
+  // run2 completes successfully.
+  auto wt = h.PollWorkflowTask();
+  while (wt.has_value() && wt->workflow_execution().run_id() != run2) wt = h.PollWorkflowTask();
+  REQUIRE(h.Complete(*wt, {EngineHarness::CompleteWorkflow("ok")}).ok());
+  api::StartWorkflowExecutionRequest failed_only;
+  failed_only.set_workflow_id_reuse_policy(
+      api::WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY);
+  REQUIRE(absl::IsAlreadyExists(h.Start("id", failed_only).status()));
+  api::StartWorkflowExecutionRequest reject;
+  reject.set_workflow_id_reuse_policy(api::WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE);
+  REQUIRE(absl::IsAlreadyExists(h.Start("id", reject).status()));
+  std::string run3 = h.Start("id").value();  // ALLOW_DUPLICATE
+
+  // run3 is terminated: a failed-only reuse is allowed now.
+  api::TerminateWorkflowExecutionRequest kill;
+  kill.mutable_workflow_execution()->set_workflow_id("id");
+  kill.set_reason("test");
+  REQUIRE(h.engine().TerminateWorkflowExecution(kill).ok());
+  REQUIRE(absl::IsFailedPrecondition(h.engine().TerminateWorkflowExecution(kill)));
+  REQUIRE(h.Start("id", failed_only).ok());
+  (void)run3;
+}
+
+TEST_CASE("A run timeout closes the run; late answers are refused") {
+  EngineHarness h;
+  api::StartWorkflowExecutionRequest request;
+  ToProto(absl::Minutes(1), request.mutable_workflow_run_timeout());
+  std::string run = h.Start("wf", request).value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(h.Complete(*wt, {EngineHarness::ScheduleActivity("a", "t", absl::Hours(1))}).ok());
+  auto activity = h.PollActivityTask();
+  h.Advance(absl::Minutes(1));
+  REQUIRE(h.Describe(run).workflow_execution_info().status() ==
+          api::WORKFLOW_EXECUTION_STATUS_TIMED_OUT);
+  REQUIRE(absl::IsNotFound(CompleteActivity(h, *activity, "late")));
+  REQUIRE(h.EventTypes(run).back() == E::EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT);
+}
+
+TEST_CASE("Bad commands fail the workflow task with a cause and are not applied") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  auto wt = h.PollWorkflowTask();
+  api::Command no_timeout = EngineHarness::ScheduleActivity("a", "t", absl::ZeroDuration());
+  absl::Status status = h.Complete(*wt, {no_timeout});
+  REQUIRE(absl::IsInvalidArgument(status));
+  REQUIRE(std::string(status.message()).find("start_to_close_timeout") != std::string::npos);
+  auto history = h.History(run);
+  const auto& failed = history.events(3);
+  REQUIRE(failed.event_type() == E::EVENT_TYPE_WORKFLOW_TASK_FAILED);
+  REQUIRE(failed.workflow_task_failed_event_attributes().cause() ==
+          api::WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_ACTIVITY_ATTRIBUTES);
+  REQUIRE(h.Describe(run).pending_activities_size() == 0);
+  auto retry = h.PollWorkflowTask();
+  REQUIRE(retry->attempt() == 2);
+}
+
+TEST_CASE("List filters by type and status, newest first, with paging") {
+  EngineHarness h;
+  for (int i = 0; i < 5; ++i) {
+    api::StartWorkflowExecutionRequest request;
+    request.mutable_workflow_type()->set_name(i % 2 == 0 ? "even" : "odd");
+    REQUIRE(h.Start("w" + std::to_string(i), request).ok());
+    h.Advance(absl::Seconds(1));
+  }
+  api::ListWorkflowExecutionsRequest list;
+  list.set_page_size(2);
+  auto page1 = h.engine().ListWorkflowExecutions(list).value();
+  REQUIRE(page1.executions_size() == 2);
+  REQUIRE(page1.executions(0).execution().workflow_id() == "w4");
+  REQUIRE_FALSE(page1.next_page_token().empty());
+  list.set_next_page_token(page1.next_page_token());
+  auto page2 = h.engine().ListWorkflowExecutions(list).value();
+  REQUIRE(page2.executions(0).execution().workflow_id() == "w2");
+  api::ListWorkflowExecutionsRequest odd;
+  odd.set_workflow_type("odd");
+  REQUIRE(h.engine().ListWorkflowExecutions(odd).value().executions_size() == 2);
+  api::ListWorkflowExecutionsRequest done;
+  done.set_status(api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+  REQUIRE(h.engine().ListWorkflowExecutions(done).value().executions_size() == 0);
+}
+
+}  // namespace
+}  // namespace kiln::orchestrator

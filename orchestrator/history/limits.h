@@ -1,0 +1,51 @@
+// The engine's limits. Every one is checked where data enters, and exceeding it is a clear
+// error naming the limit (kInvalidArgument for a bad request, kResourceExhausted for a full
+// resource), never a silent truncation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/time/time.h"
+
+namespace kiln::orchestrator::limits {
+
+// Ids and names.
+inline constexpr size_t kMaxIdLength = 1000;    // workflow id, activity id, timer id, request id
+inline constexpr size_t kMaxNameLength = 1000;  // namespace, types, task queue names
+
+// Payloads: one input, result, heartbeat or failure detail blob.
+inline constexpr size_t kMaxPayloadBytes = 2 << 20;  // 2 MiB
+inline constexpr size_t kMaxFailureMessageBytes = 32 << 10;
+
+// History: a run that reaches either limit is terminated with a reason saying which.
+inline constexpr int64_t kMaxHistoryEvents = 51'200;
+inline constexpr int64_t kMaxHistoryBytes = 50 << 20;
+
+// Pending work per run.
+inline constexpr size_t kMaxPendingActivities = 2'000;
+inline constexpr size_t kMaxPendingTimers = 10'000;
+inline constexpr size_t kMaxBufferedEvents = 10'000;
+inline constexpr size_t kMaxCommandsPerTask = 10'000;
+
+// Reads.
+inline constexpr int32_t kDefaultHistoryPageSize = 1'000;
+inline constexpr int32_t kMaxHistoryPageSize = 10'000;
+inline constexpr int32_t kDefaultListPageSize = 100;
+inline constexpr int32_t kMaxListPageSize = 1'000;
+// Visibility entries examined by one List call before it returns a page token.
+inline constexpr size_t kMaxListScan = 10'000;
+
+// Long polls.
+inline constexpr absl::Duration kDefaultLongPoll = absl::Seconds(60);
+// A poll answers this long before the caller's own deadline, so the empty answer arrives.
+inline constexpr absl::Duration kLongPollMargin = absl::Seconds(1);
+
+// Defaults.
+inline constexpr absl::Duration kDefaultWorkflowTaskTimeout = absl::Seconds(10);
+inline constexpr absl::Duration kMaxWorkflowTaskTimeout = absl::Minutes(2);
+inline constexpr absl::Duration kDefaultRetryInitialInterval = absl::Seconds(1);
+inline constexpr double kDefaultRetryBackoffCoefficient = 2.0;
+inline constexpr int kDefaultRetryMaximumIntervalFactor = 100;
+
+}  // namespace kiln::orchestrator::limits

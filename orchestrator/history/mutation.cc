@@ -1,0 +1,256 @@
+#include "orchestrator/history/mutation.h"
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+#include "common/status.h"
+#include "orchestrator/history/limits.h"
+#include "orchestrator/persistence/keys.h"
+
+namespace kiln::orchestrator {
+
+using kiln::api::v1::EventType;
+using kiln::api::v1::HistoryEvent;
+using kiln::internal::v1::ExecutionState;
+using kiln::internal::v1::TimerTask;
+using kiln::internal::v1::TimerTaskType;
+
+Mutation::Mutation(const ExecutionState& state, absl::Time now, TaskIdAllocator* ids)
+    : state_(state), now_(now), ids_(ids) {}
+
+bool Mutation::IsOpen() const {
+  return state_.status() == kiln::api::v1::WORKFLOW_EXECUTION_STATUS_RUNNING;
+}
+
+absl::StatusOr<int64_t> Mutation::TransitionTaskId() {
+  if (transition_task_id_ == 0) {
+    auto id = ids_->Next();
+    if (!id.ok()) return id.status();
+    transition_task_id_ = *id;
+  }
+  return transition_task_id_;
+}
+
+HistoryEvent* Mutation::Append(EventType type) {
+  HistoryEvent& event = new_events_.emplace_back();
+  event.set_event_id(state_.next_event_id());
+  state_.set_next_event_id(state_.next_event_id() + 1);
+  event.set_event_type(type);
+  ToProto(now_, event.mutable_event_time());
+  return &event;
+}
+
+absl::StatusOr<HistoryEvent*> Mutation::AddWorkflowEvent(EventType type) {
+  const auto& wt = state_.workflow_task();
+  if (wt.scheduled_event_id() != 0 && wt.started_event_id() != 0) {
+    if (static_cast<size_t>(state_.buffered_events_size()) >= limits::kMaxBufferedEvents) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("run ", state_.run_id(), " has ", limits::kMaxBufferedEvents,
+                       " events waiting for its running workflow task (limit)"));
+    }
+    HistoryEvent* event = state_.add_buffered_events();
+    event->set_event_type(type);
+    ToProto(now_, event->mutable_event_time());
+    return event;
+  }
+  // The workflow task is scheduled in Build, after every event of this transition.
+  needs_workflow_task_ = true;
+  return Append(type);
+}
+
+void Mutation::FlushBuffered() {
+  // Activity close events refer to their started event, whose id is only known now.
+  absl::flat_hash_map<int64_t, int64_t> started_ids;
+  for (HistoryEvent& buffered : *state_.mutable_buffered_events()) {
+    HistoryEvent* event = Append(buffered.event_type());
+    int64_t id = event->event_id();
+    *event = std::move(buffered);
+    event->set_event_id(id);
+    switch (event->attributes_case()) {
+      case HistoryEvent::kActivityTaskStartedEventAttributes:
+        started_ids[event->activity_task_started_event_attributes().scheduled_event_id()] = id;
+        break;
+      case HistoryEvent::kActivityTaskCompletedEventAttributes: {
+        auto* a = event->mutable_activity_task_completed_event_attributes();
+        if (auto it = started_ids.find(a->scheduled_event_id()); it != started_ids.end()) {
+          a->set_started_event_id(it->second);
+        }
+        break;
+      }
+      case HistoryEvent::kActivityTaskFailedEventAttributes: {
+        auto* a = event->mutable_activity_task_failed_event_attributes();
+        if (auto it = started_ids.find(a->scheduled_event_id()); it != started_ids.end()) {
+          a->set_started_event_id(it->second);
+        }
+        break;
+      }
+      case HistoryEvent::kActivityTaskTimedOutEventAttributes: {
+        auto* a = event->mutable_activity_task_timed_out_event_attributes();
+        if (auto it = started_ids.find(a->scheduled_event_id()); it != started_ids.end()) {
+          a->set_started_event_id(it->second);
+        }
+        break;
+      }
+      case HistoryEvent::kActivityTaskCanceledEventAttributes: {
+        auto* a = event->mutable_activity_task_canceled_event_attributes();
+        if (auto it = started_ids.find(a->scheduled_event_id()); it != started_ids.end()) {
+          a->set_started_event_id(it->second);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  state_.clear_buffered_events();
+}
+
+absl::Status Mutation::ScheduleWorkflowTask(int32_t attempt) {
+  if (!IsOpen() || state_.workflow_task().scheduled_event_id() != 0) return absl::OkStatus();
+  HistoryEvent* event = Append(kiln::api::v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+  auto* attrs = event->mutable_workflow_task_scheduled_event_attributes();
+  attrs->mutable_task_queue()->set_name(state_.task_queue());
+  *attrs->mutable_start_to_close_timeout() = state_.workflow_task_timeout();
+  attrs->set_attempt(attempt);
+  auto task_id =
+      AddTask(keys::TaskKind::kWorkflow, state_.task_queue(), event->event_id(), attempt);
+  if (!task_id.ok()) return task_id.status();
+  auto* wt = state_.mutable_workflow_task();
+  wt->Clear();
+  wt->set_scheduled_event_id(event->event_id());
+  wt->set_attempt(attempt);
+  ToProto(now_, wt->mutable_scheduled_time());
+  wt->set_task_id(*task_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Mutation::AddTask(keys::TaskKind kind, const std::string& queue,
+                                          int64_t scheduled_event_id, int32_t attempt) {
+  auto task_id = ids_->Next();
+  if (!task_id.ok()) return task_id.status();
+  QueuedTask& task = new_tasks_.emplace_back();
+  task.kind = kind;
+  task.ns = state_.namespace_();
+  task.queue = queue;
+  task.task_id = *task_id;
+  task.record.set_namespace_(state_.namespace_());
+  task.record.set_workflow_id(state_.workflow_id());
+  task.record.set_run_id(state_.run_id());
+  task.record.set_scheduled_event_id(scheduled_event_id);
+  task.record.set_attempt(attempt);
+  ToProto(now_, task.record.mutable_created_time());
+  batch_.Put(Table::kTasks, task.Key(), task.record.SerializeAsString());
+  return *task_id;
+}
+
+void Mutation::DeleteTask(keys::TaskKind kind, const std::string& queue, int64_t task_id) {
+  if (task_id == 0) return;
+  batch_.Delete(Table::kTasks, keys::Task(kind, state_.namespace_(), queue, task_id));
+}
+
+absl::StatusOr<int64_t> Mutation::AddTimer(TimerTaskType type, absl::Time fire_time,
+                                           int64_t event_id, int32_t attempt,
+                                           kiln::api::v1::TimeoutType timeout_type,
+                                           const std::string& timer_id) {
+  auto task_id = ids_->Next();
+  if (!task_id.ok()) return task_id.status();
+  TimerTask timer;
+  timer.set_type(type);
+  timer.set_namespace_(state_.namespace_());
+  timer.set_workflow_id(state_.workflow_id());
+  timer.set_run_id(state_.run_id());
+  timer.set_event_id(event_id);
+  timer.set_attempt(attempt);
+  timer.set_timeout_type(timeout_type);
+  timer.set_timer_id(timer_id);
+  ToProto(fire_time, timer.mutable_fire_time());
+  timer.set_task_id(*task_id);
+  std::string key = keys::Timer(fire_time, *task_id);
+  batch_.Put(Table::kTimers, key, timer.SerializeAsString());
+  new_timers_.push_back({std::move(key), fire_time});
+  return *task_id;
+}
+
+void Mutation::Close(kiln::api::v1::WorkflowExecutionStatus status) {
+  state_.set_status(status);
+  ToProto(now_, state_.mutable_close_time());
+  state_.set_close_event_id(state_.next_event_id() - 1);
+  // Pending work can no longer matter: take it out of the queues now rather than letting
+  // pollers and the timer queue find it stale later.
+  const auto& wt = state_.workflow_task();
+  if (wt.started_event_id() == 0) {
+    DeleteTask(keys::TaskKind::kWorkflow, state_.task_queue(), wt.task_id());
+  }
+  for (const auto& [id, activity] : state_.activities()) {
+    DeleteTask(keys::TaskKind::kActivity, activity.task_queue(), activity.task_id());
+  }
+  for (const auto& [id, timer] : state_.timers()) {
+    batch_.Delete(Table::kTimers, keys::Timer(FromProto(timer.fire_time()), timer.task_id()));
+  }
+  state_.clear_workflow_task();
+  state_.clear_activities();
+  state_.clear_timers();
+  state_.clear_buffered_events();
+  visibility_dirty_ = true;
+}
+
+kiln::internal::v1::VisibilityRecord MakeVisibilityRecord(const ExecutionState& state) {
+  kiln::internal::v1::VisibilityRecord record;
+  record.set_namespace_(state.namespace_());
+  record.set_workflow_id(state.workflow_id());
+  record.set_run_id(state.run_id());
+  record.set_workflow_type(state.workflow_type());
+  record.set_status(state.status());
+  *record.mutable_start_time() = state.start_time();
+  *record.mutable_close_time() = state.close_time();
+  record.set_history_length(state.next_event_id() - 1);
+  record.set_task_queue(state.task_queue());
+  *record.mutable_search_attributes() = state.search_attributes();
+  *record.mutable_memo() = state.memo();
+  record.set_first_run_id(state.first_run_id());
+  return record;
+}
+
+void Mutation::WriteVisibility() {
+  batch_.Put(Table::kVisibility,
+             keys::Visibility(state_.namespace_(), FromProto(state_.start_time()), state_.run_id()),
+             MakeVisibilityRecord(state_).SerializeAsString());
+}
+
+absl::StatusOr<WriteBatch> Mutation::Build() {
+  if (built_) return absl::InternalError("Mutation::Build called twice");
+  built_ = true;
+  if (needs_workflow_task_) RETURN_IF_ERROR(ScheduleWorkflowTask());
+  auto transition_id = TransitionTaskId();
+  if (!transition_id.ok()) return transition_id.status();
+
+  int64_t added_bytes = 0;
+  for (const HistoryEvent& event : new_events_) added_bytes += event.ByteSizeLong();
+  bool too_long = state_.next_event_id() - 1 > limits::kMaxHistoryEvents;
+  bool too_big = state_.history_size_bytes() + added_bytes > limits::kMaxHistoryBytes;
+  if (IsOpen() && (too_long || too_big)) {
+    FlushBuffered();
+    HistoryEvent* event = Append(kiln::api::v1::EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED);
+    event->mutable_workflow_execution_terminated_event_attributes()->set_reason(
+        too_long
+            ? absl::StrCat("history length limit of ", limits::kMaxHistoryEvents,
+                           " events exceeded")
+            : absl::StrCat("history size limit of ", limits::kMaxHistoryBytes, " bytes exceeded"));
+    event->mutable_workflow_execution_terminated_event_attributes()->set_identity("kiln-history");
+    added_bytes += event->ByteSizeLong();
+    Close(kiln::api::v1::WORKFLOW_EXECUTION_STATUS_TERMINATED);
+  }
+
+  for (HistoryEvent& event : new_events_) {
+    event.set_task_id(*transition_id);
+    batch_.Put(Table::kHistory, keys::HistoryEvent(state_.run_id(), event.event_id()),
+               event.SerializeAsString());
+  }
+  state_.set_history_size_bytes(state_.history_size_bytes() + added_bytes);
+  state_.set_db_version(state_.db_version() + 1);
+  if (visibility_dirty_) WriteVisibility();
+  batch_.Put(Table::kExecutions, keys::Execution(state_.run_id()), state_.SerializeAsString());
+  return std::move(batch_);
+}
+
+}  // namespace kiln::orchestrator

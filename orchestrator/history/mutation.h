@@ -1,0 +1,95 @@
+// A Mutation is one transition of one run in the making: it works on a copy of the run's
+// state, appends events (assigning ids), creates backlog tasks and timers, and at the end
+// produces ONE WriteBatch holding the events, the new state, the tasks, the timers and the
+// visibility record. Nothing reaches the cache or the queues until that batch is committed.
+#pragma once
+
+#include <deque>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "kiln/api/v1/history.pb.h"
+#include "kiln/internal/v1/persistence.pb.h"
+#include "orchestrator/history/task_id_allocator.h"
+#include "orchestrator/matching/matching.h"
+#include "orchestrator/persistence/store.h"
+
+namespace kiln::orchestrator {
+
+struct NewTimer {
+  std::string key;
+  absl::Time fire_time;
+};
+
+class Mutation {
+ public:
+  // `state` is the run's state before the transition (a copy is changed).
+  Mutation(const kiln::internal::v1::ExecutionState& state, absl::Time now, TaskIdAllocator* ids);
+
+  kiln::internal::v1::ExecutionState& state() { return state_; }
+  absl::Time now() const { return now_; }
+  bool IsOpen() const;
+
+  // Appends an event to the history now, with the next event id.
+  kiln::api::v1::HistoryEvent* Append(kiln::api::v1::EventType type);
+  // Adds an event the workflow must see: appended now unless a workflow task is running, in
+  // which case it is buffered until that task ends. A workflow task is scheduled (at Build, if
+  // none is pending then). Fails when the buffer is full.
+  absl::StatusOr<kiln::api::v1::HistoryEvent*> AddWorkflowEvent(kiln::api::v1::EventType type);
+  // Moves buffered events into the history (ids assigned in order).
+  void FlushBuffered();
+
+  // Schedules a workflow task unless one is pending (scheduled or started).
+  absl::Status ScheduleWorkflowTask(int32_t attempt = 1);
+
+  // Writes a backlog entry; returns its task id.
+  absl::StatusOr<int64_t> AddTask(keys::TaskKind kind, const std::string& queue,
+                                  int64_t scheduled_event_id, int32_t attempt);
+  // Writes a timer task; returns its task id.
+  absl::StatusOr<int64_t> AddTimer(kiln::internal::v1::TimerTaskType type, absl::Time fire_time,
+                                   int64_t event_id, int32_t attempt,
+                                   kiln::api::v1::TimeoutType timeout_type = {},
+                                   const std::string& timer_id = {});
+  void Delete(Table table, std::string key) { batch_.Delete(table, std::move(key)); }
+  void DeleteTask(keys::TaskKind kind, const std::string& queue, int64_t task_id);
+
+  // Closes the run with `status`; the close event must already be appended. Drops pending
+  // work (backlog tasks, user timers) that can no longer matter.
+  void Close(kiln::api::v1::WorkflowExecutionStatus status);
+
+  // Marks the visibility record for rewriting (it always is on start and close).
+  void TouchVisibility() { visibility_dirty_ = true; }
+
+  // Serializes everything into one batch. Enforces the history limits: a run past them is
+  // terminated in this same transition.
+  absl::StatusOr<WriteBatch> Build();
+
+  // After a successful commit: what the queues must learn.
+  std::vector<QueuedTask>& new_tasks() { return new_tasks_; }
+  std::vector<NewTimer>& new_timers() { return new_timers_; }
+  const std::deque<kiln::api::v1::HistoryEvent>& new_events() const { return new_events_; }
+
+ private:
+  absl::StatusOr<int64_t> TransitionTaskId();
+  void WriteVisibility();
+
+  kiln::internal::v1::ExecutionState state_;
+  absl::Time now_;
+  TaskIdAllocator* ids_;
+  int64_t transition_task_id_ = 0;
+  std::deque<kiln::api::v1::HistoryEvent> new_events_;  // deque: returned pointers stay valid
+  std::vector<QueuedTask> new_tasks_;
+  std::vector<NewTimer> new_timers_;
+  WriteBatch batch_;
+  bool visibility_dirty_ = false;
+  bool built_ = false;
+  bool needs_workflow_task_ = false;
+};
+
+kiln::internal::v1::VisibilityRecord MakeVisibilityRecord(
+    const kiln::internal::v1::ExecutionState& state);
+
+}  // namespace kiln::orchestrator

@@ -1,0 +1,34 @@
+// Task ids: unique, increasing across restarts. Ids are handed out from blocks; the end of the
+// current block is persisted before any id of it is used, so a restart continues past every
+// id that could have been written.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "orchestrator/persistence/store.h"
+
+namespace kiln::orchestrator {
+
+class TaskIdAllocator {
+ public:
+  static constexpr int64_t kBlockSize = 100'000;
+
+  // Reads the persisted block end and reserves a new block starting there.
+  static absl::StatusOr<std::unique_ptr<TaskIdAllocator>> Create(Store* store);
+
+  absl::StatusOr<int64_t> Next();
+
+ private:
+  explicit TaskIdAllocator(Store* store) : store_(store) {}
+  absl::Status ReserveBlock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Store* store_;
+  absl::Mutex mu_;
+  int64_t next_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t block_end_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+}  // namespace kiln::orchestrator

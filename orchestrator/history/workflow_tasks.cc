@@ -1,0 +1,458 @@
+// HistoryEngine: workflow tasks (started, completed with commands, failed).
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+#include "common/status.h"
+#include "orchestrator/history/history_engine.h"
+#include "orchestrator/history/limits.h"
+#include "orchestrator/history/retry.h"
+
+namespace kiln::orchestrator {
+
+absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflowTaskStarted(
+    const QueuedTask& task, const std::string& identity, const std::string& poll_request_id) {
+  internal::ExecutionState state;
+  {
+    ASSIGN_OR_RETURN(auto handle, LoadRun(task.record.run_id()));
+    const internal::ExecutionState& current = *(*handle)->state;
+    if (current.status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
+      return absl::NotFoundError(absl::StrCat("workflow run ", current.run_id(), " is closed"));
+    }
+    const auto& wt = current.workflow_task();
+    if (wt.scheduled_event_id() != task.record.scheduled_event_id() ||
+        wt.attempt() != task.record.attempt()) {
+      return absl::FailedPreconditionError("workflow task is no longer pending");
+    }
+    if (wt.started_event_id() != 0) {
+      if (wt.started_request_id() != poll_request_id) {
+        return absl::FailedPreconditionError("workflow task already started");
+      }
+      state = current;  // The same poll, retried: answer again.
+    } else {
+      absl::Time now = clock_->Now();
+      Mutation m(current, now, task_ids_.get());
+      auto* started = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_STARTED)
+                          ->mutable_workflow_task_started_event_attributes();
+      started->set_scheduled_event_id(wt.scheduled_event_id());
+      started->set_identity(identity);
+      started->set_request_id(poll_request_id);
+      auto* mwt = m.state().mutable_workflow_task();
+      mwt->set_started_event_id(m.state().next_event_id() - 1);
+      ToProto(now, mwt->mutable_started_time());
+      mwt->set_started_request_id(poll_request_id);
+      mwt->set_identity(identity);
+      mwt->set_task_id(0);
+      m.DeleteTask(keys::TaskKind::kWorkflow, task.queue, task.task_id);
+      RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT,
+                                 now + FromProto(current.workflow_task_timeout()),
+                                 wt.scheduled_event_id(), wt.attempt(),
+                                 api::TIMEOUT_TYPE_START_TO_CLOSE)
+                          .status());
+      RETURN_IF_ERROR(Commit(*handle, m));
+      state = *(*handle)->state;
+    }
+  }
+
+  const auto& wt = state.workflow_task();
+  api::PollWorkflowTaskQueueResponse response;
+  internal::TaskToken token;
+  token.set_namespace_(state.namespace_());
+  token.set_workflow_id(state.workflow_id());
+  token.set_run_id(state.run_id());
+  token.set_scheduled_event_id(wt.scheduled_event_id());
+  token.set_attempt(wt.attempt());
+  token.set_kind("w");
+  response.set_task_token(EncodeTaskToken(token));
+  response.mutable_workflow_execution()->set_workflow_id(state.workflow_id());
+  response.mutable_workflow_execution()->set_run_id(state.run_id());
+  response.mutable_workflow_type()->set_name(state.workflow_type());
+  response.set_previous_started_event_id(state.last_completed_workflow_task_started_event_id());
+  response.set_started_event_id(wt.started_event_id());
+  response.set_attempt(wt.attempt());
+  *response.mutable_scheduled_time() = wt.scheduled_time();
+  *response.mutable_started_time() = wt.started_time();
+  // Read outside the run's lock: the events up to the started event never change.
+  ASSIGN_OR_RETURN(api::History history,
+                   ReadEvents(state.run_id(), 1, wt.started_event_id(),
+                              static_cast<size_t>(limits::kMaxHistoryPageSize)));
+  int64_t read = history.events_size();
+  *response.mutable_history() = std::move(history);
+  if (read < wt.started_event_id()) {
+    response.set_next_page_token(absl::StrCat("h1:", read + 1));
+  }
+  return response;
+}
+
+absl::StatusOr<internal::TaskToken> HistoryEngine::CheckWorkflowToken(Handle& handle,
+                                                                      const std::string& bytes) {
+  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(bytes));
+  const internal::ExecutionState& state = *handle->state;
+  if (token.kind() != "w") return absl::InvalidArgumentError("task_token: not a workflow task");
+  if (state.status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
+    return absl::NotFoundError(absl::StrCat("workflow run ", state.run_id(), " is closed"));
+  }
+  const auto& wt = state.workflow_task();
+  if (wt.scheduled_event_id() != token.scheduled_event_id() || wt.attempt() != token.attempt() ||
+      wt.started_event_id() == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("workflow task (scheduled event ", token.scheduled_event_id(), ", attempt ",
+                     token.attempt(), ") of run ", state.run_id(), " is no longer running"));
+  }
+  return token;
+}
+
+absl::Status HistoryEngine::FailWorkflowTask(Handle& handle, const internal::ExecutionState& state,
+                                             api::WorkflowTaskFailedCause cause,
+                                             const std::string& message,
+                                             const std::string& identity) {
+  Mutation m(state, clock_->Now(), task_ids_.get());
+  const auto& wt = state.workflow_task();
+  auto* failed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_FAILED)
+                     ->mutable_workflow_task_failed_event_attributes();
+  failed->set_scheduled_event_id(wt.scheduled_event_id());
+  failed->set_started_event_id(wt.started_event_id());
+  failed->set_cause(cause);
+  failed->mutable_failure()->set_message(message.substr(0, limits::kMaxFailureMessageBytes));
+  failed->set_identity(identity);
+  m.state().clear_workflow_task();
+  m.FlushBuffered();
+  RETURN_IF_ERROR(m.ScheduleWorkflowTask(wt.attempt() + 1));
+  return Commit(handle, m);
+}
+
+absl::StatusOr<api::RespondWorkflowTaskCompletedResponse>
+HistoryEngine::RespondWorkflowTaskCompleted(
+    const api::RespondWorkflowTaskCompletedRequest& request) {
+  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(request.task_token()));
+  ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
+  RETURN_IF_ERROR(CheckWorkflowToken(*handle, request.task_token()).status());
+  const internal::ExecutionState state = *(*handle)->state;
+  const auto& wt = state.workflow_task();
+
+  bool closes = false;
+  for (const auto& command : request.commands()) {
+    switch (command.command_type()) {
+      case api::COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION:
+      case api::COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION:
+      case api::COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION:
+      case api::COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION:
+        closes = true;
+        break;
+      default:
+        break;
+    }
+  }
+  if (closes && state.buffered_events_size() > 0) {
+    // The workflow decided to close without having seen events that arrived meanwhile: it
+    // must see them first.
+    RETURN_IF_ERROR(
+        FailWorkflowTask(*handle, state, api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+                         "new events arrived while the workflow task ran", request.identity()));
+    return api::RespondWorkflowTaskCompletedResponse();
+  }
+
+  Mutation m(state, clock_->Now(), task_ids_.get());
+  auto* completed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+                        ->mutable_workflow_task_completed_event_attributes();
+  completed->set_scheduled_event_id(wt.scheduled_event_id());
+  completed->set_started_event_id(wt.started_event_id());
+  completed->set_identity(request.identity());
+  completed->set_binary_checksum(request.binary_checksum());
+  int64_t completed_event_id = m.state().next_event_id() - 1;
+  m.state().clear_workflow_task();
+  m.state().set_last_completed_workflow_task_started_event_id(wt.started_event_id());
+
+  api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
+  absl::Status applied = ApplyCommands(m, request, completed_event_id, &cause);
+  if (!applied.ok()) {
+    if (!absl::IsInvalidArgument(applied) && !absl::IsResourceExhausted(applied)) return applied;
+    // A bad command fails the task (recorded) and the worker hears why.
+    RETURN_IF_ERROR(FailWorkflowTask(*handle, state, cause, std::string(applied.message()),
+                                     request.identity()));
+    return applied;
+  }
+  if (m.IsOpen()) {
+    bool had_buffered = m.state().buffered_events_size() > 0;
+    m.FlushBuffered();
+    if (had_buffered) RETURN_IF_ERROR(m.ScheduleWorkflowTask());
+  }
+  RETURN_IF_ERROR(Commit(*handle, m));
+  return api::RespondWorkflowTaskCompletedResponse();
+}
+
+absl::Status HistoryEngine::RespondWorkflowTaskFailed(
+    const api::RespondWorkflowTaskFailedRequest& request) {
+  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(request.task_token()));
+  ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
+  RETURN_IF_ERROR(CheckWorkflowToken(*handle, request.task_token()).status());
+  const internal::ExecutionState state = *(*handle)->state;
+  Mutation m(state, clock_->Now(), task_ids_.get());
+  const auto& wt = state.workflow_task();
+  auto* failed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_FAILED)
+                     ->mutable_workflow_task_failed_event_attributes();
+  failed->set_scheduled_event_id(wt.scheduled_event_id());
+  failed->set_started_event_id(wt.started_event_id());
+  failed->set_cause(request.cause());
+  *failed->mutable_failure() = request.failure();
+  failed->set_identity(request.identity());
+  m.state().clear_workflow_task();
+  m.FlushBuffered();
+  RETURN_IF_ERROR(m.ScheduleWorkflowTask(wt.attempt() + 1));
+  return Commit(*handle, m);
+}
+
+absl::Status HistoryEngine::ApplyCommands(Mutation& m,
+                                          const api::RespondWorkflowTaskCompletedRequest& request,
+                                          int64_t completed_event_id,
+                                          api::WorkflowTaskFailedCause* cause) {
+  if (static_cast<size_t>(request.commands_size()) > limits::kMaxCommandsPerTask) {
+    *cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND;
+    return absl::InvalidArgumentError(absl::StrCat("a workflow task may answer with at most ",
+                                                   limits::kMaxCommandsPerTask, " commands"));
+  }
+  absl::Time now = m.now();
+  auto& state = m.state();
+  for (int i = 0; i < request.commands_size(); ++i) {
+    const api::Command& command = request.commands(i);
+    auto bad = [&](api::WorkflowTaskFailedCause c, const std::string& why) {
+      *cause = c;
+      return absl::InvalidArgumentError(absl::StrCat("command ", i, ": ", why));
+    };
+    if (!m.IsOpen()) {
+      return bad(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+                 "commands after the workflow closed");
+    }
+    switch (command.command_type()) {
+      case api::COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK: {
+        constexpr auto kBad = api::WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_ACTIVITY_ATTRIBUTES;
+        if (!command.has_schedule_activity_task_command_attributes()) {
+          return bad(kBad, "schedule activity without attributes");
+        }
+        const auto& a = command.schedule_activity_task_command_attributes();
+        if (a.activity_id().empty() || a.activity_id().size() > limits::kMaxIdLength) {
+          return bad(kBad, "activity_id must be 1..1000 bytes");
+        }
+        if (a.activity_type().name().empty()) return bad(kBad, "activity_type is empty");
+        for (const auto& [id, existing] : state.activities()) {
+          if (existing.activity_id() == a.activity_id()) {
+            return bad(kBad,
+                       absl::StrCat("activity id '", a.activity_id(), "' is already pending"));
+          }
+        }
+        if (static_cast<size_t>(state.activities_size()) >= limits::kMaxPendingActivities) {
+          *cause = api::WORKFLOW_TASK_FAILED_CAUSE_PENDING_ACTIVITIES_LIMIT_EXCEEDED;
+          return absl::ResourceExhaustedError(absl::StrCat("command ", i, ": run has ",
+                                                           limits::kMaxPendingActivities,
+                                                           " pending activities (limit)"));
+        }
+        if (a.input().ByteSizeLong() > limits::kMaxPayloadBytes) {
+          return bad(kBad,
+                     absl::StrCat("activity input exceeds ", limits::kMaxPayloadBytes, " bytes"));
+        }
+        absl::Duration schedule_to_close = FromProto(a.schedule_to_close_timeout());
+        absl::Duration start_to_close = FromProto(a.start_to_close_timeout());
+        absl::Duration schedule_to_start = FromProto(a.schedule_to_start_timeout());
+        absl::Duration heartbeat = FromProto(a.heartbeat_timeout());
+        if (schedule_to_close < absl::ZeroDuration() || start_to_close < absl::ZeroDuration() ||
+            schedule_to_start < absl::ZeroDuration() || heartbeat < absl::ZeroDuration()) {
+          return bad(kBad, "timeouts must not be negative");
+        }
+        if (schedule_to_close == absl::ZeroDuration() && start_to_close == absl::ZeroDuration()) {
+          return bad(kBad, "set start_to_close_timeout or schedule_to_close_timeout");
+        }
+        if (start_to_close == absl::ZeroDuration()) start_to_close = schedule_to_close;
+        if (schedule_to_close > absl::ZeroDuration()) {
+          start_to_close = std::min(start_to_close, schedule_to_close);
+          if (schedule_to_start > schedule_to_close) schedule_to_start = schedule_to_close;
+        }
+        api::RetryPolicy policy = a.retry_policy();
+        if (absl::Status s = NormalizeRetryPolicy(&policy); !s.ok()) {
+          return bad(kBad, std::string(s.message()));
+        }
+
+        api::HistoryEvent* event = m.Append(api::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED);
+        auto* attrs = event->mutable_activity_task_scheduled_event_attributes();
+        attrs->set_activity_id(a.activity_id());
+        *attrs->mutable_activity_type() = a.activity_type();
+        std::string queue =
+            a.task_queue().name().empty() ? state.task_queue() : a.task_queue().name();
+        attrs->mutable_task_queue()->set_name(queue);
+        *attrs->mutable_header() = a.header();
+        *attrs->mutable_input() = a.input();
+        *attrs->mutable_schedule_to_close_timeout() = a.schedule_to_close_timeout();
+        ToProto(schedule_to_start, attrs->mutable_schedule_to_start_timeout());
+        ToProto(start_to_close, attrs->mutable_start_to_close_timeout());
+        *attrs->mutable_heartbeat_timeout() = a.heartbeat_timeout();
+        attrs->set_workflow_task_completed_event_id(completed_event_id);
+        *attrs->mutable_retry_policy() = policy;
+
+        int64_t scheduled_id = event->event_id();
+        internal::ActivityInfo& info = (*state.mutable_activities())[scheduled_id];
+        info.set_scheduled_event_id(scheduled_id);
+        info.set_activity_id(a.activity_id());
+        info.set_activity_type(a.activity_type().name());
+        info.set_task_queue(queue);
+        *info.mutable_input() = a.input();
+        *info.mutable_header() = a.header();
+        *info.mutable_schedule_to_close_timeout() = a.schedule_to_close_timeout();
+        ToProto(schedule_to_start, info.mutable_schedule_to_start_timeout());
+        ToProto(start_to_close, info.mutable_start_to_close_timeout());
+        *info.mutable_heartbeat_timeout() = a.heartbeat_timeout();
+        *info.mutable_retry_policy() = policy;
+        info.set_attempt(1);
+        ToProto(now, info.mutable_scheduled_time());
+        ToProto(now, info.mutable_current_attempt_scheduled_time());
+        ASSIGN_OR_RETURN(int64_t task_id,
+                         m.AddTask(keys::TaskKind::kActivity, queue, scheduled_id, 1));
+        info.set_task_id(task_id);
+        if (schedule_to_start > absl::ZeroDuration()) {
+          RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT,
+                                     now + schedule_to_start, scheduled_id, 1,
+                                     api::TIMEOUT_TYPE_SCHEDULE_TO_START)
+                              .status());
+        }
+        if (schedule_to_close > absl::ZeroDuration()) {
+          RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT,
+                                     now + schedule_to_close, scheduled_id, 0,
+                                     api::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE)
+                              .status());
+        }
+        break;
+      }
+      case api::COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK: {
+        constexpr auto kBad = api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND;
+        int64_t scheduled_id =
+            command.request_cancel_activity_task_command_attributes().scheduled_event_id();
+        auto it = state.mutable_activities()->find(scheduled_id);
+        if (it == state.mutable_activities()->end()) {
+          return bad(kBad, absl::StrCat("no pending activity scheduled by event ", scheduled_id));
+        }
+        auto* requested = m.Append(api::EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED)
+                              ->mutable_activity_task_cancel_requested_event_attributes();
+        requested->set_scheduled_event_id(scheduled_id);
+        requested->set_workflow_task_completed_event_id(completed_event_id);
+        int64_t requested_id = m.state().next_event_id() - 1;
+        internal::ActivityInfo& info = it->second;
+        if (!IsSet(info.started_time())) {
+          // Not running anywhere: cancelled at once.
+          m.DeleteTask(keys::TaskKind::kActivity, info.task_queue(), info.task_id());
+          auto* canceled = m.Append(api::EVENT_TYPE_ACTIVITY_TASK_CANCELED)
+                               ->mutable_activity_task_canceled_event_attributes();
+          canceled->set_scheduled_event_id(scheduled_id);
+          canceled->set_latest_cancel_requested_event_id(requested_id);
+          state.mutable_activities()->erase(it);
+        } else {
+          // The worker hears it in its next heartbeat answer.
+          info.set_cancel_requested(true);
+          info.set_cancel_requested_event_id(requested_id);
+        }
+        break;
+      }
+      case api::COMMAND_TYPE_START_TIMER: {
+        constexpr auto kBad = api::WORKFLOW_TASK_FAILED_CAUSE_BAD_START_TIMER_ATTRIBUTES;
+        const auto& a = command.start_timer_command_attributes();
+        if (a.timer_id().empty() || a.timer_id().size() > limits::kMaxIdLength) {
+          return bad(kBad, "timer_id must be 1..1000 bytes");
+        }
+        if (state.timers().contains(a.timer_id())) {
+          return bad(kBad, absl::StrCat("timer id '", a.timer_id(), "' is already pending"));
+        }
+        if (static_cast<size_t>(state.timers_size()) >= limits::kMaxPendingTimers) {
+          return bad(
+              kBad, absl::StrCat("run has ", limits::kMaxPendingTimers, " pending timers (limit)"));
+        }
+        absl::Duration fire_after = FromProto(a.start_to_fire_timeout());
+        if (fire_after <= absl::ZeroDuration())
+          return bad(kBad, "start_to_fire_timeout must be positive");
+        auto* started =
+            m.Append(api::EVENT_TYPE_TIMER_STARTED)->mutable_timer_started_event_attributes();
+        started->set_timer_id(a.timer_id());
+        *started->mutable_start_to_fire_timeout() = a.start_to_fire_timeout();
+        started->set_workflow_task_completed_event_id(completed_event_id);
+        int64_t started_id = m.state().next_event_id() - 1;
+        ASSIGN_OR_RETURN(int64_t task_id,
+                         m.AddTimer(internal::TIMER_TASK_TYPE_USER_TIMER, now + fire_after,
+                                    started_id, 0, api::TIMEOUT_TYPE_UNSPECIFIED, a.timer_id()));
+        internal::TimerInfo& timer = (*state.mutable_timers())[a.timer_id()];
+        timer.set_timer_id(a.timer_id());
+        timer.set_started_event_id(started_id);
+        ToProto(now + fire_after, timer.mutable_fire_time());
+        timer.set_task_id(task_id);
+        break;
+      }
+      case api::COMMAND_TYPE_CANCEL_TIMER: {
+        constexpr auto kBad = api::WORKFLOW_TASK_FAILED_CAUSE_BAD_CANCEL_TIMER_ATTRIBUTES;
+        const std::string& timer_id = command.cancel_timer_command_attributes().timer_id();
+        auto it = state.mutable_timers()->find(timer_id);
+        if (it == state.mutable_timers()->end()) {
+          return bad(kBad, absl::StrCat("no pending timer '", timer_id, "'"));
+        }
+        m.Delete(Table::kTimers,
+                 keys::Timer(FromProto(it->second.fire_time()), it->second.task_id()));
+        auto* canceled =
+            m.Append(api::EVENT_TYPE_TIMER_CANCELED)->mutable_timer_canceled_event_attributes();
+        canceled->set_timer_id(timer_id);
+        canceled->set_started_event_id(it->second.started_event_id());
+        canceled->set_workflow_task_completed_event_id(completed_event_id);
+        canceled->set_identity(request.identity());
+        state.mutable_timers()->erase(it);
+        break;
+      }
+      case api::COMMAND_TYPE_RECORD_MARKER: {
+        const auto& a = command.record_marker_command_attributes();
+        if (a.marker_name().empty()) {
+          return bad(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND, "marker_name is empty");
+        }
+        auto* marker =
+            m.Append(api::EVENT_TYPE_MARKER_RECORDED)->mutable_marker_recorded_event_attributes();
+        marker->set_marker_name(a.marker_name());
+        *marker->mutable_details() = a.details();
+        *marker->mutable_header() = a.header();
+        *marker->mutable_failure() = a.failure();
+        marker->set_workflow_task_completed_event_id(completed_event_id);
+        break;
+      }
+      case api::COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: {
+        const auto& a = command.upsert_workflow_search_attributes_command_attributes();
+        auto* upsert = m.Append(api::EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES)
+                           ->mutable_upsert_workflow_search_attributes_event_attributes();
+        upsert->set_workflow_task_completed_event_id(completed_event_id);
+        *upsert->mutable_search_attributes() = a.search_attributes();
+        for (const auto& [key, value] : a.search_attributes().indexed_fields()) {
+          (*state.mutable_search_attributes()->mutable_indexed_fields())[key] = value;
+        }
+        m.TouchVisibility();
+        break;
+      }
+      case api::COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION: {
+        const auto& a = command.complete_workflow_execution_command_attributes();
+        if (a.result().ByteSizeLong() > limits::kMaxPayloadBytes) {
+          return bad(api::WORKFLOW_TASK_FAILED_CAUSE_BAD_COMPLETE_WORKFLOW_EXECUTION_ATTRIBUTES,
+                     absl::StrCat("result exceeds ", limits::kMaxPayloadBytes, " bytes"));
+        }
+        auto* done = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED)
+                         ->mutable_workflow_execution_completed_event_attributes();
+        *done->mutable_result() = a.result();
+        done->set_workflow_task_completed_event_id(completed_event_id);
+        m.Close(api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+        break;
+      }
+      case api::COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION: {
+        auto* failed = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED)
+                           ->mutable_workflow_execution_failed_event_attributes();
+        *failed->mutable_failure() = command.fail_workflow_execution_command_attributes().failure();
+        failed->set_retry_state(api::RETRY_STATE_RETRY_POLICY_NOT_SET);
+        failed->set_workflow_task_completed_event_id(completed_event_id);
+        m.Close(api::WORKFLOW_EXECUTION_STATUS_FAILED);
+        break;
+      }
+      default:
+        return bad(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+                   absl::StrCat("command type ", api::CommandType_Name(command.command_type()),
+                                " is not supported"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kiln::orchestrator

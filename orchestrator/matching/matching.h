@@ -1,0 +1,117 @@
+// Matching: the engine's task queues. A transition that creates a task writes its backlog entry
+// (Table::kTasks) in the transition's own batch; once that batch is committed, the history
+// service calls TaskAdded. Matching then hands the task straight to a waiting poller (sync
+// match) or keeps it for the next poll; a bounded number of tasks per queue are kept in
+// memory, the rest stay in the store and are read back in task-id order when the in-memory
+// buffer runs dry. After a restart, queues start "unknown" and read their backlog from the
+// store on first use, so no task is lost and open queues are not all loaded at start.
+//
+// Long polls hold no thread: a waiting poll is a callback plus a clock alarm for its deadline.
+// A task handed to a poller is "in flight" until the caller says Done (its backlog entry was
+// deleted by the started transition, or it was found stale) or Return (not used).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <prometheus/registry.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "kiln/internal/v1/persistence.pb.h"
+#include "orchestrator/persistence/keys.h"
+#include "orchestrator/persistence/store.h"
+
+namespace kiln::orchestrator {
+
+// A task in a backlog: which queue, its id there, and what it dispatches.
+struct QueuedTask {
+  keys::TaskKind kind = keys::TaskKind::kWorkflow;
+  std::string ns;
+  std::string queue;
+  int64_t task_id = 0;
+  kiln::internal::v1::TaskRecord record;
+
+  std::string Key() const { return keys::Task(kind, ns, queue, task_id); }
+};
+
+struct MatchingOptions {
+  // Tasks of one queue held in memory; the rest wait in the store.
+  size_t max_buffered_tasks_per_queue = 1000;
+  // Waiting polls allowed on one queue, and in all.
+  size_t max_pollers_per_queue = 1000;
+  size_t max_pollers_total = 20000;
+  // A queue with no pollers, no buffered and no in-flight task for this long is forgotten.
+  absl::Duration idle_queue_unload = absl::Minutes(5);
+  // Pollers not seen for this long drop out of Describe.
+  absl::Duration poller_expiry = absl::Minutes(5);
+  // Backlog entries Describe reads at most: counting a huge backlog must not stall the caller.
+  size_t max_describe_scan = 100'000;
+};
+
+struct PollerInfo {
+  std::string identity;
+  absl::Time last_seen;
+};
+
+struct QueueDescription {
+  // Tasks in the backlog (store), including in-flight ones not yet started.
+  int64_t backlog_count = 0;
+  // The count stopped at MatchingOptions::max_describe_scan: the backlog holds at least that many.
+  bool backlog_count_capped = false;
+  // Created time of the oldest backlog task (InfinitePast when none).
+  absl::Time oldest_task_created = absl::InfinitePast();
+  std::vector<PollerInfo> pollers;
+};
+
+class Matching {
+ public:
+  using PollId = uint64_t;
+  // Runs exactly once per accepted poll: with a task (now in flight), or with nullopt when the
+  // deadline passes, the poll is cancelled, or matching shuts down. It may run inline inside
+  // Poll or TaskAdded, on the clock's alarm thread, or inside CancelPoll; never under
+  // matching's own lock. It must not block.
+  using PollCallback = std::function<void(std::optional<QueuedTask>)>;
+
+  Matching(Store* store, Clock* clock, prometheus::Registry* registry,
+           MatchingOptions options = {});
+  // Answers every waiting poll with nullopt.
+  ~Matching();
+  Matching(const Matching&) = delete;
+  Matching& operator=(const Matching&) = delete;
+
+  // `task`'s backlog entry has just been committed.
+  void TaskAdded(QueuedTask task);
+
+  // Starts a long poll. Fails with kResourceExhausted past the poller limits, or with the
+  // store's error if reading the backlog fails.
+  absl::StatusOr<PollId> Poll(keys::TaskKind kind, std::string_view ns, std::string_view queue,
+                              std::string_view identity, absl::Time deadline,
+                              PollCallback callback);
+  // Ends a waiting poll (its callback runs with nullopt). No effect once it was answered.
+  void CancelPoll(PollId id);
+
+  // The in-flight task is finished with: its backlog entry is gone.
+  void Done(const QueuedTask& task);
+  // The in-flight task was not used: it becomes available again (first in line).
+  void Return(QueuedTask task);
+
+  // Reads the backlog count and oldest task from the store (bounded scan) plus live pollers.
+  absl::StatusOr<QueueDescription> Describe(keys::TaskKind kind, std::string_view ns,
+                                            std::string_view queue);
+
+  // Fails every waiting poll with nullopt and refuses new ones (kUnavailable).
+  void Shutdown();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::orchestrator

@@ -1,0 +1,145 @@
+#include "orchestrator/matching/task_queue.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace kiln::orchestrator::matching_internal {
+
+TaskQueue::TaskQueue(keys::TaskKind kind, std::string ns, std::string queue,
+                     MatchingMetrics* metrics)
+    : kind_(kind), ns_(std::move(ns)), queue_(std::move(queue)), metrics_(metrics) {}
+
+TaskQueue::~TaskQueue() {
+  metrics_->AddBufferedTasks(-static_cast<int64_t>(buffer_.size()));
+  metrics_->AddWaitingPolls(kind_, -static_cast<int64_t>(waiters_.size()));
+}
+
+bool TaskQueue::IsBuffered(int64_t task_id) const {
+  auto it = known_.find(task_id);
+  return it != known_.end() && it->second == TaskState::kBuffered;
+}
+
+absl::flat_hash_set<int64_t> TaskQueue::KnownIds() const {
+  absl::flat_hash_set<int64_t> ids;
+  ids.reserve(known_.size());
+  for (const auto& [id, state] : known_) ids.insert(id);
+  return ids;
+}
+
+void TaskQueue::PushBack(QueuedTask task) {
+  known_[task.task_id] = TaskState::kBuffered;
+  buffer_.push_back(std::move(task));
+  metrics_->AddBufferedTasks(1);
+}
+
+void TaskQueue::PushFront(QueuedTask task) {
+  known_[task.task_id] = TaskState::kBuffered;
+  buffer_.push_front(std::move(task));
+  metrics_->AddBufferedTasks(1);
+}
+
+QueuedTask TaskQueue::PopFront() {
+  QueuedTask task = std::move(buffer_.front());
+  buffer_.pop_front();
+  known_[task.task_id] = TaskState::kInFlight;
+  metrics_->AddBufferedTasks(-1);
+  return task;
+}
+
+bool TaskQueue::EvictBack() {
+  if (buffer_.empty()) return false;
+  known_.erase(buffer_.back().task_id);
+  buffer_.pop_back();
+  metrics_->AddBufferedTasks(-1);
+  return true;
+}
+
+void TaskQueue::MarkInFlight(int64_t task_id) { known_[task_id] = TaskState::kInFlight; }
+
+void TaskQueue::MarkDone(int64_t task_id) {
+  auto it = known_.find(task_id);
+  if (it != known_.end() && it->second == TaskState::kBuffered) {
+    // Finished without being handed out from here (e.g. returned, then completed anyway): it
+    // must not be handed out again. Rare, so a linear search is fine.
+    auto pos = std::find_if(buffer_.begin(), buffer_.end(),
+                            [task_id](const QueuedTask& t) { return t.task_id == task_id; });
+    if (pos != buffer_.end()) {
+      buffer_.erase(pos);
+      metrics_->AddBufferedTasks(-1);
+    }
+  }
+  if (it != known_.end()) known_.erase(it);
+  if (scanning_) done_during_scan_.insert(task_id);
+  if (recently_done_.insert(task_id).second) {
+    recently_done_order_.push_back(task_id);
+    if (recently_done_order_.size() > kRecentlyDoneIds) {
+      recently_done_.erase(recently_done_order_.front());
+      recently_done_order_.pop_front();
+    }
+  }
+}
+
+void TaskQueue::Forget(int64_t task_id) { known_.erase(task_id); }
+
+void TaskQueue::BeginScan() {
+  scanning_ = true;
+  done_during_scan_.clear();
+}
+
+void TaskQueue::EndScan() {
+  scanning_ = false;
+  done_during_scan_.clear();
+}
+
+TaskQueue::WaiterList::iterator TaskQueue::AddWaiter(Waiter waiter) {
+  metrics_->AddWaitingPolls(kind_, 1);
+  return waiters_.insert(waiters_.end(), std::move(waiter));
+}
+
+Waiter TaskQueue::TakeWaiter(WaiterList::iterator it) {
+  Waiter waiter = std::move(*it);
+  waiters_.erase(it);
+  metrics_->AddWaitingPolls(kind_, -1);
+  return waiter;
+}
+
+std::optional<Waiter> TaskQueue::TakeFirstWaiter() {
+  if (waiters_.empty()) return std::nullopt;
+  return TakeWaiter(waiters_.begin());
+}
+
+void TaskQueue::RecordPoller(const std::string& identity, absl::Time now, absl::Duration expiry) {
+  auto it = pollers_.find(identity);
+  if (it != pollers_.end()) {
+    it->second = now;
+    return;
+  }
+  if (pollers_.size() >= kMaxPollerIdentitiesPerQueue) {
+    // Full: drop the expired, and if none has expired, the least recently seen.
+    absl::erase_if(pollers_, [&](const auto& entry) { return entry.second < now - expiry; });
+    if (pollers_.size() >= kMaxPollerIdentitiesPerQueue) {
+      auto oldest =
+          std::min_element(pollers_.begin(), pollers_.end(),
+                           [](const auto& a, const auto& b) { return a.second < b.second; });
+      pollers_.erase(oldest);
+    }
+  }
+  pollers_.emplace(identity, now);
+}
+
+std::vector<PollerInfo> TaskQueue::LivePollers(absl::Time now, absl::Duration expiry) const {
+  absl::flat_hash_map<std::string, absl::Time> live;
+  for (const auto& [identity, seen] : pollers_) {
+    if (seen >= now - expiry) live[identity] = seen;
+  }
+  // A poll still waiting is a poller present now, however long ago it started.
+  for (const Waiter& waiter : waiters_) live[waiter.identity] = now;
+  std::vector<PollerInfo> pollers;
+  pollers.reserve(live.size());
+  for (auto& [identity, seen] : live) pollers.push_back({identity, seen});
+  std::sort(pollers.begin(), pollers.end(),
+            [](const PollerInfo& a, const PollerInfo& b) { return a.identity < b.identity; });
+  return pollers;
+}
+
+}  // namespace kiln::orchestrator::matching_internal

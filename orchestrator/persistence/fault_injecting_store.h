@@ -1,0 +1,86 @@
+// A Store wrapper that fails operations on command, for testing how the engine handles storage
+// faults: a commit refused before it is applied, a commit that is applied but reported as
+// failed ("outcome unknown", the ambiguity store.h allows after an IO error), failing reads.
+// Faults come from a queue the test fills ("fail the next N commits") or from a policy callback
+// a deterministic simulation drives with its seeded random source.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "orchestrator/persistence/store.h"
+
+namespace kiln::orchestrator {
+
+class FaultInjectingStore final : public Store {
+ public:
+  enum class CommitFaultMode {
+    kBeforeApply,  // the batch never reaches the base store
+    kAfterApply,   // the base store applies the batch, then the caller is told it failed
+  };
+  struct CommitFault {
+    CommitFaultMode mode = CommitFaultMode::kBeforeApply;
+    absl::Status status = absl::UnavailableError("injected commit fault");
+  };
+  // Decides, per commit, whether to inject a fault. Called without any lock of this store held.
+  using CommitFaultPolicy = std::function<std::optional<CommitFault>(const WriteBatch&)>;
+
+  // `base` is not owned and must outlive this wrapper.
+  explicit FaultInjectingStore(Store& base) : base_(base) {}
+  FaultInjectingStore(const FaultInjectingStore&) = delete;
+  FaultInjectingStore& operator=(const FaultInjectingStore&) = delete;
+
+  // The next `count` commits fail as `mode` says, with `status` (an OK one
+  // is replaced by kUnavailable: an injected fault always fails).
+  void FailNextCommits(int count, CommitFaultMode mode,
+                       absl::Status status = absl::UnavailableError("injected commit fault"));
+  // The next `count` reads (Get, Scan, ReverseScan) fail with `status` before reaching the base.
+  void FailNextReads(int count,
+                     absl::Status status = absl::UnavailableError("injected read fault"));
+  // Consulted for commits the FailNextCommits queue does not claim. Empty clears it.
+  void SetCommitFaultPolicy(CommitFaultPolicy policy);
+  // Drops every pending fault and the policy; counters are kept.
+  void ClearFaults();
+
+  absl::Status Commit(const WriteBatch& batch) override;
+  absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key) override;
+  absl::Status Scan(Table table, std::string_view start, std::string_view end, size_t limit,
+                    const ScanVisitor& visit) override;
+  absl::Status ReverseScan(Table table, std::string_view start, std::string_view end, size_t limit,
+                           const ScanVisitor& visit) override;
+  uint64_t ApproximateSize() override { return base_.ApproximateSize(); }
+
+  // Commit calls received.
+  int64_t commits() const;
+  // Commits the base store applied (including those then reported as failed).
+  int64_t commits_applied() const;
+  // Commits and reads failed by injection.
+  int64_t injected_commit_faults() const;
+  int64_t injected_read_faults() const;
+
+ private:
+  // The fault for the next commit, if any, counting it.
+  std::optional<CommitFault> TakeCommitFault(const WriteBatch& batch);
+  // The status to fail the next read with, or OK.
+  absl::Status TakeReadFault();
+
+  Store& base_;
+  mutable absl::Mutex mu_;
+  int pending_commit_faults_ ABSL_GUARDED_BY(mu_) = 0;
+  CommitFault commit_fault_ ABSL_GUARDED_BY(mu_);
+  int pending_read_faults_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status read_fault_ ABSL_GUARDED_BY(mu_);
+  CommitFaultPolicy policy_ ABSL_GUARDED_BY(mu_);
+  int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t commits_applied_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t injected_commit_faults_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t injected_read_faults_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace kiln::orchestrator

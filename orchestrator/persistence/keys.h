@@ -1,0 +1,49 @@
+// Key layouts of the engine's tables. Fixed-width integers are big-endian so that byte order
+// is numeric order. Names (namespaces, workflow ids, queues) never contain NUL: the frontend
+// refuses them, which keeps the NUL separators unambiguous.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/time/time.h"
+
+namespace kiln::orchestrator::keys {
+
+void AppendBigEndian64(std::string* out, uint64_t value);
+uint64_t ReadBigEndian64(std::string_view bytes);
+
+// The smallest key greater than every key starting with `prefix`, for scan bounds.
+std::string PrefixEnd(std::string_view prefix);
+
+// Microseconds since the Unix epoch, clamped at 0, as stored in keys.
+uint64_t TimeKey(absl::Time t);
+absl::Time FromTimeKey(uint64_t micros);
+
+// kExecutions: run id.
+std::string Execution(std::string_view run_id);
+
+// kHistory: run id + event id.
+std::string HistoryPrefix(std::string_view run_id);
+std::string HistoryEvent(std::string_view run_id, int64_t event_id);
+int64_t HistoryEventId(std::string_view key);
+
+// kCurrent: namespace NUL workflow id.
+std::string Current(std::string_view ns, std::string_view workflow_id);
+
+// kTasks: kind byte ('w' workflow, 'a' activity) + namespace NUL queue NUL + task id.
+enum class TaskKind : char { kWorkflow = 'w', kActivity = 'a' };
+std::string TaskQueuePrefix(TaskKind kind, std::string_view ns, std::string_view queue);
+std::string Task(TaskKind kind, std::string_view ns, std::string_view queue, int64_t task_id);
+int64_t TaskIdOf(std::string_view task_key);
+
+// kTimers: fire time (µs) + task id.
+std::string Timer(absl::Time fire_time, int64_t task_id);
+absl::Time TimerFireTime(std::string_view key);
+
+// kVisibility: namespace NUL + inverted start time (newest first) + run id.
+std::string VisibilityPrefix(std::string_view ns);
+std::string Visibility(std::string_view ns, absl::Time start_time, std::string_view run_id);
+
+}  // namespace kiln::orchestrator::keys

@@ -1,0 +1,33 @@
+#include "orchestrator/persistence/store.h"
+
+namespace kiln::orchestrator {
+
+const char* TableName(Table table) {
+  switch (table) {
+    case Table::kMeta:
+      return "meta";
+    case Table::kExecutions:
+      return "executions";
+    case Table::kHistory:
+      return "history";
+    case Table::kCurrent:
+      return "current";
+    case Table::kTasks:
+      return "tasks";
+    case Table::kTimers:
+      return "timers";
+    case Table::kVisibility:
+      return "visibility";
+    case Table::kLogs:
+      return "logs";
+  }
+  return "unknown";
+}
+
+void WriteBatch::Append(WriteBatch&& other) {
+  bytes_ += other.bytes_;
+  for (auto& op : other.ops_) ops_.push_back(std::move(op));
+  other.Clear();
+}
+
+}  // namespace kiln::orchestrator

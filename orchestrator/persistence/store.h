@@ -1,0 +1,102 @@
+// The engine's storage interface: named tables of ordered byte keys, written only through
+// atomic batches that are durable (synced) before Commit returns. The engine composes its keys
+// (keys.h) and values (kiln.internal.v1 protos) on top; every implementation (RocksDB, memory)
+// passes the one conformance suite in store_conformance.h.
+//
+// Concurrent Commit calls from different threads must share syncs (group commit): an
+// implementation never serialises all commits behind one lock held across an fsync.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace kiln::orchestrator {
+
+// One table per kind of record; RocksDB keeps each in its own column family.
+enum class Table : uint8_t {
+  kMeta = 0,        // engine bookkeeping (id blocks, schema version)
+  kExecutions = 1,  // run id -> ExecutionState (the run's mutable state)
+  kHistory = 2,     // run id + event id -> HistoryEvent
+  kCurrent = 3,     // namespace + workflow id -> CurrentRun
+  kTasks = 4,       // task queue backlog: queue + task id -> TaskRecord
+  kTimers = 5,      // fire time + task id -> TimerTask
+  kVisibility = 6,  // namespace + inverted start time + run id -> VisibilityRecord
+  kLogs = 7,        // log streams
+};
+inline constexpr int kTableCount = 8;
+const char* TableName(Table table);
+
+// A set of writes applied atomically by Store::Commit.
+class WriteBatch {
+ public:
+  enum class OpType : uint8_t { kPut, kDelete };
+  struct Op {
+    OpType type;
+    Table table;
+    std::string key;
+    std::string value;
+  };
+
+  void Put(Table table, std::string key, std::string value) {
+    bytes_ += key.size() + value.size();
+    ops_.push_back({OpType::kPut, table, std::move(key), std::move(value)});
+  }
+  void Delete(Table table, std::string key) {
+    bytes_ += key.size();
+    ops_.push_back({OpType::kDelete, table, std::move(key), {}});
+  }
+  // Appends every op of `other`, after this batch's own.
+  void Append(WriteBatch&& other);
+
+  const std::vector<Op>& ops() const { return ops_; }
+  bool empty() const { return ops_.empty(); }
+  size_t size() const { return ops_.size(); }
+  // Total key and value bytes: a bound on what the batch will write.
+  size_t bytes() const { return bytes_; }
+  void Clear() {
+    ops_.clear();
+    bytes_ = 0;
+  }
+
+ private:
+  std::vector<Op> ops_;
+  size_t bytes_ = 0;
+};
+
+// Receives scanned entries in order; returns false to stop the scan.
+using ScanVisitor = std::function<bool(std::string_view key, std::string_view value)>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Applies every op of `batch` or none, in op order (a later op on the same key wins), and
+  // makes it durable before returning OK. An error means nothing was applied, except for
+  // IO errors after the write reached the log, which an implementation reports as
+  // kUnavailable ("outcome unknown"): callers must then reload state from the store.
+  virtual absl::Status Commit(const WriteBatch& batch) = 0;
+
+  // The value at `key`, or nullopt when absent.
+  virtual absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key) = 0;
+
+  // Visits keys in [start, end) in ascending byte order (an empty `end` means no upper bound),
+  // at most `limit` of them (0 means no limit). Sees a consistent snapshot.
+  virtual absl::Status Scan(Table table, std::string_view start, std::string_view end, size_t limit,
+                            const ScanVisitor& visit) = 0;
+
+  // Like Scan, in descending order, over [start, end), starting from the largest key < end.
+  virtual absl::Status ReverseScan(Table table, std::string_view start, std::string_view end,
+                                   size_t limit, const ScanVisitor& visit) = 0;
+
+  // Approximate number of bytes stored (for status pages and housekeeping).
+  virtual uint64_t ApproximateSize() = 0;
+};
+
+}  // namespace kiln::orchestrator
