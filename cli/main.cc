@@ -1,43 +1,11 @@
 // kiln: the inspection and operations CLI. Subcommands talk to the orchestrator over gRPC.
+// This file only defines the top-level flags and wires the command groups to a connection.
 #include <iostream>
 
-#include "absl/time/time.h"
+#include "cli/system_commands.h"
+#include "cli/workflow_commands.h"
 #include "common/config.h"
-#include "common/rpc_status.h"
 #include "sdk/connection.h"
-
-namespace {
-
-int Health(kiln::sdk::Connection& connection, double timeout_s) {
-  absl::Status status = connection.CheckHealth(absl::Seconds(timeout_s));
-  if (!status.ok()) {
-    std::cerr << "kiln: " << status.message() << "\n";
-    return 1;
-  }
-  std::cout << "SERVING " << connection.address() << "\n";
-  return 0;
-}
-
-int Info(kiln::sdk::Connection& connection) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  kiln::api::v1::GetSystemInfoResponse response;
-  grpc::Status status = connection.workflow_service().GetSystemInfo(&context, {}, &response);
-  if (!status.ok()) {
-    std::cerr << "kiln: " << connection.address() << ": " << status.error_message() << "\n";
-    return 1;
-  }
-  std::cout << "address:  " << connection.address() << "\n"
-            << "version:  " << response.server_version() << "\n"
-            << "data dir: " << response.data_dir() << "\n"
-            << "started:  "
-            << absl::FormatTime(absl::FromUnixSeconds(response.start_time().seconds()),
-                                absl::UTCTimeZone())
-            << "\n";
-  return 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln: inspect Kiln workflows, histories and task queues", "kiln"};
@@ -56,12 +24,17 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
   auto* info = app.add_subcommand("info", "Show the orchestrator's version and data directory");
+  kiln::cli::WorkflowCommands workflow(app);
 
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
 
   kiln::sdk::Connection connection(address);
-  if (health->parsed()) return Health(connection, health_timeout_s);
-  if (info->parsed()) return Info(connection);
+  const kiln::cli::Io io{std::cout, std::cerr};
+  if (health->parsed()) {
+    return kiln::cli::CheckHealth(connection, absl::Seconds(health_timeout_s), io);
+  }
+  if (info->parsed()) return kiln::cli::ShowInfo(connection, io);
+  if (workflow.parsed()) return workflow.Run(connection.workflow_service(), io);
   return 2;
 }

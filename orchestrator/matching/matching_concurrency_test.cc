@@ -133,7 +133,8 @@ TEST_CASE("threads adding and polling deliver every task exactly once", "[matchi
   for (const std::string& queue : Queues()) {
     for (int p = 0; p < kPollersPerQueue; ++p) {
       threads.emplace_back([&, queue, p] {
-        std::minstd_rand random(static_cast<unsigned>(p * 7919 + queue.size()));
+        std::minstd_rand random(static_cast<unsigned>(p) * 7919U +
+                                static_cast<unsigned>(queue.size()));
         for (int n = 0; !stop.load(); ++n) {
           auto slot = std::make_shared<Slot>();
           // Short deadlines so that alarms fire while tasks are being handed out.
@@ -214,7 +215,7 @@ TEST_CASE("destroying Matching while deadline alarms fire answers every poll onc
         // and while Matching is being destroyed.
         absl::Time deadline = clock.Now() + absl::Microseconds(i / 2);
         auto id = matching.Poll(keys::TaskKind::kWorkflow, "default", absl::StrCat("q", i % 7), "w",
-                                deadline, [=](std::optional<QueuedTask>) {
+                                deadline, [=](const std::optional<QueuedTask>&) {
                                   if (std::this_thread::get_id() != test_thread) {
                                     ++*on_alarm_thread;
                                   }

@@ -201,7 +201,7 @@ TEST_CASE("a callback may call back into Matching", "[matching]") {
                           h.matching().Done(*task);
                           second = h.matching().Poll(keys::TaskKind::kWorkflow, "default", "q", "w",
                                                      h.clock().Now() + absl::Seconds(60),
-                                                     [](std::optional<QueuedTask>) {});
+                                                     [](const std::optional<QueuedTask>&) {});
                         });
   REQUIRE(first.ok());
   h.Add(1);

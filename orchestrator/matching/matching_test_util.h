@@ -68,10 +68,11 @@ inline void DeleteEntry(Store& store, const QueuedTask& task) {
   REQUIRE(store.Commit(batch).ok());
 }
 
-inline StartedPoll StartPoll(Matching& matching, absl::Time deadline, std::string queue = "q",
-                             std::string identity = "worker-1",
+inline StartedPoll StartPoll(Matching& matching, absl::Time deadline,
+                             const std::string& queue = "q",
+                             const std::string& identity = "worker-1",
                              keys::TaskKind kind = keys::TaskKind::kWorkflow,
-                             std::string ns = "default") {
+                             const std::string& ns = "default") {
   auto answer = std::make_shared<PollAnswer>();
   auto id =
       matching.Poll(kind, ns, queue, identity, deadline, [answer](std::optional<QueuedTask> task) {
@@ -111,14 +112,13 @@ class MatchingHarness {
     matching_->TaskAdded(task);
     return task;
   }
-  StartedPoll Poll(absl::Duration timeout = absl::Seconds(60), std::string queue = "q",
-                   std::string identity = "worker-1",
+  StartedPoll Poll(absl::Duration timeout = absl::Seconds(60), const std::string& queue = "q",
+                   const std::string& identity = "worker-1",
                    keys::TaskKind kind = keys::TaskKind::kWorkflow) {
-    return StartPoll(*matching_, clock_.Now() + timeout, std::move(queue), std::move(identity),
-                     kind);
+    return StartPoll(*matching_, clock_.Now() + timeout, queue, identity, kind);
   }
   // Polls, expects an immediate task, and finishes it the way the started transition does.
-  int64_t TakeAndFinish(std::string queue = "q") {
+  int64_t TakeAndFinish(const std::string& queue = "q") {
     StartedPoll poll = Poll(absl::Seconds(60), queue);
     REQUIRE(poll.id.ok());
     REQUIRE(poll.answer->got_task());

@@ -50,7 +50,7 @@ WriteBatch Batch(int round, int thread, int64_t index) {
 absl::StatusOr<int64_t> CountIntact(Store& store, int round, int thread) {
   const std::string prefix = Prefix(round, thread);
   absl::Status problem;
-  auto fail = [&](std::string what) {
+  auto fail = [&](const std::string& what) {
     if (problem.ok()) problem = absl::DataLossError(absl::StrCat(prefix, ": ", what));
     return false;
   };

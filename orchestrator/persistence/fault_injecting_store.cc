@@ -7,7 +7,8 @@ namespace {
 
 // An injected fault must fail: an OK status would claim success for a batch never applied.
 absl::Status NotOk(absl::Status status, const char* fallback) {
-  return status.ok() ? absl::UnavailableError(fallback) : status;
+  if (status.ok()) return absl::UnavailableError(fallback);
+  return status;
 }
 
 }  // namespace

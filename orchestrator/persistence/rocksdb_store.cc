@@ -93,7 +93,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(const std::stri
       MakeTableOptions(options, rocksdb::NewLRUCache(options.block_cache_bytes));
 
   std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName};
-  for (int t = 0; t < kTableCount; ++t) names.push_back(TableName(static_cast<Table>(t)));
+  for (int t = 0; t < kTableCount; ++t) names.emplace_back(TableName(static_cast<Table>(t)));
   if (std::filesystem::exists(std::filesystem::path(path) / "CURRENT", error)) {
     // RocksDB refuses to open a database without every family it holds; one we do not know
     // (from a newer Kiln) is opened and left alone.
@@ -107,6 +107,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(const std::stri
     }
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.reserve(names.size());
   for (const std::string& name : names) descriptors.emplace_back(name, cf_options);
 
   rocksdb::DB* raw_db = nullptr;

@@ -101,7 +101,7 @@ TEST_CASE("RocksDbStore keeps data across close and reopen, from memtables and S
     after_flush.Put(Table::kTimers, "late", "wal only");
     after_flush.Delete(Table::kMeta, "marker");
     REQUIRE(store->Commit(after_flush).ok());
-    CHECK(store->ApproximateSize() > 4 * 1024 * 1024);
+    CHECK(store->ApproximateSize() > uint64_t{4} << 20);
   }
   auto store = OpenOrDie(dir.path(), small);
   for (int t = 0; t < kTableCount; ++t) {
@@ -348,7 +348,7 @@ TEST_CASE("Concurrent commits share WAL syncs (group commit)") {
   const uint64_t by_other = after.writes_done_by_other - serial.writes_done_by_other;
   std::cout << "group commit: " << kThreads << " threads, " << commits << " commits, " << syncs
             << " WAL syncs, " << by_other << " writes done by another thread's sync\n";
-  CHECK(commits == kThreads * kCommitsPerThread);
+  CHECK(commits == uint64_t{kThreads} * kCommitsPerThread);
   CHECK(syncs < commits);
   CHECK(by_other > 0);
 }

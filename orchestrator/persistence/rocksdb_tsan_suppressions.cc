@@ -10,9 +10,10 @@
 //   records frames of instrumented code): "race:_M_append";
 // - our code reading what a Get or an iterator yields, which points into a memtable another
 //   thread filled: "race:RocksDbStore::Get", "race:RocksDbStore::Iterate".
-// Only rocksdb_store_test and the crash writer carry these. Kiln's own synchronisation (the
-// memory store, the wrappers) runs under TSan without any suppression in persistence_test, and
-// RocksDbStore itself shares no mutable state between threads but one atomic counter.
+// Only rocksdb_store_test and the crash writer carry these, and they name nothing of Kiln's
+// but RocksDbStore's two read paths; RocksDbStore shares no mutable state between threads
+// except one atomic counter.
+// NOLINTNEXTLINE(bugprone-reserved-identifier): the name TSan looks up.
 extern "C" const char* __tsan_default_suppressions() {
   return "race:librocksdb.so\n"
          "race:_M_append\n"

@@ -319,6 +319,7 @@ void LargeValues(Store& store) {
 void ConcurrentCommits(Store& store) {
   constexpr int kThreads = 8;
   constexpr int kCommitsPerThread = 25;
+  constexpr size_t kCommits = kThreads * kCommitsPerThread;
   Failures failures;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -334,8 +335,8 @@ void ConcurrentCommits(Store& store) {
   }
   for (auto& thread : threads) thread.join();
   CHECK(failures.Get().empty());
-  CHECK(ScanKeys(store, Table::kHistory, "", "").size() == kThreads * kCommitsPerThread);
-  CHECK(ScanKeys(store, Table::kTimers, "", "").size() == kThreads * kCommitsPerThread);
+  CHECK(ScanKeys(store, Table::kHistory, "", "").size() == kCommits);
+  CHECK(ScanKeys(store, Table::kTimers, "", "").size() == kCommits);
   CHECK(Read(store, Table::kTimers, "t7/24") == "t7/24");
 }
 

@@ -27,6 +27,7 @@ class OrchestratorProcess {
   absl::StatusOr<int> Stop();
 
   const std::string& address() const { return address_; }
+  pid_t pid() const { return process_ ? process_->pid() : 0; }
   int metrics_port() const { return metrics_port_; }
   sdk::Connection& connection() { return *connection_; }
   std::string Log() const;

@@ -1,0 +1,291 @@
+// The engine benchmark: a real kiln-orchestrator (RocksDB, WAL synced on every transition) and,
+// in this process, a worker (workflow + activity runtimes) and closed-loop callers, all over
+// gRPC on 127.0.0.1. Prints one table and its method. See docs/benchmarks.md.
+//
+//   kiln-engine-bench [--duration 20] [--sequential 500] [--scale 100000] [--only a,b,scale]
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "sdk/activity_worker.h"
+#include "sdk/client.h"
+#include "sdk/converter.h"
+#include "sdk/workflow_worker.h"
+#include "tests/testutil/orchestrator.h"
+
+namespace kiln::bench {
+namespace {
+
+using sdk::api::Payloads;
+
+sdk::Task<absl::StatusOr<Payloads>> Steps(sdk::WorkflowContext& ctx, Payloads input, int steps) {
+  sdk::ActivityOptions options;
+  options.start_to_close_timeout = absl::Seconds(30);
+  Payloads value = input;
+  for (int i = 0; i < steps; ++i) {
+    auto result = co_await ctx.ExecuteActivity("Noop", value, options);
+    if (!result.ok()) co_return result.status();
+    value = *result;
+  }
+  co_return value;
+}
+
+sdk::Task<absl::StatusOr<Payloads>> One(sdk::WorkflowContext& ctx, Payloads input) {
+  return Steps(ctx, std::move(input), 1);
+}
+sdk::Task<absl::StatusOr<Payloads>> Three(sdk::WorkflowContext& ctx, Payloads input) {
+  return Steps(ctx, std::move(input), 3);
+}
+sdk::Task<absl::StatusOr<Payloads>> Sleeper(sdk::WorkflowContext& ctx, Payloads input) {
+  absl::Status slept = co_await ctx.Sleep(absl::Hours(1));
+  if (!slept.ok()) co_return slept;
+  co_return input;
+}
+
+struct ProcStats {
+  int64_t rss_kib = 0;
+  int64_t peak_rss_kib = 0;
+  double cpu_seconds = 0;
+};
+
+ProcStats ReadProc(pid_t pid) {
+  ProcStats stats;
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) stats.rss_kib = std::stoll(line.substr(6));
+    if (line.rfind("VmHWM:", 0) == 0) stats.peak_rss_kib = std::stoll(line.substr(6));
+  }
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::vector<std::string> fields = absl::StrSplit(content.substr(content.rfind(')') + 2), ' ');
+  if (fields.size() > 13) {
+    stats.cpu_seconds =
+        static_cast<double>(std::stoll(fields[11]) + std::stoll(fields[12])) / sysconf(_SC_CLK_TCK);
+  }
+  return stats;
+}
+
+struct Row {
+  std::string scenario;
+  std::string metric;
+  std::string value;
+};
+std::vector<Row> rows;
+void Add(std::string scenario, std::string metric, std::string value) {
+  std::cerr << "  " << scenario << ": " << metric << " = " << value << "\n";
+  rows.push_back({std::move(scenario), std::move(metric), std::move(value)});
+}
+
+std::string Ms(absl::Duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f ms", absl::ToDoubleMilliseconds(d));
+  return buf;
+}
+
+absl::Duration Percentile(std::vector<absl::Duration> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+std::atomic<int64_t> next_id{0};
+
+absl::Status RunOne(sdk::Client& client, const std::string& type) {
+  sdk::StartWorkflowOptions options;
+  options.id = absl::StrCat("bench-", next_id.fetch_add(1));
+  options.task_queue = "bench";
+  auto handle = client.StartWorkflow(options, type, sdk::ToPayloads(std::string("x")));
+  if (!handle.ok()) return handle.status();
+  return client.GetResult(*handle, absl::Seconds(60)).status();
+}
+
+void Sequential(sdk::Connection& connection, const std::string& type, int count) {
+  sdk::Client client(connection);
+  for (int i = 0; i < 20; ++i) (void)RunOne(client, type);  // warm up
+  std::vector<absl::Duration> latencies;
+  for (int i = 0; i < count; ++i) {
+    absl::Time start = absl::Now();
+    absl::Status status = RunOne(client, type);
+    if (!status.ok()) {
+      std::cerr << "workflow failed: " << status << "\n";
+      continue;
+    }
+    latencies.push_back(absl::Now() - start);
+  }
+  Add(type, absl::StrCat("sequential p50 (", latencies.size(), " workflows)"),
+      Ms(Percentile(latencies, 0.50)));
+  Add(type, "sequential p99", Ms(Percentile(latencies, 0.99)));
+}
+
+void Throughput(sdk::Connection& connection, pid_t orchestrator, const std::string& type,
+                int callers, absl::Duration duration) {
+  std::atomic<bool> stop{false};
+  std::atomic<bool> measuring{false};
+  std::atomic<int64_t> done{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < callers; ++i) {
+    threads.emplace_back([&] {
+      sdk::Client client(connection);
+      while (!stop) {
+        absl::Status status = RunOne(client, type);
+        if (!measuring) continue;
+        if (status.ok()) {
+          ++done;
+        } else {
+          ++failed;
+        }
+      }
+    });
+  }
+  absl::SleepFor(absl::Seconds(2));  // warm up
+  ProcStats before = ReadProc(orchestrator);
+  measuring = true;
+  absl::Time start = absl::Now();
+  absl::SleepFor(duration);
+  measuring = false;
+  absl::Duration elapsed = absl::Now() - start;
+  ProcStats after = ReadProc(orchestrator);
+  stop = true;
+  for (auto& t : threads) t.join();
+  double rate = static_cast<double>(done.load()) / absl::ToDoubleSeconds(elapsed);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.0f workflows/s (%lld failed)", rate,
+                static_cast<long long>(failed.load()));
+  Add(type, absl::StrCat("throughput, ", callers, " callers"), buf);
+  std::snprintf(buf, sizeof(buf), "%.0f%% of one core",
+                100 * (after.cpu_seconds - before.cpu_seconds) / absl::ToDoubleSeconds(elapsed));
+  Add(type, absl::StrCat("orchestrator CPU, ", callers, " callers"), buf);
+}
+
+}  // namespace
+}  // namespace kiln::bench
+
+int main(int argc, char** argv) {
+  using namespace kiln;
+  CLI::App app{"kiln-engine-bench: end-to-end engine benchmark"};
+  double duration_s = 20;
+  int sequential = 500;
+  int scale = 100'000;
+  std::string only = "a,b,scale";
+  app.add_option("--duration", duration_s, "Seconds per throughput run")->capture_default_str();
+  app.add_option("--sequential", sequential, "Workflows in the sequential run")
+      ->capture_default_str();
+  app.add_option("--scale", scale, "Open workflows in the scale run")->capture_default_str();
+  app.add_option("--only", only, "Scenarios: a, b, scale")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  if (absl::Status s = orchestrator.Start(); !s.ok()) {
+    std::cerr << s << "\n";
+    return 1;
+  }
+  pid_t pid = orchestrator.pid();
+  sdk::Connection connection(orchestrator.address());
+  sdk::WorkflowWorkerOptions wopts;
+  wopts.pollers = 4;
+  wopts.cache_size = 5000;
+  sdk::WorkflowWorker workflows(connection, "bench", wopts);
+  workflows.Register("a", bench::One);
+  workflows.Register("b", bench::Three);
+  workflows.Register("scale", bench::Sleeper);
+  sdk::ActivityWorkerOptions aopts;
+  aopts.pollers = 4;
+  aopts.max_concurrent = 64;
+  sdk::ActivityWorker activities(connection, "bench", aopts);
+  activities.Register(
+      "Noop",
+      [](sdk::ActivityContext&,
+         const sdk::api::Payloads& input) -> absl::StatusOr<sdk::api::Payloads> { return input; });
+  workflows.Start();
+  activities.Start();
+
+  for (const std::string type : {"a", "b"}) {
+    if (only.find(type) == std::string::npos) continue;
+    std::cerr << "workflow (" << type << ")\n";
+    bench::Sequential(connection, type, sequential);
+    for (int callers : {16, 64}) {
+      bench::Throughput(connection, pid, type, callers, absl::Seconds(duration_s));
+    }
+  }
+  bench::Add("all", "orchestrator peak RSS",
+             absl::StrCat(bench::ReadProc(pid).peak_rss_kib / 1024, " MiB"));
+
+  if (only.find("scale") != std::string::npos) {
+    std::cerr << "scale: " << scale << " workflows on a one-hour timer\n";
+    std::atomic<int64_t> started{0};
+    int64_t tasks_before = workflows.tasks_completed();
+    absl::Time begin = absl::Now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 32; ++t) {
+      threads.emplace_back([&] {
+        sdk::Client client(connection);
+        for (;;) {
+          int64_t i = started.fetch_add(1);
+          if (i >= scale) break;
+          sdk::StartWorkflowOptions options;
+          options.id = absl::StrCat("sleeper-", i);
+          options.task_queue = "bench";
+          (void)client.StartWorkflow(options, "scale", sdk::ToPayloads(std::string("z")));
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    absl::Duration start_time = absl::Now() - begin;
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.0f starts/s", scale / absl::ToDoubleSeconds(start_time));
+    bench::Add("scale", "start rate (32 callers)", buf);
+    // Wait until every workflow has started its timer (its first task answered).
+    while (workflows.tasks_completed() - tasks_before < scale &&
+           absl::Now() - begin < absl::Minutes(20)) {
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    std::snprintf(buf, sizeof(buf), "%.1f s", absl::ToDoubleSeconds(absl::Now() - begin));
+    bench::Add("scale", "all timers started after", buf);
+    bench::Add("scale", "orchestrator RSS with all open",
+               absl::StrCat(bench::ReadProc(pid).rss_kib / 1024, " MiB"));
+    workflows.Stop();
+    activities.Stop();
+    (void)orchestrator.Stop();
+    absl::Time restart = absl::Now();
+    if (absl::Status s = orchestrator.Start(); !s.ok()) {
+      std::cerr << s << "\n";
+      return 1;
+    }
+    bench::Add("scale", "restart to serving", bench::Ms(absl::Now() - restart));
+    sdk::Client client(connection);
+    auto described = client.Describe({"sleeper-0", ""});
+    bench::Add("scale", "open run readable after restart",
+               described.ok() ? "yes" : std::string(described.status().message()));
+    bench::Add("scale", "orchestrator RSS after restart",
+               absl::StrCat(bench::ReadProc(orchestrator.pid()).rss_kib / 1024, " MiB"));
+  } else {
+    workflows.Stop();
+    activities.Stop();
+  }
+
+  std::cout << "\nkiln engine benchmark\n\n"
+            << "Method: kiln-orchestrator as its own process (RocksDB, WAL fsync on every\n"
+            << "transition); in this process a workflow worker (4 pollers) and an activity worker\n"
+            << "(4 pollers, 64 slots) from the C++ SDK, and closed-loop callers: each starts a\n"
+            << "workflow and waits for its result (long poll on history) before the next. (a) one\n"
+            << "activity, (b) three sequential activities; the activity returns its input.\n"
+            << "Throughput runs measure " << duration_s << " s after a 2 s warm-up. All on "
+            << std::thread::hardware_concurrency() << " cores, loopback gRPC.\n\n";
+  std::cout << "| scenario | metric | value |\n| --- | --- | --- |\n";
+  for (const auto& row : bench::rows) {
+    std::cout << "| " << row.scenario << " | " << row.metric << " | " << row.value << " |\n";
+  }
+  return 0;
+}

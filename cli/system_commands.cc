@@ -1,0 +1,30 @@
+// `kiln health` and `kiln info`; see system_commands.h.
+#include "cli/system_commands.h"
+
+#include "absl/strings/str_cat.h"
+#include "cli/format.h"
+
+namespace kiln::cli {
+
+int CheckHealth(sdk::Connection& connection, absl::Duration timeout, const Io& io) {
+  absl::Status status = connection.CheckHealth(timeout);
+  if (!status.ok()) return ReportError(io, std::string(status.message()));
+  io.out << "SERVING " << connection.address() << "\n";
+  return 0;
+}
+
+int ShowInfo(sdk::Connection& connection, const Io& io) {
+  kiln::api::v1::GetSystemInfoResponse response;
+  grpc::Status status =
+      connection.workflow_service().GetSystemInfo(CallContext(kCallTimeout).get(), {}, &response);
+  if (!status.ok()) {
+    return ReportError(io, absl::StrCat(connection.address(), ": ", status.error_message()));
+  }
+  io.out << "address:  " << connection.address() << "\n"
+         << "version:  " << response.server_version() << "\n"
+         << "data dir: " << response.data_dir() << "\n"
+         << "started:  " << FormatTimestamp(response.start_time()) << "\n";
+  return 0;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,78 @@
+// The `kiln workflow ...` commands, one function each, apart from flag parsing: each takes its
+// options, a WorkflowService stub (an interface, so tests can fake the server) and where to
+// write, and returns the process exit code (0 ok, 1 failed; usage errors never get here).
+#pragma once
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "cli/rpc.h"
+#include "kiln/api/v1/workflow_service.grpc.pb.h"
+
+namespace kiln::cli {
+
+using WorkflowStub = api::v1::WorkflowService::StubInterface;
+
+// Which run: an empty run id means the workflow's current run.
+struct RunRef {
+  std::string workflow_id;
+  std::string run_id;
+};
+
+struct StartOptions {
+  std::string workflow_id;
+  std::string workflow_type;
+  std::string task_queue;
+  // Sent only when given: valid JSON as "json/plain", anything else as "text/plain".
+  std::string input;
+  bool has_input = false;
+  // Zero: the engine's default (no run timeout).
+  absl::Duration run_timeout = absl::ZeroDuration();
+  // Empty: a fresh one per invocation.
+  std::string request_id;
+};
+
+// Upper bound of --limit, so one invocation cannot page through an unbounded list.
+inline constexpr int kMaxListLimit = 100'000;
+
+struct ListOptions {
+  std::string workflow_type;
+  api::v1::WorkflowExecutionStatus status = api::v1::WORKFLOW_EXECUTION_STATUS_UNSPECIFIED;
+  int limit = 100;
+  bool json = false;
+};
+
+struct DescribeOptions {
+  RunRef run;
+  bool json = false;
+};
+
+struct HistoryOptions {
+  RunRef run;
+  bool follow = false;
+  bool json = false;
+};
+
+struct ResultOptions {
+  RunRef run;
+  absl::Duration timeout = absl::Seconds(60);
+};
+
+struct TerminateOptions {
+  RunRef run;
+  std::string reason;
+};
+
+// Prints the new run id.
+int StartWorkflow(WorkflowStub& stub, const StartOptions& options, const Io& io);
+// Prints a table (or one JSON object a line), following page tokens up to the limit.
+int ListWorkflows(WorkflowStub& stub, const ListOptions& options, const Io& io);
+int DescribeWorkflow(WorkflowStub& stub, const DescribeOptions& options, const Io& io);
+// One line per event (or one JSON object a line); with `follow`, until the run closes.
+int PrintHistory(WorkflowStub& stub, const HistoryOptions& options, const Io& io);
+// Waits for the close event. Completed: prints the result data, exit 0. Otherwise the
+// failure goes to stderr, exit 1. Follows continue-as-new and retries to the final run.
+int WaitForResult(WorkflowStub& stub, const ResultOptions& options, const Io& io);
+int TerminateWorkflow(WorkflowStub& stub, const TerminateOptions& options, const Io& io);
+
+}  // namespace kiln::cli

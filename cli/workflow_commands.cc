@@ -1,0 +1,103 @@
+// Flag definitions of `kiln workflow ...`; see workflow_commands.h.
+#include "cli/workflow_commands.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cli/flags.h"
+
+namespace kiln::cli {
+
+WorkflowCommands::WorkflowCommands(CLI::App& app) {
+  workflow_ = app.add_subcommand("workflow", "Start, inspect and terminate workflows");
+  workflow_->require_subcommand(1);
+  AddStart();
+  AddList();
+  AddDescribe();
+  AddHistory();
+  AddResult();
+  AddTerminate();
+}
+
+void WorkflowCommands::AddRunFlags(CLI::App& command, RunRef* run) {
+  command.add_option("--id", run->workflow_id, "Workflow id")->required();
+  command.add_option("--run", run->run_id, "Run id (default: the current run)");
+}
+
+void WorkflowCommands::AddStart() {
+  start_ = workflow_->add_subcommand("start", "Start a workflow; prints its run id");
+  StartOptions& o = start_options_;
+  start_->add_option("--id", o.workflow_id, "Workflow id")->required();
+  start_->add_option("--type", o.workflow_type, "Workflow type")->required();
+  start_->add_option("--task-queue", o.task_queue, "Task queue its workers poll")->required();
+  start_->add_option_function<std::string>(
+      "--input",
+      [&o](const std::string& value) {
+        o.input = value;
+        o.has_input = true;
+      },
+      "Input: JSON (sent as json/plain) or any other text (sent as text/plain)");
+  AddDurationOption(*start_, "--run-timeout", &o.run_timeout,
+                    "Limit on the run's duration (e.g. 60s, 5m)")
+      ->default_str("none");
+  start_->add_option("--request-id", o.request_id,
+                     "Idempotency key: a repeated start with it returns the same run");
+}
+
+void WorkflowCommands::AddList() {
+  list_ = workflow_->add_subcommand("list", "List workflow executions, newest first");
+  ListOptions& o = list_options_;
+  list_->add_option("--type", o.workflow_type, "Only this workflow type");
+  list_
+      ->add_option_function<std::string>(
+          "--status", [&o](const std::string& value) { o.status = ParseStatusFlag(value).value(); },
+          absl::StrCat("Only this status: ", absl::StrJoin(StatusFlagValues(), "|")))
+      ->check(StatusValidator());
+  list_->add_option("--limit", o.limit, "Most executions to show")
+      ->check(CLI::Range(1, kMaxListLimit))
+      ->capture_default_str();
+  list_->add_flag("--json", o.json, "One JSON object (WorkflowExecutionInfo) a line");
+}
+
+void WorkflowCommands::AddDescribe() {
+  describe_ = workflow_->add_subcommand(
+      "describe", "Show a run's status, times and pending activities, timers and tasks");
+  AddRunFlags(*describe_, &describe_options_.run);
+  describe_->add_flag("--json", describe_options_.json,
+                      "The DescribeWorkflowExecutionResponse as JSON");
+}
+
+void WorkflowCommands::AddHistory() {
+  history_ = workflow_->add_subcommand("history", "Print a run's history, one event a line");
+  AddRunFlags(*history_, &history_options_.run);
+  history_->add_flag("--follow,-f", history_options_.follow,
+                     "Keep printing new events until the run closes");
+  history_->add_flag("--json", history_options_.json, "One JSON object (HistoryEvent) a line");
+}
+
+void WorkflowCommands::AddResult() {
+  result_ = workflow_->add_subcommand(
+      "result", "Wait for a run to close; print its result (exit 0) or its failure (exit 1)");
+  AddRunFlags(*result_, &result_options_.run);
+  AddDurationOption(*result_, "--timeout", &result_options_.timeout,
+                    "How long to wait for the close");
+}
+
+void WorkflowCommands::AddTerminate() {
+  terminate_ = workflow_->add_subcommand("terminate", "Terminate a running workflow");
+  AddRunFlags(*terminate_, &terminate_options_.run);
+  terminate_->add_option("--reason", terminate_options_.reason, "Recorded in the history");
+}
+
+bool WorkflowCommands::parsed() const { return workflow_->parsed(); }
+
+int WorkflowCommands::Run(WorkflowStub& stub, const Io& io) const {
+  if (start_->parsed()) return StartWorkflow(stub, start_options_, io);
+  if (list_->parsed()) return ListWorkflows(stub, list_options_, io);
+  if (describe_->parsed()) return DescribeWorkflow(stub, describe_options_, io);
+  if (history_->parsed()) return PrintHistory(stub, history_options_, io);
+  if (result_->parsed()) return WaitForResult(stub, result_options_, io);
+  if (terminate_->parsed()) return TerminateWorkflow(stub, terminate_options_, io);
+  return 2;  // require_subcommand(1) makes this unreachable
+}
+
+}  // namespace kiln::cli

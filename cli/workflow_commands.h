@@ -1,0 +1,52 @@
+// The `kiln workflow` command group on the CLI11 app: its subcommands and their flags, and
+// running whichever one the command line chose (the work itself is in workflow_actions.h).
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/rpc.h"
+#include "cli/workflow_actions.h"
+
+namespace kiln::cli {
+
+class WorkflowCommands {
+ public:
+  // Adds `workflow` and its subcommands to `app`; the flags parse into this object, so it must
+  // outlive the parse.
+  explicit WorkflowCommands(CLI::App& app);
+  WorkflowCommands(const WorkflowCommands&) = delete;
+  WorkflowCommands& operator=(const WorkflowCommands&) = delete;
+
+  // True when the parsed command line chose `workflow ...`.
+  bool parsed() const;
+  // Runs the chosen subcommand; returns the exit code.
+  int Run(WorkflowStub& stub, const Io& io) const;
+
+ private:
+  void AddStart();
+  void AddList();
+  void AddDescribe();
+  void AddHistory();
+  void AddResult();
+  void AddTerminate();
+  // --id (required) and --run, shared by the commands that address one run.
+  static void AddRunFlags(CLI::App& command, RunRef* run);
+
+  CLI::App* workflow_ = nullptr;
+  CLI::App* start_ = nullptr;
+  CLI::App* list_ = nullptr;
+  CLI::App* describe_ = nullptr;
+  CLI::App* history_ = nullptr;
+  CLI::App* result_ = nullptr;
+  CLI::App* terminate_ = nullptr;
+  StartOptions start_options_;
+  ListOptions list_options_;
+  DescribeOptions describe_options_;
+  HistoryOptions history_options_;
+  ResultOptions result_options_;
+  TerminateOptions terminate_options_;
+};
+
+}  // namespace kiln::cli

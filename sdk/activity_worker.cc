@@ -1,0 +1,553 @@
+#include "sdk/activity_worker.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/metrics.h"
+#include "common/proto_time.h"
+#include "common/rpc_status.h"
+
+namespace kiln::sdk {
+namespace {
+
+// Backoff after a failed poll (the orchestrator is down or refusing): grows to the cap, resets
+// on the next good poll.
+constexpr absl::Duration kPollBackoffInitial = absl::Milliseconds(100);
+constexpr absl::Duration kPollBackoffMax = absl::Seconds(5);
+// Heartbeats are best effort (the next interval retries), so one attempt with this deadline.
+constexpr absl::Duration kHeartbeatTimeout = absl::Seconds(10);
+// The engine answers a poll after 60 s anyway; this only keeps the deadline arithmetic sane.
+constexpr absl::Duration kMaxPoll = absl::Minutes(10);
+
+std::string DefaultIdentity() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return absl::StrCat(host[0] != '\0' ? host : "localhost", ":", getpid());
+}
+
+// Activities run from milliseconds to the better part of an hour (a build).
+const prometheus::Histogram::BucketBoundaries& ActivityLatencyBuckets() {
+  static const auto* buckets = [] {
+    auto* b = new prometheus::Histogram::BucketBoundaries(LatencyBuckets());
+    for (double s : {120.0, 300.0, 600.0, 1800.0, 3600.0}) b->push_back(s);
+    return b;
+  }();
+  return *buckets;
+}
+
+// The failure type for an activity that stopped because its context was cancelled by
+// something other than the workflow (such an attempt is retried).
+std::string CancelFailureType(CancelReason reason) {
+  switch (reason) {
+    case CancelReason::kWorkerShutdown:
+      return "WorkerShutdown";
+    case CancelReason::kDeadline:
+      return "ActivityDeadlineExceeded";
+    case CancelReason::kNotRunning:
+      return "ActivityNotRunning";
+    case CancelReason::kNone:
+    case CancelReason::kRequested:
+      break;
+  }
+  return "Canceled";
+}
+
+}  // namespace
+
+class ActivityWorker::GrpcHeartbeatRecorder final : public HeartbeatRecorder {
+ public:
+  GrpcHeartbeatRecorder(api::WorkflowService::Stub* stub, std::string identity)
+      : stub_(stub), identity_(std::move(identity)) {}
+
+  void RecordHeartbeat(const std::string& task_token, const api::Payloads& details,
+                       std::function<void(absl::StatusOr<bool>)> done) override {
+    // Owned by the callback: it lives until gRPC has finished with it.
+    struct Call {
+      grpc::ClientContext context;
+      api::RecordActivityTaskHeartbeatRequest request;
+      api::RecordActivityTaskHeartbeatResponse response;
+    };
+    auto call = std::make_shared<Call>();
+    call->context.set_deadline(std::chrono::system_clock::now() +
+                               absl::ToChronoMilliseconds(kHeartbeatTimeout));
+    call->request.set_task_token(task_token);
+    call->request.set_identity(identity_);
+    if (details.payloads_size() > 0) *call->request.mutable_details() = details;
+    stub_->async()->RecordActivityTaskHeartbeat(
+        &call->context, &call->request, &call->response,
+        [call, done = std::move(done)](grpc::Status status) {
+          if (status.ok()) {
+            done(call->response.cancel_requested());
+          } else {
+            done(FromGrpc(status));
+          }
+        });
+  }
+
+ private:
+  api::WorkflowService::Stub* stub_;
+  std::string identity_;
+};
+
+struct ActivityWorker::Metrics {
+  Metrics(prometheus::Registry& registry, const std::string& task_queue)
+      : task_queue(task_queue),
+        latency(prometheus::BuildHistogram()
+                    .Name("kiln_sdk_activity_task_latency_seconds")
+                    .Help("Time an activity function ran, by activity type")
+                    .Register(registry)),
+        schedule_to_start(prometheus::BuildHistogram()
+                              .Name("kiln_sdk_activity_schedule_to_start_seconds")
+                              .Help("Time from an attempt being scheduled to its start")
+                              .Register(registry)
+                              .Add({{"task_queue", task_queue}}, LatencyBuckets())),
+        slots_used(prometheus::BuildGauge()
+                       .Name("kiln_sdk_activity_slots_used")
+                       .Help("Activities running now")
+                       .Register(registry)
+                       .Add({{"task_queue", task_queue}})),
+        results(prometheus::BuildCounter()
+                    .Name("kiln_sdk_activity_results_total")
+                    .Help("Activity tasks answered, by outcome")
+                    .Register(registry)) {}
+
+  void Result(const std::string& result) {
+    results.Add({{"task_queue", task_queue}, {"result", result}}).Increment();
+  }
+  void Latency(const std::string& activity_type, absl::Duration d) {
+    latency
+        .Add({{"task_queue", task_queue}, {"activity_type", activity_type}},
+             ActivityLatencyBuckets())
+        .Observe(absl::ToDoubleSeconds(d));
+  }
+
+  std::string task_queue;
+  prometheus::Family<prometheus::Histogram>& latency;
+  prometheus::Histogram& schedule_to_start;
+  prometheus::Gauge& slots_used;
+  prometheus::Family<prometheus::Counter>& results;
+};
+
+ActivityWorker::ActivityWorker(Connection& connection, std::string task_queue,
+                               ActivityWorkerOptions options)
+    : connection_(connection), task_queue_(std::move(task_queue)), options_(std::move(options)) {
+  if (options_.identity.empty()) options_.identity = DefaultIdentity();
+  clock_ = options_.clock != nullptr ? options_.clock : RealClock::Default();
+  logger_ = options_.logger != nullptr ? options_.logger : &DefaultLogger();
+  prometheus::Registry* registry = options_.registry;
+  if (registry == nullptr) {
+    owned_registry_ = std::make_unique<prometheus::Registry>();
+    registry = owned_registry_.get();
+  }
+  metrics_ = std::make_unique<Metrics>(*registry, task_queue_);
+  recorder_ =
+      std::make_unique<GrpcHeartbeatRecorder>(&connection_.workflow_service(), options_.identity);
+}
+
+ActivityWorker::~ActivityWorker() {
+  Stop();
+  // Activities that outlived the graceful timeout still hold slots and threads: wait for them.
+  executor_.reset();
+  absl::MutexLock lock(&mu_);
+  auto no_alarms = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return alarms_pending_ == 0; };
+  mu_.Await(absl::Condition(&no_alarms));
+}
+
+absl::Status ActivityWorker::Register(const std::string& activity_type, ActivityFn fn) {
+  absl::MutexLock lock(&mu_);
+  if (started_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("registering activity '", activity_type, "' after Start"));
+  }
+  if (activity_type.empty() || !fn) {
+    return absl::InvalidArgumentError("an activity needs a type name and a function");
+  }
+  if (!activities_.emplace(activity_type, std::move(fn)).second) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("activity '", activity_type, "' is already registered"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ActivityWorker::Start() {
+  absl::MutexLock lock(&mu_);
+  if (started_) return absl::FailedPreconditionError("activity worker already started");
+  if (activities_.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no activities registered for task queue '", task_queue_, "'"));
+  }
+  if (options_.max_concurrent < 1 || options_.pollers < 1) {
+    return absl::InvalidArgumentError("max_concurrent and pollers must be at least 1");
+  }
+  started_ = true;
+  free_slots_ = options_.max_concurrent;
+  idle_since_ = clock_->Now();
+  // Slots bound what is queued plus running, so the queue never refuses a task.
+  executor_ =
+      std::make_unique<Executor>(absl::StrCat("activities:", task_queue_), options_.max_concurrent,
+                                 static_cast<size_t>(options_.max_concurrent));
+  for (int i = 0; i < options_.pollers; ++i) pollers_.emplace_back([this] { PollLoop(); });
+  std::vector<std::string> names;
+  for (const auto& [name, fn] : activities_) names.push_back(name);
+  logger_->Log(LogLevel::kInfo, "activity_worker.started",
+               {{"task_queue", task_queue_},
+                {"identity", options_.identity},
+                {"activities", absl::StrJoin(names, ",")},
+                {"max_concurrent", options_.max_concurrent}});
+  return absl::OkStatus();
+}
+
+void ActivityWorker::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!started_ || stopping_) {
+      // Another Stop is under way or done: wait for it, so every caller returns after it.
+      auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_ || !started_; };
+      mu_.Await(absl::Condition(&done));
+      return;
+    }
+    stopping_ = true;
+    ++version_;
+    for (grpc::ClientContext* poll : polls_) poll->TryCancel();
+  }
+  for (auto& t : pollers_) t.join();
+  pollers_.clear();
+
+  auto none_running = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_ == 0; };
+  if (options_.shutdown_cancel_delay > absl::ZeroDuration()) {
+    WaitUntil(clock_->Now() + options_.shutdown_cancel_delay, none_running);
+  }
+  int cancelled = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    cancelling_ = true;
+    for (ActivityContext* context : contexts_) {
+      context->Cancel(CancelReason::kWorkerShutdown);
+      ++cancelled;
+    }
+  }
+  bool drained = WaitUntil(clock_->Now() + options_.graceful_shutdown_timeout, none_running);
+  int still_running;
+  {
+    absl::MutexLock lock(&mu_);
+    still_running = running_;
+    stopped_ = true;
+  }
+  if (!drained) {
+    logger_->Log(LogLevel::kWarn, "activity_worker.stop_timed_out",
+                 {{"task_queue", task_queue_},
+                  {"running", still_running},
+                  {"waited", options_.graceful_shutdown_timeout}});
+  }
+  logger_->Log(LogLevel::kInfo, "activity_worker.stopped",
+               {{"task_queue", task_queue_}, {"cancelled", cancelled}});
+}
+
+absl::Duration ActivityWorker::IdleFor() {
+  absl::MutexLock lock(&mu_);
+  return IdleForLocked();
+}
+
+absl::Duration ActivityWorker::IdleForLocked() {
+  if (running_ > 0 || !empty_poll_since_idle_ || idle_since_ == absl::InfiniteFuture()) {
+    return absl::ZeroDuration();
+  }
+  return std::max(absl::ZeroDuration(), clock_->Now() - idle_since_);
+}
+
+bool ActivityWorker::WaitForIdle(absl::Duration idle, absl::Duration timeout) {
+  const absl::Time end =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : clock_->Now() + timeout;
+  for (;;) {
+    absl::Time target;
+    int64_t seen;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return false;
+      if (IdleForLocked() >= idle) return true;
+      // Confirmed idle: it is only a matter of time. Otherwise wait for the state to change.
+      target =
+          running_ == 0 && empty_poll_since_idle_ ? idle_since_ + idle : absl::InfiniteFuture();
+      seen = version_;
+    }
+    if (clock_->Now() >= end) return false;
+    WaitUntil(std::min(target, end), [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || version_ != seen;
+    });
+  }
+}
+
+int ActivityWorker::running() {
+  absl::MutexLock lock(&mu_);
+  return running_;
+}
+
+bool ActivityWorker::WaitUntil(absl::Time deadline, const std::function<bool()>& done) {
+  AlarmId alarm = 0;
+  if (deadline != absl::InfiniteFuture()) {
+    {
+      absl::MutexLock lock(&mu_);
+      ++alarms_pending_;
+    }
+    alarm = clock_->ScheduleAlarm(deadline, [this] {
+      absl::MutexLock lock(&mu_);
+      ++ticks_;
+      --alarms_pending_;
+    });
+  }
+  bool result;
+  {
+    absl::MutexLock lock(&mu_);
+    for (;;) {
+      result = done();
+      if (result || clock_->Now() >= deadline) break;
+      int64_t seen = ticks_;
+      auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ticks_ != seen || done(); };
+      mu_.Await(absl::Condition(&changed));
+    }
+  }
+  if (alarm != 0 && clock_->CancelAlarm(alarm)) {
+    absl::MutexLock lock(&mu_);
+    --alarms_pending_;
+  }
+  return result;
+}
+
+bool ActivityWorker::TakeSlot() {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || free_slots_ > 0; };
+  mu_.Await(absl::Condition(&ready));
+  if (stopping_) return false;
+  --free_slots_;
+  return true;
+}
+
+void ActivityWorker::PollLoop() {
+  absl::Duration backoff = kPollBackoffInitial;
+  while (TakeSlot()) {
+    api::PollActivityTaskQueueRequest request;
+    request.set_namespace_(options_.ns);
+    request.mutable_task_queue()->set_name(task_queue_);
+    request.set_identity(options_.identity);
+    api::PollActivityTaskQueueResponse task;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         absl::ToChronoMilliseconds(std::min(options_.poll_timeout, kMaxPoll)));
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) {
+        ++free_slots_;
+        return;
+      }
+      // Registered under the lock Stop cancels under, so no poll escapes the cancel.
+      polls_.insert(&context);
+    }
+    grpc::Status status =
+        connection_.workflow_service().PollActivityTaskQueue(&context, request, &task);
+    bool got_task = status.ok() && !task.task_token().empty();
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      polls_.erase(&context);
+      stopping = stopping_;
+      if (got_task) {
+        // The slot taken for the poll now belongs to the task.
+        ++running_;
+        idle_since_ = absl::InfiniteFuture();
+        empty_poll_since_idle_ = false;
+      } else {
+        ++free_slots_;
+        if (status.ok() && running_ == 0) empty_poll_since_idle_ = true;
+      }
+      ++version_;
+    }
+    if (got_task) {
+      backoff = kPollBackoffInitial;
+      metrics_->slots_used.Increment();
+      ++tasks_started_;
+      // Cannot be refused: at most max_concurrent tasks hold slots, and the pool has as many
+      // threads plus as many queue places.
+      bool queued = executor_->TrySubmit(
+          [this, task = std::make_shared<api::PollActivityTaskQueueResponse>(std::move(task))] {
+            Run(std::move(*task));
+          });
+      if (!queued) {
+        logger_->Log(LogLevel::kError, "activity_worker.pool_refused_task",
+                     {{"task_queue", task_queue_}});
+        Finish();
+      }
+      continue;
+    }
+    if (status.ok()) {
+      backoff = kPollBackoffInitial;
+      continue;  // An empty long poll: ask again.
+    }
+    if (stopping) return;
+    logger_->Log(status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+                     ? LogLevel::kDebug
+                     : LogLevel::kWarn,
+                 "activity_worker.poll_failed",
+                 {{"task_queue", task_queue_}, {"error", FromGrpc(status)}});
+    absl::Time until = clock_->Now() + backoff;
+    WaitUntil(until, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; });
+    backoff = std::min(backoff * 2, kPollBackoffMax);
+  }
+}
+
+void ActivityWorker::Finish() {
+  metrics_->slots_used.Decrement();
+  absl::MutexLock lock(&mu_);
+  ++free_slots_;
+  --running_;
+  if (running_ == 0) {
+    idle_since_ = clock_->Now();
+    empty_poll_since_idle_ = false;
+  }
+  ++version_;
+}
+
+void ActivityWorker::Run(api::PollActivityTaskQueueResponse task) {
+  ActivityInfo info = ActivityInfoFromTask(task, task_queue_);
+  if (info.started_time != absl::InfinitePast() &&
+      info.current_attempt_scheduled_time != absl::InfinitePast()) {
+    metrics_->schedule_to_start.Observe(
+        absl::ToDoubleSeconds(info.started_time - info.current_attempt_scheduled_time));
+  }
+  auto it = activities_.find(info.activity_type);
+  if (it == activities_.end()) {
+    std::vector<std::string> names;
+    for (const auto& [name, fn] : activities_) names.push_back(name);
+    absl::Status error = ApplicationError(
+        "ActivityNotRegistered",
+        absl::StrCat("activity type '", info.activity_type, "' is not registered on worker ",
+                     options_.identity, " of task queue '", task_queue_,
+                     "' (registered: ", absl::StrJoin(names, ", "), ")"),
+        /*non_retryable=*/true);
+    Respond(info, error, nullptr);
+    Finish();
+    return;
+  }
+
+  ActivityContext context(info, task.heartbeat_details(), recorder_.get(),
+                          {.clock = clock_, .logger = logger_, .converter = options_.converter});
+  {
+    absl::MutexLock lock(&mu_);
+    contexts_.insert(&context);
+    if (cancelling_) context.Cancel(CancelReason::kWorkerShutdown);
+  }
+  absl::Time began = clock_->Now();
+  absl::StatusOr<api::Payloads> result;
+  // Activity code is not ours: an exception must not take the worker down with it.
+  try {
+    result = it->second(context, task.input());
+  } catch (const std::exception& e) {
+    result = ApplicationError("Exception", absl::StrCat("activity threw: ", e.what()));
+  } catch (...) {
+    result = ApplicationError("Exception", "activity threw a non-standard exception");
+  }
+  metrics_->Latency(info.activity_type, clock_->Now() - began);
+  {
+    absl::MutexLock lock(&mu_);
+    contexts_.erase(&context);
+  }
+  context.Close();
+  Respond(info, result, &context);
+  Finish();
+}
+
+void ActivityWorker::Respond(const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
+                             ActivityContext* context) {
+  auto& stub = connection_.workflow_service();
+  std::string outcome;
+  absl::Status status;
+  CancelReason reason = context != nullptr ? context->cancel_reason() : CancelReason::kNone;
+  api::Failure failure;
+  bool fail = false;
+
+  if (result.ok()) {
+    outcome = "completed";
+    api::RespondActivityTaskCompletedRequest request;
+    request.set_task_token(info.task_token);
+    *request.mutable_result() = *result;
+    request.set_identity(options_.identity);
+    api::RespondActivityTaskCompletedResponse response;
+    status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskCompleted",
+                           [&](grpc::ClientContext* c) {
+                             return stub.RespondActivityTaskCompleted(c, request, &response);
+                           });
+    if (absl::IsInvalidArgument(status)) {
+      // The engine refused the result itself (too large, say): report that rather than leave
+      // the attempt to time out. Sending it again would be refused again.
+      failure = FailureFromStatus(ApplicationError("ResultRejected", std::string(status.message()),
+                                                   /*non_retryable=*/true));
+      fail = true;
+    }
+  } else if (IsCanceledError(result.status()) && reason == CancelReason::kRequested) {
+    outcome = "canceled";
+    api::RespondActivityTaskCanceledRequest request;
+    request.set_task_token(info.task_token);
+    *request.mutable_details() = context->last_heartbeat_details();
+    request.set_identity(options_.identity);
+    api::RespondActivityTaskCanceledResponse response;
+    status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskCanceled",
+                           [&](grpc::ClientContext* c) {
+                             return stub.RespondActivityTaskCanceled(c, request, &response);
+                           });
+  } else {
+    failure = FailureFromStatus(result.status());
+    if (IsCanceledError(result.status()) && reason != CancelReason::kNone) {
+      // Cancelled by this worker (shutdown) or by the clock: a retryable failure, so the
+      // engine retries the attempt (elsewhere) rather than closing the activity as canceled.
+      failure.mutable_application_failure_info()->set_type(CancelFailureType(reason));
+      failure.mutable_application_failure_info()->set_non_retryable(false);
+    }
+    fail = true;
+  }
+
+  if (fail) {
+    outcome = context == nullptr ? "not_registered" : "failed";
+    api::RespondActivityTaskFailedRequest request;
+    request.set_task_token(info.task_token);
+    *request.mutable_failure() = failure;
+    request.set_identity(options_.identity);
+    // Details of a heartbeat the throttle held back still reach the next attempt.
+    if (context != nullptr)
+      *request.mutable_last_heartbeat_details() = context->last_heartbeat_details();
+    api::RespondActivityTaskFailedResponse response;
+    status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskFailed",
+                           [&](grpc::ClientContext* c) {
+                             return stub.RespondActivityTaskFailed(c, request, &response);
+                           });
+  }
+  metrics_->Result(outcome);
+
+  if (status.ok()) {
+    logger_->Log(LogLevel::kDebug, "activity.answered",
+                 {{"activity_id", info.activity_id},
+                  {"activity_type", info.activity_type},
+                  {"attempt", info.attempt},
+                  {"outcome", outcome}});
+  } else if (absl::IsNotFound(status) || absl::IsFailedPrecondition(status)) {
+    // The engine closed this attempt already (timed out, workflow gone): nothing to do.
+    logger_->Log(LogLevel::kInfo, "activity.answer_stale",
+                 {{"activity_id", info.activity_id},
+                  {"activity_type", info.activity_type},
+                  {"attempt", info.attempt},
+                  {"error", status}});
+  } else {
+    logger_->Log(LogLevel::kWarn, "activity.answer_failed",
+                 {{"activity_id", info.activity_id},
+                  {"activity_type", info.activity_type},
+                  {"attempt", info.attempt},
+                  {"outcome", outcome},
+                  {"error", status}});
+  }
+}
+
+}  // namespace kiln::sdk

@@ -1,0 +1,157 @@
+// The activity half of a worker: polls one task queue for activity tasks and runs the
+// registered activity functions on a bounded pool, answering each task with its result,
+// failure or cancellation. It serves both the control-plane worker and the builder agent; for
+// the agent it also says how long the queue has been idle, so the agent can exit when its
+// queue drains.
+//
+// Flow control: a poller asks for a task only while it holds a free slot, so the engine never
+// hands this worker a task it cannot start at once (the task would otherwise wait here while
+// its start-to-close timer runs).
+//
+//   ActivityWorker worker(connection, "project/42", {.max_concurrent = 4});
+//   worker.Register("fetch", Fetch);
+//   RETURN_IF_ERROR(worker.Start());
+//   while (!worker.WaitForIdle(absl::Seconds(30), absl::InfiniteDuration())) {}
+//   worker.Stop();
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/client_context.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/executor.h"
+#include "sdk/activity.h"
+#include "sdk/client.h"
+#include "sdk/connection.h"
+
+namespace kiln::sdk {
+
+struct ActivityWorkerOptions {
+  // Empty: "<hostname>:<pid>". An exclusive queue is held by one identity.
+  std::string identity{};
+  std::string ns{};
+  // Activities running at once (threads of the pool, and slots a poll needs).
+  int max_concurrent = 16;
+  // Threads long-polling the queue.
+  int pollers = 2;
+  // Client-side deadline of one long poll; the engine answers empty 1 s before it (or after
+  // 60 s). An agent that must notice an empty queue quickly can make it shorter.
+  absl::Duration poll_timeout = absl::Seconds(70);
+  // How long Stop lets running activities finish after cancelling their contexts.
+  absl::Duration graceful_shutdown_timeout = absl::Seconds(10);
+  // How long Stop lets running activities run on before cancelling their contexts (zero:
+  // cancel at once, so cooperative activities return promptly).
+  absl::Duration shutdown_cancel_delay = absl::ZeroDuration();
+  // Deadline and retries of the answer RPCs. Patient by default (about 25 s of UNAVAILABLE):
+  // an answer lost to an orchestrator restart would rerun the whole activity.
+  RpcPolicy rpc{.max_attempts = 8, .initial_backoff = absl::Milliseconds(200)};
+  // Optional; metrics are kept in a private registry when not given.
+  prometheus::Registry* registry = nullptr;
+  Clock* clock = nullptr;
+  Logger* logger = nullptr;
+  const PayloadConverter* converter = nullptr;
+};
+
+class ActivityWorker {
+ public:
+  ActivityWorker(Connection& connection, std::string task_queue,
+                 ActivityWorkerOptions options = {});
+  // Stops, then waits for every activity still running (they are cancelled).
+  ~ActivityWorker();
+  ActivityWorker(const ActivityWorker&) = delete;
+  ActivityWorker& operator=(const ActivityWorker&) = delete;
+
+  // Before Start. kAlreadyExists for a name registered twice.
+  absl::Status Register(const std::string& activity_type, ActivityFn fn);
+  // kFailedPrecondition when already started or nothing is registered.
+  absl::Status Start();
+  // Stops polling (in-flight polls are cancelled), cancels running activities' contexts
+  // (after shutdown_cancel_delay) and waits up to graceful_shutdown_timeout for them. An
+  // activity still running then goes on in the background and still reports its outcome;
+  // the destructor waits for it. Idempotent.
+  void Stop();
+
+  // How long the queue has been idle: the time since the last task finished (or Start) while
+  // nothing runs, counted only once a poll has come back empty since then (the engine had no
+  // task for us). Zero while anything runs or before that poll.
+  absl::Duration IdleFor();
+  int64_t idle_for_ms() { return absl::ToInt64Milliseconds(IdleFor()); }
+  // Blocks until IdleFor() >= `idle` (true) or `timeout` passes or Stop is called (false).
+  bool WaitForIdle(absl::Duration idle, absl::Duration timeout);
+
+  int running();
+  int64_t tasks_started() const { return tasks_started_.load(); }
+  const std::string& identity() const { return options_.identity; }
+
+ private:
+  class GrpcHeartbeatRecorder;
+  struct Metrics;
+
+  void PollLoop();
+  // Waits for a free slot and takes it; false when stopping.
+  bool TakeSlot();
+  void Run(api::PollActivityTaskQueueResponse task);
+  void Respond(const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
+               ActivityContext* context);
+  // A task is done: frees its slot, and the worker may be idle from now.
+  void Finish();
+  absl::Duration IdleForLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits until `done` (evaluated under mu_) holds or the injected clock reaches `deadline`;
+  // returns `done`'s last value.
+  bool WaitUntil(absl::Time deadline, const std::function<bool()>& done);
+
+  Connection& connection_;
+  const std::string task_queue_;
+  ActivityWorkerOptions options_;
+  Clock* clock_;
+  Logger* logger_;
+  std::map<std::string, ActivityFn> activities_;
+  std::unique_ptr<prometheus::Registry> owned_registry_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<GrpcHeartbeatRecorder> recorder_;
+
+  absl::Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  // Set once Stop cancels contexts: a task that starts after that starts cancelled.
+  bool cancelling_ ABSL_GUARDED_BY(mu_) = false;
+  int free_slots_ ABSL_GUARDED_BY(mu_) = 0;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<grpc::ClientContext*> polls_ ABSL_GUARDED_BY(mu_);
+  std::set<ActivityContext*> contexts_ ABSL_GUARDED_BY(mu_);
+  // Idle tracking: since when nothing has run, and whether a poll came back empty since.
+  absl::Time idle_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool empty_poll_since_idle_ ABSL_GUARDED_BY(mu_) = false;
+  // Bumped on every change that matters to WaitForIdle.
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bumped by clock alarms so that waits on the clock re-check their conditions.
+  int64_t ticks_ ABSL_GUARDED_BY(mu_) = 0;
+  // Alarms of WaitUntil that may still run; the destructor waits for none.
+  int alarms_pending_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::atomic<int64_t> tasks_started_{0};
+  std::vector<std::thread> pollers_;
+  // Declared last: destroyed first, so its threads finish before the state above goes.
+  std::unique_ptr<Executor> executor_;
+};
+
+}  // namespace kiln::sdk

@@ -1,0 +1,111 @@
+// What workflow code sees. A workflow is a C++20 coroutine:
+//
+//   Task<absl::StatusOr<api::Payloads>> Hello(WorkflowContext& ctx, api::Payloads input) {
+//     auto greeting = co_await ctx.ExecuteActivity("greet", input, {.start_to_close_timeout =
+//                                                                   absl::Seconds(10)});
+//     if (!greeting.ok()) co_return greeting.status();
+//     co_return *greeting;
+//   }
+//
+// Workflow code must be deterministic: it reads time, randomness and ids only through the
+// context (recorded or derived from the history), does its I/O only in activities, and waits
+// only on Futures and Tasks. The SDK replays the history to rebuild a workflow's state and
+// fails the workflow task (not the workflow) with a non-determinism error naming the event and
+// the command when the code no longer produces what the history recorded.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/logging.h"
+#include "kiln/api/v1/common.pb.h"
+#include "sdk/coroutine.h"
+
+namespace kiln::sdk {
+
+namespace api = ::kiln::api::v1;
+
+struct ActivityOptions {
+  // Empty: the workflow's own task queue.
+  std::string task_queue;
+  // One of start-to-close or schedule-to-close must be set (start-to-close defaults to 1 min).
+  absl::Duration start_to_close_timeout = absl::Minutes(1);
+  absl::Duration schedule_to_close_timeout = absl::ZeroDuration();
+  absl::Duration schedule_to_start_timeout = absl::ZeroDuration();
+  absl::Duration heartbeat_timeout = absl::ZeroDuration();
+  // Unset fields take the engine's defaults (1 s, ×2, 100 × initial, unlimited attempts).
+  api::RetryPolicy retry_policy;
+  // Empty: a sequence number, unique within the run.
+  std::string activity_id;
+};
+
+struct WorkflowInfo {
+  std::string ns;
+  std::string workflow_id;
+  std::string run_id;
+  std::string workflow_type;
+  std::string task_queue;
+  absl::Time start_time;
+};
+
+class WorkflowInstance;
+
+class WorkflowContext {
+ public:
+  explicit WorkflowContext(WorkflowInstance* instance) : instance_(instance) {}
+
+  // Schedules an activity; the future resolves with its result, or with an error status:
+  // kDeadlineExceeded (timed out), kCancelled (cancelled), otherwise kUnknown with the
+  // activity's failure message (the failure type in brackets).
+  Future<absl::StatusOr<api::Payloads>> ExecuteActivity(const std::string& activity_type,
+                                                        const api::Payloads& input,
+                                                        const ActivityOptions& options);
+  // A durable timer: resolves OK after `duration` (at once for a non-positive one).
+  Future<absl::Status> Sleep(absl::Duration duration);
+
+  // The time of the current workflow task, from the history.
+  absl::Time Now() const;
+  // Deterministic randomness, seeded by the run id.
+  uint64_t Random();
+  std::string NewUuid();
+  // Runs `fn` once and records its result in the history; a replay returns the recorded value.
+  api::Payloads SideEffect(const std::function<api::Payloads()>& fn);
+
+  const WorkflowInfo& info() const;
+  bool is_replaying() const;
+  // Logs through the process logger, except while replaying (no duplicates).
+  void Log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields = {});
+
+ private:
+  WorkflowInstance* instance_;
+};
+
+using WorkflowFn =
+    std::function<Task<absl::StatusOr<api::Payloads>>(WorkflowContext&, api::Payloads input)>;
+
+// Waits for every future; returns their values in order.
+template <typename T>
+Task<std::vector<T>> WhenAll(std::vector<Future<T>> futures) {
+  std::vector<T> values;
+  values.reserve(futures.size());
+  for (auto& future : futures) values.push_back(co_await future);
+  co_return values;
+}
+
+// Resolves with the index of the first of `futures` to resolve.
+template <typename F0, typename... Fs>
+Future<size_t> WhenAny(const F0& f0, const Fs&... rest) {
+  auto state = std::make_shared<typename Future<size_t>::State>();
+  state->scheduler = f0.state()->scheduler;
+  Future<size_t> first(state);
+  size_t index = 0;
+  f0.OnReady([first, i = index++] { first.Resolve(i); });
+  (rest.OnReady([first, i = index++] { first.Resolve(i); }), ...);
+  return first;
+}
+
+}  // namespace kiln::sdk

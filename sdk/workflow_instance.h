@@ -1,0 +1,98 @@
+// One workflow run's state inside a worker: the coroutine, its pending futures, and the replay
+// machinery that feeds it history events. Given the events of a workflow task (the whole
+// history, or only the new ones when the instance is cached), it replays past workflow tasks —
+// checking that the code produces exactly the commands the history recorded — and runs the
+// current one, returning its commands.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kiln/api/v1/command.pb.h"
+#include "kiln/api/v1/history.pb.h"
+#include "sdk/workflow.h"
+
+namespace kiln::sdk {
+
+class WorkflowInstance {
+ public:
+  WorkflowInstance(WorkflowFn fn, WorkflowInfo info);
+  ~WorkflowInstance();
+  WorkflowInstance(const WorkflowInstance&) = delete;
+  WorkflowInstance& operator=(const WorkflowInstance&) = delete;
+
+  // Feeds the events with ids >= next_event_id() (earlier ones are skipped) up to and including
+  // the workflow task started last, and returns the commands of that task. A mismatch between
+  // the code and the history is kFailedPrecondition with a message starting
+  // "non-determinism:" that names the event and the command.
+  absl::StatusOr<std::vector<api::Command>> ProcessWorkflowTask(const api::History& history);
+
+  // Replays a whole recorded history (e.g. a closed run's) against the code, checking every
+  // command. Used by the Replayer to test a code change before deploying it.
+  absl::Status Replay(const api::History& history);
+
+  // The next event id this instance expects.
+  int64_t next_event_id() const { return next_event_id_; }
+  // The started event id of the last workflow task it ran (replayed or live).
+  int64_t last_started_event_id() const { return last_started_event_id_; }
+  bool completed() const { return completed_; }
+
+  // For WorkflowContext.
+  Future<absl::StatusOr<api::Payloads>> ScheduleActivity(const std::string& type,
+                                                         const api::Payloads& input,
+                                                         const ActivityOptions& options);
+  Future<absl::Status> StartTimer(absl::Duration duration);
+  api::Payloads SideEffect(const std::function<api::Payloads()>& fn);
+  absl::Time now() const { return now_; }
+  uint64_t Random() { return rng_(); }
+  const WorkflowInfo& info() const { return info_; }
+  bool replaying() const { return replaying_; }
+  Scheduler* scheduler() { return &scheduler_; }
+
+ private:
+  struct PendingActivity {
+    Future<absl::StatusOr<api::Payloads>> future;
+    std::string type;
+  };
+
+  absl::Status HandleEvent(const api::History& history, int index);
+  // Runs the workflow code until it blocks; appends its commands to `produced_`.
+  void Activate(absl::Time task_time, bool replaying);
+  // Matches a command event of the history against the next command the code produced.
+  absl::Status MatchCommandEvent(const api::HistoryEvent& event);
+  absl::Status Nondeterminism(const api::HistoryEvent& event, const std::string& why) const;
+  void PrescanMarkers(const api::History& history, int from);
+
+  WorkflowFn fn_;
+  WorkflowInfo info_;
+  WorkflowContext context_;
+  Scheduler scheduler_;
+  api::Payloads input_;
+  std::optional<Task<absl::StatusOr<api::Payloads>>> root_;
+  bool completed_ = false;
+  bool replaying_ = false;
+  absl::Time now_;
+  std::mt19937_64 rng_;
+  int64_t next_event_id_ = 1;
+  int64_t last_started_event_id_ = 0;
+  int64_t next_seq_ = 1;
+
+  // Commands the code produced, waiting to be matched with history events.
+  std::deque<api::Command> unmatched_;
+  // Commands of the current activation (returned to the engine).
+  std::vector<api::Command> produced_;
+  // Activities by activity id, and the scheduled event id once matched.
+  std::map<std::string, PendingActivity> activities_;
+  std::map<int64_t, std::string> activity_by_event_;
+  std::map<std::string, Future<absl::Status>> timers_;
+  // Side-effect results recorded in the history, read ahead for the task being replayed.
+  std::map<std::string, api::Payloads> recorded_markers_;
+};
+
+}  // namespace kiln::sdk

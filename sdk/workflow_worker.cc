@@ -1,0 +1,254 @@
+#include "sdk/workflow_worker.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "common/rpc_status.h"
+
+namespace kiln::sdk {
+namespace {
+
+void Deadline(grpc::ClientContext* context, absl::Duration timeout) {
+  context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+}
+
+}  // namespace
+
+WorkflowWorker::WorkflowWorker(Connection& connection, std::string task_queue,
+                               WorkflowWorkerOptions options)
+    : connection_(connection), task_queue_(std::move(task_queue)), options_(std::move(options)) {
+  if (options_.registry != nullptr) {
+    task_latency_ = &prometheus::BuildHistogram()
+                         .Name("kiln_sdk_workflow_task_latency_seconds")
+                         .Help("Time to run one workflow task (replay included) and answer it")
+                         .Register(*options_.registry)
+                         .Add({{"task_queue", task_queue_}}, LatencyBuckets());
+    auto& replays = prometheus::BuildCounter()
+                        .Name("kiln_sdk_workflow_replays_total")
+                        .Help("Workflow tasks by how the workflow state was obtained")
+                        .Register(*options_.registry);
+    replays_full_ = &replays.Add({{"kind", "full"}});
+    replays_incremental_ = &replays.Add({{"kind", "cached"}});
+    cache_gauge_ = &prometheus::BuildGauge()
+                        .Name("kiln_sdk_workflow_cache_size")
+                        .Help("Running workflows held in the worker's cache")
+                        .Register(*options_.registry)
+                        .Add({{"task_queue", task_queue_}});
+  }
+}
+
+WorkflowWorker::~WorkflowWorker() { Stop(); }
+
+void WorkflowWorker::Register(const std::string& workflow_type, WorkflowFn fn) {
+  workflows_[workflow_type] = std::move(fn);
+}
+
+void WorkflowWorker::Start() {
+  stopping_ = false;
+  for (int i = 0; i < options_.pollers; ++i) threads_.emplace_back([this] { PollLoop(); });
+}
+
+void WorkflowWorker::Stop() {
+  stopping_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    for (grpc::ClientContext* poll : polls_) poll->TryCancel();
+  }
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+size_t WorkflowWorker::cached() {
+  absl::MutexLock lock(&mu_);
+  return cache_.size();
+}
+
+void WorkflowWorker::ClearCache() {
+  absl::MutexLock lock(&mu_);
+  cache_.clear();
+  lru_.clear();
+}
+
+std::unique_ptr<WorkflowInstance> WorkflowWorker::Checkout(const std::string& run_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = cache_.find(run_id);
+  if (it == cache_.end()) return nullptr;
+  auto instance = std::move(it->second.first);
+  lru_.erase(it->second.second);
+  cache_.erase(it);
+  return instance;
+}
+
+void WorkflowWorker::Return(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance) {
+  std::vector<std::unique_ptr<WorkflowInstance>> evicted;  // destroyed outside the lock
+  absl::MutexLock lock(&mu_);
+  lru_.push_front(run_id);
+  cache_[run_id] = {std::move(instance), lru_.begin()};
+  while (cache_.size() > options_.cache_size) {
+    auto victim = cache_.find(lru_.back());
+    evicted.push_back(std::move(victim->second.first));
+    cache_.erase(victim);
+    lru_.pop_back();
+  }
+  if (cache_gauge_) cache_gauge_->Set(static_cast<double>(cache_.size()));
+}
+
+void WorkflowWorker::PollLoop() {
+  while (!stopping_) {
+    api::PollWorkflowTaskQueueRequest request;
+    request.set_namespace_(options_.ns);
+    request.mutable_task_queue()->set_name(task_queue_);
+    request.set_identity(options_.identity);
+    api::PollWorkflowTaskQueueResponse task;
+    grpc::ClientContext context;
+    Deadline(&context, options_.poll_timeout);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+      polls_.push_back(&context);
+    }
+    grpc::Status status =
+        connection_.workflow_service().PollWorkflowTaskQueue(&context, request, &task);
+    {
+      absl::MutexLock lock(&mu_);
+      polls_.erase(std::find(polls_.begin(), polls_.end(), &context));
+    }
+    if (!status.ok()) {
+      if (stopping_) break;
+      if (status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+        LogWarn("sdk.workflow_poll_failed", {{"queue", task_queue_}, {"status", FromGrpc(status)}});
+        absl::SleepFor(absl::Milliseconds(200));  // Back off while the server is away.
+      }
+      continue;
+    }
+    if (task.task_token().empty()) continue;
+    Handle(task);
+  }
+}
+
+absl::Status WorkflowWorker::FetchRestOfHistory(api::PollWorkflowTaskQueueResponse& task) {
+  std::string token = task.next_page_token();
+  while (!token.empty()) {
+    api::GetWorkflowExecutionHistoryRequest request;
+    request.set_namespace_(options_.ns);
+    *request.mutable_execution() = task.workflow_execution();
+    request.set_next_page_token(token);
+    api::GetWorkflowExecutionHistoryResponse page;
+    grpc::ClientContext context;
+    Deadline(&context, absl::Seconds(30));
+    grpc::Status status =
+        connection_.workflow_service().GetWorkflowExecutionHistory(&context, request, &page);
+    if (!status.ok()) return FromGrpc(status);
+    for (auto& event : *page.mutable_history()->mutable_events()) {
+      if (event.event_id() > task.started_event_id()) return absl::OkStatus();
+      *task.mutable_history()->add_events() = std::move(event);
+    }
+    token = page.next_page_token();
+  }
+  return absl::OkStatus();
+}
+
+void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
+  absl::Time began = absl::Now();
+  const std::string& run_id = task.workflow_execution().run_id();
+  const std::string& type = task.workflow_type().name();
+
+  auto respond_failed = [&](api::WorkflowTaskFailedCause cause, const absl::Status& why) {
+    ++tasks_failed_;
+    LogWarn("sdk.workflow_task_failed", {{"workflow_id", task.workflow_execution().workflow_id()},
+                                         {"run_id", run_id},
+                                         {"status", why}});
+    api::RespondWorkflowTaskFailedRequest request;
+    request.set_task_token(task.task_token());
+    request.set_cause(cause);
+    request.mutable_failure()->set_message(std::string(why.message()));
+    request.mutable_failure()->set_source("kiln-sdk-cpp");
+    request.set_identity(options_.identity);
+    api::RespondWorkflowTaskFailedResponse ignored;
+    grpc::ClientContext context;
+    Deadline(&context, absl::Seconds(30));
+    (void)connection_.workflow_service().RespondWorkflowTaskFailed(&context, request, &ignored);
+  };
+
+  auto fn = workflows_.find(type);
+  if (fn == workflows_.end()) {
+    respond_failed(api::WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE,
+                   absl::NotFoundError(absl::StrCat("workflow type '", type,
+                                                    "' is not registered on queue ", task_queue_)));
+    return;
+  }
+  if (absl::Status fetched = FetchRestOfHistory(task); !fetched.ok()) {
+    LogWarn("sdk.history_fetch_failed", {{"run_id", run_id}, {"status", fetched}});
+    return;  // The task times out and is retried.
+  }
+
+  std::unique_ptr<WorkflowInstance> instance = Checkout(run_id);
+  // A cached instance fits only if its last task is the one the engine last saw completed.
+  if (instance != nullptr &&
+      instance->last_started_event_id() != task.previous_started_event_id()) {
+    instance.reset();
+  }
+  if (instance != nullptr) {
+    ++cache_hits_;
+    if (replays_incremental_) replays_incremental_->Increment();
+  } else {
+    ++full_replays_;
+    if (replays_full_) replays_full_->Increment();
+    WorkflowInfo info;
+    info.ns = options_.ns;
+    info.workflow_id = task.workflow_execution().workflow_id();
+    info.run_id = run_id;
+    info.workflow_type = type;
+    info.task_queue = task_queue_;
+    instance = std::make_unique<WorkflowInstance>(fn->second, std::move(info));
+  }
+
+  absl::StatusOr<std::vector<api::Command>> commands =
+      instance->ProcessWorkflowTask(task.history());
+  if (!commands.ok()) {
+    bool nondeterministic =
+        std::string(commands.status().message()).rfind("non-determinism", 0) == 0;
+    respond_failed(nondeterministic
+                       ? api::WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
+                       : api::WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE,
+                   commands.status());
+    return;  // The instance is dropped: the retry replays from scratch.
+  }
+
+  api::RespondWorkflowTaskCompletedRequest request;
+  request.set_task_token(task.task_token());
+  request.set_identity(options_.identity);
+  for (auto& command : *commands) *request.add_commands() = std::move(command);
+  api::RespondWorkflowTaskCompletedResponse response;
+  grpc::ClientContext context;
+  Deadline(&context, absl::Seconds(30));
+  grpc::Status status =
+      connection_.workflow_service().RespondWorkflowTaskCompleted(&context, request, &response);
+  if (!status.ok()) {
+    ++tasks_failed_;
+    LogWarn("sdk.workflow_task_respond_failed", {{"run_id", run_id}, {"status", FromGrpc(status)}});
+    return;  // The cached state may not match what the engine recorded: drop it.
+  }
+  ++tasks_completed_;
+  if (task_latency_) task_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - began));
+  if (!instance->completed()) Return(run_id, std::move(instance));
+}
+
+absl::Status ReplayHistory(const WorkflowFn& fn, const api::History& history,
+                           const std::string& workflow_id, const std::string& run_id) {
+  WorkflowInfo info;
+  info.workflow_id = workflow_id;
+  info.run_id = run_id;
+  // Randomness is seeded by the run id: replay with the recorded one when the history has it.
+  if (history.events_size() > 0 && !history.events(0)
+                                        .workflow_execution_started_event_attributes()
+                                        .original_execution_run_id()
+                                        .empty()) {
+    info.run_id =
+        history.events(0).workflow_execution_started_event_attributes().original_execution_run_id();
+  }
+  WorkflowInstance instance(fn, std::move(info));
+  return instance.Replay(history);
+}
+
+}  // namespace kiln::sdk

@@ -1,0 +1,95 @@
+// The workflow half of a worker: polls a task queue for workflow tasks, runs them against the
+// registered workflow code, and answers with commands. Running workflows stay in a bounded LRU
+// cache, so a new task of a cached run feeds only the events it has not seen; on a miss (or
+// when the cached state no longer fits the history) the whole history is replayed.
+#pragma once
+
+#include <atomic>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "sdk/connection.h"
+#include "sdk/workflow_instance.h"
+
+namespace kiln::sdk {
+
+struct WorkflowWorkerOptions {
+  std::string identity = "kiln-worker";
+  std::string ns;
+  int pollers = 2;
+  // Running workflows kept in memory.
+  size_t cache_size = 1000;
+  // Client-side deadline of one long poll (the server answers empty before it).
+  absl::Duration poll_timeout = absl::Seconds(70);
+  prometheus::Registry* registry = nullptr;
+};
+
+class WorkflowWorker {
+ public:
+  WorkflowWorker(Connection& connection, std::string task_queue, WorkflowWorkerOptions options);
+  ~WorkflowWorker();
+
+  void Register(const std::string& workflow_type, WorkflowFn fn);
+  void Start();
+  // Stops polling (in-flight polls are cancelled) and waits for running tasks to finish.
+  void Stop();
+
+  size_t cached();
+  int64_t full_replays() const { return full_replays_.load(); }
+  int64_t cache_hits() const { return cache_hits_.load(); }
+  int64_t tasks_completed() const { return tasks_completed_.load(); }
+  int64_t tasks_failed() const { return tasks_failed_.load(); }
+  // Drops every cached workflow (the next task of each replays in full).
+  void ClearCache();
+
+ private:
+  void PollLoop();
+  void Handle(api::PollWorkflowTaskQueueResponse& task);
+  absl::Status FetchRestOfHistory(api::PollWorkflowTaskQueueResponse& task);
+  std::unique_ptr<WorkflowInstance> Checkout(const std::string& run_id);
+  void Return(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance);
+
+  Connection& connection_;
+  std::string task_queue_;
+  WorkflowWorkerOptions options_;
+  std::map<std::string, WorkflowFn> workflows_;
+
+  absl::Mutex mu_;
+  // run id -> instance, with LRU order (front = most recent).
+  std::map<std::string,
+           std::pair<std::unique_ptr<WorkflowInstance>, std::list<std::string>::iterator>>
+      cache_ ABSL_GUARDED_BY(mu_);
+  std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);
+  std::vector<grpc::ClientContext*> polls_ ABSL_GUARDED_BY(mu_);
+
+  std::atomic<bool> stopping_{false};
+  std::vector<std::thread> threads_;
+  std::atomic<int64_t> full_replays_{0};
+  std::atomic<int64_t> cache_hits_{0};
+  std::atomic<int64_t> tasks_completed_{0};
+  std::atomic<int64_t> tasks_failed_{0};
+
+  prometheus::Histogram* task_latency_ = nullptr;
+  prometheus::Counter* replays_full_ = nullptr;
+  prometheus::Counter* replays_incremental_ = nullptr;
+  prometheus::Gauge* cache_gauge_ = nullptr;
+};
+
+// Runs recorded histories against workflow code: the check before deploying a code change.
+// OK when the code produces exactly the recorded commands.
+absl::Status ReplayHistory(const WorkflowFn& fn, const api::History& history,
+                           const std::string& workflow_id = "replay",
+                           const std::string& run_id = "replay");
+
+}  // namespace kiln::sdk

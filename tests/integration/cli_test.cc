@@ -1,0 +1,196 @@
+// The real `kiln` binary against a real orchestrator and a test worker: `kiln workflow start`,
+// `result`, `list`, `history` (also --follow while a run is open), `describe` and `terminate`,
+// and the exit codes of usage errors (2) and failed calls (1).
+#include <catch2/catch.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "tests/testutil/orchestrator.h"
+#include "tests/testutil/test_worker.h"
+
+namespace kiln {
+namespace {
+
+using testutil::BinaryPath;
+using testutil::OrchestratorProcess;
+using testutil::RunCommand;
+using testutil::TestWorker;
+
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// Runs `kiln --address <address> args...`; returns the exit code, stdout and stderr in `out`.
+int Kiln(const std::string& address, std::vector<std::string> args, std::string* out) {
+  args.insert(args.begin(), {"--address", address});
+  auto code = RunCommand(BinaryPath("kiln"), args, out, absl::Seconds(90));
+  REQUIRE(code.ok());
+  return *code;
+}
+
+// The non-empty lines of `text`.
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+TEST_CASE("kiln workflow commands drive and inspect workflows on a real orchestrator") {
+  testutil::TempDir dir;
+  OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  const std::string address = orchestrator.address();
+  TestWorker worker(orchestrator.connection().channel(), "q");
+  worker.Start();
+  std::string out;
+
+  // Start prints the run id; result waits for the close and prints the result data.
+  REQUIRE(Kiln(address,
+               {"workflow", "start", "--id", "steps-cli", "--type", "steps", "--task-queue", "q",
+                "--input", "2", "--run-timeout", "5m"},
+               &out) == 0);
+  const std::string run_id(absl::StripAsciiWhitespace(out));
+  REQUIRE(run_id.size() == 36);  // a UUID
+  REQUIRE(Kiln(address, {"workflow", "result", "--id", "steps-cli", "--timeout", "30s"}, &out) ==
+          0);
+  REQUIRE(out == "step-1@1\n");
+
+  // List: a table with the run COMPLETED; filters and JSON.
+  REQUIRE(Kiln(address, {"workflow", "list"}, &out) == 0);
+  std::vector<std::string> rows = Lines(out);
+  REQUIRE(rows.size() == 2);
+  REQUIRE(absl::StartsWith(rows[0], "WORKFLOW ID  RUN ID"));
+  REQUIRE(Contains(rows[0], "START (UTC)"));
+  std::vector<std::string> row = absl::StrSplit(rows[1], ' ', absl::SkipEmpty());
+  REQUIRE(row.size() == 9);  // the times are two words each
+  REQUIRE(row[0] == "steps-cli");
+  REQUIRE(row[1] == run_id);
+  REQUIRE(row[2] == "steps");
+  REQUIRE(row[3] == "COMPLETED");
+  REQUIRE(row[8] == "17");
+  REQUIRE(Kiln(address, {"workflow", "list", "--status", "running"}, &out) == 0);
+  REQUIRE(Lines(out).size() == 1);  // the header alone
+  REQUIRE(Kiln(address, {"workflow", "list", "--status", "completed", "--type", "steps", "--json"},
+               &out) == 0);
+  REQUIRE(Lines(out).size() == 1);
+  REQUIRE(Contains(out, "\"workflowId\":\"steps-cli\""));
+  REQUIRE(Contains(out, "\"status\":\"WORKFLOW_EXECUTION_STATUS_COMPLETED\""));
+
+  // History: Started ... Completed, event ids 1..N without gaps.
+  REQUIRE(Kiln(address, {"workflow", "history", "--id", "steps-cli"}, &out) == 0);
+  std::vector<std::string> events = Lines(out);
+  REQUIRE(events.size() == 4 + 2 * 6 + 1);  // start, 6 events a step, close
+  for (size_t i = 0; i < events.size(); ++i) {
+    INFO(events[i]);
+    std::vector<std::string> fields = absl::StrSplit(events[i], ' ', absl::SkipEmpty());
+    REQUIRE(fields.size() >= 3);
+    int64_t id = 0;
+    REQUIRE(absl::SimpleAtoi(fields[0], &id));
+    REQUIRE(id == static_cast<int64_t>(i + 1));
+    REQUIRE(absl::EndsWith(fields[1], "Z"));
+  }
+  REQUIRE(Contains(events.front(),
+                   "  WorkflowExecutionStarted  type=steps task_queue=q input=2 run_timeout=5m"));
+  REQUIRE(Contains(events[4], "ActivityTaskScheduled  activity_id=step-0 type=echo input=step-0"));
+  REQUIRE(Contains(events.back(), "  WorkflowExecutionCompleted  result=step-1@1"));
+  std::string history_text = out;
+  // --follow on a closed run prints the same and ends; --json gives one event a line.
+  REQUIRE(Kiln(address, {"workflow", "history", "--id", "steps-cli", "--follow"}, &out) == 0);
+  REQUIRE(out == history_text);
+  REQUIRE(Kiln(address, {"workflow", "history", "--id", "steps-cli", "--run", run_id, "--json"},
+               &out) == 0);
+  REQUIRE(Lines(out).size() == events.size());
+  REQUIRE(Contains(Lines(out).front(), "\"eventType\":\"EVENT_TYPE_WORKFLOW_EXECUTION_STARTED\""));
+
+  // Describe, as text and as JSON.
+  REQUIRE(Kiln(address, {"workflow", "describe", "--id", "steps-cli"}, &out) == 0);
+  REQUIRE(Contains(out, "Run ID:          " + run_id + "\n"));
+  REQUIRE(Contains(out, "Type:            steps\n"));
+  REQUIRE(Contains(out, "Task queue:      q\n"));
+  REQUIRE(Contains(out, "Status:          COMPLETED\n"));
+  REQUIRE(Contains(out, "History length:  17\n"));
+  REQUIRE_FALSE(Contains(out, "Pending"));
+  REQUIRE(Kiln(address, {"workflow", "describe", "--id", "steps-cli", "--json"}, &out) == 0);
+  REQUIRE(Contains(out, "\"status\": \"WORKFLOW_EXECUTION_STATUS_COMPLETED\""));
+
+  // A workflow that sleeps for an hour: described with its timer, followed while open, and
+  // terminated.
+  REQUIRE(Kiln(address,
+               {"workflow", "start", "--id", "timer-cli", "--type", "timer", "--task-queue", "q",
+                "--input", "3600"},
+               &out) == 0);
+  REQUIRE(testutil::WaitFor(
+      [&] {
+        return Kiln(address, {"workflow", "describe", "--id", "timer-cli"}, &out) == 0 &&
+               Contains(out, "Pending timers (1):");
+      },
+      absl::Seconds(30)));
+  REQUIRE(Contains(out, "Status:          RUNNING\n"));
+  REQUIRE(Contains(out, "  sleep     "));
+  REQUIRE(Kiln(address,
+               {"workflow", "start", "--id", "timer-cli", "--type", "timer", "--task-queue", "q"},
+               &out) == 1);
+  REQUIRE(absl::StartsWith(out, "kiln: "));
+  REQUIRE(Kiln(address, {"workflow", "result", "--id", "timer-cli", "--timeout", "500ms"}, &out) ==
+          1);
+  REQUIRE(out == "kiln: workflow timer-cli did not close within 500ms\n");
+
+  auto follow = testutil::Process::Start(
+      BinaryPath("kiln"), {"--address", address, "workflow", "history", "--id", "timer-cli", "-f"},
+      dir.path() + "/follow.log");
+  REQUIRE(follow.ok());
+  REQUIRE(testutil::WaitFor([&] { return Contains((*follow)->Output(), "TimerStarted"); },
+                            absl::Seconds(30)));
+  REQUIRE((*follow)->Running());
+  REQUIRE(Kiln(address,
+               {"workflow", "terminate", "--id", "timer-cli", "--reason", "no longer needed"},
+               &out) == 0);
+  REQUIRE(out == "terminated workflow timer-cli\n");
+  REQUIRE((*follow)->Wait(absl::Seconds(30)).value() == 0);
+  std::vector<std::string> followed = Lines((*follow)->Output());
+  REQUIRE(Contains(followed.front(), "WorkflowExecutionStarted  type=timer task_queue=q"));
+  REQUIRE(Contains((*follow)->Output(), "TimerStarted  timer_id=sleep timeout=1h"));
+  REQUIRE(Contains(followed.back(), "  WorkflowExecutionTerminated  reason=\"no longer needed\""));
+
+  REQUIRE(Kiln(address, {"workflow", "describe", "--id", "timer-cli"}, &out) == 0);
+  REQUIRE(Contains(out, "Status:          TERMINATED\n"));
+  REQUIRE(Kiln(address, {"workflow", "result", "--id", "timer-cli"}, &out) == 1);
+  REQUIRE(out == "kiln: workflow timer-cli was terminated: no longer needed\n");
+  REQUIRE(Kiln(address, {"workflow", "list", "--status", "terminated"}, &out) == 0);
+  REQUIRE(Lines(out).size() == 2);
+  REQUIRE(Contains(Lines(out)[1], "timer-cli"));
+
+  // Calls that fail: exit 1 with the server's message.
+  REQUIRE(Kiln(address, {"workflow", "describe", "--id", "no-such-workflow"}, &out) == 1);
+  REQUIRE(out == "kiln: workflow no-such-workflow not found\n");
+  REQUIRE(Kiln(address, {"workflow", "terminate", "--id", "timer-cli"}, &out) == 1);
+  REQUIRE(absl::StartsWith(out, "kiln: "));
+  REQUIRE(worker.errors() == 0);
+  worker.Stop();
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+TEST_CASE("kiln refuses bad flag values with exit code 2 and names the value") {
+  std::string out;
+  const std::string nowhere = "127.0.0.1:1";  // never contacted: parsing fails first
+  REQUIRE(Kiln(nowhere, {"workflow", "result", "--id", "w", "--timeout", "10parsecs"}, &out) == 2);
+  REQUIRE(Contains(out, "--timeout: '10parsecs' is not a duration"));
+  REQUIRE(Kiln(nowhere, {"workflow", "list", "--status", "bogus"}, &out) == 2);
+  REQUIRE(Contains(out, "'bogus' is not a workflow status"));
+  REQUIRE(Kiln(nowhere, {"workflow", "list", "--limit", "many"}, &out) == 2);
+  REQUIRE(Contains(out, "many"));
+  REQUIRE(Kiln(nowhere, {"workflow", "describe"}, &out) == 2);
+  REQUIRE(Contains(out, "--id is required"));
+  REQUIRE(Kiln(nowhere, {"workflow", "--help"}, &out) == 0);
+  REQUIRE(Contains(out, "terminate"));
+}
+
+TEST_CASE("kiln says so and exits 1 when the orchestrator is not there") {
+  std::string out;
+  const std::string address = "127.0.0.1:" + std::to_string(testutil::FreePort());
+  REQUIRE(Kiln(address, {"workflow", "list"}, &out) == 1);
+  REQUIRE(absl::StartsWith(out, "kiln: "));
+}
+
+}  // namespace
+}  // namespace kiln
