@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "sdk/converter.h"
 
 namespace kiln::samples {
@@ -74,7 +75,7 @@ void RegisterWorkflows(sdk::WorkflowWorker& worker) {
   worker.Register("TimerParallel", TimerParallel);
 }
 
-void RegisterActivities(sdk::ActivityWorker& worker) {
+absl::Status RegisterActivities(sdk::ActivityWorker& worker) {
   auto string_activity = [](std::function<std::string(std::string)> fn) {
     return [fn](sdk::ActivityContext&, const Payloads& input) -> absl::StatusOr<Payloads> {
       auto arg = FromPayloadAt<std::string>(input, 0);
@@ -82,25 +83,27 @@ void RegisterActivities(sdk::ActivityWorker& worker) {
       return ToPayloads(fn(*arg));
     };
   };
-  worker.Register("Greet", string_activity([](std::string name) {
-                    return absl::StrCat("Hello, ", name, "!");
-                  }));
-  worker.Register("Upper", string_activity([](std::string s) {
-                    for (char& c : s)
-                      c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-                    return s;
-                  }));
-  worker.Register("Reverse", string_activity([](std::string s) {
-                    std::reverse(s.begin(), s.end());
-                    return s;
-                  }));
-  worker.Register("Exclaim", string_activity([](std::string s) { return s + "!"; }));
-  worker.Register("Square",
-                  [](sdk::ActivityContext&, const Payloads& input) -> absl::StatusOr<Payloads> {
-                    auto n = FromPayloadAt<int64_t>(input, 0);
-                    if (!n.ok()) return n.status();
-                    return ToPayloads(*n * *n);
-                  });
+  RETURN_IF_ERROR(worker.Register("Greet", string_activity([](std::string name) {
+                                    return absl::StrCat("Hello, ", name, "!");
+                                  })));
+  RETURN_IF_ERROR(worker.Register("Upper", string_activity([](std::string s) {
+                                    for (char& c : s)
+                                      c = static_cast<char>(
+                                          std::toupper(static_cast<unsigned char>(c)));
+                                    return s;
+                                  })));
+  RETURN_IF_ERROR(worker.Register("Reverse", string_activity([](std::string s) {
+                                    std::reverse(s.begin(), s.end());
+                                    return s;
+                                  })));
+  RETURN_IF_ERROR(
+      worker.Register("Exclaim", string_activity([](std::string s) { return s + "!"; })));
+  return worker.Register(
+      "Square", [](sdk::ActivityContext&, const Payloads& input) -> absl::StatusOr<Payloads> {
+        auto n = FromPayloadAt<int64_t>(input, 0);
+        if (!n.ok()) return n.status();
+        return ToPayloads(*n * *n);
+      });
 }
 
 }  // namespace kiln::samples

@@ -23,6 +23,6 @@ sdk::Task<absl::StatusOr<sdk::api::Payloads>> TimerParallel(sdk::WorkflowContext
                                                             sdk::api::Payloads input);
 
 void RegisterWorkflows(sdk::WorkflowWorker& worker);
-void RegisterActivities(sdk::ActivityWorker& worker);
+absl::Status RegisterActivities(sdk::ActivityWorker& worker);
 
 }  // namespace kiln::samples

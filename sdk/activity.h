@@ -14,7 +14,10 @@
 // Errors: ApplicationError(type, message, non_retryable) reports a failure of that type (a
 // non-retryable one fails the activity at once, whatever the retry policy); CanceledError()
 // after the workflow asked to cancel reports the activity canceled; any other error status is
-// a retryable failure whose type is the status code's name ("UNAVAILABLE").
+// a retryable failure whose type is the status code's name ("UNAVAILABLE"). CanceledError()
+// after a cancellation the workflow did not ask for (the worker stopping, the deadline) is a
+// retryable failure of type "WorkerShutdown" (or "ActivityDeadlineExceeded"), so the engine
+// runs the attempt again rather than closing the activity as canceled.
 #pragma once
 
 #include <cstdint>

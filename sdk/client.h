@@ -79,6 +79,7 @@ struct WorkflowHandle {
   std::string run_id{};
 };
 
+// Thread-safe.
 class Client {
  public:
   explicit Client(Connection& connection, ClientOptions options = {});

@@ -204,12 +204,16 @@ int main(int argc, char** argv) {
   aopts.pollers = 4;
   aopts.max_concurrent = 64;
   sdk::ActivityWorker activities(connection, "bench", aopts);
-  activities.Register(
+  absl::Status ready = activities.Register(
       "Noop",
       [](sdk::ActivityContext&,
          const sdk::api::Payloads& input) -> absl::StatusOr<sdk::api::Payloads> { return input; });
+  if (ready.ok()) ready = activities.Start();
+  if (!ready.ok()) {
+    std::cerr << ready << "\n";
+    return 1;
+  }
   workflows.Start();
-  activities.Start();
 
   for (const std::string type : {"a", "b"}) {
     if (only.find(type) == std::string::npos) continue;
