@@ -77,6 +77,9 @@ TEST_CASE("The workflow command line takes good values and names bad ones") {
   REQUIRE(Parse("workflow history --id w --follow") == "");
   REQUIRE(Parse("workflow result --id w --timeout 500ms") == "");
   REQUIRE(Parse("workflow terminate --id w --reason done") == "");
+  REQUIRE(Parse("workflow logs --id w --run r --stream test --follow --from 10") == "");
+  REQUIRE(Parse("workflow logs --id w --from -1") ==
+          "--from: '-1' is not a byte offset (0 or more)");
 
   REQUIRE(Parse("workflow result --id w --timeout 10parsecs") ==
           "--timeout: '10parsecs' is not a duration like 500ms, 10s, 5m or 1h");

@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
     return kiln::cli::CheckHealth(connection, absl::Seconds(health_timeout_s), io);
   }
   if (info->parsed()) return kiln::cli::ShowInfo(connection, io);
-  if (workflow.parsed()) return workflow.Run(connection.workflow_service(), io);
+  if (workflow.parsed()) {
+    auto log_service = kiln::api::v1::LogService::NewStub(connection.channel());
+    return workflow.Run(connection.workflow_service(), *log_service, io);
+  }
   return 2;
 }

@@ -1,17 +1,20 @@
 // The `kiln workflow ...` commands, one function each, apart from flag parsing: each takes its
-// options, a WorkflowService stub (an interface, so tests can fake the server) and where to
-// write, and returns the process exit code (0 ok, 1 failed; usage errors never get here).
+// options, a WorkflowService stub (an interface, so tests can fake the server; `logs` takes the
+// LogService stub too) and where to write, and returns the process exit code (0 ok, 1 failed; usage
+// errors never get here).
 #pragma once
 
 #include <string>
 
 #include "absl/time/time.h"
 #include "cli/rpc.h"
+#include "kiln/api/v1/log_service.grpc.pb.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
 
 namespace kiln::cli {
 
 using WorkflowStub = api::v1::WorkflowService::StubInterface;
+using LogStub = api::v1::LogService::StubInterface;
 
 // Which run: an empty run id means the workflow's current run.
 struct RunRef {
@@ -63,6 +66,17 @@ struct TerminateOptions {
   std::string reason;
 };
 
+// The log stream `kiln workflow logs` reads unless --stream names another.
+inline constexpr char kDefaultLogStream[] = "build";
+
+struct LogsOptions {
+  RunRef run;
+  std::string stream = kDefaultLogStream;
+  bool follow = false;
+  // The byte offset to start from.
+  int64_t from_offset = 0;
+};
+
 // Prints the new run id.
 int StartWorkflow(WorkflowStub& stub, const StartOptions& options, const Io& io);
 // Prints a table (or one JSON object a line), following page tokens up to the limit.
@@ -74,5 +88,9 @@ int PrintHistory(WorkflowStub& stub, const HistoryOptions& options, const Io& io
 // failure goes to stderr, exit 1. Follows continue-as-new and retries to the final run.
 int WaitForResult(WorkflowStub& stub, const ResultOptions& options, const Io& io);
 int TerminateWorkflow(WorkflowStub& stub, const TerminateOptions& options, const Io& io);
+// Writes the run's log stream to `io.out` byte for byte. With `follow`, keeps writing what is
+// appended until the run closes (then the rest, and exit 0), reconnecting from the offset after
+// the last byte written when the orchestrator restarts.
+int PrintLogs(WorkflowStub& workflows, LogStub& logs, const LogsOptions& options, const Io& io);
 
 }  // namespace kiln::cli

@@ -1,6 +1,7 @@
 // Flag definitions of `kiln workflow ...`; see workflow_commands.h.
 #include "cli/workflow_commands.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/flags.h"
@@ -16,6 +17,7 @@ WorkflowCommands::WorkflowCommands(CLI::App& app) {
   AddHistory();
   AddResult();
   AddTerminate();
+  AddLogs();
 }
 
 void WorkflowCommands::AddRunFlags(CLI::App& command, RunRef* run) {
@@ -88,15 +90,34 @@ void WorkflowCommands::AddTerminate() {
   terminate_->add_option("--reason", terminate_options_.reason, "Recorded in the history");
 }
 
+void WorkflowCommands::AddLogs() {
+  logs_ = workflow_->add_subcommand("logs", "Print a run's log stream (a build's output)");
+  LogsOptions& o = logs_options_;
+  AddRunFlags(*logs_, &o.run);
+  logs_->add_option("--stream", o.stream, "Log stream name")->capture_default_str();
+  logs_->add_flag("--follow,-f", o.follow, "Keep printing what is appended until the run closes");
+  CLI::Validator offset(
+      [](std::string& value) -> std::string {
+        int64_t parsed = 0;
+        if (absl::SimpleAtoi(value, &parsed) && parsed >= 0) return "";
+        return absl::StrCat("'", value, "' is not a byte offset (0 or more)");
+      },
+      "OFFSET", "byte offset");
+  logs_->add_option("--from", o.from_offset, "Byte offset to start from")
+      ->check(offset)
+      ->capture_default_str();
+}
+
 bool WorkflowCommands::parsed() const { return workflow_->parsed(); }
 
-int WorkflowCommands::Run(WorkflowStub& stub, const Io& io) const {
+int WorkflowCommands::Run(WorkflowStub& stub, LogStub& logs, const Io& io) const {
   if (start_->parsed()) return StartWorkflow(stub, start_options_, io);
   if (list_->parsed()) return ListWorkflows(stub, list_options_, io);
   if (describe_->parsed()) return DescribeWorkflow(stub, describe_options_, io);
   if (history_->parsed()) return PrintHistory(stub, history_options_, io);
   if (result_->parsed()) return WaitForResult(stub, result_options_, io);
   if (terminate_->parsed()) return TerminateWorkflow(stub, terminate_options_, io);
+  if (logs_->parsed()) return PrintLogs(stub, logs, logs_options_, io);
   return 2;  // require_subcommand(1) makes this unreachable
 }
 

@@ -22,7 +22,7 @@ class WorkflowCommands {
   // True when the parsed command line chose `workflow ...`.
   bool parsed() const;
   // Runs the chosen subcommand; returns the exit code.
-  int Run(WorkflowStub& stub, const Io& io) const;
+  int Run(WorkflowStub& stub, LogStub& logs, const Io& io) const;
 
  private:
   void AddStart();
@@ -31,6 +31,7 @@ class WorkflowCommands {
   void AddHistory();
   void AddResult();
   void AddTerminate();
+  void AddLogs();
   // --id (required) and --run, shared by the commands that address one run.
   static void AddRunFlags(CLI::App& command, RunRef* run);
 
@@ -41,12 +42,14 @@ class WorkflowCommands {
   CLI::App* history_ = nullptr;
   CLI::App* result_ = nullptr;
   CLI::App* terminate_ = nullptr;
+  CLI::App* logs_ = nullptr;
   StartOptions start_options_;
   ListOptions list_options_;
   DescribeOptions describe_options_;
   HistoryOptions history_options_;
   ResultOptions result_options_;
   TerminateOptions terminate_options_;
+  LogsOptions logs_options_;
 };
 
 }  // namespace kiln::cli

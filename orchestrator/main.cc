@@ -25,7 +25,14 @@ int main(int argc, char** argv) {
                  "Prometheus /metrics address (host:port; empty disables)")
       ->envname("KILN_METRICS")
       ->capture_default_str();
+  double exclusive_lease_s = 10;
+  app.add_option("--exclusive-lease", exclusive_lease_s,
+                 "Seconds an exclusive task queue stays held after its holder's last poll")
+      ->envname("KILN_EXCLUSIVE_LEASE")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
+  options.exclusive_lease = absl::Seconds(exclusive_lease_s);
   kiln::ApplyCommonFlags(common);
 
   auto server = kiln::orchestrator::Server::Start(options);

@@ -15,7 +15,9 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,7 @@
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "kiln/api/v1/common.pb.h"
+#include "kiln/api/v1/history.pb.h"
 #include "sdk/coroutine.h"
 
 namespace kiln::sdk {
@@ -54,6 +57,53 @@ struct WorkflowInfo {
 
 class WorkflowInstance;
 
+// Signals of one name, in arrival order. Owned by the workflow's instance.
+class SignalChannel {
+ public:
+  explicit SignalChannel(Scheduler* scheduler) : scheduler_(scheduler) {}
+  // The next signal's input (waits for one).
+  Future<api::Payloads> Receive();
+  std::optional<api::Payloads> TryReceive();
+  size_t pending() const { return queued_.size(); }
+  // For the runtime: a signal arrived.
+  void Deliver(api::Payloads input);
+
+ private:
+  Scheduler* scheduler_;
+  std::deque<api::Payloads> queued_;
+  std::deque<Future<api::Payloads>> waiting_;
+};
+
+// Groups activities and timers so they can be cancelled together (a superseded build).
+class CancellationScope {
+ public:
+  bool cancelled() const { return cancelled_; }
+
+ private:
+  friend class WorkflowInstance;
+  bool cancelled_ = false;
+  std::vector<std::string> activities_;
+  std::vector<std::string> timers_;
+};
+
+struct ChildWorkflowOptions {
+  std::string workflow_id;
+  // Empty: the parent's task queue.
+  std::string task_queue;
+  api::ParentClosePolicy parent_close_policy = api::PARENT_CLOSE_POLICY_TERMINATE;
+  absl::Duration run_timeout = absl::ZeroDuration();
+  absl::Duration task_timeout = absl::ZeroDuration();
+};
+
+struct ChildWorkflow {
+  // Resolves once the child runs (its execution), or with kAlreadyExists if it could not start.
+  Future<absl::StatusOr<api::WorkflowExecution>> started;
+  // Resolves with the child's result, or an error saying how it closed.
+  Future<absl::StatusOr<api::Payloads>> result;
+};
+
+using QueryHandler = std::function<absl::StatusOr<api::Payloads>(const api::Payloads& args)>;
+
 class WorkflowContext {
  public:
   explicit WorkflowContext(WorkflowInstance* instance) : instance_(instance) {}
@@ -74,6 +124,36 @@ class WorkflowContext {
   std::string NewUuid();
   // Runs `fn` once and records its result in the history; a replay returns the recorded value.
   api::Payloads SideEffect(const std::function<api::Payloads()>& fn);
+
+  // Signals: `SignalChannel(name).Receive()` waits for the next one.
+  SignalChannel& GetSignalChannel(const std::string& name);
+  // Queries: answered from the workflow's state, without writing history.
+  void SetQueryHandler(const std::string& query_type, QueryHandler handler);
+
+  // Cancellation of this workflow: resolves when a cancel is requested. A workflow that then
+  // returns absl::CancelledError is recorded as canceled.
+  Future<absl::Status> CancellationRequested();
+  bool cancel_requested() const;
+  // Activities and timers started with a scope (see ExecuteActivityIn / SleepIn) are cancelled
+  // by Cancel: their futures resolve with kCancelled (a running activity hears it through its
+  // heartbeat and may clean up).
+  Future<absl::StatusOr<api::Payloads>> ExecuteActivityIn(CancellationScope& scope,
+                                                          const std::string& activity_type,
+                                                          const api::Payloads& input,
+                                                          const ActivityOptions& options);
+  Future<absl::Status> SleepIn(CancellationScope& scope, absl::Duration duration);
+  void Cancel(CancellationScope& scope);
+
+  ChildWorkflow ExecuteChildWorkflow(const std::string& workflow_type, const api::Payloads& input,
+                                     const ChildWorkflowOptions& options);
+  Future<absl::Status> SignalExternalWorkflow(const std::string& workflow_id,
+                                              const std::string& run_id,
+                                              const std::string& signal_name,
+                                              const api::Payloads& input);
+  Future<absl::Status> RequestCancelExternalWorkflow(const std::string& workflow_id,
+                                                     const std::string& run_id);
+  // `co_return ctx.ContinueAsNew(input);` ends this run and starts the next with a fresh history.
+  absl::Status ContinueAsNew(api::Payloads input);
 
   const WorkflowInfo& info() const;
   bool is_replaying() const;

@@ -81,6 +81,9 @@ bool IsCommandEvent(api::EventType type) {
     case api::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
     case api::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
     case api::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+    case api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+    case api::EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+    case api::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
       return true;
     default:
       return false;
@@ -116,6 +119,74 @@ Future<absl::Status> WorkflowContext::Sleep(absl::Duration duration) {
 api::Payloads WorkflowContext::SideEffect(const std::function<api::Payloads()>& fn) {
   return instance_->SideEffect(fn);
 }
+SignalChannel& WorkflowContext::GetSignalChannel(const std::string& name) {
+  return instance_->Channel(name);
+}
+void WorkflowContext::SetQueryHandler(const std::string& query_type, QueryHandler handler) {
+  instance_->SetQueryHandler(query_type, std::move(handler));
+}
+Future<absl::Status> WorkflowContext::CancellationRequested() {
+  return instance_->CancellationRequested();
+}
+bool WorkflowContext::cancel_requested() const { return instance_->cancel_requested(); }
+Future<absl::StatusOr<api::Payloads>> WorkflowContext::ExecuteActivityIn(
+    CancellationScope& scope, const std::string& activity_type, const api::Payloads& input,
+    const ActivityOptions& options) {
+  return instance_->ScheduleActivityIn(&scope, activity_type, input, options);
+}
+Future<absl::Status> WorkflowContext::SleepIn(CancellationScope& scope, absl::Duration duration) {
+  return instance_->StartTimerIn(&scope, duration);
+}
+void WorkflowContext::Cancel(CancellationScope& scope) { instance_->Cancel(scope); }
+ChildWorkflow WorkflowContext::ExecuteChildWorkflow(const std::string& workflow_type,
+                                                    const api::Payloads& input,
+                                                    const ChildWorkflowOptions& options) {
+  return instance_->StartChild(workflow_type, input, options);
+}
+Future<absl::Status> WorkflowContext::SignalExternalWorkflow(const std::string& workflow_id,
+                                                             const std::string& run_id,
+                                                             const std::string& signal_name,
+                                                             const api::Payloads& input) {
+  return instance_->External(true, workflow_id, run_id, signal_name, input);
+}
+Future<absl::Status> WorkflowContext::RequestCancelExternalWorkflow(const std::string& workflow_id,
+                                                                    const std::string& run_id) {
+  return instance_->External(false, workflow_id, run_id, "", {});
+}
+absl::Status WorkflowContext::ContinueAsNew(api::Payloads input) {
+  return instance_->SetContinueAsNew(std::move(input));
+}
+
+Future<api::Payloads> SignalChannel::Receive() {
+  auto state = std::make_shared<Future<api::Payloads>::State>();
+  state->scheduler = scheduler_;
+  Future<api::Payloads> future(state);
+  if (!queued_.empty()) {
+    future.Resolve(std::move(queued_.front()));
+    queued_.pop_front();
+  } else {
+    waiting_.push_back(future);
+  }
+  return future;
+}
+
+std::optional<api::Payloads> SignalChannel::TryReceive() {
+  if (queued_.empty()) return std::nullopt;
+  api::Payloads input = std::move(queued_.front());
+  queued_.pop_front();
+  return input;
+}
+
+void SignalChannel::Deliver(api::Payloads input) {
+  if (!waiting_.empty()) {
+    auto future = waiting_.front();
+    waiting_.pop_front();
+    future.Resolve(std::move(input));
+  } else {
+    queued_.push_back(std::move(input));
+  }
+}
+
 void WorkflowContext::Log(LogLevel level, std::string_view event,
                           std::initializer_list<LogField> fields) {
   if (instance_->replaying()) return;
@@ -136,6 +207,16 @@ WorkflowInstance::~WorkflowInstance() {
 
 Future<absl::StatusOr<api::Payloads>> WorkflowInstance::ScheduleActivity(
     const std::string& type, const api::Payloads& input, const ActivityOptions& options) {
+  return ScheduleActivityIn(nullptr, type, input, options);
+}
+
+Future<absl::StatusOr<api::Payloads>> WorkflowInstance::ScheduleActivityIn(
+    CancellationScope* scope, const std::string& type, const api::Payloads& input,
+    const ActivityOptions& options) {
+  if (scope != nullptr && scope->cancelled_) {
+    return Future<absl::StatusOr<api::Payloads>>::Ready(
+        &scheduler_, absl::CancelledError(absl::StrCat("activity ", type, " was cancelled")));
+  }
   std::string id = options.activity_id.empty() ? std::to_string(next_seq_++) : options.activity_id;
   api::Command command;
   command.set_command_type(api::COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK);
@@ -161,12 +242,20 @@ Future<absl::StatusOr<api::Payloads>> WorkflowInstance::ScheduleActivity(
   state->scheduler = &scheduler_;
   Future<absl::StatusOr<api::Payloads>> future(state);
   activities_[id] = PendingActivity{future, type};
-  produced_.push_back(command);
-  unmatched_.push_back(std::move(command));
+  if (scope != nullptr) scope->activities_.push_back(id);
+  Emit(std::move(command));
   return future;
 }
 
 Future<absl::Status> WorkflowInstance::StartTimer(absl::Duration duration) {
+  return StartTimerIn(nullptr, duration);
+}
+
+Future<absl::Status> WorkflowInstance::StartTimerIn(CancellationScope* scope,
+                                                    absl::Duration duration) {
+  if (scope != nullptr && scope->cancelled_) {
+    return Future<absl::Status>::Ready(&scheduler_, absl::CancelledError("timer was cancelled"));
+  }
   if (duration <= absl::ZeroDuration())
     return Future<absl::Status>::Ready(&scheduler_, absl::OkStatus());
   std::string id = std::to_string(next_seq_++);
@@ -179,9 +268,170 @@ Future<absl::Status> WorkflowInstance::StartTimer(absl::Duration duration) {
   state->scheduler = &scheduler_;
   Future<absl::Status> future(state);
   timers_[id] = future;
+  if (scope != nullptr) scope->timers_.push_back(id);
+  Emit(std::move(command));
+  return future;
+}
+
+void WorkflowInstance::Emit(api::Command command) {
   produced_.push_back(command);
   unmatched_.push_back(std::move(command));
+}
+
+bool WorkflowInstance::Unsend(const std::function<bool(const api::Command&)>& match) {
+  auto in_produced = std::find_if(produced_.begin(), produced_.end(), match);
+  if (in_produced == produced_.end()) return false;
+  produced_.erase(in_produced);
+  auto in_unmatched = std::find_if(unmatched_.begin(), unmatched_.end(), match);
+  if (in_unmatched != unmatched_.end()) unmatched_.erase(in_unmatched);
+  return true;
+}
+
+void WorkflowInstance::Cancel(CancellationScope& scope) {
+  if (scope.cancelled_) return;
+  scope.cancelled_ = true;
+  for (const std::string& id : scope.activities_) {
+    auto activity = activities_.find(id);
+    if (activity == activities_.end()) continue;  // Already closed.
+    bool unsent = Unsend([&](const api::Command& c) {
+      return c.command_type() == api::COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK &&
+             c.schedule_activity_task_command_attributes().activity_id() == id;
+    });
+    if (!unsent) {
+      for (const auto& [event_id, activity_id] : activity_by_event_) {
+        if (activity_id != id) continue;
+        api::Command command;
+        command.set_command_type(api::COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK);
+        command.mutable_request_cancel_activity_task_command_attributes()->set_scheduled_event_id(
+            event_id);
+        Emit(std::move(command));
+        break;
+      }
+    }
+    auto future = activity->second.future;
+    std::string type = activity->second.type;
+    activities_.erase(activity);
+    future.Resolve(absl::CancelledError(absl::StrCat("activity ", type, " was cancelled")));
+  }
+  for (const std::string& id : scope.timers_) {
+    auto timer = timers_.find(id);
+    if (timer == timers_.end()) continue;
+    bool unsent = Unsend([&](const api::Command& c) {
+      return c.command_type() == api::COMMAND_TYPE_START_TIMER &&
+             c.start_timer_command_attributes().timer_id() == id;
+    });
+    if (!unsent) {
+      api::Command command;
+      command.set_command_type(api::COMMAND_TYPE_CANCEL_TIMER);
+      command.mutable_cancel_timer_command_attributes()->set_timer_id(id);
+      Emit(std::move(command));
+    }
+    auto future = timer->second;
+    timers_.erase(timer);
+    future.Resolve(absl::CancelledError("timer was cancelled"));
+  }
+}
+
+SignalChannel& WorkflowInstance::Channel(const std::string& name) {
+  auto& channel = channels_[name];
+  if (!channel) channel = std::make_unique<SignalChannel>(&scheduler_);
+  return *channel;
+}
+
+absl::StatusOr<api::Payloads> WorkflowInstance::Query(const std::string& type,
+                                                      const api::Payloads& args) {
+  auto handler = query_handlers_.find(type);
+  if (handler == query_handlers_.end()) {
+    std::string known;
+    for (const auto& [name, fn] : query_handlers_)
+      absl::StrAppend(&known, known.empty() ? "" : ", ", name);
+    return absl::NotFoundError(absl::StrCat("workflow ", info_.workflow_type,
+                                            " has no query handler '", type,
+                                            "' (it has: ", known.empty() ? "none" : known, ")"));
+  }
+  return handler->second(args);
+}
+
+Future<absl::Status> WorkflowInstance::CancellationRequested() {
+  if (!cancellation_.has_value()) {
+    auto state = std::make_shared<Future<absl::Status>::State>();
+    state->scheduler = &scheduler_;
+    cancellation_.emplace(state);
+    if (cancel_requested_) cancellation_->Resolve(absl::OkStatus());
+  }
+  return *cancellation_;
+}
+
+ChildWorkflow WorkflowInstance::StartChild(const std::string& type, const api::Payloads& input,
+                                           const ChildWorkflowOptions& options) {
+  ChildWorkflow child;
+  auto started = std::make_shared<Future<absl::StatusOr<api::WorkflowExecution>>::State>();
+  started->scheduler = &scheduler_;
+  child.started = Future<absl::StatusOr<api::WorkflowExecution>>(started);
+  auto result = std::make_shared<Future<absl::StatusOr<api::Payloads>>::State>();
+  result->scheduler = &scheduler_;
+  child.result = Future<absl::StatusOr<api::Payloads>>(result);
+  std::string workflow_id = options.workflow_id.empty()
+                                ? absl::StrCat(info_.workflow_id, "/child-", next_seq_++)
+                                : options.workflow_id;
+  if (children_.count(workflow_id) != 0) {
+    absl::Status dup = absl::AlreadyExistsError(
+        absl::StrCat("child workflow ", workflow_id, " was already started by this workflow"));
+    child.started.Resolve(dup);
+    child.result.Resolve(dup);
+    return child;
+  }
+  api::Command command;
+  command.set_command_type(api::COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION);
+  auto* a = command.mutable_start_child_workflow_execution_command_attributes();
+  a->set_workflow_id(workflow_id);
+  a->mutable_workflow_type()->set_name(type);
+  a->mutable_task_queue()->set_name(options.task_queue);
+  *a->mutable_input() = input;
+  a->set_parent_close_policy(options.parent_close_policy);
+  if (options.run_timeout > absl::ZeroDuration()) {
+    ToProto(options.run_timeout, a->mutable_workflow_run_timeout());
+  }
+  if (options.task_timeout > absl::ZeroDuration()) {
+    ToProto(options.task_timeout, a->mutable_workflow_task_timeout());
+  }
+  children_[workflow_id] = PendingChild{child, workflow_id, type};
+  Emit(std::move(command));
+  return child;
+}
+
+Future<absl::Status> WorkflowInstance::External(bool signal, const std::string& workflow_id,
+                                                const std::string& run_id,
+                                                const std::string& signal_name,
+                                                const api::Payloads& input) {
+  std::string seq = std::to_string(next_seq_++);
+  auto state = std::make_shared<Future<absl::Status>::State>();
+  state->scheduler = &scheduler_;
+  Future<absl::Status> future(state);
+  api::Command command;
+  if (signal) {
+    command.set_command_type(api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION);
+    auto* a = command.mutable_signal_external_workflow_execution_command_attributes();
+    a->mutable_execution()->set_workflow_id(workflow_id);
+    a->mutable_execution()->set_run_id(run_id);
+    a->set_signal_name(signal_name);
+    *a->mutable_input() = input;
+    a->set_control(seq);
+  } else {
+    command.set_command_type(api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION);
+    auto* a = command.mutable_request_cancel_external_workflow_execution_command_attributes();
+    a->set_workflow_id(workflow_id);
+    a->set_run_id(run_id);
+    a->set_control(seq);
+  }
+  externals_[seq] = future;
+  Emit(std::move(command));
   return future;
+}
+
+absl::Status WorkflowInstance::SetContinueAsNew(api::Payloads input) {
+  continue_as_new_ = std::move(input);
+  return absl::AbortedError("continue-as-new");
 }
 
 api::Payloads WorkflowInstance::SideEffect(const std::function<api::Payloads()>& fn) {
@@ -198,8 +448,7 @@ api::Payloads WorkflowInstance::SideEffect(const std::function<api::Payloads()>&
   marker->set_marker_name(kSideEffectMarker);
   (*marker->mutable_details())["data"] = value;
   (*marker->mutable_details())["id"].add_payloads()->set_data(id);
-  produced_.push_back(command);
-  unmatched_.push_back(std::move(command));
+  Emit(std::move(command));
   return value;
 }
 
@@ -232,7 +481,15 @@ void WorkflowInstance::Activate(absl::Time task_time, bool replaying) {
     completed_ = true;
     absl::StatusOr<api::Payloads>& result = root_->result();
     api::Command command;
-    if (result.ok()) {
+    if (!result.ok() && continue_as_new_.has_value()) {
+      command.set_command_type(api::COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION);
+      auto* a = command.mutable_continue_as_new_workflow_execution_command_attributes();
+      a->mutable_workflow_type()->set_name(info_.workflow_type);
+      a->mutable_task_queue()->set_name(info_.task_queue);
+      *a->mutable_input() = *continue_as_new_;
+    } else if (absl::IsCancelled(result.status()) && cancel_requested_) {
+      command.set_command_type(api::COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION);
+    } else if (result.ok()) {
       command.set_command_type(api::COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION);
       *command.mutable_complete_workflow_execution_command_attributes()->mutable_result() = *result;
     } else {
@@ -244,8 +501,7 @@ void WorkflowInstance::Activate(absl::Time task_time, bool replaying) {
       failure->mutable_application_failure_info()->set_type(
           absl::StatusCodeToString(result.status().code()));
     }
-    produced_.push_back(command);
-    unmatched_.push_back(std::move(command));
+    Emit(std::move(command));
   }
   replaying_ = false;
 }
@@ -299,6 +555,57 @@ absl::Status WorkflowInstance::MatchCommandEvent(const api::HistoryEvent& event)
       return absl::OkStatus();
     case api::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
       if (command.command_type() != api::COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION) return mismatch();
+      return absl::OkStatus();
+    case api::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+      if (command.command_type() != api::COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION) return mismatch();
+      return absl::OkStatus();
+    case api::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+      if (command.command_type() != api::COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION) {
+        return mismatch();
+      }
+      return absl::OkStatus();
+    case api::EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
+      if (command.command_type() != api::COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK ||
+          command.request_cancel_activity_task_command_attributes().scheduled_event_id() !=
+              event.activity_task_cancel_requested_event_attributes().scheduled_event_id()) {
+        return mismatch();
+      }
+      return absl::OkStatus();
+    case api::EVENT_TYPE_TIMER_CANCELED:
+      if (command.command_type() != api::COMMAND_TYPE_CANCEL_TIMER ||
+          command.cancel_timer_command_attributes().timer_id() !=
+              event.timer_canceled_event_attributes().timer_id()) {
+        return mismatch();
+      }
+      return absl::OkStatus();
+    case api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: {
+      const auto& e = event.start_child_workflow_execution_initiated_event_attributes();
+      const auto& c = command.start_child_workflow_execution_command_attributes();
+      if (command.command_type() != api::COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION ||
+          e.workflow_id() != c.workflow_id() ||
+          e.workflow_type().name() != c.workflow_type().name()) {
+        return mismatch();
+      }
+      child_by_initiated_[event.event_id()] = c.workflow_id();
+      return absl::OkStatus();
+    }
+    case api::EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: {
+      const auto& e = event.signal_external_workflow_execution_initiated_event_attributes();
+      if (command.command_type() != api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION ||
+          command.signal_external_workflow_execution_command_attributes().signal_name() !=
+              e.signal_name()) {
+        return mismatch();
+      }
+      external_by_initiated_[event.event_id()] =
+          command.signal_external_workflow_execution_command_attributes().control();
+      return absl::OkStatus();
+    }
+    case api::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+      if (command.command_type() != api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION) {
+        return mismatch();
+      }
+      external_by_initiated_[event.event_id()] =
+          command.request_cancel_external_workflow_execution_command_attributes().control();
       return absl::OkStatus();
     default:
       return Nondeterminism(event, "is a command event this SDK does not produce");
@@ -381,11 +688,66 @@ absl::Status WorkflowInstance::HandleEvent(const api::History& history, int inde
       }
       return absl::OkStatus();
     }
+    case api::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: {
+      const auto& a = event.workflow_execution_signaled_event_attributes();
+      Channel(a.signal_name()).Deliver(a.input());
+      return absl::OkStatus();
+    }
+    case api::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+      cancel_requested_ = true;
+      if (cancellation_.has_value()) cancellation_->Resolve(absl::OkStatus());
+      return absl::OkStatus();
+    case api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED:
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED:
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED:
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT:
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED:
+      return HandleChildEvent(event);
+    case api::EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED:
+    case api::EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED:
+    case api::EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+    case api::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_FAILED: {
+      int64_t initiated = 0;
+      absl::Status outcome;
+      switch (event.event_type()) {
+        case api::EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED:
+          initiated =
+              event.external_workflow_execution_signaled_event_attributes().initiated_event_id();
+          break;
+        case api::EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED:
+          initiated = event.signal_external_workflow_execution_failed_event_attributes()
+                          .initiated_event_id();
+          outcome = absl::NotFoundError(absl::StrCat(
+              "signal not delivered: ",
+              event.signal_external_workflow_execution_failed_event_attributes().cause()));
+          break;
+        case api::EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+          initiated = event.external_workflow_execution_cancel_requested_event_attributes()
+                          .initiated_event_id();
+          break;
+        default:
+          initiated = event.request_cancel_external_workflow_execution_failed_event_attributes()
+                          .initiated_event_id();
+          outcome = absl::NotFoundError(absl::StrCat(
+              "cancel not delivered: ",
+              event.request_cancel_external_workflow_execution_failed_event_attributes().cause()));
+      }
+      auto seq = external_by_initiated_.find(initiated);
+      if (seq == external_by_initiated_.end()) return absl::OkStatus();
+      auto future = externals_.find(seq->second);
+      if (future != externals_.end()) {
+        auto f = future->second;
+        externals_.erase(future);
+        f.Resolve(outcome);
+      }
+      external_by_initiated_.erase(seq);
+      return absl::OkStatus();
+    }
     case api::EVENT_TYPE_TIMER_FIRED: {
       auto timer = timers_.find(event.timer_fired_event_attributes().timer_id());
-      if (timer == timers_.end()) {
-        return Nondeterminism(event, "fires a timer the workflow code never started");
-      }
+      if (timer == timers_.end()) return absl::OkStatus();  // Cancelled meanwhile.
       auto future = timer->second;
       timers_.erase(timer);
       future.Resolve(absl::OkStatus());
@@ -394,6 +756,78 @@ absl::Status WorkflowInstance::HandleEvent(const api::History& history, int inde
     default:
       return absl::OkStatus();  // Scheduled/started/completed bookkeeping, terminations, etc.
   }
+}
+
+absl::Status WorkflowInstance::HandleChildEvent(const api::HistoryEvent& event) {
+  int64_t initiated = 0;
+  switch (event.event_type()) {
+    case api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED:
+      initiated =
+          event.start_child_workflow_execution_failed_event_attributes().initiated_event_id();
+      break;
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+      initiated = event.child_workflow_execution_started_event_attributes().initiated_event_id();
+      break;
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+      initiated = event.child_workflow_execution_completed_event_attributes().initiated_event_id();
+      break;
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED:
+      initiated = event.child_workflow_execution_failed_event_attributes().initiated_event_id();
+      break;
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED:
+      initiated = event.child_workflow_execution_canceled_event_attributes().initiated_event_id();
+      break;
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT:
+      initiated = event.child_workflow_execution_timed_out_event_attributes().initiated_event_id();
+      break;
+    default:
+      initiated = event.child_workflow_execution_terminated_event_attributes().initiated_event_id();
+  }
+  auto id = child_by_initiated_.find(initiated);
+  if (id == child_by_initiated_.end()) {
+    return Nondeterminism(event, "concerns a child workflow the code never started");
+  }
+  auto child = children_.find(id->second);
+  if (child == children_.end()) return absl::OkStatus();
+  ChildWorkflow futures = child->second.futures;
+  const std::string name = absl::StrCat("child workflow ", child->second.workflow_id);
+  bool closed = true;
+  switch (event.event_type()) {
+    case api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED: {
+      absl::Status failed = absl::AlreadyExistsError(
+          absl::StrCat(name, " could not start: ",
+                       event.start_child_workflow_execution_failed_event_attributes().cause()));
+      futures.started.Resolve(failed);
+      futures.result.Resolve(failed);
+      break;
+    }
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+      futures.started.Resolve(
+          event.child_workflow_execution_started_event_attributes().workflow_execution());
+      closed = false;
+      break;
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+      futures.result.Resolve(event.child_workflow_execution_completed_event_attributes().result());
+      break;
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED:
+      futures.result.Resolve(absl::AbortedError(absl::StrCat(
+          name, " failed: ",
+          event.child_workflow_execution_failed_event_attributes().failure().message())));
+      break;
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED:
+      futures.result.Resolve(absl::CancelledError(absl::StrCat(name, " was canceled")));
+      break;
+    case api::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT:
+      futures.result.Resolve(absl::DeadlineExceededError(absl::StrCat(name, " timed out")));
+      break;
+    default:
+      futures.result.Resolve(absl::AbortedError(absl::StrCat(name, " was terminated")));
+  }
+  if (closed) {
+    children_.erase(child);
+    child_by_initiated_.erase(id);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<api::Command>> WorkflowInstance::ProcessWorkflowTask(

@@ -49,6 +49,26 @@ class WorkflowInstance {
                                                          const ActivityOptions& options);
   Future<absl::Status> StartTimer(absl::Duration duration);
   api::Payloads SideEffect(const std::function<api::Payloads()>& fn);
+  Future<absl::StatusOr<api::Payloads>> ScheduleActivityIn(CancellationScope* scope,
+                                                           const std::string& type,
+                                                           const api::Payloads& input,
+                                                           const ActivityOptions& options);
+  Future<absl::Status> StartTimerIn(CancellationScope* scope, absl::Duration duration);
+  void Cancel(CancellationScope& scope);
+  SignalChannel& Channel(const std::string& name);
+  void SetQueryHandler(const std::string& type, QueryHandler handler) {
+    query_handlers_[type] = std::move(handler);
+  }
+  // Answers a query from the current state (after Replay).
+  absl::StatusOr<api::Payloads> Query(const std::string& type, const api::Payloads& args);
+  Future<absl::Status> CancellationRequested();
+  bool cancel_requested() const { return cancel_requested_; }
+  ChildWorkflow StartChild(const std::string& type, const api::Payloads& input,
+                           const ChildWorkflowOptions& options);
+  Future<absl::Status> External(bool signal, const std::string& workflow_id,
+                                const std::string& run_id, const std::string& signal_name,
+                                const api::Payloads& input);
+  absl::Status SetContinueAsNew(api::Payloads input);
   absl::Time now() const { return now_; }
   uint64_t Random() { return rng_(); }
   const WorkflowInfo& info() const { return info_; }
@@ -62,6 +82,7 @@ class WorkflowInstance {
   };
 
   absl::Status HandleEvent(const api::History& history, int index);
+  absl::Status HandleChildEvent(const api::HistoryEvent& event);
   // Runs the workflow code until it blocks; appends its commands to `produced_`.
   void Activate(absl::Time task_time, bool replaying);
   // Matches a command event of the history against the next command the code produced.
@@ -93,6 +114,27 @@ class WorkflowInstance {
   std::map<std::string, Future<absl::Status>> timers_;
   // Side-effect results recorded in the history, read ahead for the task being replayed.
   std::map<std::string, api::Payloads> recorded_markers_;
+
+  // Drops a command not yet sent (cancelled in the activation that created it).
+  bool Unsend(const std::function<bool(const api::Command&)>& match);
+  void Emit(api::Command command);
+
+  std::map<std::string, std::unique_ptr<SignalChannel>> channels_;
+  std::map<std::string, QueryHandler> query_handlers_;
+  bool cancel_requested_ = false;
+  std::optional<Future<absl::Status>> cancellation_;
+  std::map<std::string, int64_t> timer_started_event_;  // timer id -> TimerStarted event id
+  struct PendingChild {
+    ChildWorkflow futures;
+    std::string workflow_id;
+    std::string type;
+  };
+  std::map<std::string, PendingChild> children_;           // by workflow id
+  std::map<int64_t, std::string> child_by_initiated_;      // initiated event id -> workflow id
+  std::map<std::string, Future<absl::Status>> externals_;  // by sequence id
+  std::map<int64_t, std::string> external_by_initiated_;
+  std::deque<std::string> unmatched_externals_;  // sequence ids, in command order
+  std::optional<api::Payloads> continue_as_new_;
 };
 
 }  // namespace kiln::sdk

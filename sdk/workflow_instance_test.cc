@@ -26,29 +26,35 @@ class Driver {
  public:
   explicit Driver(WorkflowFn fn, bool replay_every_task = false)
       : fn_(std::move(fn)), replay_every_task_(replay_every_task) {}
+  // Other workflow types (children) by name.
+  std::map<std::string, WorkflowFn> others;
 
   EngineHarness& harness() { return h_; }
 
-  std::string Start(const std::string& input) {
+  std::string Start(const std::string& input, const std::string& id = "wf") {
     api::StartWorkflowExecutionRequest request;
     *request.mutable_input() = Text(input);
-    return h_.Start("wf", request).value();
+    return h_.Start(id, request).value();
   }
 
   // Answers workflow tasks and activities until nothing is left; advances the clock for timers.
   absl::Status Run(
-      const std::function<std::string(const std::string&, const std::string&)>& activity) {
+      const std::function<std::string(const std::string&, const std::string&)>& activity,
+      bool advance_timers = true) {
     for (int guard = 0; guard < 1000; ++guard) {
       if (auto wt = h_.PollWorkflowTask()) {
-        if (!instance_ || replay_every_task_ ||
-            instance_->last_started_event_id() != wt->previous_started_event_id()) {
+        auto& instance = instances_[wt->workflow_execution().run_id()];
+        if (!instance || replay_every_task_ ||
+            instance->last_started_event_id() != wt->previous_started_event_id()) {
           WorkflowInfo info;
           info.workflow_id = wt->workflow_execution().workflow_id();
           info.run_id = wt->workflow_execution().run_id();
-          instance_ = std::make_unique<WorkflowInstance>(fn_, info);
+          auto other = others.find(wt->workflow_type().name());
+          instance =
+              std::make_unique<WorkflowInstance>(other != others.end() ? other->second : fn_, info);
           ++full_replays;
         }
-        auto commands = instance_->ProcessWorkflowTask(wt->history());
+        auto commands = instance->ProcessWorkflowTask(wt->history());
         if (!commands.ok()) return commands.status();
         all_commands.push_back(*commands);
         RETURN_IF_ERROR(h_.Complete(*wt, *commands));
@@ -67,7 +73,13 @@ class Driver {
                               next = orchestrator::keys::TimerFireTime(key);
                               return false;
                             });
-      if (next == absl::InfiniteFuture()) return absl::OkStatus();
+      if (next == absl::InfiniteFuture() || !advance_timers) {
+        if (next <= h_.clock().Now()) {  // transfer tasks are due now
+          h_.Advance(absl::ZeroDuration());
+          continue;
+        }
+        return absl::OkStatus();
+      }
       h_.Advance(next - h_.clock().Now());
     }
     return absl::InternalError("workflow did not settle");
@@ -80,7 +92,7 @@ class Driver {
   EngineHarness h_;
   WorkflowFn fn_;
   bool replay_every_task_;
-  std::unique_ptr<WorkflowInstance> instance_;
+  std::map<std::string, std::unique_ptr<WorkflowInstance>> instances_;
 };
 
 // Three sequential activities, the second's input built from the first's result.
@@ -233,6 +245,120 @@ TEST_CASE("A workflow returning an error fails the workflow with its message") {
   REQUIRE(last.event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED);
   REQUIRE(last.workflow_execution_failed_event_attributes().failure().message() ==
           "bad input: zzz");
+}
+
+Task<absl::StatusOr<api::Payloads>> Collector(WorkflowContext& ctx, api::Payloads input) {
+  auto& pushes = ctx.GetSignalChannel("push");
+  auto received = std::make_shared<std::string>();
+  ctx.SetQueryHandler("received",
+                      [received](const api::Payloads&) -> absl::StatusOr<api::Payloads> {
+                        return Text(*received);
+                      });
+  for (int i = 0; i < 2; ++i) {
+    api::Payloads push = co_await pushes.Receive();
+    *received += Data(push);
+  }
+  co_return Text(*received);
+}
+
+absl::Status SendSignal(EngineHarness& h, const std::string& name, const std::string& data) {
+  api::SignalWorkflowExecutionRequest request;
+  request.mutable_workflow_execution()->set_workflow_id("wf");
+  request.set_signal_name(name);
+  *request.mutable_input() = Text(data);
+  return h.engine().SignalWorkflowExecution(request);
+}
+
+TEST_CASE("Signals arrive on their channel in order; queries read the state by replay") {
+  Driver d(Collector);
+  std::string run = d.Start("");
+  REQUIRE(d.Run(Activities).ok());
+  REQUIRE(SendSignal(d.harness(), "push", "a").ok());
+  REQUIRE(d.Run(Activities).ok());
+  // A query between signals: replay the history so far and ask the handler.
+  {
+    WorkflowInfo info;
+    info.workflow_id = "wf";
+    info.run_id = run;
+    WorkflowInstance replica(Collector, info);
+    REQUIRE(replica.Replay(d.harness().History(run)).ok());
+    REQUIRE(Data(replica.Query("received", {}).value()) == "a");
+    REQUIRE(absl::IsNotFound(replica.Query("nope", {}).status()));
+  }
+  REQUIRE(SendSignal(d.harness(), "push", "b").ok());
+  REQUIRE(d.Run(Activities).ok());
+  REQUIRE(Data(Result(d, run)) == "ab");
+}
+
+Task<absl::StatusOr<api::Payloads>> Cancellable(WorkflowContext& ctx, api::Payloads input) {
+  CancellationScope scope;
+  auto sleep = ctx.SleepIn(scope, absl::Hours(1));
+  auto cancel = ctx.CancellationRequested();
+  size_t first = co_await WhenAny(sleep, cancel);
+  if (first == 1) {
+    ctx.Cancel(scope);
+    absl::Status slept = co_await sleep;
+    co_return slept;  // kCancelled: the workflow is recorded as canceled
+  }
+  co_return Text("slept");
+}
+
+TEST_CASE("A cancellation request cancels the scope's timer and the workflow closes canceled") {
+  Driver d(Cancellable);
+  std::string run = d.Start("");
+  REQUIRE(d.Run(Activities, /*advance_timers=*/false).ok());
+  api::RequestCancelWorkflowExecutionRequest cancel;
+  cancel.mutable_workflow_execution()->set_workflow_id("wf");
+  REQUIRE(d.harness().engine().RequestCancelWorkflowExecution(cancel).ok());
+  REQUIRE(d.Run(Activities, false).ok());
+  auto types = d.harness().EventTypes(run);
+  REQUIRE(std::count(types.begin(), types.end(), api::EVENT_TYPE_TIMER_CANCELED) == 1);
+  REQUIRE(types.back() == api::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED);
+}
+
+Task<absl::StatusOr<api::Payloads>> Counter(WorkflowContext& ctx, api::Payloads input) {
+  int n = std::stoi(Data(input));
+  if (n < 3) co_return ctx.ContinueAsNew(Text(std::to_string(n + 1)));
+  co_return Text(absl::StrCat("reached ", n));
+}
+
+TEST_CASE("Continue-as-new chains runs with fresh histories") {
+  Driver d(Counter);
+  std::string first = d.Start("1");
+  REQUIRE(d.Run(Activities).ok());
+  api::DescribeWorkflowExecutionRequest current;
+  current.mutable_execution()->set_workflow_id("wf");
+  auto described = d.harness().engine().DescribeWorkflowExecution(current).value();
+  std::string last = described.workflow_execution_info().execution().run_id();
+  REQUIRE(last != first);
+  REQUIRE(Data(Result(d, last)) == "reached 3");
+  REQUIRE(d.harness().EventTypes(first).back() ==
+          api::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+}
+
+Task<absl::StatusOr<api::Payloads>> Child(WorkflowContext& ctx, api::Payloads input) {
+  ActivityOptions options;
+  auto upper = co_await ctx.ExecuteActivity("upper", input, options);
+  co_return upper;
+}
+
+Task<absl::StatusOr<api::Payloads>> Parent(WorkflowContext& ctx, api::Payloads input) {
+  ChildWorkflowOptions options;
+  options.workflow_id = "the-child";
+  ChildWorkflow child = ctx.ExecuteChildWorkflow("Child", input, options);
+  auto started = co_await child.started;
+  if (!started.ok()) co_return started.status();
+  auto result = co_await child.result;
+  if (!result.ok()) co_return result.status();
+  co_return Text(absl::StrCat(started->workflow_id(), ":", Data(*result)));
+}
+
+TEST_CASE("A child workflow's start and result reach the parent's coroutine") {
+  Driver d(Parent, /*replay_every_task=*/true);
+  d.others["Child"] = Child;
+  std::string run = d.Start("kiln");
+  REQUIRE(d.Run(Activities).ok());
+  REQUIRE(Data(Result(d, run)) == "the-child:KILN");
 }
 
 }  // namespace

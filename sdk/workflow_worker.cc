@@ -177,6 +177,35 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
                                                     "' is not registered on queue ", task_queue_)));
     return;
   }
+  if (task.has_query()) {
+    // A query: replay the run so far (never the cached instance, which may be mid-task) and ask
+    // the workflow's handler. Nothing is written to the history.
+    WorkflowInfo info;
+    info.ns = options_.ns;
+    info.workflow_id = task.workflow_execution().workflow_id();
+    info.run_id = run_id;
+    info.workflow_type = type;
+    info.task_queue = task_queue_;
+    WorkflowInstance instance(fn->second, std::move(info));
+    absl::Status replayed = instance.Replay(task.history());
+    absl::StatusOr<api::Payloads> answer =
+        replayed.ok() ? instance.Query(task.query().query_type(), task.query().query_args())
+                      : absl::StatusOr<api::Payloads>(replayed);
+    api::RespondQueryTaskCompletedRequest request;
+    request.set_task_token(task.task_token());
+    if (answer.ok()) {
+      request.set_completed_type(api::QUERY_RESULT_TYPE_ANSWERED);
+      *request.mutable_query_result() = std::move(*answer);
+    } else {
+      request.set_completed_type(api::QUERY_RESULT_TYPE_FAILED);
+      request.set_error_message(std::string(answer.status().message()));
+    }
+    api::RespondQueryTaskCompletedResponse ignored;
+    grpc::ClientContext context;
+    Deadline(&context, absl::Seconds(10));
+    (void)connection_.workflow_service().RespondQueryTaskCompleted(&context, request, &ignored);
+    return;
+  }
   if (absl::Status fetched = FetchRestOfHistory(task); !fetched.ok()) {
     LogWarn("sdk.history_fetch_failed", {{"run_id", run_id}, {"status", fetched}});
     return;  // The task times out and is retried.

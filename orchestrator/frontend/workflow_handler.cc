@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/proto_time.h"
 #include "common/rpc_status.h"
 #include "common/version.h"
 #include "orchestrator/frontend/validation.h"
@@ -52,8 +53,8 @@ class TaskPoll final : public RefCountedReactor {
   using Start = std::function<absl::StatusOr<Response>(const QueuedTask&, const std::string&)>;
 
   TaskPoll(const FrontendDeps& deps, RpcMetrics* metrics, const char* method, keys::TaskKind kind,
-           std::string ns, std::string queue, std::string identity, absl::Time deadline,
-           Response* response, Start start)
+           std::string ns, std::string queue, std::string identity, bool exclusive,
+           absl::Time deadline, Response* response, Start start)
       : deps_(deps),
         metrics_(metrics),
         method_(method),
@@ -61,6 +62,7 @@ class TaskPoll final : public RefCountedReactor {
         ns_(std::move(ns)),
         queue_(std::move(queue)),
         identity_(std::move(identity)),
+        exclusive_(exclusive),
         deadline_(deadline),
         response_(response),
         start_(std::move(start)),
@@ -68,9 +70,10 @@ class TaskPoll final : public RefCountedReactor {
 
   void Begin() {
     Ref();  // For the matching callback.
-    auto poll =
-        deps_.matching->Poll(kind_, ns_, queue_, identity_, deadline_,
-                             [this](std::optional<QueuedTask> task) { OnTask(std::move(task)); });
+    auto poll = deps_.matching->Poll(
+        kind_, ns_, queue_, identity_, deadline_,
+        [this](std::optional<QueuedTask> task) { OnTask(std::move(task)); },
+        PollOptions{.exclusive = exclusive_});
     if (!poll.ok()) {
       Done(poll.status());
       Unref();
@@ -147,6 +150,7 @@ class TaskPoll final : public RefCountedReactor {
   std::string ns_;
   std::string queue_;
   std::string identity_;
+  bool exclusive_;
   absl::Time deadline_;
   Response* response_;
   Start start_;
@@ -387,8 +391,14 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
   auto* reactor = new TaskPoll<api::PollWorkflowTaskQueueResponse>(
       deps_, &metrics_, "PollWorkflowTaskQueue", keys::TaskKind::kWorkflow,
       request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_(),
-      request->task_queue().name(), identity, PollDeadline(ctx), response,
-      [this, identity](const QueuedTask& task, const std::string& request_id) {
+      request->task_queue().name(), identity, request->exclusive(), PollDeadline(ctx), response,
+      [this, identity](const QueuedTask& task, const std::string& request_id)
+          -> absl::StatusOr<api::PollWorkflowTaskQueueResponse> {
+        if (!task.record.query_id().empty()) {
+          auto query = queries_.Get(task.record.query_id());
+          if (!query.has_value()) return absl::NotFoundError("query no longer waiting");
+          return deps_.engine->BuildQueryTask(task, *query);
+        }
         return deps_.engine->RecordWorkflowTaskStarted(task, identity, request_id);
       });
   reactor->Begin();
@@ -405,7 +415,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
   auto* reactor = new TaskPoll<api::PollActivityTaskQueueResponse>(
       deps_, &metrics_, "PollActivityTaskQueue", keys::TaskKind::kActivity,
       request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_(),
-      request->task_queue().name(), identity, PollDeadline(ctx), response,
+      request->task_queue().name(), identity, request->exclusive(), PollDeadline(ctx), response,
       [this, identity](const QueuedTask& task, const std::string& request_id) {
         return deps_.engine->RecordActivityTaskStarted(task, identity, request_id);
       });
@@ -464,6 +474,154 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCanceled(
     api::RespondActivityTaskCanceledResponse* response) {
   return RunOnExecutor(ctx, "RespondActivityTaskCanceled", [this, request] {
     return deps_.engine->RespondActivityTaskCanceled(*request);
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::CountWorkflowExecutions(
+    Ctx* ctx, const api::CountWorkflowExecutionsRequest* request,
+    api::CountWorkflowExecutionsResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "CountWorkflowExecutions", ValidateNamespace(request->namespace_()));
+  return RunOnExecutor(ctx, "CountWorkflowExecutions", [this, request, response] {
+    auto result = deps_.engine->CountWorkflowExecutions(*request);
+    if (!result.ok()) return result.status();
+    *response = std::move(*result);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::SignalWorkflowExecution(
+    Ctx* ctx, const api::SignalWorkflowExecutionRequest* request,
+    api::SignalWorkflowExecutionResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "SignalWorkflowExecution",
+                       ValidateExecution(request->workflow_execution(), false));
+  return RunOnExecutor(ctx, "SignalWorkflowExecution",
+                       [this, request] { return deps_.engine->SignalWorkflowExecution(*request); });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::SignalWithStartWorkflowExecution(
+    Ctx* ctx, const api::SignalWithStartWorkflowExecutionRequest* request,
+    api::SignalWithStartWorkflowExecutionResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "SignalWithStartWorkflowExecution", ValidateStart(request->start()));
+  return RunOnExecutor(ctx, "SignalWithStartWorkflowExecution", [this, request, response] {
+    auto result = deps_.engine->SignalWithStartWorkflowExecution(*request);
+    if (!result.ok()) return result.status();
+    *response = std::move(*result);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::RequestCancelWorkflowExecution(
+    Ctx* ctx, const api::RequestCancelWorkflowExecutionRequest* request,
+    api::RequestCancelWorkflowExecutionResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "RequestCancelWorkflowExecution",
+                       ValidateExecution(request->workflow_execution(), false));
+  return RunOnExecutor(ctx, "RequestCancelWorkflowExecution", [this, request] {
+    return deps_.engine->RequestCancelWorkflowExecution(*request);
+  });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::QueryWorkflow(Ctx* ctx,
+                                                         const api::QueryWorkflowRequest* request,
+                                                         api::QueryWorkflowResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "QueryWorkflow", ValidateExecution(request->execution(), false));
+  if (request->query().query_type().empty()) {
+    KILN_REJECT_IF_ERROR(ctx, "QueryWorkflow",
+                         absl::InvalidArgumentError("query.query_type: must be set"));
+  }
+  Reactor* reactor = ctx->DefaultReactor();
+  absl::Time began = deps_.clock->Now();
+  absl::Time deadline = PollDeadline(ctx);
+  bool queued = deps_.executor->TrySubmit([this, reactor, request, response, began, deadline] {
+    auto finish = [this, reactor, began](const absl::Status& status) {
+      metrics_.Record("QueryWorkflow", status, deps_.clock->Now() - began);
+      reactor->Finish(ToGrpc(status));
+    };
+    api::DescribeWorkflowExecutionRequest describe;
+    describe.set_namespace_(request->namespace_());
+    *describe.mutable_execution() = request->execution();
+    auto described = deps_.engine->DescribeWorkflowExecution(describe);
+    if (!described.ok()) return finish(described.status());
+    const auto& info = described->workflow_execution_info();
+    auto added =
+        queries_.Add(request->query(), [finish, response](absl::StatusOr<api::Payloads> answer) {
+          if (answer.ok()) *response->mutable_query_result() = std::move(*answer);
+          finish(answer.status());
+        });
+    if (!added.ok()) return finish(added.status());
+    std::string query_id = added->first;
+    QueuedTask task;
+    task.kind = keys::TaskKind::kWorkflow;
+    task.ns =
+        request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_();
+    task.queue = info.task_queue();
+    task.task_id = added->second;
+    task.record.set_namespace_(task.ns);
+    task.record.set_workflow_id(info.execution().workflow_id());
+    task.record.set_run_id(info.execution().run_id());
+    task.record.set_query_id(query_id);
+    deps_.matching->TaskAdded(std::move(task));
+    deps_.clock->ScheduleAlarm(deadline, [this, query_id, queue = info.task_queue()] {
+      queries_.Complete(query_id, absl::DeadlineExceededError(
+                                      absl::StrCat("no worker on task queue ", queue,
+                                                   " answered the query before the deadline")));
+    });
+  });
+  if (!queued) {
+    reactor->Finish(ToGrpc(absl::ResourceExhaustedError("orchestrator is overloaded")));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::RespondQueryTaskCompleted(
+    Ctx* ctx, const api::RespondQueryTaskCompletedRequest* request,
+    api::RespondQueryTaskCompletedResponse* response) {
+  auto token = DecodeTaskToken(request->task_token());
+  absl::Status status = token.status();
+  if (token.ok() && token->kind() != "q") {
+    status = absl::InvalidArgumentError("task_token: not a query task");
+  }
+  if (status.ok()) {
+    absl::StatusOr<api::Payloads> answer = request->query_result();
+    if (request->completed_type() == api::QUERY_RESULT_TYPE_FAILED) {
+      answer =
+          absl::FailedPreconditionError(absl::StrCat("query failed: ", request->error_message()));
+    }
+    if (!queries_.Complete(token->activity_id(), std::move(answer))) {
+      status = absl::NotFoundError("the query is no longer waiting (it timed out)");
+    }
+  }
+  metrics_.Record("RespondQueryTaskCompleted", status, absl::ZeroDuration());
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpc(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::DescribeTaskQueue(
+    Ctx* ctx, const api::DescribeTaskQueueRequest* request,
+    api::DescribeTaskQueueResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "DescribeTaskQueue", ValidateTaskQueue(request->task_queue()));
+  return RunOnExecutor(ctx, "DescribeTaskQueue", [this, request, response] {
+    auto described = deps_.matching->Describe(
+        request->activity() ? keys::TaskKind::kActivity : keys::TaskKind::kWorkflow,
+        request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_(),
+        request->task_queue().name());
+    if (!described.ok()) return described.status();
+    for (const PollerInfo& poller : described->pollers) {
+      auto* p = response->add_pollers();
+      p->set_identity(poller.identity);
+      ToProto(poller.last_seen, p->mutable_last_access_time());
+    }
+    response->set_backlog_count(described->backlog_count);
+    if (!described->exclusive_holder.empty()) {
+      response->set_exclusive_holder(described->exclusive_holder);
+      ToProto(described->exclusive_lease_expiry, response->mutable_exclusive_lease_expiry());
+    }
+    response->set_backlog_count_capped(described->backlog_count_capped);
+    if (described->oldest_task_created != absl::InfinitePast()) {
+      ToProto(deps_.clock->Now() - described->oldest_task_created,
+              response->mutable_oldest_task_age());
+    }
+    return absl::OkStatus();
   });
 }
 

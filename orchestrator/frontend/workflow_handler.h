@@ -14,6 +14,7 @@
 #include "common/executor.h"
 #include "common/ids.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
+#include "orchestrator/frontend/query_registry.h"
 #include "orchestrator/frontend/rpc_metrics.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/run_watchers.h"
@@ -79,6 +80,23 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
   Reactor* GetSystemInfo(Ctx* ctx, const api::GetSystemInfoRequest* request,
                          api::GetSystemInfoResponse* response) override;
 
+  Reactor* CountWorkflowExecutions(Ctx* ctx, const api::CountWorkflowExecutionsRequest* request,
+                                   api::CountWorkflowExecutionsResponse* response) override;
+  Reactor* SignalWorkflowExecution(Ctx* ctx, const api::SignalWorkflowExecutionRequest* request,
+                                   api::SignalWorkflowExecutionResponse* response) override;
+  Reactor* SignalWithStartWorkflowExecution(
+      Ctx* ctx, const api::SignalWithStartWorkflowExecutionRequest* request,
+      api::SignalWithStartWorkflowExecutionResponse* response) override;
+  Reactor* RequestCancelWorkflowExecution(
+      Ctx* ctx, const api::RequestCancelWorkflowExecutionRequest* request,
+      api::RequestCancelWorkflowExecutionResponse* response) override;
+  Reactor* QueryWorkflow(Ctx* ctx, const api::QueryWorkflowRequest* request,
+                         api::QueryWorkflowResponse* response) override;
+  Reactor* RespondQueryTaskCompleted(Ctx* ctx, const api::RespondQueryTaskCompletedRequest* request,
+                                     api::RespondQueryTaskCompletedResponse* response) override;
+  Reactor* DescribeTaskQueue(Ctx* ctx, const api::DescribeTaskQueueRequest* request,
+                             api::DescribeTaskQueueResponse* response) override;
+
  private:
   // Runs `work` on the executor and finishes the call with its status.
   Reactor* RunOnExecutor(Ctx* ctx, const char* method, std::function<absl::Status()> work);
@@ -87,6 +105,7 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
 
   FrontendDeps deps_;
   RpcMetrics metrics_;
+  QueryRegistry queries_;
   absl::Time start_time_;
 };
 

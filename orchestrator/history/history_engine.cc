@@ -11,13 +11,6 @@
 namespace kiln::orchestrator {
 namespace {
 
-bool IsFailedStatus(api::WorkflowExecutionStatus status) {
-  return status == api::WORKFLOW_EXECUTION_STATUS_FAILED ||
-         status == api::WORKFLOW_EXECUTION_STATUS_CANCELED ||
-         status == api::WORKFLOW_EXECUTION_STATUS_TERMINATED ||
-         status == api::WORKFLOW_EXECUTION_STATUS_TIMED_OUT;
-}
-
 std::string HistoryPageToken(int64_t next_event_id) { return absl::StrCat("h1:", next_event_id); }
 
 absl::StatusOr<int64_t> ParseHistoryPageToken(const std::string& token) {
@@ -110,8 +103,13 @@ absl::StatusOr<std::unique_ptr<RunCache::Handle>> HistoryEngine::LoadExecution(
   return handle;
 }
 
-absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatch* extra) {
+absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatch* extra,
+                                   Mutation* second_run) {
   ASSIGN_OR_RETURN(WriteBatch batch, mutation.Build());
+  if (second_run != nullptr) {
+    ASSIGN_OR_RETURN(WriteBatch second, second_run->Build());
+    batch.Append(std::move(second));
+  }
   if (extra != nullptr) batch.Append(std::move(*extra));
   absl::Status status = store_->Commit(batch);
   if (!status.ok()) {
@@ -119,137 +117,18 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     handle->state.reset();
     return status;
   }
+  std::string run_id = mutation.state().run_id();
   handle->state = std::move(mutation.state());
-  const std::string& run_id = handle->state->run_id();
-  for (QueuedTask& task : mutation.new_tasks()) listener_->TaskAdded(std::move(task));
-  for (const NewTimer& timer : mutation.new_timers()) {
-    listener_->TimerAdded(timer.key, timer.fire_time);
+  for (Mutation* m : {&mutation, second_run}) {
+    if (m == nullptr) continue;
+    for (QueuedTask& task : m->new_tasks()) listener_->TaskAdded(std::move(task));
+    for (const NewTimer& timer : m->new_timers()) {
+      listener_->TimerAdded(timer.key, timer.fire_time);
+    }
   }
   if (!mutation.new_events().empty()) listener_->RunChanged(run_id);
+  if (second_run != nullptr) listener_->RunChanged(second_run->state().run_id());
   return absl::OkStatus();
-}
-
-absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartWorkflowExecution(
-    const api::StartWorkflowExecutionRequest& request) {
-  const std::string ns = Namespace(request.namespace_());
-  const std::string& workflow_id = request.workflow_id();
-  absl::MutexLock stripe(&start_stripes_[absl::HashOf(ns, workflow_id) % kStartStripes]);
-
-  api::StartWorkflowExecutionResponse response;
-  std::string previous_run_id;
-  auto current = CurrentRunId(ns, workflow_id);
-  if (!current.ok() && !absl::IsNotFound(current.status())) return current.status();
-  if (current.ok()) {
-    ASSIGN_OR_RETURN(auto handle, LoadRun(*current));
-    const internal::ExecutionState& state = *(*handle)->state;
-    previous_run_id = state.run_id();
-    if (!request.request_id().empty() && state.start_request_id() == request.request_id()) {
-      response.set_run_id(state.run_id());  // A retried start: same answer, nothing new.
-      return response;
-    }
-    bool open = state.status() == api::WORKFLOW_EXECUTION_STATUS_RUNNING;
-    if (open) {
-      switch (request.workflow_id_conflict_policy()) {
-        case api::WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING:
-          response.set_run_id(state.run_id());
-          return response;
-        case api::WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING: {
-          Mutation m(state, clock_->Now(), task_ids_.get());
-          m.FlushBuffered();
-          auto* attrs = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED)
-                            ->mutable_workflow_execution_terminated_event_attributes();
-          attrs->set_reason("terminated by a new start (conflict policy TERMINATE_EXISTING)");
-          attrs->set_identity(request.identity());
-          m.Close(api::WORKFLOW_EXECUTION_STATUS_TERMINATED);
-          RETURN_IF_ERROR(Commit(*handle, m));
-          break;
-        }
-        default:
-          return absl::AlreadyExistsError(absl::StrCat(
-              "workflow ", workflow_id, " is already running (run ", state.run_id(), ")"));
-      }
-    } else {
-      auto policy = request.workflow_id_reuse_policy();
-      if (policy == api::WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("workflow ", workflow_id, " already ran (run ", state.run_id(),
-                         ") and the reuse policy REJECT_DUPLICATE forbids another run"));
-      }
-      if (policy == api::WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY &&
-          !IsFailedStatus(state.status())) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "workflow ", workflow_id, " already completed successfully (run ", state.run_id(),
-            ") and the reuse policy ALLOW_DUPLICATE_FAILED_ONLY forbids another run"));
-      }
-    }
-  }
-
-  absl::Time now = clock_->Now();
-  internal::ExecutionState state;
-  state.set_namespace_(ns);
-  state.set_workflow_id(workflow_id);
-  state.set_run_id(ids_->NewUuid());
-  state.set_workflow_type(request.workflow_type().name());
-  state.set_task_queue(request.task_queue().name());
-  state.set_status(api::WORKFLOW_EXECUTION_STATUS_RUNNING);
-  state.set_next_event_id(1);
-  ToProto(now, state.mutable_start_time());
-  absl::Duration task_timeout = FromProto(request.workflow_task_timeout());
-  if (task_timeout <= absl::ZeroDuration()) task_timeout = limits::kDefaultWorkflowTaskTimeout;
-  task_timeout = std::min(task_timeout, limits::kMaxWorkflowTaskTimeout);
-  ToProto(task_timeout, state.mutable_workflow_task_timeout());
-  absl::Duration run_timeout = FromProto(request.workflow_run_timeout());
-  absl::Duration execution_timeout = FromProto(request.workflow_execution_timeout());
-  if (execution_timeout > absl::ZeroDuration() &&
-      (run_timeout <= absl::ZeroDuration() || run_timeout > execution_timeout)) {
-    run_timeout = execution_timeout;
-  }
-  if (run_timeout > absl::ZeroDuration()) {
-    ToProto(now + run_timeout, state.mutable_run_expiration_time());
-  }
-  state.set_start_request_id(request.request_id());
-  state.set_first_run_id(state.run_id());
-  *state.mutable_search_attributes() = request.search_attributes();
-  *state.mutable_memo() = request.memo();
-
-  Mutation m(state, now, task_ids_.get());
-  auto* started = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
-                      ->mutable_workflow_execution_started_event_attributes();
-  *started->mutable_workflow_type() = request.workflow_type();
-  *started->mutable_task_queue() = request.task_queue();
-  *started->mutable_input() = request.input();
-  *started->mutable_workflow_execution_timeout() = request.workflow_execution_timeout();
-  if (run_timeout > absl::ZeroDuration()) {
-    ToProto(run_timeout, started->mutable_workflow_run_timeout());
-  }
-  ToProto(task_timeout, started->mutable_workflow_task_timeout());
-  started->set_identity(request.identity());
-  started->set_original_execution_run_id(state.run_id());
-  started->set_first_execution_run_id(state.run_id());
-  started->set_attempt(1);
-  *started->mutable_retry_policy() = request.retry_policy();
-  *started->mutable_memo() = request.memo();
-  *started->mutable_search_attributes() = request.search_attributes();
-  *started->mutable_header() = request.header();
-  started->set_request_id(request.request_id());
-  RETURN_IF_ERROR(m.ScheduleWorkflowTask());
-  if (run_timeout > absl::ZeroDuration()) {
-    RETURN_IF_ERROR(
-        m.AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT, now + run_timeout, 0, 0)
-            .status());
-  }
-  m.TouchVisibility();
-
-  WriteBatch current_batch;
-  internal::CurrentRun current_run;
-  current_run.set_run_id(state.run_id());
-  current_batch.Put(Table::kCurrent, keys::Current(ns, workflow_id),
-                    current_run.SerializeAsString());
-  auto handle = cache_.Acquire(state.run_id());
-  RETURN_IF_ERROR(Commit(*handle, m, &current_batch));
-  response.set_run_id(state.run_id());
-  response.set_started(true);
-  return response;
 }
 
 absl::Status HistoryEngine::TerminateWorkflowExecution(
@@ -268,7 +147,7 @@ absl::Status HistoryEngine::TerminateWorkflowExecution(
   attrs->set_reason(request.reason());
   *attrs->mutable_details() = request.details();
   attrs->set_identity(request.identity());
-  m.Close(api::WORKFLOW_EXECUTION_STATUS_TERMINATED);
+  RETURN_IF_ERROR(m.Close(api::WORKFLOW_EXECUTION_STATUS_TERMINATED));
   return Commit(*handle, m);
 }
 
@@ -483,6 +362,7 @@ absl::StatusOr<api::ListWorkflowExecutionsResponse> HistoryEngine::ListWorkflowE
 }
 
 absl::Status HistoryEngine::DropStaleTask(const QueuedTask& task) {
+  if (task.task_id <= 0) return absl::OkStatus();  // A query task: never stored.
   WriteBatch batch;
   batch.Delete(Table::kTasks, task.Key());
   return store_->Commit(batch);

@@ -63,6 +63,16 @@ class HistoryEngine {
   absl::StatusOr<api::StartWorkflowExecutionResponse> StartWorkflowExecution(
       const api::StartWorkflowExecutionRequest& request);
   absl::Status TerminateWorkflowExecution(const api::TerminateWorkflowExecutionRequest& request);
+  absl::Status SignalWorkflowExecution(const api::SignalWorkflowExecutionRequest& request);
+  absl::StatusOr<api::SignalWithStartWorkflowExecutionResponse> SignalWithStartWorkflowExecution(
+      const api::SignalWithStartWorkflowExecutionRequest& request);
+  absl::Status RequestCancelWorkflowExecution(
+      const api::RequestCancelWorkflowExecutionRequest& request);
+  absl::StatusOr<api::CountWorkflowExecutionsResponse> CountWorkflowExecutions(
+      const api::CountWorkflowExecutionsRequest& request);
+  // A query task's answer to a poller: the run's whole history (no transition is written).
+  absl::StatusOr<api::PollWorkflowTaskQueueResponse> BuildQueryTask(
+      const QueuedTask& task, const api::WorkflowQuery& query);
   absl::StatusOr<api::DescribeWorkflowExecutionResponse> DescribeWorkflowExecution(
       const api::DescribeWorkflowExecutionRequest& request);
   absl::StatusOr<HistoryRead> ReadHistory(const api::GetWorkflowExecutionHistoryRequest& request);
@@ -110,7 +120,8 @@ class HistoryEngine {
                                                         const api::WorkflowExecution& execution);
   absl::StatusOr<std::string> CurrentRunId(const std::string& ns, const std::string& workflow_id);
   // Builds and commits `mutation`, then updates the cache and tells the listener.
-  absl::Status Commit(Handle& handle, Mutation& mutation, WriteBatch* extra = nullptr);
+  absl::Status Commit(Handle& handle, Mutation& mutation, WriteBatch* extra = nullptr,
+                      Mutation* second_run = nullptr);
 
   // Workflow task pieces (workflow_tasks.cc).
   absl::StatusOr<internal::TaskToken> CheckWorkflowToken(Handle& handle, const std::string& token);
@@ -118,7 +129,8 @@ class HistoryEngine {
                                 api::WorkflowTaskFailedCause cause, const std::string& message,
                                 const std::string& identity);
   absl::Status ApplyCommands(Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
-                             int64_t completed_event_id, api::WorkflowTaskFailedCause* cause);
+                             int64_t completed_event_id, api::WorkflowTaskFailedCause* cause,
+                             std::unique_ptr<Mutation>* new_run, WriteBatch* extra);
   absl::StatusOr<api::History> ReadEvents(const std::string& run_id, int64_t from_event_id,
                                           int64_t to_event_id, size_t limit);
 
@@ -131,6 +143,39 @@ class HistoryEngine {
   absl::Status RetryOrFailActivity(Mutation& m, internal::ActivityInfo* activity,
                                    const api::Failure& failure, api::EventType final_event,
                                    const api::Payloads* heartbeat_details);
+
+  // Starts, signals, cancellation, children and other runs (lifecycle.cc).
+  struct ParentInfo {
+    std::string ns;
+    std::string workflow_id;
+    std::string run_id;
+    int64_t initiated_event_id = 0;
+  };
+  struct SignalInfo {
+    std::string name;
+    api::Payloads input;
+    std::string identity;
+    api::Header header;
+  };
+  // Starts a run under the workflow id's stripe lock, applying the reuse and conflict policies.
+  // With `signal`, an open current run is signalled instead (signal-with-start).
+  absl::StatusOr<api::StartWorkflowExecutionResponse> StartInternal(
+      const api::StartWorkflowExecutionRequest& request, const ParentInfo* parent,
+      const SignalInfo* signal);
+  // The first transition of a new run (its events, tasks, timers and visibility).
+  Mutation NewRun(const api::StartWorkflowExecutionRequest& request, const std::string& run_id,
+                  const ParentInfo* parent, const SignalInfo* signal,
+                  const std::string& continued_from_run_id, const std::string& first_run_id,
+                  absl::Time now);
+  // Adds the signal event to an open run (idempotent by request id).
+  absl::Status SignalRun(Handle& handle, const SignalInfo& signal, const std::string& request_id);
+  absl::Status CancelRun(Handle& handle, const std::string& reason, const std::string& identity);
+  // Closing work on other runs: parent notification, parent close policy. Called by Close paths.
+  absl::Status FireTransfer(const std::string& key, const internal::TimerTask& task);
+  absl::Status ContinueAsNew(Mutation& m,
+                             const api::ContinueAsNewWorkflowExecutionCommandAttributes& a,
+                             int64_t completed_event_id, std::unique_ptr<Mutation>* new_run,
+                             WriteBatch* extra);
 
   // Timer pieces (timer_tasks.cc).
   absl::Status FireActivityTimeout(Mutation& m, const internal::TimerTask& task, bool* stale);

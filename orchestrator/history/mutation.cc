@@ -171,7 +171,7 @@ absl::StatusOr<int64_t> Mutation::AddTimer(TimerTaskType type, absl::Time fire_t
   return *task_id;
 }
 
-void Mutation::Close(kiln::api::v1::WorkflowExecutionStatus status) {
+absl::Status Mutation::Close(kiln::api::v1::WorkflowExecutionStatus status) {
   state_.set_status(status);
   ToProto(now_, state_.mutable_close_time());
   state_.set_close_event_id(state_.next_event_id() - 1);
@@ -187,11 +187,52 @@ void Mutation::Close(kiln::api::v1::WorkflowExecutionStatus status) {
   for (const auto& [id, timer] : state_.timers()) {
     batch_.Delete(Table::kTimers, keys::Timer(FromProto(timer.fire_time()), timer.task_id()));
   }
+  // A child tells its parent how it closed (a continued run's successor will instead).
+  if (!state_.parent_run_id().empty() &&
+      status != kiln::api::v1::WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW) {
+    RETURN_IF_ERROR(AddTransfer(kiln::internal::v1::TIMER_TASK_TYPE_CHILD_CLOSED,
+                                state_.parent_initiated_event_id(), state_.parent_workflow_id(),
+                                state_.parent_run_id())
+                        .status());
+  }
+  for (const auto& [initiated, child] : state_.children()) {
+    if (child.parent_close_policy() == kiln::api::v1::PARENT_CLOSE_POLICY_ABANDON) continue;
+    RETURN_IF_ERROR(AddTransfer(kiln::internal::v1::TIMER_TASK_TYPE_PARENT_CLOSE_POLICY, initiated,
+                                child.workflow_id(), child.run_id(), child.parent_close_policy())
+                        .status());
+  }
   state_.clear_workflow_task();
   state_.clear_activities();
   state_.clear_timers();
   state_.clear_buffered_events();
+  state_.clear_children();
+  state_.clear_external_requests();
   visibility_dirty_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Mutation::AddTransfer(kiln::internal::v1::TimerTaskType type,
+                                              int64_t event_id,
+                                              const std::string& target_workflow_id,
+                                              const std::string& target_run_id,
+                                              kiln::api::v1::ParentClosePolicy policy) {
+  auto task_id = ids_->Next();
+  if (!task_id.ok()) return task_id.status();
+  TimerTask timer;
+  timer.set_type(type);
+  timer.set_namespace_(state_.namespace_());
+  timer.set_workflow_id(state_.workflow_id());
+  timer.set_run_id(state_.run_id());
+  timer.set_event_id(event_id);
+  timer.set_target_workflow_id(target_workflow_id);
+  timer.set_target_run_id(target_run_id);
+  timer.set_parent_close_policy(policy);
+  ToProto(now_, timer.mutable_fire_time());
+  timer.set_task_id(*task_id);
+  std::string key = keys::Timer(now_, *task_id);
+  batch_.Put(Table::kTimers, key, timer.SerializeAsString());
+  new_timers_.push_back({std::move(key), now_});
+  return *task_id;
 }
 
 kiln::internal::v1::VisibilityRecord MakeVisibilityRecord(const ExecutionState& state) {
@@ -238,7 +279,7 @@ absl::StatusOr<WriteBatch> Mutation::Build() {
             : absl::StrCat("history size limit of ", limits::kMaxHistoryBytes, " bytes exceeded"));
     event->mutable_workflow_execution_terminated_event_attributes()->set_identity("kiln-history");
     added_bytes += event->ByteSizeLong();
-    Close(kiln::api::v1::WORKFLOW_EXECUTION_STATUS_TERMINATED);
+    RETURN_IF_ERROR(Close(kiln::api::v1::WORKFLOW_EXECUTION_STATUS_TERMINATED));
   }
 
   for (HistoryEvent& event : new_events_) {

@@ -57,8 +57,14 @@ class Mutation {
   void DeleteTask(keys::TaskKind kind, const std::string& queue, int64_t task_id);
 
   // Closes the run with `status`; the close event must already be appended. Drops pending
-  // work (backlog tasks, user timers) that can no longer matter.
-  void Close(kiln::api::v1::WorkflowExecutionStatus status);
+  // work (backlog tasks, user timers) that can no longer matter, and queues the transfer work
+  // a close implies: telling the parent, applying the parent close policy to children.
+  absl::Status Close(kiln::api::v1::WorkflowExecutionStatus status);
+  // Adds a transfer task (durable work on another run, due now).
+  absl::StatusOr<int64_t> AddTransfer(kiln::internal::v1::TimerTaskType type, int64_t event_id,
+                                      const std::string& target_workflow_id = {},
+                                      const std::string& target_run_id = {},
+                                      kiln::api::v1::ParentClosePolicy policy = {});
 
   // Marks the visibility record for rewriting (it always is on start and close).
   void TouchVisibility() { visibility_dirty_ = true; }

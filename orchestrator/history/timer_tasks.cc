@@ -22,6 +22,7 @@ api::Failure TimeoutFailure(api::TimeoutType type, const api::Payloads& details)
 }  // namespace
 
 absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::TimerTask& task) {
+  if (task.type() >= internal::TIMER_TASK_TYPE_START_CHILD) return FireTransfer(key, task);
   auto drop = [&]() {
     WriteBatch batch;
     batch.Delete(Table::kTimers, key);
@@ -98,7 +99,7 @@ absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::Ti
       auto* timed_out = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT)
                             ->mutable_workflow_execution_timed_out_event_attributes();
       timed_out->set_retry_state(api::RETRY_STATE_TIMEOUT);
-      m.Close(api::WORKFLOW_EXECUTION_STATUS_TIMED_OUT);
+      RETURN_IF_ERROR(m.Close(api::WORKFLOW_EXECUTION_STATUS_TIMED_OUT));
       break;
     }
     default:

@@ -163,7 +163,9 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   m.state().set_last_completed_workflow_task_started_event_id(wt.started_event_id());
 
   api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
-  absl::Status applied = ApplyCommands(m, request, completed_event_id, &cause);
+  std::unique_ptr<Mutation> new_run;  // continue-as-new: the next run, in the same batch
+  WriteBatch extra;
+  absl::Status applied = ApplyCommands(m, request, completed_event_id, &cause, &new_run, &extra);
   if (!applied.ok()) {
     if (!absl::IsInvalidArgument(applied) && !absl::IsResourceExhausted(applied)) return applied;
     // A bad command fails the task (recorded) and the worker hears why.
@@ -176,7 +178,7 @@ HistoryEngine::RespondWorkflowTaskCompleted(
     m.FlushBuffered();
     if (had_buffered) RETURN_IF_ERROR(m.ScheduleWorkflowTask());
   }
-  RETURN_IF_ERROR(Commit(*handle, m));
+  RETURN_IF_ERROR(Commit(*handle, m, &extra, new_run.get()));
   return api::RespondWorkflowTaskCompletedResponse();
 }
 
@@ -204,7 +206,8 @@ absl::Status HistoryEngine::RespondWorkflowTaskFailed(
 absl::Status HistoryEngine::ApplyCommands(Mutation& m,
                                           const api::RespondWorkflowTaskCompletedRequest& request,
                                           int64_t completed_event_id,
-                                          api::WorkflowTaskFailedCause* cause) {
+                                          api::WorkflowTaskFailedCause* cause,
+                                          std::unique_ptr<Mutation>* new_run, WriteBatch* extra) {
   if (static_cast<size_t>(request.commands_size()) > limits::kMaxCommandsPerTask) {
     *cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND;
     return absl::InvalidArgumentError(absl::StrCat("a workflow task may answer with at most ",
@@ -434,7 +437,7 @@ absl::Status HistoryEngine::ApplyCommands(Mutation& m,
                          ->mutable_workflow_execution_completed_event_attributes();
         *done->mutable_result() = a.result();
         done->set_workflow_task_completed_event_id(completed_event_id);
-        m.Close(api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+        RETURN_IF_ERROR(m.Close(api::WORKFLOW_EXECUTION_STATUS_COMPLETED));
         break;
       }
       case api::COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION: {
@@ -443,7 +446,129 @@ absl::Status HistoryEngine::ApplyCommands(Mutation& m,
         *failed->mutable_failure() = command.fail_workflow_execution_command_attributes().failure();
         failed->set_retry_state(api::RETRY_STATE_RETRY_POLICY_NOT_SET);
         failed->set_workflow_task_completed_event_id(completed_event_id);
-        m.Close(api::WORKFLOW_EXECUTION_STATUS_FAILED);
+        RETURN_IF_ERROR(m.Close(api::WORKFLOW_EXECUTION_STATUS_FAILED));
+        break;
+      }
+      case api::COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION: {
+        auto* canceled = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED)
+                             ->mutable_workflow_execution_canceled_event_attributes();
+        *canceled->mutable_details() =
+            command.cancel_workflow_execution_command_attributes().details();
+        canceled->set_workflow_task_completed_event_id(completed_event_id);
+        RETURN_IF_ERROR(m.Close(api::WORKFLOW_EXECUTION_STATUS_CANCELED));
+        break;
+      }
+      case api::COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION: {
+        const auto& a = command.continue_as_new_workflow_execution_command_attributes();
+        if (a.input().ByteSizeLong() > limits::kMaxPayloadBytes) {
+          return bad(
+              api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+              absl::StrCat("continue-as-new input exceeds ", limits::kMaxPayloadBytes, " bytes"));
+        }
+        RETURN_IF_ERROR(ContinueAsNew(m, a, completed_event_id, new_run, extra));
+        break;
+      }
+      case api::COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION: {
+        const auto& a = command.start_child_workflow_execution_command_attributes();
+        constexpr auto kBad = api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND;
+        if (a.workflow_id().empty() || a.workflow_id().size() > limits::kMaxIdLength ||
+            a.workflow_id().find('\0') != std::string::npos) {
+          return bad(kBad, "child workflow_id must be 1..1000 bytes without NUL");
+        }
+        if (a.workflow_type().name().empty()) return bad(kBad, "child workflow_type is empty");
+        if (a.input().ByteSizeLong() > limits::kMaxPayloadBytes) {
+          return bad(kBad,
+                     absl::StrCat("child input exceeds ", limits::kMaxPayloadBytes, " bytes"));
+        }
+        if (static_cast<size_t>(state.children_size()) >= limits::kMaxPendingActivities) {
+          return bad(kBad, absl::StrCat("run has ", limits::kMaxPendingActivities,
+                                        " pending children (limit)"));
+        }
+        auto* event = m.Append(api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED);
+        auto* e = event->mutable_start_child_workflow_execution_initiated_event_attributes();
+        e->set_namespace_(a.namespace_().empty() ? state.namespace_() : a.namespace_());
+        e->set_workflow_id(a.workflow_id());
+        *e->mutable_workflow_type() = a.workflow_type();
+        e->mutable_task_queue()->set_name(a.task_queue().name().empty() ? state.task_queue()
+                                                                        : a.task_queue().name());
+        *e->mutable_input() = a.input();
+        *e->mutable_workflow_execution_timeout() = a.workflow_execution_timeout();
+        *e->mutable_workflow_run_timeout() = a.workflow_run_timeout();
+        *e->mutable_workflow_task_timeout() = a.workflow_task_timeout();
+        e->set_parent_close_policy(a.parent_close_policy());
+        e->set_workflow_task_completed_event_id(completed_event_id);
+        e->set_workflow_id_reuse_policy(a.workflow_id_reuse_policy());
+        *e->mutable_header() = a.header();
+        *e->mutable_memo() = a.memo();
+        *e->mutable_search_attributes() = a.search_attributes();
+        internal::ChildInfo& child = (*state.mutable_children())[event->event_id()];
+        child.set_namespace_(e->namespace_());
+        child.set_workflow_id(a.workflow_id());
+        child.set_workflow_type(a.workflow_type().name());
+        child.set_parent_close_policy(a.parent_close_policy() ==
+                                              api::PARENT_CLOSE_POLICY_UNSPECIFIED
+                                          ? api::PARENT_CLOSE_POLICY_TERMINATE
+                                          : a.parent_close_policy());
+        child.set_initiated_event_id(event->event_id());
+        RETURN_IF_ERROR(
+            m.AddTransfer(internal::TIMER_TASK_TYPE_START_CHILD, event->event_id()).status());
+        break;
+      }
+      case api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION:
+      case api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION: {
+        bool signal =
+            command.command_type() == api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION;
+        internal::ExternalRequest request_info;
+        api::HistoryEvent* event;
+        if (signal) {
+          const auto& a = command.signal_external_workflow_execution_command_attributes();
+          if (a.execution().workflow_id().empty() || a.signal_name().empty()) {
+            return bad(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+                       "signal external needs a workflow id and a signal name");
+          }
+          event = m.Append(api::EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED);
+          auto* e = event->mutable_signal_external_workflow_execution_initiated_event_attributes();
+          e->set_workflow_task_completed_event_id(completed_event_id);
+          e->set_namespace_(a.namespace_().empty() ? state.namespace_() : a.namespace_());
+          *e->mutable_workflow_execution() = a.execution();
+          e->set_signal_name(a.signal_name());
+          *e->mutable_input() = a.input();
+          e->set_control(a.control());
+          e->set_child_workflow_only(a.child_workflow_only());
+          request_info.set_namespace_(e->namespace_());
+          request_info.set_workflow_id(a.execution().workflow_id());
+          request_info.set_run_id(a.execution().run_id());
+          request_info.set_kind("signal");
+          request_info.set_signal_name(a.signal_name());
+          *request_info.mutable_input() = a.input();
+          request_info.set_control(a.control());
+        } else {
+          const auto& a = command.request_cancel_external_workflow_execution_command_attributes();
+          if (a.workflow_id().empty()) {
+            return bad(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+                       "cancel external needs a workflow id");
+          }
+          event = m.Append(api::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED);
+          auto* e =
+              event
+                  ->mutable_request_cancel_external_workflow_execution_initiated_event_attributes();
+          e->set_workflow_task_completed_event_id(completed_event_id);
+          e->set_namespace_(a.namespace_().empty() ? state.namespace_() : a.namespace_());
+          e->mutable_workflow_execution()->set_workflow_id(a.workflow_id());
+          e->mutable_workflow_execution()->set_run_id(a.run_id());
+          e->set_control(a.control());
+          e->set_reason(a.reason());
+          request_info.set_namespace_(e->namespace_());
+          request_info.set_workflow_id(a.workflow_id());
+          request_info.set_run_id(a.run_id());
+          request_info.set_kind("cancel");
+          request_info.set_control(a.control());
+        }
+        (*state.mutable_external_requests())[event->event_id()] = request_info;
+        RETURN_IF_ERROR(m.AddTransfer(signal ? internal::TIMER_TASK_TYPE_SIGNAL_EXTERNAL
+                                             : internal::TIMER_TASK_TYPE_CANCEL_EXTERNAL,
+                                      event->event_id())
+                            .status());
         break;
       }
       default:

@@ -3,12 +3,14 @@
 // backlog_reader.h. The lock is never held across a store read or a poll callback.
 #include "orchestrator/matching/matching.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "common/status.h"
@@ -60,6 +62,14 @@ std::string QueueName(keys::TaskKind kind, std::string_view ns, std::string_view
                       "\" in namespace \"", std::string(ns), "\"");
 }
 
+// When a lease lapses, for an error message: RFC 3339 in UTC, e.g. 2026-11-27T14:00:10Z.
+// Rounded up to the second, so that a poll retried at that time finds the lease lapsed.
+std::string FormatLeaseExpiry(absl::Time expiry) {
+  const absl::Time rounded =
+      absl::UnixEpoch() + absl::Ceil(expiry - absl::UnixEpoch(), absl::Seconds(1));
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", rounded, absl::UTCTimeZone());
+}
+
 }  // namespace
 
 class Matching::Impl {
@@ -72,8 +82,8 @@ class Matching::Impl {
 
   void TaskAdded(QueuedTask task);
   absl::StatusOr<PollId> Poll(keys::TaskKind kind, std::string_view ns, std::string_view queue,
-                              std::string_view identity, absl::Time deadline,
-                              PollCallback callback);
+                              std::string_view identity, absl::Time deadline, PollCallback callback,
+                              PollOptions poll_options);
   void CancelPoll(PollId id);
   void Done(const QueuedTask& task);
   void Return(QueuedTask task);
@@ -95,6 +105,10 @@ class Matching::Impl {
   void HandOut(TaskQueue* q, Waiter waiter, QueuedTask task, PollResult result, Answers* answers)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordHandOut(keys::TaskKind kind, PollResult result, const QueuedTask& task)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes `q`'s exclusive lease for `identity` and ends the other identities' waiting polls:
+  // from now on only the holder's polls get its tasks.
+  void TakeLease(TaskQueue* q, const std::string& identity, absl::Time now, Answers* answers)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends a waiting poll with nullopt; false when it is no longer waiting.
   bool AnswerEmpty(PollId id, PollResult result, Answers* answers)
@@ -138,7 +152,8 @@ TaskQueue* Matching::Impl::GetOrCreateQueue(keys::TaskKind kind, std::string_vie
                                             std::string_view queue) {
   auto [it, inserted] = queues_.try_emplace(keys::TaskQueuePrefix(kind, ns, queue));
   if (inserted) {
-    it->second = std::make_unique<TaskQueue>(kind, std::string(ns), std::string(queue), &metrics_);
+    it->second = std::make_unique<TaskQueue>(kind, std::string(ns), std::string(queue),
+                                             options_.exclusive_lease, &metrics_);
   }
   return it->second.get();
 }
@@ -164,7 +179,7 @@ bool Matching::Impl::AnswerEmpty(PollId id, PollResult result, Answers* answers)
   auto it = polls_.find(id);
   if (it == polls_.end()) return false;
   TaskQueue* q = it->second.queue;
-  Waiter waiter = q->TakeWaiter(it->second.waiter);
+  Waiter waiter = q->TakeWaiter(it->second.waiter, clock_->Now());
   polls_.erase(it);
   if (waiter.alarm != 0) clock_->CancelAlarm(waiter.alarm);
   metrics_.RecordPollResult(q->kind(), result);
@@ -191,13 +206,30 @@ void Matching::Impl::OnUnloadAlarm(const std::string& key) {
   q->unload_alarm = 0;
   // Busy again: Touch schedules a new alarm once it is idle.
   if (!q->IsIdle()) return;
-  const absl::Time due = q->last_active + options_.idle_queue_unload;
-  if (clock_->Now() >= due) {
+  const absl::Time now = clock_->Now();
+  // A live lease is kept until it lapses (Expiry is InfinitePast when none is live).
+  const absl::Time due =
+      std::max(q->last_active + options_.idle_queue_unload, q->lease().Expiry(now));
+  if (now >= due) {
     // Its tasks, if any, are in the store; the next use starts by reading them.
     queues_.erase(it);
     return;
   }
   q->unload_alarm = ScheduleAlarm(due, [this, key] { OnUnloadAlarm(key); });
+}
+
+void Matching::Impl::TakeLease(TaskQueue* q, const std::string& identity, absl::Time now,
+                               Answers* answers) {
+  q->TakeLease(identity, now);
+  // Their callbacks get nullopt, as for a cancel; their next polls are refused, naming the
+  // holder. Tasks already handed to them stay theirs.
+  for (PollId other : q->WaitersNotOf(identity)) {
+    AnswerEmpty(other, PollResult::kCancelled, answers);
+  }
+  LogInfo("matching.exclusive_lease_taken", {{"kind", TaskKindName(q->kind())},
+                                             {"namespace", q->ns()},
+                                             {"queue", q->queue()},
+                                             {"identity", identity}});
 }
 
 void Matching::Impl::OnPollDeadline(PollId id) {
@@ -214,7 +246,7 @@ void Matching::Impl::TaskAdded(QueuedTask task) {
   // Known: already buffered or handed out (e.g. read from the store before this call came).
   // Recently done: read from the store, handed out and finished before this call came.
   if (q->Knows(task.task_id) || q->RecentlyDone(task.task_id)) return;
-  if (std::optional<Waiter> waiter = q->TakeFirstWaiter()) {
+  if (std::optional<Waiter> waiter = q->TakeFirstWaiter(clock_->Now())) {
     HandOut(q, *std::move(waiter), std::move(task), PollResult::kSyncMatch, &answers);
   } else if (q->buffered() < options_.max_buffered_tasks_per_queue) {
     q->PushBack(std::move(task));
@@ -228,7 +260,8 @@ void Matching::Impl::TaskAdded(QueuedTask task) {
 absl::StatusOr<Matching::PollId> Matching::Impl::Poll(keys::TaskKind kind, std::string_view ns,
                                                       std::string_view queue,
                                                       std::string_view identity,
-                                                      absl::Time deadline, PollCallback callback) {
+                                                      absl::Time deadline, PollCallback callback,
+                                                      PollOptions poll_options) {
   PollId id = 0;
   TaskQueue* q = nullptr;
   bool read_store = false;
@@ -236,6 +269,20 @@ absl::StatusOr<Matching::PollId> Matching::Impl::Poll(keys::TaskKind kind, std::
     Answers answers;
     absl::MutexLock lock(&mu_);
     if (shutdown_) return absl::UnavailableError("matching is shut down; it accepts no polls");
+    if (poll_options.exclusive && identity.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot poll ", QueueName(kind, ns, queue),
+                       " exclusively without an identity: the lease is held in its name"));
+    }
+    const absl::Time now = clock_->Now();
+    // Before the limits: a poll that may not use this queue at all is told so. A refused poll
+    // leaves no trace (no waiter, no poller entry, no renewal).
+    if (const TaskQueue* held = FindQueue(kind, ns, queue);
+        held != nullptr && held->lease().HeldByOther(identity, now)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          QueueName(kind, ns, queue), " is held exclusively by \"", held->lease().Holder(now),
+          "\" until ", FormatLeaseExpiry(held->lease().Expiry(now))));
+    }
     if (polls_.size() >= options_.max_pollers_total) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "cannot poll ", QueueName(kind, ns, queue), ": ", polls_.size(),
@@ -243,6 +290,12 @@ absl::StatusOr<Matching::PollId> Matching::Impl::Poll(keys::TaskKind kind, std::
           ")"));
     }
     q = GetOrCreateQueue(kind, ns, queue);
+    const std::string identity_str(identity);
+    // Not held by another (checked above): held by this identity, or by none.
+    if (poll_options.exclusive && q->lease().Holder(now).empty()) {
+      TakeLease(q, identity_str, now, &answers);
+    }
+    q->RenewLease(identity_str, now);
     if (q->waiter_count() >= options_.max_pollers_per_queue) {
       Touch(q);
       return absl::ResourceExhaustedError(
@@ -251,8 +304,7 @@ absl::StatusOr<Matching::PollId> Matching::Impl::Poll(keys::TaskKind kind, std::
                        options_.max_pollers_per_queue, ")"));
     }
     id = next_poll_id_++;
-    const absl::Time now = clock_->Now();
-    q->RecordPoller(std::string(identity), now, options_.poller_expiry);
+    q->RecordPoller(identity_str, now, options_.poller_expiry);
     if (q->buffered() > 0) {
       QueuedTask task = q->PopFront();
       RecordHandOut(kind, PollResult::kBacklog, task);
@@ -260,11 +312,11 @@ absl::StatusOr<Matching::PollId> Matching::Impl::Poll(keys::TaskKind kind, std::
       Touch(q);
       return id;
     }
-    Waiter waiter{id, std::string(identity), std::move(callback), /*alarm=*/0};
+    Waiter waiter{id, identity_str, std::move(callback), /*alarm=*/0};
     if (deadline > now && deadline != absl::InfiniteFuture()) {
       waiter.alarm = ScheduleAlarm(deadline, [this, id] { OnPollDeadline(id); });
     }
-    polls_.emplace(id, PollEntry{q, q->AddWaiter(std::move(waiter))});
+    polls_.emplace(id, PollEntry{q, q->AddWaiter(std::move(waiter), now)});
     // One read per queue at a time; polls arriving meanwhile wait and are served by it.
     if (q->store_may_have_more() && !q->scanning()) {
       q->BeginScan();
@@ -279,7 +331,7 @@ absl::StatusOr<Matching::PollId> Matching::Impl::Poll(keys::TaskKind kind, std::
       if (it != polls_.end()) {
         // Still waiting: withdraw the poll and report the error instead (no callback).
         TaskQueue* waiting_on = it->second.queue;
-        Waiter waiter = waiting_on->TakeWaiter(it->second.waiter);
+        Waiter waiter = waiting_on->TakeWaiter(it->second.waiter, clock_->Now());
         polls_.erase(it);
         if (waiter.alarm != 0) clock_->CancelAlarm(waiter.alarm);
         Touch(waiting_on);
@@ -329,7 +381,7 @@ absl::Status Matching::Impl::ReadBackIntoMemory(TaskQueue* q) {
     for (QueuedTask& task : page->tasks) {
       // Added, returned or finished while the store was read: memory has the newer word.
       if (q->Knows(task.task_id) || q->DoneDuringScan(task.task_id)) continue;
-      if (std::optional<Waiter> waiter = q->TakeFirstWaiter()) {
+      if (std::optional<Waiter> waiter = q->TakeFirstWaiter(clock_->Now())) {
         HandOut(q, *std::move(waiter), std::move(task), PollResult::kBacklog, &answers);
       } else if (q->buffered() < options_.max_buffered_tasks_per_queue) {
         q->PushBack(std::move(task));
@@ -371,7 +423,7 @@ void Matching::Impl::Return(QueuedTask task) {
   if (shutdown_) return;  // Its entry is in the store; the next start reads it.
   TaskQueue* q = GetOrCreateQueue(task.kind, task.ns, task.queue);
   if (q->IsBuffered(task.task_id)) return;  // Already available (returned twice).
-  if (std::optional<Waiter> waiter = q->TakeFirstWaiter()) {
+  if (std::optional<Waiter> waiter = q->TakeFirstWaiter(clock_->Now())) {
     HandOut(q, *std::move(waiter), std::move(task), PollResult::kBacklog, &answers);
   } else if (q->buffered() < options_.max_buffered_tasks_per_queue) {
     q->PushFront(std::move(task));
@@ -398,7 +450,10 @@ absl::StatusOr<QueueDescription> Matching::Impl::Describe(keys::TaskKind kind, s
   description.oldest_task_created = summary.oldest_created;
   absl::MutexLock lock(&mu_);
   if (TaskQueue* q = FindQueue(kind, ns, queue)) {
-    description.pollers = q->LivePollers(clock_->Now(), options_.poller_expiry);
+    const absl::Time now = clock_->Now();
+    description.pollers = q->LivePollers(now, options_.poller_expiry);
+    description.exclusive_holder = q->lease().Holder(now);
+    description.exclusive_lease_expiry = q->lease().Expiry(now);
   }
   return description;
 }
@@ -408,8 +463,9 @@ void Matching::Impl::Shutdown() {
   absl::MutexLock lock(&mu_);
   if (shutdown_) return;
   shutdown_ = true;
+  const absl::Time now = clock_->Now();
   for (auto& [key, q] : queues_) {
-    while (std::optional<Waiter> waiter = q->TakeFirstWaiter()) {
+    while (std::optional<Waiter> waiter = q->TakeFirstWaiter(now)) {
       if (waiter->alarm != 0) clock_->CancelAlarm(waiter->alarm);
       metrics_.RecordPollResult(q->kind(), PollResult::kCancelled);
       answers.Add(std::move(waiter->callback), std::nullopt);
@@ -435,8 +491,9 @@ void Matching::TaskAdded(QueuedTask task) { impl_->TaskAdded(std::move(task)); }
 
 absl::StatusOr<Matching::PollId> Matching::Poll(keys::TaskKind kind, std::string_view ns,
                                                 std::string_view queue, std::string_view identity,
-                                                absl::Time deadline, PollCallback callback) {
-  return impl_->Poll(kind, ns, queue, identity, deadline, std::move(callback));
+                                                absl::Time deadline, PollCallback callback,
+                                                PollOptions options) {
+  return impl_->Poll(kind, ns, queue, identity, deadline, std::move(callback), options);
 }
 
 void Matching::CancelPoll(PollId id) { impl_->CancelPoll(id); }

@@ -9,6 +9,15 @@
 // Long polls hold no thread: a waiting poll is a callback plus a clock alarm for its deadline.
 // A task handed to a poller is "in flight" until the caller says Done (its backlog entry was
 // deleted by the started transition, or it was found stale) or Return (not used).
+//
+// Exclusive queues: one poller identity holds a queue at a time (a builder agent serves its
+// project's queue alone). An exclusive poll on a queue that no lease holds takes the lease for
+// its identity; while the lease lives, other identities' polls on that queue, exclusive or not,
+// are refused with kFailedPrecondition naming the holder. The lease lives while the holder has a
+// poll waiting, and for MatchingOptions::exclusive_lease after the holder's last poll began or
+// ended; then the next poll may take it. The lease is in memory only: after an orchestrator
+// restart no queue is held, and the first exclusive poll takes it. A queue is one (kind,
+// namespace, name): a workflow queue and the activity queue of the same name are leased apart.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +62,14 @@ struct MatchingOptions {
   absl::Duration poller_expiry = absl::Minutes(5);
   // Backlog entries Describe reads at most: counting a huge backlog must not stall the caller.
   size_t max_describe_scan = 100'000;
+  // How long an exclusive lease outlives its holder's last poll.
+  absl::Duration exclusive_lease = absl::Seconds(10);
+};
+
+struct PollOptions {
+  // Hold the queue for this poll's identity (see "Exclusive queues" above). A poll from the
+  // lease's holder renews it whether or not it asks for exclusivity.
+  bool exclusive = false;
 };
 
 struct PollerInfo {
@@ -68,15 +85,20 @@ struct QueueDescription {
   // Created time of the oldest backlog task (InfinitePast when none).
   absl::Time oldest_task_created = absl::InfinitePast();
   std::vector<PollerInfo> pollers;
+  // The identity holding the queue's exclusive lease; empty when no lease is live.
+  std::string exclusive_holder;
+  // When the lease lapses if its holder stops polling now (a holder's poll still waiting keeps
+  // it until that poll ends); InfinitePast when no lease is live.
+  absl::Time exclusive_lease_expiry = absl::InfinitePast();
 };
 
 class Matching {
  public:
   using PollId = uint64_t;
   // Runs exactly once per accepted poll: with a task (now in flight), or with nullopt when the
-  // deadline passes, the poll is cancelled, or matching shuts down. It may run inline inside
-  // Poll or TaskAdded, on the clock's alarm thread, or inside CancelPoll; never under
-  // matching's own lock. It must not block.
+  // deadline passes, the poll is cancelled, another identity takes the queue exclusively, or
+  // matching shuts down. It may run inline inside Poll or TaskAdded, on the clock's alarm
+  // thread, or inside CancelPoll; never under matching's own lock. It must not block.
   using PollCallback = std::function<void(std::optional<QueuedTask>)>;
 
   Matching(Store* store, Clock* clock, prometheus::Registry* registry,
@@ -89,11 +111,14 @@ class Matching {
   // `task`'s backlog entry has just been committed.
   void TaskAdded(QueuedTask task);
 
-  // Starts a long poll. Fails with kResourceExhausted past the poller limits, or with the
-  // store's error if reading the backlog fails.
+  // Starts a long poll. Fails with kFailedPrecondition while another identity holds the
+  // queue's exclusive lease, with kInvalidArgument for an exclusive poll without an identity,
+  // with kResourceExhausted past the poller limits, or with the store's error if reading the
+  // backlog fails; a refused poll's callback never runs. An exclusive poll that takes the lease
+  // ends the other identities' polls waiting on the queue (their callbacks run with nullopt).
   absl::StatusOr<PollId> Poll(keys::TaskKind kind, std::string_view ns, std::string_view queue,
-                              std::string_view identity, absl::Time deadline,
-                              PollCallback callback);
+                              std::string_view identity, absl::Time deadline, PollCallback callback,
+                              PollOptions options = {});
   // Ends a waiting poll (its callback runs with nullopt). No effect once it was answered.
   void CancelPoll(PollId id);
 
@@ -102,7 +127,8 @@ class Matching {
   // The in-flight task was not used: it becomes available again (first in line).
   void Return(QueuedTask task);
 
-  // Reads the backlog count and oldest task from the store (bounded scan) plus live pollers.
+  // Reads the backlog count and oldest task from the store (bounded scan) plus live pollers
+  // and the exclusive lease.
   absl::StatusOr<QueueDescription> Describe(keys::TaskKind kind, std::string_view ns,
                                             std::string_view queue);
 

@@ -1,7 +1,8 @@
 // Matching under threads and the real clock: adders and pollers racing (sync matches, buffer
-// overflow, store reads, deadline alarms firing as tasks arrive, cancellations), and
-// destruction while alarms fire. Nothing sleeps: the test waits on conditions with deadlines.
-// Catch2 assertions are not thread-safe, so worker threads only count what went wrong.
+// overflow, store reads, deadline alarms firing as tasks arrive, cancellations), identities
+// racing for an exclusive queue, and destruction while alarms fire. Nothing sleeps: the test
+// waits on conditions with deadlines. Catch2 assertions are not thread-safe, so worker threads only
+// count what went wrong.
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -191,6 +192,107 @@ TEST_CASE("threads adding and polling deliver every task exactly once", "[matchi
     REQUIRE(description.ok());
     CHECK(description->backlog_count == 0);
   }
+}
+
+TEST_CASE("identities racing for an exclusive queue: once one holds it, only it gets tasks",
+          "[matching][concurrency][exclusive]") {
+  constexpr int kIdentities = 4;
+  constexpr int kPlainPollsFirst = 20;
+  constexpr int64_t kTasks = 1000;
+  constexpr int64_t kLead = 40;
+
+  RealClock clock;
+  MemoryStore store;
+  MatchingOptions options;
+  options.max_buffered_tasks_per_queue = 8;
+  options.exclusive_lease = absl::Hours(1);  // Never lapses here: the first taker keeps it.
+  Matching matching(&store, &clock, nullptr, options);
+  Deliveries deliveries;
+  std::atomic<int> errors{0};
+  std::atomic<int> refused{0};
+  std::atomic<int> holder{-1};
+  std::atomic<bool> stop{false};
+
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] {
+    for (int64_t id = 1; id <= kTasks; ++id) {
+      if (!deliveries.AwaitTotal(id - kLead, absl::Now() + absl::Seconds(60))) {
+        ++errors;
+        return;
+      }
+      // Half the tasks only once the queue is held, so that some are served exclusively.
+      if (id == kTasks / 2) {
+        const absl::Time give_up = absl::Now() + absl::Seconds(60);
+        while (holder.load() == -1 && absl::Now() < give_up) std::this_thread::yield();
+      }
+      QueuedTask task = MakeTask(id, clock.Now(), "held");
+      testing::WriteEntry(store, task);
+      matching.TaskAdded(std::move(task));
+    }
+  });
+  for (int i = 0; i < kIdentities; ++i) {
+    threads.emplace_back([&, i] {
+      std::minstd_rand random(static_cast<unsigned>(i) * 7919U + 1U);
+      for (int n = 0;; ++n) {
+        // The holder stops when told; the others go on until refused, which they must be.
+        if (stop.load() && (holder.load() == i || holder.load() == -1)) return;
+        // Plain polls first, sharing the queue; then each asks for it.
+        const bool exclusive = n >= kPlainPollsFirst;
+        // A poll that starts once another identity holds the queue must be refused, and
+        // whatever it would be handed would break exclusivity.
+        const int held_by = holder.load();
+        const bool must_be_refused = held_by != -1 && held_by != i;
+        auto slot = std::make_shared<Slot>();
+        auto id = matching.Poll(
+            keys::TaskKind::kWorkflow, "default", "held", absl::StrCat("agent-", i),
+            clock.Now() + absl::Microseconds(random() % 3000),
+            [&, slot, must_be_refused](std::optional<QueuedTask> task) {
+              if (task.has_value()) {
+                if (must_be_refused) ++errors;
+                WriteBatch batch;
+                batch.Delete(Table::kTasks, task->Key());
+                if (!store.Commit(batch).ok()) ++errors;
+                matching.Done(*task);
+                deliveries.Record(task->task_id);
+              }
+              slot->Set();
+            },
+            PollOptions{.exclusive = exclusive});
+        if (!id.ok()) {
+          if (id.status().code() != absl::StatusCode::kFailedPrecondition) ++errors;
+          ++refused;
+          return;  // Lost the queue.
+        }
+        if (must_be_refused) ++errors;
+        if (exclusive) {
+          int expected = -1;
+          if (!holder.compare_exchange_strong(expected, i) && expected != i) ++errors;
+        }
+        // Taking the lease ends the others' waiting polls: every poll is answered.
+        if (!slot->Await(absl::Now() + absl::Seconds(30))) {
+          ++errors;
+          return;
+        }
+      }
+    });
+  }
+
+  bool all_in = deliveries.AwaitTotal(kTasks, absl::Now() + absl::Seconds(120));
+  stop = true;
+  for (std::thread& thread : threads) thread.join();
+
+  CHECK(errors.load() == 0);
+  CHECK(all_in);
+  CHECK(refused.load() == kIdentities - 1);
+  std::map<int64_t, int> counts = deliveries.counts();
+  CHECK(static_cast<int64_t>(counts.size()) == kTasks);
+  int duplicates = 0;
+  for (const auto& [id, count] : counts) duplicates += count != 1;
+  CHECK(duplicates == 0);
+  auto description = matching.Describe(keys::TaskKind::kWorkflow, "default", "held");
+  REQUIRE(description.ok());
+  REQUIRE(holder.load() != -1);
+  CHECK(description->exclusive_holder == absl::StrCat("agent-", holder.load()));
 }
 
 TEST_CASE("destroying Matching while deadline alarms fire answers every poll once",

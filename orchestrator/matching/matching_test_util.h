@@ -72,13 +72,15 @@ inline StartedPoll StartPoll(Matching& matching, absl::Time deadline,
                              const std::string& queue = "q",
                              const std::string& identity = "worker-1",
                              keys::TaskKind kind = keys::TaskKind::kWorkflow,
-                             const std::string& ns = "default") {
+                             const std::string& ns = "default", PollOptions options = {}) {
   auto answer = std::make_shared<PollAnswer>();
-  auto id =
-      matching.Poll(kind, ns, queue, identity, deadline, [answer](std::optional<QueuedTask> task) {
+  auto id = matching.Poll(
+      kind, ns, queue, identity, deadline,
+      [answer](std::optional<QueuedTask> task) {
         ++answer->calls;
         answer->task = std::move(task);
-      });
+      },
+      options);
   return {std::move(id), answer};
 }
 
@@ -114,8 +116,14 @@ class MatchingHarness {
   }
   StartedPoll Poll(absl::Duration timeout = absl::Seconds(60), const std::string& queue = "q",
                    const std::string& identity = "worker-1",
-                   keys::TaskKind kind = keys::TaskKind::kWorkflow) {
-    return StartPoll(*matching_, clock_.Now() + timeout, queue, identity, kind);
+                   keys::TaskKind kind = keys::TaskKind::kWorkflow, PollOptions options = {}) {
+    return StartPoll(*matching_, clock_.Now() + timeout, queue, identity, kind, "default", options);
+  }
+  // An exclusive poll of `identity` on `queue`.
+  StartedPoll ExclusivePoll(const std::string& identity, absl::Duration timeout = absl::Seconds(60),
+                            const std::string& queue = "q",
+                            keys::TaskKind kind = keys::TaskKind::kWorkflow) {
+    return Poll(timeout, queue, identity, kind, PollOptions{.exclusive = true});
   }
   // Polls, expects an immediate task, and finishes it the way the started transition does.
   int64_t TakeAndFinish(const std::string& queue = "q") {

@@ -6,8 +6,12 @@
 namespace kiln::orchestrator::matching_internal {
 
 TaskQueue::TaskQueue(keys::TaskKind kind, std::string ns, std::string queue,
-                     MatchingMetrics* metrics)
-    : kind_(kind), ns_(std::move(ns)), queue_(std::move(queue)), metrics_(metrics) {}
+                     absl::Duration exclusive_lease, MatchingMetrics* metrics)
+    : kind_(kind),
+      ns_(std::move(ns)),
+      queue_(std::move(queue)),
+      metrics_(metrics),
+      lease_(exclusive_lease) {}
 
 TaskQueue::~TaskQueue() {
   metrics_->AddBufferedTasks(-static_cast<int64_t>(buffer_.size()));
@@ -91,21 +95,37 @@ void TaskQueue::EndScan() {
   done_during_scan_.clear();
 }
 
-TaskQueue::WaiterList::iterator TaskQueue::AddWaiter(Waiter waiter) {
+TaskQueue::WaiterList::iterator TaskQueue::AddWaiter(Waiter waiter, absl::Time now) {
   metrics_->AddWaitingPolls(kind_, 1);
+  lease_.PollStarted(waiter.identity, now);
   return waiters_.insert(waiters_.end(), std::move(waiter));
 }
 
-Waiter TaskQueue::TakeWaiter(WaiterList::iterator it) {
+Waiter TaskQueue::TakeWaiter(WaiterList::iterator it, absl::Time now) {
   Waiter waiter = std::move(*it);
   waiters_.erase(it);
   metrics_->AddWaitingPolls(kind_, -1);
+  lease_.PollEnded(waiter.identity, now);
   return waiter;
 }
 
-std::optional<Waiter> TaskQueue::TakeFirstWaiter() {
+std::optional<Waiter> TaskQueue::TakeFirstWaiter(absl::Time now) {
   if (waiters_.empty()) return std::nullopt;
-  return TakeWaiter(waiters_.begin());
+  return TakeWaiter(waiters_.begin(), now);
+}
+
+std::vector<Matching::PollId> TaskQueue::WaitersNotOf(const std::string& identity) const {
+  std::vector<Matching::PollId> ids;
+  for (const Waiter& waiter : waiters_) {
+    if (waiter.identity != identity) ids.push_back(waiter.poll_id);
+  }
+  return ids;
+}
+
+void TaskQueue::TakeLease(const std::string& identity, absl::Time now) {
+  size_t waiting = 0;
+  for (const Waiter& waiter : waiters_) waiting += waiter.identity == identity ? 1 : 0;
+  lease_.Take(identity, waiting, now);
 }
 
 void TaskQueue::RecordPoller(const std::string& identity, absl::Time now, absl::Duration expiry) {

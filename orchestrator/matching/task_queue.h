@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "orchestrator/matching/exclusive_lease.h"
 #include "orchestrator/matching/matching.h"
 #include "orchestrator/matching/matching_metrics.h"
 
@@ -39,7 +40,9 @@ class TaskQueue {
  public:
   using WaiterList = std::list<Waiter>;
 
-  TaskQueue(keys::TaskKind kind, std::string ns, std::string queue, MatchingMetrics* metrics);
+  // `exclusive_lease`: how long an exclusive lease outlives its holder's last poll.
+  TaskQueue(keys::TaskKind kind, std::string ns, std::string queue, absl::Duration exclusive_lease,
+            MatchingMetrics* metrics);
   // Takes what is still buffered or waiting off the gauges.
   ~TaskQueue();
   TaskQueue(const TaskQueue&) = delete;
@@ -89,19 +92,31 @@ class TaskQueue {
   // Finished while the read was running: the read's snapshot may still hold its entry.
   bool DoneDuringScan(int64_t task_id) const { return done_during_scan_.contains(task_id); }
 
-  // --- Waiting polls, first come first served.
+  // --- Waiting polls, first come first served. Adding and taking a waiter at `now` also
+  // starts and ends its poll on the exclusive lease.
   bool has_waiters() const { return !waiters_.empty(); }
   size_t waiter_count() const { return waiters_.size(); }
-  WaiterList::iterator AddWaiter(Waiter waiter);
-  Waiter TakeWaiter(WaiterList::iterator it);
-  std::optional<Waiter> TakeFirstWaiter();
+  WaiterList::iterator AddWaiter(Waiter waiter, absl::Time now);
+  Waiter TakeWaiter(WaiterList::iterator it, absl::Time now);
+  std::optional<Waiter> TakeFirstWaiter(absl::Time now);
+  // The waiting polls of identities other than `identity`.
+  std::vector<Matching::PollId> WaitersNotOf(const std::string& identity) const;
+
+  // --- The exclusive lease.
+  const ExclusiveLease& lease() const { return lease_; }
+  // `identity` takes the lease, which is not live (its polls already waiting count for it).
+  void TakeLease(const std::string& identity, absl::Time now);
+  // A poll of `identity` arrived: renews the lease if `identity` holds it.
+  void RenewLease(const std::string& identity, absl::Time now) { lease_.Renew(identity, now); }
 
   // --- Pollers, for Describe.
   void RecordPoller(const std::string& identity, absl::Time now, absl::Duration expiry);
   // Pollers seen within `expiry`, and every poller waiting now, by identity.
   std::vector<PollerInfo> LivePollers(absl::Time now, absl::Duration expiry) const;
 
-  // --- Unloading: nothing waits, nothing is buffered or in flight, no read is running.
+  // --- Unloading: nothing waits, nothing is buffered or in flight, no read is running. A live
+  // exclusive lease also keeps the queue (see Matching's unload alarm): the holder has no poll
+  // waiting then, so only its expiry matters.
   bool IsIdle() const { return waiters_.empty() && known_.empty() && !scanning_; }
   absl::Time last_active = absl::InfinitePast();
   // The pending unload alarm, 0 when none.
@@ -129,6 +144,7 @@ class TaskQueue {
 
   WaiterList waiters_;
   absl::flat_hash_map<std::string, absl::Time> pollers_;
+  ExclusiveLease lease_;
 };
 
 }  // namespace kiln::orchestrator::matching_internal

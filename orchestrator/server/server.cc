@@ -13,6 +13,7 @@
 #include "orchestrator/frontend/workflow_handler.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/run_watchers.h"
+#include "orchestrator/logs/log_handler.h"
 #include "orchestrator/matching/matching.h"
 #include "orchestrator/persistence/metered_store.h"
 #include "orchestrator/persistence/rocksdb_store.h"
@@ -62,8 +63,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->executor_ =
       std::make_unique<Executor>("engine", options.engine_threads, options.engine_queue);
   server->watchers_ = std::make_unique<RunWatchers>();
-  server->matching_ =
-      std::make_unique<Matching>(server->store_.get(), &server->clock_, server->registry_.get());
+  MatchingOptions matching_options;
+  matching_options.exclusive_lease = options.exclusive_lease;
+  server->matching_ = std::make_unique<Matching>(server->store_.get(), &server->clock_,
+                                                 server->registry_.get(), matching_options);
   server->listener_ = std::make_unique<Listener>(server->matching_.get(), server->watchers_.get());
   ASSIGN_OR_RETURN(server->engine_,
                    HistoryEngine::Create(server->store_.get(), &server->clock_, &server->ids_,
@@ -83,11 +86,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       &server->ids_,    server->executor_.get(), server->registry_.get(), options.data_dir,
       options.long_poll};
   server->workflow_service_ = std::make_unique<WorkflowHandler>(std::move(deps));
+  server->log_service_ = std::make_unique<LogHandler>(
+      LogDeps{server->store_.get(), &server->clock_, server->executor_.get(),
+              server->registry_.get(), engine->default_namespace()});
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen.ToString(), grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->workflow_service_.get());
+  builder.RegisterService(server->log_service_.get());
   builder.SetMaxReceiveMessageSize(8 << 20);
   server->grpc_server_ = builder.BuildAndStart();
   if (!server->grpc_server_ || server->port_ == 0) {
@@ -108,6 +115,7 @@ void Server::Shutdown(absl::Duration grace) {
   // Waiting calls answer now (empty), so the server can drain.
   if (matching_) matching_->Shutdown();
   if (watchers_) watchers_->NotifyAll();
+  if (log_service_) log_service_->Shutdown();  // Log follows end (UNAVAILABLE: resume).
   if (grpc_server_) {
     grpc_server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
     grpc_server_->Wait();

@@ -25,6 +25,7 @@ class HistoryEngine;
 class TimerQueue;
 class RunWatchers;
 class WorkflowHandler;
+class LogHandler;
 class Listener;
 
 struct ServerOptions {
@@ -36,6 +37,8 @@ struct ServerOptions {
   int engine_threads = 32;
   size_t engine_queue = 20'000;
   absl::Duration long_poll = absl::Seconds(60);
+  // How long an exclusive queue's lease outlives its holder's last poll.
+  absl::Duration exclusive_lease = absl::Seconds(10);
 };
 
 class Server {
@@ -66,6 +69,7 @@ class Server {
   std::unique_ptr<HistoryEngine> engine_;
   std::unique_ptr<TimerQueue> timers_;
   std::unique_ptr<WorkflowHandler> workflow_service_;
+  std::unique_ptr<LogHandler> log_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
   bool shut_down_ = false;

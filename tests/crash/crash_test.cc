@@ -34,7 +34,9 @@ TEST_CASE("kill -9 mid-run loses nothing and duplicates nothing") {
                               absl::Seconds(120)));
     orchestrator.Kill();
     INFO("activity tasks done when killed: " << worker.activity_tasks());
-    REQUIRE(orchestrator.Start().ok());
+    absl::Status restarted = orchestrator.Start();
+    INFO(restarted.ToString());
+    REQUIRE(restarted.ok());
   }
 
   for (const auto& [id, run] : runs) {

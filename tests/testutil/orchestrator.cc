@@ -18,6 +18,9 @@ OrchestratorProcess::OrchestratorProcess(std::string data_dir, std::vector<std::
 OrchestratorProcess::~OrchestratorProcess() { Kill(); }
 
 absl::Status OrchestratorProcess::Start() {
+  // A fresh metrics port each start: the previous process's port may linger (civetweb does not
+  // reuse an address a killed process still had connections on).
+  metrics_port_ = FreePort();
   std::vector<std::string> args = {"--data-dir", data_dir_,
                                    "--listen",   address_,
                                    "--metrics",  absl::StrCat("127.0.0.1:", metrics_port_)};
@@ -28,7 +31,8 @@ absl::Status OrchestratorProcess::Start() {
   if (!process.ok()) return process.status();
   process_ = std::move(*process);
   absl::Status health = connection_->CheckHealth(absl::Seconds(30));
-  if (!health.ok()) {
+  if (!health.ok() || !process_->Running()) {
+    if (health.ok()) health = absl::UnavailableError("the orchestrator exited at start");
     return absl::Status(health.code(), absl::StrCat(health.message(), "; log:\n", Log()));
   }
   return absl::OkStatus();

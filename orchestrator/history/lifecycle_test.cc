@@ -1,0 +1,225 @@
+// State-machine tests of signals, cancellation, continue-as-new and child workflows.
+#include <catch2/catch.hpp>
+
+#include "common/proto_time.h"
+#include "orchestrator/history/engine_harness.h"
+
+namespace kiln::orchestrator {
+namespace {
+
+using testing::EngineHarness;
+using testing::Text;
+using E = api::EventType;
+
+absl::Status Signal(EngineHarness& h, const std::string& workflow_id, const std::string& name,
+                    const std::string& request_id = "") {
+  api::SignalWorkflowExecutionRequest request;
+  request.mutable_workflow_execution()->set_workflow_id(workflow_id);
+  request.set_signal_name(name);
+  *request.mutable_input() = Text(name);
+  request.set_request_id(request_id);
+  return h.engine().SignalWorkflowExecution(request);
+}
+
+int Count(const std::vector<E>& types, E type) {
+  return static_cast<int>(std::count(types.begin(), types.end(), type));
+}
+
+TEST_CASE("Signals are recorded once per request id and wake the workflow") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {}).ok());  // waits for signals
+  REQUIRE(Signal(h, "wf", "push", "r1").ok());
+  REQUIRE(Signal(h, "wf", "push", "r1").ok());  // a retry: not recorded again
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  REQUIRE(Count(h.EventTypes(run), E::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) == 1);
+  // A signal racing the completion: it arrives while the task runs, so closing is refused and
+  // the workflow gets to see it.
+  REQUIRE(Signal(h, "wf", "late").ok());
+  REQUIRE(h.Complete(*wt, {EngineHarness::CompleteWorkflow("done")}).ok());
+  REQUIRE(h.Describe(run).workflow_execution_info().status() ==
+          api::WORKFLOW_EXECUTION_STATUS_RUNNING);
+  auto wt2 = h.PollWorkflowTask();
+  api::History seen = wt2->history();
+  REQUIRE(seen.events(seen.events_size() - 3).event_type() ==
+          E::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED);
+  REQUIRE(h.Complete(*wt2, {EngineHarness::CompleteWorkflow("done")}).ok());
+  REQUIRE(absl::IsFailedPrecondition(Signal(h, "wf", "after")));
+}
+
+TEST_CASE("Signal-with-start starts a run, or signals the open one") {
+  EngineHarness h;
+  api::SignalWithStartWorkflowExecutionRequest request;
+  request.mutable_start()->set_workflow_id("project-web");
+  request.mutable_start()->mutable_workflow_type()->set_name("Project");
+  request.mutable_start()->mutable_task_queue()->set_name("q");
+  request.set_signal_name("push");
+  auto first = h.engine().SignalWithStartWorkflowExecution(request).value();
+  REQUIRE(first.started());
+  auto second = h.engine().SignalWithStartWorkflowExecution(request).value();
+  REQUIRE_FALSE(second.started());
+  REQUIRE(second.run_id() == first.run_id());
+  auto types = h.EventTypes(first.run_id());
+  REQUIRE(types[0] == E::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED);
+  REQUIRE(types[1] == E::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED);
+  REQUIRE(Count(types, E::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) == 2);
+}
+
+TEST_CASE("A cancel request is seen by the workflow, which closes as canceled") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {EngineHarness::StartTimer("t", absl::Hours(1))}).ok());
+  api::RequestCancelWorkflowExecutionRequest cancel;
+  cancel.mutable_workflow_execution()->set_workflow_id("wf");
+  cancel.set_reason("superseded");
+  REQUIRE(h.engine().RequestCancelWorkflowExecution(cancel).ok());
+  REQUIRE(h.engine().RequestCancelWorkflowExecution(cancel).ok());  // idempotent
+  auto wt = h.PollWorkflowTask();
+  api::Command done;
+  done.set_command_type(api::COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION);
+  REQUIRE(h.Complete(*wt, {done}).ok());
+  auto types = h.EventTypes(run);
+  REQUIRE(Count(types, E::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED) == 1);
+  REQUIRE(types.back() == E::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED);
+  REQUIRE(h.Describe(run).workflow_execution_info().status() ==
+          api::WORKFLOW_EXECUTION_STATUS_CANCELED);
+}
+
+TEST_CASE("Continue-as-new closes the run and starts the next with a fresh history") {
+  EngineHarness h;
+  std::string run1 = h.Start("entity").value();
+  api::Command next;
+  next.set_command_type(api::COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION);
+  *next.mutable_continue_as_new_workflow_execution_command_attributes()->mutable_input() =
+      Text("state-2");
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {next}).ok());
+  api::History history1 = h.History(run1);
+  const auto& last = history1.events(history1.events_size() - 1);
+  REQUIRE(last.event_type() == E::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+  std::string run2 =
+      last.workflow_execution_continued_as_new_event_attributes().new_execution_run_id();
+  REQUIRE(h.Describe(run1).workflow_execution_info().status() ==
+          api::WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW);
+  // The workflow id now names the new run, whose history starts over with the new input.
+  api::DescribeWorkflowExecutionRequest current;
+  current.mutable_execution()->set_workflow_id("entity");
+  REQUIRE(h.engine()
+              .DescribeWorkflowExecution(current)
+              ->workflow_execution_info()
+              .execution()
+              .run_id() == run2);
+  api::History history2 = h.History(run2);
+  const auto& started = history2.events(0).workflow_execution_started_event_attributes();
+  REQUIRE(started.input().payloads(0).data() == "state-2");
+  REQUIRE(started.continued_execution_run_id() == run1);
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt->workflow_execution().run_id() == run2);
+}
+
+api::Command StartChild(const std::string& id, api::ParentClosePolicy policy) {
+  api::Command command;
+  command.set_command_type(api::COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION);
+  auto* a = command.mutable_start_child_workflow_execution_command_attributes();
+  a->set_workflow_id(id);
+  a->mutable_workflow_type()->set_name("child");
+  a->set_parent_close_policy(policy);
+  return command;
+}
+
+TEST_CASE("A child workflow starts, completes, and its parent hears both") {
+  EngineHarness h;
+  std::string parent = h.Start("parent").value();
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {StartChild("kid", api::PARENT_CLOSE_POLICY_TERMINATE)})
+              .ok());
+  h.Advance(absl::ZeroDuration());          // the transfer task starts the child
+  auto parent_task = h.PollWorkflowTask();  // ChildWorkflowExecutionStarted woke the parent
+  auto child_task = h.PollWorkflowTask();
+  REQUIRE(parent_task.has_value());
+  REQUIRE(child_task.has_value());
+  if (parent_task->workflow_execution().workflow_id() != "parent")
+    std::swap(parent_task, child_task);
+  REQUIRE(child_task->workflow_execution().workflow_id() == "kid");
+  const auto& child_started =
+      child_task->history().events(0).workflow_execution_started_event_attributes();
+  REQUIRE(child_started.parent_workflow_execution().run_id() == parent);
+  REQUIRE(h.Complete(*parent_task, {}).ok());
+  REQUIRE(h.Complete(*child_task, {EngineHarness::CompleteWorkflow("\"kid done\"")}).ok());
+  h.Advance(absl::ZeroDuration());  // the transfer task tells the parent
+  auto types = h.EventTypes(parent);
+  REQUIRE(Count(types, E::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED) == 1);
+  REQUIRE(Count(types, E::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED) == 1);
+  REQUIRE(Count(types, E::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED) == 1);
+  api::History history = h.History(parent);
+  for (const auto& e : history.events()) {
+    if (e.event_type() == E::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED) {
+      REQUIRE(e.child_workflow_execution_completed_event_attributes().result().payloads(0).data() ==
+              "\"kid done\"");
+    }
+  }
+}
+
+TEST_CASE("Parent close policies: terminate, request cancel, abandon") {
+  EngineHarness h;
+  std::string parent = h.Start("parent").value();
+  REQUIRE(
+      h.Complete(*h.PollWorkflowTask(), {StartChild("t", api::PARENT_CLOSE_POLICY_TERMINATE),
+                                         StartChild("c", api::PARENT_CLOSE_POLICY_REQUEST_CANCEL),
+                                         StartChild("a", api::PARENT_CLOSE_POLICY_ABANDON)})
+          .ok());
+  h.Advance(absl::ZeroDuration());
+  // Let every child run its first task; then the parent is terminated.
+  for (int i = 0; i < 4; ++i) {
+    auto wt = h.PollWorkflowTask();
+    if (!wt.has_value()) break;
+    REQUIRE(h.Complete(*wt, {}).ok());
+  }
+  api::TerminateWorkflowExecutionRequest kill;
+  kill.mutable_workflow_execution()->set_workflow_id("parent");
+  REQUIRE(h.engine().TerminateWorkflowExecution(kill).ok());
+  h.Advance(absl::ZeroDuration());
+  auto status = [&](const std::string& id) {
+    api::DescribeWorkflowExecutionRequest d;
+    d.mutable_execution()->set_workflow_id(id);
+    return h.engine().DescribeWorkflowExecution(d)->workflow_execution_info().status();
+  };
+  REQUIRE(status("t") == api::WORKFLOW_EXECUTION_STATUS_TERMINATED);
+  REQUIRE(status("c") == api::WORKFLOW_EXECUTION_STATUS_RUNNING);
+  REQUIRE(status("a") == api::WORKFLOW_EXECUTION_STATUS_RUNNING);
+  api::DescribeWorkflowExecutionRequest d;
+  d.mutable_execution()->set_workflow_id("c");
+  std::string c_run =
+      h.engine().DescribeWorkflowExecution(d)->workflow_execution_info().execution().run_id();
+  REQUIRE(Count(h.EventTypes(c_run), E::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED) == 1);
+}
+
+TEST_CASE("Signal and cancel of external workflows, and of one that does not exist") {
+  EngineHarness h;
+  std::string target = h.Start("target").value();
+  std::string source = h.Start("source").value();
+  for (int i = 0; i < 2; ++i) REQUIRE(h.Complete(*h.PollWorkflowTask(), {}).ok());
+  api::Command signal;
+  signal.set_command_type(api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION);
+  signal.mutable_signal_external_workflow_execution_command_attributes()
+      ->mutable_execution()
+      ->set_workflow_id("target");
+  signal.mutable_signal_external_workflow_execution_command_attributes()->set_signal_name("hello");
+  api::Command cancel;
+  cancel.set_command_type(api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION);
+  cancel.mutable_request_cancel_external_workflow_execution_command_attributes()->set_workflow_id(
+      "nobody");
+  REQUIRE(Signal(h, "source", "go").ok());
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt->workflow_execution().workflow_id() == "source");
+  REQUIRE(h.Complete(*wt, {signal, cancel}).ok());
+  h.Advance(absl::ZeroDuration());
+  auto target_types = h.EventTypes(target);
+  REQUIRE(Count(target_types, E::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) == 1);
+  auto source_types = h.EventTypes(source);
+  REQUIRE(Count(source_types, E::EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED) == 1);
+  REQUIRE(Count(source_types, E::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_FAILED) ==
+          1);
+}
+
+}  // namespace
+}  // namespace kiln::orchestrator
