@@ -31,7 +31,14 @@ int main(int argc, char** argv) {
       ->envname("KILN_EXCLUSIVE_LEASE")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
+  double retention_h = 72;
+  app.add_option("--retention-hours", retention_h,
+                 "Hours a closed workflow run (state, history, logs) is kept before deletion")
+      ->envname("KILN_RETENTION_HOURS")
+      ->check(CLI::Range(0.001, 24.0 * 3650))
+      ->capture_default_str();
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
+  options.retention = absl::Seconds(retention_h * 3600);
   options.exclusive_lease = absl::Seconds(exclusive_lease_s);
   kiln::ApplyCommonFlags(common);
 

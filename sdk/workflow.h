@@ -152,6 +152,8 @@ class WorkflowContext {
                                               const api::Payloads& input);
   Future<absl::Status> RequestCancelExternalWorkflow(const std::string& workflow_id,
                                                      const std::string& run_id);
+  // Sets typed search attributes on this run (visible to List/Count queries at once).
+  void UpsertSearchAttributes(const api::SearchAttributes& attributes);
   // `co_return ctx.ContinueAsNew(input);` ends this run and starts the next with a fresh history.
   absl::Status ContinueAsNew(api::Payloads input);
 

@@ -153,6 +153,9 @@ Future<absl::Status> WorkflowContext::RequestCancelExternalWorkflow(const std::s
                                                                     const std::string& run_id) {
   return instance_->External(false, workflow_id, run_id, "", {});
 }
+void WorkflowContext::UpsertSearchAttributes(const api::SearchAttributes& attributes) {
+  instance_->UpsertSearchAttributes(attributes);
+}
 absl::Status WorkflowContext::ContinueAsNew(api::Payloads input) {
   return instance_->SetContinueAsNew(std::move(input));
 }
@@ -429,6 +432,14 @@ Future<absl::Status> WorkflowInstance::External(bool signal, const std::string& 
   return future;
 }
 
+void WorkflowInstance::UpsertSearchAttributes(const api::SearchAttributes& attributes) {
+  api::Command command;
+  command.set_command_type(api::COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES);
+  *command.mutable_upsert_workflow_search_attributes_command_attributes()
+       ->mutable_search_attributes() = attributes;
+  Emit(std::move(command));
+}
+
 absl::Status WorkflowInstance::SetContinueAsNew(api::Payloads input) {
   continue_as_new_ = std::move(input);
   return absl::AbortedError("continue-as-new");
@@ -561,6 +572,11 @@ absl::Status WorkflowInstance::MatchCommandEvent(const api::HistoryEvent& event)
       return absl::OkStatus();
     case api::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
       if (command.command_type() != api::COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION) {
+        return mismatch();
+      }
+      return absl::OkStatus();
+    case api::EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+      if (command.command_type() != api::COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) {
         return mismatch();
       }
       return absl::OkStatus();

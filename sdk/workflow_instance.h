@@ -69,6 +69,7 @@ class WorkflowInstance {
                                 const std::string& run_id, const std::string& signal_name,
                                 const api::Payloads& input);
   absl::Status SetContinueAsNew(api::Payloads input);
+  void UpsertSearchAttributes(const api::SearchAttributes& attributes);
   absl::Time now() const { return now_; }
   uint64_t Random() { return rng_(); }
   const WorkflowInfo& info() const { return info_; }

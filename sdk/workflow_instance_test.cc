@@ -68,11 +68,18 @@ class Driver {
         continue;
       }
       absl::Time next = absl::InfiniteFuture();
-      (void)h_.store().Scan(orchestrator::Table::kTimers, "", "", 1,
-                            [&](std::string_view key, std::string_view) {
-                              next = orchestrator::keys::TimerFireTime(key);
-                              return false;
-                            });
+      // The next timer that matters to a workflow (not the retention of closed runs).
+      (void)h_.store().Scan(
+          orchestrator::Table::kTimers, "", "", 0,
+          [&](std::string_view key, std::string_view value) {
+            kiln::internal::v1::TimerTask task;
+            task.ParseFromArray(value.data(), static_cast<int>(value.size()));
+            if (task.type() == kiln::internal::v1::TIMER_TASK_TYPE_DELETE_HISTORY) {
+              return true;
+            }
+            next = orchestrator::keys::TimerFireTime(key);
+            return false;
+          });
       if (next == absl::InfiniteFuture() || !advance_timers) {
         if (next <= h_.clock().Now()) {  // transfer tasks are due now
           h_.Advance(absl::ZeroDuration());

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "orchestrator/history/limits.h"
+#include "orchestrator/visibility/search_attributes.h"
 
 namespace kiln::orchestrator {
 namespace {
@@ -67,6 +68,9 @@ absl::Status ValidateStart(const kiln::api::v1::StartWorkflowExecutionRequest& r
            CheckDuration(request.workflow_task_timeout(), "workflow_task_timeout"),
        }) {
     if (!s.ok()) return s;
+  }
+  if (request.search_attributes().indexed_fields_size() > 0) {
+    if (absl::Status s = ValidateSearchAttributes(request.search_attributes()); !s.ok()) return s;
   }
   if (request.input().ByteSizeLong() > limits::kMaxPayloadBytes) {
     return absl::InvalidArgumentError(absl::StrCat("input: ", request.input().ByteSizeLong(),

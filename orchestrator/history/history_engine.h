@@ -40,6 +40,8 @@ class EngineListener {
 
 struct EngineOptions {
   size_t run_cache_capacity = 10'000;
+  // Closed runs are deleted (state, history, visibility, logs) this long after they close.
+  absl::Duration retention = absl::Hours(72);
   std::string default_namespace = "default";
 };
 
@@ -179,6 +181,8 @@ class HistoryEngine {
 
   // Timer pieces (timer_tasks.cc).
   absl::Status FireActivityTimeout(Mutation& m, const internal::TimerTask& task, bool* stale);
+  // Retention: deletes a closed run's records in bounded batches.
+  absl::Status DeleteRun(const std::string& key, const internal::TimerTask& task);
 
   Store* store_;
   Clock* clock_;

@@ -221,5 +221,53 @@ TEST_CASE("Signal and cancel of external workflows, and of one that does not exi
           1);
 }
 
+TEST_CASE("Closed runs are deleted with their histories once retention passes") {
+  EngineHarness h;
+  std::string run = h.Start("old").value();
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {EngineHarness::CompleteWorkflow("x")}).ok());
+  std::string open = h.Start("open").value();
+  h.Advance(absl::Hours(71));
+  REQUIRE(h.History(run).events_size() == 5);
+  h.Advance(absl::Hours(1));
+  api::DescribeWorkflowExecutionRequest describe;
+  describe.mutable_execution()->set_run_id(run);
+  REQUIRE(absl::IsNotFound(h.engine().DescribeWorkflowExecution(describe).status()));
+  size_t history_keys = 0;
+  (void)h.store().Scan(Table::kHistory, keys::HistoryPrefix(run),
+                       keys::PrefixEnd(keys::HistoryPrefix(run)), 0,
+                       [&](std::string_view, std::string_view) {
+                         ++history_keys;
+                         return true;
+                       });
+  REQUIRE(history_keys == 0);
+  auto listed = h.engine().ListWorkflowExecutions({}).value();
+  REQUIRE(listed.executions_size() == 1);
+  REQUIRE(listed.executions(0).execution().run_id() == open);  // open runs stay
+}
+
+TEST_CASE("List and count filter with the query language, and order by other fields") {
+  EngineHarness h;
+  for (const char* id : {"b", "a", "c"}) {
+    api::StartWorkflowExecutionRequest request;
+    request.mutable_workflow_type()->set_name(std::string(id) == "c" ? "Deploy" : "Project");
+    REQUIRE(h.Start(id, request).ok());
+    h.Advance(absl::Seconds(1));
+  }
+  api::ListWorkflowExecutionsRequest list;
+  list.set_query(
+      "WorkflowType = \"Project\" AND ExecutionStatus = \"Running\" ORDER BY WorkflowId ASC");
+  auto page = h.engine().ListWorkflowExecutions(list).value();
+  REQUIRE(page.executions_size() == 2);
+  REQUIRE(page.executions(0).execution().workflow_id() == "a");
+  REQUIRE(page.executions(1).execution().workflow_id() == "b");
+  api::CountWorkflowExecutionsRequest count;
+  count.set_query("WorkflowType = \"Deploy\"");
+  REQUIRE(h.engine().CountWorkflowExecutions(count).value().count() == 1);
+  api::ListWorkflowExecutionsRequest bad;
+  bad.set_query("WorkflowType =");
+  auto error = h.engine().ListWorkflowExecutions(bad);
+  REQUIRE(absl::IsInvalidArgument(error.status()));
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

@@ -172,6 +172,7 @@ absl::StatusOr<int64_t> Mutation::AddTimer(TimerTaskType type, absl::Time fire_t
 }
 
 absl::Status Mutation::Close(kiln::api::v1::WorkflowExecutionStatus status) {
+  closed_now_ = true;
   state_.set_status(status);
   ToProto(now_, state_.mutable_close_time());
   state_.set_close_event_id(state_.next_event_id() - 1);

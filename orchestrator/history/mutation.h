@@ -66,6 +66,9 @@ class Mutation {
                                       const std::string& target_run_id = {},
                                       kiln::api::v1::ParentClosePolicy policy = {});
 
+  // True once Close has run in this transition.
+  bool closed_now() const { return closed_now_; }
+
   // Marks the visibility record for rewriting (it always is on start and close).
   void TouchVisibility() { visibility_dirty_ = true; }
 
@@ -93,6 +96,7 @@ class Mutation {
   bool visibility_dirty_ = false;
   bool built_ = false;
   bool needs_workflow_task_ = false;
+  bool closed_now_ = false;
 };
 
 kiln::internal::v1::VisibilityRecord MakeVisibilityRecord(

@@ -6,6 +6,7 @@
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/limits.h"
 #include "orchestrator/history/retry.h"
+#include "orchestrator/visibility/search_attributes.h"
 
 namespace kiln::orchestrator {
 
@@ -417,6 +418,10 @@ absl::Status HistoryEngine::ApplyCommands(Mutation& m,
       }
       case api::COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: {
         const auto& a = command.upsert_workflow_search_attributes_command_attributes();
+        if (absl::Status valid = ValidateSearchAttributes(a.search_attributes()); !valid.ok()) {
+          return bad(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+                     std::string(valid.message()));
+        }
         auto* upsert = m.Append(api::EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES)
                            ->mutable_upsert_workflow_search_attributes_event_attributes();
         upsert->set_workflow_task_completed_event_id(completed_event_id);

@@ -39,6 +39,8 @@ struct ServerOptions {
   absl::Duration long_poll = absl::Seconds(60);
   // How long an exclusive queue's lease outlives its holder's last poll.
   absl::Duration exclusive_lease = absl::Seconds(10);
+  // Closed runs are deleted this long after they close.
+  absl::Duration retention = absl::Hours(72);
 };
 
 class Server {

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "orchestrator/visibility/search_attributes.h"
 #include "sdk/activity_worker.h"
 #include "sdk/client.h"
 #include "sdk/converter.h"
@@ -72,6 +73,15 @@ Task<absl::StatusOr<api::Payloads>> Counter(WorkflowContext& ctx, api::Payloads 
   co_return sdk::ToPayloads(absl::StrCat("reached ", n));
 }
 
+// Tags itself with a Project search attribute, then waits for a signal.
+Task<absl::StatusOr<api::Payloads>> Tagged(WorkflowContext& ctx, api::Payloads input) {
+  api::SearchAttributes attributes;
+  (*attributes.mutable_indexed_fields())["Project"] = orchestrator::KeywordAttribute("web");
+  ctx.UpsertSearchAttributes(attributes);
+  co_await ctx.GetSignalChannel("push").Receive();
+  co_return sdk::ToPayloads(std::string("done"));
+}
+
 struct Fixture {
   testutil::TempDir dir;
   testutil::OrchestratorProcess orchestrator{dir.path() + "/data", {"--exclusive-lease", "1"}};
@@ -87,6 +97,7 @@ struct Fixture {
     workflows->Register("Waiter", Waiter);
     workflows->Register("Parent", Parent);
     workflows->Register("Counter", Counter);
+    workflows->Register("Tagged", Tagged);
     workflows->Start();
     client = std::make_unique<sdk::Client>(orchestrator.connection());
   }
@@ -234,6 +245,32 @@ TEST_CASE("An exclusive queue refuses a second poller until the lease lapses") {
   // The lease (1 s here) lapses once agent-1 stops polling; then agent-2 may take it.
   REQUIRE(testutil::WaitFor([&] { return poll("agent-2").ok(); }, absl::Seconds(20)));
   REQUIRE(poll("agent-1").error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_CASE("Search attributes upserted by a workflow are listed by query at once") {
+  Fixture f;
+  f.Start("tagged", "Tagged", {});
+  f.Start("other", "Collector", {});
+  auto list = [&](const std::string& query) {
+    grpc::ClientContext ctx;
+    api::ListWorkflowExecutionsRequest request;
+    request.set_query(query);
+    api::ListWorkflowExecutionsResponse response;
+    grpc::Status status = f.orchestrator.connection().workflow_service().ListWorkflowExecutions(
+        &ctx, request, &response);
+    std::vector<std::string> ids;
+    for (const auto& e : response.executions()) ids.push_back(e.execution().workflow_id());
+    return std::make_pair(status, ids);
+  };
+  REQUIRE(testutil::WaitFor(
+      [&] {
+        return list("Project = \"web\" AND ExecutionStatus = \"Running\" ORDER BY StartTime DESC")
+                   .second == std::vector<std::string>{"tagged"};
+      },
+      absl::Seconds(20)));
+  auto bad = list("Project = ");
+  REQUIRE(bad.first.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  REQUIRE(bad.first.error_message().find("query: at") == 0);
 }
 
 }  // namespace
