@@ -40,6 +40,8 @@ inline constexpr int kMaxListLimit = 100'000;
 
 struct ListOptions {
   std::string workflow_type;
+  // A visibility query, e.g. `Project = "web" AND ExecutionStatus = "Running"`.
+  std::string query;
   api::v1::WorkflowExecutionStatus status = api::v1::WORKFLOW_EXECUTION_STATUS_UNSPECIFIED;
   int limit = 100;
   bool json = false;

@@ -49,6 +49,8 @@ void WorkflowCommands::AddList() {
   list_ = workflow_->add_subcommand("list", "List workflow executions, newest first");
   ListOptions& o = list_options_;
   list_->add_option("--type", o.workflow_type, "Only this workflow type");
+  list_->add_option("--query", o.query,
+                    "Visibility query, e.g. 'Project = \"web\" AND ExecutionStatus = \"Running\"'");
   list_
       ->add_option_function<std::string>(
           "--status", [&o](const std::string& value) { o.status = ParseStatusFlag(value).value(); },

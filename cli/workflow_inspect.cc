@@ -18,6 +18,7 @@ int ListWorkflows(WorkflowStub& stub, const ListOptions& options, const Io& io) 
   std::vector<api::WorkflowExecutionInfo> executions;
   api::ListWorkflowExecutionsRequest request;
   request.set_workflow_type(options.workflow_type);
+  request.set_query(options.query);
   request.set_status(options.status);
   const int limit = std::clamp(options.limit, 1, kMaxListLimit);
   for (;;) {
