@@ -152,17 +152,26 @@ absl::StatusOr<int64_t> Mutation::AddTimer(TimerTaskType type, absl::Time fire_t
                                            int64_t event_id, int32_t attempt,
                                            kiln::api::v1::TimeoutType timeout_type,
                                            const std::string& timer_id) {
-  auto task_id = ids_->Next();
-  if (!task_id.ok()) return task_id.status();
+  TimerTask timer = NewTimerTask(type, event_id);
+  timer.set_attempt(attempt);
+  timer.set_timeout_type(timeout_type);
+  timer.set_timer_id(timer_id);
+  return WriteTimer(std::move(timer), fire_time);
+}
+
+TimerTask Mutation::NewTimerTask(TimerTaskType type, int64_t event_id) const {
   TimerTask timer;
   timer.set_type(type);
   timer.set_namespace_(state_.namespace_());
   timer.set_workflow_id(state_.workflow_id());
   timer.set_run_id(state_.run_id());
   timer.set_event_id(event_id);
-  timer.set_attempt(attempt);
-  timer.set_timeout_type(timeout_type);
-  timer.set_timer_id(timer_id);
+  return timer;
+}
+
+absl::StatusOr<int64_t> Mutation::WriteTimer(TimerTask timer, absl::Time fire_time) {
+  auto task_id = ids_->Next();
+  if (!task_id.ok()) return task_id.status();
   ToProto(fire_time, timer.mutable_fire_time());
   timer.set_task_id(*task_id);
   std::string key = keys::Timer(fire_time, *task_id);
@@ -217,23 +226,11 @@ absl::StatusOr<int64_t> Mutation::AddTransfer(kiln::internal::v1::TimerTaskType 
                                               const std::string& target_workflow_id,
                                               const std::string& target_run_id,
                                               kiln::api::v1::ParentClosePolicy policy) {
-  auto task_id = ids_->Next();
-  if (!task_id.ok()) return task_id.status();
-  TimerTask timer;
-  timer.set_type(type);
-  timer.set_namespace_(state_.namespace_());
-  timer.set_workflow_id(state_.workflow_id());
-  timer.set_run_id(state_.run_id());
-  timer.set_event_id(event_id);
+  TimerTask timer = NewTimerTask(type, event_id);
   timer.set_target_workflow_id(target_workflow_id);
   timer.set_target_run_id(target_run_id);
   timer.set_parent_close_policy(policy);
-  ToProto(now_, timer.mutable_fire_time());
-  timer.set_task_id(*task_id);
-  std::string key = keys::Timer(now_, *task_id);
-  batch_.Put(Table::kTimers, key, timer.SerializeAsString());
-  new_timers_.push_back({std::move(key), now_});
-  return *task_id;
+  return WriteTimer(std::move(timer), now_);
 }
 
 kiln::internal::v1::VisibilityRecord MakeVisibilityRecord(const ExecutionState& state) {

@@ -83,6 +83,10 @@ class Mutation {
 
  private:
   absl::StatusOr<int64_t> TransitionTaskId();
+  // A timer task of this run, and writing one (with a new task id) into the batch.
+  kiln::internal::v1::TimerTask NewTimerTask(kiln::internal::v1::TimerTaskType type,
+                                             int64_t event_id) const;
+  absl::StatusOr<int64_t> WriteTimer(kiln::internal::v1::TimerTask timer, absl::Time fire_time);
   void WriteVisibility();
 
   kiln::internal::v1::ExecutionState state_;
