@@ -25,11 +25,14 @@ class RefCountedReactor : public grpc::ServerUnaryReactor {
 
  protected:
   // Finishes the call once; later calls are ignored. Returns whether this call finished it.
-  bool FinishOnce(const absl::Status& status) {
+  // `write` fills the response first, under the same guard: once a call is finished (say by
+  // a cancellation), gRPC may free its request and response, so nothing may touch them after.
+  bool FinishOnce(const absl::Status& status, const std::function<void()>& write = nullptr) {
     {
       absl::MutexLock lock(&finish_mu_);
       if (finished_) return false;
       finished_ = true;
+      if (write) write();
     }
     Finish(ToGrpc(status));
     return true;
@@ -115,8 +118,7 @@ class TaskPoll final : public RefCountedReactor {
     absl::StatusOr<Response> started = start_(task, request_id);
     if (started.ok()) {
       deps_.matching->Done(task);
-      *response_ = std::move(*started);
-      Done(absl::OkStatus());
+      Done(absl::OkStatus(), [&] { *response_ = std::move(*started); });
     } else if (absl::IsNotFound(started.status()) || absl::IsFailedPrecondition(started.status())) {
       // Stale: the run closed or the task was superseded. Drop it and keep polling.
       absl::Status dropped = deps_.engine->DropStaleTask(task);
@@ -139,8 +141,8 @@ class TaskPoll final : public RefCountedReactor {
     Unref();
   }
 
-  void Done(const absl::Status& status) {
-    if (FinishOnce(status)) metrics_->Record(method_, status, deps_.clock->Now() - began_);
+  void Done(const absl::Status& status, const std::function<void()>& write = nullptr) {
+    if (FinishOnce(status, write)) metrics_->Record(method_, status, deps_.clock->Now() - began_);
   }
 
   const FrontendDeps& deps_;
@@ -168,7 +170,7 @@ class HistoryWait final : public RefCountedReactor {
               api::GetWorkflowExecutionHistoryResponse* response, absl::Time deadline)
       : deps_(deps),
         metrics_(metrics),
-        request_(request),
+        request_(*request),
         response_(response),
         deadline_(deadline),
         began_(deps.clock->Now()) {}
@@ -192,7 +194,7 @@ class HistoryWait final : public RefCountedReactor {
 
   void Attempt() {
     if (finished()) return;
-    auto read = deps_.engine->ReadHistory(*request_);
+    auto read = deps_.engine->ReadHistory(request_);
     if (!read.ok()) return Done(read.status());
     if (!read->wait) return Respond(std::move(read->response));
     if (deps_.clock->Now() >= deadline_) return Respond(EmptyPage());
@@ -215,7 +217,7 @@ class HistoryWait final : public RefCountedReactor {
       absl::MutexLock lock(&mu_);
       watch_id_ = *watch;
     }
-    auto again = deps_.engine->ReadHistory(*request_);
+    auto again = deps_.engine->ReadHistory(request_);
     if (!again.ok() || !again->wait) {
       CancelWatch();
       if (!again.ok()) return Done(again.status());
@@ -244,22 +246,16 @@ class HistoryWait final : public RefCountedReactor {
 
   api::GetWorkflowExecutionHistoryResponse EmptyPage() {
     api::GetWorkflowExecutionHistoryResponse empty;
-    empty.set_next_page_token(request_->next_page_token());
+    empty.set_next_page_token(request_.next_page_token());
     return empty;
   }
 
   void Respond(api::GetWorkflowExecutionHistoryResponse response) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (responded_) return;
-      responded_ = true;
-    }
-    *response_ = std::move(response);
-    Done(absl::OkStatus());
+    Done(absl::OkStatus(), [&] { *response_ = std::move(response); });
   }
 
-  void Done(const absl::Status& status) {
-    if (!FinishOnce(status)) return;
+  void Done(const absl::Status& status, const std::function<void()>& write = nullptr) {
+    if (!FinishOnce(status, write)) return;
     metrics_->Record("GetWorkflowExecutionHistory", status, deps_.clock->Now() - began_);
     CancelWatch();
     AlarmId alarm;
@@ -272,14 +268,15 @@ class HistoryWait final : public RefCountedReactor {
 
   const FrontendDeps& deps_;
   RpcMetrics* metrics_;
-  const api::GetWorkflowExecutionHistoryRequest* request_;
+  // A copy: the call's own request may be freed once the call is finished (e.g. cancelled)
+  // while an attempt still runs on the executor.
+  const api::GetWorkflowExecutionHistoryRequest request_;
   api::GetWorkflowExecutionHistoryResponse* response_;
   absl::Time deadline_;
   absl::Time began_;
   absl::Mutex mu_;
   uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
   AlarmId alarm_ ABSL_GUARDED_BY(mu_) = 0;
-  bool responded_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include "orchestrator/logs/log_limits.h"
 #include "orchestrator/logs/log_metrics.h"
 #include "orchestrator/logs/log_reader.h"
+#include "orchestrator/logs/log_readers.h"
 #include "orchestrator/logs/log_streams.h"
 #include "orchestrator/persistence/store.h"
 

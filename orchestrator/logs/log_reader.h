@@ -23,7 +23,6 @@
 #include <grpcpp/support/server_callback.h>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -123,27 +122,6 @@ class LogReader final : public grpc::ServerWriteReactor<kiln::api::v1::ReadLogRe
   AlarmId alarm_ ABSL_GUARDED_BY(mu_) = 0;
   // Written only while writing_ is false; gRPC reads it while a write is in flight.
   kiln::api::v1::ReadLogResponse response_;
-};
-
-// The ReadLog calls in progress: the server's shutdown ends the follows, and the handler's
-// destructor waits until the last reader is gone (readers use the handler's parts).
-class LogReaders {
- public:
-  explicit LogReaders(size_t max_readers) : max_readers_(max_readers) {}
-
-  // kUnavailable once shutting down, kResourceExhausted at the limit.
-  absl::Status Add(LogReader* reader);
-  void Remove(LogReader* reader);
-  // Refuses new readers and ends every follow with kUnavailable.
-  void Shutdown();
-  void WaitUntilEmpty();
-  size_t size();
-
- private:
-  const size_t max_readers_;
-  absl::Mutex mu_;
-  absl::flat_hash_set<LogReader*> readers_ ABSL_GUARDED_BY(mu_);
-  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace kiln::orchestrator

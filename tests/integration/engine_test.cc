@@ -1,6 +1,8 @@
 // The engine over real gRPC on 127.0.0.1 with a real RocksDB directory: a test worker drives
 // workflows with activities, retries, timers and timeouts to completion, and the orchestrator
 // comes back after a restart with every open workflow, pending task and timer.
+#include <thread>
+
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -147,6 +149,34 @@ TEST_CASE("A restart resumes open workflows, their pending tasks and timers") {
   auto timer_close = WaitForClose(stub, "t", timer, absl::Seconds(30));
   REQUIRE(timer_close.ok());
   REQUIRE(Result(*timer_close) == "slept");
+}
+
+TEST_CASE("History long polls cancelled by their callers in numbers leave the server sound") {
+  // Regression: a waiting history read whose caller gave up used to touch the call's freed
+  // request from the executor (found by the engine benchmark, a crash under load).
+  testutil::TempDir dir;
+  OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto& stub = orchestrator.connection().workflow_service();
+  std::string run = StartWorkflow(stub, "waiting", "timer", "q", "3600").value();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1 + i % 20));
+        api::GetWorkflowExecutionHistoryRequest request;
+        request.mutable_execution()->set_workflow_id("waiting");
+        request.set_wait_new_event(true);
+        request.set_history_event_filter_type(api::HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT);
+        api::GetWorkflowExecutionHistoryResponse response;
+        (void)stub.GetWorkflowExecutionHistory(&ctx, request, &response);  // deadline: expected
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  REQUIRE(orchestrator.connection().CheckHealth(absl::Seconds(10)).ok());
+  REQUIRE(orchestrator.Stop().value() == 0);
 }
 
 }  // namespace

@@ -30,7 +30,14 @@ absl::Status OrchestratorProcess::Start() {
   auto process = Process::Start(BinaryPath("kiln-orchestrator"), args, log_path_);
   if (!process.ok()) return process.status();
   process_ = std::move(*process);
-  absl::Status health = connection_->CheckHealth(absl::Seconds(30));
+  // The channel may still hold the previous process's connection: a call on it fails at once
+  // ("broken pipe") before gRPC reconnects, so keep asking until the deadline.
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
+  absl::Status health;
+  do {
+    health = connection_->CheckHealth(absl::Seconds(5));
+  } while (!health.ok() && absl::IsUnavailable(health) && process_->Running() &&
+           absl::Now() < deadline);
   if (!health.ok() || !process_->Running()) {
     if (health.ok()) health = absl::UnavailableError("the orchestrator exited at start");
     return absl::Status(health.code(), absl::StrCat(health.message(), "; log:\n", Log()));
