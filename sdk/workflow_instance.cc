@@ -69,25 +69,42 @@ std::string DescribeEvent(const api::HistoryEvent& event) {
   return s;
 }
 
-bool IsCommandEvent(api::EventType type) {
+// The command a command event records (UNSPECIFIED for any other event).
+api::CommandType CommandOf(api::EventType type) {
   switch (type) {
     case api::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+      return api::COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK;
     case api::EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
+      return api::COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK;
     case api::EVENT_TYPE_TIMER_STARTED:
+      return api::COMMAND_TYPE_START_TIMER;
     case api::EVENT_TYPE_TIMER_CANCELED:
+      return api::COMMAND_TYPE_CANCEL_TIMER;
     case api::EVENT_TYPE_MARKER_RECORDED:
+      return api::COMMAND_TYPE_RECORD_MARKER;
     case api::EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+      return api::COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES;
     case api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+      return api::COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION;
     case api::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+      return api::COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION;
     case api::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+      return api::COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION;
     case api::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+      return api::COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION;
     case api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+      return api::COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION;
     case api::EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+      return api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION;
     case api::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
-      return true;
+      return api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION;
     default:
-      return false;
+      return api::COMMAND_TYPE_UNSPECIFIED;
   }
+}
+
+bool IsCommandEvent(api::EventType type) {
+  return CommandOf(type) != api::COMMAND_TYPE_UNSPECIFIED;
 }
 
 absl::Status ActivityError(const api::Failure& failure, const std::string& activity_type) {
@@ -534,12 +551,17 @@ absl::Status WorkflowInstance::MatchCommandEvent(const api::HistoryEvent& event)
                                               "produced: ",
                                               Describe(command)));
   };
+  api::CommandType expected = CommandOf(event.event_type());
+  if (expected == api::COMMAND_TYPE_UNSPECIFIED) {
+    return Nondeterminism(event, "is a command event this SDK does not produce");
+  }
+  if (command.command_type() != expected) return mismatch();
+  // The kind matches; the identifying attributes must too.
   switch (event.event_type()) {
     case api::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: {
       const auto& e = event.activity_task_scheduled_event_attributes();
       const auto& c = command.schedule_activity_task_command_attributes();
-      if (command.command_type() != api::COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK ||
-          e.activity_id() != c.activity_id() ||
+      if (e.activity_id() != c.activity_id() ||
           e.activity_type().name() != c.activity_type().name()) {
         return mismatch();
       }
@@ -547,84 +569,53 @@ absl::Status WorkflowInstance::MatchCommandEvent(const api::HistoryEvent& event)
       return absl::OkStatus();
     }
     case api::EVENT_TYPE_TIMER_STARTED:
-      if (command.command_type() != api::COMMAND_TYPE_START_TIMER ||
-          command.start_timer_command_attributes().timer_id() !=
-              event.timer_started_event_attributes().timer_id()) {
+      if (command.start_timer_command_attributes().timer_id() !=
+          event.timer_started_event_attributes().timer_id()) {
         return mismatch();
       }
       return absl::OkStatus();
     case api::EVENT_TYPE_MARKER_RECORDED:
-      if (command.command_type() != api::COMMAND_TYPE_RECORD_MARKER ||
-          command.record_marker_command_attributes().marker_name() !=
-              event.marker_recorded_event_attributes().marker_name()) {
-        return mismatch();
-      }
-      return absl::OkStatus();
-    case api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-      if (command.command_type() != api::COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION)
-        return mismatch();
-      return absl::OkStatus();
-    case api::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-      if (command.command_type() != api::COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION) return mismatch();
-      return absl::OkStatus();
-    case api::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
-      if (command.command_type() != api::COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION) return mismatch();
-      return absl::OkStatus();
-    case api::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-      if (command.command_type() != api::COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION) {
-        return mismatch();
-      }
-      return absl::OkStatus();
-    case api::EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-      if (command.command_type() != api::COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) {
+      if (command.record_marker_command_attributes().marker_name() !=
+          event.marker_recorded_event_attributes().marker_name()) {
         return mismatch();
       }
       return absl::OkStatus();
     case api::EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
-      if (command.command_type() != api::COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK ||
-          command.request_cancel_activity_task_command_attributes().scheduled_event_id() !=
-              event.activity_task_cancel_requested_event_attributes().scheduled_event_id()) {
+      if (command.request_cancel_activity_task_command_attributes().scheduled_event_id() !=
+          event.activity_task_cancel_requested_event_attributes().scheduled_event_id()) {
         return mismatch();
       }
       return absl::OkStatus();
     case api::EVENT_TYPE_TIMER_CANCELED:
-      if (command.command_type() != api::COMMAND_TYPE_CANCEL_TIMER ||
-          command.cancel_timer_command_attributes().timer_id() !=
-              event.timer_canceled_event_attributes().timer_id()) {
+      if (command.cancel_timer_command_attributes().timer_id() !=
+          event.timer_canceled_event_attributes().timer_id()) {
         return mismatch();
       }
       return absl::OkStatus();
     case api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: {
       const auto& e = event.start_child_workflow_execution_initiated_event_attributes();
       const auto& c = command.start_child_workflow_execution_command_attributes();
-      if (command.command_type() != api::COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION ||
-          e.workflow_id() != c.workflow_id() ||
+      if (e.workflow_id() != c.workflow_id() ||
           e.workflow_type().name() != c.workflow_type().name()) {
         return mismatch();
       }
       child_by_initiated_[event.event_id()] = c.workflow_id();
       return absl::OkStatus();
     }
-    case api::EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: {
-      const auto& e = event.signal_external_workflow_execution_initiated_event_attributes();
-      if (command.command_type() != api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION ||
-          command.signal_external_workflow_execution_command_attributes().signal_name() !=
-              e.signal_name()) {
+    case api::EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+      if (command.signal_external_workflow_execution_command_attributes().signal_name() !=
+          event.signal_external_workflow_execution_initiated_event_attributes().signal_name()) {
         return mismatch();
       }
       external_by_initiated_[event.event_id()] =
           command.signal_external_workflow_execution_command_attributes().control();
       return absl::OkStatus();
-    }
     case api::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
-      if (command.command_type() != api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION) {
-        return mismatch();
-      }
       external_by_initiated_[event.event_id()] =
           command.request_cancel_external_workflow_execution_command_attributes().control();
       return absl::OkStatus();
     default:
-      return Nondeterminism(event, "is a command event this SDK does not produce");
+      return absl::OkStatus();  // Closing commands and upserts: the kind is all there is.
   }
 }
 
