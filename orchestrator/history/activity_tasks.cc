@@ -230,59 +230,57 @@ absl::Status HistoryEngine::RetryOrFailActivity(Mutation& m, internal::ActivityI
                        });
 }
 
+absl::Status HistoryEngine::AnswerActivity(
+    const std::string& task_token,
+    const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply) {
+  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(task_token));
+  ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
+  internal::ActivityInfo* activity = nullptr;
+  RETURN_IF_ERROR(CheckActivityToken(*handle, task_token, &activity).status());
+  Mutation m(*(*handle)->state, clock_->Now(), task_ids_.get());
+  RETURN_IF_ERROR(apply(m, token));
+  return Commit(*handle, m);
+}
+
 absl::Status HistoryEngine::RespondActivityTaskCompleted(
     const api::RespondActivityTaskCompletedRequest& request) {
   if (request.result().ByteSizeLong() > limits::kMaxPayloadBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("activity result exceeds ", limits::kMaxPayloadBytes, " bytes"));
   }
-  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(request.task_token()));
-  ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
-  internal::ActivityInfo* activity = nullptr;
-  RETURN_IF_ERROR(CheckActivityToken(*handle, request.task_token(), &activity).status());
-  Mutation m(*(*handle)->state, clock_->Now(), task_ids_.get());
-  RETURN_IF_ERROR(
-      CloseActivity(m, token.scheduled_event_id(), api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
-                    [&](api::HistoryEvent* event) {
-                      auto* a = event->mutable_activity_task_completed_event_attributes();
-                      *a->mutable_result() = request.result();
-                      a->set_identity(request.identity());
-                    }));
-  return Commit(*handle, m);
+  return AnswerActivity(request.task_token(), [&](Mutation& m, const internal::TaskToken& token) {
+    return CloseActivity(m, token.scheduled_event_id(), api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+                         [&](api::HistoryEvent* event) {
+                           auto* a = event->mutable_activity_task_completed_event_attributes();
+                           *a->mutable_result() = request.result();
+                           a->set_identity(request.identity());
+                         });
+  });
 }
 
 absl::Status HistoryEngine::RespondActivityTaskFailed(
     const api::RespondActivityTaskFailedRequest& request) {
-  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(request.task_token()));
-  ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
-  internal::ActivityInfo* activity = nullptr;
-  RETURN_IF_ERROR(CheckActivityToken(*handle, request.task_token(), &activity).status());
-  Mutation m(*(*handle)->state, clock_->Now(), task_ids_.get());
-  internal::ActivityInfo* info = &(*m.state().mutable_activities())[token.scheduled_event_id()];
-  api::Failure failure = request.failure();
-  if (failure.message().size() > limits::kMaxFailureMessageBytes) {
-    failure.mutable_message()->resize(limits::kMaxFailureMessageBytes);
-  }
-  RETURN_IF_ERROR(RetryOrFailActivity(m, info, failure, api::EVENT_TYPE_ACTIVITY_TASK_FAILED,
-                                      &request.last_heartbeat_details()));
-  return Commit(*handle, m);
+  return AnswerActivity(request.task_token(), [&](Mutation& m, const internal::TaskToken& token) {
+    internal::ActivityInfo* info = &(*m.state().mutable_activities())[token.scheduled_event_id()];
+    api::Failure failure = request.failure();
+    if (failure.message().size() > limits::kMaxFailureMessageBytes) {
+      failure.mutable_message()->resize(limits::kMaxFailureMessageBytes);
+    }
+    return RetryOrFailActivity(m, info, failure, api::EVENT_TYPE_ACTIVITY_TASK_FAILED,
+                               &request.last_heartbeat_details());
+  });
 }
 
 absl::Status HistoryEngine::RespondActivityTaskCanceled(
     const api::RespondActivityTaskCanceledRequest& request) {
-  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(request.task_token()));
-  ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
-  internal::ActivityInfo* activity = nullptr;
-  RETURN_IF_ERROR(CheckActivityToken(*handle, request.task_token(), &activity).status());
-  Mutation m(*(*handle)->state, clock_->Now(), task_ids_.get());
-  RETURN_IF_ERROR(
-      CloseActivity(m, token.scheduled_event_id(), api::EVENT_TYPE_ACTIVITY_TASK_CANCELED,
-                    [&](api::HistoryEvent* event) {
-                      auto* a = event->mutable_activity_task_canceled_event_attributes();
-                      *a->mutable_details() = request.details();
-                      a->set_identity(request.identity());
-                    }));
-  return Commit(*handle, m);
+  return AnswerActivity(request.task_token(), [&](Mutation& m, const internal::TaskToken& token) {
+    return CloseActivity(m, token.scheduled_event_id(), api::EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+                         [&](api::HistoryEvent* event) {
+                           auto* a = event->mutable_activity_task_canceled_event_attributes();
+                           *a->mutable_details() = request.details();
+                           a->set_identity(request.identity());
+                         });
+  });
 }
 
 }  // namespace kiln::orchestrator

@@ -137,6 +137,10 @@ class HistoryEngine {
                                           int64_t to_event_id, size_t limit);
 
   // Activity pieces (activity_tasks.cc).
+  // A worker's answer about an activity: checks its token, applies `apply`, commits.
+  absl::Status AnswerActivity(
+      const std::string& task_token,
+      const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply);
   absl::StatusOr<internal::TaskToken> CheckActivityToken(Handle& handle, const std::string& token,
                                                          internal::ActivityInfo** activity);
   // Closes an activity: writes its started event and `close` event (ids fixed up if buffered).
