@@ -2,6 +2,34 @@
 
 namespace kiln {
 
+AlarmId AlarmQueue::Add(absl::Time when, std::function<void()> callback) {
+  AlarmId id = next_id_++;
+  alarms_.emplace(std::make_pair(when, id), std::move(callback));
+  when_.emplace(id, when);
+  return id;
+}
+
+bool AlarmQueue::Cancel(AlarmId id) {
+  auto it = when_.find(id);
+  if (it == when_.end()) return false;
+  alarms_.erase(std::make_pair(it->second, id));
+  when_.erase(it);
+  return true;
+}
+
+absl::Time AlarmQueue::Earliest() const {
+  return alarms_.empty() ? absl::InfiniteFuture() : alarms_.begin()->first.first;
+}
+
+bool AlarmQueue::PopDue(absl::Time now, absl::Time* when, std::function<void()>* callback) {
+  if (alarms_.empty() || alarms_.begin()->first.first > now) return false;
+  auto node = alarms_.extract(alarms_.begin());
+  when_.erase(node.key().second);
+  *when = node.key().first;
+  *callback = std::move(node.mapped());
+  return true;
+}
+
 RealClock::RealClock() : thread_([this] { Loop(); }) {}
 
 RealClock::~RealClock() {
@@ -16,19 +44,12 @@ absl::Time RealClock::Now() { return absl::Now(); }
 
 AlarmId RealClock::ScheduleAlarm(absl::Time when, std::function<void()> callback) {
   absl::MutexLock lock(&mu_);
-  AlarmId id = next_id_++;
-  alarms_.emplace(std::make_pair(when, id), std::move(callback));
-  when_.emplace(id, when);
-  return id;
+  return alarms_.Add(when, std::move(callback));
 }
 
 bool RealClock::CancelAlarm(AlarmId id) {
   absl::MutexLock lock(&mu_);
-  auto it = when_.find(id);
-  if (it == when_.end()) return false;
-  alarms_.erase(std::make_pair(it->second, id));
-  when_.erase(it);
-  return true;
+  return alarms_.Cancel(id);
 }
 
 RealClock* RealClock::Default() {
@@ -39,21 +60,19 @@ RealClock* RealClock::Default() {
 void RealClock::Loop() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {
-    absl::Time next =
-        alarms_.empty() ? absl::Now() + absl::Seconds(1) : alarms_.begin()->first.first;
+    absl::Time first = alarms_.Earliest();
+    absl::Time next = alarms_.empty() ? absl::Now() + absl::Seconds(1) : first;
     // Wake when the earliest alarm is due, when an earlier one is added, or on stop.
-    absl::Time first_key = alarms_.empty() ? absl::InfiniteFuture() : alarms_.begin()->first.first;
-    auto changed = [this, first_key]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stop_ || (!alarms_.empty() && alarms_.begin()->first.first < first_key);
+    auto changed = [this, first]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stop_ || alarms_.Earliest() < first;
     };
     mu_.AwaitWithDeadline(absl::Condition(&changed), next);
     if (stop_) break;
-    absl::Time now = absl::Now();
-    while (!alarms_.empty() && alarms_.begin()->first.first <= now) {
-      auto node = alarms_.extract(alarms_.begin());
-      when_.erase(node.key().second);
+    absl::Time when;
+    std::function<void()> callback;
+    while (alarms_.PopDue(absl::Now(), &when, &callback)) {
       mu_.Unlock();
-      node.mapped()();
+      callback();
       mu_.Lock();
     }
   }
@@ -68,19 +87,12 @@ absl::Time FakeClock::Now() {
 
 AlarmId FakeClock::ScheduleAlarm(absl::Time when, std::function<void()> callback) {
   absl::MutexLock lock(&mu_);
-  AlarmId id = next_id_++;
-  alarms_.emplace(std::make_pair(when, id), std::move(callback));
-  when_.emplace(id, when);
-  return id;
+  return alarms_.Add(when, std::move(callback));
 }
 
 bool FakeClock::CancelAlarm(AlarmId id) {
   absl::MutexLock lock(&mu_);
-  auto it = when_.find(id);
-  if (it == when_.end()) return false;
-  alarms_.erase(std::make_pair(it->second, id));
-  when_.erase(it);
-  return true;
+  return alarms_.Cancel(id);
 }
 
 void FakeClock::Advance(absl::Duration d) {
@@ -98,14 +110,12 @@ void FakeClock::AdvanceTo(absl::Time target) {
     std::function<void()> callback;
     {
       absl::MutexLock lock(&mu_);
-      if (alarms_.empty() || alarms_.begin()->first.first > target) {
+      absl::Time when;
+      if (!alarms_.PopDue(target, &when, &callback)) {
         if (target > now_) now_ = target;
         return;
       }
-      auto node = alarms_.extract(alarms_.begin());
-      when_.erase(node.key().second);
-      if (node.key().first > now_) now_ = node.key().first;
-      callback = std::move(node.mapped());
+      if (when > now_) now_ = when;  // Each alarm sees the clock at its own time.
     }
     callback();
   }
@@ -113,7 +123,7 @@ void FakeClock::AdvanceTo(absl::Time target) {
 
 absl::Time FakeClock::NextAlarmTime() {
   absl::MutexLock lock(&mu_);
-  return alarms_.empty() ? absl::InfiniteFuture() : alarms_.begin()->first.first;
+  return alarms_.Earliest();
 }
 
 size_t FakeClock::PendingAlarms() {

@@ -35,6 +35,25 @@ class Clock {
   virtual bool CancelAlarm(AlarmId id) = 0;
 };
 
+// Pending alarms ordered by (time, id), so alarms due at the same time run in scheduling order.
+// Not synchronised: each clock guards its own.
+class AlarmQueue {
+ public:
+  AlarmId Add(absl::Time when, std::function<void()> callback);
+  bool Cancel(AlarmId id);
+  bool empty() const { return alarms_.empty(); }
+  size_t size() const { return alarms_.size(); }
+  // The earliest alarm's time, or InfiniteFuture().
+  absl::Time Earliest() const;
+  // Removes and returns the earliest alarm if it is due at `now`.
+  bool PopDue(absl::Time now, absl::Time* when, std::function<void()>* callback);
+
+ private:
+  std::map<std::pair<absl::Time, AlarmId>, std::function<void()>> alarms_;
+  std::map<AlarmId, absl::Time> when_;
+  AlarmId next_id_ = 1;
+};
+
 // The wall clock, with a lazily started alarm thread.
 class RealClock final : public Clock {
  public:
@@ -54,10 +73,7 @@ class RealClock final : public Clock {
   void Loop();
 
   absl::Mutex mu_;
-  // Keyed by (fire time, id) so that alarms at the same time run in scheduling order.
-  std::map<std::pair<absl::Time, AlarmId>, std::function<void()>> alarms_ ABSL_GUARDED_BY(mu_);
-  std::map<AlarmId, absl::Time> when_ ABSL_GUARDED_BY(mu_);
-  AlarmId next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  AlarmQueue alarms_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
@@ -84,9 +100,7 @@ class FakeClock final : public Clock {
  private:
   absl::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);
-  std::map<std::pair<absl::Time, AlarmId>, std::function<void()>> alarms_ ABSL_GUARDED_BY(mu_);
-  std::map<AlarmId, absl::Time> when_ ABSL_GUARDED_BY(mu_);
-  AlarmId next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  AlarmQueue alarms_ ABSL_GUARDED_BY(mu_);
   // Serialises Advance calls so alarms never run concurrently.
   absl::Mutex advance_mu_;
 };
