@@ -250,15 +250,19 @@ absl::StatusOr<api::History> HistoryEngine::ReadEvents(const std::string& run_id
 absl::StatusOr<HistoryRead> HistoryEngine::ReadHistory(
     const api::GetWorkflowExecutionHistoryRequest& request) {
   const std::string ns = Namespace(request.namespace_());
-  internal::ExecutionState state;
-  {
-    ASSIGN_OR_RETURN(auto handle, LoadExecution(ns, request.execution()));
-    state = *(*handle)->state;
-  }
   HistoryRead read;
-  read.run_id = state.run_id();
-  bool open = state.status() == api::WORKFLOW_EXECUTION_STATUS_RUNNING;
-  int64_t last_event_id = state.next_event_id() - 1;
+  bool open;
+  int64_t last_event_id;
+  int64_t close_event_id;
+  {
+    // Only what the read needs: this runs for every waiting client, so no copy of the state.
+    ASSIGN_OR_RETURN(auto handle, LoadExecution(ns, request.execution()));
+    const internal::ExecutionState& state = *(*handle)->state;
+    read.run_id = state.run_id();
+    open = state.status() == api::WORKFLOW_EXECUTION_STATUS_RUNNING;
+    last_event_id = state.next_event_id() - 1;
+    close_event_id = state.close_event_id();
+  }
 
   if (request.history_event_filter_type() == api::HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT) {
     if (open) {
@@ -266,7 +270,7 @@ absl::StatusOr<HistoryRead> HistoryEngine::ReadHistory(
       return read;
     }
     ASSIGN_OR_RETURN(api::History history,
-                     ReadEvents(state.run_id(), state.close_event_id(), state.close_event_id(), 1));
+                     ReadEvents(read.run_id, close_event_id, close_event_id, 1));
     *read.response.mutable_history() = std::move(history);
     return read;
   }
@@ -284,7 +288,7 @@ absl::StatusOr<HistoryRead> HistoryEngine::ReadHistory(
     return read;
   }
   ASSIGN_OR_RETURN(api::History history,
-                   ReadEvents(state.run_id(), from, last_event_id, static_cast<size_t>(page_size)));
+                   ReadEvents(read.run_id, from, last_event_id, static_cast<size_t>(page_size)));
   int64_t next = from + history.events_size();
   *read.response.mutable_history() = std::move(history);
   // A page token when more events exist, or when the run is open and the caller waits for new

@@ -12,7 +12,28 @@ namespace kiln::orchestrator {
 
 absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflowTaskStarted(
     const QueuedTask& task, const std::string& identity, const std::string& poll_request_id) {
-  internal::ExecutionState state;
+  // The answer's fields, taken under the run's lock from the state as it is after the start
+  // (no copy of the whole state: it holds every pending activity's input).
+  api::PollWorkflowTaskQueueResponse response;
+  auto fill = [&](const internal::ExecutionState& state) {
+    const auto& wt = state.workflow_task();
+    internal::TaskToken token;
+    token.set_namespace_(state.namespace_());
+    token.set_workflow_id(state.workflow_id());
+    token.set_run_id(state.run_id());
+    token.set_scheduled_event_id(wt.scheduled_event_id());
+    token.set_attempt(wt.attempt());
+    token.set_kind("w");
+    response.set_task_token(EncodeTaskToken(token));
+    response.mutable_workflow_execution()->set_workflow_id(state.workflow_id());
+    response.mutable_workflow_execution()->set_run_id(state.run_id());
+    response.mutable_workflow_type()->set_name(state.workflow_type());
+    response.set_previous_started_event_id(state.last_completed_workflow_task_started_event_id());
+    response.set_started_event_id(wt.started_event_id());
+    response.set_attempt(wt.attempt());
+    *response.mutable_scheduled_time() = wt.scheduled_time();
+    *response.mutable_started_time() = wt.started_time();
+  };
   {
     ASSIGN_OR_RETURN(auto handle, LoadRun(task.record.run_id()));
     const internal::ExecutionState& current = *(*handle)->state;
@@ -28,7 +49,7 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
       if (wt.started_request_id() != poll_request_id) {
         return absl::FailedPreconditionError("workflow task already started");
       }
-      state = current;  // The same poll, retried: answer again.
+      fill(current);  // The same poll, retried: answer again.
     } else {
       absl::Time now = clock_->Now();
       Mutation m(current, now, task_ids_.get());
@@ -50,35 +71,18 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
                                  api::TIMEOUT_TYPE_START_TO_CLOSE)
                           .status());
       RETURN_IF_ERROR(Commit(*handle, m));
-      state = *(*handle)->state;
+      fill(*(*handle)->state);
     }
   }
 
-  const auto& wt = state.workflow_task();
-  api::PollWorkflowTaskQueueResponse response;
-  internal::TaskToken token;
-  token.set_namespace_(state.namespace_());
-  token.set_workflow_id(state.workflow_id());
-  token.set_run_id(state.run_id());
-  token.set_scheduled_event_id(wt.scheduled_event_id());
-  token.set_attempt(wt.attempt());
-  token.set_kind("w");
-  response.set_task_token(EncodeTaskToken(token));
-  response.mutable_workflow_execution()->set_workflow_id(state.workflow_id());
-  response.mutable_workflow_execution()->set_run_id(state.run_id());
-  response.mutable_workflow_type()->set_name(state.workflow_type());
-  response.set_previous_started_event_id(state.last_completed_workflow_task_started_event_id());
-  response.set_started_event_id(wt.started_event_id());
-  response.set_attempt(wt.attempt());
-  *response.mutable_scheduled_time() = wt.scheduled_time();
-  *response.mutable_started_time() = wt.started_time();
   // Read outside the run's lock: the events up to the started event never change.
-  ASSIGN_OR_RETURN(api::History history,
-                   ReadEvents(state.run_id(), 1, wt.started_event_id(),
-                              static_cast<size_t>(limits::kMaxHistoryPageSize)));
+  ASSIGN_OR_RETURN(
+      api::History history,
+      ReadEvents(response.workflow_execution().run_id(), 1, response.started_event_id(),
+                 static_cast<size_t>(limits::kMaxHistoryPageSize)));
   int64_t read = history.events_size();
   *response.mutable_history() = std::move(history);
-  if (read < wt.started_event_id()) {
+  if (read < response.started_event_id()) {
     response.set_next_page_token(absl::StrCat("h1:", read + 1));
   }
   return response;
