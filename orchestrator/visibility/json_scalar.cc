@@ -4,6 +4,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "common/logging.h"
 #include "orchestrator/visibility/absl_view.h"
 
 namespace kiln::orchestrator::json {
@@ -60,38 +61,7 @@ bool ReadHex4(std::string_view text, size_t* i, uint32_t* out) {
 
 }  // namespace
 
-std::string EncodeString(std::string_view value) {
-  std::string out;
-  out.reserve(value.size() + 2);
-  out.push_back('"');
-  for (char c : value) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
-  return out;
-}
+std::string EncodeString(std::string_view value) { return "\"" + JsonEscape(value) + "\""; }
 
 absl::StatusOr<std::string> ParseString(std::string_view text) {
   if (!IsValidUtf8(text)) return absl::InvalidArgumentError("not valid UTF-8");
