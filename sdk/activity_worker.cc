@@ -57,6 +57,20 @@ std::string CancelFailureType(CancelReason reason) {
   return "Canceled";
 }
 
+// A poll error that asking again will not cure: our credentials are refused, or (for an
+// exclusive poller) another identity holds the queue.
+bool IsFatalPollError(const grpc::Status& status, bool exclusive) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return true;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return exclusive;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 class ActivityWorker::GrpcHeartbeatRecorder final : public HeartbeatRecorder {
@@ -268,7 +282,7 @@ bool ActivityWorker::WaitForIdle(absl::Duration idle, absl::Duration timeout) {
     int64_t seen;
     {
       absl::MutexLock lock(&mu_);
-      if (stopping_) return false;
+      if (stopping_ || !fatal_error_.ok()) return false;
       if (IdleForLocked() >= idle) return true;
       // Confirmed idle: it is only a matter of time. Otherwise wait for the state to change.
       target =
@@ -280,6 +294,11 @@ bool ActivityWorker::WaitForIdle(absl::Duration idle, absl::Duration timeout) {
       return stopping_ || version_ != seen;
     });
   }
+}
+
+absl::Status ActivityWorker::fatal_error() {
+  absl::MutexLock lock(&mu_);
+  return fatal_error_;
 }
 
 int ActivityWorker::running() {
@@ -320,9 +339,11 @@ bool ActivityWorker::WaitUntil(absl::Time deadline, const std::function<bool()>&
 
 bool ActivityWorker::TakeSlot() {
   absl::MutexLock lock(&mu_);
-  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || free_slots_ > 0; };
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !fatal_error_.ok() || free_slots_ > 0;
+  };
   mu_.Await(absl::Condition(&ready));
-  if (stopping_) return false;
+  if (stopping_ || !fatal_error_.ok()) return false;
   --free_slots_;
   return true;
 }
@@ -334,6 +355,7 @@ void ActivityWorker::PollLoop() {
     request.set_namespace_(options_.ns);
     request.mutable_task_queue()->set_name(task_queue_);
     request.set_identity(options_.identity);
+    request.set_exclusive(options_.exclusive);
     api::PollActivityTaskQueueResponse task;
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
@@ -354,7 +376,8 @@ void ActivityWorker::PollLoop() {
     {
       absl::MutexLock lock(&mu_);
       polls_.erase(&context);
-      stopping = stopping_;
+      // A poll cut short because polling failed for good ends this loop quietly.
+      stopping = stopping_ || !fatal_error_.ok();
       if (got_task) {
         // The slot taken for the poll now belongs to the task.
         ++running_;
@@ -388,6 +411,17 @@ void ActivityWorker::PollLoop() {
       continue;  // An empty long poll: ask again.
     }
     if (stopping) return;
+    if (IsFatalPollError(status, options_.exclusive)) {
+      absl::Status fatal = FromGrpc(status);
+      logger_->Log(LogLevel::kError, "activity_worker.poll_refused",
+                   {{"task_queue", task_queue_}, {"error", fatal}});
+      absl::MutexLock lock(&mu_);
+      if (fatal_error_.ok()) fatal_error_ = fatal;
+      // The other pollers stop too: asking again would be refused again.
+      for (grpc::ClientContext* poll : polls_) poll->TryCancel();
+      ++version_;
+      return;
+    }
     logger_->Log(status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                          status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
                      ? LogLevel::kDebug

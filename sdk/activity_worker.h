@@ -47,6 +47,10 @@ namespace kiln::sdk {
 struct ActivityWorkerOptions {
   // Empty: "<hostname>:<pid>". An exclusive queue is held by one identity.
   std::string identity{};
+  // Polls claim the queue for this identity (PollActivityTaskQueueRequest.exclusive): a
+  // builder agent serves its project's queue alone. A poll refused because another identity
+  // holds the queue is then fatal (see fatal_error()), not retried.
+  bool exclusive = false;
   std::string ns{};
   // Activities running at once (threads of the pool, and slots a poll needs).
   int max_concurrent = 16;
@@ -94,8 +98,14 @@ class ActivityWorker {
   // task for us). Zero while anything runs or before that poll.
   absl::Duration IdleFor();
   int64_t idle_for_ms() { return absl::ToInt64Milliseconds(IdleFor()); }
-  // Blocks until IdleFor() >= `idle` (true) or `timeout` passes or Stop is called (false).
+  // Blocks until IdleFor() >= `idle` (true) or `timeout` passes, Stop is called or polling
+  // failed for good (false).
   bool WaitForIdle(absl::Duration idle, absl::Duration timeout);
+  // Why polling stopped for good, OK while it goes on: kFailedPrecondition when an exclusive
+  // poll was refused (the message names the holder and when its lease ends),
+  // kUnauthenticated or kPermissionDenied when the orchestrator refused our credentials. The
+  // pollers have stopped then; running activities finish and answer; the owner calls Stop.
+  absl::Status fatal_error();
 
   int running();
   int64_t tasks_started() const { return tasks_started_.load(); }
@@ -134,6 +144,7 @@ class ActivityWorker {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   // Set once Stop cancels contexts: a task that starts after that starts cancelled.
   bool cancelling_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
   int free_slots_ ABSL_GUARDED_BY(mu_) = 0;
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<grpc::ClientContext*> polls_ ABSL_GUARDED_BY(mu_);

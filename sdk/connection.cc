@@ -1,21 +1,64 @@
 #include "sdk/connection.h"
 
 #include <grpcpp/create_channel.h>
+#include <grpcpp/support/client_interceptor.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc_status.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace kiln::sdk {
+namespace {
 
-Connection::Connection(const std::string& address) : address_(address) {
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+// Adds the connection's metadata to each call's initial metadata.
+class MetadataInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit MetadataInterceptor(const Metadata* metadata) : metadata_(metadata) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      auto* sent = methods->GetSendInitialMetadata();
+      for (const auto& [key, value] : *metadata_) sent->emplace(key, value);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const Metadata* metadata_;
+};
+
+class MetadataInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit MetadataInterceptorFactory(Metadata metadata) : metadata_(std::move(metadata)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new MetadataInterceptor(&metadata_);
+  }
+
+ private:
+  const Metadata metadata_;
+};
+
+}  // namespace
+
+Connection::Connection(const std::string& address, ConnectionOptions options) : address_(address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   // Reconnect quickly after an orchestrator restart (gRPC's default backoff grows to 2 min).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  if (options.metadata.empty()) {
+    channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  } else {
+    std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+    factories.push_back(std::make_unique<MetadataInterceptorFactory>(std::move(options.metadata)));
+    channel_ = grpc::experimental::CreateCustomChannelWithInterceptors(
+        address, grpc::InsecureChannelCredentials(), args, std::move(factories));
+  }
   workflow_service_ = kiln::api::v1::WorkflowService::NewStub(channel_);
 }
 

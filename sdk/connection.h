@@ -4,6 +4,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <grpcpp/channel.h>
 
@@ -13,10 +15,16 @@
 
 namespace kiln::sdk {
 
+struct ConnectionOptions {
+  // Sent with every call on the channel, e.g. {"authorization", "Bearer <token>"}. Keys are
+  // lower case (gRPC metadata).
+  std::vector<std::pair<std::string, std::string>> metadata{};
+};
+
 class Connection {
  public:
   // Creates the channel (lazily connected: this does not fail for a down server).
-  explicit Connection(const std::string& address);
+  explicit Connection(const std::string& address, ConnectionOptions options = {});
 
   kiln::api::v1::WorkflowService::Stub& workflow_service() { return *workflow_service_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }

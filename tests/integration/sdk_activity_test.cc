@@ -447,6 +447,42 @@ TEST_CASE("The worker says when its queue has drained") {
   REQUIRE_FALSE(woke_idle.load());
 }
 
+TEST_CASE("An exclusive worker holds its queue; another is refused for good, naming it") {
+  Env env;
+  auto echo = [](ActivityContext&, const api::Payloads& input) -> absl::StatusOr<api::Payloads> {
+    return input;
+  };
+  ActivityWorker holder(
+      env.orchestrator.connection(), "q",
+      {.identity = "agent-1", .exclusive = true, .poll_timeout = absl::Seconds(2)});
+  REQUIRE(holder.Register("echo", echo).ok());
+  REQUIRE(holder.Start().ok());
+  // An empty poll has come back: the lease is agent-1's.
+  REQUIRE(holder.WaitForIdle(absl::ZeroDuration(), kWait));
+
+  ActivityWorker other(
+      env.orchestrator.connection(), "q",
+      {.identity = "agent-2", .exclusive = true, .poll_timeout = absl::Seconds(2)});
+  REQUIRE(other.Register("echo", echo).ok());
+  REQUIRE(other.Start().ok());
+  absl::Time began = absl::Now();
+  // Returns early, not after the timeout: polling has failed for good.
+  REQUIRE_FALSE(other.WaitForIdle(absl::Hours(1), kWait));
+  REQUIRE(absl::Now() - began < absl::Seconds(10));
+  absl::Status fatal = other.fatal_error();
+  INFO(fatal.ToString());
+  REQUIRE(fatal.code() == absl::StatusCode::kFailedPrecondition);
+  REQUIRE(Contains(fatal, "agent-1"));
+  other.Stop();
+
+  // The holder goes on serving the queue.
+  REQUIRE(holder.fatal_error().ok());
+  WorkflowHandle handle = env.Start("echo-exclusive", "echo", ToPayloads(std::string("x")));
+  REQUIRE(env.client->GetResult<std::string>(handle, kWait).value() == "x");
+  REQUIRE(holder.tasks_started() == 1);
+  REQUIRE(other.tasks_started() == 0);
+}
+
 TEST_CASE("GetResult, Describe and GetHistory of a terminated workflow") {
   Env env;
   auto handle = env.client->StartWorkflow({.id = "term-1", .task_queue = "nobody"}, "idle", {});
