@@ -1,0 +1,48 @@
+// A smart-HTTP git server on 127.0.0.1 for tests: git-http-backend run as CGI behind a minimal
+// HTTP/1.1 server that demands Basic auth ("x-access-token" and a token) on every request.
+// Answers carry Content-Length (libgit2 1.5 cannot read bodies delimited by connection close,
+// so busybox httpd's CGI answers do not work with it). One connection at a time.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+
+namespace kiln::builder::testing {
+
+class SmartHttpServer {
+ public:
+  static constexpr char kHttpBackend[] = "/usr/lib/git-core/git-http-backend";
+
+  // Serves the repositories under `project_root` (GIT_PROJECT_ROOT) to clients presenting
+  // `token`. kFailedPrecondition when git-http-backend is not installed.
+  static absl::StatusOr<std::unique_ptr<SmartHttpServer>> Start(std::string project_root,
+                                                                std::string token);
+  ~SmartHttpServer();
+  SmartHttpServer(const SmartHttpServer&) = delete;
+  SmartHttpServer& operator=(const SmartHttpServer&) = delete;
+
+  // http://127.0.0.1:<port>/<repo_path>
+  std::string Url(const std::string& repo_path) const;
+  int requests() const { return requests_.load(); }
+  int unauthorized() const { return unauthorized_.load(); }
+
+ private:
+  SmartHttpServer(int listen_fd, int port, std::string project_root, std::string token);
+  void Serve();
+  void Handle(int fd);
+
+  int listen_fd_;
+  int port_;
+  std::string project_root_;
+  std::string expected_authorization_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> requests_{0};
+  std::atomic<int> unauthorized_{0};
+  std::thread thread_;
+};
+
+}  // namespace kiln::builder::testing

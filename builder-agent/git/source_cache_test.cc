@@ -1,0 +1,429 @@
+// Source cache tests against real git repositories (made with the git CLI), over the local
+// transport and over smart HTTP (git http-backend behind busybox httpd with Basic auth).
+#include "builder-agent/git/source_cache.h"
+
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "builder-agent/git/smart_http_server.h"
+#include "tests/testutil/process.h"
+
+namespace kiln::builder {
+namespace {
+
+namespace fs = std::filesystem;
+using testutil::TempDir;
+
+constexpr char kGit[] = "/usr/bin/git";
+
+std::string RunGit(const std::string& repo, std::vector<std::string> args) {
+  std::vector<std::string> full = {"-C", repo,
+                                   "-c", "user.name=Kiln Test",
+                                   "-c", "user.email=test@kiln.invalid",
+                                   "-c", "commit.gpgsign=false",
+                                   "-c", "tag.gpgsign=false"};
+  full.insert(full.end(), args.begin(), args.end());
+  std::string output;
+  auto code = testutil::RunCommand(kGit, full, &output);
+  INFO("git " << args[0] << ": " << output);
+  REQUIRE(code.ok());
+  REQUIRE(*code == 0);
+  return std::string(absl::StripAsciiWhitespace(output));
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path, std::ios::trunc) << content;
+}
+
+std::string ReadFile(const std::string& path) { return testutil::ReadFile(path); }
+
+// A real (non-bare) git repository standing in for the remote.
+class Origin {
+ public:
+  Origin() : path_(tmp_.path() + "/origin") {
+    fs::create_directories(path_);
+    RunGit(path_, {"init", "-q", "-b", "main"});
+  }
+  const std::string& path() const { return path_; }
+  void Write(const std::string& file, const std::string& content) {
+    WriteFile(path_ + "/" + file, content);
+  }
+  std::string Commit(const std::string& message) {
+    RunGit(path_, {"add", "-A"});
+    RunGit(path_, {"commit", "-q", "--allow-empty", "-m", message});
+    return RunGit(path_, {"rev-parse", "HEAD"});
+  }
+  std::string Git(std::vector<std::string> args) { return RunGit(path_, std::move(args)); }
+
+ private:
+  TempDir tmp_;
+  std::string path_;
+};
+
+struct FileId {
+  ino_t inode;
+  int64_t mtime_ns;
+  bool operator==(const FileId&) const = default;
+};
+
+FileId Identify(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return {st.st_ino, int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+std::unique_ptr<SourceCache> NewCache(const std::string& root, SourceCacheOptions options = {}) {
+  auto cache = SourceCache::Create(root, options);
+  REQUIRE(cache.ok());
+  return std::move(*cache);
+}
+
+GitFetchResult MustFetch(SourceCache& cache, const std::string& url, const std::string& revision,
+                         const std::string& token = "") {
+  auto result = cache.Fetch({url, revision, token}, {}, {});
+  INFO(result.status().ToString());
+  REQUIRE(result.ok());
+  return *result;
+}
+
+absl::Status FetchStatus(SourceCache& cache, const std::string& url, const std::string& revision,
+                         const std::string& token = "") {
+  return cache.Fetch({url, revision, token}, {}, {}).status();
+}
+
+// Every regular file under `root` — the whole cache on the volume.
+bool AnyFileContains(const std::string& root, const std::string& needle) {
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    if (entry.is_regular_file() && absl::StrContains(ReadFile(entry.path()), needle)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST_CASE(
+    "Source cache: a cold fetch mirrors and checks out and a warm fetch of one commit is "
+    "incremental",
+    "[git]") {
+  Origin origin;
+  for (int i = 0; i < 30; ++i) origin.Write(absl::StrCat("lib/file", i, ".txt"), std::to_string(i));
+  origin.Write("src/app.txt", "v1");
+  origin.Write("README", "readme");
+  std::string first = origin.Commit("first");
+  TempDir volume;
+  auto cache = NewCache(volume.path() + "/git");
+
+  std::vector<GitFetchProgress> progress;
+  auto cold = cache->Fetch({"file://" + origin.path(), "main", ""},
+                           [&](const GitFetchProgress& p) { progress.push_back(p); }, {});
+  REQUIRE(cold.ok());
+  CHECK(cold->mirror_created);
+  CHECK_FALSE(cold->fetch_skipped);
+  CHECK(cold->commit_sha == first);
+  CHECK(cold->received_objects >= 33);
+  CHECK(cold->received_bytes > 0);
+  CHECK(cold->files_written == 32);
+  REQUIRE_FALSE(progress.empty());
+  CHECK(progress.back().received_objects == cold->received_objects);
+  CHECK(fs::path(cold->worktree_dir).is_absolute());
+  CHECK(ReadFile(cold->worktree_dir + "/src/app.txt") == "v1");
+  CHECK_FALSE(fs::exists(cold->worktree_dir + "/.git"));  // the build context has no .git
+  FileId readme = Identify(cold->worktree_dir + "/README");
+  FileId lib = Identify(cold->worktree_dir + "/lib/file7.txt");
+
+  origin.Write("src/app.txt", "v2");
+  std::string second = origin.Commit("second");
+  GitFetchResult warm = MustFetch(*cache, "file://" + origin.path(), "main");
+  CHECK_FALSE(warm.mirror_created);
+  CHECK(warm.commit_sha == second);
+  CHECK(warm.worktree_dir == cold->worktree_dir);
+  // commit + root tree + src tree + blob: only the new objects travel.
+  CHECK(warm.received_objects > 0);
+  CHECK(warm.received_objects <= 5);
+  CHECK(warm.files_written == 1);
+  CHECK(ReadFile(warm.worktree_dir + "/src/app.txt") == "v2");
+  // Unchanged files are not rewritten: podman's COPY cache sees the same files.
+  CHECK(Identify(warm.worktree_dir + "/README") == readme);
+  CHECK(Identify(warm.worktree_dir + "/lib/file7.txt") == lib);
+
+  // The same repository by plain path shares the mirror.
+  GitFetchResult by_path = MustFetch(*cache, origin.path() + "/", "main");
+  CHECK_FALSE(by_path.mirror_created);
+  CHECK(by_path.worktree_dir == warm.worktree_dir);
+  CHECK(by_path.received_objects == 0);
+}
+
+TEST_CASE("Source cache: checkout restores tampered files and removes untracked and ignored ones",
+          "[git]") {
+  Origin origin;
+  origin.Write(".gitignore", "*.log\n");
+  origin.Write("a.txt", "a");
+  origin.Write("keep/b.txt", "b");
+  origin.Write("gone.txt", "soon deleted");
+  std::string first = origin.Commit("first");
+  TempDir volume;
+  auto cache = NewCache(volume.path());
+  GitFetchResult cold = MustFetch(*cache, origin.path(), first);
+  std::string tree = cold.worktree_dir;
+
+  WriteFile(tree + "/a.txt", "tampered");
+  WriteFile(tree + "/untracked.txt", "x");
+  WriteFile(tree + "/debug.log", "ignored");
+  WriteFile(tree + "/newdir/deep/file", "x");
+  FileId b = Identify(tree + "/keep/b.txt");
+  GitFetchResult again = MustFetch(*cache, origin.path(), first);
+  CHECK(again.fetch_skipped);  // a full sha the mirror has: no transfer at all
+  CHECK(again.received_objects == 0);
+  CHECK(ReadFile(tree + "/a.txt") == "a");
+  CHECK_FALSE(fs::exists(tree + "/untracked.txt"));
+  CHECK_FALSE(fs::exists(tree + "/debug.log"));
+  CHECK_FALSE(fs::exists(tree + "/newdir"));
+  CHECK(Identify(tree + "/keep/b.txt") == b);
+
+  origin.Git({"rm", "-q", "gone.txt"});
+  std::string second = origin.Commit("second");
+  MustFetch(*cache, origin.path(), second);
+  CHECK_FALSE(fs::exists(tree + "/gone.txt"));
+
+  // An interrupted checkout (no record of what the tree holds) rewrites everything, correctly.
+  fs::remove(fs::path(tree).parent_path() / "checkout.commit");
+  WriteFile(tree + "/a.txt", "half-written");
+  GitFetchResult recovered = MustFetch(*cache, origin.path(), first);
+  CHECK(recovered.files_written == 4);
+  CHECK(ReadFile(tree + "/a.txt") == "a");
+  CHECK(ReadFile(tree + "/gone.txt") == "soon deleted");
+}
+
+TEST_CASE(
+    "Source cache: revisions resolve as branch or tag or full ref or sha or short sha or remote "
+    "HEAD",
+    "[git]") {
+  Origin origin;
+  origin.Write("f", "1");
+  std::string one = origin.Commit("one");
+  origin.Git({"tag", "-a", "v1", "-m", "release 1"});
+  origin.Git({"tag", "light"});
+  origin.Write("f", "2");
+  std::string two = origin.Commit("two");
+  origin.Git({"checkout", "-q", "-b", "feature"});
+  origin.Write("f", "3");
+  std::string three = origin.Commit("three");
+  origin.Git({"checkout", "-q", "main"});
+  TempDir volume;
+  auto cache = NewCache(volume.path());
+
+  CHECK(MustFetch(*cache, origin.path(), "").commit_sha == two);  // HEAD -> main
+  CHECK(MustFetch(*cache, origin.path(), "main").commit_sha == two);
+  CHECK(MustFetch(*cache, origin.path(), "feature").commit_sha == three);
+  CHECK(MustFetch(*cache, origin.path(), "refs/heads/feature").commit_sha == three);
+  CHECK(MustFetch(*cache, origin.path(), "v1").commit_sha == one);  // annotated tag, peeled
+  CHECK(MustFetch(*cache, origin.path(), "light").commit_sha == one);
+  GitFetchResult by_short = MustFetch(*cache, origin.path(), one.substr(0, 8));
+  CHECK(by_short.commit_sha == one);
+  CHECK(ReadFile(by_short.worktree_dir + "/f") == "1");
+  CHECK(MustFetch(*cache, origin.path(), three).commit_sha == three);
+
+  // A branch deleted upstream is pruned from the mirror.
+  origin.Git({"branch", "-q", "-D", "feature"});
+  absl::Status gone = FetchStatus(*cache, origin.path(), "feature");
+  CHECK(gone.code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("Source cache: a missing revision or repository is NotFound naming it and not retryable",
+          "[git]") {
+  Origin origin;
+  origin.Write("f", "1");
+  origin.Commit("one");
+  TempDir volume;
+  auto cache = NewCache(volume.path());
+
+  absl::Status branch = FetchStatus(*cache, origin.path(), "no-such-branch");
+  CHECK(branch.code() == absl::StatusCode::kNotFound);
+  CHECK(absl::StrContains(branch.message(), "no-such-branch"));
+  CHECK_FALSE(IsRetryable(branch));
+
+  std::string missing_sha(40, 'a');
+  absl::Status sha = FetchStatus(*cache, origin.path(), missing_sha);
+  CHECK(sha.code() == absl::StatusCode::kNotFound);
+  CHECK(absl::StrContains(sha.message(), missing_sha));
+
+  absl::Status ref = FetchStatus(*cache, origin.path(), "refs/pull/1/head");
+  CHECK(ref.code() == absl::StatusCode::kNotFound);
+
+  absl::Status repo = FetchStatus(*cache, volume.path() + "/nowhere", "main");
+  CHECK(repo.code() == absl::StatusCode::kNotFound);
+  CHECK_FALSE(IsRetryable(repo));
+
+  CHECK(FetchStatus(*cache, origin.path(), "bad..name").code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(FetchStatus(*cache, origin.path(), "-x").code() == absl::StatusCode::kInvalidArgument);
+  CHECK(FetchStatus(*cache, "ssh://host/r", "main").code() == absl::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("Source cache: an unreachable remote fails fast as Unavailable and is retryable",
+          "[git]") {
+  TempDir volume;
+  auto cache = NewCache(volume.path());
+  absl::Time start = absl::Now();
+  absl::Status status =
+      FetchStatus(*cache, absl::StrCat("http://127.0.0.1:", testutil::FreePort(), "/org/repo.git"),
+                  "main", "tok3n-value");
+  CHECK(absl::Now() - start < absl::Seconds(5));
+  INFO(status.ToString());
+  CHECK(status.code() == absl::StatusCode::kUnavailable);
+  CHECK(IsRetryable(status));
+  CHECK_FALSE(absl::StrContains(status.message(), "tok3n-value"));
+
+  absl::Status plain = FetchStatus(*cache, "http://example.invalid/org/repo", "main", "s3cr3t");
+  CHECK(plain.code() == absl::StatusCode::kInvalidArgument);
+  CHECK_FALSE(absl::StrContains(plain.message(), "s3cr3t"));
+}
+
+TEST_CASE("Source cache: an oversized or cancelled fetch stops and leaves the mirror usable",
+          "[git]") {
+  Origin origin;
+  std::string noise;
+  uint32_t x = 12345;
+  for (int i = 0; i < 256 * 1024; ++i) {  // incompressible, so the pack really is this big
+    x = x * 1103515245u + 12345u;
+    noise.push_back(static_cast<char>(x >> 24));
+  }
+  origin.Write("blob.bin", noise);
+  std::string sha = origin.Commit("big");
+  TempDir volume;
+
+  SourceCacheOptions small;
+  small.max_fetch_bytes = 64 * 1024;
+  auto limited = NewCache(volume.path(), small);
+  absl::Status too_big = FetchStatus(*limited, origin.path(), "main");
+  INFO(too_big.ToString());
+  CHECK(too_big.code() == absl::StatusCode::kResourceExhausted);
+  CHECK_FALSE(IsRetryable(too_big));
+
+  auto cache = NewCache(volume.path());
+  int calls = 0;
+  auto cancelled = cache->Fetch({origin.path(), "main", ""}, {}, [&] { return ++calls > 1; });
+  CHECK(cancelled.status().code() == absl::StatusCode::kCancelled);
+  CHECK_FALSE(IsRetryable(cancelled.status()));
+
+  GitFetchResult ok = MustFetch(*cache, origin.path(), "main");
+  CHECK(ok.commit_sha == sha);
+  CHECK(ReadFile(ok.worktree_dir + "/blob.bin") == noise);
+}
+
+TEST_CASE("Source cache: fetches of one repository take turns through the lock file", "[git]") {
+  Origin origin;
+  origin.Write("f", "1");
+  std::string sha = origin.Commit("one");
+  TempDir volume;
+  SourceCacheOptions options;
+  options.lock_timeout = absl::Milliseconds(300);
+  auto cache = NewCache(volume.path(), options);
+  GitFetchResult first = MustFetch(*cache, origin.path(), "main");
+
+  // Another process holds the repository's lock.
+  std::string lock_path = (fs::path(first.worktree_dir).parent_path() / "lock").string();
+  int fd = ::open(lock_path.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  REQUIRE(::flock(fd, LOCK_EX) == 0);
+  CHECK(FetchStatus(*cache, origin.path(), "main").code() == absl::StatusCode::kDeadlineExceeded);
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    testutil::WaitFor([] { return false; }, absl::Milliseconds(50));
+    cancel = true;
+  });
+  auto waiting = cache->Fetch({origin.path(), "main", ""}, {}, [&] { return cancel.load(); });
+  canceller.join();
+  CHECK(waiting.status().code() == absl::StatusCode::kCancelled);
+  ::close(fd);
+
+  // Two concurrent fetches both succeed, one after the other.
+  origin.Write("f", "2");
+  std::string two = origin.Commit("two");
+  absl::StatusOr<GitFetchResult> a, b;
+  std::thread ta([&] { a = cache->Fetch({origin.path(), "main", ""}, {}, {}); });
+  std::thread tb([&] { b = cache->Fetch({"file://" + origin.path(), "main", ""}, {}, {}); });
+  ta.join();
+  tb.join();
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(a->commit_sha == two);
+  CHECK(b->commit_sha == two);
+  CHECK(ReadFile(a->worktree_dir + "/f") == "2");
+}
+
+TEST_CASE("Source cache: token auth over real smart HTTP and the token never reaches the disk",
+          "[git][http]") {
+  const std::string token = "kiln-test-token-5c1d9e";
+  Origin origin;
+  for (int i = 0; i < 20; ++i) origin.Write(absl::StrCat("f", i), std::to_string(i));
+  std::string first = origin.Commit("first");
+  auto started =
+      testing::SmartHttpServer::Start(fs::path(origin.path()).parent_path().string(), token);
+  if (started.status().code() == absl::StatusCode::kFailedPrecondition) {
+    WARN("skipped: " << started.status().message());
+    return;
+  }
+  REQUIRE(started.ok());
+  testing::SmartHttpServer& server = **started;
+  std::string url = server.Url("origin/.git");
+  TempDir volume;
+  auto cache = NewCache(volume.path());
+
+  GitFetchResult cold = MustFetch(*cache, url, "main", token);
+  CHECK(cold.commit_sha == first);
+  CHECK(cold.mirror_created);
+  CHECK(cold.received_objects >= 21);
+
+  origin.Write("f3", "changed");
+  std::string second = origin.Commit("second");
+  GitFetchResult warm = MustFetch(*cache, url, "", token);
+  CHECK(warm.commit_sha == second);
+  CHECK(warm.received_objects > 0);
+  CHECK(warm.received_objects <= 3);  // commit, tree, blob
+  CHECK(ReadFile(warm.worktree_dir + "/f3") == "changed");
+
+  absl::Status wrong = FetchStatus(*cache, url, "main", "wrong-token-77");
+  INFO(wrong.ToString());
+  CHECK(wrong.code() == absl::StatusCode::kPermissionDenied);
+  CHECK_FALSE(IsRetryable(wrong));
+  CHECK_FALSE(absl::StrContains(wrong.message(), "wrong-token-77"));
+  absl::Status none = FetchStatus(*cache, url, "main");
+  CHECK(none.code() == absl::StatusCode::kPermissionDenied);
+
+  CHECK(server.unauthorized() >= 2);  // each fetch was challenged, then answered
+
+  absl::Status missing = FetchStatus(*cache, server.Url("no-such-repo.git"), "main", token);
+  INFO(missing.ToString());
+  CHECK(missing.code() == absl::StatusCode::kNotFound);
+
+  CHECK_FALSE(AnyFileContains(volume.path(), token));
+  CHECK_FALSE(AnyFileContains(volume.path(), "wrong-token-77"));
+}
+
+TEST_CASE("Source cache: IsRetryable separates transient failures from permanent ones", "[git]") {
+  CHECK(IsRetryable(absl::UnavailableError("")));
+  CHECK(IsRetryable(absl::DeadlineExceededError("")));
+  CHECK(IsRetryable(absl::InternalError("")));
+  CHECK(IsRetryable(absl::DataLossError("")));
+  CHECK_FALSE(IsRetryable(absl::OkStatus()));
+  CHECK_FALSE(IsRetryable(absl::NotFoundError("")));
+  CHECK_FALSE(IsRetryable(absl::InvalidArgumentError("")));
+  CHECK_FALSE(IsRetryable(absl::PermissionDeniedError("")));
+  CHECK_FALSE(IsRetryable(absl::CancelledError("")));
+  CHECK_FALSE(IsRetryable(absl::ResourceExhaustedError("")));
+}
+
+}  // namespace
+}  // namespace kiln::builder
