@@ -468,8 +468,15 @@ void ActivityWorker::Run(api::PollActivityTaskQueueResponse task) {
     return;
   }
 
+  absl::Duration heartbeat_interval = options_.max_heartbeat_interval;
+  if (heartbeat_interval > absl::ZeroDuration() && info.heartbeat_timeout > absl::ZeroDuration()) {
+    heartbeat_interval = std::min(heartbeat_interval, info.heartbeat_timeout * 0.8);
+  }
   ActivityContext context(info, task.heartbeat_details(), recorder_.get(),
-                          {.clock = clock_, .logger = logger_, .converter = options_.converter});
+                          {.clock = clock_,
+                           .logger = logger_,
+                           .converter = options_.converter,
+                           .heartbeat_interval = heartbeat_interval});
   {
     absl::MutexLock lock(&mu_);
     contexts_.insert(&context);

@@ -59,6 +59,10 @@ struct ActivityWorkerOptions {
   // Client-side deadline of one long poll; the engine answers empty 1 s before it (or after
   // 60 s). An agent that must notice an empty queue quickly can make it shorter.
   absl::Duration poll_timeout = absl::Seconds(70);
+  // Heartbeat RPCs of an activity that heartbeats go out at least this often (zero: 80 % of
+  // its heartbeat timeout, or 1 s without one). A cancel is heard in a heartbeat's answer, so
+  // this bounds how long a cancel takes to reach a long step (the builder agent: 2 s).
+  absl::Duration max_heartbeat_interval = absl::ZeroDuration();
   // How long Stop lets running activities finish after cancelling their contexts.
   absl::Duration graceful_shutdown_timeout = absl::Seconds(10);
   // How long Stop lets running activities run on before cancelling their contexts (zero:
