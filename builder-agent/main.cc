@@ -1,44 +1,128 @@
 // kiln-builder-agent: runs inside a project's builder machine, serves the project's task queue
-// and exits once the queue has stayed empty for the idle grace. Parses flags and wires.
+// and exits once the queue has stayed empty for the idle grace. Parses flags and wires; the
+// loop is agent.h, the activities activities.h.
+//
+// Exit codes: 0 drained (or stopped by SIGTERM/SIGINT); 1 could not serve (orchestrator
+// unreachable, queue held by another agent, volume in use, bad configuration); 2 usage error.
+#include <cstdio>
+#include <thread>
+
+#include "builder-agent/activities.h"
+#include "builder-agent/agent.h"
+#include "builder-agent/secrets.h"
 #include "common/config.h"
 #include "common/logging.h"
-#include "sdk/connection.h"
+#include "common/signals.h"
+
+extern char** environ;
+
+namespace {
+
+// The one line an operator (or the machine provider's log) reads when the agent gives up.
+int Fail(const absl::Status& status) {
+  kiln::LogError("agent.failed", {{"status", status}});
+  std::fprintf(stderr, "kiln-builder-agent: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln-builder-agent: fetches, builds and pushes a project's images",
                "kiln-builder-agent"};
   kiln::CommonFlags common;
   kiln::AddCommonFlags(app, &common);
-  std::string orchestrator = "127.0.0.1:7233";
-  std::string project;
-  std::string volume;
-  std::string token;
+  kiln::builder::AgentOptions options;
+  kiln::builder::ActivitiesOptions activities;
   double idle_grace_s = 3;
-  app.add_option("--orchestrator", orchestrator, "Orchestrator gRPC address")
+  double connect_timeout_s = 10;
+  std::string secrets_file;
+  app.add_option("--orchestrator", options.orchestrator, "Orchestrator gRPC address")
       ->envname("KILN_ORCHESTRATOR")
       ->check(kiln::HostPortValidator())
       ->capture_default_str();
-  app.add_option("--project", project, "Project id; the agent serves task queue project/<id>")
+  app.add_option("--project", options.project,
+                 "Project id; the agent serves task queue project/<id>")
       ->envname("KILN_PROJECT")
       ->required();
-  app.add_option("--volume", volume, "The machine's persistent cache volume")
+  app.add_option("--volume", options.volume, "The machine's persistent cache volume")
       ->envname("KILN_VOLUME")
       ->required();
-  app.add_option("--token", token, "Credential presented to the orchestrator")
+  app.add_option("--token", options.token,
+                 "Credential presented to the orchestrator (as a bearer token)")
       ->envname("KILN_TOKEN");
+  app.add_option("--namespace", options.ns, "Orchestrator namespace (empty: the default)")
+      ->envname("KILN_NAMESPACE");
+  app.add_option("--identity", options.identity,
+                 "Poller identity (default: kiln-builder-agent/<project>@<hostname>)")
+      ->envname("KILN_IDENTITY");
   app.add_option("--idle-grace", idle_grace_s, "Seconds of empty queue before exiting")
       ->envname("KILN_IDLE_GRACE")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
+  app.add_option("--connect-timeout", connect_timeout_s,
+                 "Seconds to wait for the orchestrator before giving up")
+      ->envname("KILN_CONNECT_TIMEOUT")
+      ->check(CLI::Range(0.1, 600.0))
+      ->capture_default_str();
+  app.add_option("--metrics-listen", options.metrics_address,
+                 "host:port serving /metrics while the agent runs (empty: none)")
+      ->envname("KILN_METRICS_LISTEN");
+  app.add_option("--registry", activities.registry,
+                 "Registry images are pushed to, host[:port] (e.g. 127.0.0.1:5000)")
+      ->envname("KILN_REGISTRY");
+  app.add_flag("--registry-tls-verify,!--no-registry-tls-verify", activities.registry_tls_verify,
+               "Verify the registry's TLS certificate")
+      ->envname("KILN_REGISTRY_TLS_VERIFY")
+      ->capture_default_str();
+  app.add_option("--keep-last", activities.keep_last,
+                 "Images of the project housekeeping keeps on the volume")
+      ->envname("KILN_KEEP_LAST")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--secrets-file", secrets_file,
+                 "File of NAME=value lines; adds to KILN_SECRET_<NAME> variables")
+      ->envname("KILN_SECRETS_FILE");
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
+  options.idle_grace = absl::Seconds(idle_grace_s);
+  options.connect_timeout = absl::Seconds(connect_timeout_s);
 
-  kiln::sdk::Connection connection(orchestrator);
-  absl::Status health = connection.CheckHealth(absl::Seconds(10));
-  if (!health.ok()) {
-    kiln::LogError("agent.connect_failed", {{"status", health}});
-    return 1;
+  // Before any thread starts: SIGTERM/SIGINT are then waited for by one thread only.
+  kiln::BlockTerminationSignals();
+  auto secrets = kiln::builder::SecretStore::Load(environ, secrets_file, /*unset_env=*/true);
+  if (!secrets.ok()) return Fail(secrets.status());
+  // The orchestrator's token is a secret as well: redacted from whatever the agent reports.
+  if (!options.token.empty()) {
+    if (absl::Status added = secrets->Add("KILN_TOKEN", options.token); !added.ok()) {
+      return Fail(added);
+    }
   }
-  kiln::LogInfo("agent.drained", {{"project", project}, {"queue", "project/" + project}});
+  unsetenv("KILN_TOKEN");
+  activities.secrets = *std::move(secrets);
+
+  std::unique_ptr<kiln::builder::BuilderActivities> served;
+  auto agent = kiln::builder::Agent::Create(
+      options, [&](kiln::sdk::ActivityWorker& worker, kiln::builder::Agent& agent) {
+        auto created = kiln::builder::BuilderActivities::Create(agent, std::move(activities));
+        if (!created.ok()) return created.status();
+        served = *std::move(created);
+        return served->Register(worker);
+      });
+  if (!agent.ok()) return Fail(agent.status());
+
+  // Deliberately never destroyed: the process ends after Run, and the signal thread below may
+  // still be inside Stop (destroying the metrics exposer would also cost ~2 s).
+  kiln::builder::Agent* running = agent->release();
+  (void)served.release();
+  // Ends the agent early on SIGTERM/SIGINT; detached: on a normal exit it is still waiting.
+  std::thread([running] {
+    int signo = kiln::WaitForTerminationSignal();
+    kiln::LogInfo("agent.signal", {{"signal", signo}});
+    running->Stop();
+  }).detach();
+
+  absl::Status status = running->Run();
+  if (!status.ok()) return Fail(status);
   return 0;
 }

@@ -1,0 +1,180 @@
+#include "builder-agent/agent.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status.h"
+
+namespace kiln::builder {
+namespace {
+
+// The engine answers an empty long poll 1 s before the client's deadline. Polls are kept
+// short enough that an empty queue is confirmed within the idle grace.
+constexpr absl::Duration kMinPoll = absl::Seconds(2);
+constexpr absl::Duration kMaxPoll = absl::Seconds(61);
+constexpr absl::Duration kMaxIdleGrace = absl::Hours(1);
+// A cancel is heard in a heartbeat's answer: this keeps "canceled within 2 s" true.
+constexpr absl::Duration kHeartbeatInterval = absl::Milliseconds(500);
+
+absl::Status ValidateProject(const std::string& project) {
+  if (project.empty() || project.size() > kMaxProjectIdLength) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "project id must have 1 to ", kMaxProjectIdLength, " characters, got ", project.size()));
+  }
+  for (char c : project) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "project id '", project, "' may hold only letters, digits, '-', '_' and '.'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Hostname() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') return "localhost";
+  return host;
+}
+
+}  // namespace
+
+std::string ProjectTaskQueue(const std::string& project) { return "project/" + project; }
+
+Agent::Agent(AgentOptions options)
+    : options_(std::move(options)), task_queue_(ProjectTaskQueue(options_.project)) {}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
+                                                     const RegisterFn& register_activities) {
+  RETURN_IF_ERROR(ValidateProject(options.project));
+  if (options.volume.empty() || options.volume[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the volume must be an absolute path, got '", options.volume, "'"));
+  }
+  if (options.idle_grace < absl::ZeroDuration() || options.idle_grace > kMaxIdleGrace) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("idle grace must be within 0..", absl::FormatDuration(kMaxIdleGrace)));
+  }
+  if (options.identity.empty()) {
+    options.identity = absl::StrCat("kiln-builder-agent/", options.project, "@", Hostname());
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.volume, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create the volume ", options.volume, ": ", ec.message()));
+  }
+  auto agent = std::unique_ptr<Agent>(new Agent(std::move(options)));
+  const AgentOptions& o = agent->options_;
+
+  // One agent per volume: two would share one git mirror and one container storage.
+  const std::string lock_path = o.volume + "/agent.lock";
+  agent->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (agent->lock_fd_ < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
+  }
+  if (::flock(agent->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    char holder[32] = {};
+    ssize_t n = ::pread(agent->lock_fd_, holder, sizeof(holder) - 1, 0);
+    std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "unknown";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    return absl::FailedPreconditionError(
+        absl::StrCat("the volume ", o.volume, " is in use by another agent (pid ", pid, ")"));
+  }
+  std::string pid = absl::StrCat(getpid(), "\n");
+  if (::ftruncate(agent->lock_fd_, 0) != 0 ||
+      ::pwrite(agent->lock_fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    LogWarn("agent.lock_pid_not_written", {{"path", lock_path}});
+  }
+
+  agent->registry_ = std::make_shared<prometheus::Registry>();
+  if (!o.metrics_address.empty()) {
+    ASSIGN_OR_RETURN(agent->metrics_, MetricsServer::Start(o.metrics_address, agent->registry_));
+  }
+  sdk::ConnectionOptions connection_options;
+  if (!o.token.empty()) {
+    connection_options.metadata.emplace_back("authorization", "Bearer " + o.token);
+  }
+  agent->connection_ = std::make_unique<sdk::Connection>(o.orchestrator, connection_options);
+  agent->worker_ = std::make_unique<sdk::ActivityWorker>(
+      *agent->connection_, agent->task_queue_,
+      sdk::ActivityWorkerOptions{
+          .identity = o.identity,
+          .exclusive = true,
+          .ns = o.ns,
+          .max_concurrent = 1,
+          .pollers = 1,
+          .poll_timeout = std::clamp(o.idle_grace + absl::Seconds(1), kMinPoll, kMaxPoll),
+          .max_heartbeat_interval = kHeartbeatInterval,
+          .registry = agent->registry_.get(),
+      });
+  RETURN_IF_ERROR(register_activities(*agent->worker_, *agent));
+  return agent;
+}
+
+Agent::~Agent() {
+  Stop();
+  worker_.reset();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // Releases the volume's lock.
+}
+
+absl::Status Agent::Run() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (running_) return absl::FailedPreconditionError("the agent is already running");
+    running_ = true;
+  }
+  const AgentOptions& o = options_;
+  absl::Status health = connection_->CheckHealth(o.connect_timeout);
+  if (!health.ok()) {
+    return absl::UnavailableError(absl::StrCat("cannot reach the orchestrator at ", o.orchestrator,
+                                               " within ", absl::FormatDuration(o.connect_timeout),
+                                               ": ", health.message()));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_requested_) return absl::OkStatus();
+    RETURN_IF_ERROR(worker_->Start());
+  }
+  LogInfo("agent.serving", {{"queue", task_queue_},
+                            {"identity", o.identity},
+                            {"idle_grace", o.idle_grace},
+                            {"volume", o.volume}});
+  bool drained = worker_->WaitForIdle(o.idle_grace, absl::InfiniteDuration());
+  absl::Status fatal = worker_->fatal_error();
+  worker_->Stop();
+  if (!fatal.ok()) {
+    std::string message(fatal.message());
+    if (absl::IsFailedPrecondition(fatal)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("refused: another agent serves ", task_queue_, ": ", message));
+    }
+    return absl::Status(fatal.code(),
+                        absl::StrCat("the orchestrator at ", o.orchestrator, " refused to serve ",
+                                     task_queue_, ": ", message));
+  }
+  LogInfo("agent.drained", {{"queue", task_queue_},
+                            {"idle_grace", o.idle_grace},
+                            {"tasks", worker_->tasks_started()},
+                            {"stopped", !drained}});
+  return absl::OkStatus();
+}
+
+void Agent::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_requested_ = true;
+  }
+  if (worker_) worker_->Stop();
+}
+
+}  // namespace kiln::builder
