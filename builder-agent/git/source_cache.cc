@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "builder-agent/git/git_support.h"
+#include "builder-agent/git/repack.h"
 #include "builder-agent/git/repository_url.h"
 #include "common/logging.h"
 #include "common/status.h"
@@ -367,6 +368,7 @@ absl::StatusOr<FetchOutcome> FetchIntoMirror(git_repository* repo, const Reposit
                                              const std::string& revision,
                                              const std::vector<std::string>& extra_refspecs,
                                              TransferContext* ctx) {
+  ctx->credential_calls = 0;  // counted per connection
   git_remote* raw_remote = nullptr;
   if (int rc = git_remote_create_anonymous(&raw_remote, repo, url.url.c_str()); rc != 0) {
     return absl::InvalidArgumentError(
@@ -551,6 +553,9 @@ absl::StatusOr<std::unique_ptr<SourceCache>> SourceCache::Create(std::string roo
                                                                  SourceCacheOptions options) {
   InitLibgit2();
   if (root.empty()) return absl::InvalidArgumentError("source cache root is empty");
+  if (options.max_pack_files < 1) {
+    return absl::InvalidArgumentError("max_pack_files must be at least 1");
+  }
   if (options.max_fetch_bytes <= 0) {
     return absl::InvalidArgumentError("max_fetch_bytes must be positive");
   }
@@ -682,6 +687,12 @@ absl::StatusOr<GitFetchResult> SourceCache::Fetch(
     LogWarn("git.fetch_failed",
             {{"repository", url.normalized}, {"revision", request.revision}, {"status", status}});
     return status;
+  }
+  // Inside the lock, after the checkout: occasional upkeep that later fetches profit from.
+  absl::StatusOr<bool> repacked = RepackIfNeeded(absl::StrCat(dir, "/", kMirrorDir),
+                                                 options_.max_pack_files, {result->commit_sha});
+  if (!repacked.ok()) {
+    LogWarn("git.repack_failed", {{"repository", url.normalized}, {"status", repacked.status()}});
   }
   LogInfo("git.fetched", {{"repository", url.normalized},
                           {"revision", request.revision},

@@ -55,6 +55,8 @@ struct SourceCacheOptions {
   int64_t max_fetch_bytes = int64_t{2} << 30;
   // How long a fetch waits for another fetch of the same repository to release the lock.
   absl::Duration lock_timeout = absl::Minutes(10);
+  // libgit2 writes a pack per fetch; past this many the mirror is repacked into one.
+  int max_pack_files = 32;
   // on_progress is called at most this often (and once at the end of the transfer).
   absl::Duration progress_interval = absl::Milliseconds(200);
 };

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "builder-agent/git/repack.h"
 #include "builder-agent/git/smart_http_server.h"
 #include "tests/testutil/process.h"
 
@@ -271,6 +272,48 @@ TEST_CASE("Source cache: a missing revision or repository is NotFound naming it 
   CHECK(FetchStatus(*cache, "ssh://host/r", "main").code() == absl::StatusCode::kInvalidArgument);
 }
 
+// Over HTTP: libgit2's local transport re-sends every annotated tag's objects on each fetch,
+// which would blur the "only new objects" checks; smart HTTP negotiates properly.
+TEST_CASE("Source cache: many incremental fetches are repacked into one pack", "[git][http]") {
+  const std::string token = "kiln-test-token-repack";
+  Origin origin;
+  origin.Write("f", "0");
+  std::string first = origin.Commit("c0");
+  origin.Git({"tag", "-a", "v0", "-m", "annotated"});
+  auto started =
+      testing::SmartHttpServer::Start(fs::path(origin.path()).parent_path().string(), token);
+  if (started.status().code() == absl::StatusCode::kFailedPrecondition) {
+    WARN("skipped: " << started.status().message());
+    return;
+  }
+  REQUIRE(started.ok());
+  std::string url = (*started)->Url("origin/.git");
+  TempDir volume;
+  SourceCacheOptions options;
+  options.max_pack_files = 3;
+  auto cache = NewCache(volume.path(), options);
+  GitFetchResult result = MustFetch(*cache, url, "main", token);
+  std::string mirror = (fs::path(result.worktree_dir).parent_path() / "mirror.git").string();
+  std::string last;
+  for (int i = 1; i <= 5; ++i) {
+    origin.Write("f", std::to_string(i));
+    last = origin.Commit(absl::StrCat("c", i));
+    result = MustFetch(*cache, url, "main", token);
+    CHECK(result.received_objects <= 3);
+    CHECK(CountPackFiles(mirror) <= 3);
+  }
+  CHECK(result.commit_sha == last);
+  // Everything is still there: history, the annotated tag, and later fetches stay incremental.
+  CHECK(MustFetch(*cache, url, first, token).commit_sha == first);
+  CHECK(MustFetch(*cache, url, "v0", token).commit_sha == first);
+  origin.Write("f", "6");
+  std::string six = origin.Commit("c6");
+  GitFetchResult after = MustFetch(*cache, url, "main", token);
+  CHECK(after.commit_sha == six);
+  CHECK(after.received_objects <= 3);
+  CHECK(ReadFile(after.worktree_dir + "/f") == "6");
+}
+
 TEST_CASE("Source cache: an unreachable remote fails fast as Unavailable and is retryable",
           "[git]") {
   TempDir volume;
@@ -410,6 +453,40 @@ TEST_CASE("Source cache: token auth over real smart HTTP and the token never rea
 
   CHECK_FALSE(AnyFileContains(volume.path(), token));
   CHECK_FALSE(AnyFileContains(volume.path(), "wrong-token-77"));
+}
+
+TEST_CASE("Source cache: a commit on no branch or tag is fetched by its sha over HTTP",
+          "[git][http]") {
+  const std::string token = "kiln-test-token-by-sha";
+  Origin origin;
+  origin.Write("f", "main");
+  origin.Commit("main");
+  origin.Git({"checkout", "-q", "-b", "pr"});
+  origin.Write("f", "pull request");
+  std::string pr = origin.Commit("pr");
+  origin.Git({"checkout", "-q", "main"});
+  origin.Git({"branch", "-q", "-D", "pr"});  // like refs/pull/N/head: not under heads or tags
+  origin.Git({"config", "uploadpack.allowAnySHA1InWant", "true"});
+  auto started =
+      testing::SmartHttpServer::Start(fs::path(origin.path()).parent_path().string(), token);
+  if (started.status().code() == absl::StatusCode::kFailedPrecondition) {
+    WARN("skipped: " << started.status().message());
+    return;
+  }
+  REQUIRE(started.ok());
+  std::string url = (*started)->Url("origin/.git");
+  TempDir volume;
+  auto cache = NewCache(volume.path());
+  GitFetchResult result = MustFetch(*cache, url, pr, token);
+  CHECK(result.commit_sha == pr);
+  CHECK(ReadFile(result.worktree_dir + "/f") == "pull request");
+  // Kept in the mirror: the same sha again needs no transfer, even after other fetches.
+  MustFetch(*cache, url, "main", token);
+  CHECK(MustFetch(*cache, url, pr, token).fetch_skipped);
+
+  absl::Status missing = FetchStatus(*cache, url, std::string(40, 'b'), token);
+  INFO(missing.ToString());
+  CHECK(missing.code() == absl::StatusCode::kNotFound);
 }
 
 TEST_CASE("Source cache: IsRetryable separates transient failures from permanent ones", "[git]") {
