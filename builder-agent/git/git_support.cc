@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "builder-agent/git/socket_stream.h"
 
 namespace kiln::builder {
 
@@ -16,6 +17,7 @@ void InitLibgit2() {
       // Intentionally ignored: a failure leaves libgit2's default search path in place.
       (void)git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, level, "");
     }
+    RegisterInterruptibleSocketStream();
   });
 }
 

@@ -13,7 +13,8 @@ namespace kiln::builder {
 // Initialises libgit2 once per process (thread-safe, idempotent). Also empties libgit2's
 // system, global and XDG config search paths so that the host's ~/.gitconfig (autocrlf,
 // insteadOf, credential helpers) never changes what a build checks out: the agent's git is
-// hermetic. This is process-wide, which suits the agent: it is the process's only git user.
+// hermetic. Also registers the interruptible socket stream (socket_stream.h). Both are
+// process-wide, which suits the agent: it is the process's only git user.
 void InitLibgit2();
 
 struct GitFree {

@@ -20,6 +20,7 @@
 #include "builder-agent/git/git_support.h"
 #include "builder-agent/git/repack.h"
 #include "builder-agent/git/repository_url.h"
+#include "builder-agent/git/socket_stream.h"
 #include "common/logging.h"
 #include "common/status.h"
 
@@ -113,6 +114,8 @@ struct TransferContext {
   const std::string* token = nullptr;
   int64_t max_bytes = 0;
   absl::Duration progress_interval;
+  absl::Duration connect_timeout;
+  absl::Duration idle_timeout;
   absl::Time last_report = absl::InfinitePast();
   GitFetchProgress progress;
   int credential_calls = 0;
@@ -369,6 +372,10 @@ absl::StatusOr<FetchOutcome> FetchIntoMirror(git_repository* repo, const Reposit
                                              const std::vector<std::string>& extra_refspecs,
                                              TransferContext* ctx) {
   ctx->credential_calls = 0;  // counted per connection
+  // Connections opened below wait interruptibly: cancel and a silent remote end them.
+  StreamLimits limits{ctx->connect_timeout, ctx->idle_timeout,
+                      [ctx] { return ctx->CheckCancelled(); }};
+  ScopedStreamLimits scoped_limits(&limits);
   git_remote* raw_remote = nullptr;
   if (int rc = git_remote_create_anonymous(&raw_remote, repo, url.url.c_str()); rc != 0) {
     return absl::InvalidArgumentError(
@@ -618,6 +625,8 @@ absl::StatusOr<GitFetchResult> SourceCache::Fetch(
     ctx.token = &token;
     ctx.max_bytes = options_.max_fetch_bytes;
     ctx.progress_interval = options_.progress_interval;
+    ctx.connect_timeout = options_.connect_timeout;
+    ctx.idle_timeout = options_.idle_timeout;
 
     std::optional<git_oid> commit_oid;
     if (IsFullSha(request.revision)) {

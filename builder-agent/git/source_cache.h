@@ -55,6 +55,10 @@ struct SourceCacheOptions {
   int64_t max_fetch_bytes = int64_t{2} << 30;
   // How long a fetch waits for another fetch of the same repository to release the lock.
   absl::Duration lock_timeout = absl::Minutes(10);
+  // A remote that does not accept the connection, or sends nothing, for this long is
+  // unavailable (retryable). Cancellation is noticed within ~50 ms regardless.
+  absl::Duration connect_timeout = absl::Seconds(30);
+  absl::Duration idle_timeout = absl::Seconds(120);
   // libgit2 writes a pack per fetch; past this many the mirror is repacked into one.
   int max_pack_files = 32;
   // on_progress is called at most this often (and once at the end of the transfer).

@@ -2,7 +2,9 @@
 // transport and over smart HTTP (git http-backend behind busybox httpd with Basic auth).
 #include "builder-agent/git/source_cache.h"
 
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -331,6 +333,60 @@ TEST_CASE("Source cache: an unreachable remote fails fast as Unavailable and is 
   absl::Status plain = FetchStatus(*cache, "http://example.invalid/org/repo", "main", "s3cr3t");
   CHECK(plain.code() == absl::StatusCode::kInvalidArgument);
   CHECK_FALSE(absl::StrContains(plain.message(), "s3cr3t"));
+}
+
+// A remote that accepts the connection (the kernel does, from the listen backlog) and then
+// never answers: libgit2 alone would wait forever.
+class SilentServer {
+ public:
+  SilentServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    REQUIRE(::listen(fd_, 8) == 0);
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentServer() { ::close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST_CASE("Source cache: a silent remote is cancelled promptly or times out as Unavailable",
+          "[git]") {
+  SilentServer silent;
+  TempDir volume;
+  SourceCacheOptions options;
+  options.idle_timeout = absl::Seconds(30);
+  auto cache = NewCache(volume.path(), options);
+  for (const char* scheme : {"http", "https"}) {  // https: the TLS stream runs on ours too
+    INFO(scheme);
+    std::string url = absl::StrCat(scheme, "://127.0.0.1:", silent.port(), "/org/repo.git");
+    absl::Time start = absl::Now();
+    auto cancelled = cache->Fetch({url, "main", "tok"}, {},
+                                  [&] { return absl::Now() - start > absl::Milliseconds(200); });
+    absl::Duration took = absl::Now() - start;
+    INFO(cancelled.status().ToString());
+    CHECK(cancelled.status().code() == absl::StatusCode::kCancelled);
+    CHECK(took < absl::Seconds(2));
+  }
+
+  options.idle_timeout = absl::Milliseconds(300);
+  auto impatient = NewCache(volume.path(), options);
+  absl::Time start = absl::Now();
+  absl::Status timed_out =
+      FetchStatus(*impatient, absl::StrCat("http://127.0.0.1:", silent.port(), "/r"), "main");
+  INFO(timed_out.ToString());
+  CHECK(timed_out.code() == absl::StatusCode::kUnavailable);
+  CHECK(IsRetryable(timed_out));
+  CHECK(absl::StrContains(timed_out.message(), "timed out"));
+  CHECK(absl::Now() - start < absl::Seconds(3));
 }
 
 TEST_CASE("Source cache: an oversized or cancelled fetch stops and leaves the mirror usable",
