@@ -648,7 +648,8 @@ absl::StatusOr<GitFetchResult> SourceCache::Fetch(
         if (!again.ok()) {
           absl::StatusCode code = again.status().code();
           if (code == absl::StatusCode::kCancelled ||
-              code == absl::StatusCode::kResourceExhausted || code == absl::StatusCode::kDataLoss) {
+              code == absl::StatusCode::kResourceExhausted ||
+              code == absl::StatusCode::kPermissionDenied || code == absl::StatusCode::kDataLoss) {
             return again.status();
           }
           // The remote answered the first fetch, so this is its refusal to serve the sha.

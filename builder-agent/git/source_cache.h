@@ -11,8 +11,10 @@
 //
 // A warm fetch downloads only new objects; a warm checkout rewrites only files that differ
 // (unchanged files keep their mtime, which keeps podman's COPY layer cache warm) and removes
-// untracked and ignored files. A token is handed to libgit2 through its credentials callback
-// only: it never appears in a URL, the mirror's config, an error message or a log line.
+// untracked and ignored files. The tree stays as checked out until the next Fetch of the same
+// repository, so a caller runs one build per repository at a time. A token is handed to libgit2
+// through its credentials callback only: it never appears in a URL, the mirror's config, an error
+// message or a log line.
 #pragma once
 
 #include <cstdint>

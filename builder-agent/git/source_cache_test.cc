@@ -195,9 +195,11 @@ TEST_CASE("Source cache: checkout restores tampered files and removes untracked 
   CHECK(Identify(tree + "/keep/b.txt") == b);
 
   origin.Git({"rm", "-q", "gone.txt"});
+  fs::permissions(origin.path() + "/a.txt", fs::perms::owner_exec, fs::perm_options::add);
   std::string second = origin.Commit("second");
   MustFetch(*cache, origin.path(), second);
   CHECK_FALSE(fs::exists(tree + "/gone.txt"));
+  CHECK((fs::status(tree + "/a.txt").permissions() & fs::perms::owner_exec) != fs::perms::none);
 
   // An interrupted checkout (no record of what the tree holds) rewrites everything, correctly.
   fs::remove(fs::path(tree).parent_path() / "checkout.commit");
@@ -507,6 +509,12 @@ TEST_CASE("Source cache: token auth over real smart HTTP and the token never rea
   INFO(missing.ToString());
   CHECK(missing.code() == absl::StatusCode::kNotFound);
 
+  // The mirror stays a plain bare repository: no remote URL, no work tree persisted in it.
+  std::string config =
+      ReadFile((fs::path(cold.worktree_dir).parent_path() / "mirror.git" / "config").string());
+  CHECK(absl::StrContains(config, "bare = true"));
+  CHECK_FALSE(absl::StrContains(config, "url"));
+  CHECK_FALSE(absl::StrContains(config, "worktree"));
   CHECK_FALSE(AnyFileContains(volume.path(), token));
   CHECK_FALSE(AnyFileContains(volume.path(), "wrong-token-77"));
 }
