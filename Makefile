@@ -9,7 +9,12 @@ JOBS ?= $(shell nproc)
 PACKAGES := build-essential cmake ninja-build pkg-config ccache clang-format clang-tidy \
 	libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
 	librocksdb-dev libgit2-dev prometheus-cpp-dev catch2 libcli11-dev libssl-dev \
-	git curl procps
+	git curl procps \
+	podman runc conmon docker-registry busybox-static
+# podman/runc/conmon: the builder agent's image builds (runc satisfies podman's "crun | runc", and
+# crun fails on hybrid cgroup hosts; root with native overlay needs neither uidmap,
+# fuse-overlayfs nor slirp4netns; containernetworking-plugins comes with podman and is enough for
+# --network=none/host). docker-registry and busybox-static: a registry and a base image for tests.
 
 .PHONY: all deps build test demo format lint clean
 
