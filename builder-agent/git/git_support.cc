@@ -39,13 +39,28 @@ std::string Redact(absl::string_view text, absl::string_view secret) {
   return absl::StrReplaceAll(text, {{secret, "[redacted]"}});
 }
 
+std::string OidHex(const git_oid& oid) {
+  char hex[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(hex, sizeof(hex), &oid);
+  return hex;
+}
+
+bool IsCorruptionClass(int klass) {
+  return klass == GIT_ERROR_ODB || klass == GIT_ERROR_INDEXER || klass == GIT_ERROR_ZLIB ||
+         klass == GIT_ERROR_OBJECT;
+}
+
+absl::Status LocalGitError(int code, absl::string_view what) {
+  std::string message = absl::StrCat(what, ": ", LastGitErrorMessage(code));
+  if (IsCorruptionClass(LastGitErrorClass())) return absl::DataLossError(message);
+  return absl::InternalError(message);
+}
+
 std::string Sha1Hex(absl::string_view data) {
   InitLibgit2();
   git_oid oid;
   if (git_odb_hash(&oid, data.data(), data.size(), GIT_OBJECT_BLOB) != 0) return "0";
-  char hex[GIT_OID_HEXSZ + 1];
-  git_oid_tostr(hex, sizeof(hex), &oid);
-  return hex;
+  return OidHex(oid);
 }
 
 }  // namespace kiln::builder

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace kiln::builder {
@@ -37,6 +38,16 @@ int LastGitErrorClass();
 
 // `text` with every occurrence of `secret` replaced by "[redacted]" (no-op for an empty one).
 std::string Redact(absl::string_view text, absl::string_view secret);
+
+// 40 lower-case hex digits.
+std::string OidHex(const git_oid& oid);
+
+// Whether a libgit2 error class means the repository's data is damaged (objects, packs).
+bool IsCorruptionClass(int klass);
+
+// A failed local libgit2 operation (on the mirror or the work tree) as a status: kDataLoss
+// when libgit2 found the repository corrupt, kInternal otherwise. "<what>: <libgit2 message>".
+absl::Status LocalGitError(int code, absl::string_view what);
 
 // Lower-case hex SHA-1 of `data` (names mirror directories; not a security boundary).
 std::string Sha1Hex(absl::string_view data);

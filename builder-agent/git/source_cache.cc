@@ -1,26 +1,20 @@
 #include "builder-agent/git/source_cache.h"
 
-#include <fcntl.h>
-#include <git2/sys/repository.h>
-#include <sys/file.h>
-#include <unistd.h>
+#include <git2.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "builder-agent/git/file_lock.h"
 #include "builder-agent/git/git_support.h"
 #include "builder-agent/git/repack.h"
 #include "builder-agent/git/repository_url.h"
 #include "builder-agent/git/socket_stream.h"
+#include "builder-agent/git/work_tree.h"
 #include "common/logging.h"
 #include "common/status.h"
 
@@ -38,7 +32,6 @@ constexpr char kLockFile[] = "lock";
 constexpr char kFetchedRef[] = "refs/kiln/fetched";
 // The user name sent with a token; GitHub, GitLab and Gitea accept any name with a token.
 constexpr char kTokenUser[] = "x-access-token";
-constexpr absl::Duration kLockPollInterval = absl::Milliseconds(20);
 
 bool IsHex(absl::string_view s) {
   for (char c : s) {
@@ -64,48 +57,6 @@ absl::Status ValidateRevision(const std::string& revision) {
   }
   return absl::OkStatus();
 }
-
-// An exclusive flock() held for the life of the object. O_CLOEXEC: the build's child
-// processes must not inherit (and so prolong) the lock.
-class FileLock {
- public:
-  static absl::StatusOr<std::unique_ptr<FileLock>> Acquire(const std::string& path,
-                                                           absl::Duration timeout,
-                                                           const std::function<bool()>& cancelled) {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      return absl::InternalError(absl::StrCat("opening ", path, ": ", std::strerror(errno)));
-    }
-    absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return std::unique_ptr<FileLock>(new FileLock(fd));
-      int error = errno;
-      if (error != EWOULDBLOCK && error != EINTR) {
-        ::close(fd);
-        return absl::InternalError(absl::StrCat("locking ", path, ": ", std::strerror(error)));
-      }
-      if (cancelled && cancelled()) {
-        ::close(fd);
-        return absl::CancelledError("fetch cancelled while waiting for the repository's lock");
-      }
-      if (absl::Now() > deadline) {
-        ::close(fd);
-        return absl::DeadlineExceededError(absl::StrCat("another fetch of this repository held ",
-                                                        path, " for more than ",
-                                                        absl::FormatDuration(timeout)));
-      }
-      // The holder is another thread or process with no way to signal us: poll.
-      std::this_thread::sleep_for(absl::ToChronoMilliseconds(kLockPollInterval));
-    }
-  }
-  ~FileLock() { ::close(fd_); }  // closing the descriptor releases the lock
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-
- private:
-  explicit FileLock(int fd) : fd_(fd) {}
-  int fd_;
-};
 
 // State shared with libgit2's callbacks during one transfer.
 struct TransferContext {
@@ -176,11 +127,6 @@ int OnCredentials(git_credential** out, const char*, const char*, unsigned int a
   return git_credential_userpass_plaintext_new(out, kTokenUser, ctx->token->c_str());
 }
 
-bool IsCorruptionClass(int klass) {
-  return klass == GIT_ERROR_ODB || klass == GIT_ERROR_INDEXER || klass == GIT_ERROR_ZLIB ||
-         klass == GIT_ERROR_OBJECT;
-}
-
 // Maps a failed remote operation (connect or fetch) to a status. `code` is libgit2's answer.
 absl::Status RemoteError(int code, const TransferContext& ctx, const RepositoryUrl& url) {
   if (ctx.was_cancelled)
@@ -219,40 +165,6 @@ absl::Status RemoteError(int code, const TransferContext& ctx, const RepositoryU
   // Anything else from the transport — refused or reset connections, DNS failures, 5xx
   // answers, a remote dying mid-transfer — is the remote being unavailable right now.
   return absl::UnavailableError(absl::StrCat(url.url, " unreachable: ", message));
-}
-
-// A local failure (reading or writing the mirror or the tree): kDataLoss when libgit2 found
-// the mirror corrupt, kInternal otherwise.
-absl::Status LocalError(int code, absl::string_view what) {
-  std::string message = absl::StrCat(what, ": ", LastGitErrorMessage(code));
-  if (IsCorruptionClass(LastGitErrorClass())) return absl::DataLossError(message);
-  return absl::InternalError(message);
-}
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << content;
-    if (!out.good()) return absl::InternalError(absl::StrCat("writing ", tmp));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("renaming ", tmp, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
-std::string ReadSmallFile(const std::string& path) {
-  std::ifstream in(path);
-  std::string content;
-  std::getline(in, content);
-  return content;
-}
-
-std::string OidHex(const git_oid& oid) {
-  char hex[GIT_OID_HEXSZ + 1];
-  git_oid_tostr(hex, sizeof(hex), &oid);
-  return hex;
 }
 
 // Removes "*.lock" files a crashed fetch or checkout left in the mirror's refs or beside the
@@ -307,7 +219,7 @@ absl::StatusOr<GitPtr<git_repository>> OpenOrCreateMirror(const std::string& pat
   init.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH;
   git_repository* repo = nullptr;
   if (int rc = git_repository_init_ext(&repo, path.c_str(), &init); rc != 0) {
-    return LocalError(rc, absl::StrCat("creating mirror ", path));
+    return LocalGitError(rc, absl::StrCat("creating mirror ", path));
   }
   *created = true;
   return GitPtr<git_repository>(repo);
@@ -330,7 +242,7 @@ absl::StatusOr<std::optional<git_oid>> ResolveLocally(git_repository* repo,
     git_reference* ref = nullptr;
     int rc = git_reference_lookup(&ref, repo, name.c_str());
     if (rc == GIT_ENOTFOUND || rc == GIT_EINVALIDSPEC) continue;
-    if (rc != 0) return LocalError(rc, absl::StrCat("reading ref ", name));
+    if (rc != 0) return LocalGitError(rc, absl::StrCat("reading ref ", name));
     GitPtr<git_reference> owned(ref);
     git_object* peeled = nullptr;
     rc = git_reference_peel(&peeled, ref, GIT_OBJECT_COMMIT);
@@ -437,121 +349,6 @@ absl::StatusOr<FetchOutcome> FetchIntoMirror(git_repository* repo, const Reposit
   }
   ctx->Report(/*force=*/true);
   return outcome;
-}
-
-struct CheckoutPaths {
-  std::string tree;
-  std::string index;
-  std::string commit;
-};
-
-struct CheckoutContext {
-  const std::function<bool()>* cancelled = nullptr;
-  int64_t files_written = 0;
-  bool was_cancelled = false;
-};
-
-int OnCheckoutNotify(git_checkout_notify_t why, const char*, const git_diff_file*,
-                     const git_diff_file*, const git_diff_file*, void* payload) {
-  auto* ctx = static_cast<CheckoutContext*>(payload);
-  if (why == GIT_CHECKOUT_NOTIFY_UPDATED) ++ctx->files_written;
-  if (*ctx->cancelled && (*ctx->cancelled)()) {
-    ctx->was_cancelled = true;
-    return GIT_EUSER;
-  }
-  return 0;
-}
-
-// The tree of the commit the work tree held after the last complete checkout, or the empty
-// tree when unknown (first checkout, or one interrupted): then every file is written.
-absl::StatusOr<GitPtr<git_tree>> BaselineTree(git_repository* repo, const CheckoutPaths& paths,
-                                              git_index* index) {
-  std::string recorded = ReadSmallFile(paths.commit);
-  git_oid oid;
-  if (IsFullSha(recorded) && git_oid_fromstr(&oid, recorded.c_str()) == 0) {
-    git_commit* commit = nullptr;
-    if (git_commit_lookup(&commit, repo, &oid) == 0) {
-      GitPtr<git_commit> owned(commit);
-      git_tree* tree = nullptr;
-      if (int rc = git_commit_tree(&tree, commit); rc != 0) {
-        return LocalError(rc, "reading the work tree's baseline");
-      }
-      return GitPtr<git_tree>(tree);
-    }
-  }
-  // The index's stat cache may describe files that are no longer there: start clean.
-  if (int rc = git_index_clear(index); rc != 0) return LocalError(rc, "clearing the index");
-  git_treebuilder* builder = nullptr;
-  if (int rc = git_treebuilder_new(&builder, repo, nullptr); rc != 0) {
-    return LocalError(rc, "making the empty tree");
-  }
-  GitPtr<git_treebuilder> owned_builder(builder);
-  git_oid empty;
-  if (int rc = git_treebuilder_write(&empty, builder); rc != 0) {
-    return LocalError(rc, "writing the empty tree");
-  }
-  git_tree* tree = nullptr;
-  if (int rc = git_tree_lookup(&tree, repo, &empty); rc != 0) {
-    return LocalError(rc, "reading the empty tree");
-  }
-  return GitPtr<git_tree>(tree);
-}
-
-// Force-checks-out `commit_oid` into the work tree: only files that differ from the baseline
-// (or were changed on disk) are written; untracked and ignored files are removed.
-absl::StatusOr<int64_t> CheckOut(const std::string& mirror_path, const git_oid& commit_oid,
-                                 const CheckoutPaths& paths,
-                                 const std::function<bool()>& cancelled) {
-  std::error_code ec;
-  fs::create_directories(paths.tree, ec);
-  if (ec) return absl::InternalError(absl::StrCat("creating ", paths.tree, ": ", ec.message()));
-  // A separate handle: the work tree and index are attached to it only, never persisted in
-  // the mirror's config, so the mirror stays a plain bare repository.
-  git_repository* raw_repo = nullptr;
-  if (int rc = git_repository_open_bare(&raw_repo, mirror_path.c_str()); rc != 0) {
-    return LocalError(rc, absl::StrCat("opening mirror ", mirror_path));
-  }
-  GitPtr<git_repository> repo(raw_repo);
-  git_index* raw_index = nullptr;
-  if (int rc = git_index_open(&raw_index, paths.index.c_str()); rc != 0) {
-    return LocalError(rc, absl::StrCat("opening ", paths.index));
-  }
-  GitPtr<git_index> index(raw_index);
-  if (int rc = git_repository_set_index(repo.get(), index.get()); rc != 0) {
-    return LocalError(rc, "attaching the index");
-  }
-  if (int rc = git_repository_set_workdir(repo.get(), paths.tree.c_str(), 0); rc != 0) {
-    return LocalError(rc, "attaching the work tree");
-  }
-  ASSIGN_OR_RETURN(GitPtr<git_tree> baseline, BaselineTree(repo.get(), paths, index.get()));
-  git_commit* raw_commit = nullptr;
-  if (int rc = git_commit_lookup(&raw_commit, repo.get(), &commit_oid); rc != 0) {
-    return LocalError(rc, absl::StrCat("reading commit ", OidHex(commit_oid)));
-  }
-  GitPtr<git_commit> commit(raw_commit);
-
-  // Until the checkout completes, the tree matches neither commit.
-  if (::unlink(paths.commit.c_str()) != 0 && errno != ENOENT) {
-    return absl::InternalError(absl::StrCat("removing ", paths.commit, ": ", std::strerror(errno)));
-  }
-  CheckoutContext ctx;
-  ctx.cancelled = &cancelled;
-  git_checkout_options options;
-  git_checkout_options_init(&options, GIT_CHECKOUT_OPTIONS_VERSION);
-  options.checkout_strategy =
-      GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
-  options.baseline = baseline.get();
-  options.notify_flags = GIT_CHECKOUT_NOTIFY_UPDATED | GIT_CHECKOUT_NOTIFY_DIRTY |
-                         GIT_CHECKOUT_NOTIFY_UNTRACKED | GIT_CHECKOUT_NOTIFY_IGNORED |
-                         GIT_CHECKOUT_NOTIFY_CONFLICT;
-  options.notify_cb = OnCheckoutNotify;
-  options.notify_payload = &ctx;
-  int rc =
-      git_checkout_tree(repo.get(), reinterpret_cast<const git_object*>(commit.get()), &options);
-  if (ctx.was_cancelled) return absl::CancelledError("checkout cancelled");
-  if (rc != 0) return LocalError(rc, absl::StrCat("checking out ", OidHex(commit_oid)));
-  RETURN_IF_ERROR(WriteFileAtomically(paths.commit, OidHex(commit_oid) + "\n"));
-  return ctx.files_written;
 }
 
 }  // namespace
