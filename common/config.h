@@ -20,8 +20,11 @@ struct CommonFlags {
 // Adds --version, --log-format (KILN_LOG_FORMAT) and --log-level (KILN_LOG_LEVEL).
 void AddCommonFlags(CLI::App& app, CommonFlags* flags);
 
-// Applies the common flags (configures the default logger).
+// Applies the common flags (configures the default logger) and calls ConfigureMutexes.
 void ApplyCommonFlags(const CommonFlags& flags);
+
+// Process-wide absl::Mutex settings for optimised builds (the deadlock detector off).
+void ConfigureMutexes();
 
 // Parses argv. Returns -1 when the program should go on, otherwise the exit code to return
 // (0 after --help or --version, 2 after a usage error, whose message went to stderr).

@@ -37,6 +37,11 @@ int main(int argc, char** argv) {
       ->envname("KILN_RETENTION_HOURS")
       ->check(CLI::Range(0.001, 24.0 * 3650))
       ->capture_default_str();
+  app.add_option("--start-at-schedule", options.start_at_schedule,
+                 "Start a task in the transition that creates it when a poller waits (false only "
+                 "to measure what that saves)")
+      ->envname("KILN_START_AT_SCHEDULE")
+      ->capture_default_str();
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   options.retention = absl::Seconds(retention_h * 3600);
   options.exclusive_lease = absl::Seconds(exclusive_lease_s);

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/config.h"
 #include "sdk/activity_worker.h"
 #include "sdk/client.h"
 #include "sdk/converter.h"
@@ -183,10 +184,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--scale", scale, "Open workflows in the scale run")->capture_default_str();
   app.add_option("--only", only, "Scenarios: a, b, scale")->capture_default_str();
+  std::vector<std::string> orchestrator_args;
+  app.add_option("--orchestrator-arg", orchestrator_args,
+                 "Extra kiln-orchestrator flag, e.g. --start-at-schedule=false (repeatable)");
   CLI11_PARSE(app, argc, argv);
+  ConfigureMutexes();
 
   testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data", orchestrator_args);
   if (absl::Status s = orchestrator.Start(); !s.ok()) {
     std::cerr << s << "\n";
     return 1;

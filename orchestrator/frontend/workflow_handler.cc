@@ -114,7 +114,9 @@ class TaskPoll final : public RefCountedReactor {
   }
 
   void Record(QueuedTask task) {
-    std::string request_id = deps_.ids->NewUuid();
+    // A task started at schedule for this poll answers as a retry of that start.
+    std::string request_id =
+        task.started_request_id.empty() ? deps_.ids->NewUuid() : task.started_request_id;
     absl::StatusOr<Response> started = start_(task, request_id);
     if (started.ok()) {
       deps_.matching->Done(task);

@@ -27,28 +27,9 @@ absl::StatusOr<api::PollActivityTaskQueueResponse> HistoryEngine::RecordActivity
     return absl::FailedPreconditionError("activity attempt already started");
   }
   if (!IsSet(existing.started_time())) {
-    absl::Time now = clock_->Now();
-    Mutation m(current, now, task_ids_.get());
-    internal::ActivityInfo& info =
-        (*m.state().mutable_activities())[task.record.scheduled_event_id()];
-    ToProto(now, info.mutable_started_time());
-    info.set_started_request_id(poll_request_id);
-    info.set_last_worker_identity(identity);
-    info.set_task_id(0);
-    info.clear_last_heartbeat_time();
-    m.DeleteTask(keys::TaskKind::kActivity, task.queue, task.task_id);
-    absl::Duration start_to_close = FromProto(info.start_to_close_timeout());
-    RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT, now + start_to_close,
-                               info.scheduled_event_id(), info.attempt(),
-                               api::TIMEOUT_TYPE_START_TO_CLOSE)
-                        .status());
-    absl::Duration heartbeat = FromProto(info.heartbeat_timeout());
-    if (heartbeat > absl::ZeroDuration() && heartbeat < start_to_close) {
-      RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT, now + heartbeat,
-                                 info.scheduled_event_id(), info.attempt(),
-                                 api::TIMEOUT_TYPE_HEARTBEAT)
-                          .status());
-    }
+    Mutation m(current, clock_->Now(), task_ids_.get());
+    RETURN_IF_ERROR(ApplyActivityTaskStarted(m, task.record.scheduled_event_id(), task.task_id,
+                                             task.queue, identity, poll_request_id));
     RETURN_IF_ERROR(Commit(*handle, m));
   }
 
@@ -82,6 +63,34 @@ absl::StatusOr<api::PollActivityTaskQueueResponse> HistoryEngine::RecordActivity
   *response.mutable_heartbeat_timeout() = info.heartbeat_timeout();
   *response.mutable_retry_policy() = info.retry_policy();
   return response;
+}
+
+absl::Status HistoryEngine::ApplyActivityTaskStarted(Mutation& m, int64_t scheduled_event_id,
+                                                     int64_t backlog_task_id,
+                                                     const std::string& queue,
+                                                     const std::string& identity,
+                                                     const std::string& request_id) {
+  const absl::Time now = m.now();
+  internal::ActivityInfo& info = (*m.state().mutable_activities())[scheduled_event_id];
+  ToProto(now, info.mutable_started_time());
+  info.set_started_request_id(request_id);
+  info.set_last_worker_identity(identity);
+  info.set_task_id(0);
+  info.clear_last_heartbeat_time();
+  m.DeleteTask(keys::TaskKind::kActivity, queue, backlog_task_id);
+  absl::Duration start_to_close = FromProto(info.start_to_close_timeout());
+  RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT, now + start_to_close,
+                             info.scheduled_event_id(), info.attempt(),
+                             api::TIMEOUT_TYPE_START_TO_CLOSE)
+                      .status());
+  absl::Duration heartbeat = FromProto(info.heartbeat_timeout());
+  if (heartbeat > absl::ZeroDuration() && heartbeat < start_to_close) {
+    RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT, now + heartbeat,
+                               info.scheduled_event_id(), info.attempt(),
+                               api::TIMEOUT_TYPE_HEARTBEAT)
+                        .status());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<internal::TaskToken> HistoryEngine::CheckActivityToken(

@@ -104,35 +104,87 @@ absl::StatusOr<std::unique_ptr<RunCache::Handle>> HistoryEngine::LoadExecution(
   return handle;
 }
 
+absl::Status HistoryEngine::StartForWaitingPollers(Mutation& m,
+                                                   std::vector<StartedInline>* started) {
+  if (!m.IsOpen()) return absl::OkStatus();
+  for (QueuedTask& task : m.new_tasks()) {
+    if (!task.record.query_id().empty()) continue;
+    std::optional<Matching::Reservation> reservation = listener_->ReservePoller(task);
+    if (!reservation.has_value()) continue;
+    std::string request_id = ids_->NewUuid();
+    // Added before the start is applied, so a failure below still releases the poller.
+    started->push_back({*reservation, QueuedTask{}});
+    if (task.kind == keys::TaskKind::kWorkflow) {
+      const auto& wt = m.state().workflow_task();
+      if (wt.scheduled_event_id() != task.record.scheduled_event_id() ||
+          wt.started_event_id() != 0) {
+        return absl::InternalError("a new workflow task is not the run's pending one");
+      }
+      RETURN_IF_ERROR(
+          ApplyWorkflowTaskStarted(m, 0, task.queue, reservation->identity, request_id));
+    } else {
+      auto it = m.state().activities().find(task.record.scheduled_event_id());
+      if (it == m.state().activities().end() || IsSet(it->second.started_time())) {
+        return absl::InternalError("a new activity task is not a pending activity");
+      }
+      RETURN_IF_ERROR(ApplyActivityTaskStarted(m, task.record.scheduled_event_id(), 0, task.queue,
+                                               reservation->identity, request_id));
+    }
+    task.started_request_id = std::move(request_id);
+    started->back().task = task;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatch* extra,
                                    Mutation* second_run) {
-  if (mutation.closed_now()) {
-    RETURN_IF_ERROR(mutation
-                        .AddTimer(internal::TIMER_TASK_TYPE_DELETE_HISTORY,
-                                  mutation.now() + options_.retention, 0, 0)
-                        .status());
+  std::vector<StartedInline> started;
+  // Every reserved poller ends once, with its task or empty.
+  auto release = [&] {
+    for (const StartedInline& s : started) listener_->ReleaseReservation(s.reservation);
+  };
+  absl::StatusOr<WriteBatch> batch = [&]() -> absl::StatusOr<WriteBatch> {
+    RETURN_IF_ERROR(mutation.Finalize());
+    if (mutation.closed_now()) {
+      RETURN_IF_ERROR(mutation
+                          .AddTimer(internal::TIMER_TASK_TYPE_DELETE_HISTORY,
+                                    mutation.now() + options_.retention, 0, 0)
+                          .status());
+    }
+    RETURN_IF_ERROR(StartForWaitingPollers(mutation, &started));
+    ASSIGN_OR_RETURN(WriteBatch batch, mutation.Build());
+    if (second_run != nullptr) {
+      RETURN_IF_ERROR(second_run->Finalize());
+      RETURN_IF_ERROR(StartForWaitingPollers(*second_run, &started));
+      ASSIGN_OR_RETURN(WriteBatch second, second_run->Build());
+      batch.Append(std::move(second));
+    }
+    if (extra != nullptr) batch.Append(std::move(*extra));
+    return batch;
+  }();
+  if (!batch.ok()) {
+    release();
+    return batch.status();
   }
-  ASSIGN_OR_RETURN(WriteBatch batch, mutation.Build());
-  if (second_run != nullptr) {
-    ASSIGN_OR_RETURN(WriteBatch second, second_run->Build());
-    batch.Append(std::move(second));
-  }
-  if (extra != nullptr) batch.Append(std::move(*extra));
-  absl::Status status = store_->Commit(batch);
+  absl::Status status = store_->Commit(*batch);
   if (!status.ok()) {
     // The cached state may no longer match the store (an unknown outcome): reload next time.
     handle->state.reset();
+    release();
     return status;
   }
   std::string run_id = mutation.state().run_id();
   handle->state = std::move(mutation.state());
   for (Mutation* m : {&mutation, second_run}) {
     if (m == nullptr) continue;
-    for (QueuedTask& task : m->new_tasks()) listener_->TaskAdded(std::move(task));
+    for (QueuedTask& task : m->new_tasks()) {
+      if (task.started_request_id.empty()) listener_->TaskAdded(std::move(task));
+    }
     for (const NewTimer& timer : m->new_timers()) {
       listener_->TimerAdded(timer.key, timer.fire_time);
     }
   }
+  for (StartedInline& s : started) listener_->FulfilReservation(s.reservation, std::move(s.task));
   if (!mutation.new_events().empty()) listener_->RunChanged(run_id);
   if (second_run != nullptr) listener_->RunChanged(second_run->state().run_id());
   return absl::OkStatus();

@@ -36,6 +36,16 @@ class EngineListener {
   virtual void TimerAdded(const std::string& key, absl::Time fire_time) = 0;
   // The run's history grew or the run closed.
   virtual void RunChanged(const std::string& run_id) = 0;
+
+  // Start at schedule (see Matching::Reserve). A listener that returns no reservations (the
+  // default) gets every task through TaskAdded.
+  virtual std::optional<Matching::Reservation> ReservePoller(const QueuedTask& task) {
+    return std::nullopt;
+  }
+  // After the commit: the reserved poller gets its task, already started.
+  virtual void FulfilReservation(const Matching::Reservation& reservation, QueuedTask task) {}
+  // The commit failed: the reserved poller ends empty.
+  virtual void ReleaseReservation(const Matching::Reservation& reservation) {}
 };
 
 struct EngineOptions {
@@ -121,9 +131,25 @@ class HistoryEngine {
   absl::StatusOr<std::unique_ptr<Handle>> LoadExecution(const std::string& ns,
                                                         const api::WorkflowExecution& execution);
   absl::StatusOr<std::string> CurrentRunId(const std::string& ns, const std::string& workflow_id);
-  // Builds and commits `mutation`, then updates the cache and tells the listener.
+  // Builds and commits `mutation`, then updates the cache and tells the listener. A task the
+  // transition creates whose queue has a poller waiting is started in the same batch for that
+  // poller (StartForWaitingPollers).
   absl::Status Commit(Handle& handle, Mutation& mutation, WriteBatch* extra = nullptr,
                       Mutation* second_run = nullptr);
+  struct StartedInline {
+    Matching::Reservation reservation;
+    QueuedTask task;
+  };
+  // For each new task of `m` whose queue has a waiting poller: reserves the poller and applies
+  // the task's start to `m` (the task then needs no backlog entry).
+  absl::Status StartForWaitingPollers(Mutation& m, std::vector<StartedInline>* started);
+  // The start of the pending workflow task / of an activity's current attempt, applied to `m`.
+  absl::Status ApplyWorkflowTaskStarted(Mutation& m, int64_t backlog_task_id,
+                                        const std::string& queue, const std::string& identity,
+                                        const std::string& request_id);
+  absl::Status ApplyActivityTaskStarted(Mutation& m, int64_t scheduled_event_id,
+                                        int64_t backlog_task_id, const std::string& queue,
+                                        const std::string& identity, const std::string& request_id);
 
   // Workflow task pieces (workflow_tasks.cc).
   absl::StatusOr<internal::TaskToken> CheckWorkflowToken(Handle& handle, const std::string& token);

@@ -139,12 +139,18 @@ absl::StatusOr<int64_t> Mutation::AddTask(keys::TaskKind kind, const std::string
   task.record.set_scheduled_event_id(scheduled_event_id);
   task.record.set_attempt(attempt);
   ToProto(now_, task.record.mutable_created_time());
-  batch_.Put(Table::kTasks, task.Key(), task.record.SerializeAsString());
+  // Its backlog entry is written by Build, unless the task is started in this transition.
   return *task_id;
 }
 
 void Mutation::DeleteTask(keys::TaskKind kind, const std::string& queue, int64_t task_id) {
   if (task_id == 0) return;
+  for (auto it = new_tasks_.begin(); it != new_tasks_.end(); ++it) {
+    if (it->task_id == task_id && it->kind == kind && it->queue == queue) {
+      new_tasks_.erase(it);  // Created in this transition: never written.
+      return;
+    }
+  }
   batch_.Delete(Table::kTasks, keys::Task(kind, state_.namespace_(), queue, task_id));
 }
 
@@ -256,13 +262,10 @@ void Mutation::WriteVisibility() {
              MakeVisibilityRecord(state_).SerializeAsString());
 }
 
-absl::StatusOr<WriteBatch> Mutation::Build() {
-  if (built_) return absl::InternalError("Mutation::Build called twice");
-  built_ = true;
+absl::Status Mutation::Finalize() {
+  if (finalized_) return absl::OkStatus();
+  finalized_ = true;
   if (needs_workflow_task_) RETURN_IF_ERROR(ScheduleWorkflowTask());
-  auto transition_id = TransitionTaskId();
-  if (!transition_id.ok()) return transition_id.status();
-
   int64_t added_bytes = 0;
   for (const HistoryEvent& event : new_events_) added_bytes += event.ByteSizeLong();
   bool too_long = state_.next_event_id() - 1 > limits::kMaxHistoryEvents;
@@ -276,11 +279,26 @@ absl::StatusOr<WriteBatch> Mutation::Build() {
                            " events exceeded")
             : absl::StrCat("history size limit of ", limits::kMaxHistoryBytes, " bytes exceeded"));
     event->mutable_workflow_execution_terminated_event_attributes()->set_identity("kiln-history");
-    added_bytes += event->ByteSizeLong();
     RETURN_IF_ERROR(Close(kiln::api::v1::WORKFLOW_EXECUTION_STATUS_TERMINATED));
   }
+  return absl::OkStatus();
+}
 
+absl::StatusOr<WriteBatch> Mutation::Build() {
+  if (built_) return absl::InternalError("Mutation::Build called twice");
+  RETURN_IF_ERROR(Finalize());
+  built_ = true;
+  auto transition_id = TransitionTaskId();
+  if (!transition_id.ok()) return transition_id.status();
+
+  for (const QueuedTask& task : new_tasks_) {
+    if (task.started_request_id.empty()) {
+      batch_.Put(Table::kTasks, task.Key(), task.record.SerializeAsString());
+    }
+  }
+  int64_t added_bytes = 0;
   for (HistoryEvent& event : new_events_) {
+    added_bytes += event.ByteSizeLong();
     event.set_task_id(*transition_id);
     batch_.Put(Table::kHistory, keys::HistoryEvent(state_.run_id(), event.event_id()),
                event.SerializeAsString());

@@ -72,11 +72,16 @@ class Mutation {
   // Marks the visibility record for rewriting (it always is on start and close).
   void TouchVisibility() { visibility_dirty_ = true; }
 
-  // Serializes everything into one batch. Enforces the history limits: a run past them is
-  // terminated in this same transition.
+  // Ends the transition's changes to the run: schedules the workflow task that added events
+  // need, and enforces the history limits (a run past them is terminated in this same
+  // transition). Build calls it; call it first to start new tasks in this transition.
+  absl::Status Finalize();
+  // Serializes everything into one batch.
   absl::StatusOr<WriteBatch> Build();
 
-  // After a successful commit: what the queues must learn.
+  // The tasks this transition creates; after a successful commit, what the queues must learn.
+  // One whose started_request_id is set was started in this transition and gets no backlog
+  // entry.
   std::vector<QueuedTask>& new_tasks() { return new_tasks_; }
   std::vector<NewTimer>& new_timers() { return new_timers_; }
   const std::deque<kiln::api::v1::HistoryEvent>& new_events() const { return new_events_; }
@@ -99,6 +104,7 @@ class Mutation {
   WriteBatch batch_;
   bool visibility_dirty_ = false;
   bool built_ = false;
+  bool finalized_ = false;
   bool needs_workflow_task_ = false;
   bool closed_now_ = false;
 };

@@ -51,25 +51,9 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
       }
       fill(current);  // The same poll, retried: answer again.
     } else {
-      absl::Time now = clock_->Now();
-      Mutation m(current, now, task_ids_.get());
-      auto* started = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_STARTED)
-                          ->mutable_workflow_task_started_event_attributes();
-      started->set_scheduled_event_id(wt.scheduled_event_id());
-      started->set_identity(identity);
-      started->set_request_id(poll_request_id);
-      auto* mwt = m.state().mutable_workflow_task();
-      mwt->set_started_event_id(m.state().next_event_id() - 1);
-      ToProto(now, mwt->mutable_started_time());
-      mwt->set_started_request_id(poll_request_id);
-      mwt->set_identity(identity);
-      mwt->set_task_id(0);
-      m.DeleteTask(keys::TaskKind::kWorkflow, task.queue, task.task_id);
-      RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT,
-                                 now + FromProto(current.workflow_task_timeout()),
-                                 wt.scheduled_event_id(), wt.attempt(),
-                                 api::TIMEOUT_TYPE_START_TO_CLOSE)
-                          .status());
+      Mutation m(current, clock_->Now(), task_ids_.get());
+      RETURN_IF_ERROR(
+          ApplyWorkflowTaskStarted(m, task.task_id, task.queue, identity, poll_request_id));
       RETURN_IF_ERROR(Commit(*handle, m));
       fill(*(*handle)->state);
     }
@@ -86,6 +70,30 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
     response.set_next_page_token(absl::StrCat("h1:", read + 1));
   }
   return response;
+}
+
+absl::Status HistoryEngine::ApplyWorkflowTaskStarted(Mutation& m, int64_t backlog_task_id,
+                                                     const std::string& queue,
+                                                     const std::string& identity,
+                                                     const std::string& request_id) {
+  const absl::Time now = m.now();
+  auto* mwt = m.state().mutable_workflow_task();
+  auto* started = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_STARTED)
+                      ->mutable_workflow_task_started_event_attributes();
+  started->set_scheduled_event_id(mwt->scheduled_event_id());
+  started->set_identity(identity);
+  started->set_request_id(request_id);
+  mwt->set_started_event_id(m.state().next_event_id() - 1);
+  ToProto(now, mwt->mutable_started_time());
+  mwt->set_started_request_id(request_id);
+  mwt->set_identity(identity);
+  mwt->set_task_id(0);
+  m.DeleteTask(keys::TaskKind::kWorkflow, queue, backlog_task_id);
+  return m
+      .AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT,
+                now + FromProto(m.state().workflow_task_timeout()), mwt->scheduled_event_id(),
+                mwt->attempt(), api::TIMEOUT_TYPE_START_TO_CLOSE)
+      .status();
 }
 
 absl::StatusOr<internal::TaskToken> HistoryEngine::CheckWorkflowToken(Handle& handle,

@@ -87,6 +87,10 @@ class Matching::Impl {
   void CancelPoll(PollId id);
   void Done(const QueuedTask& task);
   void Return(QueuedTask task);
+  std::optional<Reservation> Reserve(keys::TaskKind kind, std::string_view ns,
+                                     std::string_view queue);
+  void Fulfil(const Reservation& reservation, QueuedTask task);
+  void Release(const Reservation& reservation);
   absl::StatusOr<QueueDescription> Describe(keys::TaskKind kind, std::string_view ns,
                                             std::string_view queue);
   void Shutdown();
@@ -140,6 +144,8 @@ class Matching::Impl {
   // while the queue has a waiter or a store read in progress.
   absl::flat_hash_map<std::string, std::unique_ptr<TaskQueue>> queues_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<PollId, PollEntry> polls_ ABSL_GUARDED_BY(mu_);
+  // Polls taken by Reserve, waiting for Fulfil or Release: their callbacks.
+  absl::flat_hash_map<PollId, PollCallback> reserved_ ABSL_GUARDED_BY(mu_);
 };
 
 TaskQueue* Matching::Impl::FindQueue(keys::TaskKind kind, std::string_view ns,
@@ -439,6 +445,56 @@ void Matching::Impl::Return(QueuedTask task) {
   Touch(q);
 }
 
+std::optional<Matching::Reservation> Matching::Impl::Reserve(keys::TaskKind kind,
+                                                             std::string_view ns,
+                                                             std::string_view queue) {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_) return std::nullopt;
+  TaskQueue* q = FindQueue(kind, ns, queue);
+  if (q == nullptr || !q->has_waiters() || q->buffered() > 0 || q->store_may_have_more() ||
+      q->scanning()) {
+    return std::nullopt;
+  }
+  std::optional<Waiter> waiter = q->TakeFirstWaiter(clock_->Now());
+  if (!waiter.has_value()) return std::nullopt;
+  polls_.erase(waiter->poll_id);
+  // False when the deadline alarm is firing right now: it will find the poll gone.
+  if (waiter->alarm != 0) clock_->CancelAlarm(waiter->alarm);
+  reserved_.emplace(waiter->poll_id, std::move(waiter->callback));
+  Touch(q);
+  return Reservation{.poll_id = waiter->poll_id,
+                     .identity = std::move(waiter->identity),
+                     .kind = kind,
+                     .ns = std::string(ns),
+                     .queue = std::string(queue)};
+}
+
+void Matching::Impl::Fulfil(const Reservation& reservation, QueuedTask task) {
+  Answers answers;
+  absl::MutexLock lock(&mu_);
+  auto it = reserved_.find(reservation.poll_id);
+  if (it == reserved_.end()) return;  // Answered by Shutdown.
+  PollCallback callback = std::move(it->second);
+  reserved_.erase(it);
+  if (shutdown_) {
+    answers.Add(std::move(callback), std::nullopt);
+    return;
+  }
+  TaskQueue* q = GetOrCreateQueue(reservation.kind, reservation.ns, reservation.queue);
+  q->MarkInFlight(task.task_id);
+  RecordHandOut(q->kind(), PollResult::kSyncMatch, task);
+  answers.Add(std::move(callback), std::move(task));
+}
+
+void Matching::Impl::Release(const Reservation& reservation) {
+  Answers answers;
+  absl::MutexLock lock(&mu_);
+  auto it = reserved_.find(reservation.poll_id);
+  if (it == reserved_.end()) return;
+  answers.Add(std::move(it->second), std::nullopt);
+  reserved_.erase(it);
+}
+
 absl::StatusOr<QueueDescription> Matching::Impl::Describe(keys::TaskKind kind, std::string_view ns,
                                                           std::string_view queue) {
   ASSIGN_OR_RETURN(
@@ -476,6 +532,9 @@ void Matching::Impl::Shutdown() {
     }
   }
   polls_.clear();
+  // Their tasks, started meanwhile, time out and are retried like any task lost with a poller.
+  for (auto& [id, callback] : reserved_) answers.Add(std::move(callback), std::nullopt);
+  reserved_.clear();
 }
 
 Matching::Matching(Store* store, Clock* clock, prometheus::Registry* registry,
@@ -501,6 +560,17 @@ void Matching::CancelPoll(PollId id) { impl_->CancelPoll(id); }
 void Matching::Done(const QueuedTask& task) { impl_->Done(task); }
 
 void Matching::Return(QueuedTask task) { impl_->Return(std::move(task)); }
+
+std::optional<Matching::Reservation> Matching::Reserve(keys::TaskKind kind, std::string_view ns,
+                                                       std::string_view queue) {
+  return impl_->Reserve(kind, ns, queue);
+}
+
+void Matching::Fulfil(const Reservation& reservation, QueuedTask task) {
+  impl_->Fulfil(reservation, std::move(task));
+}
+
+void Matching::Release(const Reservation& reservation) { impl_->Release(reservation); }
 
 absl::StatusOr<QueueDescription> Matching::Describe(keys::TaskKind kind, std::string_view ns,
                                                     std::string_view queue) {

@@ -46,6 +46,10 @@ struct QueuedTask {
   std::string queue;
   int64_t task_id = 0;
   kiln::internal::v1::TaskRecord record;
+  // Set when the transition that created the task also started it for a reserved poller (see
+  // Matching::Reserve): the poll answers as a retry of that start with this request id. Such a
+  // task has no backlog entry.
+  std::string started_request_id;
 
   std::string Key() const { return keys::Task(kind, ns, queue, task_id); }
 };
@@ -131,6 +135,28 @@ class Matching {
   // and the exclusive lease.
   absl::StatusOr<QueueDescription> Describe(keys::TaskKind kind, std::string_view ns,
                                             std::string_view queue);
+
+  // Start at schedule: a transition that creates a task may first take a waiting poll off the
+  // task's queue, start the task for that poller in its own batch, and once the batch is
+  // committed hand the started task over with Fulfil (or, if the commit failed, end the poll
+  // empty with Release). That saves the separate "started" transition. Exactly one of Fulfil
+  // or Release must follow a Reserve.
+  struct Reservation {
+    PollId poll_id = 0;
+    std::string identity;
+    keys::TaskKind kind = keys::TaskKind::kWorkflow;
+    std::string ns;
+    std::string queue;
+  };
+  // nullopt when nobody waits on the queue, or older tasks are buffered or in the store (they
+  // go first), or matching is shut down.
+  std::optional<Reservation> Reserve(keys::TaskKind kind, std::string_view ns,
+                                     std::string_view queue);
+  // The reserved poll's callback runs with `task` (in flight until Done, like any handed-out
+  // task); with nullopt if matching has shut down meanwhile.
+  void Fulfil(const Reservation& reservation, QueuedTask task);
+  // The reserved poll's callback runs with nullopt: its poller polls again.
+  void Release(const Reservation& reservation);
 
   // Fails every waiting poll with nullopt and refuses new ones (kUnavailable).
   void Shutdown();

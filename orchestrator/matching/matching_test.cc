@@ -304,5 +304,74 @@ TEST_CASE("metrics count poll results, waiting polls and buffered tasks", "[matc
   CHECK(buffered() == 0);
 }
 
+TEST_CASE("Reserve takes the first waiting poll and Fulfil hands it the started task",
+          "[matching][reserve]") {
+  MatchingHarness h;
+  CHECK_FALSE(h.matching().Reserve(keys::TaskKind::kWorkflow, "default", "q").has_value());
+  StartedPoll first = h.Poll(absl::Seconds(10), "q", "worker-1");
+  StartedPoll second = h.Poll(absl::Seconds(10), "q", "worker-2");
+  auto reservation = h.matching().Reserve(keys::TaskKind::kWorkflow, "default", "q");
+  REQUIRE(reservation.has_value());
+  CHECK(reservation->identity == "worker-1");
+  // Reserved: a new task goes to the next poll, and the deadline no longer ends the first.
+  h.Add(1);
+  CHECK(second.answer->task_id() == 1);
+  h.clock().Advance(absl::Seconds(11));
+  CHECK_FALSE(first.answer->answered());
+
+  QueuedTask task = h.Task(2);
+  task.started_request_id = "req-2";
+  h.matching().Fulfil(*reservation, task);
+  CHECK(first.answer->calls == 1);
+  REQUIRE(first.answer->got_task());
+  CHECK(first.answer->task->task_id == 2);
+  CHECK(first.answer->task->started_request_id == "req-2");
+  // A second Fulfil or Release of the same reservation does nothing.
+  h.matching().Fulfil(*reservation, h.Task(3));
+  h.matching().Release(*reservation);
+  CHECK(first.answer->calls == 1);
+  h.matching().Done(*first.answer->task);
+}
+
+TEST_CASE("Release ends a reserved poll empty", "[matching][reserve]") {
+  MatchingHarness h;
+  StartedPoll poll = h.Poll();
+  auto reservation = h.matching().Reserve(keys::TaskKind::kWorkflow, "default", "q");
+  REQUIRE(reservation.has_value());
+  CHECK_FALSE(poll.answer->answered());
+  h.matching().Release(*reservation);
+  CHECK(poll.answer->calls == 1);
+  CHECK_FALSE(poll.answer->task.has_value());
+}
+
+TEST_CASE("Reserve refuses while older tasks wait or a poll is cancelled", "[matching][reserve]") {
+  MatchingHarness h;
+  // Another kind or queue has nobody waiting.
+  StartedPoll poll = h.Poll();
+  CHECK_FALSE(h.matching().Reserve(keys::TaskKind::kActivity, "default", "q").has_value());
+  CHECK_FALSE(h.matching().Reserve(keys::TaskKind::kWorkflow, "default", "other").has_value());
+  // A cancelled poll is no longer waiting.
+  h.matching().CancelPoll(*poll.id);
+  CHECK_FALSE(h.matching().Reserve(keys::TaskKind::kWorkflow, "default", "q").has_value());
+  // Buffered tasks go first: no poll waits while any is buffered, so nothing to reserve.
+  h.Add(1);
+  h.Add(2);
+  CHECK_FALSE(h.matching().Reserve(keys::TaskKind::kWorkflow, "default", "q").has_value());
+}
+
+TEST_CASE("Shutdown answers reserved polls, and Fulfil after it does nothing more",
+          "[matching][reserve]") {
+  MatchingHarness h;
+  StartedPoll poll = h.Poll();
+  auto reservation = h.matching().Reserve(keys::TaskKind::kWorkflow, "default", "q");
+  REQUIRE(reservation.has_value());
+  h.matching().Shutdown();
+  CHECK(poll.answer->calls == 1);
+  CHECK_FALSE(poll.answer->task.has_value());
+  h.matching().Fulfil(*reservation, h.Task(1));
+  CHECK(poll.answer->calls == 1);
+  CHECK_FALSE(h.matching().Reserve(keys::TaskKind::kWorkflow, "default", "q").has_value());
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

@@ -32,11 +32,23 @@ class Listener final : public EngineListener {
     if (timers_ != nullptr) timers_->TimerAdded(key, fire_time);
   }
   void RunChanged(const std::string& run_id) override { watchers_->Notify(run_id); }
+  std::optional<Matching::Reservation> ReservePoller(const QueuedTask& task) override {
+    if (!start_at_schedule_) return std::nullopt;
+    return matching_->Reserve(task.kind, task.ns, task.queue);
+  }
+  void FulfilReservation(const Matching::Reservation& reservation, QueuedTask task) override {
+    matching_->Fulfil(reservation, std::move(task));
+  }
+  void ReleaseReservation(const Matching::Reservation& reservation) override {
+    matching_->Release(reservation);
+  }
+  void set_start_at_schedule(bool on) { start_at_schedule_ = on; }
 
  private:
   Matching* matching_;
   RunWatchers* watchers_;
   TimerQueue* timers_ = nullptr;
+  bool start_at_schedule_ = true;
 };
 
 Server::Server() = default;
@@ -80,6 +92,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       },
       server->registry_.get());
   server->listener_->set_timers(server->timers_.get());
+  server->listener_->set_start_at_schedule(options.start_at_schedule);
   RETURN_IF_ERROR(server->timers_->Start());
 
   FrontendDeps deps{

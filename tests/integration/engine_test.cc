@@ -179,5 +179,96 @@ TEST_CASE("History long polls cancelled by their callers in numbers leave the se
   REQUIRE(orchestrator.Stop().value() == 0);
 }
 
+namespace start_at_schedule {
+
+api::PollWorkflowTaskQueueResponse PollWorkflowTask(api::WorkflowService::Stub& stub,
+                                                    const std::string& queue,
+                                                    const std::string& identity,
+                                                    absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+  api::PollWorkflowTaskQueueRequest poll;
+  poll.mutable_task_queue()->set_name(queue);
+  poll.set_identity(identity);
+  api::PollWorkflowTaskQueueResponse response;
+  grpc::Status status = stub.PollWorkflowTaskQueue(&ctx, poll, &response);
+  CHECK(status.ok());
+  return response;
+}
+
+bool PollerListed(api::WorkflowService::Stub& stub, const std::string& queue,
+                  const std::string& identity) {
+  grpc::ClientContext ctx;
+  api::DescribeTaskQueueRequest request;
+  request.mutable_task_queue()->set_name(queue);
+  api::DescribeTaskQueueResponse response;
+  if (!stub.DescribeTaskQueue(&ctx, request, &response).ok()) return false;
+  for (const auto& poller : response.pollers()) {
+    if (poller.identity() == identity) return true;
+  }
+  return false;
+}
+
+}  // namespace start_at_schedule
+
+TEST_CASE("A task created while a poller waits is started in the same synced transition") {
+  using start_at_schedule::PollerListed;
+  using start_at_schedule::PollWorkflowTask;
+  testutil::TempDir dir;
+  OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto& stub = orchestrator.connection().workflow_service();
+
+  // Events written by one transition share its task id.
+  auto same_transition = [](const api::History& history, int a, int b) {
+    return history.events(a - 1).task_id() == history.events(b - 1).task_id();
+  };
+
+  SECTION("a poller waiting: scheduled and started in the start's own transition") {
+    // A first, short poll reads the (empty) backlog, so the next poll waits at once.
+    (void)PollWorkflowTask(stub, "sas", "warm-up", absl::Milliseconds(1200));
+    api::PollWorkflowTaskQueueResponse task;
+    std::thread poller([&] { task = PollWorkflowTask(stub, "sas", "waiting", absl::Seconds(30)); });
+    REQUIRE(
+        testutil::WaitFor([&] { return PollerListed(stub, "sas", "waiting"); }, absl::Seconds(10)));
+    std::string run = StartWorkflow(stub, "sas-1", "steps", "sas", "1").value();
+    poller.join();
+    REQUIRE_FALSE(task.task_token().empty());
+    REQUIRE(task.workflow_execution().run_id() == run);
+    REQUIRE(task.history().events_size() == 3);
+    CHECK(task.history().events(1).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+    CHECK(task.history().events(2).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+    CHECK(task.history().events(2).workflow_task_started_event_attributes().identity() ==
+          "waiting");
+    CHECK(same_transition(task.history(), 1, 3));
+    CHECK(task.started_event_id() == 3);
+    // The stored history agrees, and the task completes like any other.
+    auto stored = testutil::GetHistory(stub, "sas-1", run).value();
+    REQUIRE(stored.events_size() == 3);
+    CHECK(same_transition(stored, 1, 3));
+    grpc::ClientContext ctx;
+    api::RespondWorkflowTaskCompletedRequest done;
+    done.set_task_token(task.task_token());
+    auto* complete = done.add_commands();
+    complete->set_command_type(api::COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION);
+    complete->mutable_complete_workflow_execution_command_attributes()->mutable_result();
+    api::RespondWorkflowTaskCompletedResponse ignored;
+    REQUIRE(stub.RespondWorkflowTaskCompleted(&ctx, done, &ignored).ok());
+    auto close = WaitForClose(stub, "sas-1", run, absl::Seconds(10));
+    REQUIRE(close.ok());
+    CHECK(close->event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+  }
+
+  SECTION("nobody waiting: the task waits in the backlog and starts in its own transition") {
+    std::string run = StartWorkflow(stub, "sas-2", "steps", "later", "1").value();
+    api::PollWorkflowTaskQueueResponse task =
+        PollWorkflowTask(stub, "later", "late", absl::Seconds(10));
+    REQUIRE(task.history().events_size() == 3);
+    CHECK(same_transition(task.history(), 1, 2));
+    CHECK_FALSE(same_transition(task.history(), 2, 3));
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
 }  // namespace
 }  // namespace kiln
