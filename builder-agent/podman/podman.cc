@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "builder-agent/podman/output_parse.h"
+#include "builder-agent/podman/registry_client.h"
 #include "common/status.h"
 
 namespace kiln::builder {
@@ -355,6 +356,22 @@ absl::StatusOr<PushResult> Podman::Push(const PushRequest& request, const LineSi
   result.blobs_reused = parser.blobs_reused();
   result.config_pushed = parser.config_pushed();
   result.uploaded.assign(parser.uploaded().begin(), parser.uploaded().end());
+  if (!request.tls_verify) {
+    absl::StatusOr<std::map<std::string, int64_t>> sizes =
+        ManifestBlobSizes(RepositoryOf(request.destination), digest, absl::Seconds(5));
+    if (sizes.ok()) {
+      result.bytes_pushed = 0;
+      for (const std::string& d : result.uploaded) {
+        auto it = sizes->find(d);
+        if (it == sizes->end()) {
+          result.bytes_pushed = -1;
+          break;
+        }
+        result.bytes_pushed += it->second;
+      }
+    }
+  }
+  result.duration = absl::Now() - start;
   return result;
 }
 

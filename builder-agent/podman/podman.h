@@ -79,6 +79,9 @@ struct PushResult {
   int blobs_pushed = 0;   // Layers uploaded.
   int blobs_reused = 0;   // Layers the registry already had.
   bool config_pushed = false;
+  // Compressed bytes uploaded (layers and config), or -1 when unknown: read back from the
+  // manifest, which only a plain-HTTP loopback registry (tls_verify false) is asked for.
+  int64_t bytes_pushed = -1;
   std::vector<std::string> uploaded;  // Digests of what was uploaded (config included).
   absl::Duration duration;
 };

@@ -191,6 +191,9 @@ TEST_CASE("cold build, warm rebuild after a one-file change, push uploads only t
   CHECK(warm_push->blobs_reused == 3);
   CHECK(warm_push->digest != cold_push->digest);
   CHECK(f.registry->BlobUploads() - uploads_before == 2);  // That layer and the config.
+  CHECK(cold_push->bytes_pushed > 700 * 1000);             // busybox, compressed
+  CHECK(warm_push->bytes_pushed > 0);
+  CHECK(warm_push->bytes_pushed < 2000);  // A one-line file and a config.
 
   auto labels = f.Lines({"image", "inspect", "--format",
                          "{{index .Labels \"kiln.project\"}} {{index .Labels \"kiln.build\"}} "
