@@ -548,6 +548,35 @@ TEST_CASE("Source cache: a commit on no branch or tag is fetched by its sha over
   CHECK(missing.code() == absl::StatusCode::kNotFound);
 }
 
+TEST_CASE("Source cache: a corrupt mirror is DataLoss and removed so the retry starts cold",
+          "[git]") {
+  Origin origin;
+  for (int i = 0; i < 10; ++i) origin.Write(absl::StrCat("f", i), std::string(1000, 'a' + i));
+  origin.Commit("one");
+  TempDir volume;
+  auto cache = NewCache(volume.path());
+  GitFetchResult first = MustFetch(*cache, origin.path(), "main");
+  fs::path packs = fs::path(first.worktree_dir).parent_path() / "mirror.git" / "objects" / "pack";
+  for (const auto& entry : fs::directory_iterator(packs)) {
+    if (entry.path().extension() != ".pack") continue;
+    fs::permissions(entry.path(), fs::perms::owner_write, fs::perm_options::add);
+    std::string garbage(fs::file_size(entry.path()) - 40, 'x');
+    std::fstream pack(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+    pack.seekp(20);
+    pack.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  origin.Write("f0", "changed");
+  std::string two = origin.Commit("two");
+  absl::Status corrupt = FetchStatus(*cache, origin.path(), "main");
+  INFO(corrupt.ToString());
+  CHECK(corrupt.code() == absl::StatusCode::kDataLoss);
+  CHECK(IsRetryable(corrupt));
+  GitFetchResult retry = MustFetch(*cache, origin.path(), "main");
+  CHECK(retry.mirror_created);
+  CHECK(retry.commit_sha == two);
+  CHECK(ReadFile(retry.worktree_dir + "/f0") == "changed");
+}
+
 TEST_CASE("Source cache: IsRetryable separates transient failures from permanent ones", "[git]") {
   CHECK(IsRetryable(absl::UnavailableError("")));
   CHECK(IsRetryable(absl::DeadlineExceededError("")));
