@@ -164,42 +164,48 @@ absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const
   if (std::filesystem::exists("/run/systemd/system")) managers.push_back("systemd");
   managers.push_back("cgroupfs");
 
-  const bool isolate = CanIsolate();
+  // Isolated first (clean kills, blob-info cache on the volume); without it only when podman
+  // fails inside its own namespaces (e.g. where /proc may not be mounted).
+  std::vector<bool> isolation = {CanIsolate()};
+  if (isolation[0]) isolation.push_back(false);
   std::vector<std::string> failures;
-  for (const std::string& runtime : runtimes) {
-    for (const std::string& manager : managers) {
-      HostProfile candidate;
-      candidate.key = key;
-      candidate.runtime = runtime;
-      candidate.cgroup_manager = manager;
-      candidate.isolate = isolate;
-      ProbeOutcome outcome = Probe(options, candidate);
-      if (!outcome.ok && absl::StrContains(outcome.output, "rlimit")) {
-        candidate.ulimits = OwnHardLimits();
-        outcome = Probe(options, candidate);
-      }
-      if (outcome.ok) {
-        say(absl::StrCat("[podman] host profile: runtime ", runtime, ", cgroup manager ", manager,
-                         candidate.ulimits.empty() ? "" : ", ulimits ",
-                         absl::StrJoin(candidate.ulimits, " "),
-                         isolate ? ", own PID+mount namespace per command" : ""));
-        if (!options.cache_file.empty()) {
-          std::string tmp = options.cache_file + ".tmp";
-          {
-            std::ofstream out(tmp, std::ios::trunc);
-            out << candidate.Serialize();
-            if (!out) return absl::InternalError("cannot write the host profile");
-          }
-          std::error_code ec;
-          std::filesystem::rename(tmp, options.cache_file, ec);
-          if (ec) return absl::InternalError("cannot write the host profile: " + ec.message());
+  for (bool isolate : isolation) {
+    for (const std::string& runtime : runtimes) {
+      for (const std::string& manager : managers) {
+        HostProfile candidate;
+        candidate.key = key;
+        candidate.runtime = runtime;
+        candidate.cgroup_manager = manager;
+        candidate.isolate = isolate;
+        ProbeOutcome outcome = Probe(options, candidate);
+        if (!outcome.ok && absl::StrContains(outcome.output, "rlimit")) {
+          candidate.ulimits = OwnHardLimits();
+          outcome = Probe(options, candidate);
         }
-        return candidate;
+        if (outcome.ok) {
+          say(absl::StrCat("[podman] host profile: runtime ", runtime, ", cgroup manager ", manager,
+                           candidate.ulimits.empty() ? "" : ", ulimits ",
+                           absl::StrJoin(candidate.ulimits, " "),
+                           isolate ? ", own PID+mount namespace per command" : ""));
+          if (!options.cache_file.empty()) {
+            std::string tmp = options.cache_file + ".tmp";
+            {
+              std::ofstream out(tmp, std::ios::trunc);
+              out << candidate.Serialize();
+              if (!out) return absl::InternalError("cannot write the host profile");
+            }
+            std::error_code ec;
+            std::filesystem::rename(tmp, options.cache_file, ec);
+            if (ec) return absl::InternalError("cannot write the host profile: " + ec.message());
+          }
+          return candidate;
+        }
+        std::string why(absl::StripAsciiWhitespace(outcome.output));
+        if (why.size() > 400) why = why.substr(why.size() - 400);
+        std::string what = absl::StrCat(runtime, "/", manager, isolate ? " (isolated)" : "");
+        failures.push_back(absl::StrCat(what, ": ", why));
+        say(absl::StrCat("[podman] probe ", what, " failed: ", why));
       }
-      std::string why(absl::StripAsciiWhitespace(outcome.output));
-      if (why.size() > 400) why = why.substr(why.size() - 400);
-      failures.push_back(absl::StrCat(runtime, "/", manager, ": ", why));
-      say(absl::StrCat("[podman] probe ", runtime, "/", manager, " failed: ", why));
     }
   }
   return absl::UnavailableError(

@@ -116,7 +116,7 @@ absl::StatusOr<std::unique_ptr<Podman>> Podman::Create(PodmanOptions options,
   probe.storage_args = podman->GlobalArgs();
   probe.env = {{"TMPDIR", podman->tmp_}};
   probe.runtimes = podman->options_.runtimes;
-  probe.bind_mounts = {{podman->blob_cache_, kSystemBlobInfoCacheDir}};
+  probe.bind_mounts = podman->BlobCacheMounts();
   probe.cache_file = podman->base_ + "/host-profile";
   ASSIGN_OR_RETURN(podman->profile_, DetectHostProfile(probe, sink));
   return podman;
@@ -134,8 +134,10 @@ absl::Status Podman::PrepareDirs() {
     fs::create_directories(dir, ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
   }
-  // The bind mount target must exist; podman itself creates it on first use anyway.
+  // The bind mount target must exist; podman itself creates it on first use anyway. Where it
+  // cannot be made, podman keeps its blob-info cache there (or in memory) as usual.
   fs::create_directories(kSystemBlobInfoCacheDir, ec);
+  blob_cache_bound_ = fs::is_directory(kSystemBlobInfoCacheDir, ec);
 
   // Native overlay cannot stack its upper layers on overlayfs.
   struct statfs sfs {};
@@ -154,6 +156,11 @@ absl::Status Podman::PrepareDirs() {
     RETURN_IF_ERROR(WriteSmallFile(boot_file, boot_id + "\n", 0644));
   }
   return absl::OkStatus();
+}
+
+std::vector<BindMount> Podman::BlobCacheMounts() const {
+  if (!blob_cache_bound_) return {};
+  return {{blob_cache_, kSystemBlobInfoCacheDir}};
 }
 
 std::vector<std::string> Podman::GlobalArgs() const {
@@ -185,7 +192,7 @@ absl::StatusOr<CommandResult> Podman::Run(const std::vector<std::string>& args,
   spec.stdin_data = stdin_data;
   spec.kill_grace = absl::Milliseconds(300);
   spec.isolate = profile_.isolate;
-  if (spec.isolate) spec.bind_mounts = {{blob_cache_, kSystemBlobInfoCacheDir}};
+  if (spec.isolate) spec.bind_mounts = BlobCacheMounts();
   return RunCommand(spec, sink, cancelled);
 }
 

@@ -131,6 +131,7 @@ class Podman {
   absl::Status PrepareDirs();
   absl::StatusOr<std::vector<std::string>> Lines(const std::vector<std::string>& args);
   absl::StatusOr<int> RemoveLeftoverContainers();
+  std::vector<BindMount> BlobCacheMounts() const;
 
   PodmanOptions options_;
   HostProfile profile_;
@@ -140,6 +141,7 @@ class Podman {
   std::string libpod_tmp_;
   std::string tmp_;
   std::string blob_cache_;
+  bool blob_cache_bound_ = false;
 };
 
 }  // namespace kiln::builder
