@@ -174,12 +174,7 @@ std::vector<std::string> Podman::GlobalArgs() const {
   return args;
 }
 
-absl::StatusOr<CommandResult> Podman::Run(const std::vector<std::string>& args,
-                                          const LineSink& sink,
-                                          const std::function<bool()>& cancelled,
-                                          absl::Duration timeout,
-                                          const std::vector<std::string>& secrets,
-                                          const std::string& stdin_data) {
+CommandSpec Podman::Spec(const std::vector<std::string>& args, absl::Duration timeout) const {
   CommandSpec spec;
   spec.name = args.empty() ? "podman" : absl::StrCat("podman ", args[0]);
   spec.argv.push_back(options_.podman_binary);
@@ -187,13 +182,64 @@ absl::StatusOr<CommandResult> Podman::Run(const std::vector<std::string>& args,
   spec.argv.insert(spec.argv.end(), global.begin(), global.end());
   spec.argv.insert(spec.argv.end(), args.begin(), args.end());
   spec.env = {{"TMPDIR", tmp_}};
-  spec.secrets = secrets;
   spec.timeout = timeout;
-  spec.stdin_data = stdin_data;
   spec.kill_grace = absl::Milliseconds(300);
   spec.isolate = profile_.isolate;
   if (spec.isolate) spec.bind_mounts = BlobCacheMounts();
+  return spec;
+}
+
+absl::StatusOr<CommandResult> Podman::Run(const std::vector<std::string>& args,
+                                          const LineSink& sink,
+                                          const std::function<bool()>& cancelled,
+                                          absl::Duration timeout,
+                                          const std::vector<std::string>& secrets,
+                                          const std::string& stdin_data) {
+  CommandSpec spec = Spec(args, timeout);
+  spec.secrets = secrets;
+  spec.stdin_data = stdin_data;
   return RunCommand(spec, sink, cancelled);
+}
+
+absl::StatusOr<CommandResult> Podman::RunInImage(const RunInImageRequest& request,
+                                                 const LineSink& sink,
+                                                 const std::function<bool()>& cancelled) {
+  if (request.image.empty() || request.argv.empty()) {
+    return absl::InvalidArgumentError("run in image needs an image and a command");
+  }
+  if (request.network != "none" && request.network != "host") {
+    return absl::InvalidArgumentError("network must be none or host");
+  }
+  if (request.env.size() > kMaxRunEnv) return absl::InvalidArgumentError("too many variables");
+  static std::atomic<int> counter{0};
+  const std::string container = absl::StrCat("kiln-run-", ::getpid(), "-", counter++);
+  std::vector<std::string> args = {"run",           "--rm",   "--pull=never", "--network",
+                                   request.network, "--name", container};
+  for (const std::string& u : profile_.ulimits) args.insert(args.end(), {"--ulimit", u});
+  for (const auto& [k, v] : request.env) {
+    if (k.empty() || k.find('=') != std::string::npos || k == "TMPDIR" || k == "PATH") {
+      return absl::InvalidArgumentError(absl::StrCat("bad variable name: ", k));
+    }
+    // `--env NAME` copies the value from podman's own environment: never on a command line.
+    args.insert(args.end(), {"--env", k});
+  }
+  args.push_back(request.image);
+  args.insert(args.end(), request.argv.begin(), request.argv.end());
+  CommandSpec spec = Spec(args, request.timeout);
+  spec.name = request.name.empty() ? "run in image" : request.name;
+  spec.is_private = request.is_private;
+  spec.secrets = request.secrets;
+  for (const auto& kv : request.env) spec.env.push_back(kv);
+  absl::StatusOr<CommandResult> result = RunCommand(spec, sink, cancelled);
+  if (!result.ok()) {
+    // podman was killed before it could remove the container.
+    absl::StatusOr<CommandResult> rm =
+        Run({"rm", "--force", "--ignore", "--time", "0", container}, {}, {}, kCleanupTimeout);
+    if ((!rm.ok() || rm->exit_code != 0) && sink) {
+      sink(absl::StrCat("[podman] could not remove container ", container));
+    }
+  }
+  return result;
 }
 
 absl::StatusOr<std::vector<std::string>> Podman::Lines(const std::vector<std::string>& args) {

@@ -29,6 +29,7 @@ namespace kiln::builder {
 
 inline constexpr int kMaxKeepLast = 1000;
 inline constexpr size_t kMaxBuildArgs = 64;
+inline constexpr size_t kMaxRunEnv = 64;
 inline constexpr size_t kMaxLabelValueBytes = 256;
 inline constexpr uintmax_t kMaxContainerfileBytes = 1 << 20;
 
@@ -86,6 +87,19 @@ struct PushResult {
   absl::Duration duration;
 };
 
+struct RunInImageRequest {
+  std::string name;  // Shown in "[private step: NAME] ok".
+  std::string image;
+  std::vector<std::string> argv;
+  // Set in the container. Values (secrets, typically) travel through podman's environment,
+  // never its command line, where any process on the machine could read them.
+  std::vector<std::pair<std::string, std::string>> env;
+  std::vector<std::string> secrets;  // Redacted from output and errors.
+  bool is_private = true;            // Output stays on the machine (see command.h).
+  std::string network = "none";      // or "host"
+  absl::Duration timeout = absl::Minutes(30);
+};
+
 struct HousekeepResult {
   int images_removed = 0;
   int images_kept = 0;
@@ -116,6 +130,11 @@ class Podman {
   absl::StatusOr<HousekeepResult> Housekeep(const std::string& project, int keep_last,
                                             const LineSink& sink);
 
+  // `podman run --rm` of a command in a local image, e.g. a private step with secrets. The exit
+  // code is in the result; errors as RunCommand's.
+  absl::StatusOr<CommandResult> RunInImage(const RunInImageRequest& request, const LineSink& sink,
+                                           const std::function<bool()>& cancelled);
+
   // Runs `podman <global flags> args...` through the command runner.
   absl::StatusOr<CommandResult> Run(const std::vector<std::string>& args, const LineSink& sink,
                                     const std::function<bool()>& cancelled, absl::Duration timeout,
@@ -132,6 +151,7 @@ class Podman {
   absl::StatusOr<std::vector<std::string>> Lines(const std::vector<std::string>& args);
   absl::StatusOr<int> RemoveLeftoverContainers();
   std::vector<BindMount> BlobCacheMounts() const;
+  CommandSpec Spec(const std::vector<std::string>& args, absl::Duration timeout) const;
 
   PodmanOptions options_;
   HostProfile profile_;

@@ -260,6 +260,51 @@ TEST_CASE("cancel in the middle of a RUN ends the build and all its processes wi
   CHECK(f.podman->Build(f.Request(ctx, "b2", "dead02"), log.Sink(), {}).ok());
 }
 
+TEST_CASE("a command in the built image: secrets by environment, private output, cancel",
+          "[podman]") {
+  Fixture f;
+  if (f.Skip()) return;
+  const std::string secret = "tok-3xq9-SECRET";
+  RunInImageRequest run;
+  run.name = "migrate";
+  run.image = kBase;
+  run.argv = {"sh", "-c", "echo token=$DEPLOY_TOKEN; echo done"};
+  run.env = {{"DEPLOY_TOKEN", secret}};
+  run.secrets = {secret};
+  run.is_private = false;
+  Log visible;
+  auto result = f.podman->RunInImage(run, visible.Sink(), {});
+  REQUIRE(result.ok());
+  CHECK(result->exit_code == 0);
+  CHECK(visible.Has("token=***"));
+  CHECK(visible.Has("done"));
+  CHECK_FALSE(visible.Has(secret));
+
+  Log hidden;
+  run.is_private = true;
+  run.argv = {"sh", "-c", "echo token=$DEPLOY_TOKEN; exit 3"};
+  result = f.podman->RunInImage(run, hidden.Sink(), {});
+  REQUIRE(result.ok());
+  CHECK(result->exit_code == 3);
+  CHECK(hidden.lines == std::vector<std::string>{"[private step: migrate] failed (exit 3)"});
+
+  std::string marker = absl::StrCat(1000 + (::getpid() + 1) % 8000);
+  Log sleepy;
+  run.is_private = false;
+  run.argv = {"sh", "-c", "echo sleeping; sleep " + marker};
+  absl::Time cancel_at = absl::InfiniteFuture();
+  auto cancelled = [&] {
+    if (cancel_at == absl::InfiniteFuture() && sleepy.Has("sleeping")) cancel_at = absl::Now();
+    return absl::Now() >= cancel_at;
+  };
+  result = f.podman->RunInImage(run, sleepy.Sink(), cancelled);
+  CHECK(absl::IsCancelled(result.status()));
+  CHECK(absl::Now() - cancel_at < absl::Seconds(2));
+  CHECK(ProcessesMatching(absl::StrCat("sleep ", marker)).empty());
+  CHECK(ProcessesMatching(f.dir.path()).empty());
+  CHECK(f.Lines({"ps", "--all", "--quiet"}).empty());  // No container left behind either.
+}
+
 TEST_CASE("housekeeping keeps the project's last N images, base images and the cache", "[podman]") {
   Fixture f;
   if (f.Skip()) return;
