@@ -549,13 +549,23 @@ TEST_CASE("Source cache: a commit on no branch or tag is fetched by its sha over
 }
 
 TEST_CASE("Source cache: a corrupt mirror is DataLoss and removed so the retry starts cold",
-          "[git]") {
+          "[git][http]") {
+  // Over HTTP: libgit2 1.5.1's local transport leaks a little on this error path.
+  const std::string token = "kiln-test-token-corrupt";
   Origin origin;
   for (int i = 0; i < 10; ++i) origin.Write(absl::StrCat("f", i), std::string(1000, 'a' + i));
   origin.Commit("one");
+  auto started =
+      testing::SmartHttpServer::Start(fs::path(origin.path()).parent_path().string(), token);
+  if (started.status().code() == absl::StatusCode::kFailedPrecondition) {
+    WARN("skipped: " << started.status().message());
+    return;
+  }
+  REQUIRE(started.ok());
+  std::string url = (*started)->Url("origin/.git");
   TempDir volume;
   auto cache = NewCache(volume.path());
-  GitFetchResult first = MustFetch(*cache, origin.path(), "main");
+  GitFetchResult first = MustFetch(*cache, url, "main", token);
   fs::path packs = fs::path(first.worktree_dir).parent_path() / "mirror.git" / "objects" / "pack";
   for (const auto& entry : fs::directory_iterator(packs)) {
     if (entry.path().extension() != ".pack") continue;
@@ -567,11 +577,11 @@ TEST_CASE("Source cache: a corrupt mirror is DataLoss and removed so the retry s
   }
   origin.Write("f0", "changed");
   std::string two = origin.Commit("two");
-  absl::Status corrupt = FetchStatus(*cache, origin.path(), "main");
+  absl::Status corrupt = FetchStatus(*cache, url, "main", token);
   INFO(corrupt.ToString());
   CHECK(corrupt.code() == absl::StatusCode::kDataLoss);
   CHECK(IsRetryable(corrupt));
-  GitFetchResult retry = MustFetch(*cache, origin.path(), "main");
+  GitFetchResult retry = MustFetch(*cache, url, "main", token);
   CHECK(retry.mirror_created);
   CHECK(retry.commit_sha == two);
   CHECK(ReadFile(retry.worktree_dir + "/f0") == "changed");
