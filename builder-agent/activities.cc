@@ -3,149 +3,17 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "builder-agent/builder_metrics.h"
+#include "builder-agent/step_log.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/proto_time.h"
 #include "common/status.h"
-#include "sdk/log_writer.h"
 
 namespace kiln::builder {
-namespace {
-
-// Activities run from milliseconds to the better part of an hour (a cold build).
-prometheus::Histogram::BucketBoundaries StepBuckets() {
-  return {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
-}
-
-sdk::api::Payloads Progress(const pb::BuildProgress& progress) { return sdk::ToPayloads(progress); }
-
-}  // namespace
-
-struct BuilderActivities::Metrics {
-  explicit Metrics(prometheus::Registry& registry)
-      : step_duration(prometheus::BuildHistogram()
-                          .Name("kiln_builder_step_duration_seconds")
-                          .Help("Time a build step took, by step and outcome")
-                          .Register(registry)),
-        layers(prometheus::BuildCounter()
-                   .Name("kiln_builder_build_steps_total")
-                   .Help("Build steps run, by whether the layer cache served them")
-                   .Register(registry)),
-        blobs(prometheus::BuildCounter()
-                  .Name("kiln_builder_push_blobs_total")
-                  .Help("Blobs of pushed images, by whether the registry had them already")
-                  .Register(registry)),
-        bytes_pushed(prometheus::BuildCounter()
-                         .Name("kiln_builder_pushed_bytes_total")
-                         .Help("Bytes uploaded to the registry")
-                         .Register(registry)
-                         .Add({})),
-        bytes_fetched(prometheus::BuildCounter()
-                          .Name("kiln_builder_fetched_bytes_total")
-                          .Help("Bytes received by git fetches")
-                          .Register(registry)
-                          .Add({})) {}
-
-  void Step(const std::string& step, absl::Duration d, bool ok) {
-    step_duration.Add({{"step", step}, {"outcome", ok ? "ok" : "error"}}, StepBuckets())
-        .Observe(absl::ToDoubleSeconds(d));
-  }
-
-  prometheus::Family<prometheus::Histogram>& step_duration;
-  prometheus::Family<prometheus::Counter>& layers;
-  prometheus::Family<prometheus::Counter>& blobs;
-  prometheus::Counter& bytes_pushed;
-  prometheus::Counter& bytes_fetched;
-};
-
-// One activity's view of the run's "build" log stream: lines with secrets redacted, and
-// heartbeats at least every kTick (carrying the latest progress) while the step runs, so
-// that a cancel is heard even when the step prints nothing. Log writes are best effort: a
-// build does not fail because its log could not be written (a warning says so).
-class BuilderActivities::StepLog {
- public:
-  static constexpr size_t kMaxProgressLine = 200;
-  static constexpr absl::Duration kTick = absl::Milliseconds(200);
-  // Bounds how long a log write can hold up a step while the orchestrator is away.
-  static constexpr absl::Duration kLogRetryTimeout = absl::Seconds(10);
-
-  StepLog(BuilderActivities& owner, sdk::ActivityContext& ctx, std::string step)
-      : owner_(owner),
-        ctx_(ctx),
-        writer_(owner.agent_.connection(), Run(ctx), kBuildLogStream,
-                {.ns = owner.agent_.options().ns,
-                 .max_delay = kTick,
-                 .retry_timeout = kLogRetryTimeout}) {
-    progress_.set_step(std::move(step));
-    ctx_.Heartbeat(Progress(progress_));
-    ticker_ = std::thread([this] {
-      while (!stop_.WaitForNotificationWithTimeout(kTick)) {
-        pb::BuildProgress copy;
-        {
-          absl::MutexLock lock(&mu_);
-          copy = progress_;
-        }
-        ctx_.Heartbeat(Progress(copy));
-        // Output that paused is sent now rather than with the next line.
-        Flush();
-      }
-    });
-  }
-  ~StepLog() {
-    stop_.Notify();
-    ticker_.join();
-    Flush();
-  }
-
-  // One line of output (without its newline).
-  void Line(std::string_view line) {
-    std::string redacted = owner_.options_.secrets.Redact(line);
-    {
-      absl::MutexLock lock(&mu_);
-      progress_.set_last_line(redacted.substr(0, kMaxProgressLine));
-    }
-    absl::MutexLock lock(&writer_mu_);
-    if (failed_) return;
-    absl::Status appended = writer_.Append(absl::StrCat(redacted, "\n"));
-    if (!appended.ok()) Failed(appended);
-  }
-  void Update(const std::function<void(pb::BuildProgress&)>& update) {
-    absl::MutexLock lock(&mu_);
-    update(progress_);
-  }
-  void Flush() {
-    absl::MutexLock lock(&writer_mu_);
-    if (failed_ || writer_.buffered() == 0) return;
-    absl::Status flushed = writer_.Flush();
-    if (!flushed.ok()) Failed(flushed);
-  }
-
- private:
-  static sdk::api::WorkflowExecution Run(const sdk::ActivityContext& ctx) {
-    sdk::api::WorkflowExecution run;
-    run.set_workflow_id(ctx.info().workflow_id);
-    run.set_run_id(ctx.info().run_id);
-    return run;
-  }
-  void Failed(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-    failed_ = true;
-    ctx_.log().Warn("builder.log_write_failed",
-                    LogField("error", owner_.options_.secrets.Redact(status.ToString())));
-  }
-
-  BuilderActivities& owner_;
-  sdk::ActivityContext& ctx_;
-  absl::Mutex writer_mu_;
-  sdk::LogWriter writer_ ABSL_GUARDED_BY(writer_mu_);
-  bool failed_ ABSL_GUARDED_BY(writer_mu_) = false;
-  absl::Mutex mu_;
-  pb::BuildProgress progress_ ABSL_GUARDED_BY(mu_);
-  absl::Notification stop_;
-  std::thread ticker_;
-};
-
 BuilderActivities::BuilderActivities(Agent& agent, ActivitiesOptions options)
     : agent_(agent), options_(std::move(options)) {}
 
@@ -170,7 +38,46 @@ absl::Status BuilderActivities::Register(sdk::ActivityWorker& worker) {
                           [this](sdk::ActivityContext& ctx, const pb::FetchSourceInput& input) {
                             return FetchSource(ctx, input);
                           })));
+  RETURN_IF_ERROR(worker.Register(
+      kBuildImageActivity, sdk::TypedActivity<pb::BuildImageInput>(
+                               [this](sdk::ActivityContext& ctx, const pb::BuildImageInput& in) {
+                                 return BuildImage(ctx, in);
+                               })));
+  RETURN_IF_ERROR(worker.Register(
+      kRunInImageActivity, sdk::TypedActivity<pb::RunInImageInput>(
+                               [this](sdk::ActivityContext& ctx, const pb::RunInImageInput& in) {
+                                 return RunInImage(ctx, in);
+                               })));
+  RETURN_IF_ERROR(worker.Register(
+      kPushImageActivity, sdk::TypedActivity<pb::PushImageInput>(
+                              [this](sdk::ActivityContext& ctx, const pb::PushImageInput& in) {
+                                return PushImage(ctx, in);
+                              })));
+  RETURN_IF_ERROR(
+      worker.Register(kHousekeepingActivity,
+                      sdk::TypedActivity<pb::HousekeepingInput>(
+                          [this](sdk::ActivityContext& ctx, const pb::HousekeepingInput& in) {
+                            return Housekeeping(ctx, in);
+                          })));
   return absl::OkStatus();
+}
+
+std::string BuilderActivities::LocalRepository() const {
+  return "kiln/" + absl::AsciiStrToLower(agent_.options().project);
+}
+
+absl::StatusOr<Podman*> BuilderActivities::GetPodman(const LineSink& sink) {
+  absl::MutexLock lock(&podman_mu_);
+  if (podman_ == nullptr) {
+    auto created = Podman::Create({.volume = agent_.options().volume}, sink);
+    if (!created.ok()) {
+      // Retrying on this machine would find the same podman.
+      return sdk::ApplicationError("PodmanUnavailable", std::string(created.status().message()),
+                                   /*non_retryable=*/true);
+    }
+    podman_ = *std::move(created);
+  }
+  return podman_.get();
 }
 
 absl::Status BuilderActivities::CheckProject(const std::string& project_id) const {
@@ -203,7 +110,7 @@ absl::StatusOr<pb::FetchSourceResult> BuilderActivities::FetchSource(
     }
     request.token = *std::move(token);
   }
-  StepLog log(*this, ctx, "fetch");
+  StepLog log(agent_.connection(), agent_.options().ns, options_.secrets, ctx, "fetch");
   log.Line(absl::StrCat("[fetch] ", input.repository_url(), " ",
                         input.revision().empty() ? "HEAD" : input.revision()));
   absl::Time began = absl::Now();

@@ -24,8 +24,10 @@
 #include <prometheus/histogram.h>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "builder-agent/agent.h"
 #include "builder-agent/git/source_cache.h"
+#include "builder-agent/podman/podman.h"
 #include "builder-agent/secrets.h"
 #include "kiln/platform/v1/builder.pb.h"
 #include "sdk/activity.h"
@@ -40,8 +42,6 @@ inline constexpr char kBuildImageActivity[] = "kiln.builder.BuildImage";
 inline constexpr char kRunInImageActivity[] = "kiln.builder.RunInImage";
 inline constexpr char kPushImageActivity[] = "kiln.builder.PushImage";
 inline constexpr char kHousekeepingActivity[] = "kiln.builder.Housekeeping";
-// The log stream of a run that the agent writes build output to.
-inline constexpr char kBuildLogStream[] = "build";
 
 struct ActivitiesOptions {
   // host[:port] images are pushed to; empty: PushImage fails (non-retryable).
@@ -63,10 +63,17 @@ class BuilderActivities {
 
   absl::StatusOr<pb::FetchSourceResult> FetchSource(sdk::ActivityContext& ctx,
                                                     const pb::FetchSourceInput& input);
+  absl::StatusOr<pb::BuildImageResult> BuildImage(sdk::ActivityContext& ctx,
+                                                  const pb::BuildImageInput& input);
+  absl::StatusOr<pb::RunInImageResult> RunInImage(sdk::ActivityContext& ctx,
+                                                  const pb::RunInImageInput& input);
+  absl::StatusOr<pb::PushImageResult> PushImage(sdk::ActivityContext& ctx,
+                                                const pb::PushImageInput& input);
+  absl::StatusOr<pb::HousekeepingResult> Housekeeping(sdk::ActivityContext& ctx,
+                                                      const pb::HousekeepingInput& input);
 
  private:
   struct Metrics;
-  class StepLog;
 
   BuilderActivities(Agent& agent, ActivitiesOptions options);
   // kInvalidArgument (non-retryable) when the input names another project.
@@ -75,11 +82,19 @@ class BuilderActivities {
   // otherwise an ApplicationError of `type`, its message redacted.
   absl::Status StepError(sdk::ActivityContext& ctx, const std::string& type,
                          const absl::Status& status, bool retryable) const;
+  // Podman for the volume, set up at its first use (the host probe is cached on the volume):
+  // an agent woken for nothing need not wait for it. A non-retryable "PodmanUnavailable"
+  // when podman cannot run containers here.
+  absl::StatusOr<Podman*> GetPodman(const LineSink& sink);
+  // The repository images of this project are tagged with locally: "kiln/<project>".
+  std::string LocalRepository() const;
 
   Agent& agent_;
   ActivitiesOptions options_;
   std::unique_ptr<SourceCache> sources_;
   std::unique_ptr<Metrics> metrics_;
+  absl::Mutex podman_mu_;
+  std::unique_ptr<Podman> podman_ ABSL_GUARDED_BY(podman_mu_);
 };
 
 }  // namespace kiln::builder

@@ -1,0 +1,58 @@
+// What one step of a builder activity says while it runs: its public output, line by line
+// with secrets redacted, to the run's log stream "build" (sdk::LogWriter), and a heartbeat at
+// least every kTick carrying its latest progress (BuildProgress), so that a cancel requested
+// by the workflow is heard even while the step prints nothing (a RUN that sleeps). Log writes
+// are best effort: a build does not fail because its log could not be written (a warning in
+// the agent's own log says so).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "builder-agent/secrets.h"
+#include "kiln/platform/v1/builder.pb.h"
+#include "sdk/activity.h"
+#include "sdk/connection.h"
+#include "sdk/log_writer.h"
+
+namespace kiln::builder {
+
+inline constexpr char kBuildLogStream[] = "build";
+
+class StepLog {
+ public:
+  static constexpr absl::Duration kTick = absl::Milliseconds(200);
+  // Bounds how long a log write can hold up a step while the orchestrator is away.
+  static constexpr absl::Duration kLogRetryTimeout = absl::Seconds(10);
+  static constexpr size_t kMaxProgressLine = 200;
+
+  StepLog(sdk::Connection& connection, const std::string& ns, const SecretStore& secrets,
+          sdk::ActivityContext& ctx, std::string step);
+  // Stops heartbeating and flushes the log.
+  ~StepLog();
+  StepLog(const StepLog&) = delete;
+  StepLog& operator=(const StepLog&) = delete;
+
+  // One line of public output (without its newline); thread-safe.
+  void Line(std::string_view line);
+  void Update(const std::function<void(kiln::platform::v1::BuildProgress&)>& update);
+  void Flush();
+
+ private:
+  const SecretStore& secrets_;
+  sdk::ActivityContext& ctx_;
+  absl::Mutex writer_mu_;
+  sdk::LogWriter writer_ ABSL_GUARDED_BY(writer_mu_);
+  bool failed_ ABSL_GUARDED_BY(writer_mu_) = false;
+  absl::Mutex mu_;
+  kiln::platform::v1::BuildProgress progress_ ABSL_GUARDED_BY(mu_);
+  absl::Notification stop_;
+  std::thread ticker_;
+};
+
+}  // namespace kiln::builder
