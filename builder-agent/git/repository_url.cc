@@ -135,11 +135,29 @@ absl::StatusOr<RepositoryUrl> ParseRepositoryUrl(absl::string_view text) {
   url.kind = scheme == "https" ? RepositoryUrl::Kind::kHttps : RepositoryUrl::Kind::kHttp;
   url.url = std::string(text);
   url.host = host;
+  url.origin = UrlOrigin(text);
   url.normalized =
       absl::StrCat(scheme, "://", host, default_port ? "" : ":", default_port ? "" : port, trimmed);
   url.name = NameFromPath(trimmed);
   url.token_allowed = scheme == "https" || IsLoopbackHost(host);
   return url;
+}
+
+std::string UrlOrigin(absl::string_view url) {
+  size_t sep = url.find("://");
+  if (sep == absl::string_view::npos) return "";
+  std::string scheme = absl::AsciiStrToLower(url.substr(0, sep));
+  if (scheme != "https" && scheme != "http") return "";
+  absl::string_view authority = url.substr(sep + 3);
+  authority = authority.substr(0, authority.find_first_of("/?#"));
+  if (size_t at = authority.rfind('@'); at != absl::string_view::npos) {
+    authority = authority.substr(at + 1);
+  }
+  std::string origin = absl::AsciiStrToLower(authority);
+  std::string default_port = scheme == "https" ? ":443" : ":80";
+  if (absl::EndsWith(origin, default_port)) origin.resize(origin.size() - default_port.size());
+  if (origin.empty()) return "";
+  return absl::StrCat(scheme, "://", origin);
 }
 
 std::string CacheKey(const RepositoryUrl& url) {

@@ -21,6 +21,7 @@ struct RepositoryUrl {
   std::string normalized;  // "https://host[:port]/path" or "file:///abs/path", no ".git", no "/"
   std::string host;        // lower case; empty for local repositories
   std::string local_path;  // local repositories: the path as given (file:// removed)
+  std::string origin;      // "scheme://host[:port]" (see UrlOrigin); empty for local ones
   // A short readable name for the mirror's directory: the last path component, sanitised.
   std::string name;
   // Whether a token may be sent: https, or plain http to a loopback host only.
@@ -31,6 +32,10 @@ struct RepositoryUrl {
 // unsupported scheme, a relative path, embedded user info, a query or fragment, control
 // characters or a URL longer than kMaxRepositoryUrlLength.
 absl::StatusOr<RepositoryUrl> ParseRepositoryUrl(absl::string_view url);
+
+// "scheme://host[:port]" of an http(s) URL: lower case, default port dropped, user info
+// removed; empty when `url` is not an http(s) URL. A token goes only to the request's origin.
+std::string UrlOrigin(absl::string_view url);
 
 // "<name>-<first 16 hex digits of the SHA-1 of the normalised URL>": the repository's
 // directory under the cache root. Derived from the normalised URL only, never from a token.

@@ -39,6 +39,16 @@ TEST_CASE("Repository URL: local paths and file URLs are absolute and normalised
         absl::StatusCode::kInvalidArgument);
 }
 
+TEST_CASE("Repository URL: the origin of a URL is scheme host and port", "[git]") {
+  CHECK(UrlOrigin("HTTPS://GitHub.com:443/org/r.git/info/refs?service=x") == "https://github.com");
+  CHECK(UrlOrigin("http://u:p@127.0.0.1:8080/r") == "http://127.0.0.1:8080");
+  CHECK(UrlOrigin("http://127.0.0.1:80") == "http://127.0.0.1");
+  CHECK(UrlOrigin("https://[::1]:9/r") == "https://[::1]:9");
+  CHECK(UrlOrigin("file:///srv/r").empty());
+  CHECK(UrlOrigin("no url").empty());
+  CHECK(Parse("https://GITHUB.com/org/r").origin == "https://github.com");
+}
+
 TEST_CASE("Repository URL: tokens go only over https or to loopback http", "[git]") {
   CHECK(Parse("https://example.com/r").token_allowed);
   CHECK(Parse("http://127.0.0.1:9/r").token_allowed);

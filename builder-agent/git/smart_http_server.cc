@@ -74,7 +74,8 @@ bool ReadChunked(int fd, std::string data, std::string* body) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SmartHttpServer>> SmartHttpServer::Start(std::string project_root,
-                                                                        std::string token) {
+                                                                        std::string token,
+                                                                        std::string redirect_base) {
   if (!std::filesystem::exists(kHttpBackend)) {
     return absl::FailedPreconditionError(absl::StrCat(kHttpBackend, " is not installed"));
   }
@@ -91,16 +92,18 @@ absl::StatusOr<std::unique_ptr<SmartHttpServer>> SmartHttpServer::Start(std::str
     return absl::InternalError(absl::StrCat("listening on 127.0.0.1: ", std::strerror(errno)));
   }
   return std::unique_ptr<SmartHttpServer>(
-      new SmartHttpServer(fd, ntohs(addr.sin_port), std::move(project_root), std::move(token)));
+      new SmartHttpServer(fd, ntohs(addr.sin_port), std::move(project_root), std::move(token),
+                          std::move(redirect_base)));
 }
 
 SmartHttpServer::SmartHttpServer(int listen_fd, int port, std::string project_root,
-                                 std::string token)
+                                 std::string token, std::string redirect_base)
     : listen_fd_(listen_fd),
       port_(port),
       project_root_(std::move(project_root)),
       expected_authorization_(
-          absl::StrCat("Basic ", absl::Base64Escape(absl::StrCat("x-access-token:", token)))) {
+          absl::StrCat("Basic ", absl::Base64Escape(absl::StrCat("x-access-token:", token)))),
+      redirect_base_(std::move(redirect_base)) {
   thread_ = std::thread([this] { Serve(); });
 }
 
@@ -153,6 +156,12 @@ void SmartHttpServer::Handle(int fd) {
     if (!ReadAtLeast(fd, &rest, length)) return;
     body = rest.substr(0, length);
   }
+  if (!redirect_base_.empty()) {
+    WriteAll(fd,
+             absl::StrCat("HTTP/1.1 301 Moved Permanently\r\nLocation: ", redirect_base_,
+                          request_line[1], "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
+    return;
+  }
   if (headers["authorization"] != expected_authorization_) {
     ++unauthorized_;
     WriteAll(fd,
@@ -161,6 +170,7 @@ void SmartHttpServer::Handle(int fd) {
     return;
   }
 
+  ++authorized_;
   std::string target = request_line[1];
   size_t question = target.find('?');
   std::string path = target.substr(0, question);

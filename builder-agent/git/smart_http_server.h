@@ -18,9 +18,11 @@ class SmartHttpServer {
   static constexpr char kHttpBackend[] = "/usr/lib/git-core/git-http-backend";
 
   // Serves the repositories under `project_root` (GIT_PROJECT_ROOT) to clients presenting
-  // `token`. kFailedPrecondition when git-http-backend is not installed.
+  // `token`. kFailedPrecondition when git-http-backend is not installed. With `redirect_base`
+  // ("http://127.0.0.1:<port>"), every request is answered 301 to the same path there instead.
   static absl::StatusOr<std::unique_ptr<SmartHttpServer>> Start(std::string project_root,
-                                                                std::string token);
+                                                                std::string token,
+                                                                std::string redirect_base = "");
   ~SmartHttpServer();
   SmartHttpServer(const SmartHttpServer&) = delete;
   SmartHttpServer& operator=(const SmartHttpServer&) = delete;
@@ -29,9 +31,12 @@ class SmartHttpServer {
   std::string Url(const std::string& repo_path) const;
   int requests() const { return requests_.load(); }
   int unauthorized() const { return unauthorized_.load(); }
+  // Requests that carried the right token.
+  int authorized() const { return authorized_.load(); }
 
  private:
-  SmartHttpServer(int listen_fd, int port, std::string project_root, std::string token);
+  SmartHttpServer(int listen_fd, int port, std::string project_root, std::string token,
+                  std::string redirect_base);
   void Serve();
   void Handle(int fd);
 
@@ -39,9 +44,11 @@ class SmartHttpServer {
   int port_;
   std::string project_root_;
   std::string expected_authorization_;
+  std::string redirect_base_;
   std::atomic<bool> stop_{false};
   std::atomic<int> requests_{0};
   std::atomic<int> unauthorized_{0};
+  std::atomic<int> authorized_{0};
   std::thread thread_;
 };
 

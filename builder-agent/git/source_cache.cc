@@ -63,6 +63,7 @@ struct TransferContext {
   const std::function<void(const GitFetchProgress&)>* on_progress = nullptr;
   const std::function<bool()>* cancelled = nullptr;
   const std::string* token = nullptr;
+  const std::string* origin = nullptr;  // where the token may go (RepositoryUrl::origin)
   int64_t max_bytes = 0;
   absl::Duration progress_interval;
   absl::Duration connect_timeout;
@@ -73,6 +74,7 @@ struct TransferContext {
   bool was_cancelled = false;
   bool too_large = false;
   bool auth_refused = false;
+  bool redirected_elsewhere = false;
 
   bool CheckCancelled() {
     if (!was_cancelled && *cancelled && (*cancelled)()) was_cancelled = true;
@@ -111,11 +113,19 @@ int OnSidebandProgress(const char*, int, void* payload) {
   return ctx->CheckCancelled() ? GIT_EUSER : 0;
 }
 
-int OnCredentials(git_credential** out, const char*, const char*, unsigned int allowed_types,
+int OnCredentials(git_credential** out, const char* url, const char*, unsigned int allowed_types,
                   void* payload) {
   auto* ctx = static_cast<TransferContext*>(payload);
   ++ctx->credential_calls;
   if (ctx->CheckCancelled()) return GIT_EUSER;
+  // libgit2 follows a redirect on the first request; the token must not follow it to another
+  // host, port or scheme (https -> http would put it on the wire in clear).
+  if (UrlOrigin(url == nullptr ? "" : url) != *ctx->origin) {
+    ctx->auth_refused = true;
+    ctx->redirected_elsewhere = true;
+    git_error_set_str(GIT_ERROR_CALLBACK, "credentials requested by another origin");
+    return GIT_EUSER;
+  }
   // A second request for credentials means the token we gave was refused; asking again
   // would loop. No token, or a server that wants something other than user/password: refused.
   if (ctx->token->empty() || ctx->credential_calls > 1 ||
@@ -134,6 +144,13 @@ absl::Status RemoteError(int code, const TransferContext& ctx, const RepositoryU
   if (ctx.too_large) {
     return absl::ResourceExhaustedError(
         absl::StrCat("fetch of ", url.url, " exceeded the limit of ", ctx.max_bytes, " bytes"));
+  }
+  if (ctx.redirected_elsewhere) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(url.url,
+                     " redirected to another origin that asked for credentials; the token is only "
+                     "sent to ",
+                     url.origin));
   }
   if (ctx.auth_refused || code == GIT_EAUTH) {
     return absl::PermissionDeniedError(
@@ -420,6 +437,7 @@ absl::StatusOr<GitFetchResult> SourceCache::Fetch(
     ctx.on_progress = &on_progress;
     ctx.cancelled = &cancelled;
     ctx.token = &token;
+    ctx.origin = &url.origin;
     ctx.max_bytes = options_.max_fetch_bytes;
     ctx.progress_interval = options_.progress_interval;
     ctx.connect_timeout = options_.connect_timeout;

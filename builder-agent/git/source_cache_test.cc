@@ -512,6 +512,21 @@ TEST_CASE("Source cache: token auth over real smart HTTP and the token never rea
   CHECK_FALSE(absl::StrContains(config, "worktree"));
   CHECK_FALSE(AnyFileContains(volume.path(), token));
   CHECK_FALSE(AnyFileContains(volume.path(), "wrong-token-77"));
+
+  // A redirect to another origin: libgit2 follows it, but the token stays home.
+  auto other =
+      testing::SmartHttpServer::Start(fs::path(origin.path()).parent_path().string(), token);
+  REQUIRE(other.ok());
+  std::string other_base = (*other)->Url("");
+  other_base.pop_back();  // no trailing slash: the redirect appends the request's path
+  auto redirecting = testing::SmartHttpServer::Start("/nonexistent", token, other_base);
+  REQUIRE(redirecting.ok());
+  absl::Status redirected = FetchStatus(*cache, (*redirecting)->Url("origin/.git"), "main", token);
+  INFO(redirected.ToString());
+  CHECK(redirected.code() == absl::StatusCode::kPermissionDenied);
+  CHECK(absl::StrContains(redirected.message(), "another origin"));
+  CHECK((*other)->unauthorized() >= 1);  // it asked...
+  CHECK((*other)->authorized() == 0);    // ...and never got the token
 }
 
 TEST_CASE("Source cache: a commit on no branch or tag is fetched by its sha over HTTP",
