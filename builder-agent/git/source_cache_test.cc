@@ -1,5 +1,5 @@
 // Source cache tests against real git repositories (made with the git CLI), over the local
-// transport and over smart HTTP (git http-backend behind busybox httpd with Basic auth).
+// transport and over smart HTTP (git http-backend behind a small server checking Basic auth).
 #include "builder-agent/git/source_cache.h"
 
 #include <netinet/in.h>
