@@ -7,6 +7,7 @@
 //     changed layer uploaded;
 //   - a private step whose secret appears nowhere in the build log or the history;
 //   - housekeeping keeping the last 2 images;
+//   - a missing revision and a failing RUN: non-retryable failures with the reason;
 //   - a cancel in the middle of a RUN that sleeps: the activity is canceled within 2 s and
 //     its processes are gone;
 //   - the agent exits 0 by itself once its queue has drained.
@@ -295,6 +296,25 @@ class Fixture {
     return *decoded;
   }
 
+  // Runs BuildCommit expecting it to fail; returns the failure of its failed activity.
+  api::Failure BuildFails(const std::string& id, const std::string& revision) {
+    WakeAgent();
+    auto handle = client_->StartWorkflow({.id = id, .task_queue = kWorkflowQueue}, "BuildCommit",
+                                         ToPayloads(origin_, revision, id, "public", int64_t{2}));
+    REQUIRE(handle.ok());
+    auto result = client_->GetResult(*handle, kBuildTimeout);
+    REQUIRE_FALSE(result.ok());
+    auto history = client_->GetHistory(*handle);
+    REQUIRE(history.ok());
+    for (const auto& e : history->events()) {
+      if (e.event_type() == api::EVENT_TYPE_ACTIVITY_TASK_FAILED) {
+        return e.activity_task_failed_event_attributes().failure();
+      }
+    }
+    FAIL("no ActivityTaskFailed in " << id << ": " << history->DebugString());
+    return {};
+  }
+
   testutil::TempDir dir_;
   testutil::OrchestratorProcess orchestrator_;
   std::unique_ptr<testutil::RegistryProcess> registry_;
@@ -377,6 +397,21 @@ TEST_CASE("Builds on the agent: cold, warm, private step, housekeeping, cancel, 
     REQUIRE_FALSE(absl::StrContains(history->DebugString(), kSecretValue));
   }
   REQUIRE_FALSE(absl::StrContains(f.agent_->Output(), kSecretValue));
+
+  // ---- What a retry cannot cure fails at once, non-retryable, with the reason.
+  api::Failure missing = f.BuildFails("bad-revision", "no-such-branch");
+  INFO(missing.DebugString());
+  REQUIRE(missing.application_failure_info().type() == "SourceNotFound");
+  REQUIRE(missing.application_failure_info().non_retryable());
+  REQUIRE(absl::StrContains(missing.message(), "no-such-branch"));
+  const std::string broken = f.Commit(
+      "Containerfile", "FROM localhost/busybox:latest\nRUN echo building && exit 3\n", "broken");
+  api::Failure failed = f.BuildFails("bad-containerfile", broken);
+  INFO(failed.DebugString());
+  REQUIRE(failed.application_failure_info().type() == "BuildFailed");
+  REQUIRE(failed.application_failure_info().non_retryable());
+  REQUIRE(absl::StrContains(ReadBuildLog(f.orchestrator_.connection(), "bad-containerfile"),
+                            "building"));
 
   // ---- Cancel in the middle of a RUN that sleeps.
   const std::string slow =
