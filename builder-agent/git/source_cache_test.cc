@@ -200,6 +200,14 @@ TEST_CASE("Source cache: checkout restores tampered files and removes untracked 
   CHECK_FALSE(fs::exists(tree + "/gone.txt"));
   CHECK((fs::status(tree + "/a.txt").permissions() & fs::perms::owner_exec) != fs::perms::none);
 
+  // A torn index (a crash while writing it) is dropped and the tree rewritten in full.
+  std::string index = (fs::path(tree).parent_path() / "checkout.index").string();
+  WriteFile(index, "DIRC garbage");
+  WriteFile(tree + "/a.txt", "stale");
+  GitFetchResult reindexed = MustFetch(*cache, origin.path(), second);
+  CHECK(ReadFile(tree + "/a.txt") == "a");
+  CHECK(reindexed.files_written == 3);
+
   // An interrupted checkout (no record of what the tree holds) rewrites everything, correctly.
   fs::remove(fs::path(tree).parent_path() / "checkout.commit");
   WriteFile(tree + "/a.txt", "half-written");

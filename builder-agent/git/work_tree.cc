@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "builder-agent/git/git_support.h"
+#include "common/logging.h"
 #include "common/status.h"
 
 namespace kiln::builder {
@@ -115,7 +116,16 @@ absl::StatusOr<int64_t> CheckOut(const std::string& mirror_path, const git_oid& 
   GitPtr<git_repository> repo(raw_repo);
   git_index* raw_index = nullptr;
   if (int rc = git_index_open(&raw_index, paths.index.c_str()); rc != 0) {
-    return LocalGitError(rc, absl::StrCat("opening ", paths.index));
+    // The index is only a cache of what the tree holds: when it cannot be read (torn by a
+    // crash), drop it and the record of the tree's commit, so that this checkout rewrites
+    // every file, and carry on.
+    LogWarn("git.index_unreadable", {{"path", paths.index}, {"error", LastGitErrorMessage(rc)}});
+    std::error_code ignored;
+    fs::remove(paths.index, ignored);
+    fs::remove(paths.commit, ignored);
+    if (int again = git_index_open(&raw_index, paths.index.c_str()); again != 0) {
+      return LocalGitError(again, absl::StrCat("opening ", paths.index));
+    }
   }
   GitPtr<git_index> index(raw_index);
   if (int rc = git_repository_set_index(repo.get(), index.get()); rc != 0) {
