@@ -24,6 +24,9 @@ constexpr absl::Duration kMaxPoll = absl::Seconds(61);
 constexpr absl::Duration kMaxIdleGrace = absl::Hours(1);
 // A cancel is heard in a heartbeat's answer: this keeps "canceled within 2 s" true.
 constexpr absl::Duration kHeartbeatInterval = absl::Milliseconds(500);
+// While idle and unanswered, how often the orchestrator's health is asked, and how long for.
+constexpr absl::Duration kHealthInterval = absl::Seconds(5);
+constexpr absl::Duration kHealthTimeout = absl::Seconds(2);
 
 absl::Status ValidateProject(const std::string& project) {
   if (project.empty() || project.size() > kMaxProjectIdLength) {
@@ -58,6 +61,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   if (options.volume.empty() || options.volume[0] != '/') {
     return absl::InvalidArgumentError(
         absl::StrCat("the volume must be an absolute path, got '", options.volume, "'"));
+  }
+  if (options.orchestrator_lost_timeout < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("the orchestrator-lost timeout must be at least 1 s");
   }
   if (options.idle_grace < absl::ZeroDuration() || options.idle_grace > kMaxIdleGrace) {
     return absl::InvalidArgumentError(
@@ -149,9 +155,41 @@ absl::Status Agent::Run() {
                             {"identity", o.identity},
                             {"idle_grace", o.idle_grace},
                             {"volume", o.volume}});
-  bool drained = worker_->WaitForIdle(o.idle_grace, absl::InfiniteDuration());
+  bool drained = false;
+  absl::Status lost = absl::OkStatus();
+  // While nothing runs and no poll is answered, the orchestrator is checked every
+  // kHealthInterval; after orchestrator_lost_timeout without an answer the agent gives up,
+  // so that the machine does not stay awake for an engine that is gone.
+  const absl::Duration check_every = std::min(kHealthInterval, o.orchestrator_lost_timeout / 2);
+  absl::Time unanswered_since = absl::InfiniteFuture();
+  for (;;) {
+    if (worker_->WaitForIdle(o.idle_grace, check_every)) {
+      drained = true;
+      break;
+    }
+    if (!worker_->fatal_error().ok() || StopRequested()) break;
+    if (worker_->running() > 0 || worker_->IdleFor() > absl::ZeroDuration()) {
+      unanswered_since = absl::InfiniteFuture();  // Working, or polls are being answered.
+      continue;
+    }
+    absl::Status health = connection_->CheckHealth(kHealthTimeout);
+    const absl::Time now = absl::Now();
+    if (health.ok()) {
+      unanswered_since = absl::InfiniteFuture();
+      continue;
+    }
+    if (unanswered_since == absl::InfiniteFuture()) unanswered_since = now;
+    if (now - unanswered_since >= o.orchestrator_lost_timeout) {
+      lost = absl::UnavailableError(
+          absl::StrCat("lost the orchestrator at ", o.orchestrator, ": no answer for ",
+                       absl::FormatDuration(absl::Trunc(now - unanswered_since, absl::Seconds(1))),
+                       " (", health.message(), ")"));
+      break;
+    }
+  }
   absl::Status fatal = worker_->fatal_error();
   worker_->Stop();
+  if (!lost.ok()) return lost;
   if (!fatal.ok()) {
     std::string message(fatal.message());
     if (absl::IsFailedPrecondition(fatal)) {
@@ -167,6 +205,11 @@ absl::Status Agent::Run() {
                             {"tasks", worker_->tasks_started()},
                             {"stopped", !drained}});
   return absl::OkStatus();
+}
+
+bool Agent::StopRequested() {
+  absl::MutexLock lock(&mu_);
+  return stop_requested_;
 }
 
 void Agent::Stop() {

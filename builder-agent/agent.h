@@ -11,7 +11,8 @@
 //   Run         checks the orchestrator's health within connect_timeout, serves the queue and
 //               returns OK once drained, or an error saying why it could not serve: the
 //               orchestrator unreachable (kUnavailable / kDeadlineExceeded), the queue held
-//               by another agent (kFailedPrecondition, naming it), credentials refused;
+//               by another agent (kFailedPrecondition, naming it), credentials refused, or
+//               the orchestrator gone for orchestrator_lost_timeout while idle (kUnavailable);
 //   Stop        (another thread, e.g. on SIGTERM) ends Run early; a running activity is
 //               cancelled and reported as a retryable failure, so another attempt redoes it.
 #pragma once
@@ -47,6 +48,9 @@ struct AgentOptions {
   std::string identity;
   absl::Duration idle_grace = absl::Seconds(3);
   absl::Duration connect_timeout = absl::Seconds(10);
+  // Run gives up (kUnavailable) when, while idle, the orchestrator has answered neither polls
+  // nor health checks for this long.
+  absl::Duration orchestrator_lost_timeout = absl::Seconds(60);
   // host:port for /metrics; empty: not served.
   std::string metrics_address;
 };
@@ -80,6 +84,7 @@ class Agent {
 
  private:
   explicit Agent(AgentOptions options);
+  bool StopRequested();
 
   AgentOptions options_;
   std::string task_queue_;

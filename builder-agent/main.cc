@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   kiln::builder::ActivitiesOptions activities;
   double idle_grace_s = 3;
   double connect_timeout_s = 10;
+  double lost_timeout_s = 60;
   std::string secrets_file;
   app.add_option("--orchestrator", options.orchestrator, "Orchestrator gRPC address")
       ->envname("KILN_ORCHESTRATOR")
@@ -65,6 +66,11 @@ int main(int argc, char** argv) {
       ->envname("KILN_CONNECT_TIMEOUT")
       ->check(CLI::Range(0.1, 600.0))
       ->capture_default_str();
+  app.add_option("--orchestrator-lost-timeout", lost_timeout_s,
+                 "Seconds without any answer from the orchestrator, while idle, before giving up")
+      ->envname("KILN_ORCHESTRATOR_LOST_TIMEOUT")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
   app.add_option("--metrics-listen", options.metrics_address,
                  "host:port serving /metrics while the agent runs (empty: none)")
       ->envname("KILN_METRICS_LISTEN");
@@ -87,6 +93,7 @@ int main(int argc, char** argv) {
   kiln::ApplyCommonFlags(common);
   options.idle_grace = absl::Seconds(idle_grace_s);
   options.connect_timeout = absl::Seconds(connect_timeout_s);
+  options.orchestrator_lost_timeout = absl::Seconds(lost_timeout_s);
 
   // Before any thread starts: SIGTERM/SIGINT are then waited for by one thread only.
   kiln::BlockTerminationSignals();

@@ -1,7 +1,8 @@
 // The kiln-builder-agent process's lifecycle against a real orchestrator: it exits 0 by itself
 // once its queue has stayed empty for the idle grace, and exits non-zero with one clear line
-// when the orchestrator cannot be reached, when another agent holds its queue, and when
-// another agent holds its volume. No podman needed (the activities are not run here).
+// when the orchestrator cannot be reached (at start, or for good while idle), when another
+// agent holds its queue, and when another agent holds its volume. No podman needed (the activities
+// are not run here).
 #include <catch2/catch.hpp>
 
 #include <csignal>
@@ -105,6 +106,30 @@ TEST_CASE("The agent exits non-zero with a clear message when the orchestrator i
   REQUIRE(absl::Now() - agent.started < absl::Seconds(8));
   REQUIRE(absl::StrContains(agent.process->Output(),
                             "kiln-builder-agent: cannot reach the orchestrator at " + address));
+}
+
+TEST_CASE("The agent gives up with a clear message when the orchestrator goes away while idle",
+          "[builder]") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  std::vector<std::string> args = AgentArgs(orchestrator.address(), dir.path() + "/volume", "60");
+  args.insert(args.end(), {"--orchestrator-lost-timeout", "2"});
+  AgentRun agent = StartAgent(dir, "agent", args);
+  REQUIRE(
+      testutil::WaitFor([&] { return absl::StrContains(agent.process->Output(), "agent.serving"); },
+                        absl::Seconds(20)));
+  orchestrator.Kill();
+  absl::Time killed = absl::Now();
+  auto code = agent.process->Wait(absl::Seconds(30));
+  INFO(agent.process->Output());
+  REQUIRE(code.ok());
+  REQUIRE(*code == 1);
+  // Two health checks a second apart, 2 s of silence, and a poll's backoff at most.
+  REQUIRE(absl::Now() - killed < absl::Seconds(15));
+  REQUIRE(
+      absl::StrContains(agent.process->Output(), "kiln-builder-agent: lost the orchestrator at " +
+                                                     orchestrator.address() + ": no answer for"));
 }
 
 TEST_CASE("A second agent on the same volume is refused while the first runs", "[builder]") {
