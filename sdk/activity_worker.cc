@@ -391,19 +391,7 @@ void ActivityWorker::PollLoop() {
     }
     if (got_task) {
       backoff = kPollBackoffInitial;
-      metrics_->slots_used.Increment();
-      ++tasks_started_;
-      // Cannot be refused: at most max_concurrent tasks hold slots, and the pool has as many
-      // threads plus as many queue places.
-      bool queued = executor_->TrySubmit(
-          [this, task = std::make_shared<api::PollActivityTaskQueueResponse>(std::move(task))] {
-            Run(std::move(*task));
-          });
-      if (!queued) {
-        logger_->Log(LogLevel::kError, "activity_worker.pool_refused_task",
-                     {{"task_queue", task_queue_}});
-        Finish();
-      }
+      Dispatch(std::move(task));
       continue;
     }
     if (status.ok()) {
@@ -432,6 +420,46 @@ void ActivityWorker::PollLoop() {
     WaitUntil(until, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; });
     backoff = std::min(backoff * 2, kPollBackoffMax);
   }
+}
+
+void ActivityWorker::Dispatch(api::PollActivityTaskQueueResponse task) {
+  metrics_->slots_used.Increment();
+  ++tasks_started_;
+  // Cannot be refused: at most max_concurrent tasks hold slots, and the pool has as many
+  // threads plus as many queue places.
+  bool queued = executor_->TrySubmit(
+      [this, task = std::make_shared<api::PollActivityTaskQueueResponse>(std::move(task))] {
+        Run(std::move(*task));
+      });
+  if (!queued) {
+    logger_->Log(LogLevel::kError, "activity_worker.pool_refused_task",
+                 {{"task_queue", task_queue_}});
+    Finish();
+  }
+}
+
+bool ActivityWorker::TryReserveSlot() {
+  absl::MutexLock lock(&mu_);
+  if (!started_ || stopping_ || free_slots_ == 0) return false;
+  --free_slots_;
+  return true;
+}
+
+void ActivityWorker::ReleaseSlot() {
+  absl::MutexLock lock(&mu_);
+  ++free_slots_;
+}
+
+void ActivityWorker::RunEager(api::PollActivityTaskQueueResponse task) {
+  {
+    absl::MutexLock lock(&mu_);
+    // The reserved slot now belongs to the task.
+    ++running_;
+    idle_since_ = absl::InfiniteFuture();
+    empty_poll_since_idle_ = false;
+    ++version_;
+  }
+  Dispatch(std::move(task));
 }
 
 void ActivityWorker::Finish() {

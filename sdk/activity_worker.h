@@ -111,6 +111,19 @@ class ActivityWorker {
   // pollers have stopped then; running activities finish and answer; the owner calls Stop.
   absl::Status fatal_error();
 
+  // Eager dispatch, for a WorkflowWorker on the same task queue (WorkflowWorkerOptions::
+  // eager_activities): before answering a workflow task that schedules an activity this worker
+  // runs, it takes a free slot; the engine then starts the activity at once and returns it in
+  // the answer, and RunEager runs it in that slot (no poll). A slot no task came for goes back
+  // with ReleaseSlot. TryReserveSlot is false when no slot is free, before Start or once
+  // stopping.
+  bool Handles(const std::string& activity_type) const {
+    return activities_.contains(activity_type);
+  }
+  bool TryReserveSlot();
+  void ReleaseSlot();
+  void RunEager(api::PollActivityTaskQueueResponse task);
+
   int running();
   int64_t tasks_started() const { return tasks_started_.load(); }
   const std::string& identity() const { return options_.identity; }
@@ -120,6 +133,8 @@ class ActivityWorker {
   struct Metrics;
 
   void PollLoop();
+  // A task got in a slot already taken: runs it on the pool.
+  void Dispatch(api::PollActivityTaskQueueResponse task);
   // Waits for a free slot and takes it; false when stopping.
   bool TakeSlot();
   void Run(api::PollActivityTaskQueueResponse task);

@@ -248,11 +248,20 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   request.set_task_token(task.task_token());
   request.set_identity(options_.identity);
   for (auto& command : *commands) *request.add_commands() = std::move(command);
+  int eager_slots = ReserveEagerSlots(request);
   api::RespondWorkflowTaskCompletedResponse response;
   grpc::ClientContext context;
   Deadline(&context, absl::Seconds(30));
   grpc::Status status =
       connection_.workflow_service().RespondWorkflowTaskCompleted(&context, request, &response);
+  if (status.ok()) {
+    for (auto& activity : *response.mutable_activity_tasks()) {
+      if (eager_slots == 0) break;  // Never more than asked for; the engine keeps to that.
+      --eager_slots;
+      options_.eager_activities->RunEager(std::move(activity));
+    }
+  }
+  for (; eager_slots > 0; --eager_slots) options_.eager_activities->ReleaseSlot();
   if (!status.ok()) {
     ++tasks_failed_;
     LogWarn("sdk.workflow_task_respond_failed", {{"run_id", run_id}, {"status", FromGrpc(status)}});
@@ -261,6 +270,24 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   ++tasks_completed_;
   if (task_latency_) task_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - began));
   if (!instance->completed()) Return(run_id, std::move(instance));
+}
+
+int WorkflowWorker::ReserveEagerSlots(api::RespondWorkflowTaskCompletedRequest& request) {
+  ActivityWorker* activities = options_.eager_activities;
+  if (activities == nullptr) return 0;
+  int reserved = 0;
+  for (api::Command& command : *request.mutable_commands()) {
+    if (command.command_type() != api::COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK) continue;
+    auto* attrs = command.mutable_schedule_activity_task_command_attributes();
+    const std::string& queue = attrs->task_queue().name();
+    if ((!queue.empty() && queue != task_queue_) ||
+        !activities->Handles(attrs->activity_type().name()) || !activities->TryReserveSlot()) {
+      continue;
+    }
+    attrs->set_request_eager_execution(true);
+    ++reserved;
+  }
+  return reserved;
 }
 
 absl::Status ReplayHistory(const WorkflowFn& fn, const api::History& history,

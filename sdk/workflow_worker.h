@@ -19,6 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "sdk/activity_worker.h"
 #include "sdk/connection.h"
 #include "sdk/workflow_instance.h"
 
@@ -26,13 +27,17 @@ namespace kiln::sdk {
 
 struct WorkflowWorkerOptions {
   std::string identity = "kiln-worker";
-  std::string ns;
+  std::string ns{};
   int pollers = 2;
   // Running workflows kept in memory.
   size_t cache_size = 1000;
   // Client-side deadline of one long poll (the server answers empty before it).
   absl::Duration poll_timeout = absl::Seconds(70);
   prometheus::Registry* registry = nullptr;
+  // An activity worker on the same task queue: activities it runs are asked for eagerly when
+  // it has a free slot (started by the workflow task's completion and handed straight to it,
+  // saving a poll and a transition). Not owned; must outlive this worker's Stop.
+  ActivityWorker* eager_activities = nullptr;
 };
 
 class WorkflowWorker {
@@ -57,6 +62,9 @@ class WorkflowWorker {
   void PollLoop();
   void Handle(api::PollWorkflowTaskQueueResponse& task);
   absl::Status FetchRestOfHistory(api::PollWorkflowTaskQueueResponse& task);
+  // Marks the activities options_.eager_activities can start now as eager, taking a slot for
+  // each; returns how many.
+  int ReserveEagerSlots(api::RespondWorkflowTaskCompletedRequest& request);
   std::unique_ptr<WorkflowInstance> Checkout(const std::string& run_id);
   void Return(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance);
 

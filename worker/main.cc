@@ -50,11 +50,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  kiln::sdk::WorkflowWorkerOptions workflow_options;
-  workflow_options.identity = identity;
-  workflow_options.registry = registry.get();
-  kiln::sdk::WorkflowWorker workflows(connection, kiln::samples::kTaskQueue, workflow_options);
-  kiln::samples::RegisterWorkflows(workflows);
   kiln::sdk::ActivityWorkerOptions activity_options;
   activity_options.identity = identity;
   activity_options.registry = registry.get();
@@ -65,6 +60,13 @@ int main(int argc, char** argv) {
     kiln::LogError("worker.start_failed", {{"status", ready}});
     return 1;
   }
+  kiln::sdk::WorkflowWorkerOptions workflow_options;
+  workflow_options.identity = identity;
+  workflow_options.registry = registry.get();
+  // Activities this worker runs are started eagerly by the workflow task's completion.
+  workflow_options.eager_activities = &activities;
+  kiln::sdk::WorkflowWorker workflows(connection, kiln::samples::kTaskQueue, workflow_options);
+  kiln::samples::RegisterWorkflows(workflows);
   workflows.Start();
   kiln::LogInfo("worker.connected",
                 {{"orchestrator", orchestrator}, {"task_queue", kiln::samples::kTaskQueue}});

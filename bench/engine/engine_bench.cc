@@ -184,6 +184,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--scale", scale, "Open workflows in the scale run")->capture_default_str();
   app.add_option("--only", only, "Scenarios: a, b, scale")->capture_default_str();
+  int pollers = 16;
+  app.add_option("--pollers", pollers, "Workflow pollers, and activity pollers, of the worker")
+      ->capture_default_str();
+  bool eager = true;
+  app.add_option("--eager-activities", eager, "Ask for activities to be started eagerly")
+      ->capture_default_str();
   std::vector<std::string> orchestrator_args;
   app.add_option("--orchestrator-arg", orchestrator_args,
                  "Extra kiln-orchestrator flag, e.g. --start-at-schedule=false (repeatable)");
@@ -198,15 +204,8 @@ int main(int argc, char** argv) {
   }
   pid_t pid = orchestrator.pid();
   sdk::Connection connection(orchestrator.address());
-  sdk::WorkflowWorkerOptions wopts;
-  wopts.pollers = 4;
-  wopts.cache_size = 5000;
-  sdk::WorkflowWorker workflows(connection, "bench", wopts);
-  workflows.Register("a", bench::One);
-  workflows.Register("b", bench::Three);
-  workflows.Register("scale", bench::Sleeper);
   sdk::ActivityWorkerOptions aopts;
-  aopts.pollers = 4;
+  aopts.pollers = pollers;
   aopts.max_concurrent = 64;
   sdk::ActivityWorker activities(connection, "bench", aopts);
   absl::Status ready = activities.Register(
@@ -218,6 +217,14 @@ int main(int argc, char** argv) {
     std::cerr << ready << "\n";
     return 1;
   }
+  sdk::WorkflowWorkerOptions wopts;
+  wopts.pollers = pollers;
+  wopts.cache_size = 5000;
+  if (eager) wopts.eager_activities = &activities;
+  sdk::WorkflowWorker workflows(connection, "bench", wopts);
+  workflows.Register("a", bench::One);
+  workflows.Register("b", bench::Three);
+  workflows.Register("scale", bench::Sleeper);
   workflows.Start();
 
   for (const std::string type : {"a", "b"}) {

@@ -33,8 +33,12 @@ absl::StatusOr<api::PollActivityTaskQueueResponse> HistoryEngine::RecordActivity
     RETURN_IF_ERROR(Commit(*handle, m));
   }
 
-  const internal::ExecutionState& state = *(*handle)->state;
-  const internal::ActivityInfo& info = state.activities().at(task.record.scheduled_event_id());
+  return BuildActivityTask(*(*handle)->state, task.record.scheduled_event_id());
+}
+
+api::PollActivityTaskQueueResponse HistoryEngine::BuildActivityTask(
+    const internal::ExecutionState& state, int64_t scheduled_event_id) {
+  const internal::ActivityInfo& info = state.activities().at(scheduled_event_id);
   api::PollActivityTaskQueueResponse response;
   internal::TaskToken token;
   token.set_namespace_(state.namespace_());

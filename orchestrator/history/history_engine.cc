@@ -108,7 +108,8 @@ absl::Status HistoryEngine::StartForWaitingPollers(Mutation& m,
                                                    std::vector<StartedInline>* started) {
   if (!m.IsOpen()) return absl::OkStatus();
   for (QueuedTask& task : m.new_tasks()) {
-    if (!task.record.query_id().empty()) continue;
+    // Queries never start; a task started already (eager dispatch) is its worker's.
+    if (!task.record.query_id().empty() || !task.started_request_id.empty()) continue;
     std::optional<Matching::Reservation> reservation = listener_->ReservePoller(task);
     if (!reservation.has_value()) continue;
     std::string request_id = ids_->NewUuid();

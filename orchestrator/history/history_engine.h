@@ -147,6 +147,9 @@ class HistoryEngine {
   absl::Status ApplyWorkflowTaskStarted(Mutation& m, int64_t backlog_task_id,
                                         const std::string& queue, const std::string& identity,
                                         const std::string& request_id);
+  // A started activity's task, as its worker gets it.
+  static api::PollActivityTaskQueueResponse BuildActivityTask(const internal::ExecutionState& state,
+                                                              int64_t scheduled_event_id);
   absl::Status ApplyActivityTaskStarted(Mutation& m, int64_t scheduled_event_id,
                                         int64_t backlog_task_id, const std::string& queue,
                                         const std::string& identity, const std::string& request_id);
@@ -159,6 +162,11 @@ class HistoryEngine {
   absl::Status ApplyCommands(Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
                              int64_t completed_event_id, api::WorkflowTaskFailedCause* cause,
                              std::unique_ptr<Mutation>* new_run, WriteBatch* extra);
+  // Starts, in `m`, the new activities whose commands asked for eager execution (on the
+  // workflow's own queue, up to the limit); their scheduled event ids go to `eager`.
+  absl::Status StartEagerActivities(Mutation& m,
+                                    const api::RespondWorkflowTaskCompletedRequest& request,
+                                    std::vector<int64_t>* eager);
   absl::StatusOr<api::History> ReadEvents(const std::string& run_id, int64_t from_event_id,
                                           int64_t to_event_id, size_t limit);
 

@@ -403,5 +403,58 @@ TEST_CASE("List filters by type and status, newest first, with paging") {
   REQUIRE(h.engine().ListWorkflowExecutions(done).value().executions_size() == 0);
 }
 
+TEST_CASE("Eager activities start in the completing transition and come back in its answer",
+          "[eager]") {
+  EngineHarness h;
+  std::string run = h.Start("wf-eager").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  api::Command eager = EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10));
+  eager.mutable_schedule_activity_task_command_attributes()->set_request_eager_execution(true);
+  api::Command not_asked = EngineHarness::ScheduleActivity("a2", "greet", absl::Seconds(10));
+  api::Command elsewhere = EngineHarness::ScheduleActivity("a3", "greet", absl::Seconds(10));
+  elsewhere.mutable_schedule_activity_task_command_attributes()->set_request_eager_execution(true);
+  elsewhere.mutable_schedule_activity_task_command_attributes()->mutable_task_queue()->set_name(
+      "other");
+
+  api::RespondWorkflowTaskCompletedRequest request;
+  request.set_task_token(wt->task_token());
+  request.set_identity("eager-worker");
+  *request.add_commands() = eager;
+  *request.add_commands() = not_asked;
+  *request.add_commands() = elsewhere;
+  auto answer = h.engine().RespondWorkflowTaskCompleted(request);
+  REQUIRE(answer.ok());
+  // Only the activity that asked, on the workflow's own queue, is started and returned.
+  REQUIRE(answer->activity_tasks_size() == 1);
+  const api::PollActivityTaskQueueResponse& task = answer->activity_tasks(0);
+  CHECK(task.activity_id() == "a1");
+  CHECK(task.attempt() == 1);
+  CHECK(task.input().payloads(0).data() == "\"in\"");
+  // It has no backlog entry; the other two do.
+  std::vector<QueuedTask> backlog = h.Backlog(keys::TaskKind::kActivity, "q");
+  REQUIRE(backlog.size() == 1);
+  CHECK(h.Backlog(keys::TaskKind::kActivity, "other").size() == 1);
+  auto described = h.Describe(run);
+  for (const auto& pending : described.pending_activities()) {
+    CHECK(pending.state() == (pending.activity_id() == "a1"
+                                  ? api::PENDING_ACTIVITY_STATE_STARTED
+                                  : api::PENDING_ACTIVITY_STATE_SCHEDULED));
+  }
+
+  // The eager task completes like a polled one; its started event names the worker.
+  REQUIRE(CompleteActivity(h, task, "done").ok());
+  bool found = false;
+  api::History history = h.History(run);
+  for (const auto& event : history.events()) {
+    if (event.event_type() == api::EVENT_TYPE_ACTIVITY_TASK_STARTED &&
+        event.activity_task_started_event_attributes().identity() == "eager-worker") {
+      found = true;
+    }
+  }
+  CHECK(found);
+  RequireGapless(history);
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

@@ -27,6 +27,9 @@ inline constexpr size_t kMaxPendingActivities = 2'000;
 inline constexpr size_t kMaxPendingTimers = 10'000;
 inline constexpr size_t kMaxBufferedEvents = 10'000;
 inline constexpr size_t kMaxCommandsPerTask = 10'000;
+// Activities one workflow task completion may start eagerly for its worker (the rest are
+// scheduled as usual).
+inline constexpr size_t kMaxEagerActivitiesPerTask = 16;
 
 // Reads.
 inline constexpr int32_t kDefaultHistoryPageSize = 1'000;

@@ -139,7 +139,8 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(request.task_token()));
   ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
   RETURN_IF_ERROR(CheckWorkflowToken(*handle, request.task_token()).status());
-  const internal::ExecutionState state = *(*handle)->state;
+  // The cached state stays as it is until Commit replaces it: no copy needed.
+  const internal::ExecutionState& state = *(*handle)->state;
   const auto& wt = state.workflow_task();
 
   bool closes = false;
@@ -186,13 +187,51 @@ HistoryEngine::RespondWorkflowTaskCompleted(
                                      request.identity()));
     return applied;
   }
+  std::vector<int64_t> eager;  // scheduled event ids of the activities started for the caller
   if (m.IsOpen()) {
     bool had_buffered = m.state().buffered_events_size() > 0;
     m.FlushBuffered();
     if (had_buffered) RETURN_IF_ERROR(m.ScheduleWorkflowTask());
+    RETURN_IF_ERROR(StartEagerActivities(m, request, &eager));
   }
   RETURN_IF_ERROR(Commit(*handle, m, &extra, new_run.get()));
-  return api::RespondWorkflowTaskCompletedResponse();
+  api::RespondWorkflowTaskCompletedResponse response;
+  for (int64_t scheduled_event_id : eager) {
+    *response.add_activity_tasks() = BuildActivityTask(*(*handle)->state, scheduled_event_id);
+  }
+  return response;
+}
+
+absl::Status HistoryEngine::StartEagerActivities(
+    Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
+    std::vector<int64_t>* eager) {
+  absl::flat_hash_set<std::string> wanted;
+  for (const api::Command& command : request.commands()) {
+    if (command.command_type() == api::COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK &&
+        command.schedule_activity_task_command_attributes().request_eager_execution() &&
+        wanted.size() < limits::kMaxEagerActivitiesPerTask) {
+      wanted.insert(command.schedule_activity_task_command_attributes().activity_id());
+    }
+  }
+  if (wanted.empty()) return absl::OkStatus();
+  for (QueuedTask& task : m.new_tasks()) {
+    // Only on the workflow's own queue: the worker that asked serves it.
+    if (task.kind != keys::TaskKind::kActivity || task.queue != m.state().task_queue() ||
+        !task.started_request_id.empty()) {
+      continue;
+    }
+    int64_t scheduled_event_id = task.record.scheduled_event_id();
+    auto it = m.state().activities().find(scheduled_event_id);
+    if (it == m.state().activities().end() || !wanted.contains(it->second.activity_id())) {
+      continue;
+    }
+    std::string request_id = ids_->NewUuid();
+    RETURN_IF_ERROR(ApplyActivityTaskStarted(m, scheduled_event_id, 0, task.queue,
+                                             request.identity(), request_id));
+    task.started_request_id = std::move(request_id);
+    eager->push_back(scheduled_event_id);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status HistoryEngine::RespondWorkflowTaskFailed(

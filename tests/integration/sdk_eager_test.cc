@@ -1,0 +1,111 @@
+// Eager activity dispatch through the SDK against a real orchestrator: a workflow worker that
+// shares its task queue with an activity worker asks for the activities it schedules to be
+// started at once and runs them from the completion's answer, without a poll.
+#include <catch2/catch.hpp>
+
+#include "sdk/activity_worker.h"
+#include "sdk/client.h"
+#include "sdk/converter.h"
+#include "sdk/workflow_worker.h"
+#include "tests/testutil/orchestrator.h"
+
+namespace kiln {
+namespace {
+
+namespace api = ::kiln::api::v1;
+using api::Payloads;
+
+sdk::ActivityOptions Quick() {
+  sdk::ActivityOptions options;
+  options.start_to_close_timeout = absl::Seconds(10);
+  return options;
+}
+
+// Two sequential activities, then two in parallel; the result counts the characters.
+sdk::Task<absl::StatusOr<Payloads>> Mixed(sdk::WorkflowContext& ctx, Payloads input) {
+  Payloads value = input;
+  for (int i = 0; i < 2; ++i) {
+    auto next = co_await ctx.ExecuteActivity("Echo", value, Quick());
+    if (!next.ok()) co_return next.status();
+    value = *next;
+  }
+  std::vector<sdk::Future<absl::StatusOr<Payloads>>> parallel;
+  parallel.push_back(ctx.ExecuteActivity("Echo", value, Quick()));
+  parallel.push_back(ctx.ExecuteActivity("Echo", value, Quick()));
+  int64_t total = 0;
+  for (auto& result : co_await sdk::WhenAll(std::move(parallel))) {
+    if (!result.ok()) co_return result.status();
+    total += static_cast<int64_t>(sdk::FromPayloadAt<std::string>(*result, 0)->size());
+  }
+  co_return sdk::ToPayloads(total);
+}
+
+// Identities recorded on the run's ActivityTaskStarted events, in order.
+std::vector<std::string> StartedBy(sdk::Client& client, const sdk::WorkflowHandle& handle) {
+  std::vector<std::string> identities;
+  api::History history = client.GetHistory(handle).value();
+  for (const auto& event : history.events()) {
+    if (event.event_type() == api::EVENT_TYPE_ACTIVITY_TASK_STARTED) {
+      identities.push_back(event.activity_task_started_event_attributes().identity());
+    }
+  }
+  return identities;
+}
+
+struct Workers {
+  Workers(sdk::Connection& connection, int max_concurrent, int pollers)
+      : activities(
+            connection, "eager",
+            {.identity = "activity-worker", .max_concurrent = max_concurrent, .pollers = pollers}),
+        workflows(connection, "eager",
+                  {.identity = "workflow-worker", .eager_activities = &activities}) {
+    REQUIRE(activities
+                .Register("Echo",
+                          [](sdk::ActivityContext&,
+                             const Payloads& in) -> absl::StatusOr<Payloads> { return in; })
+                .ok());
+    REQUIRE(activities.Start().ok());
+    workflows.Register("Mixed", Mixed);
+    workflows.Start();
+  }
+  ~Workers() {
+    workflows.Stop();
+    activities.Stop();
+  }
+  sdk::ActivityWorker activities;
+  sdk::WorkflowWorker workflows;
+};
+
+TEST_CASE("Activities are started eagerly for a worker with free slots") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  sdk::Client client(orchestrator.connection());
+
+  SECTION("free slots: every activity runs from the completion's answer") {
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/8, /*pollers=*/1);
+    auto handle = client.StartWorkflow({.id = "eager-1", .task_queue = "eager"}, "Mixed",
+                                       sdk::ToPayloads(std::string("kiln")));
+    REQUIRE(handle.ok());
+    REQUIRE(client.GetResult<int64_t>(*handle, absl::Seconds(30)).value() == 8);
+    // Started by the workflow worker's completion, not by the activity worker's poll.
+    CHECK(StartedBy(client, *handle) ==
+          std::vector<std::string>(4, std::string("workflow-worker")));
+    CHECK(workers.activities.tasks_started() == 4);
+  }
+
+  SECTION("no free slot: the activity is scheduled and polled as usual") {
+    // The one slot is held by the poller, so nothing can be reserved for eager execution.
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/1, /*pollers=*/1);
+    auto handle = client.StartWorkflow({.id = "eager-2", .task_queue = "eager"}, "Mixed",
+                                       sdk::ToPayloads(std::string("kiln")));
+    REQUIRE(handle.ok());
+    REQUIRE(client.GetResult<int64_t>(*handle, absl::Seconds(30)).value() == 8);
+    CHECK(StartedBy(client, *handle) ==
+          std::vector<std::string>(4, std::string("activity-worker")));
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+}  // namespace
+}  // namespace kiln
