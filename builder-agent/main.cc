@@ -99,12 +99,9 @@ int main(int argc, char** argv) {
   kiln::BlockTerminationSignals();
   auto secrets = kiln::builder::SecretStore::Load(environ, secrets_file, /*unset_env=*/true);
   if (!secrets.ok()) return Fail(secrets.status());
-  // The orchestrator's token is a secret as well: redacted from whatever the agent reports.
-  if (!options.token.empty()) {
-    if (absl::Status added = secrets->Add("KILN_TOKEN", options.token); !added.ok()) {
-      return Fail(added);
-    }
-  }
+  // The orchestrator's token is redacted from whatever the agent reports, and no activity can
+  // ask for it by name.
+  secrets->AlsoRedact(options.token);
   unsetenv("KILN_TOKEN");
   activities.secrets = *std::move(secrets);
 

@@ -112,10 +112,15 @@ absl::StatusOr<std::string> SecretStore::Get(const std::string& name) const {
   return it->second;
 }
 
+void SecretStore::AlsoRedact(std::string value) {
+  if (!value.empty()) redact_only_.push_back(std::move(value));
+}
+
 std::vector<std::string> SecretStore::Values() const {
   std::vector<std::string> values;
-  values.reserve(values_.size());
+  values.reserve(values_.size() + redact_only_.size());
   for (const auto& [name, value] : values_) values.push_back(value);
+  values.insert(values.end(), redact_only_.begin(), redact_only_.end());
   return values;
 }
 

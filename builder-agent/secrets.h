@@ -34,11 +34,13 @@ class SecretStore {
 
   // kInvalidArgument for a bad name or value, kResourceExhausted past kMaxSecretCount.
   absl::Status Add(const std::string& name, std::string value);
+  // A value to redact that no activity may ask for by name (the orchestrator token).
+  void AlsoRedact(std::string value);
   // kNotFound naming the secret (never a value) when it is not configured.
   absl::StatusOr<std::string> Get(const std::string& name) const;
   bool Has(const std::string& name) const { return values_.contains(name); }
 
-  // Every configured value (for the command runner's redaction).
+  // Every value to redact: the configured ones and AlsoRedact's (for the command runner).
   std::vector<std::string> Values() const;
   // `text` with every configured value replaced.
   std::string Redact(std::string_view text) const;
@@ -48,6 +50,7 @@ class SecretStore {
 
  private:
   std::map<std::string, std::string> values_;
+  std::vector<std::string> redact_only_;
 };
 
 }  // namespace kiln::builder

@@ -39,6 +39,11 @@ TEST_CASE("Secrets come from the environment and a file, and are redacted", "[bu
 
   REQUIRE(store->Redact("login tok-123456 with hunter2-db; again hunter2-db") ==
           "login *** with ***; again ***");
+  // Redacted, but not to be had by name.
+  store->AlsoRedact("orchestrator-token-9");
+  REQUIRE(store->Redact("bearer orchestrator-token-9") == "bearer ***");
+  REQUIRE(store->size() == 3);
+  REQUIRE(store->Values().size() == 4);
 }
 
 TEST_CASE("A malformed secrets file is refused without echoing its lines", "[builder]") {
