@@ -8,7 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -20,19 +23,40 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "openssl/pem.h"
+#include "openssl/x509v3.h"
 
 extern char** environ;
 
 namespace kiln::builder::testing {
+
+// A connection or pipe: plain file descriptor, or TLS on one.
+struct Channel {
+  Channel(int f) : fd(f) {}  // NOLINT: pipes and plain sockets convert implicitly
+  Channel(int f, SSL* s) : fd(f), ssl(s) {}
+  ssize_t Read(char* buffer, size_t size) const {
+    if (ssl == nullptr) return ::read(fd, buffer, size);
+    int n = SSL_read(ssl, buffer, static_cast<int>(std::min<size_t>(size, INT32_MAX)));
+    return n > 0 ? n : (SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN ? 0 : -1);
+  }
+  ssize_t Write(const char* data, size_t size) const {
+    if (ssl == nullptr) return ::write(fd, data, size);
+    int n = SSL_write(ssl, data, static_cast<int>(std::min<size_t>(size, INT32_MAX)));
+    return n > 0 ? n : -1;
+  }
+  int fd;
+  SSL* ssl = nullptr;
+};
+
 namespace {
 
 constexpr size_t kMaxHeaderBytes = 64 * 1024;
 constexpr size_t kMaxBodyBytes = 64 * 1024 * 1024;
 
-bool WriteAll(int fd, const std::string& data) {
+bool WriteAll(Channel channel, const std::string& data) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    ssize_t n = channel.Write(data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     done += static_cast<size_t>(n);
@@ -41,10 +65,10 @@ bool WriteAll(int fd, const std::string& data) {
 }
 
 // Reads from `fd` into `buffer` until it holds at least `size` bytes; false on EOF or error.
-bool ReadAtLeast(int fd, std::string* buffer, size_t size) {
+bool ReadAtLeast(Channel channel, std::string* buffer, size_t size) {
   char chunk[16384];
   while (buffer->size() < size) {
-    ssize_t n = ::read(fd, chunk, sizeof(chunk));
+    ssize_t n = channel.Read(chunk, sizeof(chunk));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     buffer->append(chunk, static_cast<size_t>(n));
@@ -53,7 +77,7 @@ bool ReadAtLeast(int fd, std::string* buffer, size_t size) {
 }
 
 // Decodes a chunked body that starts at `data`; reads more from `fd` as needed.
-bool ReadChunked(int fd, std::string data, std::string* body) {
+bool ReadChunked(Channel fd, std::string data, std::string* body) {
   for (;;) {
     size_t eol;
     while ((eol = data.find("\r\n")) == std::string::npos) {
@@ -76,11 +100,31 @@ bool ReadChunked(int fd, std::string data, std::string* body) {
 absl::StatusOr<std::unique_ptr<SmartHttpServer>> SmartHttpServer::Start(std::string project_root,
                                                                         std::string token,
                                                                         std::string redirect_base) {
+  return Start(std::move(project_root), std::move(token), std::move(redirect_base), TlsFiles{});
+}
+
+absl::StatusOr<std::unique_ptr<SmartHttpServer>> SmartHttpServer::Start(std::string project_root,
+                                                                        std::string token,
+                                                                        std::string redirect_base,
+                                                                        const TlsFiles& tls) {
   if (!std::filesystem::exists(kHttpBackend)) {
     return absl::FailedPreconditionError(absl::StrCat(kHttpBackend, " is not installed"));
   }
+  SSL_CTX* tls_context = nullptr;
+  if (!tls.certificate.empty()) {
+    tls_context = SSL_CTX_new(TLS_server_method());
+    if (tls_context == nullptr ||
+        SSL_CTX_use_certificate_file(tls_context, tls.certificate.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_use_PrivateKey_file(tls_context, tls.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      SSL_CTX_free(tls_context);
+      return absl::InternalError("loading the TLS certificate and key");
+    }
+  }
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError("socket failed");
+  if (fd < 0) {
+    SSL_CTX_free(tls_context);
+    return absl::InternalError("socket failed");
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -89,16 +133,18 @@ absl::StatusOr<std::unique_ptr<SmartHttpServer>> SmartHttpServer::Start(std::str
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 16) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     ::close(fd);
+    SSL_CTX_free(tls_context);
     return absl::InternalError(absl::StrCat("listening on 127.0.0.1: ", std::strerror(errno)));
   }
   return std::unique_ptr<SmartHttpServer>(
       new SmartHttpServer(fd, ntohs(addr.sin_port), std::move(project_root), std::move(token),
-                          std::move(redirect_base)));
+                          std::move(redirect_base), tls_context));
 }
 
 SmartHttpServer::SmartHttpServer(int listen_fd, int port, std::string project_root,
-                                 std::string token, std::string redirect_base)
+                                 std::string token, std::string redirect_base, SSL_CTX* tls)
     : listen_fd_(listen_fd),
+      tls_(tls),
       port_(port),
       project_root_(std::move(project_root)),
       expected_authorization_(
@@ -111,10 +157,57 @@ SmartHttpServer::~SmartHttpServer() {
   stop_ = true;
   thread_.join();
   ::close(listen_fd_);
+  SSL_CTX_free(tls_);
 }
 
 std::string SmartHttpServer::Url(const std::string& repo_path) const {
-  return absl::StrCat("http://127.0.0.1:", port_, "/", repo_path);
+  return absl::StrCat(tls_ == nullptr ? "http" : "https", "://127.0.0.1:", port_, "/", repo_path);
+}
+
+absl::Status WriteSelfSignedCertificate(const std::string& certificate_path,
+                                        const std::string& key_path) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* cert = X509_new();
+  absl::Status status = absl::OkStatus();
+  if (key == nullptr || cert == nullptr) status = absl::InternalError("allocating key or cert");
+  if (status.ok()) {
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), static_cast<long>(::getpid()));
+    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME* name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("kiln test"), -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, cert, cert, nullptr, nullptr, 0);
+    for (auto [nid, value] : {std::pair{NID_subject_alt_name, "IP:127.0.0.1"},
+                              std::pair{NID_basic_constraints, "critical,CA:TRUE"}}) {
+      X509_EXTENSION* extension = X509V3_EXT_conf_nid(nullptr, &v3, nid, value);
+      if (extension == nullptr || X509_add_ext(cert, extension, -1) != 1) {
+        status = absl::InternalError("adding a certificate extension");
+      }
+      X509_EXTENSION_free(extension);
+    }
+    if (status.ok() && X509_sign(cert, key, EVP_sha256()) == 0) {
+      status = absl::InternalError("signing the certificate");
+    }
+  }
+  if (status.ok()) {
+    FILE* out = std::fopen(certificate_path.c_str(), "w");
+    bool written = out != nullptr && PEM_write_X509(out, cert) == 1;
+    if (out != nullptr) std::fclose(out);
+    out = std::fopen(key_path.c_str(), "w");
+    written = written && out != nullptr &&
+              PEM_write_PrivateKey(out, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
+    if (out != nullptr) std::fclose(out);
+    if (!written) status = absl::InternalError("writing the certificate or key");
+  }
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  return status;
 }
 
 void SmartHttpServer::Serve() {
@@ -124,12 +217,22 @@ void SmartHttpServer::Serve() {
     if (::poll(&pfd, 1, 50) <= 0) continue;
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
-    Handle(fd);
+    if (tls_ == nullptr) {
+      Handle(fd);
+    } else {
+      SSL* ssl = SSL_new(tls_);
+      SSL_set_fd(ssl, fd);
+      if (SSL_accept(ssl) == 1) {
+        Handle(Channel(fd, ssl));
+        SSL_shutdown(ssl);
+      }
+      SSL_free(ssl);
+    }
     ::close(fd);
   }
 }
 
-void SmartHttpServer::Handle(int fd) {
+void SmartHttpServer::Handle(Channel fd) {
   std::string data;
   size_t header_end;
   while ((header_end = data.find("\r\n\r\n")) == std::string::npos) {

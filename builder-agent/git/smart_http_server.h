@@ -10,8 +10,11 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "openssl/ssl.h"
 
 namespace kiln::builder::testing {
+
+struct Channel;  // a plain or TLS connection (smart_http_server.cc)
 
 class SmartHttpServer {
  public:
@@ -23,6 +26,15 @@ class SmartHttpServer {
   static absl::StatusOr<std::unique_ptr<SmartHttpServer>> Start(std::string project_root,
                                                                 std::string token,
                                                                 std::string redirect_base = "");
+  // The same over TLS (URLs become https://) with a PEM certificate and key.
+  struct TlsFiles {
+    std::string certificate;
+    std::string key;
+  };
+  static absl::StatusOr<std::unique_ptr<SmartHttpServer>> Start(std::string project_root,
+                                                                std::string token,
+                                                                std::string redirect_base,
+                                                                const TlsFiles& tls);
   ~SmartHttpServer();
   SmartHttpServer(const SmartHttpServer&) = delete;
   SmartHttpServer& operator=(const SmartHttpServer&) = delete;
@@ -36,11 +48,12 @@ class SmartHttpServer {
 
  private:
   SmartHttpServer(int listen_fd, int port, std::string project_root, std::string token,
-                  std::string redirect_base);
+                  std::string redirect_base, SSL_CTX* tls);
   void Serve();
-  void Handle(int fd);
+  void Handle(Channel channel);
 
   int listen_fd_;
+  SSL_CTX* tls_;  // null for plain HTTP
   int port_;
   std::string project_root_;
   std::string expected_authorization_;
@@ -51,5 +64,9 @@ class SmartHttpServer {
   std::atomic<int> authorized_{0};
   std::thread thread_;
 };
+
+// Writes a fresh self-signed certificate for IP 127.0.0.1 (usable as its own CA) and its key.
+absl::Status WriteSelfSignedCertificate(const std::string& certificate_path,
+                                        const std::string& key_path);
 
 }  // namespace kiln::builder::testing

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "builder-agent/git/extra_trust.h"
 #include "builder-agent/git/file_lock.h"
 #include "builder-agent/git/git_support.h"
 #include "builder-agent/git/repack.h"
@@ -64,6 +65,7 @@ struct TransferContext {
   const std::function<bool()>* cancelled = nullptr;
   const std::string* token = nullptr;
   const std::string* origin = nullptr;  // where the token may go (RepositoryUrl::origin)
+  const ExtraTrust* extra_trust = nullptr;
   int64_t max_bytes = 0;
   absl::Duration progress_interval;
   absl::Duration connect_timeout;
@@ -135,6 +137,21 @@ int OnCredentials(git_credential** out, const char* url, const char*, unsigned i
     return GIT_EUSER;
   }
   return git_credential_userpass_plaintext_new(out, kTokenUser, ctx->token->c_str());
+}
+
+// libgit2 rejected the server's certificate (`valid` 0): accept it only when it chains to an
+// extra CA and names the host. Otherwise libgit2's own error stands (kFailedPrecondition).
+int OnCertificateCheck(git_cert* cert, int valid, const char* host, void* payload) {
+  auto* ctx = static_cast<TransferContext*>(payload);
+  if (valid) return 0;
+  if (ctx->extra_trust == nullptr || cert == nullptr || cert->cert_type != GIT_CERT_X509) {
+    return GIT_PASSTHROUGH;
+  }
+  const auto* x509 = reinterpret_cast<const git_cert_x509*>(cert);
+  absl::Status trusted = ctx->extra_trust->Verify(x509->data, x509->len, host ? host : "");
+  if (trusted.ok()) return 0;
+  git_error_set_str(GIT_ERROR_SSL, std::string(trusted.message()).c_str());
+  return GIT_ECERTIFICATE;
 }
 
 // Maps a failed remote operation (connect or fetch) to a status. `code` is libgit2's answer.
@@ -317,6 +334,7 @@ absl::StatusOr<FetchOutcome> FetchIntoMirror(git_repository* repo, const Reposit
   options.callbacks.transfer_progress = OnTransferProgress;
   options.callbacks.sideband_progress = OnSidebandProgress;
   options.callbacks.credentials = OnCredentials;
+  options.callbacks.certificate_check = OnCertificateCheck;
   options.callbacks.payload = ctx;
   options.prune = GIT_FETCH_PRUNE;
   options.update_fetchhead = 0;
@@ -389,9 +407,19 @@ absl::StatusOr<std::unique_ptr<SourceCache>> SourceCache::Create(std::string roo
     return absl::InternalError(
         absl::StrCat("creating source cache root ", absolute.string(), ": ", ec.message()));
   }
+  std::unique_ptr<ExtraTrust> extra_trust;
+  if (!options.extra_ca_file.empty()) {
+    ASSIGN_OR_RETURN(extra_trust, ExtraTrust::Load(options.extra_ca_file));
+  }
   return std::unique_ptr<SourceCache>(
-      new SourceCache(absolute.lexically_normal().string(), options));
+      new SourceCache(absolute.lexically_normal().string(), options, std::move(extra_trust)));
 }
+
+SourceCache::SourceCache(std::string root, SourceCacheOptions options,
+                         std::unique_ptr<ExtraTrust> extra_trust)
+    : root_(std::move(root)), options_(std::move(options)), extra_trust_(std::move(extra_trust)) {}
+
+SourceCache::~SourceCache() = default;
 
 absl::StatusOr<GitFetchResult> SourceCache::Fetch(
     const GitFetchRequest& request, const std::function<void(const GitFetchProgress&)>& on_progress,
@@ -438,6 +466,7 @@ absl::StatusOr<GitFetchResult> SourceCache::Fetch(
     ctx.cancelled = &cancelled;
     ctx.token = &token;
     ctx.origin = &url.origin;
+    ctx.extra_trust = extra_trust_.get();
     ctx.max_bytes = options_.max_fetch_bytes;
     ctx.progress_interval = options_.progress_interval;
     ctx.connect_timeout = options_.connect_timeout;

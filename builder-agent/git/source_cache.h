@@ -61,6 +61,9 @@ struct SourceCacheOptions {
   // unavailable (retryable). Cancellation is noticed within ~50 ms regardless.
   absl::Duration connect_timeout = absl::Seconds(30);
   absl::Duration idle_timeout = absl::Seconds(120);
+  // PEM file of extra certificate authorities trusted for https remotes (a git server with a
+  // private CA), on top of the system's bundle. Empty: the system's bundle only.
+  std::string extra_ca_file;
   // libgit2 writes a pack per fetch; past this many the mirror is repacked into one.
   int max_pack_files = 32;
   // on_progress is called at most this often (and once at the end of the transfer).
@@ -69,6 +72,8 @@ struct SourceCacheOptions {
 
 inline constexpr size_t kMaxRevisionLength = 256;
 inline constexpr size_t kMaxTokenLength = 4096;
+
+class ExtraTrust;
 
 class SourceCache {
  public:
@@ -96,13 +101,15 @@ class SourceCache {
       const std::function<bool()>& cancelled);
 
   const std::string& root() const { return root_; }
+  ~SourceCache();
 
  private:
-  SourceCache(std::string root, SourceCacheOptions options)
-      : root_(std::move(root)), options_(options) {}
+  SourceCache(std::string root, SourceCacheOptions options,
+              std::unique_ptr<ExtraTrust> extra_trust);
 
   std::string root_;
   SourceCacheOptions options_;
+  std::unique_ptr<ExtraTrust> extra_trust_;  // null without extra_ca_file
 };
 
 // Whether a failed fetch is worth retrying: unreachable or failing remote, lock timeout,

@@ -610,6 +610,56 @@ TEST_CASE("Source cache: a corrupt mirror is DataLoss and removed so the retry s
   CHECK(ReadFile(retry.worktree_dir + "/f0") == "changed");
 }
 
+TEST_CASE("Source cache: https with an untrusted certificate fails unless its CA is configured",
+          "[git][http]") {
+  const std::string token = "kiln-test-token-tls";
+  Origin origin;
+  origin.Write("f", "over tls");
+  std::string sha = origin.Commit("tls");
+  TempDir certs;
+  std::string cert = certs.path() + "/server.pem", key = certs.path() + "/server.key";
+  std::string other_cert = certs.path() + "/other.pem", other_key = certs.path() + "/other.key";
+  REQUIRE(testing::WriteSelfSignedCertificate(cert, key).ok());
+  REQUIRE(testing::WriteSelfSignedCertificate(other_cert, other_key).ok());
+  auto started = testing::SmartHttpServer::Start(fs::path(origin.path()).parent_path().string(),
+                                                 token, "", {cert, key});
+  if (started.status().code() == absl::StatusCode::kFailedPrecondition) {
+    WARN("skipped: " << started.status().message());
+    return;
+  }
+  REQUIRE(started.ok());
+  std::string url = (*started)->Url("origin/.git");
+  REQUIRE(absl::StartsWith(url, "https://"));
+  TempDir volume;
+
+  absl::Status untrusted = FetchStatus(*NewCache(volume.path()), url, "main", token);
+  INFO(untrusted.ToString());
+  CHECK(untrusted.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(absl::StrContains(untrusted.message(), "certificate"));
+  CHECK_FALSE(IsRetryable(untrusted));
+
+  SourceCacheOptions wrong_ca;
+  wrong_ca.extra_ca_file = other_cert;
+  absl::Status still_untrusted =
+      FetchStatus(*NewCache(volume.path(), wrong_ca), url, "main", token);
+  INFO(still_untrusted.ToString());
+  CHECK(still_untrusted.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK((*started)->authorized() == 0);  // the token never went to an untrusted server
+
+  SourceCacheOptions right_ca;
+  right_ca.extra_ca_file = cert;
+  auto trusting = NewCache(volume.path(), right_ca);
+  GitFetchResult result = MustFetch(*trusting, url, "main", token);
+  CHECK(result.commit_sha == sha);
+  CHECK(ReadFile(result.worktree_dir + "/f") == "over tls");
+  CHECK((*started)->authorized() > 0);
+
+  SourceCacheOptions missing_ca;
+  missing_ca.extra_ca_file = certs.path() + "/absent.pem";
+  CHECK(SourceCache::Create(volume.path(), missing_ca).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+}
+
 TEST_CASE("Source cache: IsRetryable separates transient failures from permanent ones", "[git]") {
   CHECK(IsRetryable(absl::UnavailableError("")));
   CHECK(IsRetryable(absl::DeadlineExceededError("")));
