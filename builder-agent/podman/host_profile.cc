@@ -170,6 +170,7 @@ absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const
   if (isolation[0]) isolation.push_back(false);
   std::vector<std::string> failures;
   for (bool isolate : isolation) {
+    if (options.prepare) RETURN_IF_ERROR(options.prepare(isolate));
     for (const std::string& runtime : runtimes) {
       for (const std::string& manager : managers) {
         HostProfile candidate;

@@ -8,6 +8,7 @@
 // podman version (and the profile format): later agent starts read it back.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,9 @@ struct ProbeOptions {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<std::string> runtimes = {"crun", "runc"};  // In order of preference.
   std::vector<BindMount> bind_mounts;                    // Applied when isolating.
-  std::string cache_file;                                // Where the profile is kept.
+  // Called before probing with or without isolation (may be empty).
+  std::function<absl::Status(bool isolate)> prepare;
+  std::string cache_file;  // Where the profile is kept.
 };
 
 // Reads the cached profile when its key matches this podman, else probes and caches it.

@@ -116,9 +116,12 @@ absl::StatusOr<std::unique_ptr<Podman>> Podman::Create(PodmanOptions options,
   probe.storage_args = podman->GlobalArgs();
   probe.env = {{"TMPDIR", podman->tmp_}};
   probe.runtimes = podman->options_.runtimes;
-  probe.bind_mounts = podman->BlobCacheMounts();
+  probe.bind_mounts = podman->IsolatedMounts();
+  Podman* self = podman.get();
+  probe.prepare = [self](bool isolate) { return self->PrepareShortRunRoot(isolate); };
   probe.cache_file = podman->base_ + "/host-profile";
   ASSIGN_OR_RETURN(podman->profile_, DetectHostProfile(probe, sink));
+  RETURN_IF_ERROR(podman->PrepareShortRunRoot(podman->profile_.isolate));
   return podman;
 }
 
@@ -139,6 +142,8 @@ absl::Status Podman::PrepareDirs() {
   fs::create_directories(kSystemBlobInfoCacheDir, ec);
   blob_cache_bound_ = fs::is_directory(kSystemBlobInfoCacheDir, ec);
 
+  RETURN_IF_ERROR(ShortenRunRoot());
+
   // Native overlay cannot stack its upper layers on overlayfs.
   struct statfs sfs {};
   if (::statfs(storage_root_.c_str(), &sfs) == 0 && sfs.f_type == kOverlayFsMagic) {
@@ -158,15 +163,60 @@ absl::Status Podman::PrepareDirs() {
   return absl::OkStatus();
 }
 
-std::vector<BindMount> Podman::BlobCacheMounts() const {
-  if (!blob_cache_bound_) return {};
-  return {{blob_cache_, kSystemBlobInfoCacheDir}};
+absl::Status Podman::ShortenRunRoot() {
+  run_root_arg_ = run_root_;
+  if (run_root_.size() <= kMaxRunRootChars) return absl::OkStatus();
+  // Podman refuses a run root longer than 50 characters (its sockets live there, and a socket
+  // path is short). The state stays on the volume, seen by podman at a short path.
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a: stable across builds and restarts.
+  for (unsigned char c : run_root_) hash = (hash ^ c) * 1099511628211ull;
+  std::error_code ec;
+  for (const char* parent : {"/run/kiln-podman", "/tmp/kiln-podman"}) {
+    fs::create_directories(parent, ec);
+    if (ec) continue;
+    ::chmod(parent, 0700);
+    run_root_arg_ = absl::StrCat(parent, "/", absl::Hex(hash, absl::kZeroPad16));
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("podman's run root ", run_root_,
+                   " is longer than 50 characters and no short path for it could be made in /run "
+                   "or /tmp"));
+}
+
+absl::Status Podman::PrepareShortRunRoot(bool isolate) const {
+  if (run_root_arg_ == run_root_) return absl::OkStatus();
+  // Isolated commands get the volume's run/ bind-mounted there (runc refuses a container root
+  // reached through a symlink, as `--rootfs` puts it in the run root); others follow a symlink.
+  std::error_code ec;
+  bool is_link = fs::is_symlink(run_root_arg_, ec);
+  if (isolate) {
+    if (is_link) fs::remove(run_root_arg_, ec);
+    fs::create_directories(run_root_arg_, ec);
+    if (!fs::is_directory(run_root_arg_, ec) || fs::is_symlink(run_root_arg_, ec)) {
+      return absl::InternalError(absl::StrCat("cannot create ", run_root_arg_));
+    }
+    return absl::OkStatus();
+  }
+  if (is_link && fs::read_symlink(run_root_arg_, ec) == run_root_) return absl::OkStatus();
+  fs::remove(run_root_arg_, ec);  // An empty directory or a stale link.
+  fs::create_directory_symlink(run_root_, run_root_arg_, ec);
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot link ", run_root_arg_, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+std::vector<BindMount> Podman::IsolatedMounts() const {
+  std::vector<BindMount> mounts;
+  if (blob_cache_bound_) mounts.push_back({blob_cache_, kSystemBlobInfoCacheDir});
+  if (run_root_arg_ != run_root_) mounts.push_back({run_root_, run_root_arg_});
+  return mounts;
 }
 
 std::vector<std::string> Podman::GlobalArgs() const {
-  std::vector<std::string> args = {"--root",           storage_root_, "--runroot",        run_root_,
-                                   "--tmpdir",         libpod_tmp_,   "--storage-driver", "overlay",
-                                   "--events-backend", "none"};
+  std::vector<std::string> args = {
+      "--root",    storage_root_,      "--runroot", run_root_arg_,      "--tmpdir",
+      libpod_tmp_, "--storage-driver", "overlay",   "--events-backend", "none"};
   if (!profile_.runtime.empty()) {
     args.insert(args.end(),
                 {"--runtime", profile_.runtime, "--cgroup-manager", profile_.cgroup_manager});
@@ -185,7 +235,7 @@ CommandSpec Podman::Spec(const std::vector<std::string>& args, absl::Duration ti
   spec.timeout = timeout;
   spec.kill_grace = absl::Milliseconds(300);
   spec.isolate = profile_.isolate;
-  if (spec.isolate) spec.bind_mounts = BlobCacheMounts();
+  if (spec.isolate) spec.bind_mounts = IsolatedMounts();
   return spec;
 }
 

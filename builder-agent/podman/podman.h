@@ -3,6 +3,9 @@
 //
 //   storage/          --root: images, layers, the layer cache (native overlay driver)
 //   run/ libpod-tmp/  --runroot, --tmpdir: runtime state, emptied when the machine rebooted
+//                     (podman wants a run root of at most 50 characters: a longer one is
+//                     seen by podman at /run/kiln-podman/<hash of the path>, bind-mounted
+//                     there in each command's own mount namespace, or a symlink)
 //   tmp/              TMPDIR: build contexts and image copies in flight
 //   blob-info-cache/  podman's blob-info cache (which compressed blob the registry has for each
 //                     layer). Podman 4.3 hard-codes /var/lib/containers/cache for root, with no
@@ -30,6 +33,7 @@ namespace kiln::builder {
 inline constexpr int kMaxKeepLast = 1000;
 inline constexpr size_t kMaxBuildArgs = 64;
 inline constexpr size_t kMaxRunEnv = 64;
+inline constexpr size_t kMaxRunRootChars = 50;  // podman's limit
 inline constexpr size_t kMaxLabelValueBytes = 256;
 inline constexpr uintmax_t kMaxContainerfileBytes = 1 << 20;
 
@@ -117,7 +121,8 @@ class Podman {
 
   const HostProfile& profile() const { return profile_; }
   const std::string& storage_root() const { return storage_root_; }
-  // podman's global flags for this volume and host, e.g. for `podman import` in tests.
+  // podman's global flags for this volume and host. Commands must run through Run(): with a
+  // long volume path the run root they name is only right inside Run()'s mount namespace.
   std::vector<std::string> GlobalArgs() const;
 
   absl::StatusOr<BuildResult> Build(const BuildRequest& request, const LineSink& sink,
@@ -150,7 +155,9 @@ class Podman {
   absl::Status PrepareDirs();
   absl::StatusOr<std::vector<std::string>> Lines(const std::vector<std::string>& args);
   absl::StatusOr<int> RemoveLeftoverContainers();
-  std::vector<BindMount> BlobCacheMounts() const;
+  std::vector<BindMount> IsolatedMounts() const;
+  absl::Status ShortenRunRoot();
+  absl::Status PrepareShortRunRoot(bool isolate) const;
   CommandSpec Spec(const std::vector<std::string>& args, absl::Duration timeout) const;
 
   PodmanOptions options_;
@@ -158,6 +165,7 @@ class Podman {
   std::string base_;  // <volume>/podman
   std::string storage_root_;
   std::string run_root_;
+  std::string run_root_arg_;  // run_root_, or a short path showing it (see ShortenRunRoot).
   std::string libpod_tmp_;
   std::string tmp_;
   std::string blob_cache_;

@@ -86,9 +86,8 @@ bool RegistryProcess::HasBlob(const std::string& digest) const {
                     ec);
 }
 
-absl::Status ImportBusyboxImage(const std::vector<std::string>& podman_argv,
-                                const std::string& name, const std::string& work_dir) {
-  if (podman_argv.empty()) return absl::InvalidArgumentError("no podman command");
+absl::Status ImportBusyboxImage(const PodmanRunner& podman, const std::string& name,
+                                const std::string& work_dir) {
   std::string rootfs = work_dir + "/busybox-rootfs";
   std::error_code ec;
   fs::remove_all(rootfs, ec);
@@ -113,14 +112,25 @@ absl::Status ImportBusyboxImage(const std::vector<std::string>& podman_argv,
   auto tarred = RunCommand("/bin/tar", {"-C", rootfs, "-cf", tar, "."}, &out, absl::Seconds(30));
   if (!tarred.ok() || *tarred != 0) return absl::InternalError("tar failed: " + out);
 
-  std::vector<std::string> args(podman_argv.begin() + 1, podman_argv.end());
-  args.insert(args.end(), {"import", "--quiet", tar, name});
-  auto imported = RunCommand(podman_argv[0], args, &out, absl::Seconds(60));
+  absl::Status imported = podman({"import", "--quiet", tar, name});
   fs::remove_all(rootfs, ec);
   fs::remove(tar, ec);
-  if (!imported.ok()) return imported.status();
-  if (*imported != 0) return absl::InternalError("podman import failed: " + out);
-  return absl::OkStatus();
+  return imported;
+}
+
+PodmanRunner PlainPodman(std::vector<std::string> global_args) {
+  return [global = std::move(global_args)](const std::vector<std::string>& args) {
+    std::vector<std::string> full = global;
+    full.insert(full.end(), args.begin(), args.end());
+    std::string out;
+    auto code = RunCommand("/usr/bin/podman", full, &out, absl::Minutes(5));
+    if (!code.ok()) return code.status();
+    if (*code != 0) {
+      return absl::InternalError(
+          absl::StrCat("podman ", args.empty() ? "" : args[0], " failed: ", out));
+    }
+    return absl::OkStatus();
+  };
 }
 
 bool Installed(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }

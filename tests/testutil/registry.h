@@ -3,6 +3,7 @@
 // from Debian's busybox-static with `podman import` (no image can be pulled on a test machine).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,11 +40,16 @@ class RegistryProcess {
   std::unique_ptr<Process> process_;
 };
 
-// Imports busybox (with a link per applet) as image `name` into the storage that `podman_argv`
-// (the podman binary followed by its global flags) addresses. `work_dir` holds the rootfs and
-// tar while importing.
-absl::Status ImportBusyboxImage(const std::vector<std::string>& podman_argv,
-                                const std::string& name, const std::string& work_dir);
+// Runs `podman <args>` against some storage; returns an error unless podman exits 0.
+using PodmanRunner = std::function<absl::Status(const std::vector<std::string>& args)>;
+
+// Imports busybox (with a link per applet) as image `name` with `podman import`, run by
+// `podman` (which knows the storage's flags). `work_dir` holds the rootfs and tar meanwhile.
+absl::Status ImportBusyboxImage(const PodmanRunner& podman, const std::string& name,
+                                const std::string& work_dir);
+
+// A PodmanRunner for plain `podman <global_args> <args>` (no namespaces, no redaction).
+PodmanRunner PlainPodman(std::vector<std::string> global_args);
 
 // Whether a binary the tests need is installed (to skip with a clear message when not).
 bool Installed(const std::string& path);
