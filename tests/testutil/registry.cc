@@ -118,6 +118,14 @@ absl::Status ImportBusyboxImage(const PodmanRunner& podman, const std::string& n
   return imported;
 }
 
+absl::Status ImportBusyboxImage(const std::vector<std::string>& podman_argv,
+                                const std::string& name, const std::string& work_dir) {
+  if (podman_argv.empty()) return absl::InvalidArgumentError("no podman command");
+  return ImportBusyboxImage(
+      PlainPodman(std::vector<std::string>(podman_argv.begin() + 1, podman_argv.end())), name,
+      work_dir);
+}
+
 PodmanRunner PlainPodman(std::vector<std::string> global_args) {
   return [global = std::move(global_args)](const std::vector<std::string>& args) {
     std::vector<std::string> full = global;

@@ -48,6 +48,12 @@ using PodmanRunner = std::function<absl::Status(const std::vector<std::string>& 
 absl::Status ImportBusyboxImage(const PodmanRunner& podman, const std::string& name,
                                 const std::string& work_dir);
 
+// The same with plain `podman_argv[0] podman_argv[1..] <args>`. For a kiln::builder::Podman
+// storage prefer a runner calling Podman::Run (a long volume path is only right in its mount
+// namespace).
+absl::Status ImportBusyboxImage(const std::vector<std::string>& podman_argv,
+                                const std::string& name, const std::string& work_dir);
+
 // A PodmanRunner for plain `podman <global_args> <args>` (no namespaces, no redaction).
 PodmanRunner PlainPodman(std::vector<std::string> global_args);
 
