@@ -58,9 +58,11 @@ Agent::Agent(AgentOptions options)
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
                                                      const RegisterFn& register_activities) {
   RETURN_IF_ERROR(ValidateProject(options.project));
-  if (options.volume.empty() || options.volume[0] != '/') {
+  if (options.volume.empty() || options.volume[0] != '/' ||
+      options.volume.size() > kMaxVolumePathLength) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the volume must be an absolute path, got '", options.volume, "'"));
+        absl::StrCat("the volume must be an absolute path of at most ", kMaxVolumePathLength,
+                     " bytes, got '", options.volume, "'"));
   }
   if (options.orchestrator_lost_timeout < absl::Seconds(1)) {
     return absl::InvalidArgumentError("the orchestrator-lost timeout must be at least 1 s");
@@ -70,7 +72,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
         absl::StrCat("idle grace must be within 0..", absl::FormatDuration(kMaxIdleGrace)));
   }
   if (options.identity.empty()) {
-    options.identity = absl::StrCat("kiln-builder-agent/", options.project, "@", Hostname());
+    options.identity =
+        absl::StrCat("kiln-builder-agent/", options.project, "@", Hostname(), ":", options.volume);
   }
   std::error_code ec;
   std::filesystem::create_directories(options.volume, ec);

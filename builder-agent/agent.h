@@ -33,6 +33,8 @@
 namespace kiln::builder {
 
 inline constexpr size_t kMaxProjectIdLength = 128;
+// Keeps the default identity within the orchestrator's 1000-byte limit.
+inline constexpr size_t kMaxVolumePathLength = 512;
 
 struct AgentOptions {
   std::string orchestrator = "127.0.0.1:7233";
@@ -42,9 +44,10 @@ struct AgentOptions {
   // Sent to the orchestrator as a bearer token (empty: none).
   std::string token;
   std::string ns;
-  // Empty: "kiln-builder-agent/<project>@<hostname>", stable across restarts of the agent on
-  // one machine, so that an agent woken again soon after the last one exited takes the queue
-  // back at once instead of waiting for the old lease to lapse.
+  // Empty: "kiln-builder-agent/<project>@<hostname>:<volume>", stable across restarts of the
+  // agent on one machine and volume, so that an agent woken again soon after the last one
+  // exited takes the queue back at once instead of waiting for the old lease to lapse, while
+  // an agent of the same project elsewhere (another machine or volume) is refused.
   std::string identity;
   absl::Duration idle_grace = absl::Seconds(3);
   absl::Duration connect_timeout = absl::Seconds(10);

@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   app.add_option("--namespace", options.ns, "Orchestrator namespace (empty: the default)")
       ->envname("KILN_NAMESPACE");
   app.add_option("--identity", options.identity,
-                 "Poller identity (default: kiln-builder-agent/<project>@<hostname>)")
+                 "Poller identity (default: kiln-builder-agent/<project>@<hostname>:<volume>)")
       ->envname("KILN_IDENTITY");
   app.add_option("--idle-grace", idle_grace_s, "Seconds of empty queue before exiting")
       ->envname("KILN_IDLE_GRACE")

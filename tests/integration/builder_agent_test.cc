@@ -57,6 +57,15 @@ TEST_CASE("The agent exits 0 by itself once its queue has stayed empty for the i
   REQUIRE(absl::StrContains(agent.process->Output(), "agent.drained"));
   // The token is a secret: never in the agent's own log.
   REQUIRE_FALSE(absl::StrContains(agent.process->Output(), "agent-token"));
+
+  // Woken again at once on the same machine and volume: the same identity takes the queue
+  // back while the old lease still lives (it lasts 10 s after the last poll).
+  AgentRun again =
+      StartAgent(dir, "again", AgentArgs(orchestrator.address(), dir.path() + "/volume", "1"));
+  auto again_code = again.process->Wait(absl::Seconds(20));
+  INFO(again.process->Output());
+  REQUIRE(again_code.ok());
+  REQUIRE(*again_code == 0);
 }
 
 TEST_CASE("The agent is refused, naming the holder, when another agent serves its queue",
