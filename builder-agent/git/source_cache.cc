@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "builder-agent/git/extra_trust.h"
 #include "builder-agent/git/file_lock.h"
 #include "builder-agent/git/git_support.h"
@@ -499,7 +500,8 @@ absl::StatusOr<GitFetchResult> SourceCache::Fetch(
           // The remote answered the first fetch, so this is its refusal to serve the sha.
           return absl::NotFoundError(absl::StrCat(
               "revision '", request.revision, "' not found in ", url.url,
-              " (on no branch or tag, and fetching it by sha failed: ", again.status().message(),
+              " (on no branch or tag, and fetching it by sha failed: ",
+              absl::StripPrefix(again.status().message(), absl::StrCat(url.url, " unreachable: ")),
               ")"));
         }
         ASSIGN_OR_RETURN(commit_oid, ResolveLocally(repo.get(), request.revision, ""));
