@@ -57,6 +57,12 @@ absl::StatusOr<pb::BuildImageResult> BuilderActivities::BuildImage(
                      "' must be a work tree on this agent's volume (FetchSource's worktree_dir)"),
         /*non_retryable=*/true);
   }
+  if (!input.network().empty() && input.network() != "none" && input.network() != "host") {
+    return sdk::ApplicationError(
+        "InvalidInput",
+        absl::StrCat("network must be \"none\" or \"host\", got \"", input.network(), "\""),
+        /*non_retryable=*/true);
+  }
   StepLog log(agent_.connection(), agent_.options().ns, options_.secrets, ctx, "build");
   auto line = [&](std::string_view l) {
     log.Line(l);
@@ -73,6 +79,7 @@ absl::StatusOr<pb::BuildImageResult> BuilderActivities::BuildImage(
   request.repository = LocalRepository();
   request.project = input.project_id();
   request.build_id = input.build_id();
+  if (!input.network().empty()) request.network = input.network();
   request.commit = input.commit_sha();
   for (const auto& [key, value] : input.build_args()) request.build_args.emplace_back(key, value);
   request.secrets = options_.secrets.Values();
