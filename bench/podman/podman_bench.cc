@@ -64,7 +64,8 @@ double Median(std::vector<double> v) {
 
 class ByHand {
  public:
-  ByHand(const std::string& volume, std::string registry) : registry_(std::move(registry)) {
+  ByHand(const std::string& volume, std::string registry, bool labels)
+      : registry_(std::move(registry)), labels_(labels) {
     global_ = {"--root",        volume + "/storage", "--runroot",
                volume + "/run", "--storage-driver",  "overlay"};
   }
@@ -76,7 +77,14 @@ class ByHand {
     std::string tag = absl::StrCat(registry_, "/bench/by-hand:", serial);
     Sample s;
     absl::Time t0 = absl::Now();
-    Podman({"build", "--layers", "--network", "none", "--tag", tag, context});
+    std::vector<std::string> build = {"build", "--layers", "--network", "none", "--tag", tag};
+    if (labels_) {
+      build.insert(build.end(), {"--label", "kiln.project=bench", "--label",
+                                 absl::StrCat("kiln.build=b", serial), "--label",
+                                 absl::StrCat("kiln.commit=c", serial)});
+    }
+    build.push_back(context);
+    Podman(build);
     absl::Time t1 = absl::Now();
     Podman({"push", "--tls-verify=false", tag});
     absl::Time t2 = absl::Now();
@@ -94,6 +102,7 @@ class ByHand {
     if (!code.ok() || *code != 0) Die(absl::StrCat("podman ", args[0], " failed: ", output));
   }
   std::string registry_;
+  bool labels_;
   std::vector<std::string> global_;
 };
 
@@ -137,13 +146,22 @@ int Main(int argc, char** argv) {
   if (!registry.ok()) Die(registry.status().ToString());
   const std::string reg = (*registry)->address();
 
-  // One pair of volumes per cold round; the last pair is reused for the warm rounds.
+  // Three contenders, each on volumes of its own: kiln, podman by hand, and by hand with the
+  // three labels a build needs (as `--label` flags). One set of volumes per cold round; the
+  // last set is reused for the warm rounds. The order rotates every round.
+  constexpr int kContenders = 3;
+  const char* names[kContenders] = {"kiln", "by hand", "by hand+labels"};
   std::unique_ptr<builder::Podman> podman;
-  std::unique_ptr<ByHand> hand;
-  std::string ours_ctx, hand_ctx;
+  std::unique_ptr<ByHand> hands[2];
+  std::string ctxs[kContenders];
   double create_cold_ms = 0, create_warm_ms = 0;
-  std::vector<double> cb, cp, ct, hcb, hcp, hct;
   int reused = 0, pushed = 0;
+  std::vector<double> cold_build[kContenders], cold_push[kContenders], cold_total[kContenders];
+  std::vector<double> warm_build[kContenders], warm_push[kContenders], warm_total[kContenders];
+  auto run = [&](int who, int serial) -> Sample {
+    if (who == 0) return OursBuildAndPush(*podman, ctxs[0], reg, serial, &reused, &pushed);
+    return hands[who - 1]->BuildAndPush(ctxs[who], serial);
+  };
   for (int round = 0; round < cold_runs; ++round) {
     std::string base = absl::StrCat(dir.path(), "/round", round);
     builder::PodmanOptions options;
@@ -159,78 +177,65 @@ int Main(int argc, char** argv) {
 
     builder::Podman* p = podman.get();
     auto ours_runner = [p](const std::vector<std::string>& args) -> absl::Status {
-      auto run = p->Run(args, {}, {}, absl::Minutes(2));
-      if (!run.ok()) return run.status();
-      return run->exit_code == 0 ? absl::OkStatus() : absl::InternalError("podman failed");
+      auto result = p->Run(args, {}, {}, absl::Minutes(2));
+      if (!result.ok()) return result.status();
+      return result->exit_code == 0 ? absl::OkStatus() : absl::InternalError("podman failed");
     };
     if (!testutil::ImportBusyboxImage(ours_runner, kBase, base).ok()) Die("import (kiln)");
-    hand = std::make_unique<ByHand>(base + "/hand-volume", reg);
-    // By hand, a person on this host passes what the host needs too (HOST-NOTES.md).
-    hand->AddGlobal({"--runtime", podman->profile().runtime, "--cgroup-manager",
-                     podman->profile().cgroup_manager});
-    if (!testutil::ImportBusyboxImage(testutil::PlainPodman(hand->Global()), kBase, base).ok()) {
-      Die("import (hand)");
+    for (int h = 0; h < 2; ++h) {
+      hands[h] = std::make_unique<ByHand>(absl::StrCat(base, "/hand-volume", h), reg, h == 1);
+      // By hand, a person on this host passes what the host needs too (HOST-NOTES.md).
+      hands[h]->AddGlobal({"--runtime", podman->profile().runtime, "--cgroup-manager",
+                           podman->profile().cgroup_manager});
+      if (!testutil::ImportBusyboxImage(testutil::PlainPodman(hands[h]->Global()), kBase, base)
+               .ok()) {
+        Die("import (hand)");
+      }
     }
-    ours_ctx = base + "/app-kiln";
-    hand_ctx = base + "/app-hand";
-    MakeApp(ours_ctx);
-    MakeApp(hand_ctx);
-    Sample o, h;
-    if (round % 2 == 0) {
-      o = OursBuildAndPush(*podman, ours_ctx, reg, 0, &reused, &pushed);
-      h = hand->BuildAndPush(hand_ctx, 0);
-    } else {
-      h = hand->BuildAndPush(hand_ctx, 0);
-      o = OursBuildAndPush(*podman, ours_ctx, reg, 0, &reused, &pushed);
+    for (int who = 0; who < kContenders; ++who) {
+      ctxs[who] = absl::StrCat(base, "/app", who);
+      MakeApp(ctxs[who]);
     }
-    cb.push_back(o.build_ms);
-    cp.push_back(o.push_ms);
-    ct.push_back(o.total());
-    hcb.push_back(h.build_ms);
-    hcp.push_back(h.push_ms);
-    hct.push_back(h.total());
+    for (int k = 0; k < kContenders; ++k) {
+      int who = (round + k) % kContenders;
+      Sample sample = run(who, 0);
+      cold_build[who].push_back(sample.build_ms);
+      cold_push[who].push_back(sample.push_ms);
+      cold_total[who].push_back(sample.total());
+    }
   }
-
-  std::vector<double> ob, op, ot, hb, hp, ht;
   for (int i = 1; i <= runs; ++i) {
-    ChangeSource(ours_ctx, i);
-    ChangeSource(hand_ctx, i);
-    Sample o, h;
-    if (i % 2 == 0) {
-      o = OursBuildAndPush(*podman, ours_ctx, reg, i, &reused, &pushed);
-      h = hand->BuildAndPush(hand_ctx, i);
-    } else {
-      h = hand->BuildAndPush(hand_ctx, i);
-      o = OursBuildAndPush(*podman, ours_ctx, reg, i, &reused, &pushed);
+    for (int k = 0; k < kContenders; ++k) {
+      int who = (i + k) % kContenders;
+      ChangeSource(ctxs[who], i);
+      Sample sample = run(who, i);
+      warm_build[who].push_back(sample.build_ms);
+      warm_push[who].push_back(sample.push_ms);
+      warm_total[who].push_back(sample.total());
     }
-    ob.push_back(o.build_ms);
-    op.push_back(o.push_ms);
-    ot.push_back(o.total());
-    hb.push_back(h.build_ms);
-    hp.push_back(h.push_ms);
-    ht.push_back(h.total());
   }
 
-  std::printf("%-34s %12s %12s %10s\n", "step (ms)", "kiln", "by hand", "delta");
-  auto row = [](const char* name, double ours, double by_hand) {
-    std::printf("%-34s %12.0f %12.0f %+10.0f\n", name, ours, by_hand, ours - by_hand);
+  std::printf("%-28s %10s %10s %16s\n", "median (ms)", names[0], names[1], names[2]);
+  auto row = [&](const char* name, const std::vector<double>* v) {
+    std::printf("%-28s %10.0f %10.0f %16.0f\n", name, Median(v[0]), Median(v[1]), Median(v[2]));
   };
-  row("cold build (median)", Median(cb), Median(hcb));
-  row("cold push (median)", Median(cp), Median(hcp));
-  row("cold build + push (median)", Median(ct), Median(hct));
-  row("warm build (median)", Median(ob), Median(hb));
-  row("warm push (median)", Median(op), Median(hp));
-  row("warm build + push (median)", Median(ot), Median(ht));
+  row("cold build", cold_build);
+  row("cold push", cold_push);
+  row("cold build + push", cold_total);
+  row("warm build", warm_build);
+  row("warm push", warm_push);
+  row("warm build + push", warm_total);
   std::printf("\nwarm rebuild: %d of 5 steps from the layer cache, %d layer(s) uploaded\n", reused,
               pushed);
   std::printf("Podman::Create: %.0f ms probing the host, %.0f ms with the profile cached\n",
               create_cold_ms, create_warm_ms);
   std::printf(
       "\nMethod: %d cold builds each on fresh volumes (busybox base imported), then %d warm "
-      "rebuilds each after\na one-line change to src/main.txt; kiln and by hand alternate "
-      "(order swapped every round), on\nseparate volumes under %s, pushing to one "
-      "docker-registry on 127.0.0.1. By hand: podman build --layers\n--network none, podman "
-      "push --tls-verify=false, with --root/--runroot/--runtime/--cgroup-manager.\n",
+      "rebuilds each after\na one-line change to src/main.txt; the three take turns (order "
+      "rotated every round), on\nseparate volumes under %s, pushing to one docker-registry on "
+      "127.0.0.1. By hand: podman build --layers\n--network none (+labels: the three kiln.* "
+      "labels as --label flags), podman push --tls-verify=false,\nwith "
+      "--root/--runroot/--runtime/--cgroup-manager.\n",
       cold_runs, runs, std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp");
   return 0;
 }
