@@ -163,9 +163,9 @@ int Main(int argc, char** argv) {
     return hands[who - 1]->BuildAndPush(ctxs[who], serial);
   };
   for (int round = 0; round < cold_runs; ++round) {
-    std::string base = absl::StrCat(dir.path(), "/round", round);
+    std::string base = absl::StrCat(dir.path(), "/r", round);  // Short: see kMaxRunRootChars.
     builder::PodmanOptions options;
-    options.volume = base + "/kiln-volume";
+    options.volume = base + "/kv";
     absl::Time c0 = absl::Now();
     auto created = builder::Podman::Create(options);
     if (!created.ok()) Die(created.status().ToString());

@@ -201,9 +201,15 @@ std::string LookupPath(const std::string& name, const std::string& path_var) {
     WriteAll(report_w, &msg, sizeof(msg));
     ::_exit(1);
   }
+  const pid_t shim_pid = ::getpid();
   pid_t main_pid = ::fork();
   if (main_pid == 0) {
     ::setpgid(0, 0);
+    // If the agent dies, the shim dies with it (above), and the step with the shim: a crashed
+    // agent leaves no build running on the machine.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // (As PID 1 of its own namespace the step sees no parent: getppid() is 0.)
+    if (::getppid() != (spec.isolate ? 0 : shim_pid)) ::_exit(1);
     if (spec.isolate) {
       if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
         WriteChildError(out_w, "making mounts private", errno);

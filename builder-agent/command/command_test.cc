@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -210,6 +211,36 @@ TEST_CASE("processes a step leaves in its group end with it") {
   REQUIRE(result.ok());
   REQUIRE(pgid != 0);
   CHECK(GroupGone(pgid));
+}
+
+TEST_CASE("a step dies with the agent that started it") {
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  pid_t agent = ::fork();
+  REQUIRE(agent >= 0);
+  if (agent == 0) {  // A stand-in for the agent: runs a long step, reports its group.
+    ::close(pipe_fds[0]);
+    CommandSpec spec = Shell("echo $$; sleep 100 & sleep 100");
+    (void)RunCommand(spec,
+                     [&](std::string_view line) {
+                       std::string l(line);
+                       (void)!::write(pipe_fds[1], l.data(), l.size());
+                       ::close(pipe_fds[1]);
+                     },
+                     {});
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  char buf[32] = {};
+  ssize_t n = ::read(pipe_fds[0], buf, sizeof(buf) - 1);
+  ::close(pipe_fds[0]);
+  REQUIRE(n > 0);
+  pid_t pgid = static_cast<pid_t>(std::stol(std::string(buf, static_cast<size_t>(n))));
+  ::kill(agent, SIGKILL);
+  int status = 0;
+  ::waitpid(agent, &status, 0);
+  // Killed at once, but with the shim gone it is init that reaps them (slowly on some hosts).
+  CHECK(testutil::WaitFor([&] { return GroupGone(pgid); }, absl::Seconds(15)));
 }
 
 TEST_CASE("no file descriptors leak") {
