@@ -190,10 +190,28 @@ std::string LookupPath(const std::string& name, const std::string& path_var) {
   return "";
 }
 
+// The step's process group, in the shim's copy of this variable (0 until the step is forked).
+volatile sig_atomic_t g_shim_step_pgid = 0;
+
+// The shim's SIGTERM handler, also its parent-death signal: when the agent dies (or is told to
+// stop), the step's whole group goes with the shim.
+void ShimTerminate(int) {
+  if (g_shim_step_pgid > 0) ::kill(-g_shim_step_pgid, SIGKILL);
+  ::_exit(1);
+}
+
 // Runs in the forked shim; never returns.
 [[noreturn]] void RunShim(const CommandSpec& spec, const Prepared& prep, int stdin_fd, int out_w,
                           int report_w, pid_t agent_pid) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  struct sigaction on_term;
+  std::memset(&on_term, 0, sizeof(on_term));
+  on_term.sa_handler = ShimTerminate;
+  ::sigaction(SIGTERM, &on_term, nullptr);
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ::sigprocmask(SIG_UNBLOCK, &term, nullptr);  // The agent may block it in every thread.
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != agent_pid) ::_exit(1);
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   if (spec.isolate && ::unshare(CLONE_NEWNS | CLONE_NEWPID) != 0) {
@@ -254,6 +272,7 @@ std::string LookupPath(const std::string& name, const std::string& path_var) {
     ::_exit(1);
   }
   ::setpgid(main_pid, main_pid);
+  g_shim_step_pgid = main_pid;
   // The shim needs nothing of the agent's: holding its sockets or the output pipe open would
   // keep them alive for the step's whole life.
   if (report_w > 0) ::syscall(SYS_close_range, 0U, static_cast<unsigned>(report_w - 1), 0);
