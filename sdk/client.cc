@@ -139,6 +139,12 @@ absl::StatusOr<WorkflowHandle> Client::StartWorkflow(const StartWorkflowOptions&
     ToProto(options.task_timeout, request.mutable_workflow_task_timeout());
   }
   request.set_identity(options_.identity);
+  const bool eager =
+      options.eager_worker != nullptr && options.eager_worker->AcceptsEagerTask(options.task_queue);
+  if (eager) {
+    request.set_request_eager_execution(true);
+    request.set_identity(options.eager_worker->eager_identity());
+  }
   request.set_request_id(options.request_id.empty() ? ids_->NewUuid() : options.request_id);
   request.set_workflow_id_reuse_policy(options.id_reuse_policy);
   request.set_workflow_id_conflict_policy(options.id_conflict_policy);
@@ -155,6 +161,9 @@ absl::StatusOr<WorkflowHandle> Client::StartWorkflow(const StartWorkflowOptions&
         return connection_.workflow_service().StartWorkflowExecution(c, request, &response);
       });
   if (!status.ok()) return status;
+  if (eager && response.has_eager_workflow_task()) {
+    options.eager_worker->RunEagerTask(std::move(*response.mutable_eager_workflow_task()));
+  }
   return WorkflowHandle{options.id, response.run_id()};
 }
 

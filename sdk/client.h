@@ -56,6 +56,19 @@ struct ClientOptions {
   const PayloadConverter* converter = nullptr;
 };
 
+// Takes a new run's first workflow task straight from the start's answer (eager start).
+// WorkflowWorker implements it.
+class EagerWorkflowTaskRunner {
+ public:
+  virtual ~EagerWorkflowTaskRunner() = default;
+  // Whether it serves `task_queue` and can take a task now.
+  virtual bool AcceptsEagerTask(const std::string& task_queue) = 0;
+  // The worker identity the task is started for.
+  virtual const std::string& eager_identity() const = 0;
+  // Runs the task (on the calling thread) and answers it.
+  virtual void RunEagerTask(api::PollWorkflowTaskQueueResponse task) = 0;
+};
+
 struct StartWorkflowOptions {
   std::string id{};
   std::string task_queue{};
@@ -71,6 +84,10 @@ struct StartWorkflowOptions {
   std::optional<api::RetryPolicy> retry_policy{};
   std::map<std::string, api::Payload> search_attributes{};
   std::map<std::string, api::Payload> memo{};
+  // Eager start: when this process's worker of `task_queue` can take it, the run's first
+  // workflow task comes back with the start and is run by that worker before StartWorkflow
+  // returns (one poll and one transition fewer). Not owned.
+  EagerWorkflowTaskRunner* eager_worker = nullptr;
 };
 
 struct WorkflowHandle {

@@ -45,10 +45,12 @@ void WorkflowWorker::Register(const std::string& workflow_type, WorkflowFn fn) {
 
 void WorkflowWorker::Start() {
   stopping_ = false;
+  running_ = true;
   for (int i = 0; i < options_.pollers; ++i) threads_.emplace_back([this] { PollLoop(); });
 }
 
 void WorkflowWorker::Stop() {
+  running_ = false;
   stopping_ = true;
   {
     absl::MutexLock lock(&mu_);

@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "sdk/activity_worker.h"
+#include "sdk/client.h"
 #include "sdk/connection.h"
 #include "sdk/workflow_instance.h"
 
@@ -40,7 +41,7 @@ struct WorkflowWorkerOptions {
   ActivityWorker* eager_activities = nullptr;
 };
 
-class WorkflowWorker {
+class WorkflowWorker final : public EagerWorkflowTaskRunner {
  public:
   WorkflowWorker(Connection& connection, std::string task_queue, WorkflowWorkerOptions options);
   ~WorkflowWorker();
@@ -57,6 +58,14 @@ class WorkflowWorker {
   int64_t tasks_failed() const { return tasks_failed_.load(); }
   // Drops every cached workflow (the next task of each replays in full).
   void ClearCache();
+
+  // Eager start (StartWorkflowOptions::eager_worker): between Start and Stop, for this
+  // worker's queue.
+  bool AcceptsEagerTask(const std::string& task_queue) override {
+    return running_.load() && task_queue == task_queue_;
+  }
+  const std::string& eager_identity() const override { return options_.identity; }
+  void RunEagerTask(api::PollWorkflowTaskQueueResponse task) override { Handle(task); }
 
  private:
   void PollLoop();
@@ -82,6 +91,7 @@ class WorkflowWorker {
   std::vector<grpc::ClientContext*> polls_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> running_{false};
   std::vector<std::thread> threads_;
   std::atomic<int64_t> full_replays_{0};
   std::atomic<int64_t> cache_hits_{0};

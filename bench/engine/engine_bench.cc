@@ -101,11 +101,14 @@ absl::Duration Percentile(std::vector<absl::Duration> v, double p) {
 }
 
 std::atomic<int64_t> next_id{0};
+// Set: starts are eager (the first workflow task runs on the caller's thread).
+sdk::EagerWorkflowTaskRunner* eager_worker = nullptr;
 
 absl::Status RunOne(sdk::Client& client, const std::string& type) {
   sdk::StartWorkflowOptions options;
   options.id = absl::StrCat("bench-", next_id.fetch_add(1));
   options.task_queue = "bench";
+  options.eager_worker = eager_worker;
   auto handle = client.StartWorkflow(options, type, sdk::ToPayloads(std::string("x")));
   if (!handle.ok()) return handle.status();
   return client.GetResult(*handle, absl::Seconds(60)).status();
@@ -190,6 +193,10 @@ int main(int argc, char** argv) {
   bool eager = true;
   app.add_option("--eager-activities", eager, "Ask for activities to be started eagerly")
       ->capture_default_str();
+  bool eager_start = true;
+  app.add_option("--eager-start", eager_start,
+                 "Start workflows eagerly (their first task runs on the caller's thread)")
+      ->capture_default_str();
   std::vector<std::string> orchestrator_args;
   app.add_option("--orchestrator-arg", orchestrator_args,
                  "Extra kiln-orchestrator flag, e.g. --start-at-schedule=false (repeatable)");
@@ -226,6 +233,7 @@ int main(int argc, char** argv) {
   workflows.Register("b", bench::Three);
   workflows.Register("scale", bench::Sleeper);
   workflows.Start();
+  if (eager_start) bench::eager_worker = &workflows;
 
   for (const std::string type : {"a", "b"}) {
     if (only.find(type) == std::string::npos) continue;

@@ -456,5 +456,37 @@ TEST_CASE("Eager activities start in the completing transition and come back in 
   RequireGapless(history);
 }
 
+TEST_CASE("An eager start answers with the first workflow task, started in the same transition",
+          "[eager]") {
+  EngineHarness h;
+  api::StartWorkflowExecutionRequest request;
+  request.set_workflow_id("wf-eager-start");
+  request.mutable_workflow_type()->set_name("t");
+  request.mutable_task_queue()->set_name("q");
+  request.set_identity("starter-worker");
+  request.set_request_id("req-1");
+  request.set_request_eager_execution(true);
+  auto started = h.engine().StartWorkflowExecution(request);
+  REQUIRE(started.ok());
+  REQUIRE(started->has_eager_workflow_task());
+  const api::PollWorkflowTaskQueueResponse& task = started->eager_workflow_task();
+  REQUIRE(task.history().events_size() == 3);
+  CHECK(task.history().events(2).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+  CHECK(task.history().events(2).workflow_task_started_event_attributes().identity() ==
+        "starter-worker");
+  CHECK(task.history().events(0).task_id() == task.history().events(2).task_id());
+  CHECK(h.Backlog(keys::TaskKind::kWorkflow, "q").empty());
+  // It completes like a polled task.
+  REQUIRE(h.Complete(task, {EngineHarness::CompleteWorkflow("done")}).ok());
+  CHECK(h.Describe(started->run_id()).workflow_execution_info().status() ==
+        api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+
+  // A retried start gets the run, not a second task.
+  auto again = h.engine().StartWorkflowExecution(request);
+  REQUIRE(again.ok());
+  CHECK(again->run_id() == started->run_id());
+  CHECK_FALSE(again->has_eager_workflow_task());
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

@@ -179,10 +179,30 @@ absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartInternal
   current_run.set_run_id(run_id);
   current_batch.Put(Table::kCurrent, keys::Current(ns, workflow_id),
                     current_run.SerializeAsString());
-  auto handle = cache_.Acquire(run_id);
-  RETURN_IF_ERROR(Commit(*handle, m, &current_batch));
+  // Eager start: the first workflow task is started for the caller in this same transition.
+  std::optional<QueuedTask> eager;
+  if (request.request_eager_execution() && parent == nullptr && !m.new_tasks().empty()) {
+    QueuedTask& task = m.new_tasks().back();
+    if (task.kind == keys::TaskKind::kWorkflow &&
+        task.record.scheduled_event_id() == m.state().workflow_task().scheduled_event_id()) {
+      std::string request_id = ids_->NewUuid();
+      RETURN_IF_ERROR(ApplyWorkflowTaskStarted(m, 0, task.queue, request.identity(), request_id));
+      task.started_request_id = request_id;
+      eager = task;
+    }
+  }
+  {
+    auto handle = cache_.Acquire(run_id);
+    RETURN_IF_ERROR(Commit(*handle, m, &current_batch));
+  }
   response.set_run_id(run_id);
   response.set_started(true);
+  if (eager.has_value()) {
+    // Answered as a retry of the start just recorded: no new transition.
+    ASSIGN_OR_RETURN(
+        *response.mutable_eager_workflow_task(),
+        RecordWorkflowTaskStarted(*eager, request.identity(), eager->started_request_id));
+  }
   return response;
 }
 

@@ -107,5 +107,35 @@ TEST_CASE("Activities are started eagerly for a worker with free slots") {
   REQUIRE(orchestrator.Stop().value() == 0);
 }
 
+TEST_CASE("An eager start runs the first workflow task on the starter's worker") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  sdk::Client client(orchestrator.connection());
+  Workers workers(orchestrator.connection(), /*max_concurrent=*/8, /*pollers=*/1);
+  const int64_t before = workers.workflows.tasks_completed();
+  auto handle = client.StartWorkflow(
+      {.id = "eager-start", .task_queue = "eager", .eager_worker = &workers.workflows}, "Mixed",
+      sdk::ToPayloads(std::string("kiln")));
+  REQUIRE(handle.ok());
+  // The first task ran before StartWorkflow returned.
+  CHECK(workers.workflows.tasks_completed() == before + 1);
+  REQUIRE(client.GetResult<int64_t>(*handle, absl::Seconds(30)).value() == 8);
+  api::History history = client.GetHistory(*handle).value();
+  REQUIRE(history.events_size() > 3);
+  CHECK(history.events(2).workflow_task_started_event_attributes().identity() == "workflow-worker");
+  // Started in the start's own transition.
+  CHECK(history.events(0).task_id() == history.events(2).task_id());
+
+  // A worker of another queue is not asked: the start is an ordinary one.
+  auto other = client.StartWorkflow(
+      {.id = "not-eager", .task_queue = "elsewhere", .eager_worker = &workers.workflows}, "Mixed",
+      sdk::ToPayloads(std::string("x")));
+  REQUIRE(other.ok());
+  CHECK(workers.workflows.tasks_completed() <= before + 8);
+  REQUIRE(client.Terminate(*other, "test done").ok());
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
 }  // namespace
 }  // namespace kiln
