@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/config.h"
 #include "sdk/activity_worker.h"
@@ -301,10 +302,16 @@ int main(int argc, char** argv) {
 
   std::cout << "\nkiln engine benchmark\n\n"
             << "Method: kiln-orchestrator as its own process (RocksDB, WAL fsync on every\n"
-            << "transition); in this process a workflow worker (4 pollers) and an activity worker\n"
-            << "(4 pollers, 64 slots) from the C++ SDK, and closed-loop callers: each starts a\n"
+            << "transition); in this process a workflow worker (" << pollers
+            << " pollers) and an activity worker\n(" << pollers
+            << " pollers, 64 slots) from the C++ SDK, and closed-loop callers: each starts a\n"
             << "workflow and waits for its result (long poll on history) before the next. (a) one\n"
             << "activity, (b) three sequential activities; the activity returns its input.\n"
+            << "Eager start " << (eager_start ? "on" : "off") << ", eager activities "
+            << (eager ? "on" : "off") << "; orchestrator flags:"
+            << (orchestrator_args.empty() ? std::string(" none")
+                                          : " " + absl::StrJoin(orchestrator_args, " "))
+            << ".\n"
             << "Throughput runs measure " << duration_s << " s after a 2 s warm-up. All on "
             << std::thread::hardware_concurrency() << " cores, loopback gRPC.\n\n";
   std::cout << "| scenario | metric | value |\n| --- | --- | --- |\n";
