@@ -16,6 +16,9 @@
 // Every podman command goes through the command runner: output streamed, secrets redacted,
 // cancellation kills the whole podman process tree (its own PID namespace when possible, so RUN
 // containers die with it).
+//
+// One volume is one build cache: call Build, Push, RunInImage and Housekeep one at a time (the
+// agent runs one activity at a time); Housekeep during a Build could remove what it builds on.
 #pragma once
 
 #include <memory>
