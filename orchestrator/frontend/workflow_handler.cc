@@ -203,14 +203,20 @@ class HistoryWait final : public RefCountedReactor {
 
     // Watch first, then read again: an event committed between the two reads still wakes us.
     Ref();
-    auto watch = deps_.watchers->Watch(read->run_id, [this] {
-      {
-        absl::MutexLock lock(&mu_);
-        watch_id_ = 0;
-      }
-      if (!finished()) Schedule();
-      Unref();
-    });
+    // A reader of the close event only cares about the run closing.
+    const bool close_only =
+        request_.history_event_filter_type() == api::HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT;
+    auto watch = deps_.watchers->Watch(
+        read->run_id,
+        [this] {
+          {
+            absl::MutexLock lock(&mu_);
+            watch_id_ = 0;
+          }
+          if (!finished()) Schedule();
+          Unref();
+        },
+        close_only);
     if (!watch.ok()) {
       Unref();
       return Done(watch.status());

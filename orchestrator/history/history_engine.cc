@@ -186,8 +186,10 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     }
   }
   for (StartedInline& s : started) listener_->FulfilReservation(s.reservation, std::move(s.task));
-  if (!mutation.new_events().empty()) listener_->RunChanged(run_id);
-  if (second_run != nullptr) listener_->RunChanged(second_run->state().run_id());
+  if (!mutation.new_events().empty()) listener_->RunChanged(run_id, mutation.closed_now());
+  if (second_run != nullptr) {
+    listener_->RunChanged(second_run->state().run_id(), second_run->closed_now());
+  }
   return absl::OkStatus();
 }
 

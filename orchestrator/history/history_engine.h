@@ -34,8 +34,8 @@ class EngineListener {
   virtual ~EngineListener() = default;
   virtual void TaskAdded(QueuedTask task) = 0;
   virtual void TimerAdded(const std::string& key, absl::Time fire_time) = 0;
-  // The run's history grew or the run closed.
-  virtual void RunChanged(const std::string& run_id) = 0;
+  // The run's history grew; `closed`: the transition closed it.
+  virtual void RunChanged(const std::string& run_id, bool closed) = 0;
 
   // Start at schedule (see Matching::Reserve). A listener that returns no reservations (the
   // default) gets every task through TaskAdded.

@@ -56,5 +56,23 @@ TEST_CASE("Run watchers fire once per notify and can be cancelled") {
   REQUIRE(watchers.size() == 0);
 }
 
+TEST_CASE("Close-only run watchers sleep through transitions that leave the run open") {
+  RunWatchers watchers;
+  int any = 0, close = 0;
+  (void)watchers.Watch("run", [&] { ++any; }).value();
+  uint64_t closing = watchers
+                         .Watch(
+                             "run", [&] { ++close; }, /*close_only=*/true)
+                         .value();
+  watchers.Notify("run", /*closed=*/false);
+  REQUIRE(any == 1);
+  REQUIRE(close == 0);
+  REQUIRE(watchers.size() == 1);
+  watchers.Notify("run", /*closed=*/true);
+  REQUIRE(close == 1);
+  REQUIRE(watchers.size() == 0);
+  REQUIRE_FALSE(watchers.Cancel(closing));
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

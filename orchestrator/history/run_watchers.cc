@@ -7,14 +7,14 @@
 namespace kiln::orchestrator {
 
 absl::StatusOr<uint64_t> RunWatchers::Watch(const std::string& run_id,
-                                            std::function<void()> callback) {
+                                            std::function<void()> callback, bool close_only) {
   absl::MutexLock lock(&mu_);
   if (run_of_.size() >= max_watchers_) {
     return absl::ResourceExhaustedError(
         absl::StrCat("too many waiting history reads (limit ", max_watchers_, ")"));
   }
   uint64_t id = next_id_++;
-  by_run_[run_id].emplace(id, std::move(callback));
+  by_run_[run_id].emplace(id, Watcher{std::move(callback), close_only});
   run_of_.emplace(id, run_id);
   return id;
 }
@@ -30,17 +30,24 @@ bool RunWatchers::Cancel(uint64_t id) {
   return true;
 }
 
-void RunWatchers::Notify(const std::string& run_id) {
-  absl::flat_hash_map<uint64_t, std::function<void()>> fired;
+void RunWatchers::Notify(const std::string& run_id, bool closed) {
+  std::vector<std::function<void()>> fired;
   {
     absl::MutexLock lock(&mu_);
     auto run = by_run_.find(run_id);
     if (run == by_run_.end()) return;
-    fired = std::move(run->second);
-    by_run_.erase(run);
-    for (const auto& [id, callback] : fired) run_of_.erase(id);
+    for (auto it = run->second.begin(); it != run->second.end();) {
+      if (!closed && it->second.close_only) {
+        ++it;
+        continue;
+      }
+      fired.push_back(std::move(it->second.callback));
+      run_of_.erase(it->first);
+      run->second.erase(it++);
+    }
+    if (run->second.empty()) by_run_.erase(run);
   }
-  for (auto& [id, callback] : fired) callback();
+  for (auto& callback : fired) callback();
 }
 
 void RunWatchers::NotifyAll() {
@@ -48,7 +55,7 @@ void RunWatchers::NotifyAll() {
   {
     absl::MutexLock lock(&mu_);
     for (auto& [run, watchers] : by_run_) {
-      for (auto& [id, callback] : watchers) fired.push_back(std::move(callback));
+      for (auto& [id, watcher] : watchers) fired.push_back(std::move(watcher.callback));
     }
     by_run_.clear();
     run_of_.clear();

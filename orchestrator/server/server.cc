@@ -31,7 +31,9 @@ class Listener final : public EngineListener {
   void TimerAdded(const std::string& key, absl::Time fire_time) override {
     if (timers_ != nullptr) timers_->TimerAdded(key, fire_time);
   }
-  void RunChanged(const std::string& run_id) override { watchers_->Notify(run_id); }
+  void RunChanged(const std::string& run_id, bool closed) override {
+    watchers_->Notify(run_id, closed);
+  }
   std::optional<Matching::Reservation> ReservePoller(const QueuedTask& task) override {
     if (!start_at_schedule_) return std::nullopt;
     return matching_->Reserve(task.kind, task.ns, task.queue);
