@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,8 +27,12 @@ namespace fs = std::filesystem;
 constexpr char kPodman[] = "/usr/bin/podman";
 constexpr char kBase[] = "localhost/kiln-busybox:latest";
 
+// What Die() must undo: std::exit runs no destructors, and the registry must not outlive us.
+std::function<void()> g_cleanup;
+
 [[noreturn]] void Die(const std::string& what) {
   std::fprintf(stderr, "kiln-podman-bench: %s\n", what.c_str());
+  if (g_cleanup) g_cleanup();
   std::exit(1);
 }
 
@@ -144,6 +149,11 @@ int Main(int argc, char** argv) {
   fs::create_directories(dir.path() + "/registry");
   auto registry = testutil::RegistryProcess::Start(dir.path() + "/registry");
   if (!registry.ok()) Die(registry.status().ToString());
+  g_cleanup = [&] {
+    registry->reset();  // Stops the registry by PID.
+    std::error_code ec;
+    fs::remove_all(dir.path(), ec);
+  };
   const std::string reg = (*registry)->address();
 
   // Three contenders, each on volumes of its own: kiln, podman by hand, and by hand with the
