@@ -1,6 +1,8 @@
 #include "builder-agent/podman/host_profile.h"
 
 #include <sys/resource.h>
+#include <sys/utsname.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -20,6 +22,7 @@ namespace {
 constexpr const char* kProfileFormat = "v1";
 constexpr absl::Duration kProbeTimeout = absl::Seconds(60);
 constexpr size_t kMaxProfileBytes = 4096;
+constexpr long kCgroup2Magic = 0x63677270;
 
 bool OnPath(const std::string& name) {
   if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0;
@@ -134,7 +137,15 @@ absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const
   };
   absl::StatusOr<std::string> version = PodmanVersion(options.podman_binary);
   if (!version.ok()) return version.status();
-  const std::string key = absl::StrCat(kProfileFormat, " podman ", *version);
+  // A new machine image may bring another kernel or cgroup layout with the same podman.
+  utsname uts{};
+  std::string kernel = ::uname(&uts) == 0 ? uts.release : "unknown";
+  struct statfs cgroup_fs {};
+  std::string cgroups = ::statfs("/sys/fs/cgroup", &cgroup_fs) != 0 ? "none"
+                        : cgroup_fs.f_type == kCgroup2Magic         ? "v2"
+                                                                    : "v1";
+  const std::string key =
+      absl::StrCat(kProfileFormat, " podman ", *version, " kernel ", kernel, " cgroup ", cgroups);
 
   if (!options.cache_file.empty()) {
     std::ifstream in(options.cache_file);

@@ -5,7 +5,8 @@
 // run in its own PID + mount namespace (for clean kills and the blob-info cache bind mount).
 //
 // Probing takes about a second, so the result is kept in a file on the volume, keyed by the
-// podman version (and the profile format): later agent starts read it back.
+// podman version, the kernel release and the cgroup version (and the profile format): later
+// agent starts read it back; a new machine image probes again.
 #pragma once
 
 #include <functional>
@@ -18,7 +19,8 @@
 namespace kiln::builder {
 
 struct HostProfile {
-  std::string key;  // "v1 podman 4.3.1": a profile with another key is probed again.
+  // "v1 podman 4.3.1 kernel 6.1.0-26-amd64 cgroup v1": another key is probed again.
+  std::string key;
   std::string runtime;
   std::string cgroup_manager;
   std::vector<std::string> ulimits;  // "nofile=20000:20000"; empty when podman's defaults work.
