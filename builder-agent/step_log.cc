@@ -32,7 +32,6 @@ StepLog::StepLog(sdk::Connection& connection, const std::string& ns, const Secre
         copy = progress_;
       }
       ctx_.Heartbeat(sdk::ToPayloads(copy));
-      // Output that paused goes out now rather than with the next line.
       Flush();
     }
   });
@@ -46,18 +45,13 @@ StepLog::~StepLog() {
 
 void StepLog::Line(std::string_view line) {
   std::string redacted = secrets_.Redact(line);
-  {
-    absl::MutexLock lock(&mu_);
-    progress_.set_last_line(redacted.substr(0, kMaxProgressLine));
+  absl::MutexLock lock(&mu_);
+  progress_.set_last_line(redacted.substr(0, kMaxProgressLine));
+  if (pending_.size() + redacted.size() + 1 > kMaxPendingBytes) {
+    ++dropped_lines_;
+    return;
   }
-  absl::MutexLock lock(&writer_mu_);
-  if (failed_) return;
-  absl::Status appended = writer_.Append(absl::StrCat(redacted, "\n"));
-  if (!appended.ok()) {
-    failed_ = true;
-    ctx_.log().Warn("builder.log_write_failed",
-                    LogField("error", secrets_.Redact(appended.ToString())));
-  }
+  absl::StrAppend(&pending_, redacted, "\n");
 }
 
 void StepLog::Update(const std::function<void(kiln::platform::v1::BuildProgress&)>& update) {
@@ -66,13 +60,25 @@ void StepLog::Update(const std::function<void(kiln::platform::v1::BuildProgress&
 }
 
 void StepLog::Flush() {
-  absl::MutexLock lock(&writer_mu_);
-  if (failed_ || writer_.buffered() == 0) return;
-  absl::Status flushed = writer_.Flush();
-  if (!flushed.ok()) {
+  // One flusher at a time (the ticker, then the destructor), so lines keep their order.
+  absl::MutexLock writer_lock(&writer_mu_);
+  std::string data;
+  {
+    absl::MutexLock lock(&mu_);
+    data.swap(pending_);
+    if (dropped_lines_ > 0) {
+      absl::StrAppend(&data, "[log: ", dropped_lines_,
+                      " lines dropped while the log stream was not keeping up]\n");
+      dropped_lines_ = 0;
+    }
+  }
+  if (failed_ || (data.empty() && writer_.buffered() == 0)) return;
+  absl::Status sent = writer_.Append(data);
+  if (sent.ok()) sent = writer_.Flush();
+  if (!sent.ok()) {
     failed_ = true;
     ctx_.log().Warn("builder.log_write_failed",
-                    LogField("error", secrets_.Redact(flushed.ToString())));
+                    LogField("error", secrets_.Redact(sent.ToString())));
   }
 }
 

@@ -1,11 +1,13 @@
 // What one step of a builder activity says while it runs: its public output, line by line
-// with secrets redacted, to the run's log stream "build" (sdk::LogWriter), and a heartbeat at
+// with secrets redacted, to the run's log stream "build" (sdk::LogWriter; sent every kTick by
+// a thread of its own, so a slow log never holds up the step), and a heartbeat at
 // least every kTick carrying its latest progress (BuildProgress), so that a cancel requested
 // by the workflow is heard even while the step prints nothing (a RUN that sleeps). Log writes
 // are best effort: a build does not fail because its log could not be written (a warning in
 // the agent's own log says so).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -30,17 +32,20 @@ class StepLog {
   // Bounds how long a log write can hold up a step while the orchestrator is away.
   static constexpr absl::Duration kLogRetryTimeout = absl::Seconds(10);
   static constexpr size_t kMaxProgressLine = 200;
+  // Output waiting for the next send; past it lines are dropped (and counted in the log).
+  static constexpr size_t kMaxPendingBytes = 8 << 20;
 
   StepLog(sdk::Connection& connection, const std::string& ns, const SecretStore& secrets,
           sdk::ActivityContext& ctx, std::string step);
-  // Stops heartbeating and flushes the log.
+  // Stops heartbeating and sends what is left of the output.
   ~StepLog();
   StepLog(const StepLog&) = delete;
   StepLog& operator=(const StepLog&) = delete;
 
-  // One line of public output (without its newline); thread-safe.
+  // One line of public output (without its newline); thread-safe, never blocks on the network.
   void Line(std::string_view line);
   void Update(const std::function<void(kiln::platform::v1::BuildProgress&)>& update);
+  // Sends the output so far (the ticker does every kTick).
   void Flush();
 
  private:
@@ -51,6 +56,8 @@ class StepLog {
   bool failed_ ABSL_GUARDED_BY(writer_mu_) = false;
   absl::Mutex mu_;
   kiln::platform::v1::BuildProgress progress_ ABSL_GUARDED_BY(mu_);
+  std::string pending_ ABSL_GUARDED_BY(mu_);
+  int64_t dropped_lines_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Notification stop_;
   std::thread ticker_;
 };
