@@ -11,10 +11,12 @@
 //   - a cancel in the middle of a RUN that sleeps: the activity is canceled within 2 s and
 //     its processes are gone;
 //   - the agent exits 0 by itself once its queue has drained.
-// Skipped, with a message saying why, only where podman cannot run containers at all.
+// Skipped, with a message saying why, only where podman cannot run containers at all (a
+// failure instead with KILN_REQUIRE_PODMAN=1).
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <cstdlib>
 
 #include <filesystem>
 #include <fstream>
@@ -203,6 +205,10 @@ class Fixture {
     volume_ = dir_.path() + "/volume";
     auto podman = builder::Podman::Create({.volume = volume_});
     if (absl::IsUnavailable(podman.status())) {
+      // KILN_REQUIRE_PODMAN=1 (hosts where podman must run) turns the skip into a failure.
+      if (std::getenv("KILN_REQUIRE_PODMAN") != nullptr) {
+        FAIL("podman required (KILN_REQUIRE_PODMAN) but cannot run: " << podman.status());
+      }
       WARN("SKIPPED: podman cannot run containers on this host: " << podman.status());
       return false;
     }
