@@ -224,7 +224,7 @@ TEST_CASE("A task created while a poller waits is started in the same synced tra
     return history.events(a - 1).task_id() == history.events(b - 1).task_id();
   };
 
-  SECTION("a poller waiting: scheduled and started in the start's own transition") {
+  {  // A poller waiting: scheduled and started in the start's own transition.
     // A first, short poll reads the (empty) backlog, so the next poll waits at once.
     (void)PollWorkflowTask(stub, "sas", "warm-up", absl::Milliseconds(1200));
     api::PollWorkflowTaskQueueResponse task;
@@ -259,7 +259,7 @@ TEST_CASE("A task created while a poller waits is started in the same synced tra
     CHECK(close->event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
   }
 
-  SECTION("nobody waiting: the task waits in the backlog and starts in its own transition") {
+  {  // Nobody waiting: the task waits in the backlog and starts in its own transition.
     std::string run = StartWorkflow(stub, "sas-2", "steps", "later", "1").value();
     api::PollWorkflowTaskQueueResponse task =
         PollWorkflowTask(stub, "later", "late", absl::Seconds(10));

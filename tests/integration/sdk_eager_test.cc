@@ -1,6 +1,8 @@
 // Eager activity dispatch through the SDK against a real orchestrator: a workflow worker that
 // shares its task queue with an activity worker asks for the activities it schedules to be
 // started at once and runs them from the completion's answer, without a poll.
+#include <memory>
+
 #include <catch2/catch.hpp>
 
 #include "sdk/activity_worker.h"
@@ -82,7 +84,7 @@ TEST_CASE("Activities are started eagerly for a worker with free slots") {
   REQUIRE(orchestrator.Start().ok());
   sdk::Client client(orchestrator.connection());
 
-  SECTION("free slots: every activity runs from the completion's answer") {
+  {  // Free slots: every activity runs from the completion's answer.
     Workers workers(orchestrator.connection(), /*max_concurrent=*/8, /*pollers=*/1);
     auto handle = client.StartWorkflow({.id = "eager-1", .task_queue = "eager"}, "Mixed",
                                        sdk::ToPayloads(std::string("kiln")));
@@ -94,15 +96,34 @@ TEST_CASE("Activities are started eagerly for a worker with free slots") {
     CHECK(workers.activities.tasks_started() == 4);
   }
 
-  SECTION("no free slot: the activity is scheduled and polled as usual") {
-    // The one slot is held by the poller, so nothing can be reserved for eager execution.
-    Workers workers(orchestrator.connection(), /*max_concurrent=*/1, /*pollers=*/1);
+  {  // No free slot: the activity is scheduled and polled as usual.
+    // The workflow worker's eager partner is not started, so it never has a free slot; another
+    // activity worker of the queue polls the activities.
+    sdk::ActivityWorker idle(orchestrator.connection(), "eager", {.identity = "idle"});
+    REQUIRE(idle.Register("Echo",
+                          [](sdk::ActivityContext&,
+                             const Payloads& in) -> absl::StatusOr<Payloads> { return in; })
+                .ok());
+    sdk::ActivityWorker polling(orchestrator.connection(), "eager",
+                                {.identity = "activity-worker", .max_concurrent = 4, .pollers = 1});
+    REQUIRE(polling
+                .Register("Echo",
+                          [](sdk::ActivityContext&,
+                             const Payloads& in) -> absl::StatusOr<Payloads> { return in; })
+                .ok());
+    REQUIRE(polling.Start().ok());
+    sdk::WorkflowWorker workflows(orchestrator.connection(), "eager",
+                                  {.identity = "workflow-worker", .eager_activities = &idle});
+    workflows.Register("Mixed", Mixed);
+    workflows.Start();
     auto handle = client.StartWorkflow({.id = "eager-2", .task_queue = "eager"}, "Mixed",
                                        sdk::ToPayloads(std::string("kiln")));
     REQUIRE(handle.ok());
     REQUIRE(client.GetResult<int64_t>(*handle, absl::Seconds(30)).value() == 8);
     CHECK(StartedBy(client, *handle) ==
           std::vector<std::string>(4, std::string("activity-worker")));
+    workflows.Stop();
+    polling.Stop();
   }
   REQUIRE(orchestrator.Stop().value() == 0);
 }
@@ -112,7 +133,9 @@ TEST_CASE("An eager start runs the first workflow task on the starter's worker")
   testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
   REQUIRE(orchestrator.Start().ok());
   sdk::Client client(orchestrator.connection());
-  Workers workers(orchestrator.connection(), /*max_concurrent=*/8, /*pollers=*/1);
+  auto workers_owner =
+      std::make_unique<Workers>(orchestrator.connection(), /*max_concurrent=*/8, /*pollers=*/1);
+  Workers& workers = *workers_owner;
   const int64_t before = workers.workflows.tasks_completed();
   auto handle = client.StartWorkflow(
       {.id = "eager-start", .task_queue = "eager", .eager_worker = &workers.workflows}, "Mixed",
@@ -134,6 +157,7 @@ TEST_CASE("An eager start runs the first workflow task on the starter's worker")
   REQUIRE(other.ok());
   CHECK(workers.workflows.tasks_completed() <= before + 8);
   REQUIRE(client.Terminate(*other, "test done").ok());
+  workers_owner.reset();  // Before the orchestrator goes, so no poll outlives it.
   REQUIRE(orchestrator.Stop().value() == 0);
 }
 
