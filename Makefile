@@ -29,7 +29,11 @@ deps:
 	  echo "deps: installing $$missing"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing && \
+	  if echo " $$missing " | grep -q ' docker-registry ' && [ -d /run/systemd/system ]; then \
+	    echo "deps: stopping the docker-registry service the package started (tests run their own on 127.0.0.1)"; \
+	    $$SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true; \
+	  fi; \
 	else \
 	  echo "deps: all $(words $(PACKAGES)) packages present"; \
 	fi
