@@ -1,5 +1,8 @@
 // kiln-orchestrator: the durable workflow engine. Parses flags and wires; see server/.
+#include <malloc.h>
+
 #include <csignal>
+#include <cstdlib>
 
 #include "common/config.h"
 #include "common/logging.h"
@@ -7,6 +10,11 @@
 #include "orchestrator/server/server.h"
 
 int main(int argc, char** argv) {
+  // glibc gives each thread that allocates its own malloc arena (up to 8 per core): with the
+  // engine's 32 threads and gRPC's, freed memory stays spread over many arenas. Two arenas
+  // took peak RSS in the engine benchmark from 135 to 100 MiB with no measurable loss. An
+  // explicit MALLOC_ARENA_MAX in the environment wins.
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
   kiln::BlockTerminationSignals();
   CLI::App app{"kiln-orchestrator: Kiln's durable workflow engine (history, matching, timers)",
                "kiln-orchestrator"};
