@@ -438,6 +438,11 @@ void ActivityWorker::Dispatch(api::PollActivityTaskQueueResponse task) {
   }
 }
 
+void ActivityWorker::SetWorkflowTaskRunner(EagerWorkflowTaskRunner* runner) {
+  absl::MutexLock lock(&runner_mu_);
+  workflow_task_runner_ = runner;
+}
+
 bool ActivityWorker::TryReserveSlot() {
   absl::MutexLock lock(&mu_);
   if (!started_ || stopping_ || free_slots_ == 0) return false;
@@ -545,11 +550,20 @@ void ActivityWorker::Respond(const ActivityInfo& info, const absl::StatusOr<api:
     request.set_task_token(info.task_token);
     *request.mutable_result() = *result;
     request.set_identity(options_.identity);
+    absl::ReaderMutexLock runner_lock(&runner_mu_);
+    EagerWorkflowTaskRunner* runner = workflow_task_runner_;
+    if (runner != nullptr && runner->AcceptsEagerTask(task_queue_)) {
+      request.set_return_new_workflow_task(true);
+      request.set_workflow_task_identity(runner->eager_identity());
+    }
     api::RespondActivityTaskCompletedResponse response;
     status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskCompleted",
                            [&](grpc::ClientContext* c) {
                              return stub.RespondActivityTaskCompleted(c, request, &response);
                            });
+    if (status.ok() && response.has_workflow_task() && runner != nullptr) {
+      runner->RunEagerTask(std::move(*response.mutable_workflow_task()));
+    }
     if (absl::IsInvalidArgument(status)) {
       // The engine refused the result itself (too large, say): report that rather than leave
       // the attempt to time out. Sending it again would be refused again.

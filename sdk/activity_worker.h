@@ -123,6 +123,11 @@ class ActivityWorker {
   bool TryReserveSlot();
   void ReleaseSlot();
   void RunEager(api::PollActivityTaskQueueResponse task);
+  // The other direction: a completed activity asks for its workflow's next task (started in
+  // the completion's transition) and runs it on `runner` — the workflow worker of this queue
+  // in the same process (WorkflowWorker sets itself here when it has eager_activities). Null
+  // turns it off; it waits for the runner's tasks in progress, so the runner may go after it.
+  void SetWorkflowTaskRunner(EagerWorkflowTaskRunner* runner);
 
   int running();
   int64_t tasks_started() const { return tasks_started_.load(); }
@@ -177,6 +182,10 @@ class ActivityWorker {
   int64_t ticks_ ABSL_GUARDED_BY(mu_) = 0;
   // Alarms of WaitUntil that may still run; the destructor waits for none.
   int alarms_pending_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Held shared while a completion uses the runner, exclusively to change it.
+  absl::Mutex runner_mu_;
+  EagerWorkflowTaskRunner* workflow_task_runner_ ABSL_GUARDED_BY(runner_mu_) = nullptr;
 
   std::atomic<int64_t> tasks_started_{0};
   std::vector<std::thread> pollers_;

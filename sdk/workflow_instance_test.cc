@@ -64,7 +64,7 @@ class Driver {
         api::RespondActivityTaskCompletedRequest done;
         done.set_task_token(task->task_token());
         *done.mutable_result() = Text(activity(task->activity_type().name(), Data(task->input())));
-        RETURN_IF_ERROR(h_.engine().RespondActivityTaskCompleted(done));
+        RETURN_IF_ERROR(h_.engine().RespondActivityTaskCompleted(done).status());
         continue;
       }
       absl::Time next = absl::InfiniteFuture();

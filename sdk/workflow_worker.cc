@@ -46,12 +46,17 @@ void WorkflowWorker::Register(const std::string& workflow_type, WorkflowFn fn) {
 void WorkflowWorker::Start() {
   stopping_ = false;
   running_ = true;
+  if (options_.eager_activities != nullptr) options_.eager_activities->SetWorkflowTaskRunner(this);
   for (int i = 0; i < options_.pollers; ++i) threads_.emplace_back([this] { PollLoop(); });
 }
 
 void WorkflowWorker::Stop() {
   running_ = false;
   stopping_ = true;
+  // Waits for workflow tasks the activity worker is running for us.
+  if (options_.eager_activities != nullptr) {
+    options_.eager_activities->SetWorkflowTaskRunner(nullptr);
+  }
   {
     absl::MutexLock lock(&mu_);
     for (grpc::ClientContext* poll : polls_) poll->TryCancel();

@@ -37,7 +37,9 @@ struct WorkflowWorkerOptions {
   prometheus::Registry* registry = nullptr;
   // An activity worker on the same task queue: activities it runs are asked for eagerly when
   // it has a free slot (started by the workflow task's completion and handed straight to it,
-  // saving a poll and a transition). Not owned; must outlive this worker's Stop.
+  // saving a poll and a transition), and in the other direction a completed activity brings
+  // back the workflow's next task for this worker (ActivityWorker::SetWorkflowTaskRunner).
+  // Not owned; must outlive this worker's Stop.
   ActivityWorker* eager_activities = nullptr;
 };
 

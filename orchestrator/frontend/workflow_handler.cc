@@ -461,8 +461,11 @@ grpc::ServerUnaryReactor* WorkflowHandler::RecordActivityTaskHeartbeat(
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCompleted(
     Ctx* ctx, const api::RespondActivityTaskCompletedRequest* request,
     api::RespondActivityTaskCompletedResponse* response) {
-  return RunOnExecutor(ctx, "RespondActivityTaskCompleted", [this, request] {
-    return deps_.engine->RespondActivityTaskCompleted(*request);
+  return RunOnExecutor(ctx, "RespondActivityTaskCompleted", [this, request, response] {
+    auto result = deps_.engine->RespondActivityTaskCompleted(*request);
+    if (!result.ok()) return result.status();
+    *response = std::move(*result);
+    return absl::OkStatus();
   });
 }
 

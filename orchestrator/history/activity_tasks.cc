@@ -245,30 +245,65 @@ absl::Status HistoryEngine::RetryOrFailActivity(Mutation& m, internal::ActivityI
 
 absl::Status HistoryEngine::AnswerActivity(
     const std::string& task_token,
-    const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply) {
+    const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
+    const std::string& next_task_identity, std::optional<QueuedTask>* next_task) {
   ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(task_token));
   ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
   internal::ActivityInfo* activity = nullptr;
   RETURN_IF_ERROR(CheckActivityToken(*handle, task_token, &activity).status());
+  const std::string activity_queue = activity->task_queue();
   Mutation m(*(*handle)->state, clock_->Now(), task_ids_.get());
   RETURN_IF_ERROR(apply(m, token));
+  if (!next_task_identity.empty() && next_task != nullptr) {
+    RETURN_IF_ERROR(m.Finalize());  // Schedules the workflow task the new events need.
+    for (QueuedTask& task : m.new_tasks()) {
+      if (task.kind != keys::TaskKind::kWorkflow || task.queue != activity_queue ||
+          !task.started_request_id.empty() || !task.record.query_id().empty() || !m.IsOpen() ||
+          task.record.scheduled_event_id() != m.state().workflow_task().scheduled_event_id()) {
+        continue;
+      }
+      std::string request_id = ids_->NewUuid();
+      RETURN_IF_ERROR(ApplyWorkflowTaskStarted(m, 0, task.queue, next_task_identity, request_id));
+      task.started_request_id = std::move(request_id);
+      *next_task = task;
+      break;
+    }
+  }
   return Commit(*handle, m);
 }
 
-absl::Status HistoryEngine::RespondActivityTaskCompleted(
+absl::StatusOr<api::RespondActivityTaskCompletedResponse>
+HistoryEngine::RespondActivityTaskCompleted(
     const api::RespondActivityTaskCompletedRequest& request) {
   if (request.result().ByteSizeLong() > limits::kMaxPayloadBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("activity result exceeds ", limits::kMaxPayloadBytes, " bytes"));
   }
-  return AnswerActivity(request.task_token(), [&](Mutation& m, const internal::TaskToken& token) {
-    return CloseActivity(m, token.scheduled_event_id(), api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
-                         [&](api::HistoryEvent* event) {
-                           auto* a = event->mutable_activity_task_completed_event_attributes();
-                           *a->mutable_result() = request.result();
-                           a->set_identity(request.identity());
-                         });
-  });
+  std::string next_identity;
+  if (request.return_new_workflow_task()) {
+    next_identity = request.workflow_task_identity().empty() ? request.identity()
+                                                             : request.workflow_task_identity();
+    if (next_identity.empty()) next_identity = "unknown";
+  }
+  std::optional<QueuedTask> next;
+  RETURN_IF_ERROR(AnswerActivity(
+      request.task_token(),
+      [&](Mutation& m, const internal::TaskToken& token) {
+        return CloseActivity(m, token.scheduled_event_id(), api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+                             [&](api::HistoryEvent* event) {
+                               auto* a = event->mutable_activity_task_completed_event_attributes();
+                               *a->mutable_result() = request.result();
+                               a->set_identity(request.identity());
+                             });
+      },
+      next_identity, &next));
+  api::RespondActivityTaskCompletedResponse response;
+  if (next.has_value()) {
+    // Answered as a retry of the start just recorded: no new transition.
+    ASSIGN_OR_RETURN(*response.mutable_workflow_task(),
+                     RecordWorkflowTaskStarted(*next, next_identity, next->started_request_id));
+  }
+  return response;
 }
 
 absl::Status HistoryEngine::RespondActivityTaskFailed(

@@ -106,7 +106,7 @@ class HistoryEngine {
   absl::Status RespondWorkflowTaskFailed(const api::RespondWorkflowTaskFailedRequest& request);
   absl::StatusOr<api::RecordActivityTaskHeartbeatResponse> RecordActivityTaskHeartbeat(
       const api::RecordActivityTaskHeartbeatRequest& request);
-  absl::Status RespondActivityTaskCompleted(
+  absl::StatusOr<api::RespondActivityTaskCompletedResponse> RespondActivityTaskCompleted(
       const api::RespondActivityTaskCompletedRequest& request);
   absl::Status RespondActivityTaskFailed(const api::RespondActivityTaskFailedRequest& request);
   absl::Status RespondActivityTaskCanceled(const api::RespondActivityTaskCanceledRequest& request);
@@ -172,9 +172,13 @@ class HistoryEngine {
 
   // Activity pieces (activity_tasks.cc).
   // A worker's answer about an activity: checks its token, applies `apply`, commits.
+  // `next_task_identity`: non-empty to start the workflow task the answer schedules (if it is
+  // on the activity's own queue) for that identity in the same transition; the started task
+  // goes to `next_task`.
   absl::Status AnswerActivity(
       const std::string& task_token,
-      const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply);
+      const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
+      const std::string& next_task_identity = {}, std::optional<QueuedTask>* next_task = nullptr);
   absl::StatusOr<internal::TaskToken> CheckActivityToken(Handle& handle, const std::string& token,
                                                          internal::ActivityInfo** activity);
   // Closes an activity: writes its started event and `close` event (ids fixed up if buffered).

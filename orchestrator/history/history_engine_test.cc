@@ -26,7 +26,7 @@ absl::Status CompleteActivity(EngineHarness& h, const api::PollActivityTaskQueue
   api::RespondActivityTaskCompletedRequest request;
   request.set_task_token(task.task_token());
   *request.mutable_result() = Text(result);
-  return h.engine().RespondActivityTaskCompleted(request);
+  return h.engine().RespondActivityTaskCompleted(request).status();
 }
 
 absl::Status FailActivity(EngineHarness& h, const api::PollActivityTaskQueueResponse& task,
@@ -486,6 +486,36 @@ TEST_CASE("An eager start answers with the first workflow task, started in the s
   REQUIRE(again.ok());
   CHECK(again->run_id() == started->run_id());
   CHECK_FALSE(again->has_eager_workflow_task());
+}
+
+TEST_CASE("A completed activity can bring back the workflow's next task, already started",
+          "[eager]") {
+  EngineHarness h;
+  std::string run = h.Start("wf-next").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  REQUIRE(
+      h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10))}).ok());
+  auto activity = h.PollActivityTask();
+  REQUIRE(activity.has_value());
+  api::RespondActivityTaskCompletedRequest done;
+  done.set_task_token(activity->task_token());
+  *done.mutable_result() = Text("ok");
+  done.set_identity("activity-worker");
+  done.set_return_new_workflow_task(true);
+  done.set_workflow_task_identity("workflow-worker");
+  auto answer = h.engine().RespondActivityTaskCompleted(done);
+  REQUIRE(answer.ok());
+  REQUIRE(answer->has_workflow_task());
+  const api::History& history = answer->workflow_task().history();
+  const api::HistoryEvent& started = history.events(history.events_size() - 1);
+  CHECK(started.event_type() == api::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+  CHECK(started.workflow_task_started_event_attributes().identity() == "workflow-worker");
+  CHECK(started.task_id() == history.events(history.events_size() - 3).task_id());
+  CHECK(h.Backlog(keys::TaskKind::kWorkflow, "q").empty());
+  REQUIRE(h.Complete(answer->workflow_task(), {EngineHarness::CompleteWorkflow("done")}).ok());
+  CHECK(h.Describe(run).workflow_execution_info().status() ==
+        api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
 }
 
 }  // namespace

@@ -42,6 +42,17 @@ sdk::Task<absl::StatusOr<Payloads>> Mixed(sdk::WorkflowContext& ctx, Payloads in
   co_return sdk::ToPayloads(total);
 }
 
+// Three activities one after the other.
+sdk::Task<absl::StatusOr<Payloads>> Sequence(sdk::WorkflowContext& ctx, Payloads input) {
+  Payloads value = input;
+  for (int i = 0; i < 3; ++i) {
+    auto next = co_await ctx.ExecuteActivity("Echo", value, Quick());
+    if (!next.ok()) co_return next.status();
+    value = *next;
+  }
+  co_return value;
+}
+
 // Identities recorded on the run's ActivityTaskStarted events, in order.
 std::vector<std::string> StartedBy(sdk::Client& client, const sdk::WorkflowHandle& handle) {
   std::vector<std::string> identities;
@@ -68,6 +79,7 @@ struct Workers {
                 .ok());
     REQUIRE(activities.Start().ok());
     workflows.Register("Mixed", Mixed);
+    workflows.Register("Sequence", Sequence);
     workflows.Start();
   }
   ~Workers() {
@@ -124,6 +136,51 @@ TEST_CASE("Activities are started eagerly for a worker with free slots") {
           std::vector<std::string>(4, std::string("activity-worker")));
     workflows.Stop();
     polling.Stop();
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll at all") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  sdk::Client client(orchestrator.connection());
+  {
+    sdk::ActivityWorker activities(
+        orchestrator.connection(), "eager",
+        {.identity = "activity-worker", .max_concurrent = 4, .pollers = 1});
+    REQUIRE(activities
+                .Register("Echo",
+                          [](sdk::ActivityContext&,
+                             const Payloads& in) -> absl::StatusOr<Payloads> { return in; })
+                .ok());
+    REQUIRE(activities.Start().ok());
+    // No workflow pollers: every workflow task must come back with a start or a completion.
+    sdk::WorkflowWorker workflows(
+        orchestrator.connection(), "eager",
+        {.identity = "workflow-worker", .pollers = 0, .eager_activities = &activities});
+    workflows.Register("Sequence", Sequence);
+    workflows.Start();
+    auto handle =
+        client.StartWorkflow({.id = "no-poll", .task_queue = "eager", .eager_worker = &workflows},
+                             "Sequence", sdk::ToPayloads(std::string("kiln")));
+    REQUIRE(handle.ok());
+    REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    // The last task is counted once its answer returns, which may be after the result.
+    CHECK(testutil::WaitFor([&] { return workflows.tasks_completed() == 4; }, absl::Seconds(10)));
+    // Each activity's completion started the next workflow task in its own transition.
+    api::History history = client.GetHistory(*handle).value();
+    int carried = 0;
+    for (int i = 1; i < history.events_size(); ++i) {
+      if (history.events(i).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_STARTED &&
+          history.events(i - 2).event_type() == api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED) {
+        CHECK(history.events(i).task_id() == history.events(i - 2).task_id());
+        ++carried;
+      }
+    }
+    CHECK(carried == 3);
+    workflows.Stop();
+    activities.Stop();
   }
   REQUIRE(orchestrator.Stop().value() == 0);
 }
