@@ -256,17 +256,10 @@ absl::Status HistoryEngine::AnswerActivity(
   RETURN_IF_ERROR(apply(m, token));
   if (!next_task_identity.empty() && next_task != nullptr) {
     RETURN_IF_ERROR(m.Finalize());  // Schedules the workflow task the new events need.
-    for (QueuedTask& task : m.new_tasks()) {
-      if (task.kind != keys::TaskKind::kWorkflow || task.queue != activity_queue ||
-          !task.started_request_id.empty() || !task.record.query_id().empty() || !m.IsOpen() ||
-          task.record.scheduled_event_id() != m.state().workflow_task().scheduled_event_id()) {
-        continue;
-      }
-      std::string request_id = ids_->NewUuid();
-      RETURN_IF_ERROR(ApplyWorkflowTaskStarted(m, 0, task.queue, next_task_identity, request_id));
-      task.started_request_id = std::move(request_id);
-      *next_task = task;
-      break;
+    QueuedTask* task = NewPendingWorkflowTask(m);
+    if (task != nullptr && task->queue == activity_queue) {
+      RETURN_IF_ERROR(StartNewTask(m, *task, next_task_identity));
+      *next_task = *task;
     }
   }
   return Commit(*handle, m);

@@ -104,6 +104,39 @@ absl::StatusOr<std::unique_ptr<RunCache::Handle>> HistoryEngine::LoadExecution(
   return handle;
 }
 
+absl::Status HistoryEngine::StartNewTask(Mutation& m, QueuedTask& task,
+                                         const std::string& identity) {
+  std::string request_id = ids_->NewUuid();
+  if (task.kind == keys::TaskKind::kWorkflow) {
+    const auto& wt = m.state().workflow_task();
+    if (wt.scheduled_event_id() != task.record.scheduled_event_id() || wt.started_event_id() != 0) {
+      return absl::InternalError("a new workflow task is not the run's pending one");
+    }
+    RETURN_IF_ERROR(ApplyWorkflowTaskStarted(m, 0, task.queue, identity, request_id));
+  } else {
+    auto it = m.state().activities().find(task.record.scheduled_event_id());
+    if (it == m.state().activities().end() || IsSet(it->second.started_time())) {
+      return absl::InternalError("a new activity task is not a pending activity");
+    }
+    RETURN_IF_ERROR(ApplyActivityTaskStarted(m, task.record.scheduled_event_id(), 0, task.queue,
+                                             identity, request_id));
+  }
+  task.started_request_id = std::move(request_id);
+  return absl::OkStatus();
+}
+
+QueuedTask* HistoryEngine::NewPendingWorkflowTask(Mutation& m) {
+  if (!m.IsOpen()) return nullptr;
+  for (QueuedTask& task : m.new_tasks()) {
+    if (task.kind == keys::TaskKind::kWorkflow && task.started_request_id.empty() &&
+        task.record.query_id().empty() &&
+        task.record.scheduled_event_id() == m.state().workflow_task().scheduled_event_id()) {
+      return &task;
+    }
+  }
+  return nullptr;
+}
+
 absl::Status HistoryEngine::StartForWaitingPollers(Mutation& m,
                                                    std::vector<StartedInline>* started) {
   if (!m.IsOpen()) return absl::OkStatus();
@@ -112,26 +145,9 @@ absl::Status HistoryEngine::StartForWaitingPollers(Mutation& m,
     if (!task.record.query_id().empty() || !task.started_request_id.empty()) continue;
     std::optional<Matching::Reservation> reservation = listener_->ReservePoller(task);
     if (!reservation.has_value()) continue;
-    std::string request_id = ids_->NewUuid();
     // Added before the start is applied, so a failure below still releases the poller.
     started->push_back({*reservation, QueuedTask{}});
-    if (task.kind == keys::TaskKind::kWorkflow) {
-      const auto& wt = m.state().workflow_task();
-      if (wt.scheduled_event_id() != task.record.scheduled_event_id() ||
-          wt.started_event_id() != 0) {
-        return absl::InternalError("a new workflow task is not the run's pending one");
-      }
-      RETURN_IF_ERROR(
-          ApplyWorkflowTaskStarted(m, 0, task.queue, reservation->identity, request_id));
-    } else {
-      auto it = m.state().activities().find(task.record.scheduled_event_id());
-      if (it == m.state().activities().end() || IsSet(it->second.started_time())) {
-        return absl::InternalError("a new activity task is not a pending activity");
-      }
-      RETURN_IF_ERROR(ApplyActivityTaskStarted(m, task.record.scheduled_event_id(), 0, task.queue,
-                                               reservation->identity, request_id));
-    }
-    task.started_request_id = std::move(request_id);
+    RETURN_IF_ERROR(StartNewTask(m, task, reservation->identity));
     started->back().task = task;
   }
   return absl::OkStatus();

@@ -143,6 +143,11 @@ class HistoryEngine {
   // For each new task of `m` whose queue has a waiting poller: reserves the poller and applies
   // the task's start to `m` (the task then needs no backlog entry).
   absl::Status StartForWaitingPollers(Mutation& m, std::vector<StartedInline>* started);
+  // Starts `task`, created by `m`, in `m` for `identity` (no backlog entry; the poll that gets
+  // it answers as a retry of this start, with task.started_request_id).
+  absl::Status StartNewTask(Mutation& m, QueuedTask& task, const std::string& identity);
+  // The workflow task `m` creates for the open run, if any and not started yet.
+  QueuedTask* NewPendingWorkflowTask(Mutation& m);
   // The start of the pending workflow task / of an activity's current attempt, applied to `m`.
   absl::Status ApplyWorkflowTaskStarted(Mutation& m, int64_t backlog_task_id,
                                         const std::string& queue, const std::string& identity,

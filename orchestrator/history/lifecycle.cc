@@ -181,14 +181,10 @@ absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartInternal
                     current_run.SerializeAsString());
   // Eager start: the first workflow task is started for the caller in this same transition.
   std::optional<QueuedTask> eager;
-  if (request.request_eager_execution() && parent == nullptr && !m.new_tasks().empty()) {
-    QueuedTask& task = m.new_tasks().back();
-    if (task.kind == keys::TaskKind::kWorkflow &&
-        task.record.scheduled_event_id() == m.state().workflow_task().scheduled_event_id()) {
-      std::string request_id = ids_->NewUuid();
-      RETURN_IF_ERROR(ApplyWorkflowTaskStarted(m, 0, task.queue, request.identity(), request_id));
-      task.started_request_id = request_id;
-      eager = task;
+  if (request.request_eager_execution() && parent == nullptr) {
+    if (QueuedTask* task = NewPendingWorkflowTask(m); task != nullptr) {
+      RETURN_IF_ERROR(StartNewTask(m, *task, request.identity()));
+      eager = *task;
     }
   }
   {

@@ -225,10 +225,7 @@ absl::Status HistoryEngine::StartEagerActivities(
     if (it == m.state().activities().end() || !wanted.contains(it->second.activity_id())) {
       continue;
     }
-    std::string request_id = ids_->NewUuid();
-    RETURN_IF_ERROR(ApplyActivityTaskStarted(m, scheduled_event_id, 0, task.queue,
-                                             request.identity(), request_id));
-    task.started_request_id = std::move(request_id);
+    RETURN_IF_ERROR(StartNewTask(m, task, request.identity()));
     eager->push_back(scheduled_event_id);
   }
   return absl::OkStatus();

@@ -42,6 +42,8 @@ sdk::Task<absl::StatusOr<Payloads>> Mixed(sdk::WorkflowContext& ctx, Payloads in
   co_return sdk::ToPayloads(total);
 }
 
+absl::StatusOr<Payloads> Echo(sdk::ActivityContext&, const Payloads& in) { return in; }
+
 // Three activities one after the other.
 sdk::Task<absl::StatusOr<Payloads>> Sequence(sdk::WorkflowContext& ctx, Payloads input) {
   Payloads value = input;
@@ -72,11 +74,7 @@ struct Workers {
             {.identity = "activity-worker", .max_concurrent = max_concurrent, .pollers = pollers}),
         workflows(connection, "eager",
                   {.identity = "workflow-worker", .eager_activities = &activities}) {
-    REQUIRE(activities
-                .Register("Echo",
-                          [](sdk::ActivityContext&,
-                             const Payloads& in) -> absl::StatusOr<Payloads> { return in; })
-                .ok());
+    REQUIRE(activities.Register("Echo", Echo).ok());
     REQUIRE(activities.Start().ok());
     workflows.Register("Mixed", Mixed);
     workflows.Register("Sequence", Sequence);
@@ -112,17 +110,10 @@ TEST_CASE("Activities are started eagerly for a worker with free slots") {
     // The workflow worker's eager partner is not started, so it never has a free slot; another
     // activity worker of the queue polls the activities.
     sdk::ActivityWorker idle(orchestrator.connection(), "eager", {.identity = "idle"});
-    REQUIRE(idle.Register("Echo",
-                          [](sdk::ActivityContext&,
-                             const Payloads& in) -> absl::StatusOr<Payloads> { return in; })
-                .ok());
+    REQUIRE(idle.Register("Echo", Echo).ok());
     sdk::ActivityWorker polling(orchestrator.connection(), "eager",
                                 {.identity = "activity-worker", .max_concurrent = 4, .pollers = 1});
-    REQUIRE(polling
-                .Register("Echo",
-                          [](sdk::ActivityContext&,
-                             const Payloads& in) -> absl::StatusOr<Payloads> { return in; })
-                .ok());
+    REQUIRE(polling.Register("Echo", Echo).ok());
     REQUIRE(polling.Start().ok());
     sdk::WorkflowWorker workflows(orchestrator.connection(), "eager",
                                   {.identity = "workflow-worker", .eager_activities = &idle});
@@ -149,11 +140,7 @@ TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll 
     sdk::ActivityWorker activities(
         orchestrator.connection(), "eager",
         {.identity = "activity-worker", .max_concurrent = 4, .pollers = 1});
-    REQUIRE(activities
-                .Register("Echo",
-                          [](sdk::ActivityContext&,
-                             const Payloads& in) -> absl::StatusOr<Payloads> { return in; })
-                .ok());
+    REQUIRE(activities.Register("Echo", Echo).ok());
     REQUIRE(activities.Start().ok());
     // No workflow pollers: every workflow task must come back with a start or a completion.
     sdk::WorkflowWorker workflows(
