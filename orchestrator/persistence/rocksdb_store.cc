@@ -122,16 +122,18 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(const std::stri
     return FromRocksDb(opened, absl::StrCat("opening the store at ", path));
   }
   return std::unique_ptr<RocksDbStore>(new RocksDbStore(path, std::unique_ptr<rocksdb::DB>(raw_db),
-                                                        std::move(handles), std::move(statistics)));
+                                                        std::move(handles), std::move(statistics),
+                                                        options.group_commit));
 }
 
 RocksDbStore::RocksDbStore(std::string path, std::unique_ptr<rocksdb::DB> db,
                            std::vector<rocksdb::ColumnFamilyHandle*> handles,
-                           std::shared_ptr<rocksdb::Statistics> statistics)
+                           std::shared_ptr<rocksdb::Statistics> statistics, bool group_commit)
     : path_(std::move(path)),
       db_(std::move(db)),
       handles_(std::move(handles)),
-      statistics_(std::move(statistics)) {
+      statistics_(std::move(statistics)),
+      group_commit_(group_commit) {
   // Open returns handles in descriptor order: default first, then the tables in enum order.
   for (int t = 0; t < kTableCount; ++t) tables_[t] = handles_[t + 1];
 }
@@ -145,20 +147,85 @@ RocksDbStore::~RocksDbStore() {
   db_->Close().PermitUncheckedError();
 }
 
+// One queued commit; lives on its caller's stack until `done`.
+struct RocksDbStore::Committer {
+  const WriteBatch* batch = nullptr;
+  absl::Status status;
+  bool done = false;  // written (or failed) by a leader
+  bool lead = false;  // handed the lead: write the next group
+};
+
+namespace {
+// A group stops growing past these (a lone batch larger than the bytes bound is still written).
+constexpr size_t kMaxGroupCommits = 256;
+constexpr size_t kMaxGroupBytes = 4 << 20;
+}  // namespace
+
 absl::Status RocksDbStore::Commit(const WriteBatch& batch) {
   if (batch.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(ValidateBatch(batch));
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  Committer self;
+  self.batch = &batch;
+  if (!group_commit_) return WriteGroup({&self});
+
+  std::vector<Committer*> group;
+  {
+    absl::MutexLock lock(&group_mu_);
+    queued_.push_back(&self);
+    if (leading_) {
+      group_mu_.Await(absl::Condition(
+          +[](Committer* c) { return c->done || c->lead; }, &self));
+      if (self.done) return self.status;
+    }
+    leading_ = true;
+    size_t bytes = 0;
+    size_t take = 0;
+    while (take < queued_.size() && take < kMaxGroupCommits &&
+           (take == 0 || bytes + queued_[take]->batch->bytes() <= kMaxGroupBytes)) {
+      bytes += queued_[take]->batch->bytes();
+      ++take;
+    }
+    group.assign(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
+    queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
+  }
+  absl::Status status = WriteGroup(group);
+  groups_.fetch_add(1, std::memory_order_relaxed);
+  absl::MutexLock lock(&group_mu_);
+  // A follower may return (and free its Committer) as soon as it sees `done`: nothing below
+  // touches a group member after this loop.
+  for (Committer* c : group) {
+    c->status = status;
+    c->done = true;
+  }
+  if (queued_.empty()) {
+    leading_ = false;
+  } else {
+    queued_.front()->lead = true;
+  }
+  return status;
+}
+
+absl::Status RocksDbStore::WriteGroup(const std::vector<Committer*>& group) {
+  size_t bytes = 0;
+  size_t ops = 0;
+  for (const Committer* c : group) {
+    bytes += c->batch->bytes();
+    ops += c->batch->size();
+  }
   // Roughly the batch's encoded size, so building it does not reallocate for large values.
-  rocksdb::WriteBatch write(batch.bytes() + 16 * batch.size() + 12);
-  for (const WriteBatch::Op& op : batch.ops()) {
-    rocksdb::ColumnFamilyHandle* table = tables_[static_cast<size_t>(op.table)];
-    rocksdb::Status added = op.type == WriteBatch::OpType::kPut ? write.Put(table, op.key, op.value)
-                                                                : write.Delete(table, op.key);
-    if (!added.ok()) return FromRocksDb(added, "building the write batch");
+  rocksdb::WriteBatch write(bytes + 16 * ops + 12);
+  for (const Committer* c : group) {
+    for (const WriteBatch::Op& op : c->batch->ops()) {
+      rocksdb::ColumnFamilyHandle* table = tables_[static_cast<size_t>(op.table)];
+      rocksdb::Status added = op.type == WriteBatch::OpType::kPut
+                                  ? write.Put(table, op.key, op.value)
+                                  : write.Delete(table, op.key);
+      if (!added.ok()) return FromRocksDb(added, "building the write batch");
+    }
   }
   rocksdb::WriteOptions write_options;
   write_options.sync = true;
-  commits_.fetch_add(1, std::memory_order_relaxed);
   return FromRocksDbWrite(db_->Write(write_options, &write));
 }
 
@@ -247,6 +314,7 @@ RocksDbStats RocksDbStore::Stats() const {
   stats.wal_syncs = statistics_->getTickerCount(rocksdb::WAL_FILE_SYNCED);
   stats.writes_done_by_self = statistics_->getTickerCount(rocksdb::WRITE_DONE_BY_SELF);
   stats.writes_done_by_other = statistics_->getTickerCount(rocksdb::WRITE_DONE_BY_OTHER);
+  stats.groups = groups_.load(std::memory_order_relaxed);
   return stats;
 }
 

@@ -1,7 +1,10 @@
 // The production Store: a RocksDB database in one directory with a column family per Table.
-// Every Commit is one rocksdb::WriteBatch written with sync = true. No lock of ours is held
-// across the write: when several threads commit at once, RocksDB's write group lets one leader
-// append all their batches to the WAL and fsync once for the group (group commit).
+// Every Commit is synced before it returns. Commits from several threads share one write and
+// one fsync (group commit, our own): the first committer to find no write in progress leads,
+// writes every batch queued by then as one rocksdb::WriteBatch with sync = true, answers the
+// others, and hands the lead to the first batch queued meanwhile. Followers sleep on a mutex
+// condition; nothing spins (RocksDB's own write group spins and yields while it waits, which on
+// a 2-core host takes the CPU the leader needs: 32 threads got 1,900 syncs/s instead of 6,000).
 #pragma once
 
 #include <array>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "orchestrator/persistence/rocksdb_options.h"
 #include "orchestrator/persistence/store.h"
 
@@ -31,6 +35,7 @@ struct RocksDbStats {
   uint64_t wal_syncs = 0;             // WAL fsyncs (ticker WAL_FILE_SYNCED)
   uint64_t writes_done_by_self = 0;   // writes done by a write-group leader for itself
   uint64_t writes_done_by_other = 0;  // writes a leader did on behalf of other threads
+  uint64_t groups = 0;                // rocksdb::DB::Write calls made by our group commit
 };
 
 class RocksDbStore final : public Store {
@@ -64,7 +69,11 @@ class RocksDbStore final : public Store {
  private:
   RocksDbStore(std::string path, std::unique_ptr<rocksdb::DB> db,
                std::vector<rocksdb::ColumnFamilyHandle*> handles,
-               std::shared_ptr<rocksdb::Statistics> statistics);
+               std::shared_ptr<rocksdb::Statistics> statistics, bool group_commit);
+
+  struct Committer;
+  // Writes `group` as one synced rocksdb::WriteBatch.
+  absl::Status WriteGroup(const std::vector<Committer*>& group);
 
   absl::Status Iterate(Table table, std::string_view start, std::string_view end, size_t limit,
                        bool reverse, const ScanVisitor& visit);
@@ -78,6 +87,12 @@ class RocksDbStore final : public Store {
   std::array<rocksdb::ColumnFamilyHandle*, kTableCount> tables_{};
   std::shared_ptr<rocksdb::Statistics> statistics_;
   std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> groups_{0};
+  const bool group_commit_;
+
+  absl::Mutex group_mu_;
+  std::vector<Committer*> queued_ ABSL_GUARDED_BY(group_mu_);
+  bool leading_ ABSL_GUARDED_BY(group_mu_) = false;  // a leader is writing a group
 };
 
 }  // namespace kiln::orchestrator
