@@ -422,19 +422,23 @@ void ActivityWorker::PollLoop() {
   }
 }
 
-void ActivityWorker::Dispatch(api::PollActivityTaskQueueResponse task) {
+void ActivityWorker::Dispatch(api::PollActivityTaskQueueResponse task, std::function<void()> done) {
   metrics_->slots_used.Increment();
   ++tasks_started_;
+  auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
   // Cannot be refused: at most max_concurrent tasks hold slots, and the pool has as many
   // threads plus as many queue places.
   bool queued = executor_->TrySubmit(
-      [this, task = std::make_shared<api::PollActivityTaskQueueResponse>(std::move(task))] {
+      [this, task = std::make_shared<api::PollActivityTaskQueueResponse>(std::move(task)),
+       shared_done] {
         Run(std::move(*task));
+        if (*shared_done) (*shared_done)();
       });
   if (!queued) {
     logger_->Log(LogLevel::kError, "activity_worker.pool_refused_task",
                  {{"task_queue", task_queue_}});
     Finish();
+    if (*shared_done) (*shared_done)();
   }
 }
 
@@ -455,7 +459,7 @@ void ActivityWorker::ReleaseSlot() {
   ++free_slots_;
 }
 
-void ActivityWorker::RunEager(api::PollActivityTaskQueueResponse task) {
+void ActivityWorker::RunEager(api::PollActivityTaskQueueResponse task, std::function<void()> done) {
   {
     absl::MutexLock lock(&mu_);
     // The reserved slot now belongs to the task.
@@ -464,7 +468,7 @@ void ActivityWorker::RunEager(api::PollActivityTaskQueueResponse task) {
     empty_poll_since_idle_ = false;
     ++version_;
   }
-  Dispatch(std::move(task));
+  Dispatch(std::move(task), std::move(done));
 }
 
 void ActivityWorker::Finish() {

@@ -122,7 +122,9 @@ class ActivityWorker {
   }
   bool TryReserveSlot();
   void ReleaseSlot();
-  void RunEager(api::PollActivityTaskQueueResponse task);
+  // `done` (if set) runs once the task has ended: answered, and the workflow task the answer
+  // brought back run.
+  void RunEager(api::PollActivityTaskQueueResponse task, std::function<void()> done = nullptr);
   // The other direction: a completed activity asks for its workflow's next task (started in
   // the completion's transition) and runs it on `runner` — the workflow worker of this queue
   // in the same process (WorkflowWorker sets itself here when it has eager_activities). Null
@@ -139,7 +141,7 @@ class ActivityWorker {
 
   void PollLoop();
   // A task got in a slot already taken: runs it on the pool.
-  void Dispatch(api::PollActivityTaskQueueResponse task);
+  void Dispatch(api::PollActivityTaskQueueResponse task, std::function<void()> done = nullptr);
   // Waits for a free slot and takes it; false when stopping.
   bool TakeSlot();
   void Run(api::PollActivityTaskQueueResponse task);

@@ -161,17 +161,59 @@ absl::StatusOr<WorkflowHandle> Client::StartWorkflow(const StartWorkflowOptions&
         return connection_.workflow_service().StartWorkflowExecution(c, request, &response);
       });
   if (!status.ok()) return status;
+  WorkflowHandle handle{options.id, response.run_id()};
   if (eager && response.has_eager_workflow_task()) {
-    options.eager_worker->RunEagerTask(std::move(*response.mutable_eager_workflow_task()));
+    handle.local =
+        options.eager_worker->StartEagerRun(std::move(*response.mutable_eager_workflow_task()));
   }
-  return WorkflowHandle{options.id, response.run_id()};
+  return handle;
+}
+
+void LocalRun::Hold() {
+  absl::MutexLock lock(&mu_);
+  ++holds_;
+}
+
+void LocalRun::Release() {
+  absl::MutexLock lock(&mu_);
+  if (--holds_ == 0 && !close_event_.has_value()) left_ = true;
+}
+
+void LocalRun::Closed(api::HistoryEvent close_event) {
+  absl::MutexLock lock(&mu_);
+  if (!left_ && !close_event_.has_value()) close_event_ = std::move(close_event);
+}
+
+std::optional<api::HistoryEvent> LocalRun::Wait(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return left_ || close_event_.has_value();
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&settled), deadline);
+  return close_event_;
+}
+
+bool LocalRun::settled() {
+  absl::MutexLock lock(&mu_);
+  return left_ || close_event_.has_value();
 }
 
 absl::StatusOr<api::Payloads> Client::GetResult(const WorkflowHandle& handle,
                                                 absl::Duration timeout) {
   const absl::Time deadline = clock_->Now() + timeout;
   WorkflowHandle current = handle;
+  current.local = nullptr;
   int followed = 0;
+  if (handle.local != nullptr) {
+    // The local wait runs on real time (a mutex deadline), the rest on the client's clock.
+    std::optional<api::HistoryEvent> close = handle.local->Wait(absl::Now() + timeout);
+    if (close.has_value()) {
+      std::string next = NextRunId(*close);
+      if (next.empty()) return ResultFromCloseEvent(current, *close);
+      ++followed;
+      current.run_id = next;
+    }
+  }
   for (;;) {
     absl::Duration remaining = deadline - clock_->Now();
     if (remaining <= absl::ZeroDuration()) {

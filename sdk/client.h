@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/ids.h"
@@ -56,6 +58,32 @@ struct ClientOptions {
   const PayloadConverter* converter = nullptr;
 };
 
+// A run this process drives after starting it eagerly: while its tasks stay in this process
+// (its first task run by the starter, activities started eagerly, next tasks brought back with
+// their completions) the worker knows how it ends. It says so here, or that the run's tasks
+// left this process (a timer, a task polled elsewhere), after which only the orchestrator knows.
+// GetResult waits here first and long-polls the orchestrator only in the second case.
+// Thread-safe.
+class LocalRun {
+ public:
+  // A task of the run is in this process's hands (taken before the task it came with ends).
+  void Hold();
+  // That task ended. The last one ending with the run still open: it left this process.
+  void Release();
+  // A completion closed the run; `close_event` as the orchestrator recorded it.
+  void Closed(api::HistoryEvent close_event);
+  // Waits until the run closed here (its close event) or left, or until `deadline` (nullopt).
+  std::optional<api::HistoryEvent> Wait(absl::Time deadline);
+  // Closed here, or left.
+  bool settled();
+
+ private:
+  absl::Mutex mu_;
+  int holds_ ABSL_GUARDED_BY(mu_) = 0;
+  bool left_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<api::HistoryEvent> close_event_ ABSL_GUARDED_BY(mu_);
+};
+
 // Takes a new run's first workflow task straight from the start's answer (eager start).
 // WorkflowWorker implements it.
 class EagerWorkflowTaskRunner {
@@ -67,6 +95,12 @@ class EagerWorkflowTaskRunner {
   virtual const std::string& eager_identity() const = 0;
   // Runs the task (on the calling thread) and answers it.
   virtual void RunEagerTask(api::PollWorkflowTaskQueueResponse task) = 0;
+  // Runs a new run's first task like RunEagerTask, and follows the run while its tasks stay in
+  // this process; null when the runner does not follow runs.
+  virtual std::shared_ptr<LocalRun> StartEagerRun(api::PollWorkflowTaskQueueResponse task) {
+    RunEagerTask(std::move(task));
+    return nullptr;
+  }
 };
 
 struct StartWorkflowOptions {
@@ -94,6 +128,8 @@ struct WorkflowHandle {
   std::string workflow_id{};
   // Empty: the current run of `workflow_id`.
   std::string run_id{};
+  // Set by an eager start whose worker follows the run (see LocalRun).
+  std::shared_ptr<LocalRun> local{};
 };
 
 // Thread-safe.
@@ -105,7 +141,8 @@ class Client {
                                                const std::string& workflow_type,
                                                const api::Payloads& input);
 
-  // Waits up to `timeout` for the run to close. Completed: its result. Otherwise an error
+  // Waits up to `timeout` for the run to close (a run this process drives, see LocalRun, is
+  // waited for here without asking the orchestrator). Completed: its result. Otherwise an error
   // saying how it closed and why: kAborted for failed (the failure's message and type) and
   // terminated (the reason), kDeadlineExceeded for timed out, kCancelled for canceled; see
   // ClosedStatusOf. Still running at the timeout: kDeadlineExceeded without a closed status.

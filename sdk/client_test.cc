@@ -112,3 +112,40 @@ TEST_CASE("Only UNAVAILABLE is retried, a bounded number of times") {
 
 }  // namespace
 }  // namespace kiln::sdk
+
+namespace kiln::sdk {
+namespace {
+
+TEST_CASE("A local run settles with its close event, or as left when its last task ends open") {
+  api::HistoryEvent close;
+  close.set_event_id(11);
+  close.set_event_type(api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+
+  LocalRun closed_here;
+  closed_here.Hold();  // first task
+  closed_here.Hold();  // an activity it started
+  closed_here.Release();
+  CHECK_FALSE(closed_here.settled());
+  closed_here.Closed(close);
+  closed_here.Release();
+  REQUIRE(closed_here.settled());
+  auto event = closed_here.Wait(absl::InfiniteFuture());
+  REQUIRE(event.has_value());
+  CHECK(event->event_id() == 11);
+
+  LocalRun left;
+  left.Hold();
+  left.Release();
+  CHECK(left.settled());
+  CHECK_FALSE(left.Wait(absl::InfiniteFuture()).has_value());
+  left.Closed(close);  // too late: whoever waits has gone to the orchestrator
+  CHECK_FALSE(left.Wait(absl::InfiniteFuture()).has_value());
+
+  LocalRun open;
+  open.Hold();
+  CHECK_FALSE(open.Wait(absl::Now() + absl::Milliseconds(5)).has_value());
+  CHECK_FALSE(open.settled());
+}
+
+}  // namespace
+}  // namespace kiln::sdk

@@ -155,6 +155,37 @@ absl::Status WorkflowWorker::FetchRestOfHistory(api::PollWorkflowTaskQueueRespon
   return absl::OkStatus();
 }
 
+std::shared_ptr<LocalRun> WorkflowWorker::StartEagerRun(api::PollWorkflowTaskQueueResponse task) {
+  auto local = std::make_shared<LocalRun>();
+  local->Hold();  // The first task, until Handle returns.
+  {
+    absl::MutexLock lock(&mu_);
+    if (local_runs_.size() >= local_runs_sweep_at_) {
+      absl::erase_if(local_runs_, [](const auto& entry) {
+        std::shared_ptr<LocalRun> run = entry.second.lock();
+        return run == nullptr || run->settled();
+      });
+      local_runs_sweep_at_ = std::max<size_t>(64, 2 * local_runs_.size());
+    }
+    local_runs_[task.workflow_execution().run_id()] = local;
+  }
+  Handle(task);
+  local->Release();
+  return local;
+}
+
+std::shared_ptr<LocalRun> WorkflowWorker::FindLocal(const std::string& run_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = local_runs_.find(run_id);
+  if (it == local_runs_.end()) return nullptr;
+  std::shared_ptr<LocalRun> local = it->second.lock();
+  if (local == nullptr || local->settled()) {
+    local_runs_.erase(it);
+    return nullptr;
+  }
+  return local;
+}
+
 void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   absl::Time began = absl::Now();
   const std::string& run_id = task.workflow_execution().run_id();
@@ -261,11 +292,21 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   Deadline(&context, absl::Seconds(30));
   grpc::Status status =
       connection_.workflow_service().RespondWorkflowTaskCompleted(&context, request, &response);
+  std::shared_ptr<LocalRun> local = status.ok() ? FindLocal(run_id) : nullptr;
   if (status.ok()) {
+    if (local != nullptr && response.has_closed_event()) {
+      local->Closed(std::move(*response.mutable_closed_event()));
+    }
     for (auto& activity : *response.mutable_activity_tasks()) {
       if (eager_slots == 0) break;  // Never more than asked for; the engine keeps to that.
       --eager_slots;
-      options_.eager_activities->RunEager(std::move(activity));
+      std::function<void()> done;
+      if (local != nullptr) {
+        // The activity keeps the run here until it ends (and the next task it brings back).
+        local->Hold();
+        done = [local] { local->Release(); };
+      }
+      options_.eager_activities->RunEager(std::move(activity), std::move(done));
     }
   }
   for (; eager_slots > 0; --eager_slots) options_.eager_activities->ReleaseSlot();

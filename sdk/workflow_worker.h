@@ -18,6 +18,7 @@
 #include <prometheus/registry.h>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "sdk/activity_worker.h"
 #include "sdk/client.h"
@@ -68,6 +69,8 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   }
   const std::string& eager_identity() const override { return options_.identity; }
   void RunEagerTask(api::PollWorkflowTaskQueueResponse task) override { Handle(task); }
+  // Also follows the run (LocalRun) while its tasks stay in this process.
+  std::shared_ptr<LocalRun> StartEagerRun(api::PollWorkflowTaskQueueResponse task) override;
 
  private:
   void PollLoop();
@@ -78,6 +81,8 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   int ReserveEagerSlots(api::RespondWorkflowTaskCompletedRequest& request);
   std::unique_ptr<WorkflowInstance> Checkout(const std::string& run_id);
   void Return(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance);
+  // The run this process follows, if any.
+  std::shared_ptr<LocalRun> FindLocal(const std::string& run_id);
 
   Connection& connection_;
   std::string task_queue_;
@@ -91,6 +96,10 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
       cache_ ABSL_GUARDED_BY(mu_);
   std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);
   std::vector<grpc::ClientContext*> polls_ ABSL_GUARDED_BY(mu_);
+  // Runs started eagerly here, while someone holds them (a caller's handle, a task in hand);
+  // expired and settled entries are swept as new ones come.
+  absl::flat_hash_map<std::string, std::weak_ptr<LocalRun>> local_runs_ ABSL_GUARDED_BY(mu_);
+  size_t local_runs_sweep_at_ ABSL_GUARDED_BY(mu_) = 64;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> running_{false};

@@ -133,6 +133,25 @@ void Sequential(sdk::Connection& connection, const std::string& type, int count)
   Add(type, "sequential p99", Ms(Percentile(latencies, 0.99)));
 }
 
+// The floor under every step: one RPC that reads a cached run and writes nothing.
+void RpcFloor(sdk::Connection& connection, int count) {
+  sdk::Client client(connection);
+  sdk::StartWorkflowOptions options;
+  options.id = "bench-floor";
+  options.task_queue = "bench";
+  auto handle = client.StartWorkflow(options, "a", sdk::ToPayloads(std::string("x")));
+  if (!handle.ok() || !client.GetResult(*handle, absl::Seconds(60)).ok()) return;
+  std::vector<absl::Duration> latencies;
+  for (int i = 0; i < count; ++i) {
+    absl::Time start = absl::Now();
+    if (!client.Describe(*handle).ok()) continue;
+    latencies.push_back(absl::Now() - start);
+  }
+  if (latencies.empty()) return;
+  Add("rpc", absl::StrCat("read-only RPC round trip p50 (Describe, ", latencies.size(), " calls)"),
+      Ms(Percentile(latencies, 0.50)));
+}
+
 void Throughput(sdk::Connection& connection, pid_t orchestrator, const std::string& type,
                 int callers, absl::Duration duration) {
   std::atomic<bool> stop{false};
@@ -236,6 +255,7 @@ int main(int argc, char** argv) {
   workflows.Start();
   if (eager_start) bench::eager_worker = &workflows;
 
+  if (only.find("a") != std::string::npos) bench::RpcFloor(connection, sequential);
   for (const std::string type : {"a", "b"}) {
     if (only.find(type) == std::string::npos) continue;
     std::cerr << "workflow (" << type << ")\n";

@@ -513,9 +513,35 @@ TEST_CASE("A completed activity can bring back the workflow's next task, already
   CHECK(started.workflow_task_started_event_attributes().identity() == "workflow-worker");
   CHECK(started.task_id() == history.events(history.events_size() - 3).task_id());
   CHECK(h.Backlog(keys::TaskKind::kWorkflow, "q").empty());
-  REQUIRE(h.Complete(answer->workflow_task(), {EngineHarness::CompleteWorkflow("done")}).ok());
+
+  // The completion that closes the run answers with the close event, as recorded.
+  api::RespondWorkflowTaskCompletedRequest close;
+  close.set_task_token(answer->workflow_task().task_token());
+  close.set_identity("workflow-worker");
+  *close.add_commands() = EngineHarness::CompleteWorkflow("\"done\"");
+  auto closed = h.engine().RespondWorkflowTaskCompleted(close);
+  REQUIRE(closed.ok());
   CHECK(h.Describe(run).workflow_execution_info().status() ==
         api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+  REQUIRE(closed->has_closed_event());
+  api::History recorded = h.History(run);
+  const api::HistoryEvent& last = recorded.events(recorded.events_size() - 1);
+  CHECK(last.event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+  CHECK(closed->closed_event().SerializeAsString() == last.SerializeAsString());
+}
+
+TEST_CASE("A completion that leaves the run open answers without a close event", "[eager]") {
+  EngineHarness h;
+  h.Start("wf-open").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  api::RespondWorkflowTaskCompletedRequest request;
+  request.set_task_token(wt->task_token());
+  request.set_identity("workflow-worker");
+  *request.add_commands() = EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10));
+  auto answer = h.engine().RespondWorkflowTaskCompleted(request);
+  REQUIRE(answer.ok());
+  CHECK_FALSE(answer->has_closed_event());
 }
 
 }  // namespace

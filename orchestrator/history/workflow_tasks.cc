@@ -199,6 +199,12 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   for (int64_t scheduled_event_id : eager) {
     *response.add_activity_tasks() = BuildActivityTask(*(*handle)->state, scheduled_event_id);
   }
+  if (m.closed_now()) {
+    const int64_t close_event_id = (*handle)->state->close_event_id();
+    for (const api::HistoryEvent& event : m.new_events()) {
+      if (event.event_id() == close_event_id) *response.mutable_closed_event() = event;
+    }
+  }
   return response;
 }
 

@@ -9,6 +9,7 @@
 #include "sdk/client.h"
 #include "sdk/converter.h"
 #include "sdk/workflow_worker.h"
+#include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 
 namespace kiln {
@@ -53,6 +54,27 @@ sdk::Task<absl::StatusOr<Payloads>> Sequence(sdk::WorkflowContext& ctx, Payloads
     value = *next;
   }
   co_return value;
+}
+
+// One activity, then a timer: the timer's task is polled, so the run leaves this process.
+sdk::Task<absl::StatusOr<Payloads>> EchoThenSleep(sdk::WorkflowContext& ctx, Payloads input) {
+  auto echoed = co_await ctx.ExecuteActivity("Echo", input, Quick());
+  if (!echoed.ok()) co_return echoed.status();
+  if (absl::Status slept = co_await ctx.Sleep(absl::Milliseconds(50)); !slept.ok()) {
+    co_return slept;
+  }
+  co_return *echoed;
+}
+
+// How many calls of `method` the orchestrator has answered (its RPC latency histogram).
+int64_t RpcCount(const testutil::OrchestratorProcess& orchestrator, const std::string& method) {
+  absl::StatusOr<std::string> metrics =
+      testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
+  REQUIRE(metrics.ok());
+  const std::string key = "kiln_rpc_latency_seconds_count{method=\"" + method + "\"} ";
+  size_t at = metrics->find(key);
+  if (at == std::string::npos) return 0;
+  return std::stoll(metrics->substr(at + key.size()));
 }
 
 // Identities recorded on the run's ActivityTaskStarted events, in order.
@@ -148,11 +170,15 @@ TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll 
         {.identity = "workflow-worker", .pollers = 0, .eager_activities = &activities});
     workflows.Register("Sequence", Sequence);
     workflows.Start();
+    const int64_t result_polls = RpcCount(orchestrator, "GetWorkflowExecutionHistory");
     auto handle =
         client.StartWorkflow({.id = "no-poll", .task_queue = "eager", .eager_worker = &workflows},
                              "Sequence", sdk::ToPayloads(std::string("kiln")));
     REQUIRE(handle.ok());
+    REQUIRE(handle->local != nullptr);
     REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    // The close came back with the last task's completion: no long poll for the result.
+    CHECK(RpcCount(orchestrator, "GetWorkflowExecutionHistory") == result_polls);
     // The last task is counted once its answer returns, which may be after the result.
     CHECK(testutil::WaitFor([&] { return workflows.tasks_completed() == 4; }, absl::Seconds(10)));
     // Each activity's completion started the next workflow task in its own transition.
@@ -166,6 +192,39 @@ TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll 
       }
     }
     CHECK(carried == 3);
+    workflows.Stop();
+    activities.Stop();
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+TEST_CASE("A run whose tasks leave the process is waited for at the orchestrator") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  sdk::Client client(orchestrator.connection());
+  {
+    sdk::ActivityWorker activities(
+        orchestrator.connection(), "eager",
+        {.identity = "activity-worker", .max_concurrent = 4, .pollers = 1});
+    REQUIRE(activities.Register("Echo", Echo).ok());
+    REQUIRE(activities.Start().ok());
+    sdk::WorkflowWorker workflows(
+        orchestrator.connection(), "eager",
+        {.identity = "workflow-worker", .pollers = 1, .eager_activities = &activities});
+    workflows.Register("EchoThenSleep", EchoThenSleep);
+    workflows.Start();
+    const int64_t result_polls = RpcCount(orchestrator, "GetWorkflowExecutionHistory");
+    auto handle =
+        client.StartWorkflow({.id = "leaves", .task_queue = "eager", .eager_worker = &workflows},
+                             "EchoThenSleep", sdk::ToPayloads(std::string("kiln")));
+    REQUIRE(handle.ok());
+    REQUIRE(handle->local != nullptr);
+    REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    // The timer's task was polled, not carried: the result came from the orchestrator.
+    CHECK(handle->local->settled());
+    CHECK_FALSE(handle->local->Wait(absl::Now()).has_value());
+    CHECK(RpcCount(orchestrator, "GetWorkflowExecutionHistory") > result_polls);
     workflows.Stop();
     activities.Stop();
   }
