@@ -50,6 +50,12 @@ int main(int argc, char** argv) {
                  "to measure what that saves)")
       ->envname("KILN_START_AT_SCHEDULE")
       ->capture_default_str();
+  app.add_option("--engine-threads", options.engine_threads,
+                 "Threads running engine work (each holds one request through its synced commit; "
+                 "commits of concurrent threads share one fsync)")
+      ->envname("KILN_ENGINE_THREADS")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   options.retention = absl::Seconds(retention_h * 3600);
   options.exclusive_lease = absl::Seconds(exclusive_lease_s);

@@ -33,8 +33,9 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:7233";
   // Empty: no metrics endpoint.
   std::string metrics_listen = "127.0.0.1:9233";
-  // Threads running engine work (they may wait on synced commits, which RocksDB groups).
-  int engine_threads = 32;
+  // Threads running engine work (each waits through its synced commit; the commits of
+  // concurrent threads share one fsync, so more threads make larger groups).
+  int engine_threads = 64;
   size_t engine_queue = 20'000;
   absl::Duration long_poll = absl::Seconds(60);
   // How long an exclusive queue's lease outlives its holder's last poll.
