@@ -500,7 +500,7 @@ void ActivityWorker::Run(api::PollActivityTaskQueueResponse task) {
                      options_.identity, " of task queue '", task_queue_,
                      "' (registered: ", absl::StrJoin(names, ", "), ")"),
         /*non_retryable=*/true);
-    Respond(info, error, nullptr);
+    (void)Respond(info, error, nullptr);
     Finish();
     return;
   }
@@ -535,12 +535,17 @@ void ActivityWorker::Run(api::PollActivityTaskQueueResponse task) {
     contexts_.erase(&context);
   }
   context.Close();
-  Respond(info, result, &context);
+  std::optional<api::PollWorkflowTaskQueueResponse> next = Respond(info, result, &context);
+  // The activity is over: its slot is free before the workflow's next task runs on this
+  // thread, so an activity that task schedules can take it (eagerly) at once.
   Finish();
+  if (next.has_value()) RunNextWorkflowTask(std::move(*next));
 }
 
-void ActivityWorker::Respond(const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
-                             ActivityContext* context) {
+std::optional<api::PollWorkflowTaskQueueResponse> ActivityWorker::Respond(
+    const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
+    ActivityContext* context) {
+  std::optional<api::PollWorkflowTaskQueueResponse> next;
   auto& stub = connection_.workflow_service();
   std::string outcome;
   absl::Status status;
@@ -559,14 +564,15 @@ void ActivityWorker::Respond(const ActivityInfo& info, const absl::StatusOr<api:
     if (runner != nullptr && runner->AcceptsEagerTask(task_queue_)) {
       request.set_return_new_workflow_task(true);
       request.set_workflow_task_identity(runner->eager_identity());
+      request.set_workflow_task_partial_history(runner->HoldsRun(info.run_id));
     }
     api::RespondActivityTaskCompletedResponse response;
     status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskCompleted",
                            [&](grpc::ClientContext* c) {
                              return stub.RespondActivityTaskCompleted(c, request, &response);
                            });
-    if (status.ok() && response.has_workflow_task() && runner != nullptr) {
-      runner->RunEagerTask(std::move(*response.mutable_workflow_task()));
+    if (status.ok() && response.has_workflow_task()) {
+      next = std::move(*response.mutable_workflow_task());
     }
     if (absl::IsInvalidArgument(status)) {
       // The engine refused the result itself (too large, say): report that rather than leave
@@ -635,6 +641,14 @@ void ActivityWorker::Respond(const ActivityInfo& info, const absl::StatusOr<api:
                   {"outcome", outcome},
                   {"error", status}});
   }
+  return next;
+}
+
+void ActivityWorker::RunNextWorkflowTask(api::PollWorkflowTaskQueueResponse task) {
+  absl::ReaderMutexLock runner_lock(&runner_mu_);
+  // Unset meanwhile (its worker is stopping): the task is retried after its timeout, like a
+  // task lost with its worker.
+  if (workflow_task_runner_ != nullptr) workflow_task_runner_->RunEagerTask(std::move(task));
 }
 
 }  // namespace kiln::sdk

@@ -145,8 +145,13 @@ class ActivityWorker {
   // Waits for a free slot and takes it; false when stopping.
   bool TakeSlot();
   void Run(api::PollActivityTaskQueueResponse task);
-  void Respond(const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
-               ActivityContext* context);
+  // Returns the workflow's next task when the completion brought one back (asked for when a
+  // workflow task runner is set).
+  std::optional<api::PollWorkflowTaskQueueResponse> Respond(
+      const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
+      ActivityContext* context);
+  // Runs it on the workflow task runner, if one is still set.
+  void RunNextWorkflowTask(api::PollWorkflowTaskQueueResponse task);
   // A task is done: frees its slot, and the worker may be idle from now.
   void Finish();
   absl::Duration IdleForLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -95,6 +95,9 @@ class EagerWorkflowTaskRunner {
   virtual const std::string& eager_identity() const = 0;
   // Runs the task (on the calling thread) and answers it.
   virtual void RunEagerTask(api::PollWorkflowTaskQueueResponse task) = 0;
+  // Whether it holds `run_id` in its cache, so a task of it may come with only the events after
+  // the run's previous task (a task it then cannot place, it reads in full).
+  virtual bool HoldsRun(const std::string& run_id) { return false; }
   // Runs a new run's first task like RunEagerTask, and follows the run while its tasks stay in
   // this process; null when the runner does not follow runs.
   virtual std::shared_ptr<LocalRun> StartEagerRun(api::PollWorkflowTaskQueueResponse task) {

@@ -133,9 +133,9 @@ void WorkflowWorker::PollLoop() {
   }
 }
 
-absl::Status WorkflowWorker::FetchRestOfHistory(api::PollWorkflowTaskQueueResponse& task) {
-  std::string token = task.next_page_token();
-  while (!token.empty()) {
+absl::Status WorkflowWorker::FetchHistory(api::PollWorkflowTaskQueueResponse& task,
+                                          std::string token, bool from_start) {
+  for (bool first = from_start; first || !token.empty(); first = false) {
     api::GetWorkflowExecutionHistoryRequest request;
     request.set_namespace_(options_.ns);
     *request.mutable_execution() = task.workflow_execution();
@@ -172,6 +172,11 @@ std::shared_ptr<LocalRun> WorkflowWorker::StartEagerRun(api::PollWorkflowTaskQue
   Handle(task);
   local->Release();
   return local;
+}
+
+bool WorkflowWorker::HoldsRun(const std::string& run_id) {
+  absl::MutexLock lock(&mu_);
+  return cache_.contains(run_id);
 }
 
 std::shared_ptr<LocalRun> WorkflowWorker::FindLocal(const std::string& run_id) {
@@ -244,7 +249,7 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
     (void)connection_.workflow_service().RespondQueryTaskCompleted(&context, request, &ignored);
     return;
   }
-  if (absl::Status fetched = FetchRestOfHistory(task); !fetched.ok()) {
+  if (absl::Status fetched = FetchHistory(task, task.next_page_token(), false); !fetched.ok()) {
     LogWarn("sdk.history_fetch_failed", {{"run_id", run_id}, {"status", fetched}});
     return;  // The task times out and is retried.
   }
@@ -254,6 +259,17 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   if (instance != nullptr &&
       instance->last_started_event_id() != task.previous_started_event_id()) {
     instance.reset();
+  }
+  // A partial history (events after the previous task only, asked for because the run was
+  // cached here) needs the cached instance; without it, read the whole history and replay.
+  const bool partial = task.history().events_size() > 0 && task.history().events(0).event_id() > 1;
+  if (partial) ++partial_histories_;
+  if (partial && instance == nullptr) {
+    task.clear_history();
+    if (absl::Status fetched = FetchHistory(task, "", true); !fetched.ok()) {
+      LogWarn("sdk.history_fetch_failed", {{"run_id", run_id}, {"status", fetched}});
+      return;  // The task times out and is retried.
+    }
   }
   if (instance != nullptr) {
     ++cache_hits_;
@@ -292,32 +308,33 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   Deadline(&context, absl::Seconds(30));
   grpc::Status status =
       connection_.workflow_service().RespondWorkflowTaskCompleted(&context, request, &response);
-  std::shared_ptr<LocalRun> local = status.ok() ? FindLocal(run_id) : nullptr;
-  if (status.ok()) {
-    if (local != nullptr && response.has_closed_event()) {
-      local->Closed(std::move(*response.mutable_closed_event()));
-    }
-    for (auto& activity : *response.mutable_activity_tasks()) {
-      if (eager_slots == 0) break;  // Never more than asked for; the engine keeps to that.
-      --eager_slots;
-      std::function<void()> done;
-      if (local != nullptr) {
-        // The activity keeps the run here until it ends (and the next task it brings back).
-        local->Hold();
-        done = [local] { local->Release(); };
-      }
-      options_.eager_activities->RunEager(std::move(activity), std::move(done));
-    }
-  }
-  for (; eager_slots > 0; --eager_slots) options_.eager_activities->ReleaseSlot();
   if (!status.ok()) {
+    for (; eager_slots > 0; --eager_slots) options_.eager_activities->ReleaseSlot();
     ++tasks_failed_;
     LogWarn("sdk.workflow_task_respond_failed", {{"run_id", run_id}, {"status", FromGrpc(status)}});
     return;  // The cached state may not match what the engine recorded: drop it.
   }
   ++tasks_completed_;
   if (task_latency_) task_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - began));
+  // Back in the cache before its activities start: one that completes at once finds the run
+  // held here (and asks for the next task with a partial history).
   if (!instance->completed()) Return(run_id, std::move(instance));
+  std::shared_ptr<LocalRun> local = FindLocal(run_id);
+  if (local != nullptr && response.has_closed_event()) {
+    local->Closed(std::move(*response.mutable_closed_event()));
+  }
+  for (auto& activity : *response.mutable_activity_tasks()) {
+    if (eager_slots == 0) break;  // Never more than asked for; the engine keeps to that.
+    --eager_slots;
+    std::function<void()> done;
+    if (local != nullptr) {
+      // The activity keeps the run here until it ends (and the next task it brings back).
+      local->Hold();
+      done = [local] { local->Release(); };
+    }
+    options_.eager_activities->RunEager(std::move(activity), std::move(done));
+  }
+  for (; eager_slots > 0; --eager_slots) options_.eager_activities->ReleaseSlot();
 }
 
 int WorkflowWorker::ReserveEagerSlots(api::RespondWorkflowTaskCompletedRequest& request) {

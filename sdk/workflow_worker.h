@@ -59,6 +59,8 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   int64_t cache_hits() const { return cache_hits_.load(); }
   int64_t tasks_completed() const { return tasks_completed_.load(); }
   int64_t tasks_failed() const { return tasks_failed_.load(); }
+  // Tasks whose history came partial (only what followed the previous task of a cached run).
+  int64_t partial_histories() const { return partial_histories_.load(); }
   // Drops every cached workflow (the next task of each replays in full).
   void ClearCache();
 
@@ -69,13 +71,17 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   }
   const std::string& eager_identity() const override { return options_.identity; }
   void RunEagerTask(api::PollWorkflowTaskQueueResponse task) override { Handle(task); }
+  bool HoldsRun(const std::string& run_id) override;
   // Also follows the run (LocalRun) while its tasks stay in this process.
   std::shared_ptr<LocalRun> StartEagerRun(api::PollWorkflowTaskQueueResponse task) override;
 
  private:
   void PollLoop();
   void Handle(api::PollWorkflowTaskQueueResponse& task);
-  absl::Status FetchRestOfHistory(api::PollWorkflowTaskQueueResponse& task);
+  // Appends the run's events to the task's history page by page from `token` (from event 1
+  // with `from_start`), up to the task's WorkflowTaskStarted.
+  absl::Status FetchHistory(api::PollWorkflowTaskQueueResponse& task, std::string token,
+                            bool from_start);
   // Marks the activities options_.eager_activities can start now as eager, taking a slot for
   // each; returns how many.
   int ReserveEagerSlots(api::RespondWorkflowTaskCompletedRequest& request);
@@ -108,6 +114,7 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   std::atomic<int64_t> cache_hits_{0};
   std::atomic<int64_t> tasks_completed_{0};
   std::atomic<int64_t> tasks_failed_{0};
+  std::atomic<int64_t> partial_histories_{0};
 
   prometheus::Histogram* task_latency_ = nullptr;
   prometheus::Counter* replays_full_ = nullptr;

@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--scale", scale, "Open workflows in the scale run")->capture_default_str();
   app.add_option("--only", only, "Scenarios: a, b, scale")->capture_default_str();
-  int pollers = 16;
+  int pollers = 4;
   app.add_option("--pollers", pollers, "Workflow pollers, and activity pollers, of the worker")
       ->capture_default_str();
   bool eager = true;

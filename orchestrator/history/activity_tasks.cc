@@ -294,7 +294,8 @@ HistoryEngine::RespondActivityTaskCompleted(
   if (next.has_value()) {
     // Answered as a retry of the start just recorded: no new transition.
     ASSIGN_OR_RETURN(*response.mutable_workflow_task(),
-                     RecordWorkflowTaskStarted(*next, next_identity, next->started_request_id));
+                     RecordWorkflowTaskStarted(*next, next_identity, next->started_request_id,
+                                               request.workflow_task_partial_history()));
   }
   return response;
 }

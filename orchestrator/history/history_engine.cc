@@ -10,9 +10,9 @@
 #include "orchestrator/visibility/visibility_query.h"
 
 namespace kiln::orchestrator {
-namespace {
-
 std::string HistoryPageToken(int64_t next_event_id) { return absl::StrCat("h1:", next_event_id); }
+
+namespace {
 
 absl::StatusOr<int64_t> ParseHistoryPageToken(const std::string& token) {
   int64_t next = 0;

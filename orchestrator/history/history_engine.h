@@ -63,6 +63,9 @@ struct HistoryRead {
   std::string run_id;
 };
 
+// The page token of a history read that goes on at `next_event_id` (GetWorkflowExecutionHistory).
+std::string HistoryPageToken(int64_t next_event_id);
+
 class HistoryEngine {
  public:
   static absl::StatusOr<std::unique_ptr<HistoryEngine>> Create(Store* store, Clock* clock,
@@ -93,8 +96,11 @@ class HistoryEngine {
 
   // Matching handed `task` to a poller: record that it started and build the poller's answer.
   // kNotFound / kFailedPrecondition mean the task is stale: call DropStaleTask.
+  // `partial_history`: the answer's history starts after the previous workflow task's started
+  // event (the worker holds the run), not at event 1.
   absl::StatusOr<api::PollWorkflowTaskQueueResponse> RecordWorkflowTaskStarted(
-      const QueuedTask& task, const std::string& identity, const std::string& poll_request_id);
+      const QueuedTask& task, const std::string& identity, const std::string& poll_request_id,
+      bool partial_history = false);
   absl::StatusOr<api::PollActivityTaskQueueResponse> RecordActivityTaskStarted(
       const QueuedTask& task, const std::string& identity, const std::string& poll_request_id);
   // Deletes a stale task's backlog entry.

@@ -530,6 +530,39 @@ TEST_CASE("A completed activity can bring back the workflow's next task, already
   CHECK(closed->closed_event().SerializeAsString() == last.SerializeAsString());
 }
 
+TEST_CASE("A worker holding the run gets the next task with only the events after its last",
+          "[eager]") {
+  EngineHarness h;
+  std::string run = h.Start("wf-partial").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  REQUIRE(
+      h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10))}).ok());
+  auto activity = h.PollActivityTask();
+  REQUIRE(activity.has_value());
+  api::RespondActivityTaskCompletedRequest done;
+  done.set_task_token(activity->task_token());
+  *done.mutable_result() = Text("ok");
+  done.set_identity("worker");
+  done.set_return_new_workflow_task(true);
+  done.set_workflow_task_partial_history(true);
+  auto answer = h.engine().RespondActivityTaskCompleted(done);
+  REQUIRE(answer.ok());
+  REQUIRE(answer->has_workflow_task());
+  const api::PollWorkflowTaskQueueResponse& next = answer->workflow_task();
+  REQUIRE(next.previous_started_event_id() == 3);
+  const api::History& partial = next.history();
+  // WorkflowTaskCompleted (4) through the new task's WorkflowTaskStarted, as recorded.
+  REQUIRE(partial.events_size() == next.started_event_id() - 3);
+  CHECK(partial.events(0).event_id() == 4);
+  CHECK(partial.events(partial.events_size() - 1).event_id() == next.started_event_id());
+  CHECK(next.next_page_token().empty());
+  api::History whole = h.History(run);
+  for (const api::HistoryEvent& event : partial.events()) {
+    CHECK(event.SerializeAsString() == whole.events(event.event_id() - 1).SerializeAsString());
+  }
+}
+
 TEST_CASE("A completion that leaves the run open answers without a close event", "[eager]") {
   EngineHarness h;
   h.Start("wf-open").value();

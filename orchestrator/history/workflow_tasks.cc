@@ -11,7 +11,8 @@
 namespace kiln::orchestrator {
 
 absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflowTaskStarted(
-    const QueuedTask& task, const std::string& identity, const std::string& poll_request_id) {
+    const QueuedTask& task, const std::string& identity, const std::string& poll_request_id,
+    bool partial_history) {
   // The answer's fields, taken under the run's lock from the state as it is after the start
   // (no copy of the whole state: it holds every pending activity's input).
   api::PollWorkflowTaskQueueResponse response;
@@ -59,15 +60,17 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
     }
   }
 
-  // Read outside the run's lock: the events up to the started event never change.
+  // Read outside the run's lock: the events up to the started event never change. A worker
+  // holding the run gets only what came after its previous task.
+  const int64_t from = partial_history ? response.previous_started_event_id() + 1 : 1;
   ASSIGN_OR_RETURN(
       api::History history,
-      ReadEvents(response.workflow_execution().run_id(), 1, response.started_event_id(),
+      ReadEvents(response.workflow_execution().run_id(), from, response.started_event_id(),
                  static_cast<size_t>(limits::kMaxHistoryPageSize)));
-  int64_t read = history.events_size();
+  const int64_t next = from + history.events_size();
   *response.mutable_history() = std::move(history);
-  if (read < response.started_event_id()) {
-    response.set_next_page_token(absl::StrCat("h1:", read + 1));
+  if (next <= response.started_event_id()) {
+    response.set_next_page_token(HistoryPageToken(next));
   }
   return response;
 }

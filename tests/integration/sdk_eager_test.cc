@@ -198,6 +198,92 @@ TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll 
   REQUIRE(orchestrator.Stop().value() == 0);
 }
 
+TEST_CASE("An activity's slot passes to the activity its workflow's next task schedules") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  sdk::Client client(orchestrator.connection());
+  {
+    // Two slots: the activity poller holds one while it waits, so eager dispatch has one. Each
+    // activity frees it before its completion's workflow task runs, so the next activity takes
+    // it: all three start eagerly, none is polled.
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/2, /*pollers=*/1);
+    auto handle = client.StartWorkflow(
+        {.id = "handover", .task_queue = "eager", .eager_worker = &workers.workflows}, "Sequence",
+        sdk::ToPayloads(std::string("kiln")));
+    REQUIRE(handle.ok());
+    REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    CHECK(StartedBy(client, *handle) ==
+          std::vector<std::string>(3, std::string("workflow-worker")));
+    // The second and third workflow tasks came back with only the events after the previous
+    // task (the worker held the run).
+    CHECK(workers.workflows.partial_histories() == 3);
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+// Says it holds every run, whatever its worker's cache holds.
+class ClaimsToHoldEveryRun final : public sdk::EagerWorkflowTaskRunner {
+ public:
+  explicit ClaimsToHoldEveryRun(sdk::WorkflowWorker& worker) : worker_(worker) {}
+  bool AcceptsEagerTask(const std::string& queue) override {
+    return worker_.AcceptsEagerTask(queue);
+  }
+  const std::string& eager_identity() const override { return worker_.eager_identity(); }
+  void RunEagerTask(api::PollWorkflowTaskQueueResponse task) override {
+    worker_.RunEagerTask(std::move(task));
+  }
+  bool HoldsRun(const std::string&) override { return true; }
+
+ private:
+  sdk::WorkflowWorker& worker_;
+};
+
+TEST_CASE("A partial history the worker cannot place is read in full and replayed") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  sdk::Client client(orchestrator.connection());
+  {
+    sdk::ActivityWorker activities(
+        orchestrator.connection(), "eager",
+        {.identity = "activity-worker", .max_concurrent = 4, .pollers = 1});
+    sdk::WorkflowWorker* workflows_ptr = nullptr;
+    // Drops the worker's cache while the activity runs: the next task, asked for with a
+    // partial history, finds no cached run.
+    REQUIRE(
+        activities
+            .Register("Echo",
+                      [&](sdk::ActivityContext&, const Payloads& in) -> absl::StatusOr<Payloads> {
+                        workflows_ptr->ClearCache();
+                        return in;
+                      })
+            .ok());
+    REQUIRE(activities.Start().ok());
+    sdk::WorkflowWorker workflows(
+        orchestrator.connection(), "eager",
+        {.identity = "workflow-worker", .pollers = 0, .eager_activities = &activities});
+    workflows_ptr = &workflows;
+    workflows.Register("Sequence", Sequence);
+    workflows.Start();
+    ClaimsToHoldEveryRun claims(workflows);
+    activities.SetWorkflowTaskRunner(&claims);
+    auto handle = client.StartWorkflow(
+        {.id = "lost-cache", .task_queue = "eager", .eager_worker = &workflows}, "Sequence",
+        sdk::ToPayloads(std::string("kiln")));
+    REQUIRE(handle.ok());
+    REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    CHECK(workflows.partial_histories() == 3);
+    // Each of them replayed the whole run, read back from the orchestrator.
+    CHECK(workflows.full_replays() == 4);
+    CHECK(workflows.cache_hits() == 0);
+    activities.SetWorkflowTaskRunner(nullptr);
+    workflows.Stop();
+    activities.Stop();
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
 TEST_CASE("A run whose tasks leave the process is waited for at the orchestrator") {
   testutil::TempDir dir;
   testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
