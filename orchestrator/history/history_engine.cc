@@ -187,11 +187,18 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
   if (!status.ok()) {
     // The cached state may no longer match the store (an unknown outcome): reload next time.
     handle->state.reset();
+    cache_.Forget(*handle);
     release();
     return status;
   }
   std::string run_id = mutation.state().run_id();
   handle->state = std::move(mutation.state());
+  if (mutation.closed_now()) {
+    cache_.Forget(*handle);
+  } else {
+    cache_.Remember(*handle, mutation.new_events(),
+                    handle->state->last_completed_workflow_task_started_event_id());
+  }
   for (Mutation* m : {&mutation, second_run}) {
     if (m == nullptr) continue;
     for (QueuedTask& task : m->new_tasks()) {

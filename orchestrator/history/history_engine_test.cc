@@ -563,6 +563,34 @@ TEST_CASE("A worker holding the run gets the next task with only the events afte
   }
 }
 
+TEST_CASE("The next task's partial history comes from the run cache, not the store", "[eager]") {
+  EngineHarness h;
+  std::string run = h.Start("wf-cached").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  REQUIRE(
+      h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10))}).ok());
+  auto activity = h.PollActivityTask();
+  REQUIRE(activity.has_value());
+  // Take events 4..6 out of the store behind the engine's back: only the cache has them now.
+  WriteBatch take;
+  for (int64_t id = 4; id <= 6; ++id) take.Delete(Table::kHistory, keys::HistoryEvent(run, id));
+  REQUIRE(h.store().Commit(take).ok());
+  api::RespondActivityTaskCompletedRequest done;
+  done.set_task_token(activity->task_token());
+  *done.mutable_result() = Text("ok");
+  done.set_identity("worker");
+  done.set_return_new_workflow_task(true);
+  done.set_workflow_task_partial_history(true);
+  auto answer = h.engine().RespondActivityTaskCompleted(done);
+  REQUIRE(answer.ok());
+  const api::History& partial = answer->workflow_task().history();
+  REQUIRE(partial.events_size() == 6);
+  CHECK(partial.events(0).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
+  CHECK(partial.events(1).event_type() == api::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED);
+  CHECK(partial.events(5).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+}
+
 TEST_CASE("A completion that leaves the run open answers without a close event", "[eager]") {
   EngineHarness h;
   h.Start("wf-open").value();

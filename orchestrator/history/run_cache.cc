@@ -9,7 +9,9 @@ std::unique_ptr<RunCache::Handle> RunCache::Acquire(const std::string& run_id) {
     auto it = slots_.find(run_id);
     if (it == slots_.end()) {
       lru_.push_front(run_id);
-      it = slots_.emplace(run_id, Slot{std::make_shared<Entry>(), lru_.begin()}).first;
+      auto created = std::make_shared<Entry>();
+      created->budget = &recent_total_;
+      it = slots_.emplace(run_id, Slot{std::move(created), lru_.begin()}).first;
       entry = it->second.entry;  // Held before evicting, so the new entry itself stays.
       EvictLocked();
     } else {
@@ -32,6 +34,61 @@ void RunCache::EvictLocked() {
     slots_.erase(slot);
     it = lru_.erase(it);
   }
+}
+
+RunCache::Entry::~Entry() {
+  // Destroyed once unreachable: nobody else can hold the lock.
+  absl::MutexLock lock(&mu);
+  if (budget != nullptr) budget->fetch_sub(static_cast<int64_t>(recent_bytes));
+}
+
+void RunCache::Forget(Entry& entry) {
+  recent_total_.fetch_sub(static_cast<int64_t>(entry.recent_bytes));
+  entry.recent.clear();
+  entry.recent_bytes = 0;
+}
+
+void RunCache::Remember(Entry& entry, const std::deque<kiln::api::v1::HistoryEvent>& events,
+                        int64_t after) {
+  // What no partial history needs any more.
+  size_t drop = 0;
+  size_t dropped_bytes = 0;
+  while (drop < entry.recent.size() && entry.recent[drop].event_id() <= after) {
+    dropped_bytes += entry.recent[drop].ByteSizeLong();
+    ++drop;
+  }
+  if (drop > 0) {
+    entry.recent.erase(entry.recent.begin(), entry.recent.begin() + static_cast<ptrdiff_t>(drop));
+    entry.recent_bytes -= dropped_bytes;
+    recent_total_.fetch_sub(static_cast<int64_t>(dropped_bytes));
+  }
+  for (const kiln::api::v1::HistoryEvent& event : events) {
+    if (event.event_id() <= after) continue;
+    // Contiguous from after + 1, or nothing.
+    int64_t expected = entry.recent.empty() ? after + 1 : entry.recent.back().event_id() + 1;
+    size_t bytes = event.ByteSizeLong();
+    if (event.event_id() != expected || entry.recent_bytes + bytes > kMaxRecentBytesPerRun ||
+        recent_total_.load() + static_cast<int64_t>(bytes) > kMaxRecentBytes) {
+      Forget(entry);
+      return;
+    }
+    entry.recent.push_back(event);
+    entry.recent_bytes += bytes;
+    recent_total_.fetch_add(static_cast<int64_t>(bytes));
+  }
+}
+
+std::optional<kiln::api::v1::History> RunCache::Recent(Entry& entry, int64_t from, int64_t to) {
+  if (entry.recent.empty() || from > to || entry.recent.front().event_id() > from ||
+      entry.recent.back().event_id() < to) {
+    return std::nullopt;
+  }
+  kiln::api::v1::History history;
+  const int64_t first = entry.recent.front().event_id();
+  for (int64_t id = from; id <= to; ++id) {
+    *history.add_events() = entry.recent[static_cast<size_t>(id - first)];
+  }
+  return history;
 }
 
 size_t RunCache::size() {

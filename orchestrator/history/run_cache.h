@@ -3,6 +3,8 @@
 // different locks for the same run.
 #pragma once
 
+#include <atomic>
+#include <deque>
 #include <list>
 #include <memory>
 #include <optional>
@@ -11,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "kiln/api/v1/history.pb.h"
 #include "kiln/internal/v1/persistence.pb.h"
 
 namespace kiln::orchestrator {
@@ -18,9 +21,16 @@ namespace kiln::orchestrator {
 class RunCache {
  public:
   struct Entry {
+    ~Entry();
     absl::Mutex mu;
     // nullopt until loaded from the store (or after a commit whose outcome is unknown).
     std::optional<kiln::internal::v1::ExecutionState> state ABSL_GUARDED_BY(mu);
+    // The run's events since its last completed workflow task's WorkflowTaskStarted (ids
+    // contiguous, the last one the state's last event): what the next workflow task's partial
+    // history holds, answered without reading the store. Empty when not all known here.
+    std::vector<kiln::api::v1::HistoryEvent> recent ABSL_GUARDED_BY(mu);
+    size_t recent_bytes ABSL_GUARDED_BY(mu) = 0;
+    std::atomic<int64_t>* budget = nullptr;  // RunCache::recent_total_, given back on destruction
   };
 
   // Holds one run's lock for its lifetime.
@@ -42,6 +52,20 @@ class RunCache {
 
   size_t size();
 
+  // Keeps a committed transition's `events` in the entry's recent tail, dropping those at or
+  // before `after` (the last completed workflow task's started event). A gap, a run over
+  // kMaxRecentBytesPerRun or all runs over kMaxRecentBytes empty the tail instead.
+  void Remember(Entry& entry, const std::deque<kiln::api::v1::HistoryEvent>& events, int64_t after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(entry.mu);
+  void Forget(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(entry.mu);
+  // Events `from`..`to` from the tail, if it holds them all.
+  std::optional<kiln::api::v1::History> Recent(Entry& entry, int64_t from, int64_t to)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(entry.mu);
+  int64_t recent_bytes() const { return recent_total_.load(); }
+
+  static constexpr size_t kMaxRecentBytesPerRun = 16 << 10;
+  static constexpr int64_t kMaxRecentBytes = 8 << 20;
+
  private:
   struct Slot {
     std::shared_ptr<Entry> entry;
@@ -54,6 +78,7 @@ class RunCache {
   absl::flat_hash_map<std::string, Slot> slots_ ABSL_GUARDED_BY(mu_);
   // Most recently used first.
   std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int64_t> recent_total_{0};
 };
 
 }  // namespace kiln::orchestrator

@@ -10,6 +10,8 @@
 namespace kiln::orchestrator {
 namespace {
 
+namespace api = ::kiln::api::v1;
+
 TEST_CASE("The run cache stays bounded and never evicts a run someone holds") {
   RunCache cache(2);
   auto held = cache.Acquire("a");
@@ -20,6 +22,52 @@ TEST_CASE("The run cache stays bounded and never evicts a run someone holds") {
   held.reset();
   auto again = cache.Acquire("a");
   REQUIRE((*again)->state.has_value());
+}
+
+std::deque<api::HistoryEvent> Events(int64_t from, int64_t to, size_t payload = 10) {
+  std::deque<api::HistoryEvent> events;
+  for (int64_t id = from; id <= to; ++id) {
+    api::HistoryEvent event;
+    event.set_event_id(id);
+    event.mutable_marker_recorded_event_attributes()->set_marker_name(std::string(payload, 'm'));
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+TEST_CASE("The recent tail holds the events after the last completed task, contiguous") {
+  RunCache cache(4);
+  {
+    auto run = cache.Acquire("a");
+    cache.Remember(**run, Events(1, 3), /*after=*/0);
+    REQUIRE(cache.Recent(**run, 1, 3).has_value());
+    CHECK(cache.Recent(**run, 1, 3)->events_size() == 3);
+    // The first task completed (started event 3): events up to 3 go.
+    cache.Remember(**run, Events(4, 6), /*after=*/3);
+    CHECK_FALSE(cache.Recent(**run, 1, 6).has_value());
+    auto partial = cache.Recent(**run, 4, 6);
+    REQUIRE(partial.has_value());
+    CHECK(partial->events(0).event_id() == 4);
+    CHECK_FALSE(cache.Recent(**run, 4, 7).has_value());  // not there yet
+    // A gap (a commit this cache did not see) empties the tail rather than lie.
+    cache.Remember(**run, Events(9, 9), /*after=*/3);
+    CHECK_FALSE(cache.Recent(**run, 4, 6).has_value());
+    CHECK(cache.recent_bytes() == 0);
+    // It starts again with the next completed task.
+    cache.Remember(**run, Events(10, 11), /*after=*/9);
+    CHECK(cache.Recent(**run, 10, 11).has_value());
+    CHECK(cache.recent_bytes() > 0);
+  }
+  {
+    // A run's tail is bounded: past it, the tail is dropped (the store answers).
+    auto big = cache.Acquire("b");
+    cache.Remember(**big, Events(1, 3, RunCache::kMaxRecentBytesPerRun / 2), /*after=*/0);
+    CHECK_FALSE(cache.Recent(**big, 1, 3).has_value());
+    CHECK((*big)->recent_bytes == 0);
+  }
+  // Evicted entries give their bytes back.
+  for (int i = 0; i < 10; ++i) cache.Acquire("r" + std::to_string(i));
+  CHECK(cache.recent_bytes() == 0);
 }
 
 TEST_CASE("Transitions on one run are serialised by its lock") {

@@ -149,6 +149,7 @@ absl::Status HistoryEngine::DeleteRun(const std::string& key, const internal::Ti
   last.Delete(Table::kTimers, key);
   RETURN_IF_ERROR(store_->Commit(last));
   (**handle)->state.reset();
+  cache_.Forget(***handle);
   return absl::OkStatus();
 }
 

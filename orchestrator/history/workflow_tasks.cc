@@ -16,6 +16,8 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
   // The answer's fields, taken under the run's lock from the state as it is after the start
   // (no copy of the whole state: it holds every pending activity's input).
   api::PollWorkflowTaskQueueResponse response;
+  std::optional<api::History> recent;  // the history from the run cache, when it holds it
+  int64_t from = 1;
   auto fill = [&](const internal::ExecutionState& state) {
     const auto& wt = state.workflow_task();
     internal::TaskToken token;
@@ -58,15 +60,18 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
       RETURN_IF_ERROR(Commit(*handle, m));
       fill(*(*handle)->state);
     }
+    // A worker holding the run gets only what came after its previous task.
+    if (partial_history) from = response.previous_started_event_id() + 1;
+    recent = cache_.Recent(**handle, from, response.started_event_id());
   }
 
-  // Read outside the run's lock: the events up to the started event never change. A worker
-  // holding the run gets only what came after its previous task.
-  const int64_t from = partial_history ? response.previous_started_event_id() + 1 : 1;
-  ASSIGN_OR_RETURN(
-      api::History history,
-      ReadEvents(response.workflow_execution().run_id(), from, response.started_event_id(),
-                 static_cast<size_t>(limits::kMaxHistoryPageSize)));
+  // Otherwise read outside the run's lock: the events up to the started event never change.
+  if (!recent.has_value()) {
+    ASSIGN_OR_RETURN(recent, ReadEvents(response.workflow_execution().run_id(), from,
+                                        response.started_event_id(),
+                                        static_cast<size_t>(limits::kMaxHistoryPageSize)));
+  }
+  api::History history = std::move(*recent);
   const int64_t next = from + history.events_size();
   *response.mutable_history() = std::move(history);
   if (next <= response.started_event_id()) {
