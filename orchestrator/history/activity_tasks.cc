@@ -87,6 +87,7 @@ absl::Status HistoryEngine::ApplyActivityTaskStarted(Mutation& m, int64_t schedu
                              info.scheduled_event_id(), info.attempt(),
                              api::TIMEOUT_TYPE_START_TO_CLOSE)
                       .status());
+  info.set_start_to_close_timer_key(m.last_timer_key());
   absl::Duration heartbeat = FromProto(info.heartbeat_timeout());
   if (heartbeat > absl::ZeroDuration() && heartbeat < start_to_close) {
     RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT, now + heartbeat,
@@ -220,6 +221,7 @@ absl::Status HistoryEngine::RetryOrFailActivity(Mutation& m, internal::ActivityI
     activity->clear_started_time();
     activity->clear_started_request_id();
     activity->clear_last_heartbeat_time();
+    activity->clear_start_to_close_timer_key();
     activity->set_backing_off(true);
     return m
         .AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_RETRY, m.now() + decision.backoff,

@@ -207,6 +207,7 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     for (const NewTimer& timer : m->new_timers()) {
       listener_->TimerAdded(timer.key, timer.fire_time);
     }
+    for (const std::string& key : m->removed_timers()) listener_->TimerRemoved(key);
   }
   for (StartedInline& s : started) listener_->FulfilReservation(s.reservation, std::move(s.task));
   if (!mutation.new_events().empty()) listener_->RunChanged(run_id, mutation.closed_now());

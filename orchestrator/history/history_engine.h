@@ -34,6 +34,8 @@ class EngineListener {
   virtual ~EngineListener() = default;
   virtual void TaskAdded(QueuedTask task) = 0;
   virtual void TimerAdded(const std::string& key, absl::Time fire_time) = 0;
+  // A timer's key was deleted (its task ended first): it must not fire.
+  virtual void TimerRemoved(const std::string& key) {}
   // The run's history grew; `closed`: the transition closed it.
   virtual void RunChanged(const std::string& run_id, bool closed) = 0;
 

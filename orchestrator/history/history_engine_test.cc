@@ -87,6 +87,47 @@ TEST_CASE("A workflow with one activity runs to completion with a Temporal-shape
   REQUIRE(h.Backlog(keys::TaskKind::kActivity, "q").empty());
 }
 
+TEST_CASE("Tasks that end take their timeout timers with them") {
+  EngineHarness h;
+  auto timer_types = [&] {
+    std::vector<internal::TimerTaskType> types;
+    REQUIRE(h.store()
+                .Scan(Table::kTimers, "", "", 1000,
+                      [&](std::string_view, std::string_view value) {
+                        internal::TimerTask task;
+                        REQUIRE(task.ParseFromArray(value.data(), static_cast<int>(value.size())));
+                        types.push_back(task.type());
+                        return true;
+                      })
+                .ok());
+    return types;
+  };
+  std::string run = h.Start("wf-timers").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  // The started task's start-to-close timer.
+  CHECK(timer_types() ==
+        std::vector<internal::TimerTaskType>{internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT});
+  REQUIRE(
+      h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10))}).ok());
+  CHECK(timer_types().empty());  // the task's timer went with its completion
+  auto activity = h.PollActivityTask();
+  REQUIRE(activity.has_value());
+  CHECK(timer_types() ==
+        std::vector<internal::TimerTaskType>{internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT});
+  REQUIRE(CompleteActivity(h, *activity, "\"hello\"").ok());
+  auto wt2 = h.PollWorkflowTask();
+  REQUIRE(wt2.has_value());
+  CHECK(timer_types() ==
+        std::vector<internal::TimerTaskType>{internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT});
+  REQUIRE(h.Complete(*wt2, {EngineHarness::CompleteWorkflow("\"done\"")}).ok());
+  // Only the closed run's retention timer is left: nothing fires stale later.
+  CHECK(timer_types() ==
+        std::vector<internal::TimerTaskType>{internal::TIMER_TASK_TYPE_DELETE_HISTORY});
+  CHECK(h.Describe(run).workflow_execution_info().status() ==
+        api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+}
+
 TEST_CASE("A failed activity is retried with backoff and the attempt count survives") {
   EngineHarness h;
   std::string run = h.Start("wf").value();

@@ -1,5 +1,7 @@
 #include "orchestrator/history/mutation.h"
 
+#include <algorithm>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
@@ -15,8 +17,27 @@ using kiln::internal::v1::ExecutionState;
 using kiln::internal::v1::TimerTask;
 using kiln::internal::v1::TimerTaskType;
 
+namespace {
+
+// The task timeout timers `state` refers to.
+std::vector<std::string> TaskTimerKeys(const ExecutionState& state) {
+  std::vector<std::string> keys;
+  if (state.status() != kiln::api::v1::WORKFLOW_EXECUTION_STATUS_RUNNING) return keys;
+  if (!state.workflow_task().timeout_timer_key().empty()) {
+    keys.push_back(state.workflow_task().timeout_timer_key());
+  }
+  for (const auto& [id, activity] : state.activities()) {
+    if (!activity.start_to_close_timer_key().empty()) {
+      keys.push_back(activity.start_to_close_timer_key());
+    }
+  }
+  return keys;
+}
+
+}  // namespace
+
 Mutation::Mutation(const ExecutionState& state, absl::Time now, TaskIdAllocator* ids)
-    : state_(state), now_(now), ids_(ids) {}
+    : state_(state), now_(now), ids_(ids), initial_timer_keys_(TaskTimerKeys(state)) {}
 
 bool Mutation::IsOpen() const {
   return state_.status() == kiln::api::v1::WORKFLOW_EXECUTION_STATUS_RUNNING;
@@ -288,6 +309,15 @@ absl::StatusOr<WriteBatch> Mutation::Build() {
   if (built_) return absl::InternalError("Mutation::Build called twice");
   RETURN_IF_ERROR(Finalize());
   built_ = true;
+  if (!initial_timer_keys_.empty()) {
+    // A task that ended (or a run that closed) leaves no timer behind to fire stale.
+    std::vector<std::string> kept = TaskTimerKeys(state_);
+    for (std::string& key : initial_timer_keys_) {
+      if (std::find(kept.begin(), kept.end(), key) != kept.end()) continue;
+      batch_.Delete(Table::kTimers, key);
+      removed_timers_.push_back(std::move(key));
+    }
+  }
   auto transition_id = TransitionTaskId();
   if (!transition_id.ok()) return transition_id.status();
 

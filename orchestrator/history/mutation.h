@@ -84,6 +84,10 @@ class Mutation {
   // entry.
   std::vector<QueuedTask>& new_tasks() { return new_tasks_; }
   std::vector<NewTimer>& new_timers() { return new_timers_; }
+  // Timers of tasks that ended in this transition (their keys deleted in the batch).
+  const std::vector<std::string>& removed_timers() const { return removed_timers_; }
+  // The key of the timer AddTimer wrote last.
+  const std::string& last_timer_key() const { return new_timers_.back().key; }
   const std::deque<kiln::api::v1::HistoryEvent>& new_events() const { return new_events_; }
 
  private:
@@ -101,6 +105,10 @@ class Mutation {
   std::deque<kiln::api::v1::HistoryEvent> new_events_;  // deque: returned pointers stay valid
   std::vector<QueuedTask> new_tasks_;
   std::vector<NewTimer> new_timers_;
+  // Task timeout timers the state held before the transition; those it no longer holds at
+  // Build are deleted.
+  std::vector<std::string> initial_timer_keys_;
+  std::vector<std::string> removed_timers_;
   WriteBatch batch_;
   bool visibility_dirty_ = false;
   bool built_ = false;

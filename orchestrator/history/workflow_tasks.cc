@@ -97,11 +97,13 @@ absl::Status HistoryEngine::ApplyWorkflowTaskStarted(Mutation& m, int64_t backlo
   mwt->set_identity(identity);
   mwt->set_task_id(0);
   m.DeleteTask(keys::TaskKind::kWorkflow, queue, backlog_task_id);
-  return m
-      .AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT,
-                now + FromProto(m.state().workflow_task_timeout()), mwt->scheduled_event_id(),
-                mwt->attempt(), api::TIMEOUT_TYPE_START_TO_CLOSE)
-      .status();
+  RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT,
+                             now + FromProto(m.state().workflow_task_timeout()),
+                             mwt->scheduled_event_id(), mwt->attempt(),
+                             api::TIMEOUT_TYPE_START_TO_CLOSE)
+                      .status());
+  mwt->set_timeout_timer_key(m.last_timer_key());
+  return absl::OkStatus();
 }
 
 absl::StatusOr<internal::TaskToken> HistoryEngine::CheckWorkflowToken(Handle& handle,

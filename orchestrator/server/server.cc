@@ -31,6 +31,9 @@ class Listener final : public EngineListener {
   void TimerAdded(const std::string& key, absl::Time fire_time) override {
     if (timers_ != nullptr) timers_->TimerAdded(key, fire_time);
   }
+  void TimerRemoved(const std::string& key) override {
+    if (timers_ != nullptr) timers_->TimerRemoved(key);
+  }
   void RunChanged(const std::string& run_id, bool closed) override {
     watchers_->Notify(run_id, closed);
   }

@@ -63,6 +63,13 @@ void TimerQueue::TimerAdded(const std::string& key, absl::Time fire_time) {
   ArmLocked();
 }
 
+void TimerQueue::TimerRemoved(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  if (pending_.erase(key) > 0 && in_memory_gauge_) {
+    in_memory_gauge_->Set(static_cast<double>(pending_.size()));
+  }
+}
+
 absl::Status TimerQueue::LoadLocked() {
   if (pending_.size() >= options_.max_in_memory) return absl::OkStatus();
   absl::Time horizon = clock_->Now() + options_.window;

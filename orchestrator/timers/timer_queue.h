@@ -56,6 +56,9 @@ class TimerQueue {
 
   // A timer task was committed at `key`.
   void TimerAdded(const std::string& key, absl::Time fire_time);
+  // The timer at `key` was deleted by a commit: it is forgotten (one already firing finds its
+  // run moved on and is dropped as stale).
+  void TimerRemoved(const std::string& key);
 
   size_t in_memory();
 

@@ -99,6 +99,24 @@ TEST_CASE("Past the in-memory cap, timers wait in the store and still all fire i
       absl::Seconds(20)));
 }
 
+TEST_CASE("A timer removed by a commit does not fire") {
+  Fixture f;
+  TimerQueue queue(&f.store, &f.clock, &f.executor, f.Fire(), nullptr);
+  REQUIRE(queue.Start().ok());
+  std::string gone = f.Add(&queue, absl::Seconds(5), 1);
+  f.Add(&queue, absl::Seconds(6), 2);
+  REQUIRE(queue.in_memory() == 2);
+  WriteBatch remove;
+  remove.Delete(Table::kTimers, gone);
+  REQUIRE(f.store.Commit(remove).ok());
+  queue.TimerRemoved(gone);
+  CHECK(queue.in_memory() == 1);
+  f.clock.Advance(absl::Seconds(10));
+  REQUIRE(testutil::WaitFor([&] { return f.Fired() == 1; }, absl::Seconds(5)));
+  absl::MutexLock lock(&f.mu);
+  CHECK(f.fired == std::vector<std::string>{"2"});
+}
+
 TEST_CASE("A failed fire is retried") {
   Fixture f;
   std::atomic<int> calls{0};
