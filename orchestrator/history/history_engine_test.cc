@@ -529,23 +529,38 @@ TEST_CASE("An eager start answers with the first workflow task, started in the s
   CHECK_FALSE(again->has_eager_workflow_task());
 }
 
-TEST_CASE("A completed activity can bring back the workflow's next task, already started",
-          "[eager]") {
-  EngineHarness h;
-  std::string run = h.Start("wf-next").value();
+// Starts workflow `id` on queue "q" and runs it to its first activity (scheduled by the first
+// workflow task, then polled); returns the run id and the activity task.
+std::pair<std::string, api::PollActivityTaskQueueResponse> RunToFirstActivity(
+    EngineHarness& h, const std::string& id) {
+  std::string run = h.Start(id).value();
   auto wt = h.PollWorkflowTask();
   REQUIRE(wt.has_value());
   REQUIRE(
       h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10))}).ok());
   auto activity = h.PollActivityTask();
   REQUIRE(activity.has_value());
+  return {run, *activity};
+}
+
+// Completes `activity` asking for the workflow's next task, for "workflow-worker".
+absl::StatusOr<api::RespondActivityTaskCompletedResponse> CompleteReturningNext(
+    EngineHarness& h, const api::PollActivityTaskQueueResponse& activity, bool partial_history) {
   api::RespondActivityTaskCompletedRequest done;
-  done.set_task_token(activity->task_token());
+  done.set_task_token(activity.task_token());
   *done.mutable_result() = Text("ok");
   done.set_identity("activity-worker");
   done.set_return_new_workflow_task(true);
   done.set_workflow_task_identity("workflow-worker");
-  auto answer = h.engine().RespondActivityTaskCompleted(done);
+  done.set_workflow_task_partial_history(partial_history);
+  return h.engine().RespondActivityTaskCompleted(done);
+}
+
+TEST_CASE("A completed activity can bring back the workflow's next task, already started",
+          "[eager]") {
+  EngineHarness h;
+  auto [run, activity] = RunToFirstActivity(h, "wf-next");
+  auto answer = CompleteReturningNext(h, activity, /*partial_history=*/false);
   REQUIRE(answer.ok());
   REQUIRE(answer->has_workflow_task());
   const api::History& history = answer->workflow_task().history();
@@ -574,20 +589,8 @@ TEST_CASE("A completed activity can bring back the workflow's next task, already
 TEST_CASE("A worker holding the run gets the next task with only the events after its last",
           "[eager]") {
   EngineHarness h;
-  std::string run = h.Start("wf-partial").value();
-  auto wt = h.PollWorkflowTask();
-  REQUIRE(wt.has_value());
-  REQUIRE(
-      h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10))}).ok());
-  auto activity = h.PollActivityTask();
-  REQUIRE(activity.has_value());
-  api::RespondActivityTaskCompletedRequest done;
-  done.set_task_token(activity->task_token());
-  *done.mutable_result() = Text("ok");
-  done.set_identity("worker");
-  done.set_return_new_workflow_task(true);
-  done.set_workflow_task_partial_history(true);
-  auto answer = h.engine().RespondActivityTaskCompleted(done);
+  auto [run, activity] = RunToFirstActivity(h, "wf-partial");
+  auto answer = CompleteReturningNext(h, activity, /*partial_history=*/true);
   REQUIRE(answer.ok());
   REQUIRE(answer->has_workflow_task());
   const api::PollWorkflowTaskQueueResponse& next = answer->workflow_task();
@@ -606,24 +609,12 @@ TEST_CASE("A worker holding the run gets the next task with only the events afte
 
 TEST_CASE("The next task's partial history comes from the run cache, not the store", "[eager]") {
   EngineHarness h;
-  std::string run = h.Start("wf-cached").value();
-  auto wt = h.PollWorkflowTask();
-  REQUIRE(wt.has_value());
-  REQUIRE(
-      h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10))}).ok());
-  auto activity = h.PollActivityTask();
-  REQUIRE(activity.has_value());
+  auto [run, activity] = RunToFirstActivity(h, "wf-cached");
   // Take events 4..6 out of the store behind the engine's back: only the cache has them now.
   WriteBatch take;
   for (int64_t id = 4; id <= 6; ++id) take.Delete(Table::kHistory, keys::HistoryEvent(run, id));
   REQUIRE(h.store().Commit(take).ok());
-  api::RespondActivityTaskCompletedRequest done;
-  done.set_task_token(activity->task_token());
-  *done.mutable_result() = Text("ok");
-  done.set_identity("worker");
-  done.set_return_new_workflow_task(true);
-  done.set_workflow_task_partial_history(true);
-  auto answer = h.engine().RespondActivityTaskCompleted(done);
+  auto answer = CompleteReturningNext(h, activity, /*partial_history=*/true);
   REQUIRE(answer.ok());
   const api::History& partial = answer->workflow_task().history();
   REQUIRE(partial.events_size() == 6);

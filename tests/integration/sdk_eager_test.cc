@@ -89,17 +89,23 @@ std::vector<std::string> StartedBy(sdk::Client& client, const sdk::WorkflowHandl
   return identities;
 }
 
+// An activity worker and a workflow worker of queue "eager" (the workflow worker asks for
+// eager activities), running every workflow above; "Echo" is `echo`.
 struct Workers {
-  Workers(sdk::Connection& connection, int max_concurrent, int pollers)
+  Workers(sdk::Connection& connection, int max_concurrent, int pollers, int workflow_pollers = 2,
+          sdk::ActivityFn echo = Echo)
       : activities(
             connection, "eager",
             {.identity = "activity-worker", .max_concurrent = max_concurrent, .pollers = pollers}),
         workflows(connection, "eager",
-                  {.identity = "workflow-worker", .eager_activities = &activities}) {
-    REQUIRE(activities.Register("Echo", Echo).ok());
+                  {.identity = "workflow-worker",
+                   .pollers = workflow_pollers,
+                   .eager_activities = &activities}) {
+    REQUIRE(activities.Register("Echo", std::move(echo)).ok());
     REQUIRE(activities.Start().ok());
     workflows.Register("Mixed", Mixed);
     workflows.Register("Sequence", Sequence);
+    workflows.Register("EchoThenSleep", EchoThenSleep);
     workflows.Start();
   }
   ~Workers() {
@@ -159,17 +165,10 @@ TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll 
   REQUIRE(orchestrator.Start().ok());
   sdk::Client client(orchestrator.connection());
   {
-    sdk::ActivityWorker activities(
-        orchestrator.connection(), "eager",
-        {.identity = "activity-worker", .max_concurrent = 4, .pollers = 1});
-    REQUIRE(activities.Register("Echo", Echo).ok());
-    REQUIRE(activities.Start().ok());
     // No workflow pollers: every workflow task must come back with a start or a completion.
-    sdk::WorkflowWorker workflows(
-        orchestrator.connection(), "eager",
-        {.identity = "workflow-worker", .pollers = 0, .eager_activities = &activities});
-    workflows.Register("Sequence", Sequence);
-    workflows.Start();
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
+                    /*workflow_pollers=*/0);
+    sdk::WorkflowWorker& workflows = workers.workflows;
     const int64_t result_polls = RpcCount(orchestrator, "GetWorkflowExecutionHistory");
     auto handle =
         client.StartWorkflow({.id = "no-poll", .task_queue = "eager", .eager_worker = &workflows},
@@ -192,8 +191,6 @@ TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll 
       }
     }
     CHECK(carried == 3);
-    workflows.Stop();
-    activities.Stop();
   }
   REQUIRE(orchestrator.Stop().value() == 0);
 }
@@ -245,29 +242,19 @@ TEST_CASE("A partial history the worker cannot place is read in full and replaye
   REQUIRE(orchestrator.Start().ok());
   sdk::Client client(orchestrator.connection());
   {
-    sdk::ActivityWorker activities(
-        orchestrator.connection(), "eager",
-        {.identity = "activity-worker", .max_concurrent = 4, .pollers = 1});
     sdk::WorkflowWorker* workflows_ptr = nullptr;
     // Drops the worker's cache while the activity runs: the next task, asked for with a
     // partial history, finds no cached run.
-    REQUIRE(
-        activities
-            .Register("Echo",
-                      [&](sdk::ActivityContext&, const Payloads& in) -> absl::StatusOr<Payloads> {
-                        workflows_ptr->ClearCache();
-                        return in;
-                      })
-            .ok());
-    REQUIRE(activities.Start().ok());
-    sdk::WorkflowWorker workflows(
-        orchestrator.connection(), "eager",
-        {.identity = "workflow-worker", .pollers = 0, .eager_activities = &activities});
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
+                    /*workflow_pollers=*/0,
+                    [&](sdk::ActivityContext&, const Payloads& in) -> absl::StatusOr<Payloads> {
+                      workflows_ptr->ClearCache();
+                      return in;
+                    });
+    sdk::WorkflowWorker& workflows = workers.workflows;
     workflows_ptr = &workflows;
-    workflows.Register("Sequence", Sequence);
-    workflows.Start();
     ClaimsToHoldEveryRun claims(workflows);
-    activities.SetWorkflowTaskRunner(&claims);
+    workers.activities.SetWorkflowTaskRunner(&claims);
     auto handle = client.StartWorkflow(
         {.id = "lost-cache", .task_queue = "eager", .eager_worker = &workflows}, "Sequence",
         sdk::ToPayloads(std::string("kiln")));
@@ -277,9 +264,7 @@ TEST_CASE("A partial history the worker cannot place is read in full and replaye
     // Each of them replayed the whole run, read back from the orchestrator.
     CHECK(workflows.full_replays() == 4);
     CHECK(workflows.cache_hits() == 0);
-    activities.SetWorkflowTaskRunner(nullptr);
-    workflows.Stop();
-    activities.Stop();
+    workers.activities.SetWorkflowTaskRunner(nullptr);  // before `claims` goes
   }
   REQUIRE(orchestrator.Stop().value() == 0);
 }
@@ -290,16 +275,9 @@ TEST_CASE("A run whose tasks leave the process is waited for at the orchestrator
   REQUIRE(orchestrator.Start().ok());
   sdk::Client client(orchestrator.connection());
   {
-    sdk::ActivityWorker activities(
-        orchestrator.connection(), "eager",
-        {.identity = "activity-worker", .max_concurrent = 4, .pollers = 1});
-    REQUIRE(activities.Register("Echo", Echo).ok());
-    REQUIRE(activities.Start().ok());
-    sdk::WorkflowWorker workflows(
-        orchestrator.connection(), "eager",
-        {.identity = "workflow-worker", .pollers = 1, .eager_activities = &activities});
-    workflows.Register("EchoThenSleep", EchoThenSleep);
-    workflows.Start();
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
+                    /*workflow_pollers=*/1);
+    sdk::WorkflowWorker& workflows = workers.workflows;
     const int64_t result_polls = RpcCount(orchestrator, "GetWorkflowExecutionHistory");
     auto handle =
         client.StartWorkflow({.id = "leaves", .task_queue = "eager", .eager_worker = &workflows},
@@ -311,8 +289,6 @@ TEST_CASE("A run whose tasks leave the process is waited for at the orchestrator
     CHECK(handle->local->settled());
     CHECK_FALSE(handle->local->Wait(absl::Now()).has_value());
     CHECK(RpcCount(orchestrator, "GetWorkflowExecutionHistory") > result_polls);
-    workflows.Stop();
-    activities.Stop();
   }
   REQUIRE(orchestrator.Stop().value() == 0);
 }
