@@ -116,11 +116,28 @@ struct Workers {
   sdk::WorkflowWorker workflows;
 };
 
-TEST_CASE("Activities are started eagerly for a worker with free slots") {
+// A real orchestrator on a fresh data directory, and a client of it.
+struct Fresh {
+  Fresh() {
+    REQUIRE(orchestrator.Start().ok());
+    client = std::make_unique<sdk::Client>(orchestrator.connection());
+  }
   testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
-  REQUIRE(orchestrator.Start().ok());
-  sdk::Client client(orchestrator.connection());
+  testutil::OrchestratorProcess orchestrator{dir.path() + "/data"};
+  std::unique_ptr<sdk::Client> client;
+};
+
+// Starts `type` as `id` on "eager" with input "kiln", its first task run by `workers` (eager).
+absl::StatusOr<sdk::WorkflowHandle> StartEager(sdk::Client& client, Workers& workers,
+                                               const std::string& id, const std::string& type) {
+  return client.StartWorkflow({.id = id, .task_queue = "eager", .eager_worker = &workers.workflows},
+                              type, sdk::ToPayloads(std::string("kiln")));
+}
+
+TEST_CASE("Activities are started eagerly for a worker with free slots") {
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
 
   {  // Free slots: every activity runs from the completion's answer.
     Workers workers(orchestrator.connection(), /*max_concurrent=*/8, /*pollers=*/1);
@@ -160,19 +177,16 @@ TEST_CASE("Activities are started eagerly for a worker with free slots") {
 }
 
 TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll at all") {
-  testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
-  REQUIRE(orchestrator.Start().ok());
-  sdk::Client client(orchestrator.connection());
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
   {
     // No workflow pollers: every workflow task must come back with a start or a completion.
     Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                     /*workflow_pollers=*/0);
     sdk::WorkflowWorker& workflows = workers.workflows;
     const int64_t result_polls = RpcCount(orchestrator, "GetWorkflowExecutionHistory");
-    auto handle =
-        client.StartWorkflow({.id = "no-poll", .task_queue = "eager", .eager_worker = &workflows},
-                             "Sequence", sdk::ToPayloads(std::string("kiln")));
+    auto handle = StartEager(client, workers, "no-poll", "Sequence");
     REQUIRE(handle.ok());
     REQUIRE(handle->local != nullptr);
     REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
@@ -196,18 +210,15 @@ TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll 
 }
 
 TEST_CASE("An activity's slot passes to the activity its workflow's next task schedules") {
-  testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
-  REQUIRE(orchestrator.Start().ok());
-  sdk::Client client(orchestrator.connection());
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
   {
     // Two slots: the activity poller holds one while it waits, so eager dispatch has one. Each
     // activity frees it before its completion's workflow task runs, so the next activity takes
     // it: all three start eagerly, none is polled.
     Workers workers(orchestrator.connection(), /*max_concurrent=*/2, /*pollers=*/1);
-    auto handle = client.StartWorkflow(
-        {.id = "handover", .task_queue = "eager", .eager_worker = &workers.workflows}, "Sequence",
-        sdk::ToPayloads(std::string("kiln")));
+    auto handle = StartEager(client, workers, "handover", "Sequence");
     REQUIRE(handle.ok());
     REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
     CHECK(StartedBy(client, *handle) ==
@@ -237,10 +248,9 @@ class ClaimsToHoldEveryRun final : public sdk::EagerWorkflowTaskRunner {
 };
 
 TEST_CASE("A partial history the worker cannot place is read in full and replayed") {
-  testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
-  REQUIRE(orchestrator.Start().ok());
-  sdk::Client client(orchestrator.connection());
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
   {
     sdk::WorkflowWorker* workflows_ptr = nullptr;
     // Drops the worker's cache while the activity runs: the next task, asked for with a
@@ -255,9 +265,7 @@ TEST_CASE("A partial history the worker cannot place is read in full and replaye
     workflows_ptr = &workflows;
     ClaimsToHoldEveryRun claims(workflows);
     workers.activities.SetWorkflowTaskRunner(&claims);
-    auto handle = client.StartWorkflow(
-        {.id = "lost-cache", .task_queue = "eager", .eager_worker = &workflows}, "Sequence",
-        sdk::ToPayloads(std::string("kiln")));
+    auto handle = StartEager(client, workers, "lost-cache", "Sequence");
     REQUIRE(handle.ok());
     REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
     CHECK(workflows.partial_histories() == 3);
@@ -270,18 +278,14 @@ TEST_CASE("A partial history the worker cannot place is read in full and replaye
 }
 
 TEST_CASE("A run whose tasks leave the process is waited for at the orchestrator") {
-  testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
-  REQUIRE(orchestrator.Start().ok());
-  sdk::Client client(orchestrator.connection());
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
   {
     Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                     /*workflow_pollers=*/1);
-    sdk::WorkflowWorker& workflows = workers.workflows;
     const int64_t result_polls = RpcCount(orchestrator, "GetWorkflowExecutionHistory");
-    auto handle =
-        client.StartWorkflow({.id = "leaves", .task_queue = "eager", .eager_worker = &workflows},
-                             "EchoThenSleep", sdk::ToPayloads(std::string("kiln")));
+    auto handle = StartEager(client, workers, "leaves", "EchoThenSleep");
     REQUIRE(handle.ok());
     REQUIRE(handle->local != nullptr);
     REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
@@ -294,17 +298,14 @@ TEST_CASE("A run whose tasks leave the process is waited for at the orchestrator
 }
 
 TEST_CASE("An eager start runs the first workflow task on the starter's worker") {
-  testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
-  REQUIRE(orchestrator.Start().ok());
-  sdk::Client client(orchestrator.connection());
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
   auto workers_owner =
       std::make_unique<Workers>(orchestrator.connection(), /*max_concurrent=*/8, /*pollers=*/1);
   Workers& workers = *workers_owner;
   const int64_t before = workers.workflows.tasks_completed();
-  auto handle = client.StartWorkflow(
-      {.id = "eager-start", .task_queue = "eager", .eager_worker = &workers.workflows}, "Mixed",
-      sdk::ToPayloads(std::string("kiln")));
+  auto handle = StartEager(client, workers, "eager-start", "Mixed");
   REQUIRE(handle.ok());
   // The first task ran before StartWorkflow returned.
   CHECK(workers.workflows.tasks_completed() == before + 1);
