@@ -81,6 +81,7 @@ absl::Status HistoryEngine::ApplyActivityTaskStarted(Mutation& m, int64_t schedu
   info.set_last_worker_identity(identity);
   info.set_task_id(0);
   info.clear_last_heartbeat_time();
+  info.clear_schedule_to_start_timer_key();  // taken in time: that timer is moot
   m.DeleteTask(keys::TaskKind::kActivity, queue, backlog_task_id);
   absl::Duration start_to_close = FromProto(info.start_to_close_timeout());
   RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT, now + start_to_close,
@@ -94,6 +95,7 @@ absl::Status HistoryEngine::ApplyActivityTaskStarted(Mutation& m, int64_t schedu
                                info.scheduled_event_id(), info.attempt(),
                                api::TIMEOUT_TYPE_HEARTBEAT)
                         .status());
+    info.set_heartbeat_timer_key(m.last_timer_key());
   }
   return absl::OkStatus();
 }
@@ -222,6 +224,7 @@ absl::Status HistoryEngine::RetryOrFailActivity(Mutation& m, internal::ActivityI
     activity->clear_started_request_id();
     activity->clear_last_heartbeat_time();
     activity->clear_start_to_close_timer_key();
+    activity->clear_heartbeat_timer_key();
     activity->set_backing_off(true);
     return m
         .AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_RETRY, m.now() + decision.backoff,

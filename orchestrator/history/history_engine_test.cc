@@ -87,45 +87,148 @@ TEST_CASE("A workflow with one activity runs to completion with a Temporal-shape
   REQUIRE(h.Backlog(keys::TaskKind::kActivity, "q").empty());
 }
 
+// The stored timers, as "TYPE" or "TYPE/TIMEOUT_TYPE", sorted.
+std::vector<std::string> StoredTimers(EngineHarness& h) {
+  std::vector<std::string> timers;
+  REQUIRE(h.store()
+              .Scan(Table::kTimers, "", "", 1000,
+                    [&](std::string_view, std::string_view value) {
+                      internal::TimerTask task;
+                      REQUIRE(task.ParseFromArray(value.data(), static_cast<int>(value.size())));
+                      std::string name = internal::TimerTaskType_Name(task.type()).substr(16);
+                      if (task.timeout_type() != api::TIMEOUT_TYPE_UNSPECIFIED) {
+                        name += "/" + api::TimeoutType_Name(task.timeout_type()).substr(13);
+                      }
+                      timers.push_back(std::move(name));
+                      return true;
+                    })
+              .ok());
+  std::sort(timers.begin(), timers.end());
+  return timers;
+}
+using Timers = std::vector<std::string>;
+
 TEST_CASE("Tasks that end take their timeout timers with them") {
   EngineHarness h;
-  auto timer_types = [&] {
-    std::vector<internal::TimerTaskType> types;
-    REQUIRE(h.store()
-                .Scan(Table::kTimers, "", "", 1000,
-                      [&](std::string_view, std::string_view value) {
-                        internal::TimerTask task;
-                        REQUIRE(task.ParseFromArray(value.data(), static_cast<int>(value.size())));
-                        types.push_back(task.type());
-                        return true;
-                      })
-                .ok());
-    return types;
-  };
   std::string run = h.Start("wf-timers").value();
   auto wt = h.PollWorkflowTask();
   REQUIRE(wt.has_value());
   // The started task's start-to-close timer.
-  CHECK(timer_types() ==
-        std::vector<internal::TimerTaskType>{internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT});
+  CHECK(StoredTimers(h) == Timers{"WORKFLOW_TASK_TIMEOUT/START_TO_CLOSE"});
   REQUIRE(
       h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10))}).ok());
-  CHECK(timer_types().empty());  // the task's timer went with its completion
+  CHECK(StoredTimers(h).empty());  // the task's timer went with its completion
   auto activity = h.PollActivityTask();
   REQUIRE(activity.has_value());
-  CHECK(timer_types() ==
-        std::vector<internal::TimerTaskType>{internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT});
+  CHECK(StoredTimers(h) == Timers{"ACTIVITY_TIMEOUT/START_TO_CLOSE"});
   REQUIRE(CompleteActivity(h, *activity, "\"hello\"").ok());
   auto wt2 = h.PollWorkflowTask();
   REQUIRE(wt2.has_value());
-  CHECK(timer_types() ==
-        std::vector<internal::TimerTaskType>{internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT});
+  CHECK(StoredTimers(h) == Timers{"WORKFLOW_TASK_TIMEOUT/START_TO_CLOSE"});
   REQUIRE(h.Complete(*wt2, {EngineHarness::CompleteWorkflow("\"done\"")}).ok());
   // Only the closed run's retention timer is left: nothing fires stale later.
-  CHECK(timer_types() ==
-        std::vector<internal::TimerTaskType>{internal::TIMER_TASK_TYPE_DELETE_HISTORY});
+  CHECK(StoredTimers(h) == Timers{"DELETE_HISTORY"});
   CHECK(h.Describe(run).workflow_execution_info().status() ==
         api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+}
+
+TEST_CASE("Every timeout timer goes once what it guards is over") {
+  EngineHarness h;
+  api::StartWorkflowExecutionRequest start;
+  ToProto(absl::Hours(1), start.mutable_workflow_run_timeout());
+  std::string run = h.Start("wf-all-timers", start).value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  CHECK(StoredTimers(h) == Timers{"WORKFLOW_RUN_TIMEOUT", "WORKFLOW_TASK_TIMEOUT/START_TO_CLOSE"});
+
+  auto with_all_timeouts = [](const std::string& id) {
+    api::Command command = EngineHarness::ScheduleActivity(id, "greet", absl::Seconds(10));
+    auto* a = command.mutable_schedule_activity_task_command_attributes();
+    ToProto(absl::Seconds(30), a->mutable_schedule_to_start_timeout());
+    ToProto(absl::Minutes(5), a->mutable_schedule_to_close_timeout());
+    ToProto(absl::Seconds(3), a->mutable_heartbeat_timeout());
+    return command;
+  };
+  // a1 is polled; a2 is started eagerly in the transition that schedules it, so its
+  // schedule-to-start timer is written and deleted in the same batch.
+  api::Command eager = with_all_timeouts("a2");
+  eager.mutable_schedule_activity_task_command_attributes()->set_request_eager_execution(true);
+  api::RespondWorkflowTaskCompletedRequest completed;
+  completed.set_task_token(wt->task_token());
+  completed.set_identity("worker");
+  *completed.add_commands() = with_all_timeouts("a1");
+  *completed.add_commands() = eager;
+  auto answer = h.engine().RespondWorkflowTaskCompleted(completed);
+  REQUIRE(answer.ok());
+  REQUIRE(answer->activity_tasks_size() == 1);
+  CHECK(StoredTimers(h) ==
+        Timers{"ACTIVITY_TIMEOUT/HEARTBEAT", "ACTIVITY_TIMEOUT/SCHEDULE_TO_CLOSE",
+               "ACTIVITY_TIMEOUT/SCHEDULE_TO_CLOSE", "ACTIVITY_TIMEOUT/SCHEDULE_TO_START",
+               "ACTIVITY_TIMEOUT/START_TO_CLOSE", "WORKFLOW_RUN_TIMEOUT"});
+
+  // Started: a1's schedule-to-start timer goes, its attempt's timers come.
+  auto polled = h.PollActivityTask();
+  REQUIRE(polled.has_value());
+  CHECK(StoredTimers(h) == Timers{"ACTIVITY_TIMEOUT/HEARTBEAT", "ACTIVITY_TIMEOUT/HEARTBEAT",
+                                  "ACTIVITY_TIMEOUT/SCHEDULE_TO_CLOSE",
+                                  "ACTIVITY_TIMEOUT/SCHEDULE_TO_CLOSE",
+                                  "ACTIVITY_TIMEOUT/START_TO_CLOSE",
+                                  "ACTIVITY_TIMEOUT/START_TO_CLOSE", "WORKFLOW_RUN_TIMEOUT"});
+
+  // A heartbeat timer that finds a newer heartbeat re-arms: still one per activity.
+  api::RecordActivityTaskHeartbeatRequest beat;
+  beat.set_task_token(polled->task_token());
+  h.Advance(absl::Seconds(2));
+  REQUIRE(h.engine().RecordActivityTaskHeartbeat(beat).ok());
+  REQUIRE(h.engine()
+              .RecordActivityTaskHeartbeat([&] {
+                api::RecordActivityTaskHeartbeatRequest b;
+                b.set_task_token(answer->activity_tasks(0).task_token());
+                return b;
+              }())
+              .ok());
+  h.Advance(absl::Seconds(2));
+  CHECK(StoredTimers(h) == Timers{"ACTIVITY_TIMEOUT/HEARTBEAT", "ACTIVITY_TIMEOUT/HEARTBEAT",
+                                  "ACTIVITY_TIMEOUT/SCHEDULE_TO_CLOSE",
+                                  "ACTIVITY_TIMEOUT/SCHEDULE_TO_CLOSE",
+                                  "ACTIVITY_TIMEOUT/START_TO_CLOSE",
+                                  "ACTIVITY_TIMEOUT/START_TO_CLOSE", "WORKFLOW_RUN_TIMEOUT"});
+
+  // Both complete: every activity timer goes with them.
+  REQUIRE(CompleteActivity(h, *polled, "one").ok());
+  REQUIRE(CompleteActivity(h, answer->activity_tasks(0), "two").ok());
+  auto wt2 = h.PollWorkflowTask();
+  REQUIRE(wt2.has_value());
+  CHECK(StoredTimers(h) == Timers{"WORKFLOW_RUN_TIMEOUT", "WORKFLOW_TASK_TIMEOUT/START_TO_CLOSE"});
+  // The run closes before its timeout: that timer goes too.
+  REQUIRE(h.Complete(*wt2, {EngineHarness::CompleteWorkflow("\"done\"")}).ok());
+  CHECK(StoredTimers(h) == Timers{"DELETE_HISTORY"});
+  CHECK(h.Describe(run).workflow_execution_info().status() ==
+        api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+}
+
+TEST_CASE("An activity retried after a timeout leaves one timer set per attempt") {
+  EngineHarness h;
+  std::string run = h.Start("wf-retry-timers").value();
+  auto wt = h.PollWorkflowTask();
+  api::Command command = EngineHarness::ScheduleActivity("a1", "slow", absl::Seconds(10), Retry(3));
+  ToProto(absl::Seconds(2),
+          command.mutable_schedule_activity_task_command_attributes()->mutable_heartbeat_timeout());
+  REQUIRE(h.Complete(*wt, {command}).ok());
+  auto first = h.PollActivityTask();
+  REQUIRE(first.has_value());
+  CHECK(StoredTimers(h) == Timers{"ACTIVITY_TIMEOUT/HEARTBEAT", "ACTIVITY_TIMEOUT/START_TO_CLOSE"});
+  // No heartbeat: the attempt times out and backs off; its start-to-close timer goes with it.
+  h.Advance(absl::Seconds(2));
+  CHECK(StoredTimers(h) == Timers{"ACTIVITY_RETRY"});
+  h.Advance(absl::Seconds(1));
+  auto second = h.PollActivityTask();
+  REQUIRE(second.has_value());
+  CHECK(second->attempt() == 2);
+  CHECK(StoredTimers(h) == Timers{"ACTIVITY_TIMEOUT/HEARTBEAT", "ACTIVITY_TIMEOUT/START_TO_CLOSE"});
+  REQUIRE(CompleteActivity(h, *second, "ok").ok());
+  CHECK(StoredTimers(h).empty());  // the next workflow task is not started yet
+  CHECK(h.Describe(run).pending_activities_size() == 0);
 }
 
 TEST_CASE("A failed activity is retried with backoff and the attempt count survives") {

@@ -172,6 +172,7 @@ absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartInternal
     RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT,
                                FromProto(m.state().run_expiration_time()), 0, 0)
                         .status());
+    m.state().set_run_timeout_timer_key(m.last_timer_key());
   }
   m.TouchVisibility();
   WriteBatch current_batch;
@@ -332,6 +333,7 @@ absl::Status HistoryEngine::ContinueAsNew(
     RETURN_IF_ERROR(next->AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT,
                                    FromProto(next->state().run_expiration_time()), 0, 0)
                         .status());
+    next->state().set_run_timeout_timer_key(next->last_timer_key());
   }
   next->TouchVisibility();
   RETURN_IF_ERROR(m.Close(api::WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW));

@@ -19,17 +19,20 @@ using kiln::internal::v1::TimerTaskType;
 
 namespace {
 
-// The task timeout timers `state` refers to.
+// The timeout timers `state` refers to (a closed run refers to none).
 std::vector<std::string> TaskTimerKeys(const ExecutionState& state) {
   std::vector<std::string> keys;
   if (state.status() != kiln::api::v1::WORKFLOW_EXECUTION_STATUS_RUNNING) return keys;
-  if (!state.workflow_task().timeout_timer_key().empty()) {
-    keys.push_back(state.workflow_task().timeout_timer_key());
-  }
+  auto add = [&](const std::string& key) {
+    if (!key.empty()) keys.push_back(key);
+  };
+  add(state.run_timeout_timer_key());
+  add(state.workflow_task().timeout_timer_key());
   for (const auto& [id, activity] : state.activities()) {
-    if (!activity.start_to_close_timer_key().empty()) {
-      keys.push_back(activity.start_to_close_timer_key());
-    }
+    add(activity.start_to_close_timer_key());
+    add(activity.schedule_to_start_timer_key());
+    add(activity.schedule_to_close_timer_key());
+    add(activity.heartbeat_timer_key());
   }
   return keys;
 }
@@ -203,7 +206,10 @@ absl::StatusOr<int64_t> Mutation::WriteTimer(TimerTask timer, absl::Time fire_ti
   timer.set_task_id(*task_id);
   std::string key = keys::Timer(fire_time, *task_id);
   batch_.Put(Table::kTimers, key, timer.SerializeAsString());
-  new_timers_.push_back({std::move(key), fire_time});
+  const bool tracked = timer.type() == TimerTaskType::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT ||
+                       timer.type() == TimerTaskType::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT ||
+                       timer.type() == TimerTaskType::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT;
+  new_timers_.push_back({std::move(key), fire_time, tracked});
   return *task_id;
 }
 
@@ -309,14 +315,23 @@ absl::StatusOr<WriteBatch> Mutation::Build() {
   if (built_) return absl::InternalError("Mutation::Build called twice");
   RETURN_IF_ERROR(Finalize());
   built_ = true;
-  if (!initial_timer_keys_.empty()) {
+  {
     // A task that ended (or a run that closed) leaves no timer behind to fire stale.
     std::vector<std::string> kept = TaskTimerKeys(state_);
+    auto held = [&](const std::string& key) {
+      return std::find(kept.begin(), kept.end(), key) != kept.end();
+    };
     for (std::string& key : initial_timer_keys_) {
-      if (std::find(kept.begin(), kept.end(), key) != kept.end()) continue;
+      if (held(key)) continue;
       batch_.Delete(Table::kTimers, key);
       removed_timers_.push_back(std::move(key));
     }
+    // Written in this transition and already moot: deleted after its put, never queued.
+    std::erase_if(new_timers_, [&](const NewTimer& timer) {
+      if (!timer.tracked || held(timer.key)) return false;
+      batch_.Delete(Table::kTimers, timer.key);
+      return true;
+    });
   }
   auto transition_id = TransitionTaskId();
   if (!transition_id.ok()) return transition_id.status();

@@ -22,6 +22,8 @@ namespace kiln::orchestrator {
 struct NewTimer {
   std::string key;
   absl::Time fire_time;
+  // A timeout timer (run, workflow task, activity) whose key the state must hold to keep it.
+  bool tracked = false;
 };
 
 class Mutation {
@@ -84,7 +86,7 @@ class Mutation {
   // entry.
   std::vector<QueuedTask>& new_tasks() { return new_tasks_; }
   std::vector<NewTimer>& new_timers() { return new_timers_; }
-  // Timers of tasks that ended in this transition (their keys deleted in the batch).
+  // Timeout timers of tasks that ended in this transition (their keys deleted in the batch).
   const std::vector<std::string>& removed_timers() const { return removed_timers_; }
   // The key of the timer AddTimer wrote last.
   const std::string& last_timer_key() const { return new_timers_.back().key; }
@@ -105,8 +107,9 @@ class Mutation {
   std::deque<kiln::api::v1::HistoryEvent> new_events_;  // deque: returned pointers stay valid
   std::vector<QueuedTask> new_tasks_;
   std::vector<NewTimer> new_timers_;
-  // Task timeout timers the state held before the transition; those it no longer holds at
-  // Build are deleted.
+  // Timeout timers the state held before the transition; those it no longer holds at Build
+  // are deleted (and so are tracked timers written in this transition that it no longer
+  // holds: an activity scheduled and started in one transition needs no schedule-to-start).
   std::vector<std::string> initial_timer_keys_;
   std::vector<std::string> removed_timers_;
   WriteBatch batch_;

@@ -76,6 +76,7 @@ absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::Ti
                                    m.now() + schedule_to_start, info.scheduled_event_id(),
                                    info.attempt(), api::TIMEOUT_TYPE_SCHEDULE_TO_START)
                             .status());
+        info.set_schedule_to_start_timer_key(m.last_timer_key());
       }
       break;
     }
@@ -198,10 +199,12 @@ absl::Status HistoryEngine::FireActivityTimeout(Mutation& m, const internal::Tim
       absl::Time due = last + FromProto(info->heartbeat_timeout());
       if (due > m.now()) {
         // A heartbeat came since this timer was set: check again when the new one is due.
-        return m
-            .AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT, due, info->scheduled_event_id(),
-                      info->attempt(), api::TIMEOUT_TYPE_HEARTBEAT)
-            .status();
+        RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT, due,
+                                   info->scheduled_event_id(), info->attempt(),
+                                   api::TIMEOUT_TYPE_HEARTBEAT)
+                            .status());
+        info->set_heartbeat_timer_key(m.last_timer_key());
+        return absl::OkStatus();
       }
       return RetryOrFailActivity(m, info,
                                  TimeoutFailure(task.timeout_type(), info->heartbeat_details()),

@@ -378,12 +378,14 @@ absl::Status HistoryEngine::ApplyCommands(Mutation& m,
                                      now + schedule_to_start, scheduled_id, 1,
                                      api::TIMEOUT_TYPE_SCHEDULE_TO_START)
                               .status());
+          info.set_schedule_to_start_timer_key(m.last_timer_key());
         }
         if (schedule_to_close > absl::ZeroDuration()) {
           RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT,
                                      now + schedule_to_close, scheduled_id, 0,
                                      api::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE)
                               .status());
+          info.set_schedule_to_close_timer_key(m.last_timer_key());
         }
         break;
       }
