@@ -2,7 +2,7 @@
 // in this process, a worker (workflow + activity runtimes) and closed-loop callers, all over
 // gRPC on 127.0.0.1. Prints one table and its method. See docs/benchmarks.md.
 //
-//   kiln-engine-bench [--duration 20] [--sequential 500] [--scale 100000] [--only a,b,scale]
+//   kiln-engine-bench [--duration 20] [--sequential 500] [--scale 100000] [--only rpc,a,b,scale]
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -152,6 +152,44 @@ void RpcFloor(sdk::Connection& connection, int count) {
       Ms(Percentile(latencies, 0.50)));
 }
 
+// The ceiling over every throughput figure: `callers` closed loops of the same read-only RPC,
+// and what one costs in CPU (both processes). A workflow takes one RPC per transition.
+void RpcCeiling(sdk::Connection& connection, pid_t orchestrator, int callers,
+                absl::Duration duration) {
+  sdk::Client client(connection);
+  sdk::WorkflowHandle handle;
+  handle.workflow_id = "bench-floor";
+  std::atomic<bool> stop{false};
+  std::atomic<bool> measuring{false};
+  std::atomic<int64_t> done{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < callers; ++i) {
+    threads.emplace_back([&] {
+      while (!stop) {
+        bool ok = client.Describe(handle).ok();
+        if (measuring && ok) ++done;
+      }
+    });
+  }
+  absl::SleepFor(absl::Seconds(1));  // warm up
+  ProcStats before = ReadProc(orchestrator), self_before = ReadProc(getpid());
+  measuring = true;
+  absl::Time start = absl::Now();
+  absl::SleepFor(duration);
+  measuring = false;
+  absl::Duration elapsed = absl::Now() - start;
+  ProcStats after = ReadProc(orchestrator), self_after = ReadProc(getpid());
+  stop = true;
+  for (auto& t : threads) t.join();
+  double rate = static_cast<double>(done.load()) / absl::ToDoubleSeconds(elapsed);
+  double cpu =
+      after.cpu_seconds - before.cpu_seconds + self_after.cpu_seconds - self_before.cpu_seconds;
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "%.0f RPCs/s, %.0f us CPU each (both processes)", rate,
+                rate > 0 ? 1e6 * cpu / static_cast<double>(done.load()) : 0.0);
+  Add("rpc", absl::StrCat("read-only RPC throughput (Describe, ", callers, " callers)"), buf);
+}
+
 void Throughput(sdk::Connection& connection, pid_t orchestrator, const std::string& type,
                 int callers, absl::Duration duration) {
   std::atomic<bool> stop{false};
@@ -173,13 +211,13 @@ void Throughput(sdk::Connection& connection, pid_t orchestrator, const std::stri
     });
   }
   absl::SleepFor(absl::Seconds(2));  // warm up
-  ProcStats before = ReadProc(orchestrator);
+  ProcStats before = ReadProc(orchestrator), self_before = ReadProc(getpid());
   measuring = true;
   absl::Time start = absl::Now();
   absl::SleepFor(duration);
   measuring = false;
   absl::Duration elapsed = absl::Now() - start;
-  ProcStats after = ReadProc(orchestrator);
+  ProcStats after = ReadProc(orchestrator), self_after = ReadProc(getpid());
   stop = true;
   for (auto& t : threads) t.join();
   double rate = static_cast<double>(done.load()) / absl::ToDoubleSeconds(elapsed);
@@ -190,6 +228,14 @@ void Throughput(sdk::Connection& connection, pid_t orchestrator, const std::stri
   std::snprintf(buf, sizeof(buf), "%.0f%% of one core",
                 100 * (after.cpu_seconds - before.cpu_seconds) / absl::ToDoubleSeconds(elapsed));
   Add(type, absl::StrCat("orchestrator CPU, ", callers, " callers"), buf);
+  double cpu =
+      after.cpu_seconds - before.cpu_seconds + self_after.cpu_seconds - self_before.cpu_seconds;
+  std::snprintf(
+      buf, sizeof(buf), "%.0f us (orchestrator %.0f)",
+      done > 0 ? 1e6 * cpu / static_cast<double>(done.load()) : 0.0,
+      done > 0 ? 1e6 * (after.cpu_seconds - before.cpu_seconds) / static_cast<double>(done.load())
+               : 0.0);
+  Add(type, absl::StrCat("CPU per workflow, both processes, ", callers, " callers"), buf);
 }
 
 }  // namespace
@@ -201,12 +247,15 @@ int main(int argc, char** argv) {
   double duration_s = 20;
   int sequential = 500;
   int scale = 100'000;
-  std::string only = "a,b,scale";
+  std::vector<std::string> only = {"rpc", "a", "b", "scale"};
   app.add_option("--duration", duration_s, "Seconds per throughput run")->capture_default_str();
   app.add_option("--sequential", sequential, "Workflows in the sequential run")
       ->capture_default_str();
   app.add_option("--scale", scale, "Open workflows in the scale run")->capture_default_str();
-  app.add_option("--only", only, "Scenarios: a, b, scale")->capture_default_str();
+  app.add_option("--only", only, "Scenarios: rpc, a, b, scale")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"rpc", "a", "b", "scale"}))
+      ->capture_default_str();
   int pollers = 4;
   app.add_option("--pollers", pollers, "Workflow pollers, and activity pollers, of the worker")
       ->capture_default_str();
@@ -255,9 +304,15 @@ int main(int argc, char** argv) {
   workflows.Start();
   if (eager_start) bench::eager_worker = &workflows;
 
-  if (only.find("a") != std::string::npos) bench::RpcFloor(connection, sequential);
+  auto wanted = [&](const std::string& name) {
+    return std::find(only.begin(), only.end(), name) != only.end();
+  };
+  if (wanted("rpc")) {
+    bench::RpcFloor(connection, sequential);
+    bench::RpcCeiling(connection, pid, 64, absl::Seconds(std::min(duration_s, 10.0)));
+  }
   for (const std::string type : {"a", "b"}) {
-    if (only.find(type) == std::string::npos) continue;
+    if (!wanted(type)) continue;
     std::cerr << "workflow (" << type << ")\n";
     bench::Sequential(connection, type, sequential);
     for (int callers : {16, 64}) {
@@ -267,7 +322,7 @@ int main(int argc, char** argv) {
   bench::Add("all", "orchestrator peak RSS",
              absl::StrCat(bench::ReadProc(pid).peak_rss_kib / 1024, " MiB"));
 
-  if (only.find("scale") != std::string::npos) {
+  if (wanted("scale")) {
     std::cerr << "scale: " << scale << " workflows on a one-hour timer\n";
     std::atomic<int64_t> started{0};
     int64_t tasks_before = workflows.tasks_completed();
