@@ -301,6 +301,9 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   api::RespondWorkflowTaskCompletedRequest request;
   request.set_task_token(task.task_token());
   request.set_identity(options_.identity);
+  // The instance goes back to the cache: this worker's poll of the run's next task then gets
+  // only the new events (one that was evicted meanwhile reads the whole history).
+  request.set_sticky(!instance->completed() && options_.cache_size > 0);
   for (auto& command : *commands) *request.add_commands() = std::move(command);
   int eager_slots = ReserveEagerSlots(request);
   api::RespondWorkflowTaskCompletedResponse response;

@@ -659,6 +659,44 @@ absl::StatusOr<api::RespondActivityTaskCompletedResponse> CompleteReturningNext(
   return h.engine().RespondActivityTaskCompleted(done);
 }
 
+TEST_CASE("A sticky worker's poll gets only the new events; any other poller gets them all") {
+  for (const bool sticky : {true, false}) {
+    for (const std::string poller : {"worker-1", "worker-2"}) {
+      EngineHarness h;
+      std::string run = h.Start("wf-sticky").value();
+      auto wt = h.PollWorkflowTask();  // as "worker-1"
+      REQUIRE(wt.has_value());
+      api::RespondWorkflowTaskCompletedRequest completed;
+      completed.set_task_token(wt->task_token());
+      completed.set_identity("worker-1");
+      completed.set_sticky(sticky);
+      *completed.add_commands() = EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10));
+      REQUIRE(h.engine().RespondWorkflowTaskCompleted(completed).ok());
+      auto activity = h.PollActivityTask();
+      REQUIRE(activity.has_value());
+      REQUIRE(CompleteActivity(h, *activity, "hi").ok());
+
+      std::vector<QueuedTask> backlog = h.Backlog(keys::TaskKind::kWorkflow, "q");
+      REQUIRE(backlog.size() == 1);
+      auto next = h.engine().RecordWorkflowTaskStarted(backlog[0], poller, "poll-2");
+      REQUIRE(next.ok());
+      const api::History& history = next->history();
+      REQUIRE(history.events_size() > 0);
+      CHECK(history.events(history.events_size() - 1).event_id() == next->started_event_id());
+      if (sticky && poller == "worker-1") {
+        // The task completed, the activity scheduled, started and completed, then the new
+        // task scheduled and started.
+        CHECK(history.events(0).event_id() == next->previous_started_event_id() + 1);
+        CHECK(history.events(0).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
+        CHECK(history.events_size() == 6);
+      } else {
+        CHECK(history.events(0).event_id() == 1);
+        RequireGapless(history);
+      }
+    }
+  }
+}
+
 TEST_CASE("A completed activity can bring back the workflow's next task, already started",
           "[eager]") {
   EngineHarness h;

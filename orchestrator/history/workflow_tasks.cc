@@ -12,7 +12,7 @@ namespace kiln::orchestrator {
 
 absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflowTaskStarted(
     const QueuedTask& task, const std::string& identity, const std::string& poll_request_id,
-    bool partial_history) {
+    std::optional<bool> partial_history) {
   // The answer's fields, taken under the run's lock from the state as it is after the start
   // (no copy of the whole state: it holds every pending activity's input).
   api::PollWorkflowTaskQueueResponse response;
@@ -48,6 +48,11 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
         wt.attempt() != task.record.attempt()) {
       return absl::FailedPreconditionError("workflow task is no longer pending");
     }
+    // Unless asked: the worker that completed the previous task keeps the run (sticky), so it
+    // needs only what followed.
+    if (!partial_history.has_value()) {
+      partial_history = !identity.empty() && current.sticky_identity() == identity;
+    }
     if (wt.started_event_id() != 0) {
       if (wt.started_request_id() != poll_request_id) {
         return absl::FailedPreconditionError("workflow task already started");
@@ -61,7 +66,7 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
       fill(*(*handle)->state);
     }
     // A worker holding the run gets only what came after its previous task.
-    if (partial_history) from = response.previous_started_event_id() + 1;
+    if (*partial_history) from = response.previous_started_event_id() + 1;
     recent = cache_.Recent(**handle, from, response.started_event_id());
   }
 
@@ -138,6 +143,7 @@ absl::Status HistoryEngine::FailWorkflowTask(Handle& handle, const internal::Exe
   failed->mutable_failure()->set_message(message.substr(0, limits::kMaxFailureMessageBytes));
   failed->set_identity(identity);
   m.state().clear_workflow_task();
+  m.state().clear_sticky_identity();  // a failed task's worker drops the run
   m.FlushBuffered();
   RETURN_IF_ERROR(m.ScheduleWorkflowTask(wt.attempt() + 1));
   return Commit(handle, m);
@@ -185,6 +191,7 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   int64_t completed_event_id = m.state().next_event_id() - 1;
   m.state().clear_workflow_task();
   m.state().set_last_completed_workflow_task_started_event_id(wt.started_event_id());
+  m.state().set_sticky_identity(request.sticky() ? request.identity() : "");
 
   api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
   std::unique_ptr<Mutation> new_run;  // continue-as-new: the next run, in the same batch

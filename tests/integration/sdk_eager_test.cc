@@ -297,6 +297,25 @@ TEST_CASE("A run whose tasks leave the process is waited for at the orchestrator
   REQUIRE(orchestrator.Stop().value() == 0);
 }
 
+TEST_CASE("A polled task of a run the worker keeps carries only the new events") {
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
+  {
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
+                    /*workflow_pollers=*/1);
+    auto handle = StartEager(client, workers, "sticky", "EchoThenSleep");
+    REQUIRE(handle.ok());
+    REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    // The activity's completion brought the second task; the timer's task was polled by the
+    // worker that completed the task before it (sticky): both partial, both cache hits.
+    CHECK(workers.workflows.partial_histories() == 2);
+    CHECK(workers.workflows.cache_hits() == 2);
+    CHECK(workers.workflows.full_replays() == 1);
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
 TEST_CASE("An eager start runs the first workflow task on the starter's worker") {
   Fresh fresh;
   testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
