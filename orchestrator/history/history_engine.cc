@@ -192,11 +192,12 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     return status;
   }
   std::string run_id = mutation.state().run_id();
+  const bool grew = !mutation.new_events().empty();
   handle->state = std::move(mutation.state());
   if (mutation.closed_now()) {
     cache_.Forget(*handle);
   } else {
-    cache_.Remember(*handle, mutation.new_events(),
+    cache_.Remember(*handle, std::move(mutation.committed_events()),
                     handle->state->last_completed_workflow_task_started_event_id());
   }
   for (Mutation* m : {&mutation, second_run}) {
@@ -210,7 +211,7 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     for (const std::string& key : m->removed_timers()) listener_->TimerRemoved(key);
   }
   for (StartedInline& s : started) listener_->FulfilReservation(s.reservation, std::move(s.task));
-  if (!mutation.new_events().empty()) listener_->RunChanged(run_id, mutation.closed_now());
+  if (grew) listener_->RunChanged(run_id, mutation.closed_now());
   if (second_run != nullptr) {
     listener_->RunChanged(second_run->state().run_id(), second_run->closed_now());
   }

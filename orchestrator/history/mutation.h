@@ -91,6 +91,8 @@ class Mutation {
   // The key of the timer AddTimer wrote last.
   const std::string& last_timer_key() const { return new_timers_.back().key; }
   const std::deque<kiln::api::v1::HistoryEvent>& new_events() const { return new_events_; }
+  // After the commit, the run cache takes the events it keeps from here (see RunCache::Remember).
+  std::deque<kiln::api::v1::HistoryEvent>& committed_events() { return new_events_; }
 
  private:
   absl::StatusOr<int64_t> TransitionTaskId();

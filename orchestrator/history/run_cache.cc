@@ -48,7 +48,7 @@ void RunCache::Forget(Entry& entry) {
   entry.recent_bytes = 0;
 }
 
-void RunCache::Remember(Entry& entry, const std::deque<kiln::api::v1::HistoryEvent>& events,
+void RunCache::Remember(Entry& entry, std::deque<kiln::api::v1::HistoryEvent>&& events,
                         int64_t after) {
   // What no partial history needs any more.
   size_t drop = 0;
@@ -62,7 +62,7 @@ void RunCache::Remember(Entry& entry, const std::deque<kiln::api::v1::HistoryEve
     entry.recent_bytes -= dropped_bytes;
     recent_total_.fetch_sub(static_cast<int64_t>(dropped_bytes));
   }
-  for (const kiln::api::v1::HistoryEvent& event : events) {
+  for (kiln::api::v1::HistoryEvent& event : events) {
     if (event.event_id() <= after) continue;
     // Contiguous from after + 1, or nothing.
     int64_t expected = entry.recent.empty() ? after + 1 : entry.recent.back().event_id() + 1;
@@ -72,7 +72,7 @@ void RunCache::Remember(Entry& entry, const std::deque<kiln::api::v1::HistoryEve
       Forget(entry);
       return;
     }
-    entry.recent.push_back(event);
+    entry.recent.push_back(std::move(event));
     entry.recent_bytes += bytes;
     recent_total_.fetch_add(static_cast<int64_t>(bytes));
   }

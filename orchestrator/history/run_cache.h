@@ -54,8 +54,9 @@ class RunCache {
 
   // Keeps a committed transition's `events` in the entry's recent tail, dropping those at or
   // before `after` (the last completed workflow task's started event). A gap, a run over
-  // kMaxRecentBytesPerRun or all runs over kMaxRecentBytes empty the tail instead.
-  void Remember(Entry& entry, const std::deque<kiln::api::v1::HistoryEvent>& events, int64_t after)
+  // kMaxRecentBytesPerRun or all runs over kMaxRecentBytes empty the tail instead. The events
+  // kept are moved out of `events` (the deque keeps its size: moved-from events).
+  void Remember(Entry& entry, std::deque<kiln::api::v1::HistoryEvent>&& events, int64_t after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(entry.mu);
   void Forget(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(entry.mu);
   // Events `from`..`to` from the tail, if it holds them all.
