@@ -440,8 +440,9 @@ TEST_CASE("Builds on the agent: cold, warm, private step, housekeeping, cancel, 
                 .RequestCancelWorkflowExecution(&ctx, request, &response)
                 .ok());
   }
-  // The RUN's processes are gone, the activity canceled.
-  REQUIRE(testutil::WaitFor([&] { return ProcessesRunning(sleeper).empty(); }, absl::Seconds(5)));
+  // The RUN's processes are gone, the activity canceled: long before the 61 s sleep ends (the
+  // bounds leave room for a loaded CI machine; a missed cancel would take the whole minute).
+  REQUIRE(testutil::WaitFor([&] { return ProcessesRunning(sleeper).empty(); }, absl::Seconds(15)));
   auto closed = f.client_->GetResult(*handle, absl::Seconds(30));
   REQUIRE(absl::IsCancelled(closed.status()));
   auto history = f.client_->GetHistory(*handle);
@@ -457,7 +458,7 @@ TEST_CASE("Builds on the agent: cold, warm, private step, housekeeping, cancel, 
   INFO("history:\n" << history->DebugString());
   REQUIRE(cancel_requested != absl::InfiniteFuture());
   REQUIRE(canceled != absl::InfiniteFuture());
-  REQUIRE(canceled - cancel_requested < absl::Seconds(2));
+  REQUIRE(canceled - cancel_requested < absl::Seconds(10));
 
   // ---- Drained: the agent exits 0 by itself within its idle grace (4 s) plus slack.
   absl::Time since = absl::Now();
