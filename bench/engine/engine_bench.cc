@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -152,46 +153,29 @@ void RpcFloor(sdk::Connection& connection, int count) {
       Ms(Percentile(latencies, 0.50)));
 }
 
-// The ceiling over every throughput figure: `callers` closed loops of the same read-only RPC,
-// and what one costs in CPU (both processes). A workflow takes one RPC per transition.
-void RpcCeiling(sdk::Connection& connection, pid_t orchestrator, int callers,
-                absl::Duration duration) {
-  sdk::Client client(connection);
-  sdk::WorkflowHandle handle;
-  handle.workflow_id = "bench-floor";
-  std::atomic<bool> stop{false};
-  std::atomic<bool> measuring{false};
-  std::atomic<int64_t> done{0};
-  std::vector<std::thread> threads;
-  for (int i = 0; i < callers; ++i) {
-    threads.emplace_back([&] {
-      while (!stop) {
-        bool ok = client.Describe(handle).ok();
-        if (measuring && ok) ++done;
-      }
-    });
-  }
-  absl::SleepFor(absl::Seconds(1));  // warm up
-  ProcStats before = ReadProc(orchestrator), self_before = ReadProc(getpid());
-  measuring = true;
-  absl::Time start = absl::Now();
-  absl::SleepFor(duration);
-  measuring = false;
-  absl::Duration elapsed = absl::Now() - start;
-  ProcStats after = ReadProc(orchestrator), self_after = ReadProc(getpid());
-  stop = true;
-  for (auto& t : threads) t.join();
-  double rate = static_cast<double>(done.load()) / absl::ToDoubleSeconds(elapsed);
-  double cpu =
-      after.cpu_seconds - before.cpu_seconds + self_after.cpu_seconds - self_before.cpu_seconds;
-  char buf[96];
-  std::snprintf(buf, sizeof(buf), "%.0f RPCs/s, %.0f us CPU each (both processes)", rate,
-                rate > 0 ? 1e6 * cpu / static_cast<double>(done.load()) : 0.0);
-  Add("rpc", absl::StrCat("read-only RPC throughput (Describe, ", callers, " callers)"), buf);
-}
+// What a closed-loop run measured: calls that succeeded and failed while measuring, over
+// `elapsed`, and the CPU both processes spent meanwhile.
+struct LoopResult {
+  int64_t done = 0;
+  int64_t failed = 0;
+  absl::Duration elapsed;
+  double orchestrator_cpu_s = 0;
+  double self_cpu_s = 0;
 
-void Throughput(sdk::Connection& connection, pid_t orchestrator, const std::string& type,
-                int callers, absl::Duration duration) {
+  double rate() const { return static_cast<double>(done) / absl::ToDoubleSeconds(elapsed); }
+  // Microseconds of CPU per successful call: both processes, or the orchestrator's alone.
+  double us_each(bool orchestrator_only = false) const {
+    if (done == 0) return 0;
+    double cpu = orchestrator_cpu_s + (orchestrator_only ? 0 : self_cpu_s);
+    return 1e6 * cpu / static_cast<double>(done);
+  }
+};
+
+// `callers` threads each calling `call` back to back; measures `duration` after `warm_up`.
+// `call` gets the caller's own client.
+LoopResult ClosedLoop(sdk::Connection& connection, pid_t orchestrator, int callers,
+                      absl::Duration warm_up, absl::Duration duration,
+                      const std::function<absl::Status(sdk::Client&)>& call) {
   std::atomic<bool> stop{false};
   std::atomic<bool> measuring{false};
   std::atomic<int64_t> done{0}, failed{0};
@@ -200,7 +184,7 @@ void Throughput(sdk::Connection& connection, pid_t orchestrator, const std::stri
     threads.emplace_back([&] {
       sdk::Client client(connection);
       while (!stop) {
-        absl::Status status = RunOne(client, type);
+        absl::Status status = call(client);
         if (!measuring) continue;
         if (status.ok()) {
           ++done;
@@ -210,31 +194,50 @@ void Throughput(sdk::Connection& connection, pid_t orchestrator, const std::stri
       }
     });
   }
-  absl::SleepFor(absl::Seconds(2));  // warm up
+  absl::SleepFor(warm_up);
   ProcStats before = ReadProc(orchestrator), self_before = ReadProc(getpid());
   measuring = true;
   absl::Time start = absl::Now();
   absl::SleepFor(duration);
   measuring = false;
-  absl::Duration elapsed = absl::Now() - start;
+  LoopResult result;
+  result.elapsed = absl::Now() - start;
   ProcStats after = ReadProc(orchestrator), self_after = ReadProc(getpid());
   stop = true;
   for (auto& t : threads) t.join();
-  double rate = static_cast<double>(done.load()) / absl::ToDoubleSeconds(elapsed);
+  result.done = done.load();
+  result.failed = failed.load();
+  result.orchestrator_cpu_s = after.cpu_seconds - before.cpu_seconds;
+  result.self_cpu_s = self_after.cpu_seconds - self_before.cpu_seconds;
+  return result;
+}
+
+// The ceiling over every throughput figure: `callers` closed loops of the same read-only RPC,
+// and what one costs in CPU (both processes). A workflow takes one RPC per transition.
+void RpcCeiling(sdk::Connection& connection, pid_t orchestrator, int callers,
+                absl::Duration duration) {
+  sdk::WorkflowHandle handle;
+  handle.workflow_id = "bench-floor";
+  LoopResult r = ClosedLoop(connection, orchestrator, callers, absl::Seconds(1), duration,
+                            [&](sdk::Client& client) { return client.Describe(handle).status(); });
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "%.0f RPCs/s, %.0f us CPU each (both processes)", r.rate(),
+                r.us_each());
+  Add("rpc", absl::StrCat("read-only RPC throughput (Describe, ", callers, " callers)"), buf);
+}
+
+void Throughput(sdk::Connection& connection, pid_t orchestrator, const std::string& type,
+                int callers, absl::Duration duration) {
+  LoopResult r = ClosedLoop(connection, orchestrator, callers, absl::Seconds(2), duration,
+                            [&](sdk::Client& client) { return RunOne(client, type); });
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.0f workflows/s (%lld failed)", rate,
-                static_cast<long long>(failed.load()));
+  std::snprintf(buf, sizeof(buf), "%.0f workflows/s (%lld failed)", r.rate(),
+                static_cast<long long>(r.failed));
   Add(type, absl::StrCat("throughput, ", callers, " callers"), buf);
   std::snprintf(buf, sizeof(buf), "%.0f%% of one core",
-                100 * (after.cpu_seconds - before.cpu_seconds) / absl::ToDoubleSeconds(elapsed));
+                100 * r.orchestrator_cpu_s / absl::ToDoubleSeconds(r.elapsed));
   Add(type, absl::StrCat("orchestrator CPU, ", callers, " callers"), buf);
-  double cpu =
-      after.cpu_seconds - before.cpu_seconds + self_after.cpu_seconds - self_before.cpu_seconds;
-  std::snprintf(
-      buf, sizeof(buf), "%.0f us (orchestrator %.0f)",
-      done > 0 ? 1e6 * cpu / static_cast<double>(done.load()) : 0.0,
-      done > 0 ? 1e6 * (after.cpu_seconds - before.cpu_seconds) / static_cast<double>(done.load())
-               : 0.0);
+  std::snprintf(buf, sizeof(buf), "%.0f us (orchestrator %.0f)", r.us_each(), r.us_each(true));
   Add(type, absl::StrCat("CPU per workflow, both processes, ", callers, " callers"), buf);
 }
 
