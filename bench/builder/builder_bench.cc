@@ -51,14 +51,9 @@ constexpr char kPodman[] = "/usr/bin/podman";
 }
 
 std::string Git(const std::vector<std::string>& args) {
-  std::vector<std::string> full = {"-c", "user.name=Kiln Bench",
-                                   "-c", "user.email=bench@kiln.invalid",
-                                   "-c", "commit.gpgsign=false"};
-  full.insert(full.end(), args.begin(), args.end());
-  std::string output;
-  auto code = testutil::RunCommand(kGit, full, &output);
-  if (!code.ok() || *code != 0) Die("git " + args[0] + " failed: " + output);
-  return std::string(absl::StripAsciiWhitespace(output));
+  absl::StatusOr<std::string> output = testutil::Git(args);
+  if (!output.ok()) Die(std::string(output.status().message()));
+  return *output;
 }
 
 // Runs a command by hand; returns its wall time in ms.

@@ -28,18 +28,12 @@ namespace fs = std::filesystem;
 using builder::GitFetchResult;
 using builder::SourceCache;
 
-constexpr char kGit[] = "/usr/bin/git";
 constexpr char kToken[] = "bench-token";
 
 void Git(const std::vector<std::string>& args) {
-  std::vector<std::string> full = {"-c", "user.name=Kiln Bench",
-                                   "-c", "user.email=bench@kiln.invalid",
-                                   "-c", "commit.gpgsign=false"};
-  full.insert(full.end(), args.begin(), args.end());
-  std::string output;
-  auto code = testutil::RunCommand(kGit, full, &output);
-  if (!code.ok() || *code != 0) {
-    std::fprintf(stderr, "git %s failed: %s\n", args[0].c_str(), output.c_str());
+  absl::StatusOr<std::string> output = testutil::Git(args);
+  if (!output.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(output.status().message()).c_str());
     std::exit(1);
   }
 }

@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -25,10 +24,7 @@ namespace fs = std::filesystem;
 constexpr const char* kPodman = "/usr/bin/podman";
 constexpr const char* kBase = "localhost/kiln-busybox:latest";
 
-void WriteFile(const std::string& path, const std::string& content) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path) << content;
-}
+using testutil::WriteFile;
 
 struct Log {
   std::vector<std::string> lines;

@@ -142,24 +142,12 @@ sdk::Task<absl::StatusOr<api::Payloads>> CancelledBuild(sdk::WorkflowContext& ct
   co_return absl::CancelledError("build cancelled as asked");
 }
 
-std::string RunGit(const std::string& repo, std::vector<std::string> args) {
-  std::vector<std::string> full = {"-C", repo,
-                                   "-c", "user.name=Kiln Test",
-                                   "-c", "user.email=test@kiln.invalid",
-                                   "-c", "commit.gpgsign=false"};
-  full.insert(full.end(), args.begin(), args.end());
-  std::string output;
-  auto code = testutil::RunCommand("/usr/bin/git", full, &output);
-  INFO("git " << args[0] << ": " << output);
-  REQUIRE(code.ok());
-  REQUIRE(*code == 0);
-  return std::string(absl::StripAsciiWhitespace(output));
+// A failed run throws (the test fails with git's output).
+std::string RunGit(const std::string& repo, const std::vector<std::string>& args) {
+  return testutil::Git(args, repo).value();
 }
 
-void WriteFile(const std::string& path, const std::string& content) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::trunc) << content;
-}
+using testutil::WriteFile;
 
 // Pids of processes whose command line is exactly `argv` (NUL-separated in /proc).
 std::vector<int> ProcessesRunning(const std::vector<std::string>& argv) {

@@ -44,18 +44,8 @@ sdk::Task<absl::StatusOr<api::Payloads>> Fetch(sdk::WorkflowContext& ctx, api::P
   co_return co_await ctx.ExecuteActivity("kiln.builder.FetchSource", sdk::ToPayloads(in), options);
 }
 
-std::string RunGit(std::vector<std::string> args) {
-  std::vector<std::string> full = {"-c", "user.name=Kiln Test",
-                                   "-c", "user.email=test@kiln.invalid",
-                                   "-c", "commit.gpgsign=false"};
-  full.insert(full.end(), args.begin(), args.end());
-  std::string output;
-  auto code = testutil::RunCommand("/usr/bin/git", full, &output);
-  INFO(output);
-  REQUIRE(code.ok());
-  REQUIRE(*code == 0);
-  return std::string(absl::StripAsciiWhitespace(output));
-}
+// A failed run throws (the test fails with git's output).
+std::string RunGit(const std::vector<std::string>& args) { return testutil::Git(args).value(); }
 
 TEST_CASE("FetchSource over smart HTTP takes its token from the agent's secrets", "[builder]") {
   testutil::TempDir dir;

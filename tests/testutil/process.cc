@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 #ifndef KILN_BINARY_DIR
@@ -136,6 +137,30 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::trunc) << content;
+}
+
+absl::StatusOr<std::string> Git(const std::vector<std::string>& args, const std::string& repo) {
+  std::vector<std::string> full;
+  if (!repo.empty()) full = {"-C", repo};
+  for (const char* setting : {"user.name=Kiln Test", "user.email=test@kiln.invalid",
+                              "commit.gpgsign=false", "tag.gpgsign=false"}) {
+    full.push_back("-c");
+    full.push_back(setting);
+  }
+  full.insert(full.end(), args.begin(), args.end());
+  std::string output;
+  absl::StatusOr<int> code = RunCommand("/usr/bin/git", full, &output);
+  if (!code.ok()) return code.status();
+  if (*code != 0) {
+    return absl::InternalError(
+        absl::StrCat("git ", args.empty() ? "" : args[0], " exited ", *code, ": ", output));
+  }
+  return std::string(absl::StripAsciiWhitespace(output));
 }
 
 }  // namespace kiln::testutil

@@ -68,5 +68,11 @@ bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
 int FreePort();
 
 std::string ReadFile(const std::string& path);
+// Writes `content` to `path` (replacing it), creating its parent directories.
+void WriteFile(const std::string& path, const std::string& content);
+
+// Runs the git CLI (/usr/bin/git) as a fixed test author, commit and tag signing off, in
+// `repo` when given. Returns the output, trimmed; a failed run's error carries its output.
+absl::StatusOr<std::string> Git(const std::vector<std::string>& args, const std::string& repo = "");
 
 }  // namespace kiln::testutil
