@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "builder-agent/git/repack.h"
 #include "builder-agent/git/smart_http_server.h"
+#include "tests/testutil/git_require.h"
 #include "tests/testutil/process.h"
 
 namespace kiln::builder {
@@ -26,10 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using testutil::TempDir;
 
-// A failed run throws (the test fails with git's output).
-std::string RunGit(const std::string& repo, const std::vector<std::string>& args) {
-  return testutil::Git(args, repo).value();
-}
+using testutil::RequireGit;
 
 using testutil::WriteFile;
 std::string ReadFile(const std::string& path) { return testutil::ReadFile(path); }
@@ -39,18 +37,18 @@ class Origin {
  public:
   Origin() : path_(tmp_.path() + "/origin") {
     fs::create_directories(path_);
-    RunGit(path_, {"init", "-q", "-b", "main"});
+    RequireGit(path_, {"init", "-q", "-b", "main"});
   }
   const std::string& path() const { return path_; }
   void Write(const std::string& file, const std::string& content) {
     WriteFile(path_ + "/" + file, content);
   }
   std::string Commit(const std::string& message) {
-    RunGit(path_, {"add", "-A"});
-    RunGit(path_, {"commit", "-q", "--allow-empty", "-m", message});
-    return RunGit(path_, {"rev-parse", "HEAD"});
+    RequireGit(path_, {"add", "-A"});
+    RequireGit(path_, {"commit", "-q", "--allow-empty", "-m", message});
+    return RequireGit(path_, {"rev-parse", "HEAD"});
   }
-  std::string Git(std::vector<std::string> args) { return RunGit(path_, std::move(args)); }
+  std::string Git(std::vector<std::string> args) { return RequireGit(path_, std::move(args)); }
 
  private:
   TempDir tmp_;

@@ -31,6 +31,7 @@
 #include "sdk/client.h"
 #include "sdk/workflow.h"
 #include "sdk/workflow_worker.h"
+#include "tests/testutil/git_require.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
@@ -141,10 +142,7 @@ sdk::Task<absl::StatusOr<api::Payloads>> CancelledBuild(sdk::WorkflowContext& ct
   co_return absl::CancelledError("build cancelled as asked");
 }
 
-// A failed run throws (the test fails with git's output).
-std::string RunGit(const std::string& repo, const std::vector<std::string>& args) {
-  return testutil::Git(args, repo).value();
-}
+using testutil::RequireGit;
 
 using testutil::WriteFile;
 
@@ -218,7 +216,7 @@ class Fixture {
 
     origin_ = dir_.path() + "/origin";
     fs::create_directories(origin_);
-    RunGit(origin_, {"init", "-q", "-b", "main"});
+    RequireGit(origin_, {"init", "-q", "-b", "main"});
     // "Installs dependencies from a lock file", then copies the source: a source change
     // rebuilds only the last layer.
     WriteFile(origin_ + "/Containerfile",
@@ -228,8 +226,8 @@ class Fixture {
               "COPY src/ /app/src/\n");
     WriteFile(origin_ + "/deps.lock", "left-pad 1.3.0\n");
     WriteFile(origin_ + "/src/main.txt", "version 1\n");
-    RunGit(origin_, {"add", "-A"});
-    RunGit(origin_, {"commit", "-q", "-m", "v1"});
+    RequireGit(origin_, {"add", "-A"});
+    RequireGit(origin_, {"commit", "-q", "-m", "v1"});
 
     client_ = std::make_unique<sdk::Client>(orchestrator_.connection());
     worker_ = std::make_unique<sdk::WorkflowWorker>(orchestrator_.connection(), kWorkflowQueue,
@@ -243,9 +241,9 @@ class Fixture {
   std::string Commit(const std::string& file, const std::string& content,
                      const std::string& message) {
     WriteFile(origin_ + "/" + file, content);
-    RunGit(origin_, {"add", "-A"});
-    RunGit(origin_, {"commit", "-q", "-m", message});
-    return RunGit(origin_, {"rev-parse", "HEAD"});
+    RequireGit(origin_, {"add", "-A"});
+    RequireGit(origin_, {"commit", "-q", "-m", message});
+    return RequireGit(origin_, {"rev-parse", "HEAD"});
   }
 
   // What the machine provider does when a build is queued: wake the agent if it sleeps.

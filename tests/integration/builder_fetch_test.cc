@@ -18,6 +18,7 @@
 #include "sdk/client.h"
 #include "sdk/workflow.h"
 #include "sdk/workflow_worker.h"
+#include "tests/testutil/git_require.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
 
@@ -44,8 +45,7 @@ sdk::Task<absl::StatusOr<api::Payloads>> Fetch(sdk::WorkflowContext& ctx, api::P
   co_return co_await ctx.ExecuteActivity("kiln.builder.FetchSource", sdk::ToPayloads(in), options);
 }
 
-// A failed run throws (the test fails with git's output).
-std::string RunGit(const std::vector<std::string>& args) { return testutil::Git(args).value(); }
+std::string RunGit(const std::vector<std::string>& args) { return testutil::RequireGit("", args); }
 
 TEST_CASE("FetchSource over smart HTTP takes its token from the agent's secrets", "[builder]") {
   testutil::TempDir dir;
