@@ -1,6 +1,7 @@
 #include "sdk/workflow_worker.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/ids.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/rpc_status.h"
@@ -16,7 +17,10 @@ void Deadline(grpc::ClientContext* context, absl::Duration timeout) {
 
 WorkflowWorker::WorkflowWorker(Connection& connection, std::string task_queue,
                                WorkflowWorkerOptions options)
-    : connection_(connection), task_queue_(std::move(task_queue)), options_(std::move(options)) {
+    : connection_(connection),
+      task_queue_(std::move(task_queue)),
+      options_(std::move(options)),
+      instance_id_(RandomIdGenerator().NewUuid()) {
   if (options_.registry != nullptr) {
     task_latency_ = &prometheus::BuildHistogram()
                          .Name("kiln_sdk_workflow_task_latency_seconds")
@@ -106,6 +110,7 @@ void WorkflowWorker::PollLoop() {
     request.set_namespace_(options_.ns);
     request.mutable_task_queue()->set_name(task_queue_);
     request.set_identity(options_.identity);
+    request.set_worker_instance_id(instance_id_);
     api::PollWorkflowTaskQueueResponse task;
     grpc::ClientContext context;
     Deadline(&context, options_.poll_timeout);
@@ -303,7 +308,7 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   request.set_identity(options_.identity);
   // The instance goes back to the cache: this worker's poll of the run's next task then gets
   // only the new events (one that was evicted meanwhile reads the whole history).
-  request.set_sticky(!instance->completed() && options_.cache_size > 0);
+  if (!instance->completed() && options_.cache_size > 0) request.set_sticky_worker(instance_id_);
   for (auto& command : *commands) *request.add_commands() = std::move(command);
   int eager_slots = ReserveEagerSlots(request);
   api::RespondWorkflowTaskCompletedResponse response;

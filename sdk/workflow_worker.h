@@ -93,6 +93,9 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   Connection& connection_;
   std::string task_queue_;
   WorkflowWorkerOptions options_;
+  // New for every worker: its polls get partial histories of the runs it keeps cached (the
+  // identity may be shared by several workers).
+  const std::string instance_id_;
   std::map<std::string, WorkflowFn> workflows_;
 
   absl::Mutex mu_;

@@ -77,7 +77,7 @@ void RunOne(EngineHarness& h, Costs& costs, int64_t n, int activities) {
     api::RespondWorkflowTaskCompletedRequest completed;
     completed.set_task_token(task.task_token());
     completed.set_identity("worker");
-    completed.set_sticky(true);
+    completed.set_sticky_worker("worker-instance");
     *completed.add_commands() =
         i < activities ? ScheduleEager(i) : EngineHarness::CompleteWorkflow("\"x\"");
     auto answer = costs.Time(

@@ -44,6 +44,10 @@ absl::Status ValidateIdentity(const std::string& identity) {
   return CheckName(identity, "identity", limits::kMaxIdLength, false);
 }
 
+absl::Status ValidateWorkerInstance(const std::string& id, const char* field) {
+  return CheckName(id, field, limits::kMaxIdLength, false);
+}
+
 absl::Status ValidateExecution(const kiln::api::v1::WorkflowExecution& execution,
                                bool run_id_required) {
   if (absl::Status s =

@@ -14,5 +14,8 @@ absl::Status ValidateExecution(const kiln::api::v1::WorkflowExecution& execution
 absl::Status ValidateNamespace(const std::string& ns);
 absl::Status ValidateTaskQueue(const kiln::api::v1::TaskQueue& queue);
 absl::Status ValidateIdentity(const std::string& identity);
+// A worker instance id (PollWorkflowTaskQueueRequest.worker_instance_id, a completion's
+// sticky_worker): optional, bounded like an identity.
+absl::Status ValidateWorkerInstance(const std::string& id, const char* field);
 
 }  // namespace kiln::orchestrator

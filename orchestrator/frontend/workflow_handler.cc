@@ -392,19 +392,23 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
   KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateNamespace(request->namespace_()));
   KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateTaskQueue(request->task_queue()));
   KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateIdentity(request->identity()));
+  KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue",
+                       ValidateWorkerInstance(request->worker_instance_id(), "worker_instance_id"));
   std::string identity = request->identity();
+  std::string instance = request->worker_instance_id();
   auto* reactor = new TaskPoll<api::PollWorkflowTaskQueueResponse>(
       deps_, &metrics_, "PollWorkflowTaskQueue", keys::TaskKind::kWorkflow,
       request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_(),
       request->task_queue().name(), identity, request->exclusive(), PollDeadline(ctx), response,
-      [this, identity](const QueuedTask& task, const std::string& request_id)
+      [this, identity, instance](const QueuedTask& task, const std::string& request_id)
           -> absl::StatusOr<api::PollWorkflowTaskQueueResponse> {
         if (!task.record.query_id().empty()) {
           auto query = queries_.Get(task.record.query_id());
           if (!query.has_value()) return absl::NotFoundError("query no longer waiting");
           return deps_.engine->BuildQueryTask(task, *query);
         }
-        return deps_.engine->RecordWorkflowTaskStarted(task, identity, request_id);
+        return deps_.engine->RecordWorkflowTaskStarted(task, identity, request_id, std::nullopt,
+                                                       instance);
       });
   reactor->Begin();
   return reactor;
@@ -431,6 +435,8 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
 grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskCompleted(
     Ctx* ctx, const api::RespondWorkflowTaskCompletedRequest* request,
     api::RespondWorkflowTaskCompletedResponse* response) {
+  KILN_REJECT_IF_ERROR(ctx, "RespondWorkflowTaskCompleted",
+                       ValidateWorkerInstance(request->sticky_worker(), "sticky_worker"));
   return RunOnExecutor(ctx, "RespondWorkflowTaskCompleted", [this, request, response] {
     auto result = deps_.engine->RespondWorkflowTaskCompleted(*request);
     if (!result.ok()) return result.status();

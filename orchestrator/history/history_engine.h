@@ -99,11 +99,12 @@ class HistoryEngine {
   // Matching handed `task` to a poller: record that it started and build the poller's answer.
   // kNotFound / kFailedPrecondition mean the task is stale: call DropStaleTask.
   // `partial_history`: the answer's history starts after the previous workflow task's started
-  // event (the worker holds the run), not at event 1. Unset: partial when `identity` is the
-  // worker that completed the previous task and said it keeps the run (sticky).
+  // event (the worker holds the run), not at event 1. Unset: partial when `worker_instance_id`
+  // (the poller's) is the worker that completed the previous task and keeps the run (sticky).
   absl::StatusOr<api::PollWorkflowTaskQueueResponse> RecordWorkflowTaskStarted(
       const QueuedTask& task, const std::string& identity, const std::string& poll_request_id,
-      std::optional<bool> partial_history = std::nullopt);
+      std::optional<bool> partial_history = std::nullopt,
+      const std::string& worker_instance_id = "");
   absl::StatusOr<api::PollActivityTaskQueueResponse> RecordActivityTaskStarted(
       const QueuedTask& task, const std::string& identity, const std::string& poll_request_id);
   // Deletes a stale task's backlog entry.

@@ -660,16 +660,17 @@ absl::StatusOr<api::RespondActivityTaskCompletedResponse> CompleteReturningNext(
 }
 
 TEST_CASE("A sticky worker's poll gets only the new events; any other poller gets them all") {
+  // Both workers share an identity: only the instance id tells them apart.
   for (const bool sticky : {true, false}) {
-    for (const std::string poller : {"worker-1", "worker-2"}) {
+    for (const std::string poller : {"instance-1", "instance-2"}) {
       EngineHarness h;
       std::string run = h.Start("wf-sticky").value();
       auto wt = h.PollWorkflowTask();  // as "worker-1"
       REQUIRE(wt.has_value());
       api::RespondWorkflowTaskCompletedRequest completed;
       completed.set_task_token(wt->task_token());
-      completed.set_identity("worker-1");
-      completed.set_sticky(sticky);
+      completed.set_identity("kiln-worker");
+      if (sticky) completed.set_sticky_worker("instance-1");
       *completed.add_commands() = EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10));
       REQUIRE(h.engine().RespondWorkflowTaskCompleted(completed).ok());
       auto activity = h.PollActivityTask();
@@ -678,12 +679,13 @@ TEST_CASE("A sticky worker's poll gets only the new events; any other poller get
 
       std::vector<QueuedTask> backlog = h.Backlog(keys::TaskKind::kWorkflow, "q");
       REQUIRE(backlog.size() == 1);
-      auto next = h.engine().RecordWorkflowTaskStarted(backlog[0], poller, "poll-2");
+      auto next = h.engine().RecordWorkflowTaskStarted(backlog[0], "kiln-worker", "poll-2",
+                                                       std::nullopt, poller);
       REQUIRE(next.ok());
       const api::History& history = next->history();
       REQUIRE(history.events_size() > 0);
       CHECK(history.events(history.events_size() - 1).event_id() == next->started_event_id());
-      if (sticky && poller == "worker-1") {
+      if (sticky && poller == "instance-1") {
         // The task completed, the activity scheduled, started and completed, then the new
         // task scheduled and started.
         CHECK(history.events(0).event_id() == next->previous_started_event_id() + 1);

@@ -93,7 +93,7 @@ absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::Ti
       timed_out->set_started_event_id(wt.started_event_id());
       timed_out->set_timeout_type(api::TIMEOUT_TYPE_START_TO_CLOSE);
       m.state().clear_workflow_task();
-      m.state().clear_sticky_identity();  // its worker may be gone
+      m.state().clear_sticky_worker();  // its worker may be gone
       m.FlushBuffered();
       RETURN_IF_ERROR(m.ScheduleWorkflowTask(wt.attempt() + 1));
       break;

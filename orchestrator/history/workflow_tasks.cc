@@ -12,7 +12,7 @@ namespace kiln::orchestrator {
 
 absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflowTaskStarted(
     const QueuedTask& task, const std::string& identity, const std::string& poll_request_id,
-    std::optional<bool> partial_history) {
+    std::optional<bool> partial_history, const std::string& worker_instance_id) {
   // The answer's fields, taken under the run's lock from the state as it is after the start
   // (no copy of the whole state: it holds every pending activity's input).
   api::PollWorkflowTaskQueueResponse response;
@@ -51,7 +51,8 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
     // Unless asked: the worker that completed the previous task keeps the run (sticky), so it
     // needs only what followed.
     if (!partial_history.has_value()) {
-      partial_history = !identity.empty() && current.sticky_identity() == identity;
+      partial_history =
+          !worker_instance_id.empty() && current.sticky_worker() == worker_instance_id;
     }
     if (wt.started_event_id() != 0) {
       if (wt.started_request_id() != poll_request_id) {
@@ -143,7 +144,7 @@ absl::Status HistoryEngine::FailWorkflowTask(Handle& handle, const internal::Exe
   failed->mutable_failure()->set_message(message.substr(0, limits::kMaxFailureMessageBytes));
   failed->set_identity(identity);
   m.state().clear_workflow_task();
-  m.state().clear_sticky_identity();  // a failed task's worker drops the run
+  m.state().clear_sticky_worker();  // a failed task's worker drops the run
   m.FlushBuffered();
   RETURN_IF_ERROR(m.ScheduleWorkflowTask(wt.attempt() + 1));
   return Commit(handle, m);
@@ -191,7 +192,7 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   int64_t completed_event_id = m.state().next_event_id() - 1;
   m.state().clear_workflow_task();
   m.state().set_last_completed_workflow_task_started_event_id(wt.started_event_id());
-  m.state().set_sticky_identity(request.sticky() ? request.identity() : "");
+  m.state().set_sticky_worker(request.sticky_worker());
 
   api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
   std::unique_ptr<Mutation> new_run;  // continue-as-new: the next run, in the same batch

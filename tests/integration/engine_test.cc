@@ -108,6 +108,26 @@ TEST_CASE("Bad requests get clear errors") {
   api::RespondActivityTaskCompletedResponse ignored;
   REQUIRE(stub.RespondActivityTaskCompleted(&ctx2, bogus, &ignored).error_code() ==
           grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Worker instance ids are bounded like identities (the run state keeps the sticky one).
+  grpc::ClientContext ctx3;
+  api::PollWorkflowTaskQueueRequest poll;
+  poll.mutable_task_queue()->set_name("q");
+  poll.set_worker_instance_id(std::string(2000, 'i'));
+  api::PollWorkflowTaskQueueResponse polled;
+  grpc::Status long_instance = stub.PollWorkflowTaskQueue(&ctx3, poll, &polled);
+  REQUIRE(long_instance.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  REQUIRE(long_instance.error_message().find("worker_instance_id: 2000 bytes is over the limit") !=
+          std::string::npos);
+  grpc::ClientContext ctx4;
+  api::RespondWorkflowTaskCompletedRequest completed;
+  completed.set_task_token("nonsense");
+  completed.set_sticky_worker(std::string(2000, 'i'));
+  api::RespondWorkflowTaskCompletedResponse completed_response;
+  grpc::Status long_sticky =
+      stub.RespondWorkflowTaskCompleted(&ctx4, completed, &completed_response);
+  REQUIRE(long_sticky.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  REQUIRE(long_sticky.error_message().find("sticky_worker: 2000 bytes") != std::string::npos);
 }
 
 TEST_CASE("An empty long poll answers at its deadline with no task") {

@@ -316,6 +316,28 @@ TEST_CASE("A polled task of a run the worker keeps carries only the new events")
   REQUIRE(orchestrator.Stop().value() == 0);
 }
 
+TEST_CASE("A worker sharing another's identity gets whole histories of runs it does not keep") {
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
+  {
+    // Both workflow workers are "workflow-worker"; the keeper does not poll, so the timer's
+    // task can only go to the other one.
+    Workers keeper(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
+                   /*workflow_pollers=*/0);
+    Workers other(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
+                  /*workflow_pollers=*/1);
+    auto handle = StartEager(client, keeper, "shared-identity", "EchoThenSleep");
+    REQUIRE(handle.ok());
+    REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    CHECK(keeper.workflows.partial_histories() == 1);  // the activity brought its next task
+    // The other worker got the whole history with its poll: no partial one to read again.
+    CHECK(other.workflows.partial_histories() == 0);
+    CHECK(other.workflows.full_replays() == 1);
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
 TEST_CASE("An eager start runs the first workflow task on the starter's worker") {
   Fresh fresh;
   testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
