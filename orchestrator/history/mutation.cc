@@ -315,7 +315,9 @@ absl::StatusOr<WriteBatch> Mutation::Build() {
   if (built_) return absl::InternalError("Mutation::Build called twice");
   RETURN_IF_ERROR(Finalize());
   built_ = true;
-  {
+  const bool any_tracked = std::any_of(new_timers_.begin(), new_timers_.end(),
+                                       [](const NewTimer& timer) { return timer.tracked; });
+  if (!initial_timer_keys_.empty() || any_tracked) {
     // A task that ended (or a run that closed) leaves no timer behind to fire stale.
     std::vector<std::string> kept = TaskTimerKeys(state_);
     auto held = [&](const std::string& key) {
