@@ -134,6 +134,15 @@ absl::StatusOr<sdk::WorkflowHandle> StartEager(sdk::Client& client, Workers& wor
                               type, sdk::ToPayloads(std::string("kiln")));
 }
 
+// Starts `type` eagerly (see StartEager) and waits for its result, which must be "kiln".
+sdk::WorkflowHandle RunEager(sdk::Client& client, Workers& workers, const std::string& id,
+                             const std::string& type) {
+  auto handle = StartEager(client, workers, id, type);
+  REQUIRE(handle.ok());
+  REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+  return *handle;
+}
+
 TEST_CASE("Activities are started eagerly for a worker with free slots") {
   Fresh fresh;
   testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
@@ -218,11 +227,8 @@ TEST_CASE("An activity's slot passes to the activity its workflow's next task sc
     // activity frees it before its completion's workflow task runs, so the next activity takes
     // it: all three start eagerly, none is polled.
     Workers workers(orchestrator.connection(), /*max_concurrent=*/2, /*pollers=*/1);
-    auto handle = StartEager(client, workers, "handover", "Sequence");
-    REQUIRE(handle.ok());
-    REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
-    CHECK(StartedBy(client, *handle) ==
-          std::vector<std::string>(3, std::string("workflow-worker")));
+    sdk::WorkflowHandle handle = RunEager(client, workers, "handover", "Sequence");
+    CHECK(StartedBy(client, handle) == std::vector<std::string>(3, std::string("workflow-worker")));
     // The second and third workflow tasks came back with only the events after the previous
     // task (the worker held the run).
     CHECK(workers.workflows.partial_histories() == 3);
@@ -265,9 +271,7 @@ TEST_CASE("A partial history the worker cannot place is read in full and replaye
     workflows_ptr = &workflows;
     ClaimsToHoldEveryRun claims(workflows);
     workers.activities.SetWorkflowTaskRunner(&claims);
-    auto handle = StartEager(client, workers, "lost-cache", "Sequence");
-    REQUIRE(handle.ok());
-    REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    RunEager(client, workers, "lost-cache", "Sequence");
     CHECK(workflows.partial_histories() == 3);
     // Each of them replayed the whole run, read back from the orchestrator.
     CHECK(workflows.full_replays() == 4);
@@ -304,9 +308,7 @@ TEST_CASE("A polled task of a run the worker keeps carries only the new events")
   {
     Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                     /*workflow_pollers=*/1);
-    auto handle = StartEager(client, workers, "sticky", "EchoThenSleep");
-    REQUIRE(handle.ok());
-    REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    RunEager(client, workers, "sticky", "EchoThenSleep");
     // The activity's completion brought the second task; the timer's task was polled by the
     // worker that completed the task before it (sticky): both partial, both cache hits.
     CHECK(workers.workflows.partial_histories() == 2);
@@ -327,9 +329,7 @@ TEST_CASE("A worker sharing another's identity gets whole histories of runs it d
                    /*workflow_pollers=*/0);
     Workers other(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                   /*workflow_pollers=*/1);
-    auto handle = StartEager(client, keeper, "shared-identity", "EchoThenSleep");
-    REQUIRE(handle.ok());
-    REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    RunEager(client, keeper, "shared-identity", "EchoThenSleep");
     CHECK(keeper.workflows.partial_histories() == 1);  // the activity brought its next task
     // The other worker got the whole history with its poll: no partial one to read again.
     CHECK(other.workflows.partial_histories() == 0);
