@@ -471,10 +471,10 @@ void ActivityWorker::RunEager(api::PollActivityTaskQueueResponse task, std::func
   Dispatch(std::move(task), std::move(done));
 }
 
-void ActivityWorker::Finish() {
+void ActivityWorker::Finish(bool free_slot) {
   metrics_->slots_used.Decrement();
   absl::MutexLock lock(&mu_);
-  ++free_slots_;
+  if (free_slot) ++free_slots_;
   --running_;
   if (running_ == 0) {
     idle_since_ = clock_->Now();
@@ -535,16 +535,19 @@ void ActivityWorker::Run(api::PollActivityTaskQueueResponse task) {
     contexts_.erase(&context);
   }
   context.Close();
-  std::optional<api::PollWorkflowTaskQueueResponse> next = Respond(info, result, &context);
+  bool slot_handed_over = false;
+  std::optional<api::PollWorkflowTaskQueueResponse> next =
+      Respond(info, result, &context, &slot_handed_over);
   // The activity is over: its slot is free before the workflow's next task runs on this
-  // thread, so an activity that task schedules can take it (eagerly) at once.
-  Finish();
+  // thread, so an activity that task schedules can take it (eagerly) at once. A task run with
+  // the completion (speculative) may have handed it to such an activity already.
+  Finish(/*free_slot=*/!slot_handed_over);
   if (next.has_value()) RunNextWorkflowTask(std::move(*next));
 }
 
 std::optional<api::PollWorkflowTaskQueueResponse> ActivityWorker::Respond(
-    const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
-    ActivityContext* context) {
+    const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result, ActivityContext* context,
+    bool* slot_handed_over) {
   std::optional<api::PollWorkflowTaskQueueResponse> next;
   auto& stub = connection_.workflow_service();
   std::string outcome;
@@ -561,16 +564,29 @@ std::optional<api::PollWorkflowTaskQueueResponse> ActivityWorker::Respond(
     request.set_identity(options_.identity);
     absl::ReaderMutexLock runner_lock(&runner_mu_);
     EagerWorkflowTaskRunner* runner = workflow_task_runner_;
+    std::unique_ptr<SpeculativeTask> speculative;
     if (runner != nullptr && runner->AcceptsEagerTask(task_queue_)) {
       request.set_return_new_workflow_task(true);
       request.set_workflow_task_identity(runner->eager_identity());
-      request.set_workflow_task_partial_history(runner->HoldsRun(info.run_id));
+      // The workflow's next task, run now on the runner's cached state, goes with the
+      // completion; should the engine refuse it, the task comes back (whole: the runner drops
+      // the run) as without it.
+      speculative = runner->Speculate(info.run_id, info.activity_id, *result,
+                                      /*slot=*/slot_handed_over != nullptr);
+      if (speculative != nullptr) {
+        request.mutable_speculative_workflow_task()->Swap(&speculative->request);
+        if (slot_handed_over != nullptr) *slot_handed_over = speculative->took_slot;
+      } else {
+        request.set_workflow_task_partial_history(runner->HoldsRun(info.run_id));
+      }
     }
     api::RespondActivityTaskCompletedResponse response;
     status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskCompleted",
                            [&](grpc::ClientContext* c) {
                              return stub.RespondActivityTaskCompleted(c, request, &response);
                            });
+    if (speculative != nullptr)
+      runner->FinishSpeculative(std::move(speculative), status, &response);
     if (status.ok() && response.has_workflow_task()) {
       next = std::move(*response.mutable_workflow_task());
     }

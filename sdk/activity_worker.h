@@ -146,14 +146,15 @@ class ActivityWorker {
   bool TakeSlot();
   void Run(api::PollActivityTaskQueueResponse task);
   // Returns the workflow's next task when the completion brought one back (asked for when a
-  // workflow task runner is set).
+  // workflow task runner is set). With `slot_handed_over`, the task's slot may go to an
+  // activity the runner's speculative task starts (set true then: the runner owns the slot).
   std::optional<api::PollWorkflowTaskQueueResponse> Respond(
       const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
-      ActivityContext* context);
+      ActivityContext* context, bool* slot_handed_over = nullptr);
   // Runs it on the workflow task runner, if one is still set.
   void RunNextWorkflowTask(api::PollWorkflowTaskQueueResponse task);
-  // A task is done: frees its slot, and the worker may be idle from now.
-  void Finish();
+  // A task is done: frees its slot (unless handed over), and the worker may be idle from now.
+  void Finish(bool free_slot = true);
   absl::Duration IdleForLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits until `done` (evaluated under mu_) holds or the injected clock reaches `deadline`;
   // returns `done`'s last value.

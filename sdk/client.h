@@ -84,6 +84,17 @@ class LocalRun {
   std::optional<api::HistoryEvent> close_event_ ABSL_GUARDED_BY(mu_);
 };
 
+// A workflow task a runner ran ahead of the engine (EagerWorkflowTaskRunner::Speculate): the
+// request part goes with the activity's completion; the rest is the runner's.
+class SpeculativeTask {
+ public:
+  virtual ~SpeculativeTask() = default;
+  api::SpeculativeWorkflowTask request;
+  // The completing activity's slot went to an activity the task starts eagerly (the runner
+  // gives it back or runs that activity in it, like a slot it reserved).
+  bool took_slot = false;
+};
+
 // Takes a new run's first workflow task straight from the start's answer (eager start).
 // WorkflowWorker implements it.
 class EagerWorkflowTaskRunner {
@@ -104,6 +115,20 @@ class EagerWorkflowTaskRunner {
     RunEagerTask(std::move(task));
     return nullptr;
   }
+  // Activity `activity_id` of `run_id` completed with `result` in this process. When the runner
+  // holds the run idle and level with its history, it runs the workflow task that completion
+  // starts, now, and returns it to go with the completion (api::SpeculativeWorkflowTask);
+  // FinishSpeculative must follow with the completion's outcome. `slot`: the completing
+  // activity's slot may go to an activity the task starts eagerly. Null: no speculation.
+  virtual std::unique_ptr<SpeculativeTask> Speculate(const std::string& run_id,
+                                                     const std::string& activity_id,
+                                                     const api::Payloads& result, bool slot) {
+    return nullptr;
+  }
+  // The completion's outcome: `status` and, when OK, its answer (workflow_task_completed set
+  // when the engine accepted the task).
+  virtual void FinishSpeculative(std::unique_ptr<SpeculativeTask> task, const absl::Status& status,
+                                 api::RespondActivityTaskCompletedResponse* response) {}
 };
 
 struct StartWorkflowOptions {

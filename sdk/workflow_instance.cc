@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/proto_time.h"
+#include "common/status.h"
 
 namespace kiln::sdk {
 namespace {
@@ -840,6 +841,7 @@ absl::Status WorkflowInstance::HandleChildEvent(const api::HistoryEvent& event) 
 absl::StatusOr<std::vector<api::Command>> WorkflowInstance::ProcessWorkflowTask(
     const api::History& history) {
   produced_.clear();
+  level_ = false;
   bool ran_current = false;
   for (int i = 0; i < history.events_size(); ++i) {
     const api::HistoryEvent& event = history.events(i);
@@ -862,6 +864,63 @@ absl::StatusOr<std::vector<api::Command>> WorkflowInstance::ProcessWorkflowTask(
         "WorkflowTaskStarted event");
   }
   return produced_;
+}
+
+absl::Status WorkflowInstance::AbsorbCompletion(const api::History& events) {
+  level_ = false;
+  if (events.events_size() == 0) return absl::OkStatus();  // not sent: nothing known
+  for (int i = 0; i < events.events_size(); ++i) {
+    const api::HistoryEvent& event = events.events(i);
+    if (event.event_id() < next_event_id_) continue;
+    if (event.event_id() != next_event_id_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("completion events have a gap: expected event ", next_event_id_, ", got ",
+                       event.event_id()));
+    }
+    if (event.event_type() == api::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED ||
+        event.event_type() == api::EVENT_TYPE_WORKFLOW_TASK_STARTED) {
+      return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(HandleEvent(events, i));
+    ++next_event_id_;
+  }
+  level_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<api::Command>> WorkflowInstance::RunSpeculativeTask(
+    const std::string& activity_id, const api::Payloads& result, absl::Time now) {
+  if (!level_) return absl::FailedPreconditionError("the instance is not level with the history");
+  int64_t scheduled = 0;
+  for (const auto& [event_id, id] : activity_by_event_) {
+    if (id == activity_id) scheduled = event_id;
+  }
+  if (scheduled == 0 || !activities_.contains(activity_id)) {
+    return absl::NotFoundError(
+        absl::StrCat("run ", info_.run_id, " waits on no activity '", activity_id, "'"));
+  }
+  api::History history;
+  const int64_t first = next_event_id_;
+  auto add = [&](api::EventType type) {
+    api::HistoryEvent* event = history.add_events();
+    event->set_event_id(first + history.events_size() - 1);
+    event->set_event_type(type);
+    ToProto(now, event->mutable_event_time());
+    return event;
+  };
+  add(api::EVENT_TYPE_ACTIVITY_TASK_STARTED)
+      ->mutable_activity_task_started_event_attributes()
+      ->set_scheduled_event_id(scheduled);
+  auto* completed = add(api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
+                        ->mutable_activity_task_completed_event_attributes();
+  completed->set_scheduled_event_id(scheduled);
+  completed->set_started_event_id(first);
+  *completed->mutable_result() = result;
+  add(api::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+  add(api::EVENT_TYPE_WORKFLOW_TASK_STARTED)
+      ->mutable_workflow_task_started_event_attributes()
+      ->set_scheduled_event_id(first + 2);
+  return ProcessWorkflowTask(history);
 }
 
 absl::Status WorkflowInstance::Replay(const api::History& history) {

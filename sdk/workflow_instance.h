@@ -33,6 +33,22 @@ class WorkflowInstance {
   // "non-determinism:" that names the event and the command.
   absl::StatusOr<std::vector<api::Command>> ProcessWorkflowTask(const api::History& history);
 
+  // After its task's completion was recorded: feeds the events the completion wrote (from its
+  // WorkflowTaskCompleted on: RespondWorkflowTaskCompletedResponse.new_events), so that the
+  // instance holds every event of the run (level()). Stops before a workflow task they
+  // schedule: that task brings its own history.
+  absl::Status AbsorbCompletion(const api::History& events);
+  // It holds every event of the run: AbsorbCompletion took all since its last task.
+  bool level() const { return level_; }
+  // Runs the workflow task that the completion of activity `activity_id` with `result` starts,
+  // on events as the engine records them when nothing else happens to the run meanwhile
+  // (ActivityTaskStarted, ActivityTaskCompleted, WorkflowTaskScheduled, WorkflowTaskStarted at
+  // `now`, ids from next_event_id()), and returns its commands. Needs level(). kNotFound, the
+  // instance untouched, for an activity the run does not wait on.
+  absl::StatusOr<std::vector<api::Command>> RunSpeculativeTask(const std::string& activity_id,
+                                                               const api::Payloads& result,
+                                                               absl::Time now);
+
   // Replays a whole recorded history (e.g. a closed run's) against the code, checking every
   // command. Used by the Replayer to test a code change before deploying it.
   absl::Status Replay(const api::History& history);
@@ -99,6 +115,7 @@ class WorkflowInstance {
   std::optional<Task<absl::StatusOr<api::Payloads>>> root_;
   bool completed_ = false;
   bool replaying_ = false;
+  bool level_ = false;
   absl::Time now_;
   std::mt19937_64 rng_;
   int64_t next_event_id_ = 1;

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
 #include "common/status.h"
 #include "orchestrator/history/engine_harness.h"
 #include "sdk/workflow_worker.h"
@@ -137,6 +138,80 @@ TEST_CASE("A coroutine workflow runs three activities in sequence") {
   REQUIRE(d.Run(Activities).ok());
   REQUIRE(Data(Result(d, run)) == "KILN!!");
   REQUIRE(d.full_replays == 1);  // cached between tasks: never replayed
+}
+
+TEST_CASE("Tasks run ahead on a completion's events give the commands polled tasks give") {
+  // The same workflow both ways: polled tasks (Driver), and tasks run ahead of the engine with
+  // each activity's completion, on an instance fed the events each completion recorded.
+  Driver polled(ThreeSteps);
+  polled.Start("kiln");
+  REQUIRE(polled.Run(Activities).ok());
+
+  EngineHarness h;
+  api::StartWorkflowExecutionRequest start;
+  *start.mutable_input() = Text("kiln");
+  std::string run = h.Start("wf", start).value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  WorkflowInfo info;
+  info.workflow_id = "wf";
+  info.run_id = run;
+  WorkflowInstance instance(ThreeSteps, info);
+  auto commands = instance.ProcessWorkflowTask(wt->history());
+  REQUIRE(commands.ok());
+  std::vector<std::vector<api::Command>> ahead = {*commands};
+  CHECK_FALSE(instance.level());  // what the completion records is not known yet
+  api::RespondWorkflowTaskCompletedRequest first;
+  first.set_task_token(wt->task_token());
+  first.set_return_new_events(true);
+  for (const auto& command : *commands) *first.add_commands() = command;
+  auto answer = h.engine().RespondWorkflowTaskCompleted(first);
+  REQUIRE(answer.ok());
+  api::History events;
+  *events.mutable_events() = answer->new_events();
+  REQUIRE(instance.AbsorbCompletion(events).ok());
+  REQUIRE(instance.level());
+  // Not an activity the run waits on: refused, the instance untouched.
+  CHECK(absl::IsNotFound(instance.RunSpeculativeTask("99", Text("x"), h.clock().Now()).status()));
+  CHECK(instance.level());
+
+  while (!instance.completed()) {
+    auto activity = h.PollActivityTask();
+    REQUIRE(activity.has_value());
+    h.clock().Advance(absl::Milliseconds(5));
+    api::Payloads result =
+        Text(Activities(activity->activity_type().name(), Data(activity->input())));
+    const int64_t next_event_id = instance.next_event_id();
+    auto next = instance.RunSpeculativeTask(activity->activity_id(), result, h.clock().Now());
+    REQUIRE(next.ok());
+    ahead.push_back(*next);
+    api::RespondActivityTaskCompletedRequest done;
+    done.set_task_token(activity->task_token());
+    *done.mutable_result() = result;
+    auto* speculative = done.mutable_speculative_workflow_task();
+    speculative->set_next_event_id(next_event_id);
+    ToProto(h.clock().Now(), speculative->mutable_started_time());
+    speculative->mutable_completion()->set_return_new_events(true);
+    for (const auto& command : *next) *speculative->mutable_completion()->add_commands() = command;
+    auto completed = h.engine().RespondActivityTaskCompleted(done);
+    REQUIRE(completed.ok());
+    REQUIRE(completed->has_workflow_task_completed());
+    *events.mutable_events() = completed->workflow_task_completed().new_events();
+    REQUIRE(instance.AbsorbCompletion(events).ok());
+  }
+  REQUIRE(ahead.size() == polled.all_commands.size());
+  for (size_t i = 0; i < ahead.size(); ++i) {
+    REQUIRE(ahead[i].size() == polled.all_commands[i].size());
+    for (size_t j = 0; j < ahead[i].size(); ++j) {
+      CHECK(ahead[i][j].SerializeAsString() == polled.all_commands[i][j].SerializeAsString());
+    }
+  }
+  CHECK(Data(h.History(run)
+                 .events()
+                 .rbegin()
+                 ->workflow_execution_completed_event_attributes()
+                 .result()) == "KILN!!");
+  CHECK(ReplayHistory(ThreeSteps, h.History(run), "wf", run).ok());
 }
 
 TEST_CASE("Replaying the whole history at every task gives the same commands and result") {

@@ -4,6 +4,7 @@
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/proto_time.h"
 #include "common/rpc_status.h"
 
 namespace kiln::sdk {
@@ -33,6 +34,14 @@ WorkflowWorker::WorkflowWorker(Connection& connection, std::string task_queue,
                         .Register(*options_.registry);
     replays_full_ = &replays.Add({{"kind", "full"}});
     replays_incremental_ = &replays.Add({{"kind", "cached"}});
+    auto& speculative = prometheus::BuildCounter()
+                            .Name("kiln_sdk_workflow_speculative_tasks_total")
+                            .Help(
+                                "Workflow tasks run with an activity's completion, by whether "
+                                "the engine accepted them")
+                            .Register(*options_.registry);
+    speculative_accepted_total_ = &speculative.Add({{"outcome", "accepted"}});
+    speculative_refused_total_ = &speculative.Add({{"outcome", "refused"}});
     cache_gauge_ = &prometheus::BuildGauge()
                         .Name("kiln_sdk_workflow_cache_size")
                         .Help("Running workflows held in the worker's cache")
@@ -308,7 +317,13 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   request.set_identity(options_.identity);
   // The instance goes back to the cache: this worker's poll of the run's next task then gets
   // only the new events (one that was evicted meanwhile reads the whole history).
-  if (!instance->completed() && options_.cache_size > 0) request.set_sticky_worker(instance_id_);
+  // It also takes the events the completion records, to run the run's next task itself when
+  // an activity of the run completes here (Speculate).
+  if (!instance->completed() && options_.cache_size > 0) {
+    request.set_sticky_worker(instance_id_);
+    request.set_return_new_events(options_.eager_activities != nullptr &&
+                                  options_.speculative_tasks);
+  }
   for (auto& command : *commands) *request.add_commands() = std::move(command);
   int eager_slots = ReserveEagerSlots(request);
   api::RespondWorkflowTaskCompletedResponse response;
@@ -324,9 +339,25 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   }
   ++tasks_completed_;
   if (task_latency_) task_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - began));
+  AfterCompletion(run_id, std::move(instance), eager_slots, response);
+}
+
+void WorkflowWorker::AfterCompletion(const std::string& run_id,
+                                     std::unique_ptr<WorkflowInstance> instance, int eager_slots,
+                                     api::RespondWorkflowTaskCompletedResponse& response) {
   // Back in the cache before its activities start: one that completes at once finds the run
-  // held here (and asks for the next task with a partial history).
-  if (!instance->completed()) Return(run_id, std::move(instance));
+  // held here (and runs the next task itself, or asks for it with a partial history).
+  if (!instance->completed()) {
+    api::History events;
+    events.mutable_events()->Swap(response.mutable_new_events());
+    if (absl::Status absorbed = instance->AbsorbCompletion(events); absorbed.ok()) {
+      Return(run_id, std::move(instance));
+    } else {
+      // The events do not fit the code: its next task replays the whole history (and fails
+      // there, naming the event, if the code is at fault).
+      LogWarn("sdk.completion_events_refused", {{"run_id", run_id}, {"status", absorbed}});
+    }
+  }
   std::shared_ptr<LocalRun> local = FindLocal(run_id);
   if (local != nullptr && response.has_closed_event()) {
     local->Closed(std::move(*response.mutable_closed_event()));
@@ -345,7 +376,83 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   for (; eager_slots > 0; --eager_slots) options_.eager_activities->ReleaseSlot();
 }
 
-int WorkflowWorker::ReserveEagerSlots(api::RespondWorkflowTaskCompletedRequest& request) {
+namespace {
+
+struct Speculation final : SpeculativeTask {
+  std::string run_id;
+  std::unique_ptr<WorkflowInstance> instance;
+  int eager_slots = 0;
+  absl::Time began;
+};
+
+}  // namespace
+
+std::unique_ptr<SpeculativeTask> WorkflowWorker::Speculate(const std::string& run_id,
+                                                           const std::string& activity_id,
+                                                           const api::Payloads& result, bool slot) {
+  if (!running_.load() || !options_.speculative_tasks || options_.cache_size == 0) return nullptr;
+  std::unique_ptr<WorkflowInstance> instance = Checkout(run_id);
+  if (instance == nullptr) return nullptr;  // not here, or busy with another task
+  if (!instance->level() || instance->completed()) {
+    Return(run_id, std::move(instance));
+    return nullptr;
+  }
+  auto task = std::make_unique<Speculation>();
+  task->began = absl::Now();
+  const int64_t next_event_id = instance->next_event_id();
+  absl::StatusOr<std::vector<api::Command>> commands =
+      instance->RunSpeculativeTask(activity_id, result, task->began);
+  if (!commands.ok()) {
+    if (absl::IsNotFound(commands.status())) {
+      Return(run_id, std::move(instance));  // untouched: not an activity it waits on
+    } else {
+      LogWarn("sdk.speculative_task_failed", {{"run_id", run_id}, {"status", commands.status()}});
+    }
+    return nullptr;  // The task comes back with the completion and fails the usual way.
+  }
+  task->request.set_next_event_id(next_event_id);
+  ToProto(task->began, task->request.mutable_started_time());
+  api::RespondWorkflowTaskCompletedRequest& completion = *task->request.mutable_completion();
+  completion.set_identity(options_.identity);
+  if (!instance->completed()) {
+    completion.set_sticky_worker(instance_id_);
+    completion.set_return_new_events(true);
+  }
+  for (auto& command : *commands) *completion.add_commands() = std::move(command);
+  bool hand_over = slot;
+  task->eager_slots = ReserveEagerSlots(completion, &hand_over);
+  task->took_slot = slot && !hand_over;
+  task->run_id = run_id;
+  task->instance = std::move(instance);
+  return task;
+}
+
+void WorkflowWorker::FinishSpeculative(std::unique_ptr<SpeculativeTask> task,
+                                       const absl::Status& status,
+                                       api::RespondActivityTaskCompletedResponse* response) {
+  auto& speculation = static_cast<Speculation&>(*task);
+  if (!status.ok() || !response->has_workflow_task_completed()) {
+    // Its code ran ahead of the history: the instance goes (with `task`).
+    ++speculative_refused_;
+    if (speculative_refused_total_) speculative_refused_total_->Increment();
+    for (; speculation.eager_slots > 0; --speculation.eager_slots) {
+      options_.eager_activities->ReleaseSlot();
+    }
+    return;
+  }
+  ++speculative_accepted_;
+  ++tasks_completed_;
+  if (speculative_accepted_total_) speculative_accepted_total_->Increment();
+  if (replays_incremental_) replays_incremental_->Increment();
+  if (task_latency_) {
+    task_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - speculation.began));
+  }
+  AfterCompletion(speculation.run_id, std::move(speculation.instance), speculation.eager_slots,
+                  *response->mutable_workflow_task_completed());
+}
+
+int WorkflowWorker::ReserveEagerSlots(api::RespondWorkflowTaskCompletedRequest& request,
+                                      bool* hand_over) {
   ActivityWorker* activities = options_.eager_activities;
   if (activities == nullptr) return 0;
   int reserved = 0;
@@ -354,7 +461,12 @@ int WorkflowWorker::ReserveEagerSlots(api::RespondWorkflowTaskCompletedRequest& 
     auto* attrs = command.mutable_schedule_activity_task_command_attributes();
     const std::string& queue = attrs->task_queue().name();
     if ((!queue.empty() && queue != task_queue_) ||
-        !activities->Handles(attrs->activity_type().name()) || !activities->TryReserveSlot()) {
+        !activities->Handles(attrs->activity_type().name())) {
+      continue;
+    }
+    if (hand_over != nullptr && *hand_over) {
+      *hand_over = false;
+    } else if (!activities->TryReserveSlot()) {
       continue;
     }
     attrs->set_request_eager_execution(true);

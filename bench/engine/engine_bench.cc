@@ -265,6 +265,11 @@ int main(int argc, char** argv) {
   bool eager = true;
   app.add_option("--eager-activities", eager, "Ask for activities to be started eagerly")
       ->capture_default_str();
+  bool speculative = true;
+  app.add_option("--speculative", speculative,
+                 "Run a workflow's next task with its activity's completion (with eager "
+                 "activities)")
+      ->capture_default_str();
   bool eager_start = true;
   app.add_option("--eager-start", eager_start,
                  "Start workflows eagerly (their first task runs on the caller's thread)")
@@ -300,6 +305,7 @@ int main(int argc, char** argv) {
   wopts.pollers = pollers;
   wopts.cache_size = 5000;
   if (eager) wopts.eager_activities = &activities;
+  wopts.speculative_tasks = speculative;
   sdk::WorkflowWorker workflows(connection, "bench", wopts);
   workflows.Register("a", bench::One);
   workflows.Register("b", bench::Three);
@@ -314,6 +320,9 @@ int main(int argc, char** argv) {
     bench::RpcFloor(connection, sequential);
     bench::RpcCeiling(connection, pid, 64, absl::Seconds(std::min(duration_s, 10.0)));
   }
+  const int64_t speculative_before = workflows.speculative_accepted();
+  const int64_t refused_before = workflows.speculative_refused();
+  const int64_t tasks_before = workflows.tasks_completed();
   for (const std::string type : {"a", "b"}) {
     if (!wanted(type)) continue;
     std::cerr << "workflow (" << type << ")\n";
@@ -321,6 +330,13 @@ int main(int argc, char** argv) {
     for (int callers : {16, 64}) {
       bench::Throughput(connection, pid, type, callers, absl::Seconds(duration_s));
     }
+  }
+  if (wanted("a") || wanted("b")) {
+    const int64_t tasks = workflows.tasks_completed() - tasks_before;
+    const int64_t accepted = workflows.speculative_accepted() - speculative_before;
+    const int64_t refused = workflows.speculative_refused() - refused_before;
+    bench::Add("all", "workflow tasks run with their activity's completion",
+               absl::StrCat(accepted, " of ", tasks, " (", refused, " refused)"));
   }
   bench::Add("all", "orchestrator peak RSS",
              absl::StrCat(bench::ReadProc(pid).peak_rss_kib / 1024, " MiB"));

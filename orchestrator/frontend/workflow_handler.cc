@@ -467,6 +467,10 @@ grpc::ServerUnaryReactor* WorkflowHandler::RecordActivityTaskHeartbeat(
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCompleted(
     Ctx* ctx, const api::RespondActivityTaskCompletedRequest* request,
     api::RespondActivityTaskCompletedResponse* response) {
+  KILN_REJECT_IF_ERROR(
+      ctx, "RespondActivityTaskCompleted",
+      ValidateWorkerInstance(request->speculative_workflow_task().completion().sticky_worker(),
+                             "speculative_workflow_task.completion.sticky_worker"));
   return RunOnExecutor(ctx, "RespondActivityTaskCompleted", [this, request, response] {
     auto result = deps_.engine->RespondActivityTaskCompleted(*request);
     if (!result.ok()) return result.status();

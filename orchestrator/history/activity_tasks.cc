@@ -251,11 +251,18 @@ absl::Status HistoryEngine::RetryOrFailActivity(Mutation& m, internal::ActivityI
 absl::Status HistoryEngine::AnswerActivity(
     const std::string& task_token,
     const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
-    const std::string& next_task_identity, std::optional<QueuedTask>* next_task) {
+    const std::string& next_task_identity, std::optional<QueuedTask>* next_task,
+    const api::SpeculativeWorkflowTask* speculative,
+    std::optional<api::RespondWorkflowTaskCompletedResponse>* speculated) {
   ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(task_token));
   ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
   internal::ActivityInfo* activity = nullptr;
   RETURN_IF_ERROR(CheckActivityToken(*handle, task_token, &activity).status());
+  if (speculative != nullptr) {
+    ASSIGN_OR_RETURN(bool accepted, RunSpeculativeTask(*handle, token, *activity, apply,
+                                                       *speculative, speculated));
+    if (accepted) return absl::OkStatus();
+  }
   const std::string activity_queue = activity->task_queue();
   Mutation m(*(*handle)->state, clock_->Now(), task_ids_.get());
   RETURN_IF_ERROR(apply(m, token));
@@ -268,6 +275,53 @@ absl::Status HistoryEngine::AnswerActivity(
     }
   }
   return Commit(*handle, m);
+}
+
+absl::StatusOr<bool> HistoryEngine::RunSpeculativeTask(
+    Handle& handle, const internal::TaskToken& token, const internal::ActivityInfo& activity,
+    const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
+    const api::SpeculativeWorkflowTask& speculative,
+    std::optional<api::RespondWorkflowTaskCompletedResponse>* speculated) {
+  const internal::ExecutionState& state = *handle->state;
+  // The worker's state must be level with the history, and the completion must record just
+  // what it assumed: nothing since, no task pending, the task on the queue it serves.
+  if (state.next_event_id() != speculative.next_event_id() ||
+      state.workflow_task().scheduled_event_id() != 0 || state.buffered_events_size() > 0 ||
+      activity.task_queue() != state.task_queue()) {
+    return false;
+  }
+  // The workflow's Now() in that task: not before the activity started (events stay in
+  // order), not later than the clocks' skew allows, and not so long ago that the task would
+  // have timed out.
+  const absl::Time now = clock_->Now();
+  const absl::Time started = FromProto(speculative.started_time());
+  if (started < FromProto(activity.started_time()) ||
+      started > now + limits::kMaxSpeculativeClockSkew ||
+      started < now - FromProto(state.workflow_task_timeout())) {
+    return false;
+  }
+  const api::RespondWorkflowTaskCompletedRequest& completion = speculative.completion();
+  Mutation m(state, started, task_ids_.get());
+  RETURN_IF_ERROR(apply(m, token));
+  RETURN_IF_ERROR(m.Finalize());  // Schedules the workflow task the completion needs.
+  QueuedTask* task = NewPendingWorkflowTask(m);
+  if (task == nullptr || task->queue != activity.task_queue()) return false;
+  RETURN_IF_ERROR(
+      StartNewTask(m, *task, completion.identity().empty() ? "unknown" : completion.identity()));
+  if (m.state().workflow_task().started_event_id() != speculative.next_event_id() + 3) {
+    return false;
+  }
+  bool bad_command = false;
+  api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
+  api::RespondWorkflowTaskCompletedResponse response;
+  absl::Status completed =
+      CompleteWorkflowTask(handle, m, completion, &bad_command, &cause, &response);
+  // A bad command: the completion is recorded without the task, and the worker, given the
+  // task, fails it the usual way.
+  if (bad_command) return false;
+  RETURN_IF_ERROR(completed);
+  *speculated = std::move(response);
+  return true;
 }
 
 absl::StatusOr<api::RespondActivityTaskCompletedResponse>
@@ -284,6 +338,7 @@ HistoryEngine::RespondActivityTaskCompleted(
     if (next_identity.empty()) next_identity = "unknown";
   }
   std::optional<QueuedTask> next;
+  std::optional<api::RespondWorkflowTaskCompletedResponse> speculated;
   RETURN_IF_ERROR(AnswerActivity(
       request.task_token(),
       [&](Mutation& m, const internal::TaskToken& token) {
@@ -294,8 +349,14 @@ HistoryEngine::RespondActivityTaskCompleted(
                                a->set_identity(request.identity());
                              });
       },
-      next_identity, &next));
+      next_identity, &next,
+      request.has_speculative_workflow_task() ? &request.speculative_workflow_task() : nullptr,
+      &speculated));
   api::RespondActivityTaskCompletedResponse response;
+  if (speculated.has_value()) {
+    *response.mutable_workflow_task_completed() = std::move(*speculated);
+    return response;
+  }
   if (next.has_value()) {
     // Answered as a retry of the start just recorded: no new transition.
     ASSIGN_OR_RETURN(*response.mutable_workflow_task(),

@@ -174,6 +174,12 @@ class HistoryEngine {
   absl::Status FailWorkflowTask(Handle& handle, const internal::ExecutionState& state,
                                 api::WorkflowTaskFailedCause cause, const std::string& message,
                                 const std::string& identity);
+  // Completes the started workflow task of `m`'s run with `request`'s commands and commits;
+  // fills `response`. A bad command sets `bad_command` and `cause` and commits nothing.
+  absl::Status CompleteWorkflowTask(Handle& handle, Mutation& m,
+                                    const api::RespondWorkflowTaskCompletedRequest& request,
+                                    bool* bad_command, api::WorkflowTaskFailedCause* cause,
+                                    api::RespondWorkflowTaskCompletedResponse* response);
   absl::Status ApplyCommands(Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
                              int64_t completed_event_id, api::WorkflowTaskFailedCause* cause,
                              std::unique_ptr<Mutation>* new_run, WriteBatch* extra);
@@ -190,10 +196,21 @@ class HistoryEngine {
   // `next_task_identity`: non-empty to start the workflow task the answer schedules (if it is
   // on the activity's own queue) for that identity in the same transition; the started task
   // goes to `next_task`.
+  // `speculative`: the worker's run of the workflow task the answer starts; when the engine
+  // accepts it (see api::SpeculativeWorkflowTask) the task is completed in the same transition
+  // and its answer goes to `speculated`, else the answer is recorded as without it.
   absl::Status AnswerActivity(
       const std::string& task_token,
       const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
-      const std::string& next_task_identity = {}, std::optional<QueuedTask>* next_task = nullptr);
+      const std::string& next_task_identity = {}, std::optional<QueuedTask>* next_task = nullptr,
+      const api::SpeculativeWorkflowTask* speculative = nullptr,
+      std::optional<api::RespondWorkflowTaskCompletedResponse>* speculated = nullptr);
+  // The accepted case of AnswerActivity's `speculative`: false (nothing done) when refused.
+  absl::StatusOr<bool> RunSpeculativeTask(
+      Handle& handle, const internal::TaskToken& token, const internal::ActivityInfo& activity,
+      const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
+      const api::SpeculativeWorkflowTask& speculative,
+      std::optional<api::RespondWorkflowTaskCompletedResponse>* speculated);
   absl::StatusOr<internal::TaskToken> CheckActivityToken(Handle& handle, const std::string& token,
                                                          internal::ActivityInfo** activity);
   // Closes an activity: writes its started event and `close` event (ids fixed up if buffered).

@@ -635,12 +635,11 @@ TEST_CASE("An eager start answers with the first workflow task, started in the s
 // Starts workflow `id` on queue "q" and runs it to its first activity (scheduled by the first
 // workflow task, then polled); returns the run id and the activity task.
 std::pair<std::string, api::PollActivityTaskQueueResponse> RunToFirstActivity(
-    EngineHarness& h, const std::string& id) {
+    EngineHarness& h, const std::string& id, absl::Duration start_to_close = absl::Seconds(10)) {
   std::string run = h.Start(id).value();
   auto wt = h.PollWorkflowTask();
   REQUIRE(wt.has_value());
-  REQUIRE(
-      h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10))}).ok());
+  REQUIRE(h.Complete(*wt, {EngineHarness::ScheduleActivity("a1", "greet", start_to_close)}).ok());
   auto activity = h.PollActivityTask();
   REQUIRE(activity.has_value());
   return {run, *activity};
@@ -764,6 +763,167 @@ TEST_CASE("The next task's partial history comes from the run cache, not the sto
   CHECK(partial.events(0).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
   CHECK(partial.events(1).event_type() == api::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED);
   CHECK(partial.events(5).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+}
+
+// Completes `activity` with a speculative workflow task: the worker assumed the run's next
+// event id is `next_event_id` and ran the task at `started`, answering with `commands`.
+absl::StatusOr<api::RespondActivityTaskCompletedResponse> CompleteSpeculating(
+    EngineHarness& h, const api::PollActivityTaskQueueResponse& activity, int64_t next_event_id,
+    absl::Time started, std::vector<api::Command> commands) {
+  api::RespondActivityTaskCompletedRequest done;
+  done.set_task_token(activity.task_token());
+  *done.mutable_result() = Text("ok");
+  done.set_identity("activity-worker");
+  done.set_return_new_workflow_task(true);
+  done.set_workflow_task_identity("workflow-worker");
+  auto* speculative = done.mutable_speculative_workflow_task();
+  speculative->set_next_event_id(next_event_id);
+  ToProto(started, speculative->mutable_started_time());
+  auto* completion = speculative->mutable_completion();
+  completion->set_identity("workflow-worker");
+  completion->set_return_new_events(true);
+  for (api::Command& command : commands) *completion->add_commands() = std::move(command);
+  return h.engine().RespondActivityTaskCompleted(done);
+}
+
+TEST_CASE("A completion answers with the events it recorded when asked", "[speculative]") {
+  EngineHarness h;
+  std::string run = h.Start("wf-events").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  api::RespondWorkflowTaskCompletedRequest request;
+  request.set_task_token(wt->task_token());
+  request.set_identity("workflow-worker");
+  request.set_return_new_events(true);
+  *request.add_commands() = EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10));
+  *request.add_commands() = EngineHarness::StartTimer("t1", absl::Seconds(30));
+  auto answer = h.engine().RespondWorkflowTaskCompleted(request);
+  REQUIRE(answer.ok());
+  api::History whole = h.History(run);
+  REQUIRE(whole.events_size() == 6);
+  REQUIRE(answer->new_events_size() == 3);  // completed, activity scheduled, timer started
+  for (int i = 0; i < 3; ++i) {
+    CHECK(answer->new_events(i).SerializeAsString() == whole.events(3 + i).SerializeAsString());
+  }
+  // Not asked: none.
+  request.set_return_new_events(false);
+  auto activity = h.PollActivityTask();
+  REQUIRE(CompleteActivity(h, *activity, "x").ok());
+  auto wt2 = h.PollWorkflowTask();
+  request.set_task_token(wt2->task_token());
+  request.clear_commands();
+  auto quiet = h.engine().RespondWorkflowTaskCompleted(request);
+  REQUIRE(quiet.ok());
+  CHECK(quiet->new_events_size() == 0);
+}
+
+TEST_CASE("A speculative workflow task completes in the transition of the activity that starts it",
+          "[speculative]") {
+  EngineHarness h;
+  auto [run, activity] = RunToFirstActivity(h, "wf-speculative");
+  const absl::Time activity_started = FromProto(activity.started_time());
+  h.clock().Advance(absl::Seconds(2));
+  const absl::Time ran_at = activity_started + absl::Seconds(1);  // the worker's clock
+  api::Command next = EngineHarness::ScheduleActivity("a2", "greet", absl::Minutes(1));
+  next.mutable_schedule_activity_task_command_attributes()->set_request_eager_execution(true);
+  // Events 1-5: started, task scheduled/started/completed, a1 scheduled.
+  auto answer = CompleteSpeculating(h, activity, 6, ran_at, {next});
+  REQUIRE(answer.ok());
+  REQUIRE(answer->has_workflow_task_completed());
+  CHECK_FALSE(answer->has_workflow_task());
+  const api::RespondWorkflowTaskCompletedResponse& completed = answer->workflow_task_completed();
+  REQUIRE(completed.activity_tasks_size() == 1);  // a2, started eagerly in the same transition
+  CHECK(completed.activity_tasks(0).activity_id() == "a2");
+
+  // The history is what an activity completion, a polled task and its completion record.
+  api::History history = h.History(run);
+  RequireGapless(history);
+  std::vector<E> types;
+  for (const auto& event : history.events()) types.push_back(event.event_type());
+  CHECK(types == std::vector<E>{
+                     E::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+                     E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, E::EVENT_TYPE_WORKFLOW_TASK_STARTED,
+                     E::EVENT_TYPE_WORKFLOW_TASK_COMPLETED, E::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+                     E::EVENT_TYPE_ACTIVITY_TASK_STARTED, E::EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+                     E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, E::EVENT_TYPE_WORKFLOW_TASK_STARTED,
+                     E::EVENT_TYPE_WORKFLOW_TASK_COMPLETED, E::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED});
+  // Recorded at the worker's time: a replay sees the Now() the worker's code saw.
+  CHECK(FromProto(history.events(5).event_time()) == activity_started);
+  for (int i = 6; i < history.events_size(); ++i) {
+    CHECK(FromProto(history.events(i).event_time()) == ran_at);
+  }
+  CHECK(history.events(8).workflow_task_started_event_attributes().identity() == "workflow-worker");
+  CHECK(history.events(9).workflow_task_completed_event_attributes().started_event_id() == 9);
+  // The answer carries the events from the task's completion on, for the worker's cache.
+  REQUIRE(completed.new_events_size() == 2);
+  CHECK(completed.new_events(0).event_id() == 10);
+  CHECK(completed.new_events(1).SerializeAsString() == history.events(10).SerializeAsString());
+  // No workflow task left pending or queued, no timer of it left behind.
+  auto described = h.Describe(run);
+  CHECK_FALSE(described.has_pending_workflow_task());
+  CHECK(h.Backlog(keys::TaskKind::kWorkflow, "q").empty());
+  h.Advance(absl::Seconds(15));  // past the task's timeout: nothing fires into the run
+  CHECK(h.History(run).events_size() == 11);
+
+  // The next one closes the run: its close event comes back, as recorded.
+  auto closed = CompleteSpeculating(h, completed.activity_tasks(0), 12,
+                                    h.clock().Now() - absl::Milliseconds(1),
+                                    {EngineHarness::CompleteWorkflow("\"done\"")});
+  REQUIRE(closed.ok());
+  REQUIRE(closed->has_workflow_task_completed());
+  CHECK(h.Describe(run).workflow_execution_info().status() ==
+        api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+  api::History final_history = h.History(run);
+  RequireGapless(final_history);
+  CHECK(closed->workflow_task_completed().closed_event().SerializeAsString() ==
+        final_history.events(final_history.events_size() - 1).SerializeAsString());
+}
+
+TEST_CASE("A speculative workflow task that does not fit is refused; the completion is recorded",
+          "[speculative]") {
+  EngineHarness h;
+  auto [run, activity] = RunToFirstActivity(h, "wf-refused", absl::Minutes(1));
+  const absl::Time activity_started = FromProto(activity.started_time());
+  h.clock().Advance(absl::Seconds(2));
+  int64_t next_event_id = 6;
+  absl::Time ran_at = activity_started + absl::Seconds(1);
+  std::vector<api::Command> commands = {EngineHarness::CompleteWorkflow("\"done\"")};
+  bool task_back = true;  // the next task, started for the worker as without speculation
+  SECTION("the run moved on: a signal came after the worker's state") {
+    task_back = false;
+    api::SignalWorkflowExecutionRequest signal;
+    signal.mutable_workflow_execution()->set_workflow_id("wf-refused");
+    signal.set_signal_name("go");
+    REQUIRE(h.engine().SignalWorkflowExecution(signal).ok());
+    // Its task is scheduled: the completion adds no task of its own.
+    REQUIRE(h.PollWorkflowTask().has_value());
+  }
+  SECTION("the worker's state is behind") { next_event_id = 5; }
+  SECTION("its time is before the activity started") {
+    ran_at = activity_started - absl::Milliseconds(1);
+  }
+  SECTION("its time is ahead of the engine's clock by more than the skew allowed") {
+    ran_at = h.clock().Now() + absl::Seconds(2);
+  }
+  SECTION("its time is older than the task's timeout") {
+    h.clock().Advance(absl::Seconds(20));
+    h.Advance(absl::ZeroDuration());
+  }
+  SECTION("a command is bad: the task comes back to be run (and failed) the usual way") {
+    commands = {EngineHarness::ScheduleActivity("", "greet", absl::Seconds(10))};
+  }
+  auto answer = CompleteSpeculating(h, activity, next_event_id, ran_at, commands);
+  REQUIRE(answer.ok());
+  CHECK_FALSE(answer->has_workflow_task_completed());
+  CHECK(answer->has_workflow_task() == task_back);
+  // The activity's completion is recorded (buffered behind the signal's task, if that runs).
+  CHECK(h.Describe(run).pending_activities_size() == 0);
+  auto types = h.EventTypes(run);
+  CHECK(std::count(types.begin(), types.end(), E::EVENT_TYPE_WORKFLOW_TASK_FAILED) == 0);
+  CHECK(std::count(types.begin(), types.end(), E::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED) == 0);
+  CHECK(h.Describe(run).workflow_execution_info().status() ==
+        api::WORKFLOW_EXECUTION_STATUS_RUNNING);
+  RequireGapless(h.History(run));
 }
 
 TEST_CASE("A completion that leaves the run open answers without a close event", "[eager]") {

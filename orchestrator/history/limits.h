@@ -30,6 +30,9 @@ inline constexpr size_t kMaxCommandsPerTask = 10'000;
 // Activities one workflow task completion may start eagerly for its worker (the rest are
 // scheduled as usual).
 inline constexpr size_t kMaxEagerActivitiesPerTask = 16;
+// A speculative workflow task's started time (the worker's clock, the workflow's Now()) may be
+// this far ahead of the engine's clock: workers on other machines.
+inline constexpr absl::Duration kMaxSpeculativeClockSkew = absl::Seconds(1);
 
 // Reads.
 inline constexpr int32_t kDefaultHistoryPageSize = 1'000;

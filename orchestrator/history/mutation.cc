@@ -290,13 +290,15 @@ void Mutation::WriteVisibility() {
 }
 
 absl::Status Mutation::Finalize() {
-  if (finalized_) return absl::OkStatus();
-  finalized_ = true;
+  // Again after more changes (a workflow task started and completed in one transition): each
+  // call schedules what the changes since the last one need.
   if (needs_workflow_task_) RETURN_IF_ERROR(ScheduleWorkflowTask());
-  int64_t added_bytes = 0;
-  for (const HistoryEvent& event : new_events_) added_bytes += event.ByteSizeLong();
+  needs_workflow_task_ = false;
+  for (; sized_events_ < new_events_.size(); ++sized_events_) {
+    added_bytes_ += static_cast<int64_t>(new_events_[sized_events_].ByteSizeLong());
+  }
   bool too_long = state_.next_event_id() - 1 > limits::kMaxHistoryEvents;
-  bool too_big = state_.history_size_bytes() + added_bytes > limits::kMaxHistoryBytes;
+  bool too_big = state_.history_size_bytes() + added_bytes_ > limits::kMaxHistoryBytes;
   if (IsOpen() && (too_long || too_big)) {
     FlushBuffered();
     HistoryEvent* event = Append(kiln::api::v1::EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED);

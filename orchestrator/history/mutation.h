@@ -76,7 +76,8 @@ class Mutation {
 
   // Ends the transition's changes to the run: schedules the workflow task that added events
   // need, and enforces the history limits (a run past them is terminated in this same
-  // transition). Build calls it; call it first to start new tasks in this transition.
+  // transition). Build calls it; call it first to start new tasks in this transition (and
+  // again after further changes).
   absl::Status Finalize();
   // Serializes everything into one batch.
   absl::StatusOr<WriteBatch> Build();
@@ -117,8 +118,10 @@ class Mutation {
   WriteBatch batch_;
   bool visibility_dirty_ = false;
   bool built_ = false;
-  bool finalized_ = false;
   bool needs_workflow_task_ = false;
+  // Bytes of new_events_[0, sized_events_), counted by Finalize.
+  size_t sized_events_ = 0;
+  int64_t added_bytes_ = 0;
   bool closed_now_ = false;
 };
 

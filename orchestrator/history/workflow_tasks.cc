@@ -158,7 +158,6 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   RETURN_IF_ERROR(CheckWorkflowToken(*handle, request.task_token()).status());
   // The cached state stays as it is until Commit replaces it: no copy needed.
   const internal::ExecutionState& state = *(*handle)->state;
-  const auto& wt = state.workflow_task();
 
   bool closes = false;
   for (const auto& command : request.commands()) {
@@ -183,26 +182,43 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   }
 
   Mutation m(state, clock_->Now(), task_ids_.get());
+  api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
+  bool bad_command = false;
+  api::RespondWorkflowTaskCompletedResponse response;
+  absl::Status completed =
+      CompleteWorkflowTask(*handle, m, request, &bad_command, &cause, &response);
+  if (bad_command) {
+    // A bad command fails the task (recorded) and the worker hears why. Nothing was committed:
+    // `state` is still the run's.
+    RETURN_IF_ERROR(FailWorkflowTask(*handle, state, cause, std::string(completed.message()),
+                                     request.identity()));
+  }
+  RETURN_IF_ERROR(completed);
+  return response;
+}
+
+absl::Status HistoryEngine::CompleteWorkflowTask(
+    Handle& handle, Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
+    bool* bad_command, api::WorkflowTaskFailedCause* cause,
+    api::RespondWorkflowTaskCompletedResponse* response) {
+  const int64_t scheduled_event_id = m.state().workflow_task().scheduled_event_id();
+  const int64_t started_event_id = m.state().workflow_task().started_event_id();
   auto* completed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
                         ->mutable_workflow_task_completed_event_attributes();
-  completed->set_scheduled_event_id(wt.scheduled_event_id());
-  completed->set_started_event_id(wt.started_event_id());
+  completed->set_scheduled_event_id(scheduled_event_id);
+  completed->set_started_event_id(started_event_id);
   completed->set_identity(request.identity());
   completed->set_binary_checksum(request.binary_checksum());
   int64_t completed_event_id = m.state().next_event_id() - 1;
   m.state().clear_workflow_task();
-  m.state().set_last_completed_workflow_task_started_event_id(wt.started_event_id());
+  m.state().set_last_completed_workflow_task_started_event_id(started_event_id);
   m.state().set_sticky_worker(request.sticky_worker());
 
-  api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
   std::unique_ptr<Mutation> new_run;  // continue-as-new: the next run, in the same batch
   WriteBatch extra;
-  absl::Status applied = ApplyCommands(m, request, completed_event_id, &cause, &new_run, &extra);
+  absl::Status applied = ApplyCommands(m, request, completed_event_id, cause, &new_run, &extra);
   if (!applied.ok()) {
-    if (!absl::IsInvalidArgument(applied) && !absl::IsResourceExhausted(applied)) return applied;
-    // A bad command fails the task (recorded) and the worker hears why.
-    RETURN_IF_ERROR(FailWorkflowTask(*handle, state, cause, std::string(applied.message()),
-                                     request.identity()));
+    *bad_command = absl::IsInvalidArgument(applied) || absl::IsResourceExhausted(applied);
     return applied;
   }
   std::vector<int64_t> eager;  // scheduled event ids of the activities started for the caller
@@ -212,18 +228,24 @@ HistoryEngine::RespondWorkflowTaskCompleted(
     if (had_buffered) RETURN_IF_ERROR(m.ScheduleWorkflowTask());
     RETURN_IF_ERROR(StartEagerActivities(m, request, &eager));
   }
-  RETURN_IF_ERROR(Commit(*handle, m, &extra, new_run.get()));
-  api::RespondWorkflowTaskCompletedResponse response;
-  for (int64_t scheduled_event_id : eager) {
-    *response.add_activity_tasks() = BuildActivityTask(*(*handle)->state, scheduled_event_id);
+  RETURN_IF_ERROR(Commit(handle, m, &extra, new_run.get()));
+  if (request.return_new_events() && !m.closed_now()) {
+    // As recorded, from the run cache's tail (which kept them unless they are too large: the
+    // worker then gets none and waits for the next task's history).
+    std::optional<api::History> recorded =
+        cache_.Recent(*handle, completed_event_id, handle->state->next_event_id() - 1);
+    if (recorded.has_value()) response->mutable_new_events()->Swap(recorded->mutable_events());
+  }
+  for (int64_t scheduled : eager) {
+    *response->add_activity_tasks() = BuildActivityTask(*handle->state, scheduled);
   }
   if (m.closed_now()) {
-    const int64_t close_event_id = (*handle)->state->close_event_id();
+    const int64_t close_event_id = handle->state->close_event_id();
     for (const api::HistoryEvent& event : m.new_events()) {
-      if (event.event_id() == close_event_id) *response.mutable_closed_event() = event;
+      if (event.event_id() == close_event_id) *response->mutable_closed_event() = event;
     }
   }
-  return response;
+  return absl::OkStatus();
 }
 
 absl::Status HistoryEngine::StartEagerActivities(

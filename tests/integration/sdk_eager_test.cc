@@ -1,10 +1,12 @@
 // Eager activity dispatch through the SDK against a real orchestrator: a workflow worker that
 // shares its task queue with an activity worker asks for the activities it schedules to be
 // started at once and runs them from the completion's answer, without a poll.
+#include <atomic>
 #include <memory>
 
 #include <catch2/catch.hpp>
 
+#include "common/proto_time.h"
 #include "sdk/activity_worker.h"
 #include "sdk/client.h"
 #include "sdk/converter.h"
@@ -66,6 +68,22 @@ sdk::Task<absl::StatusOr<Payloads>> EchoThenSleep(sdk::WorkflowContext& ctx, Pay
   co_return *echoed;
 }
 
+// One activity, then the workflow's clock: what Now() said in the task after the activity.
+sdk::Task<absl::StatusOr<Payloads>> EchoThenNow(sdk::WorkflowContext& ctx, Payloads input) {
+  auto echoed = co_await ctx.ExecuteActivity("Echo", input, Quick());
+  if (!echoed.ok()) co_return echoed.status();
+  co_return sdk::ToPayloads(absl::ToUnixMicros(ctx.Now()));
+}
+
+// One activity, then a signal "go": the echo followed by the signal's text.
+sdk::Task<absl::StatusOr<Payloads>> EchoThenSignal(sdk::WorkflowContext& ctx, Payloads input) {
+  auto echoed = co_await ctx.ExecuteActivity("Echo", input, Quick());
+  if (!echoed.ok()) co_return echoed.status();
+  Payloads signal = co_await ctx.GetSignalChannel("go").Receive();
+  co_return sdk::ToPayloads(*sdk::FromPayloadAt<std::string>(*echoed, 0) +
+                            *sdk::FromPayloadAt<std::string>(signal, 0));
+}
+
 // How many calls of `method` the orchestrator has answered (its RPC latency histogram).
 int64_t RpcCount(const testutil::OrchestratorProcess& orchestrator, const std::string& method) {
   absl::StatusOr<std::string> metrics =
@@ -93,19 +111,22 @@ std::vector<std::string> StartedBy(sdk::Client& client, const sdk::WorkflowHandl
 // eager activities), running every workflow above; "Echo" is `echo`.
 struct Workers {
   Workers(sdk::Connection& connection, int max_concurrent, int pollers, int workflow_pollers = 2,
-          sdk::ActivityFn echo = Echo)
+          sdk::ActivityFn echo = Echo, bool speculative = true)
       : activities(
             connection, "eager",
             {.identity = "activity-worker", .max_concurrent = max_concurrent, .pollers = pollers}),
         workflows(connection, "eager",
                   {.identity = "workflow-worker",
                    .pollers = workflow_pollers,
-                   .eager_activities = &activities}) {
+                   .eager_activities = &activities,
+                   .speculative_tasks = speculative}) {
     REQUIRE(activities.Register("Echo", std::move(echo)).ok());
     REQUIRE(activities.Start().ok());
     workflows.Register("Mixed", Mixed);
     workflows.Register("Sequence", Sequence);
     workflows.Register("EchoThenSleep", EchoThenSleep);
+    workflows.Register("EchoThenNow", EchoThenNow);
+    workflows.Register("EchoThenSignal", EchoThenSignal);
     workflows.Start();
   }
   ~Workers() {
@@ -222,16 +243,150 @@ TEST_CASE("An activity's slot passes to the activity its workflow's next task sc
   Fresh fresh;
   testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
   sdk::Client& client = *fresh.client;
-  {
+  for (const bool speculative : {true, false}) {
     // Two slots: the activity poller holds one while it waits, so eager dispatch has one. Each
-    // activity frees it before its completion's workflow task runs, so the next activity takes
-    // it: all three start eagerly, none is polled.
-    Workers workers(orchestrator.connection(), /*max_concurrent=*/2, /*pollers=*/1);
-    sdk::WorkflowHandle handle = RunEager(client, workers, "handover", "Sequence");
+    // activity hands it to the activity of the workflow task its completion carries
+    // (speculative), or frees it before the task it brings back runs: either way the next
+    // activity takes it, so all three start eagerly and none is polled.
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/2, /*pollers=*/1,
+                    /*workflow_pollers=*/2, Echo, speculative);
+    sdk::WorkflowHandle handle =
+        RunEager(client, workers, speculative ? "handover" : "handover-2", "Sequence");
     CHECK(StartedBy(client, handle) == std::vector<std::string>(3, std::string("workflow-worker")));
-    // The second and third workflow tasks came back with only the events after the previous
-    // task (the worker held the run).
-    CHECK(workers.workflows.partial_histories() == 3);
+    if (speculative) {
+      CHECK(workers.workflows.speculative_accepted() == 3);
+      CHECK(workers.workflows.partial_histories() == 0);
+    } else {
+      // The second and third workflow tasks came back with only the events after the previous
+      // task (the worker held the run).
+      CHECK(workers.workflows.speculative_accepted() == 0);
+      CHECK(workers.workflows.partial_histories() == 3);
+    }
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+TEST_CASE(
+    "An activity's completion carries the workflow's next task, run ahead on the cached run") {
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
+  {
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
+                    /*workflow_pollers=*/0);
+    const int64_t completions = RpcCount(orchestrator, "RespondWorkflowTaskCompleted");
+    sdk::WorkflowHandle handle = RunEager(client, workers, "speculative", "Sequence");
+    // Only the first task (run with the start) was answered on its own; the other three went
+    // with their activity's completion.
+    CHECK(RpcCount(orchestrator, "RespondWorkflowTaskCompleted") == completions + 1);
+    CHECK(workers.workflows.speculative_accepted() == 3);
+    CHECK(workers.workflows.speculative_refused() == 0);
+    CHECK(testutil::WaitFor([&] { return workers.workflows.tasks_completed() == 4; },
+                            absl::Seconds(10)));
+    // The history is the usual one, each such task started and completed in the transition
+    // of the activity's completion; and it replays against the code.
+    api::History history = client.GetHistory(handle).value();
+    int carried = 0;
+    for (int i = 2; i + 1 < history.events_size(); ++i) {
+      if (history.events(i).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_STARTED &&
+          history.events(i - 2).event_type() == api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED) {
+        REQUIRE(history.events(i + 1).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
+        CHECK(history.events(i + 1).task_id() == history.events(i - 2).task_id());
+        ++carried;
+      }
+    }
+    CHECK(carried == 3);
+    CHECK(sdk::ReplayHistory(Sequence, history).ok());
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+TEST_CASE("A task run ahead sees the Now() its history records") {
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
+  {
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
+                    /*workflow_pollers=*/0);
+    auto handle = StartEager(client, workers, "now", "EchoThenNow");
+    REQUIRE(handle.ok());
+    int64_t seen = client.GetResult<int64_t>(*handle, absl::Seconds(30)).value();
+    CHECK(workers.workflows.speculative_accepted() == 1);
+    // A replay of the history gets the same time: that of the task's started event.
+    api::History history = client.GetHistory(*handle).value();
+    int64_t recorded = 0;
+    for (const auto& event : history.events()) {
+      if (event.event_type() == api::EVENT_TYPE_WORKFLOW_TASK_STARTED) {
+        recorded = absl::ToUnixMicros(FromProto(event.event_time()));
+      }
+    }
+    CHECK(seen == recorded);
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+// Sends the run a signal "go" ("!") after its worker ran the next task ahead and before the
+// completion carrying it reaches the orchestrator: the engine must refuse that task.
+class SignalsWhileSpeculating final : public sdk::EagerWorkflowTaskRunner {
+ public:
+  SignalsWhileSpeculating(sdk::WorkflowWorker& worker, sdk::Connection& connection)
+      : worker_(worker), connection_(connection) {}
+  bool AcceptsEagerTask(const std::string& queue) override {
+    return worker_.AcceptsEagerTask(queue);
+  }
+  const std::string& eager_identity() const override { return worker_.eager_identity(); }
+  void RunEagerTask(api::PollWorkflowTaskQueueResponse task) override {
+    worker_.RunEagerTask(std::move(task));
+  }
+  bool HoldsRun(const std::string& run_id) override { return worker_.HoldsRun(run_id); }
+  std::unique_ptr<sdk::SpeculativeTask> Speculate(const std::string& run_id,
+                                                  const std::string& activity_id,
+                                                  const Payloads& result, bool slot) override {
+    auto task = worker_.Speculate(run_id, activity_id, result, slot);
+    api::SignalWorkflowExecutionRequest signal;
+    signal.mutable_workflow_execution()->set_workflow_id("refused");
+    signal.set_signal_name("go");
+    *signal.mutable_input() = sdk::ToPayloads(std::string("!"));
+    api::SignalWorkflowExecutionResponse ignored;
+    grpc::ClientContext context;
+    if (connection_.workflow_service().SignalWorkflowExecution(&context, signal, &ignored).ok()) {
+      ++signalled;
+    }
+    return task;
+  }
+  void FinishSpeculative(std::unique_ptr<sdk::SpeculativeTask> task, const absl::Status& status,
+                         api::RespondActivityTaskCompletedResponse* response) override {
+    worker_.FinishSpeculative(std::move(task), status, response);
+  }
+
+  std::atomic<int> signalled{0};  // (assertions belong on the test's thread)
+
+ private:
+  sdk::WorkflowWorker& worker_;
+  sdk::Connection& connection_;
+};
+
+TEST_CASE("A task run ahead that the engine refuses is dropped; the run goes on from its history") {
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
+  {
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
+                    /*workflow_pollers=*/1);
+    SignalsWhileSpeculating signals(workers.workflows, orchestrator.connection());
+    workers.activities.SetWorkflowTaskRunner(&signals);
+    auto handle = StartEager(client, workers, "refused", "EchoThenSignal");
+    REQUIRE(handle.ok());
+    // The signal's task, polled, saw the activity's result and the signal.
+    CHECK(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln!");
+    CHECK(signals.signalled.load() == 1);
+    CHECK(workers.workflows.speculative_refused() == 1);
+    CHECK(workers.workflows.speculative_accepted() == 0);
+    // The instance that ran ahead was dropped: that task replayed the run from its history.
+    CHECK(workers.workflows.full_replays() == 2);
+    api::History history = client.GetHistory(*handle).value();
+    CHECK(sdk::ReplayHistory(EchoThenSignal, history).ok());
+    workers.activities.SetWorkflowTaskRunner(nullptr);  // before `signals` goes
   }
   REQUIRE(orchestrator.Stop().value() == 0);
 }
@@ -309,10 +464,11 @@ TEST_CASE("A polled task of a run the worker keeps carries only the new events")
     Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                     /*workflow_pollers=*/1);
     RunEager(client, workers, "sticky", "EchoThenSleep");
-    // The activity's completion brought the second task; the timer's task was polled by the
-    // worker that completed the task before it (sticky): both partial, both cache hits.
-    CHECK(workers.workflows.partial_histories() == 2);
-    CHECK(workers.workflows.cache_hits() == 2);
+    // The activity's completion carried the second task (run ahead); the timer's task was
+    // polled by the worker that completed the task before it (sticky): partial, a cache hit.
+    CHECK(workers.workflows.speculative_accepted() == 1);
+    CHECK(workers.workflows.partial_histories() == 1);
+    CHECK(workers.workflows.cache_hits() == 1);
     CHECK(workers.workflows.full_replays() == 1);
   }
   REQUIRE(orchestrator.Stop().value() == 0);
@@ -330,7 +486,8 @@ TEST_CASE("A worker sharing another's identity gets whole histories of runs it d
     Workers other(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                   /*workflow_pollers=*/1);
     RunEager(client, keeper, "shared-identity", "EchoThenSleep");
-    CHECK(keeper.workflows.partial_histories() == 1);  // the activity brought its next task
+    // The activity's completion carried the next task (run ahead).
+    CHECK(keeper.workflows.speculative_accepted() == 1);
     // The other worker got the whole history with its poll: no partial one to read again.
     CHECK(other.workflows.partial_histories() == 0);
     CHECK(other.workflows.full_replays() == 1);
