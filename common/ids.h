@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <string_view>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -34,5 +35,7 @@ class RandomIdGenerator final : public IdGenerator {
 
 // Formats 16 bytes as a version-4 UUID (sets the version and variant bits).
 std::string FormatUuid(uint64_t hi, uint64_t lo);
+// Whether `s` is a UUID in the canonical form FormatUuid writes (lower-case hex).
+bool IsUuid(std::string_view s);
 
 }  // namespace kiln

@@ -155,11 +155,22 @@ absl::StatusOr<WorkflowHandle> Client::StartWorkflow(const StartWorkflowOptions&
   for (const auto& [name, value] : options.memo) {
     (*request.mutable_memo()->mutable_fields())[name] = value;
   }
+  // The first task, run ahead by the worker, may go with the start (one RPC fewer).
+  std::unique_ptr<SpeculativeTask> speculative;
+  if (eager) speculative = options.eager_worker->SpeculateStart(request);
   api::StartWorkflowExecutionResponse response;
   absl::Status status =
       CallWithRetry(options_.rpc, *clock_, "StartWorkflowExecution", [&](grpc::ClientContext* c) {
         return connection_.workflow_service().StartWorkflowExecution(c, request, &response);
       });
+  if (speculative != nullptr) {
+    std::shared_ptr<LocalRun> local =
+        options.eager_worker->FinishSpeculativeStart(std::move(speculative), status, &response);
+    if (!status.ok()) return status;
+    WorkflowHandle handle{options.id, response.run_id()};
+    handle.local = std::move(local);
+    return handle;
+  }
   if (!status.ok()) return status;
   WorkflowHandle handle{options.id, response.run_id()};
   if (eager && response.has_eager_workflow_task()) {

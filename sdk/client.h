@@ -129,6 +129,21 @@ class EagerWorkflowTaskRunner {
   // when the engine accepted the task).
   virtual void FinishSpeculative(std::unique_ptr<SpeculativeTask> task, const absl::Status& status,
                                  api::RespondActivityTaskCompletedResponse* response) {}
+  // Eager start, run ahead: runs the first workflow task of the run `request` (complete but for
+  // this) starts, on a run id of its own, and sets request.speculative_first_task. Null: none;
+  // else FinishSpeculativeStart must follow.
+  virtual std::unique_ptr<SpeculativeTask> SpeculateStart(
+      api::StartWorkflowExecutionRequest& request) {
+    return nullptr;
+  }
+  // The start's outcome. Accepted (first_task_completed): the run goes on here and is followed
+  // as by StartEagerRun. Refused: what ran is dropped, and the first task in the answer (if
+  // any) is run as by StartEagerRun.
+  virtual std::shared_ptr<LocalRun> FinishSpeculativeStart(
+      std::unique_ptr<SpeculativeTask> task, const absl::Status& status,
+      api::StartWorkflowExecutionResponse* response) {
+    return nullptr;
+  }
 };
 
 struct StartWorkflowOptions {

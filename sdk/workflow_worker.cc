@@ -169,22 +169,25 @@ absl::Status WorkflowWorker::FetchHistory(api::PollWorkflowTaskQueueResponse& ta
   return absl::OkStatus();
 }
 
-std::shared_ptr<LocalRun> WorkflowWorker::StartEagerRun(api::PollWorkflowTaskQueueResponse task) {
+std::shared_ptr<LocalRun> WorkflowWorker::Follow(const std::string& run_id) {
   auto local = std::make_shared<LocalRun>();
-  local->Hold();  // The first task, until Handle returns.
-  {
-    absl::MutexLock lock(&mu_);
-    if (local_runs_.size() >= local_runs_sweep_at_) {
-      absl::erase_if(local_runs_, [](const auto& entry) {
-        std::shared_ptr<LocalRun> run = entry.second.lock();
-        return run == nullptr || run->settled();
-      });
-      local_runs_sweep_at_ = std::max<size_t>(64, 2 * local_runs_.size());
-    }
-    local_runs_[task.workflow_execution().run_id()] = local;
+  local->Hold();
+  absl::MutexLock lock(&mu_);
+  if (local_runs_.size() >= local_runs_sweep_at_) {
+    absl::erase_if(local_runs_, [](const auto& entry) {
+      std::shared_ptr<LocalRun> run = entry.second.lock();
+      return run == nullptr || run->settled();
+    });
+    local_runs_sweep_at_ = std::max<size_t>(64, 2 * local_runs_.size());
   }
+  local_runs_[run_id] = local;
+  return local;
+}
+
+std::shared_ptr<LocalRun> WorkflowWorker::StartEagerRun(api::PollWorkflowTaskQueueResponse task) {
+  std::shared_ptr<LocalRun> local = Follow(task.workflow_execution().run_id());
   Handle(task);
-  local->Release();
+  local->Release();  // The first task is over.
   return local;
 }
 
@@ -449,6 +452,88 @@ void WorkflowWorker::FinishSpeculative(std::unique_ptr<SpeculativeTask> task,
   }
   AfterCompletion(speculation.run_id, std::move(speculation.instance), speculation.eager_slots,
                   *response->mutable_workflow_task_completed());
+}
+
+std::unique_ptr<SpeculativeTask> WorkflowWorker::SpeculateStart(
+    api::StartWorkflowExecutionRequest& request) {
+  if (!running_.load() || !options_.speculative_tasks || options_.cache_size == 0) return nullptr;
+  auto fn = workflows_.find(request.workflow_type().name());
+  if (fn == workflows_.end()) return nullptr;  // the task comes back and fails the usual way
+  auto task = std::make_unique<Speculation>();
+  task->began = absl::Now();
+  task->run_id = run_ids_.NewUuid();
+  WorkflowInfo info;
+  info.ns = options_.ns;
+  info.workflow_id = request.workflow_id();
+  info.run_id = task->run_id;
+  info.workflow_type = request.workflow_type().name();
+  info.task_queue = task_queue_;
+  auto instance = std::make_unique<WorkflowInstance>(fn->second, std::move(info));
+  // The events a start records: the run started, its first task scheduled and started.
+  api::History history;
+  auto add = [&](api::EventType type) {
+    api::HistoryEvent* event = history.add_events();
+    event->set_event_id(history.events_size());
+    event->set_event_type(type);
+    ToProto(task->began, event->mutable_event_time());
+    return event;
+  };
+  auto* started = add(api::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
+                      ->mutable_workflow_execution_started_event_attributes();
+  *started->mutable_workflow_type() = request.workflow_type();
+  *started->mutable_task_queue() = request.task_queue();
+  *started->mutable_input() = request.input();
+  started->set_original_execution_run_id(task->run_id);
+  add(api::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+  add(api::EVENT_TYPE_WORKFLOW_TASK_STARTED)
+      ->mutable_workflow_task_started_event_attributes()
+      ->set_scheduled_event_id(2);
+  absl::StatusOr<std::vector<api::Command>> commands = instance->ProcessWorkflowTask(history);
+  if (!commands.ok()) return nullptr;  // the task comes back and fails the usual way
+  task->request.set_run_id(task->run_id);
+  task->request.set_next_event_id(1);
+  ToProto(task->began, task->request.mutable_started_time());
+  api::RespondWorkflowTaskCompletedRequest& completion = *task->request.mutable_completion();
+  completion.set_identity(options_.identity);
+  if (!instance->completed()) {
+    completion.set_sticky_worker(instance_id_);
+    completion.set_return_new_events(options_.eager_activities != nullptr);
+  }
+  for (auto& command : *commands) *completion.add_commands() = std::move(command);
+  task->eager_slots = ReserveEagerSlots(completion);
+  task->instance = std::move(instance);
+  *request.mutable_speculative_first_task() = task->request;
+  return task;
+}
+
+std::shared_ptr<LocalRun> WorkflowWorker::FinishSpeculativeStart(
+    std::unique_ptr<SpeculativeTask> task, const absl::Status& status,
+    api::StartWorkflowExecutionResponse* response) {
+  auto& speculation = static_cast<Speculation&>(*task);
+  if (!status.ok() || !response->has_first_task_completed()) {
+    for (; speculation.eager_slots > 0; --speculation.eager_slots) {
+      options_.eager_activities->ReleaseSlot();
+    }
+    if (!status.ok()) return nullptr;
+    ++speculative_refused_;
+    if (speculative_refused_total_) speculative_refused_total_->Increment();
+    task.reset();  // what ran ahead goes
+    if (!response->has_eager_workflow_task()) return nullptr;
+    return StartEagerRun(std::move(*response->mutable_eager_workflow_task()));
+  }
+  ++speculative_accepted_;
+  ++tasks_completed_;
+  ++full_replays_;  // a new instance, like a first task's
+  if (speculative_accepted_total_) speculative_accepted_total_->Increment();
+  if (replays_full_) replays_full_->Increment();
+  if (task_latency_) {
+    task_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - speculation.began));
+  }
+  std::shared_ptr<LocalRun> local = Follow(speculation.run_id);
+  AfterCompletion(speculation.run_id, std::move(speculation.instance), speculation.eager_slots,
+                  *response->mutable_first_task_completed());
+  local->Release();  // The first task is over.
+  return local;
 }
 
 int WorkflowWorker::ReserveEagerSlots(api::RespondWorkflowTaskCompletedRequest& request,

@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "common/ids.h"
 #include "sdk/activity_worker.h"
 #include "sdk/client.h"
 #include "sdk/connection.h"
@@ -91,6 +92,12 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
                                              const api::Payloads& result, bool slot) override;
   void FinishSpeculative(std::unique_ptr<SpeculativeTask> task, const absl::Status& status,
                          api::RespondActivityTaskCompletedResponse* response) override;
+  // With an eager start: runs the new run's first task before the start is sent.
+  std::unique_ptr<SpeculativeTask> SpeculateStart(
+      api::StartWorkflowExecutionRequest& request) override;
+  std::shared_ptr<LocalRun> FinishSpeculativeStart(
+      std::unique_ptr<SpeculativeTask> task, const absl::Status& status,
+      api::StartWorkflowExecutionResponse* response) override;
 
  private:
   void PollLoop();
@@ -112,6 +119,8 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   void Return(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance);
   // The run this process follows, if any.
   std::shared_ptr<LocalRun> FindLocal(const std::string& run_id);
+  // Follows `run_id` from now (a held LocalRun: the caller releases it).
+  std::shared_ptr<LocalRun> Follow(const std::string& run_id);
 
   Connection& connection_;
   std::string task_queue_;
@@ -119,6 +128,7 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   // New for every worker: its polls get partial histories of the runs it keeps cached (the
   // identity may be shared by several workers).
   const std::string instance_id_;
+  RandomIdGenerator run_ids_;  // for runs started with their first task run ahead
   std::map<std::string, WorkflowFn> workflows_;
 
   absl::Mutex mu_;

@@ -70,6 +70,11 @@ absl::Status ValidateStart(const kiln::api::v1::StartWorkflowExecutionRequest& r
            CheckDuration(request.workflow_execution_timeout(), "workflow_execution_timeout"),
            CheckDuration(request.workflow_run_timeout(), "workflow_run_timeout"),
            CheckDuration(request.workflow_task_timeout(), "workflow_task_timeout"),
+           CheckName(request.speculative_first_task().run_id(), "speculative_first_task.run_id",
+                     limits::kMaxIdLength, false),
+           CheckName(request.speculative_first_task().completion().sticky_worker(),
+                     "speculative_first_task.completion.sticky_worker", limits::kMaxIdLength,
+                     false),
        }) {
     if (!s.ok()) return s;
   }

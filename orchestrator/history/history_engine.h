@@ -176,10 +176,12 @@ class HistoryEngine {
                                 const std::string& identity);
   // Completes the started workflow task of `m`'s run with `request`'s commands and commits;
   // fills `response`. A bad command sets `bad_command` and `cause` and commits nothing.
+  // `also`: more writes for the same batch (a new run's current pointer).
   absl::Status CompleteWorkflowTask(Handle& handle, Mutation& m,
                                     const api::RespondWorkflowTaskCompletedRequest& request,
                                     bool* bad_command, api::WorkflowTaskFailedCause* cause,
-                                    api::RespondWorkflowTaskCompletedResponse* response);
+                                    api::RespondWorkflowTaskCompletedResponse* response,
+                                    WriteBatch* also = nullptr);
   absl::Status ApplyCommands(Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
                              int64_t completed_event_id, api::WorkflowTaskFailedCause* cause,
                              std::unique_ptr<Mutation>* new_run, WriteBatch* extra);

@@ -632,6 +632,109 @@ TEST_CASE("An eager start answers with the first workflow task, started in the s
   CHECK_FALSE(again->has_eager_workflow_task());
 }
 
+// An eager start of workflow `id` whose first task the caller ran ahead on `run_id` at
+// `started`, answering with `commands`.
+api::StartWorkflowExecutionRequest SpeculativeStart(const std::string& id,
+                                                    const std::string& run_id, absl::Time started,
+                                                    std::vector<api::Command> commands) {
+  api::StartWorkflowExecutionRequest request;
+  request.set_workflow_id(id);
+  request.mutable_workflow_type()->set_name("t");
+  request.mutable_task_queue()->set_name("q");
+  request.set_identity("starter-worker");
+  request.set_request_id("req-" + id);
+  request.set_request_eager_execution(true);
+  auto* speculative = request.mutable_speculative_first_task();
+  speculative->set_run_id(run_id);
+  speculative->set_next_event_id(1);
+  ToProto(started, speculative->mutable_started_time());
+  speculative->mutable_completion()->set_identity("starter-worker");
+  speculative->mutable_completion()->set_return_new_events(true);
+  for (api::Command& command : commands) {
+    *speculative->mutable_completion()->add_commands() = std::move(command);
+  }
+  return request;
+}
+
+constexpr char kRunId[] = "0b9a4a37-5d0c-4c7e-9d3e-2f1a6b8c9d01";
+
+TEST_CASE("A start whose first task the caller ran ahead records both in one transition",
+          "[speculative]") {
+  EngineHarness h;
+  const absl::Time ran_at = h.clock().Now() - absl::Milliseconds(3);
+  api::Command activity = EngineHarness::ScheduleActivity("a1", "greet", absl::Seconds(10));
+  activity.mutable_schedule_activity_task_command_attributes()->set_request_eager_execution(true);
+  auto started =
+      h.engine().StartWorkflowExecution(SpeculativeStart("wf-ahead", kRunId, ran_at, {activity}));
+  REQUIRE(started.ok());
+  CHECK(started->run_id() == kRunId);
+  CHECK(started->started());
+  REQUIRE(started->has_first_task_completed());
+  CHECK_FALSE(started->has_eager_workflow_task());
+  const api::RespondWorkflowTaskCompletedResponse& completed = started->first_task_completed();
+  REQUIRE(completed.activity_tasks_size() == 1);
+  REQUIRE(completed.new_events_size() == 2);  // completed, activity scheduled
+  CHECK(completed.new_events(0).event_id() == 4);
+
+  api::History history = h.History(kRunId);
+  RequireGapless(history);
+  REQUIRE(history.events_size() == 5);
+  for (const auto& event : history.events()) {
+    CHECK(FromProto(event.event_time()) == ran_at);  // the caller's time: its Now()
+    CHECK(event.task_id() == history.events(0).task_id());
+  }
+  CHECK(history.events(2).workflow_task_started_event_attributes().identity() == "starter-worker");
+  CHECK(h.Backlog(keys::TaskKind::kWorkflow, "q").empty());
+  // The workflow id's current run is it.
+  api::DescribeWorkflowExecutionRequest describe;
+  describe.mutable_execution()->set_workflow_id("wf-ahead");
+  auto described = h.engine().DescribeWorkflowExecution(describe);
+  REQUIRE(described.ok());
+  CHECK(described->workflow_execution_info().execution().run_id() == kRunId);
+  // The activity then completes as usual.
+  REQUIRE(CompleteActivity(h, completed.activity_tasks(0), "x").ok());
+
+  // A retried start gets the run, nothing more.
+  auto again =
+      h.engine().StartWorkflowExecution(SpeculativeStart("wf-ahead", kRunId, ran_at, {activity}));
+  REQUIRE(again.ok());
+  CHECK(again->run_id() == kRunId);
+  CHECK_FALSE(again->started());
+  CHECK_FALSE(again->has_first_task_completed());
+  CHECK(h.History(kRunId).events_size() == 8);  // + activity started and completed, a task
+}
+
+TEST_CASE("A start whose first task does not fit is done as without it", "[speculative]") {
+  EngineHarness h;
+  std::string run_id = kRunId;
+  absl::Time ran_at = h.clock().Now();
+  std::vector<api::Command> commands = {EngineHarness::CompleteWorkflow("\"done\"")};
+  SECTION("a run id that is not a UUID") { run_id = "my-own-run"; }
+  SECTION("a run id already taken") {
+    REQUIRE(h.engine()
+                .StartWorkflowExecution(SpeculativeStart("other", kRunId, ran_at, commands))
+                ->has_first_task_completed());
+  }
+  SECTION("a time ahead of the engine's clock by more than the skew allowed") {
+    ran_at = h.clock().Now() + absl::Seconds(2);
+  }
+  SECTION("a time older than the task's timeout") { ran_at = h.clock().Now() - absl::Seconds(11); }
+  SECTION("a bad command") {
+    commands = {EngineHarness::ScheduleActivity("", "greet", absl::Seconds(10))};
+  }
+  auto started =
+      h.engine().StartWorkflowExecution(SpeculativeStart("wf-fallback", run_id, ran_at, commands));
+  REQUIRE(started.ok());
+  CHECK(started->started());
+  CHECK_FALSE(started->has_first_task_completed());
+  CHECK(started->run_id() != kRunId);
+  CHECK(started->run_id() != run_id);
+  // The first task comes back to be run, as for any eager start.
+  REQUIRE(started->has_eager_workflow_task());
+  CHECK(started->eager_workflow_task().started_event_id() == 3);
+  CHECK(h.History(started->run_id()).events_size() == 3);
+}
+
 // Starts workflow `id` on queue "q" and runs it to its first activity (scheduled by the first
 // workflow task, then polled); returns the run id and the activity task.
 std::pair<std::string, api::PollActivityTaskQueueResponse> RunToFirstActivity(

@@ -2,6 +2,7 @@
 // cancellation requests, and the transfer tasks that act on other runs.
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "common/ids.h"
 #include "common/proto_time.h"
 #include "common/status.h"
 #include "orchestrator/history/history_engine.h"
@@ -165,41 +166,85 @@ absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartInternal
     }
   }
 
-  std::string run_id = ids_->NewUuid();
-  Mutation m = NewRun(request, run_id, parent, signal, "", "", clock_->Now());
-  RETURN_IF_ERROR(m.ScheduleWorkflowTask());
-  if (IsSet(m.state().run_expiration_time())) {
-    RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT,
-                               FromProto(m.state().run_expiration_time()), 0, 0)
-                        .status());
-    m.state().set_run_timeout_timer_key(m.last_timer_key());
-  }
-  m.TouchVisibility();
-  WriteBatch current_batch;
-  internal::CurrentRun current_run;
-  current_run.set_run_id(run_id);
-  current_batch.Put(Table::kCurrent, keys::Current(ns, workflow_id),
-                    current_run.SerializeAsString());
-  // Eager start: the first workflow task is started for the caller in this same transition.
-  std::optional<QueuedTask> eager;
-  if (request.request_eager_execution() && parent == nullptr) {
-    if (QueuedTask* task = NewPendingWorkflowTask(m); task != nullptr) {
-      RETURN_IF_ERROR(StartNewTask(m, *task, request.identity()));
-      eager = *task;
+  // Creates the run as `run_id` at `now`; with `speculative`, completes the first task with it
+  // too (false, nothing done, when it does not fit).
+  auto start = [&](const std::string& run_id, absl::Time now,
+                   const api::SpeculativeWorkflowTask* speculative) -> absl::StatusOr<bool> {
+    Mutation m = NewRun(request, run_id, parent, signal, "", "", now);
+    RETURN_IF_ERROR(m.ScheduleWorkflowTask());
+    if (IsSet(m.state().run_expiration_time())) {
+      RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT,
+                                 FromProto(m.state().run_expiration_time()), 0, 0)
+                          .status());
+      m.state().set_run_timeout_timer_key(m.last_timer_key());
+    }
+    m.TouchVisibility();
+    WriteBatch current_batch;
+    internal::CurrentRun current_run;
+    current_run.set_run_id(run_id);
+    current_batch.Put(Table::kCurrent, keys::Current(ns, workflow_id),
+                      current_run.SerializeAsString());
+    // Eager start: the first workflow task is started for the caller in this same transition.
+    std::optional<QueuedTask> eager;
+    if (request.request_eager_execution() && parent == nullptr) {
+      if (QueuedTask* task = NewPendingWorkflowTask(m); task != nullptr) {
+        RETURN_IF_ERROR(StartNewTask(m, *task, request.identity()));
+        eager = *task;
+      }
+    }
+    if (speculative != nullptr) {
+      // The caller ran the first task on events 1-3 at `now`: it must be so, and recent.
+      if (!eager.has_value() || m.state().workflow_task().started_event_id() != 3 ||
+          now < clock_->Now() - FromProto(m.state().workflow_task_timeout())) {
+        return false;
+      }
+      // The run id is the caller's: it must be free (checked under its lock, so two starts
+      // proposing one id cannot both take it).
+      auto handle = cache_.Acquire(run_id);
+      if ((*handle)->state.has_value()) return false;
+      ASSIGN_OR_RETURN(auto taken, store_->Get(Table::kExecutions, keys::Execution(run_id)));
+      if (taken.has_value()) return false;
+      bool bad_command = false;
+      api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
+      api::RespondWorkflowTaskCompletedResponse completed;
+      absl::Status done = CompleteWorkflowTask(*handle, m, speculative->completion(), &bad_command,
+                                               &cause, &completed, &current_batch);
+      if (bad_command) return false;
+      RETURN_IF_ERROR(done);
+      response.set_run_id(run_id);
+      response.set_started(true);
+      *response.mutable_first_task_completed() = std::move(completed);
+      return true;
+    }
+    {
+      auto handle = cache_.Acquire(run_id);
+      RETURN_IF_ERROR(Commit(*handle, m, &current_batch));
+    }
+    response.set_run_id(run_id);
+    response.set_started(true);
+    if (eager.has_value()) {
+      // Answered as a retry of the start just recorded: no new transition.
+      ASSIGN_OR_RETURN(
+          *response.mutable_eager_workflow_task(),
+          RecordWorkflowTaskStarted(*eager, request.identity(), eager->started_request_id));
+    }
+    return true;
+  };
+
+  if (request.has_speculative_first_task() && request.request_eager_execution() &&
+      parent == nullptr && signal == nullptr) {
+    // The caller's first task, on its run id and at its time, if they fit.
+    const api::SpeculativeWorkflowTask& speculative = request.speculative_first_task();
+    const absl::Time now = clock_->Now();
+    const absl::Time started = FromProto(speculative.started_time());
+    if (speculative.next_event_id() == 1 && IsUuid(speculative.run_id()) &&
+        started <= now + limits::kMaxSpeculativeClockSkew) {
+      ASSIGN_OR_RETURN(bool accepted, start(speculative.run_id(), started, &speculative));
+      if (accepted) return response;
     }
   }
-  {
-    auto handle = cache_.Acquire(run_id);
-    RETURN_IF_ERROR(Commit(*handle, m, &current_batch));
-  }
-  response.set_run_id(run_id);
-  response.set_started(true);
-  if (eager.has_value()) {
-    // Answered as a retry of the start just recorded: no new transition.
-    ASSIGN_OR_RETURN(
-        *response.mutable_eager_workflow_task(),
-        RecordWorkflowTaskStarted(*eager, request.identity(), eager->started_request_id));
-  }
+  ASSIGN_OR_RETURN(bool started, start(ids_->NewUuid(), clock_->Now(), nullptr));
+  (void)started;
   return response;
 }
 

@@ -200,7 +200,7 @@ HistoryEngine::RespondWorkflowTaskCompleted(
 absl::Status HistoryEngine::CompleteWorkflowTask(
     Handle& handle, Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
     bool* bad_command, api::WorkflowTaskFailedCause* cause,
-    api::RespondWorkflowTaskCompletedResponse* response) {
+    api::RespondWorkflowTaskCompletedResponse* response, WriteBatch* also) {
   const int64_t scheduled_event_id = m.state().workflow_task().scheduled_event_id();
   const int64_t started_event_id = m.state().workflow_task().started_event_id();
   auto* completed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
@@ -228,6 +228,7 @@ absl::Status HistoryEngine::CompleteWorkflowTask(
     if (had_buffered) RETURN_IF_ERROR(m.ScheduleWorkflowTask());
     RETURN_IF_ERROR(StartEagerActivities(m, request, &eager));
   }
+  if (also != nullptr) extra.Append(std::move(*also));
   RETURN_IF_ERROR(Commit(handle, m, &extra, new_run.get()));
   if (request.return_new_events() && !m.closed_now()) {
     // As recorded, from the run cache's tail (which kept them unless they are too large: the

@@ -84,6 +84,12 @@ sdk::Task<absl::StatusOr<Payloads>> EchoThenSignal(sdk::WorkflowContext& ctx, Pa
                             *sdk::FromPayloadAt<std::string>(signal, 0));
 }
 
+// Schedules an activity with no type: a bad command, which fails the workflow task.
+sdk::Task<absl::StatusOr<Payloads>> BadFirstTask(sdk::WorkflowContext& ctx, Payloads input) {
+  auto result = co_await ctx.ExecuteActivity("", input, Quick());
+  co_return result;
+}
+
 // How many calls of `method` the orchestrator has answered (its RPC latency histogram).
 int64_t RpcCount(const testutil::OrchestratorProcess& orchestrator, const std::string& method) {
   absl::StatusOr<std::string> metrics =
@@ -127,6 +133,7 @@ struct Workers {
     workflows.Register("EchoThenSleep", EchoThenSleep);
     workflows.Register("EchoThenNow", EchoThenNow);
     workflows.Register("EchoThenSignal", EchoThenSignal);
+    workflows.Register("BadFirstTask", BadFirstTask);
     workflows.Start();
   }
   ~Workers() {
@@ -254,7 +261,7 @@ TEST_CASE("An activity's slot passes to the activity its workflow's next task sc
         RunEager(client, workers, speculative ? "handover" : "handover-2", "Sequence");
     CHECK(StartedBy(client, handle) == std::vector<std::string>(3, std::string("workflow-worker")));
     if (speculative) {
-      CHECK(workers.workflows.speculative_accepted() == 3);
+      CHECK(workers.workflows.speculative_accepted() == 4);  // the start's task, and three
       CHECK(workers.workflows.partial_histories() == 0);
     } else {
       // The second and third workflow tasks came back with only the events after the previous
@@ -276,10 +283,10 @@ TEST_CASE(
                     /*workflow_pollers=*/0);
     const int64_t completions = RpcCount(orchestrator, "RespondWorkflowTaskCompleted");
     sdk::WorkflowHandle handle = RunEager(client, workers, "speculative", "Sequence");
-    // Only the first task (run with the start) was answered on its own; the other three went
-    // with their activity's completion.
-    CHECK(RpcCount(orchestrator, "RespondWorkflowTaskCompleted") == completions + 1);
-    CHECK(workers.workflows.speculative_accepted() == 3);
+    // No task was answered on its own: the first went with the start, the other three with
+    // their activity's completion.
+    CHECK(RpcCount(orchestrator, "RespondWorkflowTaskCompleted") == completions);
+    CHECK(workers.workflows.speculative_accepted() == 4);
     CHECK(workers.workflows.speculative_refused() == 0);
     CHECK(testutil::WaitFor([&] { return workers.workflows.tasks_completed() == 4; },
                             absl::Seconds(10)));
@@ -296,7 +303,10 @@ TEST_CASE(
       }
     }
     CHECK(carried == 3);
-    CHECK(sdk::ReplayHistory(Sequence, history).ok());
+    // The first task started and completed in the start's transition.
+    REQUIRE(history.events(3).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
+    CHECK(history.events(3).task_id() == history.events(0).task_id());
+    CHECK(sdk::ReplayHistory(Sequence, history, "speculative", handle.run_id).ok());
   }
   REQUIRE(orchestrator.Stop().value() == 0);
 }
@@ -311,7 +321,7 @@ TEST_CASE("A task run ahead sees the Now() its history records") {
     auto handle = StartEager(client, workers, "now", "EchoThenNow");
     REQUIRE(handle.ok());
     int64_t seen = client.GetResult<int64_t>(*handle, absl::Seconds(30)).value();
-    CHECK(workers.workflows.speculative_accepted() == 1);
+    CHECK(workers.workflows.speculative_accepted() == 2);  // the start's task and the next
     // A replay of the history gets the same time: that of the task's started event.
     api::History history = client.GetHistory(*handle).value();
     int64_t recorded = 0;
@@ -381,11 +391,11 @@ TEST_CASE("A task run ahead that the engine refuses is dropped; the run goes on 
     CHECK(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln!");
     CHECK(signals.signalled.load() == 1);
     CHECK(workers.workflows.speculative_refused() == 1);
-    CHECK(workers.workflows.speculative_accepted() == 0);
+    CHECK(workers.workflows.speculative_accepted() == 1);  // the start's
     // The instance that ran ahead was dropped: that task replayed the run from its history.
     CHECK(workers.workflows.full_replays() == 2);
     api::History history = client.GetHistory(*handle).value();
-    CHECK(sdk::ReplayHistory(EchoThenSignal, history).ok());
+    CHECK(sdk::ReplayHistory(EchoThenSignal, history, "refused", handle->run_id).ok());
     workers.activities.SetWorkflowTaskRunner(nullptr);  // before `signals` goes
   }
   REQUIRE(orchestrator.Stop().value() == 0);
@@ -436,6 +446,28 @@ TEST_CASE("A partial history the worker cannot place is read in full and replaye
   REQUIRE(orchestrator.Stop().value() == 0);
 }
 
+TEST_CASE("A start whose first task, run ahead, is refused runs that task the usual way") {
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  sdk::Client& client = *fresh.client;
+  {
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
+                    /*workflow_pollers=*/0);
+    auto handle = StartEager(client, workers, "bad-first", "BadFirstTask");
+    REQUIRE(handle.ok());
+    // The engine refused the task with the start (a bad command) and started the run without
+    // it; the worker ran the first task from the answer and failed it, with the cause.
+    CHECK(workers.workflows.speculative_refused() == 1);
+    CHECK(workers.workflows.speculative_accepted() == 0);
+    CHECK(workers.workflows.tasks_failed() == 1);
+    api::History history = client.GetHistory(*handle).value();
+    REQUIRE(history.events_size() >= 4);
+    CHECK(history.events(3).event_type() == api::EVENT_TYPE_WORKFLOW_TASK_FAILED);
+    REQUIRE(client.Terminate(*handle, "test done").ok());
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
 TEST_CASE("A run whose tasks leave the process is waited for at the orchestrator") {
   Fresh fresh;
   testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
@@ -464,9 +496,10 @@ TEST_CASE("A polled task of a run the worker keeps carries only the new events")
     Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                     /*workflow_pollers=*/1);
     RunEager(client, workers, "sticky", "EchoThenSleep");
-    // The activity's completion carried the second task (run ahead); the timer's task was
-    // polled by the worker that completed the task before it (sticky): partial, a cache hit.
-    CHECK(workers.workflows.speculative_accepted() == 1);
+    // The start and the activity's completion carried the first two tasks (run ahead); the
+    // timer's task was polled by the worker that completed the task before it (sticky):
+    // partial, a cache hit.
+    CHECK(workers.workflows.speculative_accepted() == 2);
     CHECK(workers.workflows.partial_histories() == 1);
     CHECK(workers.workflows.cache_hits() == 1);
     CHECK(workers.workflows.full_replays() == 1);
@@ -486,8 +519,8 @@ TEST_CASE("A worker sharing another's identity gets whole histories of runs it d
     Workers other(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                   /*workflow_pollers=*/1);
     RunEager(client, keeper, "shared-identity", "EchoThenSleep");
-    // The activity's completion carried the next task (run ahead).
-    CHECK(keeper.workflows.speculative_accepted() == 1);
+    // The start and the activity's completion carried the first two tasks (run ahead).
+    CHECK(keeper.workflows.speculative_accepted() == 2);
     // The other worker got the whole history with its poll: no partial one to read again.
     CHECK(other.workflows.partial_histories() == 0);
     CHECK(other.workflows.full_replays() == 1);
