@@ -37,8 +37,8 @@ WorkflowWorker::WorkflowWorker(Connection& connection, std::string task_queue,
     auto& speculative = prometheus::BuildCounter()
                             .Name("kiln_sdk_workflow_speculative_tasks_total")
                             .Help(
-                                "Workflow tasks run with an activity's completion, by whether "
-                                "the engine accepted them")
+                                "Workflow tasks run ahead of the engine (with a start or an "
+                                "activity's completion), by whether it accepted them")
                             .Register(*options_.registry);
     speculative_accepted_total_ = &speculative.Add({{"outcome", "accepted"}});
     speculative_refused_total_ = &speculative.Add({{"outcome", "refused"}});

@@ -67,8 +67,8 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   int64_t tasks_failed() const { return tasks_failed_.load(); }
   // Tasks whose history came partial (only what followed the previous task of a cached run).
   int64_t partial_histories() const { return partial_histories_.load(); }
-  // Workflow tasks run ahead of the engine with an activity's completion (Speculate), by
-  // whether the engine took them.
+  // Workflow tasks run ahead of the engine, with a start (SpeculateStart) or an activity's
+  // completion (Speculate), by whether the engine took them.
   int64_t speculative_accepted() const { return speculative_accepted_.load(); }
   int64_t speculative_refused() const { return speculative_refused_.load(); }
   // Drops every cached workflow (the next task of each replays in full).

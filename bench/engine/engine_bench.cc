@@ -267,8 +267,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bool speculative = true;
   app.add_option("--speculative", speculative,
-                 "Run a workflow's next task with its activity's completion (with eager "
-                 "activities)")
+                 "Run workflow tasks ahead: the first with an eager start, the next with its "
+                 "activity's completion (with eager activities)")
       ->capture_default_str();
   bool eager_start = true;
   app.add_option("--eager-start", eager_start,
@@ -335,7 +335,7 @@ int main(int argc, char** argv) {
     const int64_t tasks = workflows.tasks_completed() - tasks_before;
     const int64_t accepted = workflows.speculative_accepted() - speculative_before;
     const int64_t refused = workflows.speculative_refused() - refused_before;
-    bench::Add("all", "workflow tasks run with their activity's completion",
+    bench::Add("all", "workflow tasks run ahead (with the start or their activity's completion)",
                absl::StrCat(accepted, " of ", tasks, " (", refused, " refused)"));
   }
   bench::Add("all", "orchestrator peak RSS",
@@ -399,10 +399,13 @@ int main(int argc, char** argv) {
             << "transition); in this process a workflow worker (" << pollers
             << " pollers) and an activity worker\n(" << pollers
             << " pollers, 64 slots) from the C++ SDK, and closed-loop callers: each starts a\n"
-            << "workflow and waits for its result (long poll on history) before the next. (a) one\n"
+            << "workflow and waits for its result (from the completion that closed it, or a long\n"
+            << "poll on history) before the next. (a) one\n"
             << "activity, (b) three sequential activities; the activity returns its input.\n"
             << "Eager start " << (eager_start ? "on" : "off") << ", eager activities "
-            << (eager ? "on" : "off") << "; orchestrator flags:"
+            << (eager ? "on" : "off") << ", tasks run ahead " << (speculative ? "on" : "off")
+            << " (the first with the start, each next\none with its activity's completion); "
+            << "orchestrator flags:"
             << (orchestrator_args.empty() ? std::string(" none")
                                           : " " + absl::StrJoin(orchestrator_args, " "))
             << ".\n"

@@ -330,10 +330,10 @@ absl::StatusOr<WriteBatch> Mutation::Build() {
       batch_.Delete(Table::kTimers, key);
       removed_timers_.push_back(std::move(key));
     }
-    // Written in this transition and already moot: deleted after its put, never queued.
+    // Written in this transition and already moot: never written, never queued.
     std::erase_if(new_timers_, [&](const NewTimer& timer) {
       if (!timer.tracked || held(timer.key)) return false;
-      batch_.Delete(Table::kTimers, timer.key);
+      if (!batch_.Unput(Table::kTimers, timer.key)) batch_.Delete(Table::kTimers, timer.key);
       return true;
     });
   }

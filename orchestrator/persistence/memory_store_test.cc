@@ -12,6 +12,26 @@
 namespace kiln::orchestrator {
 namespace {
 
+TEST_CASE("A batch can take back a put: neither the record nor a tombstone is written") {
+  WriteBatch batch;
+  batch.Put(Table::kTimers, "t1", "first");
+  batch.Put(Table::kTimers, "t2", "kept");
+  batch.Put(Table::kHistory, "t1", "other table");
+  const size_t bytes = batch.bytes();
+  REQUIRE(batch.Unput(Table::kTimers, "t1"));
+  CHECK(batch.size() == 2);
+  CHECK(batch.bytes() == bytes - 2 - 5);
+  CHECK_FALSE(batch.Unput(Table::kTimers, "t1"));  // gone already
+  CHECK_FALSE(batch.Unput(Table::kTimers, "t3"));  // never put
+  batch.Delete(Table::kTimers, "t2");
+  CHECK_FALSE(batch.Unput(Table::kTimers, "t2"));  // its last op is a delete: not taken back
+  MemoryStore store;
+  REQUIRE(store.Commit(batch).ok());
+  CHECK_FALSE(store.Get(Table::kTimers, "t1")->has_value());
+  CHECK_FALSE(store.Get(Table::kTimers, "t2")->has_value());
+  CHECK(store.Get(Table::kHistory, "t1")->value() == "other table");
+}
+
 TEST_CASE("MemoryStore passes the store conformance suite", "[conformance]") {
   RunStoreConformance([] { return std::make_unique<MemoryStore>(); });
 }

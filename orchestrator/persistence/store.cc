@@ -30,4 +30,15 @@ void WriteBatch::Append(WriteBatch&& other) {
   other.Clear();
 }
 
+bool WriteBatch::Unput(Table table, std::string_view key) {
+  for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) {
+    if (it->table != table || it->key != key) continue;
+    if (it->type != OpType::kPut) return false;
+    bytes_ -= it->key.size() + it->value.size();
+    ops_.erase(std::next(it).base());
+    return true;
+  }
+  return false;
+}
+
 }  // namespace kiln::orchestrator

@@ -54,6 +54,9 @@ class WriteBatch {
   }
   // Appends every op of `other`, after this batch's own.
   void Append(WriteBatch&& other);
+  // Takes back this batch's last Put of `key` (a record written and made moot before the
+  // commit, which then writes neither it nor a tombstone). False when there is none.
+  bool Unput(Table table, std::string_view key);
 
   const std::vector<Op>& ops() const { return ops_; }
   bool empty() const { return ops_.empty(); }
