@@ -290,7 +290,9 @@ int main(int argc, char** argv) {
   sdk::Connection connection(orchestrator.address());
   sdk::ActivityWorkerOptions aopts;
   aopts.pollers = pollers;
-  aopts.max_concurrent = 64;
+  // A slot for each of the 64 callers' activities, plus one per poller (a poller holds one while
+  // it waits): every activity then starts eagerly and the run never leaves this process.
+  aopts.max_concurrent = 64 + pollers;
   sdk::ActivityWorker activities(connection, "bench", aopts);
   absl::Status ready = activities.Register(
       "Noop",
