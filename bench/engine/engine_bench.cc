@@ -399,8 +399,9 @@ int main(int argc, char** argv) {
   std::cout << "\nkiln engine benchmark\n\n"
             << "Method: kiln-orchestrator as its own process (RocksDB, WAL fsync on every\n"
             << "transition); in this process a workflow worker (" << pollers
-            << " pollers) and an activity worker\n(" << pollers
-            << " pollers, 64 slots) from the C++ SDK, and closed-loop callers: each starts a\n"
+            << " pollers) and an activity worker\n(" << pollers << " pollers, "
+            << aopts.max_concurrent
+            << " slots) from the C++ SDK, and closed-loop callers: each starts a\n"
             << "workflow and waits for its result (from the completion that closed it, or a long\n"
             << "poll on history) before the next. (a) one\n"
             << "activity, (b) three sequential activities; the activity returns its input.\n"
