@@ -243,8 +243,7 @@ absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartInternal
       if (accepted) return response;
     }
   }
-  ASSIGN_OR_RETURN(bool started, start(ids_->NewUuid(), clock_->Now(), nullptr));
-  (void)started;
+  RETURN_IF_ERROR(start(ids_->NewUuid(), clock_->Now(), nullptr).status());
   return response;
 }
 
