@@ -335,7 +335,7 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   grpc::Status status =
       connection_.workflow_service().RespondWorkflowTaskCompleted(&context, request, &response);
   if (!status.ok()) {
-    for (; eager_slots > 0; --eager_slots) options_.eager_activities->ReleaseSlot();
+    ReleaseEagerSlots(eager_slots);
     ++tasks_failed_;
     LogWarn("sdk.workflow_task_respond_failed", {{"run_id", run_id}, {"status", FromGrpc(status)}});
     return;  // The cached state may not match what the engine recorded: drop it.
@@ -376,7 +376,23 @@ void WorkflowWorker::AfterCompletion(const std::string& run_id,
     }
     options_.eager_activities->RunEager(std::move(activity), std::move(done));
   }
-  for (; eager_slots > 0; --eager_slots) options_.eager_activities->ReleaseSlot();
+  ReleaseEagerSlots(eager_slots);
+}
+
+void WorkflowWorker::ReleaseEagerSlots(int slots) {
+  for (; slots > 0; --slots) options_.eager_activities->ReleaseSlot();
+}
+
+void WorkflowWorker::CountSpeculative(bool accepted, absl::Time began) {
+  if (!accepted) {
+    ++speculative_refused_;
+    if (speculative_refused_total_) speculative_refused_total_->Increment();
+    return;
+  }
+  ++speculative_accepted_;
+  ++tasks_completed_;
+  if (speculative_accepted_total_) speculative_accepted_total_->Increment();
+  if (task_latency_) task_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - began));
 }
 
 namespace {
@@ -436,20 +452,12 @@ void WorkflowWorker::FinishSpeculative(std::unique_ptr<SpeculativeTask> task,
   auto& speculation = static_cast<Speculation&>(*task);
   if (!status.ok() || !response->has_workflow_task_completed()) {
     // Its code ran ahead of the history: the instance goes (with `task`).
-    ++speculative_refused_;
-    if (speculative_refused_total_) speculative_refused_total_->Increment();
-    for (; speculation.eager_slots > 0; --speculation.eager_slots) {
-      options_.eager_activities->ReleaseSlot();
-    }
+    CountSpeculative(/*accepted=*/false, speculation.began);
+    ReleaseEagerSlots(speculation.eager_slots);
     return;
   }
-  ++speculative_accepted_;
-  ++tasks_completed_;
-  if (speculative_accepted_total_) speculative_accepted_total_->Increment();
+  CountSpeculative(/*accepted=*/true, speculation.began);
   if (replays_incremental_) replays_incremental_->Increment();
-  if (task_latency_) {
-    task_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - speculation.began));
-  }
   AfterCompletion(speculation.run_id, std::move(speculation.instance), speculation.eager_slots,
                   *response->mutable_workflow_task_completed());
 }
@@ -511,24 +519,16 @@ std::shared_ptr<LocalRun> WorkflowWorker::FinishSpeculativeStart(
     api::StartWorkflowExecutionResponse* response) {
   auto& speculation = static_cast<Speculation&>(*task);
   if (!status.ok() || !response->has_first_task_completed()) {
-    for (; speculation.eager_slots > 0; --speculation.eager_slots) {
-      options_.eager_activities->ReleaseSlot();
-    }
+    ReleaseEagerSlots(speculation.eager_slots);
     if (!status.ok()) return nullptr;
-    ++speculative_refused_;
-    if (speculative_refused_total_) speculative_refused_total_->Increment();
+    CountSpeculative(/*accepted=*/false, speculation.began);
     task.reset();  // what ran ahead goes
     if (!response->has_eager_workflow_task()) return nullptr;
     return StartEagerRun(std::move(*response->mutable_eager_workflow_task()));
   }
-  ++speculative_accepted_;
-  ++tasks_completed_;
+  CountSpeculative(/*accepted=*/true, speculation.began);
   ++full_replays_;  // a new instance, like a first task's
-  if (speculative_accepted_total_) speculative_accepted_total_->Increment();
   if (replays_full_) replays_full_->Increment();
-  if (task_latency_) {
-    task_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - speculation.began));
-  }
   std::shared_ptr<LocalRun> local = Follow(speculation.run_id);
   AfterCompletion(speculation.run_id, std::move(speculation.instance), speculation.eager_slots,
                   *response->mutable_first_task_completed());

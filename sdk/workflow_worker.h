@@ -115,6 +115,11 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   // the eager activities started in their reserved slots (the rest given back).
   void AfterCompletion(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance,
                        int eager_slots, api::RespondWorkflowTaskCompletedResponse& response);
+  // Gives back slots reserved for eager activities no task came for.
+  void ReleaseEagerSlots(int slots);
+  // A task run ahead, by whether the engine took it (taken: a completed task, timed from
+  // `began`).
+  void CountSpeculative(bool accepted, absl::Time began);
   std::unique_ptr<WorkflowInstance> Checkout(const std::string& run_id);
   void Return(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance);
   // The run this process follows, if any.
