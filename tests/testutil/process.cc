@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,9 +49,16 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binar
   argv.push_back(nullptr);
   std::vector<std::string> env_storage = env;
 
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
+    // A test or benchmark that crashes must not leave its processes behind (the destructor
+    // that would stop them never runs): the child is killed when its parent dies. The signal
+    // follows the thread that forked, so start processes from a thread that outlives them (the
+    // test's own). If the parent died before this line, exit now.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
     int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       ::dup2(fd, 1);
