@@ -469,7 +469,7 @@ std::unique_ptr<SpeculativeTask> WorkflowWorker::SpeculateStart(
   if (fn == workflows_.end()) return nullptr;  // the task comes back and fails the usual way
   auto task = std::make_unique<Speculation>();
   task->began = absl::Now();
-  task->run_id = run_ids_.NewUuid();
+  task->run_id = run_ids_.NewTimeOrderedUuid(task->began);
   WorkflowInfo info;
   info.ns = options_.ns;
   info.workflow_id = request.workflow_id();

@@ -243,7 +243,8 @@ absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartInternal
       if (accepted) return response;
     }
   }
-  RETURN_IF_ERROR(start(ids_->NewUuid(), clock_->Now(), nullptr).status());
+  const absl::Time now = clock_->Now();
+  RETURN_IF_ERROR(start(ids_->NewTimeOrderedUuid(now), now, nullptr).status());
   return response;
 }
 
@@ -336,7 +337,7 @@ absl::Status HistoryEngine::ContinueAsNew(
     Mutation& m, const api::ContinueAsNewWorkflowExecutionCommandAttributes& a,
     int64_t completed_event_id, std::unique_ptr<Mutation>* new_run, WriteBatch* extra) {
   const internal::ExecutionState& state = m.state();
-  std::string run_id = ids_->NewUuid();
+  std::string run_id = ids_->NewTimeOrderedUuid(clock_->Now());
   api::StartWorkflowExecutionRequest request;
   request.set_namespace_(state.namespace_());
   request.set_workflow_id(state.workflow_id());

@@ -22,6 +22,11 @@ struct RocksDbOptions {
   // so eight tables do not each fill their own write_buffer_bytes.
   size_t total_write_buffer_bytes = 16 << 20;
 
+  // Size of the SST files compaction writes. Most keys grow with time (run ids are time-ordered,
+  // timers are keyed by fire time), so a flushed file overlaps only the newest files of the
+  // level below, and compaction rewrites just those: small files keep that rewrite small.
+  uint64_t target_file_bytes = 4 << 20;
+
   // The WAL is kept until every table has flushed what it covers. Past this size RocksDB
   // flushes the laggards, which bounds both disk use and recovery (WAL replay) time.
   uint64_t max_total_wal_bytes = 64 << 20;

@@ -60,6 +60,7 @@ rocksdb::ColumnFamilyOptions MakeTableOptions(const RocksDbOptions& options,
   cf.write_buffer_size = options.write_buffer_bytes;
   cf.max_write_buffer_number = options.max_write_buffers;
   cf.level_compaction_dynamic_level_bytes = true;
+  cf.target_file_size_base = options.target_file_bytes;
   return cf;
 }
 
