@@ -67,19 +67,26 @@ std::optional<api::PollActivityTaskQueueResponse> EngineHarness::PollActivityTas
 void EngineHarness::Advance(absl::Duration d) {
   absl::Time target = clock_.Now() + d;
   for (;;) {
-    // The earliest stored timer; fire it if due by the target.
+    // The earliest stored timer of either table; fire it if due by the target.
     std::string key;
     std::string value;
-    (void)store_.Scan(Table::kTimers, "", "", 1, [&](std::string_view k, std::string_view v) {
-      key = std::string(k);
-      value = std::string(v);
-      return false;
-    });
+    Table table = Table::kTimers;
+    for (Table t : {Table::kTimers, Table::kRetention}) {
+      (void)store_.Scan(t, "", "", 1, [&](std::string_view k, std::string_view v) {
+        if (key.empty() || k < key) {
+          key = std::string(k);
+          value = std::string(v);
+          table = t;
+        }
+        return false;
+      });
+    }
     if (key.empty() || keys::TimerFireTime(key) > target) break;
     if (keys::TimerFireTime(key) > clock_.Now()) clock_.AdvanceTo(keys::TimerFireTime(key));
     internal::TimerTask task;
     task.ParseFromString(value);
-    absl::Status status = engine_->FireTimer(key, task);
+    absl::Status status = table == Table::kRetention ? engine_->FireRetention(key, task)
+                                                     : engine_->FireTimer(key, task);
     if (!status.ok()) break;
   }
   clock_.AdvanceTo(target);

@@ -26,7 +26,7 @@ class EngineHarness : public EngineListener {
   MemoryStore& store() { return store_; }
 
   void TaskAdded(QueuedTask task) override { added_tasks_.push_back(std::move(task)); }
-  void TimerAdded(const std::string&, absl::Time) override {}
+  void TimerAdded(Table, const std::string&, absl::Time) override {}
   void RunChanged(const std::string&, bool) override {}
 
   // Starts a workflow on queue "q" with the given id.

@@ -206,7 +206,7 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
       if (task.started_request_id.empty()) listener_->TaskAdded(std::move(task));
     }
     for (const NewTimer& timer : m->new_timers()) {
-      listener_->TimerAdded(timer.key, timer.fire_time);
+      listener_->TimerAdded(timer.table, timer.key, timer.fire_time);
     }
     for (const std::string& key : m->removed_timers()) listener_->TimerRemoved(key);
   }

@@ -33,7 +33,8 @@ class EngineListener {
  public:
   virtual ~EngineListener() = default;
   virtual void TaskAdded(QueuedTask task) = 0;
-  virtual void TimerAdded(const std::string& key, absl::Time fire_time) = 0;
+  // A timer was written to `table` (kTimers or kRetention) at `key`.
+  virtual void TimerAdded(Table table, const std::string& key, absl::Time fire_time) = 0;
   // A timer's key was deleted (its task ended first): it must not fire.
   virtual void TimerRemoved(const std::string& key) {}
   // The run's history grew; `closed`: the transition closed it.
@@ -124,6 +125,9 @@ class HistoryEngine {
   // The timer queue: `task` (stored at `key`) is due. The transition deletes the key; a stale
   // timer's key is deleted on its own.
   absl::Status FireTimer(const std::string& key, const internal::TimerTask& task);
+  // The retention queue (Table::kRetention): a closed run's time is up; deletes its records
+  // and then the key.
+  absl::Status FireRetention(const std::string& key, const internal::TimerTask& task);
 
   const std::string& default_namespace() const { return options_.default_namespace; }
   size_t cached_runs() { return cache_.size(); }
@@ -257,8 +261,8 @@ class HistoryEngine {
 
   // Timer pieces (timer_tasks.cc).
   absl::Status FireActivityTimeout(Mutation& m, const internal::TimerTask& task, bool* stale);
-  // Retention: deletes a closed run's records in bounded batches.
-  absl::Status DeleteRun(const std::string& key, const internal::TimerTask& task);
+  // Retention: deletes a closed run's records in bounded batches, then `key` from `table`.
+  absl::Status DeleteRun(Table table, const std::string& key, const internal::TimerTask& task);
 
   Store* store_;
   Clock* clock_;

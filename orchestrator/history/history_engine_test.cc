@@ -87,22 +87,26 @@ TEST_CASE("A workflow with one activity runs to completion with a Temporal-shape
   REQUIRE(h.Backlog(keys::TaskKind::kActivity, "q").empty());
 }
 
-// The stored timers, as "TYPE" or "TYPE/TIMEOUT_TYPE", sorted.
+// The stored timers, as "TYPE" or "TYPE/TIMEOUT_TYPE", sorted; those in the retention table
+// as "retention:TYPE".
 std::vector<std::string> StoredTimers(EngineHarness& h) {
   std::vector<std::string> timers;
-  REQUIRE(h.store()
-              .Scan(Table::kTimers, "", "", 1000,
-                    [&](std::string_view, std::string_view value) {
-                      internal::TimerTask task;
-                      REQUIRE(task.ParseFromArray(value.data(), static_cast<int>(value.size())));
-                      std::string name = internal::TimerTaskType_Name(task.type()).substr(16);
-                      if (task.timeout_type() != api::TIMEOUT_TYPE_UNSPECIFIED) {
-                        name += "/" + api::TimeoutType_Name(task.timeout_type()).substr(13);
-                      }
-                      timers.push_back(std::move(name));
-                      return true;
-                    })
-              .ok());
+  for (Table table : {Table::kTimers, Table::kRetention}) {
+    REQUIRE(h.store()
+                .Scan(table, "", "", 1000,
+                      [&](std::string_view, std::string_view value) {
+                        internal::TimerTask task;
+                        REQUIRE(task.ParseFromArray(value.data(), static_cast<int>(value.size())));
+                        std::string name = internal::TimerTaskType_Name(task.type()).substr(16);
+                        if (task.timeout_type() != api::TIMEOUT_TYPE_UNSPECIFIED) {
+                          name += "/" + api::TimeoutType_Name(task.timeout_type()).substr(13);
+                        }
+                        if (table == Table::kRetention) name = "retention:" + name;
+                        timers.push_back(std::move(name));
+                        return true;
+                      })
+                .ok());
+  }
   std::sort(timers.begin(), timers.end());
   return timers;
 }
@@ -126,8 +130,8 @@ TEST_CASE("Tasks that end take their timeout timers with them") {
   REQUIRE(wt2.has_value());
   CHECK(StoredTimers(h) == Timers{"WORKFLOW_TASK_TIMEOUT/START_TO_CLOSE"});
   REQUIRE(h.Complete(*wt2, {EngineHarness::CompleteWorkflow("\"done\"")}).ok());
-  // Only the closed run's retention timer is left: nothing fires stale later.
-  CHECK(StoredTimers(h) == Timers{"DELETE_HISTORY"});
+  // Only the closed run's retention timer is left, in its own table: nothing fires stale later.
+  CHECK(StoredTimers(h) == Timers{"retention:DELETE_HISTORY"});
   CHECK(h.Describe(run).workflow_execution_info().status() ==
         api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
 }
@@ -202,7 +206,7 @@ TEST_CASE("Every timeout timer goes once what it guards is over") {
   CHECK(StoredTimers(h) == Timers{"WORKFLOW_RUN_TIMEOUT", "WORKFLOW_TASK_TIMEOUT/START_TO_CLOSE"});
   // The run closes before its timeout: that timer goes too.
   REQUIRE(h.Complete(*wt2, {EngineHarness::CompleteWorkflow("\"done\"")}).ok());
-  CHECK(StoredTimers(h) == Timers{"DELETE_HISTORY"});
+  CHECK(StoredTimers(h) == Timers{"retention:DELETE_HISTORY"});
   CHECK(h.Describe(run).workflow_execution_info().status() ==
         api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
 }

@@ -221,6 +221,19 @@ TEST_CASE("Signal and cancel of external workflows, and of one that does not exi
           1);
 }
 
+// Keys of `table`, in order.
+std::vector<std::string> KeysOf(EngineHarness& h, Table table) {
+  std::vector<std::string> found;
+  REQUIRE(h.store()
+              .Scan(table, "", "", 0,
+                    [&](std::string_view k, std::string_view) {
+                      found.emplace_back(k);
+                      return true;
+                    })
+              .ok());
+  return found;
+}
+
 TEST_CASE("Closed runs are deleted with their histories once retention passes") {
   EngineHarness h;
   std::string run = h.Start("old").value();
@@ -243,6 +256,33 @@ TEST_CASE("Closed runs are deleted with their histories once retention passes") 
   auto listed = h.engine().ListWorkflowExecutions({}).value();
   REQUIRE(listed.executions_size() == 1);
   REQUIRE(listed.executions(0).execution().run_id() == open);  // open runs stay
+  CHECK(KeysOf(h, Table::kRetention).empty());                 // the fired retention timer is gone
+}
+
+TEST_CASE(
+    "Retention timers live in their own table, and one an older version left among the "
+    "timers still deletes its run") {
+  EngineHarness h;
+  std::string run = h.Start("old").value();
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {EngineHarness::CompleteWorkflow("x")}).ok());
+  REQUIRE(KeysOf(h, Table::kTimers).empty());
+  std::vector<std::string> retention = KeysOf(h, Table::kRetention);
+  REQUIRE(retention.size() == 1);
+
+  // Where versions before the retention table wrote it.
+  std::optional<std::string> value = h.store().Get(Table::kRetention, retention[0]).value();
+  REQUIRE(value.has_value());
+  WriteBatch move;
+  move.Delete(Table::kRetention, retention[0]);
+  move.Put(Table::kTimers, retention[0], *value);
+  REQUIRE(h.store().Commit(move).ok());
+
+  h.Advance(absl::Hours(72));
+  api::DescribeWorkflowExecutionRequest describe;
+  describe.mutable_execution()->set_run_id(run);
+  REQUIRE(absl::IsNotFound(h.engine().DescribeWorkflowExecution(describe).status()));
+  CHECK(KeysOf(h, Table::kTimers).empty());
+  CHECK(KeysOf(h, Table::kRetention).empty());
 }
 
 TEST_CASE("List and count filter with the query language, and order by other fields") {

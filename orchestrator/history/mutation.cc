@@ -39,6 +39,10 @@ std::vector<std::string> TaskTimerKeys(const ExecutionState& state) {
 
 }  // namespace
 
+Table TimerTable(TimerTaskType type) {
+  return type == TimerTaskType::TIMER_TASK_TYPE_DELETE_HISTORY ? Table::kRetention : Table::kTimers;
+}
+
 Mutation::Mutation(const ExecutionState& state, absl::Time now, TaskIdAllocator* ids)
     : state_(state), now_(now), ids_(ids), initial_timer_keys_(TaskTimerKeys(state)) {}
 
@@ -205,11 +209,12 @@ absl::StatusOr<int64_t> Mutation::WriteTimer(TimerTask timer, absl::Time fire_ti
   ToProto(fire_time, timer.mutable_fire_time());
   timer.set_task_id(*task_id);
   std::string key = keys::Timer(fire_time, *task_id);
-  batch_.Put(Table::kTimers, key, timer.SerializeAsString());
+  const Table table = TimerTable(timer.type());
+  batch_.Put(table, key, timer.SerializeAsString());
   const bool tracked = timer.type() == TimerTaskType::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT ||
                        timer.type() == TimerTaskType::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT ||
                        timer.type() == TimerTaskType::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT;
-  new_timers_.push_back({std::move(key), fire_time, tracked});
+  new_timers_.push_back({table, std::move(key), fire_time, tracked});
   return *task_id;
 }
 

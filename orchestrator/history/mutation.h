@@ -20,11 +20,15 @@
 namespace kiln::orchestrator {
 
 struct NewTimer {
+  Table table = Table::kTimers;  // or kRetention (see TimerTable)
   std::string key;
   absl::Time fire_time;
   // A timeout timer (run, workflow task, activity) whose key the state must hold to keep it.
   bool tracked = false;
 };
+
+// The table a timer of this type lives in: kRetention for DELETE_HISTORY, kTimers otherwise.
+Table TimerTable(kiln::internal::v1::TimerTaskType type);
 
 class Mutation {
  public:

@@ -24,7 +24,10 @@ api::Failure TimeoutFailure(api::TimeoutType type, const api::Payloads& details)
 
 absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::TimerTask& task) {
   if (task.type() >= internal::TIMER_TASK_TYPE_START_CHILD) return FireTransfer(key, task);
-  if (task.type() == internal::TIMER_TASK_TYPE_DELETE_HISTORY) return DeleteRun(key, task);
+  // Written here before deletions had a table of their own.
+  if (task.type() == internal::TIMER_TASK_TYPE_DELETE_HISTORY) {
+    return DeleteRun(Table::kTimers, key, task);
+  }
   auto drop = [&]() {
     WriteBatch batch;
     batch.Delete(Table::kTimers, key);
@@ -113,12 +116,21 @@ absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::Ti
   return Commit(*handle, m);
 }
 
-absl::Status HistoryEngine::DeleteRun(const std::string& key, const internal::TimerTask& task) {
+absl::Status HistoryEngine::FireRetention(const std::string& key, const internal::TimerTask& task) {
+  if (task.type() != internal::TIMER_TASK_TYPE_DELETE_HISTORY) {
+    return absl::DataLossError(absl::StrCat("retention table holds a ",
+                                            internal::TimerTaskType_Name(task.type()), " timer"));
+  }
+  return DeleteRun(Table::kRetention, key, task);
+}
+
+absl::Status HistoryEngine::DeleteRun(Table table, const std::string& key,
+                                      const internal::TimerTask& task) {
   constexpr size_t kBatchKeys = 1'000;
   auto handle = LoadRun(task.run_id());
   if (absl::IsNotFound(handle.status())) {
     WriteBatch batch;
-    batch.Delete(Table::kTimers, key);
+    batch.Delete(table, key);
     return store_->Commit(batch);
   }
   if (!handle.ok()) return handle.status();
@@ -148,7 +160,7 @@ absl::Status HistoryEngine::DeleteRun(const std::string& key, const internal::Ti
     last.Delete(Table::kCurrent, keys::Current(state.namespace_(), state.workflow_id()));
   }
   last.Delete(Table::kExecutions, keys::Execution(state.run_id()));
-  last.Delete(Table::kTimers, key);
+  last.Delete(table, key);
   RETURN_IF_ERROR(store_->Commit(last));
   (**handle)->state.reset();
   cache_.Forget(***handle);

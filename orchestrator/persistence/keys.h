@@ -38,7 +38,10 @@ std::string TaskQueuePrefix(TaskKind kind, std::string_view ns, std::string_view
 std::string Task(TaskKind kind, std::string_view ns, std::string_view queue, int64_t task_id);
 int64_t TaskIdOf(std::string_view task_key);
 
-// kTimers: fire time (µs) + task id.
+// kTimers, and kRetention (the timers that delete closed runs, kept apart because they fire
+// days after they are written: in one table with timeouts of seconds, every flushed file would
+// span that whole range and compaction would rewrite every file between): fire time (µs) +
+// task id.
 std::string Timer(absl::Time fire_time, int64_t task_id);
 absl::Time TimerFireTime(std::string_view key);
 

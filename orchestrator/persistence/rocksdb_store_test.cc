@@ -72,7 +72,7 @@ TEST_CASE("RocksDbStore keeps one column family per table") {
   REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir.path(), &families).ok());
   std::sort(families.begin(), families.end());
   CHECK(families == std::vector<std::string>{"current", "default", "executions", "history", "logs",
-                                             "meta", "tasks", "timers", "visibility"});
+                                             "meta", "retention", "tasks", "timers", "visibility"});
 }
 
 TEST_CASE("RocksDbStore keeps data across close and reopen, from memtables and SST files") {

@@ -20,6 +20,8 @@ const char* TableName(Table table) {
       return "visibility";
     case Table::kLogs:
       return "logs";
+    case Table::kRetention:
+      return "retention";
   }
   return "unknown";
 }

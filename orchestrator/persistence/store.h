@@ -29,8 +29,9 @@ enum class Table : uint8_t {
   kTimers = 5,      // fire time + task id -> TimerTask
   kVisibility = 6,  // namespace + inverted start time + run id -> VisibilityRecord
   kLogs = 7,        // log streams
+  kRetention = 8,   // fire time + task id -> TimerTask: closed runs' history deletions
 };
-inline constexpr int kTableCount = 8;
+inline constexpr int kTableCount = 9;
 const char* TableName(Table table);
 
 // A set of writes applied atomically by Store::Commit.

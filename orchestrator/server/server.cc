@@ -25,11 +25,15 @@ namespace kiln::orchestrator {
 class Listener final : public EngineListener {
  public:
   Listener(Matching* matching, RunWatchers* watchers) : matching_(matching), watchers_(watchers) {}
-  void set_timers(TimerQueue* timers) { timers_ = timers; }
+  void set_timers(TimerQueue* timers, TimerQueue* retention) {
+    timers_ = timers;
+    retention_ = retention;
+  }
 
   void TaskAdded(QueuedTask task) override { matching_->TaskAdded(std::move(task)); }
-  void TimerAdded(const std::string& key, absl::Time fire_time) override {
-    if (timers_ != nullptr) timers_->TimerAdded(key, fire_time);
+  void TimerAdded(Table table, const std::string& key, absl::Time fire_time) override {
+    TimerQueue* queue = table == Table::kRetention ? retention_ : timers_;
+    if (queue != nullptr) queue->TimerAdded(key, fire_time);
   }
   void TimerRemoved(const std::string& key) override {
     if (timers_ != nullptr) timers_->TimerRemoved(key);
@@ -53,6 +57,7 @@ class Listener final : public EngineListener {
   Matching* matching_;
   RunWatchers* watchers_;
   TimerQueue* timers_ = nullptr;
+  TimerQueue* retention_ = nullptr;
   bool start_at_schedule_ = true;
 };
 
@@ -96,9 +101,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         return engine->FireTimer(key, task);
       },
       server->registry_.get());
-  server->listener_->set_timers(server->timers_.get());
+  // Closed runs' deletions, days ahead, in a table of their own (see keys.h).
+  server->retention_ = std::make_unique<TimerQueue>(
+      server->store_.get(), &server->clock_, server->executor_.get(),
+      [engine](const std::string& key, const internal::TimerTask& task) {
+        return engine->FireRetention(key, task);
+      },
+      server->registry_.get(), TimerQueueOptions{.table = Table::kRetention, .name = "retention"});
+  server->listener_->set_timers(server->timers_.get(), server->retention_.get());
   server->listener_->set_start_at_schedule(options.start_at_schedule);
   RETURN_IF_ERROR(server->timers_->Start());
+  RETURN_IF_ERROR(server->retention_->Start());
 
   FrontendDeps deps{
       engine,           server->matching_.get(), server->watchers_.get(), &server->clock_,
@@ -140,6 +153,7 @@ void Server::Shutdown(absl::Duration grace) {
     grpc_server_->Wait();
   }
   if (timers_) timers_->Stop();
+  if (retention_) retention_->Stop();
   executor_.reset();  // Runs what is queued, then joins.
 }
 

@@ -74,6 +74,7 @@ class Server {
   std::unique_ptr<Listener> listener_;
   std::unique_ptr<HistoryEngine> engine_;
   std::unique_ptr<TimerQueue> timers_;
+  std::unique_ptr<TimerQueue> retention_;
   std::unique_ptr<WorkflowHandler> workflow_service_;
   std::unique_ptr<LogHandler> log_service_;
   std::unique_ptr<grpc::Server> grpc_server_;

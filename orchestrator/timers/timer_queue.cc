@@ -14,13 +14,13 @@ TimerQueue::TimerQueue(Store* store, Clock* clock, Executor* executor, FireFn fi
                          .Name("kiln_timers_fired_total")
                          .Help("Durable timers fired, by outcome")
                          .Register(*registry);
-    fired_ = &counters.Add({{"result", "ok"}});
-    fire_errors_ = &counters.Add({{"result", "error"}});
+    fired_ = &counters.Add({{"queue", options_.name}, {"result", "ok"}});
+    fire_errors_ = &counters.Add({{"queue", options_.name}, {"result", "error"}});
     in_memory_gauge_ = &prometheus::BuildGauge()
                             .Name("kiln_timers_in_memory")
                             .Help("Durable timers loaded in memory")
                             .Register(*registry)
-                            .Add({});
+                            .Add({{"queue", options_.name}});
   }
 }
 
@@ -78,7 +78,7 @@ absl::Status TimerQueue::LoadLocked() {
   size_t room = options_.max_in_memory - pending_.size();
   size_t seen = 0;
   std::string last;
-  absl::Status status = store_->Scan(Table::kTimers, loaded_until_, end, room,
+  absl::Status status = store_->Scan(options_.table, loaded_until_, end, room,
                                      [&](std::string_view key, std::string_view) {
                                        ++seen;
                                        last = std::string(key);
@@ -147,7 +147,7 @@ void TimerQueue::OnAlarm() {
 
 void TimerQueue::Fire(const std::string& key) {
   absl::Status status;
-  auto stored = store_->Get(Table::kTimers, key);
+  auto stored = store_->Get(options_.table, key);
   if (!stored.ok()) {
     status = stored.status();
   } else if (stored->has_value()) {

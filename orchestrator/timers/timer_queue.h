@@ -1,5 +1,6 @@
-// The durable timer queue. Timer tasks live in Table::kTimers keyed by (fire time, task id), so
-// a scan is in fire order. The queue keeps in memory only the timers due within a window (and
+// The durable timer queue. Timer tasks live in a table (Table::kTimers; Table::kRetention for
+// the second queue, which deletes closed runs) keyed by (fire time, task id), so a scan is in
+// fire order. The queue keeps in memory only the timers due within a window (and
 // at most a bounded number of them); later ones stay in the store until the window reaches
 // them. One clock alarm is armed for the earliest timer; due timers are fired on an executor.
 //
@@ -29,6 +30,10 @@
 namespace kiln::orchestrator {
 
 struct TimerQueueOptions {
+  // The table the timers live in (kTimers, or kRetention for history deletions), and the
+  // queue's name in metrics (label queue).
+  Table table = Table::kTimers;
+  std::string name = "timers";
   // How far ahead timers are loaded into memory.
   absl::Duration window = absl::Minutes(1);
   // Timers held in memory at most; the rest are read when room frees up.
