@@ -21,7 +21,8 @@ WorkflowWorker::WorkflowWorker(Connection& connection, std::string task_queue,
     : connection_(connection),
       task_queue_(std::move(task_queue)),
       options_(std::move(options)),
-      instance_id_(RandomIdGenerator().NewUuid()) {
+      instance_id_(RandomIdGenerator().NewUuid()),
+      cache_(options_.cache_size) {
   if (options_.registry != nullptr) {
     task_latency_ = &prometheus::BuildHistogram()
                          .Name("kiln_sdk_workflow_task_latency_seconds")
@@ -85,31 +86,18 @@ size_t WorkflowWorker::cached() {
 
 void WorkflowWorker::ClearCache() {
   absl::MutexLock lock(&mu_);
-  cache_.clear();
-  lru_.clear();
+  cache_.Clear();
 }
 
 std::unique_ptr<WorkflowInstance> WorkflowWorker::Checkout(const std::string& run_id) {
   absl::MutexLock lock(&mu_);
-  auto it = cache_.find(run_id);
-  if (it == cache_.end()) return nullptr;
-  auto instance = std::move(it->second.first);
-  lru_.erase(it->second.second);
-  cache_.erase(it);
-  return instance;
+  return cache_.Checkout(run_id);
 }
 
 void WorkflowWorker::Return(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance) {
-  std::vector<std::unique_ptr<WorkflowInstance>> evicted;  // destroyed outside the lock
+  std::vector<std::unique_ptr<WorkflowInstance>> left;  // destroyed outside the lock
   absl::MutexLock lock(&mu_);
-  lru_.push_front(run_id);
-  cache_[run_id] = {std::move(instance), lru_.begin()};
-  while (cache_.size() > options_.cache_size) {
-    auto victim = cache_.find(lru_.back());
-    evicted.push_back(std::move(victim->second.first));
-    cache_.erase(victim);
-    lru_.pop_back();
-  }
+  left = cache_.Put(run_id, std::move(instance));
   if (cache_gauge_) cache_gauge_->Set(static_cast<double>(cache_.size()));
 }
 
@@ -193,7 +181,7 @@ std::shared_ptr<LocalRun> WorkflowWorker::StartEagerRun(api::PollWorkflowTaskQue
 
 bool WorkflowWorker::HoldsRun(const std::string& run_id) {
   absl::MutexLock lock(&mu_);
-  return cache_.contains(run_id);
+  return cache_.Contains(run_id);
 }
 
 std::shared_ptr<LocalRun> WorkflowWorker::FindLocal(const std::string& run_id) {

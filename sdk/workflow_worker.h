@@ -5,7 +5,6 @@
 #pragma once
 
 #include <atomic>
-#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,6 +23,7 @@
 #include "sdk/activity_worker.h"
 #include "sdk/client.h"
 #include "sdk/connection.h"
+#include "sdk/instance_cache.h"
 #include "sdk/workflow_instance.h"
 
 namespace kiln::sdk {
@@ -137,11 +137,7 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   std::map<std::string, WorkflowFn> workflows_;
 
   absl::Mutex mu_;
-  // run id -> instance, with LRU order (front = most recent).
-  std::map<std::string,
-           std::pair<std::unique_ptr<WorkflowInstance>, std::list<std::string>::iterator>>
-      cache_ ABSL_GUARDED_BY(mu_);
-  std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);
+  InstanceCache cache_ ABSL_GUARDED_BY(mu_);
   std::vector<grpc::ClientContext*> polls_ ABSL_GUARDED_BY(mu_);
   // Runs started eagerly here, while someone holds them (a caller's handle, a task in hand);
   // expired and settled entries are swept as new ones come.

@@ -47,10 +47,12 @@ class WriteBatch {
 
   void Put(Table table, std::string key, std::string value) {
     bytes_ += key.size() + value.size();
+    if (ops_.capacity() == 0) ops_.reserve(kFirstOps);
     ops_.push_back({OpType::kPut, table, std::move(key), std::move(value)});
   }
   void Delete(Table table, std::string key) {
     bytes_ += key.size();
+    if (ops_.capacity() == 0) ops_.reserve(kFirstOps);
     ops_.push_back({OpType::kDelete, table, std::move(key), {}});
   }
   // Appends every op of `other`, after this batch's own.
@@ -70,6 +72,10 @@ class WriteBatch {
   }
 
  private:
+  // A transition writes about ten records (events, state, tasks, timers, visibility): room for
+  // them at the first op, rather than growing (and moving every key and value) four times.
+  static constexpr size_t kFirstOps = 16;
+
   std::vector<Op> ops_;
   size_t bytes_ = 0;
 };
