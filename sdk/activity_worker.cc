@@ -71,13 +71,6 @@ bool IsFatalPollError(const grpc::Status& status, bool exclusive) {
   }
 }
 
-// While a pool thread runs a task of `owner`: the place for the task to run after it there.
-struct FollowingTask {
-  const void* owner = nullptr;
-  std::function<void()>* next = nullptr;
-};
-thread_local FollowingTask following;
-
 }  // namespace
 
 class ActivityWorker::GrpcHeartbeatRecorder final : public HeartbeatRecorder {
@@ -433,44 +426,20 @@ void ActivityWorker::Dispatch(api::PollActivityTaskQueueResponse task, std::func
   metrics_->slots_used.Increment();
   ++tasks_started_;
   auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
-  std::function<void()> work =
+  // Cannot be refused: at most max_concurrent tasks hold slots, and the pool has as many
+  // threads plus as many queue places.
+  bool queued = executor_->TrySubmit(
       [this, task = std::make_shared<api::PollActivityTaskQueueResponse>(std::move(task)),
        shared_done] {
         Run(std::move(*task));
         if (*shared_done) (*shared_done)();
-      };
-  if (following.owner == this && !*following.next) {
-    *following.next = std::move(work);
-    return;
-  }
-  // Cannot be refused: at most max_concurrent tasks hold slots, and the pool has as many
-  // threads plus as many queue places.
-  bool queued = executor_->TrySubmit(
-      [this, work = std::move(work)]() mutable { RunOnThisThread(std::move(work)); });
+      });
   if (!queued) {
     logger_->Log(LogLevel::kError, "activity_worker.pool_refused_task",
                  {{"task_queue", task_queue_}});
     Finish();
     if (*shared_done) (*shared_done)();
   }
-}
-
-void ActivityWorker::RunOnThisThread(std::function<void()> work) {
-  std::function<void()> next;
-  const FollowingTask outer = std::exchange(following, {.owner = this, .next = &next});
-  while (work) {
-    work();
-    work = std::exchange(next, nullptr);
-  }
-  following = outer;
-}
-
-void ActivityWorker::SubmitFollowing() {
-  if (following.owner != this || !*following.next) return;
-  auto work = std::make_shared<std::function<void()>>(std::exchange(*following.next, nullptr));
-  bool queued = executor_->TrySubmit([this, work] { RunOnThisThread(std::move(*work)); });
-  // Cannot be refused (see Dispatch); should it be, it runs here after all rather than be lost.
-  if (!queued) *following.next = std::move(*work);
 }
 
 void ActivityWorker::SetWorkflowTaskRunner(EagerWorkflowTaskRunner* runner) {
@@ -573,10 +542,7 @@ void ActivityWorker::Run(api::PollActivityTaskQueueResponse task) {
   // thread, so an activity that task schedules can take it (eagerly) at once. A task run with
   // the completion (speculative) may have handed it to such an activity already.
   Finish(/*free_slot=*/!slot_handed_over);
-  if (next.has_value()) {
-    SubmitFollowing();  // an activity started meanwhile need not wait for this workflow task
-    RunNextWorkflowTask(std::move(*next));
-  }
+  if (next.has_value()) RunNextWorkflowTask(std::move(*next));
 }
 
 std::optional<api::PollWorkflowTaskQueueResponse> ActivityWorker::Respond(

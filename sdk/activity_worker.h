@@ -140,16 +140,8 @@ class ActivityWorker {
   struct Metrics;
 
   void PollLoop();
-  // A task got in a slot already taken: runs it on the pool. Dispatched from a pool thread of
-  // this worker (an eager activity a completion started: usually the same run's next), it runs
-  // on that thread once the current task ends, instead of waking another thread while this one
-  // goes idle (one such task per thread; more go to the pool).
+  // A task got in a slot already taken: runs it on the pool.
   void Dispatch(api::PollActivityTaskQueueResponse task, std::function<void()> done = nullptr);
-  // On a pool thread: runs `work`, then the task dispatched to follow it, if any, and so on.
-  void RunOnThisThread(std::function<void()> work);
-  // Sends the task waiting to follow the current one on this thread, if any, to the pool (before
-  // this thread takes on longer work, such as the workflow's next task).
-  void SubmitFollowing();
   // Waits for a free slot and takes it; false when stopping.
   bool TakeSlot();
   void Run(api::PollActivityTaskQueueResponse task);

@@ -3,12 +3,9 @@
 // started at once and runs them from the completion's answer, without a poll.
 #include <atomic>
 #include <memory>
-#include <thread>
-#include <vector>
 
 #include <catch2/catch.hpp>
 
-#include "absl/synchronization/mutex.h"
 #include "common/proto_time.h"
 #include "sdk/activity_worker.h"
 #include "sdk/client.h"
@@ -272,33 +269,6 @@ TEST_CASE("An activity's slot passes to the activity its workflow's next task sc
       CHECK(workers.workflows.speculative_accepted() == 0);
       CHECK(workers.workflows.partial_histories() == 3);
     }
-  }
-  REQUIRE(orchestrator.Stop().value() == 0);
-}
-
-TEST_CASE("The activity a completed activity's next workflow task starts runs on its thread") {
-  Fresh fresh;
-  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
-  sdk::Client& client = *fresh.client;
-  for (const bool speculative : {true, false}) {
-    CAPTURE(speculative);
-    // Rather than waking another pool thread while this one goes idle.
-    absl::Mutex mu;
-    std::vector<std::thread::id> threads;
-    auto echo = [&](sdk::ActivityContext&, const Payloads& in) -> absl::StatusOr<Payloads> {
-      absl::MutexLock lock(&mu);
-      threads.push_back(std::this_thread::get_id());
-      return in;
-    };
-    Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
-                    /*workflow_pollers=*/2, echo, speculative);
-    sdk::WorkflowHandle handle =
-        RunEager(client, workers, speculative ? "same-thread" : "same-thread-2", "Sequence");
-    CHECK(StartedBy(client, handle) == std::vector<std::string>(3, std::string("workflow-worker")));
-    absl::MutexLock lock(&mu);
-    REQUIRE(threads.size() == 3);
-    CHECK(threads[1] == threads[0]);
-    CHECK(threads[2] == threads[0]);
   }
   REQUIRE(orchestrator.Stop().value() == 0);
 }
