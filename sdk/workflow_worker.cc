@@ -96,9 +96,16 @@ std::unique_ptr<WorkflowInstance> WorkflowWorker::Checkout(const std::string& ru
 
 void WorkflowWorker::Return(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance) {
   std::vector<std::unique_ptr<WorkflowInstance>> left;  // destroyed outside the lock
-  absl::MutexLock lock(&mu_);
-  left = cache_.Put(run_id, std::move(instance));
-  if (cache_gauge_) cache_gauge_->Set(static_cast<double>(cache_.size()));
+  bool held = false;
+  {
+    absl::MutexLock lock(&mu_);
+    held = cache_.Contains(run_id);
+    left = cache_.Put(run_id, std::move(instance));
+    if (cache_gauge_) cache_gauge_->Set(static_cast<double>(cache_.size()));
+  }
+  // Rare (a later task of the run finished first, on a fresh instance); logged so that how
+  // often it happens can be seen.
+  if (held) LogInfo("sdk.workflow_cache_put_back_while_held", {{"run_id", run_id}});
 }
 
 void WorkflowWorker::PollLoop() {

@@ -3,9 +3,12 @@
 // started at once and runs them from the completion's answer, without a poll.
 #include <atomic>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "sdk/activity_worker.h"
 #include "sdk/client.h"
@@ -117,13 +120,14 @@ std::vector<std::string> StartedBy(sdk::Client& client, const sdk::WorkflowHandl
 // eager activities), running every workflow above; "Echo" is `echo`.
 struct Workers {
   Workers(sdk::Connection& connection, int max_concurrent, int pollers, int workflow_pollers = 2,
-          sdk::ActivityFn echo = Echo, bool speculative = true)
+          sdk::ActivityFn echo = Echo, bool speculative = true, size_t cache_size = 1000)
       : activities(
             connection, "eager",
             {.identity = "activity-worker", .max_concurrent = max_concurrent, .pollers = pollers}),
         workflows(connection, "eager",
                   {.identity = "workflow-worker",
                    .pollers = workflow_pollers,
+                   .cache_size = cache_size,
                    .eager_activities = &activities,
                    .speculative_tasks = speculative}) {
     REQUIRE(activities.Register("Echo", std::move(echo)).ok());
@@ -242,6 +246,46 @@ TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll 
       }
     }
     CHECK(carried == 3);
+  }
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+TEST_CASE("Many runs through a cache smaller than the runs in flight all complete") {
+  // Every way a run goes into the worker's cache, at once: evictions and full replays, eager
+  // and plain starts, activities that miss their eager slot and come back through a poll, and
+  // next tasks that reach another poller before the previous task's instance is put back (the
+  // cache then holds the run once: a second entry once made eviction erase a run it no longer
+  // held).
+  Fresh fresh;
+  testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
+  constexpr int kCallers = 8;
+  constexpr int kRunsEach = 12;
+  constexpr size_t kCache = 4;
+  {
+    Workers workers(orchestrator.connection(), /*max_concurrent=*/3, /*pollers=*/2,
+                    /*workflow_pollers=*/3, Echo, /*speculative=*/true, kCache);
+    std::atomic<int> completed{0};
+    std::vector<std::thread> callers;
+    for (int c = 0; c < kCallers; ++c) {
+      callers.emplace_back([&, c] {
+        sdk::Client client(orchestrator.connection());
+        for (int i = 0; i < kRunsEach; ++i) {
+          auto handle =
+              client.StartWorkflow({.id = absl::StrCat("tiny-cache-", c, "-", i),
+                                    .task_queue = "eager",
+                                    .eager_worker = i % 2 == 0 ? &workers.workflows : nullptr},
+                                   "Sequence", sdk::ToPayloads(std::string("kiln")));
+          if (!handle.ok()) continue;
+          auto result = client.GetResult<std::string>(*handle, absl::Seconds(60));
+          if (result.ok() && *result == "kiln") ++completed;
+        }
+      });
+    }
+    for (auto& caller : callers) caller.join();
+    CHECK(completed.load() == kCallers * kRunsEach);
+    CHECK(workers.workflows.cached() <= kCache);
+    CHECK(workers.workflows.full_replays() > kCallers * kRunsEach);  // evictions replayed
+    CHECK(workers.workflows.tasks_failed() == 0);
   }
   REQUIRE(orchestrator.Stop().value() == 0);
 }
