@@ -28,7 +28,6 @@ const char* TableName(Table table) {
 
 void WriteBatch::Append(WriteBatch&& other) {
   bytes_ += other.bytes_;
-  ops_.reserve(ops_.size() + other.ops_.size());
   for (auto& op : other.ops_) ops_.push_back(std::move(op));
   other.Clear();
 }
