@@ -22,7 +22,12 @@
 
 namespace kiln::testutil {
 
-std::string BinaryDir() { return KILN_BINARY_DIR; }
+std::string BinaryDir() {
+  // KILN_BINARY_DIR in the environment wins, so that a benchmark can be run against a copy of
+  // the binaries (comparing two builds) rather than the build tree it was compiled in.
+  const char* dir = std::getenv("KILN_BINARY_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : KILN_BINARY_DIR;
+}
 std::string BinaryPath(const std::string& name) { return absl::StrCat(BinaryDir(), "/", name); }
 
 TempDir::TempDir() {

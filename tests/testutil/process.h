@@ -14,7 +14,7 @@
 
 namespace kiln::testutil {
 
-// The directory holding the built binaries (build/bin).
+// The directory holding the built binaries: $KILN_BINARY_DIR if set, else build/bin.
 std::string BinaryDir();
 std::string BinaryPath(const std::string& name);
 
