@@ -59,6 +59,46 @@ TEST_CASE("Strings are JSON strings, or binary/plain when not UTF-8") {
   REQUIRE(Encoding(ToPayload(std::string("trunc\xe2\x82"))) == kEncodingBinary);
 }
 
+TEST_CASE("String JSON is written and read directly, and agrees with the JSON library") {
+  namespace ci = converter_internal;
+  const std::string tricky[] = {
+      "",
+      "plain",
+      "quote \" back\\slash / slash",
+      std::string("controls \b\f\n\r\t \x01 \x1f \0 end", 26),
+      "h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\xa5 \xe2\x80\xa8",
+      "<script>&amp;</script> \x7f",
+  };
+  for (const std::string& text : tricky) {
+    INFO(text);
+    std::string json = ci::StringJson(text);
+    // What we write, the JSON library reads back to the same string...
+    auto parsed = ci::JsonToValue(json);
+    REQUIRE(parsed.ok());
+    REQUIRE(parsed->string_value() == text);
+    // ...and what the library writes (payloads recorded before), we read.
+    google::protobuf::Value v;
+    v.set_string_value(text);
+    REQUIRE(ci::ParseStringJson(ci::ValueToJson(v)) == text);
+    REQUIRE(ci::ParseStringJson(json) == text);
+  }
+  REQUIRE(ci::StringJson(std::string("a\x01\"", 3)) == "\"a\\u0001\\\"\"");
+
+  // Escapes JSON allows, surrogate pairs, whitespace around the literal.
+  REQUIRE(ci::ParseStringJson(" \"\\u00e9\\/\\ud83d\\ude00\\u20AC\" \n") ==
+          "\xc3\xa9/\xf0\x9f\x98\x80\xe2\x82\xac");
+  // Anything else is not a plain literal: the JSON library's path names the problem.
+  for (const char* other : {"42", "\"open", "\"a\"b\"", "\"\\x41\"", "\"\\ud83d\"", "\"\\ude00\"",
+                            "\"\\u12\"", "\"tab\there\"", "[\"a\"]", "\"\\\""}) {
+    INFO(other);
+    REQUIRE_FALSE(ci::ParseStringJson(other).has_value());
+  }
+  api::Payload number = ToPayload(42);
+  auto as_string = FromPayload<std::string>(number);
+  REQUIRE_FALSE(as_string.ok());
+  REQUIRE(Contains(as_string.status(), "expected a string, payload holds a number"));
+}
+
 TEST_CASE("Booleans and integers are exact JSON") {
   REQUIRE(ToPayload(true).data() == "true");
   REQUIRE(RoundTrip(false) == false);
