@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "kiln/api/v1/common.pb.h"
 
@@ -97,6 +98,78 @@ TEST_CASE("String JSON is written and read directly, and agrees with the JSON li
   auto as_string = FromPayload<std::string>(number);
   REQUIRE_FALSE(as_string.ok());
   REQUIRE(Contains(as_string.status(), "expected a string, payload holds a number"));
+}
+
+TEST_CASE("String JSON agrees with the JSON library on random strings and random literals") {
+  namespace ci = converter_internal;
+  std::mt19937 rng(20261128);
+  auto code_point = [&]() -> uint32_t {
+    switch (rng() % 6) {
+      case 0:
+        return rng() % 0x20;  // Controls.
+      case 1:
+        return std::string_view("\"\\/ u")[rng() % 5];
+      case 2:
+        return 0x20 + rng() % 0x60;
+      case 3:
+        return 0x80 + rng() % 0x780;  // Two bytes.
+      case 4: {
+        uint32_t c = 0x800 + rng() % 0xF800;  // Three bytes, not a surrogate.
+        return c >= 0xD800 && c <= 0xDFFF ? 0x2028 : c;
+      }
+      default:
+        return 0x10000 + rng() % 0x100000;  // Four bytes.
+    }
+  };
+  auto utf8 = [](uint32_t c) {
+    std::string out;
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else if (c < 0x800) {
+      out += static_cast<char>(0xC0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3F));
+    } else if (c < 0x10000) {
+      out += static_cast<char>(0xE0 | (c >> 12));
+      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (c & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (c >> 18));
+      out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (c & 0x3F));
+    }
+    return out;
+  };
+  for (int i = 0; i < 2000; ++i) {
+    std::string text;
+    for (size_t n = rng() % 24; n > 0; --n) text += utf8(code_point());
+    INFO(text);
+    auto library = ci::JsonToValue(ci::StringJson(text));
+    REQUIRE(library.ok());
+    REQUIRE(library->string_value() == text);
+    google::protobuf::Value v;
+    v.set_string_value(text);
+    REQUIRE(ci::ParseStringJson(ci::ValueToJson(v)) == text);
+  }
+  // Random literals built from escapes, stray quotes and bytes: whatever our reader accepts,
+  // the library reads as the same string. (What it refuses goes to the library anyway.)
+  const std::string pieces[] = {"a",        "\\\"",    "\\\\", "\\n",   "\\u00e9", "\\ud83d\\ude00",
+                                "\\ud83d",  "\\ude00", "\\x",  "\\u12", "\"",      "\t",
+                                "\xc3\xa9", "\xff",    "\\/",  " "};
+  int accepted = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string json = "\"";
+    for (size_t n = rng() % 6; n > 0; --n) json += pieces[rng() % std::size(pieces)];
+    json += "\"";
+    INFO(json);
+    std::optional<std::string> ours = ci::ParseStringJson(json);
+    if (!ours.has_value()) continue;
+    ++accepted;
+    auto library = ci::JsonToValue(json);
+    REQUIRE(library.ok());
+    REQUIRE(library->string_value() == *ours);
+  }
+  REQUIRE(accepted > 100);
 }
 
 TEST_CASE("Booleans and integers are exact JSON") {
