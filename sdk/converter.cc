@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "common/json_scalar.h"
 
 namespace kiln::sdk {
 namespace {
@@ -64,11 +65,11 @@ std::string PayloadEncoding(const api::Payload& payload) {
 api::Payload DefaultPayloadConverter::EncodeNull() const { return WithEncoding(kEncodingNull, ""); }
 
 api::Payload DefaultPayloadConverter::EncodeString(std::string_view value) const {
-  if (!converter_internal::IsValidUtf8(absl::string_view(value.data(), value.size()))) {
+  if (!json::IsValidUtf8(value)) {
     // JSON strings are Unicode: raw bytes would be mangled, so they travel as they are.
     return WithEncoding(kEncodingBinary, std::string(value));
   }
-  return WithEncoding(kEncodingJson, converter_internal::StringJson(value));
+  return WithEncoding(kEncodingJson, json::EncodeString(value));
 }
 
 api::Payload DefaultPayloadConverter::EncodeJson(std::string json) const {
@@ -104,10 +105,9 @@ absl::StatusOr<std::string> DefaultPayloadConverter::DecodeString(
   std::string encoding = PayloadEncoding(payload);
   if (encoding == kEncodingBinary) return payload.data();
   if (encoding != kEncodingJson) return CannotDecode(payload, "a string");
-  if (std::optional<std::string> text = converter_internal::ParseStringJson(payload.data())) {
-    return *std::move(text);
-  }
-  // Not a plain string literal: the JSON library tells what it holds instead.
+  absl::StatusOr<std::string> text = json::ParseString(payload.data());
+  if (text.ok()) return text;
+  // Not a string literal: the JSON library tells what the payload holds instead.
   auto value = converter_internal::JsonToValue(payload.data());
   if (!value.ok()) return value.status();
   return converter_internal::ValueToString(*value);
@@ -173,161 +173,6 @@ absl::StatusOr<google::protobuf::Value> JsonToValue(absl::string_view json) {
         absl::StrCat("payload is not valid JSON: ", std::string(status.message())));
   }
   return value;
-}
-
-std::string StringJson(std::string_view utf8) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  auto plain = [](char ch) {
-    auto c = static_cast<unsigned char>(ch);
-    return c >= 0x20 && c != '"' && c != '\\';  // UTF-8 passes through: JSON text is UTF-8.
-  };
-  std::string json;
-  json.reserve(utf8.size() + 2);
-  json.push_back('"');
-  size_t i = 0;
-  while (i < utf8.size()) {
-    size_t run = i;
-    while (run < utf8.size() && plain(utf8[run])) ++run;
-    json.append(utf8.data() + i, run - i);
-    if (run == utf8.size()) break;
-    auto c = static_cast<unsigned char>(utf8[run]);
-    switch (c) {
-      case '"':
-        json += "\\\"";
-        break;
-      case '\\':
-        json += "\\\\";
-        break;
-      case '\b':
-        json += "\\b";
-        break;
-      case '\f':
-        json += "\\f";
-        break;
-      case '\n':
-        json += "\\n";
-        break;
-      case '\r':
-        json += "\\r";
-        break;
-      case '\t':
-        json += "\\t";
-        break;
-      default:
-        json += "\\u00";
-        json.push_back(kHex[c >> 4]);
-        json.push_back(kHex[c & 0xF]);
-    }
-    i = run + 1;
-  }
-  json.push_back('"');
-  return json;
-}
-
-namespace {
-
-bool IsJsonSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-// Four hex digits at `s[i]`, or -1.
-int32_t Hex4(std::string_view s, size_t i) {
-  if (i + 4 > s.size()) return -1;
-  int32_t v = 0;
-  for (size_t k = i; k < i + 4; ++k) {
-    char c = s[k];
-    int d = c >= '0' && c <= '9'   ? c - '0'
-            : c >= 'a' && c <= 'f' ? c - 'a' + 10
-            : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                   : -1;
-    if (d < 0) return -1;
-    v = v * 16 + d;
-  }
-  return v;
-}
-
-void AppendUtf8(uint32_t code, std::string* out) {
-  if (code < 0x80) {
-    out->push_back(static_cast<char>(code));
-  } else if (code < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (code >> 6)));
-    out->push_back(static_cast<char>(0x80 | (code & 0x3F)));
-  } else if (code < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (code >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (code & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (code >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (code & 0x3F)));
-  }
-}
-
-}  // namespace
-
-std::optional<std::string> ParseStringJson(std::string_view json) {
-  size_t begin = 0, end = json.size();
-  while (begin < end && IsJsonSpace(json[begin])) ++begin;
-  while (end > begin && IsJsonSpace(json[end - 1])) --end;
-  if (end - begin < 2 || json[begin] != '"' || json[end - 1] != '"') return std::nullopt;
-  std::string_view body = json.substr(begin + 1, end - begin - 2);
-  if (!IsValidUtf8(absl::string_view(body.data(), body.size()))) return std::nullopt;
-  std::string out;
-  out.reserve(body.size());
-  for (size_t i = 0; i < body.size(); ++i) {
-    size_t run = i;
-    while (run < body.size() && static_cast<unsigned char>(body[run]) >= 0x20 && body[run] != '"' &&
-           body[run] != '\\') {
-      ++run;
-    }
-    out.append(body.data() + i, run - i);
-    if (run == body.size()) break;
-    i = run;
-    if (body[i] != '\\') return std::nullopt;  // A control character or a bare quote.
-    if (++i == body.size()) return std::nullopt;
-    switch (body[i]) {
-      case '"':
-      case '\\':
-      case '/':
-        out.push_back(body[i]);
-        break;
-      case 'b':
-        out.push_back('\b');
-        break;
-      case 'f':
-        out.push_back('\f');
-        break;
-      case 'n':
-        out.push_back('\n');
-        break;
-      case 'r':
-        out.push_back('\r');
-        break;
-      case 't':
-        out.push_back('\t');
-        break;
-      case 'u': {
-        int32_t code = Hex4(body, i + 1);
-        if (code < 0) return std::nullopt;
-        i += 4;
-        if (code >= 0xDC00 && code <= 0xDFFF) return std::nullopt;  // A lone low surrogate.
-        if (code >= 0xD800 && code <= 0xDBFF) {
-          // A high surrogate: only with the low one right after it.
-          if (i + 2 >= body.size() || body[i + 1] != '\\' || body[i + 2] != 'u') {
-            return std::nullopt;
-          }
-          int32_t low = Hex4(body, i + 3);
-          if (low < 0xDC00 || low > 0xDFFF) return std::nullopt;
-          i += 6;
-          code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
-        }
-        AppendUtf8(static_cast<uint32_t>(code), &out);
-        break;
-      }
-      default:
-        return std::nullopt;
-    }
-  }
-  return out;
 }
 
 std::string IntegerJson(int64_t value) { return absl::StrCat(value); }
@@ -432,43 +277,6 @@ absl::StatusOr<std::string> ValueToString(const google::protobuf::Value& value) 
 absl::Status WrongJsonKind(const google::protobuf::Value& value, absl::string_view expected) {
   return absl::InvalidArgumentError(
       absl::StrCat("expected ", expected, ", payload holds ", KindName(value)));
-}
-
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t extra;
-    uint32_t code;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      extra = 1;
-      code = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-      code = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3;
-      code = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + extra >= s.size()) return false;  // Truncated sequence.
-    for (size_t k = 1; k <= extra; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      code = (code << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
-    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    if (code < kMin[extra] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
-      return false;
-    }
-    i += extra + 1;
-  }
-  return true;
 }
 
 }  // namespace converter_internal

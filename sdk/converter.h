@@ -113,13 +113,6 @@ absl::StatusOr<google::protobuf::Value> JsonToValue(absl::string_view json);
 // Scalars travel as exact JSON text: int64 values past 2^53 keep every digit, and doubles
 // print the shortest text that reads back to the same bits (NaN and ±infinity as the strings
 // "NaN", "Infinity", "-Infinity", as proto3's JSON mapping does).
-// A string's JSON text, quoted and escaped (`utf8` must be valid UTF-8), and back: the string
-// a JSON string literal holds, or nullopt for any other text (a number, an object, a malformed
-// or lone-surrogate escape), which the JSON library then reads and names in its error. Strings
-// are the most common payload; written directly, they cost a fraction of the library's
-// descriptor-driven printer and parser.
-std::string StringJson(std::string_view utf8);
-std::optional<std::string> ParseStringJson(std::string_view json);
 std::string IntegerJson(int64_t value);
 std::string UnsignedJson(uint64_t value);
 std::string DoubleJson(double value);
@@ -131,7 +124,6 @@ absl::StatusOr<double> ValueToDouble(const google::protobuf::Value& value);
 absl::StatusOr<bool> ValueToBool(const google::protobuf::Value& value);
 absl::StatusOr<std::string> ValueToString(const google::protobuf::Value& value);
 absl::Status WrongJsonKind(const google::protobuf::Value& value, absl::string_view expected);
-bool IsValidUtf8(absl::string_view s);
 
 template <class T>
 struct IsOptional : std::false_type {};

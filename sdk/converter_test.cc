@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 
+#include "common/json_scalar.h"
 #include "kiln/api/v1/common.pb.h"
 
 namespace kiln::sdk {
@@ -21,6 +22,13 @@ T RoundTrip(const T& value) {
   INFO(decoded.status().ToString());
   REQUIRE(decoded.ok());
   return *decoded;
+}
+
+// The string a JSON text holds when it is a string literal (json::ParseString), else nullopt.
+std::optional<std::string> Parsed(std::string_view json_text) {
+  absl::StatusOr<std::string> text = json::ParseString(json_text);
+  if (!text.ok()) return std::nullopt;
+  return *std::move(text);
 }
 
 bool Contains(const absl::Status& status, const std::string& text) {
@@ -72,27 +80,27 @@ TEST_CASE("String JSON is written and read directly, and agrees with the JSON li
   };
   for (const std::string& text : tricky) {
     INFO(text);
-    std::string json = ci::StringJson(text);
+    std::string literal = json::EncodeString(text);
     // What we write, the JSON library reads back to the same string...
-    auto parsed = ci::JsonToValue(json);
+    auto parsed = ci::JsonToValue(literal);
     REQUIRE(parsed.ok());
     REQUIRE(parsed->string_value() == text);
     // ...and what the library writes (payloads recorded before), we read.
     google::protobuf::Value v;
     v.set_string_value(text);
-    REQUIRE(ci::ParseStringJson(ci::ValueToJson(v)) == text);
-    REQUIRE(ci::ParseStringJson(json) == text);
+    REQUIRE(Parsed(ci::ValueToJson(v)) == text);
+    REQUIRE(Parsed(literal) == text);
   }
-  REQUIRE(ci::StringJson(std::string("a\x01\"", 3)) == "\"a\\u0001\\\"\"");
+  REQUIRE(json::EncodeString(std::string("a\x01\"", 3)) == "\"a\\u0001\\\"\"");
 
   // Escapes JSON allows, surrogate pairs, whitespace around the literal.
-  REQUIRE(ci::ParseStringJson(" \"\\u00e9\\/\\ud83d\\ude00\\u20AC\" \n") ==
+  REQUIRE(Parsed(" \"\\u00e9\\/\\ud83d\\ude00\\u20AC\" \n") ==
           "\xc3\xa9/\xf0\x9f\x98\x80\xe2\x82\xac");
   // Anything else is not a plain literal: the JSON library's path names the problem.
   for (const char* other : {"42", "\"open", "\"a\"b\"", "\"\\x41\"", "\"\\ud83d\"", "\"\\ude00\"",
                             "\"\\u12\"", "\"tab\there\"", "[\"a\"]", "\"\\\""}) {
     INFO(other);
-    REQUIRE_FALSE(ci::ParseStringJson(other).has_value());
+    REQUIRE_FALSE(Parsed(other).has_value());
   }
   api::Payload number = ToPayload(42);
   auto as_string = FromPayload<std::string>(number);
@@ -144,12 +152,12 @@ TEST_CASE("String JSON agrees with the JSON library on random strings and random
     std::string text;
     for (size_t n = rng() % 24; n > 0; --n) text += utf8(code_point());
     INFO(text);
-    auto library = ci::JsonToValue(ci::StringJson(text));
+    auto library = ci::JsonToValue(json::EncodeString(text));
     REQUIRE(library.ok());
     REQUIRE(library->string_value() == text);
     google::protobuf::Value v;
     v.set_string_value(text);
-    REQUIRE(ci::ParseStringJson(ci::ValueToJson(v)) == text);
+    REQUIRE(Parsed(ci::ValueToJson(v)) == text);
   }
   // Random literals built from escapes, stray quotes and bytes: whatever our reader accepts,
   // the library reads as the same string. (What it refuses goes to the library anyway.)
@@ -158,14 +166,14 @@ TEST_CASE("String JSON agrees with the JSON library on random strings and random
                                 "\xc3\xa9", "\xff",    "\\/",  " "};
   int accepted = 0;
   for (int i = 0; i < 3000; ++i) {
-    std::string json = "\"";
-    for (size_t n = rng() % 6; n > 0; --n) json += pieces[rng() % std::size(pieces)];
-    json += "\"";
-    INFO(json);
-    std::optional<std::string> ours = ci::ParseStringJson(json);
+    std::string literal = "\"";
+    for (size_t n = rng() % 6; n > 0; --n) literal += pieces[rng() % std::size(pieces)];
+    literal += "\"";
+    INFO(literal);
+    std::optional<std::string> ours = Parsed(literal);
     if (!ours.has_value()) continue;
     ++accepted;
-    auto library = ci::JsonToValue(json);
+    auto library = ci::JsonToValue(literal);
     REQUIRE(library.ok());
     REQUIRE(library->string_value() == *ours);
   }

@@ -1,5 +1,5 @@
 // The payload converter's cost for strings, the most common payload: the direct JSON string
-// writer and reader (StringJson / ParseStringJson, what ToPayload and FromPayload use) against
+// writer and reader (json::EncodeString / ParseString, what ToPayload and FromPayload use) against
 // the protobuf JSON library's printer and parser (what they used before, and still use for
 // other JSON). Prints one table and its method.
 //
@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/json_scalar.h"
 #include "sdk/converter.h"
 
 namespace kiln::bench {
@@ -45,7 +46,7 @@ std::string Sample(size_t size) {
   std::string s;
   while (s.size() < size) s += kPiece;
   s.resize(size);
-  while (!ci::IsValidUtf8(s)) s.pop_back();  // Do not end inside the two-byte character.
+  while (!kiln::json::IsValidUtf8(s)) s.pop_back();  // Do not end inside the two-byte character.
   return s;
 }
 
@@ -64,30 +65,30 @@ int main(int argc, char** argv) {
   std::printf(
       "Method: one thread, CPU time (CLOCK_THREAD_CPUTIME_ID) per call, the best of 5 rounds\n"
       "of %d calls (larger strings: fewer calls, same bytes). Encode: a UTF-8 string to\n"
-      "its JSON text; decode: that text back to the string. Direct = sdk::converter_internal's\n"
-      "StringJson / ParseStringJson; library = a google.protobuf.Value through protobuf's\n"
+      "its JSON text; decode: that text back to the string. Direct = common/json_scalar's\n"
+      "json::EncodeString / ParseString; library = a google.protobuf.Value through protobuf's\n"
       "JSON printer and parser, the converter's path for strings before.\n\n",
       iterations);
   std::printf("| string | encode, direct | encode, library | decode, direct | decode, library |\n");
   std::printf("| --- | --- | --- | --- | --- |\n");
   for (size_t size : {8u, 100u, 10000u}) {
     const std::string text = Sample(size);
-    const std::string json = ci::StringJson(text);
+    const std::string json = kiln::json::EncodeString(text);
     google::protobuf::Value value;
     value.set_string_value(text);
-    if (ci::ValueToJson(value).empty() || ci::ParseStringJson(json) != text) {
+    if (ci::ValueToJson(value).empty() || kiln::json::ParseString(json).value_or("") != text) {
       std::fprintf(stderr, "kiln-converter-bench: the two paths disagree\n");
       return 1;
     }
     int n = static_cast<int>(std::max<size_t>(1, iterations * 8 / std::max<size_t>(size, 8)));
     size_t sink = 0;
-    double enc_direct = NsPerCall(n, [&] { sink += ci::StringJson(text).size(); });
+    double enc_direct = NsPerCall(n, [&] { sink += kiln::json::EncodeString(text).size(); });
     double enc_library = NsPerCall(n, [&] {
       google::protobuf::Value v;
       v.set_string_value(text);
       sink += ci::ValueToJson(v).size();
     });
-    double dec_direct = NsPerCall(n, [&] { sink += ci::ParseStringJson(json)->size(); });
+    double dec_direct = NsPerCall(n, [&] { sink += kiln::json::ParseString(json)->size(); });
     double dec_library =
         NsPerCall(n, [&] { sink += ci::JsonToValue(json)->string_value().size(); });
     std::printf("| %zu bytes | %.0f ns | %.0f ns | %.0f ns | %.0f ns |\n", text.size(), enc_direct,

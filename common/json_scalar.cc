@@ -1,13 +1,11 @@
 // Minimal JSON scalars; see json_scalar.h for why this is not google.protobuf.Value.
-#include "orchestrator/visibility/json_scalar.h"
+#include "common/json_scalar.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "common/logging.h"
-#include "orchestrator/visibility/absl_view.h"
 
-namespace kiln::orchestrator::json {
+namespace kiln::json {
 namespace {
 
 bool IsJsonSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
@@ -61,7 +59,52 @@ bool ReadHex4(std::string_view text, size_t* i, uint32_t* out) {
 
 }  // namespace
 
-std::string EncodeString(std::string_view value) { return "\"" + JsonEscape(value) + "\""; }
+void AppendJsonEscaped(std::string_view value, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t i = 0;
+  while (i < value.size()) {
+    // Copy the run of bytes that need no escape at once.
+    size_t run = i;
+    while (run < value.size() && static_cast<unsigned char>(value[run]) >= 0x20 &&
+           value[run] != '"' && value[run] != '\\') {
+      ++run;
+    }
+    out->append(value.data() + i, run - i);
+    if (run == value.size()) return;
+    auto c = static_cast<unsigned char>(value[run]);
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        out->append("\\u00");
+        out->push_back(kHex[c >> 4]);
+        out->push_back(kHex[c & 0xF]);
+    }
+    i = run + 1;
+  }
+}
+
+std::string EncodeString(std::string_view value) {
+  std::string out;
+  out.reserve(value.size() + 2);
+  out.push_back('"');
+  AppendJsonEscaped(value, &out);
+  out.push_back('"');
+  return out;
+}
 
 absl::StatusOr<std::string> ParseString(std::string_view text) {
   if (!IsValidUtf8(text)) return absl::InvalidArgumentError("not valid UTF-8");
@@ -72,7 +115,17 @@ absl::StatusOr<std::string> ParseString(std::string_view text) {
   std::string out;
   // The closing quote must be the last byte: an unescaped quote earlier ends the string early.
   const size_t end = text.size() - 1;
+  out.reserve(end - 1);
   for (size_t i = 1; i < end;) {
+    // Copy the run of bytes that are neither escapes nor errors at once.
+    size_t run = i;
+    while (run < end && static_cast<unsigned char>(text[run]) >= 0x20 && text[run] != '"' &&
+           text[run] != '\\') {
+      ++run;
+    }
+    out.append(text.data() + i, run - i);
+    if (run == end) break;
+    i = run;
     char c = text[i++];
     if (c == '"') return absl::InvalidArgumentError("not a JSON string: text after the string");
     if (static_cast<unsigned char>(c) < 0x20) {
@@ -144,7 +197,7 @@ absl::StatusOr<int64_t> ParseInt(std::string_view text) {
   for (char c : digits) shaped = shaped && c >= '0' && c <= '9';
   if (!shaped) return absl::InvalidArgumentError("not a JSON integer");
   int64_t value;
-  if (!absl::SimpleAtoi(AbslView(text), &value)) {
+  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value)) {
     return absl::InvalidArgumentError("JSON integer out of the int64 range");
   }
   return value;
@@ -194,4 +247,4 @@ bool IsValidUtf8(std::string_view text) {
   return true;
 }
 
-}  // namespace kiln::orchestrator::json
+}  // namespace kiln::json

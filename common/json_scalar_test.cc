@@ -1,11 +1,11 @@
 // The JSON scalars search attribute values are made of.
-#include "orchestrator/visibility/json_scalar.h"
+#include "common/json_scalar.h"
 
 #include <limits>
 
 #include <catch2/catch.hpp>
 
-namespace kiln::orchestrator::json {
+namespace kiln::json {
 namespace {
 
 TEST_CASE("JSON strings decode escapes, surrogate pairs and surrounding whitespace") {
@@ -89,4 +89,4 @@ TEST_CASE("UTF-8 validation refuses overlong forms, surrogates and stray bytes")
 }
 
 }  // namespace
-}  // namespace kiln::orchestrator::json
+}  // namespace kiln::json
