@@ -131,10 +131,7 @@ absl::StatusOr<std::string> ParseString(std::string_view text) {
     if (static_cast<unsigned char>(c) < 0x20) {
       return absl::InvalidArgumentError("not a JSON string: unescaped control character");
     }
-    if (c != '\\') {
-      out.push_back(c);
-      continue;
-    }
+    // The run stopped at a quote, a control character or, from here on, a backslash.
     if (i == end) return absl::InvalidArgumentError("not a JSON string: escape at the end");
     char e = text[i++];
     switch (e) {

@@ -6,9 +6,9 @@
 //   kiln-converter-bench [--iterations 200000]
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
-#include <vector>
 
 #include <CLI/CLI.hpp>
 
