@@ -2,13 +2,19 @@
 
 namespace kiln {
 
-Executor::Executor(std::string name, int threads, size_t max_queued)
+Executor::Executor(std::string name, int threads, size_t max_queued, int fibers)
     : name_(std::move(name)), max_queued_(max_queued) {
+  if (fibers > 0 && fiber::kSupported) {
+    fibers_ = std::make_unique<fiber::Pool>(name_, threads, fibers, max_queued);
+    return;
+  }
+  if (fibers > 0) threads = fibers;  // A sanitizer build: a thread per would-be fiber.
   threads_.reserve(static_cast<size_t>(threads));
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
 Executor::~Executor() {
+  fibers_.reset();  // Runs what is queued, then joins.
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -17,6 +23,7 @@ Executor::~Executor() {
 }
 
 bool Executor::TrySubmit(std::function<void()> work) {
+  if (fibers_) return fibers_->TrySubmit(std::move(work));
   absl::MutexLock lock(&mu_);
   if (stopping_ || queue_.size() >= max_queued_) return false;
   queue_.push_back(std::move(work));
@@ -24,6 +31,7 @@ bool Executor::TrySubmit(std::function<void()> work) {
 }
 
 size_t Executor::queued() {
+  if (fibers_) return fibers_->queued();
   absl::MutexLock lock(&mu_);
   return queue_.size();
 }

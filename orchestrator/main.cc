@@ -51,10 +51,16 @@ int main(int argc, char** argv) {
       ->envname("KILN_START_AT_SCHEDULE")
       ->capture_default_str();
   app.add_option("--engine-threads", options.engine_threads,
-                 "Threads running engine work (each holds one request through its synced commit; "
-                 "commits of concurrent threads share one fsync)")
+                 "Threads running engine work (0: one per core); with --engine-fibers=0 each holds "
+                 "one request through its synced commit (32 suit 2 cores)")
       ->envname("KILN_ENGINE_THREADS")
-      ->check(CLI::Range(1, 256))
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  app.add_option("--engine-fibers", options.engine_fibers,
+                 "Fibers running engine work over --engine-threads threads: a request waiting "
+                 "for its commit parks its fiber; concurrent commits share one fsync (0: none)")
+      ->envname("KILN_ENGINE_FIBERS")
+      ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   options.retention = absl::Seconds(retention_h * 3600);

@@ -183,7 +183,12 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     release();
     return batch.status();
   }
-  absl::Status status = store_->Commit(*batch);
+  absl::Status status;
+  {
+    // Only run locks (fiber::Mutex) are held here: the commit may park this fiber.
+    fiber::ParkScope park;
+    status = store_->Commit(*batch);
+  }
   if (!status.ok()) {
     // The cached state may no longer match the store (an unknown outcome): reload next time.
     handle->state.reset();

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "common/fiber.h"
 #include "common/ids.h"
 #include "kiln/api/v1/workflow_service.pb.h"
 #include "kiln/internal/v1/persistence.pb.h"
@@ -274,7 +275,7 @@ class HistoryEngine {
   // Serialises starts of one workflow id (striped by hash), so that the check of the current
   // run and the write of a new one are atomic.
   static constexpr size_t kStartStripes = 64;
-  absl::Mutex start_stripes_[kStartStripes];
+  fiber::Mutex start_stripes_[kStartStripes];
 };
 
 // Task tokens: opaque to workers.

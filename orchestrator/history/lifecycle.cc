@@ -103,7 +103,7 @@ absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartInternal
     const SignalInfo* signal) {
   const std::string ns = Namespace(request.namespace_());
   const std::string& workflow_id = request.workflow_id();
-  absl::MutexLock stripe(&start_stripes_[absl::HashOf(ns, workflow_id) % kStartStripes]);
+  fiber::MutexLock stripe(&start_stripes_[absl::HashOf(ns, workflow_id) % kStartStripes]);
 
   api::StartWorkflowExecutionResponse response;
   // The current run stays locked until the new one is committed: continue-as-new (which moves

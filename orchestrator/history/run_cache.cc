@@ -38,7 +38,7 @@ void RunCache::EvictLocked() {
 
 RunCache::Entry::~Entry() {
   // Destroyed once unreachable: nobody else can hold the lock.
-  absl::MutexLock lock(&mu);
+  fiber::MutexLock lock(&mu);
   if (budget != nullptr) budget->fetch_sub(static_cast<int64_t>(recent_bytes));
 }
 

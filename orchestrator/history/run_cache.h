@@ -1,6 +1,7 @@
 // The history service's cache of run states, and the per-run lock that serialises transitions
-// on one run. Bounded (LRU); an entry in use is never evicted, so two callers can never hold two
-// different locks for the same run.
+// on one run (a fiber::Mutex: held across the transition's commit, which parks a fiber). Bounded
+// (LRU); an entry in use is never evicted, so two callers can never hold two different locks for
+// the same run.
 #pragma once
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "common/fiber.h"
 #include "kiln/api/v1/history.pb.h"
 #include "kiln/internal/v1/persistence.pb.h"
 
@@ -22,7 +24,7 @@ class RunCache {
  public:
   struct Entry {
     ~Entry();
-    absl::Mutex mu;
+    fiber::Mutex mu;
     // nullopt until loaded from the store (or after a commit whose outcome is unknown).
     std::optional<kiln::internal::v1::ExecutionState> state ABSL_GUARDED_BY(mu);
     // The run's events since its last completed workflow task's WorkflowTaskStarted (ids
@@ -42,7 +44,7 @@ class RunCache {
 
    private:
     std::shared_ptr<Entry> entry_;
-    absl::MutexLock lock_;
+    fiber::MutexLock lock_;
   };
 
   explicit RunCache(size_t capacity) : capacity_(capacity) {}

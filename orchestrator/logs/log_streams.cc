@@ -41,8 +41,12 @@ absl::StatusOr<AppendOutcome> LogStreams::Append(const std::string& run_id,
   Stream* entry = Acquire(key);
   absl::StatusOr<AppendOutcome> outcome;
   {
-    absl::MutexLock lock(&entry->mu);
-    outcome = AppendLogChunk(*store_, run_id, stream, sequence, data);
+    fiber::MutexLock lock(&entry->mu);
+    {
+      // Only the stream's fiber::Mutex is held: the commit may park this fiber.
+      fiber::ParkScope park;
+      outcome = AppendLogChunk(*store_, run_id, stream, sequence, data);
+    }
     if (outcome.ok() && outcome->written) {
       metrics_->Written(data.size());
       if (!entry->followers.empty()) {
@@ -66,7 +70,7 @@ absl::StatusOr<AppendOutcome> LogStreams::Append(const std::string& run_id,
 void LogStreams::Follow(const std::string& run_id, const std::string& stream,
                         LogFollower* follower) {
   Stream* entry = Acquire(Key(run_id, stream));
-  absl::MutexLock lock(&entry->mu);
+  fiber::MutexLock lock(&entry->mu);
   entry->followers.push_back(follower);
 }
 
@@ -81,7 +85,7 @@ void LogStreams::Unfollow(const std::string& run_id, const std::string& stream,
     entry = it->second.get();
   }
   {
-    absl::MutexLock lock(&entry->mu);
+    fiber::MutexLock lock(&entry->mu);
     auto& followers = entry->followers;
     auto it = std::find(followers.begin(), followers.end(), follower);
     assert(it != followers.end());

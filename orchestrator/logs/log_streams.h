@@ -17,6 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/fiber.h"
 #include "orchestrator/logs/log_metrics.h"
 #include "orchestrator/logs/log_store.h"
 #include "orchestrator/persistence/store.h"
@@ -57,7 +58,8 @@ class LogStreams {
 
  private:
   struct Stream {
-    absl::Mutex mu;
+    // A fiber::Mutex: held across the append's commit, which parks an engine fiber.
+    fiber::Mutex mu;
     std::vector<LogFollower*> followers ABSL_GUARDED_BY(mu);
     // Appends in progress plus followers; the entry goes when it drops to 0. Guarded by the
     // LogStreams lock, not `mu`.

@@ -137,9 +137,17 @@ RocksDbStore::RocksDbStore(std::string path, std::unique_ptr<rocksdb::DB> db,
       group_commit_(group_commit) {
   // Open returns handles in descriptor order: default first, then the tables in enum order.
   for (int t = 0; t < kTableCount; ++t) tables_[t] = handles_[t + 1];
+  if (group_commit_) writer_ = std::thread([this] { WriterLoop(); });
 }
 
 RocksDbStore::~RocksDbStore() {
+  if (writer_.joinable()) {
+    {
+      absl::MutexLock lock(&group_mu_);
+      stopping_ = true;
+    }
+    writer_.join();
+  }
   for (rocksdb::ColumnFamilyHandle* handle : handles_) {
     // Only fails for the default family's handle in old RocksDB versions; nothing to undo.
     db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
@@ -148,12 +156,11 @@ RocksDbStore::~RocksDbStore() {
   db_->Close().PermitUncheckedError();
 }
 
-// One queued commit; lives on its caller's stack until `done`.
+// One queued commit; lives on its caller's stack until the writer notifies it.
 struct RocksDbStore::Committer {
   const WriteBatch* batch = nullptr;
   absl::Status status;
-  bool done = false;  // written (or failed) by a leader
-  bool lead = false;  // handed the lead: write the next group
+  fiber::Waiter written;
 };
 
 namespace {
@@ -169,42 +176,42 @@ absl::Status RocksDbStore::Commit(const WriteBatch& batch) {
   Committer self;
   self.batch = &batch;
   if (!group_commit_) return WriteGroup({&self});
-
-  std::vector<Committer*> group;
-  {
-    absl::MutexLock lock(&group_mu_);
-    queued_.push_back(&self);
-    if (leading_) {
-      group_mu_.Await(absl::Condition(
-          +[](Committer* c) { return c->done || c->lead; }, &self));
-      if (self.done) return self.status;
-    }
-    leading_ = true;
-    size_t bytes = 0;
-    size_t take = 0;
-    while (take < queued_.size() && take < kMaxGroupCommits &&
-           (take == 0 || bytes + queued_[take]->batch->bytes() <= kMaxGroupBytes)) {
-      bytes += queued_[take]->batch->bytes();
-      ++take;
-    }
-    group.assign(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
-    queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
-  }
-  absl::Status status = WriteGroup(group);
-  groups_.fetch_add(1, std::memory_order_relaxed);
   absl::MutexLock lock(&group_mu_);
-  // A follower may return (and free its Committer) as soon as it sees `done`: nothing below
-  // touches a group member after this loop.
-  for (Committer* c : group) {
-    c->status = status;
-    c->done = true;
+  queued_.push_back(&self);
+  self.written.Wait(&group_mu_);
+  return self.status;
+}
+
+void RocksDbStore::WriterLoop() {
+  std::vector<Committer*> group;
+  for (;;) {
+    {
+      absl::MutexLock lock(&group_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(group_mu_) {
+        return stopping_ || !queued_.empty();
+      };
+      group_mu_.Await(absl::Condition(&ready));
+      if (queued_.empty()) return;  // Stopping, and every commit answered.
+      size_t bytes = 0;
+      size_t take = 0;
+      while (take < queued_.size() && take < kMaxGroupCommits &&
+             (take == 0 || bytes + queued_[take]->batch->bytes() <= kMaxGroupBytes)) {
+        bytes += queued_[take]->batch->bytes();
+        ++take;
+      }
+      group.assign(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
+      queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
+    }
+    absl::Status status = WriteGroup(group);
+    groups_.fetch_add(1, std::memory_order_relaxed);
+    absl::MutexLock lock(&group_mu_);
+    // A committer may return (and free its Committer) as soon as the lock is released: nothing
+    // below touches a group member after this loop.
+    for (Committer* c : group) {
+      c->status = status;
+      c->written.Notify();
+    }
   }
-  if (queued_.empty()) {
-    leading_ = false;
-  } else {
-    queued_.front()->lead = true;
-  }
-  return status;
 }
 
 absl::Status RocksDbStore::WriteGroup(const std::vector<Committer*>& group) {

@@ -22,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/fiber.h"
 #include "orchestrator/persistence/crash_workload.h"
 #include "orchestrator/persistence/fault_injecting_store.h"
 #include "orchestrator/persistence/store_conformance.h"
@@ -408,6 +409,37 @@ TEST_CASE("A batch the store refuses fails alone, while others commit around it"
       REQUIRE(value.ok());
       CHECK(value->has_value());
     }
+  }
+}
+
+TEST_CASE("Commits of fibers on one thread park and share a sync") {
+  if (!fiber::kSupported) return;  // Sanitizer builds have no fibers.
+  testutil::TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  constexpr int kFibers = 16;
+  const RocksDbStats before = store->Stats();
+  std::atomic<int> failures{0};
+  {
+    // One thread: were a commit to block it, the next fiber could not queue its batch until
+    // the first was synced, and every commit would sync alone.
+    fiber::Pool pool("test", /*threads=*/1, /*fibers=*/kFibers, /*max_queued=*/kFibers);
+    for (int f = 0; f < kFibers; ++f) {
+      REQUIRE(pool.TrySubmit([&, f] {
+        WriteBatch batch;
+        batch.Put(Table::kMeta, absl::StrCat("fiber-", f), "v");
+        fiber::ParkScope park;
+        if (!store->Commit(batch).ok()) ++failures;
+      }));
+    }
+  }  // Runs every fiber to the end.
+  CHECK(failures == 0);
+  const RocksDbStats after = store->Stats();
+  CHECK(after.commits - before.commits == kFibers);
+  CHECK(after.groups - before.groups < kFibers / 2);
+  for (int f = 0; f < kFibers; ++f) {
+    auto value = store->Get(Table::kMeta, absl::StrCat("fiber-", f));
+    REQUIRE(value.ok());
+    CHECK(value->has_value());
   }
 }
 

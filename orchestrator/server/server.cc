@@ -1,7 +1,9 @@
 #include "orchestrator/server/server.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
@@ -61,6 +63,13 @@ class Listener final : public EngineListener {
   bool start_at_schedule_ = true;
 };
 
+namespace {
+int EngineThreads(const ServerOptions& options) {
+  if (options.engine_threads > 0) return options.engine_threads;
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+}  // namespace
+
 Server::Server() = default;
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
@@ -82,8 +91,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   ASSIGN_OR_RETURN(server->rocksdb_, RocksDbStore::Open(options.data_dir + "/db"));
   server->store_ =
       std::make_unique<MeteredStore>(*server->rocksdb_, *server->registry_, server->clock_);
-  server->executor_ =
-      std::make_unique<Executor>("engine", options.engine_threads, options.engine_queue);
+  server->executor_ = std::make_unique<Executor>("engine", EngineThreads(options),
+                                                 options.engine_queue, options.engine_fibers);
   server->watchers_ = std::make_unique<RunWatchers>();
   MatchingOptions matching_options;
   matching_options.exclusive_lease = options.exclusive_lease;
