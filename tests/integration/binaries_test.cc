@@ -74,6 +74,10 @@ TEST_CASE("The orchestrator serves health and metrics and stops cleanly on SIGTE
   (*orchestrator)->Signal(SIGTERM);
   REQUIRE((*orchestrator)->Wait(absl::Seconds(20)).value() == 0);
   REQUIRE((*orchestrator)->Output().find("orchestrator.stopped") != std::string::npos);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  // The build links jemalloc into the orchestrator (orchestrator/CMakeLists.txt says why).
+  REQUIRE((*orchestrator)->Output().find("allocator=\"jemalloc") != std::string::npos);
+#endif
 
   // Once it is gone, the CLI says so and fails.
   REQUIRE(RunCommand(BinaryPath("kiln"), {"--address", address, "health", "--timeout", "0.5"}, &out)
