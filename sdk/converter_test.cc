@@ -70,11 +70,12 @@ TEST_CASE("Strings are JSON strings, or binary/plain when not UTF-8") {
 
 TEST_CASE("String JSON is written and read directly, and agrees with the JSON library") {
   namespace ci = converter_internal;
+  static constexpr char kControls[] = "controls \b\f\n\r\t \x01 \x1f \0 end";
   const std::string tricky[] = {
       "",
       "plain",
       "quote \" back\\slash / slash",
-      std::string("controls \b\f\n\r\t \x01 \x1f \0 end", 26),
+      std::string(kControls, sizeof(kControls) - 1),  // The embedded NUL, not the terminator.
       "h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\xa5 \xe2\x80\xa8",
       "<script>&amp;</script> \x7f",
   };
