@@ -4,11 +4,10 @@ namespace kiln {
 
 Executor::Executor(std::string name, int threads, size_t max_queued, int fibers)
     : name_(std::move(name)), max_queued_(max_queued) {
-  if (fibers > 0 && fiber::kSupported) {
+  if (fibers > 0) {
     fibers_ = std::make_unique<fiber::Pool>(name_, threads, fibers, max_queued);
     return;
   }
-  if (fibers > 0) threads = fibers;  // A sanitizer build: a thread per would-be fiber.
   threads_.reserve(static_cast<size_t>(threads));
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
 }

@@ -6,6 +6,13 @@
 
 #include <cstdlib>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace kiln::fiber {
 
 // A fiber stays on the thread that first ran it: code above a park may have cached the
@@ -16,6 +23,12 @@ struct Carrier {
   std::deque<Fiber*> ready;  // guarded by Pool::mu_
   std::vector<Fiber*> free;  // guarded by Pool::mu_
   size_t fibers = 0;
+  // For the sanitizers: the thread's own stack (ASan learns it at the first switch) and its
+  // TSan fiber.
+  const void* stack_bottom = nullptr;
+  size_t stack_size = 0;
+  void* fake_stack = nullptr;
+  void* tsan_fiber = nullptr;
 };
 
 struct Fiber {
@@ -30,13 +43,36 @@ struct Fiber {
   absl::Mutex* release = nullptr;
   bool finished = false;  // its work ended: back to its carrier's free list
   int park_scopes = 0;
+  // For the sanitizers: the fiber's stack, ASan's fake stack while switched out, its TSan fiber.
+  const void* stack_bottom = nullptr;
+  size_t stack_size = 0;
+  void* fake_stack = nullptr;
+  void* tsan_fiber = nullptr;
 
   ~Fiber() {
+#if defined(__SANITIZE_THREAD__)
+    if (tsan_fiber != nullptr) __tsan_destroy_fiber(tsan_fiber);
+#endif
     if (mapping != nullptr) munmap(mapping, mapping_bytes);
   }
 
   // Back to the thread. Returns when the fiber is resumed.
-  void SwitchOut() { swapcontext(&context, &carrier->context); }
+  void SwitchOut() {
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_start_switch_fiber(&fake_stack, carrier->stack_bottom, carrier->stack_size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+    __tsan_switch_to_fiber(carrier->tsan_fiber, 0);
+#endif
+    swapcontext(&context, &carrier->context);
+    Entered();
+  }
+  // Called on the fiber's stack each time it is switched to.
+  void Entered() {
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_finish_switch_fiber(fake_stack, &carrier->stack_bottom, &carrier->stack_size);
+#endif
+  }
   // Parks: `mu` (held) is unlocked once off the thread; returns when woken, without `mu`.
   void Park(absl::Mutex* mu) {
     release = mu;
@@ -49,6 +85,7 @@ thread_local Fiber* current = nullptr;
 
 [[noreturn]] void Trampoline() {
   Fiber* self = current;
+  self->Entered();
   for (;;) {
     self->work();
     self->work = nullptr;
@@ -147,7 +184,12 @@ Pool::Pool(std::string name, int threads, int fibers, size_t max_queued)
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (fiber->mapping == MAP_FAILED) std::abort();  // Out of address space at startup.
     mprotect(fiber->mapping, page, PROT_NONE);       // The guard: an overflow faults.
+    fiber->stack_bottom = static_cast<char*>(fiber->mapping) + page;
+    fiber->stack_size = kStackBytes;
     MakeContext(&fiber->context, static_cast<char*>(fiber->mapping) + page, kStackBytes);
+#if defined(__SANITIZE_THREAD__)
+    fiber->tsan_fiber = __tsan_create_fiber(0);
+#endif
     fiber->carrier->free.push_back(fiber.get());
     ++fiber->carrier->fibers;
     fibers_.push_back(std::move(fiber));
@@ -181,6 +223,9 @@ void Pool::MakeReady(Fiber* fiber) {
 }
 
 void Pool::Loop(Carrier* carrier) {
+#if defined(__SANITIZE_THREAD__)
+  carrier->tsan_fiber = __tsan_get_current_fiber();
+#endif
   for (;;) {
     Fiber* fiber = nullptr;
     {
@@ -203,7 +248,16 @@ void Pool::Loop(Carrier* carrier) {
       }
     }
     current = fiber;
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_start_switch_fiber(&carrier->fake_stack, fiber->stack_bottom, fiber->stack_size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+    __tsan_switch_to_fiber(fiber->tsan_fiber, 0);
+#endif
     swapcontext(&carrier->context, &fiber->context);
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_finish_switch_fiber(carrier->fake_stack, nullptr, nullptr);
+#endif
     current = nullptr;
     if (fiber->release != nullptr) {
       absl::Mutex* release = fiber->release;

@@ -23,14 +23,6 @@
 
 namespace kiln::fiber {
 
-// Sanitizers do not follow a stack switch without annotations this code does not make: their
-// builds run each fiber's work on a thread of its own instead (see Executor).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-inline constexpr bool kSupported = false;
-#else
-inline constexpr bool kSupported = true;
-#endif
-
 struct Fiber;
 struct Carrier;
 class Pool;

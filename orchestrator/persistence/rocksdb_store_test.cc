@@ -413,7 +413,6 @@ TEST_CASE("A batch the store refuses fails alone, while others commit around it"
 }
 
 TEST_CASE("Commits of fibers on one thread park and share a sync") {
-  if (!fiber::kSupported) return;  // Sanitizer builds have no fibers.
   testutil::TempDir dir;
   auto store = OpenOrDie(dir.path());
   constexpr int kFibers = 16;
