@@ -2,8 +2,39 @@
 
 namespace kiln {
 
-Executor::Executor(std::string name, int threads, size_t max_queued, int fibers)
+Executor::Executor(std::string name, int threads, size_t max_queued, int fibers,
+                   prometheus::Registry* registry)
     : name_(std::move(name)), max_queued_(max_queued) {
+  if (registry != nullptr) {
+    const prometheus::Labels labels{{"executor", name_}};
+    queued_gauge_ = &prometheus::BuildGauge()
+                         .Name("kiln_executor_queued")
+                         .Help("Work queued, waiting for a worker (a fiber or a thread)")
+                         .Register(*registry)
+                         .Add(labels);
+    running_gauge_ = &prometheus::BuildGauge()
+                          .Name("kiln_executor_running")
+                          .Help("Work started and not finished (parked fibers included)")
+                          .Register(*registry)
+                          .Add(labels);
+    prometheus::BuildGauge()
+        .Name("kiln_executor_workers")
+        .Help("Fibers, or threads where the work runs on threads")
+        .Register(*registry)
+        .Add(labels)
+        .Set(fibers > 0 ? fibers : threads);
+    prometheus::BuildGauge()
+        .Name("kiln_executor_queue_limit")
+        .Help("Work queued past this is refused")
+        .Register(*registry)
+        .Add(labels)
+        .Set(static_cast<double>(max_queued));
+    refused_ = &prometheus::BuildCounter()
+                    .Name("kiln_executor_refused_total")
+                    .Help("Work refused: the queue was full or the executor stopping")
+                    .Register(*registry)
+                    .Add(labels);
+  }
   if (fibers > 0) {
     fibers_ = std::make_unique<fiber::Pool>(name_, threads, fibers, max_queued);
     return;
@@ -22,6 +53,24 @@ Executor::~Executor() {
 }
 
 bool Executor::TrySubmit(std::function<void()> work) {
+  if (queued_gauge_ != nullptr) {
+    queued_gauge_->Increment();  // Before it can start, so that the gauges never go below 0.
+    work = [this, work = std::move(work)] {
+      queued_gauge_->Decrement();
+      running_gauge_->Increment();
+      work();
+      running_gauge_->Decrement();
+    };
+  }
+  if (Queue(std::move(work))) return true;
+  if (queued_gauge_ != nullptr) {
+    queued_gauge_->Decrement();
+    refused_->Increment();
+  }
+  return false;
+}
+
+bool Executor::Queue(std::function<void()> work) {
   if (fibers_) return fibers_->TrySubmit(std::move(work));
   absl::MutexLock lock(&mu_);
   if (stopping_ || queue_.size() >= max_queued_) return false;

@@ -12,6 +12,10 @@
 #include <thread>
 #include <vector>
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "common/fiber.h"
@@ -20,7 +24,10 @@ namespace kiln {
 
 class Executor {
  public:
-  Executor(std::string name, int threads, size_t max_queued, int fibers = 0);
+  // With a `registry`: kiln_executor_queued, _running (started, not finished: parked fibers
+  // count), _workers, _queue_limit and _refused_total, labelled executor=`name`.
+  Executor(std::string name, int threads, size_t max_queued, int fibers = 0,
+           prometheus::Registry* registry = nullptr);
   // Runs what is queued, then joins the threads.
   ~Executor();
   Executor(const Executor&) = delete;
@@ -34,6 +41,7 @@ class Executor {
 
  private:
   void Loop();
+  bool Queue(std::function<void()> work);
 
   const std::string name_;
   const size_t max_queued_;
@@ -42,6 +50,10 @@ class Executor {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
   std::unique_ptr<fiber::Pool> fibers_;  // set when the work runs on fibers
+  // Set with a registry.
+  prometheus::Gauge* queued_gauge_ = nullptr;
+  prometheus::Gauge* running_gauge_ = nullptr;
+  prometheus::Counter* refused_ = nullptr;
 };
 
 }  // namespace kiln

@@ -91,8 +91,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   ASSIGN_OR_RETURN(server->rocksdb_, RocksDbStore::Open(options.data_dir + "/db"));
   server->store_ =
       std::make_unique<MeteredStore>(*server->rocksdb_, *server->registry_, server->clock_);
-  server->executor_ = std::make_unique<Executor>("engine", EngineThreads(options),
-                                                 options.engine_queue, options.engine_fibers);
+  server->executor_ =
+      std::make_unique<Executor>("engine", EngineThreads(options), options.engine_queue,
+                                 options.engine_fibers, server->registry_.get());
   server->watchers_ = std::make_unique<RunWatchers>();
   MatchingOptions matching_options;
   matching_options.exclusive_lease = options.exclusive_lease;
