@@ -27,13 +27,17 @@ class RefCountedReactor : public grpc::ServerUnaryReactor {
   // Finishes the call once; later calls are ignored. Returns whether this call finished it.
   // `write` fills the response first, under the same guard: once a call is finished (say by
   // a cancellation), gRPC may free its request and response, so nothing may touch them after.
-  bool FinishOnce(const absl::Status& status, const std::function<void()>& write = nullptr) {
+  // `record` runs before the answer goes out, so that a caller reading the metrics after its
+  // answer finds its own call counted.
+  bool FinishOnce(const absl::Status& status, const std::function<void()>& write,
+                  const std::function<void()>& record) {
     {
       absl::MutexLock lock(&finish_mu_);
       if (finished_) return false;
       finished_ = true;
       if (write) write();
     }
+    record();
     Finish(ToGrpc(status));
     return true;
   }
@@ -144,7 +148,8 @@ class TaskPoll final : public RefCountedReactor {
   }
 
   void Done(const absl::Status& status, const std::function<void()>& write = nullptr) {
-    if (FinishOnce(status, write)) metrics_->Record(method_, status, deps_.clock->Now() - began_);
+    FinishOnce(status, write,
+               [&] { metrics_->Record(method_, status, deps_.clock->Now() - began_); });
   }
 
   const FrontendDeps& deps_;
@@ -263,8 +268,10 @@ class HistoryWait final : public RefCountedReactor {
   }
 
   void Done(const absl::Status& status, const std::function<void()>& write = nullptr) {
-    if (!FinishOnce(status, write)) return;
-    metrics_->Record("GetWorkflowExecutionHistory", status, deps_.clock->Now() - began_);
+    const bool finished = FinishOnce(status, write, [&] {
+      metrics_->Record("GetWorkflowExecutionHistory", status, deps_.clock->Now() - began_);
+    });
+    if (!finished) return;
     CancelWatch();
     AlarmId alarm;
     {
