@@ -36,7 +36,7 @@ Executor::Executor(std::string name, int threads, size_t max_queued, int fibers,
                     .Add(labels);
   }
   if (fibers > 0) {
-    fibers_ = std::make_unique<fiber::Pool>(name_, threads, fibers, max_queued);
+    fibers_ = std::make_unique<fiber::Pool>(threads, fibers, max_queued);
     return;
   }
   threads_.reserve(static_cast<size_t>(threads));

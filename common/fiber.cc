@@ -106,8 +106,6 @@ size_t PageSize() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
 }
 }  // namespace
 
-bool OnFiber() { return current != nullptr; }
-
 ParkScope::ParkScope() {
   if (current != nullptr) ++current->park_scopes;
 }
@@ -163,8 +161,7 @@ void Mutex::Unlock() {
   next->Notify();
 }
 
-Pool::Pool(std::string name, int threads, int fibers, size_t max_queued)
-    : name_(std::move(name)), max_queued_(max_queued) {
+Pool::Pool(int threads, int fibers, size_t max_queued) : max_queued_(max_queued) {
   if (threads < 1) threads = 1;
   if (fibers < threads) fibers = threads;
   const size_t page = PageSize();

@@ -14,7 +14,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,9 +25,6 @@ namespace kiln::fiber {
 struct Fiber;
 struct Carrier;
 class Pool;
-
-// True on a fiber of a Pool.
-bool OnFiber();
 
 // While one is open on a fiber, Waiter::Wait parks the fiber instead of blocking its thread.
 class ParkScope {
@@ -83,7 +79,7 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
 // end, parking where it waits. The queue is bounded: TrySubmit refuses work past `max_queued`.
 class Pool {
  public:
-  Pool(std::string name, int threads, int fibers, size_t max_queued);
+  Pool(int threads, int fibers, size_t max_queued);
   // Runs what is queued and waits for every fiber to finish, then joins the threads.
   ~Pool();
   Pool(const Pool&) = delete;
@@ -97,11 +93,9 @@ class Pool {
 
  private:
   friend class Waiter;
-  friend struct Fiber;
   void Loop(Carrier* carrier);
   void MakeReady(Fiber* fiber);
 
-  const std::string name_;
   const size_t max_queued_;
   absl::Mutex mu_;
   std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);

@@ -21,7 +21,7 @@ TEST_CASE("A fiber parked on a Waiter leaves its thread to the next fiber") {
   std::thread::id first_thread;
   std::thread::id second_thread;
   {
-    Pool pool("test", /*threads=*/1, /*fibers=*/4, /*max_queued=*/16);
+    Pool pool(/*threads=*/1, /*fibers=*/4, /*max_queued=*/16);
     REQUIRE(pool.TrySubmit([&] {
       first_thread = std::this_thread::get_id();
       {
@@ -62,7 +62,7 @@ TEST_CASE("A fiber::Mutex held by a parked fiber parks the next fiber, then hand
     if (++done == 3) all_done.Notify();
   };
   {
-    Pool pool("test", /*threads=*/1, /*fibers=*/4, /*max_queued=*/16);
+    Pool pool(/*threads=*/1, /*fibers=*/4, /*max_queued=*/16);
     REQUIRE(pool.TrySubmit([&] {
       MutexLock lock(&run_lock);
       note("holder locked");
@@ -104,7 +104,7 @@ TEST_CASE("A fiber::Mutex excludes fibers and plain threads alike") {
   constexpr int kWorkers = 16;
   constexpr int kIncrements = 2'000;
   {
-    Pool pool("test", /*threads=*/2, /*fibers=*/8, /*max_queued=*/64);
+    Pool pool(/*threads=*/2, /*fibers=*/8, /*max_queued=*/64);
     for (int w = 0; w < kWorkers; ++w) {
       REQUIRE(pool.TrySubmit([&] {
         for (int i = 0; i < kIncrements; ++i) {
@@ -133,7 +133,7 @@ TEST_CASE("A fiber Pool refuses work past its bound and runs what it queued befo
   absl::Notification release;
   std::atomic<int> ran{0};
   {
-    Pool pool("test", /*threads=*/1, /*fibers=*/1, /*max_queued=*/2);
+    Pool pool(/*threads=*/1, /*fibers=*/1, /*max_queued=*/2);
     REQUIRE(pool.TrySubmit([&] {
       started.Notify();
       release.WaitForNotification();  // Blocks the only thread (no ParkScope).

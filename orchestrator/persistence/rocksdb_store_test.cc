@@ -421,7 +421,7 @@ TEST_CASE("Commits of fibers on one thread park and share a sync") {
   {
     // One thread: were a commit to block it, the next fiber could not queue its batch until
     // the first was synced, and every commit would sync alone.
-    fiber::Pool pool("test", /*threads=*/1, /*fibers=*/kFibers, /*max_queued=*/kFibers);
+    fiber::Pool pool(/*threads=*/1, /*fibers=*/kFibers, /*max_queued=*/kFibers);
     for (int f = 0; f < kFibers; ++f) {
       REQUIRE(pool.TrySubmit([&, f] {
         WriteBatch batch;
