@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "builder-agent/builder_metrics.h"
 #include "builder-agent/step_log.h"
@@ -102,6 +103,19 @@ absl::StatusOr<pb::FetchSourceResult> BuilderActivities::FetchSource(
   GitFetchRequest request;
   request.repository_url = input.repository_url();
   request.revision = input.revision();
+  // The build's content, for skipping a build of content built before: the context's tree and
+  // its Containerfile (the default name, or Dockerfile when only that exists, as BuildImage).
+  const std::string context(absl::StripSuffix(input.context(), "/"));
+  auto in_context = [&](const std::string& name) {
+    return context.empty() ? name : absl::StrCat(context, "/", name);
+  };
+  request.object_paths = {context};
+  if (input.containerfile().empty()) {
+    request.object_paths.push_back(in_context("Containerfile"));
+    request.object_paths.push_back(in_context("Dockerfile"));
+  } else {
+    request.object_paths.push_back(in_context(input.containerfile()));
+  }
   if (!input.token_secret().empty()) {
     auto token = options_.secrets.Get(input.token_secret());
     if (!token.ok()) {
@@ -138,6 +152,12 @@ absl::StatusOr<pb::FetchSourceResult> BuilderActivities::FetchSource(
   result.set_files_written(fetched->files_written);
   ToProto(fetched->fetch_duration, result.mutable_fetch_duration());
   ToProto(fetched->checkout_duration, result.mutable_checkout_duration());
+  if (fetched->object_ids.size() == request.object_paths.size()) {
+    result.set_tree_id(fetched->object_ids[0]);
+    result.set_containerfile_id(fetched->object_ids[1].empty() && fetched->object_ids.size() > 2
+                                    ? fetched->object_ids[2]
+                                    : fetched->object_ids[1]);
+  }
   log.Line(absl::StrCat("[fetch] ", fetched->commit_sha, " (",
                         fetched->mirror_created ? "cold: new mirror, " : "",
                         fetched->received_objects, " objects, ", fetched->received_bytes,

@@ -80,6 +80,8 @@ absl::StatusOr<pb::BuildImageResult> BuilderActivities::BuildImage(
   request.project = input.project_id();
   request.build_id = input.build_id();
   if (!input.network().empty()) request.network = input.network();
+  // Base images may come from the agent's own registry (a plain-HTTP one on loopback).
+  request.tls_verify = options_.registry_tls_verify;
   request.commit = input.commit_sha();
   for (const auto& [key, value] : input.build_args()) request.build_args.emplace_back(key, value);
   request.secrets = options_.secrets.Values();

@@ -69,7 +69,7 @@ double Median(std::vector<double> values) {
 }
 
 GitFetchResult MustFetch(SourceCache& cache, const std::string& url, const std::string& rev) {
-  auto result = cache.Fetch({url, rev, kToken}, {}, {});
+  auto result = cache.Fetch({url, rev, kToken, {}}, {}, {});
   if (!result.ok()) {
     std::fprintf(stderr, "fetch failed: %s\n", result.status().ToString().c_str());
     std::exit(1);

@@ -260,6 +260,40 @@ absl::StatusOr<GitPtr<git_repository>> OpenOrCreateMirror(const std::string& pat
   return GitPtr<git_repository>(repo);
 }
 
+// The ids of `paths` in `commit` ("" for the root tree; "" for a path it does not have).
+absl::StatusOr<std::vector<std::string>> ObjectIds(git_repository* repo, const git_oid& commit,
+                                                   const std::vector<std::string>& paths) {
+  std::vector<std::string> ids;
+  if (paths.empty()) return ids;
+  git_commit* raw_commit = nullptr;
+  if (int rc = git_commit_lookup(&raw_commit, repo, &commit); rc != 0) {
+    return LocalGitError(rc, "reading the commit");
+  }
+  GitPtr<git_commit> owned_commit(raw_commit);
+  git_tree* raw_tree = nullptr;
+  if (int rc = git_commit_tree(&raw_tree, raw_commit); rc != 0) {
+    return LocalGitError(rc, "reading the commit's tree");
+  }
+  GitPtr<git_tree> tree(raw_tree);
+  for (const std::string& path : paths) {
+    std::string clean(absl::StripSuffix(absl::StripPrefix(path, "./"), "/"));
+    if (clean.empty() || clean == ".") {
+      ids.push_back(OidHex(*git_tree_id(raw_tree)));
+      continue;
+    }
+    git_tree_entry* entry = nullptr;
+    int rc = git_tree_entry_bypath(&entry, raw_tree, clean.c_str());
+    if (rc == GIT_ENOTFOUND) {
+      ids.emplace_back();
+      continue;
+    }
+    if (rc != 0) return LocalGitError(rc, absl::StrCat("reading ", clean));
+    ids.push_back(OidHex(*git_tree_entry_id(entry)));
+    git_tree_entry_free(entry);
+  }
+  return ids;
+}
+
 // Resolves `revision` against the mirror's refs and objects; nullopt when nothing matches.
 absl::StatusOr<std::optional<git_oid>> ResolveLocally(git_repository* repo,
                                                       const std::string& revision,
@@ -517,6 +551,7 @@ absl::StatusOr<GitFetchResult> SourceCache::Fetch(
     result.received_objects = ctx.progress.received_objects;
     result.received_bytes = ctx.progress.received_bytes;
     result.commit_sha = OidHex(*commit_oid);
+    ASSIGN_OR_RETURN(result.object_ids, ObjectIds(repo.get(), *commit_oid, request.object_paths));
 
     absl::Time checkout_start = absl::Now();
     CheckoutPaths paths{absl::StrCat(dir, "/", kTreeDir), absl::StrCat(dir, "/", kIndexFile),

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -32,6 +33,9 @@ struct GitFetchRequest {
   std::string repository_url;  // https://…, http://127.0.0.1…, file:///…, or an absolute path
   std::string revision;        // full/short sha, branch, tag or full ref; empty = remote HEAD
   std::string token;           // HTTPS token, a secret: never in any message or log
+  // Paths in the commit (relative to its root; "" is the root tree) whose object ids the
+  // result reports in the same order, "" for a path the commit does not have.
+  std::vector<std::string> object_paths;
 };
 
 struct GitFetchProgress {
@@ -47,7 +51,9 @@ struct GitFetchResult {
   bool fetch_skipped = false;   // the revision was a full sha already in the mirror
   int64_t received_objects = 0;
   int64_t received_bytes = 0;
-  int64_t files_written = 0;  // files the checkout created or rewrote
+  int64_t files_written = 0;            // files the checkout created or rewrote
+  std::vector<std::string> object_ids;  // of request.object_paths, 40 hex or ""
+
   absl::Duration fetch_duration;
   absl::Duration checkout_duration;
 };

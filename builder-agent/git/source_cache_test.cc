@@ -75,7 +75,7 @@ std::unique_ptr<SourceCache> NewCache(const std::string& root, SourceCacheOption
 
 GitFetchResult MustFetch(SourceCache& cache, const std::string& url, const std::string& revision,
                          const std::string& token = "") {
-  auto result = cache.Fetch({url, revision, token}, {}, {});
+  auto result = cache.Fetch({url, revision, token, {}}, {}, {});
   INFO(result.status().ToString());
   REQUIRE(result.ok());
   return *result;
@@ -83,7 +83,7 @@ GitFetchResult MustFetch(SourceCache& cache, const std::string& url, const std::
 
 absl::Status FetchStatus(SourceCache& cache, const std::string& url, const std::string& revision,
                          const std::string& token = "") {
-  return cache.Fetch({url, revision, token}, {}, {}).status();
+  return cache.Fetch({url, revision, token, {}}, {}, {}).status();
 }
 
 // Every regular file under `root` — the whole cache on the volume.
@@ -109,7 +109,7 @@ TEST_CASE(
   auto cache = NewCache(volume.path() + "/git");
 
   std::vector<GitFetchProgress> progress;
-  auto cold = cache->Fetch({"file://" + origin.path(), "main", ""},
+  auto cold = cache->Fetch({"file://" + origin.path(), "main", "", {}},
                            [&](const GitFetchProgress& p) { progress.push_back(p); }, {});
   REQUIRE(cold.ok());
   CHECK(cold->mirror_created);
@@ -360,7 +360,7 @@ TEST_CASE("Source cache: a silent remote is cancelled promptly or times out as U
     INFO(scheme);
     std::string url = absl::StrCat(scheme, "://127.0.0.1:", silent.port(), "/org/repo.git");
     absl::Time start = absl::Now();
-    auto cancelled = cache->Fetch({url, "main", "tok"}, {},
+    auto cancelled = cache->Fetch({url, "main", "tok", {}}, {},
                                   [&] { return absl::Now() - start > absl::Milliseconds(200); });
     absl::Duration took = absl::Now() - start;
     INFO(cancelled.status().ToString());
@@ -403,7 +403,7 @@ TEST_CASE("Source cache: an oversized or cancelled fetch stops and leaves the mi
 
   auto cache = NewCache(volume.path());
   int calls = 0;
-  auto cancelled = cache->Fetch({origin.path(), "main", ""}, {}, [&] { return ++calls > 1; });
+  auto cancelled = cache->Fetch({origin.path(), "main", "", {}}, {}, [&] { return ++calls > 1; });
   CHECK(cancelled.status().code() == absl::StatusCode::kCancelled);
   CHECK_FALSE(IsRetryable(cancelled.status()));
 
@@ -430,7 +430,7 @@ TEST_CASE("Source cache: fetches of one repository take turns through the lock f
   CHECK(FetchStatus(*cache, origin.path(), "main").code() == absl::StatusCode::kDeadlineExceeded);
   // Cancelled while waiting: the lock is polled, and cancellation with it.
   int polls = 0;
-  auto waiting = cache->Fetch({origin.path(), "main", ""}, {}, [&] { return ++polls > 3; });
+  auto waiting = cache->Fetch({origin.path(), "main", "", {}}, {}, [&] { return ++polls > 3; });
   CHECK(waiting.status().code() == absl::StatusCode::kCancelled);
   ::close(fd);
 
@@ -438,8 +438,8 @@ TEST_CASE("Source cache: fetches of one repository take turns through the lock f
   origin.Write("f", "2");
   std::string two = origin.Commit("two");
   absl::StatusOr<GitFetchResult> a, b;
-  std::thread ta([&] { a = cache->Fetch({origin.path(), "main", ""}, {}, {}); });
-  std::thread tb([&] { b = cache->Fetch({"file://" + origin.path(), "main", ""}, {}, {}); });
+  std::thread ta([&] { a = cache->Fetch({origin.path(), "main", "", {}}, {}, {}); });
+  std::thread tb([&] { b = cache->Fetch({"file://" + origin.path(), "main", "", {}}, {}, {}); });
   ta.join();
   tb.join();
   REQUIRE(a.ok());

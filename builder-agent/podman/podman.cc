@@ -365,6 +365,7 @@ absl::StatusOr<BuildResult> Podman::Build(const BuildRequest& request, const Lin
   std::vector<std::string> args = {"build",   "--layers", "--network", request.network, "--file",
                                    generated, "--tag",    result.tag,  "--iidfile",     iidfile};
   for (const std::string& u : profile_.ulimits) args.insert(args.end(), {"--ulimit", u});
+  if (!request.tls_verify) args.push_back("--tls-verify=false");
   for (const auto& [k, v] : request.build_args) {
     args.insert(args.end(), {"--build-arg", absl::StrCat(k, "=", v)});
   }

@@ -62,6 +62,8 @@ struct BuildRequest {
   std::vector<std::pair<std::string, std::string>> build_args;
   std::vector<std::string> secrets;  // Redacted from the log and errors.
   absl::Duration timeout = absl::Minutes(30);
+  // false: base images may be pulled from a registry without TLS (the agent's own, on loopback).
+  bool tls_verify = true;
 };
 
 struct BuildResult {

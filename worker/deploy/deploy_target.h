@@ -49,7 +49,7 @@ struct DeployResult {
   std::string container;  // Name of the container now serving the slot.
   int public_port = 0;
   int private_port = 0;
-  std::string url;  // http://127.0.0.1:<public_port>/
+  std::string url;                 // http://127.0.0.1:<public_port>/
   std::string previous_container;  // Stopped; empty when the slot was new.
   absl::Duration pull_duration;
   absl::Duration start_duration;

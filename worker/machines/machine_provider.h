@@ -47,11 +47,11 @@ enum class MachineState { kAsleep, kAwake };
 struct MachineStatus {
   std::string project;
   MachineState state = MachineState::kAsleep;
-  pid_t pid = 0;             // While awake.
-  absl::Time woke_at;        // The last wake (InfinitePast when never woken).
-  int last_exit_code = -1;   // The last agent's exit code, when known (-1: not known).
-  std::string log_path;      // The agent's output.
-  std::string volume;        // The machine's persistent volume.
+  pid_t pid = 0;            // While awake.
+  absl::Time woke_at;       // The last wake (InfinitePast when never woken).
+  int last_exit_code = -1;  // The last agent's exit code, when known (-1: not known).
+  std::string log_path;     // The agent's output.
+  std::string volume;       // The machine's persistent volume.
 };
 
 class MachineProvider {

@@ -1,0 +1,171 @@
+#include "worker/api/build_service.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc_status.h"
+#include "kiln/api/v1/log_service.grpc.pb.h"
+#include "worker/workflows/platform.h"
+
+namespace kiln::worker {
+namespace {
+
+// One follow call lasts at most this long before the run is checked for its close.
+constexpr absl::Duration kFollowSlice = absl::Seconds(2);
+constexpr absl::Duration kMaxFollow = absl::Hours(2);
+
+template <class T>
+grpc::Status Answer(const absl::StatusOr<T>& result, T* response) {
+  if (!result.ok()) return ToGrpc(result.status());
+  *response = *result;
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status BuildServiceImpl::CreateProject(grpc::ServerContext*,
+                                             const pb::CreateProjectRequest* request,
+                                             pb::CreateProjectResponse* response) {
+  return Answer(api_->CreateProject(*request), response);
+}
+
+grpc::Status BuildServiceImpl::UpdateProject(grpc::ServerContext*,
+                                             const pb::UpdateProjectRequest* request,
+                                             pb::ProjectConfig* response) {
+  return Answer(api_->UpdateProject(request->config()), response);
+}
+
+grpc::Status BuildServiceImpl::GetProject(grpc::ServerContext*,
+                                          const pb::GetProjectRequest* request,
+                                          pb::GetProjectResponse* response) {
+  auto state = api_->GetProject(request->id());
+  if (!state.ok()) return ToGrpc(state.status());
+  *response->mutable_state() = *std::move(state);
+  return grpc::Status::OK;
+}
+
+grpc::Status BuildServiceImpl::ListProjects(grpc::ServerContext*,
+                                            const pb::ListProjectsRequest* request,
+                                            pb::ListProjectsResponse* response) {
+  return Answer(api_->ListProjects(*request), response);
+}
+
+grpc::Status BuildServiceImpl::DeleteProject(grpc::ServerContext*,
+                                             const pb::DeleteProjectRequest* request,
+                                             pb::DeleteProjectResponse*) {
+  return ToGrpc(api_->DeleteProject(request->id()));
+}
+
+grpc::Status BuildServiceImpl::TriggerBuild(grpc::ServerContext*,
+                                            const pb::TriggerBuildRequest* request,
+                                            pb::TriggerBuildResponse* response) {
+  auto id = api_->TriggerBuild(*request, "api");
+  if (!id.ok()) return ToGrpc(id.status());
+  response->set_deployment_id(*id);
+  return grpc::Status::OK;
+}
+
+grpc::Status BuildServiceImpl::ListDeployments(grpc::ServerContext*,
+                                               const pb::ListDeploymentsRequest* request,
+                                               pb::ListDeploymentsResponse* response) {
+  return Answer(api_->ListDeployments(*request), response);
+}
+
+grpc::Status BuildServiceImpl::GetDeployment(grpc::ServerContext*,
+                                             const pb::GetDeploymentRequest* request,
+                                             pb::Deployment* response) {
+  return Answer(api_->GetDeployment(request->deployment_id()), response);
+}
+
+grpc::Status BuildServiceImpl::CancelDeployment(grpc::ServerContext*,
+                                                const pb::CancelDeploymentRpcRequest* request,
+                                                pb::CancelDeploymentResponse*) {
+  return ToGrpc(api_->CancelDeployment(request->deployment_id(), request->reason()));
+}
+
+grpc::Status BuildServiceImpl::Rollback(grpc::ServerContext*, const pb::RollbackRpcRequest* request,
+                                        pb::RollbackResponse* response) {
+  auto id = api_->Rollback(request->project_id(), request->target_deployment_id());
+  if (!id.ok()) return ToGrpc(id.status());
+  response->set_deployment_id(*id);
+  return grpc::Status::OK;
+}
+
+grpc::Status BuildServiceImpl::StopPreview(grpc::ServerContext*,
+                                           const pb::StopPreviewRequest* request,
+                                           pb::StopPreviewResponse*) {
+  return ToGrpc(api_->StopPreview(request->project_id(), request->branch()));
+}
+
+grpc::Status BuildServiceImpl::FollowLog(grpc::ServerContext* context,
+                                         const pb::FollowLogRequest* request,
+                                         grpc::ServerWriter<pb::LogChunk>* writer) {
+  if (ProjectOfDeployment(request->deployment_id()).empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "deployment_id is not valid");
+  }
+  if (request->offset() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "offset must not be negative");
+  }
+  if (followers_.fetch_add(1) >= kMaxFollowers) {
+    followers_.fetch_sub(1);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("at most ", kMaxFollowers, " logs are followed at once"));
+  }
+  struct Release {
+    std::atomic<int>& n;
+    ~Release() { n.fetch_sub(1); }
+  } release{followers_};
+
+  api::LogService::Stub logs(api_->connection().channel());
+  const std::string workflow_id = DeploymentWorkflowId(request->deployment_id());
+  int64_t offset = request->offset();
+  absl::Time give_up = absl::Now() + kMaxFollow;
+  bool last = !request->follow();
+  while (!context->IsCancelled()) {
+    // Whether the run has closed, before reading: a read after the close gets everything.
+    if (!last) {
+      api::DescribeWorkflowExecutionRequest describe;
+      describe.set_namespace_(api_->ns());
+      describe.mutable_execution()->set_workflow_id(workflow_id);
+      api::DescribeWorkflowExecutionResponse described;
+      grpc::ClientContext describe_context;
+      describe_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      grpc::Status status = api_->connection().workflow_service().DescribeWorkflowExecution(
+          &describe_context, describe, &described);
+      if (status.ok() &&
+          described.workflow_execution_info().status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
+        last = true;
+      } else if (!status.ok() && status.error_code() != grpc::StatusCode::NOT_FOUND) {
+        return status;
+      }
+    }
+    api::ReadLogRequest read;
+    read.set_namespace_(api_->ns());
+    read.mutable_execution()->set_workflow_id(workflow_id);
+    read.set_stream("build");
+    read.set_from_offset(offset);
+    read.set_follow(!last);
+    grpc::ClientContext read_context;
+    read_context.set_deadline(std::chrono::system_clock::now() +
+                              absl::ToChronoMilliseconds(last ? absl::Seconds(60) : kFollowSlice));
+    auto reader = logs.ReadLog(&read_context, read);
+    api::ReadLogResponse chunk;
+    while (reader->Read(&chunk)) {
+      pb::LogChunk out;
+      out.set_offset(chunk.offset());
+      out.set_data(chunk.data());
+      offset = chunk.offset() + static_cast<int64_t>(chunk.data().size());
+      if (!writer->Write(out)) return grpc::Status::CANCELLED;
+    }
+    grpc::Status status = reader->Finish();
+    if (!status.ok() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
+        status.error_code() != grpc::StatusCode::NOT_FOUND) {
+      return status;
+    }
+    if (last) return grpc::Status::OK;
+    if (absl::Now() > give_up) return grpc::Status::OK;
+  }
+  return grpc::Status::CANCELLED;
+}
+
+}  // namespace kiln::worker
