@@ -30,11 +30,11 @@ struct WebhookProject {
 struct PushEvent {
   std::string delivery_id;  // X-GitHub-Delivery
   std::string project_id;
-  std::string branch;      // Without refs/heads/.
-  std::string commit_sha;  // "after"
-  std::string tree_id;     // head_commit.tree_id (may be empty)
-  std::string message;     // head_commit.message, first line
-  std::string pusher;      // pusher.name
+  std::string branch;       // Without refs/heads/.
+  std::string commit_sha;   // "after"
+  std::string tree_id;      // head_commit.tree_id (may be empty)
+  std::string message;      // head_commit.message, first line
+  std::string pusher;       // pusher.name
 };
 
 struct DeleteBranchEvent {
