@@ -13,7 +13,8 @@
 // while serving; a route cannot be removed. Handlers run on civetweb's threads, concurrently,
 // and must be thread-safe; an exception from one becomes a 500.
 //
-// Destruction stops listening, waits for the requests being served, and joins every thread.
+// Destruction stops listening, waits for the requests being served, and joins every thread
+// (in milliseconds: it wakes civetweb's 2 s poll with a connection of its own).
 // Several servers (and prometheus-cpp's Exposer, also civetweb) may live in one process.
 #pragma once
 
