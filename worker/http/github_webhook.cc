@@ -156,11 +156,10 @@ GithubWebhookHandler::Outcome GithubWebhookHandler::Process(
                                         " is not the repository of the project that signed")),
             signers.front().id, "refused"};
   }
-  return Act(event, delivery_id, *project, *delivery);
+  return Act(delivery_id, *project, *delivery);
 }
 
-GithubWebhookHandler::Outcome GithubWebhookHandler::Act(const std::string& event,
-                                                        const std::string& delivery_id,
+GithubWebhookHandler::Outcome GithubWebhookHandler::Act(const std::string& delivery_id,
                                                         const WebhookProject& project,
                                                         const GithubDelivery& delivery) {
   const std::string project_field = Field("project", project.id);

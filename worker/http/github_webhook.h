@@ -52,8 +52,8 @@ class GithubWebhookHandler {
   };
   Outcome Process(const std::string& event, const std::string& delivery_id,
                   const std::vector<WebhookProject>& signers, const HttpRequest& request);
-  Outcome Act(const std::string& event, const std::string& delivery_id,
-              const WebhookProject& project, const GithubDelivery& delivery);
+  Outcome Act(const std::string& delivery_id, const WebhookProject& project,
+              const GithubDelivery& delivery);
 
   WebhookBackend* const backend_;
   absl::Mutex mu_;
