@@ -6,6 +6,8 @@
 // storage only.
 #include "worker/deploy/podman_target.h"
 
+#include <sys/mount.h>
+
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -104,6 +106,12 @@ struct Fixture {
       std::vector<std::string> rm = {"rm", "--force", "--time", "0"};
       rm.insert(rm.end(), ids.begin(), ids.end());
       (void)deployed->Run(rm, {}, {}, absl::Seconds(60));  // Best effort in a destructor.
+    }
+    // Without isolation podman's overlay driver mounts its directory in the host's namespace:
+    // unmount it (this test's storage only) so the temporary directory can go.
+    // (Mounted once per podman process that found it unmounted: maybe more than once.)
+    for (int i = 0; i < 16; ++i) {
+      if (::umount2((state_dir + "/podman/storage/overlay").c_str(), MNT_DETACH) != 0) break;
     }
   }
 
