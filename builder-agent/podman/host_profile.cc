@@ -47,6 +47,8 @@ std::vector<std::string> OwnHardLimits() {
   return out;
 }
 
+constexpr const char* kFallbackNproc = "nproc=4096:4096";
+
 struct ProbeOutcome {
   bool ok = false;
   std::string output;
@@ -155,7 +157,7 @@ absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const
       text.resize(static_cast<size_t>(in.gcount()));
       absl::StatusOr<HostProfile> cached = HostProfile::Parse(text);
       if (cached.ok() && cached->key == key && OnPath(cached->runtime) &&
-          (!cached->isolate || CanIsolate())) {
+          (!cached->isolate || (options.allow_isolation && CanIsolate()))) {
         cached->from_cache = true;
         return cached;
       }
@@ -177,7 +179,7 @@ absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const
 
   // Isolated first (clean kills, blob-info cache on the volume); without it only when podman
   // fails inside its own namespaces (e.g. where /proc may not be mounted).
-  std::vector<bool> isolation = {CanIsolate()};
+  std::vector<bool> isolation = {options.allow_isolation && CanIsolate()};
   if (isolation[0]) isolation.push_back(false);
   std::vector<std::string> failures;
   for (bool isolate : isolation) {
@@ -192,6 +194,15 @@ absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const
         ProbeOutcome outcome = Probe(options, candidate);
         if (!outcome.ok && absl::StrContains(outcome.output, "rlimit")) {
           candidate.ulimits = OwnHardLimits();
+          outcome = Probe(options, candidate);
+        }
+        if (!outcome.ok && absl::StrContains(outcome.output, "rlimit")) {
+          // Outside a PID namespace runc here cannot raise nproc to our hard limit (it can to
+          // a few thousand): keep nofile, cap nproc.
+          candidate.ulimits = OwnHardLimits();
+          for (std::string& u : candidate.ulimits) {
+            if (absl::StartsWith(u, "nproc=")) u = kFallbackNproc;
+          }
           outcome = Probe(options, candidate);
         }
         if (outcome.ok) {

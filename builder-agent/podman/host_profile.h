@@ -41,6 +41,9 @@ struct ProbeOptions {
   // Called before probing with or without isolation (may be empty).
   std::function<absl::Status(bool isolate)> prepare;
   std::string cache_file;  // Where the profile is kept.
+  // false: probe (and accept from the cache) only profiles without isolation, for callers whose
+  // containers must outlive the podman command (a deploy host).
+  bool allow_isolation = true;
 };
 
 // Reads the cached profile when its key matches this podman, else probes and caches it.

@@ -120,7 +120,9 @@ absl::StatusOr<std::unique_ptr<Podman>> Podman::Create(PodmanOptions options,
   Podman* self = podman.get();
   probe.prepare = [self](bool isolate) { return self->PrepareShortRunRoot(isolate); };
   probe.cache_file = podman->base_ + "/host-profile";
+  probe.allow_isolation = podman->options_.isolate_commands;
   ASSIGN_OR_RETURN(podman->profile_, DetectHostProfile(probe, sink));
+  if (!podman->options_.isolate_commands) podman->profile_.isolate = false;
   RETURN_IF_ERROR(podman->PrepareShortRunRoot(podman->profile_.isolate));
   return podman;
 }

@@ -47,6 +47,11 @@ struct PodmanOptions {
   // Housekeeping resets the container storage past this fraction of the volume in use.
   double reset_threshold = 0.75;
   absl::Duration command_timeout = absl::Minutes(30);
+  // false: every command runs in the host's namespaces, as a plain podman would, even where the
+  // host allows isolation. A deploy host needs this: a `run -d` container must outlive the
+  // podman command, and in its own PID namespace it would die with it. All commands of one
+  // storage must agree (their mounts and the run root's path must look the same to each).
+  bool isolate_commands = true;
 };
 
 struct BuildRequest {
