@@ -101,7 +101,7 @@ std::string Link(const std::string& path) {
   return std::filesystem::read_symlink(path, error).string();
 }
 
-TEST_CASE("A woken agent polls its queue, then sleeps by itself; a new wake reuses the volume",
+TEST_CASE("A woken agent polls its queue and sleeps by itself and a new wake reuses the volume",
           "[machines]") {
   testutil::TempDir dir;
   testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
@@ -155,7 +155,7 @@ TEST_CASE("A woken agent polls its queue, then sleeps by itself; a new wake reus
   REQUIRE((*listed)[0].project == "web");
 }
 
-TEST_CASE("Concurrent wakes of one project start one agent; Stop ends it", "[machines]") {
+TEST_CASE("Concurrent wakes of one project start one agent that Stop ends", "[machines]") {
   testutil::TempDir dir;
   testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
   REQUIRE(orchestrator.Start().ok());
@@ -186,8 +186,8 @@ TEST_CASE("Concurrent wakes of one project start one agent; Stop ends it", "[mac
   REQUIRE(StatusOf(*other, "api").pid == results[0]->pid);
 
   // Serving (its SIGTERM handling in place: a SIGTERM before that kills it, code 143).
-  REQUIRE(testutil::WaitFor([&] { return !Pollers(orchestrator, "api").empty(); },
-                            absl::Seconds(20)));
+  REQUIRE(
+      testutil::WaitFor([&] { return !Pollers(orchestrator, "api").empty(); }, absl::Seconds(20)));
   REQUIRE(provider->Stop("api", absl::Seconds(10)).ok());
   MachineStatus status = StatusOf(*provider, "api");
   REQUIRE(status.state == MachineState::kAsleep);
@@ -231,7 +231,7 @@ TEST_CASE("A provider created again adopts the running agent and sees it exit", 
   REQUIRE(StatusOf(*provider, "web").last_exit_code == 0);
 }
 
-TEST_CASE("An agent that cannot start leaves its machine asleep, its exit code and log say why",
+TEST_CASE("An agent that cannot start leaves its machine asleep with exit code and log saying why",
           "[machines]") {
   testutil::TempDir dir;
   SECTION("a bad agent binary path") {
@@ -286,7 +286,7 @@ TEST_CASE("Stop kills an agent that ignores SIGTERM after the grace", "[machines
   REQUIRE(status.last_exit_code == 128 + SIGKILL);
 }
 
-TEST_CASE("The machine limit, Destroy, and bad requests", "[machines]") {
+TEST_CASE("The machine limit and Destroy and bad requests", "[machines]") {
   testutil::TempDir dir;
   testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
   REQUIRE(orchestrator.Start().ok());

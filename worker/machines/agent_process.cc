@@ -17,6 +17,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 // glibc 2.36's <sys/pidfd.h> declares its functions without extern "C": raw syscalls instead.
 namespace kiln::worker::internal {
@@ -27,6 +29,9 @@ namespace {
 constexpr size_t kChildStackBytes = 64 * 1024;
 // /proc/<pid>/stat and cmdline are read whole; these bound them.
 constexpr size_t kMaxProcFileBytes = 64 * 1024;
+// How long SpawnDetached waits for the new image's command line to show in /proc.
+constexpr absl::Duration kExecSettleTimeout = absl::Seconds(2);
+constexpr absl::Duration kExecSettlePoll = absl::Microseconds(200);
 
 // Everything the child needs, prepared by the parent (the child allocates nothing).
 struct ChildArgs {
@@ -181,6 +186,18 @@ absl::StatusOr<Spawned> SpawnDetached(const SpawnSpec& spec) {
   spawned.pidfd = *pidfd;
   absl::StatusOr<ProcStat> stat = ReadProcStat(pid);
   if (stat.ok()) spawned.start_ticks = stat->start_ticks;
+  // CLONE_VFORK lets the parent go once the new image replaced the old one, but before the
+  // kernel has published its arguments: /proc/<pid>/cmdline is empty for a moment. Whoever
+  // checks the agent by its command line (this worker or another, after reading the state
+  // file) must see it, so wait for it, briefly and boundedly.
+  const absl::Time deadline = absl::Now() + kExecSettleTimeout;
+  while (absl::Now() < deadline) {
+    absl::StatusOr<ProcStat> now = ReadProcStat(pid);
+    if (!now.ok() || now->state == 'Z' || now->state == 'X') break;  // Exited already.
+    absl::StatusOr<std::vector<std::string>> argv = ReadProcCmdline(pid);
+    if (!argv.ok() || !argv->empty()) break;
+    absl::SleepFor(kExecSettlePoll);
+  }
   return spawned;
 }
 

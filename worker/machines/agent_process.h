@@ -43,7 +43,8 @@ struct Spawned {
 
 // Starts `spec` with clone(CLONE_VM | CLONE_VFORK): the parent resumes once the child has
 // exec'd (or failed to), so an exec failure is reported here rather than discovered later.
-// Only async-signal-safe calls run in the child. kInvalidArgument past the limits above,
+// Returns once the child's command line shows in /proc (or it exited). Only async-signal-safe
+// calls run in the child. kInvalidArgument past the limits above,
 // kInternal when clone or pidfd_open fail.
 absl::StatusOr<Spawned> SpawnDetached(const SpawnSpec& spec);
 
