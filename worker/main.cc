@@ -1,6 +1,18 @@
-// kiln-worker: the platform's control plane. Today it hosts the sample workflows and their
-// activities on task queue "samples"; the project and deployment workflows, the BuildService
-// API and the webhook endpoint join it in later issues. Parses flags and wires.
+// kiln-worker: the platform's control plane. It runs the platform's workflows (ProjectWorkflow,
+// DeploymentWorkflow) and its own activities (wake a machine, deploy, stop a slot) on task
+// queue kiln-platform, serves kiln.platform.v1.BuildService over gRPC and GitHub webhooks over
+// HTTP, wakes each project's builder machine (the process provider: kiln-builder-agent as a
+// detached child process) and deploys images with podman on this host. It also hosts the sample
+// workflows on task queue "samples". Parses flags and wires.
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -9,6 +21,40 @@
 #include "sdk/activity_worker.h"
 #include "sdk/connection.h"
 #include "sdk/workflow_worker.h"
+#include "worker/activities/platform_activities.h"
+#include "worker/api/build_service.h"
+#include "worker/api/platform_api.h"
+#include "worker/deploy/none_target.h"
+#include "worker/deploy/podman_target.h"
+#include "worker/http/webhook_server.h"
+#include "worker/machines/process_provider.h"
+#include "worker/workflows/deployment_workflow.h"
+#include "worker/workflows/platform.h"
+#include "worker/workflows/project_workflow.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// The directory this binary is in: kiln-builder-agent ships beside it.
+std::string OwnDirectory() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : self.parent_path().string();
+}
+
+bool IsLoopback(const std::string& address) {
+  return absl::StartsWith(address, "127.") || absl::StartsWith(address, "localhost") ||
+         absl::StartsWith(address, "[::1]");
+}
+
+int Fail(const char* event, const absl::Status& status) {
+  kiln::LogError(event, {{"status", status}});
+  std::fprintf(stderr, "kiln-worker: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   kiln::BlockTerminationSignals();
@@ -34,47 +80,167 @@ int main(int argc, char** argv) {
   app.add_option("--identity", identity, "Name this worker gives the orchestrator")
       ->envname("KILN_WORKER_IDENTITY")
       ->capture_default_str();
+  std::string data_dir = "kiln-worker-data";
+  app.add_option("--data-dir", data_dir,
+                 "The worker's directory: machines (their volumes), deployments, webhook secrets")
+      ->envname("KILN_WORKER_DATA_DIR")
+      ->capture_default_str();
+  std::string listen = "127.0.0.1:7300";
+  app.add_option("--listen", listen, "BuildService gRPC address (empty: not served)")
+      ->envname("KILN_WORKER_LISTEN")
+      ->capture_default_str();
+  std::string http_listen = "127.0.0.1:7380";
+  app.add_option("--http", http_listen, "HTTP address for GitHub webhooks (empty: not served)")
+      ->envname("KILN_WORKER_HTTP")
+      ->capture_default_str();
+  std::string registry = "127.0.0.1:5000";
+  app.add_option("--registry", registry, "Registry images are pushed to and deployed from")
+      ->envname("KILN_REGISTRY")
+      ->capture_default_str();
+  std::string registry_tls = "auto";
+  app.add_option("--registry-tls", registry_tls,
+                 "Verify the registry's TLS: on, off, or auto (off for a loopback registry)")
+      ->envname("KILN_REGISTRY_TLS")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  std::string agent_binary;
+  app.add_option("--agent-binary", agent_binary,
+                 "kiln-builder-agent for the process provider (default: beside this binary)")
+      ->envname("KILN_AGENT_BINARY");
+  double idle_grace_s = 3;
+  app.add_option("--agent-idle-grace", idle_grace_s,
+                 "Seconds a builder machine stays awake with nothing to do")
+      ->envname("KILN_AGENT_IDLE_GRACE")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  int max_machines = 8;
+  app.add_option("--max-machines", max_machines, "Builder machines awake at once")
+      ->envname("KILN_MAX_MACHINES")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
+  const bool tls_verify =
+      registry_tls == "on" || (registry_tls == "auto" && !IsLoopback(registry));
+  std::error_code ec;
+  fs::create_directories(data_dir, ec);
+  data_dir = fs::absolute(data_dir, ec).string();
+  if (agent_binary.empty()) agent_binary = OwnDirectory() + "/kiln-builder-agent";
 
-  auto registry = std::make_shared<prometheus::Registry>();
-  auto metrics = kiln::MetricsServer::Start(metrics_listen, registry);
-  if (!metrics.ok()) {
-    kiln::LogError("worker.start_failed", {{"status", metrics.status()}});
-    return 1;
-  }
+  auto registry_metrics = std::make_shared<prometheus::Registry>();
+  auto metrics = kiln::MetricsServer::Start(metrics_listen, registry_metrics);
+  if (!metrics.ok()) return Fail("worker.start_failed", metrics.status());
   kiln::sdk::Connection connection(orchestrator);
   absl::Status health = connection.CheckHealth(absl::Seconds(connect_timeout_s));
-  if (!health.ok()) {
-    kiln::LogError("worker.connect_failed", {{"status", health}});
-    return 1;
+  if (!health.ok()) return Fail("worker.connect_failed", health);
+
+  // Builder machines and deploy targets.
+  auto machines = kiln::worker::ProcessMachineProvider::Create({
+      .machines_dir = data_dir + "/machines",
+      .agent_binary = agent_binary,
+      .orchestrator = orchestrator,
+      .registry = registry,
+      .registry_tls_verify = tls_verify,
+      .idle_grace = absl::Seconds(idle_grace_s),
+      .extra_agent_args = {},
+      .max_machines = max_machines,
+      .agent_env = {},
+      .mount_namespace = true,
+  });
+  if (!machines.ok()) return Fail("worker.start_failed", machines.status());
+  kiln::worker::NoneDeployTarget none_target;
+  kiln::worker::PodmanDeployOptions podman_options;
+  podman_options.state_dir = data_dir + "/deploy";
+  podman_options.registry_tls_verify = tls_verify;
+  auto podman_target = kiln::worker::PodmanDeployTarget::Create(podman_options);
+  if (!podman_target.ok()) {
+    // Builds still run (target none); deploys to podman fail, saying why.
+    kiln::LogWarn("worker.podman_unavailable", {{"status", podman_target.status()}});
   }
+
+  kiln::worker::PlatformActivitiesOptions platform_options;
+  platform_options.machines["process"] = machines->get();
+  platform_options.targets["none"] = &none_target;
+  if (podman_target.ok()) platform_options.targets["podman"] = podman_target->get();
+  platform_options.connection = &connection;
+  kiln::worker::PlatformActivities platform_activities(platform_options);
 
   kiln::sdk::ActivityWorkerOptions activity_options;
   activity_options.identity = identity;
-  activity_options.registry = registry.get();
-  kiln::sdk::ActivityWorker activities(connection, kiln::samples::kTaskQueue, activity_options);
-  absl::Status ready = kiln::samples::RegisterActivities(activities);
-  if (ready.ok()) ready = activities.Start();
-  if (!ready.ok()) {
-    kiln::LogError("worker.start_failed", {{"status", ready}});
-    return 1;
-  }
+  activity_options.registry = registry_metrics.get();
+  kiln::sdk::ActivityWorker platform_worker(connection, kiln::worker::kPlatformTaskQueue,
+                                            activity_options);
+  kiln::sdk::ActivityWorker sample_activities(connection, kiln::samples::kTaskQueue,
+                                              activity_options);
+  absl::Status ready = platform_activities.Register(platform_worker);
+  if (ready.ok()) ready = kiln::samples::RegisterActivities(sample_activities);
+  if (ready.ok()) ready = platform_worker.Start();
+  if (ready.ok()) ready = sample_activities.Start();
+  if (!ready.ok()) return Fail("worker.start_failed", ready);
+
   kiln::sdk::WorkflowWorkerOptions workflow_options;
   workflow_options.identity = identity;
-  workflow_options.registry = registry.get();
-  // Activities this worker runs are started eagerly by the workflow task's completion.
-  workflow_options.eager_activities = &activities;
-  kiln::sdk::WorkflowWorker workflows(connection, kiln::samples::kTaskQueue, workflow_options);
-  kiln::samples::RegisterWorkflows(workflows);
-  workflows.Start();
-  kiln::LogInfo("worker.connected",
-                {{"orchestrator", orchestrator}, {"task_queue", kiln::samples::kTaskQueue}});
+  workflow_options.registry = registry_metrics.get();
+  workflow_options.eager_activities = &platform_worker;
+  kiln::sdk::WorkflowWorker platform_workflows(connection, kiln::worker::kPlatformTaskQueue,
+                                               workflow_options);
+  platform_workflows.Register(kiln::worker::kProjectWorkflowType, kiln::worker::ProjectWorkflow);
+  platform_workflows.Register(kiln::worker::kDeploymentWorkflowType,
+                              kiln::worker::DeploymentWorkflow);
+  platform_workflows.Start();
+  workflow_options.eager_activities = &sample_activities;
+  kiln::sdk::WorkflowWorker sample_workflows(connection, kiln::samples::kTaskQueue,
+                                             workflow_options);
+  kiln::samples::RegisterWorkflows(sample_workflows);
+  sample_workflows.Start();
+
+  // The APIs.
+  std::string webhook_url =
+      http_listen.empty() ? "" : absl::StrCat("http://", http_listen, "/webhooks/github");
+  auto api = kiln::worker::PlatformApi::Create({.connection = &connection,
+                                                .ns = "",
+                                                .secrets_dir = data_dir + "/webhook-secrets",
+                                                .webhook_url = webhook_url});
+  if (!api.ok()) return Fail("worker.start_failed", api.status());
+  kiln::worker::BuildServiceImpl build_service(api->get());
+  std::unique_ptr<grpc::Server> server;
+  if (!listen.empty()) {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&build_service);
+    grpc::ResourceQuota quota("kiln-worker");
+    quota.SetMaxThreads(kiln::worker::kMaxFollowers + 16);
+    builder.SetResourceQuota(quota);
+    server = builder.BuildAndStart();
+    if (server == nullptr || port == 0) {
+      return Fail("worker.start_failed",
+                  absl::UnavailableError(absl::StrCat("cannot listen on ", listen)));
+    }
+  }
+  std::unique_ptr<kiln::worker::WebhookServer> webhooks;
+  if (!http_listen.empty()) {
+    kiln::worker::WebhookServerOptions options;
+    options.listen = http_listen;
+    auto started = kiln::worker::WebhookServer::Start(options, api->get());
+    if (!started.ok()) return Fail("worker.start_failed", started.status());
+    webhooks = *std::move(started);
+  }
+  kiln::LogInfo("worker.connected", {{"orchestrator", orchestrator},
+                                     {"task_queue", kiln::worker::kPlatformTaskQueue},
+                                     {"build_service", listen},
+                                     {"webhooks", webhook_url},
+                                     {"registry", registry},
+                                     {"data_dir", data_dir}});
 
   int signo = kiln::WaitForTerminationSignal();
   kiln::LogInfo("worker.stopping", {{"signal", signo}});
-  workflows.Stop();
-  activities.Stop();
+  webhooks.reset();
+  if (server) server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  platform_workflows.Stop();
+  sample_workflows.Stop();
+  platform_worker.Stop();
+  sample_activities.Stop();
   kiln::LogInfo("worker.stopped");
   return 0;
 }

@@ -53,28 +53,7 @@ pb::ProjectConfig WithDefaults(pb::ProjectConfig config) {
 
 std::string SlotFor(const pb::ProjectConfig& config, const std::string& branch) {
   if (branch == config.production_branch()) return kProductionSlot;
-  std::string safe;
-  bool changed = false;
-  for (char c : branch) {
-    char lower = absl::ascii_tolower(static_cast<unsigned char>(c));
-    if (absl::ascii_isalnum(static_cast<unsigned char>(lower))) {
-      changed |= lower != c;
-      safe.push_back(lower);
-    } else {
-      changed = true;
-      if (!safe.empty() && safe.back() != '-') safe.push_back('-');
-    }
-  }
-  while (!safe.empty() && safe.back() == '-') safe.pop_back();
-  constexpr size_t kMaxSafe = 32;
-  if (safe.size() > kMaxSafe) {
-    safe.resize(kMaxSafe);
-    changed = true;
-  }
-  if (changed || safe.empty()) {
-    absl::StrAppend(&safe, safe.empty() ? "" : "-", Sha256Hex(branch).substr(0, 6));
-  }
-  return absl::StrCat("preview-", safe);
+  return PreviewSlot(branch);
 }
 
 bool BuildsBranch(const pb::ProjectConfig& config, const std::string& branch) {

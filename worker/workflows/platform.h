@@ -64,8 +64,7 @@ std::string ProjectTaskQueue(const std::string& project);
 pb::ProjectConfig WithDefaults(pb::ProjectConfig config);
 
 // The deploy slot of a branch: "production" for the production branch, else
-// "preview-<branch>" made safe for a container name ([a-z0-9-], at most 48 characters, with a
-// hash suffix when the branch had to be changed or shortened).
+// PreviewSlot(branch).
 std::string SlotFor(const pb::ProjectConfig& config, const std::string& branch);
 
 // Whether `branch` is built at all.
