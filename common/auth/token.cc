@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include <openssl/crypto.h>
@@ -127,6 +128,13 @@ absl::StatusOr<TokenKey> TokenKey::LoadOrCreate(const std::string& path) {
   absl::StatusOr<TokenKey> loaded = Load(path);
   if (!absl::IsNotFound(loaded.status())) return loaded;
 
+  // The key's directory (often the data directory, before the server's first start).
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (std::error_code ec;
+      !parent.empty() && !std::filesystem::create_directories(parent, ec) && ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create the directory of auth key file '", path, "': ", ec.message()));
+  }
   std::string bytes(kKeyBytes, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), kKeyBytes) != 1) {
     return absl::InternalError("RAND_bytes failed to make an auth key");
