@@ -16,6 +16,11 @@ int main(int argc, char** argv) {
       ->envname("KILN_ADDRESS")
       ->check(kiln::HostPortValidator())
       ->capture_default_str();
+  std::string token;
+  app.add_option("--token", token,
+                 "Token presented to the orchestrator as a bearer token (mint one with "
+                 "`kiln-orchestrator token`)")
+      ->envname("KILN_TOKEN");
   app.require_subcommand(1);
 
   double health_timeout_s = 5;
@@ -29,7 +34,9 @@ int main(int argc, char** argv) {
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
 
-  kiln::sdk::Connection connection(address);
+  kiln::sdk::ConnectionOptions connection_options;
+  if (!token.empty()) connection_options.metadata.emplace_back("authorization", "Bearer " + token);
+  kiln::sdk::Connection connection(address, std::move(connection_options));
   const kiln::cli::Io io{std::cout, std::cerr};
   if (health->parsed()) {
     return kiln::cli::CheckHealth(connection, absl::Seconds(health_timeout_s), io);

@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <iostream>
 #include <string>
 
 #ifdef KILN_JEMALLOC
@@ -13,6 +14,7 @@
 #include "common/logging.h"
 #include "common/signals.h"
 #include "orchestrator/server/server.h"
+#include "orchestrator/server/token_command.h"
 
 namespace {
 // The allocator in use, for the startup log: jemalloc where the build links it
@@ -86,7 +88,17 @@ int main(int argc, char** argv) {
       ->envname("KILN_ENGINE_FIBERS")
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
+  app.add_option("--auth-key-file", options.auth_key_file,
+                 "File holding the key that verifies callers' tokens (created, mode 0600, when "
+                 "missing; default <data-dir>/auth.key)")
+      ->envname("KILN_AUTH_KEY_FILE");
+  app.add_option("--require-auth", options.require_auth,
+                 "Refuse calls that carry no token (else anonymous callers may do everything)")
+      ->envname("KILN_REQUIRE_AUTH")
+      ->capture_default_str();
+  kiln::orchestrator::TokenCommand token_command(app);
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
+  if (token_command.parsed()) return token_command.Run(options, std::cout, std::cerr);
   options.retention = absl::Seconds(retention_h * 3600);
   options.exclusive_lease = absl::Seconds(exclusive_lease_s);
   kiln::ApplyCommonFlags(common);

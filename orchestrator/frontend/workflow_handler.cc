@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
+#include "common/status.h"
 #include "common/version.h"
 #include "orchestrator/frontend/validation.h"
 #include "orchestrator/history/limits.h"
@@ -299,6 +300,18 @@ class HistoryWait final : public RefCountedReactor {
 WorkflowHandler::WorkflowHandler(FrontendDeps deps)
     : deps_(std::move(deps)), metrics_(deps_.registry), start_time_(absl::Now()) {}
 
+absl::StatusOr<Principal> WorkflowHandler::Admit(Ctx* ctx, Rpc rpc, std::string_view task_queue) {
+  if (deps_.authorizer == nullptr) return Principal{};
+  return deps_.authorizer->Admit(*ctx, rpc, task_queue);
+}
+
+absl::Status WorkflowHandler::CheckActivityAnswer(const Principal& principal, Rpc rpc,
+                                                  const std::string& task_token,
+                                                  bool drives_workflow) {
+  if (deps_.authorizer == nullptr) return absl::OkStatus();
+  return deps_.authorizer->CheckActivityAnswer(principal, rpc, task_token, drives_workflow);
+}
+
 absl::Time WorkflowHandler::PollDeadline(Ctx* ctx) {
   absl::Time now = deps_.clock->Now();
   absl::Time deadline = now + deps_.long_poll;
@@ -336,9 +349,14 @@ grpc::ServerUnaryReactor* WorkflowHandler::RunOnExecutor(Ctx* ctx, const char* m
     }                                                               \
   } while (0)
 
+// Refuses the call unless its caller may call the method (the Rpc named like it).
+#define KILN_AUTHORIZE(ctx, method, ...) \
+  KILN_REJECT_IF_ERROR(ctx, #method, Admit(ctx, Rpc::k##method, ##__VA_ARGS__).status())
+
 grpc::ServerUnaryReactor* WorkflowHandler::StartWorkflowExecution(
     Ctx* ctx, const api::StartWorkflowExecutionRequest* request,
     api::StartWorkflowExecutionResponse* response) {
+  KILN_AUTHORIZE(ctx, StartWorkflowExecution);
   KILN_REJECT_IF_ERROR(ctx, "StartWorkflowExecution", ValidateStart(*request));
   return RunOnExecutor(ctx, "StartWorkflowExecution", [this, request, response] {
     auto result = deps_.engine->StartWorkflowExecution(*request);
@@ -351,6 +369,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::StartWorkflowExecution(
 grpc::ServerUnaryReactor* WorkflowHandler::TerminateWorkflowExecution(
     Ctx* ctx, const api::TerminateWorkflowExecutionRequest* request,
     api::TerminateWorkflowExecutionResponse* response) {
+  KILN_AUTHORIZE(ctx, TerminateWorkflowExecution);
   KILN_REJECT_IF_ERROR(ctx, "TerminateWorkflowExecution",
                        ValidateExecution(request->workflow_execution(), false));
   return RunOnExecutor(ctx, "TerminateWorkflowExecution", [this, request] {
@@ -361,6 +380,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::TerminateWorkflowExecution(
 grpc::ServerUnaryReactor* WorkflowHandler::DescribeWorkflowExecution(
     Ctx* ctx, const api::DescribeWorkflowExecutionRequest* request,
     api::DescribeWorkflowExecutionResponse* response) {
+  KILN_AUTHORIZE(ctx, DescribeWorkflowExecution);
   KILN_REJECT_IF_ERROR(ctx, "DescribeWorkflowExecution",
                        ValidateExecution(request->execution(), false));
   return RunOnExecutor(ctx, "DescribeWorkflowExecution", [this, request, response] {
@@ -374,6 +394,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::DescribeWorkflowExecution(
 grpc::ServerUnaryReactor* WorkflowHandler::GetWorkflowExecutionHistory(
     Ctx* ctx, const api::GetWorkflowExecutionHistoryRequest* request,
     api::GetWorkflowExecutionHistoryResponse* response) {
+  KILN_AUTHORIZE(ctx, GetWorkflowExecutionHistory);
   KILN_REJECT_IF_ERROR(ctx, "GetWorkflowExecutionHistory",
                        ValidateExecution(request->execution(), false));
   auto* reactor = new HistoryWait(deps_, &metrics_, request, response, PollDeadline(ctx));
@@ -384,6 +405,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::GetWorkflowExecutionHistory(
 grpc::ServerUnaryReactor* WorkflowHandler::ListWorkflowExecutions(
     Ctx* ctx, const api::ListWorkflowExecutionsRequest* request,
     api::ListWorkflowExecutionsResponse* response) {
+  KILN_AUTHORIZE(ctx, ListWorkflowExecutions);
   KILN_REJECT_IF_ERROR(ctx, "ListWorkflowExecutions", ValidateNamespace(request->namespace_()));
   return RunOnExecutor(ctx, "ListWorkflowExecutions", [this, request, response] {
     auto result = deps_.engine->ListWorkflowExecutions(*request);
@@ -396,6 +418,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::ListWorkflowExecutions(
 grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
     Ctx* ctx, const api::PollWorkflowTaskQueueRequest* request,
     api::PollWorkflowTaskQueueResponse* response) {
+  KILN_AUTHORIZE(ctx, PollWorkflowTaskQueue);
   KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateNamespace(request->namespace_()));
   KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateTaskQueue(request->task_queue()));
   KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateIdentity(request->identity()));
@@ -424,6 +447,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
 grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
     Ctx* ctx, const api::PollActivityTaskQueueRequest* request,
     api::PollActivityTaskQueueResponse* response) {
+  KILN_AUTHORIZE(ctx, PollActivityTaskQueue, request->task_queue().name());
   KILN_REJECT_IF_ERROR(ctx, "PollActivityTaskQueue", ValidateNamespace(request->namespace_()));
   KILN_REJECT_IF_ERROR(ctx, "PollActivityTaskQueue", ValidateTaskQueue(request->task_queue()));
   KILN_REJECT_IF_ERROR(ctx, "PollActivityTaskQueue", ValidateIdentity(request->identity()));
@@ -442,6 +466,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
 grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskCompleted(
     Ctx* ctx, const api::RespondWorkflowTaskCompletedRequest* request,
     api::RespondWorkflowTaskCompletedResponse* response) {
+  KILN_AUTHORIZE(ctx, RespondWorkflowTaskCompleted);
   KILN_REJECT_IF_ERROR(ctx, "RespondWorkflowTaskCompleted",
                        ValidateWorkerInstance(request->sticky_worker(), "sticky_worker"));
   return RunOnExecutor(ctx, "RespondWorkflowTaskCompleted", [this, request, response] {
@@ -455,6 +480,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskCompleted(
 grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskFailed(
     Ctx* ctx, const api::RespondWorkflowTaskFailedRequest* request,
     api::RespondWorkflowTaskFailedResponse* response) {
+  KILN_AUTHORIZE(ctx, RespondWorkflowTaskFailed);
   return RunOnExecutor(ctx, "RespondWorkflowTaskFailed", [this, request] {
     return deps_.engine->RespondWorkflowTaskFailed(*request);
   });
@@ -463,48 +489,71 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskFailed(
 grpc::ServerUnaryReactor* WorkflowHandler::RecordActivityTaskHeartbeat(
     Ctx* ctx, const api::RecordActivityTaskHeartbeatRequest* request,
     api::RecordActivityTaskHeartbeatResponse* response) {
-  return RunOnExecutor(ctx, "RecordActivityTaskHeartbeat", [this, request, response] {
-    auto result = deps_.engine->RecordActivityTaskHeartbeat(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRecordActivityTaskHeartbeat);
+  KILN_REJECT_IF_ERROR(ctx, "RecordActivityTaskHeartbeat", principal.status());
+  return RunOnExecutor(ctx, "RecordActivityTaskHeartbeat",
+                       [this, request, response, principal = std::move(*principal)] {
+                         RETURN_IF_ERROR(CheckActivityAnswer(
+                             principal, Rpc::kRecordActivityTaskHeartbeat, request->task_token()));
+                         auto result = deps_.engine->RecordActivityTaskHeartbeat(*request);
+                         if (!result.ok()) return result.status();
+                         *response = std::move(*result);
+                         return absl::OkStatus();
+                       });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCompleted(
     Ctx* ctx, const api::RespondActivityTaskCompletedRequest* request,
     api::RespondActivityTaskCompletedResponse* response) {
+  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRespondActivityTaskCompleted);
+  KILN_REJECT_IF_ERROR(ctx, "RespondActivityTaskCompleted", principal.status());
   KILN_REJECT_IF_ERROR(
       ctx, "RespondActivityTaskCompleted",
       ValidateWorkerInstance(request->speculative_workflow_task().completion().sticky_worker(),
                              "speculative_workflow_task.completion.sticky_worker"));
-  return RunOnExecutor(ctx, "RespondActivityTaskCompleted", [this, request, response] {
-    auto result = deps_.engine->RespondActivityTaskCompleted(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return RunOnExecutor(
+      ctx, "RespondActivityTaskCompleted",
+      [this, request, response, principal = std::move(*principal)] {
+        RETURN_IF_ERROR(CheckActivityAnswer(
+            principal, Rpc::kRespondActivityTaskCompleted, request->task_token(),
+            request->return_new_workflow_task() || request->has_speculative_workflow_task()));
+        auto result = deps_.engine->RespondActivityTaskCompleted(*request);
+        if (!result.ok()) return result.status();
+        *response = std::move(*result);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskFailed(
     Ctx* ctx, const api::RespondActivityTaskFailedRequest* request,
     api::RespondActivityTaskFailedResponse* response) {
-  return RunOnExecutor(ctx, "RespondActivityTaskFailed", [this, request] {
-    return deps_.engine->RespondActivityTaskFailed(*request);
-  });
+  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRespondActivityTaskFailed);
+  KILN_REJECT_IF_ERROR(ctx, "RespondActivityTaskFailed", principal.status());
+  return RunOnExecutor(
+      ctx, "RespondActivityTaskFailed", [this, request, principal = std::move(*principal)] {
+        RETURN_IF_ERROR(
+            CheckActivityAnswer(principal, Rpc::kRespondActivityTaskFailed, request->task_token()));
+        return deps_.engine->RespondActivityTaskFailed(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCanceled(
     Ctx* ctx, const api::RespondActivityTaskCanceledRequest* request,
     api::RespondActivityTaskCanceledResponse* response) {
-  return RunOnExecutor(ctx, "RespondActivityTaskCanceled", [this, request] {
-    return deps_.engine->RespondActivityTaskCanceled(*request);
-  });
+  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRespondActivityTaskCanceled);
+  KILN_REJECT_IF_ERROR(ctx, "RespondActivityTaskCanceled", principal.status());
+  return RunOnExecutor(ctx, "RespondActivityTaskCanceled",
+                       [this, request, principal = std::move(*principal)] {
+                         RETURN_IF_ERROR(CheckActivityAnswer(
+                             principal, Rpc::kRespondActivityTaskCanceled, request->task_token()));
+                         return deps_.engine->RespondActivityTaskCanceled(*request);
+                       });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::CountWorkflowExecutions(
     Ctx* ctx, const api::CountWorkflowExecutionsRequest* request,
     api::CountWorkflowExecutionsResponse* response) {
+  KILN_AUTHORIZE(ctx, CountWorkflowExecutions);
   KILN_REJECT_IF_ERROR(ctx, "CountWorkflowExecutions", ValidateNamespace(request->namespace_()));
   return RunOnExecutor(ctx, "CountWorkflowExecutions", [this, request, response] {
     auto result = deps_.engine->CountWorkflowExecutions(*request);
@@ -517,6 +566,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::CountWorkflowExecutions(
 grpc::ServerUnaryReactor* WorkflowHandler::SignalWorkflowExecution(
     Ctx* ctx, const api::SignalWorkflowExecutionRequest* request,
     api::SignalWorkflowExecutionResponse* response) {
+  KILN_AUTHORIZE(ctx, SignalWorkflowExecution);
   KILN_REJECT_IF_ERROR(ctx, "SignalWorkflowExecution",
                        ValidateExecution(request->workflow_execution(), false));
   return RunOnExecutor(ctx, "SignalWorkflowExecution",
@@ -526,6 +576,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::SignalWorkflowExecution(
 grpc::ServerUnaryReactor* WorkflowHandler::SignalWithStartWorkflowExecution(
     Ctx* ctx, const api::SignalWithStartWorkflowExecutionRequest* request,
     api::SignalWithStartWorkflowExecutionResponse* response) {
+  KILN_AUTHORIZE(ctx, SignalWithStartWorkflowExecution);
   KILN_REJECT_IF_ERROR(ctx, "SignalWithStartWorkflowExecution", ValidateStart(request->start()));
   return RunOnExecutor(ctx, "SignalWithStartWorkflowExecution", [this, request, response] {
     auto result = deps_.engine->SignalWithStartWorkflowExecution(*request);
@@ -538,6 +589,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::SignalWithStartWorkflowExecution(
 grpc::ServerUnaryReactor* WorkflowHandler::RequestCancelWorkflowExecution(
     Ctx* ctx, const api::RequestCancelWorkflowExecutionRequest* request,
     api::RequestCancelWorkflowExecutionResponse* response) {
+  KILN_AUTHORIZE(ctx, RequestCancelWorkflowExecution);
   KILN_REJECT_IF_ERROR(ctx, "RequestCancelWorkflowExecution",
                        ValidateExecution(request->workflow_execution(), false));
   return RunOnExecutor(ctx, "RequestCancelWorkflowExecution", [this, request] {
@@ -548,6 +600,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::RequestCancelWorkflowExecution(
 grpc::ServerUnaryReactor* WorkflowHandler::QueryWorkflow(Ctx* ctx,
                                                          const api::QueryWorkflowRequest* request,
                                                          api::QueryWorkflowResponse* response) {
+  KILN_AUTHORIZE(ctx, QueryWorkflow);
   KILN_REJECT_IF_ERROR(ctx, "QueryWorkflow", ValidateExecution(request->execution(), false));
   if (request->query().query_type().empty()) {
     KILN_REJECT_IF_ERROR(ctx, "QueryWorkflow",
@@ -600,6 +653,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::QueryWorkflow(Ctx* ctx,
 grpc::ServerUnaryReactor* WorkflowHandler::RespondQueryTaskCompleted(
     Ctx* ctx, const api::RespondQueryTaskCompletedRequest* request,
     api::RespondQueryTaskCompletedResponse* response) {
+  KILN_AUTHORIZE(ctx, RespondQueryTaskCompleted);
   auto token = DecodeTaskToken(request->task_token());
   absl::Status status = token.status();
   if (token.ok() && token->kind() != "q") {
@@ -624,6 +678,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondQueryTaskCompleted(
 grpc::ServerUnaryReactor* WorkflowHandler::DescribeTaskQueue(
     Ctx* ctx, const api::DescribeTaskQueueRequest* request,
     api::DescribeTaskQueueResponse* response) {
+  KILN_AUTHORIZE(ctx, DescribeTaskQueue);
   KILN_REJECT_IF_ERROR(ctx, "DescribeTaskQueue", ValidateTaskQueue(request->task_queue()));
   return RunOnExecutor(ctx, "DescribeTaskQueue", [this, request, response] {
     auto described = deps_.matching->Describe(
@@ -653,6 +708,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::DescribeTaskQueue(
 grpc::ServerUnaryReactor* WorkflowHandler::GetSystemInfo(Ctx* ctx,
                                                          const api::GetSystemInfoRequest* request,
                                                          api::GetSystemInfoResponse* response) {
+  KILN_AUTHORIZE(ctx, GetSystemInfo);
   response->set_server_version(kVersion);
   response->mutable_start_time()->set_seconds(absl::ToUnixSeconds(start_time_));
   response->set_data_dir(deps_.data_dir);

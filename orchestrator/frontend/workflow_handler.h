@@ -14,6 +14,7 @@
 #include "common/executor.h"
 #include "common/ids.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
+#include "orchestrator/frontend/authorizer.h"
 #include "orchestrator/frontend/query_registry.h"
 #include "orchestrator/frontend/rpc_metrics.h"
 #include "orchestrator/history/history_engine.h"
@@ -33,6 +34,8 @@ struct FrontendDeps {
   std::string data_dir;
   // Long polls end (empty answer) after this long at most.
   absl::Duration long_poll = absl::Seconds(60);
+  // Who may call what (authorizer.h); null: everyone may call everything.
+  Authorizer* authorizer = nullptr;
 };
 
 class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackService {
@@ -100,6 +103,11 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
  private:
   // Runs `work` on the executor and finishes the call with its status.
   Reactor* RunOnExecutor(Ctx* ctx, const char* method, std::function<absl::Status()> work);
+  // The caller of `rpc`, if it may call it at all (Authorizer::Admit).
+  absl::StatusOr<Principal> Admit(Ctx* ctx, Rpc rpc, std::string_view task_queue = {});
+  // Authorizer::CheckActivityAnswer, or OK without an authorizer.
+  absl::Status CheckActivityAnswer(const Principal& principal, Rpc rpc,
+                                   const std::string& task_token, bool drives_workflow = false);
   // When a long poll started now should end, given the caller's own deadline.
   absl::Time PollDeadline(Ctx* ctx);
 

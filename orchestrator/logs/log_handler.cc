@@ -29,25 +29,36 @@ grpc::ServerUnaryReactor* LogHandler::AppendLog(grpc::CallbackServerContext* ctx
                                                 api::AppendLogResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const absl::Time began = deps_.clock->Now();
+  absl::StatusOr<Principal> principal = Principal{};
+  if (deps_.authorizer != nullptr) principal = deps_.authorizer->Admit(*ctx, Rpc::kAppendLog);
+  if (!principal.ok()) {
+    rpc_metrics_.Record("AppendLog", principal.status(), absl::ZeroDuration());
+    reactor->Finish(ToGrpc(principal.status()));
+    return reactor;
+  }
   if (absl::Status valid = ValidateAppendLog(*request); !valid.ok()) {
     rpc_metrics_.Record("AppendLog", valid, absl::ZeroDuration());
     reactor->Finish(ToGrpc(valid));
     return reactor;
   }
-  const bool queued = deps_.executor->TrySubmit([this, reactor, request, response, began] {
-    absl::Status status = [&]() -> absl::Status {
-      ASSIGN_OR_RETURN(
-          std::string run_id,
-          ResolveLogRun(*deps_.store, Namespace(request->namespace_()), request->execution()));
-      ASSIGN_OR_RETURN(
-          AppendOutcome outcome,
-          streams_.Append(run_id, request->stream(), request->sequence(), request->data()));
-      response->set_offset(outcome.offset);
-      return absl::OkStatus();
-    }();
-    rpc_metrics_.Record("AppendLog", status, deps_.clock->Now() - began);
-    reactor->Finish(ToGrpc(status));
-  });
+  const bool queued = deps_.executor->TrySubmit(
+      [this, reactor, request, response, began, principal = std::move(*principal)] {
+        absl::Status status = [&]() -> absl::Status {
+          ASSIGN_OR_RETURN(
+              std::string run_id,
+              ResolveLogRun(*deps_.store, Namespace(request->namespace_()), request->execution()));
+          if (deps_.authorizer != nullptr) {
+            RETURN_IF_ERROR(deps_.authorizer->CheckAppendLog(principal, run_id));
+          }
+          ASSIGN_OR_RETURN(
+              AppendOutcome outcome,
+              streams_.Append(run_id, request->stream(), request->sequence(), request->data()));
+          response->set_offset(outcome.offset);
+          return absl::OkStatus();
+        }();
+        rpc_metrics_.Record("AppendLog", status, deps_.clock->Now() - began);
+        reactor->Finish(ToGrpc(status));
+      });
   if (!queued) {
     absl::Status status =
         absl::ResourceExhaustedError("orchestrator is overloaded: work queue full");
@@ -69,7 +80,10 @@ grpc::ServerWriteReactor<api::ReadLogResponse>* LogHandler::ReadLog(
                    options_.follow_idle_limit,
                    options_.follower_queue_bytes};
   auto* reader = new LogReader(env, Namespace(request->namespace_()), *request);
-  absl::Status admitted = ValidateReadLog(*request);
+  absl::Status admitted = deps_.authorizer == nullptr
+                              ? absl::OkStatus()
+                              : deps_.authorizer->Admit(*ctx, Rpc::kReadLog).status();
+  if (admitted.ok()) admitted = ValidateReadLog(*request);
   if (admitted.ok()) admitted = readers_.Add(reader);
   if (!admitted.ok()) {
     reader->End(admitted);

@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "common/executor.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
+#include "orchestrator/frontend/authorizer.h"
 #include "orchestrator/frontend/rpc_metrics.h"
 #include "orchestrator/logs/log_limits.h"
 #include "orchestrator/logs/log_metrics.h"
@@ -41,6 +42,8 @@ struct LogDeps {
   prometheus::Registry* registry;
   // For requests that name none.
   std::string default_namespace = "default";
+  // Who may call what (authorizer.h); null: everyone may call everything.
+  Authorizer* authorizer = nullptr;
 };
 
 struct LogOptions {

@@ -9,9 +9,11 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/auth/token.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "orchestrator/frontend/authorizer.h"
 #include "orchestrator/frontend/workflow_handler.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/run_watchers.h"
@@ -123,14 +125,33 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   RETURN_IF_ERROR(server->timers_->Start());
   RETURN_IF_ERROR(server->retention_->Start());
 
-  FrontendDeps deps{
-      engine,           server->matching_.get(), server->watchers_.get(), &server->clock_,
-      &server->ids_,    server->executor_.get(), server->registry_.get(), options.data_dir,
-      options.long_poll};
+  const std::string key_file = options.auth_key_file.empty()
+                                   ? (std::filesystem::path(options.data_dir) / "auth.key").string()
+                                   : options.auth_key_file;
+  absl::StatusOr<auth::TokenKey> key = auth::TokenKey::LoadOrCreate(key_file);
+  if (!key.ok()) {
+    return absl::Status(key.status().code(),
+                        absl::StrCat("--auth-key-file: ", key.status().message()));
+  }
+  server->authorizer_ = std::make_unique<Authorizer>(
+      std::move(*key), &server->clock_, engine, server->registry_.get(),
+      AuthOptions{.require_auth = options.require_auth});
+  LogInfo("orchestrator.auth", {{"key_file", key_file}, {"require_auth", options.require_auth}});
+
+  FrontendDeps deps{engine,
+                    server->matching_.get(),
+                    server->watchers_.get(),
+                    &server->clock_,
+                    &server->ids_,
+                    server->executor_.get(),
+                    server->registry_.get(),
+                    options.data_dir,
+                    options.long_poll,
+                    server->authorizer_.get()};
   server->workflow_service_ = std::make_unique<WorkflowHandler>(std::move(deps));
   server->log_service_ = std::make_unique<LogHandler>(
       LogDeps{server->store_.get(), &server->clock_, server->executor_.get(),
-              server->registry_.get(), engine->default_namespace()});
+              server->registry_.get(), engine->default_namespace(), server->authorizer_.get()});
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

@@ -27,6 +27,7 @@ class RunWatchers;
 class WorkflowHandler;
 class LogHandler;
 class Listener;
+class Authorizer;
 
 struct ServerOptions {
   std::string data_dir;
@@ -49,6 +50,11 @@ struct ServerOptions {
   // A task created while a poller waits on its queue is started in the creating transition
   // (one synced write instead of two). Off only to measure what it saves.
   bool start_at_schedule = true;
+  // The key that verifies callers' tokens (common/auth/token.h); empty: <data_dir>/auth.key.
+  // Created (mode 0600) when missing.
+  std::string auth_key_file;
+  // Refuse calls without a token (else anonymous callers may do everything; see authorizer.h).
+  bool require_auth = false;
 };
 
 class Server {
@@ -79,6 +85,7 @@ class Server {
   std::unique_ptr<HistoryEngine> engine_;
   std::unique_ptr<TimerQueue> timers_;
   std::unique_ptr<TimerQueue> retention_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<WorkflowHandler> workflow_service_;
   std::unique_ptr<LogHandler> log_service_;
   std::unique_ptr<grpc::Server> grpc_server_;

@@ -1,0 +1,191 @@
+#include "orchestrator/frontend/authorizer.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "common/status.h"
+
+namespace kiln::orchestrator {
+namespace {
+
+constexpr std::string_view kBearer = "bearer ";
+
+bool IsRead(Rpc rpc) {
+  switch (rpc) {
+    case Rpc::kDescribeWorkflowExecution:
+    case Rpc::kGetWorkflowExecutionHistory:
+    case Rpc::kListWorkflowExecutions:
+    case Rpc::kCountWorkflowExecutions:
+    case Rpc::kQueryWorkflow:
+    case Rpc::kDescribeTaskQueue:
+    case Rpc::kGetSystemInfo:
+    case Rpc::kReadLog:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+}  // namespace
+
+std::string_view RpcName(Rpc rpc) {
+  switch (rpc) {
+    case Rpc::kDescribeWorkflowExecution:
+      return "DescribeWorkflowExecution";
+    case Rpc::kGetWorkflowExecutionHistory:
+      return "GetWorkflowExecutionHistory";
+    case Rpc::kListWorkflowExecutions:
+      return "ListWorkflowExecutions";
+    case Rpc::kCountWorkflowExecutions:
+      return "CountWorkflowExecutions";
+    case Rpc::kQueryWorkflow:
+      return "QueryWorkflow";
+    case Rpc::kDescribeTaskQueue:
+      return "DescribeTaskQueue";
+    case Rpc::kGetSystemInfo:
+      return "GetSystemInfo";
+    case Rpc::kStartWorkflowExecution:
+      return "StartWorkflowExecution";
+    case Rpc::kSignalWorkflowExecution:
+      return "SignalWorkflowExecution";
+    case Rpc::kSignalWithStartWorkflowExecution:
+      return "SignalWithStartWorkflowExecution";
+    case Rpc::kRequestCancelWorkflowExecution:
+      return "RequestCancelWorkflowExecution";
+    case Rpc::kTerminateWorkflowExecution:
+      return "TerminateWorkflowExecution";
+    case Rpc::kPollWorkflowTaskQueue:
+      return "PollWorkflowTaskQueue";
+    case Rpc::kRespondWorkflowTaskCompleted:
+      return "RespondWorkflowTaskCompleted";
+    case Rpc::kRespondWorkflowTaskFailed:
+      return "RespondWorkflowTaskFailed";
+    case Rpc::kRespondQueryTaskCompleted:
+      return "RespondQueryTaskCompleted";
+    case Rpc::kPollActivityTaskQueue:
+      return "PollActivityTaskQueue";
+    case Rpc::kRecordActivityTaskHeartbeat:
+      return "RecordActivityTaskHeartbeat";
+    case Rpc::kRespondActivityTaskCompleted:
+      return "RespondActivityTaskCompleted";
+    case Rpc::kRespondActivityTaskFailed:
+      return "RespondActivityTaskFailed";
+    case Rpc::kRespondActivityTaskCanceled:
+      return "RespondActivityTaskCanceled";
+    case Rpc::kReadLog:
+      return "ReadLog";
+    case Rpc::kAppendLog:
+      return "AppendLog";
+  }
+  return "unknown";
+}
+
+Authorizer::Authorizer(auth::TokenKey key, Clock* clock, HistoryEngine* engine,
+                       prometheus::Registry* registry, AuthOptions options)
+    : key_(std::move(key)), clock_(clock), engine_(engine), options_(options) {
+  if (registry == nullptr) return;
+  auto& family = prometheus::BuildCounter()
+                     .Name("kiln_auth_refused_total")
+                     .Help("Calls refused by authentication or authorisation, by reason")
+                     .Register(*registry);
+  refused_[kInvalidToken] = &family.Add({{"reason", "invalid_token"}});
+  refused_[kTokenRequired] = &family.Add({{"reason", "token_required"}});
+  refused_[kScope] = &family.Add({{"reason", "scope"}});
+  refused_[kProject] = &family.Add({{"reason", "project"}});
+}
+
+absl::Status Authorizer::Refuse(Reason reason, absl::Status status) {
+  if (refused_[reason] != nullptr) refused_[reason]->Increment();
+  return status;
+}
+
+absl::Status Authorizer::ProjectDenied(Rpc rpc, const auth::Claims& claims) {
+  return Refuse(kProject, absl::PermissionDeniedError(absl::StrCat(
+                              Absl(RpcName(rpc)), ": an agent token of project '", claims.project,
+                              "' may only serve task queue '", AgentQueue(claims), "'")));
+}
+
+absl::StatusOr<Principal> Authorizer::Admit(const grpc::ServerContextBase& ctx, Rpc rpc,
+                                            std::string_view task_queue) {
+  const auto& metadata = ctx.client_metadata();
+  auto header = metadata.find("authorization");
+  if (header == metadata.end()) {
+    if (options_.require_auth) {
+      return Refuse(kTokenRequired,
+                    absl::UnauthenticatedError(absl::StrCat(
+                        Absl(RpcName(rpc)), ": a token is required (authorization: Bearer)")));
+    }
+    return Principal{};
+  }
+  std::string_view value(header->second.data(), header->second.size());
+  if (value.size() <= kBearer.size() ||
+      !absl::EqualsIgnoreCase(Absl(value.substr(0, kBearer.size())), Absl(kBearer))) {
+    return Refuse(kInvalidToken,
+                  absl::UnauthenticatedError("authorization: expected 'Bearer <token>'"));
+  }
+  absl::StatusOr<auth::Claims> claims = key_.Verify(value.substr(kBearer.size()), clock_->Now());
+  if (!claims.ok()) return Refuse(kInvalidToken, claims.status());
+
+  Principal principal{std::move(*claims)};
+  const auth::Claims& c = *principal.claims;
+  switch (c.scope) {
+    case auth::Scope::kAdmin:
+    case auth::Scope::kWorker:
+      return principal;
+    case auth::Scope::kReadOnly:
+      if (IsRead(rpc)) return principal;
+      return Refuse(kScope, absl::PermissionDeniedError(absl::StrCat(
+                                Absl(RpcName(rpc)), ": a read-only token may only read")));
+    case auth::Scope::kAgent:
+      switch (rpc) {
+        case Rpc::kGetSystemInfo:
+        case Rpc::kRecordActivityTaskHeartbeat:  // The activity is checked on the executor.
+        case Rpc::kRespondActivityTaskCompleted:
+        case Rpc::kRespondActivityTaskFailed:
+        case Rpc::kRespondActivityTaskCanceled:
+        case Rpc::kAppendLog:  // The run is checked on the executor.
+          return principal;
+        case Rpc::kPollActivityTaskQueue:
+          if (task_queue == AgentQueue(c)) return principal;
+          return ProjectDenied(rpc, c);
+        default:
+          return Refuse(kScope, absl::PermissionDeniedError(
+                                    absl::StrCat(Absl(RpcName(rpc)),
+                                                 ": not allowed to an agent token (of "
+                                                 "project '",
+                                                 c.project, "')")));
+      }
+  }
+  return Refuse(kScope, absl::PermissionDeniedError("unknown scope"));
+}
+
+absl::Status Authorizer::CheckActivityAnswer(const Principal& principal, Rpc rpc,
+                                             const std::string& task_token, bool drives_workflow) {
+  if (!principal.is_agent()) return absl::OkStatus();
+  const auth::Claims& c = *principal.claims;
+  if (drives_workflow) {
+    return Refuse(kScope, absl::PermissionDeniedError(
+                              absl::StrCat(Absl(RpcName(rpc)), ": an agent token (of project '",
+                                           c.project, "') may not take or run workflow tasks")));
+  }
+  // Not found and malformed answer as the engine would: nothing about other projects leaks.
+  ASSIGN_OR_RETURN(std::string queue, engine_->ActivityTaskQueue(task_token));
+  if (queue != AgentQueue(c)) return ProjectDenied(rpc, c);
+  return absl::OkStatus();
+}
+
+absl::Status Authorizer::CheckAppendLog(const Principal& principal, const std::string& run_id) {
+  if (!principal.is_agent()) return absl::OkStatus();
+  const auth::Claims& c = *principal.claims;
+  ASSIGN_OR_RETURN(bool serving, engine_->HasStartedActivity(run_id, AgentQueue(c)));
+  if (serving) return absl::OkStatus();
+  return Refuse(kProject, absl::PermissionDeniedError(absl::StrCat(
+                              "AppendLog: an agent token of project '", c.project,
+                              "' may only write the logs of runs with an activity it is running "
+                              "on task queue '",
+                              AgentQueue(c), "'")));
+}
+
+}  // namespace kiln::orchestrator

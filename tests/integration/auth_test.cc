@@ -1,0 +1,238 @@
+// Tokens and scopes against a real kiln-orchestrator: an agent token of project a is refused
+// everything of project b (its queue, its activity's task, its run's log) and allowed the same
+// on project a; bad tokens are unauthenticated; --require-auth refuses tokenless calls.
+// Workflow tasks are answered here with the raw API (schedule one activity on a given queue).
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/auth/token.h"
+#include "common/proto_time.h"
+#include "kiln/api/v1/log_service.grpc.pb.h"
+#include "tests/testutil/http.h"
+#include "tests/testutil/orchestrator.h"
+#include "tests/testutil/process.h"
+
+namespace kiln {
+namespace {
+
+namespace api = ::kiln::api::v1;
+using auth::Claims;
+using auth::Scope;
+using auth::TokenKey;
+
+constexpr auto kCall = std::chrono::seconds(10);
+
+std::unique_ptr<grpc::ClientContext> Ctx(std::chrono::seconds timeout = kCall) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + timeout);
+  return ctx;
+}
+
+std::string Mint(const TokenKey& key, Scope scope, std::string project = "",
+                 absl::Duration age = absl::ZeroDuration()) {
+  Claims claims;
+  claims.scope = scope;
+  claims.project = std::move(project);
+  claims.subject = "auth_test";
+  claims.issued = absl::Now() - age;
+  claims.expiry = claims.issued + absl::Hours(1);
+  auto token = key.Mint(claims);
+  REQUIRE(token.ok());
+  return *token;
+}
+
+// A connection presenting `token` (none when empty), with both services' stubs.
+struct Caller {
+  Caller(const std::string& address, const std::string& token)
+      : connection(
+            address,
+            token.empty()
+                ? sdk::ConnectionOptions{}
+                : sdk::ConnectionOptions{.metadata = {{"authorization", "Bearer " + token}}}),
+        logs(api::LogService::NewStub(connection.channel())) {}
+  api::WorkflowService::Stub& wf() { return connection.workflow_service(); }
+
+  grpc::StatusCode SystemInfo() {
+    api::GetSystemInfoResponse response;
+    return wf().GetSystemInfo(Ctx().get(), {}, &response).error_code();
+  }
+  grpc::Status Poll(const std::string& queue, api::PollActivityTaskQueueResponse* task,
+                    std::chrono::seconds timeout = std::chrono::seconds(5)) {
+    api::PollActivityTaskQueueRequest poll;
+    poll.mutable_task_queue()->set_name(queue);
+    poll.set_identity("auth_test");
+    return wf().PollActivityTaskQueue(Ctx(timeout).get(), poll, task);
+  }
+  grpc::Status Heartbeat(const std::string& token) {
+    api::RecordActivityTaskHeartbeatRequest request;
+    request.set_task_token(token);
+    api::RecordActivityTaskHeartbeatResponse response;
+    return wf().RecordActivityTaskHeartbeat(Ctx().get(), request, &response);
+  }
+  grpc::Status Complete(const std::string& token) {
+    api::RespondActivityTaskCompletedRequest request;
+    request.set_task_token(token);
+    api::RespondActivityTaskCompletedResponse response;
+    return wf().RespondActivityTaskCompleted(Ctx().get(), request, &response);
+  }
+  grpc::Status Fail(const std::string& token) {
+    api::RespondActivityTaskFailedRequest request;
+    request.set_task_token(token);
+    request.mutable_failure()->set_message("no");
+    api::RespondActivityTaskFailedResponse response;
+    return wf().RespondActivityTaskFailed(Ctx().get(), request, &response);
+  }
+  grpc::Status Append(const std::string& workflow_id, const std::string& data) {
+    api::AppendLogRequest request;
+    request.mutable_execution()->set_workflow_id(workflow_id);
+    request.set_stream("build");
+    request.set_sequence(++sequence);
+    request.set_data(data);
+    api::AppendLogResponse response;
+    return logs->AppendLog(Ctx().get(), request, &response);
+  }
+
+  sdk::Connection connection;
+  std::unique_ptr<api::LogService::Stub> logs;
+  int64_t sequence = 0;
+};
+
+// Starts workflow `id` on queue "wf" and answers its first workflow task by scheduling one
+// activity on `activity_queue`.
+void StartWithActivityOn(Caller& admin, const std::string& id, const std::string& activity_queue) {
+  api::StartWorkflowExecutionRequest start;
+  start.set_workflow_id(id);
+  start.mutable_workflow_type()->set_name("Build");
+  start.mutable_task_queue()->set_name("wf");
+  start.set_request_id(id);
+  api::StartWorkflowExecutionResponse started;
+  grpc::Status status = admin.wf().StartWorkflowExecution(Ctx().get(), start, &started);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+
+  api::PollWorkflowTaskQueueRequest poll;
+  poll.mutable_task_queue()->set_name("wf");
+  poll.set_identity("auth_test");
+  api::PollWorkflowTaskQueueResponse task;
+  REQUIRE(admin.wf().PollWorkflowTaskQueue(Ctx().get(), poll, &task).ok());
+  REQUIRE(task.workflow_execution().workflow_id() == id);
+  api::RespondWorkflowTaskCompletedRequest done;
+  done.set_task_token(task.task_token());
+  api::Command& command = *done.add_commands();
+  command.set_command_type(api::COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK);
+  auto* a = command.mutable_schedule_activity_task_command_attributes();
+  a->set_activity_id("1");
+  a->mutable_activity_type()->set_name("kiln.builder.Build");
+  a->mutable_task_queue()->set_name(activity_queue);
+  ToProto(absl::Minutes(5), a->mutable_start_to_close_timeout());
+  api::RespondWorkflowTaskCompletedResponse ignored;
+  status = admin.wf().RespondWorkflowTaskCompleted(Ctx().get(), done, &ignored);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+}
+
+TEST_CASE("an agent token serves its own project only") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  // The orchestrator created its key on first start, mode 0600.
+  auto key = TokenKey::Load(dir.path() + "/data/auth.key");
+  INFO(key.status().ToString());
+  REQUIRE(key.ok());
+
+  Caller admin(orchestrator.address(), Mint(*key, Scope::kAdmin));
+  Caller agent_a(orchestrator.address(), Mint(*key, Scope::kAgent, "a"));
+  Caller anonymous(orchestrator.address(), "");
+  StartWithActivityOn(admin, "build-a", "project/a");
+  StartWithActivityOn(admin, "build-b", "project/b");
+
+  // b's activity task, taken with the admin token.
+  api::PollActivityTaskQueueResponse task_b;
+  REQUIRE(admin.Poll("project/b", &task_b).ok());
+  REQUIRE(!task_b.task_token().empty());
+
+  // Agent a, on project b: refused at once (no long poll), every time.
+  api::PollActivityTaskQueueResponse none;
+  grpc::Status polled = agent_a.Poll("project/b", &none);
+  CHECK(polled.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(polled.error_message().find("PollActivityTaskQueue") != std::string::npos);
+  CHECK(polled.error_message().find("'a'") != std::string::npos);
+  CHECK(agent_a.Heartbeat(task_b.task_token()).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(agent_a.Complete(task_b.task_token()).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(agent_a.Fail(task_b.task_token()).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(agent_a.Append("build-b", "not mine\n").error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  // Nor may it do anything but serve its queue.
+  api::ListWorkflowExecutionsResponse listed;
+  CHECK(agent_a.wf().ListWorkflowExecutions(Ctx().get(), {}, &listed).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(agent_a.SystemInfo() == grpc::StatusCode::OK);
+
+  // b's activity is untouched: the admin token still heartbeats it.
+  CHECK(admin.Heartbeat(task_b.task_token()).ok());
+
+  // The same token on project a: poll, log (its activity is started), heartbeat, complete.
+  CHECK(agent_a.Append("build-a", "too early\n").error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);  // Nothing of a started on that run yet.
+  api::PollActivityTaskQueueResponse task_a;
+  grpc::Status own = agent_a.Poll("project/a", &task_a);
+  INFO(own.error_message());
+  REQUIRE(own.ok());
+  REQUIRE(!task_a.task_token().empty());
+  grpc::Status appended = agent_a.Append("build-a", "building\n");
+  INFO(appended.error_message());
+  CHECK(appended.ok());
+  CHECK(agent_a.Heartbeat(task_a.task_token()).ok());
+  CHECK(agent_a.Complete(task_a.task_token()).ok());
+  // An activity that no longer exists answers as the engine would.
+  CHECK(agent_a.Heartbeat(task_a.task_token()).error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(agent_a.Append("build-a", "after\n").error_code() == grpc::StatusCode::PERMISSION_DENIED);
+
+  // A read-only token reads and writes nothing.
+  Caller reader(orchestrator.address(), Mint(*key, Scope::kReadOnly));
+  CHECK(reader.wf().ListWorkflowExecutions(Ctx().get(), {}, &listed).ok());
+  CHECK(reader.Heartbeat(task_b.task_token()).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+
+  // Expired, and signed with another key: unauthenticated whatever the method.
+  Caller expired(orchestrator.address(), Mint(*key, Scope::kAdmin, "", absl::Hours(2)));
+  CHECK(expired.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
+  auto other_key = TokenKey::FromBytes(std::string(auth::token_limits::kKeyBytes, 'z'));
+  REQUIRE(other_key.ok());
+  Caller forged(orchestrator.address(), Mint(*other_key, Scope::kAdmin));
+  grpc::Status forged_call = forged.Heartbeat(task_b.task_token());
+  CHECK(forged_call.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(forged_call.error_message().find("kiln1.") == std::string::npos);
+
+  // Without --require-auth, tokenless callers still do everything (until issue 19).
+  CHECK(anonymous.SystemInfo() == grpc::StatusCode::OK);
+  CHECK(anonymous.Fail(task_b.task_token()).ok());
+
+  // Refusals are counted by reason.
+  auto metrics = testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
+  REQUIRE(metrics.ok());
+  CHECK(metrics->find("kiln_auth_refused_total{reason=\"project\"} 7") != std::string::npos);
+  CHECK(metrics->find("kiln_auth_refused_total{reason=\"invalid_token\"} 2") != std::string::npos);
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+TEST_CASE("--require-auth refuses tokenless calls") {
+  testutil::TempDir dir;
+  const std::string key_file = dir.path() + "/keys/orchestrator.key";
+  testutil::OrchestratorProcess orchestrator(
+      dir.path() + "/data", {"--require-auth=true", "--auth-key-file=" + key_file});
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(key_file);
+  REQUIRE(key.ok());
+  Caller anonymous(orchestrator.address(), "");
+  api::GetSystemInfoResponse info;
+  grpc::Status refused = anonymous.wf().GetSystemInfo(Ctx().get(), {}, &info);
+  CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(refused.error_message().find("a token is required") != std::string::npos);
+  CHECK(anonymous.Append("x", "y").error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  Caller admin(orchestrator.address(), Mint(*key, Scope::kAdmin));
+  CHECK(admin.SystemInfo() == grpc::StatusCode::OK);
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+}  // namespace
+}  // namespace kiln
