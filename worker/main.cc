@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/auth/token.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -35,6 +37,11 @@
 namespace {
 
 namespace fs = std::filesystem;
+
+// An agent's token covers one wake: its longest build and then some.
+constexpr absl::Duration kAgentTokenLifetime = absl::Hours(6);
+// The worker's own lasts as long as tokens may (a restart mints a new one).
+constexpr absl::Duration kWorkerTokenLifetime = absl::Hours(24 * 365);
 
 // The directory this binary is in: kiln-builder-agent ships beside it.
 std::string OwnDirectory() {
@@ -118,10 +125,14 @@ int main(int argc, char** argv) {
       ->envname("KILN_MAX_MACHINES")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  std::string auth_key_file;
+  app.add_option("--auth-key-file", auth_key_file,
+                 "The key the orchestrator verifies tokens with (its <data-dir>/auth.key): the "
+                 "worker mints each woken agent a token for its project alone, and one for itself")
+      ->envname("KILN_AUTH_KEY_FILE");
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
-  const bool tls_verify =
-      registry_tls == "on" || (registry_tls == "auto" && !IsLoopback(registry));
+  const bool tls_verify = registry_tls == "on" || (registry_tls == "auto" && !IsLoopback(registry));
   std::error_code ec;
   fs::create_directories(data_dir, ec);
   data_dir = fs::absolute(data_dir, ec).string();
@@ -130,7 +141,26 @@ int main(int argc, char** argv) {
   auto registry_metrics = std::make_shared<prometheus::Registry>();
   auto metrics = kiln::MetricsServer::Start(metrics_listen, registry_metrics);
   if (!metrics.ok()) return Fail("worker.start_failed", metrics.status());
-  kiln::sdk::Connection connection(orchestrator);
+  // Tokens: the worker's own (scope worker) and, per wake, an agent's (its project only).
+  std::optional<kiln::auth::TokenKey> key;
+  kiln::sdk::ConnectionOptions connection_options;
+  if (!auth_key_file.empty()) {
+    auto loaded = kiln::auth::TokenKey::Load(auth_key_file);
+    if (!loaded.ok()) return Fail("worker.start_failed", loaded.status());
+    key = *std::move(loaded);
+    kiln::auth::Claims claims;
+    claims.scope = kiln::auth::Scope::kWorker;
+    claims.subject = identity;
+    claims.issued = absl::Now();
+    claims.expiry = claims.issued + kWorkerTokenLifetime;
+    auto token = key->Mint(claims);
+    if (!token.ok()) return Fail("worker.start_failed", token.status());
+    connection_options.metadata.emplace_back("authorization", "Bearer " + *token);
+  } else {
+    kiln::LogWarn("worker.no_auth_key",
+                  {{"note", "no --auth-key-file: builder agents run without tokens"}});
+  }
+  kiln::sdk::Connection connection(orchestrator, connection_options);
   absl::Status health = connection.CheckHealth(absl::Seconds(connect_timeout_s));
   if (!health.ok()) return Fail("worker.connect_failed", health);
 
@@ -163,6 +193,18 @@ int main(int argc, char** argv) {
   platform_options.targets["none"] = &none_target;
   if (podman_target.ok()) platform_options.targets["podman"] = podman_target->get();
   platform_options.connection = &connection;
+  if (key) {
+    platform_options.mint_agent_token =
+        [&key](const std::string& project) -> absl::StatusOr<std::string> {
+      kiln::auth::Claims claims;
+      claims.scope = kiln::auth::Scope::kAgent;
+      claims.project = project;
+      claims.subject = "kiln-builder-agent/" + project;
+      claims.issued = absl::Now();
+      claims.expiry = claims.issued + kAgentTokenLifetime;
+      return key->Mint(claims);
+    };
+  }
   kiln::worker::PlatformActivities platform_activities(platform_options);
 
   kiln::sdk::ActivityWorkerOptions activity_options;
