@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 PACKAGES := build-essential cmake ninja-build pkg-config ccache clang-format clang-tidy \
 	libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
 	librocksdb-dev libgit2-dev prometheus-cpp-dev catch2 libcli11-dev libssl-dev libjemalloc-dev \
-	git curl procps \
+	git curl procps openssl \
 	podman runc conmon docker-registry busybox-static
 # podman/runc/conmon: the builder agent's image builds (runc satisfies podman's "crun | runc", and
 # crun fails on hybrid cgroup hosts; root with native overlay needs neither uidmap,

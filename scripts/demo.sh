@@ -1,60 +1,198 @@
 #!/usr/bin/env bash
-# The demo: runs the platform on its embedded defaults and shows it doing its job.
+# The demo: runs the platform on its embedded defaults and shows it doing its main job, a
+# commit becoming a running container. It starts a registry (Debian's docker-registry), the
+# orchestrator and the worker on 127.0.0.1, makes a git repository holding a small web app on
+# a busybox base image, creates a project for it, delivers signed GitHub webhooks, follows the
+# build log live, and shows the app answering: first build, warm redeploy after a one-line
+# change, the same tree on another branch (no build), a rollback. Everything it started is
+# stopped at the end (containers included).
 # Usage: scripts/demo.sh BIN_DIR
 set -euo pipefail
 bin=${1:?usage: demo.sh BIN_DIR}
+bin=$(cd "$bin" && pwd)
 work=$(mktemp -d /tmp/kiln-demo.XXXXXX)
 pids=()
 cleanup() {
+  if [ -n "${project_created:-}" ]; then
+    "$bin/kiln" project delete --id web >/dev/null 2>&1 || true
+    # The worker stops the app's containers; give it a moment before stopping the worker.
+    for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$app_port/" || break; sleep 0.1; done
+  fi
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
+  # Storage the demo's podman mounted (the deploy target's and the machine's).
+  grep -o " $work[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
 
-port=${KILN_DEMO_PORT:-7233}
-metrics=${KILN_DEMO_METRICS_PORT:-9233}
-address=127.0.0.1:$port
-export KILN_ADDRESS=$address
+orchestrator_port=${KILN_DEMO_PORT:-7233}
+registry_port=${KILN_DEMO_REGISTRY_PORT:-5000}
+app_port=${KILN_DEMO_APP_PORT:-8080}
+worker_port=7300
+http_port=7380
+export KILN_ADDRESS=127.0.0.1:$orchestrator_port
+export KILN_PLATFORM=127.0.0.1:$worker_port
+registry=127.0.0.1:$registry_port
+secret=demo-webhook-secret
 kiln="$bin/kiln"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "kiln ${*}"; "$kiln" "$@"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+for port in "$orchestrator_port" "$registry_port" "$app_port" "$worker_port" "$http_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "demo: port $port on 127.0.0.1 is in use; stop what holds it (or set KILN_DEMO_*_PORT)" >&2
+    exit 1
+  fi
+done
 
-step "Starting kiln-orchestrator (RocksDB in $work/data, gRPC $address, metrics :$metrics)"
-"$bin/kiln-orchestrator" --data-dir "$work/data" --listen "$address" \
-  --metrics "127.0.0.1:$metrics" >"$work/orchestrator.log" 2>&1 &
+step "Starting a registry ($registry), kiln-orchestrator and kiln-worker"
+cat >"$work/registry.yml" <<EOC
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $work/registry}}
+http: {addr: $registry, secret: kiln-demo}
+EOC
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+pids+=($!)
+"$bin/kiln-orchestrator" --data-dir "$work/orchestrator" --listen "$KILN_ADDRESS" --metrics "" \
+  >"$work/orchestrator.log" 2>&1 &
 pids+=($!)
 run health --timeout 20
-
-step "Starting kiln-worker (sample workflows and activities on task queue 'samples')"
-"$bin/kiln-worker" --orchestrator "$address" >"$work/worker.log" 2>&1 &
+"$bin/kiln-worker" --orchestrator "$KILN_ADDRESS" --data-dir "$work/worker" \
+  --listen "$KILN_PLATFORM" --http "127.0.0.1:$http_port" --registry "$registry" \
+  --auth-key-file "$work/orchestrator/auth.key" >"$work/worker.log" 2>&1 &
 pids+=($!)
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
+curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null || { cat "$work/worker.log"; exit 1; }
+echo "worker: BuildService on $KILN_PLATFORM, webhooks on http://127.0.0.1:$http_port/webhooks/github"
 
-step "Hello: one activity"
-run workflow start --id hello-demo --type Hello --task-queue samples --input '"Kiln"'
-run workflow result --id hello-demo --timeout 30s
+step "A base image: busybox from Debian's busybox-static, pushed to the registry"
+mkdir -p "$work/base/rootfs/bin" "$work/base/rootfs/tmp"
+cp /bin/busybox "$work/base/rootfs/bin/busybox"
+for applet in $(/bin/busybox --list); do
+  [ "$applet" = busybox ] || ln -s busybox "$work/base/rootfs/bin/$applet"
+done
+tar -C "$work/base/rootfs" -cf "$work/base/busybox.tar" .
+base_podman=(podman --root "$work/base/storage" --runroot "$work/base/run" --storage-driver vfs)
+"${base_podman[@]}" import --quiet "$work/base/busybox.tar" "$registry/library/busybox:latest" >/dev/null
+"${base_podman[@]}" push --quiet --tls-verify=false "$registry/library/busybox:latest"
+echo "$registry/library/busybox:latest"
 
-step "ThreeSteps: Upper -> Reverse -> Exclaim"
-run workflow start --id steps-demo --type ThreeSteps --task-queue samples --input '"kiln"'
-run workflow result --id steps-demo --timeout 30s
+step "The app: a git repository with a Containerfile and a page"
+repo="$work/web"
+mkdir -p "$repo/www"
+cat >"$repo/Containerfile" <<EOC
+FROM $registry/library/busybox:latest
+RUN echo "building the web app"
+COPY www /www
+CMD ["sh", "-c", "exec httpd -f -p \${PORT} -h /www"]
+EOC
+echo "Hello from Kiln, version 1" >"$repo/www/index.html"
+echo ok >"$repo/www/health"
+git() { command git -C "$repo" -c user.name=Demo -c user.email=demo@kiln.invalid "$@"; }
+git init -q -b main
+git add -A
+git commit -q -m "first version"
+git log --oneline
 
-step "TimerParallel: a 2 s durable timer, then three activities at once (1+4+9)"
-run workflow start --id timer-demo --type TimerParallel --task-queue samples --input 2
-run workflow result --id timer-demo --timeout 30s
+step "Creating project 'web': production branch main on port $app_port"
+run project create --id web --repo "$repo" --production-branch main --port "$app_port" \
+  --health-path /health --webhook-secret "$secret"
+project_created=1
 
-step "The timer workflow's history"
-run workflow history --id timer-demo
+# Delivers a push webhook as GitHub does (payload signed with the project's secret) and
+# prints the deployment id.
+push_webhook() {
+  local branch=$1 before=$2 after=$3 delivery=$4 payload signature
+  payload=$(printf '{"ref":"refs/heads/%s","before":"%s","after":"%s","created":false,"deleted":false,"forced":false,"head_commit":{"id":"%s","tree_id":"%s","message":"%s","timestamp":"%s"},"repository":{"name":"web","full_name":"demo/web","clone_url":"%s","html_url":"%s"},"pusher":{"name":"demo"},"sender":{"login":"demo"}}' \
+    "$branch" "$before" "$after" "$after" "$(git rev-parse "$after^{tree}")" \
+    "$(git log -1 --format=%s "$after")" "$(date -u +%FT%TZ)" "$repo" "$repo")
+  signature=sha256=$(printf '%s' "$payload" | openssl dgst -sha256 -hmac "$secret" | sed 's/^.* //')
+  curl -fsS -X POST "http://127.0.0.1:$http_port/webhooks/github" \
+    -H "Content-Type: application/json" -H "X-GitHub-Event: push" \
+    -H "X-GitHub-Delivery: $delivery" -H "X-Hub-Signature-256: $signature" \
+    --data-binary "$payload" | sed -n 's/.*"deployment_id":"\([^"]*\)".*/\1/p'
+}
 
-step "Every workflow"
-run workflow list
+# Waits until `url` serves `text`; prints the milliseconds since `start`.
+time_until_served() {
+  local url=$1 text=$2 start=$3
+  for _ in $(seq 3000); do
+    if curl -fs "$url" 2>/dev/null | grep -qF "$text"; then echo $(($(now_ms) - start)); return; fi
+    sleep 0.01
+  done
+  echo "never"
+}
 
-step "A few of the orchestrator's metrics"
-curl -fsS "http://127.0.0.1:$metrics/metrics" | grep -E '^kiln_rpc_requests_total\{code="OK",method="(StartWorkflowExecution|PollWorkflowTaskQueue|RespondActivityTaskCompleted)"' || true
+declare -A took
+deploy_and_show() {
+  local label=$1 branch=$2 before=$3 after=$4 delivery=$5 url=$6 text=$7 start id
+  start=$(now_ms)
+  id=$(push_webhook "$branch" "$before" "$after" "$delivery")
+  echo "webhook delivered: deployment $id"
+  time_until_served "$url" "$text" "$start" >"$work/took" &
+  local waiter=$!
+  run deployment logs --id "$id" --follow
+  wait "$waiter"
+  took[$label]=$(cat "$work/took")
+  run deployment get --id "$id"
+  printf '$ curl %s\n' "$url"
+  curl -fsS "$url"
+  echo "commit to running: ${took[$label]} ms"
+  last_id=$id
+}
 
-step "Stopping (SIGTERM)"
+step "Commit 1 pushed: webhook -> build -> push -> deploy (the machine wakes, a cold build)"
+c1=$(git rev-parse HEAD)
+deploy_and_show first main 0000000000000000000000000000000000000000 "$c1" delivery-1 \
+  "http://127.0.0.1:$app_port/" "version 1"
+first_id=$last_id
+
+step "A one-line change: the warm redeploy"
+echo "Hello from Kiln, version 2" >"$repo/www/index.html"
+git commit -q -am "second version"
+c2=$(git rev-parse HEAD)
+deploy_and_show warm main "$c1" "$c2" delivery-2 "http://127.0.0.1:$app_port/" "version 2"
+
+step "The same tree on branch 'preview': no build, a preview of its own"
+git checkout -q -b preview
+git commit -q --allow-empty -m "same tree, new commit"
+c3=$(git rev-parse HEAD)
+start=$(now_ms)
+id=$(push_webhook preview "$c2" "$c3" delivery-3)
+for _ in $(seq 300); do
+  state=$("$kiln" deployment get --id "$id" --json 2>/dev/null | sed -n 's/.*"state": *"\([A-Z_]*\)".*/\1/p' | head -1)
+  case "$state" in *SUCCEEDED|*FAILED|*CANCELED) break ;; esac
+  sleep 0.02
+done
+took[skipped]=$(($(now_ms) - start))
+run deployment get --id "$id"
+echo "commit to running (build skipped): ${took[skipped]} ms"
+
+step "Rolling production back to the first deployment (its image: no build)"
+start=$(now_ms)
+printf '$ kiln deployment rollback --project web --to %s\n' "$first_id"
+rollback_id=$("$kiln" deployment rollback --project web --to "$first_id" | tail -1 | awk '{print $NF}')
+took[rollback]=$(time_until_served "http://127.0.0.1:$app_port/" "version 1" "$start")
+curl -fsS "http://127.0.0.1:$app_port/"
+echo "rollback to running: ${took[rollback]} ms"
+
+step "Every deployment of the project"
+run deployment list --project web
+run project get --id web
+
+step "Commit to running"
+printf '  %-34s %8s ms\n' "first build (machine woken, cold)" "${took[first]}" \
+  "one-line change (warm)" "${took[warm]}" "same tree, other branch (skipped)" "${took[skipped]}" \
+  "rollback" "${took[rollback]}"
+
+step "Stopping (the project's containers, then the processes)"
+"$kiln" project delete --id web
+project_created=
+for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$app_port/" || break; sleep 0.1; done
 for pid in "${pids[@]}"; do kill -TERM "$pid"; done
-for pid in "${pids[@]}"; do wait "$pid"; done
+for pid in "${pids[@]}"; do wait "$pid" || true; done
 pids=()
-tail -n 3 "$work/orchestrator.log"
 step "Demo finished"

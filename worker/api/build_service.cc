@@ -11,7 +11,7 @@ namespace kiln::worker {
 namespace {
 
 // One follow call lasts at most this long before the run is checked for its close.
-constexpr absl::Duration kFollowSlice = absl::Seconds(2);
+constexpr absl::Duration kFollowSlice = absl::Milliseconds(500);
 constexpr absl::Duration kMaxFollow = absl::Hours(2);
 
 template <class T>
