@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 # Everything the build, the tests and the demo need, from Debian 12's archive.
 PACKAGES := build-essential cmake ninja-build pkg-config ccache clang-format clang-tidy \
 	libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
-	librocksdb-dev libgit2-dev prometheus-cpp-dev catch2 libcli11-dev libssl-dev libjemalloc-dev \
+	librocksdb-dev libgit2-dev prometheus-cpp-dev libcivetweb-dev catch2 libcli11-dev libssl-dev libjemalloc-dev \
 	git curl procps openssl \
 	podman runc conmon docker-registry busybox-static
 # podman/runc/conmon: the builder agent's image builds (runc satisfies podman's "crun | runc", and

@@ -215,7 +215,7 @@ TEST_CASE("an agent token serves its own project only") {
   REQUIRE(orchestrator.Stop().ok());
 }
 
-TEST_CASE("--require-auth refuses tokenless calls") {
+TEST_CASE("The require-auth flag refuses tokenless calls") {
   testutil::TempDir dir;
   const std::string key_file = dir.path() + "/keys/orchestrator.key";
   testutil::OrchestratorProcess orchestrator(

@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/auth/token.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
@@ -30,7 +31,22 @@ using worker::ProcessMachineProvider;
 using worker::ProcessProviderOptions;
 using worker::WakeRequest;
 
-constexpr char kToken[] = "agent-token-5ecret";
+// An agent token of `project`, minted with the key of the orchestrator whose data directory is
+// `data_dir` (its agents' polls are refused without a valid one).
+std::string AgentToken(const std::string& data_dir, const std::string& project) {
+  auto key = auth::TokenKey::LoadOrCreate(data_dir + "/auth.key");
+  INFO(key.status().ToString());
+  REQUIRE(key.ok());
+  auth::Claims claims;
+  claims.scope = auth::Scope::kAgent;
+  claims.project = project;
+  claims.subject = "process_machines_test";
+  claims.issued = absl::Now();
+  claims.expiry = claims.issued + absl::Hours(1);
+  auto token = key->Mint(claims);
+  REQUIRE(token.ok());
+  return *token;
+}
 
 ProcessProviderOptions Options(const testutil::TempDir& dir, const std::string& orchestrator,
                                absl::Duration idle_grace) {
@@ -109,7 +125,8 @@ TEST_CASE("A woken agent polls its queue and sleeps by itself and a new wake reu
   auto provider = MakeProvider(Options(dir, orchestrator.address(), absl::Seconds(1)));
   StopAllAtEnd stop_all{provider};
 
-  auto woke = provider->Wake(WakeRequest{.project = "web", .size = "small", .token = kToken});
+  auto woke = provider->Wake(WakeRequest{
+      .project = "web", .size = "small", .token = AgentToken(dir.path() + "/data", "web")});
   INFO(woke.status().ToString());
   REQUIRE(woke.ok());
   REQUIRE_FALSE(woke->already_awake);
@@ -124,8 +141,8 @@ TEST_CASE("A woken agent polls its queue and sleeps by itself and a new wake reu
   REQUIRE(::getsid(woke->pid) == woke->pid);
   REQUIRE(Link(absl::StrCat("/proc/", woke->pid, "/ns/mnt")) != Link("/proc/self/ns/mnt"));
   // The token never on its command line.
-  REQUIRE_FALSE(
-      absl::StrContains(testutil::ReadFile(absl::StrCat("/proc/", woke->pid, "/cmdline")), kToken));
+  REQUIRE_FALSE(absl::StrContains(testutil::ReadFile(absl::StrCat("/proc/", woke->pid, "/cmdline")),
+                                  "kiln1."));
 
   // It serves project/web, then drains and exits 0: the machine is asleep.
   REQUIRE(
@@ -138,11 +155,12 @@ TEST_CASE("A woken agent polls its queue and sleeps by itself and a new wake reu
   std::string log = testutil::ReadFile(log_path);
   REQUIRE(absl::StrContains(log, "agent.drained"));
   REQUIRE(absl::StrContains(log, absl::StrCat("agent pid ", woke->pid, " exited with code 0")));
-  REQUIRE_FALSE(absl::StrContains(log, kToken));
+  REQUIRE_FALSE(absl::StrContains(log, "kiln1."));
 
   // Woken again: a new agent on the same volume (the agent's lock file is still there).
   REQUIRE(std::filesystem::exists(status.volume + "/agent.lock"));
-  auto again = provider->Wake(WakeRequest{.project = "web", .size = "small", .token = kToken});
+  auto again = provider->Wake(WakeRequest{
+      .project = "web", .size = "small", .token = AgentToken(dir.path() + "/data", "web")});
   REQUIRE(again.ok());
   REQUIRE_FALSE(again->already_awake);
   REQUIRE(again->pid != woke->pid);
@@ -168,10 +186,11 @@ TEST_CASE("Concurrent wakes of one project start one agent that Stop ends", "[ma
   constexpr int kWakers = 6;
   std::vector<absl::StatusOr<worker::WakeResult>> results(kWakers);
   std::vector<std::thread> threads;
+  const std::string token = AgentToken(dir.path() + "/data", "api");
   for (int i = 0; i < kWakers; ++i) {
     threads.emplace_back([&, i] {
       ProcessMachineProvider& p = i % 2 == 0 ? *provider : *other;
-      results[i] = p.Wake(WakeRequest{.project = "api", .size = "small", .token = kToken});
+      results[i] = p.Wake(WakeRequest{.project = "api", .size = "small", .token = token});
     });
   }
   for (std::thread& t : threads) t.join();
@@ -209,7 +228,8 @@ TEST_CASE("A provider created again adopts the running agent and sees it exit", 
   ProcessProviderOptions options = Options(dir, orchestrator.address(), absl::Seconds(4));
   auto provider = MakeProvider(options);
   StopAllAtEnd stop_all{provider};
-  auto woke = provider->Wake(WakeRequest{.project = "web", .size = "small", .token = kToken});
+  auto woke = provider->Wake(WakeRequest{
+      .project = "web", .size = "small", .token = AgentToken(dir.path() + "/data", "web")});
   REQUIRE(woke.ok());
   REQUIRE(
       testutil::WaitFor([&] { return !Pollers(orchestrator, "web").empty(); }, absl::Seconds(20)));
@@ -221,7 +241,8 @@ TEST_CASE("A provider created again adopts the running agent and sees it exit", 
   MachineStatus status = StatusOf(*provider, "web");
   REQUIRE(status.state == MachineState::kAwake);
   REQUIRE(status.pid == woke->pid);
-  auto again = provider->Wake(WakeRequest{.project = "web", .size = "small", .token = kToken});
+  auto again = provider->Wake(WakeRequest{
+      .project = "web", .size = "small", .token = AgentToken(dir.path() + "/data", "web")});
   REQUIRE(again.ok());
   REQUIRE(again->already_awake);
   REQUIRE(again->pid == woke->pid);
@@ -238,7 +259,8 @@ TEST_CASE("An agent that cannot start leaves its machine asleep with exit code a
     ProcessProviderOptions options = Options(dir, "127.0.0.1:1", absl::Seconds(1));
     options.agent_binary = dir.path() + "/no-such-agent";
     auto provider = MakeProvider(options);
-    auto woke = provider->Wake(WakeRequest{.project = "web", .size = "small", .token = kToken});
+    auto woke = provider->Wake(WakeRequest{
+        .project = "web", .size = "small", .token = AgentToken(dir.path() + "/data", "web")});
     REQUIRE(absl::IsUnavailable(woke.status()));
     REQUIRE(absl::StrContains(woke.status().message(), "No such file or directory"));
     MachineStatus status = StatusOf(*provider, "web");
@@ -253,7 +275,8 @@ TEST_CASE("An agent that cannot start leaves its machine asleep with exit code a
     options.extra_agent_args = {"--connect-timeout", "1"};
     auto provider = MakeProvider(options);
     StopAllAtEnd stop_all{provider};
-    auto woke = provider->Wake(WakeRequest{.project = "web", .size = "small", .token = kToken});
+    auto woke = provider->Wake(WakeRequest{
+        .project = "web", .size = "small", .token = AgentToken(dir.path() + "/data", "web")});
     REQUIRE(woke.ok());
     REQUIRE(testutil::WaitFor([&] { return Asleep(*provider, "web"); }, absl::Seconds(20)));
     MachineStatus status = StatusOf(*provider, "web");
@@ -296,17 +319,22 @@ TEST_CASE("The machine limit and Destroy and bad requests", "[machines]") {
   StopAllAtEnd stop_all{provider};
 
   REQUIRE(absl::IsInvalidArgument(
-      provider->Wake(WakeRequest{.project = "../etc", .size = "small", .token = kToken}).status()));
+      provider->Wake(WakeRequest{.project = "../etc", .size = "small", .token = "t"}).status()));
   REQUIRE(absl::IsInvalidArgument(
-      provider->Wake(WakeRequest{.project = "Web", .size = "small", .token = kToken}).status()));
+      provider
+          ->Wake(WakeRequest{
+              .project = "Web", .size = "small", .token = AgentToken(dir.path() + "/data", "Web")})
+          .status()));
   REQUIRE(absl::IsInvalidArgument(
-      provider->Wake(WakeRequest{.project = "web", .size = "xl", .token = kToken}).status()));
+      provider->Wake(WakeRequest{.project = "web", .size = "xl", .token = "t"}).status()));
   REQUIRE(absl::IsInvalidArgument(provider->Status("a/b").status()));
   REQUIRE(absl::IsInvalidArgument(provider->Stop("", absl::Seconds(1))));
 
-  auto web = provider->Wake(WakeRequest{.project = "web", .size = "small", .token = kToken});
+  auto web = provider->Wake(WakeRequest{
+      .project = "web", .size = "small", .token = AgentToken(dir.path() + "/data", "web")});
   REQUIRE(web.ok());
-  auto api = provider->Wake(WakeRequest{.project = "api", .size = "small", .token = kToken});
+  auto api = provider->Wake(WakeRequest{
+      .project = "api", .size = "small", .token = AgentToken(dir.path() + "/data", "api")});
   REQUIRE(absl::IsResourceExhausted(api.status()));
 
   const std::string volume = StatusOf(*provider, "web").volume;
@@ -320,7 +348,8 @@ TEST_CASE("The machine limit and Destroy and bad requests", "[machines]") {
   for (const MachineStatus& machine : *listed) REQUIRE(machine.project != "web");
 
   // Room again.
-  api = provider->Wake(WakeRequest{.project = "api", .size = "small", .token = kToken});
+  api = provider->Wake(WakeRequest{
+      .project = "api", .size = "small", .token = AgentToken(dir.path() + "/data", "api")});
   REQUIRE(api.ok());
   REQUIRE(provider->Destroy("api").ok());
 }
