@@ -6,9 +6,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "cli/format.h"
 #include "common/proto_time.h"
 
@@ -252,11 +252,8 @@ std::string FormatProject(const pb::ProjectState& s, absl::Time now) {
 }
 
 std::string FormatProjectList(const std::vector<pb::ProjectConfig>& projects) {
-  Table table({"ID", "REPOSITORY", "PRODUCTION BRANCH", "TARGET", "PORT"});
-  for (const auto& c : projects) {
-    table.AddRow({c.id(), c.repository_url(), Or(c.production_branch(), "main"),
-                  Or(c.deploy_target(), "podman"), c.port() == 0 ? "-" : absl::StrCat(c.port())});
-  }
+  Table table({"ID", "REPOSITORY"});
+  for (const auto& c : projects) table.AddRow({c.id(), c.repository_url()});
   std::ostringstream out;
   table.Render(out);
   return out.str();

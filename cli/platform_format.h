@@ -46,7 +46,8 @@ std::string FormatCreatedProject(const platform::v1::CreateProjectResponse& crea
 // `kiln project get`: the config, production, previews, the queue, the active deployment and
 // the recent ones.
 std::string FormatProject(const platform::v1::ProjectState& state, absl::Time now);
-// `kiln project list`: ID, REPOSITORY, PRODUCTION BRANCH, TARGET, PORT.
+// `kiln project list`: ID, REPOSITORY (what ListProjects returns of each project; `project get`
+// shows the rest).
 std::string FormatProjectList(const std::vector<platform::v1::ProjectConfig>& projects);
 
 }  // namespace kiln::cli

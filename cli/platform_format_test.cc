@@ -206,8 +206,8 @@ TEST_CASE("A project shows its settings, production, previews, queue and recent 
                     "The webhook secret is shown only this once") != std::string::npos);
 
   REQUIRE(FormatProjectList({*c}) ==
-          "ID   REPOSITORY               PRODUCTION BRANCH  TARGET  PORT\n"
-          "web  file:///srv/git/web.git  main               podman  8080\n");
+          "ID   REPOSITORY\n"
+          "web  file:///srv/git/web.git\n");
 }
 
 TEST_CASE("Project flags change only what was given") {
