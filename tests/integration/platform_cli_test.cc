@@ -114,6 +114,11 @@ TEST_CASE("kiln project, deploy and deployment commands drive the build platform
   CHECK(absl::StrContains(out, "Port:              18081\n"));
   CHECK(absl::StrContains(out, "Health path:       /health\n"));
   CHECK(absl::StrContains(out, "Build args:        MODE=prod\n"));
+  REQUIRE(Kiln(address,
+               {"project", "update", "--id", "web", "--branch", "main", "--branch", "release"},
+               &out) == 0);
+  CHECK(absl::StrContains(out, "Branches:          main, release\n"));
+  CHECK(absl::StrContains(out, "Port:              18081\n"));
   REQUIRE(Kiln(address, {"project", "list"}, &out) == 0);
   lines = Lines(out);
   REQUIRE(lines.size() == 2);
@@ -123,6 +128,16 @@ TEST_CASE("kiln project, deploy and deployment commands drive the build platform
   REQUIRE(Kiln(address, {"deployment", "rollback", "--project", "web", "--to", id, "-f"}, &out) ==
           0);
   CHECK(absl::EndsWith(Lines(out).back(), ": http://127.0.0.1:18081/"));
+
+  // A deployment that fails: its id, then exit 1 with its state and error.
+  REQUIRE(Kiln(address,
+               {"deploy", "--project", "web", "--branch", "main", "--commit",
+                Hex40("not-in-the-repository"), "--follow"},
+               &out) == 1);
+  lines = Lines(out);
+  REQUIRE(lines.size() >= 2);
+  CHECK(absl::StartsWith(lines.back(), "kiln: deployment " + lines[0] + " FAILED"));
+  CHECK(absl::StrContains(lines.back(), "no revision"));
 
   // Bad input: exit 1 naming the field or the missing thing; usage errors: exit 2.
   REQUIRE(Kiln(address, {"project", "create", "--id", "BAD", "--repo", "file:///x", "--port", "1"},
