@@ -1,7 +1,10 @@
-// kiln: the inspection and operations CLI. Subcommands talk to the orchestrator over gRPC.
-// This file only defines the top-level flags and wires the command groups to a connection.
+// kiln: the inspection and operations CLI. The workflow commands talk to the orchestrator
+// (--address), the build platform's commands (project, deploy, deployment, preview) to
+// kiln-worker's BuildService (--platform), both over gRPC with the same --token. This file only
+// defines the top-level flags and wires the command groups to a connection.
 #include <iostream>
 
+#include "cli/platform_commands.h"
 #include "cli/system_commands.h"
 #include "cli/workflow_commands.h"
 #include "common/config.h"
@@ -16,10 +19,16 @@ int main(int argc, char** argv) {
       ->envname("KILN_ADDRESS")
       ->check(kiln::HostPortValidator())
       ->capture_default_str();
+  std::string platform = "127.0.0.1:7300";
+  app.add_option("--platform", platform, "Build platform (kiln-worker BuildService) gRPC address")
+      ->envname("KILN_PLATFORM")
+      ->check(kiln::HostPortValidator())
+      ->capture_default_str();
   std::string token;
-  app.add_option("--token", token,
-                 "Token presented to the orchestrator as a bearer token (mint one with "
-                 "`kiln-orchestrator token`)")
+  app.add_option(
+         "--token", token,
+         "Token presented to the orchestrator and the platform as a bearer token (mint one with "
+         "`kiln-orchestrator token`)")
       ->envname("KILN_TOKEN");
   app.require_subcommand(1);
 
@@ -30,14 +39,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   auto* info = app.add_subcommand("info", "Show the orchestrator's version and data directory");
   kiln::cli::WorkflowCommands workflow(app);
+  kiln::cli::PlatformCommands platform_commands(app);
 
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
 
   kiln::sdk::ConnectionOptions connection_options;
   if (!token.empty()) connection_options.metadata.emplace_back("authorization", "Bearer " + token);
-  kiln::sdk::Connection connection(address, std::move(connection_options));
   const kiln::cli::Io io{std::cout, std::cerr};
+  if (platform_commands.parsed()) {
+    kiln::sdk::Connection platform_connection(platform, std::move(connection_options));
+    auto build_service = kiln::platform::v1::BuildService::NewStub(platform_connection.channel());
+    return platform_commands.Run(*build_service, io);
+  }
+  kiln::sdk::Connection connection(address, std::move(connection_options));
   if (health->parsed()) {
     return kiln::cli::CheckHealth(connection, absl::Seconds(health_timeout_s), io);
   }

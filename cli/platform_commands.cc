@@ -1,0 +1,188 @@
+// Flag definitions of the build platform's commands; see platform_commands.h.
+#include "cli/platform_commands.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cli/platform_format.h"
+
+namespace kiln::cli {
+namespace {
+
+// Adds `--name VALUE` that sets `*out` only when given.
+template <class T>
+CLI::Option* AddOptional(CLI::App& command, const std::string& name, std::optional<T>* out,
+                         const std::string& description) {
+  return command.add_option_function<T>(
+      name, [out](const T& value) { *out = value; }, description);
+}
+
+CLI::Validator BuildArgValidator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        const size_t eq = value.find('=');
+        if (eq == std::string::npos || eq == 0) return absl::StrCat("'", value, "' is not K=V");
+        return "";
+      },
+      "K=V", "build arg");
+}
+
+CLI::Validator DeploymentStateValidator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        auto parsed = ParseDeploymentStateFlag(value);
+        return parsed.ok() ? std::string() : std::string(parsed.status().message());
+      },
+      "STATE", "deployment state");
+}
+
+}  // namespace
+
+PlatformCommands::PlatformCommands(CLI::App& app) {
+  AddProject(app);
+  AddDeployment(app);
+}
+
+void PlatformCommands::AddProjectFlags(CLI::App& command, ProjectFlags* flags, bool require_repo) {
+  auto* repo = AddOptional(command, "--repo", &flags->repository_url,
+                           "Repository: https://..., http://127.0.0.1..., file:///... or a path");
+  if (require_repo) repo->required();
+  AddOptional(command, "--production-branch", &flags->production_branch,
+              "The branch deployed to the project's port (default main)");
+  AddOptional(command, "--branch", &flags->branches,
+              "A branch that is built (repeat for more; none given: every branch)");
+  AddOptional(command, "--context", &flags->context,
+              "Build context relative to the repository root (default the root)");
+  AddOptional(command, "--containerfile", &flags->containerfile,
+              "Containerfile relative to the context (default Containerfile)");
+  AddOptional(command, "--build-arg", &flags->build_args, "K=V passed to the build (repeatable)")
+      ->check(BuildArgValidator());
+  AddOptional(command, "--port", &flags->port, "Production port on 127.0.0.1 (podman target)")
+      ->check(CLI::Range(1, 65535));
+  AddOptional(command, "--health-path", &flags->health_path,
+              "Path answered with 2xx once the app is ready (default /)");
+  AddOptional(command, "--deploy-target", &flags->deploy_target,
+              "podman (run on this host, the default) or none (build and push only)")
+      ->check(CLI::IsMember({"podman", "none"}));
+  AddOptional(command, "--build-network", &flags->build_network,
+              "What RUN steps reach: none (the default) or host")
+      ->check(CLI::IsMember({"none", "host"}));
+  AddOptional(command, "--image-repository", &flags->image_repository,
+              "Repository in the registry (default kiln/<id>)");
+  AddOptional(command, "--git-token-secret", &flags->git_token_secret,
+              "Name of the agent's secret holding an HTTPS token for the repository");
+}
+
+void PlatformCommands::AddProject(CLI::App& app) {
+  project_ = app.add_subcommand("project", "Create, change, inspect and delete projects");
+  project_->require_subcommand(1);
+
+  project_create_ = project_->add_subcommand(
+      "create", "Create a project; prints it, its webhook URL and its webhook secret");
+  project_create_->add_option("--id", create_options_.id, "Project id: [a-z0-9][a-z0-9-]{0,62}")
+      ->required();
+  AddProjectFlags(*project_create_, &create_options_.flags, /*require_repo=*/true);
+  project_create_->add_option("--webhook-secret", create_options_.webhook_secret,
+                              "The secret GitHub signs deliveries with (default: generated)");
+  project_create_->add_flag("--json", create_options_.json, "The CreateProjectResponse as JSON");
+
+  project_update_ = project_->add_subcommand(
+      "update", "Change a project's settings: only the flags given change");
+  project_update_->add_option("--id", update_options_.id, "Project id")->required();
+  AddProjectFlags(*project_update_, &update_options_.flags, /*require_repo=*/false);
+  project_update_->add_flag("--json", update_options_.json, "The new ProjectConfig as JSON");
+
+  project_get_ = project_->add_subcommand(
+      "get", "Show a project: settings, production, previews, queue and recent deployments");
+  project_get_->add_option("--id", get_options_.id, "Project id")->required();
+  project_get_->add_flag("--json", get_options_.json, "The GetProjectResponse as JSON");
+
+  project_list_ = project_->add_subcommand("list", "List projects");
+  project_list_->add_option("--limit", project_list_options_.limit, "Most projects to show")
+      ->check(CLI::Range(1, kMaxPlatformListLimit))
+      ->capture_default_str();
+  project_list_->add_flag("--json", project_list_options_.json,
+                          "One JSON object (ProjectConfig) a line");
+
+  project_delete_ = project_->add_subcommand(
+      "delete", "Delete a project: its deployments stop and its workflow ends");
+  project_delete_->add_option("--id", delete_id_, "Project id")->required();
+}
+
+void PlatformCommands::AddDeployment(CLI::App& app) {
+  deploy_ = app.add_subcommand("deploy", "Build and deploy a branch; prints the deployment id");
+  deploy_->add_option("--project", deploy_options_.project, "Project id")->required();
+  deploy_->add_option("--branch", deploy_options_.branch, "Branch to build")->required();
+  deploy_->add_option("--commit", deploy_options_.commit, "Commit SHA (default: the branch head)");
+  deploy_->add_flag("--follow,-f", deploy_options_.follow,
+                    "Print the log until the deployment ends; exit 0 only if it SUCCEEDED");
+
+  deployment_ =
+      app.add_subcommand("deployment", "Inspect, follow, cancel and roll back deployments");
+  deployment_->require_subcommand(1);
+
+  deployment_list_ = deployment_->add_subcommand("list", "List deployments, newest first");
+  DeploymentListOptions& l = list_options_;
+  deployment_list_->add_option("--project", l.project, "Only this project");
+  deployment_list_->add_option("--branch", l.branch, "Only this branch");
+  deployment_list_
+      ->add_option_function<std::string>(
+          "--state",
+          [&l](const std::string& value) { l.state = ParseDeploymentStateFlag(value).value(); },
+          absl::StrCat("Only this state: ", absl::StrJoin(DeploymentStateFlagValues(), "|")))
+      ->check(DeploymentStateValidator());
+  deployment_list_->add_option("--limit", l.limit, "Most deployments to show")
+      ->check(CLI::Range(1, kMaxPlatformListLimit))
+      ->capture_default_str();
+  deployment_list_->add_flag("--json", l.json, "One JSON object (Deployment) a line");
+
+  deployment_get_ = deployment_->add_subcommand("get", "Show a deployment and each of its steps");
+  deployment_get_->add_option("--id", deployment_get_options_.id, "Deployment id")->required();
+  deployment_get_->add_flag("--json", deployment_get_options_.json, "The Deployment as JSON");
+
+  deployment_logs_ = deployment_->add_subcommand(
+      "logs", "Print a deployment's log (fetch, build, push, deploy, health)");
+  deployment_logs_->add_option("--id", logs_options_.id, "Deployment id")->required();
+  deployment_logs_->add_flag("--follow,-f", logs_options_.follow,
+                             "Keep printing until the deployment ends");
+
+  deployment_cancel_ = deployment_->add_subcommand("cancel", "Cancel a deployment");
+  deployment_cancel_->add_option("--id", cancel_options_.id, "Deployment id")->required();
+  deployment_cancel_->add_option("--reason", cancel_options_.reason, "Recorded with it");
+
+  deployment_rollback_ = deployment_->add_subcommand(
+      "rollback", "Redeploy an earlier deployment's image; prints the new deployment id");
+  deployment_rollback_->add_option("--project", rollback_options_.project, "Project id")
+      ->required();
+  deployment_rollback_->add_option("--to", rollback_options_.to, "The earlier deployment's id")
+      ->required();
+  deployment_rollback_->add_flag("--follow,-f", rollback_options_.follow,
+                                 "Print the log until it ends; exit 0 only if it SUCCEEDED");
+
+  preview_ = app.add_subcommand("preview", "Manage a project's preview deployments");
+  preview_->require_subcommand(1);
+  preview_stop_ = preview_->add_subcommand("stop", "Stop a branch's preview");
+  preview_stop_->add_option("--project", preview_stop_options_.project, "Project id")->required();
+  preview_stop_->add_option("--branch", preview_stop_options_.branch, "Branch")->required();
+}
+
+bool PlatformCommands::parsed() const {
+  return project_->parsed() || deploy_->parsed() || deployment_->parsed() || preview_->parsed();
+}
+
+int PlatformCommands::Run(BuildStub& stub, const Io& io) const {
+  if (project_create_->parsed()) return CreateProject(stub, create_options_, io);
+  if (project_update_->parsed()) return UpdateProject(stub, update_options_, io);
+  if (project_get_->parsed()) return GetProject(stub, get_options_, io);
+  if (project_list_->parsed()) return ListProjects(stub, project_list_options_, io);
+  if (project_delete_->parsed()) return DeleteProject(stub, delete_id_, io);
+  if (deploy_->parsed()) return Deploy(stub, deploy_options_, io);
+  if (deployment_list_->parsed()) return ListDeployments(stub, list_options_, io);
+  if (deployment_get_->parsed()) return GetDeployment(stub, deployment_get_options_, io);
+  if (deployment_logs_->parsed()) return PrintDeploymentLogs(stub, logs_options_, io);
+  if (deployment_cancel_->parsed()) return CancelDeployment(stub, cancel_options_, io);
+  if (deployment_rollback_->parsed()) return Rollback(stub, rollback_options_, io);
+  if (preview_stop_->parsed()) return StopPreview(stub, preview_stop_options_, io);
+  return 2;  // require_subcommand(1) makes this unreachable
+}
+
+}  // namespace kiln::cli
