@@ -325,6 +325,8 @@ struct InProcessPlatform {
     return *id;
   }
 
+  // Until the deployment has ended and none of its steps runs (a deployment is SUCCEEDED
+  // once it serves; housekeeping on its machine may still be running then).
   pb::Deployment WaitEnded(const std::string& id) {
     pb::Deployment last;
     bool ended = testutil::WaitFor(
@@ -332,6 +334,9 @@ struct InProcessPlatform {
           auto d = api->GetDeployment(id);
           if (!d.ok()) return false;
           last = *d;
+          for (const auto& step : d->steps()) {
+            if (step.status() == "running") return false;
+          }
           return d->state() == pb::DEPLOYMENT_STATE_SUCCEEDED ||
                  d->state() == pb::DEPLOYMENT_STATE_FAILED ||
                  d->state() == pb::DEPLOYMENT_STATE_CANCELED;

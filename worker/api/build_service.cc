@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/rpc_status.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
 #include "worker/workflows/platform.h"
@@ -13,6 +14,8 @@ namespace {
 // One follow call lasts at most this long before the run is checked for its close.
 constexpr absl::Duration kFollowSlice = absl::Milliseconds(500);
 constexpr absl::Duration kMaxFollow = absl::Hours(2);
+// How often a follower of a deployment still waiting its turn looks again.
+constexpr absl::Duration kQueuedPoll = absl::Milliseconds(200);
 
 template <class T>
 grpc::Status Answer(const absl::StatusOr<T>& result, T* response) {
@@ -135,7 +138,12 @@ grpc::Status BuildServiceImpl::FollowLog(grpc::ServerContext* context,
       if (status.ok() &&
           described.workflow_execution_info().status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
         last = true;
-      } else if (!status.ok() && status.error_code() != grpc::StatusCode::NOT_FOUND) {
+      } else if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+        // Queued: its workflow starts when its turn comes.
+        if (absl::Now() > give_up) return grpc::Status::OK;
+        absl::SleepFor(kQueuedPoll);
+        continue;
+      } else if (!status.ok()) {
         return status;
       }
     }
