@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/logging.h"
 #include "common/status.h"
 
 namespace kiln::worker {
@@ -35,6 +36,8 @@ constexpr absl::Duration kHealthMaxPause = absl::Milliseconds(250);
 // How often a container that does not answer yet is asked whether it still runs.
 constexpr absl::Duration kLivenessEvery = absl::Milliseconds(500);
 constexpr char kLogMaxSize[] = "max-size=10mb";
+// Containers waiting to be stopped in the background; past it a deploy stops its own.
+constexpr size_t kMaxRetiring = 64;
 constexpr size_t kMaxHttpHeadBytes = 4096;
 
 std::string SlotKey(const std::string& project, const std::string& slot) {
@@ -177,9 +180,58 @@ absl::Status ValidateRequest(const DeployRequest& r) {
 PodmanDeployTarget::PodmanDeployTarget(PodmanDeployOptions options,
                                        std::unique_ptr<builder::Podman> podman,
                                        std::unique_ptr<PortProxy> proxy)
-    : options_(std::move(options)), podman_(std::move(podman)), proxy_(std::move(proxy)) {}
+    : options_(std::move(options)), podman_(std::move(podman)), proxy_(std::move(proxy)) {
+  retirer_ = std::thread([this] { RetireLoop(); });
+}
 
-PodmanDeployTarget::~PodmanDeployTarget() = default;
+PodmanDeployTarget::~PodmanDeployTarget() {
+  {
+    absl::MutexLock lock(&retire_mu_);
+    stopping_ = true;
+  }
+  // Containers still waiting are removed by the next target's Restore (older, same slot).
+  if (retirer_.joinable()) retirer_.join();
+}
+
+void PodmanDeployTarget::Retire(const std::string& container, const DeployLogSink& log) {
+  {
+    absl::MutexLock lock(&retire_mu_);
+    if (retiring_.size() < kMaxRetiring && !stopping_) {
+      retiring_.push_back(container);
+      if (log) log(absl::StrCat("[deploy] stopping ", container, " (in the background)"));
+      return;
+    }
+  }
+  // Too many waiting: this deploy waits for its own.
+  absl::Status removed = RemoveContainer(container, options_.stop_timeout_seconds);
+  if (log) {
+    log(removed.ok()
+            ? absl::StrCat("[deploy] removed ", container)
+            : absl::StrCat("[deploy] could not remove ", container, ": ", removed.message()));
+  }
+}
+
+void PodmanDeployTarget::RetireLoop() {
+  for (;;) {
+    std::string container;
+    {
+      absl::MutexLock lock(&retire_mu_);
+      retire_mu_.Await(absl::Condition(
+          +[](PodmanDeployTarget* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->retire_mu_) {
+            return t->stopping_ || !t->retiring_.empty();
+          },
+          this));
+      if (stopping_) return;
+      container = retiring_.front();
+      retiring_.pop_front();
+    }
+    absl::Status removed = RemoveContainer(container, options_.stop_timeout_seconds);
+    if (!removed.ok()) {
+      // The next target's Restore removes it (an older container of the same slot).
+      LogWarn("deploy.retire_failed", {{"container", container}, {"status", removed}});
+    }
+  }
+}
 
 absl::StatusOr<std::unique_ptr<PodmanDeployTarget>> PodmanDeployTarget::Create(
     PodmanDeployOptions options, const DeployLogSink& log) {
@@ -519,14 +571,7 @@ absl::StatusOr<DeployResult> PodmanDeployTarget::Deploy(const DeployRequest& req
   // 6. The previous container goes (after the switch: it served until now).
   if (current) {
     result.previous_container = current->container;
-    say(absl::StrCat("[deploy] stopping ", current->container));
-    absl::Status removed = RemoveContainer(current->container, options_.stop_timeout_seconds);
-    if (!removed.ok()) {
-      // The deploy itself succeeded; the next start of the target removes it (older, same slot).
-      say(absl::StrCat("[deploy] could not remove ", current->container, ": ", removed.message()));
-    } else {
-      say(absl::StrCat("[deploy] removed ", current->container));
-    }
+    Retire(current->container, log);
   }
   return result;
 }

@@ -13,9 +13,11 @@
 // run one at a time (other slots in parallel). Limits: kMaxSlots slots, kMaxDeployEnv variables.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -88,9 +90,20 @@ class PodmanDeployTarget : public DeployTarget {
   absl::StatusOr<bool> Running(const std::string& name);
   absl::Mutex* SlotLock(const std::string& key);
 
+  // Stops the containers slots no longer serve, one at a time, off the deploy's path: an app
+  // gets its stop timeout to finish what it serves (and one that ignores SIGTERM, as PID 1
+  // often does, takes all of it) while the deployment is already done.
+  void Retire(const std::string& container, const DeployLogSink& log);
+  void RetireLoop();
+
   const PodmanDeployOptions options_;
   std::unique_ptr<builder::Podman> podman_;
   std::unique_ptr<PortProxy> proxy_;
+
+  absl::Mutex retire_mu_;
+  std::deque<std::string> retiring_ ABSL_GUARDED_BY(retire_mu_);
+  bool stopping_ ABSL_GUARDED_BY(retire_mu_) = false;
+  std::thread retirer_;
 
   absl::Mutex mu_;
   std::map<std::string, Slot> slots_ ABSL_GUARDED_BY(mu_);  // By "<project>/<slot>".

@@ -225,7 +225,8 @@ TEST_CASE("podman target: deploy, replace, failed health checks, previews, resta
   CHECK(d2->public_port == prod_port);
   CHECK(d2->previous_container == d1->container);
   CHECK(Get(prod_port) == "app v2\n");
-  CHECK_FALSE(f.HasContainer(d1->container));
+  // The previous container is stopped in the background, once the new one serves.
+  CHECK(testutil::WaitFor([&] { return !f.HasContainer(d1->container); }, absl::Seconds(30)));
   CHECK(f.HasContainer(d2->container));
 
   // v3 never answers its health path: refused, v2 keeps serving, no v3 container left.

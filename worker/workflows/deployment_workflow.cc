@@ -271,6 +271,12 @@ sdk::Task<absl::Status> Deploy(Run& run) {
 // Best effort: the deployment already runs.
 sdk::Task<void> Housekeeping(Run& run) {
   pb::DeploymentStep* step = run.Begin("housekeeping");
+  // The machine may have gone to sleep while the deploy ran: wake it (nothing if awake) rather
+  // than wait out the pickup timeout.
+  if (absl::Status woke = co_await Wake(run); !woke.ok()) {
+    run.End(step, "failed", std::string(woke.message()));
+    co_return;
+  }
   pb::HousekeepingInput input;
   input.set_project_id(run.config.id());
   auto kept = co_await OnMachine<pb::HousekeepingResult>(run, "kiln.builder.Housekeeping", input,
