@@ -14,9 +14,8 @@ work=$(mktemp -d /tmp/kiln-demo.XXXXXX)
 pids=()
 cleanup() {
   if [ -n "${project_created:-}" ]; then
+    # Returns once the worker has stopped the app's containers.
     "$bin/kiln" project delete --id web >/dev/null 2>&1 || true
-    # The worker stops the app's containers; give it a moment before stopping the worker.
-    for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$app_port/" || break; sleep 0.1; done
   fi
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -62,7 +61,7 @@ pids+=($!)
 run health --timeout 20
 "$bin/kiln-worker" --orchestrator "$KILN_ADDRESS" --data-dir "$work/worker" \
   --listen "$KILN_PLATFORM" --http "127.0.0.1:$http_port" --registry "$registry" \
-  --auth-key-file "$work/orchestrator/auth.key" >"$work/worker.log" 2>&1 &
+  --auth-key-file "$work/orchestrator/auth.key" --deploy-stop-timeout 2 >"$work/worker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null || { cat "$work/worker.log"; exit 1; }
@@ -189,9 +188,8 @@ printf '  %-34s %8s ms\n' "first build (machine woken, cold)" "${took[first]}" \
   "rollback" "${took[rollback]}"
 
 step "Stopping (the project's containers, then the processes)"
-"$kiln" project delete --id web
+run project delete --id web
 project_created=
-for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$app_port/" || break; sleep 0.1; done
 for pid in "${pids[@]}"; do kill -TERM "$pid"; done
 for pid in "${pids[@]}"; do wait "$pid" || true; done
 pids=()

@@ -125,6 +125,12 @@ int main(int argc, char** argv) {
       ->envname("KILN_MAX_MACHINES")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  int stop_timeout_s = 10;
+  app.add_option("--deploy-stop-timeout", stop_timeout_s,
+                 "Seconds a replaced container gets to stop (SIGTERM) before it is killed")
+      ->envname("KILN_DEPLOY_STOP_TIMEOUT")
+      ->check(CLI::Range(0, 600))
+      ->capture_default_str();
   std::string auth_key_file;
   app.add_option("--auth-key-file", auth_key_file,
                  "The key the orchestrator verifies tokens with (its <data-dir>/auth.key): the "
@@ -182,7 +188,11 @@ int main(int argc, char** argv) {
   kiln::worker::PodmanDeployOptions podman_options;
   podman_options.state_dir = data_dir + "/deploy";
   podman_options.registry_tls_verify = tls_verify;
-  auto podman_target = kiln::worker::PodmanDeployTarget::Create(podman_options);
+  podman_options.stop_timeout_seconds = stop_timeout_s;
+  auto podman_target =
+      kiln::worker::PodmanDeployTarget::Create(podman_options, [](std::string_view line) {
+        kiln::LogInfo("deploy.restore", {{"line", line}});
+      });
   if (!podman_target.ok()) {
     // Builds still run (target none); deploys to podman fail, saying why.
     kiln::LogWarn("worker.podman_unavailable", {{"status", podman_target.status()}});

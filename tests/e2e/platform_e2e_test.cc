@@ -15,6 +15,9 @@
 // failure instead with KILN_REQUIRE_PODMAN=1).
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 
@@ -22,9 +25,11 @@
 
 #include <grpcpp/create_channel.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "builder-agent/podman/podman.h"
 #include "common/json_scalar.h"
@@ -199,6 +204,22 @@ class Platform {
   pb::BuildService::Stub& stub_;
 };
 
+// Processes whose command line names `dir` (the agents, conmon and its containers' storage).
+std::vector<std::string> ProcessesUnder(const std::string& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.empty() || !absl::ascii_isdigit(name[0]) || name == std::to_string(getpid())) {
+      continue;
+    }
+    std::string cmdline = testutil::ReadFile(entry.path().string() + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (absl::StrContains(cmdline, dir)) found.push_back(name + ": " + cmdline.substr(0, 200));
+  }
+  return found;
+}
+
 std::string Serve(int port) {
   auto body = testutil::HttpGet("127.0.0.1", port, "/");
   return body.ok() ? *body : absl::StrCat("<", body.status().message(), ">");
@@ -228,12 +249,12 @@ TEST_CASE("A commit becomes a running container, end to end", "[e2e]") {
   const int grpc_port = testutil::FreePort();
   const int http_port = testutil::FreePort();
   const int app_port = testutil::FreePort();
-  Worker worker(
-      dir.path(),
-      {"--orchestrator", orchestrator.address(), "--data-dir", dir.path() + "/worker", "--listen",
-       absl::StrCat("127.0.0.1:", grpc_port), "--http", absl::StrCat("127.0.0.1:", http_port),
-       "--registry", (*registry)->address(), "--auth-key-file",
-       dir.path() + "/orchestrator/auth.key", "--agent-idle-grace", "1"});
+  Worker worker(dir.path(),
+                {"--orchestrator", orchestrator.address(), "--data-dir", dir.path() + "/worker",
+                 "--listen", absl::StrCat("127.0.0.1:", grpc_port), "--http",
+                 absl::StrCat("127.0.0.1:", http_port), "--registry", (*registry)->address(),
+                 "--auth-key-file", dir.path() + "/orchestrator/auth.key", "--agent-idle-grace",
+                 "1", "--deploy-stop-timeout", "1"});
   worker.Start();
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port),
                                      grpc::InsecureChannelCredentials());
@@ -439,6 +460,13 @@ TEST_CASE("A commit becomes a running container, end to end", "[e2e]") {
                             absl::Seconds(60)));
   }
   worker.Stop();
+  // Nothing the worker started is left: no agent, no container (conmon names its storage).
+  CHECK(testutil::WaitFor([&] { return ProcessesUnder(dir.path() + "/worker").empty(); },
+                          absl::Seconds(30)));
+  INFO(absl::StrJoin(ProcessesUnder(dir.path() + "/worker"), "\n"));
+  INFO(testutil::ReadFile(dir.path() + "/worker-1.log") +
+       testutil::ReadFile(dir.path() + "/worker-2.log"));
+  CHECK(ProcessesUnder(dir.path() + "/worker").empty());
 }
 
 }  // namespace

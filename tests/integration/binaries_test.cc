@@ -62,8 +62,12 @@ TEST_CASE("The orchestrator serves health and metrics and stops cleanly on SIGTE
   REQUIRE(metrics->find("# TYPE") != std::string::npos);
 
   // A worker connects, then stops on SIGTERM.
-  auto worker = testutil::Process::Start(BinaryPath("kiln-worker"), {"--orchestrator", address},
-                                         dir.path() + "/worker.log");
+  auto worker =
+      testutil::Process::Start(BinaryPath("kiln-worker"),
+                               {"--orchestrator", address, "--data-dir", dir.path() + "/worker",
+                                "--listen", absl::StrCat("127.0.0.1:", testutil::FreePort()),
+                                "--http", absl::StrCat("127.0.0.1:", testutil::FreePort())},
+                               dir.path() + "/worker.log");
   REQUIRE(worker.ok());
   REQUIRE(testutil::WaitFor(
       [&] { return (*worker)->Output().find("worker.connected") != std::string::npos; },

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
+#include "sdk/client.h"
 #include "tests/testutil/fake_platform.h"
 
 namespace kiln::worker {
@@ -145,6 +146,50 @@ TEST_CASE("A wake that never brings the agent up is retried", "[platform]") {
   pb::Deployment d = p.WaitEnded(p.Push("main", kSha1));
   CHECK(d.state() == pb::DEPLOYMENT_STATE_SUCCEEDED);
   CHECK(p.machines.wakes() >= 2);
+}
+
+TEST_CASE("A project continues as new past its event bound and keeps its state", "[platform]") {
+  Platform p;
+  pb::CreateProjectRequest create;
+  *create.mutable_config() = p.Config();
+  REQUIRE(p.api->CreateProject(create).ok());
+  p.agent.SetRevision(kSha1, {kSha1, Hex40("tree-1")});
+  pb::Deployment built = p.WaitEnded(p.Push("main", kSha1));
+  REQUIRE(built.state() == pb::DEPLOYMENT_STATE_SUCCEEDED);
+  sdk::Client client(p.orchestrator.connection());
+  auto first_run = client.Describe({.workflow_id = "project/web"});
+  REQUIRE(first_run.ok());
+
+  // Config updates are events like any other: enough of them end the run.
+  pb::ProjectConfig config = p.Config();
+  for (int i = 0; i < kProjectEventsPerRun + 5; ++i) {
+    config.set_health_path(absl::StrCat("/health/", i));
+    REQUIRE(p.api->UpdateProject(config).ok());
+  }
+  REQUIRE(testutil::WaitFor(
+      [&] {
+        auto now = client.Describe({.workflow_id = "project/web"});
+        return now.ok() && now->workflow_execution_info().execution().run_id() !=
+                               first_run->workflow_execution_info().execution().run_id();
+      },
+      absl::Seconds(60)));
+  // The new run knows everything: the last config, production, what it built.
+  REQUIRE(testutil::WaitFor(
+      [&] {
+        auto state = p.api->GetProject("web");
+        return state.ok() &&
+               state->config().health_path() == absl::StrCat("/health/", kProjectEventsPerRun + 4);
+      },
+      absl::Seconds(30)));
+  auto state = p.api->GetProject("web");
+  REQUIRE(state.ok());
+  CHECK(state->production().id() == built.id());
+  REQUIRE(state->known_builds_size() == 1);
+  // So the same commit is still recognised: no fetch.
+  int fetches = p.agent.fetches();
+  pb::Deployment again = p.WaitEnded(p.Push("main", kSha1));
+  CHECK(again.build_skipped());
+  CHECK(p.agent.fetches() == fetches);
 }
 
 TEST_CASE("Bad project configs and ids are refused naming the field", "[platform]") {

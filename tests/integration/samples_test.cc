@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
+
 #include "sdk/client.h"
 #include "sdk/converter.h"
 #include "tests/testutil/orchestrator.h"
@@ -21,7 +23,10 @@ struct Platform {
 
   void StartWorker() {
     auto process = testutil::Process::Start(
-        testutil::BinaryPath("kiln-worker"), {"--orchestrator", orchestrator.address()},
+        testutil::BinaryPath("kiln-worker"),
+        {"--orchestrator", orchestrator.address(), "--data-dir", dir.path() + "/worker", "--listen",
+         absl::StrCat("127.0.0.1:", testutil::FreePort()), "--http",
+         absl::StrCat("127.0.0.1:", testutil::FreePort())},
         dir.path() + "/worker-" + std::to_string(++worker_starts) + ".log");
     REQUIRE(process.ok());
     worker = std::move(*process);

@@ -3,17 +3,20 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 #ifndef KILN_BINARY_DIR
@@ -38,8 +41,18 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  if (path_.empty()) return;
+  // Mounts podman left under it (a storage's overlay directory), deepest first.
+  std::vector<std::string> mounts;
+  std::ifstream table("/proc/self/mounts");
+  std::string device, target, rest;
+  while (table >> device >> target && std::getline(table, rest)) {
+    if (absl::StartsWith(target, path_ + "/")) mounts.push_back(target);
+  }
+  std::sort(mounts.rbegin(), mounts.rend());
+  for (const std::string& mount : mounts) umount2(mount.c_str(), MNT_DETACH);
   std::error_code ignored;  // Best effort: a leftover temp dir is not a test failure.
-  if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  std::filesystem::remove_all(path_, ignored);
 }
 
 absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binary,

@@ -138,6 +138,7 @@ absl::StatusOr<api::Payloads> PlatformActivities::Deploy(sdk::ActivityContext& c
       request,
       [&](std::string_view line) {
         log.Line(line);
+        ctx.log().Info("deploy.line", LogField("line", line));
         ctx.Heartbeat();
       },
       [&] {

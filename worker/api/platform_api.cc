@@ -42,6 +42,8 @@ constexpr int kMaxBuildArgs = 64;
 constexpr size_t kMaxBuildArgBytes = 4096;
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
+// How long DeleteProject waits for the project's containers to stop.
+constexpr absl::Duration kDeleteWait = absl::Minutes(2);
 
 bool IsProjectId(const std::string& id) {
   if (id.empty() || id.size() > 63) return false;
@@ -409,10 +411,22 @@ absl::Status PlatformApi::DeleteProject(const std::string& id) {
   pb::ProjectEvent event;
   event.set_delete_project(true);
   RETURN_IF_ERROR(Signal(id, event, ""));
-  absl::MutexLock lock(&secrets_mu_);
-  std::error_code ec;
-  fs::remove(SecretPath(id), ec);
-  return absl::OkStatus();
+  {
+    absl::MutexLock lock(&secrets_mu_);
+    std::error_code ec;
+    fs::remove(SecretPath(id), ec);
+  }
+  // Answers once the project's workflow has stopped its deployment and containers and ended.
+  sdk::Client client(*options_.connection, {.identity = "kiln-worker/platform", .ns = options_.ns});
+  auto closed = client.GetResult({.workflow_id = ProjectWorkflowId(id)}, kDeleteWait);
+  if (closed.ok()) return absl::OkStatus();
+  if (absl::IsDeadlineExceeded(closed.status()) &&
+      sdk::ClosedStatusOf(closed.status()) == api::WORKFLOW_EXECUTION_STATUS_UNSPECIFIED) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "project ", id, " is being deleted; its containers were not all stopped within ",
+        absl::FormatDuration(kDeleteWait)));
+  }
+  return closed.status();
 }
 
 absl::StatusOr<std::string> PlatformApi::TriggerBuild(const pb::TriggerBuildRequest& request,

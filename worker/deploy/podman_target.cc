@@ -189,8 +189,13 @@ PodmanDeployTarget::~PodmanDeployTarget() {
     absl::MutexLock lock(&retire_mu_);
     stopping_ = true;
   }
-  // Containers still waiting are removed by the next target's Restore (older, same slot).
   if (retirer_.joinable()) retirer_.join();
+  // What still waits to be stopped goes now, without its grace: the slots moved on.
+  for (const std::string& container : retiring_) {
+    absl::Status removed = RemoveContainer(container, 0);
+    if (!removed.ok())
+      LogWarn("deploy.retire_failed", {{"container", container}, {"status", removed}});
+  }
 }
 
 void PodmanDeployTarget::Retire(const std::string& container, const DeployLogSink& log) {
@@ -329,6 +334,13 @@ absl::Status PodmanDeployTarget::Restore(const DeployLogSink& log) {
 }
 
 absl::Status PodmanDeployTarget::RemoveContainer(const std::string& name, int stop_seconds) {
+  if (stop_seconds == 0) {
+    // Killed first: `rm --force` of a container left "Stopping" (a worker killed while it
+    // stopped one) removes the container's record and leaves its process running.
+    ASSIGN_OR_RETURN(builder::CommandResult killed, podman_->Run({"kill", "--signal", "KILL", name},
+                                                                 {}, {}, options_.command_timeout));
+    (void)killed;  // Fails for a container that is not running: nothing to kill.
+  }
   ASSIGN_OR_RETURN(
       builder::CommandResult rm,
       podman_->Run({"rm", "--force", "--ignore", "--time", absl::StrCat(stop_seconds), name}, {},
