@@ -11,6 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -19,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/logging.h"
 #include "common/status.h"
 
 namespace kiln::worker {
@@ -179,7 +182,43 @@ PodmanDeployTarget::PodmanDeployTarget(PodmanDeployOptions options,
                                        std::unique_ptr<PortProxy> proxy)
     : options_(std::move(options)), podman_(std::move(podman)), proxy_(std::move(proxy)) {}
 
-PodmanDeployTarget::~PodmanDeployTarget() = default;
+PodmanDeployTarget::~PodmanDeployTarget() {
+  std::vector<Removal> removals;
+  {
+    absl::MutexLock lock(&mu_);
+    removals.swap(removals_);
+  }
+  for (Removal& r : removals) r.thread.join();
+}
+
+void PodmanDeployTarget::RemoveInBackground(const std::string& name) {
+  std::function<void()> remove = [this, name] {
+    absl::Status removed = RemoveContainer(name, options_.stop_timeout_seconds);
+    if (!removed.ok()) {
+      // The deploy itself succeeded; the next start of the target removes it (older, same slot).
+      LogWarn("deploy.remove_failed", {{"container", name}, {"status", removed}});
+    }
+  };
+  std::vector<Removal> finished;
+  {
+    absl::MutexLock lock(&mu_);
+    auto still = std::partition(removals_.begin(), removals_.end(),
+                                [](const Removal& r) { return !r.done->load(); });
+    std::move(still, removals_.end(), std::back_inserter(finished));
+    removals_.erase(still, removals_.end());
+    if (removals_.size() < kMaxBackgroundRemovals) {
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      removals_.push_back({std::thread([remove, done] {
+                             remove();
+                             done->store(true);
+                           }),
+                           done});
+      remove = nullptr;
+    }
+  }
+  for (Removal& r : finished) r.thread.join();
+  if (remove) remove();
+}
 
 absl::StatusOr<std::unique_ptr<PodmanDeployTarget>> PodmanDeployTarget::Create(
     PodmanDeployOptions options, const DeployLogSink& log) {
@@ -516,17 +555,11 @@ absl::StatusOr<DeployResult> PodmanDeployTarget::Deploy(const DeployRequest& req
   result.private_port = *private_port;
   result.url = absl::StrCat("http://127.0.0.1:", public_port, "/");
 
-  // 6. The previous container goes (after the switch: it served until now).
+  // 6. The previous container goes (after the switch: it served until now), in the background.
   if (current) {
     result.previous_container = current->container;
-    say(absl::StrCat("[deploy] stopping ", current->container));
-    absl::Status removed = RemoveContainer(current->container, options_.stop_timeout_seconds);
-    if (!removed.ok()) {
-      // The deploy itself succeeded; the next start of the target removes it (older, same slot).
-      say(absl::StrCat("[deploy] could not remove ", current->container, ": ", removed.message()));
-    } else {
-      say(absl::StrCat("[deploy] removed ", current->container));
-    }
+    say(absl::StrCat("[deploy] stopping ", current->container, " in the background"));
+    RemoveInBackground(current->container);
   }
   return result;
 }

@@ -9,13 +9,19 @@
 // one slot the newest deployment stays and the other is removed; exited ones are removed.
 //
 // Invariants: a slot's public port forwards only to a container that passed its health check;
-// a slot has at most one container once a deploy into it has returned; deploys into one slot
-// run one at a time (other slots in parallel). Limits: kMaxSlots slots, kMaxDeployEnv variables.
+// a slot serves from one container once a deploy into it has returned, and the one it replaced
+// is stopped in the background (its stop timeout, all of it for an app that ignores SIGTERM,
+// would otherwise hold up the deployment; a restart removes any left, the older of two in one
+// slot); deploys into one slot run one at a time (other slots in parallel). Limits: kMaxSlots
+// slots, kMaxDeployEnv variables, kMaxBackgroundRemovals containers stopping at once (past it a
+// deploy waits for its own removal).
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -32,6 +38,7 @@ inline constexpr size_t kMaxEnvValueBytes = 32 * 1024;
 inline constexpr absl::Duration kMaxHealthTimeout = absl::Minutes(10);
 // Log lines of a container that failed its health check passed to the log sink.
 inline constexpr int kFailedLogLines = 30;
+inline constexpr size_t kMaxBackgroundRemovals = 16;
 
 struct PodmanDeployOptions {
   std::string state_dir;            // Absolute; podman's storage goes to <state_dir>/podman.
@@ -51,7 +58,8 @@ class PodmanDeployTarget : public DeployTarget {
   // podman cannot run containers here. `log` gets what detection and restoring did.
   static absl::StatusOr<std::unique_ptr<PodmanDeployTarget>> Create(PodmanDeployOptions options,
                                                                     const DeployLogSink& log = {});
-  // Closes the public ports; containers keep running (a new target restores them).
+  // Closes the public ports; containers keep running (a new target restores them). Waits for
+  // the replaced containers still stopping.
   ~PodmanDeployTarget() override;
 
   absl::StatusOr<DeployResult> Deploy(const DeployRequest& request, const DeployLogSink& log,
@@ -87,6 +95,9 @@ class PodmanDeployTarget : public DeployTarget {
   void TailLogs(const std::string& name, const DeployLogSink& log);
   absl::StatusOr<bool> Running(const std::string& name);
   absl::Mutex* SlotLock(const std::string& key);
+  // Stops and removes a replaced container on a thread of its own (inline when
+  // kMaxBackgroundRemovals are under way).
+  void RemoveInBackground(const std::string& name);
 
   const PodmanDeployOptions options_;
   std::unique_ptr<builder::Podman> podman_;
@@ -95,6 +106,11 @@ class PodmanDeployTarget : public DeployTarget {
   absl::Mutex mu_;
   std::map<std::string, Slot> slots_ ABSL_GUARDED_BY(mu_);  // By "<project>/<slot>".
   std::map<std::string, std::unique_ptr<absl::Mutex>> slot_locks_ ABSL_GUARDED_BY(mu_);
+  struct Removal {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Removal> removals_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kiln::worker

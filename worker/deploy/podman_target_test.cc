@@ -225,7 +225,9 @@ TEST_CASE("podman target: deploy, replace, failed health checks, previews, resta
   CHECK(d2->public_port == prod_port);
   CHECK(d2->previous_container == d1->container);
   CHECK(Get(prod_port) == "app v2\n");
-  CHECK_FALSE(f.HasContainer(d1->container));
+  CHECK(log2.Has("[deploy] stopping " + d1->container + " in the background"));
+  // Stopped in the background, after the switch: gone within its stop timeout.
+  CHECK(testutil::WaitFor([&] { return !f.HasContainer(d1->container); }, absl::Seconds(30)));
   CHECK(f.HasContainer(d2->container));
 
   // v3 never answers its health path: refused, v2 keeps serving, no v3 container left.
