@@ -5,7 +5,7 @@
 // the run's history events), next to the same git fetch, podman build, push and run done by hand
 // on a warm cache. Prints one table and its method. See docs/benchmarks.md.
 //
-//   kiln-platform-bench [--runs 12] [--warm-per-run 3] [--idle-grace 3]
+//   kiln-platform-bench [--runs 12] [--warm-per-run 3] [--idle-grace 3] [--verbose]
 //
 // One round, in order (each deployment ends before the next push, so nothing queues):
 //   asleep  wait until the agent has exited, push a one-file change: webhook -> FetchSource
@@ -247,7 +247,7 @@ class Bench {
   void Setup();
   void Round(int round, int warm_per_run);
   void Stop();
-  const Table& table() const { return table_; }
+  Table& table() { return table_; }
   std::string base() const { return base_; }
 
  private:
@@ -541,6 +541,8 @@ void Bench::Warm(bool asleep, const std::string& label) {
   table_.Add(p + "  -> deploy started", Ms(deploy.started - push.closed));
   table_.Add(p + "  -> new content served (client)", Ms(served - deploy.started));
   table_.Add(p + "commit -> new content served", Ms(served - sent.at), "p50 < 1.5 s, p99 < 3 s");
+  table_.Add(p + "(webhook -> the Deployment's healthy_time)",
+             Ms(FromProto(d.healthy_time()) - sent.at));
   table_.Add(p + "(build activity itself)", Ms(build.closed - build.started));
   table_.Add(p + "(deploy activity, incl. stopping the old container)",
              Ms(deploy.closed - deploy.started));
@@ -762,6 +764,15 @@ int main(int argc, char** argv) {
   }
   bench.Stop();
   bench.table().Print();
+  {
+    kiln::bench::Table& t = bench.table();
+    double platform = kiln::bench::Percentile(t["warm: commit -> new content served"].ms, 0.5);
+    double hand = kiln::bench::Percentile(t["by hand: total"].ms, 0.5);
+    std::printf(
+        "\nplatform overhead, warm: commit -> served p50 %.0f ms - by hand p50 %.0f ms = %+.0f ms "
+        "(%+.0f %%)\n",
+        platform, hand, platform - hand, 100.0 * (platform - hand) / hand);
+  }
   std::printf(
       "\nMethod: kiln-orchestrator, kiln-worker (process machine provider, podman deploy "
       "target,\n--agent-idle-grace %d), docker-registry on 127.0.0.1 and a git repository with "
