@@ -17,6 +17,7 @@
 //   rollback to the asleep deployment -> its content served on the project's port;
 //   log     a RUN prints a clock mark: printed -> seen by a BuildService.FollowLog follower;
 //   cancel  that RUN then sleeps; a newer push -> the sleep process gone from /proc.
+#include <sys/mount.h>
 #include <time.h>
 
 #include <algorithm>
@@ -271,6 +272,7 @@ class Bench {
   void LogAndCancel(int round);
 
   int idle_grace_s_;
+  bool stopped_ = false;
   testutil::TempDir dir_;
   std::unique_ptr<testutil::RegistryProcess> registry_;
   std::unique_ptr<testutil::OrchestratorProcess> orchestrator_;
@@ -391,6 +393,8 @@ void Bench::Setup() {
 }
 
 void Bench::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
   if (stub_) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -402,13 +406,6 @@ void Bench::Stop() {
                       absl::Seconds(60));
     stub_.reset();
   }
-  if (!hand_container_.empty()) {
-    std::vector<std::string> rm = hand_deploy_args_;
-    rm.insert(rm.end(), {"rm", "--force", "--time", "0", hand_container_});
-    std::string out;
-    (void)testutil::RunCommand(kPodman, rm, &out, absl::Minutes(1));  // Best effort.
-    hand_container_.clear();
-  }
   if (worker_) {
     worker_->Signal(SIGTERM);
     if (!worker_->Wait(absl::Seconds(30)).ok()) worker_->Signal(SIGKILL);
@@ -416,6 +413,28 @@ void Bench::Stop() {
   }
   orchestrator_.reset();
   registry_.reset();
+  // Every container this run started (the worker's previews stop in the background, the hand
+  // path's), then the overlay mounts that podman without isolation leaves in the host's
+  // namespace (this run's storage only), so the temporary directory can go.
+  builder::PodmanOptions worker_deploy;
+  worker_deploy.volume = dir_.path() + "/worker/deploy";
+  worker_deploy.isolate_commands = false;
+  auto worker_podman = builder::Podman::Create(worker_deploy);
+  for (std::vector<std::string> args :
+       {hand_deploy_args_,
+        worker_podman.ok() ? (*worker_podman)->GlobalArgs() : std::vector<std::string>{}}) {
+    if (args.empty()) continue;
+    args.insert(args.end(), {"rm", "--all", "--force", "--time", "0"});
+    std::string out;
+    (void)testutil::RunCommand(kPodman, args, &out, absl::Minutes(1));  // Best effort.
+  }
+  hand_container_.clear();
+  for (const std::string& overlay : {dir_.path() + "/worker/deploy/podman/storage/overlay",
+                                     dir_.path() + "/hand/deploy/podman/storage/overlay"}) {
+    // Mounted once per podman process that found it unmounted: maybe more than once.
+    for (int i = 0; i < 16 && ::umount2(overlay.c_str(), MNT_DETACH) == 0; ++i) {
+    }
+  }
 }
 
 Bench::Sent Bench::Push(const std::string& branch, const std::string& before) {
