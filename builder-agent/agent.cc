@@ -22,8 +22,10 @@ namespace {
 constexpr absl::Duration kMinPoll = absl::Seconds(2);
 constexpr absl::Duration kMaxPoll = absl::Seconds(61);
 constexpr absl::Duration kMaxIdleGrace = absl::Hours(1);
-// A cancel is heard in a heartbeat's answer: this keeps "canceled within 2 s" true.
-constexpr absl::Duration kHeartbeatInterval = absl::Milliseconds(500);
+// A cancel is heard in a heartbeat's answer, so this bounds how long a superseded build runs
+// on (plus the kill): StepLog's tick, so each of its heartbeats goes out. A heartbeat is one
+// synced write in the orchestrator: five a second for the machine's one build.
+constexpr absl::Duration kHeartbeatInterval = absl::Milliseconds(200);
 // While idle and unanswered, how often the orchestrator's health is asked, and how long for.
 constexpr absl::Duration kHealthInterval = absl::Seconds(5);
 constexpr absl::Duration kHealthTimeout = absl::Seconds(2);

@@ -1,5 +1,7 @@
 #include "builder-agent/step_log.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "sdk/converter.h"
@@ -25,20 +27,40 @@ StepLog::StepLog(sdk::Connection& connection, const std::string& ns, const Secre
   progress_.set_step(std::move(step));
   ctx_.Heartbeat(sdk::ToPayloads(progress_));
   ticker_ = std::thread([this] {
-    while (!stop_.WaitForNotificationWithTimeout(kTick)) {
+    absl::Time next_heartbeat = absl::Now() + kTick;
+    absl::Time next_send = absl::Now();
+    for (;;) {
       kiln::platform::v1::BuildProgress copy;
+      bool heartbeat = false;
       {
         absl::MutexLock lock(&mu_);
-        copy = progress_;
+        // Lines wait out the gap after the last send (they batch), then go at once.
+        mu_.AwaitWithDeadline(absl::Condition(&stopping_), std::min(next_send, next_heartbeat));
+        auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+          return stopping_ || !pending_.empty() || dropped_lines_ > 0;
+        };
+        mu_.AwaitWithDeadline(absl::Condition(&ready), next_heartbeat);
+        if (stopping_) return;
+        if (absl::Now() >= next_heartbeat) {
+          heartbeat = true;
+          copy = progress_;
+        }
       }
-      ctx_.Heartbeat(sdk::ToPayloads(copy));
+      if (heartbeat) {
+        ctx_.Heartbeat(sdk::ToPayloads(copy));
+        next_heartbeat = absl::Now() + kTick;
+      }
       Flush();
+      next_send = absl::Now() + kMinSendGap;
     }
   });
 }
 
 StepLog::~StepLog() {
-  stop_.Notify();
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
   ticker_.join();
   Flush();
 }

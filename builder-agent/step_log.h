@@ -1,6 +1,7 @@
 // What one step of a builder activity says while it runs: its public output, line by line
-// with secrets redacted, to the run's log stream "build" (sdk::LogWriter; sent every kTick by
-// a thread of its own, so a slow log never holds up the step), and a heartbeat at
+// with secrets redacted, to the run's log stream "build" (sdk::LogWriter; sent by a thread of
+// its own as soon as a line is there, at most once every kMinSendGap so a chatty build sends
+// batches, not a call per line; a slow log never holds up the step), and a heartbeat at
 // least every kTick carrying its latest progress (BuildProgress), so that a cancel requested
 // by the workflow is heard even while the step prints nothing (a RUN that sleeps). Log writes
 // are best effort: a build does not fail because its log could not be written (a warning in
@@ -14,7 +15,6 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "builder-agent/secrets.h"
 #include "kiln/platform/v1/builder.pb.h"
@@ -29,6 +29,8 @@ inline constexpr char kBuildLogStream[] = "build";
 class StepLog {
  public:
   static constexpr absl::Duration kTick = absl::Milliseconds(200);
+  // A line waits at most this long after the previous send (a follower sees it that soon).
+  static constexpr absl::Duration kMinSendGap = absl::Milliseconds(20);
   // Bounds how long a log write can hold up a step while the orchestrator is away.
   static constexpr absl::Duration kLogRetryTimeout = absl::Seconds(10);
   static constexpr size_t kMaxProgressLine = 200;
@@ -45,7 +47,7 @@ class StepLog {
   // One line of public output (without its newline); thread-safe, never blocks on the network.
   void Line(std::string_view line);
   void Update(const std::function<void(kiln::platform::v1::BuildProgress&)>& update);
-  // Sends the output so far (the ticker does every kTick).
+  // Sends the output so far (the ticker does when a line is there).
   void Flush();
 
  private:
@@ -58,7 +60,7 @@ class StepLog {
   kiln::platform::v1::BuildProgress progress_ ABSL_GUARDED_BY(mu_);
   std::string pending_ ABSL_GUARDED_BY(mu_);
   int64_t dropped_lines_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Notification stop_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread ticker_;
 };
 

@@ -32,15 +32,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "builder-agent/podman/podman.h"
-#include "common/json_scalar.h"
 #include "kiln/platform/v1/build_service.grpc.pb.h"
 #include "sdk/client.h"
 #include "tests/testutil/git_require.h"
+#include "tests/testutil/github_push.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/registry.h"
-#include "worker/http/github_signature.h"
 
 namespace kiln {
 namespace {
@@ -94,33 +93,16 @@ class Worker {
   std::unique_ptr<testutil::Process> process_;
 };
 
-std::string RepositoryJson(const std::string& url) {
-  std::string u = json::EncodeString(url);
-  return absl::StrCat(
-      R"({"id":708234512,"node_id":"R_kgDOKjZcEA","name":"web","full_name":"kiln-e2e/web","private":false,"owner":{"name":"kiln-e2e","login":"kiln-e2e","id":1},"html_url":)",
-      u, R"(,"url":)", u, R"(,"clone_url":)", u, R"(,"git_url":)", u, R"(,"ssh_url":)", u,
-      R"(,"default_branch":"main","master_branch":"main","created_at":1700000000,"pushed_at":1700000100})");
-}
+using testutil::DeploymentIdIn;
 
-// A push delivery shaped as GitHub documents it.
 std::string PushPayload(const std::string& url, const std::string& branch,
                         const std::string& before, const std::string& after,
                         const std::string& tree, const std::string& message) {
-  std::string commit = absl::StrCat(
-      R"({"id":")", after, R"(","tree_id":")", tree, R"(","distinct":true,"message":)",
-      json::EncodeString(message),
-      R"(,"timestamp":"2026-12-06T12:00:00Z","url":"https://example.invalid/commit","author":{"name":"Kiln Test","email":"test@kiln.invalid","username":"kiln"},"committer":{"name":"Kiln Test","email":"test@kiln.invalid","username":"kiln"},"added":[],"removed":[],"modified":["www/index.html"]})");
-  return absl::StrCat(
-      R"({"ref":"refs/heads/)", branch, R"(","before":")", before, R"(","after":")", after,
-      R"(","created":false,"deleted":false,"forced":false,"base_ref":null,"compare":"https://example.invalid/compare","commits":[)",
-      commit, R"(],"head_commit":)", commit, R"(,"repository":)", RepositoryJson(url),
-      R"(,"pusher":{"name":"kiln","email":"test@kiln.invalid"},"sender":{"login":"kiln","id":1,"type":"User"}})");
+  return testutil::GithubPushPayload(url, branch, before, after, tree, message);
 }
 
 std::string DeletePayload(const std::string& url, const std::string& branch) {
-  return absl::StrCat(R"({"ref":")", branch,
-                      R"(","ref_type":"branch","pusher_type":"user","repository":)",
-                      RepositoryJson(url), R"(,"sender":{"login":"kiln","id":1,"type":"User"}})");
+  return testutil::GithubDeletePayload(url, branch);
 }
 
 struct Delivery {
@@ -130,26 +112,10 @@ struct Delivery {
 
 Delivery Deliver(int port, const std::string& event, const std::string& delivery,
                  const std::string& payload, const std::string& secret = kSecret) {
-  testutil::HttpCallOptions options;
-  options.headers = {{"Content-Type", "application/json"},
-                     {"User-Agent", "GitHub-Hookshot/e2e"},
-                     {"X-GitHub-Event", event},
-                     {"X-GitHub-Delivery", delivery},
-                     {"X-Hub-Signature-256", worker::GithubSignature(secret, payload)}};
-  options.body = payload;
-  auto reply = testutil::HttpCall(port, "POST", "/webhooks/github", options);
+  auto reply = testutil::DeliverGithubEvent(port, event, delivery, payload, secret);
   INFO(reply.status());
   REQUIRE(reply.ok());
   return {reply->status, reply->body};
-}
-
-// The deployment id in a 202's JSON answer.
-std::string DeploymentIdIn(const std::string& body) {
-  constexpr std::string_view kKey = "\"deployment_id\":\"";
-  auto at = body.find(kKey);
-  if (at == std::string::npos) return "";
-  at += kKey.size();
-  return body.substr(at, body.find('"', at) - at);
 }
 
 class Platform {
