@@ -301,12 +301,21 @@ absl::Status HistoryEngine::SignalWorkflowExecution(
     return absl::InvalidArgumentError(
         absl::StrCat("input: over the limit of ", limits::kMaxPayloadBytes, " bytes"));
   }
-  ASSIGN_OR_RETURN(auto handle,
-                   LoadExecution(Namespace(request.namespace_()), request.workflow_execution()));
-  return SignalRun(
-      *handle,
-      SignalInfo{request.signal_name(), request.input(), request.identity(), request.header()},
-      request.request_id());
+  // A signal to the workflow's current run may resolve it just before it continues as new, and
+  // lock it just after: it then goes to the new run (looked up again), as Temporal does.
+  constexpr int kMaxCurrentRunLookups = 4;
+  for (int lookup = 1;; ++lookup) {
+    ASSIGN_OR_RETURN(auto handle,
+                     LoadExecution(Namespace(request.namespace_()), request.workflow_execution()));
+    if (request.workflow_execution().run_id().empty() && lookup < kMaxCurrentRunLookups &&
+        (*handle)->state->status() == api::WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW) {
+      continue;
+    }
+    return SignalRun(
+        *handle,
+        SignalInfo{request.signal_name(), request.input(), request.identity(), request.header()},
+        request.request_id());
+  }
 }
 
 absl::Status HistoryEngine::CancelRun(Handle& handle, const std::string& reason,

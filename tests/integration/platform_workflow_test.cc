@@ -164,7 +164,9 @@ TEST_CASE("A project continues as new past its event bound and keeps its state",
   pb::ProjectConfig config = p.Config();
   for (int i = 0; i < kProjectEventsPerRun + 5; ++i) {
     config.set_health_path(absl::StrCat("/health/", i));
-    REQUIRE(p.api->UpdateProject(config).ok());
+    auto updated = p.api->UpdateProject(config);
+    INFO(i << ": " << updated.status());
+    REQUIRE(updated.ok());
   }
   REQUIRE(testutil::WaitFor(
       [&] {
