@@ -16,7 +16,7 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang-format cla
 # fuse-overlayfs nor slirp4netns; containernetworking-plugins comes with podman and is enough for
 # --network=none/host). docker-registry and busybox-static: a registry and a base image for tests.
 
-.PHONY: all deps build test demo format lint clean
+.PHONY: all deps build test demo format format-check lint clean
 
 all: build
 
@@ -42,14 +42,22 @@ build: deps
 	cmake --preset $(PRESET) >/dev/null
 	cmake --build --preset $(PRESET) -j $(JOBS)
 
-test: build
+# The formatting check runs first, so a formatting difference fails CI before the build.
+test: format-check build
 	ctest --preset $(PRESET) -j $(JOBS)
 
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)/$(PRESET)/bin
 
+# The C++ sources `format` rewrites and `format-check` checks: tracked and new, not ignored.
+FORMAT_FILES = git ls-files --cached --others --exclude-standard '*.cc' '*.h'
+
 format:
-	git ls-files --cached --others --exclude-standard '*.cc' '*.h' | xargs -r clang-format -i
+	$(FORMAT_FILES) | xargs -r clang-format -i
+
+# Fails, naming each file and line, when any source differs from what `make format` would write.
+format-check: deps
+	$(FORMAT_FILES) | xargs -r clang-format --dry-run -Werror
 
 lint: build
 	git ls-files '*.cc' | grep -v _test.cc | xargs clang-tidy -p $(BUILD_DIR)/$(PRESET) --quiet
