@@ -53,7 +53,7 @@ Connection::Connection(const std::string& address, ConnectionOptions options) : 
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   // Calls are retried by CallWithRetry (UNAVAILABLE, with backoff, request ids making it safe);
   // gRPC's own retry layer only added per-call work: without it the engine benchmark's process
-  // spent ~4% less CPU per transition (docs/benchmarks.md).
+  // spent ~4% less CPU per transition (docs/benchmarks-history.md).
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   if (options.metadata.empty()) {
     channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
