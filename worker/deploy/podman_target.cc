@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/status.h"
 
@@ -28,7 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr size_t kMaxNameChars = 64;
-constexpr size_t kShortDeploymentChars = 12;
+constexpr size_t kShortDeploymentChars = 24;
 constexpr absl::Duration kHealthConnectTimeout = absl::Milliseconds(500);
 constexpr absl::Duration kHealthRequestTimeout = absl::Seconds(2);
 constexpr absl::Duration kHealthFirstPause = absl::Milliseconds(20);
@@ -53,9 +54,13 @@ bool SafeName(const std::string& s) {
 }
 
 // The container's name: lower case, [a-z0-9._-] (podman takes upper case too; people type it).
+// Unique per deployment: a platform deployment id ("<project>-<commit7>-<suffix>") loses its
+// project prefix and keeps its commit and suffix, so a rollback to a commit never takes the name
+// of the container that serves the same commit.
 std::string ContainerName(const DeployRequest& r) {
-  std::string short_id = r.deployment_id.substr(0, kShortDeploymentChars);
-  return absl::AsciiStrToLower(absl::StrCat("kiln-", r.project, "-", r.slot, "-", short_id));
+  std::string id(absl::StripPrefix(r.deployment_id, r.project + "-"));
+  if (id.size() > kShortDeploymentChars) id = id.substr(id.size() - kShortDeploymentChars);
+  return absl::AsciiStrToLower(absl::StrCat("kiln-", r.project, "-", r.slot, "-", id));
 }
 
 std::string Ms(absl::Duration d) { return absl::StrCat(absl::ToInt64Milliseconds(d), " ms"); }
