@@ -10,8 +10,6 @@
 #include <string>
 #include <vector>
 
-#include <prometheus/registry.h>
-
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/fiber.h"
@@ -75,7 +73,6 @@ class HistoryEngine {
   static absl::StatusOr<std::unique_ptr<HistoryEngine>> Create(Store* store, Clock* clock,
                                                                IdGenerator* ids,
                                                                EngineListener* listener,
-                                                               prometheus::Registry* registry,
                                                                EngineOptions options = {});
 
   // Clients.
