@@ -1,5 +1,6 @@
-// Status helpers: early-return macros for absl::Status / absl::StatusOr, and the conversion
-// between absl::Status and grpc::Status used at every RPC boundary.
+// Status helpers: early-return macros for absl::Status / absl::StatusOr, and Annotate (an
+// error with context prefixed to its message). The conversion between absl::Status and
+// grpc::Status used at every RPC boundary is in common/rpc_status.h.
 #pragma once
 
 #include <utility>

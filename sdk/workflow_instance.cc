@@ -165,11 +165,11 @@ Future<absl::Status> WorkflowContext::SignalExternalWorkflow(const std::string& 
                                                              const std::string& run_id,
                                                              const std::string& signal_name,
                                                              const api::Payloads& input) {
-  return instance_->External(true, workflow_id, run_id, signal_name, input);
+  return instance_->SignalExternal(workflow_id, run_id, signal_name, input);
 }
 Future<absl::Status> WorkflowContext::RequestCancelExternalWorkflow(const std::string& workflow_id,
                                                                     const std::string& run_id) {
-  return instance_->External(false, workflow_id, run_id, "", {});
+  return instance_->CancelExternal(workflow_id, run_id);
 }
 void WorkflowContext::UpsertSearchAttributes(const api::SearchAttributes& attributes) {
   instance_->UpsertSearchAttributes(attributes);
@@ -421,30 +421,38 @@ ChildWorkflow WorkflowInstance::StartChild(const std::string& type, const api::P
   return child;
 }
 
-Future<absl::Status> WorkflowInstance::External(bool signal, const std::string& workflow_id,
-                                                const std::string& run_id,
-                                                const std::string& signal_name,
-                                                const api::Payloads& input) {
+Future<absl::Status> WorkflowInstance::SignalExternal(const std::string& workflow_id,
+                                                      const std::string& run_id,
+                                                      const std::string& signal_name,
+                                                      const api::Payloads& input) {
   std::string seq = std::to_string(next_seq_++);
+  api::Command command;
+  command.set_command_type(api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION);
+  auto* a = command.mutable_signal_external_workflow_execution_command_attributes();
+  a->mutable_execution()->set_workflow_id(workflow_id);
+  a->mutable_execution()->set_run_id(run_id);
+  a->set_signal_name(signal_name);
+  *a->mutable_input() = input;
+  a->set_control(seq);
+  return EmitExternal(seq, std::move(command));
+}
+
+Future<absl::Status> WorkflowInstance::CancelExternal(const std::string& workflow_id,
+                                                      const std::string& run_id) {
+  std::string seq = std::to_string(next_seq_++);
+  api::Command command;
+  command.set_command_type(api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION);
+  auto* a = command.mutable_request_cancel_external_workflow_execution_command_attributes();
+  a->set_workflow_id(workflow_id);
+  a->set_run_id(run_id);
+  a->set_control(seq);
+  return EmitExternal(seq, std::move(command));
+}
+
+Future<absl::Status> WorkflowInstance::EmitExternal(const std::string& seq, api::Command command) {
   auto state = std::make_shared<Future<absl::Status>::State>();
   state->scheduler = &scheduler_;
   Future<absl::Status> future(state);
-  api::Command command;
-  if (signal) {
-    command.set_command_type(api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION);
-    auto* a = command.mutable_signal_external_workflow_execution_command_attributes();
-    a->mutable_execution()->set_workflow_id(workflow_id);
-    a->mutable_execution()->set_run_id(run_id);
-    a->set_signal_name(signal_name);
-    *a->mutable_input() = input;
-    a->set_control(seq);
-  } else {
-    command.set_command_type(api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION);
-    auto* a = command.mutable_request_cancel_external_workflow_execution_command_attributes();
-    a->set_workflow_id(workflow_id);
-    a->set_run_id(run_id);
-    a->set_control(seq);
-  }
   externals_[seq] = future;
   Emit(std::move(command));
   return future;

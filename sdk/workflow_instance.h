@@ -81,9 +81,11 @@ class WorkflowInstance {
   bool cancel_requested() const { return cancel_requested_; }
   ChildWorkflow StartChild(const std::string& type, const api::Payloads& input,
                            const ChildWorkflowOptions& options);
-  Future<absl::Status> External(bool signal, const std::string& workflow_id,
-                                const std::string& run_id, const std::string& signal_name,
-                                const api::Payloads& input);
+  // Signals / asks to cancel another workflow's run (SignalExternalWorkflow and
+  // RequestCancelExternalWorkflow); the future resolves with the engine's recorded result.
+  Future<absl::Status> SignalExternal(const std::string& workflow_id, const std::string& run_id,
+                                      const std::string& signal_name, const api::Payloads& input);
+  Future<absl::Status> CancelExternal(const std::string& workflow_id, const std::string& run_id);
   absl::Status SetContinueAsNew(api::Payloads input);
   void UpsertSearchAttributes(const api::SearchAttributes& attributes);
   absl::Time now() const { return now_; }
@@ -147,8 +149,12 @@ class WorkflowInstance {
     std::string workflow_id;
     std::string type;
   };
-  std::map<std::string, PendingChild> children_;           // by workflow id
-  std::map<int64_t, std::string> child_by_initiated_;      // initiated event id -> workflow id
+  std::map<std::string, PendingChild> children_;       // by workflow id
+  std::map<int64_t, std::string> child_by_initiated_;  // initiated event id -> workflow id
+  // Emits `command` (a signal or cancel of another run, its control set to `seq`) and returns
+  // the future its result event resolves.
+  Future<absl::Status> EmitExternal(const std::string& seq, api::Command command);
+
   std::map<std::string, Future<absl::Status>> externals_;  // by sequence id
   std::map<int64_t, std::string> external_by_initiated_;
   std::deque<std::string> unmatched_externals_;  // sequence ids, in command order

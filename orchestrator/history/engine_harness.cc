@@ -13,7 +13,7 @@ api::Payloads Text(const std::string& s) {
 }
 
 EngineHarness::EngineHarness() {
-  engine_ = HistoryEngine::Create(&store_, &clock_, &ids_, this, nullptr).value();
+  engine_ = HistoryEngine::Create(&store_, &clock_, &ids_, this).value();
 }
 
 absl::StatusOr<std::string> EngineHarness::Start(const std::string& workflow_id,

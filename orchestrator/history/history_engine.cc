@@ -37,7 +37,6 @@ absl::StatusOr<internal::TaskToken> DecodeTaskToken(const std::string& bytes) {
 absl::StatusOr<std::unique_ptr<HistoryEngine>> HistoryEngine::Create(Store* store, Clock* clock,
                                                                      IdGenerator* ids,
                                                                      EngineListener* listener,
-                                                                     prometheus::Registry* registry,
                                                                      EngineOptions options) {
   ASSIGN_OR_RETURN(auto task_ids, TaskIdAllocator::Create(store));
   return std::unique_ptr<HistoryEngine>(

@@ -10,8 +10,6 @@
 #include <string>
 #include <vector>
 
-#include <prometheus/registry.h>
-
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/fiber.h"
@@ -75,7 +73,6 @@ class HistoryEngine {
   static absl::StatusOr<std::unique_ptr<HistoryEngine>> Create(Store* store, Clock* clock,
                                                                IdGenerator* ids,
                                                                EngineListener* listener,
-                                                               prometheus::Registry* registry,
                                                                EngineOptions options = {});
 
   // Clients.
@@ -146,6 +143,7 @@ class HistoryEngine {
 
   using Handle = RunCache::Handle;
 
+  // Loading, committing and reading runs (history_engine.cc).
   std::string Namespace(const std::string& ns) const;
   // Locks the run and loads its state. kNotFound when the run does not exist.
   absl::StatusOr<std::unique_ptr<Handle>> LoadRun(const std::string& run_id);
@@ -170,11 +168,12 @@ class HistoryEngine {
   absl::Status StartNewTask(Mutation& m, QueuedTask& task, const std::string& identity);
   // The workflow task `m` creates for the open run, if any and not started yet.
   QueuedTask* NewPendingWorkflowTask(Mutation& m);
-  // The start of the pending workflow task / of an activity's current attempt, applied to `m`.
+  // The start of the pending workflow task (workflow_tasks.cc) / of an activity's current
+  // attempt (activity_tasks.cc), applied to `m`.
   absl::Status ApplyWorkflowTaskStarted(Mutation& m, int64_t backlog_task_id,
                                         const std::string& queue, const std::string& identity,
                                         const std::string& request_id);
-  // A started activity's task, as its worker gets it.
+  // A started activity's task, as its worker gets it (activity_tasks.cc).
   static api::PollActivityTaskQueueResponse BuildActivityTask(const internal::ExecutionState& state,
                                                               int64_t scheduled_event_id);
   absl::Status ApplyActivityTaskStarted(Mutation& m, int64_t scheduled_event_id,
@@ -202,6 +201,8 @@ class HistoryEngine {
   absl::Status StartEagerActivities(Mutation& m,
                                     const api::RespondWorkflowTaskCompletedRequest& request,
                                     std::vector<int64_t>* eager);
+  // Events from_event_id..to_event_id (inclusive; 0: to the end) of a run, at most `limit`
+  // (history_engine.cc).
   absl::StatusOr<api::History> ReadEvents(const std::string& run_id, int64_t from_event_id,
                                           int64_t to_event_id, size_t limit);
 
@@ -234,7 +235,8 @@ class HistoryEngine {
                                    const api::Failure& failure, api::EventType final_event,
                                    const api::Payloads* heartbeat_details);
 
-  // Starts, signals, cancellation, children and other runs (lifecycle.cc).
+  // Starts (plain, signal-with-start, children, continue-as-new), signals and cancellation
+  // (lifecycle.cc).
   struct ParentInfo {
     std::string ns;
     std::string workflow_id;
@@ -260,12 +262,15 @@ class HistoryEngine {
   // Adds the signal event to an open run (idempotent by request id).
   absl::Status SignalRun(Handle& handle, const SignalInfo& signal, const std::string& request_id);
   absl::Status CancelRun(Handle& handle, const std::string& reason, const std::string& identity);
-  // Closing work on other runs: parent notification, parent close policy. Called by Close paths.
-  absl::Status FireTransfer(const std::string& key, const internal::TimerTask& task);
   absl::Status ContinueAsNew(Mutation& m,
                              const api::ContinueAsNewWorkflowExecutionCommandAttributes& a,
                              int64_t completed_event_id, std::unique_ptr<Mutation>* new_run,
                              WriteBatch* extra);
+
+  // Transfer tasks (transfers.cc): work on another run that a committed transition implies
+  // (start a child, tell a parent its child closed, parent close policy, signal or cancel
+  // another workflow). FireTimer hands them here.
+  absl::Status FireTransfer(const std::string& key, const internal::TimerTask& task);
 
   // Timer pieces (timer_tasks.cc).
   absl::Status FireActivityTimeout(Mutation& m, const internal::TimerTask& task, bool* stale);

@@ -1047,5 +1047,24 @@ TEST_CASE("A completion that leaves the run open answers without a close event",
   CHECK_FALSE(answer->has_closed_event());
 }
 
+TEST_CASE("Transfer tasks are told from timers by type, whatever the enum order") {
+  for (internal::TimerTaskType type :
+       {internal::TIMER_TASK_TYPE_START_CHILD, internal::TIMER_TASK_TYPE_CHILD_CLOSED,
+        internal::TIMER_TASK_TYPE_PARENT_CLOSE_POLICY, internal::TIMER_TASK_TYPE_SIGNAL_EXTERNAL,
+        internal::TIMER_TASK_TYPE_CANCEL_EXTERNAL}) {
+    CHECK(IsTransferTask(type));
+    CHECK(TimerTable(type) == Table::kTimers);
+  }
+  for (internal::TimerTaskType type :
+       {internal::TIMER_TASK_TYPE_UNSPECIFIED, internal::TIMER_TASK_TYPE_USER_TIMER,
+        internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT, internal::TIMER_TASK_TYPE_ACTIVITY_RETRY,
+        internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT,
+        internal::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT, internal::TIMER_TASK_TYPE_DELETE_HISTORY}) {
+    CHECK_FALSE(IsTransferTask(type));
+  }
+  // A type from a newer version is not taken for a transfer just because its number is high.
+  CHECK_FALSE(IsTransferTask(static_cast<internal::TimerTaskType>(100)));
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

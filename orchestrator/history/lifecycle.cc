@@ -1,5 +1,6 @@
 // HistoryEngine: starting runs (plain, signal-with-start, children, continue-as-new), signals,
-// cancellation requests, and the transfer tasks that act on other runs.
+// cancellation requests, query tasks and counts. The transfer tasks that act on other runs are
+// in transfers.cc.
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"

@@ -43,6 +43,19 @@ Table TimerTable(TimerTaskType type) {
   return type == TimerTaskType::TIMER_TASK_TYPE_DELETE_HISTORY ? Table::kRetention : Table::kTimers;
 }
 
+bool IsTransferTask(TimerTaskType type) {
+  switch (type) {
+    case TimerTaskType::TIMER_TASK_TYPE_START_CHILD:
+    case TimerTaskType::TIMER_TASK_TYPE_CHILD_CLOSED:
+    case TimerTaskType::TIMER_TASK_TYPE_PARENT_CLOSE_POLICY:
+    case TimerTaskType::TIMER_TASK_TYPE_SIGNAL_EXTERNAL:
+    case TimerTaskType::TIMER_TASK_TYPE_CANCEL_EXTERNAL:
+      return true;
+    default:
+      return false;
+  }
+}
+
 Mutation::Mutation(const ExecutionState& state, absl::Time now, TaskIdAllocator* ids)
     : state_(state), now_(now), ids_(ids), initial_timer_keys_(TaskTimerKeys(state)) {}
 

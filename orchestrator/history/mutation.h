@@ -30,6 +30,11 @@ struct NewTimer {
 // The table a timer of this type lives in: kRetention for DELETE_HISTORY, kTimers otherwise.
 Table TimerTable(kiln::internal::v1::TimerTaskType type);
 
+// Whether a task of this type is a transfer task (work on another run, due now; see
+// transfers.cc) rather than a timer of the run itself. Listed by name, not by enum order, so a
+// new type is a timer until it is added here.
+bool IsTransferTask(kiln::internal::v1::TimerTaskType type);
+
 class Mutation {
  public:
   // `state` is the run's state before the transition (a copy is changed).

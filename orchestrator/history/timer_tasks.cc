@@ -23,7 +23,7 @@ api::Failure TimeoutFailure(api::TimeoutType type, const api::Payloads& details)
 }  // namespace
 
 absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::TimerTask& task) {
-  if (task.type() >= internal::TIMER_TASK_TYPE_START_CHILD) return FireTransfer(key, task);
+  if (IsTransferTask(task.type())) return FireTransfer(key, task);
   // Written here before deletions had a table of their own.
   if (task.type() == internal::TIMER_TASK_TYPE_DELETE_HISTORY) {
     return DeleteRun(Table::kTimers, key, task);

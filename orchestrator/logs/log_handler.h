@@ -28,7 +28,7 @@
 #include "orchestrator/logs/log_limits.h"
 #include "orchestrator/logs/log_metrics.h"
 #include "orchestrator/logs/log_reader.h"
-#include "orchestrator/logs/log_readers.h"
+#include "orchestrator/logs/log_reader_registry.h"
 #include "orchestrator/logs/log_streams.h"
 #include "orchestrator/persistence/store.h"
 
@@ -85,7 +85,7 @@ class LogHandler final : public kiln::api::v1::LogService::CallbackService {
   RpcMetrics rpc_metrics_;
   LogMetrics metrics_;
   LogStreams streams_;
-  LogReaders readers_;
+  LogReaderRegistry readers_;
 };
 
 }  // namespace kiln::orchestrator

@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/rpc_status.h"
 #include "orchestrator/logs/log_limits.h"
-#include "orchestrator/logs/log_readers.h"
+#include "orchestrator/logs/log_reader_registry.h"
 #include "orchestrator/logs/log_store.h"
 #include "orchestrator/logs/run_lookup.h"
 

@@ -36,7 +36,7 @@
 
 namespace kiln::orchestrator {
 
-class LogReaders;
+class LogReaderRegistry;
 
 struct LogReaderEnv {
   Store* store;
@@ -45,7 +45,7 @@ struct LogReaderEnv {
   Clock* clock;
   LogMetrics* metrics;
   RpcMetrics* rpc;
-  LogReaders* readers;
+  LogReaderRegistry* readers;
   absl::Duration idle_limit;
   size_t queue_bytes;
 };
@@ -56,13 +56,13 @@ class LogReader final : public grpc::ServerWriteReactor<kiln::api::v1::ReadLogRe
   // `request` must be valid (see log_validation.h); `ns` is the resolved namespace.
   LogReader(const LogReaderEnv& env, std::string ns, const kiln::api::v1::ReadLogRequest& request);
 
-  // Resolves the run and starts reading, on the executor. Call once, after LogReaders::Add.
+  // Resolves the run and starts reading, on the executor. Call once, after LogReaderRegistry::Add.
   void Begin();
   // Ends the call now with `status` (a refused start, the server's shutdown).
   void End(const absl::Status& status);
 
   bool follow() const { return follow_; }
-  // A reference for a caller that found this reader in LogReaders; false when it is going.
+  // A reference for a caller that found this reader in LogReaderRegistry; false when it is going.
   bool TryRef();
   void Unref();
 

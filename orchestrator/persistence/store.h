@@ -26,7 +26,7 @@ enum class Table : uint8_t {
   kHistory = 2,     // run id + event id -> HistoryEvent
   kCurrent = 3,     // namespace + workflow id -> CurrentRun
   kTasks = 4,       // task queue backlog: queue + task id -> TaskRecord
-  kTimers = 5,      // fire time + task id -> TimerTask
+  kTimers = 5,      // fire time + task id -> TimerTask: timers AND transfer tasks (due now)
   kVisibility = 6,  // namespace + inverted start time + run id -> VisibilityRecord
   kLogs = 7,        // log streams
   kRetention = 8,   // fire time + task id -> TimerTask: closed runs' history deletions

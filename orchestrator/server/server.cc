@@ -104,7 +104,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->listener_ = std::make_unique<Listener>(server->matching_.get(), server->watchers_.get());
   ASSIGN_OR_RETURN(server->engine_,
                    HistoryEngine::Create(server->store_.get(), &server->clock_, &server->ids_,
-                                         server->listener_.get(), server->registry_.get(),
+                                         server->listener_.get(),
                                          EngineOptions{.retention = options.retention}));
   HistoryEngine* engine = server->engine_.get();
   server->timers_ = std::make_unique<TimerQueue>(

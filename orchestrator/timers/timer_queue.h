@@ -1,6 +1,10 @@
 // The durable timer queue. Timer tasks live in a table (Table::kTimers; Table::kRetention for
 // the second queue, which deletes closed runs) keyed by (fire time, task id), so a scan is in
-// fire order. The queue keeps in memory only the timers due within a window (and
+// fire order. It is in truth a durable task queue: kTimers also carries the transfer tasks a
+// transition implies (start a child, notify a parent, signal or cancel another run), written
+// due "now" so that a crash cannot lose them (see internal::TimerTask).
+//
+// The queue keeps in memory only the timers due within a window (and
 // at most a bounded number of them); later ones stay in the store until the window reaches
 // them. One clock alarm is armed for the earliest timer; due timers are fired on an executor.
 //

@@ -7,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "orchestrator/visibility/absl_view.h"
+#include "common/absl_view.h"
 #include "orchestrator/visibility/query_lexer.h"
 
 namespace kiln::orchestrator::query {

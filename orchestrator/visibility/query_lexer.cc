@@ -8,7 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "orchestrator/visibility/absl_view.h"
+#include "common/absl_view.h"
 
 namespace kiln::orchestrator::query {
 namespace {

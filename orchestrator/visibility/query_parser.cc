@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/absl_view.h"
 #include "common/status.h"
-#include "orchestrator/visibility/absl_view.h"
 #include "orchestrator/visibility/query_lexer.h"
 #include "orchestrator/visibility/visibility_query.h"
 

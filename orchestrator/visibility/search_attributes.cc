@@ -8,9 +8,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/absl_view.h"
 #include "common/json_scalar.h"
 #include "common/status.h"
-#include "orchestrator/visibility/absl_view.h"
 #include "orchestrator/visibility/visibility_fields.h"
 
 namespace kiln::orchestrator {

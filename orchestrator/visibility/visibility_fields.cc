@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "common/absl_view.h"
 #include "common/proto_time.h"
-#include "orchestrator/visibility/absl_view.h"
 
 namespace kiln::orchestrator {
 namespace {

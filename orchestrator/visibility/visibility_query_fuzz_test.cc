@@ -9,7 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "orchestrator/visibility/absl_view.h"
+#include "common/absl_view.h"
 #include "orchestrator/visibility/search_attributes.h"
 #include "orchestrator/visibility/visibility_query.h"
 

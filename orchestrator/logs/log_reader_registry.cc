@@ -1,4 +1,4 @@
-#include "orchestrator/logs/log_readers.h"
+#include "orchestrator/logs/log_reader_registry.h"
 
 #include <vector>
 
@@ -7,7 +7,7 @@
 
 namespace kiln::orchestrator {
 
-absl::Status LogReaders::Add(LogReader* reader) {
+absl::Status LogReaderRegistry::Add(LogReader* reader) {
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("the orchestrator is shutting down");
   if (readers_.size() >= max_readers_) {
@@ -18,12 +18,12 @@ absl::Status LogReaders::Add(LogReader* reader) {
   return absl::OkStatus();
 }
 
-void LogReaders::Remove(LogReader* reader) {
+void LogReaderRegistry::Remove(LogReader* reader) {
   absl::MutexLock lock(&mu_);
   readers_.erase(reader);  // A refused reader was never added.
 }
 
-void LogReaders::Shutdown() {
+void LogReaderRegistry::Shutdown() {
   std::vector<LogReader*> follows;
   {
     absl::MutexLock lock(&mu_);
@@ -40,13 +40,13 @@ void LogReaders::Shutdown() {
   }
 }
 
-void LogReaders::WaitUntilEmpty() {
+void LogReaderRegistry::WaitUntilEmpty() {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
       +[](absl::flat_hash_set<LogReader*>* readers) { return readers->empty(); }, &readers_));
 }
 
-size_t LogReaders::size() {
+size_t LogReaderRegistry::size() {
   absl::MutexLock lock(&mu_);
   return readers_.size();
 }

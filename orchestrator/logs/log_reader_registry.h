@@ -1,6 +1,6 @@
-// The ReadLog calls in progress (LogReader), so that the server's shutdown can end the follows
-// and the handler's destructor can wait until the last reader is gone (readers use the
-// handler's parts). Bounded: past the limit a new read is refused.
+// LogReaderRegistry: the ReadLog calls in progress (each a LogReader), so that the server's
+// shutdown can end the follows and the handler's destructor can wait until the last reader is gone
+// (readers use the handler's parts). Bounded: past the limit a new read is refused.
 #pragma once
 
 #include <cstddef>
@@ -14,9 +14,9 @@ namespace kiln::orchestrator {
 
 class LogReader;
 
-class LogReaders {
+class LogReaderRegistry {
  public:
-  explicit LogReaders(size_t max_readers) : max_readers_(max_readers) {}
+  explicit LogReaderRegistry(size_t max_readers) : max_readers_(max_readers) {}
 
   // kUnavailable once shutting down, kResourceExhausted at the limit.
   absl::Status Add(LogReader* reader);
