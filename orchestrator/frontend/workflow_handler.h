@@ -4,39 +4,19 @@
 // wait for new events — hold no thread while they wait.
 #pragma once
 
-#include <memory>
+#include <functional>
 #include <string>
+#include <string_view>
 
-#include <prometheus/registry.h>
-
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/clock.h"
-#include "common/executor.h"
-#include "common/ids.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
 #include "orchestrator/frontend/authorizer.h"
+#include "orchestrator/frontend/frontend_deps.h"
 #include "orchestrator/frontend/query_registry.h"
 #include "orchestrator/frontend/rpc_metrics.h"
-#include "orchestrator/history/history_engine.h"
-#include "orchestrator/history/run_watchers.h"
-#include "orchestrator/matching/matching.h"
 
 namespace kiln::orchestrator {
-
-struct FrontendDeps {
-  HistoryEngine* engine;
-  Matching* matching;
-  RunWatchers* watchers;
-  Clock* clock;
-  IdGenerator* ids;
-  Executor* executor;
-  prometheus::Registry* registry;
-  std::string data_dir;
-  // Long polls end (empty answer) after this long at most.
-  absl::Duration long_poll = absl::Seconds(60);
-  // Who may call what (authorizer.h); null: everyone may call everything.
-  Authorizer* authorizer = nullptr;
-};
 
 class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackService {
  public:
