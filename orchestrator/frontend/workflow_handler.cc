@@ -1,5 +1,8 @@
 #include "orchestrator/frontend/workflow_handler.h"
 
+#include <type_traits>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
@@ -46,42 +49,65 @@ grpc::ServerUnaryReactor* WorkflowHandler::RunOnExecutor(Ctx* ctx, const char* m
 #define KILN_AUTHORIZE(ctx, method, ...) \
   KILN_REJECT_IF_ERROR(ctx, metrics_, #method, Admit(ctx, Rpc::k##method, ##__VA_ARGS__).status())
 
+namespace {
+
+// The validation of a call whose request has nothing to check beyond its caller.
+absl::Status NothingToValidate() { return absl::OkStatus(); }
+
+}  // namespace
+
+template <typename Response, typename Validate, typename Work>
+grpc::ServerUnaryReactor* WorkflowHandler::Unary(Ctx* ctx, Rpc rpc, const char* method,
+                                                 Response* response, Validate validate, Work work) {
+  absl::StatusOr<Principal> principal = Admit(ctx, rpc);
+  KILN_REJECT_IF_ERROR(ctx, metrics_, method, principal.status());
+  KILN_REJECT_IF_ERROR(ctx, metrics_, method, validate());
+  // Writes a value answer into the response (on the executor: the call is not finished yet).
+  auto answer = [response](auto result) -> absl::Status {
+    if constexpr (std::is_same_v<decltype(result), absl::Status>) {
+      return result;
+    } else {
+      if (!result.ok()) return result.status();
+      *response = std::move(*result);
+      return absl::OkStatus();
+    }
+  };
+  // Only a call that checks its caller further keeps the Principal.
+  if constexpr (std::is_invocable_v<const Work&, const Principal&>) {
+    return RunOnExecutor(ctx, method,
+                         [answer, work = std::move(work), principal = std::move(*principal)] {
+                           return answer(work(principal));
+                         });
+  } else {
+    return RunOnExecutor(ctx, method, [answer, work = std::move(work)] { return answer(work()); });
+  }
+}
+
 grpc::ServerUnaryReactor* WorkflowHandler::StartWorkflowExecution(
     Ctx* ctx, const api::StartWorkflowExecutionRequest* request,
     api::StartWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, StartWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "StartWorkflowExecution", ValidateStart(*request));
-  return RunOnExecutor(ctx, "StartWorkflowExecution", [this, request, response] {
-    auto result = deps_.engine->StartWorkflowExecution(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kStartWorkflowExecution, "StartWorkflowExecution", response,
+      [request] { return ValidateStart(*request); },
+      [this, request] { return deps_.engine->StartWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::TerminateWorkflowExecution(
     Ctx* ctx, const api::TerminateWorkflowExecutionRequest* request,
     api::TerminateWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, TerminateWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "TerminateWorkflowExecution",
-                       ValidateExecution(request->workflow_execution(), false));
-  return RunOnExecutor(ctx, "TerminateWorkflowExecution", [this, request] {
-    return deps_.engine->TerminateWorkflowExecution(*request);
-  });
+  return Unary(
+      ctx, Rpc::kTerminateWorkflowExecution, "TerminateWorkflowExecution", response,
+      [request] { return ValidateExecution(request->workflow_execution(), false); },
+      [this, request] { return deps_.engine->TerminateWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::DescribeWorkflowExecution(
     Ctx* ctx, const api::DescribeWorkflowExecutionRequest* request,
     api::DescribeWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, DescribeWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "DescribeWorkflowExecution",
-                       ValidateExecution(request->execution(), false));
-  return RunOnExecutor(ctx, "DescribeWorkflowExecution", [this, request, response] {
-    auto result = deps_.engine->DescribeWorkflowExecution(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kDescribeWorkflowExecution, "DescribeWorkflowExecution", response,
+      [request] { return ValidateExecution(request->execution(), false); },
+      [this, request] { return deps_.engine->DescribeWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::GetWorkflowExecutionHistory(
@@ -96,15 +122,10 @@ grpc::ServerUnaryReactor* WorkflowHandler::GetWorkflowExecutionHistory(
 grpc::ServerUnaryReactor* WorkflowHandler::ListWorkflowExecutions(
     Ctx* ctx, const api::ListWorkflowExecutionsRequest* request,
     api::ListWorkflowExecutionsResponse* response) {
-  KILN_AUTHORIZE(ctx, ListWorkflowExecutions);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "ListWorkflowExecutions",
-                       ValidateNamespace(request->namespace_()));
-  return RunOnExecutor(ctx, "ListWorkflowExecutions", [this, request, response] {
-    auto result = deps_.engine->ListWorkflowExecutions(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kListWorkflowExecutions, "ListWorkflowExecutions", response,
+      [request] { return ValidateNamespace(request->namespace_()); },
+      [this, request] { return deps_.engine->ListWorkflowExecutions(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
@@ -169,137 +190,108 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
 grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskCompleted(
     Ctx* ctx, const api::RespondWorkflowTaskCompletedRequest* request,
     api::RespondWorkflowTaskCompletedResponse* response) {
-  KILN_AUTHORIZE(ctx, RespondWorkflowTaskCompleted);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "RespondWorkflowTaskCompleted",
-                       ValidateWorkerInstance(request->sticky_worker(), "sticky_worker"));
-  return RunOnExecutor(ctx, "RespondWorkflowTaskCompleted", [this, request, response] {
-    auto result = deps_.engine->RespondWorkflowTaskCompleted(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kRespondWorkflowTaskCompleted, "RespondWorkflowTaskCompleted", response,
+      [request] { return ValidateWorkerInstance(request->sticky_worker(), "sticky_worker"); },
+      [this, request] { return deps_.engine->RespondWorkflowTaskCompleted(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskFailed(
     Ctx* ctx, const api::RespondWorkflowTaskFailedRequest* request,
     api::RespondWorkflowTaskFailedResponse* response) {
-  KILN_AUTHORIZE(ctx, RespondWorkflowTaskFailed);
-  return RunOnExecutor(ctx, "RespondWorkflowTaskFailed", [this, request] {
-    return deps_.engine->RespondWorkflowTaskFailed(*request);
-  });
+  return Unary(ctx, Rpc::kRespondWorkflowTaskFailed, "RespondWorkflowTaskFailed", response,
+               NothingToValidate,
+               [this, request] { return deps_.engine->RespondWorkflowTaskFailed(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RecordActivityTaskHeartbeat(
     Ctx* ctx, const api::RecordActivityTaskHeartbeatRequest* request,
     api::RecordActivityTaskHeartbeatResponse* response) {
-  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRecordActivityTaskHeartbeat);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "RecordActivityTaskHeartbeat", principal.status());
-  return RunOnExecutor(ctx, "RecordActivityTaskHeartbeat",
-                       [this, request, response, principal = std::move(*principal)] {
-                         RETURN_IF_ERROR(CheckActivityAnswer(
-                             principal, Rpc::kRecordActivityTaskHeartbeat, request->task_token()));
-                         auto result = deps_.engine->RecordActivityTaskHeartbeat(*request);
-                         if (!result.ok()) return result.status();
-                         *response = std::move(*result);
-                         return absl::OkStatus();
-                       });
+  return Unary(ctx, Rpc::kRecordActivityTaskHeartbeat, "RecordActivityTaskHeartbeat", response,
+               NothingToValidate,
+               [this, request](const Principal& principal)
+                   -> absl::StatusOr<api::RecordActivityTaskHeartbeatResponse> {
+                 RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRecordActivityTaskHeartbeat,
+                                                     request->task_token()));
+                 return deps_.engine->RecordActivityTaskHeartbeat(*request);
+               });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCompleted(
     Ctx* ctx, const api::RespondActivityTaskCompletedRequest* request,
     api::RespondActivityTaskCompletedResponse* response) {
-  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRespondActivityTaskCompleted);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "RespondActivityTaskCompleted", principal.status());
-  KILN_REJECT_IF_ERROR(
-      ctx, metrics_, "RespondActivityTaskCompleted",
-      ValidateWorkerInstance(request->speculative_workflow_task().completion().sticky_worker(),
-                             "speculative_workflow_task.completion.sticky_worker"));
-  return RunOnExecutor(
-      ctx, "RespondActivityTaskCompleted",
-      [this, request, response, principal = std::move(*principal)] {
+  return Unary(
+      ctx, Rpc::kRespondActivityTaskCompleted, "RespondActivityTaskCompleted", response,
+      [request] {
+        return ValidateWorkerInstance(
+            request->speculative_workflow_task().completion().sticky_worker(),
+            "speculative_workflow_task.completion.sticky_worker");
+      },
+      [this, request](
+          const Principal& principal) -> absl::StatusOr<api::RespondActivityTaskCompletedResponse> {
         RETURN_IF_ERROR(CheckActivityAnswer(
             principal, Rpc::kRespondActivityTaskCompleted, request->task_token(),
             request->return_new_workflow_task() || request->has_speculative_workflow_task()));
-        auto result = deps_.engine->RespondActivityTaskCompleted(*request);
-        if (!result.ok()) return result.status();
-        *response = std::move(*result);
-        return absl::OkStatus();
+        return deps_.engine->RespondActivityTaskCompleted(*request);
       });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskFailed(
     Ctx* ctx, const api::RespondActivityTaskFailedRequest* request,
     api::RespondActivityTaskFailedResponse* response) {
-  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRespondActivityTaskFailed);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "RespondActivityTaskFailed", principal.status());
-  return RunOnExecutor(
-      ctx, "RespondActivityTaskFailed", [this, request, principal = std::move(*principal)] {
-        RETURN_IF_ERROR(
-            CheckActivityAnswer(principal, Rpc::kRespondActivityTaskFailed, request->task_token()));
-        return deps_.engine->RespondActivityTaskFailed(*request);
-      });
+  return Unary(ctx, Rpc::kRespondActivityTaskFailed, "RespondActivityTaskFailed", response,
+               NothingToValidate, [this, request](const Principal& principal) {
+                 RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRespondActivityTaskFailed,
+                                                     request->task_token()));
+                 return deps_.engine->RespondActivityTaskFailed(*request);
+               });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCanceled(
     Ctx* ctx, const api::RespondActivityTaskCanceledRequest* request,
     api::RespondActivityTaskCanceledResponse* response) {
-  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRespondActivityTaskCanceled);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "RespondActivityTaskCanceled", principal.status());
-  return RunOnExecutor(ctx, "RespondActivityTaskCanceled",
-                       [this, request, principal = std::move(*principal)] {
-                         RETURN_IF_ERROR(CheckActivityAnswer(
-                             principal, Rpc::kRespondActivityTaskCanceled, request->task_token()));
-                         return deps_.engine->RespondActivityTaskCanceled(*request);
-                       });
+  return Unary(ctx, Rpc::kRespondActivityTaskCanceled, "RespondActivityTaskCanceled", response,
+               NothingToValidate, [this, request](const Principal& principal) {
+                 RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRespondActivityTaskCanceled,
+                                                     request->task_token()));
+                 return deps_.engine->RespondActivityTaskCanceled(*request);
+               });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::CountWorkflowExecutions(
     Ctx* ctx, const api::CountWorkflowExecutionsRequest* request,
     api::CountWorkflowExecutionsResponse* response) {
-  KILN_AUTHORIZE(ctx, CountWorkflowExecutions);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "CountWorkflowExecutions",
-                       ValidateNamespace(request->namespace_()));
-  return RunOnExecutor(ctx, "CountWorkflowExecutions", [this, request, response] {
-    auto result = deps_.engine->CountWorkflowExecutions(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kCountWorkflowExecutions, "CountWorkflowExecutions", response,
+      [request] { return ValidateNamespace(request->namespace_()); },
+      [this, request] { return deps_.engine->CountWorkflowExecutions(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::SignalWorkflowExecution(
     Ctx* ctx, const api::SignalWorkflowExecutionRequest* request,
     api::SignalWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, SignalWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "SignalWorkflowExecution",
-                       ValidateExecution(request->workflow_execution(), false));
-  return RunOnExecutor(ctx, "SignalWorkflowExecution",
-                       [this, request] { return deps_.engine->SignalWorkflowExecution(*request); });
+  return Unary(
+      ctx, Rpc::kSignalWorkflowExecution, "SignalWorkflowExecution", response,
+      [request] { return ValidateExecution(request->workflow_execution(), false); },
+      [this, request] { return deps_.engine->SignalWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::SignalWithStartWorkflowExecution(
     Ctx* ctx, const api::SignalWithStartWorkflowExecutionRequest* request,
     api::SignalWithStartWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, SignalWithStartWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "SignalWithStartWorkflowExecution",
-                       ValidateStart(request->start()));
-  return RunOnExecutor(ctx, "SignalWithStartWorkflowExecution", [this, request, response] {
-    auto result = deps_.engine->SignalWithStartWorkflowExecution(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kSignalWithStartWorkflowExecution, "SignalWithStartWorkflowExecution", response,
+      [request] { return ValidateStart(request->start()); },
+      [this, request] { return deps_.engine->SignalWithStartWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RequestCancelWorkflowExecution(
     Ctx* ctx, const api::RequestCancelWorkflowExecutionRequest* request,
     api::RequestCancelWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, RequestCancelWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "RequestCancelWorkflowExecution",
-                       ValidateExecution(request->workflow_execution(), false));
-  return RunOnExecutor(ctx, "RequestCancelWorkflowExecution", [this, request] {
-    return deps_.engine->RequestCancelWorkflowExecution(*request);
-  });
+  return Unary(
+      ctx, Rpc::kRequestCancelWorkflowExecution, "RequestCancelWorkflowExecution", response,
+      [request] { return ValidateExecution(request->workflow_execution(), false); },
+      [this, request] { return deps_.engine->RequestCancelWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::QueryWorkflow(Ctx* ctx,
@@ -384,32 +376,33 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondQueryTaskCompleted(
 grpc::ServerUnaryReactor* WorkflowHandler::DescribeTaskQueue(
     Ctx* ctx, const api::DescribeTaskQueueRequest* request,
     api::DescribeTaskQueueResponse* response) {
-  KILN_AUTHORIZE(ctx, DescribeTaskQueue);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "DescribeTaskQueue",
-                       ValidateTaskQueue(request->task_queue()));
-  return RunOnExecutor(ctx, "DescribeTaskQueue", [this, request, response] {
-    auto described = deps_.matching->Describe(
-        request->activity() ? keys::TaskKind::kActivity : keys::TaskKind::kWorkflow,
-        request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_(),
-        request->task_queue().name());
-    if (!described.ok()) return described.status();
-    for (const PollerInfo& poller : described->pollers) {
-      auto* p = response->add_pollers();
-      p->set_identity(poller.identity);
-      ToProto(poller.last_seen, p->mutable_last_access_time());
-    }
-    response->set_backlog_count(described->backlog_count);
-    if (!described->exclusive_holder.empty()) {
-      response->set_exclusive_holder(described->exclusive_holder);
-      ToProto(described->exclusive_lease_expiry, response->mutable_exclusive_lease_expiry());
-    }
-    response->set_backlog_count_capped(described->backlog_count_capped);
-    if (described->oldest_task_created != absl::InfinitePast()) {
-      ToProto(deps_.clock->Now() - described->oldest_task_created,
-              response->mutable_oldest_task_age());
-    }
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kDescribeTaskQueue, "DescribeTaskQueue", response,
+      [request] { return ValidateTaskQueue(request->task_queue()); },
+      [this, request, response]() -> absl::Status {
+        auto described = deps_.matching->Describe(
+            request->activity() ? keys::TaskKind::kActivity : keys::TaskKind::kWorkflow,
+            request->namespace_().empty() ? deps_.engine->default_namespace()
+                                          : request->namespace_(),
+            request->task_queue().name());
+        if (!described.ok()) return described.status();
+        for (const PollerInfo& poller : described->pollers) {
+          auto* p = response->add_pollers();
+          p->set_identity(poller.identity);
+          ToProto(poller.last_seen, p->mutable_last_access_time());
+        }
+        response->set_backlog_count(described->backlog_count);
+        if (!described->exclusive_holder.empty()) {
+          response->set_exclusive_holder(described->exclusive_holder);
+          ToProto(described->exclusive_lease_expiry, response->mutable_exclusive_lease_expiry());
+        }
+        response->set_backlog_count_capped(described->backlog_count_capped);
+        if (described->oldest_task_created != absl::InfinitePast()) {
+          ToProto(deps_.clock->Now() - described->oldest_task_created,
+                  response->mutable_oldest_task_age());
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::GetSystemInfo(Ctx* ctx,

@@ -81,6 +81,16 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
                              api::DescribeTaskQueueResponse* response) override;
 
  private:
+  // One unary call, as every handler that answers from the executor is: admits the caller
+  // (Authorizer::Admit), then checks the request with `validate` (() -> absl::Status), each
+  // refusal answered at once and recorded as `method`; then runs `work` on the executor and
+  // finishes the call with its status (RunOnExecutor: recorded with its latency, mapped to a
+  // gRPC code). `work` takes the admitted Principal if it needs it (a further check of the
+  // caller), or nothing, and returns absl::Status, or absl::StatusOr<Response> whose value
+  // becomes the answer.
+  template <typename Response, typename Validate, typename Work>
+  Reactor* Unary(Ctx* ctx, Rpc rpc, const char* method, Response* response, Validate validate,
+                 Work work);
   // Runs `work` on the executor and finishes the call with its status.
   Reactor* RunOnExecutor(Ctx* ctx, const char* method, std::function<absl::Status()> work);
   // The caller of `rpc`, if it may call it at all (Authorizer::Admit).
