@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/logging.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
 #include "common/status.h"

@@ -2,6 +2,9 @@
 // engine's executor (they may wait for a synced commit), and maps engine errors to gRPC codes.
 // It uses gRPC's callback API, so waiting calls — task-queue long polls and history reads that
 // wait for new events — hold no thread while they wait.
+// This file is the table of RPCs: each handler admits its caller (Authorizer::Admit) first,
+// then validates, then works. The reactor plumbing is in reactor.h, the long polls in
+// long_polls.h.
 #pragma once
 
 #include <functional>
