@@ -1,301 +1,19 @@
 #include "orchestrator/frontend/workflow_handler.h"
 
-#include <atomic>
+#include <type_traits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/logging.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
 #include "common/status.h"
 #include "common/version.h"
+#include "orchestrator/frontend/long_polls.h"
+#include "orchestrator/frontend/reactor.h"
 #include "orchestrator/frontend/validation.h"
 #include "orchestrator/history/limits.h"
 
 namespace kiln::orchestrator {
-namespace {
-
-// A reactor that frees itself once gRPC is done with it AND every asynchronous path holding a
-// reference (a waiting poll, a watcher, an alarm, queued work) has let go.
-class RefCountedReactor : public grpc::ServerUnaryReactor {
- public:
-  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
-  void Unref() {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
-  void OnDone() override { Unref(); }
-
- protected:
-  // Finishes the call once; later calls are ignored. Returns whether this call finished it.
-  // `write` fills the response first, under the same guard: once a call is finished (say by
-  // a cancellation), gRPC may free its request and response, so nothing may touch them after.
-  // `record` runs before the answer goes out, so that a caller reading the metrics after its
-  // answer finds its own call counted.
-  bool FinishOnce(const absl::Status& status, const std::function<void()>& write,
-                  const std::function<void()>& record) {
-    {
-      absl::MutexLock lock(&finish_mu_);
-      if (finished_) return false;
-      finished_ = true;
-      if (write) write();
-    }
-    record();
-    Finish(ToGrpc(status));
-    return true;
-  }
-  bool finished() {
-    absl::MutexLock lock(&finish_mu_);
-    return finished_;
-  }
-
- private:
-  std::atomic<int> refs_{1};  // gRPC's own, released in OnDone.
-  absl::Mutex finish_mu_;
-  bool finished_ ABSL_GUARDED_BY(finish_mu_) = false;
-};
-
-// A task-queue long poll: waits in matching (no thread), records the start of the task it gets,
-// and answers; a stale task is dropped and the poll goes on until its deadline.
-template <typename Response>
-class TaskPoll final : public RefCountedReactor {
- public:
-  using Start = std::function<absl::StatusOr<Response>(const QueuedTask&, const std::string&)>;
-
-  TaskPoll(const FrontendDeps& deps, RpcMetrics* metrics, const char* method, keys::TaskKind kind,
-           std::string ns, std::string queue, std::string identity, bool exclusive,
-           absl::Time deadline, Response* response, Start start)
-      : deps_(deps),
-        metrics_(metrics),
-        method_(method),
-        kind_(kind),
-        ns_(std::move(ns)),
-        queue_(std::move(queue)),
-        identity_(std::move(identity)),
-        exclusive_(exclusive),
-        deadline_(deadline),
-        response_(response),
-        start_(std::move(start)),
-        began_(deps.clock->Now()) {}
-
-  void Begin() {
-    Ref();  // For the matching callback.
-    auto poll = deps_.matching->Poll(
-        kind_, ns_, queue_, identity_, deadline_,
-        [this](std::optional<QueuedTask> task) { OnTask(std::move(task)); },
-        PollOptions{.exclusive = exclusive_});
-    if (!poll.ok()) {
-      Done(poll.status());
-      Unref();
-      return;
-    }
-    absl::MutexLock lock(&mu_);
-    poll_id_ = *poll;
-    if (cancelled_) deps_.matching->CancelPoll(poll_id_);
-  }
-
-  void OnCancel() override {
-    uint64_t id;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      id = poll_id_;
-    }
-    if (id != 0) deps_.matching->CancelPoll(id);
-  }
-
- private:
-  void OnTask(std::optional<QueuedTask> task) {
-    if (!task.has_value()) {
-      Done(absl::OkStatus());  // Deadline or cancel: an empty answer.
-      Unref();
-      return;
-    }
-    QueuedTask copy = *task;
-    if (!deps_.executor->TrySubmit(
-            [this, t = std::move(copy)]() mutable { Record(std::move(t)); })) {
-      deps_.matching->Return(std::move(*task));
-      Done(absl::ResourceExhaustedError("orchestrator is overloaded: work queue full"));
-      Unref();
-    }
-  }
-
-  void Record(QueuedTask task) {
-    // A task started at schedule for this poll answers as a retry of that start.
-    std::string request_id =
-        task.started_request_id.empty() ? deps_.ids->NewUuid() : task.started_request_id;
-    absl::StatusOr<Response> started = start_(task, request_id);
-    if (started.ok()) {
-      deps_.matching->Done(task);
-      Done(absl::OkStatus(), [&] { *response_ = std::move(*started); });
-    } else if (absl::IsNotFound(started.status()) || absl::IsFailedPrecondition(started.status())) {
-      // Stale: the run closed or the task was superseded. Drop it and keep polling.
-      absl::Status dropped = deps_.engine->DropStaleTask(task);
-      if (!dropped.ok()) LogWarn("matching.drop_stale_failed", {{"status", dropped}});
-      deps_.matching->Done(task);
-      bool again;
-      {
-        absl::MutexLock lock(&mu_);
-        again = !cancelled_ && deps_.clock->Now() < deadline_;
-      }
-      if (again) {
-        Begin();
-      } else {
-        Done(absl::OkStatus());
-      }
-    } else {
-      deps_.matching->Return(std::move(task));
-      Done(started.status());
-    }
-    Unref();
-  }
-
-  void Done(const absl::Status& status, const std::function<void()>& write = nullptr) {
-    FinishOnce(status, write,
-               [&] { metrics_->Record(method_, status, deps_.clock->Now() - began_); });
-  }
-
-  const FrontendDeps& deps_;
-  RpcMetrics* metrics_;
-  const char* method_;
-  keys::TaskKind kind_;
-  std::string ns_;
-  std::string queue_;
-  std::string identity_;
-  bool exclusive_;
-  absl::Time deadline_;
-  Response* response_;
-  Start start_;
-  absl::Time began_;
-  absl::Mutex mu_;
-  uint64_t poll_id_ ABSL_GUARDED_BY(mu_) = 0;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-// A history read that may wait for new events (how a client waits for a workflow's result).
-class HistoryWait final : public RefCountedReactor {
- public:
-  HistoryWait(const FrontendDeps& deps, RpcMetrics* metrics,
-              const api::GetWorkflowExecutionHistoryRequest* request,
-              api::GetWorkflowExecutionHistoryResponse* response, absl::Time deadline)
-      : deps_(deps),
-        metrics_(metrics),
-        request_(*request),
-        response_(response),
-        deadline_(deadline),
-        began_(deps.clock->Now()) {}
-
-  void Begin() { Schedule(); }
-
-  void OnCancel() override { Done(absl::CancelledError("history read cancelled")); }
-
- private:
-  // Queues an attempt on the executor, holding a reference for it.
-  void Schedule() {
-    Ref();
-    if (!deps_.executor->TrySubmit([this] {
-          Attempt();
-          Unref();
-        })) {
-      Done(absl::ResourceExhaustedError("orchestrator is overloaded: work queue full"));
-      Unref();
-    }
-  }
-
-  void Attempt() {
-    if (finished()) return;
-    auto read = deps_.engine->ReadHistory(request_);
-    if (!read.ok()) return Done(read.status());
-    if (!read->wait) return Respond(std::move(read->response));
-    if (deps_.clock->Now() >= deadline_) return Respond(EmptyPage());
-
-    // Watch first, then read again: an event committed between the two reads still wakes us.
-    Ref();
-    // A reader of the close event only cares about the run closing.
-    const bool close_only =
-        request_.history_event_filter_type() == api::HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT;
-    auto watch = deps_.watchers->Watch(
-        read->run_id,
-        [this] {
-          {
-            absl::MutexLock lock(&mu_);
-            watch_id_ = 0;
-          }
-          if (!finished()) Schedule();
-          Unref();
-        },
-        close_only);
-    if (!watch.ok()) {
-      Unref();
-      return Done(watch.status());
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      watch_id_ = *watch;
-    }
-    auto again = deps_.engine->ReadHistory(request_);
-    if (!again.ok() || !again->wait) {
-      CancelWatch();
-      if (!again.ok()) return Done(again.status());
-      return Respond(std::move(again->response));
-    }
-    absl::MutexLock lock(&mu_);
-    if (alarm_ == 0) {
-      Ref();
-      alarm_ = deps_.clock->ScheduleAlarm(deadline_, [this] {
-        CancelWatch();
-        Respond(EmptyPage());
-        Unref();
-      });
-    }
-  }
-
-  void CancelWatch() {
-    uint64_t id;
-    {
-      absl::MutexLock lock(&mu_);
-      id = watch_id_;
-      watch_id_ = 0;
-    }
-    if (id != 0 && deps_.watchers->Cancel(id)) Unref();
-  }
-
-  api::GetWorkflowExecutionHistoryResponse EmptyPage() {
-    api::GetWorkflowExecutionHistoryResponse empty;
-    empty.set_next_page_token(request_.next_page_token());
-    return empty;
-  }
-
-  void Respond(api::GetWorkflowExecutionHistoryResponse response) {
-    Done(absl::OkStatus(), [&] { *response_ = std::move(response); });
-  }
-
-  void Done(const absl::Status& status, const std::function<void()>& write = nullptr) {
-    const bool finished = FinishOnce(status, write, [&] {
-      metrics_->Record("GetWorkflowExecutionHistory", status, deps_.clock->Now() - began_);
-    });
-    if (!finished) return;
-    CancelWatch();
-    AlarmId alarm;
-    {
-      absl::MutexLock lock(&mu_);
-      alarm = alarm_;
-    }
-    if (alarm != 0 && deps_.clock->CancelAlarm(alarm)) Unref();
-  }
-
-  const FrontendDeps& deps_;
-  RpcMetrics* metrics_;
-  // A copy: the call's own request may be freed once the call is finished (e.g. cancelled)
-  // while an attempt still runs on the executor.
-  const api::GetWorkflowExecutionHistoryRequest request_;
-  api::GetWorkflowExecutionHistoryResponse* response_;
-  absl::Time deadline_;
-  absl::Time began_;
-  absl::Mutex mu_;
-  uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
-  AlarmId alarm_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-}  // namespace
 
 WorkflowHandler::WorkflowHandler(FrontendDeps deps)
     : deps_(std::move(deps)), metrics_(deps_.registry), start_time_(absl::Now()) {}
@@ -322,114 +40,116 @@ absl::Time WorkflowHandler::PollDeadline(Ctx* ctx) {
 
 grpc::ServerUnaryReactor* WorkflowHandler::RunOnExecutor(Ctx* ctx, const char* method,
                                                          std::function<absl::Status()> work) {
-  Reactor* reactor = ctx->DefaultReactor();
-  absl::Time began = deps_.clock->Now();
-  bool queued = deps_.executor->TrySubmit([this, reactor, method, began, work = std::move(work)] {
-    absl::Status status = work();
-    metrics_.Record(method, status, deps_.clock->Now() - began);
-    reactor->Finish(ToGrpc(status));
-  });
-  if (!queued) {
-    absl::Status status =
-        absl::ResourceExhaustedError("orchestrator is overloaded: work queue full");
-    metrics_.Record(method, status, absl::ZeroDuration());
-    reactor->Finish(ToGrpc(status));
-  }
-  return reactor;
+  return kiln::orchestrator::RunOnExecutor(ctx, *deps_.executor, *deps_.clock, metrics_, method,
+                                           std::move(work));
 }
-
-#define KILN_REJECT_IF_ERROR(ctx, method, expr)                     \
-  do {                                                              \
-    absl::Status kiln_invalid_ = (expr);                            \
-    if (!kiln_invalid_.ok()) {                                      \
-      metrics_.Record(method, kiln_invalid_, absl::ZeroDuration()); \
-      auto* kiln_reactor_ = (ctx)->DefaultReactor();                \
-      kiln_reactor_->Finish(ToGrpc(kiln_invalid_));                 \
-      return kiln_reactor_;                                         \
-    }                                                               \
-  } while (0)
 
 // Refuses the call unless its caller may call the method (the Rpc named like it).
 #define KILN_AUTHORIZE(ctx, method, ...) \
-  KILN_REJECT_IF_ERROR(ctx, #method, Admit(ctx, Rpc::k##method, ##__VA_ARGS__).status())
+  KILN_REJECT_IF_ERROR(ctx, metrics_, #method, Admit(ctx, Rpc::k##method, ##__VA_ARGS__).status())
+
+namespace {
+
+// The validation of a call whose request has nothing to check beyond its caller.
+absl::Status NothingToValidate() { return absl::OkStatus(); }
+
+}  // namespace
+
+template <typename Response, typename Validate, typename Work>
+grpc::ServerUnaryReactor* WorkflowHandler::Unary(Ctx* ctx, Rpc rpc, const char* method,
+                                                 Response* response, Validate validate, Work work) {
+  absl::StatusOr<Principal> principal = Admit(ctx, rpc);
+  KILN_REJECT_IF_ERROR(ctx, metrics_, method, principal.status());
+  KILN_REJECT_IF_ERROR(ctx, metrics_, method, validate());
+  // Writes a value answer into the response (on the executor: the call is not finished yet).
+  auto answer = [response](auto result) -> absl::Status {
+    if constexpr (std::is_same_v<decltype(result), absl::Status>) {
+      return result;
+    } else {
+      if (!result.ok()) return result.status();
+      *response = std::move(*result);
+      return absl::OkStatus();
+    }
+  };
+  // Only a call that checks its caller further keeps the Principal.
+  if constexpr (std::is_invocable_v<const Work&, const Principal&>) {
+    return RunOnExecutor(ctx, method,
+                         [answer, work = std::move(work), principal = std::move(*principal)] {
+                           return answer(work(principal));
+                         });
+  } else {
+    return RunOnExecutor(ctx, method, [answer, work = std::move(work)] { return answer(work()); });
+  }
+}
 
 grpc::ServerUnaryReactor* WorkflowHandler::StartWorkflowExecution(
     Ctx* ctx, const api::StartWorkflowExecutionRequest* request,
     api::StartWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, StartWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, "StartWorkflowExecution", ValidateStart(*request));
-  return RunOnExecutor(ctx, "StartWorkflowExecution", [this, request, response] {
-    auto result = deps_.engine->StartWorkflowExecution(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kStartWorkflowExecution, "StartWorkflowExecution", response,
+      [request] { return ValidateStart(*request); },
+      [this, request] { return deps_.engine->StartWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::TerminateWorkflowExecution(
     Ctx* ctx, const api::TerminateWorkflowExecutionRequest* request,
     api::TerminateWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, TerminateWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, "TerminateWorkflowExecution",
-                       ValidateExecution(request->workflow_execution(), false));
-  return RunOnExecutor(ctx, "TerminateWorkflowExecution", [this, request] {
-    return deps_.engine->TerminateWorkflowExecution(*request);
-  });
+  return Unary(
+      ctx, Rpc::kTerminateWorkflowExecution, "TerminateWorkflowExecution", response,
+      [request] { return ValidateExecution(request->workflow_execution(), false); },
+      [this, request] { return deps_.engine->TerminateWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::DescribeWorkflowExecution(
     Ctx* ctx, const api::DescribeWorkflowExecutionRequest* request,
     api::DescribeWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, DescribeWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, "DescribeWorkflowExecution",
-                       ValidateExecution(request->execution(), false));
-  return RunOnExecutor(ctx, "DescribeWorkflowExecution", [this, request, response] {
-    auto result = deps_.engine->DescribeWorkflowExecution(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kDescribeWorkflowExecution, "DescribeWorkflowExecution", response,
+      [request] { return ValidateExecution(request->execution(), false); },
+      [this, request] { return deps_.engine->DescribeWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::GetWorkflowExecutionHistory(
     Ctx* ctx, const api::GetWorkflowExecutionHistoryRequest* request,
     api::GetWorkflowExecutionHistoryResponse* response) {
   KILN_AUTHORIZE(ctx, GetWorkflowExecutionHistory);
-  KILN_REJECT_IF_ERROR(ctx, "GetWorkflowExecutionHistory",
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "GetWorkflowExecutionHistory",
                        ValidateExecution(request->execution(), false));
-  auto* reactor = new HistoryWait(deps_, &metrics_, request, response, PollDeadline(ctx));
-  reactor->Begin();
-  return reactor;
+  return StartHistoryWait(deps_, &metrics_, request, response, PollDeadline(ctx));
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::ListWorkflowExecutions(
     Ctx* ctx, const api::ListWorkflowExecutionsRequest* request,
     api::ListWorkflowExecutionsResponse* response) {
-  KILN_AUTHORIZE(ctx, ListWorkflowExecutions);
-  KILN_REJECT_IF_ERROR(ctx, "ListWorkflowExecutions", ValidateNamespace(request->namespace_()));
-  return RunOnExecutor(ctx, "ListWorkflowExecutions", [this, request, response] {
-    auto result = deps_.engine->ListWorkflowExecutions(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kListWorkflowExecutions, "ListWorkflowExecutions", response,
+      [request] { return ValidateNamespace(request->namespace_()); },
+      [this, request] { return deps_.engine->ListWorkflowExecutions(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
     Ctx* ctx, const api::PollWorkflowTaskQueueRequest* request,
     api::PollWorkflowTaskQueueResponse* response) {
   KILN_AUTHORIZE(ctx, PollWorkflowTaskQueue);
-  KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateNamespace(request->namespace_()));
-  KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateTaskQueue(request->task_queue()));
-  KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue", ValidateIdentity(request->identity()));
-  KILN_REJECT_IF_ERROR(ctx, "PollWorkflowTaskQueue",
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "PollWorkflowTaskQueue",
+                       ValidateNamespace(request->namespace_()));
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "PollWorkflowTaskQueue",
+                       ValidateTaskQueue(request->task_queue()));
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "PollWorkflowTaskQueue",
+                       ValidateIdentity(request->identity()));
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "PollWorkflowTaskQueue",
                        ValidateWorkerInstance(request->worker_instance_id(), "worker_instance_id"));
   std::string identity = request->identity();
   std::string instance = request->worker_instance_id();
-  auto* reactor = new TaskPoll<api::PollWorkflowTaskQueueResponse>(
-      deps_, &metrics_, "PollWorkflowTaskQueue", keys::TaskKind::kWorkflow,
-      request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_(),
-      request->task_queue().name(), identity, request->exclusive(), PollDeadline(ctx), response,
+  return StartWorkflowTaskPoll(
+      deps_, &metrics_,
+      TaskPollTarget{.ns = request->namespace_().empty() ? deps_.engine->default_namespace()
+                                                         : request->namespace_(),
+                     .queue = request->task_queue().name(),
+                     .identity = identity,
+                     .exclusive = request->exclusive(),
+                     .deadline = PollDeadline(ctx)},
+      response,
       [this, identity, instance](const QueuedTask& task, const std::string& request_id)
           -> absl::StatusOr<api::PollWorkflowTaskQueueResponse> {
         if (!task.record.query_id().empty()) {
@@ -440,170 +160,147 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
         return deps_.engine->RecordWorkflowTaskStarted(task, identity, request_id, std::nullopt,
                                                        instance);
       });
-  reactor->Begin();
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
     Ctx* ctx, const api::PollActivityTaskQueueRequest* request,
     api::PollActivityTaskQueueResponse* response) {
   KILN_AUTHORIZE(ctx, PollActivityTaskQueue, request->task_queue().name());
-  KILN_REJECT_IF_ERROR(ctx, "PollActivityTaskQueue", ValidateNamespace(request->namespace_()));
-  KILN_REJECT_IF_ERROR(ctx, "PollActivityTaskQueue", ValidateTaskQueue(request->task_queue()));
-  KILN_REJECT_IF_ERROR(ctx, "PollActivityTaskQueue", ValidateIdentity(request->identity()));
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "PollActivityTaskQueue",
+                       ValidateNamespace(request->namespace_()));
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "PollActivityTaskQueue",
+                       ValidateTaskQueue(request->task_queue()));
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "PollActivityTaskQueue",
+                       ValidateIdentity(request->identity()));
   std::string identity = request->identity();
-  auto* reactor = new TaskPoll<api::PollActivityTaskQueueResponse>(
-      deps_, &metrics_, "PollActivityTaskQueue", keys::TaskKind::kActivity,
-      request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_(),
-      request->task_queue().name(), identity, request->exclusive(), PollDeadline(ctx), response,
-      [this, identity](const QueuedTask& task, const std::string& request_id) {
+  return StartActivityTaskPoll(
+      deps_, &metrics_,
+      TaskPollTarget{.ns = request->namespace_().empty() ? deps_.engine->default_namespace()
+                                                         : request->namespace_(),
+                     .queue = request->task_queue().name(),
+                     .identity = identity,
+                     .exclusive = request->exclusive(),
+                     .deadline = PollDeadline(ctx)},
+      response, [this, identity](const QueuedTask& task, const std::string& request_id) {
         return deps_.engine->RecordActivityTaskStarted(task, identity, request_id);
       });
-  reactor->Begin();
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskCompleted(
     Ctx* ctx, const api::RespondWorkflowTaskCompletedRequest* request,
     api::RespondWorkflowTaskCompletedResponse* response) {
-  KILN_AUTHORIZE(ctx, RespondWorkflowTaskCompleted);
-  KILN_REJECT_IF_ERROR(ctx, "RespondWorkflowTaskCompleted",
-                       ValidateWorkerInstance(request->sticky_worker(), "sticky_worker"));
-  return RunOnExecutor(ctx, "RespondWorkflowTaskCompleted", [this, request, response] {
-    auto result = deps_.engine->RespondWorkflowTaskCompleted(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kRespondWorkflowTaskCompleted, "RespondWorkflowTaskCompleted", response,
+      [request] { return ValidateWorkerInstance(request->sticky_worker(), "sticky_worker"); },
+      [this, request] { return deps_.engine->RespondWorkflowTaskCompleted(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskFailed(
     Ctx* ctx, const api::RespondWorkflowTaskFailedRequest* request,
     api::RespondWorkflowTaskFailedResponse* response) {
-  KILN_AUTHORIZE(ctx, RespondWorkflowTaskFailed);
-  return RunOnExecutor(ctx, "RespondWorkflowTaskFailed", [this, request] {
-    return deps_.engine->RespondWorkflowTaskFailed(*request);
-  });
+  return Unary(ctx, Rpc::kRespondWorkflowTaskFailed, "RespondWorkflowTaskFailed", response,
+               NothingToValidate,
+               [this, request] { return deps_.engine->RespondWorkflowTaskFailed(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RecordActivityTaskHeartbeat(
     Ctx* ctx, const api::RecordActivityTaskHeartbeatRequest* request,
     api::RecordActivityTaskHeartbeatResponse* response) {
-  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRecordActivityTaskHeartbeat);
-  KILN_REJECT_IF_ERROR(ctx, "RecordActivityTaskHeartbeat", principal.status());
-  return RunOnExecutor(ctx, "RecordActivityTaskHeartbeat",
-                       [this, request, response, principal = std::move(*principal)] {
-                         RETURN_IF_ERROR(CheckActivityAnswer(
-                             principal, Rpc::kRecordActivityTaskHeartbeat, request->task_token()));
-                         auto result = deps_.engine->RecordActivityTaskHeartbeat(*request);
-                         if (!result.ok()) return result.status();
-                         *response = std::move(*result);
-                         return absl::OkStatus();
-                       });
+  return Unary(ctx, Rpc::kRecordActivityTaskHeartbeat, "RecordActivityTaskHeartbeat", response,
+               NothingToValidate,
+               [this, request](const Principal& principal)
+                   -> absl::StatusOr<api::RecordActivityTaskHeartbeatResponse> {
+                 RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRecordActivityTaskHeartbeat,
+                                                     request->task_token()));
+                 return deps_.engine->RecordActivityTaskHeartbeat(*request);
+               });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCompleted(
     Ctx* ctx, const api::RespondActivityTaskCompletedRequest* request,
     api::RespondActivityTaskCompletedResponse* response) {
-  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRespondActivityTaskCompleted);
-  KILN_REJECT_IF_ERROR(ctx, "RespondActivityTaskCompleted", principal.status());
-  KILN_REJECT_IF_ERROR(
-      ctx, "RespondActivityTaskCompleted",
-      ValidateWorkerInstance(request->speculative_workflow_task().completion().sticky_worker(),
-                             "speculative_workflow_task.completion.sticky_worker"));
-  return RunOnExecutor(
-      ctx, "RespondActivityTaskCompleted",
-      [this, request, response, principal = std::move(*principal)] {
+  return Unary(
+      ctx, Rpc::kRespondActivityTaskCompleted, "RespondActivityTaskCompleted", response,
+      [request] {
+        return ValidateWorkerInstance(
+            request->speculative_workflow_task().completion().sticky_worker(),
+            "speculative_workflow_task.completion.sticky_worker");
+      },
+      [this, request](
+          const Principal& principal) -> absl::StatusOr<api::RespondActivityTaskCompletedResponse> {
         RETURN_IF_ERROR(CheckActivityAnswer(
             principal, Rpc::kRespondActivityTaskCompleted, request->task_token(),
             request->return_new_workflow_task() || request->has_speculative_workflow_task()));
-        auto result = deps_.engine->RespondActivityTaskCompleted(*request);
-        if (!result.ok()) return result.status();
-        *response = std::move(*result);
-        return absl::OkStatus();
+        return deps_.engine->RespondActivityTaskCompleted(*request);
       });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskFailed(
     Ctx* ctx, const api::RespondActivityTaskFailedRequest* request,
     api::RespondActivityTaskFailedResponse* response) {
-  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRespondActivityTaskFailed);
-  KILN_REJECT_IF_ERROR(ctx, "RespondActivityTaskFailed", principal.status());
-  return RunOnExecutor(
-      ctx, "RespondActivityTaskFailed", [this, request, principal = std::move(*principal)] {
-        RETURN_IF_ERROR(
-            CheckActivityAnswer(principal, Rpc::kRespondActivityTaskFailed, request->task_token()));
-        return deps_.engine->RespondActivityTaskFailed(*request);
-      });
+  return Unary(ctx, Rpc::kRespondActivityTaskFailed, "RespondActivityTaskFailed", response,
+               NothingToValidate, [this, request](const Principal& principal) {
+                 RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRespondActivityTaskFailed,
+                                                     request->task_token()));
+                 return deps_.engine->RespondActivityTaskFailed(*request);
+               });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCanceled(
     Ctx* ctx, const api::RespondActivityTaskCanceledRequest* request,
     api::RespondActivityTaskCanceledResponse* response) {
-  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kRespondActivityTaskCanceled);
-  KILN_REJECT_IF_ERROR(ctx, "RespondActivityTaskCanceled", principal.status());
-  return RunOnExecutor(ctx, "RespondActivityTaskCanceled",
-                       [this, request, principal = std::move(*principal)] {
-                         RETURN_IF_ERROR(CheckActivityAnswer(
-                             principal, Rpc::kRespondActivityTaskCanceled, request->task_token()));
-                         return deps_.engine->RespondActivityTaskCanceled(*request);
-                       });
+  return Unary(ctx, Rpc::kRespondActivityTaskCanceled, "RespondActivityTaskCanceled", response,
+               NothingToValidate, [this, request](const Principal& principal) {
+                 RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRespondActivityTaskCanceled,
+                                                     request->task_token()));
+                 return deps_.engine->RespondActivityTaskCanceled(*request);
+               });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::CountWorkflowExecutions(
     Ctx* ctx, const api::CountWorkflowExecutionsRequest* request,
     api::CountWorkflowExecutionsResponse* response) {
-  KILN_AUTHORIZE(ctx, CountWorkflowExecutions);
-  KILN_REJECT_IF_ERROR(ctx, "CountWorkflowExecutions", ValidateNamespace(request->namespace_()));
-  return RunOnExecutor(ctx, "CountWorkflowExecutions", [this, request, response] {
-    auto result = deps_.engine->CountWorkflowExecutions(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kCountWorkflowExecutions, "CountWorkflowExecutions", response,
+      [request] { return ValidateNamespace(request->namespace_()); },
+      [this, request] { return deps_.engine->CountWorkflowExecutions(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::SignalWorkflowExecution(
     Ctx* ctx, const api::SignalWorkflowExecutionRequest* request,
     api::SignalWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, SignalWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, "SignalWorkflowExecution",
-                       ValidateExecution(request->workflow_execution(), false));
-  return RunOnExecutor(ctx, "SignalWorkflowExecution",
-                       [this, request] { return deps_.engine->SignalWorkflowExecution(*request); });
+  return Unary(
+      ctx, Rpc::kSignalWorkflowExecution, "SignalWorkflowExecution", response,
+      [request] { return ValidateExecution(request->workflow_execution(), false); },
+      [this, request] { return deps_.engine->SignalWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::SignalWithStartWorkflowExecution(
     Ctx* ctx, const api::SignalWithStartWorkflowExecutionRequest* request,
     api::SignalWithStartWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, SignalWithStartWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, "SignalWithStartWorkflowExecution", ValidateStart(request->start()));
-  return RunOnExecutor(ctx, "SignalWithStartWorkflowExecution", [this, request, response] {
-    auto result = deps_.engine->SignalWithStartWorkflowExecution(*request);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kSignalWithStartWorkflowExecution, "SignalWithStartWorkflowExecution", response,
+      [request] { return ValidateStart(request->start()); },
+      [this, request] { return deps_.engine->SignalWithStartWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RequestCancelWorkflowExecution(
     Ctx* ctx, const api::RequestCancelWorkflowExecutionRequest* request,
     api::RequestCancelWorkflowExecutionResponse* response) {
-  KILN_AUTHORIZE(ctx, RequestCancelWorkflowExecution);
-  KILN_REJECT_IF_ERROR(ctx, "RequestCancelWorkflowExecution",
-                       ValidateExecution(request->workflow_execution(), false));
-  return RunOnExecutor(ctx, "RequestCancelWorkflowExecution", [this, request] {
-    return deps_.engine->RequestCancelWorkflowExecution(*request);
-  });
+  return Unary(
+      ctx, Rpc::kRequestCancelWorkflowExecution, "RequestCancelWorkflowExecution", response,
+      [request] { return ValidateExecution(request->workflow_execution(), false); },
+      [this, request] { return deps_.engine->RequestCancelWorkflowExecution(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::QueryWorkflow(Ctx* ctx,
                                                          const api::QueryWorkflowRequest* request,
                                                          api::QueryWorkflowResponse* response) {
   KILN_AUTHORIZE(ctx, QueryWorkflow);
-  KILN_REJECT_IF_ERROR(ctx, "QueryWorkflow", ValidateExecution(request->execution(), false));
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "QueryWorkflow",
+                       ValidateExecution(request->execution(), false));
   if (request->query().query_type().empty()) {
-    KILN_REJECT_IF_ERROR(ctx, "QueryWorkflow",
+    KILN_REJECT_IF_ERROR(ctx, metrics_, "QueryWorkflow",
                          absl::InvalidArgumentError("query.query_type: must be set"));
   }
   Reactor* reactor = ctx->DefaultReactor();
@@ -678,31 +375,33 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondQueryTaskCompleted(
 grpc::ServerUnaryReactor* WorkflowHandler::DescribeTaskQueue(
     Ctx* ctx, const api::DescribeTaskQueueRequest* request,
     api::DescribeTaskQueueResponse* response) {
-  KILN_AUTHORIZE(ctx, DescribeTaskQueue);
-  KILN_REJECT_IF_ERROR(ctx, "DescribeTaskQueue", ValidateTaskQueue(request->task_queue()));
-  return RunOnExecutor(ctx, "DescribeTaskQueue", [this, request, response] {
-    auto described = deps_.matching->Describe(
-        request->activity() ? keys::TaskKind::kActivity : keys::TaskKind::kWorkflow,
-        request->namespace_().empty() ? deps_.engine->default_namespace() : request->namespace_(),
-        request->task_queue().name());
-    if (!described.ok()) return described.status();
-    for (const PollerInfo& poller : described->pollers) {
-      auto* p = response->add_pollers();
-      p->set_identity(poller.identity);
-      ToProto(poller.last_seen, p->mutable_last_access_time());
-    }
-    response->set_backlog_count(described->backlog_count);
-    if (!described->exclusive_holder.empty()) {
-      response->set_exclusive_holder(described->exclusive_holder);
-      ToProto(described->exclusive_lease_expiry, response->mutable_exclusive_lease_expiry());
-    }
-    response->set_backlog_count_capped(described->backlog_count_capped);
-    if (described->oldest_task_created != absl::InfinitePast()) {
-      ToProto(deps_.clock->Now() - described->oldest_task_created,
-              response->mutable_oldest_task_age());
-    }
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, Rpc::kDescribeTaskQueue, "DescribeTaskQueue", response,
+      [request] { return ValidateTaskQueue(request->task_queue()); },
+      [this, request, response]() -> absl::Status {
+        auto described = deps_.matching->Describe(
+            request->activity() ? keys::TaskKind::kActivity : keys::TaskKind::kWorkflow,
+            request->namespace_().empty() ? deps_.engine->default_namespace()
+                                          : request->namespace_(),
+            request->task_queue().name());
+        if (!described.ok()) return described.status();
+        for (const PollerInfo& poller : described->pollers) {
+          auto* p = response->add_pollers();
+          p->set_identity(poller.identity);
+          ToProto(poller.last_seen, p->mutable_last_access_time());
+        }
+        response->set_backlog_count(described->backlog_count);
+        if (!described->exclusive_holder.empty()) {
+          response->set_exclusive_holder(described->exclusive_holder);
+          ToProto(described->exclusive_lease_expiry, response->mutable_exclusive_lease_expiry());
+        }
+        response->set_backlog_count_capped(described->backlog_count_capped);
+        if (described->oldest_task_created != absl::InfinitePast()) {
+          ToProto(deps_.clock->Now() - described->oldest_task_created,
+                  response->mutable_oldest_task_age());
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::GetSystemInfo(Ctx* ctx,

@@ -2,41 +2,24 @@
 // engine's executor (they may wait for a synced commit), and maps engine errors to gRPC codes.
 // It uses gRPC's callback API, so waiting calls — task-queue long polls and history reads that
 // wait for new events — hold no thread while they wait.
+// This file is the table of RPCs: each handler admits its caller (Authorizer::Admit) first,
+// then validates, then works. The reactor plumbing is in reactor.h, the long polls in
+// long_polls.h.
 #pragma once
 
-#include <memory>
+#include <functional>
 #include <string>
+#include <string_view>
 
-#include <prometheus/registry.h>
-
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/clock.h"
-#include "common/executor.h"
-#include "common/ids.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
 #include "orchestrator/frontend/authorizer.h"
+#include "orchestrator/frontend/frontend_deps.h"
 #include "orchestrator/frontend/query_registry.h"
 #include "orchestrator/frontend/rpc_metrics.h"
-#include "orchestrator/history/history_engine.h"
-#include "orchestrator/history/run_watchers.h"
-#include "orchestrator/matching/matching.h"
 
 namespace kiln::orchestrator {
-
-struct FrontendDeps {
-  HistoryEngine* engine;
-  Matching* matching;
-  RunWatchers* watchers;
-  Clock* clock;
-  IdGenerator* ids;
-  Executor* executor;
-  prometheus::Registry* registry;
-  std::string data_dir;
-  // Long polls end (empty answer) after this long at most.
-  absl::Duration long_poll = absl::Seconds(60);
-  // Who may call what (authorizer.h); null: everyone may call everything.
-  Authorizer* authorizer = nullptr;
-};
 
 class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackService {
  public:
@@ -101,6 +84,16 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
                              api::DescribeTaskQueueResponse* response) override;
 
  private:
+  // One unary call, as every handler that answers from the executor is: admits the caller
+  // (Authorizer::Admit), then checks the request with `validate` (() -> absl::Status), each
+  // refusal answered at once and recorded as `method`; then runs `work` on the executor and
+  // finishes the call with its status (RunOnExecutor: recorded with its latency, mapped to a
+  // gRPC code). `work` takes the admitted Principal if it needs it (a further check of the
+  // caller), or nothing, and returns absl::Status, or absl::StatusOr<Response> whose value
+  // becomes the answer.
+  template <typename Response, typename Validate, typename Work>
+  Reactor* Unary(Ctx* ctx, Rpc rpc, const char* method, Response* response, Validate validate,
+                 Work work);
   // Runs `work` on the executor and finishes the call with its status.
   Reactor* RunOnExecutor(Ctx* ctx, const char* method, std::function<absl::Status()> work);
   // The caller of `rpc`, if it may call it at all (Authorizer::Admit).
