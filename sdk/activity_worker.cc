@@ -11,6 +11,7 @@
 #include "common/metrics.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
+#include "sdk/internal/eager.h"
 
 namespace kiln::sdk {
 namespace {

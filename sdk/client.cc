@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
+#include "sdk/internal/eager.h"
 
 namespace kiln::sdk {
 namespace {
@@ -178,35 +179,6 @@ absl::StatusOr<WorkflowHandle> Client::StartWorkflow(const StartWorkflowOptions&
         options.eager_worker->StartEagerRun(std::move(*response.mutable_eager_workflow_task()));
   }
   return handle;
-}
-
-void LocalRun::Hold() {
-  absl::MutexLock lock(&mu_);
-  ++holds_;
-}
-
-void LocalRun::Release() {
-  absl::MutexLock lock(&mu_);
-  if (--holds_ == 0 && !close_event_.has_value()) left_ = true;
-}
-
-void LocalRun::Closed(api::HistoryEvent close_event) {
-  absl::MutexLock lock(&mu_);
-  if (!left_ && !close_event_.has_value()) close_event_ = std::move(close_event);
-}
-
-std::optional<api::HistoryEvent> LocalRun::Wait(absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
-  auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return left_ || close_event_.has_value();
-  };
-  mu_.AwaitWithDeadline(absl::Condition(&settled), deadline);
-  return close_event_;
-}
-
-bool LocalRun::settled() {
-  absl::MutexLock lock(&mu_);
-  return left_ || close_event_.has_value();
 }
 
 absl::StatusOr<api::Payloads> Client::GetResult(const WorkflowHandle& handle,

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "sdk/internal/eager.h"
+
 namespace kiln::sdk {
 namespace {
 

@@ -24,6 +24,7 @@
 #include "sdk/client.h"
 #include "sdk/connection.h"
 #include "sdk/instance_cache.h"
+#include "sdk/internal/eager.h"
 #include "sdk/workflow_instance.h"
 
 namespace kiln::sdk {

@@ -13,6 +13,7 @@
 #include "sdk/activity_worker.h"
 #include "sdk/client.h"
 #include "sdk/converter.h"
+#include "sdk/internal/eager.h"
 #include "sdk/workflow_worker.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
