@@ -536,20 +536,18 @@ void ActivityWorker::Run(api::PollActivityTaskQueueResponse task) {
     contexts_.erase(&context);
   }
   context.Close();
-  bool slot_handed_over = false;
-  std::optional<api::PollWorkflowTaskQueueResponse> next =
-      Respond(info, result, &context, &slot_handed_over);
+  Answer answer = Respond(info, result, &context, /*may_hand_over_slot=*/true);
   // The activity is over: its slot is free before the workflow's next task runs on this
   // thread, so an activity that task schedules can take it (eagerly) at once. A task run with
   // the completion (speculative) may have handed it to such an activity already.
-  Finish(/*free_slot=*/!slot_handed_over);
-  if (next.has_value()) RunNextWorkflowTask(std::move(*next));
+  Finish(/*free_slot=*/!answer.slot_handed_over);
+  if (answer.next_task.has_value()) RunNextWorkflowTask(std::move(*answer.next_task));
 }
 
-std::optional<api::PollWorkflowTaskQueueResponse> ActivityWorker::Respond(
-    const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result, ActivityContext* context,
-    bool* slot_handed_over) {
-  std::optional<api::PollWorkflowTaskQueueResponse> next;
+ActivityWorker::Answer ActivityWorker::Respond(const ActivityInfo& info,
+                                               const absl::StatusOr<api::Payloads>& result,
+                                               ActivityContext* context, bool may_hand_over_slot) {
+  Answer answer;
   auto& stub = connection_.workflow_service();
   std::string outcome;
   absl::Status status;
@@ -573,10 +571,10 @@ std::optional<api::PollWorkflowTaskQueueResponse> ActivityWorker::Respond(
       // completion; should the engine refuse it, the task comes back (whole: the runner drops
       // the run) as without it.
       speculative = runner->Speculate(info.run_id, info.activity_id, *result,
-                                      /*slot=*/slot_handed_over != nullptr);
+                                      /*slot=*/may_hand_over_slot);
       if (speculative != nullptr) {
         request.mutable_speculative_workflow_task()->Swap(&speculative->request);
-        if (slot_handed_over != nullptr) *slot_handed_over = speculative->took_slot;
+        if (may_hand_over_slot) answer.slot_handed_over = speculative->took_slot;
       } else {
         request.set_workflow_task_partial_history(runner->HoldsRun(info.run_id));
       }
@@ -589,7 +587,7 @@ std::optional<api::PollWorkflowTaskQueueResponse> ActivityWorker::Respond(
     if (speculative != nullptr)
       runner->FinishSpeculative(std::move(speculative), status, &response);
     if (status.ok() && response.has_workflow_task()) {
-      next = std::move(*response.mutable_workflow_task());
+      answer.next_task = std::move(*response.mutable_workflow_task());
     }
     if (absl::IsInvalidArgument(status)) {
       // The engine refused the result itself (too large, say): report that rather than leave
@@ -658,7 +656,7 @@ std::optional<api::PollWorkflowTaskQueueResponse> ActivityWorker::Respond(
                   {"outcome", outcome},
                   {"error", status}});
   }
-  return next;
+  return answer;
 }
 
 void ActivityWorker::RunNextWorkflowTask(api::PollWorkflowTaskQueueResponse task) {

@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -145,12 +146,19 @@ class ActivityWorker {
   // Waits for a free slot and takes it; false when stopping.
   bool TakeSlot();
   void Run(api::PollActivityTaskQueueResponse task);
-  // Returns the workflow's next task when the completion brought one back (asked for when a
-  // workflow task runner is set). With `slot_handed_over`, the task's slot may go to an
-  // activity the runner's speculative task starts (set true then: the runner owns the slot).
-  std::optional<api::PollWorkflowTaskQueueResponse> Respond(
-      const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
-      ActivityContext* context, bool* slot_handed_over = nullptr);
+  // What answering a task left to do.
+  struct Answer {
+    // The workflow's next task, when the completion brought one back (asked for when a
+    // workflow task runner is set).
+    std::optional<api::PollWorkflowTaskQueueResponse> next_task;
+    // The task's slot went to an activity the runner's speculative task starts: the runner
+    // owns it now, and the caller must not free it.
+    bool slot_handed_over = false;
+  };
+  // Answers the task with `result`. With `may_hand_over_slot`, the task's slot may go to an
+  // activity the runner's speculative task starts (see Answer::slot_handed_over).
+  Answer Respond(const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
+                 ActivityContext* context, bool may_hand_over_slot = false);
   // Runs it on the workflow task runner, if one is still set.
   void RunNextWorkflowTask(api::PollWorkflowTaskQueueResponse task);
   // A task is done: frees its slot (unless handed over), and the worker may be idle from now.

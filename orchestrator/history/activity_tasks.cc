@@ -275,47 +275,47 @@ absl::Status HistoryEngine::RetryOrFailActivity(Mutation& m, internal::ActivityI
                        });
 }
 
-absl::Status HistoryEngine::AnswerActivity(
+absl::StatusOr<HistoryEngine::ActivityAnswer> HistoryEngine::AnswerActivity(
     const std::string& task_token,
     const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
-    const std::string& next_task_identity, std::optional<QueuedTask>* next_task,
-    const api::SpeculativeWorkflowTask* speculative,
-    std::optional<api::RespondWorkflowTaskCompletedResponse>* speculated) {
+    const std::string& next_task_identity, const api::SpeculativeWorkflowTask* speculative) {
+  ActivityAnswer answer;
   ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(task_token));
   ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
   internal::ActivityInfo* activity = nullptr;
   RETURN_IF_ERROR(CheckActivityToken(*handle, task_token, &activity).status());
   if (speculative != nullptr) {
-    ASSIGN_OR_RETURN(bool accepted, RunSpeculativeTask(*handle, token, *activity, apply,
-                                                       *speculative, speculated));
-    if (accepted) return absl::OkStatus();
+    ASSIGN_OR_RETURN(answer.speculated,
+                     RunSpeculativeTask(*handle, token, *activity, apply, *speculative));
+    if (answer.speculated.has_value()) return answer;
   }
   const std::string activity_queue = activity->task_queue();
   Mutation m(*(*handle)->state, clock_->Now(), task_ids_.get());
   RETURN_IF_ERROR(apply(m, token));
-  if (!next_task_identity.empty() && next_task != nullptr) {
+  if (!next_task_identity.empty()) {
     RETURN_IF_ERROR(m.Finalize());  // Schedules the workflow task the new events need.
     QueuedTask* task = NewPendingWorkflowTask(m);
     if (task != nullptr && task->queue == activity_queue) {
       RETURN_IF_ERROR(StartNewTask(m, *task, next_task_identity));
-      *next_task = *task;
+      answer.next_task = *task;
     }
   }
-  return Commit(*handle, m);
+  RETURN_IF_ERROR(Commit(*handle, m));
+  return answer;
 }
 
-absl::StatusOr<bool> HistoryEngine::RunSpeculativeTask(
+absl::StatusOr<std::optional<api::RespondWorkflowTaskCompletedResponse>>
+HistoryEngine::RunSpeculativeTask(
     Handle& handle, const internal::TaskToken& token, const internal::ActivityInfo& activity,
     const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
-    const api::SpeculativeWorkflowTask& speculative,
-    std::optional<api::RespondWorkflowTaskCompletedResponse>* speculated) {
+    const api::SpeculativeWorkflowTask& speculative) {
   const internal::ExecutionState& state = *handle->state;
   // The worker's state must be level with the history, and the completion must record just
   // what it assumed: nothing since, no task pending, the task on the queue it serves.
   if (state.next_event_id() != speculative.next_event_id() ||
       state.workflow_task().scheduled_event_id() != 0 || state.buffered_events_size() > 0 ||
       activity.task_queue() != state.task_queue()) {
-    return false;
+    return std::nullopt;
   }
   // The workflow's Now() in that task: not before the activity started (events stay in
   // order), not later than the clocks' skew allows, and not so long ago that the task would
@@ -325,18 +325,18 @@ absl::StatusOr<bool> HistoryEngine::RunSpeculativeTask(
   if (started < FromProto(activity.started_time()) ||
       started > now + limits::kMaxSpeculativeClockSkew ||
       started < now - FromProto(state.workflow_task_timeout())) {
-    return false;
+    return std::nullopt;
   }
   const api::RespondWorkflowTaskCompletedRequest& completion = speculative.completion();
   Mutation m(state, started, task_ids_.get());
   RETURN_IF_ERROR(apply(m, token));
   RETURN_IF_ERROR(m.Finalize());  // Schedules the workflow task the completion needs.
   QueuedTask* task = NewPendingWorkflowTask(m);
-  if (task == nullptr || task->queue != activity.task_queue()) return false;
+  if (task == nullptr || task->queue != activity.task_queue()) return std::nullopt;
   RETURN_IF_ERROR(
       StartNewTask(m, *task, completion.identity().empty() ? "unknown" : completion.identity()));
   if (m.state().workflow_task().started_event_id() != speculative.next_event_id() + 3) {
-    return false;
+    return std::nullopt;
   }
   bool bad_command = false;
   api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
@@ -345,10 +345,9 @@ absl::StatusOr<bool> HistoryEngine::RunSpeculativeTask(
       CompleteWorkflowTask(handle, m, completion, &bad_command, &cause, &response);
   // A bad command: the completion is recorded without the task, and the worker, given the
   // task, fails it the usual way.
-  if (bad_command) return false;
+  if (bad_command) return std::nullopt;
   RETURN_IF_ERROR(completed);
-  *speculated = std::move(response);
-  return true;
+  return response;
 }
 
 absl::StatusOr<api::RespondActivityTaskCompletedResponse>
@@ -364,30 +363,32 @@ HistoryEngine::RespondActivityTaskCompleted(
                                                              : request.workflow_task_identity();
     if (next_identity.empty()) next_identity = "unknown";
   }
-  std::optional<QueuedTask> next;
-  std::optional<api::RespondWorkflowTaskCompletedResponse> speculated;
-  RETURN_IF_ERROR(AnswerActivity(
-      request.task_token(),
-      [&](Mutation& m, const internal::TaskToken& token) {
-        return CloseActivity(m, token.scheduled_event_id(), api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
-                             [&](api::HistoryEvent* event) {
-                               auto* a = event->mutable_activity_task_completed_event_attributes();
-                               *a->mutable_result() = request.result();
-                               a->set_identity(request.identity());
-                             });
-      },
-      next_identity, &next,
-      request.has_speculative_workflow_task() ? &request.speculative_workflow_task() : nullptr,
-      &speculated));
+  ASSIGN_OR_RETURN(
+      ActivityAnswer answer,
+      AnswerActivity(
+          request.task_token(),
+          [&](Mutation& m, const internal::TaskToken& token) {
+            return CloseActivity(
+                m, token.scheduled_event_id(), api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+                [&](api::HistoryEvent* event) {
+                  auto* a = event->mutable_activity_task_completed_event_attributes();
+                  *a->mutable_result() = request.result();
+                  a->set_identity(request.identity());
+                });
+          },
+          next_identity,
+          request.has_speculative_workflow_task() ? &request.speculative_workflow_task()
+                                                  : nullptr));
   api::RespondActivityTaskCompletedResponse response;
-  if (speculated.has_value()) {
-    *response.mutable_workflow_task_completed() = std::move(*speculated);
+  if (answer.speculated.has_value()) {
+    *response.mutable_workflow_task_completed() = std::move(*answer.speculated);
     return response;
   }
-  if (next.has_value()) {
+  if (answer.next_task.has_value()) {
     // Answered as a retry of the start just recorded: no new transition.
     ASSIGN_OR_RETURN(*response.mutable_workflow_task(),
-                     RecordWorkflowTaskStarted(*next, next_identity, next->started_request_id,
+                     RecordWorkflowTaskStarted(*answer.next_task, next_identity,
+                                               answer.next_task->started_request_id,
                                                request.workflow_task_partial_history()));
   }
   return response;
@@ -395,7 +396,7 @@ HistoryEngine::RespondActivityTaskCompleted(
 
 absl::Status HistoryEngine::RespondActivityTaskFailed(
     const api::RespondActivityTaskFailedRequest& request) {
-  return AnswerActivity(request.task_token(), [&](Mutation& m, const internal::TaskToken& token) {
+  auto apply = [&](Mutation& m, const internal::TaskToken& token) {
     internal::ActivityInfo* info = &(*m.state().mutable_activities())[token.scheduled_event_id()];
     api::Failure failure = request.failure();
     if (failure.message().size() > limits::kMaxFailureMessageBytes) {
@@ -403,19 +404,21 @@ absl::Status HistoryEngine::RespondActivityTaskFailed(
     }
     return RetryOrFailActivity(m, info, failure, api::EVENT_TYPE_ACTIVITY_TASK_FAILED,
                                &request.last_heartbeat_details());
-  });
+  };
+  return AnswerActivity(request.task_token(), apply).status();
 }
 
 absl::Status HistoryEngine::RespondActivityTaskCanceled(
     const api::RespondActivityTaskCanceledRequest& request) {
-  return AnswerActivity(request.task_token(), [&](Mutation& m, const internal::TaskToken& token) {
+  auto apply = [&](Mutation& m, const internal::TaskToken& token) {
     return CloseActivity(m, token.scheduled_event_id(), api::EVENT_TYPE_ACTIVITY_TASK_CANCELED,
                          [&](api::HistoryEvent* event) {
                            auto* a = event->mutable_activity_task_canceled_event_attributes();
                            *a->mutable_details() = request.details();
                            a->set_identity(request.identity());
                          });
-  });
+  };
+  return AnswerActivity(request.task_token(), apply).status();
 }
 
 }  // namespace kiln::orchestrator

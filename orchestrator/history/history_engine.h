@@ -207,25 +207,30 @@ class HistoryEngine {
                                           int64_t to_event_id, size_t limit);
 
   // Activity pieces (activity_tasks.cc).
+  // What an activity answer's transition recorded beyond the answer itself (the fast paths).
+  struct ActivityAnswer {
+    // The workflow task the answer scheduled, started for `next_task_identity`.
+    std::optional<QueuedTask> next_task;
+    // The answer of the worker's speculative task, when the engine accepted it.
+    std::optional<api::RespondWorkflowTaskCompletedResponse> speculated;
+  };
   // A worker's answer about an activity: checks its token, applies `apply`, commits.
   // `next_task_identity`: non-empty to start the workflow task the answer schedules (if it is
-  // on the activity's own queue) for that identity in the same transition; the started task
-  // goes to `next_task`.
+  // on the activity's own queue) for that identity in the same transition (`next_task`).
   // `speculative`: the worker's run of the workflow task the answer starts; when the engine
   // accepts it (see api::SpeculativeWorkflowTask) the task is completed in the same transition
-  // and its answer goes to `speculated`, else the answer is recorded as without it.
-  absl::Status AnswerActivity(
+  // (`speculated`), else the answer is recorded as without it.
+  absl::StatusOr<ActivityAnswer> AnswerActivity(
       const std::string& task_token,
       const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
-      const std::string& next_task_identity = {}, std::optional<QueuedTask>* next_task = nullptr,
-      const api::SpeculativeWorkflowTask* speculative = nullptr,
-      std::optional<api::RespondWorkflowTaskCompletedResponse>* speculated = nullptr);
-  // The accepted case of AnswerActivity's `speculative`: false (nothing done) when refused.
-  absl::StatusOr<bool> RunSpeculativeTask(
+      const std::string& next_task_identity = {},
+      const api::SpeculativeWorkflowTask* speculative = nullptr);
+  // The accepted case of AnswerActivity's `speculative`: the task's answer, or nullopt
+  // (nothing done) when refused.
+  absl::StatusOr<std::optional<api::RespondWorkflowTaskCompletedResponse>> RunSpeculativeTask(
       Handle& handle, const internal::TaskToken& token, const internal::ActivityInfo& activity,
       const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
-      const api::SpeculativeWorkflowTask& speculative,
-      std::optional<api::RespondWorkflowTaskCompletedResponse>* speculated);
+      const api::SpeculativeWorkflowTask& speculative);
   absl::StatusOr<internal::TaskToken> CheckActivityToken(Handle& handle, const std::string& token,
                                                          internal::ActivityInfo** activity);
   // Closes an activity: writes its started event and `close` event (ids fixed up if buffered).
