@@ -11,8 +11,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/auth/token.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
+#include "tests/testutil/agent_token.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
 
@@ -38,19 +38,9 @@ AgentRun StartAgent(const testutil::TempDir& dir, const std::string& name,
 // An agent token of project web, minted with the key of the orchestrator whose data directory
 // is `data` beside the volume (the tests' layout; created if that orchestrator never started).
 std::string AgentToken(const std::string& volume) {
-  auto key = auth::TokenKey::LoadOrCreate(
-      (std::filesystem::path(volume).parent_path() / "data" / "auth.key").string());
-  INFO(key.status().ToString());
-  REQUIRE(key.ok());
-  auth::Claims claims;
-  claims.scope = auth::Scope::kAgent;
-  claims.project = "web";
-  claims.subject = "builder_agent_test";
-  claims.issued = absl::Now();
-  claims.expiry = claims.issued + absl::Hours(1);
-  auto token = key->Mint(claims);
-  REQUIRE(token.ok());
-  return *token;
+  return testutil::RequireAgentToken(
+      (std::filesystem::path(volume).parent_path() / "data" / "auth.key").string(), "web",
+      "builder_agent_test");
 }
 
 // The token comes last.

@@ -15,8 +15,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/auth/token.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
+#include "tests/testutil/agent_token.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
 #include "worker/machines/process_provider.h"
@@ -34,18 +34,7 @@ using worker::WakeRequest;
 // An agent token of `project`, minted with the key of the orchestrator whose data directory is
 // `data_dir` (its agents' polls are refused without a valid one).
 std::string AgentToken(const std::string& data_dir, const std::string& project) {
-  auto key = auth::TokenKey::LoadOrCreate(data_dir + "/auth.key");
-  INFO(key.status().ToString());
-  REQUIRE(key.ok());
-  auth::Claims claims;
-  claims.scope = auth::Scope::kAgent;
-  claims.project = project;
-  claims.subject = "process_machines_test";
-  claims.issued = absl::Now();
-  claims.expiry = claims.issued + absl::Hours(1);
-  auto token = key->Mint(claims);
-  REQUIRE(token.ok());
-  return *token;
+  return testutil::RequireAgentToken(data_dir + "/auth.key", project, "process_machines_test");
 }
 
 ProcessProviderOptions Options(const testutil::TempDir& dir, const std::string& orchestrator,

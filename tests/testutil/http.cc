@@ -14,6 +14,22 @@
 #include "absl/strings/str_split.h"
 
 namespace kiln::testutil {
+namespace {
+
+// Everything the server sends until it closes (or the receive timeout); closes `fd`.
+std::string ReceiveAllAndClose(int fd) {
+  std::string response;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    response.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return response;
+}
+
+}  // namespace
 
 absl::StatusOr<std::string> HttpGet(const std::string& host, int port, const std::string& path) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -37,14 +53,7 @@ absl::StatusOr<std::string> HttpGet(const std::string& host, int port, const std
     ::close(fd);
     return absl::UnavailableError("send failed");
   }
-  std::string response;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    response.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  std::string response = ReceiveAllAndClose(fd);
   size_t header_end = response.find("\r\n\r\n");
   if (header_end == std::string::npos) return absl::DataLossError("no HTTP header in response");
   if (response.compare(0, 12, "HTTP/1.1 200") != 0 &&
@@ -119,14 +128,7 @@ absl::StatusOr<HttpReply> HttpCall(int port, const std::string& method, const st
       sent = SendAll(fd, options.body);
     }
   }
-  std::string response;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    response.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  std::string response = ReceiveAllAndClose(fd);
   size_t header_end = response.find("\r\n\r\n");
   if (header_end == std::string::npos) {
     return absl::DataLossError(absl::StrCat("no HTTP answer (request sent: ", sent, ")"));
