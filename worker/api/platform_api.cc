@@ -293,6 +293,21 @@ absl::StatusOr<api::Payloads> PlatformApi::Query(const std::string& workflow_id,
   return response.query_result();
 }
 
+absl::StatusOr<api::ListWorkflowExecutionsResponse> PlatformApi::List(
+    const std::string& query, int32_t page_size, const std::string& page_token) {
+  api::ListWorkflowExecutionsRequest list;
+  list.set_namespace_(options_.ns);
+  list.set_page_size(page_size <= 0 ? kDefaultPageSize : std::min(page_size, kMaxPageSize));
+  list.set_next_page_token(page_token);
+  list.set_query(query);
+  api::ListWorkflowExecutionsResponse listed;
+  RETURN_IF_ERROR(sdk::CallWithRetry(
+      rpc_, *RealClock::Default(), "ListWorkflowExecutions", [&](grpc::ClientContext* c) {
+        return options_.connection->workflow_service().ListWorkflowExecutions(c, list, &listed);
+      }));
+  return listed;
+}
+
 absl::Status PlatformApi::RequireProject(const std::string& id) {
   if (!IsProjectId(id)) {
     return absl::InvalidArgumentError(
@@ -384,18 +399,10 @@ absl::StatusOr<pb::ProjectState> PlatformApi::GetProject(const std::string& id) 
 
 absl::StatusOr<pb::ListProjectsResponse> PlatformApi::ListProjects(
     const pb::ListProjectsRequest& request) {
-  api::ListWorkflowExecutionsRequest list;
-  list.set_namespace_(options_.ns);
-  list.set_page_size(request.page_size() <= 0 ? kDefaultPageSize
-                                              : std::min(request.page_size(), kMaxPageSize));
-  list.set_next_page_token(request.page_token());
-  list.set_query(absl::StrCat("WorkflowType = ", Quoted(kProjectWorkflowType),
-                              " AND ExecutionStatus = \"Running\""));
-  api::ListWorkflowExecutionsResponse listed;
-  RETURN_IF_ERROR(sdk::CallWithRetry(
-      rpc_, *RealClock::Default(), "ListWorkflowExecutions", [&](grpc::ClientContext* c) {
-        return options_.connection->workflow_service().ListWorkflowExecutions(c, list, &listed);
-      }));
+  ASSIGN_OR_RETURN(api::ListWorkflowExecutionsResponse listed,
+                   List(absl::StrCat("WorkflowType = ", Quoted(kProjectWorkflowType),
+                                     " AND ExecutionStatus = \"Running\""),
+                        request.page_size(), request.page_token()));
   pb::ListProjectsResponse response;
   for (const auto& info : listed.executions()) {
     pb::ProjectConfig* config = response.add_projects();
@@ -486,17 +493,8 @@ absl::StatusOr<pb::ListDeploymentsResponse> PlatformApi::ListDeployments(
     absl::StrAppend(&query, " AND ", kAttrStatus, " = ", Quoted(StateName(request.state())));
   }
   absl::StrAppend(&query, " ORDER BY StartTime DESC");
-  api::ListWorkflowExecutionsRequest list;
-  list.set_namespace_(options_.ns);
-  list.set_page_size(request.page_size() <= 0 ? kDefaultPageSize
-                                              : std::min(request.page_size(), kMaxPageSize));
-  list.set_next_page_token(request.page_token());
-  list.set_query(query);
-  api::ListWorkflowExecutionsResponse listed;
-  RETURN_IF_ERROR(sdk::CallWithRetry(
-      rpc_, *RealClock::Default(), "ListWorkflowExecutions", [&](grpc::ClientContext* c) {
-        return options_.connection->workflow_service().ListWorkflowExecutions(c, list, &listed);
-      }));
+  ASSIGN_OR_RETURN(api::ListWorkflowExecutionsResponse listed,
+                   List(query, request.page_size(), request.page_token()));
   pb::ListDeploymentsResponse response;
   for (const auto& info : listed.executions()) {
     const auto& attributes = info.search_attributes();

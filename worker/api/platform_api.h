@@ -84,6 +84,10 @@ class PlatformApi final : public WebhookBackend {
   absl::Status Signal(const std::string& project_id, const pb::ProjectEvent& event,
                       const std::string& request_id);
   absl::StatusOr<api::Payloads> Query(const std::string& workflow_id, const std::string& query);
+  // One page of the visibility query `query` (page size 0: the default; capped).
+  absl::StatusOr<api::ListWorkflowExecutionsResponse> List(const std::string& query,
+                                                           int32_t page_size,
+                                                           const std::string& page_token);
   absl::Status RequireProject(const std::string& id);
   std::string SecretPath(const std::string& id) const;
   absl::StatusOr<std::string> ReadSecret(const std::string& id);

@@ -356,10 +356,8 @@ sdk::Task<absl::StatusOr<Payloads>> DeploymentWorkflow(sdk::WorkflowContext& ctx
     d.set_state(pb::DEPLOYMENT_STATE_SUCCEEDED);
     *d.mutable_finished_time() = TimestampOf(ctx.Now());
     run->Upsert();
-    if (!d.build_skipped() || !d.build_key().empty()) {
-      // The machine is awake after a build; tidy its volume while the deployment serves.
-      if (!d.build_skipped()) co_await Housekeeping(*run);
-    }
+    // The machine is awake after a build; tidy its volume while the deployment serves.
+    if (!d.build_skipped()) co_await Housekeeping(*run);
     co_return ToPayloads(d);
   }
 
