@@ -2,6 +2,7 @@
 // (--address), the build platform's commands (project, deploy, deployment, preview) to
 // kiln-worker's BuildService (--platform), both over gRPC with the same --token. This file only
 // defines the top-level flags and wires the command groups to a connection.
+#include <chrono>
 #include <iostream>
 
 #include "cli/platform_commands.h"
@@ -49,6 +50,13 @@ int main(int argc, char** argv) {
   const kiln::cli::Io io{std::cout, std::cerr};
   if (platform_commands.parsed()) {
     kiln::sdk::Connection platform_connection(platform, std::move(connection_options));
+    // Said plainly when nothing listens there (gRPC's own words name no flag).
+    if (!platform_connection.channel()->WaitForConnected(std::chrono::system_clock::now() +
+                                                         std::chrono::seconds(5))) {
+      return kiln::cli::ReportError(
+          io, "cannot reach the build platform (kiln-worker's BuildService) at " + platform +
+                  " (set --platform or KILN_PLATFORM)");
+    }
     auto build_service = kiln::platform::v1::BuildService::NewStub(platform_connection.channel());
     return platform_commands.Run(*build_service, io);
   }
