@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/fiber.h"
@@ -272,14 +273,38 @@ class HistoryEngine {
                              int64_t completed_event_id, std::unique_ptr<Mutation>* new_run,
                              WriteBatch* extra);
 
-  // Transfer tasks (transfers.cc): work on another run that a committed transition implies
-  // (start a child, tell a parent its child closed, parent close policy, signal or cancel
-  // another workflow). FireTimer hands them here.
+  // Transfer tasks (transfers.cc): work on another run that a committed transition implies.
+  // FireTimer hands them to FireTransfer, which hands each to the function of its kind. Each
+  // deletes `key` when done, or alone when the task is stale.
   absl::Status FireTransfer(const std::string& key, const internal::TimerTask& task);
+  // Starts the child the parent's initiated event describes; records started or failed.
+  absl::Status StartChild(const std::string& key, const internal::TimerTask& task);
+  // Tells the parent (target_run_id) how its child (run_id) closed.
+  absl::Status ReportChildClosed(const std::string& key, const internal::TimerTask& task);
+  // Terminates or cancels the closed parent's child (target_workflow_id's current run).
+  absl::Status ApplyParentClosePolicy(const std::string& key, const internal::TimerTask& task);
+  // Signals / cancels the workflow a run's external request names; records the outcome.
+  absl::Status SignalExternal(const std::string& key, const internal::TimerTask& task);
+  absl::Status CancelExternal(const std::string& key, const internal::TimerTask& task);
+  // What SignalExternal and CancelExternal share: reads the source run's request, `deliver`s
+  // it to its target, then has `record` add the outcome's event to the source run (the failure
+  // cause, empty when delivered) and commits.
+  absl::Status DeliverExternalRequest(
+      const std::string& key, const internal::TimerTask& task,
+      absl::FunctionRef<absl::Status(Handle&, const internal::ExternalRequest&)> deliver,
+      absl::FunctionRef<absl::Status(Mutation&, const internal::ExternalRequest&,
+                                     const api::WorkflowExecution&, const std::string&)>
+          record);
 
-  // Timer pieces (timer_tasks.cc).
+  // The run's own timers (timer_tasks.cc), one function per kind, applied to `m`. `stale`: the
+  // timer no longer matches the run (nothing was applied).
+  absl::Status FireUserTimer(Mutation& m, const internal::TimerTask& task, bool* stale);
   absl::Status FireActivityTimeout(Mutation& m, const internal::TimerTask& task, bool* stale);
-  // Retention: deletes a closed run's records in bounded batches, then `key` from `table`.
+  absl::Status FireActivityRetry(Mutation& m, const internal::TimerTask& task, bool* stale);
+  absl::Status FireWorkflowTaskTimeout(Mutation& m, const internal::TimerTask& task, bool* stale);
+  absl::Status FireRunTimeout(Mutation& m);
+  // Retention (retention.cc): deletes a closed run's records in bounded batches, then `key`
+  // from `table`.
   absl::Status DeleteRun(Table table, const std::string& key, const internal::TimerTask& task);
 
   Store* store_;

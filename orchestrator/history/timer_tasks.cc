@@ -1,11 +1,11 @@
-// HistoryEngine: due timers (user timers, activity timeouts and retries, workflow task and run
-// timeouts). A timer that no longer matches the run's state is stale: its key is deleted and
-// nothing else changes.
+// HistoryEngine: the timer table's dispatch (FireTimer) and the run's own timers, one function
+// each: user timers, activity timeouts and retries, workflow task and run timeouts. A timer
+// that no longer matches the run's state is stale: its key is deleted and nothing else
+// changes. Transfers are in transfers.cc, retention in retention.cc.
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "common/status.h"
 #include "orchestrator/history/history_engine.h"
-#include "orchestrator/logs/log_store.h"
 
 namespace kiln::orchestrator {
 namespace {
@@ -23,8 +23,9 @@ api::Failure TimeoutFailure(api::TimeoutType type, const api::Payloads& details)
 }  // namespace
 
 absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::TimerTask& task) {
+  // The timer table also carries transfers (due now) and, from before deletions had a table of
+  // their own, retention deletions: each goes to its own file.
   if (IsTransferTask(task.type())) return FireTransfer(key, task);
-  // Written here before deletions had a table of their own.
   if (task.type() == internal::TIMER_TASK_TYPE_DELETE_HISTORY) {
     return DeleteRun(Table::kTimers, key, task);
   }
@@ -44,71 +45,21 @@ absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::Ti
   m.Delete(Table::kTimers, key);
   bool stale = false;
   switch (task.type()) {
-    case internal::TIMER_TASK_TYPE_USER_TIMER: {
-      auto it = m.state().mutable_timers()->find(task.timer_id());
-      if (it == m.state().mutable_timers()->end() ||
-          it->second.started_event_id() != task.event_id()) {
-        stale = true;
-        break;
-      }
-      m.state().mutable_timers()->erase(it);
-      ASSIGN_OR_RETURN(api::HistoryEvent * fired, m.AddWorkflowEvent(api::EVENT_TYPE_TIMER_FIRED));
-      fired->mutable_timer_fired_event_attributes()->set_timer_id(task.timer_id());
-      fired->mutable_timer_fired_event_attributes()->set_started_event_id(task.event_id());
+    case internal::TIMER_TASK_TYPE_USER_TIMER:
+      RETURN_IF_ERROR(FireUserTimer(m, task, &stale));
       break;
-    }
     case internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT:
       RETURN_IF_ERROR(FireActivityTimeout(m, task, &stale));
       break;
-    case internal::TIMER_TASK_TYPE_ACTIVITY_RETRY: {
-      auto it = m.state().mutable_activities()->find(task.event_id());
-      if (it == m.state().mutable_activities()->end() || it->second.attempt() != task.attempt() ||
-          !it->second.backing_off()) {
-        stale = true;
-        break;
-      }
-      internal::ActivityInfo& info = it->second;
-      info.set_backing_off(false);
-      ToProto(m.now(), info.mutable_current_attempt_scheduled_time());
-      ASSIGN_OR_RETURN(int64_t task_id, m.AddTask(keys::TaskKind::kActivity, info.task_queue(),
-                                                  info.scheduled_event_id(), info.attempt()));
-      info.set_task_id(task_id);
-      absl::Duration schedule_to_start = FromProto(info.schedule_to_start_timeout());
-      if (schedule_to_start > absl::ZeroDuration()) {
-        RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT,
-                                   m.now() + schedule_to_start, info.scheduled_event_id(),
-                                   info.attempt(), api::TIMEOUT_TYPE_SCHEDULE_TO_START)
-                            .status());
-        info.set_schedule_to_start_timer_key(m.last_timer_key());
-      }
+    case internal::TIMER_TASK_TYPE_ACTIVITY_RETRY:
+      RETURN_IF_ERROR(FireActivityRetry(m, task, &stale));
       break;
-    }
-    case internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT: {
-      const auto wt = m.state().workflow_task();
-      if (wt.scheduled_event_id() != task.event_id() || wt.attempt() != task.attempt() ||
-          wt.started_event_id() == 0) {
-        stale = true;
-        break;
-      }
-      auto* timed_out = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
-                            ->mutable_workflow_task_timed_out_event_attributes();
-      timed_out->set_scheduled_event_id(wt.scheduled_event_id());
-      timed_out->set_started_event_id(wt.started_event_id());
-      timed_out->set_timeout_type(api::TIMEOUT_TYPE_START_TO_CLOSE);
-      m.state().clear_workflow_task();
-      m.state().clear_sticky_worker();  // its worker may be gone
-      m.FlushBuffered();
-      RETURN_IF_ERROR(m.ScheduleWorkflowTask(wt.attempt() + 1));
+    case internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT:
+      RETURN_IF_ERROR(FireWorkflowTaskTimeout(m, task, &stale));
       break;
-    }
-    case internal::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT: {
-      m.FlushBuffered();
-      auto* timed_out = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT)
-                            ->mutable_workflow_execution_timed_out_event_attributes();
-      timed_out->set_retry_state(api::RETRY_STATE_TIMEOUT);
-      RETURN_IF_ERROR(m.Close(api::WORKFLOW_EXECUTION_STATUS_TIMED_OUT));
+    case internal::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT:
+      RETURN_IF_ERROR(FireRunTimeout(m));
       break;
-    }
     default:
       stale = true;
   }
@@ -116,55 +67,70 @@ absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::Ti
   return Commit(*handle, m);
 }
 
-absl::Status HistoryEngine::FireRetention(const std::string& key, const internal::TimerTask& task) {
-  if (task.type() != internal::TIMER_TASK_TYPE_DELETE_HISTORY) {
-    return absl::DataLossError(absl::StrCat("retention table holds a ",
-                                            internal::TimerTaskType_Name(task.type()), " timer"));
+absl::Status HistoryEngine::FireUserTimer(Mutation& m, const internal::TimerTask& task,
+                                          bool* stale) {
+  auto it = m.state().mutable_timers()->find(task.timer_id());
+  if (it == m.state().mutable_timers()->end() || it->second.started_event_id() != task.event_id()) {
+    *stale = true;
+    return absl::OkStatus();
   }
-  return DeleteRun(Table::kRetention, key, task);
+  m.state().mutable_timers()->erase(it);
+  ASSIGN_OR_RETURN(api::HistoryEvent * fired, m.AddWorkflowEvent(api::EVENT_TYPE_TIMER_FIRED));
+  fired->mutable_timer_fired_event_attributes()->set_timer_id(task.timer_id());
+  fired->mutable_timer_fired_event_attributes()->set_started_event_id(task.event_id());
+  return absl::OkStatus();
 }
 
-absl::Status HistoryEngine::DeleteRun(Table table, const std::string& key,
-                                      const internal::TimerTask& task) {
-  constexpr size_t kBatchKeys = 1'000;
-  auto handle = LoadRun(task.run_id());
-  if (absl::IsNotFound(handle.status())) {
-    WriteBatch batch;
-    batch.Delete(table, key);
-    return store_->Commit(batch);
+absl::Status HistoryEngine::FireActivityRetry(Mutation& m, const internal::TimerTask& task,
+                                              bool* stale) {
+  auto it = m.state().mutable_activities()->find(task.event_id());
+  if (it == m.state().mutable_activities()->end() || it->second.attempt() != task.attempt() ||
+      !it->second.backing_off()) {
+    *stale = true;
+    return absl::OkStatus();
   }
-  if (!handle.ok()) return handle.status();
-  const internal::ExecutionState state = *(**handle)->state;
-  if (state.status() == api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
-    return absl::InternalError("retention timer fired for an open run");
+  internal::ActivityInfo& info = it->second;
+  info.set_backing_off(false);
+  ToProto(m.now(), info.mutable_current_attempt_scheduled_time());
+  ASSIGN_OR_RETURN(int64_t task_id, m.AddTask(keys::TaskKind::kActivity, info.task_queue(),
+                                              info.scheduled_event_id(), info.attempt()));
+  info.set_task_id(task_id);
+  absl::Duration schedule_to_start = FromProto(info.schedule_to_start_timeout());
+  if (schedule_to_start > absl::ZeroDuration()) {
+    RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_ACTIVITY_TIMEOUT,
+                               m.now() + schedule_to_start, info.scheduled_event_id(),
+                               info.attempt(), api::TIMEOUT_TYPE_SCHEDULE_TO_START)
+                        .status());
+    info.set_schedule_to_start_timer_key(m.last_timer_key());
   }
-  // The history first, in bounded batches (a long history never makes one huge write).
-  std::string prefix = keys::HistoryPrefix(state.run_id());
-  for (;;) {
-    WriteBatch batch;
-    RETURN_IF_ERROR(store_->Scan(Table::kHistory, prefix, keys::PrefixEnd(prefix), kBatchKeys,
-                                 [&](std::string_view k, std::string_view) {
-                                   batch.Delete(Table::kHistory, std::string(k));
-                                   return true;
-                                 }));
-    if (batch.empty()) break;
-    RETURN_IF_ERROR(store_->Commit(batch));
-    if (batch.size() < kBatchKeys) break;
-  }
-  RETURN_IF_ERROR(DeleteRunLogs(*store_, state.run_id()));
-  WriteBatch last;
-  last.Delete(Table::kVisibility,
-              keys::Visibility(state.namespace_(), FromProto(state.start_time()), state.run_id()));
-  auto current = CurrentRunId(state.namespace_(), state.workflow_id());
-  if (current.ok() && *current == state.run_id()) {
-    last.Delete(Table::kCurrent, keys::Current(state.namespace_(), state.workflow_id()));
-  }
-  last.Delete(Table::kExecutions, keys::Execution(state.run_id()));
-  last.Delete(table, key);
-  RETURN_IF_ERROR(store_->Commit(last));
-  (**handle)->state.reset();
-  cache_.Forget(***handle);
   return absl::OkStatus();
+}
+
+absl::Status HistoryEngine::FireWorkflowTaskTimeout(Mutation& m, const internal::TimerTask& task,
+                                                    bool* stale) {
+  const auto wt = m.state().workflow_task();
+  if (wt.scheduled_event_id() != task.event_id() || wt.attempt() != task.attempt() ||
+      wt.started_event_id() == 0) {
+    *stale = true;
+    return absl::OkStatus();
+  }
+  auto* timed_out = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
+                        ->mutable_workflow_task_timed_out_event_attributes();
+  timed_out->set_scheduled_event_id(wt.scheduled_event_id());
+  timed_out->set_started_event_id(wt.started_event_id());
+  timed_out->set_timeout_type(api::TIMEOUT_TYPE_START_TO_CLOSE);
+  m.state().clear_workflow_task();
+  m.state().clear_sticky_worker();  // its worker may be gone
+  m.FlushBuffered();
+  return m.ScheduleWorkflowTask(wt.attempt() + 1);
+}
+
+absl::Status HistoryEngine::FireRunTimeout(Mutation& m) {
+  m.FlushBuffered();
+  auto* timed_out = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT)
+                        ->mutable_workflow_execution_timed_out_event_attributes();
+  timed_out->set_retry_state(api::RETRY_STATE_TIMEOUT);
+  return m.Close(api::WORKFLOW_EXECUTION_STATUS_TIMED_OUT);
 }
 
 absl::Status HistoryEngine::FireActivityTimeout(Mutation& m, const internal::TimerTask& task,
