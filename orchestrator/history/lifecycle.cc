@@ -1,5 +1,5 @@
 // HistoryEngine: starting runs (plain, signal-with-start, children, continue-as-new), signals,
-// cancellation requests, query tasks and counts. The transfer tasks that act on other runs are
+// cancellation requests and query tasks. The transfer tasks that act on other runs are
 // in transfers.cc.
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
@@ -425,21 +425,6 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::BuildQueryTask
                               static_cast<size_t>(limits::kMaxHistoryPageSize)));
   *response.mutable_history() = std::move(history);
   *response.mutable_query() = query;
-  return response;
-}
-
-absl::StatusOr<api::CountWorkflowExecutionsResponse> HistoryEngine::CountWorkflowExecutions(
-    const api::CountWorkflowExecutionsRequest& request) {
-  api::CountWorkflowExecutionsResponse response;
-  api::ListWorkflowExecutionsRequest list;
-  list.set_namespace_(request.namespace_());
-  list.set_query(request.query());
-  list.set_page_size(limits::kMaxListPageSize);
-  do {
-    ASSIGN_OR_RETURN(auto page, ListWorkflowExecutions(list));
-    response.set_count(response.count() + page.executions_size());
-    list.set_next_page_token(page.next_page_token());
-  } while (!list.next_page_token().empty());
   return response;
 }
 

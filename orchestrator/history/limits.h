@@ -37,10 +37,7 @@ inline constexpr absl::Duration kMaxSpeculativeClockSkew = absl::Seconds(1);
 // Reads.
 inline constexpr int32_t kDefaultHistoryPageSize = 1'000;
 inline constexpr int32_t kMaxHistoryPageSize = 10'000;
-inline constexpr int32_t kDefaultListPageSize = 100;
-inline constexpr int32_t kMaxListPageSize = 1'000;
-// Visibility entries examined by one List call before it returns a page token.
-inline constexpr size_t kMaxListScan = 10'000;
+// List's page sizes and scan bound are visibility's (visibility/visibility_list.h).
 
 // Long polls.
 inline constexpr absl::Duration kDefaultLongPoll = absl::Seconds(60);

@@ -1,0 +1,38 @@
+// Listing and counting a namespace's workflow runs (ListWorkflowExecutions and
+// CountWorkflowExecutions): one scan of the visibility table, newest first, filtered by the
+// request's fields and its query (visibility_query.h), a page at a time. Reads only: history
+// writes each run's record in the transition that changes what it shows.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kiln/api/v1/workflow_service.pb.h"
+#include "orchestrator/persistence/store.h"
+
+namespace kiln::orchestrator {
+
+namespace limits {
+inline constexpr int32_t kDefaultListPageSize = 100;
+inline constexpr int32_t kMaxListPageSize = 1'000;
+// Visibility entries examined by one List call before it returns a page token.
+inline constexpr size_t kMaxListScan = 10'000;
+}  // namespace limits
+
+// One page of the runs of namespace `ns` (already resolved: the request's own is not read)
+// that match `request`. The page token of the table's own order (start time, newest first) is
+// the next key to read; that of any other ORDER BY is an offset into one bounded scan sorted in
+// memory. kInvalidArgument for a bad query or a token of another list; kDataLoss for a corrupt
+// record.
+absl::StatusOr<kiln::api::v1::ListWorkflowExecutionsResponse> ListRuns(
+    Store& store, const std::string& ns,
+    const kiln::api::v1::ListWorkflowExecutionsRequest& request);
+
+// How many runs of namespace `ns` match `request`'s query: every page of ListRuns, counted.
+absl::StatusOr<kiln::api::v1::CountWorkflowExecutionsResponse> CountRuns(
+    Store& store, const std::string& ns,
+    const kiln::api::v1::CountWorkflowExecutionsRequest& request);
+
+}  // namespace kiln::orchestrator
