@@ -194,6 +194,9 @@ class HistoryEngine {
                                     bool* bad_command, api::WorkflowTaskFailedCause* cause,
                                     api::RespondWorkflowTaskCompletedResponse* response,
                                     WriteBatch* also = nullptr);
+  // Applies `request`'s commands to `m`, one handler per command kind (commands.cc). A refused
+  // command: kInvalidArgument or kResourceExhausted naming its index, and `cause` set.
+  // Continue-as-new puts the next run in `new_run` and its current pointer in `extra`.
   absl::Status ApplyCommands(Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
                              int64_t completed_event_id, api::WorkflowTaskFailedCause* cause,
                              std::unique_ptr<Mutation>* new_run, WriteBatch* extra);
