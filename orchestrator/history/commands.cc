@@ -1,7 +1,7 @@
 // HistoryEngine: the commands of a completed workflow task. ApplyCommands is a loop that hands
-// each command to the handler of its kind. A handler checks the command's attributes first (its
-// Check* function, beside it: nothing is written for a refused command), then appends the event
-// that records the command, and derives the run's state from that event, so each field is
+// each command to the handler of its kind (Handle*). A handler checks the command's attributes
+// first (its Check* function, beside it: nothing is written for a refused command), then appends
+// the event that records the command, and derives the run's state from that event, so each field is
 // written once. A refused command fails the whole task: the mutation is dropped, and the failed
 // workflow task records the handler's cause.
 #include <algorithm>
@@ -115,8 +115,8 @@ internal::ActivityInfo ScheduledActivity(const api::HistoryEvent& event) {
   return info;
 }
 
-absl::Status ScheduleActivity(CommandContext& c,
-                              const api::ScheduleActivityTaskCommandAttributes& a) {
+absl::Status HandleScheduleActivity(CommandContext& c,
+                                    const api::ScheduleActivityTaskCommandAttributes& a) {
   absl::StatusOr<ActivitySchedule> schedule = CheckScheduleActivity(c.state(), a);
   RETURN_IF_ERROR(c.Check(absl::IsResourceExhausted(schedule.status())
                               ? api::WORKFLOW_TASK_FAILED_CAUSE_PENDING_ACTIVITIES_LIMIT_EXCEEDED
@@ -172,8 +172,8 @@ absl::Status CheckRequestCancelActivity(const internal::ExecutionState& state,
   return absl::OkStatus();
 }
 
-absl::Status RequestCancelActivity(CommandContext& c,
-                                   const api::RequestCancelActivityTaskCommandAttributes& a) {
+absl::Status HandleRequestCancelActivity(CommandContext& c,
+                                         const api::RequestCancelActivityTaskCommandAttributes& a) {
   RETURN_IF_ERROR(c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
                           CheckRequestCancelActivity(c.state(), a)));
   Mutation& m = c.m;
@@ -230,7 +230,7 @@ internal::TimerInfo StartedTimer(const api::HistoryEvent& event, absl::Time fire
   return timer;
 }
 
-absl::Status StartTimer(CommandContext& c, const api::StartTimerCommandAttributes& a) {
+absl::Status HandleStartTimer(CommandContext& c, const api::StartTimerCommandAttributes& a) {
   RETURN_IF_ERROR(c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_BAD_START_TIMER_ATTRIBUTES,
                           CheckStartTimer(c.state(), a)));
   Mutation& m = c.m;
@@ -259,7 +259,7 @@ absl::Status CheckCancelTimer(const internal::ExecutionState& state,
   return absl::OkStatus();
 }
 
-absl::Status CancelTimer(CommandContext& c, const api::CancelTimerCommandAttributes& a) {
+absl::Status HandleCancelTimer(CommandContext& c, const api::CancelTimerCommandAttributes& a) {
   RETURN_IF_ERROR(c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_BAD_CANCEL_TIMER_ATTRIBUTES,
                           CheckCancelTimer(c.state(), a)));
   Mutation& m = c.m;
@@ -282,7 +282,7 @@ absl::Status CheckRecordMarker(const api::RecordMarkerCommandAttributes& a) {
   return absl::OkStatus();
 }
 
-absl::Status RecordMarker(CommandContext& c, const api::RecordMarkerCommandAttributes& a) {
+absl::Status HandleRecordMarker(CommandContext& c, const api::RecordMarkerCommandAttributes& a) {
   RETURN_IF_ERROR(c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND, CheckRecordMarker(a)));
   auto* e = c.m.Append(api::EVENT_TYPE_MARKER_RECORDED)->mutable_marker_recorded_event_attributes();
   e->set_marker_name(a.marker_name());
@@ -295,8 +295,8 @@ absl::Status RecordMarker(CommandContext& c, const api::RecordMarkerCommandAttri
 
 // UpsertWorkflowSearchAttributes (checked by ValidateSearchAttributes, visibility's).
 
-absl::Status UpsertSearchAttributes(CommandContext& c,
-                                    const api::UpsertWorkflowSearchAttributesCommandAttributes& a) {
+absl::Status HandleUpsertSearchAttributes(
+    CommandContext& c, const api::UpsertWorkflowSearchAttributesCommandAttributes& a) {
   RETURN_IF_ERROR(c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
                           ValidateSearchAttributes(a.search_attributes())));
   auto* e = c.m.Append(api::EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES)
@@ -319,8 +319,8 @@ absl::Status CheckCompleteWorkflow(const api::CompleteWorkflowExecutionCommandAt
   return absl::OkStatus();
 }
 
-absl::Status CompleteWorkflow(CommandContext& c,
-                              const api::CompleteWorkflowExecutionCommandAttributes& a) {
+absl::Status HandleCompleteWorkflow(CommandContext& c,
+                                    const api::CompleteWorkflowExecutionCommandAttributes& a) {
   RETURN_IF_ERROR(
       c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_BAD_COMPLETE_WORKFLOW_EXECUTION_ATTRIBUTES,
               CheckCompleteWorkflow(a)));
@@ -331,7 +331,8 @@ absl::Status CompleteWorkflow(CommandContext& c,
   return c.m.Close(api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
 }
 
-absl::Status FailWorkflow(CommandContext& c, const api::FailWorkflowExecutionCommandAttributes& a) {
+absl::Status HandleFailWorkflow(CommandContext& c,
+                                const api::FailWorkflowExecutionCommandAttributes& a) {
   auto* e = c.m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED)
                 ->mutable_workflow_execution_failed_event_attributes();
   *e->mutable_failure() = a.failure();
@@ -340,8 +341,8 @@ absl::Status FailWorkflow(CommandContext& c, const api::FailWorkflowExecutionCom
   return c.m.Close(api::WORKFLOW_EXECUTION_STATUS_FAILED);
 }
 
-absl::Status CancelWorkflow(CommandContext& c,
-                            const api::CancelWorkflowExecutionCommandAttributes& a) {
+absl::Status HandleCancelWorkflow(CommandContext& c,
+                                  const api::CancelWorkflowExecutionCommandAttributes& a) {
   auto* e = c.m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED)
                 ->mutable_workflow_execution_canceled_event_attributes();
   *e->mutable_details() = a.details();
@@ -359,8 +360,8 @@ absl::Status CheckContinueAsNew(const api::ContinueAsNewWorkflowExecutionCommand
   return absl::OkStatus();
 }
 
-absl::Status ContinueAsNew(CommandContext& c,
-                           const api::ContinueAsNewWorkflowExecutionCommandAttributes& a) {
+absl::Status HandleContinueAsNew(CommandContext& c,
+                                 const api::ContinueAsNewWorkflowExecutionCommandAttributes& a) {
   RETURN_IF_ERROR(
       c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND, CheckContinueAsNew(a)));
   return c.continue_as_new(a);
@@ -402,8 +403,8 @@ internal::ChildInfo InitiatedChild(const api::HistoryEvent& event) {
   return child;
 }
 
-absl::Status StartChild(CommandContext& c,
-                        const api::StartChildWorkflowExecutionCommandAttributes& a) {
+absl::Status HandleStartChild(CommandContext& c,
+                              const api::StartChildWorkflowExecutionCommandAttributes& a) {
   RETURN_IF_ERROR(
       c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND, CheckStartChild(c.state(), a)));
   const internal::ExecutionState& state = c.state();
@@ -450,8 +451,8 @@ internal::ExternalRequest InitiatedSignal(const api::HistoryEvent& event) {
   return request;
 }
 
-absl::Status SignalExternal(CommandContext& c,
-                            const api::SignalExternalWorkflowExecutionCommandAttributes& a) {
+absl::Status HandleSignalExternal(CommandContext& c,
+                                  const api::SignalExternalWorkflowExecutionCommandAttributes& a) {
   RETURN_IF_ERROR(
       c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND, CheckSignalExternal(a)));
   api::HistoryEvent* event =
@@ -490,8 +491,8 @@ internal::ExternalRequest InitiatedCancel(const api::HistoryEvent& event) {
   return request;
 }
 
-absl::Status CancelExternal(CommandContext& c,
-                            const api::RequestCancelExternalWorkflowExecutionCommandAttributes& a) {
+absl::Status HandleCancelExternal(
+    CommandContext& c, const api::RequestCancelExternalWorkflowExecutionCommandAttributes& a) {
   RETURN_IF_ERROR(
       c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND, CheckCancelExternal(a)));
   api::HistoryEvent* event =
@@ -520,32 +521,35 @@ absl::Status HandleCommand(CommandContext& c, const api::Command& command) {
         return c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_ACTIVITY_ATTRIBUTES,
                        absl::InvalidArgumentError("schedule activity without attributes"));
       }
-      return ScheduleActivity(c, command.schedule_activity_task_command_attributes());
+      return HandleScheduleActivity(c, command.schedule_activity_task_command_attributes());
     case api::COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK:
-      return RequestCancelActivity(c, command.request_cancel_activity_task_command_attributes());
+      return HandleRequestCancelActivity(c,
+                                         command.request_cancel_activity_task_command_attributes());
     case api::COMMAND_TYPE_START_TIMER:
-      return StartTimer(c, command.start_timer_command_attributes());
+      return HandleStartTimer(c, command.start_timer_command_attributes());
     case api::COMMAND_TYPE_CANCEL_TIMER:
-      return CancelTimer(c, command.cancel_timer_command_attributes());
+      return HandleCancelTimer(c, command.cancel_timer_command_attributes());
     case api::COMMAND_TYPE_RECORD_MARKER:
-      return RecordMarker(c, command.record_marker_command_attributes());
+      return HandleRecordMarker(c, command.record_marker_command_attributes());
     case api::COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-      return UpsertSearchAttributes(c,
-                                    command.upsert_workflow_search_attributes_command_attributes());
+      return HandleUpsertSearchAttributes(
+          c, command.upsert_workflow_search_attributes_command_attributes());
     case api::COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION:
-      return CompleteWorkflow(c, command.complete_workflow_execution_command_attributes());
+      return HandleCompleteWorkflow(c, command.complete_workflow_execution_command_attributes());
     case api::COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION:
-      return FailWorkflow(c, command.fail_workflow_execution_command_attributes());
+      return HandleFailWorkflow(c, command.fail_workflow_execution_command_attributes());
     case api::COMMAND_TYPE_CANCEL_WORKFLOW_EXECUTION:
-      return CancelWorkflow(c, command.cancel_workflow_execution_command_attributes());
+      return HandleCancelWorkflow(c, command.cancel_workflow_execution_command_attributes());
     case api::COMMAND_TYPE_CONTINUE_AS_NEW_WORKFLOW_EXECUTION:
-      return ContinueAsNew(c, command.continue_as_new_workflow_execution_command_attributes());
+      return HandleContinueAsNew(c,
+                                 command.continue_as_new_workflow_execution_command_attributes());
     case api::COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION:
-      return StartChild(c, command.start_child_workflow_execution_command_attributes());
+      return HandleStartChild(c, command.start_child_workflow_execution_command_attributes());
     case api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION:
-      return SignalExternal(c, command.signal_external_workflow_execution_command_attributes());
+      return HandleSignalExternal(c,
+                                  command.signal_external_workflow_execution_command_attributes());
     case api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION:
-      return CancelExternal(
+      return HandleCancelExternal(
           c, command.request_cancel_external_workflow_execution_command_attributes());
     default:
       return c.Check(kUnhandled, absl::InvalidArgumentError(absl::StrCat(

@@ -96,7 +96,7 @@ absl::Status HistoryEngine::StartChild(const std::string& key, const internal::T
     attrs->mutable_workflow_execution()->set_run_id(started->run_id());
     attrs->mutable_workflow_type()->set_name(child.workflow_type());
     auto& info = (*m.state().mutable_children())[task.event_id()];
-    info.set_run_id(started->run_id());
+    info.set_run_id(attrs->workflow_execution().run_id());
     info.set_started_event_id(event->event_id());
   } else {
     ASSIGN_OR_RETURN(api::HistoryEvent * event,

@@ -91,15 +91,16 @@ absl::Status HistoryEngine::ApplyWorkflowTaskStarted(Mutation& m, int64_t backlo
                                                      const std::string& request_id) {
   const absl::Time now = m.now();
   auto* mwt = m.state().mutable_workflow_task();
-  auto* started = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_STARTED)
-                      ->mutable_workflow_task_started_event_attributes();
+  api::HistoryEvent* event = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+  auto* started = event->mutable_workflow_task_started_event_attributes();
   started->set_scheduled_event_id(mwt->scheduled_event_id());
   started->set_identity(identity);
   started->set_request_id(request_id);
-  mwt->set_started_event_id(m.state().next_event_id() - 1);
-  ToProto(now, mwt->mutable_started_time());
-  mwt->set_started_request_id(request_id);
-  mwt->set_identity(identity);
+  // The pending task's start, as its event records it.
+  mwt->set_started_event_id(event->event_id());
+  *mwt->mutable_started_time() = event->event_time();
+  mwt->set_started_request_id(started->request_id());
+  mwt->set_identity(started->identity());
   mwt->set_task_id(0);
   m.DeleteTask(keys::TaskKind::kWorkflow, queue, backlog_task_id);
   RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT,
