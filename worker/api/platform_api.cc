@@ -322,8 +322,12 @@ absl::Status PlatformApi::RequireProject(const std::string& id) {
         return options_.connection->workflow_service().DescribeWorkflowExecution(c, request,
                                                                                  &response);
       });
-  if (absl::IsNotFound(status) || (status.ok() && response.workflow_execution_info().status() !=
-                                                      api::WORKFLOW_EXECUTION_STATUS_RUNNING)) {
+  // A run that continued as new is the project going on (its next run is being started), not
+  // a project that is gone.
+  const auto run_status = response.workflow_execution_info().status();
+  if (absl::IsNotFound(status) ||
+      (status.ok() && run_status != api::WORKFLOW_EXECUTION_STATUS_RUNNING &&
+       run_status != api::WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW)) {
     return absl::NotFoundError(absl::StrCat("no project '", id, "'"));
   }
   return status;
