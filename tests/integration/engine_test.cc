@@ -199,6 +199,48 @@ TEST_CASE("History long polls cancelled by their callers in numbers leave the se
   REQUIRE(orchestrator.Stop().value() == 0);
 }
 
+TEST_CASE("SIGTERM answers clients waiting for a result at once instead of at the drain") {
+  testutil::TempDir dir;
+  OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto& stub = orchestrator.connection().workflow_service();
+  REQUIRE(StartWorkflow(stub, "waited-on", "timer", "q", "3600").ok());
+
+  // Two clients waiting for the result (`kiln workflow result`, GetResult).
+  struct Waiter {
+    grpc::Status status;
+    api::GetWorkflowExecutionHistoryResponse response;
+  };
+  std::vector<Waiter> waiters(2);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      api::GetWorkflowExecutionHistoryRequest request;
+      request.mutable_execution()->set_workflow_id("waited-on");
+      request.set_wait_new_event(true);
+      request.set_history_event_filter_type(api::HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT);
+      waiters[i].status = stub.GetWorkflowExecutionHistory(&ctx, request, &waiters[i].response);
+    });
+  }
+  // Both are parked on the run (the gauge counts them), not on their way.
+  auto waiting = [&] {
+    auto metrics = testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
+    return metrics.ok() && metrics->find("kiln_history_waits 2\n") != std::string::npos;
+  };
+  REQUIRE(testutil::WaitFor(waiting, absl::Seconds(20)));
+
+  REQUIRE(orchestrator.Stop().value() == 0);
+  for (auto& t : threads) t.join();
+  // Answered with an empty page (ask again), not cut off by the drain's end.
+  for (const Waiter& w : waiters) {
+    INFO(w.status.error_message());
+    REQUIRE(w.status.ok());
+    REQUIRE(w.response.history().events_size() == 0);
+  }
+}
+
 namespace start_at_schedule {
 
 api::PollWorkflowTaskQueueResponse PollWorkflowTask(api::WorkflowService::Stub& stub,
