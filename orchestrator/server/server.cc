@@ -13,6 +13,7 @@
 #include "common/auth/token.h"
 #include "common/config.h"
 #include "common/logging.h"
+#include "common/rpc_parse_errors.h"
 #include "common/status.h"
 #include "orchestrator/frontend/authorizer.h"
 #include "orchestrator/frontend/workflow_handler.h"
@@ -164,6 +165,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  RateLimitProtobufLogs();
+  AnswerUnparsableRequests(builder);
   builder.AddListeningPort(listen.ToString(), grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->workflow_service_.get());
   builder.RegisterService(server->log_service_.get());
