@@ -281,7 +281,13 @@ absl::Status HistoryEngine::SignalRun(Handle& handle, const SignalInfo& signal,
                      store_->Get(Table::kMeta, keys::SignalRequest(state.run_id(), request_id)));
     if (seen.has_value()) return absl::OkStatus();  // Delivered already.
   }
+  if (state.signals_received() >= limits::kMaxSignalsPerRun) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("workflow run ", state.run_id(), " has received ", limits::kMaxSignalsPerRun,
+                     " signals, the limit per run (it may continue as new to take more)"));
+  }
   Mutation m(state, clock_->Now(), task_ids_.get());
+  m.state().set_signals_received(state.signals_received() + 1);
   ASSIGN_OR_RETURN(api::HistoryEvent * event,
                    m.AddWorkflowEvent(api::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED));
   auto* attrs = event->mutable_workflow_execution_signaled_event_attributes();

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "orchestrator/history/engine_harness.h"
+#include "orchestrator/history/limits.h"
 
 namespace kiln::orchestrator {
 namespace {
@@ -257,6 +258,15 @@ TEST_CASE("Signal request ids live beside the run's state and go with the run") 
   for (const std::string& key : KeysOf(h, Table::kMeta)) {
     CHECK(key.find(keys::SignalRequestPrefix(run)) != 0);
   }
+}
+
+TEST_CASE("A run takes a bounded number of signals") {
+  EngineHarness h;
+  REQUIRE(h.Start("busy").ok());
+  for (int64_t i = 0; i < limits::kMaxSignalsPerRun; ++i) REQUIRE(Signal(h, "busy", "s").ok());
+  absl::Status over = Signal(h, "busy", "s");
+  REQUIRE(absl::IsResourceExhausted(over));
+  CHECK_THAT(std::string(over.message()), Catch::Contains("signals, the limit per run"));
 }
 
 TEST_CASE("Closed runs are deleted with their histories once retention passes") {

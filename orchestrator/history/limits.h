@@ -41,6 +41,8 @@ inline constexpr int64_t kMaxHistoryBytes = 50 << 20;
 // Pending work per run.
 inline constexpr size_t kMaxPendingActivities = 2'000;
 inline constexpr size_t kMaxPendingTimers = 10'000;
+// Signals one run may receive (a workflow that takes more continues as new first).
+inline constexpr int64_t kMaxSignalsPerRun = 10'000;
 inline constexpr size_t kMaxBufferedEvents = 10'000;
 inline constexpr size_t kMaxCommandsPerTask = 10'000;
 // Activities one workflow task completion may start eagerly for its worker (the rest are
