@@ -6,7 +6,7 @@ PRESET ?= release
 JOBS ?= $(shell nproc)
 
 # Everything the build, the tests and the demo need, from Debian 12's archive.
-PACKAGES := build-essential cmake ninja-build pkg-config ccache clang-format clang-tidy \
+PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-format clang-tidy \
 	libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
 	librocksdb-dev libgit2-dev prometheus-cpp-dev libcivetweb-dev catch2 libcli11-dev libssl-dev libjemalloc-dev \
 	git curl procps openssl \
@@ -15,8 +15,9 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang-format cla
 # crun fails on hybrid cgroup hosts; root with native overlay needs neither uidmap,
 # fuse-overlayfs nor slirp4netns; containernetworking-plugins comes with podman and is enough for
 # --network=none/host). docker-registry and busybox-static: a registry and a base image for tests.
+# clang: the libFuzzer targets (make fuzz, and the short run at the end of make test).
 
-.PHONY: all deps build test demo format format-check lint clean
+.PHONY: all deps build test fuzz demo format format-check lint clean
 
 all: build
 
@@ -42,9 +43,17 @@ build: deps
 	cmake --preset $(PRESET) >/dev/null
 	cmake --build --preset $(PRESET) -j $(JOBS)
 
-# The formatting check runs first, so a formatting difference fails CI before the build.
+# The formatting check runs first, so a formatting difference fails CI before the build. Then
+# every test, then a short fuzzing run of each fuzz target (scripts/fuzz.sh).
+FUZZ_SMOKE_SECONDS ?= 20
 test: format-check build
 	ctest --preset $(PRESET) -j $(JOBS)
+	./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(JOBS)
+
+# A long fuzzing run: FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	./scripts/fuzz.sh $(FUZZ_SECONDS) $(JOBS)
 
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)/$(PRESET)/bin

@@ -7,6 +7,7 @@
 
 #include "cli/platform_commands.h"
 #include "cli/system_commands.h"
+#include "cli/terminal.h"
 #include "cli/workflow_commands.h"
 #include "common/config.h"
 #include "sdk/connection.h"
@@ -47,7 +48,16 @@ int main(int argc, char** argv) {
 
   kiln::sdk::ConnectionOptions connection_options;
   if (!token.empty()) connection_options.metadata.emplace_back("authorization", "Bearer " + token);
-  const kiln::cli::Io io{std::cout, std::cerr};
+  // Ids, names and payloads come from whoever started a workflow: a terminal gets them escaped.
+  using kiln::cli::SafeTextBuf;
+  SafeTextBuf out_buf(std::cout.rdbuf(), SafeTextBuf::Mode::kText);
+  SafeTextBuf err_buf(std::cerr.rdbuf(), SafeTextBuf::Mode::kText);
+  SafeTextBuf log_buf(std::cout.rdbuf(), SafeTextBuf::Mode::kLog);
+  std::ostream out(&out_buf), err(&err_buf);
+  // Logs stay byte-exact when they go to a file or a pipe.
+  std::ostream log(kiln::cli::StdoutIsTerminal() ? static_cast<std::streambuf*>(&log_buf)
+                                                 : std::cout.rdbuf());
+  const kiln::cli::Io io{out, err, log};
   if (platform_commands.parsed()) {
     kiln::sdk::Connection platform_connection(platform, std::move(connection_options));
     // Said plainly when nothing listens there (gRPC's own words name no flag).

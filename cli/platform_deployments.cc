@@ -64,8 +64,8 @@ grpc::Status ReadLog(BuildStub& stub, const std::string& id, bool follow, LogCur
       break;
     }
     if (chunk.data().empty()) continue;
-    io.out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
-    io.out.flush();
+    io.log.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    io.log.flush();
     cursor->offset += static_cast<int64_t>(chunk.data().size());
     cursor->at_line_start = chunk.data().back() == '\n';
   }

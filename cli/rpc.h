@@ -23,10 +23,12 @@ inline constexpr absl::Duration kCallTimeout = absl::Seconds(10);
 inline constexpr absl::Duration kLongPollTimeout = absl::Seconds(30);
 inline constexpr absl::Duration kLongPollMargin = absl::Seconds(1);
 
-// Where a command writes: results to `out`, errors and notes to `err`.
+// Where a command writes: results to `out`, errors and notes to `err`, log content (a run's or a
+// build's log) to `log`. main() makes all three safe for a terminal (cli/terminal.h).
 struct Io {
   std::ostream& out;
   std::ostream& err;
+  std::ostream& log;
 };
 
 std::unique_ptr<grpc::ClientContext> CallContext(absl::Duration timeout);

@@ -113,8 +113,8 @@ grpc::Status ReadOnce(LogStub& logs, api::ReadLogRequest request, CloseWatch* wa
       context.TryCancel();
       break;
     }
-    io.out.write(response.data().data(), static_cast<std::streamsize>(response.data().size()));
-    io.out.flush();
+    io.log.write(response.data().data(), static_cast<std::streamsize>(response.data().size()));
+    io.log.flush();
     *offset += static_cast<int64_t>(response.data().size());
   }
   grpc::Status status = reader->Finish();

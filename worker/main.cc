@@ -18,6 +18,7 @@
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/rpc_parse_errors.h"
 #include "common/signals.h"
 #include "samples/samples.h"
 #include "sdk/activity_worker.h"
@@ -258,6 +259,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> server;
   if (!listen.empty()) {
     grpc::ServerBuilder builder;
+    kiln::RateLimitProtobufLogs();
+    kiln::AnswerUnparsableRequests(builder);
     int port = 0;
     builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(&build_service);

@@ -182,6 +182,9 @@ class HistoryWait final : public RefCountedReactor {
         close_only);
     if (!watch.ok()) {
       Unref();
+      // Shutting down: the wait ends empty now, as task polls do, and the client asks again
+      // (of the next orchestrator) instead of holding the shutdown to its full drain.
+      if (absl::IsUnavailable(watch.status())) return Respond(EmptyPage());
       return Done(watch.status());
     }
     {

@@ -51,7 +51,6 @@ grpc::ServerUnaryReactor* WorkflowHandler::RunOnExecutor(Ctx* ctx, const char* m
 namespace {
 
 // The validation of a call whose request has nothing to check beyond its caller.
-absl::Status NothingToValidate() { return absl::OkStatus(); }
 
 }  // namespace
 
@@ -96,7 +95,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::TerminateWorkflowExecution(
     api::TerminateWorkflowExecutionResponse* response) {
   return Unary(
       ctx, Rpc::kTerminateWorkflowExecution, "TerminateWorkflowExecution", response,
-      [request] { return ValidateExecution(request->workflow_execution(), false); },
+      [request] { return ValidateTerminate(*request); },
       [this, request] { return deps_.engine->TerminateWorkflowExecution(*request); });
 }
 
@@ -123,7 +122,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::ListWorkflowExecutions(
     api::ListWorkflowExecutionsResponse* response) {
   return Unary(
       ctx, Rpc::kListWorkflowExecutions, "ListWorkflowExecutions", response,
-      [request] { return ValidateNamespace(request->namespace_()); },
+      [request] { return ValidateList(*request); },
       [this, request] { return deps_.engine->ListWorkflowExecutions(*request); });
 }
 
@@ -198,22 +197,24 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskCompleted(
 grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskFailed(
     Ctx* ctx, const api::RespondWorkflowTaskFailedRequest* request,
     api::RespondWorkflowTaskFailedResponse* response) {
-  return Unary(ctx, Rpc::kRespondWorkflowTaskFailed, "RespondWorkflowTaskFailed", response,
-               NothingToValidate,
-               [this, request] { return deps_.engine->RespondWorkflowTaskFailed(*request); });
+  return Unary(
+      ctx, Rpc::kRespondWorkflowTaskFailed, "RespondWorkflowTaskFailed", response,
+      [request] { return ValidateWorkflowTaskFailed(*request); },
+      [this, request] { return deps_.engine->RespondWorkflowTaskFailed(*request); });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RecordActivityTaskHeartbeat(
     Ctx* ctx, const api::RecordActivityTaskHeartbeatRequest* request,
     api::RecordActivityTaskHeartbeatResponse* response) {
-  return Unary(ctx, Rpc::kRecordActivityTaskHeartbeat, "RecordActivityTaskHeartbeat", response,
-               NothingToValidate,
-               [this, request](const Principal& principal)
-                   -> absl::StatusOr<api::RecordActivityTaskHeartbeatResponse> {
-                 RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRecordActivityTaskHeartbeat,
-                                                     request->task_token()));
-                 return deps_.engine->RecordActivityTaskHeartbeat(*request);
-               });
+  return Unary(
+      ctx, Rpc::kRecordActivityTaskHeartbeat, "RecordActivityTaskHeartbeat", response,
+      [request] { return ValidateHeartbeat(*request); },
+      [this, request](
+          const Principal& principal) -> absl::StatusOr<api::RecordActivityTaskHeartbeatResponse> {
+        RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRecordActivityTaskHeartbeat,
+                                            request->task_token()));
+        return deps_.engine->RecordActivityTaskHeartbeat(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCompleted(
@@ -221,11 +222,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCompleted(
     api::RespondActivityTaskCompletedResponse* response) {
   return Unary(
       ctx, Rpc::kRespondActivityTaskCompleted, "RespondActivityTaskCompleted", response,
-      [request] {
-        return ValidateWorkerInstance(
-            request->speculative_workflow_task().completion().sticky_worker(),
-            "speculative_workflow_task.completion.sticky_worker");
-      },
+      [request] { return ValidateActivityCompleted(*request); },
       [this, request](
           const Principal& principal) -> absl::StatusOr<api::RespondActivityTaskCompletedResponse> {
         RETURN_IF_ERROR(CheckActivityAnswer(
@@ -238,23 +235,27 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCompleted(
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskFailed(
     Ctx* ctx, const api::RespondActivityTaskFailedRequest* request,
     api::RespondActivityTaskFailedResponse* response) {
-  return Unary(ctx, Rpc::kRespondActivityTaskFailed, "RespondActivityTaskFailed", response,
-               NothingToValidate, [this, request](const Principal& principal) {
-                 RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRespondActivityTaskFailed,
-                                                     request->task_token()));
-                 return deps_.engine->RespondActivityTaskFailed(*request);
-               });
+  return Unary(
+      ctx, Rpc::kRespondActivityTaskFailed, "RespondActivityTaskFailed", response,
+      [request] { return ValidateActivityFailed(*request); },
+      [this, request](const Principal& principal) {
+        RETURN_IF_ERROR(
+            CheckActivityAnswer(principal, Rpc::kRespondActivityTaskFailed, request->task_token()));
+        return deps_.engine->RespondActivityTaskFailed(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCanceled(
     Ctx* ctx, const api::RespondActivityTaskCanceledRequest* request,
     api::RespondActivityTaskCanceledResponse* response) {
-  return Unary(ctx, Rpc::kRespondActivityTaskCanceled, "RespondActivityTaskCanceled", response,
-               NothingToValidate, [this, request](const Principal& principal) {
-                 RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRespondActivityTaskCanceled,
-                                                     request->task_token()));
-                 return deps_.engine->RespondActivityTaskCanceled(*request);
-               });
+  return Unary(
+      ctx, Rpc::kRespondActivityTaskCanceled, "RespondActivityTaskCanceled", response,
+      [request] { return ValidateActivityCanceled(*request); },
+      [this, request](const Principal& principal) {
+        RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRespondActivityTaskCanceled,
+                                            request->task_token()));
+        return deps_.engine->RespondActivityTaskCanceled(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::CountWorkflowExecutions(
@@ -262,7 +263,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::CountWorkflowExecutions(
     api::CountWorkflowExecutionsResponse* response) {
   return Unary(
       ctx, Rpc::kCountWorkflowExecutions, "CountWorkflowExecutions", response,
-      [request] { return ValidateNamespace(request->namespace_()); },
+      [request] { return ValidateCount(*request); },
       [this, request] { return deps_.engine->CountWorkflowExecutions(*request); });
 }
 
@@ -271,7 +272,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::SignalWorkflowExecution(
     api::SignalWorkflowExecutionResponse* response) {
   return Unary(
       ctx, Rpc::kSignalWorkflowExecution, "SignalWorkflowExecution", response,
-      [request] { return ValidateExecution(request->workflow_execution(), false); },
+      [request] { return ValidateSignal(*request); },
       [this, request] { return deps_.engine->SignalWorkflowExecution(*request); });
 }
 
@@ -280,7 +281,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::SignalWithStartWorkflowExecution(
     api::SignalWithStartWorkflowExecutionResponse* response) {
   return Unary(
       ctx, Rpc::kSignalWithStartWorkflowExecution, "SignalWithStartWorkflowExecution", response,
-      [request] { return ValidateStart(request->start()); },
+      [request] { return ValidateSignalWithStart(*request); },
       [this, request] { return deps_.engine->SignalWithStartWorkflowExecution(*request); });
 }
 
@@ -289,7 +290,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::RequestCancelWorkflowExecution(
     api::RequestCancelWorkflowExecutionResponse* response) {
   return Unary(
       ctx, Rpc::kRequestCancelWorkflowExecution, "RequestCancelWorkflowExecution", response,
-      [request] { return ValidateExecution(request->workflow_execution(), false); },
+      [request] { return ValidateCancel(*request); },
       [this, request] { return deps_.engine->RequestCancelWorkflowExecution(*request); });
 }
 
@@ -297,12 +298,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::QueryWorkflow(Ctx* ctx,
                                                          const api::QueryWorkflowRequest* request,
                                                          api::QueryWorkflowResponse* response) {
   KILN_AUTHORIZE(ctx, QueryWorkflow);
-  KILN_REJECT_IF_ERROR(ctx, metrics_, "QueryWorkflow",
-                       ValidateExecution(request->execution(), false));
-  if (request->query().query_type().empty()) {
-    KILN_REJECT_IF_ERROR(ctx, metrics_, "QueryWorkflow",
-                         absl::InvalidArgumentError("query.query_type: must be set"));
-  }
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "QueryWorkflow", ValidateQuery(*request));
   Reactor* reactor = ctx->DefaultReactor();
   absl::Time began = deps_.clock->Now();
   absl::Time deadline = PollDeadline(ctx);
@@ -351,6 +347,8 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondQueryTaskCompleted(
     Ctx* ctx, const api::RespondQueryTaskCompletedRequest* request,
     api::RespondQueryTaskCompletedResponse* response) {
   KILN_AUTHORIZE(ctx, RespondQueryTaskCompleted);
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "RespondQueryTaskCompleted",
+                       ValidateQueryTaskCompleted(*request));
   auto token = DecodeTaskToken(request->task_token());
   absl::Status status = token.status();
   if (token.ok() && token->kind() != "q") {

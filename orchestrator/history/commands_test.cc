@@ -3,6 +3,8 @@
 // in the run's state is what its event records.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "common/proto_time.h"
 #include "orchestrator/history/engine_harness.h"
 #include "orchestrator/persistence/keys.h"
@@ -45,7 +47,13 @@ std::vector<Refused> RefusedCommands() {
     cases.push_back({"schedule activity with a bad retry policy",
                      {EngineHarness::ScheduleActivity("a", "t", absl::Minutes(1), shrinking)},
                      api::WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_ACTIVITY_ATTRIBUTES,
-                     "command 0: retry_policy: backoff_coefficient must be >= 1"});
+                     "command 0: retry_policy: backoff_coefficient must be between 1 and"});
+    api::RetryPolicy not_a_number;
+    not_a_number.set_backoff_coefficient(std::nan(""));
+    cases.push_back({"schedule activity with a NaN backoff",
+                     {EngineHarness::ScheduleActivity("a", "t", absl::Minutes(1), not_a_number)},
+                     api::WORKFLOW_TASK_FAILED_CAUSE_BAD_SCHEDULE_ACTIVITY_ATTRIBUTES,
+                     "command 0: retry_policy: backoff_coefficient must be between 1 and"});
   }
   {
     api::Command cancel = OfType(C::COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK);

@@ -19,8 +19,6 @@ bool IsFailedStatus(api::WorkflowExecutionStatus status) {
          status == api::WORKFLOW_EXECUTION_STATUS_TIMED_OUT;
 }
 
-constexpr size_t kMaxSignalRequestIds = 1'000;
-
 }  // namespace
 
 Mutation HistoryEngine::NewRun(const api::StartWorkflowExecutionRequest& request,
@@ -275,11 +273,21 @@ absl::Status HistoryEngine::SignalRun(Handle& handle, const SignalInfo& signal,
         absl::StrCat("workflow run ", state.run_id(), " is closed: it cannot be signalled"));
   }
   if (!request_id.empty()) {
+    // Runs written before the ids moved out of the state still hold theirs there.
     for (const std::string& seen : state.signal_request_ids()) {
       if (seen == request_id) return absl::OkStatus();  // Delivered already.
     }
+    ASSIGN_OR_RETURN(auto seen,
+                     store_->Get(Table::kMeta, keys::SignalRequest(state.run_id(), request_id)));
+    if (seen.has_value()) return absl::OkStatus();  // Delivered already.
+  }
+  if (state.signals_received() >= limits::kMaxSignalsPerRun) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("workflow run ", state.run_id(), " has received ", limits::kMaxSignalsPerRun,
+                     " signals, the limit per run (it may continue as new to take more)"));
   }
   Mutation m(state, clock_->Now(), task_ids_.get());
+  m.state().set_signals_received(state.signals_received() + 1);
   ASSIGN_OR_RETURN(api::HistoryEvent * event,
                    m.AddWorkflowEvent(api::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED));
   auto* attrs = event->mutable_workflow_execution_signaled_event_attributes();
@@ -288,9 +296,9 @@ absl::Status HistoryEngine::SignalRun(Handle& handle, const SignalInfo& signal,
   attrs->set_identity(signal.identity);
   *attrs->mutable_header() = signal.header;
   if (!request_id.empty()) {
-    auto* ids = m.state().mutable_signal_request_ids();
-    ids->Add(std::string(request_id));
-    if (static_cast<size_t>(ids->size()) > kMaxSignalRequestIds) ids->erase(ids->begin());
+    // The event's id: which delivery a retried request matched, should anyone ask.
+    m.Put(Table::kMeta, keys::SignalRequest(state.run_id(), request_id),
+          absl::StrCat(event->event_id()));
   }
   return Commit(handle, m);
 }

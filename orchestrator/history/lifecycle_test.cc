@@ -1,8 +1,10 @@
 // State-machine tests of signals, cancellation, continue-as-new and child workflows.
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "orchestrator/history/engine_harness.h"
+#include "orchestrator/history/limits.h"
 
 namespace kiln::orchestrator {
 namespace {
@@ -232,6 +234,39 @@ std::vector<std::string> KeysOf(EngineHarness& h, Table table) {
                     })
               .ok());
   return found;
+}
+
+TEST_CASE("Signal request ids live beside the run's state and go with the run") {
+  EngineHarness h;
+  std::string run = h.Start("many-signals").value();
+  // More ids than the state used to keep (1,000): the first is still known.
+  for (int i = 0; i <= 1'000; ++i)
+    REQUIRE(Signal(h, "many-signals", "s", absl::StrCat("r", i)).ok());
+  REQUIRE(Signal(h, "many-signals", "s", "r0").ok());
+  REQUIRE(Count(h.EventTypes(run), E::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) == 1'001);
+  // The state every transition rewrites does not carry them.
+  auto stored = h.store().Get(Table::kExecutions, keys::Execution(run)).value();
+  REQUIRE(stored.has_value());
+  internal::ExecutionState state;
+  REQUIRE(state.ParseFromString(*stored));
+  CHECK(state.signal_request_ids_size() == 0);
+  CHECK(stored->size() < 4'096);
+  CHECK(KeysOf(h, Table::kMeta).size() >= 1'001);
+
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {EngineHarness::CompleteWorkflow("x")}).ok());
+  h.Advance(absl::Hours(72));
+  for (const std::string& key : KeysOf(h, Table::kMeta)) {
+    CHECK(key.find(keys::SignalRequestPrefix(run)) != 0);
+  }
+}
+
+TEST_CASE("A run takes a bounded number of signals") {
+  EngineHarness h;
+  REQUIRE(h.Start("busy").ok());
+  for (int64_t i = 0; i < limits::kMaxSignalsPerRun; ++i) REQUIRE(Signal(h, "busy", "s").ok());
+  absl::Status over = Signal(h, "busy", "s");
+  REQUIRE(absl::IsResourceExhausted(over));
+  CHECK_THAT(std::string(over.message()), Catch::Contains("signals, the limit per run"));
 }
 
 TEST_CASE("Closed runs are deleted with their histories once retention passes") {

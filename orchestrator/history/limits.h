@@ -17,6 +17,19 @@ inline constexpr size_t kMaxNameLength = 1000;  // namespace, types, task queue 
 // Payloads: one input, result, heartbeat or failure detail blob.
 inline constexpr size_t kMaxPayloadBytes = 2 << 20;  // 2 MiB
 inline constexpr size_t kMaxFailureMessageBytes = 32 << 10;
+// A failure as a whole (message, stack trace, causes, details).
+inline constexpr size_t kMaxFailureBytes = kMaxPayloadBytes;
+// A start's memo and a start's or signal's header: each key and value counted. The memo is
+// returned in every list answer, so it stays small.
+inline constexpr size_t kMaxMemoBytes = 32 << 10;
+inline constexpr size_t kMaxHeaderBytes = 32 << 10;
+// A cancel's or terminate's reason, a query task's error message.
+inline constexpr size_t kMaxReasonBytes = 32 << 10;
+// A visibility query (List, Count).
+inline constexpr size_t kMaxQueryLength = 16 << 10;
+// Retry policies.
+inline constexpr double kMaxRetryBackoffCoefficient = 1'000;
+inline constexpr size_t kMaxNonRetryableErrorTypes = 100;
 
 // History: a run that reaches either limit is terminated with a reason saying which.
 inline constexpr int64_t kMaxHistoryEvents = 51'200;
@@ -25,6 +38,8 @@ inline constexpr int64_t kMaxHistoryBytes = 50 << 20;
 // Pending work per run.
 inline constexpr size_t kMaxPendingActivities = 2'000;
 inline constexpr size_t kMaxPendingTimers = 10'000;
+// Signals one run may receive (a workflow that takes more continues as new first).
+inline constexpr int64_t kMaxSignalsPerRun = 10'000;
 inline constexpr size_t kMaxBufferedEvents = 10'000;
 inline constexpr size_t kMaxCommandsPerTask = 10'000;
 // Activities one workflow task completion may start eagerly for its worker (the rest are

@@ -64,6 +64,11 @@ class Mutation {
                                    int64_t event_id, int32_t attempt,
                                    kiln::api::v1::TimeoutType timeout_type = {},
                                    const std::string& timer_id = {});
+  // A write of this transition outside the run's state and history (e.g. a signal's dedup
+  // record), committed with it.
+  void Put(Table table, std::string key, std::string value) {
+    batch_.Put(table, std::move(key), std::move(value));
+  }
   void Delete(Table table, std::string key) { batch_.Delete(table, std::move(key)); }
   void DeleteTask(keys::TaskKind kind, const std::string& queue, int64_t task_id);
 

@@ -1,6 +1,7 @@
 // HistoryEngine: retention. A closed run's deletion timer (Table::kRetention; older ones in
-// Table::kTimers) deletes its history, logs, visibility record, current pointer and state, in
-// bounded batches, and the timer's key last, so a crash part way through runs it again.
+// Table::kTimers) deletes its history, signal dedup records, logs, visibility record, current
+// pointer and state, in bounded batches, and the timer's key last, so a crash part way through runs
+// it again.
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "common/status.h"
@@ -8,6 +9,24 @@
 #include "orchestrator/logs/log_store.h"
 
 namespace kiln::orchestrator {
+namespace {
+
+// Deletes every key of `table` under `prefix`, a bounded batch per commit.
+absl::Status DeletePrefix(Store& store, Table table, const std::string& prefix) {
+  constexpr size_t kBatchKeys = 1'000;
+  for (;;) {
+    WriteBatch batch;
+    RETURN_IF_ERROR(store.Scan(table, prefix, keys::PrefixEnd(prefix), kBatchKeys,
+                               [&](std::string_view k, std::string_view) {
+                                 batch.Delete(table, std::string(k));
+                                 return true;
+                               }));
+    if (batch.size() < kBatchKeys) return batch.empty() ? absl::OkStatus() : store.Commit(batch);
+    RETURN_IF_ERROR(store.Commit(batch));
+  }
+}
+
+}  // namespace
 
 absl::Status HistoryEngine::FireRetention(const std::string& key, const internal::TimerTask& task) {
   if (task.type() != internal::TIMER_TASK_TYPE_DELETE_HISTORY) {
@@ -19,7 +38,6 @@ absl::Status HistoryEngine::FireRetention(const std::string& key, const internal
 
 absl::Status HistoryEngine::DeleteRun(Table table, const std::string& key,
                                       const internal::TimerTask& task) {
-  constexpr size_t kBatchKeys = 1'000;
   auto handle = LoadRun(task.run_id());
   if (absl::IsNotFound(handle.status())) {
     WriteBatch batch;
@@ -31,19 +49,10 @@ absl::Status HistoryEngine::DeleteRun(Table table, const std::string& key,
   if (state.status() == api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
     return absl::InternalError("retention timer fired for an open run");
   }
-  // The history first, in bounded batches (a long history never makes one huge write).
-  std::string prefix = keys::HistoryPrefix(state.run_id());
-  for (;;) {
-    WriteBatch batch;
-    RETURN_IF_ERROR(store_->Scan(Table::kHistory, prefix, keys::PrefixEnd(prefix), kBatchKeys,
-                                 [&](std::string_view k, std::string_view) {
-                                   batch.Delete(Table::kHistory, std::string(k));
-                                   return true;
-                                 }));
-    if (batch.empty()) break;
-    RETURN_IF_ERROR(store_->Commit(batch));
-    if (batch.size() < kBatchKeys) break;
-  }
+  // The history first, then its signals' dedup records, in bounded batches (a long history
+  // never makes one huge write).
+  RETURN_IF_ERROR(DeletePrefix(*store_, Table::kHistory, keys::HistoryPrefix(state.run_id())));
+  RETURN_IF_ERROR(DeletePrefix(*store_, Table::kMeta, keys::SignalRequestPrefix(state.run_id())));
   RETURN_IF_ERROR(DeleteRunLogs(*store_, state.run_id()));
   WriteBatch last;
   last.Delete(Table::kVisibility,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "orchestrator/history/limits.h"
 
@@ -19,8 +20,26 @@ absl::Status NormalizeRetryPolicy(RetryPolicy* policy) {
   if (policy->maximum_attempts() < 0) {
     return absl::InvalidArgumentError("retry_policy: maximum_attempts must not be negative");
   }
-  if (policy->backoff_coefficient() != 0 && policy->backoff_coefficient() < 1) {
-    return absl::InvalidArgumentError("retry_policy: backoff_coefficient must be >= 1");
+  // NaN compares false with everything: it must be refused by name, not slip through.
+  const double coefficient = policy->backoff_coefficient();
+  if (!std::isfinite(coefficient) || (coefficient != 0 && coefficient < 1) ||
+      coefficient > limits::kMaxRetryBackoffCoefficient) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("retry_policy: backoff_coefficient must be between 1 and ",
+                     limits::kMaxRetryBackoffCoefficient, " (0: the default)"));
+  }
+  if (static_cast<size_t>(policy->non_retryable_error_types_size()) >
+      limits::kMaxNonRetryableErrorTypes) {
+    return absl::InvalidArgumentError(absl::StrCat("retry_policy: more than ",
+                                                   limits::kMaxNonRetryableErrorTypes,
+                                                   " non_retryable_error_types"));
+  }
+  for (const std::string& type : policy->non_retryable_error_types()) {
+    if (type.size() > limits::kMaxNameLength) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("retry_policy: a non_retryable_error_types entry of ", type.size(),
+                       " bytes is over the limit of ", limits::kMaxNameLength));
+    }
   }
   if (initial == absl::ZeroDuration()) initial = limits::kDefaultRetryInitialInterval;
   if (policy->backoff_coefficient() == 0) {

@@ -122,5 +122,20 @@ TEST_CASE("Close-only run watchers sleep through transitions that leave the run 
   REQUIRE_FALSE(watchers.Cancel(closing));
 }
 
+TEST_CASE("Run watchers at shutdown wake every waiter and refuse new waits") {
+  RunWatchers watchers;
+  int woken = 0;
+  // A woken waiter reads again and would wait again: that Watch must be refused.
+  absl::Status again;
+  (void)watchers.Watch("run", [&] {
+    ++woken;
+    again = watchers.Watch("run", [&] { ++woken; }).status();
+  });
+  watchers.Shutdown();
+  REQUIRE(woken == 1);
+  REQUIRE(absl::IsUnavailable(again));
+  REQUIRE(watchers.size() == 0);
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

@@ -9,6 +9,7 @@ namespace kiln::orchestrator {
 absl::StatusOr<uint64_t> RunWatchers::Watch(const std::string& run_id,
                                             std::function<void()> callback, bool close_only) {
   absl::MutexLock lock(&mu_);
+  if (shut_down_) return absl::UnavailableError("the orchestrator is shutting down");
   if (run_of_.size() >= max_watchers_) {
     return absl::ResourceExhaustedError(
         absl::StrCat("too many waiting history reads (limit ", max_watchers_, ")"));
@@ -16,6 +17,7 @@ absl::StatusOr<uint64_t> RunWatchers::Watch(const std::string& run_id,
   uint64_t id = next_id_++;
   by_run_[run_id].emplace(id, Watcher{std::move(callback), close_only});
   run_of_.emplace(id, run_id);
+  Counted();
   return id;
 }
 
@@ -27,6 +29,7 @@ bool RunWatchers::Cancel(uint64_t id) {
   run->second.erase(id);
   if (run->second.empty()) by_run_.erase(run);
   run_of_.erase(it);
+  Counted();
   return true;
 }
 
@@ -46,19 +49,22 @@ void RunWatchers::Notify(const std::string& run_id, bool closed) {
       run->second.erase(it++);
     }
     if (run->second.empty()) by_run_.erase(run);
+    Counted();
   }
   for (auto& callback : fired) callback();
 }
 
-void RunWatchers::NotifyAll() {
+void RunWatchers::Shutdown() {
   std::vector<std::function<void()>> fired;
   {
     absl::MutexLock lock(&mu_);
+    shut_down_ = true;
     for (auto& [run, watchers] : by_run_) {
       for (auto& [id, watcher] : watchers) fired.push_back(std::move(watcher.callback));
     }
     by_run_.clear();
     run_of_.clear();
+    Counted();
   }
   for (auto& callback : fired) callback();
 }

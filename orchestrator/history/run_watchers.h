@@ -18,7 +18,10 @@ namespace kiln::orchestrator {
 
 class RunWatchers {
  public:
-  explicit RunWatchers(size_t max_watchers = 50'000) : max_watchers_(max_watchers) {}
+  // `on_count` (optional) hears the number of waiting watchers after each change, under this
+  // object's lock (the server sets a gauge with it; it must not call back in).
+  explicit RunWatchers(size_t max_watchers = 50'000, std::function<void(size_t)> on_count = nullptr)
+      : max_watchers_(max_watchers), on_count_(std::move(on_count)) {}
 
   // `callback` runs once, on the notifying thread (never under this object's lock), unless
   // cancelled first.
@@ -28,14 +31,21 @@ class RunWatchers {
   bool Cancel(uint64_t id);
   // The run's history grew; `closed`: it closed (every watcher runs, close-only ones too).
   void Notify(const std::string& run_id, bool closed = true);
-  // Runs every watcher (at shutdown, so waiting calls answer).
-  void NotifyAll();
+  // At shutdown: runs every watcher, so waiting calls answer, and refuses every later Watch
+  // with kUnavailable, so a woken call that reads and would wait again answers instead.
+  void Shutdown();
   size_t size();
 
  private:
+  void Counted() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (on_count_) on_count_(run_of_.size());
+  }
+
   const size_t max_watchers_;
+  const std::function<void(size_t)> on_count_;
   absl::Mutex mu_;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   struct Watcher {
     std::function<void()> callback;
     bool close_only = false;

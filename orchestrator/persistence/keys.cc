@@ -42,6 +42,19 @@ absl::Time FromTimeKey(uint64_t micros) {
 
 std::string Execution(std::string_view run_id) { return std::string(run_id); }
 
+std::string SignalRequestPrefix(std::string_view run_id) {
+  std::string key = "sigreq/";
+  key.append(run_id);
+  key.push_back('\0');
+  return key;
+}
+
+std::string SignalRequest(std::string_view run_id, std::string_view request_id) {
+  std::string key = SignalRequestPrefix(run_id);
+  key.append(request_id);
+  return key;
+}
+
 std::string HistoryPrefix(std::string_view run_id) {
   std::string key(run_id);
   key.push_back('\0');

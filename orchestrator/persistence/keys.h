@@ -24,6 +24,12 @@ absl::Time FromTimeKey(uint64_t micros);
 // kExecutions: run id.
 std::string Execution(std::string_view run_id);
 
+// kMeta: the request ids of the signals a run received ("sigreq/" run id NUL request id), so a
+// retried signal is delivered once. Kept apart from the run's state, which every transition
+// rewrites; deleted with the run.
+std::string SignalRequestPrefix(std::string_view run_id);
+std::string SignalRequest(std::string_view run_id, std::string_view request_id);
+
 // kHistory: run id + event id.
 std::string HistoryPrefix(std::string_view run_id);
 std::string HistoryEvent(std::string_view run_id, int64_t event_id);

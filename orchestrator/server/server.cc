@@ -7,11 +7,13 @@
 
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
+#include <prometheus/gauge.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/auth/token.h"
 #include "common/config.h"
 #include "common/logging.h"
+#include "common/rpc_parse_errors.h"
 #include "common/status.h"
 #include "orchestrator/frontend/authorizer.h"
 #include "orchestrator/frontend/workflow_handler.h"
@@ -96,7 +98,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->executor_ =
       std::make_unique<Executor>("engine", EngineThreads(options), options.engine_queue,
                                  options.engine_fibers, server->registry_.get());
-  server->watchers_ = std::make_unique<RunWatchers>();
+  prometheus::Gauge* history_waits = &prometheus::BuildGauge()
+                                          .Name("kiln_history_waits")
+                                          .Help(
+                                              "History reads waiting for a run to change "
+                                              "(clients waiting for a result)")
+                                          .Register(*server->registry_)
+                                          .Add({});
+  server->watchers_ = std::make_unique<RunWatchers>(
+      50'000, [history_waits](size_t n) { history_waits->Set(static_cast<double>(n)); });
   MatchingOptions matching_options;
   matching_options.exclusive_lease = options.exclusive_lease;
   server->matching_ = std::make_unique<Matching>(server->store_.get(), &server->clock_,
@@ -155,6 +165,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  RateLimitProtobufLogs();
+  AnswerUnparsableRequests(builder);
   builder.AddListeningPort(listen.ToString(), grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->workflow_service_.get());
   builder.RegisterService(server->log_service_.get());
@@ -177,7 +189,7 @@ void Server::Shutdown(absl::Duration grace) {
   shut_down_ = true;
   // Waiting calls answer now (empty), so the server can drain.
   if (matching_) matching_->Shutdown();
-  if (watchers_) watchers_->NotifyAll();
+  if (watchers_) watchers_->Shutdown();
   if (log_service_) log_service_->Shutdown();  // Log follows end (UNAVAILABLE: resume).
   if (grpc_server_) {
     grpc_server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));

@@ -78,11 +78,18 @@ absl::StatusOr<api::ListWorkflowExecutionsResponse> ListRuns(
   std::vector<internal::VisibilityRecord> matched;
   absl::Status parse_error;
   size_t examined = 0;
+  size_t answer_bytes = 0;
   std::string last_key;
   bool more = false;
+  auto add = [&](const internal::VisibilityRecord& record) {
+    auto* info = response.add_executions();
+    ToInfo(record, info);
+    answer_bytes += info->ByteSizeLong();
+  };
   RETURN_IF_ERROR(store.Scan(
       Table::kVisibility, start, end, 0, [&](std::string_view key, std::string_view value) {
-        if ((!sorted && response.executions_size() >= page_size) ||
+        if ((!sorted && (response.executions_size() >= page_size ||
+                         answer_bytes >= limits::kMaxListAnswerBytes)) ||
             examined >= limits::kMaxListScan) {
           more = true;
           return false;
@@ -105,7 +112,7 @@ absl::StatusOr<api::ListWorkflowExecutionsResponse> ListRuns(
         if (sorted) {
           matched.push_back(std::move(record));
         } else {
-          ToInfo(record, response.add_executions());
+          add(record);
         }
         return true;
       }));
@@ -116,8 +123,10 @@ absl::StatusOr<api::ListWorkflowExecutionsResponse> ListRuns(
   }
   std::stable_sort(matched.begin(), matched.end(),
                    [&](const auto& a, const auto& b) { return query.OrderedBefore(a, b); });
-  for (size_t i = offset; i < matched.size() && response.executions_size() < page_size; ++i) {
-    ToInfo(matched[i], response.add_executions());
+  for (size_t i = offset; i < matched.size() && response.executions_size() < page_size &&
+                          answer_bytes < limits::kMaxListAnswerBytes;
+       ++i) {
+    add(matched[i]);
   }
   if (offset + static_cast<size_t>(response.executions_size()) < matched.size()) {
     response.set_next_page_token(

@@ -19,6 +19,9 @@ inline constexpr int32_t kDefaultListPageSize = 100;
 inline constexpr int32_t kMaxListPageSize = 1'000;
 // Visibility entries examined by one List call before it returns a page token.
 inline constexpr size_t kMaxListScan = 10'000;
+// One answer's entries together: a page ends early (with a page token) once it reaches this,
+// well below gRPC's default 4 MiB receive limit of every client, whatever the memos hold.
+inline constexpr size_t kMaxListAnswerBytes = 2 << 20;
 }  // namespace limits
 
 // One page of the runs of namespace `ns` (already resolved: the request's own is not read)

@@ -105,6 +105,41 @@ TEST_CASE("ListRuns in another order pages by offset; tokens of another list are
   CHECK(absl::IsInvalidArgument(ListRuns(store, "ns", bad_query).status()));
 }
 
+TEST_CASE("ListRuns ends a page early when its answer would outgrow the byte bound") {
+  MemoryStore store;
+  WriteBatch batch;
+  constexpr int kRuns = 100;
+  for (int i = 0; i < kRuns; ++i) {
+    internal::VisibilityRecord record;
+    record.set_namespace_("ns");
+    record.set_workflow_id("w" + std::to_string(i));
+    record.set_run_id("r" + std::to_string(i));
+    (*record.mutable_memo()->mutable_fields())["m"].set_data(std::string(30 << 10, 'm'));
+    const absl::Time start = kEpoch + absl::Seconds(i);
+    ToProto(start, record.mutable_start_time());
+    batch.Put(Table::kVisibility, keys::Visibility("ns", start, record.run_id()),
+              record.SerializeAsString());
+  }
+  REQUIRE(store.Commit(batch).ok());
+  for (const char* query : {"", "ORDER BY WorkflowId"}) {
+    INFO(query);
+    api::ListWorkflowExecutionsRequest request;
+    request.set_page_size(kRuns);
+    request.set_query(query);
+    int listed = 0;
+    int pages = 0;
+    do {
+      auto page = ListRuns(store, "ns", request).value();
+      CHECK(page.ByteSizeLong() < limits::kMaxListAnswerBytes + (64 << 10));
+      listed += page.executions_size();
+      ++pages;
+      request.set_next_page_token(page.next_page_token());
+    } while (!request.next_page_token().empty());
+    CHECK(listed == kRuns);  // every run, over more than one page
+    CHECK(pages >= 2);
+  }
+}
+
 TEST_CASE("CountRuns counts every page's matches") {
   MemoryStore store;
   WriteRuns(store, static_cast<int>(limits::kMaxListPageSize) + 5);

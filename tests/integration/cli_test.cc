@@ -170,6 +170,29 @@ TEST_CASE("kiln workflow commands drive and inspect workflows on a real orchestr
   REQUIRE(orchestrator.Stop().value() == 0);
 }
 
+TEST_CASE("kiln shows control characters in ids escaped so they cannot steer the terminal") {
+  testutil::TempDir dir;
+  OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  // An id that would retitle the window, ring the bell and clear the screen.
+  const std::string evil = "evil\x1b]0;owned\x07\x1b[2J";
+  auto& stub = orchestrator.connection().workflow_service();
+  REQUIRE(testutil::StartWorkflow(stub, evil, "timer", "q", "3600").ok());
+  std::string out;
+  for (std::vector<std::string> args : {std::vector<std::string>{"workflow", "list"},
+                                        {"workflow", "describe", "--id", evil},
+                                        {"workflow", "history", "--id", evil}}) {
+    INFO(args[1]);
+    REQUIRE(Kiln(orchestrator.address(), args, &out) == 0);
+    CHECK(out.find('\x1b') == std::string::npos);
+    CHECK(out.find('\x07') == std::string::npos);
+    if (args[1] != "history") CHECK(Contains(out, "evil\\x1b]0;owned\\x07\\x1b[2J"));
+  }
+  // Errors that name the id are escaped too.
+  REQUIRE(Kiln(orchestrator.address(), {"workflow", "describe", "--id", evil + "x"}, &out) != 0);
+  CHECK(out.find('\x1b') == std::string::npos);
+}
+
 TEST_CASE("kiln refuses bad flag values with exit code 2 and names the value") {
   std::string out;
   const std::string nowhere = "127.0.0.1:1";  // never contacted: parsing fails first

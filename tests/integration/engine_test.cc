@@ -1,6 +1,8 @@
 // The engine over real gRPC on 127.0.0.1 with a real RocksDB directory: a test worker drives
 // workflows with activities, retries, timers and timeouts to completion, and the orchestrator
 // comes back after a restart with every open workflow, pending task and timer.
+#include <cmath>
+#include <functional>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -130,6 +132,154 @@ TEST_CASE("Bad requests get clear errors") {
   REQUIRE(long_sticky.error_message().find("sticky_worker: 2000 bytes") != std::string::npos);
 }
 
+TEST_CASE("Every string and blob a request carries is bounded and every enum checked") {
+  testutil::TempDir dir;
+  OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto& stub = orchestrator.connection().workflow_service();
+  REQUIRE(StartWorkflow(stub, "target", "timer", "q", "3600").ok());
+  const std::string big(1 << 20, 'x');  // 1 MiB
+  api::Payload big_payload;
+  big_payload.set_data(std::string(64 << 10, 'm'));
+
+  auto start = [](const std::string& id) {
+    api::StartWorkflowExecutionRequest request;
+    request.set_workflow_id(id);
+    request.mutable_workflow_type()->set_name("steps");
+    request.mutable_task_queue()->set_name("q");
+    return request;
+  };
+  auto signal = [] {
+    api::SignalWorkflowExecutionRequest request;
+    request.mutable_workflow_execution()->set_workflow_id("target");
+    request.set_signal_name("s");
+    return request;
+  };
+  struct Case {
+    const char* what;
+    std::function<grpc::Status(grpc::ClientContext*)> call;
+    const char* message;  // a part of the expected INVALID_ARGUMENT message
+  };
+  const std::vector<Case> cases = {
+      {"signal request id",
+       [&](grpc::ClientContext* ctx) {
+         auto request = signal();
+         request.set_request_id(big);
+         api::SignalWorkflowExecutionResponse response;
+         return stub.SignalWorkflowExecution(ctx, request, &response);
+       },
+       "request_id: 1048576 bytes is over the limit of 1000"},
+      {"signal name",
+       [&](grpc::ClientContext* ctx) {
+         auto request = signal();
+         request.set_signal_name(big);
+         api::SignalWorkflowExecutionResponse response;
+         return stub.SignalWorkflowExecution(ctx, request, &response);
+       },
+       "signal_name: 1048576 bytes"},
+      {"signal identity",
+       [&](grpc::ClientContext* ctx) {
+         auto request = signal();
+         request.set_identity(big);
+         api::SignalWorkflowExecutionResponse response;
+         return stub.SignalWorkflowExecution(ctx, request, &response);
+       },
+       "identity: 1048576 bytes"},
+      {"memo",
+       [&](grpc::ClientContext* ctx) {
+         auto request = start("memo");
+         (*request.mutable_memo()->mutable_fields())["m"] = big_payload;
+         api::StartWorkflowExecutionResponse response;
+         return stub.StartWorkflowExecution(ctx, request, &response);
+       },
+       "memo: "},
+      {"header",
+       [&](grpc::ClientContext* ctx) {
+         auto request = signal();
+         (*request.mutable_header()->mutable_fields())["h"] = big_payload;
+         api::SignalWorkflowExecutionResponse response;
+         return stub.SignalWorkflowExecution(ctx, request, &response);
+       },
+       "header: "},
+      {"terminate reason",
+       [&](grpc::ClientContext* ctx) {
+         api::TerminateWorkflowExecutionRequest request;
+         request.mutable_workflow_execution()->set_workflow_id("target");
+         request.set_reason(big);
+         api::TerminateWorkflowExecutionResponse response;
+         return stub.TerminateWorkflowExecution(ctx, request, &response);
+       },
+       "reason: 1048576 bytes"},
+      {"cancel reason",
+       [&](grpc::ClientContext* ctx) {
+         api::RequestCancelWorkflowExecutionRequest request;
+         request.mutable_workflow_execution()->set_workflow_id("target");
+         request.set_reason(big);
+         api::RequestCancelWorkflowExecutionResponse response;
+         return stub.RequestCancelWorkflowExecution(ctx, request, &response);
+       },
+       "reason: 1048576 bytes"},
+      {"list query",
+       [&](grpc::ClientContext* ctx) {
+         api::ListWorkflowExecutionsRequest request;
+         request.set_query(big);
+         api::ListWorkflowExecutionsResponse response;
+         return stub.ListWorkflowExecutions(ctx, request, &response);
+       },
+       "query: 1048576 bytes"},
+      {"unknown reuse policy",
+       [&](grpc::ClientContext* ctx) {
+         auto request = start("enum");
+         request.set_workflow_id_reuse_policy(static_cast<api::WorkflowIdReusePolicy>(99));
+         api::StartWorkflowExecutionResponse response;
+         return stub.StartWorkflowExecution(ctx, request, &response);
+       },
+       "workflow_id_reuse_policy: unknown value 99"},
+      {"NaN backoff",
+       [&](grpc::ClientContext* ctx) {
+         auto request = start("nan");
+         request.mutable_retry_policy()->set_backoff_coefficient(std::nan(""));
+         api::StartWorkflowExecutionResponse response;
+         return stub.StartWorkflowExecution(ctx, request, &response);
+       },
+       "backoff_coefficient must be between 1 and"},
+      {"negative retry interval",
+       [&](grpc::ClientContext* ctx) {
+         auto request = start("negative");
+         request.mutable_retry_policy()->mutable_initial_interval()->set_seconds(-5);
+         api::StartWorkflowExecutionResponse response;
+         return stub.StartWorkflowExecution(ctx, request, &response);
+       },
+       "intervals must not be negative"},
+      {"unknown query result type",
+       [&](grpc::ClientContext* ctx) {
+         api::RespondQueryTaskCompletedRequest request;
+         request.set_completed_type(static_cast<api::QueryResultType>(42));
+         api::RespondQueryTaskCompletedResponse response;
+         return stub.RespondQueryTaskCompleted(ctx, request, &response);
+       },
+       "completed_type: unknown value 42"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    grpc::ClientContext ctx;
+    grpc::Status status = c.call(&ctx);
+    CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(status.error_message(), Catch::Contains(c.message));
+  }
+  // Nothing of it reached the run: only its start events.
+  auto history = testutil::GetHistory(stub, "target", "").value();
+  CHECK(history.events_size() == 2);
+
+  // A string that is not UTF-8 cannot be parsed (proto3): the answer says so.
+  grpc::ClientContext utf8_ctx;
+  api::StartWorkflowExecutionResponse utf8_response;
+  grpc::Status utf8 = stub.StartWorkflowExecution(&utf8_ctx, start("bad\xff\xfe"), &utf8_response);
+  INFO(utf8.error_code() << " " << utf8.error_message());
+  CHECK(utf8.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  REQUIRE(orchestrator.connection().CheckHealth(absl::Seconds(10)).ok());
+}
+
 TEST_CASE("An empty long poll answers at its deadline with no task") {
   testutil::TempDir dir;
   OrchestratorProcess orchestrator(dir.path() + "/data");
@@ -197,6 +347,48 @@ TEST_CASE("History long polls cancelled by their callers in numbers leave the se
   for (auto& t : threads) t.join();
   REQUIRE(orchestrator.connection().CheckHealth(absl::Seconds(10)).ok());
   REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+TEST_CASE("SIGTERM answers clients waiting for a result at once instead of at the drain") {
+  testutil::TempDir dir;
+  OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto& stub = orchestrator.connection().workflow_service();
+  REQUIRE(StartWorkflow(stub, "waited-on", "timer", "q", "3600").ok());
+
+  // Two clients waiting for the result (`kiln workflow result`, GetResult).
+  struct Waiter {
+    grpc::Status status;
+    api::GetWorkflowExecutionHistoryResponse response;
+  };
+  std::vector<Waiter> waiters(2);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      api::GetWorkflowExecutionHistoryRequest request;
+      request.mutable_execution()->set_workflow_id("waited-on");
+      request.set_wait_new_event(true);
+      request.set_history_event_filter_type(api::HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT);
+      waiters[i].status = stub.GetWorkflowExecutionHistory(&ctx, request, &waiters[i].response);
+    });
+  }
+  // Both are parked on the run (the gauge counts them), not on their way.
+  auto waiting = [&] {
+    auto metrics = testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
+    return metrics.ok() && metrics->find("kiln_history_waits 2\n") != std::string::npos;
+  };
+  REQUIRE(testutil::WaitFor(waiting, absl::Seconds(20)));
+
+  REQUIRE(orchestrator.Stop().value() == 0);
+  for (auto& t : threads) t.join();
+  // Answered with an empty page (ask again), not cut off by the drain's end.
+  for (const Waiter& w : waiters) {
+    INFO(w.status.error_message());
+    REQUIRE(w.status.ok());
+    REQUIRE(w.response.history().events_size() == 0);
+  }
 }
 
 namespace start_at_schedule {
