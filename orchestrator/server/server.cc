@@ -45,14 +45,14 @@ class Listener final : public EngineListener {
   void RunChanged(const std::string& run_id, bool closed) override {
     watchers_->Notify(run_id, closed);
   }
-  std::optional<Matching::Reservation> ReservePoller(const QueuedTask& task) override {
+  std::optional<TaskReservation> ReservePoller(const QueuedTask& task) override {
     if (!start_at_schedule_) return std::nullopt;
     return matching_->Reserve(task.kind, task.ns, task.queue);
   }
-  void FulfilReservation(const Matching::Reservation& reservation, QueuedTask task) override {
+  void FulfilReservation(const TaskReservation& reservation, QueuedTask task) override {
     matching_->Fulfil(reservation, std::move(task));
   }
-  void ReleaseReservation(const Matching::Reservation& reservation) override {
+  void ReleaseReservation(const TaskReservation& reservation) override {
     matching_->Release(reservation);
   }
   void set_start_at_schedule(bool on) { start_at_schedule_ = on; }
