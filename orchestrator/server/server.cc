@@ -13,14 +13,14 @@
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/status.h"
-#include "orchestrator/frontend/authorizer.h"
 #include "orchestrator/frontend/workflow_handler.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/run_watchers.h"
-#include "orchestrator/logs/log_handler.h"
+#include "orchestrator/logservice/log_handler.h"
 #include "orchestrator/matching/matching.h"
 #include "orchestrator/persistence/metered_store.h"
 #include "orchestrator/persistence/rocksdb_store.h"
+#include "orchestrator/rpc/authorizer.h"
 #include "orchestrator/timers/timer_queue.h"
 
 namespace kiln::orchestrator {

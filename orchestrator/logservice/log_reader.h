@@ -29,10 +29,10 @@
 #include "common/clock.h"
 #include "common/executor.h"
 #include "kiln/api/v1/log_service.pb.h"
-#include "orchestrator/frontend/rpc_metrics.h"
 #include "orchestrator/logs/log_metrics.h"
 #include "orchestrator/logs/log_streams.h"
 #include "orchestrator/persistence/store.h"
+#include "orchestrator/rpc/rpc_metrics.h"
 
 namespace kiln::orchestrator {
 

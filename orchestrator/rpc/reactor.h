@@ -17,7 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/executor.h"
-#include "orchestrator/frontend/rpc_metrics.h"
+#include "orchestrator/rpc/rpc_metrics.h"
 
 namespace kiln::orchestrator {
 

@@ -1,11 +1,11 @@
-#include "orchestrator/logs/log_reader.h"
+#include "orchestrator/logservice/log_reader.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc_status.h"
 #include "orchestrator/logs/log_limits.h"
-#include "orchestrator/logs/log_reader_registry.h"
 #include "orchestrator/logs/log_store.h"
 #include "orchestrator/logs/run_lookup.h"
+#include "orchestrator/logservice/log_reader_registry.h"
 
 namespace kiln::orchestrator {
 

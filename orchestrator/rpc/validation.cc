@@ -1,4 +1,4 @@
-#include "orchestrator/frontend/validation.h"
+#include "orchestrator/rpc/validation.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
