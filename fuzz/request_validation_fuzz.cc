@@ -5,7 +5,7 @@
 #include <cstdlib>
 
 #include "absl/status/status.h"
-#include "orchestrator/frontend/validation.h"
+#include "orchestrator/rpc/validation.h"
 
 namespace {
 

@@ -11,10 +11,10 @@
 #include "common/clock.h"
 #include "common/executor.h"
 #include "common/ids.h"
-#include "orchestrator/frontend/authorizer.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/run_watchers.h"
 #include "orchestrator/matching/matching.h"
+#include "orchestrator/rpc/authorizer.h"
 
 namespace kiln::orchestrator {
 

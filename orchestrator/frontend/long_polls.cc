@@ -5,7 +5,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
-#include "orchestrator/frontend/reactor.h"
+#include "orchestrator/rpc/reactor.h"
 
 namespace kiln::orchestrator {
 namespace {

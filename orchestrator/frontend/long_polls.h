@@ -18,8 +18,8 @@
 #include "absl/time/time.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
 #include "orchestrator/frontend/frontend_deps.h"
-#include "orchestrator/frontend/rpc_metrics.h"
 #include "orchestrator/matching/matching.h"
+#include "orchestrator/rpc/rpc_metrics.h"
 
 namespace kiln::orchestrator {
 

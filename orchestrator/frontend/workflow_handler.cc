@@ -9,9 +9,9 @@
 #include "common/status.h"
 #include "common/version.h"
 #include "orchestrator/frontend/long_polls.h"
-#include "orchestrator/frontend/reactor.h"
-#include "orchestrator/frontend/validation.h"
 #include "orchestrator/history/limits.h"
+#include "orchestrator/rpc/reactor.h"
+#include "orchestrator/rpc/validation.h"
 
 namespace kiln::orchestrator {
 

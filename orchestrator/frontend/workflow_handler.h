@@ -14,10 +14,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
-#include "orchestrator/frontend/authorizer.h"
 #include "orchestrator/frontend/frontend_deps.h"
 #include "orchestrator/frontend/query_registry.h"
-#include "orchestrator/frontend/rpc_metrics.h"
+#include "orchestrator/rpc/authorizer.h"
+#include "orchestrator/rpc/rpc_metrics.h"
 
 namespace kiln::orchestrator {
 

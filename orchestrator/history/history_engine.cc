@@ -142,7 +142,7 @@ absl::Status HistoryEngine::StartForWaitingPollers(Mutation& m,
   for (QueuedTask& task : m.new_tasks()) {
     // Queries never start; a task started already (eager dispatch) is its worker's.
     if (!task.record.query_id().empty() || !task.started_request_id.empty()) continue;
-    std::optional<Matching::Reservation> reservation = listener_->ReservePoller(task);
+    std::optional<TaskReservation> reservation = listener_->ReservePoller(task);
     if (!reservation.has_value()) continue;
     // Added before the start is applied, so a failure below still releases the poller.
     started->push_back({*reservation, QueuedTask{}});

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,39 +18,16 @@
 #include "common/ids.h"
 #include "kiln/api/v1/workflow_service.pb.h"
 #include "kiln/internal/v1/persistence.pb.h"
+#include "orchestrator/history/engine_listener.h"
 #include "orchestrator/history/mutation.h"
 #include "orchestrator/history/run_cache.h"
 #include "orchestrator/history/task_id_allocator.h"
-#include "orchestrator/matching/matching.h"
 #include "orchestrator/persistence/store.h"
 
 namespace kiln::orchestrator {
 
 namespace api = ::kiln::api::v1;
 namespace internal = ::kiln::internal::v1;
-
-// Told about each committed transition's effects, after the commit.
-class EngineListener {
- public:
-  virtual ~EngineListener() = default;
-  virtual void TaskAdded(QueuedTask task) = 0;
-  // A timer was written to `table` (kTimers or kRetention) at `key`.
-  virtual void TimerAdded(Table table, const std::string& key, absl::Time fire_time) = 0;
-  // A timer's key was deleted (its task ended first): it must not fire.
-  virtual void TimerRemoved(const std::string& key) {}
-  // The run's history grew; `closed`: the transition closed it.
-  virtual void RunChanged(const std::string& run_id, bool closed) = 0;
-
-  // Start at schedule (see Matching::Reserve). A listener that returns no reservations (the
-  // default) gets every task through TaskAdded.
-  virtual std::optional<Matching::Reservation> ReservePoller(const QueuedTask& task) {
-    return std::nullopt;
-  }
-  // After the commit: the reserved poller gets its task, already started.
-  virtual void FulfilReservation(const Matching::Reservation& reservation, QueuedTask task) {}
-  // The commit failed: the reserved poller ends empty.
-  virtual void ReleaseReservation(const Matching::Reservation& reservation) {}
-};
 
 struct EngineOptions {
   size_t run_cache_capacity = 10'000;
@@ -158,7 +136,7 @@ class HistoryEngine {
   absl::Status Commit(Handle& handle, Mutation& mutation, WriteBatch* extra = nullptr,
                       Mutation* second_run = nullptr);
   struct StartedInline {
-    Matching::Reservation reservation;
+    TaskReservation reservation;
     QueuedTask task;
   };
   // For each new task of `m` whose queue has a waiting poller: reserves the poller and applies

@@ -14,8 +14,8 @@
 #include "kiln/api/v1/history.pb.h"
 #include "kiln/internal/v1/persistence.pb.h"
 #include "orchestrator/history/task_id_allocator.h"
-#include "orchestrator/matching/matching.h"
 #include "orchestrator/persistence/store.h"
+#include "orchestrator/tasks/queued_task.h"
 
 namespace kiln::orchestrator {
 

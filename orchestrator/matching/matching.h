@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <prometheus/registry.h>
@@ -36,23 +37,9 @@
 #include "kiln/internal/v1/persistence.pb.h"
 #include "orchestrator/persistence/keys.h"
 #include "orchestrator/persistence/store.h"
+#include "orchestrator/tasks/queued_task.h"
 
 namespace kiln::orchestrator {
-
-// A task in a backlog: which queue, its id there, and what it dispatches.
-struct QueuedTask {
-  keys::TaskKind kind = keys::TaskKind::kWorkflow;
-  std::string ns;
-  std::string queue;
-  int64_t task_id = 0;
-  kiln::internal::v1::TaskRecord record;
-  // Set when the transition that created the task also started it for a reserved poller (see
-  // Matching::Reserve): the poll answers as a retry of that start with this request id. Such a
-  // task has no backlog entry.
-  std::string started_request_id;
-
-  std::string Key() const { return keys::Task(kind, ns, queue, task_id); }
-};
 
 struct MatchingOptions {
   // Tasks of one queue held in memory; the rest wait in the store.
@@ -141,13 +128,9 @@ class Matching {
   // committed hand the started task over with Fulfil (or, if the commit failed, end the poll
   // empty with Release). That saves the separate "started" transition. Exactly one of Fulfil
   // or Release must follow a Reserve.
-  struct Reservation {
-    PollId poll_id = 0;
-    std::string identity;
-    keys::TaskKind kind = keys::TaskKind::kWorkflow;
-    std::string ns;
-    std::string queue;
-  };
+  // The reservation type is shared with history (orchestrator/tasks/queued_task.h).
+  using Reservation = TaskReservation;
+  static_assert(std::is_same_v<decltype(Reservation::poll_id), PollId>);
   // nullopt when nobody waits on the queue, or older tasks are buffered or in the store (they
   // go first), or matching is shut down.
   std::optional<Reservation> Reserve(keys::TaskKind kind, std::string_view ns,

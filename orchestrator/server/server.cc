@@ -15,14 +15,14 @@
 #include "common/logging.h"
 #include "common/rpc_parse_errors.h"
 #include "common/status.h"
-#include "orchestrator/frontend/authorizer.h"
 #include "orchestrator/frontend/workflow_handler.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/run_watchers.h"
-#include "orchestrator/logs/log_handler.h"
+#include "orchestrator/logservice/log_handler.h"
 #include "orchestrator/matching/matching.h"
 #include "orchestrator/persistence/metered_store.h"
 #include "orchestrator/persistence/rocksdb_store.h"
+#include "orchestrator/rpc/authorizer.h"
 #include "orchestrator/timers/timer_queue.h"
 
 namespace kiln::orchestrator {
@@ -47,14 +47,14 @@ class Listener final : public EngineListener {
   void RunChanged(const std::string& run_id, bool closed) override {
     watchers_->Notify(run_id, closed);
   }
-  std::optional<Matching::Reservation> ReservePoller(const QueuedTask& task) override {
+  std::optional<TaskReservation> ReservePoller(const QueuedTask& task) override {
     if (!start_at_schedule_) return std::nullopt;
     return matching_->Reserve(task.kind, task.ns, task.queue);
   }
-  void FulfilReservation(const Matching::Reservation& reservation, QueuedTask task) override {
+  void FulfilReservation(const TaskReservation& reservation, QueuedTask task) override {
     matching_->Fulfil(reservation, std::move(task));
   }
-  void ReleaseReservation(const Matching::Reservation& reservation) override {
+  void ReleaseReservation(const TaskReservation& reservation) override {
     matching_->Release(reservation);
   }
   void set_start_at_schedule(bool on) { start_at_schedule_ = on; }

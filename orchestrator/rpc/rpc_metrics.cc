@@ -1,4 +1,4 @@
-#include "orchestrator/frontend/rpc_metrics.h"
+#include "orchestrator/rpc/rpc_metrics.h"
 
 #include "absl/status/status.h"
 #include "common/metrics.h"

@@ -1,4 +1,4 @@
-#include "orchestrator/frontend/validation.h"
+#include "orchestrator/rpc/validation.h"
 
 #include <initializer_list>
 

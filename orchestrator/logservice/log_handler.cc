@@ -1,9 +1,9 @@
-#include "orchestrator/logs/log_handler.h"
+#include "orchestrator/logservice/log_handler.h"
 
 #include "common/rpc_status.h"
 #include "common/status.h"
-#include "orchestrator/logs/log_validation.h"
 #include "orchestrator/logs/run_lookup.h"
+#include "orchestrator/logservice/log_validation.h"
 
 namespace kiln::orchestrator {
 

@@ -17,17 +17,41 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/executor.h"
-#include "orchestrator/frontend/rpc_metrics.h"
+#include "orchestrator/rpc/rpc_metrics.h"
 
 namespace kiln::orchestrator {
+
+// The reference count of a reactor that answers from asynchronous paths: gRPC holds the first
+// reference and drops it in OnDone; each path that may still touch the reactor (a waiting poll,
+// a watcher, an alarm, queued work, a registry's caller) holds one more. Whoever drops the last
+// frees the reactor. Shared by the unary reactors (RefCountedReactor) and LogService's streaming
+// reader (logservice/log_reader.h).
+class ReactorRefs {
+ public:
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // A reference for a caller that found the reactor through a registry; false once the count
+  // reached zero (the reactor is being freed and must not be touched).
+  bool TryRef() {
+    int refs = refs_.load(std::memory_order_relaxed);
+    while (refs > 0) {
+      if (refs_.compare_exchange_weak(refs, refs + 1, std::memory_order_acq_rel)) return true;
+    }
+    return false;
+  }
+  // Drops a reference; true when it was the last, and the caller frees the reactor.
+  [[nodiscard]] bool Unref() { return refs_.fetch_sub(1, std::memory_order_acq_rel) == 1; }
+
+ private:
+  std::atomic<int> refs_{1};  // gRPC's own, released in OnDone.
+};
 
 // A reactor that frees itself once gRPC is done with it AND every asynchronous path holding a
 // reference (a waiting poll, a watcher, an alarm, queued work) has let go.
 class RefCountedReactor : public grpc::ServerUnaryReactor {
  public:
-  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Ref() { refs_.Ref(); }
   void Unref() {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    if (refs_.Unref()) delete this;
   }
   void OnDone() override { Unref(); }
 
@@ -42,7 +66,7 @@ class RefCountedReactor : public grpc::ServerUnaryReactor {
   bool finished();
 
  private:
-  std::atomic<int> refs_{1};  // gRPC's own, released in OnDone.
+  ReactorRefs refs_;
   absl::Mutex finish_mu_;
   bool finished_ ABSL_GUARDED_BY(finish_mu_) = false;
 };

@@ -23,14 +23,14 @@
 #include "common/clock.h"
 #include "common/executor.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
-#include "orchestrator/frontend/authorizer.h"
-#include "orchestrator/frontend/rpc_metrics.h"
 #include "orchestrator/logs/log_limits.h"
 #include "orchestrator/logs/log_metrics.h"
-#include "orchestrator/logs/log_reader.h"
-#include "orchestrator/logs/log_reader_registry.h"
 #include "orchestrator/logs/log_streams.h"
+#include "orchestrator/logservice/log_reader.h"
+#include "orchestrator/logservice/log_reader_registry.h"
 #include "orchestrator/persistence/store.h"
+#include "orchestrator/rpc/authorizer.h"
+#include "orchestrator/rpc/rpc_metrics.h"
 
 namespace kiln::orchestrator {
 

@@ -1,11 +1,11 @@
-#include "orchestrator/logs/log_reader.h"
+#include "orchestrator/logservice/log_reader.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc_status.h"
 #include "orchestrator/logs/log_limits.h"
-#include "orchestrator/logs/log_reader_registry.h"
 #include "orchestrator/logs/log_store.h"
 #include "orchestrator/logs/run_lookup.h"
+#include "orchestrator/logservice/log_reader_registry.h"
 
 namespace kiln::orchestrator {
 
@@ -21,7 +21,7 @@ LogReader::LogReader(const LogReaderEnv& env, std::string ns,
       last_data_(began_) {}
 
 void LogReader::Begin() {
-  refs_.fetch_add(1, std::memory_order_relaxed);  // For the task.
+  refs_.Ref();  // For the task.
   if (!env_.executor->TrySubmit([this] {
         Start();
         Unref();
@@ -41,16 +41,10 @@ void LogReader::End(const absl::Status& status) {
   Perform(step);
 }
 
-bool LogReader::TryRef() {
-  int refs = refs_.load(std::memory_order_relaxed);
-  while (refs > 0) {
-    if (refs_.compare_exchange_weak(refs, refs + 1, std::memory_order_acq_rel)) return true;
-  }
-  return false;
-}
+bool LogReader::TryRef() { return refs_.TryRef(); }
 
 void LogReader::Unref() {
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+  if (refs_.Unref()) {
     env_.readers->Remove(this);
     delete this;
   }
@@ -169,7 +163,7 @@ void LogReader::Perform(Step step) {
       StartWrite(&response_);
       return;
     case Step::kRead: {
-      refs_.fetch_add(1, std::memory_order_relaxed);  // For the task.
+      refs_.Ref();  // For the task.
       if (env_.executor->TrySubmit([this] {
             ReadMore();
             Unref();
@@ -207,7 +201,7 @@ void LogReader::RequestFinish(const absl::Status& status) {
 }
 
 void LogReader::ScheduleIdleAlarm(absl::Time when) {
-  refs_.fetch_add(1, std::memory_order_relaxed);  // For the alarm.
+  refs_.Ref();  // For the alarm.
   alarm_ = env_.clock->ScheduleAlarm(when, [this] { OnIdleAlarm(); });
 }
 

@@ -15,7 +15,6 @@
 // the stream as it was when the read got there.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -29,10 +28,11 @@
 #include "common/clock.h"
 #include "common/executor.h"
 #include "kiln/api/v1/log_service.pb.h"
-#include "orchestrator/frontend/rpc_metrics.h"
 #include "orchestrator/logs/log_metrics.h"
 #include "orchestrator/logs/log_streams.h"
 #include "orchestrator/persistence/store.h"
+#include "orchestrator/rpc/reactor.h"
+#include "orchestrator/rpc/rpc_metrics.h"
 
 namespace kiln::orchestrator {
 
@@ -93,7 +93,7 @@ class LogReader final : public grpc::ServerWriteReactor<kiln::api::v1::ReadLogRe
   const absl::Time began_;
   // Set by Start before the reader registers or reads; constant after.
   std::string run_id_;
-  std::atomic<int> refs_{1};  // gRPC's own, released in OnDone.
+  ReactorRefs refs_;  // Shared with the unary reactors (rpc/reactor.h).
 
   absl::Mutex mu_;
   // The offset of the next byte to send: every byte before it is sent or being sent.

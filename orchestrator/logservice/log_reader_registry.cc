@@ -1,9 +1,9 @@
-#include "orchestrator/logs/log_reader_registry.h"
+#include "orchestrator/logservice/log_reader_registry.h"
 
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "orchestrator/logs/log_reader.h"
+#include "orchestrator/logservice/log_reader.h"
 
 namespace kiln::orchestrator {
 

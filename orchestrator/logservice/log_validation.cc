@@ -1,8 +1,8 @@
-#include "orchestrator/logs/log_validation.h"
+#include "orchestrator/logservice/log_validation.h"
 
 #include "absl/strings/str_cat.h"
-#include "orchestrator/frontend/validation.h"
 #include "orchestrator/logs/log_limits.h"
+#include "orchestrator/rpc/validation.h"
 
 namespace kiln::orchestrator {
 

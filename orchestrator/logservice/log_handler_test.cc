@@ -2,7 +2,7 @@
 // FakeClock: appends and reads, follows that join mid-stream, slow followers fed back from the
 // store, the idle limit, cancellation and shutdown, sdk::LogWriter's chunks and retries through
 // store faults, and the errors of bad requests.
-#include "orchestrator/logs/log_handler.h"
+#include "orchestrator/logservice/log_handler.h"
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>

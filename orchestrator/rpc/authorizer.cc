@@ -1,4 +1,4 @@
-#include "orchestrator/frontend/authorizer.h"
+#include "orchestrator/rpc/authorizer.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"

@@ -1,4 +1,4 @@
-#include "orchestrator/frontend/reactor.h"
+#include "orchestrator/rpc/reactor.h"
 
 #include <utility>
 

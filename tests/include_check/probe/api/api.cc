@@ -1,0 +1,3 @@
+#include "api/api.h"
+
+int Api() { return Base() + 1; }

@@ -1,0 +1,5 @@
+#pragma once
+
+#include "base/base.h"
+
+int Api();

@@ -1,0 +1,3 @@
+#include "base/base.h"
+
+int User() { return Base() + 2; }
