@@ -24,6 +24,12 @@ int ShowInfo(sdk::Connection& connection, const Io& io) {
          << "version:  " << response.server_version() << "\n"
          << "data dir: " << response.data_dir() << "\n"
          << "started:  " << FormatTimestamp(response.start_time()) << "\n";
+  if (response.store_read_only()) {
+    io.out << "store:    READ-ONLY since " << FormatTimestamp(response.store_read_only_since())
+           << ": " << response.store_read_only_reason() << "\n";
+  } else {
+    io.out << "store:    writable\n";
+  }
   return 0;
 }
 

@@ -12,6 +12,7 @@
 
 #include "common/config.h"
 #include "common/logging.h"
+#include "common/open_files.h"
 #include "common/signals.h"
 #include "orchestrator/server/server.h"
 #include "orchestrator/server/token_command.h"
@@ -96,14 +97,38 @@ int main(int argc, char** argv) {
                  "Refuse calls that carry no token (else anonymous callers may do everything)")
       ->envname("KILN_REQUIRE_AUTH")
       ->capture_default_str();
+  uint64_t min_free_disk_mb = options.min_free_disk_bytes >> 20;
+  app.add_option("--min-free-disk-mb", min_free_disk_mb,
+                 "Writes stop (UNAVAILABLE; reads go on) while the data directory's filesystem "
+                 "has less free than this, and resume by themselves above it (0: only a failed "
+                 "write stops them)")
+      ->envname("KILN_MIN_FREE_DISK_MB")
+      ->capture_default_str();
+  app.add_option("--max-connections", options.max_connections,
+                 "Open gRPC connections at most; one more is accepted and closed at once (0: the "
+                 "open-file limit less a reserve of min(512, limit/2))")
+      ->envname("KILN_MAX_CONNECTIONS")
+      ->check(CLI::Range(0, 10'000'000))
+      ->capture_default_str();
+  double listener_probe_s = 5;
+  app.add_option("--listener-probe-interval", listener_probe_s,
+                 "Seconds between the listener's self-checks (a connection to its own address); "
+                 "health turns NOT_SERVING while it cannot accept")
+      ->envname("KILN_LISTENER_PROBE_INTERVAL")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
   kiln::orchestrator::TokenCommand token_command(app);
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   if (token_command.parsed()) return token_command.Run(options, std::cout, std::cerr);
   options.retention = absl::Seconds(retention_h * 3600);
   options.exclusive_lease = absl::Seconds(exclusive_lease_s);
+  options.min_free_disk_bytes = min_free_disk_mb << 20;
+  options.listener_probe_interval = absl::Seconds(listener_probe_s);
   kiln::ApplyCommonFlags(common);
 
   kiln::LogInfo("orchestrator.allocator", {{"allocator", Allocator()}});
+  // Every connection takes a descriptor; the default --max-connections follows this limit.
+  kiln::RaiseOpenFileLimitAndLog("orchestrator");
   auto server = kiln::orchestrator::Server::Start(options);
   if (!server.ok()) {
     kiln::LogError("orchestrator.start_failed", {{"status", server.status()}});

@@ -18,6 +18,7 @@
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/open_files.h"
 #include "common/rpc_parse_errors.h"
 #include "common/signals.h"
 #include "samples/samples.h"
@@ -139,6 +140,8 @@ int main(int argc, char** argv) {
       ->envname("KILN_AUTH_KEY_FILE");
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
+  // Each connection (webhooks, BuildService, the orchestrator's) takes a descriptor.
+  kiln::RaiseOpenFileLimitAndLog("worker");
   const bool tls_verify = registry_tls == "on" || (registry_tls == "auto" && !IsLoopback(registry));
   std::error_code ec;
   fs::create_directories(data_dir, ec);

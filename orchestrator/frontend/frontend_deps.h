@@ -14,6 +14,7 @@
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/run_watchers.h"
 #include "orchestrator/matching/matching.h"
+#include "orchestrator/persistence/store.h"
 #include "orchestrator/rpc/authorizer.h"
 
 namespace kiln::orchestrator {
@@ -31,6 +32,8 @@ struct FrontendDeps {
   absl::Duration long_poll = absl::Seconds(60);
   // Who may call what (authorizer.h); null: everyone may call everything.
   Authorizer* authorizer = nullptr;
+  // Whether the store takes writes, for GetSystemInfo; null: not reported.
+  Store* store = nullptr;
 };
 
 }  // namespace kiln::orchestrator

@@ -409,6 +409,13 @@ grpc::ServerUnaryReactor* WorkflowHandler::GetSystemInfo(Ctx* ctx,
   response->set_server_version(kVersion);
   response->mutable_start_time()->set_seconds(absl::ToUnixSeconds(start_time_));
   response->set_data_dir(deps_.data_dir);
+  if (deps_.store != nullptr) {
+    if (StoreHealth health = deps_.store->Health(); !health.writable) {
+      response->set_store_read_only(true);
+      response->set_store_read_only_reason(health.reason);
+      response->mutable_store_read_only_since()->set_seconds(absl::ToUnixSeconds(health.since));
+    }
+  }
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

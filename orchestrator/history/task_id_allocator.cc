@@ -19,7 +19,9 @@ absl::StatusOr<std::unique_ptr<TaskIdAllocator>> TaskIdAllocator::Create(Store* 
     allocator->block_end_ = allocator->next_;
   }
   absl::Status status = allocator->ReserveBlock();
-  if (!status.ok()) return status;
+  // A store that refuses writes (a full disk) must not keep the engine from starting to serve
+  // reads: the block is reserved by the first Next() that finds it can write.
+  if (!status.ok() && !absl::IsUnavailable(status)) return status;
   return allocator;
 }
 

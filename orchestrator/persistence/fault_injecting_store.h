@@ -55,6 +55,7 @@ class FaultInjectingStore final : public Store {
   absl::Status ReverseScan(Table table, std::string_view start, std::string_view end, size_t limit,
                            const ScanVisitor& visit) override;
   uint64_t ApproximateSize() override { return base_.ApproximateSize(); }
+  StoreHealth Health() override { return base_.Health(); }
 
   // Commit calls received.
   int64_t commits() const;

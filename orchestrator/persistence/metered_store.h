@@ -33,6 +33,7 @@ class MeteredStore final : public Store {
   absl::Status ReverseScan(Table table, std::string_view start, std::string_view end, size_t limit,
                            const ScanVisitor& visit) override;
   uint64_t ApproximateSize() override { return base_.ApproximateSize(); }
+  StoreHealth Health() override { return base_.Health(); }
 
  private:
   enum Op { kCommit, kGet, kScan, kReverseScan, kOpCount };

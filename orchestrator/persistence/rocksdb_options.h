@@ -6,6 +6,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+
+#include "absl/time/time.h"
+#include "orchestrator/persistence/store.h"
+
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
 
 namespace kiln::orchestrator {
 
@@ -47,6 +55,20 @@ struct RocksDbOptions {
   // RocksDB's own info LOG in the store directory: rotated at this size, this many kept.
   size_t max_info_log_bytes = 4 << 20;
   size_t keep_info_log_files = 3;
+
+  // Writes stop (Commit answers kUnavailable, reads go on) while the filesystem holding the
+  // store has less than this free, so that RocksDB itself rarely meets a full disk: a flush
+  // needs room for the memtables (total_write_buffer_bytes) and compaction for a few files.
+  // They resume once this much is free again. 0: only a failed write stops them.
+  uint64_t min_free_bytes = 64 << 20;
+  // How often a store that stopped writing checks whether it can write again (free space, then
+  // a reopen of the database when RocksDB itself stopped).
+  absl::Duration recovery_interval = absl::Seconds(1);
+  // Called whenever writes stop or resume (and when the reason for refusing them changes), from
+  // the store's writer thread or one of RocksDB's; must not call back into the store.
+  std::function<void(const StoreHealth&)> on_health_change;
+  // The Env RocksDB runs on; null: RocksDB's default. Tests pass one that injects IO errors.
+  rocksdb::Env* env = nullptr;
 };
 
 }  // namespace kiln::orchestrator

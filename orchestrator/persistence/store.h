@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace kiln::orchestrator {
 
@@ -83,6 +84,15 @@ class WriteBatch {
   size_t bytes_ = 0;
 };
 
+// Whether a store takes writes now, and if not, why. A store that cannot write (a full disk, a
+// failed write) keeps serving reads and answers every Commit with kUnavailable until it can
+// write again, which it finds out by itself.
+struct StoreHealth {
+  bool writable = true;
+  std::string reason;                       // why writes are refused; empty while writable
+  absl::Time since = absl::InfinitePast();  // when writes stopped
+};
+
 // Receives scanned entries in order; returns false to stop the scan.
 using ScanVisitor = std::function<bool(std::string_view key, std::string_view value)>;
 
@@ -110,6 +120,10 @@ class Store {
 
   // Approximate number of bytes stored (for status pages and housekeeping).
   virtual uint64_t ApproximateSize() = 0;
+
+  // Whether Commit can succeed now (see StoreHealth). A store that never stops writing need not
+  // override it.
+  virtual StoreHealth Health() { return {}; }
 };
 
 }  // namespace kiln::orchestrator

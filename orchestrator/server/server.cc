@@ -1,5 +1,7 @@
 #include "orchestrator/server/server.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
@@ -23,6 +25,8 @@
 #include "orchestrator/persistence/metered_store.h"
 #include "orchestrator/persistence/rocksdb_store.h"
 #include "orchestrator/rpc/authorizer.h"
+#include "orchestrator/server/connection_listener.h"
+#include "orchestrator/server/server_health.h"
 #include "orchestrator/timers/timer_queue.h"
 
 namespace kiln::orchestrator {
@@ -72,6 +76,16 @@ int EngineThreads(const ServerOptions& options) {
   if (options.engine_threads > 0) return options.engine_threads;
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
+
+// The open-file limit less what the rest of the process may hold: RocksDB's table files
+// (max_open_files 256), its WAL, logs and manifest, the metrics endpoint, the executor.
+int DefaultMaxConnections() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1000;
+  const uint64_t soft = limit.rlim_cur;
+  const uint64_t reserve = std::min<uint64_t>(512, soft / 2);
+  return static_cast<int>(std::clamp<uint64_t>(soft - reserve, 16, 1'000'000));
+}
 }  // namespace
 
 Server::Server() = default;
@@ -92,7 +106,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   ASSIGN_OR_RETURN(server->metrics_,
                    MetricsServer::Start(options.metrics_listen, server->registry_));
 
-  ASSIGN_OR_RETURN(server->rocksdb_, RocksDbStore::Open(options.data_dir + "/db"));
+  server->health_ = std::make_unique<ServerHealth>(*server->registry_);
+  RocksDbOptions store_options;
+  store_options.min_free_bytes = options.min_free_disk_bytes;
+  store_options.on_health_change = [health = server->health_.get()](const StoreHealth& h) {
+    health->StoreChanged(h);
+  };
+  ASSIGN_OR_RETURN(server->rocksdb_, RocksDbStore::Open(options.data_dir + "/db", store_options));
+  if (StoreHealth store = server->rocksdb_->Health(); !store.writable) {
+    // Started on a full disk: serving reads beats a crash loop under a supervisor.
+    LogWarn("orchestrator.read_only", {{"reason", store.reason}, {"data_dir", options.data_dir}});
+    server->health_->StoreChanged(store);
+  }
   server->store_ =
       std::make_unique<MeteredStore>(*server->rocksdb_, *server->registry_, server->clock_);
   server->executor_ =
@@ -158,27 +183,45 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                     options.data_dir,
                     options.long_poll,
                     server->authorizer_.get()};
+  deps.store = server->store_.get();
   server->workflow_service_ = std::make_unique<WorkflowHandler>(std::move(deps));
   server->log_service_ = std::make_unique<LogHandler>(
       LogDeps{server->store_.get(), &server->clock_, server->executor_.get(),
               server->registry_.get(), engine->default_namespace(), server->authorizer_.get()});
 
+  const int max_connections =
+      options.max_connections > 0 ? options.max_connections : DefaultMaxConnections();
+  ASSIGN_OR_RETURN(
+      server->connections_,
+      ConnectionListener::Bind({.host = listen.host,
+                                .port = listen.port,
+                                .max_connections = max_connections,
+                                .probe_interval = options.listener_probe_interval,
+                                .on_accepting = [health = server->health_.get()](bool accepting) {
+                                  health->ListenerChanged(accepting);
+                                }}));
+  server->port_ = server->connections_->port();
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   RateLimitProtobufLogs();
   AnswerUnparsableRequests(builder);
-  builder.AddListeningPort(listen.ToString(), grpc::InsecureServerCredentials(), &server->port_);
+  // Connections come from our listener (connection_listener.h says why), not gRPC's own.
+  auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
+      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+      grpc::InsecureServerCredentials());
   builder.RegisterService(server->workflow_service_.get());
   builder.RegisterService(server->log_service_.get());
   builder.SetMaxReceiveMessageSize(8 << 20);
   server->grpc_server_ = builder.BuildAndStart();
-  if (!server->grpc_server_ || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on '", options.listen,
-                                               "' (address in use or not local?)"));
-  }
+  if (!server->grpc_server_) return absl::InternalError("the gRPC server did not start");
+  server->connections_->Start(std::move(acceptor));
+  server->health_->Attach(server->grpc_server_->GetHealthCheckService());
   LogInfo("orchestrator.serving", {{"listen", absl::StrCat(listen.host, ":", server->port_)},
                                    {"metrics_port", server->metrics_port()},
-                                   {"data_dir", options.data_dir}});
+                                   {"data_dir", options.data_dir},
+                                   {"max_connections", max_connections},
+                                   {"writable", server->rocksdb_->Health().writable}});
   return server;
 }
 
@@ -191,6 +234,9 @@ void Server::Shutdown(absl::Duration grace) {
   if (matching_) matching_->Shutdown();
   if (watchers_) watchers_->Shutdown();
   if (log_service_) log_service_->Shutdown();  // Log follows end (UNAVAILABLE: resume).
+  if (connections_) connections_->Stop();      // No new connections.
+  // The store may still report (from its threads) until it closes, after the gRPC server.
+  if (health_) health_->Detach();
   if (grpc_server_) {
     grpc_server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
     grpc_server_->Wait();

@@ -28,6 +28,8 @@ class WorkflowHandler;
 class LogHandler;
 class Listener;
 class Authorizer;
+class ServerHealth;
+class ConnectionListener;
 
 struct ServerOptions {
   std::string data_dir;
@@ -55,6 +57,14 @@ struct ServerOptions {
   std::string auth_key_file;
   // Refuse calls without a token (else anonymous callers may do everything; see authorizer.h).
   bool require_auth = false;
+  // Writes stop (UNAVAILABLE, reads go on) while the data directory's filesystem has less free;
+  // 0: only a failed write stops them (RocksDbOptions::min_free_bytes).
+  uint64_t min_free_disk_bytes = 64 << 20;
+  // Open gRPC connections at most (one more is accepted and closed); 0: the open-file limit
+  // less a reserve for the store and everything else (connection_listener.h).
+  int max_connections = 0;
+  // How often the listener checks that it accepts (health "" turns NOT_SERVING when not).
+  absl::Duration listener_probe_interval = absl::Seconds(5);
 };
 
 class Server {
@@ -74,6 +84,7 @@ class Server {
   ServerOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<ServerHealth> health_;
   RealClock clock_;
   RandomIdGenerator ids_;
   std::unique_ptr<RocksDbStore> rocksdb_;
@@ -88,6 +99,7 @@ class Server {
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<WorkflowHandler> workflow_service_;
   std::unique_ptr<LogHandler> log_service_;
+  std::unique_ptr<ConnectionListener> connections_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
   bool shut_down_ = false;
