@@ -1,6 +1,7 @@
 // kiln: the inspection and operations CLI. The workflow commands talk to the orchestrator
 // (--address), the build platform's commands (project, deploy, deployment, preview) to
-// kiln-worker's BuildService (--platform), both over gRPC with the same --token. This file only
+// kiln-worker's BuildService (--platform), both over gRPC with the same token
+// (--token, --token-file, or the local orchestrator's admin credential). This file only
 // defines the top-level flags and wires the command groups to a connection.
 #include <chrono>
 #include <iostream>
@@ -8,6 +9,7 @@
 #include "cli/platform_commands.h"
 #include "cli/system_commands.h"
 #include "cli/workflow_commands.h"
+#include "common/auth/credentials.h"
 #include "common/config.h"
 #include "sdk/connection.h"
 
@@ -31,6 +33,11 @@ int main(int argc, char** argv) {
          "Token presented to the orchestrator and the platform as a bearer token (mint one with "
          "`kiln-orchestrator token`)")
       ->envname("KILN_TOKEN");
+  std::string token_file;
+  app.add_option("--token-file", token_file,
+                 "File holding the token (default: $KILN_DATA_DIR/admin.token, else "
+                 "kiln-data/admin.token, the local orchestrator's admin credential)")
+      ->envname("KILN_TOKEN_FILE");
   app.require_subcommand(1);
 
   double health_timeout_s = 5;
@@ -45,9 +52,11 @@ int main(int argc, char** argv) {
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
 
-  kiln::sdk::ConnectionOptions connection_options;
-  if (!token.empty()) connection_options.metadata.emplace_back("authorization", "Bearer " + token);
   const kiln::cli::Io io{std::cout, std::cerr};
+  absl::StatusOr<std::string> resolved = kiln::auth::ResolveClientToken(token, token_file);
+  if (!resolved.ok()) return kiln::cli::ReportError(io, std::string(resolved.status().message()));
+  kiln::sdk::ConnectionOptions connection_options;
+  connection_options.token = *std::move(resolved);
   if (platform_commands.parsed()) {
     kiln::sdk::Connection platform_connection(platform, std::move(connection_options));
     // Said plainly when nothing listens there (gRPC's own words name no flag).

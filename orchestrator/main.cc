@@ -1,5 +1,6 @@
 // kiln-orchestrator: the durable workflow engine. Parses flags and wires; see server/.
 #include <malloc.h>
+#include <sys/stat.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
   // explicit MALLOC_ARENA_MAX in the environment wins.
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
 #endif
+  // Nothing the orchestrator writes (store, key, credential, logs it creates) is for others.
+  ::umask(077);
   kiln::BlockTerminationSignals();
   CLI::App app{"kiln-orchestrator: Kiln's durable workflow engine (history, matching, timers)",
                "kiln-orchestrator"};
@@ -92,10 +95,10 @@ int main(int argc, char** argv) {
                  "File holding the key that verifies callers' tokens (created, mode 0600, when "
                  "missing; default <data-dir>/auth.key)")
       ->envname("KILN_AUTH_KEY_FILE");
-  app.add_option("--require-auth", options.require_auth,
-                 "Refuse calls that carry no token (else anonymous callers may do everything)")
-      ->envname("KILN_REQUIRE_AUTH")
-      ->capture_default_str();
+  app.add_flag("--insecure-allow-anonymous", options.allow_anonymous,
+               "Let calls without a token do everything (tokens are required by default; the "
+               "local admin credential is <data-dir>/admin.token)")
+      ->envname("KILN_INSECURE_ALLOW_ANONYMOUS");
   kiln::orchestrator::TokenCommand token_command(app);
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   if (token_command.parsed()) return token_command.Run(options, std::cout, std::cerr);

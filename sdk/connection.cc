@@ -55,6 +55,9 @@ Connection::Connection(const std::string& address, ConnectionOptions options) : 
   // gRPC's own retry layer only added per-call work: without it the engine benchmark's process
   // spent ~4% less CPU per transition (docs/benchmarks-history.md).
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  if (!options.token.empty()) {
+    options.metadata.emplace_back("authorization", "Bearer " + options.token);
+  }
   if (options.metadata.empty()) {
     channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   } else {

@@ -16,6 +16,10 @@
 namespace kiln::sdk {
 
 struct ConnectionOptions {
+  // The caller's token (common/auth/token.h), sent with every call as
+  // `authorization: Bearer <token>`; empty sends none (refused unless the orchestrator runs with
+  // --insecure-allow-anonymous).
+  std::string token{};
   // Sent with every call on the channel, e.g. {"authorization", "Bearer <token>"}. Keys are
   // lower case (gRPC metadata).
   std::vector<std::pair<std::string, std::string>> metadata{};

@@ -42,6 +42,8 @@ namespace fs = std::filesystem;
 constexpr absl::Duration kAgentTokenLifetime = absl::Hours(6);
 // The worker's own lasts as long as tokens may (a restart mints a new one).
 constexpr absl::Duration kWorkerTokenLifetime = absl::Hours(24 * 365);
+// The key of an orchestrator started with its default --data-dir in the same directory.
+constexpr char kDefaultAuthKeyFile[] = "kiln-data/auth.key";
 
 // The directory this binary is in: kiln-builder-agent ships beside it.
 std::string OwnDirectory() {
@@ -133,9 +135,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::string auth_key_file;
   app.add_option("--auth-key-file", auth_key_file,
-                 "The key the orchestrator verifies tokens with (its <data-dir>/auth.key): the "
-                 "worker mints each woken agent a token for its project alone, and one for itself")
+                 "The key the orchestrator verifies tokens with (its <data-dir>/auth.key; default "
+                 "kiln-data/auth.key when it exists): the worker mints each woken agent a token "
+                 "for its project alone, and one for itself")
       ->envname("KILN_AUTH_KEY_FILE");
+  std::string token;
+  app.add_option("--token", token,
+                 "Without a key file: the token this worker presents (it then cannot mint agent "
+                 "tokens, so builds cannot run)")
+      ->envname("KILN_TOKEN");
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
   const bool tls_verify = registry_tls == "on" || (registry_tls == "auto" && !IsLoopback(registry));
@@ -150,6 +158,10 @@ int main(int argc, char** argv) {
   // Tokens: the worker's own (scope worker) and, per wake, an agent's (its project only).
   std::optional<kiln::auth::TokenKey> key;
   kiln::sdk::ConnectionOptions connection_options;
+  // The two-command start: the orchestrator's default data directory, beside this one.
+  if (auth_key_file.empty() && token.empty() && fs::exists(kDefaultAuthKeyFile, ec)) {
+    auth_key_file = kDefaultAuthKeyFile;
+  }
   if (!auth_key_file.empty()) {
     auto loaded = kiln::auth::TokenKey::Load(auth_key_file);
     if (!loaded.ok()) return Fail("worker.start_failed", loaded.status());
@@ -159,12 +171,18 @@ int main(int argc, char** argv) {
     claims.subject = identity;
     claims.issued = absl::Now();
     claims.expiry = claims.issued + kWorkerTokenLifetime;
-    auto token = key->Mint(claims);
-    if (!token.ok()) return Fail("worker.start_failed", token.status());
-    connection_options.metadata.emplace_back("authorization", "Bearer " + *token);
-  } else {
+    auto own = key->Mint(claims);
+    if (!own.ok()) return Fail("worker.start_failed", own.status());
+    connection_options.token = *own;
+  } else if (!token.empty()) {
+    connection_options.token = token;
     kiln::LogWarn("worker.no_auth_key",
-                  {{"note", "no --auth-key-file: builder agents run without tokens"}});
+                  {{"note", "no --auth-key-file: builder agents cannot be given tokens"}});
+  } else {
+    return Fail("worker.start_failed",
+                absl::FailedPreconditionError(
+                    "no credential: give --auth-key-file (the orchestrator's <data-dir>/auth.key) "
+                    "or --token"));
   }
   kiln::sdk::Connection connection(orchestrator, connection_options);
   absl::Status health = connection.CheckHealth(absl::Seconds(connect_timeout_s));

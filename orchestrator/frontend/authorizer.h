@@ -77,8 +77,8 @@ struct Principal {
 };
 
 struct AuthOptions {
-  // Refuse callers without a token.
-  bool require_auth = false;
+  // Refuse callers without a token (the server's default; --insecure-allow-anonymous clears it).
+  bool require_auth = true;
 };
 
 class Authorizer {

@@ -21,6 +21,7 @@
 #include "orchestrator/matching/matching.h"
 #include "orchestrator/persistence/metered_store.h"
 #include "orchestrator/persistence/rocksdb_store.h"
+#include "orchestrator/server/local_auth.h"
 #include "orchestrator/timers/timer_queue.h"
 
 namespace kiln::orchestrator {
@@ -77,12 +78,8 @@ Server::Server() = default;
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data-dir: must be set");
   ASSIGN_OR_RETURN(HostPort listen, ParseHostPort(options.listen, "--listen"));
-  std::error_code ec;
-  std::filesystem::create_directories(options.data_dir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--data-dir: cannot create '", options.data_dir, "': ", ec.message()));
-  }
+  RETURN_IF_ERROR(PrepareDataDir(options.data_dir));
+  ASSIGN_OR_RETURN(LocalAuth local_auth, SetUpLocalAuth(options.data_dir, options.auth_key_file));
 
   std::unique_ptr<Server> server(new Server());
   server->options_ = options;
@@ -125,18 +122,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   RETURN_IF_ERROR(server->timers_->Start());
   RETURN_IF_ERROR(server->retention_->Start());
 
-  const std::string key_file = options.auth_key_file.empty()
-                                   ? (std::filesystem::path(options.data_dir) / "auth.key").string()
-                                   : options.auth_key_file;
-  absl::StatusOr<auth::TokenKey> key = auth::TokenKey::LoadOrCreate(key_file);
-  if (!key.ok()) {
-    return absl::Status(key.status().code(),
-                        absl::StrCat("--auth-key-file: ", key.status().message()));
-  }
   server->authorizer_ = std::make_unique<Authorizer>(
-      std::move(*key), &server->clock_, engine, server->registry_.get(),
-      AuthOptions{.require_auth = options.require_auth});
-  LogInfo("orchestrator.auth", {{"key_file", key_file}, {"require_auth", options.require_auth}});
+      std::move(local_auth.key), &server->clock_, engine, server->registry_.get(),
+      AuthOptions{.require_auth = !options.allow_anonymous});
+  LogInfo("orchestrator.auth", {{"key_file", local_auth.key_file},
+                                {"admin_token_file", local_auth.admin_token_file},
+                                {"allow_anonymous", options.allow_anonymous}});
 
   FrontendDeps deps{engine,
                     server->matching_.get(),
@@ -164,6 +155,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on '", options.listen,
                                                "' (address in use or not local?)"));
   }
+  WarnIfExposedWithoutTls(listen.host, /*tls=*/false);
   LogInfo("orchestrator.serving", {{"listen", absl::StrCat(listen.host, ":", server->port_)},
                                    {"metrics_port", server->metrics_port()},
                                    {"data_dir", options.data_dir}});

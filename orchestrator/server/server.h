@@ -51,10 +51,11 @@ struct ServerOptions {
   // (one synced write instead of two). Off only to measure what it saves.
   bool start_at_schedule = true;
   // The key that verifies callers' tokens (common/auth/token.h); empty: <data_dir>/auth.key.
-  // Created (mode 0600) when missing.
+  // Created (mode 0600) when missing, with the local admin credential <data_dir>/admin.token.
   std::string auth_key_file;
-  // Refuse calls without a token (else anonymous callers may do everything; see authorizer.h).
-  bool require_auth = false;
+  // Let calls without a token do everything, as before tokens existed (--insecure-allow-anonymous;
+  // see authorizer.h). Off by default: every caller presents a token.
+  bool allow_anonymous = false;
 };
 
 class Server {

@@ -1,10 +1,16 @@
 // Tokens and scopes against a real kiln-orchestrator: an agent token of project a is refused
 // everything of project b (its queue, its activity's task, its run's log) and allowed the same
-// on project a; bad tokens are unauthenticated; --require-auth refuses tokenless calls.
+// on project a; bad tokens are unauthenticated; tokenless calls are refused unless
+// --insecure-allow-anonymous; the first start writes the local admin credential.
 // Workflow tasks are answered here with the raw API (schedule one activity on a given queue).
+#include <sys/stat.h>
+
+#include <filesystem>
+
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/auth/credentials.h"
 #include "common/auth/token.h"
 #include "common/proto_time.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
@@ -203,34 +209,82 @@ TEST_CASE("an agent token serves its own project only") {
   CHECK(forged_call.error_code() == grpc::StatusCode::UNAUTHENTICATED);
   CHECK(forged_call.error_message().find("kiln1.") == std::string::npos);
 
-  // Without --require-auth, tokenless callers still do everything (until issue 19).
-  CHECK(anonymous.SystemInfo() == grpc::StatusCode::OK);
-  CHECK(anonymous.Fail(task_b.task_token()).ok());
+  // Tokenless callers are refused by default.
+  CHECK(anonymous.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(anonymous.Fail(task_b.task_token()).error_code() == grpc::StatusCode::UNAUTHENTICATED);
 
   // Refusals are counted by reason.
   auto metrics = testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
   REQUIRE(metrics.ok());
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"project\"} 7") != std::string::npos);
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"invalid_token\"} 2") != std::string::npos);
+  CHECK(metrics->find("kiln_auth_refused_total{reason=\"token_required\"} 2") != std::string::npos);
   REQUIRE(orchestrator.Stop().ok());
 }
 
-TEST_CASE("The require-auth flag refuses tokenless calls") {
+// The mode bits of `path` (07777).
+unsigned Mode(const std::string& path) {
+  struct stat st = {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
+TEST_CASE("The orchestrator requires tokens by default and writes a local admin credential") {
   testutil::TempDir dir;
-  const std::string key_file = dir.path() + "/keys/orchestrator.key";
-  testutil::OrchestratorProcess orchestrator(
-      dir.path() + "/data", {"--require-auth=true", "--auth-key-file=" + key_file});
+  const std::string data = dir.path() + "/data";
+  testutil::OrchestratorProcess orchestrator(data);
   REQUIRE(orchestrator.Start().ok());
-  auto key = TokenKey::Load(key_file);
-  REQUIRE(key.ok());
+
+  // The data directory and everything in it is the orchestrator's alone.
+  CHECK(Mode(data) == 0700);
+  CHECK(Mode(data + "/auth.key") == 0600);
+  CHECK(Mode(orchestrator.admin_token_file()) == 0600);
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(data)) {
+    INFO(entry.path().string());
+    CHECK((Mode(entry.path().string()) & 077) == 0);
+  }
+
   Caller anonymous(orchestrator.address(), "");
   api::GetSystemInfoResponse info;
   grpc::Status refused = anonymous.wf().GetSystemInfo(Ctx().get(), {}, &info);
   CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
   CHECK(refused.error_message().find("a token is required") != std::string::npos);
   CHECK(anonymous.Append("x", "y").error_code() == grpc::StatusCode::UNAUTHENTICATED);
-  Caller admin(orchestrator.address(), Mint(*key, Scope::kAdmin));
+  // The health service stays open (supervisors and load balancers ask it).
+  CHECK(anonymous.connection.CheckHealth(absl::Seconds(5)).ok());
+
+  // The credential the orchestrator wrote is an admin token: it may do anything.
+  auto admin_token = auth::ReadTokenFile(orchestrator.admin_token_file());
+  REQUIRE(admin_token.ok());
+  auto key = TokenKey::Load(data + "/auth.key");
+  REQUIRE(key.ok());
+  auto claims = key->Verify(*admin_token, absl::Now());
+  REQUIRE(claims.ok());
+  CHECK(claims->scope == Scope::kAdmin);
+  Caller admin(orchestrator.address(), *admin_token);
+  StartWithActivityOn(admin, "by-admin", "project/a");
+
+  // A restart keeps the same credential (it is still valid).
+  REQUIRE(orchestrator.Stop().ok());
+  REQUIRE(orchestrator.Start().ok());
+  CHECK(auth::ReadTokenFile(orchestrator.admin_token_file()).value() == *admin_token);
   CHECK(admin.SystemInfo() == grpc::StatusCode::OK);
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+TEST_CASE("The insecure-allow-anonymous flag lets tokenless calls through") {
+  testutil::TempDir dir;
+  const std::string key_file = dir.path() + "/keys/orchestrator.key";
+  testutil::OrchestratorProcess orchestrator(
+      dir.path() + "/data", {"--insecure-allow-anonymous", "--auth-key-file=" + key_file});
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(key_file);
+  REQUIRE(key.ok());
+  Caller anonymous(orchestrator.address(), "");
+  CHECK(anonymous.SystemInfo() == grpc::StatusCode::OK);
+  // A token that does not verify is still refused.
+  Caller expired(orchestrator.address(), Mint(*key, Scope::kAdmin, "", absl::Hours(2)));
+  CHECK(expired.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
   REQUIRE(orchestrator.Stop().ok());
 }
 
