@@ -168,6 +168,8 @@ int main(int argc, char** argv) {
     key = *std::move(loaded);
     kiln::auth::Claims claims;
     claims.scope = kiln::auth::Scope::kWorker;
+    // The queues this process polls and starts workflows on, nothing else.
+    claims.queues = {kiln::worker::kPlatformTaskQueue, kiln::samples::kTaskQueue};
     claims.subject = identity;
     claims.issued = absl::Now();
     claims.expiry = claims.issued + kWorkerTokenLifetime;

@@ -79,6 +79,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data-dir: must be set");
   ASSIGN_OR_RETURN(HostPort listen, ParseHostPort(options.listen, "--listen"));
   RETURN_IF_ERROR(PrepareDataDir(options.data_dir));
+  // The key first: it signs task tokens as well as verifying callers.
   ASSIGN_OR_RETURN(LocalAuth local_auth, SetUpLocalAuth(options.data_dir, options.auth_key_file));
 
   std::unique_ptr<Server> server(new Server());
@@ -99,10 +100,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->matching_ = std::make_unique<Matching>(server->store_.get(), &server->clock_,
                                                  server->registry_.get(), matching_options);
   server->listener_ = std::make_unique<Listener>(server->matching_.get(), server->watchers_.get());
-  ASSIGN_OR_RETURN(server->engine_,
-                   HistoryEngine::Create(server->store_.get(), &server->clock_, &server->ids_,
-                                         server->listener_.get(),
-                                         EngineOptions{.retention = options.retention}));
+  ASSIGN_OR_RETURN(
+      server->engine_,
+      HistoryEngine::Create(
+          server->store_.get(), &server->clock_, &server->ids_, server->listener_.get(),
+          EngineOptions{.retention = options.retention, .task_token_key = local_auth.key}));
   HistoryEngine* engine = server->engine_.get();
   server->timers_ = std::make_unique<TimerQueue>(
       server->store_.get(), &server->clock_, server->executor_.get(),

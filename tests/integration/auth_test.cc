@@ -14,6 +14,7 @@
 #include "common/auth/token.h"
 #include "common/proto_time.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
+#include "kiln/internal/v1/persistence.pb.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
@@ -35,10 +36,11 @@ std::unique_ptr<grpc::ClientContext> Ctx(std::chrono::seconds timeout = kCall) {
 }
 
 std::string Mint(const TokenKey& key, Scope scope, std::string project = "",
-                 absl::Duration age = absl::ZeroDuration()) {
+                 absl::Duration age = absl::ZeroDuration(), std::vector<std::string> queues = {}) {
   Claims claims;
   claims.scope = scope;
   claims.project = std::move(project);
+  claims.queues = std::move(queues);
   claims.subject = "auth_test";
   claims.issued = absl::Now() - age;
   claims.expiry = claims.issued + absl::Hours(1);
@@ -63,10 +65,12 @@ struct Caller {
     return wf().GetSystemInfo(Ctx().get(), {}, &response).error_code();
   }
   grpc::Status Poll(const std::string& queue, api::PollActivityTaskQueueResponse* task,
-                    std::chrono::seconds timeout = std::chrono::seconds(5)) {
+                    std::chrono::seconds timeout = std::chrono::seconds(5), bool exclusive = false,
+                    const std::string& identity = "auth_test") {
     api::PollActivityTaskQueueRequest poll;
     poll.mutable_task_queue()->set_name(queue);
-    poll.set_identity("auth_test");
+    poll.set_identity(identity);
+    poll.set_exclusive(exclusive);
     return wf().PollActivityTaskQueue(Ctx(timeout).get(), poll, task);
   }
   grpc::Status Heartbeat(const std::string& token) {
@@ -219,6 +223,129 @@ TEST_CASE("an agent token serves its own project only") {
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"project\"} 7") != std::string::npos);
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"invalid_token\"} 2") != std::string::npos);
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"token_required\"} 2") != std::string::npos);
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+TEST_CASE("Task tokens are signed and bound to the poll and attempt that received them") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  Caller admin(orchestrator.address(), orchestrator.admin_token());
+  StartWithActivityOn(admin, "signed", "work");
+  api::PollActivityTaskQueueResponse task;
+  REQUIRE(admin.Poll("work", &task).ok());
+  const std::string real = task.task_token();
+  REQUIRE(!real.empty());
+
+  // A hand-made token naming the same activity and attempt: refused before any lookup, even
+  // with an admin token, and the error does not echo it.
+  internal::v1::TaskToken forged;
+  forged.set_namespace_("default");
+  forged.set_workflow_id("signed");
+  forged.set_run_id(task.workflow_execution().run_id());
+  forged.set_scheduled_event_id(5);
+  forged.set_attempt(1);
+  forged.set_activity_id("1");
+  forged.set_kind("a");
+  for (const std::string& bad :
+       {forged.SerializeAsString(), forged.SerializeAsString() + std::string(32, 'x'),
+        real.substr(0, real.size() - 1) + static_cast<char>(real.back() ^ 1),
+        static_cast<char>(real[0] ^ 0x20) + real.substr(1)}) {
+    grpc::Status refused = admin.Complete(bad);
+    CHECK(refused.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(refused.error_message().find("not signed by this orchestrator") != std::string::npos);
+    CHECK(admin.Heartbeat(bad).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // The real one still works, and outlives a restart (the key is in the data directory).
+  REQUIRE(orchestrator.Stop().ok());
+  REQUIRE(orchestrator.Start().ok());
+  grpc::Status beat = admin.Heartbeat(real);
+  INFO(beat.error_message());
+  CHECK(beat.ok());
+
+  // A replayed token of an older attempt is refused once the next attempt runs.
+  REQUIRE(admin.Fail(real).ok());  // Retryable: attempt 2 after the 1 s backoff.
+  api::PollActivityTaskQueueResponse retry;
+  REQUIRE(admin.Poll("work", &retry, std::chrono::seconds(10)).ok());
+  REQUIRE(retry.attempt() == 2);
+  grpc::Status replayed = admin.Complete(real);
+  CHECK(replayed.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(replayed.error_message().find("attempt 1") != std::string::npos);
+  CHECK(admin.Complete(retry.task_token()).ok());
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+TEST_CASE(
+    "A worker token serves its own queues and only admins see holders or the data directory") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(orchestrator.key_file());
+  REQUIRE(key.ok());
+  Caller admin(orchestrator.address(), orchestrator.admin_token());
+  Caller worker(orchestrator.address(),
+                Mint(*key, Scope::kWorker, "", absl::ZeroDuration(), {"wf", "jobs-*"}));
+  Caller agent(orchestrator.address(), Mint(*key, Scope::kAgent, "a"));
+  Caller reader(orchestrator.address(), Mint(*key, Scope::kReadOnly));
+
+  // Starts: on its queues only.
+  auto start = [](Caller& caller, const std::string& id, const std::string& queue) {
+    api::StartWorkflowExecutionRequest request;
+    request.set_workflow_id(id);
+    request.mutable_workflow_type()->set_name("Build");
+    request.mutable_task_queue()->set_name(queue);
+    request.set_request_id(id);
+    api::StartWorkflowExecutionResponse response;
+    return caller.wf().StartWorkflowExecution(Ctx().get(), request, &response);
+  };
+  grpc::Status elsewhere = start(worker, "w-other", "other");
+  CHECK(elsewhere.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(elsewhere.error_message().find("'other'") != std::string::npos);
+  // Its own workflow queue: start, poll and answer (StartWithActivityOn does all three).
+  StartWithActivityOn(worker, "w-own", "jobs-1");
+
+  // Polls: a queue of its list or under its prefix, nothing else.
+  api::PollActivityTaskQueueResponse task;
+  CHECK(worker.Poll("project/a", &task).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status own = worker.Poll("jobs-1", &task);
+  INFO(own.error_message());
+  REQUIRE(own.ok());
+  REQUIRE(!task.task_token().empty());
+  CHECK(worker.Heartbeat(task.task_token()).ok());
+
+  // Answers: only for tasks of its queues (the queue is in the signed task token).
+  StartWithActivityOn(admin, "a-build", "project/a");
+  api::PollActivityTaskQueueResponse task_a;
+  REQUIRE(admin.Poll("project/a", &task_a).ok());
+  CHECK(worker.Complete(task_a.task_token()).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(worker.Fail(task_a.task_token()).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(worker.Complete(task.task_token()).ok());
+
+  // Nobody but project a's agent takes project/a exclusively, not even an admin.
+  api::PollActivityTaskQueueResponse none;
+  grpc::Status squat = admin.Poll("project/a", &none, std::chrono::seconds(2), true, "squatter");
+  CHECK(squat.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(squat.error_message().find("agent token") != std::string::npos);
+  CHECK(agent.Poll("project/a", &none, std::chrono::seconds(2), true, "agent-a@m1").ok());
+
+  // Who holds a queue, and where the data lives, only admins see.
+  api::DescribeTaskQueueRequest describe;
+  describe.mutable_task_queue()->set_name("project/a");
+  describe.set_activity(true);
+  api::DescribeTaskQueueResponse by_reader, by_admin;
+  REQUIRE(reader.wf().DescribeTaskQueue(Ctx().get(), describe, &by_reader).ok());
+  REQUIRE(admin.wf().DescribeTaskQueue(Ctx().get(), describe, &by_admin).ok());
+  CHECK(by_admin.exclusive_holder() == "agent-a@m1");
+  CHECK(by_reader.exclusive_holder().empty());
+  REQUIRE(by_reader.pollers_size() > 0);
+  for (const auto& poller : by_reader.pollers()) CHECK(poller.identity().empty());
+  api::GetSystemInfoResponse info;
+  REQUIRE(reader.wf().GetSystemInfo(Ctx().get(), {}, &info).ok());
+  CHECK(info.data_dir().empty());
+  REQUIRE(agent.wf().GetSystemInfo(Ctx().get(), {}, &info).ok());
+  CHECK(info.data_dir().empty());
+  REQUIRE(admin.wf().GetSystemInfo(Ctx().get(), {}, &info).ok());
+  CHECK(!info.data_dir().empty());
   REQUIRE(orchestrator.Stop().ok());
 }
 

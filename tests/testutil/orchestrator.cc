@@ -48,6 +48,20 @@ OrchestratorProcess::OrchestratorProcess(std::string data_dir, std::vector<std::
       std::make_unique<sdk::Connection>(address_, sdk::ConnectionOptions{.token = admin_token_});
 }
 
+std::string OrchestratorProcess::AgentToken(const std::string& project) const {
+  auto key = auth::TokenKey::Load(key_file_);
+  if (!key.ok()) Die("the orchestrator's key", key.status());
+  auth::Claims claims;
+  claims.scope = auth::Scope::kAgent;
+  claims.project = project;
+  claims.subject = "kiln-test-agent";
+  claims.issued = absl::Now();
+  claims.expiry = claims.issued + absl::Hours(1);
+  auto token = key->Mint(claims);
+  if (!token.ok()) Die("an agent token", token.status());
+  return *token;
+}
+
 std::string OrchestratorProcess::admin_token_file() const {
   return data_dir_ + "/" + std::string(auth::kAdminTokenFileName);
 }

@@ -39,6 +39,8 @@ class OrchestratorProcess {
   const std::string& key_file() const { return key_file_; }
   // data_dir/admin.token: written by the orchestrator on start (the CLI's --token-file).
   std::string admin_token_file() const;
+  // An agent token of `project` (valid for an hour), for a kiln-builder-agent's --token.
+  std::string AgentToken(const std::string& project) const;
   std::string Log() const;
 
  private:
