@@ -4,7 +4,9 @@
 // (--token, --token-file, or the local orchestrator's admin credential). This file only
 // defines the top-level flags and wires the command groups to a connection.
 #include <chrono>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "cli/platform_commands.h"
 #include "cli/system_commands.h"
@@ -38,6 +40,14 @@ int main(int argc, char** argv) {
                  "File holding the token (default: $KILN_DATA_DIR/admin.token, else "
                  "kiln-data/admin.token, the local orchestrator's admin credential)")
       ->envname("KILN_TOKEN_FILE");
+  std::string tls_ca, tls_cert, tls_key;
+  app.add_option("--tls-ca", tls_ca,
+                 "Speak TLS, verifying the server with this PEM CA (the orchestrator's --tls-cert "
+                 "when it is self-signed)")
+      ->envname("KILN_TLS_CA");
+  app.add_option("--tls-cert", tls_cert, "PEM client certificate, for mutual TLS (with --tls-key)")
+      ->envname("KILN_CLIENT_TLS_CERT");
+  app.add_option("--tls-key", tls_key, "PEM key of --tls-cert")->envname("KILN_CLIENT_TLS_KEY");
   app.require_subcommand(1);
 
   double health_timeout_s = 5;
@@ -57,6 +67,21 @@ int main(int argc, char** argv) {
   if (!resolved.ok()) return kiln::cli::ReportError(io, std::string(resolved.status().message()));
   kiln::sdk::ConnectionOptions connection_options;
   connection_options.token = *std::move(resolved);
+  if (!tls_ca.empty() || !tls_cert.empty()) {
+    connection_options.tls = true;
+    for (auto [path, pem] : {std::pair{&tls_ca, &connection_options.tls_root_certs},
+                             std::pair{&tls_cert, &connection_options.tls_cert_chain},
+                             std::pair{&tls_key, &connection_options.tls_private_key}}) {
+      if (path->empty()) continue;
+      std::ifstream in(*path, std::ios::binary);
+      std::ostringstream content;
+      content << in.rdbuf();
+      if (!in || content.str().empty()) {
+        return kiln::cli::ReportError(io, "cannot read TLS file '" + *path + "'");
+      }
+      *pem = content.str();
+    }
+  }
   if (platform_commands.parsed()) {
     kiln::sdk::Connection platform_connection(platform, std::move(connection_options));
     // Said plainly when nothing listens there (gRPC's own words name no flag).

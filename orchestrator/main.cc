@@ -99,6 +99,14 @@ int main(int argc, char** argv) {
                "Let calls without a token do everything (tokens are required by default; the "
                "local admin credential is <data-dir>/admin.token)")
       ->envname("KILN_INSECURE_ALLOW_ANONYMOUS");
+  app.add_option("--tls-cert", options.tls_cert_file,
+                 "PEM certificate chain: serve gRPC over TLS (with --tls-key)")
+      ->envname("KILN_TLS_CERT");
+  app.add_option("--tls-key", options.tls_key_file, "PEM private key of --tls-cert")
+      ->envname("KILN_TLS_KEY");
+  app.add_option("--tls-client-ca", options.tls_client_ca_file,
+                 "PEM CA: require clients to present a certificate it signed (mutual TLS)")
+      ->envname("KILN_TLS_CLIENT_CA");
   kiln::orchestrator::TokenCommand token_command(app);
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   if (token_command.parsed()) return token_command.Run(options, std::cout, std::cerr);

@@ -274,7 +274,8 @@ int main(int argc, char** argv) {
                                                 .secrets_dir = data_dir + "/webhook-secrets",
                                                 .webhook_url = webhook_url});
   if (!api.ok()) return Fail("worker.start_failed", api.status());
-  kiln::worker::BuildServiceImpl build_service(api->get());
+  kiln::worker::BuildServiceAuth build_service_auth(key);
+  kiln::worker::BuildServiceImpl build_service(api->get(), &build_service_auth);
   std::unique_ptr<grpc::Server> server;
   if (!listen.empty()) {
     grpc::ServerBuilder builder;

@@ -5,13 +5,16 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/auth/credentials.h"
 #include "common/logging.h"
+#include "common/status.h"
 
 namespace kiln::orchestrator {
 
@@ -44,6 +47,40 @@ absl::StatusOr<LocalAuth> SetUpLocalAuth(const std::string& data_dir, const std:
     return absl::Status(admin.code(), absl::StrCat("admin credential: ", admin.message()));
   }
   return LocalAuth{.key = *std::move(key), .key_file = key_path, .admin_token_file = admin_path};
+}
+
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (!in || content.str().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read '", path, "'"));
+  }
+  return content.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
+    const std::string& cert_file, const std::string& key_file, const std::string& client_ca_file) {
+  if (cert_file.empty() && key_file.empty() && client_ca_file.empty()) {
+    return grpc::InsecureServerCredentials();
+  }
+  if (cert_file.empty() || key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key: give both (or neither)");
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.cert_chain, ReadPem(cert_file, "--tls-cert"));
+  ASSIGN_OR_RETURN(pair.private_key, ReadPem(key_file, "--tls-key"));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!client_ca_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(client_ca_file, "--tls-client-ca"));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
 }
 
 bool IsLoopbackHost(const std::string& host) {

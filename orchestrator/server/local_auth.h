@@ -5,7 +5,10 @@
 // CLI reads the admin credential; kiln-worker mints its tokens with the key.
 #pragma once
 
+#include <memory>
 #include <string>
+
+#include <grpcpp/security/server_credentials.h>
 
 #include "absl/status/statusor.h"
 #include "common/auth/token.h"
@@ -24,6 +27,13 @@ struct LocalAuth {
 // Loads or creates the key (`key_file`, else `<data_dir>/auth.key`) and keeps a valid admin
 // token in `<data_dir>/admin.token` (auth/credentials.h). Errors name the file, never a secret.
 absl::StatusOr<LocalAuth> SetUpLocalAuth(const std::string& data_dir, const std::string& key_file);
+
+// The gRPC listener's credentials: plain without `cert_file`; else TLS with the PEM certificate
+// chain and key, and (with `client_ca_file`) clients required to present a certificate signed
+// by that CA. kInvalidArgument naming the flag when a file is missing or unreadable, or only
+// one of cert and key is given.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
+    const std::string& cert_file, const std::string& key_file, const std::string& client_ca_file);
 
 // True for loopback hosts (127.0.0.0/8, ::1, localhost); false for a wildcard or anything else.
 bool IsLoopbackHost(const std::string& host);

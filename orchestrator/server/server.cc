@@ -148,7 +148,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen.ToString(), grpc::InsecureServerCredentials(), &server->port_);
+  ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ServerCredentials> credentials,
+      ListenerCredentials(options.tls_cert_file, options.tls_key_file, options.tls_client_ca_file));
+  builder.AddListeningPort(listen.ToString(), credentials, &server->port_);
   builder.RegisterService(server->workflow_service_.get());
   builder.RegisterService(server->log_service_.get());
   builder.SetMaxReceiveMessageSize(8 << 20);
@@ -157,7 +160,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on '", options.listen,
                                                "' (address in use or not local?)"));
   }
-  WarnIfExposedWithoutTls(listen.host, /*tls=*/false);
+  WarnIfExposedWithoutTls(listen.host, !options.tls_cert_file.empty());
   LogInfo("orchestrator.serving", {{"listen", absl::StrCat(listen.host, ":", server->port_)},
                                    {"metrics_port", server->metrics_port()},
                                    {"data_dir", options.data_dir}});

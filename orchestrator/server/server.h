@@ -56,6 +56,11 @@ struct ServerOptions {
   // Let calls without a token do everything, as before tokens existed (--insecure-allow-anonymous;
   // see authorizer.h). Off by default: every caller presents a token.
   bool allow_anonymous = false;
+  // TLS on the gRPC listener (PEM files): certificate chain and key; with tls_client_ca_file,
+  // clients must present a certificate it signed (mutual TLS). All empty: plain gRPC.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
 };
 
 class Server {

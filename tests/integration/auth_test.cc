@@ -3,6 +3,7 @@
 // on project a; bad tokens are unauthenticated; tokenless calls are refused unless
 // --insecure-allow-anonymous; the first start writes the local admin credential.
 // Workflow tasks are answered here with the raw API (schedule one activity on a given queue).
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "common/proto_time.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
 #include "kiln/internal/v1/persistence.pb.h"
+#include "orchestrator/server/local_auth.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
@@ -347,6 +349,167 @@ TEST_CASE(
   REQUIRE(admin.wf().GetSystemInfo(Ctx().get(), {}, &info).ok());
   CHECK(!info.data_dir().empty());
   REQUIRE(orchestrator.Stop().ok());
+}
+
+// Runs `kiln args...`; the exit code, with stdout and stderr in `out`.
+int Kiln(std::vector<std::string> args, std::string* out) {
+  auto code = testutil::RunCommand(testutil::BinaryPath("kiln"), args, out, absl::Seconds(60));
+  REQUIRE(code.ok());
+  return *code;
+}
+
+TEST_CASE(
+    "kiln-worker's BuildService takes admin tokens and read-only ones for reads and no secret "
+    "leaks") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(orchestrator.key_file());
+  REQUIRE(key.ok());
+  const std::string platform = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  auto worker = testutil::Process::Start(
+      testutil::BinaryPath("kiln-worker"),
+      {"--orchestrator", orchestrator.address(), "--data-dir", dir.path() + "/worker", "--listen",
+       platform, "--http", "", "--auth-key-file", orchestrator.key_file()},
+      dir.path() + "/worker.log");
+  REQUIRE(worker.ok());
+  REQUIRE(testutil::WaitFor(
+      [&] { return (*worker)->Output().find("worker.connected") != std::string::npos; },
+      absl::Seconds(20)));
+
+  const std::string admin_file = orchestrator.admin_token_file();
+  const std::string admin = auth::ReadTokenFile(admin_file).value();
+  const std::string reader = Mint(*key, Scope::kReadOnly);
+  const std::string agent = Mint(*key, Scope::kAgent, "web");
+  // A token-shaped secret signed with another key: refused, and never repeated.
+  auto other_key = TokenKey::FromBytes(std::string(auth::token_limits::kKeyBytes, 'q'));
+  REQUIRE(other_key.ok());
+  const std::string foreign = Mint(*other_key, Scope::kAdmin);
+  const std::vector<std::string> base = {"--platform", platform};
+  auto with = [&](std::vector<std::string> auth_args, std::vector<std::string> command) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), auth_args.begin(), auth_args.end());
+    args.insert(args.end(), command.begin(), command.end());
+    return args;
+  };
+  const std::vector<std::string> list = {"project", "list"};
+  const std::vector<std::string> create = {
+      "project", "create", "--id", "web", "--repo", "file:///srv/git/web.git", "--port", "18080"};
+  std::string out;
+  std::vector<std::string> answers;
+  // No token (and no credential in KILN_DATA_DIR or ./kiln-data): refused.
+  CHECK(Kiln(with({}, list), &out) == 1);
+  CHECK(out.find("token") != std::string::npos);
+  CHECK(Kiln(with({"--token", foreign}, list), &out) == 1);
+  answers.push_back(out);
+  CHECK(Kiln(with({"--token", agent}, list), &out) == 1);
+  CHECK(out.find("agent") != std::string::npos);
+  answers.push_back(out);
+  // Read-only reads but does not write; admin (the local credential file) does both.
+  CHECK(Kiln(with({"--token", reader}, list), &out) == 0);
+  CHECK(Kiln(with({"--token", reader}, create), &out) == 1);
+  CHECK(out.find("may not") != std::string::npos);
+  answers.push_back(out);
+  CHECK(Kiln(with({"--token-file", admin_file}, create), &out) == 0);
+  CHECK(Kiln(with({"--token-file", admin_file}, list), &out) == 0);
+  CHECK(out.find("web") != std::string::npos);
+
+  // The same refusals from the orchestrator.
+  Caller forged(orchestrator.address(), foreign);
+  api::ListWorkflowExecutionsResponse listed;
+  answers.push_back(forged.wf().ListWorkflowExecutions(Ctx().get(), {}, &listed).error_message());
+
+  (*worker)->Signal(SIGTERM);
+  REQUIRE((*worker)->Wait(absl::Seconds(20)).ok());
+  REQUIRE(orchestrator.Stop().ok());
+  // No token, nor any part of its signature, in any answer or log.
+  const std::vector<std::string> outputs = {orchestrator.Log(), (*worker)->Output()};
+  for (const std::string& token : {admin, reader, agent, foreign}) {
+    const std::string signature = token.substr(token.rfind('.') + 1);
+    for (const std::string& text : answers) {
+      CHECK(text.find(signature) == std::string::npos);
+    }
+    for (const std::string& text : outputs) {
+      CHECK(text.find(signature) == std::string::npos);
+      CHECK(text.find(token) == std::string::npos);
+    }
+  }
+  for (const std::string& text : outputs) CHECK(text.find("kiln1.") == std::string::npos);
+}
+
+// A self-signed certificate for 127.0.0.1 made with openssl: `name`.pem and `name`.key in `dir`.
+void MakeCertificate(const std::string& dir, const std::string& name) {
+  std::string out;
+  auto code =
+      testutil::RunCommand("/usr/bin/openssl",
+                           {"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                            "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                            dir + "/" + name + ".key", "-out", dir + "/" + name + ".pem"},
+                           &out);
+  INFO(out);
+  REQUIRE(code.ok());
+  REQUIRE(*code == 0);
+}
+
+TEST_CASE("The orchestrator serves TLS and mutual TLS to the SDK and the CLI") {
+  testutil::TempDir dir;
+  MakeCertificate(dir.path(), "server");
+  MakeCertificate(dir.path(), "client");
+  const std::string server_pem = testutil::ReadFile(dir.path() + "/server.pem");
+  const std::string address = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  auto orchestrator = testutil::Process::Start(
+      testutil::BinaryPath("kiln-orchestrator"),
+      {"--data-dir", dir.path() + "/data", "--listen", address, "--metrics", "", "--tls-cert",
+       dir.path() + "/server.pem", "--tls-key", dir.path() + "/server.key", "--tls-client-ca",
+       dir.path() + "/client.pem"},
+      dir.path() + "/orchestrator.log");
+  REQUIRE(orchestrator.ok());
+  const std::string token_file = dir.path() + "/data/admin.token";
+
+  sdk::ConnectionOptions mutual{.tls = true,
+                                .tls_root_certs = server_pem,
+                                .tls_cert_chain = testutil::ReadFile(dir.path() + "/client.pem"),
+                                .tls_private_key = testutil::ReadFile(dir.path() + "/client.key")};
+  sdk::Connection connection(address, mutual);
+  REQUIRE(connection.CheckHealth(absl::Seconds(20)).ok());
+  mutual.token = auth::ReadTokenFile(token_file).value();
+  sdk::Connection with_token(address, mutual);
+  api::GetSystemInfoResponse info;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kCall);
+  CHECK(with_token.workflow_service().GetSystemInfo(&ctx, {}, &info).ok());
+
+  // Plain gRPC, or TLS without a client certificate, does not get through.
+  CHECK(!sdk::Connection(address).CheckHealth(absl::Seconds(2)).ok());
+  CHECK(!sdk::Connection(address, {.tls = true, .tls_root_certs = server_pem})
+             .CheckHealth(absl::Seconds(2))
+             .ok());
+
+  // The CLI, with the same files.
+  std::string out;
+  CHECK(Kiln({"--address", address, "--token-file", token_file, "--tls-ca",
+              dir.path() + "/server.pem", "--tls-cert", dir.path() + "/client.pem", "--tls-key",
+              dir.path() + "/client.key", "info"},
+             &out) == 0);
+  INFO(out);
+  CHECK(Kiln({"--address", address, "--token-file", token_file, "info"}, &out) == 1);
+  (*orchestrator)->Signal(SIGTERM);
+  REQUIRE((*orchestrator)->Wait(absl::Seconds(20)).ok());
+  // TLS on: no warning about the listener.
+  CHECK((*orchestrator)->Output().find("insecure_listener") == std::string::npos);
+}
+
+TEST_CASE("A listener beyond loopback without TLS is warned about") {
+  // Decided from the --listen host alone (nothing here binds beyond loopback).
+  CHECK_FALSE(orchestrator::IsLoopbackHost("0.0.0.0"));
+  CHECK_FALSE(orchestrator::IsLoopbackHost("10.1.2.3"));
+  CHECK_FALSE(orchestrator::IsLoopbackHost("[::]"));
+  CHECK(orchestrator::IsLoopbackHost("127.0.0.1"));
+  CHECK(orchestrator::IsLoopbackHost("[::1]"));
+  CHECK(orchestrator::IsLoopbackHost("localhost"));
+  CHECK(orchestrator::WarnIfExposedWithoutTls("0.0.0.0", false));
+  CHECK_FALSE(orchestrator::WarnIfExposedWithoutTls("0.0.0.0", true));
+  CHECK_FALSE(orchestrator::WarnIfExposedWithoutTls("127.0.0.1", false));
 }
 
 // The mode bits of `path` (07777).
