@@ -129,22 +129,6 @@ absl::StatusOr<internal::TaskToken> HistoryEngine::CheckActivityToken(
   return token;
 }
 
-absl::StatusOr<std::string> HistoryEngine::ActivityTaskQueue(const std::string& task_token) {
-  ASSIGN_OR_RETURN(internal::TaskToken token, task_tokens_.Decode(task_token));
-  if (token.kind() != "a") return absl::InvalidArgumentError("task_token: not an activity task");
-  ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
-  const internal::ExecutionState& state = *(*handle)->state;
-  if (state.status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
-    return absl::NotFoundError(absl::StrCat("workflow run ", state.run_id(), " is closed"));
-  }
-  auto it = state.activities().find(token.scheduled_event_id());
-  if (it == state.activities().end()) {
-    return absl::NotFoundError(absl::StrCat("activity '", token.activity_id(), "' of run ",
-                                            state.run_id(), " is no longer pending"));
-  }
-  return it->second.task_queue();
-}
-
 absl::StatusOr<bool> HistoryEngine::HasStartedActivity(const std::string& run_id,
                                                        const std::string& queue) {
   ASSIGN_OR_RETURN(auto handle, LoadRun(run_id));

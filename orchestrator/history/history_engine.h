@@ -126,9 +126,6 @@ class HistoryEngine {
   absl::Status RespondActivityTaskCanceled(const api::RespondActivityTaskCanceledRequest& request);
 
   // For the frontend's authorisation of agents (read-only: nothing is written).
-  // The task queue of the pending activity `task_token` names; kNotFound, as an answer with
-  // that token would get, when its run is gone or closed or the activity no longer pending.
-  absl::StatusOr<std::string> ActivityTaskQueue(const std::string& task_token);
   // Whether run `run_id` is open and has an activity on `queue` started and pending now.
   absl::StatusOr<bool> HasStartedActivity(const std::string& run_id, const std::string& queue);
 
