@@ -1,14 +1,18 @@
 // kiln: the inspection and operations CLI. The workflow commands talk to the orchestrator
 // (--address), the build platform's commands (project, deploy, deployment, preview) to
-// kiln-worker's BuildService (--platform), both over gRPC with the same --token. This file only
+// kiln-worker's BuildService (--platform), both over gRPC with the same token
+// (--token, --token-file, or the local orchestrator's admin credential). This file only
 // defines the top-level flags and wires the command groups to a connection.
 #include <chrono>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "cli/platform_commands.h"
 #include "cli/system_commands.h"
 #include "cli/terminal.h"
 #include "cli/workflow_commands.h"
+#include "common/auth/credentials.h"
 #include "common/config.h"
 #include "sdk/connection.h"
 
@@ -32,6 +36,19 @@ int main(int argc, char** argv) {
          "Token presented to the orchestrator and the platform as a bearer token (mint one with "
          "`kiln-orchestrator token`)")
       ->envname("KILN_TOKEN");
+  std::string token_file;
+  app.add_option("--token-file", token_file,
+                 "File holding the token (default: $KILN_DATA_DIR/admin.token, else "
+                 "kiln-data/admin.token, the local orchestrator's admin credential)")
+      ->envname("KILN_TOKEN_FILE");
+  std::string tls_ca, tls_cert, tls_key;
+  app.add_option("--tls-ca", tls_ca,
+                 "Speak TLS, verifying the server with this PEM CA (the orchestrator's --tls-cert "
+                 "when it is self-signed)")
+      ->envname("KILN_TLS_CA");
+  app.add_option("--tls-cert", tls_cert, "PEM client certificate, for mutual TLS (with --tls-key)")
+      ->envname("KILN_CLIENT_TLS_CERT");
+  app.add_option("--tls-key", tls_key, "PEM key of --tls-cert")->envname("KILN_CLIENT_TLS_KEY");
   app.require_subcommand(1);
 
   double health_timeout_s = 5;
@@ -46,8 +63,6 @@ int main(int argc, char** argv) {
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
 
-  kiln::sdk::ConnectionOptions connection_options;
-  if (!token.empty()) connection_options.metadata.emplace_back("authorization", "Bearer " + token);
   // Ids, names and payloads come from whoever started a workflow: a terminal gets them escaped.
   using kiln::cli::SafeTextBuf;
   SafeTextBuf out_buf(std::cout.rdbuf(), SafeTextBuf::Mode::kText);
@@ -58,6 +73,25 @@ int main(int argc, char** argv) {
   std::ostream log(kiln::cli::StdoutIsTerminal() ? static_cast<std::streambuf*>(&log_buf)
                                                  : std::cout.rdbuf());
   const kiln::cli::Io io{out, err, log};
+  absl::StatusOr<std::string> resolved = kiln::auth::ResolveClientToken(token, token_file);
+  if (!resolved.ok()) return kiln::cli::ReportError(io, std::string(resolved.status().message()));
+  kiln::sdk::ConnectionOptions connection_options;
+  connection_options.token = *std::move(resolved);
+  if (!tls_ca.empty() || !tls_cert.empty()) {
+    connection_options.tls = true;
+    for (auto [path, pem] : {std::pair{&tls_ca, &connection_options.tls_root_certs},
+                             std::pair{&tls_cert, &connection_options.tls_cert_chain},
+                             std::pair{&tls_key, &connection_options.tls_private_key}}) {
+      if (path->empty()) continue;
+      std::ifstream in(*path, std::ios::binary);
+      std::ostringstream content;
+      content << in.rdbuf();
+      if (!in || content.str().empty()) {
+        return kiln::cli::ReportError(io, "cannot read TLS file '" + *path + "'");
+      }
+      *pem = content.str();
+    }
+  }
   if (platform_commands.parsed()) {
     kiln::sdk::Connection platform_connection(platform, std::move(connection_options));
     // Said plainly when nothing listens there (gRPC's own words name no flag).

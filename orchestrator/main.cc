@@ -1,5 +1,6 @@
 // kiln-orchestrator: the durable workflow engine. Parses flags and wires; see server/.
 #include <malloc.h>
+#include <sys/stat.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
   // explicit MALLOC_ARENA_MAX in the environment wins.
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
 #endif
+  // Nothing the orchestrator writes (store, key, credential, logs it creates) is for others.
+  ::umask(077);
   kiln::BlockTerminationSignals();
   CLI::App app{"kiln-orchestrator: Kiln's durable workflow engine (history, matching, timers)",
                "kiln-orchestrator"};
@@ -93,10 +96,18 @@ int main(int argc, char** argv) {
                  "File holding the key that verifies callers' tokens (created, mode 0600, when "
                  "missing; default <data-dir>/auth.key)")
       ->envname("KILN_AUTH_KEY_FILE");
-  app.add_option("--require-auth", options.require_auth,
-                 "Refuse calls that carry no token (else anonymous callers may do everything)")
-      ->envname("KILN_REQUIRE_AUTH")
-      ->capture_default_str();
+  app.add_flag("--insecure-allow-anonymous", options.allow_anonymous,
+               "Let calls without a token do everything (tokens are required by default; the "
+               "local admin credential is <data-dir>/admin.token)")
+      ->envname("KILN_INSECURE_ALLOW_ANONYMOUS");
+  app.add_option("--tls-cert", options.tls_cert_file,
+                 "PEM certificate chain: serve gRPC over TLS (with --tls-key)")
+      ->envname("KILN_TLS_CERT");
+  app.add_option("--tls-key", options.tls_key_file, "PEM private key of --tls-cert")
+      ->envname("KILN_TLS_KEY");
+  app.add_option("--tls-client-ca", options.tls_client_ca_file,
+                 "PEM CA: require clients to present a certificate it signed (mutual TLS)")
+      ->envname("KILN_TLS_CLIENT_CA");
   uint64_t min_free_disk_mb = options.min_free_disk_bytes >> 20;
   app.add_option("--min-free-disk-mb", min_free_disk_mb,
                  "Writes stop (UNAVAILABLE; reads go on) while the data directory's filesystem "

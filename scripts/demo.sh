@@ -32,6 +32,8 @@ worker_port=7300
 http_port=7380
 export KILN_ADDRESS=127.0.0.1:$orchestrator_port
 export KILN_PLATFORM=127.0.0.1:$worker_port
+# The admin credential the orchestrator writes into its data directory on first start.
+export KILN_DATA_DIR=$work/orchestrator
 registry=127.0.0.1:$registry_port
 secret=demo-webhook-secret
 kiln="$bin/kiln"

@@ -1,6 +1,7 @@
 #include "sdk/connection.h"
 
 #include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
 #include <grpcpp/support/client_interceptor.h>
 
 #include "absl/strings/str_cat.h"
@@ -55,13 +56,24 @@ Connection::Connection(const std::string& address, ConnectionOptions options) : 
   // gRPC's own retry layer only added per-call work: without it the engine benchmark's process
   // spent ~4% less CPU per transition (docs/benchmarks-history.md).
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  if (!options.token.empty()) {
+    options.metadata.emplace_back("authorization", "Bearer " + options.token);
+  }
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (options.tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_root_certs;
+    ssl.pem_cert_chain = options.tls_cert_chain;
+    ssl.pem_private_key = options.tls_private_key;
+    credentials = grpc::SslCredentials(ssl);
+  }
   if (options.metadata.empty()) {
-    channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    channel_ = grpc::CreateCustomChannel(address, credentials, args);
   } else {
     std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
     factories.push_back(std::make_unique<MetadataInterceptorFactory>(std::move(options.metadata)));
-    channel_ = grpc::experimental::CreateCustomChannelWithInterceptors(
-        address, grpc::InsecureChannelCredentials(), args, std::move(factories));
+    channel_ = grpc::experimental::CreateCustomChannelWithInterceptors(address, credentials, args,
+                                                                       std::move(factories));
   }
   workflow_service_ = kiln::api::v1::WorkflowService::NewStub(channel_);
 }

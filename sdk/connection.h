@@ -16,6 +16,17 @@
 namespace kiln::sdk {
 
 struct ConnectionOptions {
+  // The caller's token (common/auth/token.h), sent with every call as
+  // `authorization: Bearer <token>`; empty sends none (refused unless the orchestrator runs with
+  // --insecure-allow-anonymous).
+  std::string token{};
+  // TLS (PEM contents, not file names): set tls to speak TLS; tls_root_certs verifies the
+  // server (empty: the system's roots); tls_cert_chain and tls_private_key are this client's
+  // certificate for a server that asks for one (mutual TLS).
+  bool tls = false;
+  std::string tls_root_certs{};
+  std::string tls_cert_chain{};
+  std::string tls_private_key{};
   // Sent with every call on the channel, e.g. {"authorization", "Bearer <token>"}. Keys are
   // lower case (gRPC metadata).
   std::vector<std::pair<std::string, std::string>> metadata{};

@@ -44,6 +44,8 @@ namespace fs = std::filesystem;
 constexpr absl::Duration kAgentTokenLifetime = absl::Hours(6);
 // The worker's own lasts as long as tokens may (a restart mints a new one).
 constexpr absl::Duration kWorkerTokenLifetime = absl::Hours(24 * 365);
+// The key of an orchestrator started with its default --data-dir in the same directory.
+constexpr char kDefaultAuthKeyFile[] = "kiln-data/auth.key";
 
 // The directory this binary is in: kiln-builder-agent ships beside it.
 std::string OwnDirectory() {
@@ -135,9 +137,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::string auth_key_file;
   app.add_option("--auth-key-file", auth_key_file,
-                 "The key the orchestrator verifies tokens with (its <data-dir>/auth.key): the "
-                 "worker mints each woken agent a token for its project alone, and one for itself")
+                 "The key the orchestrator verifies tokens with (its <data-dir>/auth.key; default "
+                 "kiln-data/auth.key when it exists): the worker mints each woken agent a token "
+                 "for its project alone, and one for itself")
       ->envname("KILN_AUTH_KEY_FILE");
+  std::string token;
+  app.add_option("--token", token,
+                 "Without a key file: the token this worker presents (it then cannot mint agent "
+                 "tokens, so builds cannot run)")
+      ->envname("KILN_TOKEN");
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
   // Each connection (webhooks, BuildService, the orchestrator's) takes a descriptor.
@@ -154,21 +162,33 @@ int main(int argc, char** argv) {
   // Tokens: the worker's own (scope worker) and, per wake, an agent's (its project only).
   std::optional<kiln::auth::TokenKey> key;
   kiln::sdk::ConnectionOptions connection_options;
+  // The two-command start: the orchestrator's default data directory, beside this one.
+  if (auth_key_file.empty() && token.empty() && fs::exists(kDefaultAuthKeyFile, ec)) {
+    auth_key_file = kDefaultAuthKeyFile;
+  }
   if (!auth_key_file.empty()) {
     auto loaded = kiln::auth::TokenKey::Load(auth_key_file);
     if (!loaded.ok()) return Fail("worker.start_failed", loaded.status());
     key = *std::move(loaded);
     kiln::auth::Claims claims;
     claims.scope = kiln::auth::Scope::kWorker;
+    // The queues this process polls and starts workflows on, nothing else.
+    claims.queues = {kiln::worker::kPlatformTaskQueue, kiln::samples::kTaskQueue};
     claims.subject = identity;
     claims.issued = absl::Now();
     claims.expiry = claims.issued + kWorkerTokenLifetime;
-    auto token = key->Mint(claims);
-    if (!token.ok()) return Fail("worker.start_failed", token.status());
-    connection_options.metadata.emplace_back("authorization", "Bearer " + *token);
-  } else {
+    auto own = key->Mint(claims);
+    if (!own.ok()) return Fail("worker.start_failed", own.status());
+    connection_options.token = *own;
+  } else if (!token.empty()) {
+    connection_options.token = token;
     kiln::LogWarn("worker.no_auth_key",
-                  {{"note", "no --auth-key-file: builder agents run without tokens"}});
+                  {{"note", "no --auth-key-file: builder agents cannot be given tokens"}});
+  } else {
+    return Fail("worker.start_failed",
+                absl::FailedPreconditionError(
+                    "no credential: give --auth-key-file (the orchestrator's <data-dir>/auth.key) "
+                    "or --token"));
   }
   kiln::sdk::Connection connection(orchestrator, connection_options);
   absl::Status health = connection.CheckHealth(absl::Seconds(connect_timeout_s));
@@ -258,7 +278,8 @@ int main(int argc, char** argv) {
                                                 .secrets_dir = data_dir + "/webhook-secrets",
                                                 .webhook_url = webhook_url});
   if (!api.ok()) return Fail("worker.start_failed", api.status());
-  kiln::worker::BuildServiceImpl build_service(api->get());
+  kiln::worker::BuildServiceAuth build_service_auth(key);
+  kiln::worker::BuildServiceImpl build_service(api->get(), &build_service_auth);
   std::unique_ptr<grpc::Server> server;
   if (!listen.empty()) {
     grpc::ServerBuilder builder;

@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
       testutil::BinaryPath("kiln-builder-agent"),
       {"--orchestrator", orchestrator.address(), "--project", kProject, "--volume", agent_volume,
        "--registry", (*agent_registry)->address(), "--no-registry-tls-verify", "--idle-grace",
-       "600", "--log-level", "warn"},
+       "600", "--log-level", "warn", "--token", orchestrator.AgentToken(kProject)},
       work.path() + "/agent.log");
   if (!agent.ok()) Die(agent.status().ToString());
   kiln::sdk::Client client(orchestrator.connection());

@@ -287,7 +287,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   pid_t pid = orchestrator.pid();
-  sdk::Connection connection(orchestrator.address());
+  sdk::Connection connection(orchestrator.address(), {.token = orchestrator.admin_token()});
   sdk::ActivityWorkerOptions aopts;
   aopts.pollers = pollers;
   // A slot for each of the 64 callers' activities, plus one per poller (a poller holds one while

@@ -324,8 +324,10 @@ void Bench::Setup() {
   if (!worker.ok()) Die(worker.status().ToString());
   worker_ = *std::move(worker);
   client_ = std::make_unique<sdk::Client>(orchestrator_->connection());
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port),
-                                     grpc::InsecureChannelCredentials());
+  // BuildService takes the same admin token as the orchestrator.
+  auto channel = sdk::Connection(absl::StrCat("127.0.0.1:", grpc_port),
+                                 {.token = orchestrator_->admin_token()})
+                     .channel();
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
     Die("kiln-worker did not listen:\n" + worker_->Output());
   }

@@ -43,6 +43,13 @@ bool ValidField(std::string_view value) {
   return true;
 }
 
+std::string JoinQueues(const std::vector<std::string>& queues) {
+  std::string joined;
+  for (const std::string& queue : queues)
+    absl::StrAppend(&joined, joined.empty() ? "" : ",", queue);
+  return joined;
+}
+
 std::string Errno(std::string_view what, const std::string& path) {
   return absl::StrCat(Absl(what), " '", path, "': ", std::strerror(errno));
 }
@@ -56,6 +63,17 @@ absl::Status CheckClaims(const Claims& claims, Fail fail) {
   if ((claims.scope == Scope::kAgent) != !claims.project.empty()) {
     return fail("an agent token names exactly one project; other scopes name none");
   }
+  if (claims.scope != Scope::kWorker && !claims.queues.empty()) {
+    return fail("only a worker token names task queues");
+  }
+  for (const std::string& queue : claims.queues) {
+    if (queue.empty() || !ValidField(queue) || queue.find(',') != std::string::npos) {
+      return fail("a task queue of the token is empty, too long or holds a comma or space");
+    }
+  }
+  if (JoinQueues(claims.queues).size() > kMaxFieldBytes) {
+    return fail("the token's task queues are too long together");
+  }
   const absl::Duration lifetime = claims.expiry - claims.issued;
   if (lifetime <= absl::ZeroDuration() || lifetime > kMaxLifetime) {
     return fail("lifetime must be positive and at most 366 days");
@@ -64,6 +82,17 @@ absl::Status CheckClaims(const Claims& claims, Fail fail) {
 }
 
 }  // namespace
+
+bool ServesQueue(const std::vector<std::string>& queues, std::string_view queue) {
+  for (const std::string& entry : queues) {
+    if (entry == queue) return true;
+    if (!entry.empty() && entry.back() == '*' &&
+        queue.substr(0, entry.size() - 1) == std::string_view(entry).substr(0, entry.size() - 1)) {
+      return true;
+    }
+  }
+  return false;
+}
 
 std::string_view ScopeName(Scope scope) {
   switch (scope) {
@@ -174,6 +203,15 @@ std::string TokenKey::Sign(std::string_view signed_part) const {
   return absl::WebSafeBase64Escape(absl::string_view(reinterpret_cast<const char*>(mac), mac_len));
 }
 
+std::string TokenKey::Mac(std::string_view domain, std::string_view message) const {
+  const std::string input = absl::StrCat(Absl(domain), "\n", Absl(message));
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  HMAC(EVP_sha256(), bytes_.data(), static_cast<int>(bytes_.size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &mac_len);
+  return std::string(reinterpret_cast<const char*>(mac), mac_len);
+}
+
 absl::StatusOr<std::string> TokenKey::Mint(const Claims& claims) const {
   Claims c = claims;
   if (c.id.empty()) {
@@ -194,6 +232,7 @@ absl::StatusOr<std::string> TokenKey::Mint(const Claims& claims) const {
                    "\nid=", c.id, "\niat=", absl::ToUnixSeconds(c.issued),
                    "\nexp=", absl::ToUnixSeconds(c.expiry));
   if (!c.project.empty()) absl::StrAppend(&payload, "\nproject=", c.project);
+  if (!c.queues.empty()) absl::StrAppend(&payload, "\nqueues=", JoinQueues(c.queues));
   std::string token = absl::StrCat(Absl(kPrefix), absl::WebSafeBase64Escape(payload));
   std::string signature = Sign(token);
   absl::StrAppend(&token, ".", signature);
@@ -230,7 +269,7 @@ absl::StatusOr<Claims> TokenKey::Verify(std::string_view token, absl::Time now) 
   }
   for (const auto& [key, value] : fields) {
     if (key != "v" && key != "scope" && key != "project" && key != "sub" && key != "id" &&
-        key != "iat" && key != "exp") {
+        key != "iat" && key != "exp" && key != "queues") {
       return Unauthenticated("malformed payload");
     }
   }
@@ -246,6 +285,9 @@ absl::StatusOr<Claims> TokenKey::Verify(std::string_view token, absl::Time now) 
   claims.project = fields["project"];
   claims.subject = fields["sub"];
   claims.id = fields["id"];
+  if (!fields["queues"].empty()) {
+    claims.queues = absl::StrSplit(fields["queues"], ',');
+  }
   claims.issued = absl::FromUnixSeconds(iat);
   claims.expiry = absl::FromUnixSeconds(exp);
   if (absl::Status valid = CheckClaims(claims, Unauthenticated); !valid.ok()) return valid;

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -22,6 +23,9 @@ namespace kiln::auth {
 
 // What a token allows (the orchestrator's Authorizer says what each scope may call).
 enum class Scope { kAdmin, kWorker, kAgent, kReadOnly };
+
+// Whether a worker token's `queues` cover `queue` (an exact entry, or a prefix entry "p*").
+bool ServesQueue(const std::vector<std::string>& queues, std::string_view queue);
 
 // "admin", "worker", "agent", "read-only".
 std::string_view ScopeName(Scope scope);
@@ -32,6 +36,9 @@ struct Claims {
   Scope scope = Scope::kReadOnly;
   // The project an agent token serves (its queue is `project/<project>`); empty for the others.
   std::string project;
+  // The task queues a worker token serves (only worker tokens name any): exact names, or a
+  // prefix ending in '*' ("build-*"). A worker token with none may poll nothing.
+  std::vector<std::string> queues;
   // Who the token was minted for (for logs), e.g. "kiln-worker" or "agent:myproj".
   std::string subject;
   // A unique id (for logs, and for revocation later).
@@ -71,6 +78,11 @@ class TokenKey {
   // expiry; else kUnauthenticated with a reason ("malformed token", "bad signature", "token
   // expired", ...).
   absl::StatusOr<Claims> Verify(std::string_view token, absl::Time now) const;
+
+  // HMAC-SHA256 with this key over `domain`, a newline and `message`: 32 raw bytes. For other
+  // things signed with the same key (the orchestrator's task tokens); `domain` keeps each kind
+  // from passing for another (bearer tokens sign "kiln1." + payload, which has no newline first).
+  std::string Mac(std::string_view domain, std::string_view message) const;
 
  private:
   explicit TokenKey(std::string bytes) : bytes_(std::move(bytes)) {}

@@ -192,3 +192,50 @@ TEST_CASE("key files: created once with mode 0600, refused when open to others o
 
 }  // namespace
 }  // namespace kiln::auth
+
+namespace kiln::auth {
+namespace {
+
+TEST_CASE("a worker token carries its task queues and only a worker token may") {
+  Claims worker;
+  worker.scope = Scope::kWorker;
+  worker.subject = "kiln-worker";
+  worker.queues = {"kiln-platform", "jobs-*"};
+  worker.issued = absl::FromUnixSeconds(1'700'000'000);
+  worker.expiry = worker.issued + absl::Hours(1);
+  auto key = TokenKey::FromBytes(std::string(token_limits::kKeyBytes, 'w'));
+  REQUIRE(key.ok());
+  auto token = key->Mint(worker);
+  REQUIRE(token.ok());
+  auto claims = key->Verify(*token, worker.issued);
+  REQUIRE(claims.ok());
+  CHECK(claims->queues == worker.queues);
+  CHECK(ServesQueue(claims->queues, "kiln-platform"));
+  CHECK(ServesQueue(claims->queues, "jobs-7"));
+  CHECK(ServesQueue(claims->queues, "jobs-"));
+  CHECK_FALSE(ServesQueue(claims->queues, "jobs"));
+  CHECK_FALSE(ServesQueue(claims->queues, "kiln-platform-2"));
+  CHECK_FALSE(ServesQueue({}, "kiln-platform"));
+
+  Claims admin = worker;
+  admin.scope = Scope::kAdmin;
+  CHECK(absl::IsInvalidArgument(key->Mint(admin).status()));
+  worker.queues = {"a,b"};
+  CHECK(absl::IsInvalidArgument(key->Mint(worker).status()));
+  worker.queues = {""};
+  CHECK(absl::IsInvalidArgument(key->Mint(worker).status()));
+}
+
+TEST_CASE("Mac depends on the key and the domain") {
+  auto k1 = TokenKey::FromBytes(std::string(token_limits::kKeyBytes, '1'));
+  auto k2 = TokenKey::FromBytes(std::string(token_limits::kKeyBytes, '2'));
+  REQUIRE(k1.ok());
+  REQUIRE(k2.ok());
+  CHECK(k1->Mac("task", "m").size() == 32);
+  CHECK(k1->Mac("task", "m") == k1->Mac("task", "m"));
+  CHECK(k1->Mac("task", "m") != k2->Mac("task", "m"));
+  CHECK(k1->Mac("task", "m") != k1->Mac("other", "m"));
+}
+
+}  // namespace
+}  // namespace kiln::auth

@@ -18,16 +18,22 @@ namespace kiln::orchestrator {
 WorkflowHandler::WorkflowHandler(FrontendDeps deps)
     : deps_(std::move(deps)), metrics_(deps_.registry), start_time_(absl::Now()) {}
 
-absl::StatusOr<Principal> WorkflowHandler::Admit(Ctx* ctx, Rpc rpc, std::string_view task_queue) {
+absl::StatusOr<Principal> WorkflowHandler::Admit(Ctx* ctx, Rpc rpc, std::string_view task_queue,
+                                                 bool exclusive) {
   if (deps_.authorizer == nullptr) return Principal{};
-  return deps_.authorizer->Admit(*ctx, rpc, task_queue);
+  return deps_.authorizer->Admit(*ctx, rpc, task_queue, exclusive);
 }
 
-absl::Status WorkflowHandler::CheckActivityAnswer(const Principal& principal, Rpc rpc,
-                                                  const std::string& task_token,
-                                                  bool drives_workflow) {
+absl::Status WorkflowHandler::CheckTaskAnswer(const Principal& principal, Rpc rpc,
+                                              const std::string& task_token, bool drives_workflow) {
   if (deps_.authorizer == nullptr) return absl::OkStatus();
-  return deps_.authorizer->CheckActivityAnswer(principal, rpc, task_token, drives_workflow);
+  return deps_.authorizer->CheckTaskAnswer(principal, rpc, task_token, drives_workflow);
+}
+
+absl::Status WorkflowHandler::CheckStart(const Principal& principal, Rpc rpc,
+                                         std::string_view task_queue) {
+  if (deps_.authorizer == nullptr) return absl::OkStatus();
+  return deps_.authorizer->CheckStart(principal, rpc, task_queue);
 }
 
 absl::Time WorkflowHandler::PollDeadline(Ctx* ctx) {
@@ -87,7 +93,12 @@ grpc::ServerUnaryReactor* WorkflowHandler::StartWorkflowExecution(
   return Unary(
       ctx, Rpc::kStartWorkflowExecution, "StartWorkflowExecution", response,
       [request] { return ValidateStart(*request); },
-      [this, request] { return deps_.engine->StartWorkflowExecution(*request); });
+      [this,
+       request](const Principal& principal) -> absl::StatusOr<api::StartWorkflowExecutionResponse> {
+        RETURN_IF_ERROR(
+            CheckStart(principal, Rpc::kStartWorkflowExecution, request->task_queue().name()));
+        return deps_.engine->StartWorkflowExecution(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::TerminateWorkflowExecution(
@@ -129,7 +140,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::ListWorkflowExecutions(
 grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
     Ctx* ctx, const api::PollWorkflowTaskQueueRequest* request,
     api::PollWorkflowTaskQueueResponse* response) {
-  KILN_AUTHORIZE(ctx, PollWorkflowTaskQueue);
+  KILN_AUTHORIZE(ctx, PollWorkflowTaskQueue, request->task_queue().name(), request->exclusive());
   KILN_REJECT_IF_ERROR(ctx, metrics_, "PollWorkflowTaskQueue",
                        ValidateNamespace(request->namespace_()));
   KILN_REJECT_IF_ERROR(ctx, metrics_, "PollWorkflowTaskQueue",
@@ -164,7 +175,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
 grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
     Ctx* ctx, const api::PollActivityTaskQueueRequest* request,
     api::PollActivityTaskQueueResponse* response) {
-  KILN_AUTHORIZE(ctx, PollActivityTaskQueue, request->task_queue().name());
+  KILN_AUTHORIZE(ctx, PollActivityTaskQueue, request->task_queue().name(), request->exclusive());
   KILN_REJECT_IF_ERROR(ctx, metrics_, "PollActivityTaskQueue",
                        ValidateNamespace(request->namespace_()));
   KILN_REJECT_IF_ERROR(ctx, metrics_, "PollActivityTaskQueue",
@@ -191,7 +202,12 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskCompleted(
   return Unary(
       ctx, Rpc::kRespondWorkflowTaskCompleted, "RespondWorkflowTaskCompleted", response,
       [request] { return ValidateWorkerInstance(request->sticky_worker(), "sticky_worker"); },
-      [this, request] { return deps_.engine->RespondWorkflowTaskCompleted(*request); });
+      [this, request](
+          const Principal& principal) -> absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> {
+        RETURN_IF_ERROR(
+            CheckTaskAnswer(principal, Rpc::kRespondWorkflowTaskCompleted, request->task_token()));
+        return deps_.engine->RespondWorkflowTaskCompleted(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskFailed(
@@ -200,7 +216,11 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskFailed(
   return Unary(
       ctx, Rpc::kRespondWorkflowTaskFailed, "RespondWorkflowTaskFailed", response,
       [request] { return ValidateWorkflowTaskFailed(*request); },
-      [this, request] { return deps_.engine->RespondWorkflowTaskFailed(*request); });
+      [this, request](const Principal& principal) -> absl::Status {
+        RETURN_IF_ERROR(
+            CheckTaskAnswer(principal, Rpc::kRespondWorkflowTaskFailed, request->task_token()));
+        return deps_.engine->RespondWorkflowTaskFailed(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RecordActivityTaskHeartbeat(
@@ -211,8 +231,8 @@ grpc::ServerUnaryReactor* WorkflowHandler::RecordActivityTaskHeartbeat(
       [request] { return ValidateHeartbeat(*request); },
       [this, request](
           const Principal& principal) -> absl::StatusOr<api::RecordActivityTaskHeartbeatResponse> {
-        RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRecordActivityTaskHeartbeat,
-                                            request->task_token()));
+        RETURN_IF_ERROR(
+            CheckTaskAnswer(principal, Rpc::kRecordActivityTaskHeartbeat, request->task_token()));
         return deps_.engine->RecordActivityTaskHeartbeat(*request);
       });
 }
@@ -225,7 +245,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCompleted(
       [request] { return ValidateActivityCompleted(*request); },
       [this, request](
           const Principal& principal) -> absl::StatusOr<api::RespondActivityTaskCompletedResponse> {
-        RETURN_IF_ERROR(CheckActivityAnswer(
+        RETURN_IF_ERROR(CheckTaskAnswer(
             principal, Rpc::kRespondActivityTaskCompleted, request->task_token(),
             request->return_new_workflow_task() || request->has_speculative_workflow_task()));
         return deps_.engine->RespondActivityTaskCompleted(*request);
@@ -240,7 +260,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskFailed(
       [request] { return ValidateActivityFailed(*request); },
       [this, request](const Principal& principal) {
         RETURN_IF_ERROR(
-            CheckActivityAnswer(principal, Rpc::kRespondActivityTaskFailed, request->task_token()));
+            CheckTaskAnswer(principal, Rpc::kRespondActivityTaskFailed, request->task_token()));
         return deps_.engine->RespondActivityTaskFailed(*request);
       });
 }
@@ -252,8 +272,8 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondActivityTaskCanceled(
       ctx, Rpc::kRespondActivityTaskCanceled, "RespondActivityTaskCanceled", response,
       [request] { return ValidateActivityCanceled(*request); },
       [this, request](const Principal& principal) {
-        RETURN_IF_ERROR(CheckActivityAnswer(principal, Rpc::kRespondActivityTaskCanceled,
-                                            request->task_token()));
+        RETURN_IF_ERROR(
+            CheckTaskAnswer(principal, Rpc::kRespondActivityTaskCanceled, request->task_token()));
         return deps_.engine->RespondActivityTaskCanceled(*request);
       });
 }
@@ -282,7 +302,12 @@ grpc::ServerUnaryReactor* WorkflowHandler::SignalWithStartWorkflowExecution(
   return Unary(
       ctx, Rpc::kSignalWithStartWorkflowExecution, "SignalWithStartWorkflowExecution", response,
       [request] { return ValidateSignalWithStart(*request); },
-      [this, request] { return deps_.engine->SignalWithStartWorkflowExecution(*request); });
+      [this, request](const Principal& principal)
+          -> absl::StatusOr<api::SignalWithStartWorkflowExecutionResponse> {
+        RETURN_IF_ERROR(CheckStart(principal, Rpc::kSignalWithStartWorkflowExecution,
+                                   request->start().task_queue().name()));
+        return deps_.engine->SignalWithStartWorkflowExecution(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::RequestCancelWorkflowExecution(
@@ -349,7 +374,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondQueryTaskCompleted(
   KILN_AUTHORIZE(ctx, RespondQueryTaskCompleted);
   KILN_REJECT_IF_ERROR(ctx, metrics_, "RespondQueryTaskCompleted",
                        ValidateQueryTaskCompleted(*request));
-  auto token = DecodeTaskToken(request->task_token());
+  auto token = deps_.engine->task_tokens().Decode(request->task_token());
   absl::Status status = token.status();
   if (token.ok() && token->kind() != "q") {
     status = absl::InvalidArgumentError("task_token: not a query task");
@@ -376,21 +401,23 @@ grpc::ServerUnaryReactor* WorkflowHandler::DescribeTaskQueue(
   return Unary(
       ctx, Rpc::kDescribeTaskQueue, "DescribeTaskQueue", response,
       [request] { return ValidateTaskQueue(request->task_queue()); },
-      [this, request, response]() -> absl::Status {
+      [this, request, response](const Principal& principal) -> absl::Status {
         auto described = deps_.matching->Describe(
             request->activity() ? keys::TaskKind::kActivity : keys::TaskKind::kWorkflow,
             request->namespace_().empty() ? deps_.engine->default_namespace()
                                           : request->namespace_(),
             request->task_queue().name());
         if (!described.ok()) return described.status();
+        // An identity is what a poll presents to take an exclusive queue: admins only see them.
+        const bool identities = principal.is_admin();
         for (const PollerInfo& poller : described->pollers) {
           auto* p = response->add_pollers();
-          p->set_identity(poller.identity);
+          if (identities) p->set_identity(poller.identity);
           ToProto(poller.last_seen, p->mutable_last_access_time());
         }
         response->set_backlog_count(described->backlog_count);
         if (!described->exclusive_holder.empty()) {
-          response->set_exclusive_holder(described->exclusive_holder);
+          if (identities) response->set_exclusive_holder(described->exclusive_holder);
           ToProto(described->exclusive_lease_expiry, response->mutable_exclusive_lease_expiry());
         }
         response->set_backlog_count_capped(described->backlog_count_capped);
@@ -405,10 +432,12 @@ grpc::ServerUnaryReactor* WorkflowHandler::DescribeTaskQueue(
 grpc::ServerUnaryReactor* WorkflowHandler::GetSystemInfo(Ctx* ctx,
                                                          const api::GetSystemInfoRequest* request,
                                                          api::GetSystemInfoResponse* response) {
-  KILN_AUTHORIZE(ctx, GetSystemInfo);
+  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kGetSystemInfo);
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "GetSystemInfo", principal.status());
   response->set_server_version(kVersion);
   response->mutable_start_time()->set_seconds(absl::ToUnixSeconds(start_time_));
-  response->set_data_dir(deps_.data_dir);
+  // Where the key and the admin credential live is for admins.
+  if (principal->is_admin()) response->set_data_dir(deps_.data_dir);
   if (deps_.store != nullptr) {
     if (StoreHealth health = deps_.store->Health(); !health.writable) {
       response->set_store_read_only(true);

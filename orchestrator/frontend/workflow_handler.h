@@ -97,10 +97,13 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
   // Runs `work` on the executor and finishes the call with its status.
   Reactor* RunOnExecutor(Ctx* ctx, const char* method, std::function<absl::Status()> work);
   // The caller of `rpc`, if it may call it at all (Authorizer::Admit).
-  absl::StatusOr<Principal> Admit(Ctx* ctx, Rpc rpc, std::string_view task_queue = {});
-  // Authorizer::CheckActivityAnswer, or OK without an authorizer.
-  absl::Status CheckActivityAnswer(const Principal& principal, Rpc rpc,
-                                   const std::string& task_token, bool drives_workflow = false);
+  absl::StatusOr<Principal> Admit(Ctx* ctx, Rpc rpc, std::string_view task_queue = {},
+                                  bool exclusive = false);
+  // Authorizer::CheckTaskAnswer, or OK without an authorizer.
+  absl::Status CheckTaskAnswer(const Principal& principal, Rpc rpc, const std::string& task_token,
+                               bool drives_workflow = false);
+  // Authorizer::CheckStart, or OK without an authorizer.
+  absl::Status CheckStart(const Principal& principal, Rpc rpc, std::string_view task_queue);
   // When a long poll started now should end, given the caller's own deadline.
   absl::Time PollDeadline(Ctx* ctx);
 

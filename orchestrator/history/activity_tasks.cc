@@ -37,7 +37,7 @@ absl::StatusOr<api::PollActivityTaskQueueResponse> HistoryEngine::RecordActivity
 }
 
 api::PollActivityTaskQueueResponse HistoryEngine::BuildActivityTask(
-    const internal::ExecutionState& state, int64_t scheduled_event_id) {
+    const internal::ExecutionState& state, int64_t scheduled_event_id) const {
   const internal::ActivityInfo& info = state.activities().at(scheduled_event_id);
   api::PollActivityTaskQueueResponse response;
   internal::TaskToken token;
@@ -48,7 +48,9 @@ api::PollActivityTaskQueueResponse HistoryEngine::BuildActivityTask(
   token.set_attempt(info.attempt());
   token.set_activity_id(info.activity_id());
   token.set_kind("a");
-  response.set_task_token(EncodeTaskToken(token));
+  token.set_poll_request_id(info.started_request_id());
+  token.set_task_queue(info.task_queue());
+  response.set_task_token(task_tokens_.Encode(token));
   response.set_workflow_namespace(state.namespace_());
   response.mutable_workflow_type()->set_name(state.workflow_type());
   response.mutable_workflow_execution()->set_workflow_id(state.workflow_id());
@@ -102,7 +104,7 @@ absl::Status HistoryEngine::ApplyActivityTaskStarted(Mutation& m, int64_t schedu
 
 absl::StatusOr<internal::TaskToken> HistoryEngine::CheckActivityToken(
     Handle& handle, const std::string& bytes, internal::ActivityInfo** activity) {
-  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(bytes));
+  ASSIGN_OR_RETURN(internal::TaskToken token, task_tokens_.Decode(bytes));
   if (token.kind() != "a") return absl::InvalidArgumentError("task_token: not an activity task");
   internal::ExecutionState& state = *handle->state;
   if (state.status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
@@ -118,24 +120,13 @@ absl::StatusOr<internal::TaskToken> HistoryEngine::CheckActivityToken(
         absl::StrCat("attempt ", token.attempt(), " of activity '", token.activity_id(),
                      "' is no longer running (current attempt ", it->second.attempt(), ")"));
   }
+  if (it->second.started_request_id() != token.poll_request_id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("attempt ", token.attempt(), " of activity '", token.activity_id(),
+                     "' was started by another poll: its task token is not this one"));
+  }
   *activity = &it->second;
   return token;
-}
-
-absl::StatusOr<std::string> HistoryEngine::ActivityTaskQueue(const std::string& task_token) {
-  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(task_token));
-  if (token.kind() != "a") return absl::InvalidArgumentError("task_token: not an activity task");
-  ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
-  const internal::ExecutionState& state = *(*handle)->state;
-  if (state.status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
-    return absl::NotFoundError(absl::StrCat("workflow run ", state.run_id(), " is closed"));
-  }
-  auto it = state.activities().find(token.scheduled_event_id());
-  if (it == state.activities().end()) {
-    return absl::NotFoundError(absl::StrCat("activity '", token.activity_id(), "' of run ",
-                                            state.run_id(), " is no longer pending"));
-  }
-  return it->second.task_queue();
 }
 
 absl::StatusOr<bool> HistoryEngine::HasStartedActivity(const std::string& run_id,
@@ -155,7 +146,7 @@ absl::StatusOr<api::RecordActivityTaskHeartbeatResponse> HistoryEngine::RecordAc
     return absl::InvalidArgumentError(
         absl::StrCat("heartbeat details exceed ", limits::kMaxPayloadBytes, " bytes"));
   }
-  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(request.task_token()));
+  ASSIGN_OR_RETURN(internal::TaskToken token, task_tokens_.Decode(request.task_token()));
   ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
   internal::ActivityInfo* activity = nullptr;
   RETURN_IF_ERROR(CheckActivityToken(*handle, request.task_token(), &activity).status());
@@ -280,7 +271,7 @@ absl::StatusOr<HistoryEngine::ActivityAnswer> HistoryEngine::AnswerActivity(
     const std::function<absl::Status(Mutation&, const internal::TaskToken&)>& apply,
     const std::string& next_task_identity, const api::SpeculativeWorkflowTask* speculative) {
   ActivityAnswer answer;
-  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(task_token));
+  ASSIGN_OR_RETURN(internal::TaskToken token, task_tokens_.Decode(task_token));
   ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
   internal::ActivityInfo* activity = nullptr;
   RETURN_IF_ERROR(CheckActivityToken(*handle, task_token, &activity).status());

@@ -24,16 +24,6 @@ absl::StatusOr<int64_t> ParseHistoryPageToken(const std::string& token) {
 
 }  // namespace
 
-std::string EncodeTaskToken(const internal::TaskToken& token) { return token.SerializeAsString(); }
-
-absl::StatusOr<internal::TaskToken> DecodeTaskToken(const std::string& bytes) {
-  internal::TaskToken token;
-  if (bytes.empty() || !token.ParseFromString(bytes) || token.run_id().empty()) {
-    return absl::InvalidArgumentError("task_token: malformed");
-  }
-  return token;
-}
-
 absl::StatusOr<std::unique_ptr<HistoryEngine>> HistoryEngine::Create(Store* store, Clock* clock,
                                                                      IdGenerator* ids,
                                                                      EngineListener* listener,
@@ -51,6 +41,8 @@ HistoryEngine::HistoryEngine(Store* store, Clock* clock, IdGenerator* ids, Engin
       listener_(listener),
       task_ids_(std::move(task_ids)),
       options_(std::move(options)),
+      task_tokens_(options_.task_token_key ? TaskTokenCodec(*options_.task_token_key)
+                                           : TaskTokenCodec::WithRandomKey()),
       cache_(options_.run_cache_capacity) {}
 
 std::string HistoryEngine::Namespace(const std::string& ns) const {

@@ -22,6 +22,7 @@
 #include "orchestrator/history/mutation.h"
 #include "orchestrator/history/run_cache.h"
 #include "orchestrator/history/task_id_allocator.h"
+#include "orchestrator/history/task_token.h"
 #include "orchestrator/persistence/store.h"
 
 namespace kiln::orchestrator {
@@ -34,6 +35,9 @@ struct EngineOptions {
   // Closed runs are deleted (state, history, visibility, logs) this long after they close.
   absl::Duration retention = absl::Hours(72);
   std::string default_namespace = "default";
+  // The key task tokens are signed with (task_token.h): the server's token key, so that tokens
+  // outlive a restart. Unset: a random key.
+  std::optional<auth::TokenKey> task_token_key;
 };
 
 // A history read: the page, or "wait" when the caller asked to wait for new events and there
@@ -100,9 +104,6 @@ class HistoryEngine {
   absl::Status RespondActivityTaskCanceled(const api::RespondActivityTaskCanceledRequest& request);
 
   // For the frontend's authorisation of agents (read-only: nothing is written).
-  // The task queue of the pending activity `task_token` names; kNotFound, as an answer with
-  // that token would get, when its run is gone or closed or the activity no longer pending.
-  absl::StatusOr<std::string> ActivityTaskQueue(const std::string& task_token);
   // Whether run `run_id` is open and has an activity on `queue` started and pending now.
   absl::StatusOr<bool> HasStartedActivity(const std::string& run_id, const std::string& queue);
 
@@ -114,6 +115,8 @@ class HistoryEngine {
   absl::Status FireRetention(const std::string& key, const internal::TimerTask& task);
 
   const std::string& default_namespace() const { return options_.default_namespace; }
+  // Signs and checks the task tokens this engine hands out.
+  const TaskTokenCodec& task_tokens() const { return task_tokens_; }
   size_t cached_runs() { return cache_.size(); }
 
  private:
@@ -153,8 +156,8 @@ class HistoryEngine {
                                         const std::string& queue, const std::string& identity,
                                         const std::string& request_id);
   // A started activity's task, as its worker gets it (activity_tasks.cc).
-  static api::PollActivityTaskQueueResponse BuildActivityTask(const internal::ExecutionState& state,
-                                                              int64_t scheduled_event_id);
+  api::PollActivityTaskQueueResponse BuildActivityTask(const internal::ExecutionState& state,
+                                                       int64_t scheduled_event_id) const;
   absl::Status ApplyActivityTaskStarted(Mutation& m, int64_t scheduled_event_id,
                                         int64_t backlog_task_id, const std::string& queue,
                                         const std::string& identity, const std::string& request_id);
@@ -294,15 +297,12 @@ class HistoryEngine {
   EngineListener* listener_;
   std::unique_ptr<TaskIdAllocator> task_ids_;
   EngineOptions options_;
+  TaskTokenCodec task_tokens_;
   RunCache cache_;
   // Serialises starts of one workflow id (striped by hash), so that the check of the current
   // run and the write of a new one are atomic.
   static constexpr size_t kStartStripes = 64;
   fiber::Mutex start_stripes_[kStartStripes];
 };
-
-// Task tokens: opaque to workers.
-std::string EncodeTaskToken(const internal::TaskToken& token);
-absl::StatusOr<internal::TaskToken> DecodeTaskToken(const std::string& bytes);
 
 }  // namespace kiln::orchestrator

@@ -422,7 +422,7 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::BuildQueryTask
   token.set_run_id(state.run_id());
   token.set_kind("q");
   token.set_activity_id(task.record.query_id());  // the query id
-  response.set_task_token(EncodeTaskToken(token));
+  response.set_task_token(task_tokens_.Encode(token));
   response.mutable_workflow_execution()->set_workflow_id(state.workflow_id());
   response.mutable_workflow_execution()->set_run_id(state.run_id());
   response.mutable_workflow_type()->set_name(state.workflow_type());

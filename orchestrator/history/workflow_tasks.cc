@@ -26,7 +26,9 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
     token.set_scheduled_event_id(wt.scheduled_event_id());
     token.set_attempt(wt.attempt());
     token.set_kind("w");
-    response.set_task_token(EncodeTaskToken(token));
+    token.set_poll_request_id(wt.started_request_id());
+    token.set_task_queue(state.task_queue());
+    response.set_task_token(task_tokens_.Encode(token));
     response.mutable_workflow_execution()->set_workflow_id(state.workflow_id());
     response.mutable_workflow_execution()->set_run_id(state.run_id());
     response.mutable_workflow_type()->set_name(state.workflow_type());
@@ -114,7 +116,7 @@ absl::Status HistoryEngine::ApplyWorkflowTaskStarted(Mutation& m, int64_t backlo
 
 absl::StatusOr<internal::TaskToken> HistoryEngine::CheckWorkflowToken(Handle& handle,
                                                                       const std::string& bytes) {
-  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(bytes));
+  ASSIGN_OR_RETURN(internal::TaskToken token, task_tokens_.Decode(bytes));
   const internal::ExecutionState& state = *handle->state;
   if (token.kind() != "w") return absl::InvalidArgumentError("task_token: not a workflow task");
   if (state.status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
@@ -126,6 +128,12 @@ absl::StatusOr<internal::TaskToken> HistoryEngine::CheckWorkflowToken(Handle& ha
     return absl::FailedPreconditionError(
         absl::StrCat("workflow task (scheduled event ", token.scheduled_event_id(), ", attempt ",
                      token.attempt(), ") of run ", state.run_id(), " is no longer running"));
+  }
+  if (wt.started_request_id() != token.poll_request_id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("workflow task (scheduled event ", token.scheduled_event_id(), ", attempt ",
+                     token.attempt(), ") of run ", state.run_id(),
+                     " was started by another poll: its task token is not this one"));
   }
   return token;
 }
@@ -153,7 +161,7 @@ absl::Status HistoryEngine::FailWorkflowTask(Handle& handle, const internal::Exe
 absl::StatusOr<api::RespondWorkflowTaskCompletedResponse>
 HistoryEngine::RespondWorkflowTaskCompleted(
     const api::RespondWorkflowTaskCompletedRequest& request) {
-  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(request.task_token()));
+  ASSIGN_OR_RETURN(internal::TaskToken token, task_tokens_.Decode(request.task_token()));
   ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
   RETURN_IF_ERROR(CheckWorkflowToken(*handle, request.task_token()).status());
   // The cached state stays as it is until Commit replaces it: no copy needed.
@@ -280,7 +288,7 @@ absl::Status HistoryEngine::StartEagerActivities(
 
 absl::Status HistoryEngine::RespondWorkflowTaskFailed(
     const api::RespondWorkflowTaskFailedRequest& request) {
-  ASSIGN_OR_RETURN(internal::TaskToken token, DecodeTaskToken(request.task_token()));
+  ASSIGN_OR_RETURN(internal::TaskToken token, task_tokens_.Decode(request.task_token()));
   ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
   RETURN_IF_ERROR(CheckWorkflowToken(*handle, request.task_token()).status());
   const internal::ExecutionState state = *(*handle)->state;

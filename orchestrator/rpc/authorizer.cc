@@ -94,6 +94,7 @@ Authorizer::Authorizer(auth::TokenKey key, Clock* clock, HistoryEngine* engine,
   refused_[kTokenRequired] = &family.Add({{"reason", "token_required"}});
   refused_[kScope] = &family.Add({{"reason", "scope"}});
   refused_[kProject] = &family.Add({{"reason", "project"}});
+  refused_[kQueue] = &family.Add({{"reason", "queue"}});
 }
 
 absl::Status Authorizer::Refuse(Reason reason, absl::Status status) {
@@ -107,8 +108,16 @@ absl::Status Authorizer::ProjectDenied(Rpc rpc, const auth::Claims& claims) {
                               "' may only serve task queue '", AgentQueue(claims), "'")));
 }
 
+absl::Status Authorizer::QueueDenied(Rpc rpc, std::string_view queue) {
+  return Refuse(kQueue,
+                absl::PermissionDeniedError(absl::StrCat(Absl(RpcName(rpc)),
+                                                         ": this worker token does not serve "
+                                                         "task queue '",
+                                                         Absl(queue), "'")));
+}
+
 absl::StatusOr<Principal> Authorizer::Admit(const grpc::ServerContextBase& ctx, Rpc rpc,
-                                            std::string_view task_queue) {
+                                            std::string_view task_queue, bool exclusive) {
   const auto& metadata = ctx.client_metadata();
   auto header = metadata.find("authorization");
   if (header == metadata.end()) {
@@ -130,9 +139,19 @@ absl::StatusOr<Principal> Authorizer::Admit(const grpc::ServerContextBase& ctx, 
 
   Principal principal{std::move(*claims)};
   const auth::Claims& c = *principal.claims;
+  const bool poll = rpc == Rpc::kPollActivityTaskQueue || rpc == Rpc::kPollWorkflowTaskQueue;
+  // A project's queue is its agent's alone to hold: a squatter would make the agent exit.
+  if (poll && exclusive && absl::StartsWith(Absl(task_queue), "project/") &&
+      !(c.scope == auth::Scope::kAgent && task_queue == AgentQueue(c))) {
+    return Refuse(kProject, absl::PermissionDeniedError(absl::StrCat(
+                                Absl(RpcName(rpc)), ": an exclusive poll on '", Absl(task_queue),
+                                "' needs that project's agent token")));
+  }
   switch (c.scope) {
     case auth::Scope::kAdmin:
+      return principal;
     case auth::Scope::kWorker:
+      if (poll && !auth::ServesQueue(c.queues, task_queue)) return QueueDenied(rpc, task_queue);
       return principal;
     case auth::Scope::kReadOnly:
       if (IsRead(rpc)) return principal;
@@ -161,19 +180,31 @@ absl::StatusOr<Principal> Authorizer::Admit(const grpc::ServerContextBase& ctx, 
   return Refuse(kScope, absl::PermissionDeniedError("unknown scope"));
 }
 
-absl::Status Authorizer::CheckActivityAnswer(const Principal& principal, Rpc rpc,
-                                             const std::string& task_token, bool drives_workflow) {
-  if (!principal.is_agent()) return absl::OkStatus();
+absl::Status Authorizer::CheckTaskAnswer(const Principal& principal, Rpc rpc,
+                                         const std::string& task_token, bool drives_workflow) {
+  if (!principal.is_agent() && !principal.is_worker()) return absl::OkStatus();
   const auth::Claims& c = *principal.claims;
-  if (drives_workflow) {
+  if (principal.is_agent() && drives_workflow) {
     return Refuse(kScope, absl::PermissionDeniedError(
                               absl::StrCat(Absl(RpcName(rpc)), ": an agent token (of project '",
                                            c.project, "') may not take or run workflow tasks")));
   }
-  // Not found and malformed answer as the engine would: nothing about other projects leaks.
-  ASSIGN_OR_RETURN(std::string queue, engine_->ActivityTaskQueue(task_token));
-  if (queue != AgentQueue(c)) return ProjectDenied(rpc, c);
+  // A forged or malformed token is refused as the engine would refuse it.
+  ASSIGN_OR_RETURN(internal::TaskToken token, engine_->task_tokens().Decode(task_token));
+  if (principal.is_agent()) {
+    if (token.task_queue() != AgentQueue(c)) return ProjectDenied(rpc, c);
+  } else if (!auth::ServesQueue(c.queues, token.task_queue())) {
+    return QueueDenied(rpc, token.task_queue());
+  }
   return absl::OkStatus();
+}
+
+absl::Status Authorizer::CheckStart(const Principal& principal, Rpc rpc,
+                                    std::string_view task_queue) {
+  if (!principal.is_worker() || auth::ServesQueue(principal.claims->queues, task_queue)) {
+    return absl::OkStatus();
+  }
+  return QueueDenied(rpc, task_queue);
 }
 
 absl::Status Authorizer::CheckAppendLog(const Principal& principal, const std::string& run_id) {

@@ -4,20 +4,28 @@
 // The caller is resolved from an `authorization: Bearer <token>` header (common/auth/token.h):
 // no header is an anonymous caller; a header whose token fails to verify is refused with
 // kUnauthenticated whatever the method. Then the caller's scope decides:
-//   anonymous  everything, as before tokens existed, unless require_auth (then
-//              kUnauthenticated "a token is required"). Issue 19 gives every caller a token.
-//   admin, worker  everything.
+//   anonymous  kUnauthenticated "a token is required"; with require_auth off
+//              (--insecure-allow-anonymous) everything, as an admin.
+//   admin      everything.
+//   worker with queues Q  polls on the queues of Q only; answers and heartbeats for tasks of
+//              those queues (the queue is in the signed task token); starts (and
+//              signal-with-start) of workflows on those queues; and everything else but the
+//              admin-only details below (signal, cancel, terminate, query and the reads are not
+//              limited by queue yet).
 //   read-only  the reads (describe, list, count, history, query, describe task queue, read
 //              log, system info).
 //   agent of project P  PollActivityTaskQueue on `project/P` only; heartbeats and answers for
-//              activities scheduled on `project/P` (looked up in the run's state: task tokens
-//              are not signed); AppendLog to a run with an activity on `project/P` started and
-//              pending now; GetSystemInfo. Nothing else.
+//              activities of `project/P` (from the signed task token); AppendLog to a run with
+//              an activity on `project/P` started and pending now; GetSystemInfo. Nothing else.
+// Everyone: an exclusive poll on `project/P` needs P's agent token (nobody squats a project's
+// queue). Admin only: who holds or polls a queue (DescribeTaskQueue) and the data directory
+// (GetSystemInfo); others get those fields empty.
 // Refusals are kPermissionDenied naming the method (and the agent's project), and are counted
 // in kiln_auth_refused_total{reason}.
 //
-// Cost: a call without a header costs one metadata lookup; with a token, one HMAC-SHA256.
-// Only an agent's activity answers and appends read the run's state (on the executor).
+// Cost: a call without a header costs one metadata lookup; with a token, one HMAC-SHA256; an
+// answer by a worker or agent one more (its task token). Only an agent's appends read the
+// run's state (on the executor).
 #pragma once
 
 #include <array>
@@ -74,11 +82,14 @@ struct Principal {
   std::optional<auth::Claims> claims;
 
   bool is_agent() const { return claims.has_value() && claims->scope == auth::Scope::kAgent; }
+  bool is_worker() const { return claims.has_value() && claims->scope == auth::Scope::kWorker; }
+  // Admin, or anonymous where anonymous callers are let in (--insecure-allow-anonymous).
+  bool is_admin() const { return !claims.has_value() || claims->scope == auth::Scope::kAdmin; }
 };
 
 struct AuthOptions {
-  // Refuse callers without a token.
-  bool require_auth = false;
+  // Refuse callers without a token (the server's default; --insecure-allow-anonymous clears it).
+  bool require_auth = true;
 };
 
 class Authorizer {
@@ -88,17 +99,21 @@ class Authorizer {
              prometheus::Registry* registry, AuthOptions options);
 
   // Before anything else, on gRPC's thread: who the caller is, and whether it may call `rpc`
-  // at all. `task_queue`: the queue PollActivityTaskQueue names. kUnauthenticated or
-  // kPermissionDenied.
+  // at all. `task_queue` and `exclusive`: what a poll (PollWorkflowTaskQueue,
+  // PollActivityTaskQueue) asks for. kUnauthenticated or kPermissionDenied.
   absl::StatusOr<Principal> Admit(const grpc::ServerContextBase& ctx, Rpc rpc,
-                                  std::string_view task_queue = {});
+                                  std::string_view task_queue = {}, bool exclusive = false);
 
   // On the executor, before the engine call: an agent may heartbeat or answer only an activity
-  // on its project's queue (kNotFound, as the engine would say, for an activity that no longer
-  // exists), and may not drive the workflow task its answer schedules (`drives_workflow`:
-  // return_new_workflow_task or a speculative task). Other callers: OK at once.
-  absl::Status CheckActivityAnswer(const Principal& principal, Rpc rpc,
-                                   const std::string& task_token, bool drives_workflow = false);
+  // of its project's queue and may not drive the workflow task its answer schedules
+  // (`drives_workflow`: return_new_workflow_task or a speculative task); a worker only a task
+  // of its queues. The queue comes from the signed task token (a forged one is refused as the
+  // engine would: kPermissionDenied; a task that no longer exists is left to the engine's
+  // kNotFound). Admins: OK at once.
+  absl::Status CheckTaskAnswer(const Principal& principal, Rpc rpc, const std::string& task_token,
+                               bool drives_workflow = false);
+  // A worker may start (or signal-with-start) workflows only on its queues. Others: OK.
+  absl::Status CheckStart(const Principal& principal, Rpc rpc, std::string_view task_queue);
   // On the executor: an agent may append only to a run with an activity on its project's
   // queue started and pending now. Other callers: OK at once.
   absl::Status CheckAppendLog(const Principal& principal, const std::string& run_id);
@@ -106,9 +121,10 @@ class Authorizer {
   bool require_auth() const { return options_.require_auth; }
 
  private:
-  enum Reason { kInvalidToken, kTokenRequired, kScope, kProject, kReasons };
+  enum Reason { kInvalidToken, kTokenRequired, kScope, kProject, kQueue, kReasons };
   absl::Status Refuse(Reason reason, absl::Status status);
   absl::Status ProjectDenied(Rpc rpc, const auth::Claims& claims);
+  absl::Status QueueDenied(Rpc rpc, std::string_view queue);
   static std::string AgentQueue(const auth::Claims& claims) { return "project/" + claims.project; }
 
   const auth::TokenKey key_;

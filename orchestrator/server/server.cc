@@ -26,6 +26,7 @@
 #include "orchestrator/persistence/rocksdb_store.h"
 #include "orchestrator/rpc/authorizer.h"
 #include "orchestrator/server/connection_listener.h"
+#include "orchestrator/server/local_auth.h"
 #include "orchestrator/server/server_health.h"
 #include "orchestrator/timers/timer_queue.h"
 
@@ -93,12 +94,9 @@ Server::Server() = default;
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data-dir: must be set");
   ASSIGN_OR_RETURN(HostPort listen, ParseHostPort(options.listen, "--listen"));
-  std::error_code ec;
-  std::filesystem::create_directories(options.data_dir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--data-dir: cannot create '", options.data_dir, "': ", ec.message()));
-  }
+  RETURN_IF_ERROR(PrepareDataDir(options.data_dir));
+  // The key first: it signs task tokens as well as verifying callers.
+  ASSIGN_OR_RETURN(LocalAuth local_auth, SetUpLocalAuth(options.data_dir, options.auth_key_file));
 
   std::unique_ptr<Server> server(new Server());
   server->options_ = options;
@@ -137,10 +135,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->matching_ = std::make_unique<Matching>(server->store_.get(), &server->clock_,
                                                  server->registry_.get(), matching_options);
   server->listener_ = std::make_unique<Listener>(server->matching_.get(), server->watchers_.get());
-  ASSIGN_OR_RETURN(server->engine_,
-                   HistoryEngine::Create(server->store_.get(), &server->clock_, &server->ids_,
-                                         server->listener_.get(),
-                                         EngineOptions{.retention = options.retention}));
+  ASSIGN_OR_RETURN(
+      server->engine_,
+      HistoryEngine::Create(
+          server->store_.get(), &server->clock_, &server->ids_, server->listener_.get(),
+          EngineOptions{.retention = options.retention, .task_token_key = local_auth.key}));
   HistoryEngine* engine = server->engine_.get();
   server->timers_ = std::make_unique<TimerQueue>(
       server->store_.get(), &server->clock_, server->executor_.get(),
@@ -160,18 +159,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   RETURN_IF_ERROR(server->timers_->Start());
   RETURN_IF_ERROR(server->retention_->Start());
 
-  const std::string key_file = options.auth_key_file.empty()
-                                   ? (std::filesystem::path(options.data_dir) / "auth.key").string()
-                                   : options.auth_key_file;
-  absl::StatusOr<auth::TokenKey> key = auth::TokenKey::LoadOrCreate(key_file);
-  if (!key.ok()) {
-    return absl::Status(key.status().code(),
-                        absl::StrCat("--auth-key-file: ", key.status().message()));
-  }
   server->authorizer_ = std::make_unique<Authorizer>(
-      std::move(*key), &server->clock_, engine, server->registry_.get(),
-      AuthOptions{.require_auth = options.require_auth});
-  LogInfo("orchestrator.auth", {{"key_file", key_file}, {"require_auth", options.require_auth}});
+      std::move(local_auth.key), &server->clock_, engine, server->registry_.get(),
+      AuthOptions{.require_auth = !options.allow_anonymous});
+  LogInfo("orchestrator.auth", {{"key_file", local_auth.key_file},
+                                {"admin_token_file", local_auth.admin_token_file},
+                                {"allow_anonymous", options.allow_anonymous}});
 
   FrontendDeps deps{engine,
                     server->matching_.get(),
@@ -206,10 +199,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   grpc::ServerBuilder builder;
   RateLimitProtobufLogs();
   AnswerUnparsableRequests(builder);
-  // Connections come from our listener (connection_listener.h says why), not gRPC's own.
+  ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ServerCredentials> credentials,
+      ListenerCredentials(options.tls_cert_file, options.tls_key_file, options.tls_client_ca_file));
+  // Connections come from our listener (connection_listener.h says why), not gRPC's own; TLS
+  // (when configured) is done by gRPC on each connection it is handed.
   auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
-      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
-      grpc::InsecureServerCredentials());
+      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, credentials);
   builder.RegisterService(server->workflow_service_.get());
   builder.RegisterService(server->log_service_.get());
   builder.SetMaxReceiveMessageSize(8 << 20);
@@ -217,6 +213,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (!server->grpc_server_) return absl::InternalError("the gRPC server did not start");
   server->connections_->Start(std::move(acceptor));
   server->health_->Attach(server->grpc_server_->GetHealthCheckService());
+  WarnIfExposedWithoutTls(listen.host, !options.tls_cert_file.empty());
   LogInfo("orchestrator.serving", {{"listen", absl::StrCat(listen.host, ":", server->port_)},
                                    {"metrics_port", server->metrics_port()},
                                    {"data_dir", options.data_dir},

@@ -53,10 +53,16 @@ struct ServerOptions {
   // (one synced write instead of two). Off only to measure what it saves.
   bool start_at_schedule = true;
   // The key that verifies callers' tokens (common/auth/token.h); empty: <data_dir>/auth.key.
-  // Created (mode 0600) when missing.
+  // Created (mode 0600) when missing, with the local admin credential <data_dir>/admin.token.
   std::string auth_key_file;
-  // Refuse calls without a token (else anonymous callers may do everything; see authorizer.h).
-  bool require_auth = false;
+  // Let calls without a token do everything, as before tokens existed (--insecure-allow-anonymous;
+  // see authorizer.h). Off by default: every caller presents a token.
+  bool allow_anonymous = false;
+  // TLS on the gRPC listener (PEM files): certificate chain and key; with tls_client_ca_file,
+  // clients must present a certificate it signed (mutual TLS). All empty: plain gRPC.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
   // Writes stop (UNAVAILABLE, reads go on) while the data directory's filesystem has less free;
   // 0: only a failed write stops them (RocksDbOptions::min_free_bytes).
   uint64_t min_free_disk_bytes = 64 << 20;

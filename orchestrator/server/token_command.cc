@@ -14,6 +14,11 @@ TokenCommand::TokenCommand(CLI::App& app) {
   command_->fallthrough();
   command_->add_option("--scope", scope_, "admin, worker, agent or read-only")->required();
   command_->add_option("--project", project_, "The project an agent token serves (agents only)");
+  command_
+      ->add_option("--queues", queues_,
+                   "The task queues a worker token serves, comma-separated; 'p*' is a prefix "
+                   "(workers only)")
+      ->delimiter(',');
   command_->add_option("--ttl", ttl_, "How long the token is valid (e.g. 30m, 1h, 720h)")
       ->capture_default_str();
   command_->add_option("--subject", subject_, "Who the token is for (shown in logs)")
@@ -44,6 +49,7 @@ int TokenCommand::Run(const ServerOptions& server, std::ostream& out, std::ostre
   }
   claims.scope = *scope;
   claims.project = project_;
+  claims.queues = queues_;
   claims.subject = subject_;
   claims.issued = absl::Now();
   claims.expiry = claims.issued + ttl;

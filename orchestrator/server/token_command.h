@@ -3,12 +3,14 @@
 // --auth-key-file as the server (or --key-file); a missing key file is created, as the server
 // would on its first start.
 //
-//   kiln-orchestrator token --scope admin|worker|agent|read-only [--project P] [--ttl 1h]
+//   kiln-orchestrator token --scope admin|worker|agent|read-only [--project P] [--queues a,b*]
+//                           [--ttl 1h]
 //                           [--subject S] [--key-file F]
 #pragma once
 
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -30,6 +32,7 @@ class TokenCommand {
   CLI::App* command_;
   std::string scope_;
   std::string project_;
+  std::vector<std::string> queues_;
   std::string ttl_ = "1h";
   std::string subject_ = "operator";
   std::string key_file_;

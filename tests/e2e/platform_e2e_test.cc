@@ -222,8 +222,10 @@ TEST_CASE("A commit becomes a running container, end to end", "[e2e]") {
                  "--auth-key-file", dir.path() + "/orchestrator/auth.key", "--agent-idle-grace",
                  "1", "--deploy-stop-timeout", "1"});
   worker.Start();
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port),
-                                     grpc::InsecureChannelCredentials());
+  // BuildService takes the same admin token as the orchestrator.
+  auto channel =
+      sdk::Connection(absl::StrCat("127.0.0.1:", grpc_port), {.token = orchestrator.admin_token()})
+          .channel();
   REQUIRE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30)));
   auto stub = pb::BuildService::NewStub(channel);
   Platform platform(*stub);

@@ -1,13 +1,22 @@
 // Tokens and scopes against a real kiln-orchestrator: an agent token of project a is refused
 // everything of project b (its queue, its activity's task, its run's log) and allowed the same
-// on project a; bad tokens are unauthenticated; --require-auth refuses tokenless calls.
+// on project a; bad tokens are unauthenticated; tokenless calls are refused unless
+// --insecure-allow-anonymous; the first start writes the local admin credential.
 // Workflow tasks are answered here with the raw API (schedule one activity on a given queue).
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/auth/credentials.h"
 #include "common/auth/token.h"
 #include "common/proto_time.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
+#include "kiln/internal/v1/persistence.pb.h"
+#include "orchestrator/server/local_auth.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
@@ -29,10 +38,11 @@ std::unique_ptr<grpc::ClientContext> Ctx(std::chrono::seconds timeout = kCall) {
 }
 
 std::string Mint(const TokenKey& key, Scope scope, std::string project = "",
-                 absl::Duration age = absl::ZeroDuration()) {
+                 absl::Duration age = absl::ZeroDuration(), std::vector<std::string> queues = {}) {
   Claims claims;
   claims.scope = scope;
   claims.project = std::move(project);
+  claims.queues = std::move(queues);
   claims.subject = "auth_test";
   claims.issued = absl::Now() - age;
   claims.expiry = claims.issued + absl::Hours(1);
@@ -57,10 +67,12 @@ struct Caller {
     return wf().GetSystemInfo(Ctx().get(), {}, &response).error_code();
   }
   grpc::Status Poll(const std::string& queue, api::PollActivityTaskQueueResponse* task,
-                    std::chrono::seconds timeout = std::chrono::seconds(5)) {
+                    std::chrono::seconds timeout = std::chrono::seconds(5), bool exclusive = false,
+                    const std::string& identity = "auth_test") {
     api::PollActivityTaskQueueRequest poll;
     poll.mutable_task_queue()->set_name(queue);
-    poll.set_identity("auth_test");
+    poll.set_identity(identity);
+    poll.set_exclusive(exclusive);
     return wf().PollActivityTaskQueue(Ctx(timeout).get(), poll, task);
   }
   grpc::Status Heartbeat(const std::string& token) {
@@ -203,34 +215,366 @@ TEST_CASE("an agent token serves its own project only") {
   CHECK(forged_call.error_code() == grpc::StatusCode::UNAUTHENTICATED);
   CHECK(forged_call.error_message().find("kiln1.") == std::string::npos);
 
-  // Without --require-auth, tokenless callers still do everything (until issue 19).
-  CHECK(anonymous.SystemInfo() == grpc::StatusCode::OK);
-  CHECK(anonymous.Fail(task_b.task_token()).ok());
+  // Tokenless callers are refused by default.
+  CHECK(anonymous.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(anonymous.Fail(task_b.task_token()).error_code() == grpc::StatusCode::UNAUTHENTICATED);
 
   // Refusals are counted by reason.
   auto metrics = testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
   REQUIRE(metrics.ok());
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"project\"} 7") != std::string::npos);
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"invalid_token\"} 2") != std::string::npos);
+  CHECK(metrics->find("kiln_auth_refused_total{reason=\"token_required\"} 2") != std::string::npos);
   REQUIRE(orchestrator.Stop().ok());
 }
 
-TEST_CASE("The require-auth flag refuses tokenless calls") {
+TEST_CASE("Task tokens are signed and bound to the poll and attempt that received them") {
   testutil::TempDir dir;
-  const std::string key_file = dir.path() + "/keys/orchestrator.key";
-  testutil::OrchestratorProcess orchestrator(
-      dir.path() + "/data", {"--require-auth=true", "--auth-key-file=" + key_file});
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
   REQUIRE(orchestrator.Start().ok());
-  auto key = TokenKey::Load(key_file);
+  Caller admin(orchestrator.address(), orchestrator.admin_token());
+  StartWithActivityOn(admin, "signed", "work");
+  api::PollActivityTaskQueueResponse task;
+  REQUIRE(admin.Poll("work", &task).ok());
+  const std::string real = task.task_token();
+  REQUIRE(!real.empty());
+
+  // A hand-made token naming the same activity and attempt: refused before any lookup, even
+  // with an admin token, and the error does not echo it.
+  internal::v1::TaskToken forged;
+  forged.set_namespace_("default");
+  forged.set_workflow_id("signed");
+  forged.set_run_id(task.workflow_execution().run_id());
+  forged.set_scheduled_event_id(5);
+  forged.set_attempt(1);
+  forged.set_activity_id("1");
+  forged.set_kind("a");
+  for (const std::string& bad :
+       {forged.SerializeAsString(), forged.SerializeAsString() + std::string(32, 'x'),
+        real.substr(0, real.size() - 1) + static_cast<char>(real.back() ^ 1),
+        static_cast<char>(real[0] ^ 0x20) + real.substr(1)}) {
+    grpc::Status refused = admin.Complete(bad);
+    CHECK(refused.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(refused.error_message().find("not signed by this orchestrator") != std::string::npos);
+    CHECK(admin.Heartbeat(bad).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // The real one still works, and outlives a restart (the key is in the data directory).
+  REQUIRE(orchestrator.Stop().ok());
+  REQUIRE(orchestrator.Start().ok());
+  grpc::Status beat = admin.Heartbeat(real);
+  INFO(beat.error_message());
+  CHECK(beat.ok());
+
+  // A replayed token of an older attempt is refused once the next attempt runs.
+  REQUIRE(admin.Fail(real).ok());  // Retryable: attempt 2 after the 1 s backoff.
+  api::PollActivityTaskQueueResponse retry;
+  REQUIRE(admin.Poll("work", &retry, std::chrono::seconds(10)).ok());
+  REQUIRE(retry.attempt() == 2);
+  grpc::Status replayed = admin.Complete(real);
+  CHECK(replayed.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(replayed.error_message().find("attempt 1") != std::string::npos);
+  CHECK(admin.Complete(retry.task_token()).ok());
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+TEST_CASE(
+    "A worker token serves its own queues and only admins see holders or the data directory") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(orchestrator.key_file());
   REQUIRE(key.ok());
+  Caller admin(orchestrator.address(), orchestrator.admin_token());
+  Caller worker(orchestrator.address(),
+                Mint(*key, Scope::kWorker, "", absl::ZeroDuration(), {"wf", "jobs-*"}));
+  Caller agent(orchestrator.address(), Mint(*key, Scope::kAgent, "a"));
+  Caller reader(orchestrator.address(), Mint(*key, Scope::kReadOnly));
+
+  // Starts: on its queues only.
+  auto start = [](Caller& caller, const std::string& id, const std::string& queue) {
+    api::StartWorkflowExecutionRequest request;
+    request.set_workflow_id(id);
+    request.mutable_workflow_type()->set_name("Build");
+    request.mutable_task_queue()->set_name(queue);
+    request.set_request_id(id);
+    api::StartWorkflowExecutionResponse response;
+    return caller.wf().StartWorkflowExecution(Ctx().get(), request, &response);
+  };
+  grpc::Status elsewhere = start(worker, "w-other", "other");
+  CHECK(elsewhere.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(elsewhere.error_message().find("'other'") != std::string::npos);
+  // Its own workflow queue: start, poll and answer (StartWithActivityOn does all three).
+  StartWithActivityOn(worker, "w-own", "jobs-1");
+
+  // Polls: a queue of its list or under its prefix, nothing else.
+  api::PollActivityTaskQueueResponse task;
+  CHECK(worker.Poll("project/a", &task).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status own = worker.Poll("jobs-1", &task);
+  INFO(own.error_message());
+  REQUIRE(own.ok());
+  REQUIRE(!task.task_token().empty());
+  CHECK(worker.Heartbeat(task.task_token()).ok());
+
+  // Answers: only for tasks of its queues (the queue is in the signed task token).
+  StartWithActivityOn(admin, "a-build", "project/a");
+  api::PollActivityTaskQueueResponse task_a;
+  REQUIRE(admin.Poll("project/a", &task_a).ok());
+  CHECK(worker.Complete(task_a.task_token()).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(worker.Fail(task_a.task_token()).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(worker.Complete(task.task_token()).ok());
+
+  // Nobody but project a's agent takes project/a exclusively, not even an admin.
+  api::PollActivityTaskQueueResponse none;
+  grpc::Status squat = admin.Poll("project/a", &none, std::chrono::seconds(2), true, "squatter");
+  CHECK(squat.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(squat.error_message().find("agent token") != std::string::npos);
+  CHECK(agent.Poll("project/a", &none, std::chrono::seconds(2), true, "agent-a@m1").ok());
+
+  // Who holds a queue, and where the data lives, only admins see.
+  api::DescribeTaskQueueRequest describe;
+  describe.mutable_task_queue()->set_name("project/a");
+  describe.set_activity(true);
+  api::DescribeTaskQueueResponse by_reader, by_admin;
+  REQUIRE(reader.wf().DescribeTaskQueue(Ctx().get(), describe, &by_reader).ok());
+  REQUIRE(admin.wf().DescribeTaskQueue(Ctx().get(), describe, &by_admin).ok());
+  CHECK(by_admin.exclusive_holder() == "agent-a@m1");
+  CHECK(by_reader.exclusive_holder().empty());
+  REQUIRE(by_reader.pollers_size() > 0);
+  for (const auto& poller : by_reader.pollers()) CHECK(poller.identity().empty());
+  api::GetSystemInfoResponse info;
+  REQUIRE(reader.wf().GetSystemInfo(Ctx().get(), {}, &info).ok());
+  CHECK(info.data_dir().empty());
+  REQUIRE(agent.wf().GetSystemInfo(Ctx().get(), {}, &info).ok());
+  CHECK(info.data_dir().empty());
+  REQUIRE(admin.wf().GetSystemInfo(Ctx().get(), {}, &info).ok());
+  CHECK(!info.data_dir().empty());
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+// Runs `kiln args...`; the exit code, with stdout and stderr in `out`.
+int Kiln(std::vector<std::string> args, std::string* out) {
+  auto code = testutil::RunCommand(testutil::BinaryPath("kiln"), args, out, absl::Seconds(60));
+  REQUIRE(code.ok());
+  return *code;
+}
+
+TEST_CASE(
+    "kiln-worker's BuildService takes admin tokens and read-only ones for reads and no secret "
+    "leaks") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(orchestrator.key_file());
+  REQUIRE(key.ok());
+  const std::string platform = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  auto worker = testutil::Process::Start(
+      testutil::BinaryPath("kiln-worker"),
+      {"--orchestrator", orchestrator.address(), "--data-dir", dir.path() + "/worker", "--listen",
+       platform, "--http", "", "--auth-key-file", orchestrator.key_file()},
+      dir.path() + "/worker.log");
+  REQUIRE(worker.ok());
+  REQUIRE(testutil::WaitFor(
+      [&] { return (*worker)->Output().find("worker.connected") != std::string::npos; },
+      absl::Seconds(20)));
+
+  const std::string admin_file = orchestrator.admin_token_file();
+  const std::string admin = auth::ReadTokenFile(admin_file).value();
+  const std::string reader = Mint(*key, Scope::kReadOnly);
+  const std::string agent = Mint(*key, Scope::kAgent, "web");
+  // A token-shaped secret signed with another key: refused, and never repeated.
+  auto other_key = TokenKey::FromBytes(std::string(auth::token_limits::kKeyBytes, 'q'));
+  REQUIRE(other_key.ok());
+  const std::string foreign = Mint(*other_key, Scope::kAdmin);
+  const std::vector<std::string> base = {"--platform", platform};
+  auto with = [&](std::vector<std::string> auth_args, std::vector<std::string> command) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), auth_args.begin(), auth_args.end());
+    args.insert(args.end(), command.begin(), command.end());
+    return args;
+  };
+  const std::vector<std::string> list = {"project", "list"};
+  const std::vector<std::string> create = {
+      "project", "create", "--id", "web", "--repo", "file:///srv/git/web.git", "--port", "18080"};
+  std::string out;
+  std::vector<std::string> answers;
+  // No token (and no credential in KILN_DATA_DIR or ./kiln-data): refused.
+  CHECK(Kiln(with({}, list), &out) == 1);
+  CHECK(out.find("token") != std::string::npos);
+  CHECK(Kiln(with({"--token", foreign}, list), &out) == 1);
+  answers.push_back(out);
+  CHECK(Kiln(with({"--token", agent}, list), &out) == 1);
+  CHECK(out.find("agent") != std::string::npos);
+  answers.push_back(out);
+  // Read-only reads but does not write; admin (the local credential file) does both.
+  CHECK(Kiln(with({"--token", reader}, list), &out) == 0);
+  CHECK(Kiln(with({"--token", reader}, create), &out) == 1);
+  CHECK(out.find("may not") != std::string::npos);
+  answers.push_back(out);
+  CHECK(Kiln(with({"--token-file", admin_file}, create), &out) == 0);
+  CHECK(Kiln(with({"--token-file", admin_file}, list), &out) == 0);
+  CHECK(out.find("web") != std::string::npos);
+
+  // The same refusals from the orchestrator.
+  Caller forged(orchestrator.address(), foreign);
+  api::ListWorkflowExecutionsResponse listed;
+  answers.push_back(forged.wf().ListWorkflowExecutions(Ctx().get(), {}, &listed).error_message());
+
+  (*worker)->Signal(SIGTERM);
+  REQUIRE((*worker)->Wait(absl::Seconds(20)).ok());
+  REQUIRE(orchestrator.Stop().ok());
+  // No token, nor any part of its signature, in any answer or log.
+  const std::vector<std::string> outputs = {orchestrator.Log(), (*worker)->Output()};
+  for (const std::string& token : {admin, reader, agent, foreign}) {
+    const std::string signature = token.substr(token.rfind('.') + 1);
+    for (const std::string& text : answers) {
+      CHECK(text.find(signature) == std::string::npos);
+    }
+    for (const std::string& text : outputs) {
+      CHECK(text.find(signature) == std::string::npos);
+      CHECK(text.find(token) == std::string::npos);
+    }
+  }
+  for (const std::string& text : outputs) CHECK(text.find("kiln1.") == std::string::npos);
+}
+
+// A self-signed certificate for 127.0.0.1 made with openssl: `name`.pem and `name`.key in `dir`.
+void MakeCertificate(const std::string& dir, const std::string& name) {
+  std::string out;
+  auto code =
+      testutil::RunCommand("/usr/bin/openssl",
+                           {"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                            "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                            dir + "/" + name + ".key", "-out", dir + "/" + name + ".pem"},
+                           &out);
+  INFO(out);
+  REQUIRE(code.ok());
+  REQUIRE(*code == 0);
+}
+
+TEST_CASE("The orchestrator serves TLS and mutual TLS to the SDK and the CLI") {
+  testutil::TempDir dir;
+  MakeCertificate(dir.path(), "server");
+  MakeCertificate(dir.path(), "client");
+  const std::string server_pem = testutil::ReadFile(dir.path() + "/server.pem");
+  const std::string address = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  auto orchestrator = testutil::Process::Start(
+      testutil::BinaryPath("kiln-orchestrator"),
+      {"--data-dir", dir.path() + "/data", "--listen", address, "--metrics", "", "--tls-cert",
+       dir.path() + "/server.pem", "--tls-key", dir.path() + "/server.key", "--tls-client-ca",
+       dir.path() + "/client.pem"},
+      dir.path() + "/orchestrator.log");
+  REQUIRE(orchestrator.ok());
+  const std::string token_file = dir.path() + "/data/admin.token";
+
+  sdk::ConnectionOptions mutual{.tls = true,
+                                .tls_root_certs = server_pem,
+                                .tls_cert_chain = testutil::ReadFile(dir.path() + "/client.pem"),
+                                .tls_private_key = testutil::ReadFile(dir.path() + "/client.key")};
+  sdk::Connection connection(address, mutual);
+  REQUIRE(connection.CheckHealth(absl::Seconds(20)).ok());
+  mutual.token = auth::ReadTokenFile(token_file).value();
+  sdk::Connection with_token(address, mutual);
+  api::GetSystemInfoResponse info;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kCall);
+  CHECK(with_token.workflow_service().GetSystemInfo(&ctx, {}, &info).ok());
+
+  // Plain gRPC, or TLS without a client certificate, does not get through.
+  CHECK(!sdk::Connection(address).CheckHealth(absl::Seconds(2)).ok());
+  CHECK(!sdk::Connection(address, {.tls = true, .tls_root_certs = server_pem})
+             .CheckHealth(absl::Seconds(2))
+             .ok());
+
+  // The CLI, with the same files.
+  std::string out;
+  CHECK(Kiln({"--address", address, "--token-file", token_file, "--tls-ca",
+              dir.path() + "/server.pem", "--tls-cert", dir.path() + "/client.pem", "--tls-key",
+              dir.path() + "/client.key", "info"},
+             &out) == 0);
+  INFO(out);
+  CHECK(Kiln({"--address", address, "--token-file", token_file, "info"}, &out) == 1);
+  (*orchestrator)->Signal(SIGTERM);
+  REQUIRE((*orchestrator)->Wait(absl::Seconds(20)).ok());
+  // TLS on: no warning about the listener.
+  CHECK((*orchestrator)->Output().find("insecure_listener") == std::string::npos);
+}
+
+TEST_CASE("A listener beyond loopback without TLS is warned about") {
+  // Decided from the --listen host alone (nothing here binds beyond loopback).
+  CHECK_FALSE(orchestrator::IsLoopbackHost("0.0.0.0"));
+  CHECK_FALSE(orchestrator::IsLoopbackHost("10.1.2.3"));
+  CHECK_FALSE(orchestrator::IsLoopbackHost("[::]"));
+  CHECK(orchestrator::IsLoopbackHost("127.0.0.1"));
+  CHECK(orchestrator::IsLoopbackHost("[::1]"));
+  CHECK(orchestrator::IsLoopbackHost("localhost"));
+  CHECK(orchestrator::WarnIfExposedWithoutTls("0.0.0.0", false));
+  CHECK_FALSE(orchestrator::WarnIfExposedWithoutTls("0.0.0.0", true));
+  CHECK_FALSE(orchestrator::WarnIfExposedWithoutTls("127.0.0.1", false));
+}
+
+// The mode bits of `path` (07777).
+unsigned Mode(const std::string& path) {
+  struct stat st = {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
+TEST_CASE("The orchestrator requires tokens by default and writes a local admin credential") {
+  testutil::TempDir dir;
+  const std::string data = dir.path() + "/data";
+  testutil::OrchestratorProcess orchestrator(data);
+  REQUIRE(orchestrator.Start().ok());
+
+  // The data directory and everything in it is the orchestrator's alone.
+  CHECK(Mode(data) == 0700);
+  CHECK(Mode(data + "/auth.key") == 0600);
+  CHECK(Mode(orchestrator.admin_token_file()) == 0600);
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(data)) {
+    INFO(entry.path().string());
+    CHECK((Mode(entry.path().string()) & 077) == 0);
+  }
+
   Caller anonymous(orchestrator.address(), "");
   api::GetSystemInfoResponse info;
   grpc::Status refused = anonymous.wf().GetSystemInfo(Ctx().get(), {}, &info);
   CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
   CHECK(refused.error_message().find("a token is required") != std::string::npos);
   CHECK(anonymous.Append("x", "y").error_code() == grpc::StatusCode::UNAUTHENTICATED);
-  Caller admin(orchestrator.address(), Mint(*key, Scope::kAdmin));
+  // The health service stays open (supervisors and load balancers ask it).
+  CHECK(anonymous.connection.CheckHealth(absl::Seconds(5)).ok());
+
+  // The credential the orchestrator wrote is an admin token: it may do anything.
+  auto admin_token = auth::ReadTokenFile(orchestrator.admin_token_file());
+  REQUIRE(admin_token.ok());
+  auto key = TokenKey::Load(data + "/auth.key");
+  REQUIRE(key.ok());
+  auto claims = key->Verify(*admin_token, absl::Now());
+  REQUIRE(claims.ok());
+  CHECK(claims->scope == Scope::kAdmin);
+  Caller admin(orchestrator.address(), *admin_token);
+  StartWithActivityOn(admin, "by-admin", "project/a");
+
+  // A restart keeps the same credential (it is still valid).
+  REQUIRE(orchestrator.Stop().ok());
+  REQUIRE(orchestrator.Start().ok());
+  CHECK(auth::ReadTokenFile(orchestrator.admin_token_file()).value() == *admin_token);
   CHECK(admin.SystemInfo() == grpc::StatusCode::OK);
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+TEST_CASE("The insecure-allow-anonymous flag lets tokenless calls through") {
+  testutil::TempDir dir;
+  const std::string key_file = dir.path() + "/keys/orchestrator.key";
+  testutil::OrchestratorProcess orchestrator(
+      dir.path() + "/data", {"--insecure-allow-anonymous", "--auth-key-file=" + key_file});
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(key_file);
+  REQUIRE(key.ok());
+  Caller anonymous(orchestrator.address(), "");
+  CHECK(anonymous.SystemInfo() == grpc::StatusCode::OK);
+  // A token that does not verify is still refused.
+  Caller expired(orchestrator.address(), Mint(*key, Scope::kAdmin, "", absl::Hours(2)));
+  CHECK(expired.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
   REQUIRE(orchestrator.Stop().ok());
 }
 

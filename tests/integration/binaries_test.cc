@@ -51,10 +51,14 @@ TEST_CASE("The orchestrator serves health and metrics and stops cleanly on SIGTE
   sdk::Connection connection(address);
   REQUIRE(connection.CheckHealth(absl::Seconds(20)).ok());
 
+  // The first start wrote the local admin credential the CLI presents.
+  const std::string token_file = dir.path() + "/data/admin.token";
   std::string out;
   REQUIRE(RunCommand(BinaryPath("kiln"), {"--address", address, "health"}, &out).value() == 0);
   REQUIRE(out.find("SERVING") != std::string::npos);
-  REQUIRE(RunCommand(BinaryPath("kiln"), {"--address", address, "info"}, &out).value() == 0);
+  REQUIRE(RunCommand(BinaryPath("kiln"), {"--address", address, "--token-file", token_file, "info"},
+                     &out)
+              .value() == 0);
   REQUIRE(out.find(kVersion) != std::string::npos);
 
   auto metrics = testutil::HttpGet("127.0.0.1", metrics_port, "/metrics");
@@ -66,7 +70,8 @@ TEST_CASE("The orchestrator serves health and metrics and stops cleanly on SIGTE
       testutil::Process::Start(BinaryPath("kiln-worker"),
                                {"--orchestrator", address, "--data-dir", dir.path() + "/worker",
                                 "--listen", absl::StrCat("127.0.0.1:", testutil::FreePort()),
-                                "--http", absl::StrCat("127.0.0.1:", testutil::FreePort())},
+                                "--http", absl::StrCat("127.0.0.1:", testutil::FreePort()),
+                                "--auth-key-file", dir.path() + "/data/auth.key"},
                                dir.path() + "/worker.log");
   REQUIRE(worker.ok());
   REQUIRE(testutil::WaitFor(

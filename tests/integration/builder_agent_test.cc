@@ -94,10 +94,9 @@ TEST_CASE("The agent is refused, naming the holder, when another agent serves it
     request.set_identity("other-agent@machine-7");
     request.set_exclusive(true);
     api::PollActivityTaskQueueResponse response;
-    REQUIRE(orchestrator.connection()
-                .workflow_service()
-                .PollActivityTaskQueue(&ctx, request, &response)
-                .ok());
+    // Only an agent of the project may hold its queue: a second one, on another machine.
+    sdk::Connection other(orchestrator.address(), {.token = AgentToken(dir.path() + "/volume")});
+    REQUIRE(other.workflow_service().PollActivityTaskQueue(&ctx, request, &response).ok());
   }
   AgentRun agent =
       StartAgent(dir, "agent", AgentArgs(orchestrator.address(), dir.path() + "/volume", "30"));

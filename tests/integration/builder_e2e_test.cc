@@ -259,7 +259,8 @@ class Fixture {
         testutil::BinaryPath("kiln-builder-agent"),
         {"--orchestrator", orchestrator_.address(), "--project", kProject, "--volume", volume_,
          "--registry", registry_->address(), "--no-registry-tls-verify", "--idle-grace", "4",
-         "--keep-last", "5", "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port_)},
+         "--keep-last", "5", "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port_),
+         "--token", orchestrator_.AgentToken(kProject)},
         absl::StrCat(dir_.path(), "/agent-", ++agent_starts_, ".log"),
         {absl::StrCat("KILN_SECRET_DB_PASSWORD=", kSecretValue)});
     INFO(process.status().ToString());

@@ -73,7 +73,7 @@ TEST_CASE("FetchSource over smart HTTP takes its token from the agent's secrets"
   auto agent = testutil::Process::Start(
       testutil::BinaryPath("kiln-builder-agent"),
       {"--orchestrator", orchestrator.address(), "--project", "api", "--volume",
-       dir.path() + "/volume", "--idle-grace", "30"},
+       dir.path() + "/volume", "--idle-grace", "30", "--token", orchestrator.AgentToken("api")},
       dir.path() + "/agent.log", {absl::StrCat("KILN_SECRET_GIT_TOKEN=", kToken)});
   REQUIRE(agent.ok());
 

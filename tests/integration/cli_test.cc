@@ -1,6 +1,8 @@
 // The real `kiln` binary against a real orchestrator and a test worker: `kiln workflow start`,
 // `result`, `list`, `history` (also --follow while a run is open), `describe` and `terminate`,
 // and the exit codes of usage errors (2) and failed calls (1).
+#include <stdlib.h>
+
 #include <catch2/catch.hpp>
 
 #include "absl/strings/match.h"
@@ -30,6 +32,18 @@ int Kiln(const std::string& address, std::vector<std::string> args, std::string*
   return *code;
 }
 
+// Sets an environment variable for the scope (the kiln processes this test starts inherit it).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() { ::unsetenv(name_); }
+
+ private:
+  const char* name_;
+};
+
 // The non-empty lines of `text`.
 std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
@@ -40,6 +54,8 @@ TEST_CASE("kiln workflow commands drive and inspect workflows on a real orchestr
   OrchestratorProcess orchestrator(dir.path() + "/data");
   REQUIRE(orchestrator.Start().ok());
   const std::string address = orchestrator.address();
+  // No --token anywhere below: kiln finds the orchestrator's admin credential in KILN_DATA_DIR.
+  ScopedEnv data_dir("KILN_DATA_DIR", dir.path() + "/data");
   TestWorker worker(orchestrator.connection().channel(), "q");
   worker.Start();
   std::string out;
@@ -175,6 +191,7 @@ TEST_CASE("kiln shows control characters in ids escaped so they cannot steer the
   OrchestratorProcess orchestrator(dir.path() + "/data");
   REQUIRE(orchestrator.Start().ok());
   // An id that would retitle the window, ring the bell and clear the screen.
+  ScopedEnv data_dir("KILN_DATA_DIR", dir.path() + "/data");  // the admin credential
   const std::string evil = "evil\x1b]0;owned\x07\x1b[2J";
   auto& stub = orchestrator.connection().workflow_service();
   REQUIRE(testutil::StartWorkflow(stub, evil, "timer", "q", "3600").ok());

@@ -223,7 +223,7 @@ TEST_CASE("An exclusive queue refuses a second poller until the lease lapses") {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1200));
     api::PollActivityTaskQueueRequest request;
-    request.mutable_task_queue()->set_name("project/web");
+    request.mutable_task_queue()->set_name("exclusive-web");
     request.set_identity(identity);
     request.set_exclusive(true);
     api::PollActivityTaskQueueResponse response;
@@ -236,7 +236,7 @@ TEST_CASE("An exclusive queue refuses a second poller until the lease lapses") {
 
   grpc::ClientContext ctx;
   api::DescribeTaskQueueRequest describe;
-  describe.mutable_task_queue()->set_name("project/web");
+  describe.mutable_task_queue()->set_name("exclusive-web");
   describe.set_activity(true);
   api::DescribeTaskQueueResponse described;
   REQUIRE(stub.DescribeTaskQueue(&ctx, describe, &described).ok());

@@ -290,14 +290,16 @@ TEST_CASE("kiln workflow logs prints a run's log, and follows it until the run c
   std::string out;
   auto code = testutil::RunCommand(
       testutil::BinaryPath("kiln"),
-      {"--address", orchestrator.address(), "workflow", "logs", "--id", "build-cli", "--from", "6"},
+      {"--address", orchestrator.address(), "--token-file", orchestrator.admin_token_file(),
+       "workflow", "logs", "--id", "build-cli", "--from", "6"},
       &out);
   REQUIRE(code.value() == 0);
   REQUIRE(out == "line\n");
 
   auto follow = testutil::Process::Start(
       testutil::BinaryPath("kiln"),
-      {"--address", orchestrator.address(), "workflow", "logs", "--id", "build-cli", "--follow"},
+      {"--address", orchestrator.address(), "--token-file", orchestrator.admin_token_file(),
+       "workflow", "logs", "--id", "build-cli", "--follow"},
       dir.path() + "/follow.log");
   REQUIRE(follow.ok());
   REQUIRE(WaitFor([&] { return (*follow)->Output() == "first line\n"; }, kWait));

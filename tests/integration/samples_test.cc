@@ -26,7 +26,8 @@ struct Platform {
         testutil::BinaryPath("kiln-worker"),
         {"--orchestrator", orchestrator.address(), "--data-dir", dir.path() + "/worker", "--listen",
          absl::StrCat("127.0.0.1:", testutil::FreePort()), "--http",
-         absl::StrCat("127.0.0.1:", testutil::FreePort())},
+         absl::StrCat("127.0.0.1:", testutil::FreePort()), "--auth-key-file",
+         orchestrator.key_file()},
         dir.path() + "/worker-" + std::to_string(++worker_starts) + ".log");
     REQUIRE(process.ok());
     worker = std::move(*process);

@@ -2,17 +2,68 @@
 
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <iostream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/auth/credentials.h"
+#include "common/auth/token.h"
 
 namespace kiln::testutil {
+namespace {
+
+// The launcher's setup cannot fail in a working test environment; when it does, say so loudly.
+[[noreturn]] void Die(const char* what, const absl::Status& status) {
+  std::cerr << "OrchestratorProcess: cannot make " << what << ": " << status << "\n";
+  std::abort();
+}
+
+}  // namespace
 
 OrchestratorProcess::OrchestratorProcess(std::string data_dir, std::vector<std::string> extra_args)
     : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)) {
   address_ = absl::StrCat("127.0.0.1:", FreePort());
   metrics_port_ = FreePort();
-  connection_ = std::make_unique<sdk::Connection>(address_);
+  key_file_ = data_dir_ + "/auth.key";
+  for (size_t i = 0; i < extra_args_.size(); ++i) {
+    const std::string& arg = extra_args_[i];
+    if (absl::StartsWith(arg, "--auth-key-file=")) key_file_ = arg.substr(arg.find('=') + 1);
+    if (arg == "--auth-key-file" && i + 1 < extra_args_.size()) key_file_ = extra_args_[i + 1];
+  }
+  // The key the orchestrator will find (and keep) on its first start.
+  auto key = auth::TokenKey::LoadOrCreate(key_file_);
+  if (!key.ok()) Die("the orchestrator's key", key.status());
+  auth::Claims claims;
+  claims.scope = auth::Scope::kAdmin;
+  claims.subject = "kiln-test";
+  claims.issued = absl::Now();
+  claims.expiry = claims.issued + absl::Hours(24);
+  auto token = key->Mint(claims);
+  if (!token.ok()) Die("an admin token", token.status());
+  admin_token_ = *token;
+  connection_ =
+      std::make_unique<sdk::Connection>(address_, sdk::ConnectionOptions{.token = admin_token_});
+}
+
+std::string OrchestratorProcess::AgentToken(const std::string& project) const {
+  auto key = auth::TokenKey::Load(key_file_);
+  if (!key.ok()) Die("the orchestrator's key", key.status());
+  auth::Claims claims;
+  claims.scope = auth::Scope::kAgent;
+  claims.project = project;
+  claims.subject = "kiln-test-agent";
+  claims.issued = absl::Now();
+  claims.expiry = claims.issued + absl::Hours(1);
+  auto token = key->Mint(claims);
+  if (!token.ok()) Die("an agent token", token.status());
+  return *token;
+}
+
+std::string OrchestratorProcess::admin_token_file() const {
+  return data_dir_ + "/" + std::string(auth::kAdminTokenFileName);
 }
 
 OrchestratorProcess::~OrchestratorProcess() { Kill(); }

@@ -1,6 +1,8 @@
 // A real kiln-orchestrator process for integration tests: its own data directory and ports on
 // 127.0.0.1, started and waited for (health), killed or stopped by PID, restartable on the
-// same data directory.
+// same data directory. Tokens are required, as in production: the constructor creates the
+// orchestrator's key (as its first start would) and mints an admin token that connection()
+// presents; admin_token_file() is the credential the orchestrator itself writes on start.
 #pragma once
 
 #include <memory>
@@ -29,7 +31,16 @@ class OrchestratorProcess {
   const std::string& address() const { return address_; }
   pid_t pid() const { return process_ ? process_->pid() : 0; }
   int metrics_port() const { return metrics_port_; }
+  // Presents admin_token().
   sdk::Connection& connection() { return *connection_; }
+  // An admin token minted with key_file() (valid for a day).
+  const std::string& admin_token() const { return admin_token_; }
+  // The orchestrator's key (`--auth-key-file` when extra_args name one, else data_dir/auth.key).
+  const std::string& key_file() const { return key_file_; }
+  // data_dir/admin.token: written by the orchestrator on start (the CLI's --token-file).
+  std::string admin_token_file() const;
+  // An agent token of `project` (valid for an hour), for a kiln-builder-agent's --token.
+  std::string AgentToken(const std::string& project) const;
   std::string Log() const;
 
  private:
@@ -39,6 +50,8 @@ class OrchestratorProcess {
   int metrics_port_ = 0;
   int starts_ = 0;
   std::string log_path_;
+  std::string key_file_;
+  std::string admin_token_;
   std::unique_ptr<Process> process_;
   std::unique_ptr<sdk::Connection> connection_;
 };

@@ -26,83 +26,101 @@ grpc::Status Answer(const absl::StatusOr<T>& result, T* response) {
 
 }  // namespace
 
-grpc::Status BuildServiceImpl::CreateProject(grpc::ServerContext*,
+grpc::Status BuildServiceImpl::CreateProject(grpc::ServerContext* context,
                                              const pb::CreateProjectRequest* request,
                                              pb::CreateProjectResponse* response) {
+  if (grpc::Status denied = Authorize(*context, "CreateProject", false); !denied.ok())
+    return denied;
   return Answer(api_->CreateProject(*request), response);
 }
 
-grpc::Status BuildServiceImpl::UpdateProject(grpc::ServerContext*,
+grpc::Status BuildServiceImpl::UpdateProject(grpc::ServerContext* context,
                                              const pb::UpdateProjectRequest* request,
                                              pb::ProjectConfig* response) {
+  if (grpc::Status denied = Authorize(*context, "UpdateProject", false); !denied.ok())
+    return denied;
   return Answer(api_->UpdateProject(request->config()), response);
 }
 
-grpc::Status BuildServiceImpl::GetProject(grpc::ServerContext*,
+grpc::Status BuildServiceImpl::GetProject(grpc::ServerContext* context,
                                           const pb::GetProjectRequest* request,
                                           pb::GetProjectResponse* response) {
+  if (grpc::Status denied = Authorize(*context, "GetProject", true); !denied.ok()) return denied;
   auto state = api_->GetProject(request->id());
   if (!state.ok()) return ToGrpc(state.status());
   *response->mutable_state() = *std::move(state);
   return grpc::Status::OK;
 }
 
-grpc::Status BuildServiceImpl::ListProjects(grpc::ServerContext*,
+grpc::Status BuildServiceImpl::ListProjects(grpc::ServerContext* context,
                                             const pb::ListProjectsRequest* request,
                                             pb::ListProjectsResponse* response) {
+  if (grpc::Status denied = Authorize(*context, "ListProjects", true); !denied.ok()) return denied;
   return Answer(api_->ListProjects(*request), response);
 }
 
-grpc::Status BuildServiceImpl::DeleteProject(grpc::ServerContext*,
+grpc::Status BuildServiceImpl::DeleteProject(grpc::ServerContext* context,
                                              const pb::DeleteProjectRequest* request,
                                              pb::DeleteProjectResponse*) {
+  if (grpc::Status denied = Authorize(*context, "DeleteProject", false); !denied.ok())
+    return denied;
   return ToGrpc(api_->DeleteProject(request->id()));
 }
 
-grpc::Status BuildServiceImpl::TriggerBuild(grpc::ServerContext*,
+grpc::Status BuildServiceImpl::TriggerBuild(grpc::ServerContext* context,
                                             const pb::TriggerBuildRequest* request,
                                             pb::TriggerBuildResponse* response) {
+  if (grpc::Status denied = Authorize(*context, "TriggerBuild", false); !denied.ok()) return denied;
   auto id = api_->TriggerBuild(*request, "api");
   if (!id.ok()) return ToGrpc(id.status());
   response->set_deployment_id(*id);
   return grpc::Status::OK;
 }
 
-grpc::Status BuildServiceImpl::ListDeployments(grpc::ServerContext*,
+grpc::Status BuildServiceImpl::ListDeployments(grpc::ServerContext* context,
                                                const pb::ListDeploymentsRequest* request,
                                                pb::ListDeploymentsResponse* response) {
+  if (grpc::Status denied = Authorize(*context, "ListDeployments", true); !denied.ok())
+    return denied;
   return Answer(api_->ListDeployments(*request), response);
 }
 
-grpc::Status BuildServiceImpl::GetDeployment(grpc::ServerContext*,
+grpc::Status BuildServiceImpl::GetDeployment(grpc::ServerContext* context,
                                              const pb::GetDeploymentRequest* request,
                                              pb::Deployment* response) {
+  if (grpc::Status denied = Authorize(*context, "GetDeployment", true); !denied.ok()) return denied;
   return Answer(api_->GetDeployment(request->deployment_id()), response);
 }
 
-grpc::Status BuildServiceImpl::CancelDeployment(grpc::ServerContext*,
+grpc::Status BuildServiceImpl::CancelDeployment(grpc::ServerContext* context,
                                                 const pb::CancelDeploymentRpcRequest* request,
                                                 pb::CancelDeploymentResponse*) {
+  if (grpc::Status denied = Authorize(*context, "CancelDeployment", false); !denied.ok())
+    return denied;
   return ToGrpc(api_->CancelDeployment(request->deployment_id(), request->reason()));
 }
 
-grpc::Status BuildServiceImpl::Rollback(grpc::ServerContext*, const pb::RollbackRpcRequest* request,
+grpc::Status BuildServiceImpl::Rollback(grpc::ServerContext* context,
+                                        const pb::RollbackRpcRequest* request,
                                         pb::RollbackResponse* response) {
+  if (grpc::Status denied = Authorize(*context, "Rollback", false); !denied.ok()) return denied;
   auto id = api_->Rollback(request->project_id(), request->target_deployment_id());
   if (!id.ok()) return ToGrpc(id.status());
   response->set_deployment_id(*id);
   return grpc::Status::OK;
 }
 
-grpc::Status BuildServiceImpl::StopPreview(grpc::ServerContext*,
+grpc::Status BuildServiceImpl::StopPreview(grpc::ServerContext* context,
                                            const pb::StopPreviewRequest* request,
                                            pb::StopPreviewResponse*) {
+  if (grpc::Status denied = Authorize(*context, "StopPreview", false); !denied.ok()) return denied;
   return ToGrpc(api_->StopPreview(request->project_id(), request->branch()));
 }
 
 grpc::Status BuildServiceImpl::FollowLog(grpc::ServerContext* context,
                                          const pb::FollowLogRequest* request,
                                          grpc::ServerWriter<pb::LogChunk>* writer) {
+  if (grpc::Status denied = Authorize(*context, "FollowLog", true); !denied.ok()) return denied;
   if (ProjectOfDeployment(request->deployment_id()).empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "deployment_id is not valid");
   }

@@ -1,12 +1,14 @@
 // kiln.platform.v1.BuildService over gRPC: a thin adapter from the wire to PlatformApi (errors
 // mapped to gRPC codes), plus FollowLog, which streams a deployment's log from the
 // orchestrator's LogService. Followers are bounded (kMaxFollowers; RESOURCE_EXHAUSTED beyond):
-// each holds one of the server's threads while it follows.
+// each holds one of the server's threads while it follows. Each call is admitted first
+// (build_service_auth.h: admin, or read-only for the reads).
 #pragma once
 
 #include <atomic>
 
 #include "kiln/platform/v1/build_service.grpc.pb.h"
+#include "worker/api/build_service_auth.h"
 #include "worker/api/platform_api.h"
 
 namespace kiln::worker {
@@ -15,7 +17,9 @@ inline constexpr int kMaxFollowers = 32;
 
 class BuildServiceImpl final : public pb::BuildService::Service {
  public:
-  explicit BuildServiceImpl(PlatformApi* api) : api_(api) {}
+  // `auth` null: every caller may call every method (tests that run the service in-process).
+  explicit BuildServiceImpl(PlatformApi* api, const BuildServiceAuth* auth = nullptr)
+      : api_(api), auth_(auth) {}
 
   grpc::Status CreateProject(grpc::ServerContext*, const pb::CreateProjectRequest* request,
                              pb::CreateProjectResponse* response) override;
@@ -43,7 +47,13 @@ class BuildServiceImpl final : public pb::BuildService::Service {
                          grpc::ServerWriter<pb::LogChunk>* writer) override;
 
  private:
+  grpc::Status Authorize(const grpc::ServerContext& context, std::string_view method,
+                         bool read) const {
+    return auth_ == nullptr ? grpc::Status::OK : auth_->Check(context, method, read);
+  }
+
   PlatformApi* api_;
+  const BuildServiceAuth* auth_;
   std::atomic<int> followers_{0};
 };
 
