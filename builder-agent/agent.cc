@@ -112,9 +112,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
     ASSIGN_OR_RETURN(agent->metrics_, MetricsServer::Start(o.metrics_address, agent->registry_));
   }
   sdk::ConnectionOptions connection_options;
-  if (!o.token.empty()) {
-    connection_options.metadata.emplace_back("authorization", "Bearer " + o.token);
-  }
+  connection_options.token = o.token;
+  connection_options.tls = o.tls;
+  connection_options.tls_root_certs = o.tls_root_certs;
   agent->connection_ = std::make_unique<sdk::Connection>(o.orchestrator, connection_options);
   agent->worker_ = std::make_unique<sdk::ActivityWorker>(
       *agent->connection_, agent->task_queue_,

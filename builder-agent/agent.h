@@ -43,6 +43,10 @@ struct AgentOptions {
   std::string volume;
   // Sent to the orchestrator as a bearer token (empty: none).
   std::string token;
+  // Speak TLS to the orchestrator, verifying its certificate with this PEM CA (empty: the
+  // system's roots).
+  bool tls = false;
+  std::string tls_root_certs;
   std::string ns;
   // Empty: "kiln-builder-agent/<project>@<hostname>:<volume>", stable across restarts of the
   // agent on one machine and volume, so that an agent woken again soon after the last one

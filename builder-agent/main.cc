@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/signals.h"
+#include "common/tls.h"
 
 extern char** environ;
 
@@ -52,6 +53,12 @@ int main(int argc, char** argv) {
   app.add_option("--token", options.token,
                  "Credential presented to the orchestrator (as a bearer token)")
       ->envname("KILN_TOKEN");
+  std::string tls_ca;
+  app.add_option("--tls-ca", tls_ca,
+                 "PEM CA of the orchestrator's TLS certificate: speak TLS to it")
+      ->envname("KILN_TLS_CA");
+  app.add_flag("--tls", options.tls, "Speak TLS to the orchestrator (the system's CA roots)")
+      ->envname("KILN_TLS");
   app.add_option("--namespace", options.ns, "Orchestrator namespace (empty: the default)")
       ->envname("KILN_NAMESPACE");
   app.add_option("--identity", options.identity,
@@ -94,6 +101,12 @@ int main(int argc, char** argv) {
   options.idle_grace = absl::Seconds(idle_grace_s);
   options.connect_timeout = absl::Seconds(connect_timeout_s);
   options.orchestrator_lost_timeout = absl::Seconds(lost_timeout_s);
+  if (!tls_ca.empty()) {
+    auto ca = kiln::ReadPemFile(tls_ca, "--tls-ca");
+    if (!ca.ok()) return Fail(ca.status());
+    options.tls = true;
+    options.tls_root_certs = *std::move(ca);
+  }
 
   // Before any thread starts: SIGTERM/SIGINT are then waited for by one thread only.
   kiln::BlockTerminationSignals();

@@ -21,6 +21,7 @@
 #include "common/open_files.h"
 #include "common/rpc_parse_errors.h"
 #include "common/signals.h"
+#include "common/tls.h"
 #include "samples/samples.h"
 #include "sdk/activity_worker.h"
 #include "sdk/connection.h"
@@ -146,6 +147,27 @@ int main(int argc, char** argv) {
                  "Without a key file: the token this worker presents (it then cannot mint agent "
                  "tokens, so builds cannot run)")
       ->envname("KILN_TOKEN");
+  // TLS: to the orchestrator (client side), and on the BuildService listener.
+  std::string orchestrator_tls_ca, orchestrator_tls_cert, orchestrator_tls_key;
+  app.add_option("--orchestrator-tls-ca", orchestrator_tls_ca,
+                 "PEM CA of the orchestrator's TLS certificate: speak TLS to it (builder agents "
+                 "are given it too)")
+      ->envname("KILN_ORCHESTRATOR_TLS_CA");
+  app.add_option("--orchestrator-tls-cert", orchestrator_tls_cert,
+                 "PEM client certificate for an orchestrator that requires mutual TLS")
+      ->envname("KILN_ORCHESTRATOR_TLS_CERT");
+  app.add_option("--orchestrator-tls-key", orchestrator_tls_key,
+                 "PEM key of --orchestrator-tls-cert")
+      ->envname("KILN_ORCHESTRATOR_TLS_KEY");
+  std::string tls_cert, tls_key, tls_client_ca;
+  app.add_option("--tls-cert", tls_cert,
+                 "PEM certificate chain: serve BuildService (--listen) over TLS (with --tls-key)")
+      ->envname("KILN_WORKER_TLS_CERT");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert")
+      ->envname("KILN_WORKER_TLS_KEY");
+  app.add_option("--tls-client-ca", tls_client_ca,
+                 "PEM CA: BuildService clients must present a certificate it signed (mutual TLS)")
+      ->envname("KILN_WORKER_TLS_CLIENT_CA");
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
   // Each connection (webhooks, BuildService, the orchestrator's) takes a descriptor.
@@ -190,6 +212,21 @@ int main(int argc, char** argv) {
                     "no credential: give --auth-key-file (the orchestrator's <data-dir>/auth.key) "
                     "or --token"));
   }
+  auto orchestrator_tls = kiln::ReadClientTls(orchestrator_tls_ca, orchestrator_tls_cert,
+                                              orchestrator_tls_key, "--orchestrator-tls");
+  if (!orchestrator_tls.ok()) return Fail("worker.start_failed", orchestrator_tls.status());
+  connection_options.tls = orchestrator_tls->enabled;
+  connection_options.tls_root_certs = orchestrator_tls->root_certs;
+  connection_options.tls_cert_chain = orchestrator_tls->cert_chain;
+  connection_options.tls_private_key = orchestrator_tls->private_key;
+  // Woken agents reach the orchestrator the same way (the CA only: an agent presents a token,
+  // not this worker's client certificate).
+  std::vector<std::string> agent_args;
+  if (!orchestrator_tls_ca.empty()) {
+    agent_args = {"--tls-ca", fs::absolute(orchestrator_tls_ca, ec).string()};
+  } else if (orchestrator_tls->enabled) {
+    agent_args = {"--tls"};  // the system's roots
+  }
   kiln::sdk::Connection connection(orchestrator, connection_options);
   absl::Status health = connection.CheckHealth(absl::Seconds(connect_timeout_s));
   if (!health.ok()) return Fail("worker.connect_failed", health);
@@ -202,7 +239,7 @@ int main(int argc, char** argv) {
       .registry = registry,
       .registry_tls_verify = tls_verify,
       .idle_grace = absl::Seconds(idle_grace_s),
-      .extra_agent_args = {},
+      .extra_agent_args = agent_args,
       .max_machines = max_machines,
       .agent_env = {},
       .mount_namespace = true,
@@ -285,8 +322,10 @@ int main(int argc, char** argv) {
     grpc::ServerBuilder builder;
     kiln::RateLimitProtobufLogs();
     kiln::AnswerUnparsableRequests(builder);
+    auto credentials = kiln::ListenerCredentials(tls_cert, tls_key, tls_client_ca);
+    if (!credentials.ok()) return Fail("worker.start_failed", credentials.status());
     int port = 0;
-    builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort(listen, *credentials, &port);
     builder.RegisterService(&build_service);
     grpc::ResourceQuota quota("kiln-worker");
     quota.SetMaxThreads(kiln::worker::kMaxFollowers + 16);
@@ -297,8 +336,15 @@ int main(int argc, char** argv) {
                   absl::UnavailableError(absl::StrCat("cannot listen on ", listen)));
     }
   }
+  if (!listen.empty()) {
+    kiln::WarnIfExposedWithoutTls("kiln-worker", "BuildService (--listen)",
+                                  listen.substr(0, listen.rfind(':')), !tls_cert.empty());
+  }
   std::unique_ptr<kiln::worker::WebhookServer> webhooks;
   if (!http_listen.empty()) {
+    // GitHub signs its deliveries, but the connection is plain HTTP: put a TLS proxy in front.
+    kiln::WarnIfExposedWithoutTls("kiln-worker", "the webhook HTTP listener (--http)",
+                                  http_listen.substr(0, http_listen.rfind(':')), false);
     kiln::worker::WebhookServerOptions options;
     options.listen = http_listen;
     auto started = kiln::worker::WebhookServer::Start(options, api->get());

@@ -28,19 +28,4 @@ struct LocalAuth {
 // token in `<data_dir>/admin.token` (auth/credentials.h). Errors name the file, never a secret.
 absl::StatusOr<LocalAuth> SetUpLocalAuth(const std::string& data_dir, const std::string& key_file);
 
-// The gRPC listener's credentials: plain without `cert_file`; else TLS with the PEM certificate
-// chain and key, and (with `client_ca_file`) clients required to present a certificate signed
-// by that CA. kInvalidArgument naming the flag when a file is missing or unreadable, or only
-// one of cert and key is given.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
-    const std::string& cert_file, const std::string& key_file, const std::string& client_ca_file);
-
-// True for loopback hosts (127.0.0.0/8, ::1, localhost); false for a wildcard or anything else.
-bool IsLoopbackHost(const std::string& host);
-
-// Logs `orchestrator.insecure_listener` (warning) and prints it on stderr when `host` is not a
-// loopback address and the listener has no TLS: tokens and payloads would cross the network in
-// the clear. Returns whether it warned.
-bool WarnIfExposedWithoutTls(const std::string& host, bool tls);
-
 }  // namespace kiln::orchestrator

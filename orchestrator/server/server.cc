@@ -17,6 +17,7 @@
 #include "common/logging.h"
 #include "common/rpc_parse_errors.h"
 #include "common/status.h"
+#include "common/tls.h"
 #include "orchestrator/frontend/workflow_handler.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/run_watchers.h"
@@ -213,7 +214,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (!server->grpc_server_) return absl::InternalError("the gRPC server did not start");
   server->connections_->Start(std::move(acceptor));
   server->health_->Attach(server->grpc_server_->GetHealthCheckService());
-  WarnIfExposedWithoutTls(listen.host, !options.tls_cert_file.empty());
+  WarnIfExposedWithoutTls("kiln-orchestrator", "the gRPC listener (--listen)", listen.host,
+                          !options.tls_cert_file.empty());
   LogInfo("orchestrator.serving", {{"listen", absl::StrCat(listen.host, ":", server->port_)},
                                    {"metrics_port", server->metrics_port()},
                                    {"data_dir", options.data_dir},

@@ -16,7 +16,6 @@
 #include "common/proto_time.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
 #include "kiln/internal/v1/persistence.pb.h"
-#include "orchestrator/server/local_auth.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
@@ -499,19 +498,6 @@ TEST_CASE("The orchestrator serves TLS and mutual TLS to the SDK and the CLI") {
   CHECK((*orchestrator)->Output().find("insecure_listener") == std::string::npos);
 }
 
-TEST_CASE("A listener beyond loopback without TLS is warned about") {
-  // Decided from the --listen host alone (nothing here binds beyond loopback).
-  CHECK_FALSE(orchestrator::IsLoopbackHost("0.0.0.0"));
-  CHECK_FALSE(orchestrator::IsLoopbackHost("10.1.2.3"));
-  CHECK_FALSE(orchestrator::IsLoopbackHost("[::]"));
-  CHECK(orchestrator::IsLoopbackHost("127.0.0.1"));
-  CHECK(orchestrator::IsLoopbackHost("[::1]"));
-  CHECK(orchestrator::IsLoopbackHost("localhost"));
-  CHECK(orchestrator::WarnIfExposedWithoutTls("0.0.0.0", false));
-  CHECK_FALSE(orchestrator::WarnIfExposedWithoutTls("0.0.0.0", true));
-  CHECK_FALSE(orchestrator::WarnIfExposedWithoutTls("127.0.0.1", false));
-}
-
 // The mode bits of `path` (07777).
 unsigned Mode(const std::string& path) {
   struct stat st = {};
@@ -576,6 +562,70 @@ TEST_CASE("The insecure-allow-anonymous flag lets tokenless calls through") {
   Caller expired(orchestrator.address(), Mint(*key, Scope::kAdmin, "", absl::Hours(2)));
   CHECK(expired.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
   REQUIRE(orchestrator.Stop().ok());
+}
+
+TEST_CASE("kiln-worker speaks TLS to the orchestrator and serves BuildService over TLS") {
+  testutil::TempDir dir;
+  MakeCertificate(dir.path(), "server");
+  const std::string pem = dir.path() + "/server.pem";
+  const std::string key = dir.path() + "/server.key";
+  const std::string address = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  auto orchestrator =
+      testutil::Process::Start(testutil::BinaryPath("kiln-orchestrator"),
+                               {"--data-dir", dir.path() + "/data", "--listen", address,
+                                "--metrics", "", "--tls-cert", pem, "--tls-key", key},
+                               dir.path() + "/orchestrator.log");
+  REQUIRE(orchestrator.ok());
+  const std::string token_file = dir.path() + "/data/admin.token";
+  REQUIRE(
+      testutil::WaitFor([&] { return std::filesystem::exists(token_file); }, absl::Seconds(20)));
+  auto worker_args = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"--orchestrator",  address,
+                                     "--auth-key-file", dir.path() + "/data/auth.key",
+                                     "--data-dir",      dir.path() + "/worker",
+                                     "--http",          ""};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  // Without the CA the worker cannot reach a TLS orchestrator, and says so.
+  std::string out;
+  auto plain = testutil::RunCommand(testutil::BinaryPath("kiln-worker"),
+                                    worker_args({"--listen", "", "--connect-timeout", "2"}), &out,
+                                    absl::Seconds(30));
+  REQUIRE(plain.ok());
+  CHECK(*plain == 1);
+
+  const std::string platform = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  auto worker = testutil::Process::Start(
+      testutil::BinaryPath("kiln-worker"),
+      worker_args({"--orchestrator-tls-ca", pem, "--listen", platform, "--tls-cert", pem,
+                   "--tls-key", key, "--connect-timeout", "20"}),
+      dir.path() + "/worker.log");
+  REQUIRE(worker.ok());
+  REQUIRE(testutil::WaitFor(
+      [&] { return (*worker)->Output().find("worker.connected") != std::string::npos; },
+      absl::Seconds(30)));
+  // BuildService over TLS: the CLI with the CA gets through, without it does not.
+  CHECK(
+      Kiln({"--platform", platform, "--token-file", token_file, "--tls-ca", pem, "project", "list"},
+           &out) == 0);
+  INFO(out);
+  CHECK(Kiln({"--platform", platform, "--token-file", token_file, "project", "list"}, &out) != 0);
+  (*worker)->Signal(SIGTERM);
+  REQUIRE((*worker)->Wait(absl::Seconds(20)).ok());
+  CHECK((*worker)->Output().find("insecure_listener") == std::string::npos);
+  (*orchestrator)->Signal(SIGTERM);
+  REQUIRE((*orchestrator)->Wait(absl::Seconds(20)).ok());
+
+  // The builder agent reads its CA or refuses to start, naming the flag.
+  auto agent =
+      testutil::RunCommand(testutil::BinaryPath("kiln-builder-agent"),
+                           {"--orchestrator", address, "--project", "web", "--tls-ca",
+                            dir.path() + "/missing.pem", "--volume", dir.path() + "/volume"},
+                           &out, absl::Seconds(30));
+  REQUIRE(agent.ok());
+  CHECK(*agent != 0);
+  CHECK(out.find("--tls-ca: cannot read") != std::string::npos);
 }
 
 }  // namespace
