@@ -36,6 +36,12 @@ absl::Status WorkflowHandler::CheckStart(const Principal& principal, Rpc rpc,
   return deps_.authorizer->CheckStart(principal, rpc, task_queue);
 }
 
+absl::Status WorkflowHandler::CheckRun(const Principal& principal, Rpc rpc, const std::string& ns,
+                                       const api::WorkflowExecution& execution) {
+  if (deps_.authorizer == nullptr) return absl::OkStatus();
+  return deps_.authorizer->CheckRun(principal, rpc, ns, execution);
+}
+
 absl::Time WorkflowHandler::PollDeadline(Ctx* ctx) {
   absl::Time now = deps_.clock->Now();
   absl::Time deadline = now + deps_.long_poll;
@@ -53,12 +59,6 @@ grpc::ServerUnaryReactor* WorkflowHandler::RunOnExecutor(Ctx* ctx, const char* m
 // Refuses the call unless its caller may call the method (the Rpc named like it).
 #define KILN_AUTHORIZE(ctx, method, ...) \
   KILN_REJECT_IF_ERROR(ctx, metrics_, #method, Admit(ctx, Rpc::k##method, ##__VA_ARGS__).status())
-
-namespace {
-
-// The validation of a call whose request has nothing to check beyond its caller.
-
-}  // namespace
 
 template <typename Response, typename Validate, typename Work>
 grpc::ServerUnaryReactor* WorkflowHandler::Unary(Ctx* ctx, Rpc rpc, const char* method,
@@ -107,7 +107,11 @@ grpc::ServerUnaryReactor* WorkflowHandler::TerminateWorkflowExecution(
   return Unary(
       ctx, Rpc::kTerminateWorkflowExecution, "TerminateWorkflowExecution", response,
       [request] { return ValidateTerminate(*request); },
-      [this, request] { return deps_.engine->TerminateWorkflowExecution(*request); });
+      [this, request](const Principal& principal) -> absl::Status {
+        RETURN_IF_ERROR(CheckRun(principal, Rpc::kTerminateWorkflowExecution, request->namespace_(),
+                                 request->workflow_execution()));
+        return deps_.engine->TerminateWorkflowExecution(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::DescribeWorkflowExecution(
@@ -116,7 +120,12 @@ grpc::ServerUnaryReactor* WorkflowHandler::DescribeWorkflowExecution(
   return Unary(
       ctx, Rpc::kDescribeWorkflowExecution, "DescribeWorkflowExecution", response,
       [request] { return ValidateExecution(request->execution(), false); },
-      [this, request] { return deps_.engine->DescribeWorkflowExecution(*request); });
+      [this, request](
+          const Principal& principal) -> absl::StatusOr<api::DescribeWorkflowExecutionResponse> {
+        RETURN_IF_ERROR(CheckRun(principal, Rpc::kDescribeWorkflowExecution, request->namespace_(),
+                                 request->execution()));
+        return deps_.engine->DescribeWorkflowExecution(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::GetWorkflowExecutionHistory(
@@ -293,7 +302,11 @@ grpc::ServerUnaryReactor* WorkflowHandler::SignalWorkflowExecution(
   return Unary(
       ctx, Rpc::kSignalWorkflowExecution, "SignalWorkflowExecution", response,
       [request] { return ValidateSignal(*request); },
-      [this, request] { return deps_.engine->SignalWorkflowExecution(*request); });
+      [this, request](const Principal& principal) -> absl::Status {
+        RETURN_IF_ERROR(CheckRun(principal, Rpc::kSignalWorkflowExecution, request->namespace_(),
+                                 request->workflow_execution()));
+        return deps_.engine->SignalWorkflowExecution(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::SignalWithStartWorkflowExecution(
@@ -316,22 +329,33 @@ grpc::ServerUnaryReactor* WorkflowHandler::RequestCancelWorkflowExecution(
   return Unary(
       ctx, Rpc::kRequestCancelWorkflowExecution, "RequestCancelWorkflowExecution", response,
       [request] { return ValidateCancel(*request); },
-      [this, request] { return deps_.engine->RequestCancelWorkflowExecution(*request); });
+      [this, request](const Principal& principal) -> absl::Status {
+        RETURN_IF_ERROR(CheckRun(principal, Rpc::kRequestCancelWorkflowExecution,
+                                 request->namespace_(), request->workflow_execution()));
+        return deps_.engine->RequestCancelWorkflowExecution(*request);
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::QueryWorkflow(Ctx* ctx,
                                                          const api::QueryWorkflowRequest* request,
                                                          api::QueryWorkflowResponse* response) {
-  KILN_AUTHORIZE(ctx, QueryWorkflow);
+  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kQueryWorkflow);
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "QueryWorkflow", principal.status());
   KILN_REJECT_IF_ERROR(ctx, metrics_, "QueryWorkflow", ValidateQuery(*request));
   Reactor* reactor = ctx->DefaultReactor();
   absl::Time began = deps_.clock->Now();
   absl::Time deadline = PollDeadline(ctx);
-  bool queued = deps_.executor->TrySubmit([this, reactor, request, response, began, deadline] {
+  bool queued = deps_.executor->TrySubmit([this, reactor, request, response, began, deadline,
+                                           caller = *std::move(principal)] {
     auto finish = [this, reactor, began](const absl::Status& status) {
       metrics_.Record("QueryWorkflow", status, deps_.clock->Now() - began);
       reactor->Finish(ToGrpc(status));
     };
+    if (absl::Status allowed =
+            CheckRun(caller, Rpc::kQueryWorkflow, request->namespace_(), request->execution());
+        !allowed.ok()) {
+      return finish(allowed);
+    }
     api::DescribeWorkflowExecutionRequest describe;
     describe.set_namespace_(request->namespace_());
     *describe.mutable_execution() = request->execution();

@@ -104,6 +104,9 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
                                bool drives_workflow = false);
   // Authorizer::CheckStart, or OK without an authorizer.
   absl::Status CheckStart(const Principal& principal, Rpc rpc, std::string_view task_queue);
+  // Authorizer::CheckRun, or OK without an authorizer.
+  absl::Status CheckRun(const Principal& principal, Rpc rpc, const std::string& ns,
+                        const api::WorkflowExecution& execution);
   // When a long poll started now should end, given the caller's own deadline.
   absl::Time PollDeadline(Ctx* ctx);
 

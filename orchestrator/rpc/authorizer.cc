@@ -207,6 +207,19 @@ absl::Status Authorizer::CheckStart(const Principal& principal, Rpc rpc,
   return QueueDenied(rpc, task_queue);
 }
 
+absl::Status Authorizer::CheckRun(const Principal& principal, Rpc rpc, const std::string& ns,
+                                  const kiln::api::v1::WorkflowExecution& execution) {
+  if (!principal.is_worker()) return absl::OkStatus();
+  kiln::api::v1::DescribeWorkflowExecutionRequest describe;
+  describe.set_namespace_(ns);
+  *describe.mutable_execution() = execution;
+  // A run that is not there is answered as the call itself would answer it.
+  ASSIGN_OR_RETURN(auto described, engine_->DescribeWorkflowExecution(describe));
+  const std::string& queue = described.workflow_execution_info().task_queue();
+  if (auth::ServesQueue(principal.claims->queues, queue)) return absl::OkStatus();
+  return QueueDenied(rpc, queue);
+}
+
 absl::Status Authorizer::CheckAppendLog(const Principal& principal, const std::string& run_id) {
   if (!principal.is_agent()) return absl::OkStatus();
   const auth::Claims& c = *principal.claims;

@@ -322,6 +322,52 @@ TEST_CASE(
   CHECK(worker.Fail(task_a.task_token()).error_code() == grpc::StatusCode::PERMISSION_DENIED);
   CHECK(worker.Complete(task.task_token()).ok());
 
+  // Signal, describe, query, cancel and terminate: only runs of its queues.
+  REQUIRE(start(admin, "a-other", "other").ok());
+  auto signal = [](Caller& caller, const std::string& id) {
+    api::SignalWorkflowExecutionRequest request;
+    request.mutable_workflow_execution()->set_workflow_id(id);
+    request.set_signal_name("poke");
+    api::SignalWorkflowExecutionResponse response;
+    return caller.wf().SignalWorkflowExecution(Ctx().get(), request, &response);
+  };
+  CHECK(signal(worker, "w-own").ok());
+  grpc::Status foreign_signal = signal(worker, "a-other");
+  CHECK(foreign_signal.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(foreign_signal.error_message().find("'other'") != std::string::npos);
+  CHECK(signal(admin, "a-other").ok());
+  {
+    api::DescribeWorkflowExecutionRequest request;
+    request.mutable_execution()->set_workflow_id("a-other");
+    api::DescribeWorkflowExecutionResponse response;
+    CHECK(worker.wf().DescribeWorkflowExecution(Ctx().get(), request, &response).error_code() ==
+          grpc::StatusCode::PERMISSION_DENIED);
+    request.mutable_execution()->set_workflow_id("w-own");
+    CHECK(worker.wf().DescribeWorkflowExecution(Ctx().get(), request, &response).ok());
+  }
+  {
+    api::QueryWorkflowRequest request;
+    request.mutable_execution()->set_workflow_id("a-other");
+    request.mutable_query()->set_query_type("state");
+    api::QueryWorkflowResponse response;
+    CHECK(worker.wf().QueryWorkflow(Ctx().get(), request, &response).error_code() ==
+          grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    api::RequestCancelWorkflowExecutionRequest cancel;
+    cancel.mutable_workflow_execution()->set_workflow_id("a-other");
+    api::RequestCancelWorkflowExecutionResponse cancelled;
+    CHECK(
+        worker.wf().RequestCancelWorkflowExecution(Ctx().get(), cancel, &cancelled).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+    api::TerminateWorkflowExecutionRequest terminate;
+    terminate.mutable_workflow_execution()->set_workflow_id("a-other");
+    api::TerminateWorkflowExecutionResponse terminated;
+    CHECK(
+        worker.wf().TerminateWorkflowExecution(Ctx().get(), terminate, &terminated).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  }
+
   // Nobody but project a's agent takes project/a exclusively, not even an admin.
   api::PollActivityTaskQueueResponse none;
   grpc::Status squat = admin.Poll("project/a", &none, std::chrono::seconds(2), true, "squatter");
