@@ -14,13 +14,18 @@ inline constexpr int kActivityWorkMs = 300;
 // Workflow task timeout: a task held by a killed worker is handed out again after this.
 inline constexpr int kTaskTimeoutS = 2;
 
+// The builder agent's project: it serves queue project/<id>.
+inline constexpr char kAgentProject[] = "crash";
+inline std::string AgentQueue() { return std::string("project/") + kAgentProject; }
+
 inline std::string ChildWorkflowId(const std::string& parent_id) { return parent_id + "-child"; }
 inline std::string SignalInput(const std::string& workflow_id) { return "sig-" + workflow_id; }
-// What Mixed(workflow_id) completes with once signalled SignalInput(workflow_id).
-inline std::string ExpectedResult(const std::string& workflow_id) {
+// What Mixed(workflow_id, repository) completes with once signalled SignalInput(workflow_id),
+// `commit` being the repository's HEAD.
+inline std::string ExpectedResult(const std::string& workflow_id, const std::string& commit) {
   std::string upper;
   for (char c : workflow_id + "-child") upper += (c >= 'a' && c <= 'z') ? char(c - 'a' + 'A') : c;
-  return workflow_id + "/" + upper + "/" + SignalInput(workflow_id);
+  return workflow_id + "/" + upper + "/" + SignalInput(workflow_id) + "/" + commit;
 }
 
 }  // namespace kiln::crash

@@ -1,6 +1,7 @@
 // The crash matrix (issue 19): under a mixed load (activities, durable timers, signals, child
-// workflows) the orchestrator and the worker process (kiln_crash_worker) are killed with
-// SIGKILL at seeded random moments, many times in one run, and restarted. Afterwards every
+// workflows, a source fetch on a builder agent) the orchestrator, the worker process
+// (kiln_crash_worker) and the kiln-builder-agent are killed with SIGKILL at seeded random
+// moments, many times in one run, and restarted. Afterwards every
 // workflow must have completed exactly once with its expected result, every history must be
 // gapless with each transition recorded once, and both task queues must be empty.
 // KILN_CRASH_SEED replays a schedule; KILN_CRASH_KILLS changes how many kills it has.
@@ -20,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "sdk/converter.h"
 #include "tests/crash/crash_load.h"
+#include "tests/testutil/git_require.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/test_worker.h"
@@ -59,11 +61,59 @@ grpc::Status Retrying(Call call) {
   return status;
 }
 
+// A short exclusive lease: after an orchestrator restart or an agent kill, the queue's next
+// holder is accepted within seconds.
+constexpr char kExclusiveLeaseS[] = "2";
+
 struct Matrix {
   testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator{dir.path() + "/data"};
+  testutil::OrchestratorProcess orchestrator{dir.path() + "/data",
+                                             {"--exclusive-lease", kExclusiveLeaseS}};
   std::unique_ptr<testutil::Process> worker;
   int worker_starts = 0;
+  std::unique_ptr<testutil::Process> agent;
+  int agent_starts = 0;
+  std::string repository;
+  std::string commit;
+
+  void CreateRepository() {
+    repository = dir.path() + "/origin";
+    testutil::WriteFile(repository + "/README", "crash matrix\n");
+    testutil::RequireGit("", {"-C", repository, "init", "-q", "-b", "main"});
+    testutil::RequireGit("", {"-C", repository, "add", "-A"});
+    testutil::RequireGit("", {"-C", repository, "commit", "-q", "-m", "one"});
+    commit = testutil::RequireGit("", {"-C", repository, "rev-parse", "HEAD"});
+  }
+
+  // An agent that starts while the previous one's exclusive lease still holds is refused and
+  // exits: start again until one serves.
+  void StartAgent() {
+    absl::Time deadline = absl::Now() + absl::Seconds(30);
+    for (;;) {
+      auto process = testutil::Process::Start(
+          testutil::BinaryPath("kiln-builder-agent"),
+          {"--orchestrator", orchestrator.address(), "--project", crash::kAgentProject, "--volume",
+           dir.path() + "/volume", "--idle-grace", "3600", "--token",
+           orchestrator.AgentToken(crash::kAgentProject)},
+          absl::StrCat(dir.path(), "/agent-", ++agent_starts, ".log"));
+      REQUIRE(process.ok());
+      agent = std::move(*process);
+      REQUIRE(testutil::WaitFor(
+          [&] {
+            return agent->Output().find("agent.serving") != std::string::npos || !agent->Running();
+          },
+          absl::Seconds(20)));
+      if (agent->Running()) return;
+      INFO(agent->Output());
+      REQUIRE(absl::Now() < deadline);
+    }
+  }
+
+  void KillAgent() {
+    agent->Signal(SIGKILL);
+    (void)agent->Wait(absl::Seconds(30));
+    agent.reset();
+  }
 
   void StartWorker() {
     auto process = testutil::Process::Start(
@@ -90,7 +140,7 @@ struct Matrix {
     request.set_workflow_id(workflow_id);
     request.mutable_workflow_type()->set_name("Mixed");
     request.mutable_task_queue()->set_name(crash::kCrashQueue);
-    *request.mutable_input() = sdk::ToPayloads(workflow_id);
+    *request.mutable_input() = sdk::ToPayloads(workflow_id, repository);
     request.mutable_workflow_task_timeout()->set_seconds(crash::kTaskTimeoutS);
     request.set_request_id(absl::StrCat("start-", workflow_id));
     api::StartWorkflowExecutionResponse response;
@@ -117,9 +167,9 @@ struct Matrix {
     REQUIRE(status.ok());
   }
 
-  int64_t Backlog(bool activity) {
+  int64_t Backlog(const std::string& queue, bool activity) {
     api::DescribeTaskQueueRequest request;
-    request.mutable_task_queue()->set_name(crash::kCrashQueue);
+    request.mutable_task_queue()->set_name(queue);
     request.set_activity(activity);
     api::DescribeTaskQueueResponse response;
     grpc::Status status = Retrying([&](grpc::ClientContext* context) {
@@ -223,7 +273,8 @@ std::string Result(const api::HistoryEvent& close) {
   return result.ok() ? *result : result.status().ToString();
 }
 
-TEST_CASE("Crash matrix: kill -9 of the orchestrator and the worker at seeded random moments") {
+TEST_CASE(
+    "Crash matrix: kill -9 of the orchestrator and the worker and the agent at seeded moments") {
   const uint64_t seed = EnvOr("KILN_CRASH_SEED", std::random_device{}());
   const int kills = static_cast<int>(EnvOr("KILN_CRASH_KILLS", kDefaultKills));
   std::printf("crash matrix: KILN_CRASH_SEED=%llu KILN_CRASH_KILLS=%d\n",
@@ -233,7 +284,7 @@ TEST_CASE("Crash matrix: kill -9 of the orchestrator and the worker at seeded ra
   absl::Time began = absl::Now();
 
   // The whole schedule comes from the seed before anything runs, so a seed replays it.
-  enum class Target { kOrchestrator, kWorker };
+  enum class Target { kOrchestrator, kWorker, kAgent };
   struct Kill {
     int gap_ms;
     Target target;
@@ -242,14 +293,15 @@ TEST_CASE("Crash matrix: kill -9 of the orchestrator and the worker at seeded ra
   std::vector<Kill> schedule;
   for (int i = 0; i < kills; ++i) {
     int gap_ms = std::uniform_int_distribution<int>(kMinGapMs, kMaxGapMs)(random);
-    Target target =
-        std::bernoulli_distribution(0.5)(random) ? Target::kOrchestrator : Target::kWorker;
+    Target target = static_cast<Target>(std::uniform_int_distribution<int>(0, 2)(random));
     schedule.push_back({gap_ms, target});
   }
 
   Matrix matrix;
+  matrix.CreateRepository();
   REQUIRE(matrix.orchestrator.Start().ok());
   matrix.StartWorker();
+  matrix.StartAgent();
 
   std::map<std::string, std::string> runs;  // workflow id -> run id
   std::vector<std::string> previous_step;
@@ -275,9 +327,12 @@ TEST_CASE("Crash matrix: kill -9 of the orchestrator and the worker at seeded ra
       absl::Status restarted = matrix.orchestrator.Start();
       INFO("restart after kill " << step + 1 << ": " << restarted.ToString());
       REQUIRE(restarted.ok());
-    } else {
+    } else if (kill.target == Target::kWorker) {
       matrix.KillWorker();
       matrix.StartWorker();
+    } else {
+      matrix.KillAgent();
+      matrix.StartAgent();
     }
   }
   for (const std::string& id : previous_step) matrix.Signal(id, runs[id]);
@@ -305,8 +360,8 @@ TEST_CASE("Crash matrix: kill -9 of the orchestrator and the worker at seeded ra
     HistorySummary parent = Summarize(*history);
     REQUIRE(parent.closes == 1);
     REQUIRE(parent.close.event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
-    REQUIRE(Result(parent.close) == crash::ExpectedResult(id));
-    RequireActivitiesOnce(parent, 2);
+    REQUIRE(Result(parent.close) == crash::ExpectedResult(id, matrix.commit));
+    RequireActivitiesOnce(parent, 3);
     REQUIRE(parent.timers_started == 1);
     REQUIRE(parent.timers_fired == 1);
     REQUIRE(parent.signals == 1);
@@ -331,20 +386,27 @@ TEST_CASE("Crash matrix: kill -9 of the orchestrator and the worker at seeded ra
     workflow_task_timeouts += parent.workflow_task_timeouts + child.workflow_task_timeouts;
   }
 
-  // No task left behind: both queues drain once every run is closed.
-  REQUIRE(testutil::WaitFor([&] { return matrix.Backlog(false) == 0 && matrix.Backlog(true) == 0; },
-                            absl::Seconds(15)));
+  // No task left behind: the queues drain once every run is closed.
+  REQUIRE(testutil::WaitFor(
+      [&] {
+        return matrix.Backlog(crash::kCrashQueue, false) == 0 &&
+               matrix.Backlog(crash::kCrashQueue, true) == 0 &&
+               matrix.Backlog(crash::AgentQueue(), true) == 0;
+      },
+      absl::Seconds(15)));
 
   std::printf(
-      "crash matrix: seed %llu, %d kills (orchestrator %d, worker %d), %d workflows checked "
+      "crash matrix: seed %llu, %d kills (orchestrator %d, worker %d, agent %d), %d workflows "
+      "checked "
       "(%zu parents + their children), %lld events, %d activity retries, %d workflow task "
       "timeouts, drained %.1f s after the last restart, %.1f s in all\n",
       static_cast<unsigned long long>(seed), kills, killed[Target::kOrchestrator],
-      killed[Target::kWorker], workflows_checked, runs.size(),
+      killed[Target::kWorker], killed[Target::kAgent], workflows_checked, runs.size(),
       static_cast<long long>(events_checked), activity_retries, workflow_task_timeouts,
       absl::ToDoubleSeconds(drained_in), absl::ToDoubleSeconds(absl::Now() - began));
   std::fflush(stdout);
   if (matrix.worker) matrix.KillWorker();
+  if (matrix.agent) matrix.KillAgent();
 }
 
 }  // namespace

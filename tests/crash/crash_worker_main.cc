@@ -2,8 +2,10 @@
 // workflow and activity code on task queue "crash" (kCrashQueue in crash_load.h), so a kill
 // loses cached workflow state, running activities and their unsent answers, as a production
 // worker's death would.
-//   Mixed  input W: activity Echo(W) -> a; a durable timer; child workflow Child(a) -> c;
-//          waits for signal "go" -> s; activity Echo(a/c/s); completes with "W/W-CHILD/s".
+//   Mixed  input (W, R): activity Echo(W) -> a; kiln.builder.FetchSource of git repository R
+//          on a kiln-builder-agent (queue project/crash) -> commit; a durable timer; child
+//          workflow Child(a) -> c; waits for signal "go" -> s; activity Echo(a/c/s/commit);
+//          completes with that (ExpectedResult in crash_load.h).
 //   Child  input X: a durable timer, then activity Upper(X + "-child").
 // Each activity works kActivityWorkMs.
 // Usage: kiln_crash_worker --orchestrator HOST:PORT (token in $KILN_TOKEN).
@@ -15,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/signals.h"
+#include "kiln/platform/v1/builder.pb.h"
 #include "sdk/activity_worker.h"
 #include "sdk/connection.h"
 #include "sdk/converter.h"
@@ -45,6 +48,24 @@ sdk::Task<absl::StatusOr<std::string>> Call(sdk::WorkflowContext& ctx, const cha
   co_return FromPayloadAt<std::string>(*result, 0);
 }
 
+// The agent's step: a fetch from a local repository (no podman needed). A heartbeat timeout
+// hands the step of a killed agent to the next one within seconds.
+sdk::Task<absl::StatusOr<std::string>> FetchOnAgent(sdk::WorkflowContext& ctx,
+                                                    std::string repository) {
+  platform::v1::FetchSourceInput in;
+  in.set_project_id(kAgentProject);
+  in.set_repository_url(std::move(repository));
+  sdk::ActivityOptions options = Quick();
+  options.task_queue = AgentQueue();
+  options.start_to_close_timeout = absl::Seconds(20);
+  options.heartbeat_timeout = absl::Seconds(2);
+  auto result = co_await ctx.ExecuteActivity("kiln.builder.FetchSource", ToPayloads(in), options);
+  if (!result.ok()) co_return result.status();
+  auto fetched = FromPayloadAt<platform::v1::FetchSourceResult>(*result, 0);
+  if (!fetched.ok()) co_return fetched.status();
+  co_return fetched->commit_sha();
+}
+
 sdk::Task<absl::StatusOr<Payloads>> Child(sdk::WorkflowContext& ctx, Payloads input) {
   auto text = FromPayloadAt<std::string>(input, 0);
   if (!text.ok()) co_return text.status();
@@ -58,8 +79,12 @@ sdk::Task<absl::StatusOr<Payloads>> Child(sdk::WorkflowContext& ctx, Payloads in
 sdk::Task<absl::StatusOr<Payloads>> Mixed(sdk::WorkflowContext& ctx, Payloads input) {
   auto text = FromPayloadAt<std::string>(input, 0);
   if (!text.ok()) co_return text.status();
+  auto repository = FromPayloadAt<std::string>(input, 1);
+  if (!repository.ok()) co_return repository.status();
   auto echoed = co_await Call(ctx, "Echo", *text);
   if (!echoed.ok()) co_return echoed.status();
+  auto commit = co_await FetchOnAgent(ctx, *repository);
+  if (!commit.ok()) co_return commit.status();
   absl::Status slept = co_await ctx.Sleep(absl::Milliseconds(kParentTimerMs));
   if (!slept.ok()) co_return slept;
   sdk::ChildWorkflowOptions child_options;
@@ -73,8 +98,8 @@ sdk::Task<absl::StatusOr<Payloads>> Mixed(sdk::WorkflowContext& ctx, Payloads in
   Payloads signal = co_await ctx.GetSignalChannel(kSignalName).Receive();
   auto signal_text = FromPayloadAt<std::string>(signal, 0);
   if (!signal_text.ok()) co_return signal_text.status();
-  auto joined =
-      co_await Call(ctx, "Echo", absl::StrCat(*echoed, "/", *child_text, "/", *signal_text));
+  auto joined = co_await Call(
+      ctx, "Echo", absl::StrCat(*echoed, "/", *child_text, "/", *signal_text, "/", *commit));
   if (!joined.ok()) co_return joined.status();
   co_return ToPayloads(*joined);
 }
