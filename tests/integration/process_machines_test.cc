@@ -282,7 +282,9 @@ TEST_CASE("Stop kills an agent that ignores SIGTERM after the grace", "[machines
   testutil::TempDir dir;
   // Named like the agent; ignores SIGTERM and lives until killed.
   const std::string fake = dir.path() + "/bin/kiln-builder-agent";
-  testutil::WriteFile(fake, "#!/bin/sh\ntrap '' TERM\nexec sleep 600\n");
+  // It says when it ignores SIGTERM: a SIGTERM before that would end it (a race under load).
+  const std::string ready = dir.path() + "/ignoring-term";
+  testutil::WriteFile(fake, "#!/bin/sh\ntrap '' TERM\ntouch '" + ready + "'\nexec sleep 600\n");
   REQUIRE(::chmod(fake.c_str(), 0755) == 0);
   ProcessProviderOptions options = Options(dir, "127.0.0.1:1", absl::Seconds(1));
   options.agent_binary = fake;
@@ -290,6 +292,7 @@ TEST_CASE("Stop kills an agent that ignores SIGTERM after the grace", "[machines
   StopAllAtEnd stop_all{provider};
   auto woke = provider->Wake(WakeRequest{.project = "web", .size = "small", .token = ""});
   REQUIRE(woke.ok());
+  REQUIRE(testutil::WaitFor([&] { return std::filesystem::exists(ready); }, absl::Seconds(20)));
   absl::Time began = absl::Now();
   REQUIRE(provider->Stop("web", absl::Milliseconds(300)).ok());
   REQUIRE(absl::Now() - began >= absl::Milliseconds(300));
