@@ -45,7 +45,7 @@ build: deps
 
 # The formatting check runs first, so a formatting difference fails CI before the build. Then
 # every test, then a short fuzzing run of each fuzz target (scripts/fuzz.sh).
-FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SMOKE_SECONDS ?= 10
 test: format-check build
 	ctest --preset $(PRESET) -j $(JOBS)
 	./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(JOBS)

@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets (the fuzz preset: clang, ASan, UBSan) and runs each for SECONDS
 # over its corpus in fuzz/corpus/<name>/. New interesting inputs go to build/fuzz/corpus/<name>/
 # (not the checked-in seeds); a crash leaves its input in build/fuzz/crashes/ and fails the run.
-#   scripts/fuzz.sh [SECONDS] [JOBS]     make test runs 20 s each, make fuzz 600 s each.
+#   scripts/fuzz.sh [SECONDS] [JOBS]     make test runs 10 s each, make fuzz 600 s each.
 # Prints, per target, the executions run and the corpus size, and the total.
 set -eu
 seconds=${1:-20}
