@@ -162,9 +162,24 @@ void TimerQueue::Fire(const std::string& key) {
   in_flight_.erase(key);
   if (status.ok()) {
     if (fired_) fired_->Increment();
+    if (failing_) {
+      LogInfo("timers.fire_recovered", {{"failures_unlogged", failures_unlogged_}});
+      failing_ = false;
+      failures_unlogged_ = 0;
+    }
   } else {
     if (fire_errors_) fire_errors_->Increment();
-    LogWarn("timers.fire_failed", {{"status", status}});
+    failing_ = true;
+    constexpr absl::Duration kFailureLogInterval = absl::Seconds(10);
+    const absl::Time now = clock_->Now();
+    if (now - last_failure_log_ >= kFailureLogInterval) {
+      LogWarn("timers.fire_failed",
+              {{"status", status}, {"failures_unlogged", failures_unlogged_}});
+      last_failure_log_ = now;
+      failures_unlogged_ = 0;
+    } else {
+      ++failures_unlogged_;
+    }
     if (running_ && !absl::IsDataLoss(status)) {
       pending_.emplace(key, clock_->Now() + options_.retry_delay);
     }

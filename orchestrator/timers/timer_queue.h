@@ -91,6 +91,11 @@ class TimerQueue {
   // Key -> fire time (the key orders by fire time).
   std::map<std::string, absl::Time> pending_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> in_flight_ ABSL_GUARDED_BY(mu_);
+  // Failed firings are logged at most every kFailureLogInterval (a store refusing writes fails
+  // every retry), with the count since the last line; the first success after says so.
+  int64_t failures_unlogged_ ABSL_GUARDED_BY(mu_) = 0;
+  bool failing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_failure_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   AlarmId alarm_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time alarm_time_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
 
