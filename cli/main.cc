@@ -9,6 +9,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "cli/completion.h"
 #include "cli/platform_commands.h"
 #include "cli/rpc.h"
 #include "cli/system_commands.h"
@@ -78,6 +79,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
   auto* info = app.add_subcommand("info", "Show the orchestrator's version and data directory");
+  std::string shell;
+  auto* completion = app.add_subcommand(
+      "completion",
+      "Print a shell completion script.\nExamples: source <(kiln completion bash); kiln "
+      "completion zsh > \"${fpath[1]}/_kiln\"");
+  completion->add_option("shell", shell, "bash or zsh")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh"}));
   kiln::cli::WorkflowCommands workflow(app);
   kiln::cli::TaskQueueCommands task_queue(app);
   kiln::cli::PlatformCommands platform_commands(app);
@@ -108,6 +117,11 @@ int main(int argc, char** argv) {
                              ? "the build platform (kiln-worker's BuildService) at " + platform +
                                    " (--platform, KILN_PLATFORM)"
                              : "the orchestrator at " + address + " (--address, KILN_ADDRESS)"};
+  if (completion->parsed()) {
+    io.out << kiln::cli::CompletionScript(
+        app, shell == "zsh" ? kiln::cli::Shell::kZsh : kiln::cli::Shell::kBash, "kiln");
+    return kiln::cli::kExitOk;
+  }
   absl::StatusOr<std::string> resolved = kiln::auth::ResolveClientToken(token, token_file);
   if (!resolved.ok()) {
     return kiln::cli::ReportError(

@@ -4,6 +4,8 @@
 // scripts rely on: 0 ok, 1 failed, 2 usage, 3 not found, 4 unreachable.
 #include <stdlib.h>
 
+#include <fstream>
+
 #include <google/protobuf/util/json_util.h>
 #include <catch2/catch.hpp>
 
@@ -362,6 +364,43 @@ TEST_CASE("kiln task-queue describe shows pollers backlog and the oldest task's 
   REQUIRE(Kiln(address, {"task-queue", "describe"}, &out) == 2);
   worker.Stop();
   REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+// What bash offers after `kiln <words>` with the script `kiln completion bash` prints.
+std::string BashCompletes(const std::string& script, const std::string& words, int cword) {
+  std::string out;
+  auto code = RunCommand("/bin/bash",
+                         {"-c", "source " + script + "; COMP_WORDS=(" + words + "); COMP_CWORD=" +
+                                    std::to_string(cword) + "; _kiln; echo \"${COMPREPLY[*]}\""},
+                         &out, absl::Seconds(30));
+  REQUIRE(code.ok());
+  REQUIRE(*code == 0);
+  return std::string(absl::StripTrailingAsciiWhitespace(out));
+}
+
+TEST_CASE("kiln completion bash completes commands and flags at every level") {
+  testutil::TempDir dir;
+  std::string script;
+  REQUIRE(Kiln("127.0.0.1:1", {"completion", "bash"}, &script) == 0);
+  REQUIRE(absl::StartsWith(script, "# bash completion for kiln"));
+  const std::string path = dir.path() + "/kiln.bash";
+  {
+    std::ofstream file(path);
+    file << script;
+  }
+  CHECK(BashCompletes(path, "kiln wor", 1) == "workflow");
+  CHECK(BashCompletes(path, "kiln task-queue d", 2) == "describe");
+  CHECK(BashCompletes(path, "kiln workflow s", 2) == "start show");
+  CHECK(BashCompletes(path, "kiln --output json workflow c", 4) == "count");
+  // A command's own flags, the alias reaching history's.
+  CHECK(BashCompletes(path, "kiln workflow show --id w --f", 5) == "--follow");
+  CHECK(BashCompletes(path, "kiln workflow count --gr", 3) == "--group-by");
+  CHECK(BashCompletes(path, "kiln --no", 1) == "--no-color");
+  std::string zsh;
+  REQUIRE(Kiln("127.0.0.1:1", {"completion", "zsh"}, &zsh) == 0);
+  CHECK(absl::StartsWith(zsh, "#compdef kiln\n"));
+  CHECK(Contains(zsh, "compdef _kiln kiln"));
+  REQUIRE(Kiln("127.0.0.1:1", {"completion", "fish"}, &zsh) == 2);
 }
 
 }  // namespace
