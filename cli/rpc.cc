@@ -77,6 +77,9 @@ int ReportError(const Io& io, const grpc::Status& status) {
 absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message, bool pretty) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = pretty;
+  // Complete for scripts: a zero count or an empty string is printed, not left out, so every
+  // field of the message is always there to read.
+  options.always_print_primitive_fields = true;
   std::string json;
   auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
   // Only a message holding an Any of an unknown type fails; the API has none.

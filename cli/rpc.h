@@ -63,7 +63,8 @@ int ReportError(const Io& io, const std::string& message, int code = kExitFailed
 // server's own words do not say (unreachable, refused token); returns ExitCodeFor(its code).
 int ReportError(const Io& io, const grpc::Status& status);
 
-// Canonical protobuf JSON of `message`: one line, or indented when `pretty`.
+// Canonical protobuf JSON of `message`, every field printed (zeros and empty ones too): one
+// line, or indented when `pretty`.
 absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message, bool pretty);
 // Writes ToJson(message) and a newline to `io.out`; returns 0, or 1 after reporting an error.
 int PrintJson(const Io& io, const google::protobuf::Message& message, bool pretty);

@@ -1,7 +1,7 @@
 // The `kiln workflow ...` commands, one function each, apart from flag parsing: each takes its
 // options, a WorkflowService stub (an interface, so tests can fake the server; `logs` takes the
-// LogService stub too) and where to write, and returns the process exit code (0 ok, 1 failed; usage
-// errors never get here).
+// LogService stub too) and where to write, and returns the process exit code (cli/rpc.h's
+// ExitCode; CLI11's usage errors never get here).
 #pragma once
 
 #include <string>

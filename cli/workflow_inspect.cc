@@ -46,27 +46,24 @@ int ListWorkflows(WorkflowStub& stub, const ListOptions& options, const Io& io) 
 
 namespace {
 
-grpc::Status Count(WorkflowStub& stub, const std::string& query, int64_t* count) {
+grpc::Status Count(WorkflowStub& stub, const std::string& query,
+                   api::CountWorkflowExecutionsResponse* response) {
   api::CountWorkflowExecutionsRequest request;
   request.set_query(query);
-  api::CountWorkflowExecutionsResponse response;
-  grpc::Status status =
-      stub.CountWorkflowExecutions(CallContext(kCallTimeout).get(), request, &response);
-  *count = response.count();
-  return status;
+  return stub.CountWorkflowExecutions(CallContext(kCallTimeout).get(), request, response);
 }
 
 }  // namespace
 
 int CountWorkflows(WorkflowStub& stub, const CountOptions& options, const Io& io) {
-  int64_t total = 0;
-  if (grpc::Status status = Count(stub, options.query, &total); !status.ok()) {
+  api::CountWorkflowExecutionsResponse response;
+  if (grpc::Status status = Count(stub, options.query, &response); !status.ok()) {
     return ReportError(io, status);
   }
+  const int64_t total = response.count();
   if (!options.group_by_status) {
-    // Counts print as protobuf's JSON prints an int64: a string, so no script loses digits.
-    if (options.json) io.out << "{\"count\": \"" << total << "\"}\n";
-    if (!options.json) io.out << total << "\n";
+    if (options.json) return PrintJson(io, response, /*pretty=*/true);
+    io.out << total << "\n";
     return kExitOk;
   }
   // The orchestrator counts one query at a time: one call per status, each the query ANDed
@@ -80,20 +77,22 @@ int CountWorkflows(WorkflowStub& stub, const CountOptions& options, const Io& io
         "WORKFLOW_EXECUTION_STATUS_");
     std::string query = absl::StrCat("ExecutionStatus = \"", name, "\"");
     if (!options.query.empty()) query = absl::StrCat("(", options.query, ") AND ", query);
-    int64_t count = 0;
-    if (grpc::Status status = Count(stub, query, &count); !status.ok()) {
+    api::CountWorkflowExecutionsResponse group;
+    if (grpc::Status status = Count(stub, query, &group); !status.ok()) {
       return ReportError(io, status);
     }
-    if (count > 0) groups.emplace_back(name, count);
+    if (group.count() > 0) groups.emplace_back(name, group.count());
   }
   if (options.json) {
+    // As protobuf's JSON printer writes the ungrouped count: int64 as a string, so no script
+    // loses digits, and indented the same way.
     std::ostringstream json;
-    json << "{\n  \"count\": \"" << total << "\",\n  \"groups\": [";
+    json << "{\n \"count\": \"" << total << "\",\n \"groups\": [";
     for (size_t i = 0; i < groups.size(); ++i) {
-      json << (i == 0 ? "\n" : ",\n") << "    {\"status\": \"" << groups[i].first
+      json << (i == 0 ? "\n" : ",\n") << "  {\"status\": \"" << groups[i].first
            << "\", \"count\": \"" << groups[i].second << "\"}";
     }
-    json << (groups.empty() ? "]\n}\n" : "\n  ]\n}\n");
+    json << (groups.empty() ? "]\n}\n" : "\n ]\n}\n");
     io.out << json.str();
     return kExitOk;
   }

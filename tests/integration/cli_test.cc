@@ -245,11 +245,11 @@ TEST_CASE("kiln workflow commands drive and inspect workflows on a real orchestr
                                                "Terminated  1", "Total       2"});
   REQUIRE(Kiln(address, {"-o", "json", "workflow", "count", "--group-by", "status"}, &out) == 0);
   CHECK(out ==
-        "{\n  \"count\": \"2\",\n  \"groups\": [\n    {\"status\": \"Completed\", \"count\": "
-        "\"1\"},\n    {\"status\": \"Terminated\", \"count\": \"1\"}\n  ]\n}\n");
+        "{\n \"count\": \"2\",\n \"groups\": [\n  {\"status\": \"Completed\", \"count\": "
+        "\"1\"},\n  {\"status\": \"Terminated\", \"count\": \"1\"}\n ]\n}\n");
   REQUIRE(Kiln(address, {"-o", "json", "workflow", "count", "--query", "WorkflowType = \"x\""},
                &out) == 0);
-  CHECK(out == "{\"count\": \"0\"}\n");
+  CHECK(out == "{\n \"count\": \"0\"\n}\n");
 
   // Exit codes: 3 not found, 2 a query the server refuses, 1 a call refused for other reasons.
   REQUIRE(Kiln(address, {"workflow", "describe", "--id", "no-such-workflow"}, &out) == 3);
