@@ -50,8 +50,10 @@ int ReportError(const Io& io, const grpc::Status& status) {
   const int code = ExitCodeFor(status.error_code());
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      message = absl::StrCat("cannot reach ", io.server, ": ", message,
-                             ". Is it running there? Start it or point kiln at it.");
+      message =
+          absl::StrCat("cannot reach ", io.server, ": ", message,
+                       ". Is it running there? Start it, point kiln at it, or pass --tls-ca if it "
+                       "serves TLS.");
       break;
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       message = absl::StrCat(io.server, " did not answer in time: ", message,
