@@ -15,6 +15,12 @@ absl::Time ToAbsl(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
 
+// An age as FormatAge rounds one: whole seconds from a second up, else milliseconds.
+std::string AgeText(const google::protobuf::Duration& d) {
+  const absl::Duration age = absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  return FormatAge(absl::UnixEpoch(), absl::UnixEpoch() + age);
+}
+
 }  // namespace
 
 std::string FormatTaskQueue(const std::string& name, bool activity,
@@ -24,7 +30,7 @@ std::string FormatTaskQueue(const std::string& name, bool activity,
   out << "Backlog:           " << (response.backlog_count_capped() ? "at least " : "")
       << response.backlog_count() << (response.backlog_count() == 1 ? " task" : " tasks");
   if (response.backlog_count() > 0) {
-    out << ", oldest waiting " << DurationText(response.oldest_task_age());
+    out << ", oldest waiting " << AgeText(response.oldest_task_age());
   }
   out << "\n";
   if (!response.exclusive_holder().empty()) {
