@@ -7,6 +7,7 @@
 #include "cli/event_format.h"
 #include "cli/execution_format.h"
 #include "cli/format.h"
+#include "cli/task_queue_commands.h"
 #include "common/proto_time.h"
 
 namespace kiln::cli {
@@ -239,6 +240,32 @@ TEST_CASE("Describe shows the run and its pending work") {
   REQUIRE(text.find("Status:          TERMINATED\n") != std::string::npos);
   REQUIRE(text.find("Close:           2026-11-27T14:00:01.623Z (ran 1.5s)\n") != std::string::npos);
   REQUIRE(text.find("Pending") == std::string::npos);
+}
+
+TEST_CASE("A task queue description names its backlog pollers and holder") {
+  api::DescribeTaskQueueResponse response;
+  response.set_backlog_count(3);
+  response.mutable_oldest_task_age()->set_seconds(5);
+  response.mutable_oldest_task_age()->set_nanos(753'135'090);
+  response.set_exclusive_holder("agent-1");
+  *response.mutable_exclusive_lease_expiry() = Ts(kT0 + absl::Seconds(30));
+  auto* poller = response.add_pollers();
+  poller->set_identity("worker@host");
+  *poller->mutable_last_access_time() = Ts(kT0 - absl::Seconds(2));
+  CHECK(FormatTaskQueue("builds", /*activity=*/true, response, kT0) ==
+        "Task queue:        builds (activity)\n"
+        "Backlog:           3 tasks, oldest waiting 5s\n"
+        "Exclusive holder:  agent-1 (lease until 2026-11-27 14:00:30 UTC)\n"
+        "Pollers (1):\n"
+        "  IDENTITY     LAST ACCESS (UTC)    AGO\n"
+        "  worker@host  2026-11-27 13:59:58  2s\n");
+  response.set_backlog_count_capped(true);
+  response.clear_pollers();
+  CHECK(FormatTaskQueue("q", /*activity=*/false, response, kT0) ==
+        "Task queue:        q (workflow)\n"
+        "Backlog:           at least 3 tasks, oldest waiting 5s\n"
+        "Exclusive holder:  agent-1 (lease until 2026-11-27 14:00:30 UTC)\n"
+        "Pollers (0): none: no worker polls this queue, so its tasks wait\n");
 }
 
 }  // namespace

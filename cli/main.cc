@@ -4,12 +4,16 @@
 // (--token, --token-file, or the local orchestrator's admin credential). This file only
 // defines the top-level flags and wires the command groups to a connection.
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
+#include "cli/completion.h"
 #include "cli/platform_commands.h"
+#include "cli/rpc.h"
 #include "cli/system_commands.h"
+#include "cli/task_queue_commands.h"
 #include "cli/terminal.h"
 #include "cli/workflow_commands.h"
 #include "common/auth/credentials.h"
@@ -49,7 +53,25 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", tls_cert, "PEM client certificate, for mutual TLS (with --tls-key)")
       ->envname("KILN_CLIENT_TLS_CERT");
   app.add_option("--tls-key", tls_key, "PEM key of --tls-cert")->envname("KILN_CLIENT_TLS_KEY");
+  std::string output = "table";
+  app.add_option("--output,-o", output,
+                 "table (for people) or json (for scripts: one object, or one array for lists, "
+                 "in protobuf's JSON mapping)")
+      ->envname("KILN_OUTPUT")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  bool no_color = false;
+  app.add_flag("--no-color", no_color,
+               "Drop the colour of build and workflow logs (also when NO_COLOR is set); kiln's "
+               "own output has none");
   app.require_subcommand(1);
+  app.footer(
+      "Exit codes: 0 ok; 1 the thing failed (a refused call, a failed workflow or deployment, a "
+      "wait that timed out); 2 usage (a bad flag or value, or one the server refused); 3 not "
+      "found (workflow, run, project, deployment); 4 unreachable (the orchestrator or platform "
+      "address does not answer).\nExamples:\n  kiln workflow list --query 'ExecutionStatus = "
+      "\"Running\"'\n  kiln --output json workflow describe --id build-42\n  kiln task-queue "
+      "describe builds --kind activity");
 
   double health_timeout_s = 5;
   auto* health = app.add_subcommand("health", "Ask the orchestrator whether it serves");
@@ -57,24 +79,58 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
   auto* info = app.add_subcommand("info", "Show the orchestrator's version and data directory");
+  std::string shell;
+  auto* completion = app.add_subcommand(
+      "completion",
+      "Print a shell completion script.\nExamples: source <(kiln completion bash); kiln "
+      "completion zsh > \"${fpath[1]}/_kiln\"");
+  completion->add_option("shell", shell, "bash or zsh")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh"}));
   kiln::cli::WorkflowCommands workflow(app);
+  kiln::cli::TaskQueueCommands task_queue(app);
   kiln::cli::PlatformCommands platform_commands(app);
 
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
+  if (output == "json") {
+    workflow.SetJsonOutput();
+    task_queue.SetJsonOutput();
+    platform_commands.SetJsonOutput();
+  }
+  if (const char* env = std::getenv("NO_COLOR"); env != nullptr && *env != '\0') no_color = true;
 
   // Ids, names and payloads come from whoever started a workflow: a terminal gets them escaped.
   using kiln::cli::SafeTextBuf;
   SafeTextBuf out_buf(std::cout.rdbuf(), SafeTextBuf::Mode::kText);
   SafeTextBuf err_buf(std::cerr.rdbuf(), SafeTextBuf::Mode::kText);
-  SafeTextBuf log_buf(std::cout.rdbuf(), SafeTextBuf::Mode::kLog);
+  SafeTextBuf log_buf(std::cout.rdbuf(),
+                      no_color ? SafeTextBuf::Mode::kLogPlain : SafeTextBuf::Mode::kLog);
   std::ostream out(&out_buf), err(&err_buf);
-  // Logs stay byte-exact when they go to a file or a pipe.
-  std::ostream log(kiln::cli::StdoutIsTerminal() ? static_cast<std::streambuf*>(&log_buf)
-                                                 : std::cout.rdbuf());
-  const kiln::cli::Io io{out, err, log};
+  // Logs stay byte-exact when they go to a file or a pipe, unless colour was turned off.
+  std::ostream log(kiln::cli::StdoutIsTerminal() || no_color
+                       ? static_cast<std::streambuf*>(&log_buf)
+                       : std::cout.rdbuf());
+  // Named in errors: what was tried, and the flag that chooses another.
+  const kiln::cli::Io io{out, err, log,
+                         platform_commands.parsed()
+                             ? "the build platform (kiln-worker's BuildService) at " + platform +
+                                   " (--platform, KILN_PLATFORM)"
+                             : "the orchestrator at " + address + " (--address, KILN_ADDRESS)"};
+  if (completion->parsed()) {
+    io.out << kiln::cli::CompletionScript(
+        app, shell == "zsh" ? kiln::cli::Shell::kZsh : kiln::cli::Shell::kBash, "kiln");
+    return kiln::cli::kExitOk;
+  }
   absl::StatusOr<std::string> resolved = kiln::auth::ResolveClientToken(token, token_file);
-  if (!resolved.ok()) return kiln::cli::ReportError(io, std::string(resolved.status().message()));
+  if (!resolved.ok()) {
+    return kiln::cli::ReportError(
+        io,
+        std::string(resolved.status().message()) +
+            " (pass --token or --token-file, or set KILN_DATA_DIR to the orchestrator's "
+            "data directory)",
+        kiln::cli::kExitUsage);
+  }
   kiln::sdk::ConnectionOptions connection_options;
   connection_options.token = *std::move(resolved);
   if (!tls_ca.empty() || !tls_cert.empty()) {
@@ -87,7 +143,9 @@ int main(int argc, char** argv) {
       std::ostringstream content;
       content << in.rdbuf();
       if (!in || content.str().empty()) {
-        return kiln::cli::ReportError(io, "cannot read TLS file '" + *path + "'");
+        return kiln::cli::ReportError(
+            io, "cannot read TLS file '" + *path + "': check the path given to --tls-*",
+            kiln::cli::kExitUsage);
       }
       *pem = content.str();
     }
@@ -98,8 +156,10 @@ int main(int argc, char** argv) {
     if (!platform_connection.channel()->WaitForConnected(std::chrono::system_clock::now() +
                                                          std::chrono::seconds(5))) {
       return kiln::cli::ReportError(
-          io, "cannot reach the build platform (kiln-worker's BuildService) at " + platform +
-                  " (set --platform or KILN_PLATFORM)");
+          io,
+          "cannot reach " + io.server +
+              " within 5s: start kiln-worker with its BuildService there, or point kiln at it",
+          kiln::cli::kExitUnreachable);
     }
     auto build_service = kiln::platform::v1::BuildService::NewStub(platform_connection.channel());
     return platform_commands.Run(*build_service, io);
@@ -109,9 +169,10 @@ int main(int argc, char** argv) {
     return kiln::cli::CheckHealth(connection, absl::Seconds(health_timeout_s), io);
   }
   if (info->parsed()) return kiln::cli::ShowInfo(connection, io);
+  if (task_queue.parsed()) return task_queue.Run(connection.workflow_service(), io);
   if (workflow.parsed()) {
     auto log_service = kiln::api::v1::LogService::NewStub(connection.channel());
     return workflow.Run(connection.workflow_service(), *log_service, io);
   }
-  return 2;
+  return kiln::cli::kExitUsage;
 }

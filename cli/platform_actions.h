@@ -65,6 +65,8 @@ inline constexpr int kMaxPlatformListLimit = 10'000;
 struct ProjectListOptions {
   int limit = 1000;
   bool json = false;
+  // `--output json`: the list as one JSON array rather than an object a line.
+  bool json_document = false;
 };
 
 struct DeployOptions {
@@ -82,6 +84,8 @@ struct DeploymentListOptions {
   platform::v1::DeploymentState state = platform::v1::DEPLOYMENT_STATE_UNSPECIFIED;
   int limit = 50;
   bool json = false;
+  // `--output json`: the list as one JSON array rather than an object a line.
+  bool json_document = false;
 };
 
 struct DeploymentGetOptions {

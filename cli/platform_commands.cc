@@ -165,6 +165,15 @@ void PlatformCommands::AddDeployment(CLI::App& app) {
   preview_stop_->add_option("--branch", preview_stop_options_.branch, "Branch")->required();
 }
 
+void PlatformCommands::SetJsonOutput() {
+  create_options_.json = true;
+  update_options_.json = true;
+  get_options_.json = true;
+  project_list_options_.json = project_list_options_.json_document = true;
+  list_options_.json = list_options_.json_document = true;
+  deployment_get_options_.json = true;
+}
+
 bool PlatformCommands::parsed() const {
   return project_->parsed() || deploy_->parsed() || deployment_->parsed() || preview_->parsed();
 }

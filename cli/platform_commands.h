@@ -22,6 +22,8 @@ class PlatformCommands {
 
   // True when the parsed command line chose one of the platform's commands.
   bool parsed() const;
+  // `--output json`: every command that prints a result prints JSON, lists as one array.
+  void SetJsonOutput();
   // Runs the chosen subcommand; returns the exit code.
   int Run(BuildStub& stub, const Io& io) const;
 

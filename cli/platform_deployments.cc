@@ -202,10 +202,7 @@ int ListDeployments(BuildStub& stub, const DeploymentListOptions& options, const
     io.out << FormatDeploymentList(deployments, absl::Now());
     return 0;
   }
-  for (const auto& d : deployments) {
-    if (int code = PrintJson(io, d, /*pretty=*/false); code != 0) return code;
-  }
-  return 0;
+  return PrintJsonList(io, deployments, options.json_document);
 }
 
 int GetDeployment(BuildStub& stub, const DeploymentGetOptions& options, const Io& io) {

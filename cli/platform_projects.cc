@@ -114,10 +114,7 @@ int ListProjects(BuildStub& stub, const ProjectListOptions& options, const Io& i
     io.out << FormatProjectList(projects);
     return 0;
   }
-  for (const auto& p : projects) {
-    if (int code = PrintJson(io, p, /*pretty=*/false); code != 0) return code;
-  }
-  return 0;
+  return PrintJsonList(io, projects, options.json_document);
 }
 
 int DeleteProject(BuildStub& stub, const std::string& id, const Io& io) {

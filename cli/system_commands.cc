@@ -8,7 +8,11 @@ namespace kiln::cli {
 
 int CheckHealth(sdk::Connection& connection, absl::Duration timeout, const Io& io) {
   absl::Status status = connection.CheckHealth(timeout);
-  if (!status.ok()) return ReportError(io, std::string(status.message()));
+  if (!status.ok()) {
+    // The health check's own status codes, mapped as a gRPC call's are.
+    return ReportError(io, grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                                        std::string(status.message())));
+  }
   io.out << "SERVING " << connection.address() << "\n";
   return 0;
 }
@@ -17,9 +21,7 @@ int ShowInfo(sdk::Connection& connection, const Io& io) {
   kiln::api::v1::GetSystemInfoResponse response;
   grpc::Status status =
       connection.workflow_service().GetSystemInfo(CallContext(kCallTimeout).get(), {}, &response);
-  if (!status.ok()) {
-    return ReportError(io, absl::StrCat(connection.address(), ": ", status.error_message()));
-  }
+  if (!status.ok()) return ReportError(io, status);
   io.out << "address:  " << connection.address() << "\n"
          << "version:  " << response.server_version() << "\n"
          << "data dir: " << response.data_dir() << "\n"

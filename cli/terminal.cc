@@ -54,7 +54,7 @@ void SafeTextBuf::Put(unsigned char c) {
       }
     } else if (c == 'm' && sequence_.size() >= 2) {
       sequence_.push_back('m');
-      Emit(sequence_.data(), sequence_.size());
+      if (mode_ == Mode::kLog) Emit(sequence_.data(), sequence_.size());
       sequence_.clear();
       return;
     }
@@ -78,7 +78,7 @@ void SafeTextBuf::Put(unsigned char c) {
     Emit(reinterpret_cast<const char*>(&c), 1);
     return;
   }
-  if (mode_ == Mode::kLog) {
+  if (mode_ != Mode::kText) {
     if (c == '\r') {
       Emit("\r", 1);
       return;

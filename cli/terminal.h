@@ -6,6 +6,7 @@
 //          the C1 controls as UTF-8 encodes them ("\u009b").
 //   kLog   build and workflow logs on a terminal: as kText, but carriage returns and colour
 //          sequences (ESC [ digits/';' m) pass, since build tools colour their output.
+//   kLogPlain  as kLog, but colour sequences are dropped (`--no-color`, NO_COLOR).
 // A log written to a file or pipe is not filtered at all (byte-exact), and JSON output escapes
 // control characters itself.
 #pragma once
@@ -17,7 +18,7 @@ namespace kiln::cli {
 
 class SafeTextBuf final : public std::streambuf {
  public:
-  enum class Mode { kText, kLog };
+  enum class Mode { kText, kLog, kLogPlain };
   SafeTextBuf(std::streambuf* target, Mode mode) : target_(target), mode_(mode) {}
   ~SafeTextBuf() override;
 

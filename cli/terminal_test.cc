@@ -51,5 +51,13 @@ TEST_CASE("Log output passes colours and carriage returns and nothing else") {
   CHECK(Through(M::kLog, mixed) == "a\x1b[33my\x1b[0m\\u009b\xc3\xa9\\x1b[5;9Hz");
 }
 
+TEST_CASE("Plain log output drops colours and still escapes other sequences") {
+  using M = SafeTextBuf::Mode;
+  CHECK(Through(M::kLogPlain, "\x1b[1;32mSTEP 1/2\x1b[0m\r\n") == "STEP 1/2\r\n");
+  CHECK(Through(M::kLogPlain, "\x1b[2J") == "\\x1b[2J");
+  const std::string mixed = "a\x1b[33my\x1b[0m\x1b]0;t\x07";
+  CHECK(Through(M::kLogPlain, mixed, 1) == "ay\\x1b]0;t\\x07");
+}
+
 }  // namespace
 }  // namespace kiln::cli

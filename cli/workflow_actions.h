@@ -1,7 +1,7 @@
 // The `kiln workflow ...` commands, one function each, apart from flag parsing: each takes its
 // options, a WorkflowService stub (an interface, so tests can fake the server; `logs` takes the
-// LogService stub too) and where to write, and returns the process exit code (0 ok, 1 failed; usage
-// errors never get here).
+// LogService stub too) and where to write, and returns the process exit code (cli/rpc.h's
+// ExitCode; CLI11's usage errors never get here).
 #pragma once
 
 #include <string>
@@ -45,6 +45,16 @@ struct ListOptions {
   api::v1::WorkflowExecutionStatus status = api::v1::WORKFLOW_EXECUTION_STATUS_UNSPECIFIED;
   int limit = 100;
   bool json = false;
+  // `--output json`: the list as one JSON array rather than an object a line.
+  bool json_document = false;
+};
+
+struct CountOptions {
+  // A visibility query; empty counts every execution.
+  std::string query;
+  // One count per status (the query ANDed with each ExecutionStatus) besides the total.
+  bool group_by_status = false;
+  bool json = false;
 };
 
 struct DescribeOptions {
@@ -56,6 +66,8 @@ struct HistoryOptions {
   RunRef run;
   bool follow = false;
   bool json = false;
+  // `--output json`: the list as one JSON array rather than an object a line.
+  bool json_document = false;
 };
 
 struct ResultOptions {
@@ -83,6 +95,8 @@ struct LogsOptions {
 int StartWorkflow(WorkflowStub& stub, const StartOptions& options, const Io& io);
 // Prints a table (or one JSON object a line), following page tokens up to the limit.
 int ListWorkflows(WorkflowStub& stub, const ListOptions& options, const Io& io);
+// Prints the count (or, grouped, a STATUS COUNT table and the total).
+int CountWorkflows(WorkflowStub& stub, const CountOptions& options, const Io& io);
 int DescribeWorkflow(WorkflowStub& stub, const DescribeOptions& options, const Io& io);
 // One line per event (or one JSON object a line); with `follow`, until the run closes.
 int PrintHistory(WorkflowStub& stub, const HistoryOptions& options, const Io& io);

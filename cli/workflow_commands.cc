@@ -13,6 +13,7 @@ WorkflowCommands::WorkflowCommands(CLI::App& app) {
   workflow_->require_subcommand(1);
   AddStart();
   AddList();
+  AddCount();
   AddDescribe();
   AddHistory();
   AddResult();
@@ -62,6 +63,21 @@ void WorkflowCommands::AddList() {
   list_->add_flag("--json", o.json, "One JSON object (WorkflowExecutionInfo) a line");
 }
 
+void WorkflowCommands::AddCount() {
+  count_ = workflow_->add_subcommand(
+      "count",
+      "Count workflow executions matching a visibility query.\nExample: kiln workflow count "
+      "--query 'WorkflowType = \"build\"' --group-by status");
+  count_->add_option("--query", count_options_.query,
+                     "Visibility query (the same language as list --query); default: all");
+  count_
+      ->add_option_function<std::string>(
+          "--group-by", [this](const std::string&) { count_options_.group_by_status = true; },
+          "Also count per value of this field: status")
+      ->check(CLI::IsMember({"status"}));
+  count_->add_flag("--json", count_options_.json, "The counts as JSON");
+}
+
 void WorkflowCommands::AddDescribe() {
   describe_ = workflow_->add_subcommand(
       "describe", "Show a run's status, times and pending activities, timers and tasks");
@@ -71,7 +87,11 @@ void WorkflowCommands::AddDescribe() {
 }
 
 void WorkflowCommands::AddHistory() {
-  history_ = workflow_->add_subcommand("history", "Print a run's history, one event a line");
+  history_ = workflow_->add_subcommand(
+      "history",
+      "Print a run's history, one event a line (alias: show).\nExample: kiln workflow show --id "
+      "build-42 --follow");
+  history_->alias("show");
   AddRunFlags(*history_, &history_options_.run);
   history_->add_flag("--follow,-f", history_options_.follow,
                      "Keep printing new events until the run closes");
@@ -112,9 +132,17 @@ void WorkflowCommands::AddLogs() {
 
 bool WorkflowCommands::parsed() const { return workflow_->parsed(); }
 
+void WorkflowCommands::SetJsonOutput() {
+  list_options_.json = list_options_.json_document = true;
+  count_options_.json = true;
+  describe_options_.json = true;
+  history_options_.json = history_options_.json_document = true;
+}
+
 int WorkflowCommands::Run(WorkflowStub& stub, LogStub& logs, const Io& io) const {
   if (start_->parsed()) return StartWorkflow(stub, start_options_, io);
   if (list_->parsed()) return ListWorkflows(stub, list_options_, io);
+  if (count_->parsed()) return CountWorkflows(stub, count_options_, io);
   if (describe_->parsed()) return DescribeWorkflow(stub, describe_options_, io);
   if (history_->parsed()) return PrintHistory(stub, history_options_, io);
   if (result_->parsed()) return WaitForResult(stub, result_options_, io);

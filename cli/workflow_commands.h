@@ -21,12 +21,15 @@ class WorkflowCommands {
 
   // True when the parsed command line chose `workflow ...`.
   bool parsed() const;
+  // `--output json`: every command that prints a result prints JSON, lists as one array.
+  void SetJsonOutput();
   // Runs the chosen subcommand; returns the exit code.
   int Run(WorkflowStub& stub, LogStub& logs, const Io& io) const;
 
  private:
   void AddStart();
   void AddList();
+  void AddCount();
   void AddDescribe();
   void AddHistory();
   void AddResult();
@@ -38,6 +41,7 @@ class WorkflowCommands {
   CLI::App* workflow_ = nullptr;
   CLI::App* start_ = nullptr;
   CLI::App* list_ = nullptr;
+  CLI::App* count_ = nullptr;
   CLI::App* describe_ = nullptr;
   CLI::App* history_ = nullptr;
   CLI::App* result_ = nullptr;
@@ -45,6 +49,7 @@ class WorkflowCommands {
   CLI::App* logs_ = nullptr;
   StartOptions start_options_;
   ListOptions list_options_;
+  CountOptions count_options_;
   DescribeOptions describe_options_;
   HistoryOptions history_options_;
   ResultOptions result_options_;

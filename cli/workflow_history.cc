@@ -80,6 +80,10 @@ int PrintHistory(WorkflowStub& stub, const HistoryOptions& options, const Io& io
       ResolveRunId(stub, options.run, request.mutable_execution()->mutable_run_id());
   if (!status.ok()) return ReportError(io, status);
   request.set_wait_new_event(options.follow);
+  // `--output json` prints one array, opened now and closed once every event is out, so a
+  // followed run's events are one document too.
+  bool first_event = true;
+  if (options.json_document) io.out << "[";
   for (;;) {
     api::GetWorkflowExecutionHistoryResponse response;
     status = stub.GetWorkflowExecutionHistory(
@@ -88,7 +92,12 @@ int PrintHistory(WorkflowStub& stub, const HistoryOptions& options, const Io& io
     if (options.follow && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) continue;
     if (!status.ok()) return ReportError(io, status);
     for (const auto& event : response.history().events()) {
-      if (options.json) {
+      if (options.json_document) {
+        auto json = ToJson(event, /*pretty=*/false);
+        if (!json.ok()) return ReportError(io, std::string(json.status().message()));
+        io.out << (first_event ? "\n" : ",\n") << *json;
+        first_event = false;
+      } else if (options.json) {
         if (int code = PrintJson(io, event, /*pretty=*/false); code != 0) return code;
       } else {
         io.out << FormatEventLine(event) << "\n";
@@ -96,7 +105,10 @@ int PrintHistory(WorkflowStub& stub, const HistoryOptions& options, const Io& io
     }
     io.out.flush();
     // No token: the run is closed and every event has been read.
-    if (response.next_page_token().empty()) return 0;
+    if (response.next_page_token().empty()) {
+      if (options.json_document) io.out << (first_event ? "]\n" : "\n]\n");
+      return 0;
+    }
     if (!options.follow && response.history().events_size() == 0) {
       return ReportError(io, "the orchestrator returned an empty history page with a page token");
     }

@@ -537,7 +537,9 @@ TEST_CASE("The orchestrator serves TLS and mutual TLS to the SDK and the CLI") {
               dir.path() + "/client.key", "info"},
              &out) == 0);
   INFO(out);
-  CHECK(Kiln({"--address", address, "--token-file", token_file, "info"}, &out) == 1);
+  // Plain text to a TLS listener: no answer it can read (exit 4), and the hint names --tls-ca.
+  CHECK(Kiln({"--address", address, "--token-file", token_file, "info"}, &out) == 4);
+  CHECK(out.find("--tls-ca") != std::string::npos);
   (*orchestrator)->Signal(SIGTERM);
   REQUIRE((*orchestrator)->Wait(absl::Seconds(20)).ok());
   // TLS on: no warning about the listener.

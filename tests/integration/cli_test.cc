@@ -1,14 +1,19 @@
 // The real `kiln` binary against a real orchestrator and a test worker: `kiln workflow start`,
-// `result`, `list`, `history` (also --follow while a run is open), `describe` and `terminate`,
-// and the exit codes of usage errors (2) and failed calls (1).
+// `result`, `list`, `count`, `history`/`show` (also --follow while a run is open), `describe`,
+// `terminate` and `task-queue describe`, in tables and with `--output json`, and the exit codes
+// scripts rely on: 0 ok, 1 failed, 2 usage, 3 not found, 4 unreachable.
 #include <stdlib.h>
 
+#include <fstream>
+
+#include <google/protobuf/util/json_util.h>
 #include <catch2/catch.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "kiln/api/v1/workflow_service.pb.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/test_worker.h"
 
@@ -47,6 +52,36 @@ class ScopedEnv {
 // The non-empty lines of `text`.
 std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+// Parses `json` into a message of type M, failing the test when it does not parse (an unknown
+// field included): what `--output json` prints must read back as the API's own message.
+template <class M>
+M ParseJson(const std::string& json) {
+  M message;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &message);
+  INFO(json);
+  REQUIRE(status.ok());
+  return message;
+}
+
+// The elements of what `--output json` prints for a list: "[", an object a line, "]".
+std::vector<std::string> JsonArrayElements(const std::string& text) {
+  std::vector<std::string> lines = Lines(text);
+  INFO(text);
+  REQUIRE(lines.size() >= 1);
+  if (lines.size() == 1) {
+    REQUIRE(lines[0] == "[]");
+    return {};
+  }
+  REQUIRE(lines.front() == "[");
+  REQUIRE(lines.back() == "]");
+  std::vector<std::string> elements(lines.begin() + 1, lines.end() - 1);
+  for (size_t i = 0; i + 1 < elements.size(); ++i) {
+    REQUIRE(absl::EndsWith(elements[i], ","));
+    elements[i].pop_back();
+  }
+  return elements;
 }
 
 TEST_CASE("kiln workflow commands drive and inspect workflows on a real orchestrator") {
@@ -129,6 +164,30 @@ TEST_CASE("kiln workflow commands drive and inspect workflows on a real orchestr
   REQUIRE(Kiln(address, {"workflow", "describe", "--id", "steps-cli", "--json"}, &out) == 0);
   REQUIRE(Contains(out, "\"status\": \"WORKFLOW_EXECUTION_STATUS_COMPLETED\""));
 
+  // --output json: one object for describe, one array for list and show, each reading back as
+  // the API's message.
+  REQUIRE(Kiln(address, {"--output", "json", "workflow", "describe", "--id", "steps-cli"}, &out) ==
+          0);
+  auto described = ParseJson<api::v1::DescribeWorkflowExecutionResponse>(out);
+  CHECK(described.workflow_execution_info().execution().run_id() == run_id);
+  CHECK(described.workflow_execution_info().history_length() == 17);
+  REQUIRE(Kiln(address, {"-o", "json", "workflow", "list"}, &out) == 0);
+  std::vector<std::string> listed = JsonArrayElements(out);
+  REQUIRE(listed.size() == 1);
+  CHECK(ParseJson<api::v1::WorkflowExecutionInfo>(listed[0]).status() ==
+        api::v1::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+  REQUIRE(Kiln(address, {"-o", "json", "workflow", "list", "--status", "running"}, &out) == 0);
+  CHECK(out == "[]\n");
+  REQUIRE(Kiln(address, {"--output", "json", "workflow", "show", "--id", "steps-cli"}, &out) == 0);
+  std::vector<std::string> shown = JsonArrayElements(out);
+  REQUIRE(shown.size() == events.size());
+  CHECK(ParseJson<api::v1::HistoryEvent>(shown.front()).event_id() == 1);
+  CHECK(ParseJson<api::v1::HistoryEvent>(shown.back()).event_type() ==
+        api::v1::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+  // `show` is `history` under Temporal's name.
+  REQUIRE(Kiln(address, {"workflow", "show", "--id", "steps-cli"}, &out) == 0);
+  CHECK(out == history_text);
+
   // A workflow that sleeps for an hour: described with its timer, followed while open, and
   // terminated.
   REQUIRE(Kiln(address,
@@ -176,9 +235,29 @@ TEST_CASE("kiln workflow commands drive and inspect workflows on a real orchestr
   REQUIRE(Lines(out).size() == 2);
   REQUIRE(Contains(Lines(out)[1], "timer-cli"));
 
-  // Calls that fail: exit 1 with the server's message.
-  REQUIRE(Kiln(address, {"workflow", "describe", "--id", "no-such-workflow"}, &out) == 1);
+  // Count: all, by query, grouped by status, and as JSON.
+  REQUIRE(Kiln(address, {"workflow", "count"}, &out) == 0);
+  CHECK(out == "2\n");
+  REQUIRE(Kiln(address, {"workflow", "count", "--query", "WorkflowType = \"timer\""}, &out) == 0);
+  CHECK(out == "1\n");
+  REQUIRE(Kiln(address, {"workflow", "count", "--group-by", "status"}, &out) == 0);
+  CHECK(Lines(out) == std::vector<std::string>{"STATUS      COUNT", "Completed   1",
+                                               "Terminated  1", "Total       2"});
+  REQUIRE(Kiln(address, {"-o", "json", "workflow", "count", "--group-by", "status"}, &out) == 0);
+  CHECK(out ==
+        "{\n \"count\": \"2\",\n \"groups\": [\n  {\"status\": \"Completed\", \"count\": "
+        "\"1\"},\n  {\"status\": \"Terminated\", \"count\": \"1\"}\n ]\n}\n");
+  REQUIRE(Kiln(address, {"-o", "json", "workflow", "count", "--query", "WorkflowType = \"x\""},
+               &out) == 0);
+  CHECK(out == "{\n \"count\": \"0\"\n}\n");
+
+  // Exit codes: 3 not found, 2 a query the server refuses, 1 a call refused for other reasons.
+  REQUIRE(Kiln(address, {"workflow", "describe", "--id", "no-such-workflow"}, &out) == 3);
   REQUIRE(out == "kiln: workflow no-such-workflow not found\n");
+  REQUIRE(Kiln(address, {"workflow", "show", "--id", "no-such-workflow"}, &out) == 3);
+  REQUIRE(Kiln(address, {"workflow", "list", "--query", "NoSuchField ="}, &out) == 2);
+  REQUIRE(absl::StartsWith(out, "kiln: "));
+  REQUIRE(Kiln(address, {"workflow", "count", "--query", "("}, &out) == 2);
   REQUIRE(Kiln(address, {"workflow", "terminate", "--id", "timer-cli"}, &out) == 1);
   REQUIRE(absl::StartsWith(out, "kiln: "));
   REQUIRE(worker.errors() == 0);
@@ -225,11 +304,103 @@ TEST_CASE("kiln refuses bad flag values with exit code 2 and names the value") {
   REQUIRE(Contains(out, "terminate"));
 }
 
-TEST_CASE("kiln says so and exits 1 when the orchestrator is not there") {
+TEST_CASE("kiln says what it tried and exits 4 when the orchestrator is not there") {
   std::string out;
   const std::string address = "127.0.0.1:" + std::to_string(testutil::FreePort());
-  REQUIRE(Kiln(address, {"workflow", "list"}, &out) == 1);
-  REQUIRE(absl::StartsWith(out, "kiln: "));
+  for (std::vector<std::string> args : {std::vector<std::string>{"workflow", "list"},
+                                        {"workflow", "describe", "--id", "w"},
+                                        {"task-queue", "describe", "q"},
+                                        {"info"},
+                                        {"health", "--timeout", "1"}}) {
+    INFO(args[0]);
+    REQUIRE(Kiln(address, args, &out) == 4);
+    CHECK(absl::StartsWith(out, "kiln: "));
+    CHECK(Contains(out, "the orchestrator at " + address + " (--address, KILN_ADDRESS)"));
+  }
+  REQUIRE(Kiln(address, {"--platform", address, "project", "list"}, &out) == 4);
+  CHECK(Contains(out, "cannot reach the build platform (kiln-worker's BuildService) at " + address +
+                          " (--platform, KILN_PLATFORM)"));
+  REQUIRE(Kiln(address, {"--help"}, &out) == 0);
+  CHECK(Contains(out, "Exit codes: 0 ok; 1 the thing failed"));
+  CHECK(Contains(out, "4 unreachable"));
+  REQUIRE(Kiln(address, {"--output", "yaml", "workflow", "list"}, &out) == 2);
+}
+
+TEST_CASE("kiln task-queue describe shows pollers backlog and the oldest task's age") {
+  testutil::TempDir dir;
+  OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  const std::string address = orchestrator.address();
+  ScopedEnv data_dir("KILN_DATA_DIR", dir.path() + "/data");
+  TestWorker worker(orchestrator.connection().channel(), "served");
+  worker.Start();
+  std::string out;
+
+  // A queue with a worker polling it: the worker is a poller; nothing waits.
+  REQUIRE(testutil::WaitFor(
+      [&] {
+        return Kiln(address, {"task-queue", "describe", "served"}, &out) == 0 &&
+               Contains(out, "Pollers (1):");
+      },
+      absl::Seconds(30)));
+  CHECK(Contains(out, "Task queue:        served (workflow)\n"));
+  CHECK(Contains(out, "Backlog:           0 tasks\n"));
+  CHECK(Contains(out, "  IDENTITY"));
+
+  // A queue nobody polls: the workflow task waits there, with its age.
+  auto& stub = orchestrator.connection().workflow_service();
+  REQUIRE(testutil::StartWorkflow(stub, "waiting", "timer", "unserved", "1").ok());
+  REQUIRE(Kiln(address, {"task-queue", "describe", "unserved"}, &out) == 0);
+  CHECK(Contains(out, "Backlog:           1 task, oldest waiting "));
+  CHECK(Contains(out, "Pollers (0): none: no worker polls this queue, so its tasks wait\n"));
+  REQUIRE(Kiln(address, {"-o", "json", "task-queue", "describe", "unserved"}, &out) == 0);
+  auto described = ParseJson<api::v1::DescribeTaskQueueResponse>(out);
+  CHECK(described.backlog_count() == 1);
+  CHECK(described.pollers_size() == 0);
+  REQUIRE(Kiln(address, {"task-queue", "describe", "unserved", "--kind", "activity"}, &out) == 0);
+  CHECK(Contains(out, "Task queue:        unserved (activity)\n"));
+  CHECK(Contains(out, "Backlog:           0 tasks\n"));
+  REQUIRE(Kiln(address, {"task-queue", "describe", "unserved", "--kind", "nexus"}, &out) == 2);
+  REQUIRE(Kiln(address, {"task-queue", "describe"}, &out) == 2);
+  worker.Stop();
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+// What bash offers after `kiln <words>` with the script `kiln completion bash` prints.
+std::string BashCompletes(const std::string& script, const std::string& words, int cword) {
+  std::string out;
+  auto code = RunCommand("/bin/bash",
+                         {"-c", "source " + script + "; COMP_WORDS=(" + words + "); COMP_CWORD=" +
+                                    std::to_string(cword) + "; _kiln; echo \"${COMPREPLY[*]}\""},
+                         &out, absl::Seconds(30));
+  REQUIRE(code.ok());
+  REQUIRE(*code == 0);
+  return std::string(absl::StripTrailingAsciiWhitespace(out));
+}
+
+TEST_CASE("kiln completion bash completes commands and flags at every level") {
+  testutil::TempDir dir;
+  std::string script;
+  REQUIRE(Kiln("127.0.0.1:1", {"completion", "bash"}, &script) == 0);
+  REQUIRE(absl::StartsWith(script, "# bash completion for kiln"));
+  const std::string path = dir.path() + "/kiln.bash";
+  {
+    std::ofstream file(path);
+    file << script;
+  }
+  CHECK(BashCompletes(path, "kiln wor", 1) == "workflow");
+  CHECK(BashCompletes(path, "kiln task-queue d", 2) == "describe");
+  CHECK(BashCompletes(path, "kiln workflow s", 2) == "start show");
+  CHECK(BashCompletes(path, "kiln --output json workflow c", 4) == "count");
+  // A command's own flags, the alias reaching history's.
+  CHECK(BashCompletes(path, "kiln workflow show --id w --f", 5) == "--follow");
+  CHECK(BashCompletes(path, "kiln workflow count --gr", 3) == "--group-by");
+  CHECK(BashCompletes(path, "kiln --no", 1) == "--no-color");
+  std::string zsh;
+  REQUIRE(Kiln("127.0.0.1:1", {"completion", "zsh"}, &zsh) == 0);
+  CHECK(absl::StartsWith(zsh, "#compdef kiln\n"));
+  CHECK(Contains(zsh, "compdef _kiln kiln"));
+  REQUIRE(Kiln("127.0.0.1:1", {"completion", "fish"}, &zsh) == 2);
 }
 
 }  // namespace

@@ -85,6 +85,24 @@ TEST_CASE("kiln project, deploy and deployment commands drive the build platform
   CHECK(Lines(out).size() == 1);
   CHECK(absl::StrContains(out, "\"id\":\"" + id + "\""));
   CHECK(absl::StrContains(out, "\"state\":\"DEPLOYMENT_STATE_SUCCEEDED\""));
+  // --output json: the list is one array, an object a line; get is one object.
+  REQUIRE(Kiln(address, {"--output", "json", "deployment", "list", "--project", "web"}, &out) == 0);
+  CHECK(absl::StartsWith(out, "[\n{\"id\":\"" + id + "\","));
+  CHECK(absl::EndsWith(out, "}\n]\n"));
+  REQUIRE(Kiln(address, {"-o", "json", "deployment", "list", "--state", "failed"}, &out) == 0);
+  CHECK(out == "[]\n");
+  REQUIRE(Kiln(address, {"-o", "json", "deployment", "get", "--id", id}, &out) == 0);
+  CHECK(absl::StartsWith(out, "{\n"));
+  CHECK(absl::StrContains(out, "\"state\": \"DEPLOYMENT_STATE_SUCCEEDED\""));
+  REQUIRE(Kiln(address, {"-o", "json", "project", "get", "--id", "web"}, &out) == 0);
+  CHECK(absl::StartsWith(out, "{\n"));
+  CHECK(absl::StrContains(out, "\"id\": \"web\""));
+  REQUIRE(Kiln(address, {"-o", "json", "project", "list"}, &out) == 0);
+  CHECK(absl::StartsWith(out, "[\n{"));
+  CHECK(Lines(out).size() == 3);
+  // Not found: exit 3.
+  REQUIRE(Kiln(address, {"project", "get", "--id", "nope"}, &out) == 3);
+  CHECK(out == "kiln: no project 'nope'\n");
 
   // Get: the fields and every step.
   REQUIRE(Kiln(address, {"deployment", "get", "--id", id}, &out) == 0);
@@ -139,14 +157,15 @@ TEST_CASE("kiln project, deploy and deployment commands drive the build platform
   CHECK(absl::StartsWith(lines.back(), "kiln: deployment " + lines[0] + " FAILED"));
   CHECK(absl::StrContains(lines.back(), "no revision"));
 
-  // Bad input: exit 1 naming the field or the missing thing; usage errors: exit 2.
+  // Values the server refuses: exit 2 naming the field; a missing project: exit 3; usage
+  // errors CLI11 finds: exit 2.
   REQUIRE(Kiln(address, {"project", "create", "--id", "BAD", "--repo", "file:///x", "--port", "1"},
-               &out) == 1);
+               &out) == 2);
   CHECK(absl::StartsWith(out, "kiln: id: "));
-  REQUIRE(Kiln(address, {"deploy", "--project", "nope", "--branch", "main"}, &out) == 1);
+  REQUIRE(Kiln(address, {"deploy", "--project", "nope", "--branch", "main"}, &out) == 3);
   CHECK(out == "kiln: no project 'nope'\n");
   REQUIRE(Kiln(address, {"deploy", "--project", "web", "--branch", "main", "--commit", "xyz"},
-               &out) == 1);
+               &out) == 2);
   CHECK(absl::StartsWith(out, "kiln: commit_sha: "));
   REQUIRE(Kiln(address, {"deployment", "list", "--state", "done"}, &out) == 2);
   REQUIRE(Kiln(address, {"project", "create", "--id", "x"}, &out) == 2);  // --repo is required
@@ -166,8 +185,8 @@ TEST_CASE("kiln project, deploy and deployment commands drive the build platform
 TEST_CASE("kiln platform commands report an unreachable platform", "[platform]") {
   std::string out;
   const std::string address = absl::StrCat("127.0.0.1:", testutil::FreePort());
-  REQUIRE(Kiln(address, {"project", "list"}, &out) == 1);
-  CHECK(absl::StartsWith(out, "kiln: "));
+  REQUIRE(Kiln(address, {"project", "list"}, &out) == 4);
+  CHECK(absl::StartsWith(out, "kiln: cannot reach the build platform"));
 }
 
 }  // namespace
