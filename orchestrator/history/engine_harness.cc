@@ -64,15 +64,16 @@ std::optional<api::PollActivityTaskQueueResponse> EngineHarness::PollActivityTas
   return std::nullopt;
 }
 
-void EngineHarness::Advance(absl::Duration d) {
-  absl::Time target = clock_.Now() + d;
-  for (;;) {
-    // The earliest stored timer of either table; fire it if due by the target.
+absl::Status FireDueTimers(Store& store, HistoryEngine& engine, FakeClock& clock, absl::Time target,
+                           int max_fires) {
+  absl::Status status;
+  for (int fired = 0; fired < max_fires; ++fired) {
+    // The earliest stored timer of either table (keys sort by fire time); fire it if due.
     std::string key;
     std::string value;
     Table table = Table::kTimers;
     for (Table t : {Table::kTimers, Table::kRetention}) {
-      (void)store_.Scan(t, "", "", 1, [&](std::string_view k, std::string_view v) {
+      (void)store.Scan(t, "", "", 1, [&](std::string_view k, std::string_view v) {
         if (key.empty() || k < key) {
           key = std::string(k);
           value = std::string(v);
@@ -82,14 +83,19 @@ void EngineHarness::Advance(absl::Duration d) {
       });
     }
     if (key.empty() || keys::TimerFireTime(key) > target) break;
-    if (keys::TimerFireTime(key) > clock_.Now()) clock_.AdvanceTo(keys::TimerFireTime(key));
+    if (keys::TimerFireTime(key) > clock.Now()) clock.AdvanceTo(keys::TimerFireTime(key));
     internal::TimerTask task;
     task.ParseFromString(value);
-    absl::Status status = table == Table::kRetention ? engine_->FireRetention(key, task)
-                                                     : engine_->FireTimer(key, task);
+    status =
+        table == Table::kRetention ? engine.FireRetention(key, task) : engine.FireTimer(key, task);
     if (!status.ok()) break;
   }
-  clock_.AdvanceTo(target);
+  clock.AdvanceTo(target);
+  return status;
+}
+
+void EngineHarness::Advance(absl::Duration d) {
+  (void)FireDueTimers(store_, *engine_, clock_, clock_.Now() + d);
 }
 
 api::Command EngineHarness::ScheduleActivity(const std::string& id, const std::string& type,

@@ -63,4 +63,10 @@ class EngineHarness : public EngineListener {
 
 api::Payloads Text(const std::string& s);
 
+// Plays the timer queue: fires the timers of `store` (both tables) due by `target`, in fire
+// order, moving `clock` to each (at most `max_fires`), then moves it to `target`. The first
+// failed firing stops it and is returned; its timer stays for a later call.
+absl::Status FireDueTimers(Store& store, HistoryEngine& engine, FakeClock& clock, absl::Time target,
+                           int max_fires = 1'000'000);
+
 }  // namespace kiln::orchestrator::testing

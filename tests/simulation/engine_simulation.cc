@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/proto_time.h"
+#include "orchestrator/history/engine_harness.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/persistence/fault_injecting_store.h"
 #include "orchestrator/persistence/keys.h"
@@ -376,30 +377,7 @@ class World final : public EngineListener {
   // Moves the clock to `d` from now, firing every due timer and transfer on the way, as the
   // timer queue would. A timer whose firing fails stays for a later turn.
   void Advance(absl::Duration d) {
-    const absl::Time target = clock_.Now() + d;
-    for (int fired = 0; fired < 1'000; ++fired) {
-      std::string key, value;
-      Table table = Table::kTimers;
-      for (Table t : {Table::kTimers, Table::kRetention}) {
-        (void)store_.Scan(t, "", "", 1, [&](std::string_view k, std::string_view v) {
-          if (key.empty() || keys::TimerFireTime(k) < keys::TimerFireTime(key)) {
-            key = std::string(k);
-            value = std::string(v);
-            table = t;
-          }
-          return false;
-        });
-      }
-      if (key.empty() || keys::TimerFireTime(key) > target) break;
-      if (keys::TimerFireTime(key) > clock_.Now()) clock_.AdvanceTo(keys::TimerFireTime(key));
-      internal::TimerTask task;
-      task.ParseFromString(value);
-      absl::Status status = table == Table::kRetention ? engine_->FireRetention(key, task)
-                                                       : engine_->FireTimer(key, task);
-      Note(status, "FireTimer");
-      if (!status.ok()) break;
-    }
-    clock_.AdvanceTo(target);
+    Note(testing::FireDueTimers(store_, *engine_, clock_, clock_.Now() + d, 1'000), "FireTimer");
   }
 
   // No more faults: every worker answers everything until each workflow closes.
