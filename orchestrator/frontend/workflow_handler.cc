@@ -42,6 +42,16 @@ absl::Status WorkflowHandler::CheckRun(const Principal& principal, Rpc rpc, cons
   return deps_.authorizer->CheckRun(principal, rpc, ns, execution);
 }
 
+template <typename PollRequest>
+TaskPollTarget WorkflowHandler::PollTarget(Ctx* ctx, const PollRequest& request) {
+  return TaskPollTarget{
+      .ns = request.namespace_().empty() ? deps_.engine->default_namespace() : request.namespace_(),
+      .queue = request.task_queue().name(),
+      .identity = request.identity(),
+      .exclusive = request.exclusive(),
+      .deadline = PollDeadline(ctx)};
+}
+
 absl::Time WorkflowHandler::PollDeadline(Ctx* ctx) {
   absl::Time now = deps_.clock->Now();
   absl::Time deadline = now + deps_.long_poll;
@@ -161,14 +171,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
   std::string identity = request->identity();
   std::string instance = request->worker_instance_id();
   return StartWorkflowTaskPoll(
-      deps_, &metrics_,
-      TaskPollTarget{.ns = request->namespace_().empty() ? deps_.engine->default_namespace()
-                                                         : request->namespace_(),
-                     .queue = request->task_queue().name(),
-                     .identity = identity,
-                     .exclusive = request->exclusive(),
-                     .deadline = PollDeadline(ctx)},
-      response,
+      deps_, &metrics_, PollTarget(ctx, *request), response,
       [this, identity, instance](const QueuedTask& task, const std::string& request_id)
           -> absl::StatusOr<api::PollWorkflowTaskQueueResponse> {
         if (!task.record.query_id().empty()) {
@@ -193,14 +196,8 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
                        ValidateIdentity(request->identity()));
   std::string identity = request->identity();
   return StartActivityTaskPoll(
-      deps_, &metrics_,
-      TaskPollTarget{.ns = request->namespace_().empty() ? deps_.engine->default_namespace()
-                                                         : request->namespace_(),
-                     .queue = request->task_queue().name(),
-                     .identity = identity,
-                     .exclusive = request->exclusive(),
-                     .deadline = PollDeadline(ctx)},
-      response, [this, identity](const QueuedTask& task, const std::string& request_id) {
+      deps_, &metrics_, PollTarget(ctx, *request), response,
+      [this, identity](const QueuedTask& task, const std::string& request_id) {
         return deps_.engine->RecordActivityTaskStarted(task, identity, request_id);
       });
 }

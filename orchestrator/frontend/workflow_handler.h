@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
 #include "orchestrator/frontend/frontend_deps.h"
+#include "orchestrator/frontend/long_polls.h"
 #include "orchestrator/frontend/query_registry.h"
 #include "orchestrator/rpc/authorizer.h"
 #include "orchestrator/rpc/rpc_metrics.h"
@@ -108,6 +109,10 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
   absl::Status CheckRun(const Principal& principal, Rpc rpc, const std::string& ns,
                         const api::WorkflowExecution& execution);
   // When a long poll started now should end, given the caller's own deadline.
+  // What a task poll asks for: its namespace (the default when empty), queue, poller and
+  // deadline.
+  template <typename PollRequest>
+  TaskPollTarget PollTarget(Ctx* ctx, const PollRequest& request);
   absl::Time PollDeadline(Ctx* ctx);
 
   FrontendDeps deps_;
