@@ -5,9 +5,7 @@
 // defines the top-level flags and wires the command groups to a connection.
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "cli/completion.h"
 #include "cli/platform_commands.h"
@@ -18,6 +16,7 @@
 #include "cli/workflow_commands.h"
 #include "common/auth/credentials.h"
 #include "common/config.h"
+#include "common/tls.h"
 #include "sdk/connection.h"
 
 int main(int argc, char** argv) {
@@ -133,23 +132,14 @@ int main(int argc, char** argv) {
   }
   kiln::sdk::ConnectionOptions connection_options;
   connection_options.token = *std::move(resolved);
-  if (!tls_ca.empty() || !tls_cert.empty()) {
-    connection_options.tls = true;
-    for (auto [path, pem] : {std::pair{&tls_ca, &connection_options.tls_root_certs},
-                             std::pair{&tls_cert, &connection_options.tls_cert_chain},
-                             std::pair{&tls_key, &connection_options.tls_private_key}}) {
-      if (path->empty()) continue;
-      std::ifstream in(*path, std::ios::binary);
-      std::ostringstream content;
-      content << in.rdbuf();
-      if (!in || content.str().empty()) {
-        return kiln::cli::ReportError(
-            io, "cannot read TLS file '" + *path + "': check the path given to --tls-*",
-            kiln::cli::kExitUsage);
-      }
-      *pem = content.str();
-    }
+  absl::StatusOr<kiln::ClientTls> tls = kiln::ReadClientTls(tls_ca, tls_cert, tls_key);
+  if (!tls.ok()) {
+    return kiln::cli::ReportError(io, std::string(tls.status().message()), kiln::cli::kExitUsage);
   }
+  connection_options.tls = tls->enabled;
+  connection_options.tls_root_certs = std::move(tls->root_certs);
+  connection_options.tls_cert_chain = std::move(tls->cert_chain);
+  connection_options.tls_private_key = std::move(tls->private_key);
   if (platform_commands.parsed()) {
     kiln::sdk::Connection platform_connection(platform, std::move(connection_options));
     // Said plainly when nothing listens there (gRPC's own words name no flag).
