@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "cli/completion.h"
+#include "cli/help.h"
 #include "cli/platform_commands.h"
 #include "cli/rpc.h"
 #include "cli/system_commands.h"
@@ -29,8 +30,11 @@ int main(int argc, char** argv) {
       ->check(kiln::HostPortValidator())
       ->capture_default_str();
   std::string platform = "127.0.0.1:7300";
-  app.add_option("--platform", platform, "Build platform (kiln-worker BuildService) gRPC address")
-      ->envname("KILN_PLATFORM")
+  // --platform was its first name, kept so scripts using it still run.
+  app.add_option("--platform-address,--platform", platform,
+                 "Build platform (kiln-worker's BuildService) gRPC address, for project, deploy "
+                 "and preview")
+      ->envname("KILN_PLATFORM_ADDRESS")
       ->check(kiln::HostPortValidator())
       ->capture_default_str();
   std::string token;
@@ -64,25 +68,23 @@ int main(int argc, char** argv) {
                "Drop the colour of build and workflow logs (also when NO_COLOR is set); kiln's "
                "own output has none");
   app.require_subcommand(1);
-  app.footer(
-      "Exit codes: 0 ok; 1 the thing failed (a refused call, a failed workflow or deployment, a "
-      "wait that timed out); 2 usage (a bad flag or value, or one the server refused); 3 not "
-      "found (workflow, run, project, deployment); 4 unreachable (the orchestrator or platform "
-      "address does not answer).\nExamples:\n  kiln workflow list --query 'ExecutionStatus = "
-      "\"Running\"'\n  kiln --output json workflow describe --id build-42\n  kiln task-queue "
-      "describe builds --kind activity");
+  kiln::cli::SetExamples(app, {"kiln workflow list --query 'ExecutionStatus = \"Running\"'",
+                               "kiln --output json workflow describe --id build-42",
+                               "kiln deploy trigger web --branch main --follow",
+                               "kiln --address 10.0.0.5:7233 --tls-ca ca.pem health"});
 
   double health_timeout_s = 5;
   auto* health = app.add_subcommand("health", "Ask the orchestrator whether it serves");
   health->add_option("--timeout", health_timeout_s, "Seconds to wait for an answer")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
+  kiln::cli::SetExamples(*health, {"kiln health", "kiln health --timeout 30 && echo serving"});
   auto* info = app.add_subcommand("info", "Show the orchestrator's version and data directory");
+  kiln::cli::SetExamples(*info, {"kiln info", "kiln -o json info"});
   std::string shell;
-  auto* completion = app.add_subcommand(
-      "completion",
-      "Print a shell completion script.\nExamples: source <(kiln completion bash); kiln "
-      "completion zsh > \"${fpath[1]}/_kiln\"");
+  auto* completion = app.add_subcommand("completion", "Print a shell completion script");
+  kiln::cli::SetExamples(*completion, {"source <(kiln completion bash)",
+                                       "kiln completion zsh > \"${fpath[1]}/_kiln\""});
   completion->add_option("shell", shell, "bash or zsh")
       ->required()
       ->check(CLI::IsMember({"bash", "zsh"}));
@@ -111,11 +113,15 @@ int main(int argc, char** argv) {
                        ? static_cast<std::streambuf*>(&log_buf)
                        : std::cout.rdbuf());
   // Named in errors: what was tried, and the flag that chooses another.
-  const kiln::cli::Io io{out, err, log,
-                         platform_commands.parsed()
-                             ? "the build platform (kiln-worker's BuildService) at " + platform +
-                                   " (--platform, KILN_PLATFORM)"
-                             : "the orchestrator at " + address + " (--address, KILN_ADDRESS)"};
+  kiln::cli::Io io{out, err, log,
+                   platform_commands.parsed()
+                       ? "the build platform (kiln-worker's BuildService) at " + platform +
+                             " (--platform-address, KILN_PLATFORM_ADDRESS)"
+                       : "the orchestrator at " + address + " (--address, KILN_ADDRESS)"};
+  if (output == "table" && kiln::cli::StdoutIsTerminal()) {
+    io.terminal = std::cout.rdbuf();
+    io.terminal_columns = kiln::cli::TerminalColumns();
+  }
   if (completion->parsed()) {
     io.out << kiln::cli::CompletionScript(
         app, shell == "zsh" ? kiln::cli::Shell::kZsh : kiln::cli::Shell::kBash, "kiln");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "cli/rpc.h"
 #include "kiln/platform/v1/build_service.grpc.pb.h"
 
@@ -127,7 +128,8 @@ int DeleteProject(BuildStub& stub, const std::string& id, const Io& io);
 int Deploy(BuildStub& stub, const DeployOptions& options, const Io& io);
 int ListDeployments(BuildStub& stub, const DeploymentListOptions& options, const Io& io);
 int GetDeployment(BuildStub& stub, const DeploymentGetOptions& options, const Io& io);
-// Writes the deployment's log byte for byte; with `follow`, until the deployment ends.
+// Writes the deployment's log byte for byte; with `follow`, until the deployment ends, then its
+// outcome as FollowDeployment (exit 0 only when it SUCCEEDED).
 int PrintDeploymentLogs(BuildStub& stub, const DeploymentLogsOptions& options, const Io& io);
 int CancelDeployment(BuildStub& stub, const DeploymentCancelOptions& options, const Io& io);
 // Prints the new deployment's id; with `follow`, as Deploy.
@@ -138,5 +140,9 @@ int StopPreview(BuildStub& stub, const PreviewStopOptions& options, const Io& io
 // ends, then prints "deployment <id> SUCCEEDED: <url>" (exit 0) or reports its final state and
 // error (exit 1).
 int FollowDeployment(BuildStub& stub, const std::string& deployment_id, const Io& io);
+// As above, for a deployment that may be unknown for `not_found_grace` (a new one): on a
+// terminal (io.terminal), a live progress line stays under the log while it runs.
+int FollowDeployment(BuildStub& stub, const std::string& deployment_id,
+                     absl::Duration not_found_grace, const Io& io);
 
 }  // namespace kiln::cli

@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/help.h"
 #include "cli/platform_format.h"
 
 namespace kiln::cli {
@@ -84,17 +85,23 @@ void PlatformCommands::AddProject(CLI::App& app) {
   project_create_->add_option("--webhook-secret", create_options_.webhook_secret,
                               "The secret GitHub signs deliveries with (default: generated)");
   project_create_->add_flag("--json", create_options_.json, "The CreateProjectResponse as JSON");
+  SetExamples(*project_create_,
+              {"kiln project create --id web --repo https://github.com/acme/web.git --port 8080",
+               "kiln project create --id api --repo ./api --deploy-target none --branch main"});
 
   project_update_ = project_->add_subcommand(
       "update", "Change a project's settings: only the flags given change");
   project_update_->add_option("--id", update_options_.id, "Project id")->required();
   AddProjectFlags(*project_update_, &update_options_.flags, /*require_repo=*/false);
   project_update_->add_flag("--json", update_options_.json, "The new ProjectConfig as JSON");
+  SetExamples(*project_update_, {"kiln project update --id web --health-path /healthz",
+                                 "kiln project update --id web --build-arg VERSION=2"});
 
   project_get_ = project_->add_subcommand(
       "get", "Show a project: settings, production, previews, queue and recent deployments");
   project_get_->add_option("--id", get_options_.id, "Project id")->required();
   project_get_->add_flag("--json", get_options_.json, "The GetProjectResponse as JSON");
+  SetExamples(*project_get_, {"kiln project get --id web", "kiln -o json project get --id web"});
 
   project_list_ = project_->add_subcommand("list", "List projects");
   project_list_->add_option("--limit", project_list_options_.limit, "Most projects to show")
@@ -102,25 +109,37 @@ void PlatformCommands::AddProject(CLI::App& app) {
       ->capture_default_str();
   project_list_->add_flag("--json", project_list_options_.json,
                           "One JSON object (ProjectConfig) a line");
+  SetExamples(*project_list_, {"kiln project list", "kiln -o json project list --limit 10"});
 
   project_delete_ = project_->add_subcommand(
       "delete", "Delete a project: its deployments stop and its workflow ends");
   project_delete_->add_option("--id", delete_id_, "Project id")->required();
+  SetExamples(*project_delete_, {"kiln project delete --id web"});
 }
 
 void PlatformCommands::AddDeployment(CLI::App& app) {
-  deploy_ = app.add_subcommand("deploy", "Build and deploy a branch; prints the deployment id");
-  deploy_->add_option("--project", deploy_options_.project, "Project id")->required();
-  deploy_->add_option("--branch", deploy_options_.branch, "Branch to build")->required();
-  deploy_->add_option("--commit", deploy_options_.commit, "Commit SHA (default: the branch head)");
-  deploy_->add_flag("--follow,-f", deploy_options_.follow,
-                    "Print the log until the deployment ends; exit 0 only if it SUCCEEDED");
+  // `deploy` was once only the trigger and `deployment` the rest: `deployment` stays a name
+  // of the group, so `kiln deployment list` still works.
+  deploy_ = app.add_subcommand(
+      "deploy", "Build and deploy a branch, and inspect, follow, cancel and roll back deployments");
+  deploy_->alias("deployment");
+  deploy_->require_subcommand(1);
 
-  deployment_ =
-      app.add_subcommand("deployment", "Inspect, follow, cancel and roll back deployments");
-  deployment_->require_subcommand(1);
+  deploy_trigger_ = deploy_->add_subcommand(
+      "trigger", "Build and deploy a branch of a project; prints the deployment id");
+  DeployOptions& t = deploy_options_;
+  auto* project_positional = deploy_trigger_->add_option("project", t.project, "Project id");
+  auto* project_flag = deploy_trigger_->add_option("--project", t.project, "Project id");
+  project_positional->excludes(project_flag);
+  deploy_trigger_->add_option("--branch", t.branch, "Branch to build")->required();
+  deploy_trigger_->add_option("--commit", t.commit, "Commit SHA (default: the branch head)");
+  deploy_trigger_->add_flag("--follow,-f", t.follow,
+                            "Print the log until the deployment ends; exit 0 only if it SUCCEEDED");
+  SetExamples(*deploy_trigger_,
+              {"kiln deploy trigger web --branch main",
+               "kiln deploy trigger web --branch main --commit 1a2b3c4 --follow"});
 
-  deployment_list_ = deployment_->add_subcommand("list", "List deployments, newest first");
+  deployment_list_ = deploy_->add_subcommand("list", "List deployments, newest first");
   DeploymentListOptions& l = list_options_;
   deployment_list_->add_option("--project", l.project, "Only this project");
   deployment_list_->add_option("--branch", l.branch, "Only this branch");
@@ -134,22 +153,29 @@ void PlatformCommands::AddDeployment(CLI::App& app) {
       ->check(CLI::Range(1, kMaxPlatformListLimit))
       ->capture_default_str();
   deployment_list_->add_flag("--json", l.json, "One JSON object (Deployment) a line");
+  SetExamples(*deployment_list_, {"kiln deploy list --project web",
+                                  "kiln deploy list --project web --state failed --limit 5"});
 
-  deployment_get_ = deployment_->add_subcommand("get", "Show a deployment and each of its steps");
+  deployment_get_ = deploy_->add_subcommand("get", "Show a deployment and each of its steps");
   deployment_get_->add_option("--id", deployment_get_options_.id, "Deployment id")->required();
   deployment_get_->add_flag("--json", deployment_get_options_.json, "The Deployment as JSON");
+  SetExamples(*deployment_get_, {"kiln deploy get --id web-1a2b3c4-x7y8z9"});
 
-  deployment_logs_ = deployment_->add_subcommand(
+  deployment_logs_ = deploy_->add_subcommand(
       "logs", "Print a deployment's log (fetch, build, push, deploy, health)");
   deployment_logs_->add_option("--id", logs_options_.id, "Deployment id")->required();
-  deployment_logs_->add_flag("--follow,-f", logs_options_.follow,
-                             "Keep printing until the deployment ends");
+  deployment_logs_->add_flag(
+      "--follow,-f", logs_options_.follow,
+      "Keep printing until the deployment ends; exit 0 only if it SUCCEEDED, else 1");
+  SetExamples(*deployment_logs_, {"kiln deploy logs --id web-1a2b3c4-x7y8z9 --follow"});
 
-  deployment_cancel_ = deployment_->add_subcommand("cancel", "Cancel a deployment");
+  deployment_cancel_ = deploy_->add_subcommand("cancel", "Cancel a deployment");
   deployment_cancel_->add_option("--id", cancel_options_.id, "Deployment id")->required();
   deployment_cancel_->add_option("--reason", cancel_options_.reason, "Recorded with it");
+  SetExamples(*deployment_cancel_,
+              {"kiln deploy cancel --id web-1a2b3c4-x7y8z9 --reason 'wrong branch'"});
 
-  deployment_rollback_ = deployment_->add_subcommand(
+  deployment_rollback_ = deploy_->add_subcommand(
       "rollback", "Redeploy an earlier deployment's image; prints the new deployment id");
   deployment_rollback_->add_option("--project", rollback_options_.project, "Project id")
       ->required();
@@ -157,12 +183,15 @@ void PlatformCommands::AddDeployment(CLI::App& app) {
       ->required();
   deployment_rollback_->add_flag("--follow,-f", rollback_options_.follow,
                                  "Print the log until it ends; exit 0 only if it SUCCEEDED");
+  SetExamples(*deployment_rollback_,
+              {"kiln deploy rollback --project web --to web-0f9e8d7-a1b2c3 --follow"});
 
   preview_ = app.add_subcommand("preview", "Manage a project's preview deployments");
   preview_->require_subcommand(1);
   preview_stop_ = preview_->add_subcommand("stop", "Stop a branch's preview");
   preview_stop_->add_option("--project", preview_stop_options_.project, "Project id")->required();
   preview_stop_->add_option("--branch", preview_stop_options_.branch, "Branch")->required();
+  SetExamples(*preview_stop_, {"kiln preview stop --project web --branch feature-x"});
 }
 
 void PlatformCommands::SetJsonOutput() {
@@ -175,7 +204,7 @@ void PlatformCommands::SetJsonOutput() {
 }
 
 bool PlatformCommands::parsed() const {
-  return project_->parsed() || deploy_->parsed() || deployment_->parsed() || preview_->parsed();
+  return project_->parsed() || deploy_->parsed() || preview_->parsed();
 }
 
 int PlatformCommands::Run(BuildStub& stub, const Io& io) const {
@@ -184,7 +213,7 @@ int PlatformCommands::Run(BuildStub& stub, const Io& io) const {
   if (project_get_->parsed()) return GetProject(stub, get_options_, io);
   if (project_list_->parsed()) return ListProjects(stub, project_list_options_, io);
   if (project_delete_->parsed()) return DeleteProject(stub, delete_id_, io);
-  if (deploy_->parsed()) return Deploy(stub, deploy_options_, io);
+  if (deploy_trigger_->parsed()) return Deploy(stub, deploy_options_, io);
   if (deployment_list_->parsed()) return ListDeployments(stub, list_options_, io);
   if (deployment_get_->parsed()) return GetDeployment(stub, deployment_get_options_, io);
   if (deployment_logs_->parsed()) return PrintDeploymentLogs(stub, logs_options_, io);

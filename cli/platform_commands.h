@@ -1,5 +1,5 @@
-// The build platform's command groups on the CLI11 app (`kiln project ...`, `kiln deploy`,
-// `kiln deployment ...`, `kiln preview ...`): their subcommands and flags, and running
+// The build platform's command groups on the CLI11 app (`kiln project ...`, `kiln deploy ...`
+// (also named `deployment`), `kiln preview ...`): their subcommands and flags, and running
 // whichever one the command line chose against kiln.platform.v1.BuildService (the work itself
 // is in platform_actions.h).
 #pragma once
@@ -40,7 +40,7 @@ class PlatformCommands {
   CLI::App* project_list_ = nullptr;
   CLI::App* project_delete_ = nullptr;
   CLI::App* deploy_ = nullptr;
-  CLI::App* deployment_ = nullptr;
+  CLI::App* deploy_trigger_ = nullptr;
   CLI::App* deployment_list_ = nullptr;
   CLI::App* deployment_get_ = nullptr;
   CLI::App* deployment_logs_ = nullptr;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/platform_actions.h"
 #include "cli/platform_format.h"
+#include "cli/progress_line.h"
 #include "common/proto_time.h"
 
 namespace kiln::cli {
@@ -29,6 +30,8 @@ constexpr absl::Duration kNewDeploymentGrace = absl::Seconds(30);
 constexpr absl::Duration kReconnectFor = absl::Seconds(60);
 constexpr absl::Duration kMinBackoff = absl::Milliseconds(100);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
+// How often the progress line under a followed log is refreshed.
+constexpr absl::Duration kProgressPeriod = absl::Seconds(1);
 
 // Where the output of a log stands: the next offset to read, and whether what was written
 // ends a line.
@@ -159,6 +162,10 @@ int Started(BuildStub& stub, const std::string& id, bool follow, const Io& io) {
 }  // namespace
 
 int Deploy(BuildStub& stub, const DeployOptions& options, const Io& io) {
+  if (options.project.empty()) {
+    return ReportError(io, "name the project to deploy: kiln deploy trigger PROJECT --branch B",
+                       kExitUsage);
+  }
   pb::TriggerBuildRequest request;
   request.set_project_id(options.project);
   request.set_branch(options.branch);
@@ -170,8 +177,31 @@ int Deploy(BuildStub& stub, const DeployOptions& options, const Io& io) {
 }
 
 int FollowDeployment(BuildStub& stub, const std::string& deployment_id, const Io& io) {
+  return FollowDeployment(stub, deployment_id, kNewDeploymentGrace, io);
+}
+
+int FollowDeployment(BuildStub& stub, const std::string& deployment_id,
+                     absl::Duration not_found_grace, const Io& io) {
   LogCursor cursor;
-  grpc::Status status = FollowLog(stub, deployment_id, kNewDeploymentGrace, &cursor, io);
+  grpc::Status status;
+  if (io.terminal == nullptr) {
+    status = FollowLog(stub, deployment_id, not_found_grace, &cursor, io);
+  } else {
+    // On a terminal: the log scrolls above a line saying what runs now and for how long.
+    ProgressLine progress(io.terminal, io.log.rdbuf(), io.terminal_columns);
+    std::ostream log(progress.log_buffer());
+    const Io with_progress{io.out, io.err, log, io.server};
+    {
+      Ticker ticker(kProgressPeriod, [&stub, &deployment_id, &progress] {
+        pb::Deployment d;
+        if (FetchDeployment(stub, deployment_id, &d).ok()) {
+          progress.SetStatus(FormatProgressLine(d, absl::Now()));
+        }
+      });
+      status = FollowLog(stub, deployment_id, not_found_grace, &cursor, with_progress);
+    }
+    progress.Close();
+  }
   if (!status.ok()) {
     if (!cursor.at_line_start) io.out << "\n";
     return ReportError(io, status);
@@ -215,10 +245,9 @@ int GetDeployment(BuildStub& stub, const DeploymentGetOptions& options, const Io
 }
 
 int PrintDeploymentLogs(BuildStub& stub, const DeploymentLogsOptions& options, const Io& io) {
+  if (options.follow) return FollowDeployment(stub, options.id, absl::ZeroDuration(), io);
   LogCursor cursor;
-  grpc::Status status = options.follow
-                            ? FollowLog(stub, options.id, absl::ZeroDuration(), &cursor, io)
-                            : ReadLog(stub, options.id, /*follow=*/false, &cursor, io);
+  grpc::Status status = ReadLog(stub, options.id, /*follow=*/false, &cursor, io);
   return status.ok() ? 0 : ReportError(io, status);
 }
 

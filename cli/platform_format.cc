@@ -132,6 +132,25 @@ std::string TookText(absl::Duration d) {
   return DurationText(absl::Trunc(d, absl::Seconds(1)));
 }
 
+std::string FormatProgressLine(const pb::Deployment& d, absl::Time now) {
+  // Whole seconds: a line redrawn every second reads best without tenths flickering.
+  auto seconds = [](absl::Duration elapsed) {
+    return TookText(absl::Trunc(std::max(elapsed, absl::ZeroDuration()), absl::Seconds(1)));
+  };
+  std::string line = absl::StrCat(d.id(), "  ", DeploymentStateName(d.state()));
+  if (IsSet(BeganAt(d))) absl::StrAppend(&line, " ", seconds(now - FromProto(BeganAt(d))));
+  for (auto step = d.steps().rbegin(); step != d.steps().rend(); ++step) {
+    if (step->status() != "running") continue;
+    absl::StrAppend(&line, " | ", step->name());
+    if (IsSet(step->started_time())) {
+      absl::StrAppend(&line, " ", seconds(now - FromProto(step->started_time())));
+    }
+    break;
+  }
+  if (!d.progress().empty()) absl::StrAppend(&line, " | ", d.progress());
+  return line;
+}
+
 std::string FormatDeploymentList(const std::vector<pb::Deployment>& deployments, absl::Time now) {
   Table table({"ID", "BRANCH", "COMMIT", "STATE", "IMAGE", "STARTED", "TOOK"});
   for (const auto& d : deployments) {

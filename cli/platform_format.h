@@ -39,6 +39,11 @@ std::string FormatDeploymentList(const std::vector<platform::v1::Deployment>& de
 // `kiln deployment get`: the deployment's fields, then a table of its steps.
 std::string FormatDeployment(const platform::v1::Deployment& deployment, absl::Time now);
 
+// The live status under `kiln deploy logs -f` (cli/progress_line.h): id, state and time since
+// it began, then the running step and its time, then the build's last line of output, e.g.
+// "web-1a2b3c4-x7y8z9  BUILDING 42s | build 31s | STEP 3/7: RUN make".
+std::string FormatProgressLine(const platform::v1::Deployment& deployment, absl::Time now);
+
 // A project's settings, one "Label: value" line each (defaults shown as the server filled them).
 std::string FormatProjectConfig(const platform::v1::ProjectConfig& config);
 // `kiln project create`: the config, the webhook URL and the (shown once) webhook secret.

@@ -50,6 +50,10 @@ struct Io {
   // The server the calls go to and how to choose another, named in errors, e.g. "the
   // orchestrator at 127.0.0.1:7233 (--address, KILN_ADDRESS)".
   std::string server = "the server";
+  // Only when standard output is a terminal and the output is a table: its raw buffer, where a
+  // followed log keeps a live progress line (cli/progress_line.h), `terminal_columns` wide.
+  std::streambuf* terminal = nullptr;
+  int terminal_columns = 80;
 };
 
 std::unique_ptr<grpc::ClientContext> CallContext(absl::Duration timeout);

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "cli/format.h"
+#include "cli/help.h"
 
 namespace kiln::cli {
 
@@ -71,7 +72,7 @@ TaskQueueCommands::TaskQueueCommands(CLI::App& app) {
   describe_ = task_queue_->add_subcommand(
       "describe",
       "Show a queue's pollers (identity, last access), backlog and its oldest task's age, and "
-      "an exclusive queue's holder.\nExample: kiln task-queue describe builds --kind activity");
+      "an exclusive queue's holder");
   describe_->add_option("name", describe_options_.name, "Task queue name")->required();
   describe_
       ->add_option_function<std::string>(
@@ -80,6 +81,8 @@ TaskQueueCommands::TaskQueueCommands(CLI::App& app) {
           "Which of the queue's two halves: workflow (default) or activity tasks")
       ->check(CLI::IsMember({"workflow", "activity"}));
   describe_->add_flag("--json", describe_options_.json, "The DescribeTaskQueueResponse as JSON");
+  SetExamples(*describe_, {"kiln task-queue describe builds --kind activity",
+                           "kiln task-queue describe project/web --kind activity"});
 }
 
 bool TaskQueueCommands::parsed() const { return task_queue_->parsed(); }

@@ -1,5 +1,6 @@
 #include "cli/terminal.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -122,5 +123,11 @@ std::streamsize SafeTextBuf::xsputn(const char* s, std::streamsize n) {
 int SafeTextBuf::sync() { return target_->pubsync(); }
 
 bool StdoutIsTerminal() { return isatty(STDOUT_FILENO) == 1; }
+
+int TerminalColumns() {
+  winsize size{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  return 80;
+}
 
 }  // namespace kiln::cli

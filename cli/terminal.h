@@ -47,5 +47,7 @@ class SafeTextBuf final : public std::streambuf {
 
 // Whether standard output is a terminal.
 bool StdoutIsTerminal();
+// Standard output's width in columns when it is a terminal that says; otherwise 80.
+int TerminalColumns();
 
 }  // namespace kiln::cli

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/flags.h"
+#include "cli/help.h"
 
 namespace kiln::cli {
 
@@ -44,6 +45,10 @@ void WorkflowCommands::AddStart() {
       ->default_str("none");
   start_->add_option("--request-id", o.request_id,
                      "Idempotency key: a repeated start with it returns the same run");
+  SetExamples(*start_, {"kiln workflow start --id hello-1 --type hello --task-queue samples "
+                        "--input '\"world\"'",
+                        "kiln workflow start --id nightly --type report --task-queue reports "
+                        "--run-timeout 10m --request-id nightly-2026-12-06"});
 }
 
 void WorkflowCommands::AddList() {
@@ -61,13 +66,14 @@ void WorkflowCommands::AddList() {
       ->check(CLI::Range(1, kMaxListLimit))
       ->capture_default_str();
   list_->add_flag("--json", o.json, "One JSON object (WorkflowExecutionInfo) a line");
+  SetExamples(*list_, {"kiln workflow list --status running",
+                       "kiln workflow list --query 'Project = \"web\" AND ExecutionStatus = "
+                       "\"Failed\"' --limit 20"});
 }
 
 void WorkflowCommands::AddCount() {
-  count_ = workflow_->add_subcommand(
-      "count",
-      "Count workflow executions matching a visibility query.\nExample: kiln workflow count "
-      "--query 'WorkflowType = \"build\"' --group-by status");
+  count_ =
+      workflow_->add_subcommand("count", "Count workflow executions matching a visibility query");
   count_->add_option("--query", count_options_.query,
                      "Visibility query (the same language as list --query); default: all");
   count_
@@ -76,6 +82,8 @@ void WorkflowCommands::AddCount() {
           "Also count per value of this field: status")
       ->check(CLI::IsMember({"status"}));
   count_->add_flag("--json", count_options_.json, "The counts as JSON");
+  SetExamples(*count_,
+              {"kiln workflow count --query 'WorkflowType = \"build\"' --group-by status"});
 }
 
 void WorkflowCommands::AddDescribe() {
@@ -84,18 +92,21 @@ void WorkflowCommands::AddDescribe() {
   AddRunFlags(*describe_, &describe_options_.run);
   describe_->add_flag("--json", describe_options_.json,
                       "The DescribeWorkflowExecutionResponse as JSON");
+  SetExamples(*describe_, {"kiln workflow describe --id build-42",
+                           "kiln -o json workflow describe --id build-42 --run 0193..."});
 }
 
 void WorkflowCommands::AddHistory() {
-  history_ = workflow_->add_subcommand(
-      "history",
-      "Print a run's history, one event a line (alias: show).\nExample: kiln workflow show --id "
-      "build-42 --follow");
+  history_ =
+      workflow_->add_subcommand("history", "Print a run's history, one event a line (alias: show)");
   history_->alias("show");
   AddRunFlags(*history_, &history_options_.run);
   history_->add_flag("--follow,-f", history_options_.follow,
                      "Keep printing new events until the run closes");
   history_->add_flag("--json", history_options_.json, "One JSON object (HistoryEvent) a line");
+  SetExamples(*history_, {"kiln workflow history --id build-42 > history.txt",
+                          "kiln workflow show --id build-42 --follow",
+                          "kiln -o json workflow history --id build-42 > history.json"});
 }
 
 void WorkflowCommands::AddResult() {
@@ -104,12 +115,15 @@ void WorkflowCommands::AddResult() {
   AddRunFlags(*result_, &result_options_.run);
   AddDurationOption(*result_, "--timeout", &result_options_.timeout,
                     "How long to wait for the close");
+  SetExamples(*result_, {"kiln workflow result --id hello-1 --timeout 60s"});
 }
 
 void WorkflowCommands::AddTerminate() {
   terminate_ = workflow_->add_subcommand("terminate", "Terminate a running workflow");
   AddRunFlags(*terminate_, &terminate_options_.run);
   terminate_->add_option("--reason", terminate_options_.reason, "Recorded in the history");
+  SetExamples(*terminate_,
+              {"kiln workflow terminate --id build-42 --reason 'stuck on a bad commit'"});
 }
 
 void WorkflowCommands::AddLogs() {
@@ -128,6 +142,7 @@ void WorkflowCommands::AddLogs() {
   logs_->add_option("--from", o.from_offset, "Byte offset to start from")
       ->check(offset)
       ->capture_default_str();
+  SetExamples(*logs_, {"kiln workflow logs --id web-1a2b3c4-x7y8z9 --follow"});
 }
 
 bool WorkflowCommands::parsed() const { return workflow_->parsed(); }

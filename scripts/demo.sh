@@ -31,7 +31,7 @@ app_port=${KILN_DEMO_APP_PORT:-8080}
 worker_port=7300
 http_port=7380
 export KILN_ADDRESS=127.0.0.1:$orchestrator_port
-export KILN_PLATFORM=127.0.0.1:$worker_port
+export KILN_PLATFORM_ADDRESS=127.0.0.1:$worker_port
 # The admin credential the orchestrator writes into its data directory on first start.
 export KILN_DATA_DIR=$work/orchestrator
 registry=127.0.0.1:$registry_port
@@ -62,12 +62,12 @@ pids+=($!)
 pids+=($!)
 run health --timeout 20
 "$bin/kiln-worker" --orchestrator "$KILN_ADDRESS" --data-dir "$work/worker" \
-  --listen "$KILN_PLATFORM" --http "127.0.0.1:$http_port" --registry "$registry" \
+  --listen "$KILN_PLATFORM_ADDRESS" --http "127.0.0.1:$http_port" --registry "$registry" \
   --auth-key-file "$work/orchestrator/auth.key" --deploy-stop-timeout 2 >"$work/worker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null || { cat "$work/worker.log"; exit 1; }
-echo "worker: BuildService on $KILN_PLATFORM, webhooks on http://127.0.0.1:$http_port/webhooks/github"
+echo "worker: BuildService on $KILN_PLATFORM_ADDRESS, webhooks on http://127.0.0.1:$http_port/webhooks/github"
 
 step "A base image: busybox from Debian's busybox-static, pushed to the registry"
 mkdir -p "$work/base/rootfs/bin" "$work/base/rootfs/tmp"
@@ -135,10 +135,10 @@ deploy_and_show() {
   echo "webhook delivered: deployment $id"
   time_until_served "$url" "$text" "$start" >"$work/took" &
   local waiter=$!
-  run deployment logs --id "$id" --follow
+  run deploy logs --id "$id" --follow
   wait "$waiter"
   took[$label]=$(cat "$work/took")
-  run deployment get --id "$id"
+  run deploy get --id "$id"
   printf '$ curl %s\n' "$url"
   curl -fsS "$url"
   echo "commit to running: ${took[$label]} ms"
@@ -164,24 +164,24 @@ c3=$(git rev-parse HEAD)
 start=$(now_ms)
 id=$(push_webhook preview "$c2" "$c3" delivery-3)
 for _ in $(seq 300); do
-  state=$("$kiln" deployment get --id "$id" --json 2>/dev/null | sed -n 's/.*"state": *"\([A-Z_]*\)".*/\1/p' | head -1)
+  state=$("$kiln" deploy get --id "$id" --json 2>/dev/null | sed -n 's/.*"state": *"\([A-Z_]*\)".*/\1/p' | head -1)
   case "$state" in *SUCCEEDED|*FAILED|*CANCELED) break ;; esac
   sleep 0.02
 done
 took[skipped]=$(($(now_ms) - start))
-run deployment get --id "$id"
+run deploy get --id "$id"
 echo "commit to running (build skipped): ${took[skipped]} ms"
 
 step "Rolling production back to the first deployment (its image: no build)"
 start=$(now_ms)
-printf '$ kiln deployment rollback --project web --to %s\n' "$first_id"
-rollback_id=$("$kiln" deployment rollback --project web --to "$first_id" | tail -1 | awk '{print $NF}')
+printf '$ kiln deploy rollback --project web --to %s\n' "$first_id"
+rollback_id=$("$kiln" deploy rollback --project web --to "$first_id" | tail -1 | awk '{print $NF}')
 took[rollback]=$(time_until_served "http://127.0.0.1:$app_port/" "version 1" "$start")
 curl -fsS "http://127.0.0.1:$app_port/"
 echo "rollback to running: ${took[rollback]} ms"
 
 step "Every deployment of the project"
-run deployment list --project web
+run deploy list --project web
 run project get --id web
 
 step "Commit to running"

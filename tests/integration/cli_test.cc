@@ -319,7 +319,7 @@ TEST_CASE("kiln says what it tried and exits 4 when the orchestrator is not ther
   }
   REQUIRE(Kiln(address, {"--platform", address, "project", "list"}, &out) == 4);
   CHECK(Contains(out, "cannot reach the build platform (kiln-worker's BuildService) at " + address +
-                          " (--platform, KILN_PLATFORM)"));
+                          " (--platform-address, KILN_PLATFORM_ADDRESS)"));
   REQUIRE(Kiln(address, {"--help"}, &out) == 0);
   CHECK(Contains(out, "Exit codes: 0 ok; 1 the thing failed"));
   CHECK(Contains(out, "4 unreachable"));

@@ -1,8 +1,8 @@
 // The real `kiln` binary against the build platform: BuildService served from this process over
 // the real workflows, activities and PlatformApi on a real kiln-orchestrator, with the builder
 // agent, machines and deploy target faked (tests/testutil/fake_platform.h). Covers project
-// create/get/update/list, deploy --follow, deployment list/get/logs, rollback, and the exit
-// codes of bad input (1, the field named) and usage errors (2).
+// create/get/update/list, deploy trigger --follow, deploy list/get/logs (-f with its outcome),
+// rollback, and the exit codes of bad input (1, the field named) and usage errors (2).
 #include <catch2/catch.hpp>
 
 #include "absl/strings/match.h"
@@ -19,7 +19,7 @@ using testutil::RunCommand;
 
 // Runs `kiln --platform <address> args...`; returns the exit code, stdout and stderr in `out`.
 int Kiln(const std::string& address, std::vector<std::string> args, std::string* out) {
-  args.insert(args.begin(), {"--platform", address, "--token", "unused-here"});
+  args.insert(args.begin(), {"--platform-address", address, "--token", "unused-here"});
   auto code = RunCommand(BinaryPath("kiln"), args, out, absl::Seconds(90));
   REQUIRE(code.ok());
   return *code;
@@ -53,7 +53,7 @@ TEST_CASE("kiln project, deploy and deployment commands drive the build platform
   CHECK(absl::StrContains(out, "shown only this once"));
 
   // Deploy and follow: the id first, the log, then the outcome with the URL; exit 0.
-  REQUIRE(Kiln(address, {"deploy", "--project", "web", "--branch", "main", "--follow"}, &out) == 0);
+  REQUIRE(Kiln(address, {"deploy", "trigger", "web", "--branch", "main", "--follow"}, &out) == 0);
   std::vector<std::string> lines = Lines(out);
   REQUIRE(lines.size() >= 2);
   const std::string id = lines[0];
@@ -67,7 +67,7 @@ TEST_CASE("kiln project, deploy and deployment commands drive the build platform
   CHECK(!log.empty());
 
   // List: a row with the short commit, the state and the short digest.
-  REQUIRE(Kiln(address, {"deployment", "list", "--project", "web"}, &out) == 0);
+  REQUIRE(Kiln(address, {"deploy", "list", "--project", "web"}, &out) == 0);
   lines = Lines(out);
   REQUIRE(lines.size() == 2);
   CHECK(Words(lines[0]) ==
@@ -79,19 +79,19 @@ TEST_CASE("kiln project, deploy and deployment commands drive the build platform
   CHECK(row[2] == sha.substr(0, 7));
   CHECK(row[3] == "SUCCEEDED");
   CHECK(row[4].size() == 12);
-  REQUIRE(Kiln(address, {"deployment", "list", "--state", "failed"}, &out) == 0);
+  REQUIRE(Kiln(address, {"deploy", "list", "--state", "failed"}, &out) == 0);
   CHECK(Lines(out).size() == 1);  // the header alone
   REQUIRE(Kiln(address, {"deployment", "list", "--branch", "main", "--json"}, &out) == 0);
   CHECK(Lines(out).size() == 1);
   CHECK(absl::StrContains(out, "\"id\":\"" + id + "\""));
   CHECK(absl::StrContains(out, "\"state\":\"DEPLOYMENT_STATE_SUCCEEDED\""));
   // --output json: the list is one array, an object a line; get is one object.
-  REQUIRE(Kiln(address, {"--output", "json", "deployment", "list", "--project", "web"}, &out) == 0);
+  REQUIRE(Kiln(address, {"--output", "json", "deploy", "list", "--project", "web"}, &out) == 0);
   CHECK(absl::StartsWith(out, "[\n{\"id\":\"" + id + "\","));
   CHECK(absl::EndsWith(out, "}\n]\n"));
   REQUIRE(Kiln(address, {"-o", "json", "deployment", "list", "--state", "failed"}, &out) == 0);
   CHECK(out == "[]\n");
-  REQUIRE(Kiln(address, {"-o", "json", "deployment", "get", "--id", id}, &out) == 0);
+  REQUIRE(Kiln(address, {"-o", "json", "deploy", "get", "--id", id}, &out) == 0);
   CHECK(absl::StartsWith(out, "{\n"));
   CHECK(absl::StrContains(out, "\"state\": \"DEPLOYMENT_STATE_SUCCEEDED\""));
   REQUIRE(Kiln(address, {"-o", "json", "project", "get", "--id", "web"}, &out) == 0);
@@ -143,31 +143,41 @@ TEST_CASE("kiln project, deploy and deployment commands drive the build platform
   CHECK(Words(lines[1]) == std::vector<std::string>{"web", "file:///srv/git/web.git"});
 
   // A rollback to the deployment redeploys its image on the new port.
-  REQUIRE(Kiln(address, {"deployment", "rollback", "--project", "web", "--to", id, "-f"}, &out) ==
-          0);
+  REQUIRE(Kiln(address, {"deploy", "rollback", "--project", "web", "--to", id, "-f"}, &out) == 0);
   CHECK(absl::EndsWith(Lines(out).back(), ": http://127.0.0.1:18081/"));
 
   // A deployment that fails: its id, then exit 1 with its state and error.
   REQUIRE(Kiln(address,
-               {"deploy", "--project", "web", "--branch", "main", "--commit",
+               {"deploy", "trigger", "web", "--branch", "main", "--commit",
                 Hex40("not-in-the-repository"), "--follow"},
                &out) == 1);
   lines = Lines(out);
   REQUIRE(lines.size() >= 2);
   CHECK(absl::StartsWith(lines.back(), "kiln: deployment " + lines[0] + " FAILED"));
   CHECK(absl::StrContains(lines.back(), "no revision"));
+  // Following an ended deployment's log exits with its outcome too: 1 for the failed one, 0 for
+  // the one that succeeded (`deployment` is the group's other name).
+  const std::string failed_id = lines[0];
+  REQUIRE(Kiln(address, {"deploy", "logs", "--id", failed_id, "--follow"}, &out) == 1);
+  CHECK(absl::StartsWith(Lines(out).back(), "kiln: deployment " + failed_id + " FAILED"));
+  REQUIRE(Kiln(address, {"deployment", "logs", "--id", id, "-f"}, &out) == 0);
+  CHECK(absl::StartsWith(Lines(out).back(), "Deployment " + id + " SUCCEEDED"));
 
   // Values the server refuses: exit 2 naming the field; a missing project: exit 3; usage
   // errors CLI11 finds: exit 2.
   REQUIRE(Kiln(address, {"project", "create", "--id", "BAD", "--repo", "file:///x", "--port", "1"},
                &out) == 2);
   CHECK(absl::StartsWith(out, "kiln: id: "));
-  REQUIRE(Kiln(address, {"deploy", "--project", "nope", "--branch", "main"}, &out) == 3);
+  REQUIRE(Kiln(address, {"deploy", "trigger", "nope", "--branch", "main"}, &out) == 3);
   CHECK(out == "kiln: no project 'nope'\n");
-  REQUIRE(Kiln(address, {"deploy", "--project", "web", "--branch", "main", "--commit", "xyz"},
+  REQUIRE(Kiln(address, {"deploy", "trigger", "web", "--branch", "main", "--commit", "xyz"},
                &out) == 2);
   CHECK(absl::StartsWith(out, "kiln: commit_sha: "));
   REQUIRE(Kiln(address, {"deployment", "list", "--state", "done"}, &out) == 2);
+  REQUIRE(Kiln(address, {"deploy", "trigger", "--branch", "main"}, &out) == 2);
+  CHECK(absl::StrContains(out, "kiln deploy trigger PROJECT --branch B"));
+  REQUIRE(Kiln(address, {"deploy", "trigger", "web", "--project", "web", "--branch", "main"},
+               &out) == 2);
   REQUIRE(Kiln(address, {"project", "create", "--id", "x"}, &out) == 2);  // --repo is required
   REQUIRE(Kiln(address, {"project", "create", "--id", "x", "--repo", "r", "--build-arg", "NOEQ"},
                &out) == 2);
