@@ -47,7 +47,8 @@ void WriteWorkflowTask(std::ostream& out, const api::PendingWorkflowTaskInfo& ta
 void WriteActivities(std::ostream& out, const api::DescribeWorkflowExecutionResponse& d,
                      absl::Time now) {
   out << "\nPending activities (" << d.pending_activities_size() << "):\n";
-  Table table({"ACTIVITY ID", "TYPE", "STATE", "ATTEMPT", "LAST FAILURE", "LAST HEARTBEAT"});
+  Table table(
+      {"ACTIVITY ID", "TYPE", "STATE", "ATTEMPT", "LAST FAILURE", "LAST HEARTBEAT", "WORKER"});
   for (const auto& a : d.pending_activities()) {
     std::string attempt = absl::StrCat(a.attempt());
     if (a.maximum_attempts() > 0) absl::StrAppend(&attempt, "/", a.maximum_attempts());
@@ -59,7 +60,21 @@ void WriteActivities(std::ostream& out, const api::DescribeWorkflowExecutionResp
     table.AddRow(
         {a.activity_id(), a.activity_type().name(),
          StripEnumPrefix(api::PendingActivityState_Name(a.state()), "PENDING_ACTIVITY_STATE_"),
-         attempt, failure.empty() ? "-" : QuoteValue(failure), heartbeat});
+         attempt, failure.empty() ? "-" : QuoteValue(failure), heartbeat,
+         a.last_worker_identity().empty() ? "-" : a.last_worker_identity()});
+  }
+  table.Render(out, "  ");
+}
+
+void WriteChildren(std::ostream& out, const api::DescribeWorkflowExecutionResponse& d) {
+  out << "\nPending children (" << d.pending_children_size() << "):\n";
+  Table table({"WORKFLOW ID", "RUN ID", "TYPE", "STATE", "INITIATED EVENT", "PARENT CLOSE"});
+  for (const auto& c : d.pending_children()) {
+    table.AddRow({c.workflow_id(), c.run_id().empty() ? "-" : c.run_id(), c.workflow_type_name(),
+                  c.started_event_id() != 0 ? "STARTED" : "INITIATED",
+                  absl::StrCat(c.initiated_event_id()),
+                  StripEnumPrefix(api::ParentClosePolicy_Name(c.parent_close_policy()),
+                                  "PARENT_CLOSE_POLICY_")});
   }
   table.Render(out, "  ");
 }
@@ -108,6 +123,7 @@ std::string FormatDescription(const api::DescribeWorkflowExecutionResponse& d, a
     WriteWorkflowTask(out, d.pending_workflow_task());
   if (d.pending_activities_size() > 0) WriteActivities(out, d, now);
   if (d.pending_timers_size() > 0) WriteTimers(out, d, now);
+  if (d.pending_children_size() > 0) WriteChildren(out, d);
   return out.str();
 }
 

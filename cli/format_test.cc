@@ -205,6 +205,18 @@ TEST_CASE("Describe shows the run and its pending work") {
   activity->set_attempt(2);
   activity->mutable_last_failure()->set_message("first attempt always fails");
   *activity->mutable_last_heartbeat_time() = Ts(kT0 + absl::Seconds(1));
+  activity->set_last_worker_identity("worker@host");
+  auto* child = d.add_pending_children();
+  child->set_workflow_id("w-child");
+  child->set_run_id("run-c");
+  child->set_workflow_type_name("build");
+  child->set_initiated_event_id(6);
+  child->set_started_event_id(7);
+  child->set_parent_close_policy(api::PARENT_CLOSE_POLICY_TERMINATE);
+  auto* unstarted = d.add_pending_children();
+  unstarted->set_workflow_id("w-child-2");
+  unstarted->set_workflow_type_name("build");
+  unstarted->set_initiated_event_id(9);
   auto* timer = d.add_pending_timers();
   timer->set_timer_id("sleep");
   timer->set_started_event_id(5);
@@ -223,15 +235,23 @@ TEST_CASE("Describe shows the run and its pending work") {
           "Workflow task:   scheduled (event 8) at 2026-11-27T14:00:00.123Z, attempt 1\n"
           "\n"
           "Pending activities (1):\n"
-          "  ACTIVITY ID  TYPE  STATE    ATTEMPT  LAST FAILURE                  LAST HEARTBEAT\n"
-          "  step-1       echo  STARTED  2        \"first attempt always fails\"  3s ago\n"
+          "  ACTIVITY ID  TYPE  STATE    ATTEMPT  LAST FAILURE                  LAST HEARTBEAT  "
+          "WORKER\n"
+          "  step-1       echo  STARTED  2        \"first attempt always fails\"  3s ago          "
+          "worker@host\n"
           "\n"
           "Pending timers (1):\n"
           "  TIMER ID  STARTED EVENT  FIRES AT (UTC)            FIRES IN\n"
-          "  sleep     5              2026-11-27T15:00:00.123Z  59m56s\n");
+          "  sleep     5              2026-11-27T15:00:00.123Z  59m56s\n"
+          "\n"
+          "Pending children (2):\n"
+          "  WORKFLOW ID  RUN ID  TYPE   STATE      INITIATED EVENT  PARENT CLOSE\n"
+          "  w-child      run-c   build  STARTED    6                TERMINATE\n"
+          "  w-child-2    -       build  INITIATED  9                UNSPECIFIED\n");
 
   d.clear_pending_activities();
   d.clear_pending_timers();
+  d.clear_pending_children();
   d.clear_pending_workflow_task();
   auto* info = d.mutable_workflow_execution_info();
   info->set_status(api::WORKFLOW_EXECUTION_STATUS_TERMINATED);

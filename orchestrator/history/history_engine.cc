@@ -280,6 +280,16 @@ absl::StatusOr<api::DescribeWorkflowExecutionResponse> HistoryEngine::DescribeWo
     p->set_started_event_id(t.started_event_id());
     *p->mutable_fire_time() = t.fire_time();
   }
+  for (const auto& [initiated, c] : state.children()) {
+    auto* p = response.add_pending_children();
+    p->set_namespace_(c.namespace_());
+    p->set_workflow_id(c.workflow_id());
+    p->set_run_id(c.run_id());
+    p->set_workflow_type_name(c.workflow_type());
+    p->set_initiated_event_id(c.initiated_event_id());
+    p->set_started_event_id(c.started_event_id());
+    p->set_parent_close_policy(c.parent_close_policy());
+  }
   if (state.workflow_task().scheduled_event_id() != 0) {
     const auto& wt = state.workflow_task();
     auto* p = response.mutable_pending_workflow_task();

@@ -134,6 +134,14 @@ TEST_CASE("A child workflow starts, completes, and its parent hears both") {
   std::string parent = h.Start("parent").value();
   REQUIRE(h.Complete(*h.PollWorkflowTask(), {StartChild("kid", api::PARENT_CLOSE_POLICY_TERMINATE)})
               .ok());
+  // Describe names the child from its initiation: no run yet...
+  auto described = h.Describe(parent);
+  REQUIRE(described.pending_children_size() == 1);
+  CHECK(described.pending_children(0).workflow_id() == "kid");
+  CHECK(described.pending_children(0).workflow_type_name() == "child");
+  CHECK(described.pending_children(0).run_id().empty());
+  CHECK(described.pending_children(0).started_event_id() == 0);
+  CHECK(described.pending_children(0).parent_close_policy() == api::PARENT_CLOSE_POLICY_TERMINATE);
   h.Advance(absl::ZeroDuration());          // the transfer task starts the child
   auto parent_task = h.PollWorkflowTask();  // ChildWorkflowExecutionStarted woke the parent
   auto child_task = h.PollWorkflowTask();
@@ -145,6 +153,11 @@ TEST_CASE("A child workflow starts, completes, and its parent hears both") {
   const auto& child_started =
       child_task->history().events(0).workflow_execution_started_event_attributes();
   REQUIRE(child_started.parent_workflow_execution().run_id() == parent);
+  // ...then its run, once started; and nothing once it has closed (below).
+  described = h.Describe(parent);
+  REQUIRE(described.pending_children_size() == 1);
+  CHECK(described.pending_children(0).run_id() == child_task->workflow_execution().run_id());
+  CHECK(described.pending_children(0).started_event_id() != 0);
   REQUIRE(h.Complete(*parent_task, {}).ok());
   REQUIRE(h.Complete(*child_task, {EngineHarness::CompleteWorkflow("\"kid done\"")}).ok());
   h.Advance(absl::ZeroDuration());  // the transfer task tells the parent
@@ -152,6 +165,7 @@ TEST_CASE("A child workflow starts, completes, and its parent hears both") {
   REQUIRE(Count(types, E::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED) == 1);
   REQUIRE(Count(types, E::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED) == 1);
   REQUIRE(Count(types, E::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED) == 1);
+  CHECK(h.Describe(parent).pending_children_size() == 0);
   api::History history = h.History(parent);
   for (const auto& e : history.events()) {
     if (e.event_type() == E::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED) {
