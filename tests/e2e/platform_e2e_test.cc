@@ -10,7 +10,8 @@
 //   change redeploys warm; the same tree on another branch skips the build and gets a preview;
 //   the branch's delete event stops the preview; a rollback redeploys the first image; a newer
 //   push supersedes a build in progress; the worker killed (SIGKILL) mid-build and restarted
-//   finishes the deployment exactly once.
+//   finishes the deployment exactly once; and no secret (webhook secret, admin token, signing
+//   key) appears in any history, build log, process log, error or metric.
 // Skipped, with a message saying why, only where podman cannot run containers at all (a
 // failure instead with KILN_REQUIRE_PODMAN=1).
 #include <catch2/catch.hpp>
@@ -26,6 +27,7 @@
 #include <grpcpp/create_channel.h>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -215,12 +217,14 @@ TEST_CASE("A commit becomes a running container, end to end", "[e2e]") {
   const int grpc_port = testutil::FreePort();
   const int http_port = testutil::FreePort();
   const int app_port = testutil::FreePort();
-  Worker worker(dir.path(),
-                {"--orchestrator", orchestrator.address(), "--data-dir", dir.path() + "/worker",
-                 "--listen", absl::StrCat("127.0.0.1:", grpc_port), "--http",
-                 absl::StrCat("127.0.0.1:", http_port), "--registry", (*registry)->address(),
-                 "--auth-key-file", dir.path() + "/orchestrator/auth.key", "--agent-idle-grace",
-                 "1", "--deploy-stop-timeout", "1"});
+  const int worker_metrics_port = testutil::FreePort();
+  Worker worker(
+      dir.path(),
+      {"--orchestrator", orchestrator.address(), "--data-dir", dir.path() + "/worker", "--listen",
+       absl::StrCat("127.0.0.1:", grpc_port), "--http", absl::StrCat("127.0.0.1:", http_port),
+       "--registry", (*registry)->address(), "--auth-key-file",
+       dir.path() + "/orchestrator/auth.key", "--agent-idle-grace", "1", "--deploy-stop-timeout",
+       "1", "--metrics", absl::StrCat("127.0.0.1:", worker_metrics_port)});
   worker.Start();
   // BuildService takes the same admin token as the orchestrator.
   auto channel =
@@ -416,6 +420,103 @@ TEST_CASE("A commit becomes a running container, end to end", "[e2e]") {
     }
   }
   CHECK(deploys == 1);
+
+  // 10. No secret anywhere: the webhook secret, the admin token and the signing key appear in no
+  // history, no log (build logs and the processes' own), no error and no metric.
+  {
+    std::vector<std::pair<std::string, std::string>> outputs;  // what, its text
+    std::vector<api::WorkflowExecutionInfo> runs;
+    api::ListWorkflowExecutionsRequest list;
+    list.set_page_size(1000);
+    for (;;) {
+      grpc::ClientContext context;
+      api::ListWorkflowExecutionsResponse page;
+      grpc::Status status = orchestrator.connection().workflow_service().ListWorkflowExecutions(
+          &context, list, &page);
+      REQUIRE(status.ok());
+      runs.insert(runs.end(), page.executions().begin(), page.executions().end());
+      if (page.next_page_token().empty()) break;
+      list.set_next_page_token(page.next_page_token());
+    }
+    CHECK(runs.size() >= 8);  // the project's workflow and each of the 7 deployments
+    for (const api::WorkflowExecutionInfo& run : runs) {
+      auto events = client.GetHistory(
+          {.workflow_id = run.execution().workflow_id(), .run_id = run.execution().run_id()});
+      REQUIRE(events.ok());
+      outputs.emplace_back("history of " + run.execution().workflow_id(),
+                           events->SerializeAsString() + events->DebugString());
+      outputs.emplace_back("visibility of " + run.execution().workflow_id(), run.DebugString());
+    }
+    grpc::ClientContext list_context;
+    pb::ListDeploymentsRequest deployments_request;
+    deployments_request.set_project_id("web");
+    deployments_request.set_page_size(1000);
+    pb::ListDeploymentsResponse deployments;
+    REQUIRE(stub->ListDeployments(&list_context, deployments_request, &deployments).ok());
+    for (const pb::Deployment& d : deployments.deployments()) {
+      grpc::ClientContext context;
+      pb::FollowLogRequest request;
+      request.set_deployment_id(d.id());
+      auto reader = stub->FollowLog(&context, request);
+      std::string log;
+      for (pb::LogChunk chunk; reader->Read(&chunk);) log += chunk.data();
+      REQUIRE(reader->Finish().ok());
+      CHECK(!log.empty());
+      outputs.emplace_back("build log of " + d.id(), log + d.DebugString());
+    }
+    {
+      grpc::ClientContext context;
+      pb::GetProjectRequest request;
+      request.set_id("web");
+      pb::GetProjectResponse project;
+      REQUIRE(stub->GetProject(&context, request, &project).ok());
+      outputs.emplace_back("GetProject", project.DebugString());
+    }
+    // Errors: a wrong secret's delivery, a wrong token, a refused value.
+    Delivery refused =
+        Deliver(http_port, "push", "bad-4", PushPayload(repo, "main", v4, v4, tree(), "x"), "nope");
+    outputs.emplace_back("refused delivery", refused.body);
+    {
+      auto wrong = sdk::Connection(absl::StrCat("127.0.0.1:", grpc_port),
+                                   {.token = orchestrator.admin_token() + "x"})
+                       .channel();
+      grpc::ClientContext context;
+      pb::GetProjectRequest request;
+      request.set_id("web");
+      pb::GetProjectResponse response;
+      grpc::Status status =
+          pb::BuildService::NewStub(wrong)->GetProject(&context, request, &response);
+      CHECK(status.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+      outputs.emplace_back("wrong token error", status.error_message());
+    }
+    outputs.emplace_back("orchestrator metrics",
+                         testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics")
+                             .value_or("<no metrics>"));
+    outputs.emplace_back(
+        "worker metrics",
+        testutil::HttpGet("127.0.0.1", worker_metrics_port, "/metrics").value_or("<no metrics>"));
+    outputs.emplace_back("orchestrator log", orchestrator.Log());
+    for (const char* log : {"/worker-1.log", "/worker-2.log", "/worker/machines/web/agent.log",
+                            "/worker/machines/web/agent.log.1"}) {
+      outputs.emplace_back(log, testutil::ReadFile(dir.path() + log));
+    }
+    const std::string key = testutil::ReadFile(orchestrator.key_file());
+    REQUIRE(key.size() == 32);
+    const std::vector<std::pair<std::string, std::string>> secrets = {
+        {"the webhook secret", kSecret},
+        {"the admin token", orchestrator.admin_token()},
+        {"the signing key", key},
+        {"the signing key in hex", absl::BytesToHexString(key)},
+        {"the signing key in base64", absl::Base64Escape(key)},
+        {"the signing key in url-safe base64", absl::WebSafeBase64Escape(key)},
+    };
+    for (const auto& [what, text] : outputs) {
+      for (const auto& [name, secret] : secrets) {
+        INFO(name << " in " << what);
+        CHECK_FALSE(absl::StrContains(text, secret));
+      }
+    }
+  }
 
   // Stop the project: its containers go.
   {
