@@ -201,5 +201,54 @@ TEST_CASE("A workflow's own __stack_trace handler answers instead of the built-i
   CHECK(absl::IsInvalidArgument(DecodeStackTrace(*answer).status()));
 }
 
+int child_line = 0;
+
+Task<absl::StatusOr<api::Payloads>> Parent(WorkflowContext& ctx, api::Payloads input) {
+  ChildWorkflowOptions options;
+  options.workflow_id = "the-child";
+  ChildWorkflow child = ctx.ExecuteChildWorkflow("Child", input, options);
+  child_line = __LINE__ - 1;
+  co_return co_await child.result;
+}
+
+TEST_CASE("The stack trace shows a child workflow starting then running") {
+  EngineHarness h;
+  const std::string run_id = h.Start("parent").value();
+  WorkflowInfo info;
+  info.workflow_id = "parent";
+  info.run_id = run_id;
+  WorkflowInstance parent(Parent, info);
+  auto task = h.PollWorkflowTask();
+  REQUIRE(task.has_value());
+  auto commands = parent.ProcessWorkflowTask(task->history());
+  REQUIRE(commands.ok());
+  REQUIRE(h.Complete(*task, *commands).ok());
+
+  api::WorkflowStackTrace trace = parent.StackTrace();
+  REQUIRE(trace.pending_size() == 1);
+  const api::PendingAwait& starting = trace.pending(0);
+  CHECK(starting.kind() == api::AWAIT_KIND_CHILD_WORKFLOW);
+  CHECK(starting.workflow_id() == "the-child");
+  CHECK(starting.workflow_type() == "Child");
+  CHECK(starting.awaited());
+  CHECK_FALSE(starting.child_started());
+  CHECK(starting.location().line() == child_line);
+  CHECK(starting.location().function() == std::string("Parent"));
+
+  // The transfer starts the child; the parent's next task records it started.
+  h.Advance(absl::ZeroDuration());
+  task = h.PollWorkflowTask();
+  while (task.has_value() && task->workflow_execution().run_id() != run_id) {
+    task = h.PollWorkflowTask();  // the child's own first task: not this test's concern
+  }
+  REQUIRE(task.has_value());
+  commands = parent.ProcessWorkflowTask(task->history());
+  REQUIRE(commands.ok());
+  trace = parent.StackTrace();
+  REQUIRE(trace.pending_size() == 1);
+  CHECK(trace.pending(0).child_started());
+  CHECK(trace.pending(0).awaited());
+}
+
 }  // namespace
 }  // namespace kiln::sdk
