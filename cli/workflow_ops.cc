@@ -304,9 +304,10 @@ int PrintStack(WorkflowStub& stub, const StackOptions& options, const Io& io) {
     return kExitOk;
   }
   if (!trace.ok()) {
-    // Another SDK's stack trace (Temporal's answer with text): shown as it came.
+    // Another SDK's stack trace (a Temporal SDK answers with one JSON string): shown as text.
     for (const api::Payload& payload : response.query_result().payloads()) {
-      io.out << PayloadText(payload) << "\n";
+      absl::StatusOr<std::string> text = json::ParseString(payload.data());
+      io.out << (text.ok() ? *text : PayloadText(payload)) << "\n";
     }
     return kExitOk;
   }

@@ -88,6 +88,15 @@ sdk::Task<absl::StatusOr<api::Payloads>> Waiting(sdk::WorkflowContext& ctx, api:
   co_return *result;
 }
 
+// Answers __stack_trace itself, as a Temporal SDK does: one JSON string.
+sdk::Task<absl::StatusOr<api::Payloads>> OwnStack(sdk::WorkflowContext& ctx, api::Payloads input) {
+  ctx.SetQueryHandler(sdk::kStackTraceQuery,
+                      [](const api::Payloads&) -> absl::StatusOr<api::Payloads> {
+                        return Json("\"coroutine 1:\\n  waiting for never\"");
+                      });
+  co_return co_await ctx.GetSignalChannel("never").Receive();
+}
+
 // A real orchestrator, the admin credential for kiln, and a worker of queue "ops" running
 // "Waiting" and the activity "hold" (held until released).
 struct Env {
@@ -103,6 +112,7 @@ struct Env {
                 .ok());
     REQUIRE(activities.Start().ok());
     workflows.Register("Waiting", Waiting);
+    workflows.Register("OwnStack", OwnStack);
     workflows.Start();
   }
   ~Env() {
@@ -267,6 +277,20 @@ TEST_CASE("kiln workflow stack signal query and cancel act on a running SDK work
     REQUIRE(Kiln(address, args, &out) == 3);
     CHECK(out == "kiln: workflow nope not found\n");
   }
+
+  // A stack trace that is not Kiln's (a workflow's own handler, or a Temporal SDK's text): shown
+  // as the text it holds; --output json passes it through.
+  REQUIRE(Kiln(address,
+               {"workflow", "start", "--id", "own", "--type", "OwnStack", "--task-queue", "ops"},
+               &out) == 0);
+  REQUIRE(testutil::WaitFor(
+      [&] {
+        return Kiln(address, {"workflow", "stack", "--id", "own"}, &out) == 0;
+      },
+      absl::Seconds(30)));
+  CHECK(out == "coroutine 1:\n  waiting for never\n");
+  REQUIRE(Kiln(address, {"-o", "json", "workflow", "stack", "--id", "own"}, &out) == 0);
+  CHECK(out == "\"coroutine 1:\\n  waiting for never\"\n");
 
   // No worker polls the queue: the query says so (exit 1) after --timeout.
   REQUIRE(
