@@ -25,8 +25,8 @@ void WorkflowOpsCommands::AddSignal(CLI::App& workflow) {
   signal_ = workflow.add_subcommand(
       "signal",
       "Send a signal to a running workflow; its code receives it on the channel of that name.\n"
-      "Example: kiln workflow signal --id project-web --name push --input "
-      "'{\"branch\":\"main\"}'");
+      "Example: kiln workflow signal --id order-7 --name approve --input "
+      "'{\"by\":\"ana\"}'");
   SignalOptions& o = signal_options_;
   AddRun(*signal_, &o.run);
   signal_->add_option("--name", o.name, "Signal name")->required();
