@@ -318,17 +318,23 @@ Future<absl::Status> WorkflowInstance::WaitCondition(std::function<bool()> condi
 }
 
 bool WorkflowInstance::ResolveConditions() {
+  // Taken out while the conditions run: one that (against the rules) calls WaitCondition adds to
+  // a fresh list rather than to the one being walked.
+  std::vector<PendingCondition> checking = std::move(conditions_);
+  conditions_.clear();
+  std::vector<PendingCondition> still_false;
   bool resolved = false;
-  // Resolving only schedules waiters, so no condition runs code that adds to the list here.
-  for (auto it = conditions_.begin(); it != conditions_.end();) {
-    if (it->condition()) {
-      it->future.Resolve(absl::OkStatus());
-      it = conditions_.erase(it);
+  for (PendingCondition& pending : checking) {
+    if (pending.condition()) {
+      // Only schedules the waiters; nothing runs here.
+      pending.future.Resolve(absl::OkStatus());
       resolved = true;
     } else {
-      ++it;
+      still_false.push_back(std::move(pending));
     }
   }
+  for (PendingCondition& added : conditions_) still_false.push_back(std::move(added));
+  conditions_ = std::move(still_false);
   return resolved;
 }
 
