@@ -10,7 +10,8 @@
 namespace kiln::cli {
 
 WorkflowCommands::WorkflowCommands(CLI::App& app) {
-  workflow_ = app.add_subcommand("workflow", "Start, inspect and terminate workflows");
+  workflow_ = app.add_subcommand("workflow",
+                                 "Start, inspect, signal, query, cancel and terminate workflows");
   workflow_->require_subcommand(1);
   AddStart();
   AddList();
@@ -20,11 +21,12 @@ WorkflowCommands::WorkflowCommands(CLI::App& app) {
   AddResult();
   AddTerminate();
   AddLogs();
+  ops_ = std::make_unique<WorkflowOpsCommands>(*workflow_);
 }
 
 void WorkflowCommands::AddRunFlags(CLI::App& command, RunRef* run) {
   command.add_option("--id", run->workflow_id, "Workflow id")->required();
-  command.add_option("--run", run->run_id, "Run id (default: the current run)");
+  command.add_option("--run,--run-id", run->run_id, "Run id (default: the current run)");
 }
 
 void WorkflowCommands::AddStart() {
@@ -152,6 +154,7 @@ void WorkflowCommands::SetJsonOutput() {
   count_options_.json = true;
   describe_options_.json = true;
   history_options_.json = history_options_.json_document = true;
+  ops_->SetJsonOutput();
 }
 
 int WorkflowCommands::Run(WorkflowStub& stub, LogStub& logs, const Io& io) const {
@@ -163,6 +166,7 @@ int WorkflowCommands::Run(WorkflowStub& stub, LogStub& logs, const Io& io) const
   if (result_->parsed()) return WaitForResult(stub, result_options_, io);
   if (terminate_->parsed()) return TerminateWorkflow(stub, terminate_options_, io);
   if (logs_->parsed()) return PrintLogs(stub, logs, logs_options_, io);
+  if (ops_->parsed()) return ops_->Run(stub, io);
   return 2;  // require_subcommand(1) makes this unreachable
 }
 

@@ -2,12 +2,14 @@
 // running whichever one the command line chose (the work itself is in workflow_actions.h).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "cli/rpc.h"
 #include "cli/workflow_actions.h"
+#include "cli/workflow_ops.h"
 
 namespace kiln::cli {
 
@@ -39,6 +41,8 @@ class WorkflowCommands {
   static void AddRunFlags(CLI::App& command, RunRef* run);
 
   CLI::App* workflow_ = nullptr;
+  // signal, query, cancel, stack.
+  std::unique_ptr<WorkflowOpsCommands> ops_;
   CLI::App* start_ = nullptr;
   CLI::App* list_ = nullptr;
   CLI::App* count_ = nullptr;

@@ -150,6 +150,10 @@ class Future {
     Scheduler* scheduler = nullptr;
     std::optional<T> value;
     std::vector<std::function<void()>> on_ready;
+    // Coroutines suspended on it (and WhenAny/WhenAll waiting for it) since it was created;
+    // read only while it is unresolved, by the "__stack_trace" query (awaited or merely
+    // started). One increment per suspension: the whole cost of knowing it.
+    int waiters = 0;
   };
 
   Future() = default;
@@ -162,6 +166,8 @@ class Future {
   }
 
   bool ready() const { return state_ && state_->value.has_value(); }
+  // Unresolved, and a coroutine (or WhenAny/WhenAll) waits for it.
+  bool awaited() const { return !ready() && state_ && state_->waiters > 0; }
   const T& value() const { return *state_->value; }
 
   // Resolves once; later calls are ignored. Waiters are queued, not resumed here.
@@ -184,6 +190,7 @@ class Future {
   bool await_ready() const noexcept { return ready(); }
   void await_suspend(std::coroutine_handle<> awaiting) const {
     Scheduler* scheduler = state_->scheduler;
+    ++state_->waiters;
     state_->on_ready.push_back([scheduler, awaiting] { scheduler->Schedule(awaiting); });
   }
   T await_resume() const { return *state_->value; }

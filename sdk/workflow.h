@@ -19,6 +19,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +28,7 @@
 #include "kiln/api/v1/common.pb.h"
 #include "kiln/api/v1/history.pb.h"
 #include "sdk/coroutine.h"
+#include "sdk/source_location.h"
 
 namespace kiln::sdk {
 
@@ -57,21 +59,31 @@ struct WorkflowInfo {
 
 class WorkflowInstance;
 
+// The query every workflow answers without its author writing a handler: what its code waits on
+// now (api::v1::WorkflowStackTrace as one "json/plain" payload). A handler the workflow
+// registers under this name takes precedence.
+inline constexpr char kStackTraceQuery[] = "__stack_trace";
+
 // Signals of one name, in arrival order. Owned by the workflow's instance.
 class SignalChannel {
  public:
   explicit SignalChannel(Scheduler* scheduler) : scheduler_(scheduler) {}
   // The next signal's input (waits for one).
-  Future<api::Payloads> Receive();
+  Future<api::Payloads> Receive(SourceLocation where = SourceLocation::Current());
   std::optional<api::Payloads> TryReceive();
   size_t pending() const { return queued_.size(); }
   // For the runtime: a signal arrived.
   void Deliver(api::Payloads input);
 
  private:
+  friend class WorkflowInstance;  // lists the waits for the stack trace
+  struct Waiting {
+    Future<api::Payloads> future;
+    SourceLocation where;
+  };
   Scheduler* scheduler_;
   std::deque<api::Payloads> queued_;
-  std::deque<Future<api::Payloads>> waiting_;
+  std::deque<Waiting> waiting_;
 };
 
 // Groups activities and timers so they can be cancelled together (a superseded build).
@@ -104,6 +116,8 @@ struct ChildWorkflow {
 
 using QueryHandler = std::function<absl::StatusOr<api::Payloads>(const api::Payloads& args)>;
 
+// Every call that returns something to await takes a SourceLocation defaulted to its caller's
+// line: leave it out. It is what `kiln workflow stack` shows for that await.
 class WorkflowContext {
  public:
   explicit WorkflowContext(WorkflowInstance* instance) : instance_(instance) {}
@@ -111,11 +125,17 @@ class WorkflowContext {
   // Schedules an activity; the future resolves with its result, or with an error status:
   // kDeadlineExceeded (timed out), kCancelled (cancelled), otherwise kUnknown with the
   // activity's failure message (the failure type in brackets).
-  Future<absl::StatusOr<api::Payloads>> ExecuteActivity(const std::string& activity_type,
-                                                        const api::Payloads& input,
-                                                        const ActivityOptions& options);
+  Future<absl::StatusOr<api::Payloads>> ExecuteActivity(
+      const std::string& activity_type, const api::Payloads& input, const ActivityOptions& options,
+      SourceLocation where = SourceLocation::Current());
   // A durable timer: resolves OK after `duration` (at once for a non-positive one).
-  Future<absl::Status> Sleep(absl::Duration duration);
+  Future<absl::Status> Sleep(absl::Duration duration,
+                             SourceLocation where = SourceLocation::Current());
+  // Resolves OK once `condition` returns true. It is evaluated now and again each time the
+  // workflow's code has run and stopped (after signals, activity results, timers...), so it
+  // must read only the workflow's own state and have no side effects.
+  Future<absl::Status> WaitCondition(std::function<bool()> condition,
+                                     SourceLocation where = SourceLocation::Current());
 
   // The time of the current workflow task, from the history.
   absl::Time Now() const;
@@ -132,26 +152,29 @@ class WorkflowContext {
 
   // Cancellation of this workflow: resolves when a cancel is requested. A workflow that then
   // returns absl::CancelledError is recorded as canceled.
-  Future<absl::Status> CancellationRequested();
+  Future<absl::Status> CancellationRequested(SourceLocation where = SourceLocation::Current());
   bool cancel_requested() const;
   // Activities and timers started with a scope (see ExecuteActivityIn / SleepIn) are cancelled
   // by Cancel: their futures resolve with kCancelled (a running activity hears it through its
   // heartbeat and may clean up).
-  Future<absl::StatusOr<api::Payloads>> ExecuteActivityIn(CancellationScope& scope,
-                                                          const std::string& activity_type,
-                                                          const api::Payloads& input,
-                                                          const ActivityOptions& options);
-  Future<absl::Status> SleepIn(CancellationScope& scope, absl::Duration duration);
+  Future<absl::StatusOr<api::Payloads>> ExecuteActivityIn(
+      CancellationScope& scope, const std::string& activity_type, const api::Payloads& input,
+      const ActivityOptions& options, SourceLocation where = SourceLocation::Current());
+  Future<absl::Status> SleepIn(CancellationScope& scope, absl::Duration duration,
+                               SourceLocation where = SourceLocation::Current());
   void Cancel(CancellationScope& scope);
 
   ChildWorkflow ExecuteChildWorkflow(const std::string& workflow_type, const api::Payloads& input,
-                                     const ChildWorkflowOptions& options);
+                                     const ChildWorkflowOptions& options,
+                                     SourceLocation where = SourceLocation::Current());
   Future<absl::Status> SignalExternalWorkflow(const std::string& workflow_id,
                                               const std::string& run_id,
                                               const std::string& signal_name,
-                                              const api::Payloads& input);
-  Future<absl::Status> RequestCancelExternalWorkflow(const std::string& workflow_id,
-                                                     const std::string& run_id);
+                                              const api::Payloads& input,
+                                              SourceLocation where = SourceLocation::Current());
+  Future<absl::Status> RequestCancelExternalWorkflow(
+      const std::string& workflow_id, const std::string& run_id,
+      SourceLocation where = SourceLocation::Current());
   // Sets typed search attributes on this run (visible to List/Count queries at once).
   void UpsertSearchAttributes(const api::SearchAttributes& attributes);
   // `co_return ctx.ContinueAsNew(input);` ends this run and starts the next with a fresh history.
@@ -172,6 +195,8 @@ using WorkflowFn =
 // Waits for every future; returns their values in order.
 template <typename T>
 Task<std::vector<T>> WhenAll(std::vector<Future<T>> futures) {
+  // The ones behind the first are waited for too (the stack trace shows them awaited).
+  for (const auto& future : futures) ++future.state()->waiters;
   std::vector<T> values;
   values.reserve(futures.size());
   for (auto& future : futures) values.push_back(co_await future);
@@ -184,9 +209,24 @@ Future<size_t> WhenAny(const F0& f0, const Fs&... rest) {
   auto state = std::make_shared<typename Future<size_t>::State>();
   state->scheduler = f0.state()->scheduler;
   Future<size_t> first(state);
+  // Each is waited for until one resolves (for the stack trace); weak, so that a WhenAny that
+  // never resolves holds no cycle of states.
+  ++f0.state()->waiters;
+  (++rest.state()->waiters, ...);
   size_t index = 0;
   f0.OnReady([first, i = index++] { first.Resolve(i); });
   (rest.OnReady([first, i = index++] { first.Resolve(i); }), ...);
+  first.OnReady(
+      [inputs = std::make_tuple(std::weak_ptr(f0.state()), std::weak_ptr(rest.state())...)] {
+        std::apply(
+            [](const auto&... input) {
+              auto release = [](const auto& weak) {
+                if (auto s = weak.lock()) --s->waiters;
+              };
+              (release(input), ...);
+            },
+            inputs);
+      });
   return first;
 }
 

@@ -5,6 +5,7 @@
 #include "common/ids.h"
 #include "common/proto_time.h"
 #include "common/status.h"
+#include "sdk/stack_trace.h"
 
 namespace kiln::sdk {
 namespace {
@@ -128,11 +129,16 @@ std::string WorkflowContext::NewUuid() {
 const WorkflowInfo& WorkflowContext::info() const { return instance_->info(); }
 bool WorkflowContext::is_replaying() const { return instance_->replaying(); }
 Future<absl::StatusOr<api::Payloads>> WorkflowContext::ExecuteActivity(
-    const std::string& activity_type, const api::Payloads& input, const ActivityOptions& options) {
-  return instance_->ScheduleActivity(activity_type, input, options);
+    const std::string& activity_type, const api::Payloads& input, const ActivityOptions& options,
+    SourceLocation where) {
+  return instance_->ScheduleActivity(activity_type, input, options, where);
 }
-Future<absl::Status> WorkflowContext::Sleep(absl::Duration duration) {
-  return instance_->StartTimer(duration);
+Future<absl::Status> WorkflowContext::Sleep(absl::Duration duration, SourceLocation where) {
+  return instance_->StartTimer(duration, where);
+}
+Future<absl::Status> WorkflowContext::WaitCondition(std::function<bool()> condition,
+                                                    SourceLocation where) {
+  return instance_->WaitCondition(std::move(condition), where);
 }
 api::Payloads WorkflowContext::SideEffect(const std::function<api::Payloads()>& fn) {
   return instance_->SideEffect(fn);
@@ -143,33 +149,37 @@ SignalChannel& WorkflowContext::GetSignalChannel(const std::string& name) {
 void WorkflowContext::SetQueryHandler(const std::string& query_type, QueryHandler handler) {
   instance_->SetQueryHandler(query_type, std::move(handler));
 }
-Future<absl::Status> WorkflowContext::CancellationRequested() {
-  return instance_->CancellationRequested();
+Future<absl::Status> WorkflowContext::CancellationRequested(SourceLocation where) {
+  return instance_->CancellationRequested(where);
 }
 bool WorkflowContext::cancel_requested() const { return instance_->cancel_requested(); }
 Future<absl::StatusOr<api::Payloads>> WorkflowContext::ExecuteActivityIn(
     CancellationScope& scope, const std::string& activity_type, const api::Payloads& input,
-    const ActivityOptions& options) {
-  return instance_->ScheduleActivityIn(&scope, activity_type, input, options);
+    const ActivityOptions& options, SourceLocation where) {
+  return instance_->ScheduleActivityIn(&scope, activity_type, input, options, where);
 }
-Future<absl::Status> WorkflowContext::SleepIn(CancellationScope& scope, absl::Duration duration) {
-  return instance_->StartTimerIn(&scope, duration);
+Future<absl::Status> WorkflowContext::SleepIn(CancellationScope& scope, absl::Duration duration,
+                                              SourceLocation where) {
+  return instance_->StartTimerIn(&scope, duration, where);
 }
 void WorkflowContext::Cancel(CancellationScope& scope) { instance_->Cancel(scope); }
 ChildWorkflow WorkflowContext::ExecuteChildWorkflow(const std::string& workflow_type,
                                                     const api::Payloads& input,
-                                                    const ChildWorkflowOptions& options) {
-  return instance_->StartChild(workflow_type, input, options);
+                                                    const ChildWorkflowOptions& options,
+                                                    SourceLocation where) {
+  return instance_->StartChild(workflow_type, input, options, where);
 }
 Future<absl::Status> WorkflowContext::SignalExternalWorkflow(const std::string& workflow_id,
                                                              const std::string& run_id,
                                                              const std::string& signal_name,
-                                                             const api::Payloads& input) {
-  return instance_->SignalExternal(workflow_id, run_id, signal_name, input);
+                                                             const api::Payloads& input,
+                                                             SourceLocation where) {
+  return instance_->SignalExternal(workflow_id, run_id, signal_name, input, where);
 }
 Future<absl::Status> WorkflowContext::RequestCancelExternalWorkflow(const std::string& workflow_id,
-                                                                    const std::string& run_id) {
-  return instance_->CancelExternal(workflow_id, run_id);
+                                                                    const std::string& run_id,
+                                                                    SourceLocation where) {
+  return instance_->CancelExternal(workflow_id, run_id, where);
 }
 void WorkflowContext::UpsertSearchAttributes(const api::SearchAttributes& attributes) {
   instance_->UpsertSearchAttributes(attributes);
@@ -178,7 +188,7 @@ absl::Status WorkflowContext::ContinueAsNew(api::Payloads input) {
   return instance_->SetContinueAsNew(std::move(input));
 }
 
-Future<api::Payloads> SignalChannel::Receive() {
+Future<api::Payloads> SignalChannel::Receive(SourceLocation where) {
   auto state = std::make_shared<Future<api::Payloads>::State>();
   state->scheduler = scheduler_;
   Future<api::Payloads> future(state);
@@ -186,7 +196,7 @@ Future<api::Payloads> SignalChannel::Receive() {
     future.Resolve(std::move(queued_.front()));
     queued_.pop_front();
   } else {
-    waiting_.push_back(future);
+    waiting_.push_back(Waiting{future, where});
   }
   return future;
 }
@@ -200,7 +210,7 @@ std::optional<api::Payloads> SignalChannel::TryReceive() {
 
 void SignalChannel::Deliver(api::Payloads input) {
   if (!waiting_.empty()) {
-    auto future = waiting_.front();
+    auto future = std::move(waiting_.front().future);
     waiting_.pop_front();
     future.Resolve(std::move(input));
   } else {
@@ -227,13 +237,14 @@ WorkflowInstance::~WorkflowInstance() {
 }
 
 Future<absl::StatusOr<api::Payloads>> WorkflowInstance::ScheduleActivity(
-    const std::string& type, const api::Payloads& input, const ActivityOptions& options) {
-  return ScheduleActivityIn(nullptr, type, input, options);
+    const std::string& type, const api::Payloads& input, const ActivityOptions& options,
+    SourceLocation where) {
+  return ScheduleActivityIn(nullptr, type, input, options, where);
 }
 
 Future<absl::StatusOr<api::Payloads>> WorkflowInstance::ScheduleActivityIn(
     CancellationScope* scope, const std::string& type, const api::Payloads& input,
-    const ActivityOptions& options) {
+    const ActivityOptions& options, SourceLocation where) {
   if (scope != nullptr && scope->cancelled_) {
     return Future<absl::StatusOr<api::Payloads>>::Ready(
         &scheduler_, absl::CancelledError(absl::StrCat("activity ", type, " was cancelled")));
@@ -262,18 +273,18 @@ Future<absl::StatusOr<api::Payloads>> WorkflowInstance::ScheduleActivityIn(
   auto state = std::make_shared<Future<absl::StatusOr<api::Payloads>>::State>();
   state->scheduler = &scheduler_;
   Future<absl::StatusOr<api::Payloads>> future(state);
-  activities_[id] = PendingActivity{future, type};
+  activities_[id] = PendingActivity{future, type, where};
   if (scope != nullptr) scope->activities_.push_back(id);
   Emit(std::move(command));
   return future;
 }
 
-Future<absl::Status> WorkflowInstance::StartTimer(absl::Duration duration) {
-  return StartTimerIn(nullptr, duration);
+Future<absl::Status> WorkflowInstance::StartTimer(absl::Duration duration, SourceLocation where) {
+  return StartTimerIn(nullptr, duration, where);
 }
 
 Future<absl::Status> WorkflowInstance::StartTimerIn(CancellationScope* scope,
-                                                    absl::Duration duration) {
+                                                    absl::Duration duration, SourceLocation where) {
   if (scope != nullptr && scope->cancelled_) {
     return Future<absl::Status>::Ready(&scheduler_, absl::CancelledError("timer was cancelled"));
   }
@@ -288,10 +299,43 @@ Future<absl::Status> WorkflowInstance::StartTimerIn(CancellationScope* scope,
   auto state = std::make_shared<Future<absl::Status>::State>();
   state->scheduler = &scheduler_;
   Future<absl::Status> future(state);
-  timers_[id] = future;
+  // The engine fires it at its TimerStarted event's time plus the duration; until that event
+  // is matched, this task's time stands in for the event's.
+  timers_[id] = PendingTimer{future, duration, where, now_ + duration};
   if (scope != nullptr) scope->timers_.push_back(id);
   Emit(std::move(command));
   return future;
+}
+
+Future<absl::Status> WorkflowInstance::WaitCondition(std::function<bool()> condition,
+                                                     SourceLocation where) {
+  if (condition()) return Future<absl::Status>::Ready(&scheduler_, absl::OkStatus());
+  auto state = std::make_shared<Future<absl::Status>::State>();
+  state->scheduler = &scheduler_;
+  Future<absl::Status> future(state);
+  conditions_.push_back(PendingCondition{std::move(condition), future, where});
+  return future;
+}
+
+bool WorkflowInstance::ResolveConditions() {
+  // Taken out while the conditions run: one that (against the rules) calls WaitCondition adds to
+  // a fresh list rather than to the one being walked.
+  std::vector<PendingCondition> checking = std::move(conditions_);
+  conditions_.clear();
+  std::vector<PendingCondition> still_false;
+  bool resolved = false;
+  for (PendingCondition& pending : checking) {
+    if (pending.condition()) {
+      // Only schedules the waiters; nothing runs here.
+      pending.future.Resolve(absl::OkStatus());
+      resolved = true;
+    } else {
+      still_false.push_back(std::move(pending));
+    }
+  }
+  for (PendingCondition& added : conditions_) still_false.push_back(std::move(added));
+  conditions_ = std::move(still_false);
+  return resolved;
 }
 
 void WorkflowInstance::Emit(api::Command command) {
@@ -347,7 +391,7 @@ void WorkflowInstance::Cancel(CancellationScope& scope) {
       command.mutable_cancel_timer_command_attributes()->set_timer_id(id);
       Emit(std::move(command));
     }
-    auto future = timer->second;
+    auto future = timer->second.future;
     timers_.erase(timer);
     future.Resolve(absl::CancelledError("timer was cancelled"));
   }
@@ -363,17 +407,19 @@ absl::StatusOr<api::Payloads> WorkflowInstance::Query(const std::string& type,
                                                       const api::Payloads& args) {
   auto handler = query_handlers_.find(type);
   if (handler == query_handlers_.end()) {
+    if (type == kStackTraceQuery) return EncodeStackTrace(StackTrace());
     std::string known;
     for (const auto& [name, fn] : query_handlers_)
       absl::StrAppend(&known, known.empty() ? "" : ", ", name);
-    return absl::NotFoundError(absl::StrCat("workflow ", info_.workflow_type,
-                                            " has no query handler '", type,
-                                            "' (it has: ", known.empty() ? "none" : known, ")"));
+    return absl::NotFoundError(absl::StrCat(
+        "workflow ", info_.workflow_type, " has no query handler '", type, "' (it has: ", known,
+        known.empty() ? "" : ", ", "the built-in ", kStackTraceQuery, ")"));
   }
   return handler->second(args);
 }
 
-Future<absl::Status> WorkflowInstance::CancellationRequested() {
+Future<absl::Status> WorkflowInstance::CancellationRequested(SourceLocation where) {
+  cancellation_where_ = where;
   if (!cancellation_.has_value()) {
     auto state = std::make_shared<Future<absl::Status>::State>();
     state->scheduler = &scheduler_;
@@ -384,7 +430,8 @@ Future<absl::Status> WorkflowInstance::CancellationRequested() {
 }
 
 ChildWorkflow WorkflowInstance::StartChild(const std::string& type, const api::Payloads& input,
-                                           const ChildWorkflowOptions& options) {
+                                           const ChildWorkflowOptions& options,
+                                           SourceLocation where) {
   ChildWorkflow child;
   auto started = std::make_shared<Future<absl::StatusOr<api::WorkflowExecution>>::State>();
   started->scheduler = &scheduler_;
@@ -416,7 +463,7 @@ ChildWorkflow WorkflowInstance::StartChild(const std::string& type, const api::P
   if (options.task_timeout > absl::ZeroDuration()) {
     ToProto(options.task_timeout, a->mutable_workflow_task_timeout());
   }
-  children_[workflow_id] = PendingChild{child, workflow_id, type};
+  children_[workflow_id] = PendingChild{child, workflow_id, type, where};
   Emit(std::move(command));
   return child;
 }
@@ -424,7 +471,8 @@ ChildWorkflow WorkflowInstance::StartChild(const std::string& type, const api::P
 Future<absl::Status> WorkflowInstance::SignalExternal(const std::string& workflow_id,
                                                       const std::string& run_id,
                                                       const std::string& signal_name,
-                                                      const api::Payloads& input) {
+                                                      const api::Payloads& input,
+                                                      SourceLocation where) {
   std::string seq = std::to_string(next_seq_++);
   api::Command command;
   command.set_command_type(api::COMMAND_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION);
@@ -434,11 +482,12 @@ Future<absl::Status> WorkflowInstance::SignalExternal(const std::string& workflo
   a->set_signal_name(signal_name);
   *a->mutable_input() = input;
   a->set_control(seq);
-  return EmitExternal(seq, std::move(command));
+  return EmitExternal(seq, std::move(command), {{}, where, workflow_id, signal_name});
 }
 
 Future<absl::Status> WorkflowInstance::CancelExternal(const std::string& workflow_id,
-                                                      const std::string& run_id) {
+                                                      const std::string& run_id,
+                                                      SourceLocation where) {
   std::string seq = std::to_string(next_seq_++);
   api::Command command;
   command.set_command_type(api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION);
@@ -446,14 +495,16 @@ Future<absl::Status> WorkflowInstance::CancelExternal(const std::string& workflo
   a->set_workflow_id(workflow_id);
   a->set_run_id(run_id);
   a->set_control(seq);
-  return EmitExternal(seq, std::move(command));
+  return EmitExternal(seq, std::move(command), {{}, where, workflow_id, ""});
 }
 
-Future<absl::Status> WorkflowInstance::EmitExternal(const std::string& seq, api::Command command) {
+Future<absl::Status> WorkflowInstance::EmitExternal(const std::string& seq, api::Command command,
+                                                    PendingExternal pending) {
   auto state = std::make_shared<Future<absl::Status>::State>();
   state->scheduler = &scheduler_;
   Future<absl::Status> future(state);
-  externals_[seq] = future;
+  pending.future = future;
+  externals_[seq] = std::move(pending);
   Emit(std::move(command));
   return future;
 }
@@ -514,6 +565,7 @@ void WorkflowInstance::Activate(absl::Time task_time, bool replaying) {
     scheduler_.Schedule(root_->handle());
   }
   scheduler_.RunUntilIdle();
+  while (!conditions_.empty() && ResolveConditions()) scheduler_.RunUntilIdle();
   if (!completed_ && root_->done()) {
     completed_ = true;
     absl::StatusOr<api::Payloads>& result = root_->result();
@@ -577,12 +629,14 @@ absl::Status WorkflowInstance::MatchCommandEvent(const api::HistoryEvent& event)
       activity_by_event_[event.event_id()] = e.activity_id();
       return absl::OkStatus();
     }
-    case api::EVENT_TYPE_TIMER_STARTED:
-      if (command.start_timer_command_attributes().timer_id() !=
-          event.timer_started_event_attributes().timer_id()) {
-        return mismatch();
+    case api::EVENT_TYPE_TIMER_STARTED: {
+      const std::string& id = command.start_timer_command_attributes().timer_id();
+      if (id != event.timer_started_event_attributes().timer_id()) return mismatch();
+      if (auto timer = timers_.find(id); timer != timers_.end()) {
+        timer->second.fire_time = FromProto(event.event_time()) + timer->second.duration;
       }
       return absl::OkStatus();
+    }
     case api::EVENT_TYPE_MARKER_RECORDED:
       if (command.record_marker_command_attributes().marker_name() !=
           event.marker_recorded_event_attributes().marker_name()) {
@@ -754,7 +808,7 @@ absl::Status WorkflowInstance::HandleEvent(const api::History& history, int inde
       if (seq == external_by_initiated_.end()) return absl::OkStatus();
       auto future = externals_.find(seq->second);
       if (future != externals_.end()) {
-        auto f = future->second;
+        auto f = future->second.future;
         externals_.erase(future);
         f.Resolve(outcome);
       }
@@ -764,7 +818,7 @@ absl::Status WorkflowInstance::HandleEvent(const api::History& history, int inde
     case api::EVENT_TYPE_TIMER_FIRED: {
       auto timer = timers_.find(event.timer_fired_event_attributes().timer_id());
       if (timer == timers_.end()) return absl::OkStatus();  // Cancelled meanwhile.
-      auto future = timer->second;
+      auto future = timer->second.future;
       timers_.erase(timer);
       future.Resolve(absl::OkStatus());
       return absl::OkStatus();

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "kiln/api/v1/command.pb.h"
 #include "kiln/api/v1/history.pb.h"
+#include "kiln/api/v1/stack_trace.pb.h"
 #include "sdk/workflow.h"
 
 namespace kiln::sdk {
@@ -59,33 +60,42 @@ class WorkflowInstance {
   int64_t last_started_event_id() const { return last_started_event_id_; }
   bool completed() const { return completed_; }
 
-  // For WorkflowContext.
+  // For WorkflowContext. `where` is the workflow code's call, for the stack trace.
   Future<absl::StatusOr<api::Payloads>> ScheduleActivity(const std::string& type,
                                                          const api::Payloads& input,
-                                                         const ActivityOptions& options);
-  Future<absl::Status> StartTimer(absl::Duration duration);
+                                                         const ActivityOptions& options,
+                                                         SourceLocation where = {});
+  Future<absl::Status> StartTimer(absl::Duration duration, SourceLocation where = {});
   api::Payloads SideEffect(const std::function<api::Payloads()>& fn);
   Future<absl::StatusOr<api::Payloads>> ScheduleActivityIn(CancellationScope* scope,
                                                            const std::string& type,
                                                            const api::Payloads& input,
-                                                           const ActivityOptions& options);
-  Future<absl::Status> StartTimerIn(CancellationScope* scope, absl::Duration duration);
+                                                           const ActivityOptions& options,
+                                                           SourceLocation where = {});
+  Future<absl::Status> StartTimerIn(CancellationScope* scope, absl::Duration duration,
+                                    SourceLocation where = {});
+  Future<absl::Status> WaitCondition(std::function<bool()> condition, SourceLocation where = {});
   void Cancel(CancellationScope& scope);
   SignalChannel& Channel(const std::string& name);
   void SetQueryHandler(const std::string& type, QueryHandler handler) {
     query_handlers_[type] = std::move(handler);
   }
-  // Answers a query from the current state (after Replay).
+  // Answers a query from the current state (after Replay). kStackTraceQuery is answered with
+  // StackTrace() unless the workflow registered a handler of that name.
   absl::StatusOr<api::Payloads> Query(const std::string& type, const api::Payloads& args);
-  Future<absl::Status> CancellationRequested();
+  // What the code waits on now: every operation it started whose outcome it has not received.
+  api::WorkflowStackTrace StackTrace() const;
+  Future<absl::Status> CancellationRequested(SourceLocation where = {});
   bool cancel_requested() const { return cancel_requested_; }
   ChildWorkflow StartChild(const std::string& type, const api::Payloads& input,
-                           const ChildWorkflowOptions& options);
+                           const ChildWorkflowOptions& options, SourceLocation where = {});
   // Signals / asks to cancel another workflow's run (SignalExternalWorkflow and
   // RequestCancelExternalWorkflow); the future resolves with the engine's recorded result.
   Future<absl::Status> SignalExternal(const std::string& workflow_id, const std::string& run_id,
-                                      const std::string& signal_name, const api::Payloads& input);
-  Future<absl::Status> CancelExternal(const std::string& workflow_id, const std::string& run_id);
+                                      const std::string& signal_name, const api::Payloads& input,
+                                      SourceLocation where = {});
+  Future<absl::Status> CancelExternal(const std::string& workflow_id, const std::string& run_id,
+                                      SourceLocation where = {});
   absl::Status SetContinueAsNew(api::Payloads input);
   void UpsertSearchAttributes(const api::SearchAttributes& attributes);
   absl::Time now() const { return now_; }
@@ -98,12 +108,34 @@ class WorkflowInstance {
   struct PendingActivity {
     Future<absl::StatusOr<api::Payloads>> future;
     std::string type;
+    SourceLocation where;
+  };
+  struct PendingTimer {
+    Future<absl::Status> future;
+    absl::Duration duration;
+    SourceLocation where;
+    // Its TimerStarted event's time plus the duration, once that event is matched.
+    absl::Time fire_time;
+  };
+  struct PendingCondition {
+    std::function<bool()> condition;
+    Future<absl::Status> future;
+    SourceLocation where;
+  };
+  struct PendingExternal {
+    Future<absl::Status> future;
+    SourceLocation where;
+    std::string workflow_id;
+    // Empty for a cancel request.
+    std::string signal_name;
   };
 
   absl::Status HandleEvent(const api::History& history, int index);
   absl::Status HandleChildEvent(const api::HistoryEvent& event);
   // Runs the workflow code until it blocks; appends its commands to `produced_`.
   void Activate(absl::Time task_time, bool replaying);
+  // Resolves the conditions now true; returns whether any was (their waiters are scheduled).
+  bool ResolveConditions();
   // Matches a command event of the history against the next command the code produced.
   absl::Status MatchCommandEvent(const api::HistoryEvent& event);
   absl::Status Nondeterminism(const api::HistoryEvent& event, const std::string& why) const;
@@ -131,7 +163,7 @@ class WorkflowInstance {
   // Activities by activity id, and the scheduled event id once matched.
   std::map<std::string, PendingActivity> activities_;
   std::map<int64_t, std::string> activity_by_event_;
-  std::map<std::string, Future<absl::Status>> timers_;
+  std::map<std::string, PendingTimer> timers_;
   // Side-effect results recorded in the history, read ahead for the task being replayed.
   std::map<std::string, api::Payloads> recorded_markers_;
 
@@ -143,19 +175,24 @@ class WorkflowInstance {
   std::map<std::string, QueryHandler> query_handlers_;
   bool cancel_requested_ = false;
   std::optional<Future<absl::Status>> cancellation_;
-  std::map<std::string, int64_t> timer_started_event_;  // timer id -> TimerStarted event id
+  // The last call of CancellationRequested.
+  SourceLocation cancellation_where_;
+  // WaitCondition calls whose condition was still false, in call order.
+  std::vector<PendingCondition> conditions_;
   struct PendingChild {
     ChildWorkflow futures;
     std::string workflow_id;
     std::string type;
+    SourceLocation where;
   };
   std::map<std::string, PendingChild> children_;       // by workflow id
   std::map<int64_t, std::string> child_by_initiated_;  // initiated event id -> workflow id
   // Emits `command` (a signal or cancel of another run, its control set to `seq`) and returns
   // the future its result event resolves.
-  Future<absl::Status> EmitExternal(const std::string& seq, api::Command command);
+  Future<absl::Status> EmitExternal(const std::string& seq, api::Command command,
+                                    PendingExternal pending);
 
-  std::map<std::string, Future<absl::Status>> externals_;  // by sequence id
+  std::map<std::string, PendingExternal> externals_;  // by sequence id
   std::map<int64_t, std::string> external_by_initiated_;
   std::deque<std::string> unmatched_externals_;  // sequence ids, in command order
   std::optional<api::Payloads> continue_as_new_;

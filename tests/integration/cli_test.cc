@@ -390,8 +390,9 @@ TEST_CASE("kiln completion bash completes commands and flags at every level") {
   }
   CHECK(BashCompletes(path, "kiln wor", 1) == "workflow");
   CHECK(BashCompletes(path, "kiln task-queue d", 2) == "describe");
-  CHECK(BashCompletes(path, "kiln workflow s", 2) == "start show");
-  CHECK(BashCompletes(path, "kiln --output json workflow c", 4) == "count");
+  CHECK(BashCompletes(path, "kiln workflow s", 2) == "start show signal stack");
+  CHECK(BashCompletes(path, "kiln workflow st", 2) == "start stack");
+  CHECK(BashCompletes(path, "kiln --output json workflow co", 4) == "count");
   // A command's own flags, the alias reaching history's.
   CHECK(BashCompletes(path, "kiln workflow show --id w --f", 5) == "--follow");
   CHECK(BashCompletes(path, "kiln workflow count --gr", 3) == "--group-by");
