@@ -136,6 +136,11 @@ class HistoryEngine {
   // Builds and commits `mutation`, then updates the cache and tells the listener. A task the
   // transition creates whose queue has a poller waiting is started in the same batch for that
   // poller (StartForWaitingPollers).
+  // Before an answer that rests on records read rather than written (a retried start or signal
+  // found applied already): what it found may be the write of a commit that reported failure
+  // ("outcome unknown"), in the store but not yet durable, which a power cut would take back
+  // after the client was told OK. One small synced write makes everything before it durable.
+  absl::Status SyncBeforeAnswering();
   absl::Status Commit(Handle& handle, Mutation& mutation, WriteBatch* extra = nullptr,
                       Mutation* second_run = nullptr);
   struct StartedInline {

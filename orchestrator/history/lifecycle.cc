@@ -120,6 +120,7 @@ absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartInternal
   if (current_handle != nullptr) {
     const internal::ExecutionState& state = *(*current_handle)->state;
     if (!request.request_id().empty() && state.start_request_id() == request.request_id()) {
+      RETURN_IF_ERROR(SyncBeforeAnswering());
       response.set_run_id(state.run_id());  // A retried start: same answer, nothing new.
       return response;
     }
@@ -265,6 +266,12 @@ HistoryEngine::SignalWithStartWorkflowExecution(
   return response;
 }
 
+absl::Status HistoryEngine::SyncBeforeAnswering() {
+  WriteBatch barrier;
+  barrier.Put(Table::kMeta, keys::kSyncBarrier, "");
+  return store_->Commit(barrier);
+}
+
 absl::Status HistoryEngine::SignalRun(Handle& handle, const SignalInfo& signal,
                                       const std::string& request_id) {
   const internal::ExecutionState& state = *handle->state;
@@ -275,11 +282,11 @@ absl::Status HistoryEngine::SignalRun(Handle& handle, const SignalInfo& signal,
   if (!request_id.empty()) {
     // Runs written before the ids moved out of the state still hold theirs there.
     for (const std::string& seen : state.signal_request_ids()) {
-      if (seen == request_id) return absl::OkStatus();  // Delivered already.
+      if (seen == request_id) return SyncBeforeAnswering();  // Delivered already.
     }
     ASSIGN_OR_RETURN(auto seen,
                      store_->Get(Table::kMeta, keys::SignalRequest(state.run_id(), request_id)));
-    if (seen.has_value()) return absl::OkStatus();  // Delivered already.
+    if (seen.has_value()) return SyncBeforeAnswering();  // Delivered already.
   }
   if (state.signals_received() >= limits::kMaxSignalsPerRun) {
     return absl::ResourceExhaustedError(

@@ -5,6 +5,8 @@
 #include "common/proto_time.h"
 #include "orchestrator/history/engine_harness.h"
 #include "orchestrator/history/limits.h"
+#include "orchestrator/persistence/fault_injecting_store.h"
+#include "orchestrator/persistence/memory_store.h"
 
 namespace kiln::orchestrator {
 namespace {
@@ -356,6 +358,72 @@ TEST_CASE("List and count filter with the query language, and order by other fie
   bad.set_query("WorkflowType =");
   auto error = h.engine().ListWorkflowExecutions(bad);
   REQUIRE(absl::IsInvalidArgument(error.status()));
+}
+
+// An engine on a fault-injecting store, for what the harness's plain store cannot do: commits
+// that fail after their write, and power cuts.
+struct PowerCutWorld final : EngineListener {
+  PowerCutWorld() {
+    store.TrackUnsyncedWrites();
+    Restart();
+  }
+  void TaskAdded(QueuedTask) override {}
+  void TimerAdded(Table, const std::string&, absl::Time) override {}
+  void RunChanged(const std::string&, bool) override {}
+  void Restart() {
+    engine.reset();
+    auto created = HistoryEngine::Create(&store, &clock, &ids, this);
+    REQUIRE(created.ok());
+    engine = std::move(*created);
+  }
+
+  MemoryStore base;
+  FaultInjectingStore store{base};
+  FakeClock clock;
+  RandomIdGenerator ids{7};
+  std::unique_ptr<HistoryEngine> engine;
+};
+
+// A commit that fails after its write leaves the write in the store, unsynced; a retry that
+// finds it must not be told OK before it is durable, or a power cut takes back what the client
+// was told is done.
+TEST_CASE("A retried start or signal found applied is durable before it is acknowledged") {
+  PowerCutWorld w;
+  api::StartWorkflowExecutionRequest start;
+  start.set_workflow_id("wf");
+  start.mutable_workflow_type()->set_name("t");
+  start.mutable_task_queue()->set_name("q");
+  start.set_request_id("start-1");
+  w.store.FailNextCommits(1, FaultInjectingStore::CommitFaultMode::kAfterApply);
+  REQUIRE(absl::IsUnavailable(w.engine->StartWorkflowExecution(start).status()));
+  REQUIRE(w.store.unsynced_batches() == 1);
+  auto started = w.engine->StartWorkflowExecution(start);  // the retry finds it
+  REQUIRE(started.ok());
+  CHECK(w.store.unsynced_batches() == 0);
+
+  api::SignalWorkflowExecutionRequest signal;
+  signal.mutable_workflow_execution()->set_workflow_id("wf");
+  signal.set_signal_name("go");
+  signal.set_request_id("signal-1");
+  w.store.FailNextCommits(1, FaultInjectingStore::CommitFaultMode::kAfterApply);
+  REQUIRE(absl::IsUnavailable(w.engine->SignalWorkflowExecution(signal)));
+  REQUIRE(w.store.unsynced_batches() == 1);
+  REQUIRE(w.engine->SignalWorkflowExecution(signal).ok());  // the retry finds it
+  CHECK(w.store.unsynced_batches() == 0);
+
+  auto lost = w.store.CutPower();
+  REQUIRE(lost.ok());
+  CHECK(*lost == 0);
+  w.Restart();
+  api::GetWorkflowExecutionHistoryRequest read;
+  read.mutable_execution()->set_run_id(started->run_id());
+  auto history = w.engine->ReadHistory(read);
+  REQUIRE(history.ok());
+  int signals = 0;
+  for (const api::HistoryEvent& e : history->response.history().events()) {
+    if (e.event_type() == E::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) ++signals;
+  }
+  CHECK(signals == 1);
 }
 
 }  // namespace

@@ -109,5 +109,115 @@ TEST_CASE("FaultInjectingStore never injects an OK status") {
   CHECK_FALSE(Has(base, "a"));
 }
 
+WriteBatch Unsynced(const std::string& key, const std::string& value) {
+  WriteBatch batch;
+  batch.Put(Table::kExecutions, key, value);
+  batch.set_sync(false);
+  return batch;
+}
+
+std::string ValueOf(Store& store, const std::string& key) {
+  auto value = store.Get(Table::kExecutions, key);
+  return value.ok() && value->has_value() ? **value : "<none>";
+}
+
+TEST_CASE("A power cut loses the unsynced writes after the last synced commit") {
+  MemoryStore base;
+  FaultInjectingStore store(base);
+  store.TrackUnsyncedWrites();
+  REQUIRE(store.Commit(OnePut("a")).ok());
+  REQUIRE(store.Commit(Unsynced("a", "overwritten")).ok());
+  REQUIRE(store.Commit(Unsynced("b", "new")).ok());
+  WriteBatch removes;
+  removes.Delete(Table::kExecutions, "a");
+  removes.set_sync(false);
+  REQUIRE(store.Commit(removes).ok());
+  CHECK(store.unsynced_batches() == 3);
+  CHECK_FALSE(Has(store, "a"));  // visible before the cut, as RocksDB's memtable is
+
+  auto lost = store.CutPower();
+  REQUIRE(lost.ok());
+  CHECK(*lost == 3);
+  CHECK(ValueOf(store, "a") == "v");  // each key as the last synced commit left it
+  CHECK_FALSE(Has(store, "b"));
+  CHECK(store.unsynced_batches() == 0);
+  CHECK(store.power_cuts() == 1);
+  CHECK(store.batches_lost() == 3);
+}
+
+TEST_CASE("A synced commit makes the unsynced writes before it durable") {
+  MemoryStore base;
+  FaultInjectingStore store(base);
+  store.TrackUnsyncedWrites();
+  REQUIRE(store.Commit(Unsynced("a", "1")).ok());
+  REQUIRE(store.Commit(OnePut("b")).ok());  // syncs the log, "a" with it
+  REQUIRE(store.Commit(Unsynced("c", "1")).ok());
+  auto lost = store.CutPower();
+  REQUIRE(lost.ok());
+  CHECK(*lost == 1);
+  CHECK(Has(store, "a"));
+  CHECK(Has(store, "b"));
+  CHECK_FALSE(Has(store, "c"));
+}
+
+TEST_CASE("A power cut keeps a prefix of the unsynced log and loses the rest") {
+  MemoryStore base;
+  FaultInjectingStore store(base);
+  store.TrackUnsyncedWrites();
+  for (const char* key : {"a", "b", "c", "d"}) REQUIRE(store.Commit(Unsynced(key, key)).ok());
+  auto lost = store.CutPower(/*keep=*/2);
+  REQUIRE(lost.ok());
+  CHECK(*lost == 2);
+  CHECK(Has(store, "a"));
+  CHECK(Has(store, "b"));
+  CHECK_FALSE(Has(store, "c"));
+  CHECK_FALSE(Has(store, "d"));
+  // What survived a cut is on disk: a second cut takes nothing more.
+  lost = store.CutPower();
+  REQUIRE(lost.ok());
+  CHECK(*lost == 0);
+  CHECK(Has(store, "b"));
+}
+
+TEST_CASE("A commit applied but reported failed is unsynced until a later sync") {
+  MemoryStore base;
+  FaultInjectingStore store(base);
+  store.TrackUnsyncedWrites();
+  REQUIRE(store.Commit(OnePut("a")).ok());
+  store.FailNextCommits(1, Mode::kAfterApply);
+  WriteBatch both;
+  both.Put(Table::kExecutions, "a", "changed");
+  both.Put(Table::kExecutions, "b", "new");
+  CHECK(store.Commit(both).code() == absl::StatusCode::kUnavailable);
+  CHECK(ValueOf(store, "a") == "changed");
+  CHECK(store.unsynced_batches() == 1);
+  auto lost = store.CutPower();
+  REQUIRE(lost.ok());
+  CHECK(*lost == 1);
+  CHECK(ValueOf(store, "a") == "v");
+  CHECK_FALSE(Has(store, "b"));
+
+  // The same, followed by a synced commit: then it survives the cut.
+  store.FailNextCommits(1, Mode::kAfterApply);
+  CHECK_FALSE(store.Commit(both).ok());
+  REQUIRE(store.Commit(OnePut("c")).ok());
+  lost = store.CutPower();
+  REQUIRE(lost.ok());
+  CHECK(*lost == 0);
+  CHECK(ValueOf(store, "a") == "changed");
+}
+
+TEST_CASE("With IgnoreSync a power cut loses acknowledged synced commits too") {
+  MemoryStore base;
+  FaultInjectingStore store(base);
+  store.TrackUnsyncedWrites();
+  store.IgnoreSync(true);
+  REQUIRE(store.Commit(OnePut("a")).ok());
+  auto lost = store.CutPower();
+  REQUIRE(lost.ok());
+  CHECK(*lost == 1);
+  CHECK_FALSE(Has(store, "a"));
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

@@ -30,6 +30,10 @@ std::string Execution(std::string_view run_id);
 std::string SignalRequestPrefix(std::string_view run_id);
 std::string SignalRequest(std::string_view run_id, std::string_view request_id);
 
+// kMeta: a record written only to make the writes before it durable (a synced commit syncs the
+// log as a whole); its value means nothing.
+inline constexpr char kSyncBarrier[] = "sync-barrier";
+
 // kHistory: run id + event id.
 std::string HistoryPrefix(std::string_view run_id);
 std::string HistoryEvent(std::string_view run_id, int64_t event_id);

@@ -501,9 +501,12 @@ absl::Status RocksDbStore::WriteGroup(const std::vector<Committer*>& group) {
   if (db == nullptr || db->read_only) return Refused();
   size_t bytes = 0;
   size_t ops = 0;
+  // One synced batch syncs the group: the WAL is synced as a whole, the unsynced batches with it.
+  bool sync = false;
   for (const Committer* c : group) {
     bytes += c->batch->bytes();
     ops += c->batch->size();
+    sync = sync || c->batch->sync();
   }
   // Roughly the batch's encoded size, so building it does not reallocate for large values.
   rocksdb::WriteBatch write(bytes + 16 * ops + 12);
@@ -517,7 +520,7 @@ absl::Status RocksDbStore::WriteGroup(const std::vector<Committer*>& group) {
     }
   }
   rocksdb::WriteOptions write_options;
-  write_options.sync = true;
+  write_options.sync = sync;
   return FromRocksDbWrite(db->db->Write(write_options, &write));
 }
 

@@ -1,13 +1,13 @@
 // The production Store: a RocksDB database in one directory with a column family per Table.
-// Every Commit is synced before it returns. Commits from several threads share one write and
-// one fsync (group commit, our own): committers queue their batches, and a writer thread of the
-// store's writes every batch queued by then as one rocksdb::WriteBatch with sync = true and
-// answers them. A committer waits on a fiber::Waiter: a fiber inside a fiber::ParkScope parks
-// (the engine's transitions), anything else sleeps on a condition variable. Nothing spins
-// (RocksDB's own write group spins and yields while it waits, which on a 2-core host takes the
-// CPU the writer needs: 32 threads got 1,900 syncs/s instead of 6,000). The writer is a thread
-// of its own rather than the first committer, so that a parked fiber never has to run for the
-// others' commits to go on.
+// Every Commit is synced before it returns (a batch that says sync = false excepted; the engine
+// writes none). Commits from several threads share one write and one fsync (group commit, our
+// own): committers queue their batches, and a writer thread of the store's writes every batch
+// queued by then as one rocksdb::WriteBatch with sync = true and answers them. A committer waits on
+// a fiber::Waiter: a fiber inside a fiber::ParkScope parks (the engine's transitions), anything
+// else sleeps on a condition variable. Nothing spins (RocksDB's own write group spins and yields
+// while it waits, which on a 2-core host takes the CPU the writer needs: 32 threads got 1,900
+// syncs/s instead of 6,000). The writer is a thread of its own rather than the first committer, so
+// that a parked fiber never has to run for the others' commits to go on.
 //
 // When it cannot write, the store stops writing rather than the process: a failed write (a
 // full disk, an IO error), an error RocksDB reports from a flush, or less free space than

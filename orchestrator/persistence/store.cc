@@ -28,6 +28,7 @@ const char* TableName(Table table) {
 
 void WriteBatch::Append(WriteBatch&& other) {
   bytes_ += other.bytes_;
+  sync_ = sync_ || other.sync_;  // one synced part makes the whole batch synced
   for (auto& op : other.ops_) ops_.push_back(std::move(op));
   other.Clear();
 }

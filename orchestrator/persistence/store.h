@@ -1,7 +1,8 @@
 // The engine's storage interface: named tables of ordered byte keys, written only through
-// atomic batches that are durable (synced) before Commit returns. The engine composes its keys
-// (keys.h) and values (kiln.internal.v1 protos) on top; every implementation (RocksDB, memory)
-// passes the one conformance suite in store_conformance.h.
+// atomic batches that are durable (synced) before Commit returns, unless a batch says it may be
+// lost (WriteBatch::set_sync(false), which nothing in the engine does today). The engine composes
+// its keys (keys.h) and values (kiln.internal.v1 protos) on top; every implementation (RocksDB,
+// memory) passes the one conformance suite in store_conformance.h.
 //
 // Concurrent Commit calls from different threads must share syncs (group commit): an
 // implementation never serialises all commits behind one lock held across an fsync.
@@ -62,6 +63,15 @@ class WriteBatch {
   // commit, which then writes neither it nor a tombstone). False when there is none.
   bool Unput(Table table, std::string_view key);
 
+  // Whether Commit makes this batch durable before it returns (the default). A batch with
+  // sync = false is written to the log unsynced, as RocksDB's WriteOptions::sync = false: a
+  // process crash keeps it, a power cut may lose it, together with every unsynced batch after
+  // it, until a later synced commit (which syncs the log as a whole) makes it durable. It is
+  // never torn. Only a write whose loss the engine can afford may use it: docs/reliability.md
+  // ("Lost unsynced writes") says which; FaultInjectingStore::CutPower tests it.
+  void set_sync(bool sync) { sync_ = sync; }
+  bool sync() const { return sync_; }
+
   const std::vector<Op>& ops() const { return ops_; }
   bool empty() const { return ops_.empty(); }
   size_t size() const { return ops_.size(); }
@@ -70,6 +80,7 @@ class WriteBatch {
   void Clear() {
     ops_.clear();
     bytes_ = 0;
+    sync_ = true;
   }
 
  private:
@@ -82,6 +93,7 @@ class WriteBatch {
 
   std::vector<Op> ops_;
   size_t bytes_ = 0;
+  bool sync_ = true;
 };
 
 // Whether a store takes writes now, and if not, why. A store that cannot write (a full disk, a
@@ -101,9 +113,10 @@ class Store {
   virtual ~Store() = default;
 
   // Applies every op of `batch` or none, in op order (a later op on the same key wins), and
-  // makes it durable before returning OK. An error means nothing was applied, except for
-  // IO errors after the write reached the log, which an implementation reports as
-  // kUnavailable ("outcome unknown"): callers must then reload state from the store.
+  // makes it durable before returning OK (unless batch.sync() is false: see WriteBatch). An error
+  // means nothing was applied, except for IO errors after the write reached the log, which an
+  // implementation reports as kUnavailable ("outcome unknown"): callers must then reload state from
+  // the store.
   virtual absl::Status Commit(const WriteBatch& batch) = 0;
 
   // The value at `key`, or nullopt when absent.

@@ -1,16 +1,21 @@
 // The crash matrix (issue 19): under a mixed load (activities, durable timers, signals, child
-// workflows, a source fetch on a builder agent) the orchestrator, the worker process
-// (kiln_crash_worker) and the kiln-builder-agent are killed with SIGKILL at seeded random
-// moments, many times in one run, and restarted. Afterwards every
-// workflow must have completed exactly once with its expected result, every history must be
-// gapless with each transition recorded once, and both task queues must be empty.
-// KILN_CRASH_SEED replays a schedule; KILN_CRASH_KILLS changes how many kills it has.
+// workflows, a source fetch and podman builds on a builder agent) the orchestrator, the worker
+// process (kiln_crash_worker) and the kiln-builder-agent are killed with SIGKILL at seeded
+// random moments, many times in one run, and restarted. Most kills wait for work in flight
+// first: an activity running in the worker, a podman build running under the agent. Afterwards
+// every workflow must have completed exactly once with its expected result, every history must
+// be gapless with each transition recorded once, and the task queues must be empty.
+// KILN_CRASH_SEED replays a schedule; KILN_CRASH_KILLS changes how many kills it has. Where
+// podman cannot build, the builds are left out with a warning (KILN_REQUIRE_PODMAN=1: fail).
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "builder-agent/podman/podman.h"
 #include "sdk/converter.h"
 #include "tests/crash/crash_load.h"
 #include "tests/testutil/git_require.h"
@@ -39,6 +45,44 @@ constexpr int kMinGapMs = 1200;
 constexpr int kMaxGapMs = 3000;
 // After the last restart everything must close within this.
 constexpr absl::Duration kDrainDeadline = absl::Seconds(45);
+// Workflows of a step that also build (their index modulo this is 0): two of six.
+constexpr int kBuildEvery = 3;
+// Share of kills that wait for work in flight after their gap, and how long they wait for it
+// (then they kill anyway, and are counted by what they found).
+constexpr double kMidTaskShare = 0.75;
+constexpr absl::Duration kMidTaskWait = absl::Seconds(4);
+
+// Whether podman can build here; the reason when not.
+std::string PodmanUnavailable(const std::string& dir) {
+  builder::PodmanOptions options;
+  options.volume = dir + "/probe";
+  auto podman = builder::Podman::Create(options);
+  std::error_code ignored;
+  std::filesystem::remove_all(dir + "/probe", ignored);
+  return podman.ok() ? "" : std::string(podman.status().message());
+}
+
+// Whether `pid` has a child process: the agent runs podman as one, so a child means a build
+// is running (the fetch is libgit2, in process).
+bool HasChildren(pid_t pid) {
+  std::error_code error;
+  for (const auto& task :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), error)) {
+    std::ifstream children(task.path() / "children");
+    std::string first;
+    if (children >> first) return true;
+  }
+  return false;
+}
+
+// How many of `line`'s occurrences `text` holds.
+int Count(const std::string& text, const std::string& line) {
+  int count = 0;
+  for (size_t at = text.find(line); at != std::string::npos; at = text.find(line, at + 1)) {
+    ++count;
+  }
+  return count;
+}
 
 uint64_t EnvOr(const char* name, uint64_t fallback) {
   const char* value = std::getenv(name);
@@ -79,6 +123,7 @@ struct Matrix {
   void CreateRepository() {
     repository = dir.path() + "/origin";
     testutil::WriteFile(repository + "/README", "crash matrix\n");
+    testutil::WriteFile(repository + "/Containerfile", crash::kContainerfile);
     testutil::RequireGit("", {"-C", repository, "init", "-q", "-b", "main"});
     testutil::RequireGit("", {"-C", repository, "add", "-A"});
     testutil::RequireGit("", {"-C", repository, "commit", "-q", "-m", "one"});
@@ -109,6 +154,16 @@ struct Matrix {
     }
   }
 
+  // Work in flight that a kill would cut short: a podman build under the agent, an activity
+  // running in the worker (between its begin and end lines).
+  bool AgentBuilding() const { return agent != nullptr && HasChildren(agent->pid()); }
+  bool WorkerInActivity() const {
+    if (worker == nullptr) return false;
+    std::string output = worker->Output();
+    return Count(output, "crash_worker.activity_begin") >
+           Count(output, "crash_worker.activity_end");
+  }
+
   void KillAgent() {
     agent->Signal(SIGKILL);
     (void)agent->Wait(absl::Seconds(30));
@@ -135,12 +190,13 @@ struct Matrix {
 
   api::WorkflowService::Stub& stub() { return orchestrator.connection().workflow_service(); }
 
-  std::string Start(const std::string& workflow_id) {
+  std::string Start(const std::string& workflow_id, bool build) {
     api::StartWorkflowExecutionRequest request;
     request.set_workflow_id(workflow_id);
     request.mutable_workflow_type()->set_name("Mixed");
     request.mutable_task_queue()->set_name(crash::kCrashQueue);
-    *request.mutable_input() = sdk::ToPayloads(workflow_id, repository);
+    *request.mutable_input() =
+        sdk::ToPayloads(workflow_id, repository, std::string(build ? crash::kBuildInput : ""));
     request.mutable_workflow_task_timeout()->set_seconds(crash::kTaskTimeoutS);
     request.set_request_id(absl::StrCat("start-", workflow_id));
     api::StartWorkflowExecutionResponse response;
@@ -288,29 +344,46 @@ TEST_CASE(
   struct Kill {
     int gap_ms;
     Target target;
+    bool mid_task;  // after the gap, wait for work in flight (up to kMidTaskWait)
   };
   std::mt19937_64 random(seed);
   std::vector<Kill> schedule;
   for (int i = 0; i < kills; ++i) {
     int gap_ms = std::uniform_int_distribution<int>(kMinGapMs, kMaxGapMs)(random);
     Target target = static_cast<Target>(std::uniform_int_distribution<int>(0, 2)(random));
-    schedule.push_back({gap_ms, target});
+    bool mid_task = std::uniform_real_distribution<double>(0, 1)(random) < kMidTaskShare;
+    schedule.push_back({gap_ms, target, mid_task});
   }
 
   Matrix matrix;
+  const std::string podman_unavailable = PodmanUnavailable(matrix.dir.path());
+  const bool builds = podman_unavailable.empty();
+  if (!builds) {
+    if (std::getenv("KILN_REQUIRE_PODMAN") != nullptr) {
+      FAIL("podman cannot build here: " << podman_unavailable);
+    }
+    WARN("builds left out: podman cannot build here: " << podman_unavailable);
+  }
   matrix.CreateRepository();
   REQUIRE(matrix.orchestrator.Start().ok());
   matrix.StartWorker();
   matrix.StartAgent();
 
   std::map<std::string, std::string> runs;  // workflow id -> run id
+  std::set<std::string> building;           // workflow ids that build
   std::vector<std::string> previous_step;
   std::map<Target, int> killed;
+  // Kills that found work in flight, by what: an activity running in the worker, a build
+  // running under the agent (an orchestrator kill may find both).
+  std::map<Target, int> killed_mid_activity;
+  std::map<Target, int> killed_mid_build;
   for (int step = 0; step <= kills; ++step) {
     std::vector<std::string> this_step;
     for (int i = 0; i < kWorkflowsPerStep; ++i) {
       std::string id = absl::StrCat("mixed-", step, "-", i);
-      runs[id] = matrix.Start(id);
+      const bool build = builds && i % kBuildEvery == 0;
+      runs[id] = matrix.Start(id, build);
+      if (build) building.insert(id);
       this_step.push_back(id);
     }
     // Signals go to the previous step's runs: they arrive in whatever stage those runs are.
@@ -319,8 +392,25 @@ TEST_CASE(
     if (step == kills) break;
 
     const Kill& kill = schedule[step];
-    // The schedule's gap is the moment of the kill, not a wait for a condition.
+    // The schedule's gap is the moment of the kill, not a wait for a condition; a mid-task kill
+    // then waits for work in flight, and is counted by what it found.
     absl::SleepFor(absl::Milliseconds(kill.gap_ms));
+    auto in_flight = [&] {
+      switch (kill.target) {
+        case Target::kWorker:
+          return matrix.WorkerInActivity();
+        case Target::kAgent:
+          return matrix.AgentBuilding();
+        case Target::kOrchestrator:
+          return matrix.WorkerInActivity() || matrix.AgentBuilding();
+      }
+      return false;
+    };
+    if (kill.mid_task) (void)testutil::WaitFor(in_flight, kMidTaskWait);
+    if (kill.target != Target::kAgent && matrix.WorkerInActivity()) {
+      ++killed_mid_activity[kill.target];
+    }
+    if (kill.target != Target::kWorker && matrix.AgentBuilding()) ++killed_mid_build[kill.target];
     ++killed[kill.target];
     if (kill.target == Target::kOrchestrator) {
       matrix.orchestrator.Kill();
@@ -360,8 +450,9 @@ TEST_CASE(
     HistorySummary parent = Summarize(*history);
     REQUIRE(parent.closes == 1);
     REQUIRE(parent.close.event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
-    REQUIRE(Result(parent.close) == crash::ExpectedResult(id, matrix.commit));
-    RequireActivitiesOnce(parent, 3);
+    const bool built = building.contains(id);
+    REQUIRE(Result(parent.close) == crash::ExpectedResult(id, matrix.commit, built));
+    RequireActivitiesOnce(parent, built ? 4 : 3);
     REQUIRE(parent.timers_started == 1);
     REQUIRE(parent.timers_fired == 1);
     REQUIRE(parent.signals == 1);
@@ -396,12 +487,14 @@ TEST_CASE(
       absl::Seconds(15)));
 
   std::printf(
-      "crash matrix: seed %llu, %d kills (orchestrator %d, worker %d, agent %d), %d workflows "
-      "checked "
-      "(%zu parents + their children), %lld events, %d activity retries, %d workflow task "
-      "timeouts, drained %.1f s after the last restart, %.1f s in all\n",
+      "crash matrix: seed %llu, %d kills (orchestrator %d: %d mid-activity, %d mid-build; worker "
+      "%d: %d mid-activity; agent %d: %d mid-build), %d workflows checked (%zu parents + their "
+      "children; %zu with a build), %lld events, %d activity retries, %d workflow task timeouts, "
+      "drained %.1f s after the last restart, %.1f s in all\n",
       static_cast<unsigned long long>(seed), kills, killed[Target::kOrchestrator],
-      killed[Target::kWorker], killed[Target::kAgent], workflows_checked, runs.size(),
+      killed_mid_activity[Target::kOrchestrator], killed_mid_build[Target::kOrchestrator],
+      killed[Target::kWorker], killed_mid_activity[Target::kWorker], killed[Target::kAgent],
+      killed_mid_build[Target::kAgent], workflows_checked, runs.size(), building.size(),
       static_cast<long long>(events_checked), activity_retries, workflow_task_timeouts,
       absl::ToDoubleSeconds(drained_in), absl::ToDoubleSeconds(absl::Now() - began));
   std::fflush(stdout);

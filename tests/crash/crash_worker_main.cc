@@ -2,12 +2,15 @@
 // workflow and activity code on task queue "crash" (kCrashQueue in crash_load.h), so a kill
 // loses cached workflow state, running activities and their unsent answers, as a production
 // worker's death would.
-//   Mixed  input (W, R): activity Echo(W) -> a; kiln.builder.FetchSource of git repository R
-//          on a kiln-builder-agent (queue project/crash) -> commit; a durable timer; child
-//          workflow Child(a) -> c; waits for signal "go" -> s; activity Echo(a/c/s/commit);
-//          completes with that (ExpectedResult in crash_load.h).
+//   Mixed  input (W, R, B): activity Echo(W) -> a; kiln.builder.FetchSource of git repository R
+//          on a kiln-builder-agent (queue project/crash) -> commit; when B is "build", a
+//          kiln.builder.BuildImage of the fetched tree's Containerfile on the agent (a real
+//          podman build); a durable timer; child workflow Child(a) -> c; waits for signal
+//          "go" -> s; activity Echo(a/c/s/commit[/built]); completes with that (ExpectedResult
+//          in crash_load.h).
 //   Child  input X: a durable timer, then activity Upper(X + "-child").
-// Each activity works kActivityWorkMs.
+// Each activity works kActivityWorkMs, between the lines crash_worker.activity_begin and
+// crash_worker.activity_end on stderr, which tell the matrix when a kill lands mid-activity.
 // Usage: kiln_crash_worker --orchestrator HOST:PORT (token in $KILN_TOKEN).
 #include <cctype>
 #include <cstdio>
@@ -50,8 +53,8 @@ sdk::Task<absl::StatusOr<std::string>> Call(sdk::WorkflowContext& ctx, const cha
 
 // The agent's step: a fetch from a local repository (no podman needed). A heartbeat timeout
 // hands the step of a killed agent to the next one within seconds.
-sdk::Task<absl::StatusOr<std::string>> FetchOnAgent(sdk::WorkflowContext& ctx,
-                                                    std::string repository) {
+sdk::Task<absl::StatusOr<platform::v1::FetchSourceResult>> FetchOnAgent(sdk::WorkflowContext& ctx,
+                                                                        std::string repository) {
   platform::v1::FetchSourceInput in;
   in.set_project_id(kAgentProject);
   in.set_repository_url(std::move(repository));
@@ -61,9 +64,31 @@ sdk::Task<absl::StatusOr<std::string>> FetchOnAgent(sdk::WorkflowContext& ctx,
   options.heartbeat_timeout = absl::Seconds(2);
   auto result = co_await ctx.ExecuteActivity("kiln.builder.FetchSource", ToPayloads(in), options);
   if (!result.ok()) co_return result.status();
-  auto fetched = FromPayloadAt<platform::v1::FetchSourceResult>(*result, 0);
-  if (!fetched.ok()) co_return fetched.status();
-  co_return fetched->commit_sha();
+  co_return FromPayloadAt<platform::v1::FetchSourceResult>(*result, 0);
+}
+
+// A build on the agent: podman builds the fetched tree's Containerfile (FROM scratch, so no
+// base image). The agent heartbeats while podman runs; a killed agent's build goes to the next
+// agent after the heartbeat timeout.
+sdk::Task<absl::StatusOr<std::string>> BuildOnAgent(
+    sdk::WorkflowContext& ctx, const platform::v1::FetchSourceResult& fetched) {
+  platform::v1::BuildImageInput in;
+  in.set_project_id(kAgentProject);
+  in.set_build_id(ctx.info().workflow_id);
+  in.set_commit_sha(fetched.commit_sha());
+  in.set_context_dir(fetched.worktree_dir());
+  in.set_containerfile("Containerfile");
+  in.set_network("none");
+  sdk::ActivityOptions options = Quick();
+  options.task_queue = AgentQueue();
+  options.start_to_close_timeout = absl::Seconds(60);
+  options.heartbeat_timeout = absl::Seconds(kBuildHeartbeatTimeoutS);
+  auto result = co_await ctx.ExecuteActivity("kiln.builder.BuildImage", ToPayloads(in), options);
+  if (!result.ok()) co_return result.status();
+  auto built = FromPayloadAt<platform::v1::BuildImageResult>(*result, 0);
+  if (!built.ok()) co_return built.status();
+  if (built->image_id().empty()) co_return absl::InternalError("the build returned no image id");
+  co_return std::string(kBuiltMark);
 }
 
 sdk::Task<absl::StatusOr<Payloads>> Child(sdk::WorkflowContext& ctx, Payloads input) {
@@ -81,10 +106,18 @@ sdk::Task<absl::StatusOr<Payloads>> Mixed(sdk::WorkflowContext& ctx, Payloads in
   if (!text.ok()) co_return text.status();
   auto repository = FromPayloadAt<std::string>(input, 1);
   if (!repository.ok()) co_return repository.status();
+  auto build = FromPayloadAt<std::string>(input, 2);
+  if (!build.ok()) co_return build.status();
   auto echoed = co_await Call(ctx, "Echo", *text);
   if (!echoed.ok()) co_return echoed.status();
-  auto commit = co_await FetchOnAgent(ctx, *repository);
-  if (!commit.ok()) co_return commit.status();
+  auto fetched = co_await FetchOnAgent(ctx, *repository);
+  if (!fetched.ok()) co_return fetched.status();
+  std::string commit = fetched->commit_sha();
+  if (*build == kBuildInput) {
+    auto built = co_await BuildOnAgent(ctx, *fetched);
+    if (!built.ok()) co_return built.status();
+    absl::StrAppend(&commit, "/", *built);
+  }
   absl::Status slept = co_await ctx.Sleep(absl::Milliseconds(kParentTimerMs));
   if (!slept.ok()) co_return slept;
   sdk::ChildWorkflowOptions child_options;
@@ -99,7 +132,7 @@ sdk::Task<absl::StatusOr<Payloads>> Mixed(sdk::WorkflowContext& ctx, Payloads in
   auto signal_text = FromPayloadAt<std::string>(signal, 0);
   if (!signal_text.ok()) co_return signal_text.status();
   auto joined = co_await Call(
-      ctx, "Echo", absl::StrCat(*echoed, "/", *child_text, "/", *signal_text, "/", *commit));
+      ctx, "Echo", absl::StrCat(*echoed, "/", *child_text, "/", *signal_text, "/", commit));
   if (!joined.ok()) co_return joined.status();
   co_return ToPayloads(*joined);
 }
@@ -110,8 +143,10 @@ absl::Status RegisterActivities(sdk::ActivityWorker& worker) {
       auto arg = FromPayloadAt<std::string>(input, 0);
       if (!arg.ok()) return arg.status();
       // Work that takes a while, so that a kill finds activities running and their answers
-      // unsent.
+      // unsent; the lines say when one runs.
+      std::fprintf(stderr, "crash_worker.activity_begin\n");
       absl::SleepFor(absl::Milliseconds(kActivityWorkMs));
+      std::fprintf(stderr, "crash_worker.activity_end\n");
       return ToPayloads(fn(*arg));
     };
   };

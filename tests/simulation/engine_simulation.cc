@@ -4,6 +4,8 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -115,6 +117,8 @@ class World final : public EngineListener {
                                    : FaultInjectingStore::CommitFaultMode::kAfterApply;
           return fault;
         });
+    store_.TrackUnsyncedWrites();
+    store_.IgnoreSync(options_.store_ignores_sync);
     for (int i = 0; i < options_.workflows; ++i) {
       Workflow& w = workflows_.emplace_back();
       w.id = absl::StrCat("wf-", i);
@@ -133,6 +137,7 @@ class World final : public EngineListener {
       ++result_.steps;
       if (Chance(options_.read_fault_rate)) store_.FailNextReads(1);
       if (Chance(options_.restart_rate) && !Restart(true)) break;
+      if (Chance(options_.power_cut_rate) && !CutPower()) break;
       Act();
     }
     chaos_ = false;
@@ -141,6 +146,8 @@ class World final : public EngineListener {
     if (result_.violation.empty()) Check();
     result_.commit_faults = store_.injected_commit_faults();
     result_.read_faults = store_.injected_read_faults();
+    result_.power_cuts = store_.power_cuts();
+    result_.writes_lost = store_.batches_lost();
     return result_;
   }
 
@@ -178,10 +185,26 @@ class World final : public EngineListener {
     }
   }
 
-  bool Restart(bool count) {
+  // A power cut: the store keeps a seeded prefix of its unsynced writes, the engine restarts on
+  // what is left. The workers are other machines: they keep the tasks they hold and answer them
+  // later, with tokens of transitions that may be gone.
+  bool CutPower() {
     engine_.reset();
-    held_workflow_tasks_.clear();
-    held_activity_tasks_.clear();
+    const size_t keep = Pick(store_.unsynced_batches() + 1);
+    absl::StatusOr<size_t> lost = store_.CutPower(keep);
+    if (!lost.ok()) {
+      Violation(absl::StrCat("the power cut failed: ", lost.status().ToString()));
+      return false;
+    }
+    return Restart(/*count=*/false, /*workers_keep_tasks=*/true);
+  }
+
+  bool Restart(bool count, bool workers_keep_tasks = false) {
+    engine_.reset();
+    if (!workers_keep_tasks) {
+      held_workflow_tasks_.clear();
+      held_activity_tasks_.clear();
+    }
     // Creating the engine reads the store: while the chaos lasts it may fail, and is retried.
     for (int attempt = 0; attempt < 100; ++attempt) {
       auto engine = HistoryEngine::Create(&store_, &clock_, &engine_ids_, this);
@@ -288,7 +311,11 @@ class World final : public EngineListener {
     request.set_task_token(task.task_token());
     request.set_identity("sim-worker");
     for (api::Command& c : Decide(task.history())) *request.add_commands() = std::move(c);
-    Note(engine_->RespondWorkflowTaskCompleted(request).status(), "RespondWorkflowTaskCompleted");
+    absl::Status status = engine_->RespondWorkflowTaskCompleted(request).status();
+    Note(status, "RespondWorkflowTaskCompleted");
+    if (status.ok()) {
+      acked_workflow_tasks_.insert({task.workflow_execution().run_id(), task.started_event_id()});
+    }
   }
 
   void PollActivityTask(bool draining) {
@@ -303,7 +330,7 @@ class World final : public EngineListener {
       }
       const double roll = draining ? 0 : std::uniform_real_distribution<double>(0, 1)(rng_);
       if (roll < 0.7) {
-        CompleteActivity(started->task_token());
+        CompleteActivity(*started);
       } else if (roll < 0.85) {
         api::RespondActivityTaskFailedRequest failed;
         failed.set_task_token(started->task_token());
@@ -311,18 +338,22 @@ class World final : public EngineListener {
         failed.mutable_failure()->mutable_application_failure_info()->set_type("Flaky");
         Note(engine_->RespondActivityTaskFailed(failed), "RespondActivityTaskFailed");
       } else {
-        held_activity_tasks_.push_back(started->task_token());
+        held_activity_tasks_.push_back(*started);
       }
       return;
     }
   }
 
-  void CompleteActivity(const std::string& token) {
+  void CompleteActivity(const api::PollActivityTaskQueueResponse& task) {
     api::RespondActivityTaskCompletedRequest done;
-    done.set_task_token(token);
+    done.set_task_token(task.task_token());
     *done.mutable_result() = Text("ok");
     done.set_identity("sim-worker");
-    Note(engine_->RespondActivityTaskCompleted(done).status(), "RespondActivityTaskCompleted");
+    absl::Status status = engine_->RespondActivityTaskCompleted(done).status();
+    Note(status, "RespondActivityTaskCompleted");
+    if (status.ok()) {
+      acked_activities_.insert({task.workflow_execution().run_id(), task.activity_id()});
+    }
   }
 
   // A task answered after others moved on: the engine must refuse it or apply it cleanly.
@@ -334,9 +365,9 @@ class World final : public EngineListener {
       AnswerWorkflowTask(task);
     } else if (!held_activity_tasks_.empty()) {
       size_t i = Pick(held_activity_tasks_.size());
-      std::string token = held_activity_tasks_[i];
+      api::PollActivityTaskQueueResponse task = held_activity_tasks_[i];
       held_activity_tasks_.erase(held_activity_tasks_.begin() + static_cast<ptrdiff_t>(i));
-      CompleteActivity(token);
+      CompleteActivity(task);
     }
   }
 
@@ -442,6 +473,9 @@ class World final : public EngineListener {
       int closes = 0;
       int signals = 0;
       std::map<std::string, int> payloads;
+      std::map<int64_t, std::string> activity_of;  // scheduled event id -> activity id
+      std::set<std::string> activities_completed;
+      std::set<int64_t> workflow_tasks_answered;  // by started event id
       for (int i = 0; i < history.events_size(); ++i) {
         const api::HistoryEvent& e = history.events(i);
         if (e.event_id() != i + 1) {
@@ -460,8 +494,37 @@ class World final : public EngineListener {
             ++signals;
             ++payloads[TextOf(e.workflow_execution_signaled_event_attributes().input())];
             break;
+          case api::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            activity_of[e.event_id()] = e.activity_task_scheduled_event_attributes().activity_id();
+            break;
+          case api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            activities_completed.insert(
+                activity_of[e.activity_task_completed_event_attributes().scheduled_event_id()]);
+            break;
+          case api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            workflow_tasks_answered.insert(
+                e.workflow_task_completed_event_attributes().started_event_id());
+            break;
+          case api::EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            // A completion the engine accepted and then failed (its commands met events that
+            // arrived meanwhile): answered OK, recorded as a failure.
+            workflow_tasks_answered.insert(
+                e.workflow_task_failed_event_attributes().started_event_id());
+            break;
           default:
             break;
+        }
+      }
+      for (const auto& [run, activity] : acked_activities_) {
+        if (run == w.run_id && !activities_completed.contains(activity)) {
+          return Violation(absl::StrCat(who, ": the acknowledged completion of activity ", activity,
+                                        " is missing"));
+        }
+      }
+      for (const auto& [run, started] : acked_workflow_tasks_) {
+        if (run == w.run_id && !workflow_tasks_answered.contains(started)) {
+          return Violation(absl::StrCat(who, ": the acknowledged answer to the workflow task ",
+                                        "started at event ", started, " is missing"));
         }
       }
       if (history.events_size() == 0 ||
@@ -523,7 +586,11 @@ class World final : public EngineListener {
   std::vector<Workflow> workflows_;
   std::vector<Signal> signals_;
   std::vector<api::PollWorkflowTaskQueueResponse> held_workflow_tasks_;
-  std::vector<std::string> held_activity_tasks_;
+  std::vector<api::PollActivityTaskQueueResponse> held_activity_tasks_;
+  // What the engine answered OK, so must survive any power cut: activity completions by run and
+  // activity id, workflow task completions by run and started event id.
+  std::set<std::pair<std::string, std::string>> acked_activities_;
+  std::set<std::pair<std::string, int64_t>> acked_workflow_tasks_;
   SimulationResult result_;
 };
 
