@@ -81,13 +81,19 @@ TEST_CASE("A flood past the connection cap leaves the listener serving once it i
     Flood flood(port, 100);
     // At the cap: the self-probe is refused like everyone else, and says so.
     REQUIRE(testutil::WaitFor(
-        [&] { return Metric(orchestrator.metrics_port(), "kiln_listener_accepting") == "0"; },
+        [&] {
+          return Metric(orchestrator.metrics_port(),
+                        "kiln_listener_accepting{listener=\"grpc\"}") == "0";
+        },
         absl::Seconds(20)));
   }
   REQUIRE(testutil::WaitFor([&] { return NewClientServed(orchestrator.address()); },
                             absl::Seconds(20)));
   REQUIRE(testutil::WaitFor(
-      [&] { return Metric(orchestrator.metrics_port(), "kiln_listener_accepting") == "1"; },
+      [&] {
+        return Metric(orchestrator.metrics_port(), "kiln_listener_accepting{listener=\"grpc\"}") ==
+               "1";
+      },
       absl::Seconds(20)));
   CHECK(orchestrator.connection().CheckHealth(absl::Seconds(5)).ok());
   CHECK(absl::StrContains(orchestrator.Log(), "connection cap (--max-connections) reached"));
@@ -122,8 +128,9 @@ TEST_CASE("A flood past the open-file limit leaves the listener serving once it 
         absl::Seconds(20)));
   }
   REQUIRE(testutil::WaitFor([&] { return NewClientServed(address); }, absl::Seconds(20)));
-  CHECK(testutil::WaitFor([&] { return Metric(metrics_port, "kiln_listener_accepting") == "1"; },
-                          absl::Seconds(20)));
+  CHECK(testutil::WaitFor(
+      [&] { return Metric(metrics_port, "kiln_listener_accepting{listener=\"grpc\"}") == "1"; },
+      absl::Seconds(20)));
   (*process)->Signal(SIGTERM);
   auto code = (*process)->Wait(absl::Seconds(30));
   REQUIRE(code.ok());
