@@ -297,5 +297,34 @@ TEST_CASE("HTTPS front: a flood past the connection cap is closed and the port s
   CHECK(testutil::WaitFor([&] { return f.last_report.load() == 1; }, absl::Seconds(20)));
 }
 
+TEST_CASE("HTTP front: a head another parser could read differently is refused") {
+  FakeWebhookBackend backend;
+  WebhookServerOptions options;  // No certificate: plain HTTP through the same front.
+  auto started = WebhookServer::Start(options, &backend);
+  REQUIRE(started.ok());
+  std::unique_ptr<WebhookServer> server = *std::move(started);
+  server->http()->Handle("/whoami", [](const HttpRequest& request) {
+    HttpResponse response;
+    response.body = request.remote_addr;
+    return response;
+  });
+  HttpCallOptions forged;
+  forged.headers = {{"X-Forwarded-For", "203.0.113.9"}};
+  auto plain = testutil::HttpCall(server->port(), "GET", "/whoami", forged);
+  REQUIRE(plain.ok());
+  CHECK(plain->body == "127.0.0.1");
+  // A bare LF (where the forged header would end the head for a lenient parser) and a folded
+  // line: closed, unanswered.
+  for (const std::string head :
+       {"GET /whoami HTTP/1.1\r\nX-Forwarded-For: 203.0.113.9\nHost: x\r\n\r\n",
+        "GET /whoami HTTP/1.1\r\nHost: x\r\n X-Forwarded-For: 1.2.3.4\r\n\r\n", "\r\n\r\n"}) {
+    RawConnection raw(server->port());
+    raw.Send(head);
+    std::string received;
+    CHECK(raw.ClosedWithin(absl::Seconds(5), &received));
+    CHECK(received.empty());
+  }
+}
+
 }  // namespace
 }  // namespace kiln::worker
