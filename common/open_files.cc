@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -36,6 +37,15 @@ uint64_t RaiseOpenFileLimitAndLog(std::string_view process) {
   }
   LogInfo(event, {{"soft", limit->soft}, {"hard", limit->hard}, {"soft_before", limit->before}});
   return limit->soft;
+}
+
+int DefaultMaxConnections(int descriptors_each) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1000;
+  const uint64_t soft = limit.rlim_cur;
+  const uint64_t reserve = std::min<uint64_t>(512, soft / 2);
+  const uint64_t each = static_cast<uint64_t>(std::max(1, descriptors_each));
+  return static_cast<int>(std::clamp<uint64_t>((soft - reserve) / each, 16, 1'000'000));
 }
 
 }  // namespace kiln

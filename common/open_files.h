@@ -23,4 +23,10 @@ absl::StatusOr<OpenFileLimit> RaiseOpenFileLimit();
 // goes on with the limit it has). Returns the soft limit in force (0 if unknown).
 uint64_t RaiseOpenFileLimitAndLog(std::string_view process);
 
+// The connections a listener may keep open by default: the soft open-file limit less what the
+// rest of the process may hold (a reserve of min(512, limit/2)), divided by `descriptors_each`
+// (what one connection costs: 1 for gRPC, 3 for HTTP through kiln-worker's TLS front); at
+// least 16. 1,000 when the limit is unknown or infinite.
+int DefaultMaxConnections(int descriptors_each = 1);
+
 }  // namespace kiln

@@ -6,9 +6,11 @@
 // workflows on task queue "samples". Parses flags and wires.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 
@@ -16,6 +18,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/auth/token.h"
 #include "common/config.h"
+#include "common/connection_listener.h"
+#include "common/listener_health.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/open_files.h"
@@ -45,6 +49,9 @@ namespace fs = std::filesystem;
 constexpr absl::Duration kAgentTokenLifetime = absl::Hours(6);
 // The worker's own lasts as long as tokens may (a restart mints a new one).
 constexpr absl::Duration kWorkerTokenLifetime = absl::Hours(24 * 365);
+// The webhook port's default connection cap at most: each connection past its handshake holds
+// 32 KiB of the front's buffers (64 MiB in all at the cap).
+constexpr int kDefaultMaxHttpConnections = 2048;
 // The key of an orchestrator started with its default --data-dir in the same directory.
 constexpr char kDefaultAuthKeyFile[] = "kiln-data/auth.key";
 
@@ -102,7 +109,8 @@ int main(int argc, char** argv) {
       ->envname("KILN_WORKER_LISTEN")
       ->capture_default_str();
   std::string http_listen = "127.0.0.1:7380";
-  app.add_option("--http", http_listen, "HTTP address for GitHub webhooks (empty: not served)")
+  app.add_option("--http", http_listen,
+                 "HTTP address for GitHub webhooks (HTTPS with --http-tls-cert; empty: not served)")
       ->envname("KILN_WORKER_HTTP")
       ->capture_default_str();
   std::string registry = "127.0.0.1:5000";
@@ -168,6 +176,41 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca", tls_client_ca,
                  "PEM CA: BuildService clients must present a certificate it signed (mutual TLS)")
       ->envname("KILN_WORKER_TLS_CLIENT_CA");
+  // The webhook listener's own: GitHub presents no client certificate, so a client CA on
+  // BuildService must not apply to it (the same certificate and key may be given to both).
+  std::string http_tls_cert, http_tls_key, http_tls_client_ca;
+  app.add_option("--http-tls-cert", http_tls_cert,
+                 "PEM certificate chain: serve the webhook listener (--http) over HTTPS (with "
+                 "--http-tls-key; may be the same files as --tls-cert)")
+      ->envname("KILN_WORKER_HTTP_TLS_CERT");
+  app.add_option("--http-tls-key", http_tls_key, "PEM private key of --http-tls-cert")
+      ->envname("KILN_WORKER_HTTP_TLS_KEY");
+  app.add_option("--http-tls-client-ca", http_tls_client_ca,
+                 "PEM CA: HTTPS clients must present a certificate it signed (mutual TLS; not "
+                 "for GitHub, which presents none: for a proxy or an internal caller)")
+      ->envname("KILN_WORKER_HTTP_TLS_CLIENT_CA");
+  double http_handshake_timeout_s = 10;
+  app.add_option("--http-handshake-timeout", http_handshake_timeout_s,
+                 "Seconds a webhook connection gets for its TLS handshake and its request's "
+                 "headers; then it is closed")
+      ->envname("KILN_WORKER_HTTP_HANDSHAKE_TIMEOUT")
+      ->check(CLI::Range(0.05, 600.0))
+      ->capture_default_str();
+  int max_connections = 0;
+  app.add_option("--max-connections", max_connections,
+                 "Open connections at most on each listener (--listen, --http); one more is "
+                 "accepted and closed at once (0: from the open-file limit, less a reserve of "
+                 "min(512, limit/2), a quarter each; --http at most 2048)")
+      ->envname("KILN_WORKER_MAX_CONNECTIONS")
+      ->check(CLI::Range(0, 10'000'000))
+      ->capture_default_str();
+  double listener_probe_s = 5;
+  app.add_option("--listener-probe-interval", listener_probe_s,
+                 "Seconds between each listener's self-checks (a connection to its own address); "
+                 "gRPC health turns NOT_SERVING while one cannot accept")
+      ->envname("KILN_WORKER_LISTENER_PROBE_INTERVAL")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   kiln::ApplyCommonFlags(common);
   // Each connection (webhooks, BuildService, the orchestrator's) takes a descriptor.
@@ -308,8 +351,10 @@ int main(int argc, char** argv) {
   sample_workflows.Start();
 
   // The APIs.
-  std::string webhook_url =
-      http_listen.empty() ? "" : absl::StrCat("http://", http_listen, "/webhooks/github");
+  const bool http_tls = !http_tls_cert.empty();
+  std::string webhook_url = http_listen.empty() ? ""
+                                                : absl::StrCat(http_tls ? "https://" : "http://",
+                                                               http_listen, "/webhooks/github");
   auto api = kiln::worker::PlatformApi::Create({.connection = &connection,
                                                 .ns = "",
                                                 .secrets_dir = data_dir + "/webhook-secrets",
@@ -317,36 +362,74 @@ int main(int argc, char** argv) {
   if (!api.ok()) return Fail("worker.start_failed", api.status());
   kiln::worker::BuildServiceAuth build_service_auth(key);
   kiln::worker::BuildServiceImpl build_service(api->get(), &build_service_auth);
+  // Both listeners are ours (connection_listener.h): capped, and probed by themselves; gRPC's
+  // health service ("") and kiln_listener_accepting{listener} say whether each accepts.
+  // A gRPC connection takes one descriptor, an HTTP one three (client, front to server, server);
+  // an HTTP one also holds the front's buffers, so its default has a ceiling.
+  int http_max_connections = max_connections;
+  if (max_connections == 0) {
+    max_connections = kiln::DefaultMaxConnections(4);
+    http_max_connections = std::min(max_connections, kDefaultMaxHttpConnections);
+  }
+  kiln::ListenerHealth listener_health(*registry_metrics);
   std::unique_ptr<grpc::Server> server;
+  // Declared after the server, so it stops handing it connections before the server goes.
+  std::unique_ptr<kiln::ConnectionListener> grpc_listener;
   if (!listen.empty()) {
+    auto address = kiln::ParseHostPort(listen, "--listen");
+    if (!address.ok()) return Fail("worker.start_failed", address.status());
+    auto bound =
+        kiln::ConnectionListener::Bind({.name = "grpc",
+                                        .flag = "--listen",
+                                        .host = address->host,
+                                        .port = address->port,
+                                        .max_connections = max_connections,
+                                        .probe_interval = absl::Seconds(listener_probe_s),
+                                        .on_accepting = [&listener_health](bool accepting) {
+                                          listener_health.Changed("grpc", accepting);
+                                        }});
+    if (!bound.ok()) return Fail("worker.start_failed", bound.status());
+    grpc_listener = *std::move(bound);
+    grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     kiln::RateLimitProtobufLogs();
     kiln::AnswerUnparsableRequests(builder);
     auto credentials = kiln::ListenerCredentials(tls_cert, tls_key, tls_client_ca);
     if (!credentials.ok()) return Fail("worker.start_failed", credentials.status());
-    int port = 0;
-    builder.AddListeningPort(listen, *credentials, &port);
+    auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, *credentials);
     builder.RegisterService(&build_service);
     grpc::ResourceQuota quota("kiln-worker");
     quota.SetMaxThreads(kiln::worker::kMaxFollowers + 16);
     builder.SetResourceQuota(quota);
     server = builder.BuildAndStart();
-    if (server == nullptr || port == 0) {
+    if (server == nullptr) {
       return Fail("worker.start_failed",
-                  absl::UnavailableError(absl::StrCat("cannot listen on ", listen)));
+                  absl::UnavailableError(absl::StrCat("cannot serve on ", listen)));
     }
-  }
-  if (!listen.empty()) {
-    kiln::WarnIfExposedWithoutTls("kiln-worker", "BuildService (--listen)",
-                                  listen.substr(0, listen.rfind(':')), !tls_cert.empty());
+    grpc_listener->StartGrpc(std::move(acceptor));
+    listener_health.Attach(server->GetHealthCheckService());
+    kiln::WarnIfExposedWithoutTls("kiln-worker", "BuildService (--listen)", address->host,
+                                  !tls_cert.empty());
   }
   std::unique_ptr<kiln::worker::WebhookServer> webhooks;
   if (!http_listen.empty()) {
-    // GitHub signs its deliveries, but the connection is plain HTTP: put a TLS proxy in front.
+    auto address = kiln::ParseHostPort(http_listen, "--http");
+    if (!address.ok()) return Fail("worker.start_failed", address.status());
+    // GitHub signs its deliveries, but without TLS anyone on the path reads them.
     kiln::WarnIfExposedWithoutTls("kiln-worker", "the webhook HTTP listener (--http)",
-                                  http_listen.substr(0, http_listen.rfind(':')), false);
+                                  address->host, http_tls);
     kiln::worker::WebhookServerOptions options;
     options.listen = http_listen;
+    options.tls_cert_file = http_tls_cert;
+    options.tls_key_file = http_tls_key;
+    options.tls_client_ca_file = http_tls_client_ca;
+    options.handshake_timeout = absl::Seconds(http_handshake_timeout_s);
+    options.max_connections = http_max_connections;
+    options.probe_interval = absl::Seconds(listener_probe_s);
+    options.on_accepting = [&listener_health](bool accepting) {
+      listener_health.Changed("http", accepting);
+    };
     auto started = kiln::worker::WebhookServer::Start(options, api->get());
     if (!started.ok()) return Fail("worker.start_failed", started.status());
     webhooks = *std::move(started);
@@ -355,12 +438,16 @@ int main(int argc, char** argv) {
                                      {"task_queue", kiln::worker::kPlatformTaskQueue},
                                      {"build_service", listen},
                                      {"webhooks", webhook_url},
+                                     {"max_connections", max_connections},
+                                     {"http_max_connections", http_max_connections},
                                      {"registry", registry},
                                      {"data_dir", data_dir}});
 
   int signo = kiln::WaitForTerminationSignal();
   kiln::LogInfo("worker.stopping", {{"signal", signo}});
   webhooks.reset();
+  if (grpc_listener) grpc_listener->Stop();  // No new connections.
+  listener_health.Detach();
   if (server) server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   platform_workflows.Stop();
   sample_workflows.Stop();

@@ -1,7 +1,5 @@
 #include "orchestrator/server/server.h"
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
@@ -14,7 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/auth/token.h"
 #include "common/config.h"
+#include "common/connection_listener.h"
 #include "common/logging.h"
+#include "common/open_files.h"
 #include "common/rpc_parse_errors.h"
 #include "common/status.h"
 #include "common/tls.h"
@@ -26,7 +26,6 @@
 #include "orchestrator/persistence/metered_store.h"
 #include "orchestrator/persistence/rocksdb_store.h"
 #include "orchestrator/rpc/authorizer.h"
-#include "orchestrator/server/connection_listener.h"
 #include "orchestrator/server/local_auth.h"
 #include "orchestrator/server/server_health.h"
 #include "orchestrator/timers/timer_queue.h"
@@ -77,16 +76,6 @@ namespace {
 int EngineThreads(const ServerOptions& options) {
   if (options.engine_threads > 0) return options.engine_threads;
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
-
-// The open-file limit less what the rest of the process may hold: RocksDB's table files
-// (max_open_files 256), its WAL, logs and manifest, the metrics endpoint, the executor.
-int DefaultMaxConnections() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1000;
-  const uint64_t soft = limit.rlim_cur;
-  const uint64_t reserve = std::min<uint64_t>(512, soft / 2);
-  return static_cast<int>(std::clamp<uint64_t>(soft - reserve, 16, 1'000'000));
 }
 }  // namespace
 
@@ -183,6 +172,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       LogDeps{server->store_.get(), &server->clock_, server->executor_.get(),
               server->registry_.get(), engine->default_namespace(), server->authorizer_.get()});
 
+  // The reserve covers RocksDB's table files (max_open_files 256), its WAL, logs and manifest,
+  // the metrics endpoint, the executor.
   const int max_connections =
       options.max_connections > 0 ? options.max_connections : DefaultMaxConnections();
   ASSIGN_OR_RETURN(
@@ -212,7 +203,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.SetMaxReceiveMessageSize(8 << 20);
   server->grpc_server_ = builder.BuildAndStart();
   if (!server->grpc_server_) return absl::InternalError("the gRPC server did not start");
-  server->connections_->Start(std::move(acceptor));
+  server->connections_->StartGrpc(std::move(acceptor));
   server->health_->Attach(server->grpc_server_->GetHealthCheckService());
   WarnIfExposedWithoutTls("kiln-orchestrator", "the gRPC listener (--listen)", listen.host,
                           !options.tls_cert_file.empty());

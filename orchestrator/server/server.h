@@ -16,6 +16,10 @@
 #include "common/ids.h"
 #include "common/metrics.h"
 
+namespace kiln {
+class ConnectionListener;
+}  // namespace kiln
+
 namespace kiln::orchestrator {
 
 class Store;
@@ -29,7 +33,6 @@ class LogHandler;
 class Listener;
 class Authorizer;
 class ServerHealth;
-class ConnectionListener;
 
 struct ServerOptions {
   std::string data_dir;

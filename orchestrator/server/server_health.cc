@@ -17,14 +17,9 @@ ServerHealth::ServerHealth(prometheus::Registry& registry)
                              .Help("Times the store stopped taking writes")
                              .Register(registry)
                              .Add({})),
-      listener_accepting_(prometheus::BuildGauge()
-                              .Name("kiln_listener_accepting")
-                              .Help("1 while the gRPC listener accepts new connections (its "
-                                    "self-probe connects), 0 while it cannot")
-                              .Register(registry)
-                              .Add({})) {
+      listeners_(registry) {
   store_writable_.Set(1);
-  listener_accepting_.Set(1);
+  listeners_.Changed("grpc", true);
 }
 
 void ServerHealth::StoreChanged(const StoreHealth& health) {
@@ -35,27 +30,23 @@ void ServerHealth::StoreChanged(const StoreHealth& health) {
   PublishLocked();
 }
 
-void ServerHealth::ListenerChanged(bool accepting) {
-  absl::MutexLock lock(&mu_);
-  accepting_ = accepting;
-  listener_accepting_.Set(accepting ? 1 : 0);
-  PublishLocked();
-}
+void ServerHealth::ListenerChanged(bool accepting) { listeners_.Changed("grpc", accepting); }
 
 void ServerHealth::Attach(grpc::HealthCheckServiceInterface* service) {
+  listeners_.Attach(service);
   absl::MutexLock lock(&mu_);
   service_ = service;
   PublishLocked();
 }
 
 void ServerHealth::Detach() {
+  listeners_.Detach();
   absl::MutexLock lock(&mu_);
   service_ = nullptr;
 }
 
 void ServerHealth::PublishLocked() {
   if (service_ == nullptr) return;
-  service_->SetServingStatus(accepting_);
   service_->SetServingStatus(kStoreWritesHealthService, store_writable_now_);
 }
 

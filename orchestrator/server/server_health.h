@@ -4,7 +4,8 @@
 //   served, so the server as a whole ("") stays SERVING and the service "kiln.store.writes"
 //   turns NOT_SERVING; gauge kiln_store_writable is 0;
 // - the listener cannot accept connections (out of file descriptors): nothing new can be
-//   served, so "" turns NOT_SERVING; gauge kiln_listener_accepting is 0.
+//   served, so "" turns NOT_SERVING; gauge kiln_listener_accepting{listener="grpc"} is 0
+//   (common/listener_health.h, shared with kiln-worker).
 // Each report may come from any thread, before or after the gRPC server exists.
 #pragma once
 
@@ -14,6 +15,7 @@
 #include <prometheus/registry.h>
 
 #include "absl/synchronization/mutex.h"
+#include "common/listener_health.h"
 #include "orchestrator/persistence/store.h"
 
 namespace kiln::orchestrator {
@@ -37,10 +39,9 @@ class ServerHealth {
 
   prometheus::Gauge& store_writable_;
   prometheus::Counter& store_write_stops_;
-  prometheus::Gauge& listener_accepting_;
+  ListenerHealth listeners_;
   absl::Mutex mu_;
   bool store_writable_now_ ABSL_GUARDED_BY(mu_) = true;
-  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   grpc::HealthCheckServiceInterface* service_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 

@@ -84,6 +84,43 @@ bool SendAll(int fd, std::string_view data) {
 
 }  // namespace
 
+std::string FormatHttpRequest(int port, const std::string& method, const std::string& path,
+                              const HttpCallOptions& options) {
+  std::string request = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1:", port,
+                                     "\r\nConnection: close\r\n");
+  for (const auto& [name, value] : options.headers)
+    absl::StrAppend(&request, name, ": ", value, "\r\n");
+  if (options.declared_length >= 0) {
+    absl::StrAppend(&request, "Content-Length: ", options.declared_length, "\r\n");
+  } else if (options.chunked) {
+    absl::StrAppend(&request, "Transfer-Encoding: chunked\r\n");
+  } else if (!options.body.empty() || method == "POST" || method == "PUT") {
+    absl::StrAppend(&request, "Content-Length: ", options.body.size(), "\r\n");
+  }
+  request += "\r\n";
+  return request;
+}
+
+absl::StatusOr<HttpReply> ParseHttpReply(const std::string& response) {
+  size_t header_end = response.find("\r\n\r\n");
+  if (header_end == std::string::npos) return absl::DataLossError("no HTTP answer");
+  std::vector<std::string> lines =
+      absl::StrSplit(response.substr(0, header_end), "\r\n", absl::SkipEmpty());
+  HttpReply reply;
+  std::vector<std::string> status_line = absl::StrSplit(lines[0], absl::MaxSplits(' ', 2));
+  if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &reply.status)) {
+    return absl::DataLossError(absl::StrCat("bad status line: ", lines[0]));
+  }
+  for (size_t i = 1; i < lines.size(); ++i) {
+    size_t colon = lines[i].find(':');
+    if (colon == std::string::npos) continue;
+    reply.headers.emplace_back(lines[i].substr(0, colon),
+                               std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1))));
+  }
+  reply.body = response.substr(header_end + 4);
+  return reply;
+}
+
 absl::StatusOr<HttpReply> HttpCall(int port, const std::string& method, const std::string& path,
                                    const HttpCallOptions& options) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -99,18 +136,7 @@ absl::StatusOr<HttpReply> HttpCall(int port, const std::string& method, const st
     ::close(fd);
     return absl::UnavailableError(absl::StrCat("connect 127.0.0.1:", port, ": ", strerror(errno)));
   }
-  std::string head = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1:", port,
-                                  "\r\nConnection: close\r\n");
-  for (const auto& [name, value] : options.headers)
-    absl::StrAppend(&head, name, ": ", value, "\r\n");
-  if (options.declared_length >= 0) {
-    absl::StrAppend(&head, "Content-Length: ", options.declared_length, "\r\n");
-  } else if (options.chunked) {
-    absl::StrAppend(&head, "Transfer-Encoding: chunked\r\n");
-  } else if (!options.body.empty() || method == "POST" || method == "PUT") {
-    absl::StrAppend(&head, "Content-Length: ", options.body.size(), "\r\n");
-  }
-  head += "\r\n";
+  const std::string head = FormatHttpRequest(port, method, path, options);
   // A server may answer and close before it reads a body it refuses; the answer still counts.
   bool sent = SendAll(fd, head);
   if (sent && options.declared_length < 0) {
@@ -129,25 +155,10 @@ absl::StatusOr<HttpReply> HttpCall(int port, const std::string& method, const st
     }
   }
   std::string response = ReceiveAllAndClose(fd);
-  size_t header_end = response.find("\r\n\r\n");
-  if (header_end == std::string::npos) {
+  if (response.find("\r\n\r\n") == std::string::npos) {
     return absl::DataLossError(absl::StrCat("no HTTP answer (request sent: ", sent, ")"));
   }
-  std::vector<std::string> lines =
-      absl::StrSplit(response.substr(0, header_end), "\r\n", absl::SkipEmpty());
-  HttpReply reply;
-  std::vector<std::string> status_line = absl::StrSplit(lines[0], absl::MaxSplits(' ', 2));
-  if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &reply.status)) {
-    return absl::DataLossError(absl::StrCat("bad status line: ", lines[0]));
-  }
-  for (size_t i = 1; i < lines.size(); ++i) {
-    size_t colon = lines[i].find(':');
-    if (colon == std::string::npos) continue;
-    reply.headers.emplace_back(lines[i].substr(0, colon),
-                               std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1))));
-  }
-  reply.body = response.substr(header_end + 4);
-  return reply;
+  return ParseHttpReply(response);
 }
 
 }  // namespace kiln::testutil

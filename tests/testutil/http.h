@@ -32,6 +32,13 @@ struct HttpReply {
   std::string Header(const std::string& name) const;
 };
 
+// The head of the request HttpCall sends (Connection: close, the body's length or chunking
+// declared), without the body.
+std::string FormatHttpRequest(int port, const std::string& method, const std::string& path,
+                              const HttpCallOptions& options = {});
+// An answer as the server sent it, parsed; DataLoss when it has no status line and head.
+absl::StatusOr<HttpReply> ParseHttpReply(const std::string& response);
+
 // Sends one HTTP/1.1 request (Connection: close) to 127.0.0.1:port and reads the whole answer.
 absl::StatusOr<HttpReply> HttpCall(int port, const std::string& method, const std::string& path,
                                    const HttpCallOptions& options = {});

@@ -25,9 +25,11 @@ std::string Field(std::string_view key, std::string_view value) {
                       "\":", json::EncodeString(value));
 }
 
-void LogDelivery(std::string_view event, std::string_view delivery_id, std::string_view project,
-                 int status, std::string_view outcome, std::string_view detail) {
-  LogInfo("webhook.delivery", {{"event", event},
+void LogDelivery(std::string_view remote, std::string_view event, std::string_view delivery_id,
+                 std::string_view project, int status, std::string_view outcome,
+                 std::string_view detail) {
+  LogInfo("webhook.delivery", {{"remote", remote},
+                               {"event", event},
                                {"delivery", delivery_id},
                                {"project", project},
                                {"status", status},
@@ -70,12 +72,13 @@ HttpResponse GithubWebhookHandler::Handle(const HttpRequest& request) {
   const std::string* delivery_header = request.Header("X-GitHub-Delivery");
   if (event_header == nullptr || event_header->empty() || delivery_header == nullptr ||
       delivery_header->empty()) {
-    LogDelivery(event_header == nullptr ? "" : *event_header, "", "", 400, "refused",
-                "missing X-GitHub-Event or X-GitHub-Delivery");
+    LogDelivery(request.remote_addr, event_header == nullptr ? "" : *event_header, "", "", 400,
+                "refused", "missing X-GitHub-Event or X-GitHub-Delivery");
     return JsonError(400, "missing X-GitHub-Event or X-GitHub-Delivery header");
   }
   if (event_header->size() > kMaxEventNameBytes || delivery_header->size() > kMaxDeliveryIdBytes) {
-    LogDelivery("", "", "", 400, "refused", "oversized X-GitHub-Event or X-GitHub-Delivery");
+    LogDelivery(request.remote_addr, "", "", "", 400, "refused",
+                "oversized X-GitHub-Event or X-GitHub-Delivery");
     return JsonError(400, "X-GitHub-Event or X-GitHub-Delivery header too long");
   }
   const std::string& event = *event_header;
@@ -84,13 +87,14 @@ HttpResponse GithubWebhookHandler::Handle(const HttpRequest& request) {
   // The signature first: nothing in the body is looked at until some project signed it.
   const std::string* signature = request.Header(kGithubSignatureHeader);
   if (signature == nullptr) {
-    LogDelivery(event, delivery_id, "", 401, "refused", "no signature");
+    LogDelivery(request.remote_addr, event, delivery_id, "", 401, "refused", "no signature");
     return JsonError(401, "missing X-Hub-Signature-256 header");
   }
   absl::StatusOr<std::vector<WebhookProject>> projects = backend_->WebhookProjects();
   if (!projects.ok()) {
     int status = HttpStatusForBackendError(projects.status());
-    LogDelivery(event, delivery_id, "", status, "refused", projects.status().ToString());
+    LogDelivery(request.remote_addr, event, delivery_id, "", status, "refused",
+                projects.status().ToString());
     return JsonError(status, "cannot list projects right now");
   }
   std::vector<WebhookProject> signers;
@@ -100,7 +104,7 @@ HttpResponse GithubWebhookHandler::Handle(const HttpRequest& request) {
     }
   }
   if (signers.empty()) {
-    LogDelivery(event, delivery_id, "", 401, "refused", "bad signature");
+    LogDelivery(request.remote_addr, event, delivery_id, "", 401, "refused", "bad signature");
     return JsonError(401, "signature matches no project's webhook secret");
   }
 
@@ -112,8 +116,8 @@ HttpResponse GithubWebhookHandler::Handle(const HttpRequest& request) {
     };
     mu_.Await(absl::Condition(&not_in_flight));
     if (std::optional<HttpResponse> earlier = answered_.Get(delivery_id)) {
-      LogDelivery(event, delivery_id, signers.front().id, earlier->status, "redelivery",
-                  "answered as before");
+      LogDelivery(request.remote_addr, event, delivery_id, signers.front().id, earlier->status,
+                  "redelivery", "answered as before");
       return *std::move(earlier);
     }
     in_flight_.insert(delivery_id);
@@ -124,8 +128,8 @@ HttpResponse GithubWebhookHandler::Handle(const HttpRequest& request) {
     if (outcome.response.status < 500) answered_.Put(delivery_id, outcome.response);
     in_flight_.erase(delivery_id);
   }
-  LogDelivery(event, delivery_id, outcome.project_id, outcome.response.status, outcome.what,
-              Detail(outcome.response));
+  LogDelivery(request.remote_addr, event, delivery_id, outcome.project_id, outcome.response.status,
+              outcome.what, Detail(outcome.response));
   return outcome.response;
 }
 

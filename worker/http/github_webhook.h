@@ -12,8 +12,8 @@
 //      branch deletion (push with deleted/after=0…0, or delete event) 202.
 // Backend errors: kNotFound 404, kInvalidArgument 422, kFailedPrecondition 409, kUnavailable 503,
 // else 500. Every answer from step 3 on is remembered except 5xx ones, which a redelivery
-// should retry. Each delivery is logged (event, delivery, project, status, outcome); secrets
-// and bodies never are. Thread-safe.
+// should retry. Each delivery is logged (remote address, event, delivery, project, status,
+// outcome); secrets and bodies never are. Thread-safe.
 #pragma once
 
 #include <cstddef>

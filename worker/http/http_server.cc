@@ -214,6 +214,11 @@ int HttpServer::Serve(mg_connection* conn) {
         {info->http_headers[i].name == nullptr ? "" : info->http_headers[i].name,
          info->http_headers[i].value == nullptr ? "" : info->http_headers[i].value});
   }
+  if (options_.trust_forwarded_for) {
+    if (const std::string* forwarded = request.Header("X-Forwarded-For")) {
+      request.remote_addr = *forwarded;
+    }
+  }
 
   // Refuse a declared oversize body before reading a byte of it.
   const int64_t limit = options_.max_body_bytes;

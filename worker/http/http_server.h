@@ -47,6 +47,10 @@ struct HttpServerOptions {
   int threads = 4;
   int request_timeout_ms = 10'000;
   int64_t max_body_bytes = int64_t{1} << 20;
+  // Behind kiln-worker's front (tls_front.h), which sets X-Forwarded-For to the client's
+  // address and drops any the client sent: remote_addr is taken from it. Only for a server on
+  // loopback: anything that can reach the port directly could claim any address.
+  bool trust_forwarded_for = false;
 };
 
 struct HttpHeader {
@@ -59,8 +63,8 @@ struct HttpRequest {
   std::string path;    // URL-decoded, without the query string.
   std::string query;   // After '?', not decoded; empty when none.
   std::vector<HttpHeader> headers;
-  std::string body;  // Raw bytes, never more than max_body_bytes.
-  std::string remote_addr;
+  std::string body;         // Raw bytes, never more than max_body_bytes.
+  std::string remote_addr;  // The peer; with trust_forwarded_for, the front's X-Forwarded-For.
 
   // The first header named `name` (case-insensitive), or nullptr.
   const std::string* Header(std::string_view name) const;

@@ -1,4 +1,4 @@
-#include "orchestrator/server/connection_listener.h"
+#include "common/connection_listener.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -19,10 +19,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
-namespace kiln::orchestrator {
+namespace kiln {
 namespace {
 
-// How often connections gRPC closed are looked for when nothing forces it.
+// How often connections their owner closed are looked for when nothing forces it.
 constexpr absl::Duration kSweepInterval = absl::Seconds(1);
 // After an accept error that is not "nothing pending" (out of descriptors, ENOBUFS), the loop
 // waits this long before trying again rather than spinning on a readable socket.
@@ -45,8 +45,8 @@ absl::StatusOr<std::unique_ptr<ConnectionListener>> ConnectionListener::Bind(
   int resolved = ::getaddrinfo(options.host.empty() ? nullptr : options.host.c_str(), port.c_str(),
                                &hints, &found);
   if (resolved != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--listen: cannot resolve '", options.host, "': ", ::gai_strerror(resolved)));
+    return absl::InvalidArgumentError(absl::StrCat(options.flag, ": cannot resolve '", options.host,
+                                                   "': ", ::gai_strerror(resolved)));
   }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, &::freeaddrinfo);
   // IPv4 first: "localhost" then means 127.0.0.1, which every client tries.
@@ -77,8 +77,8 @@ absl::StatusOr<std::unique_ptr<ConnectionListener>> ConnectionListener::Bind(
     return std::unique_ptr<ConnectionListener>(
         new ConnectionListener(std::move(options), fd, bound_port));
   }
-  return absl::UnavailableError(absl::StrCat("--listen: cannot listen on '", options.host, ":",
-                                             options.port, "': ", last_error));
+  return absl::UnavailableError(absl::StrCat(options.flag, ": cannot listen on '", options.host,
+                                             ":", options.port, "': ", last_error));
 }
 
 ConnectionListener::ConnectionListener(ConnectionListenerOptions options, int listen_fd, int port)
@@ -93,9 +93,19 @@ ConnectionListener::~ConnectionListener() {
   if (reserve_fd_ >= 0) ::close(reserve_fd_);
 }
 
-void ConnectionListener::Start(
+void ConnectionListener::StartGrpc(
     std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor) {
   acceptor_ = std::move(acceptor);
+  Start([this](int fd) {
+    grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters connection;
+    connection.listener_fd = listen_fd_;
+    connection.fd = fd;
+    acceptor_->HandleNewConnection(&connection);
+  });
+}
+
+void ConnectionListener::Start(HandOff hand_off) {
+  hand_off_ = std::move(hand_off);
   accept_thread_ = std::thread([this] { AcceptLoop(); });
   if (options_.probe_interval > absl::ZeroDuration()) {
     probe_thread_ = std::thread([this] { ProbeLoop(); });
@@ -135,7 +145,8 @@ void ConnectionListener::Refuse(int fd, const char* why) {
   ::close(fd);
   uint64_t refused = refused_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (absl::Now() >= next_refusal_log_) {
-    LogWarn("listener.connection_refused", {{"reason", why},
+    LogWarn("listener.connection_refused", {{"listener", options_.name},
+                                            {"reason", why},
                                             {"refused_total", refused},
                                             {"max_connections", options_.max_connections}});
     next_refusal_log_ = absl::Now() + kRefusalLogInterval;
@@ -177,7 +188,8 @@ void ConnectionListener::AcceptLoop() {
           reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
           if (pending >= 0) continue;
         } else {
-          LogWarn("listener.accept_failed", {{"error", ErrnoText(error)}});
+          LogWarn("listener.accept_failed",
+                  {{"listener", options_.name}, {"error", ErrnoText(error)}});
         }
         backoff = true;
         break;
@@ -199,10 +211,7 @@ void ConnectionListener::AcceptLoop() {
       }
       int one = 1;
       (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters connection;
-      connection.listener_fd = listen_fd_;
-      connection.fd = fd;
-      acceptor_->HandleNewConnection(&connection);  // gRPC owns fd from here
+      hand_off_(fd);  // Its owner's from here.
       accepted_.fetch_add(1, std::memory_order_release);
     }
   }
@@ -223,10 +232,13 @@ bool ConnectionListener::Probe() {
   int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   const absl::Time deadline = absl::Now() + options_.probe_timeout;
-  auto wait = [&](short events) {
-    pollfd p{fd, events, 0};
+  // The events that came on `fd` by the deadline; none when Stop (the wake-up, which stays
+  // readable once written) cuts the wait short.
+  auto wait = [&](short events) -> short {
+    pollfd p[2] = {{fd, events, 0}, {wake_fd_, POLLIN, 0}};
     int ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
-    return ms > 0 && ::poll(&p, 1, ms) == 1 ? p.revents : 0;
+    if (ms <= 0 || ::poll(p, 2, ms) <= 0 || p[1].revents != 0) return 0;
+    return p[0].revents;
   };
   const uint64_t accepted_before = accepted_.load(std::memory_order_acquire);
   bool ok = false;
@@ -235,8 +247,8 @@ bool ConnectionListener::Probe() {
     socklen_t error_length = sizeof(error);
     if ((wait(POLLOUT) & POLLOUT) != 0 &&
         ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &error_length) == 0 && error == 0) {
-      // Accepted and handed to gRPC: the server's HTTP/2 settings arrive (or, with TLS,
-      // nothing until the client speaks). Closed at once: the cap or a lack of descriptors
+      // Accepted and handed off: a gRPC server's HTTP/2 settings arrive (or, with TLS or
+      // HTTP/1, nothing until the client speaks). Closed at once: the cap or a lack of descriptors
       // refused it. Nothing and nothing accepted: nobody accepts.
       char byte;
       if ((wait(POLLIN) & (POLLIN | POLLHUP | POLLERR)) != 0) {
@@ -256,7 +268,8 @@ void ConnectionListener::ProbeLoop() {
     bool accepting = Probe();
     if (last != accepting) {
       if (last.has_value() || !accepting) {
-        LogInfo("listener.accepting", {{"accepting", accepting},
+        LogInfo("listener.accepting", {{"listener", options_.name},
+                                       {"accepting", accepting},
                                        {"open_connections", open_connections()},
                                        {"refused_total", refused()}});
       }
@@ -269,4 +282,4 @@ void ConnectionListener::ProbeLoop() {
   }
 }
 
-}  // namespace kiln::orchestrator
+}  // namespace kiln
