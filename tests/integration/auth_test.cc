@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include <catch2/catch.hpp>
 
@@ -16,6 +17,8 @@
 #include "common/proto_time.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
 #include "kiln/internal/v1/persistence.pb.h"
+#include "kiln/platform/v1/platform.pb.h"
+#include "sdk/converter.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
@@ -544,6 +547,159 @@ TEST_CASE("The orchestrator serves TLS and mutual TLS to the SDK and the CLI") {
   REQUIRE((*orchestrator)->Wait(absl::Seconds(20)).ok());
   // TLS on: no warning about the listener.
   CHECK((*orchestrator)->Output().find("insecure_listener") == std::string::npos);
+}
+
+TEST_CASE("Builder agents present client certificates to a mutual-TLS orchestrator") {
+  testutil::TempDir dir;
+  MakeCertificate(dir.path(), "server");
+  MakeCertificate(dir.path(), "worker");
+  MakeCertificate(dir.path(), "agent");
+  // Both self-signed client certificates are trusted as their own CA.
+  {
+    std::ofstream clients(dir.path() + "/clients.pem");
+    clients << testutil::ReadFile(dir.path() + "/worker.pem")
+            << testutil::ReadFile(dir.path() + "/agent.pem");
+  }
+  const std::string server_pem = dir.path() + "/server.pem";
+  const std::string address = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  auto orchestrator = testutil::Process::Start(
+      testutil::BinaryPath("kiln-orchestrator"),
+      {"--data-dir", dir.path() + "/data", "--listen", address, "--metrics", "", "--tls-cert",
+       server_pem, "--tls-key", dir.path() + "/server.key", "--tls-client-ca",
+       dir.path() + "/clients.pem"},
+      dir.path() + "/orchestrator.log");
+  REQUIRE(orchestrator.ok());
+  const std::string token_file = dir.path() + "/data/admin.token";
+  REQUIRE(
+      testutil::WaitFor([&] { return std::filesystem::exists(token_file); }, absl::Seconds(20)));
+  sdk::Connection admin(address,
+                        {.token = auth::ReadTokenFile(token_file).value(),
+                         .tls = true,
+                         .tls_root_certs = testutil::ReadFile(server_pem),
+                         .tls_cert_chain = testutil::ReadFile(dir.path() + "/worker.pem"),
+                         .tls_private_key = testutil::ReadFile(dir.path() + "/worker.key")});
+  REQUIRE(admin.CheckHealth(absl::Seconds(20)).ok());
+  auto key = TokenKey::Load(dir.path() + "/data/auth.key");
+  REQUIRE(key.ok());
+
+  // An agent with its token and the CA but no client certificate does not get through.
+  std::string out;
+  auto bare =
+      testutil::RunCommand(testutil::BinaryPath("kiln-builder-agent"),
+                           {"--orchestrator", address, "--project", "web", "--volume",
+                            dir.path() + "/bare-volume", "--tls-ca", server_pem,
+                            "--connect-timeout", "2", "--token", Mint(*key, Scope::kAgent, "web")},
+                           &out, absl::Seconds(30));
+  REQUIRE(bare.ok());
+  INFO(out);
+  CHECK(*bare != 0);
+
+  // kiln-worker with its own client certificate wakes an agent that presents the agent's.
+  auto worker = testutil::Process::Start(testutil::BinaryPath("kiln-worker"),
+                                         {"--orchestrator",
+                                          address,
+                                          "--auth-key-file",
+                                          dir.path() + "/data/auth.key",
+                                          "--data-dir",
+                                          dir.path() + "/worker",
+                                          "--http",
+                                          "",
+                                          "--listen",
+                                          "",
+                                          "--connect-timeout",
+                                          "20",
+                                          "--orchestrator-tls-ca",
+                                          server_pem,
+                                          "--orchestrator-tls-cert",
+                                          dir.path() + "/worker.pem",
+                                          "--orchestrator-tls-key",
+                                          dir.path() + "/worker.key",
+                                          "--agent-tls-cert",
+                                          dir.path() + "/agent.pem",
+                                          "--agent-tls-key",
+                                          dir.path() + "/agent.key"},
+                                         dir.path() + "/worker.log");
+  REQUIRE(worker.ok());
+  REQUIRE(testutil::WaitFor(
+      [&] { return (*worker)->Output().find("worker.connected") != std::string::npos; },
+      absl::Seconds(30)));
+
+  // A build-shaped run: wake web's machine (kiln-worker), then one activity on project/web
+  // (the agent; an activity type it does not know, which it answers as failed).
+  api::StartWorkflowExecutionRequest start;
+  start.set_workflow_id("wake-web");
+  start.mutable_workflow_type()->set_name("Build");
+  start.mutable_task_queue()->set_name("wf");
+  start.set_request_id("wake-web");
+  api::StartWorkflowExecutionResponse started;
+  REQUIRE(admin.workflow_service().StartWorkflowExecution(Ctx().get(), start, &started).ok());
+  api::PollWorkflowTaskQueueRequest poll;
+  poll.mutable_task_queue()->set_name("wf");
+  poll.set_identity("auth_test");
+  api::PollWorkflowTaskQueueResponse task;
+  REQUIRE(admin.workflow_service().PollWorkflowTaskQueue(Ctx().get(), poll, &task).ok());
+  api::RespondWorkflowTaskCompletedRequest done;
+  done.set_task_token(task.task_token());
+  auto schedule = [&](const std::string& id, const std::string& type, const std::string& queue,
+                      api::Payloads input) {
+    api::Command& command = *done.add_commands();
+    command.set_command_type(api::COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK);
+    auto* a = command.mutable_schedule_activity_task_command_attributes();
+    a->set_activity_id(id);
+    a->mutable_activity_type()->set_name(type);
+    a->mutable_task_queue()->set_name(queue);
+    *a->mutable_input() = std::move(input);
+    ToProto(absl::Minutes(2), a->mutable_start_to_close_timeout());
+    a->mutable_retry_policy()->set_maximum_attempts(1);
+  };
+  platform::v1::WakeMachineInput wake;
+  wake.set_project_id("web");
+  wake.set_size("small");
+  schedule("wake", "kiln.platform.WakeMachine", "kiln-platform", sdk::ToPayloads(wake));
+  schedule("build", "kiln.test.Unknown", "project/web", {});
+  api::RespondWorkflowTaskCompletedResponse ignored;
+  grpc::Status responded =
+      admin.workflow_service().RespondWorkflowTaskCompleted(Ctx().get(), done, &ignored);
+  INFO(responded.error_message());
+  REQUIRE(responded.ok());
+
+  // The agent polled, started and answered the project's activity over mutual TLS.
+  std::string agent_identity;
+  std::string last_history;
+  int answered = 0;
+  bool seen = testutil::WaitFor(
+      [&] {
+        api::GetWorkflowExecutionHistoryRequest request;
+        request.mutable_execution()->set_workflow_id("wake-web");
+        api::GetWorkflowExecutionHistoryResponse history;
+        if (!admin.workflow_service()
+                 .GetWorkflowExecutionHistory(Ctx().get(), request, &history)
+                 .ok()) {
+          return false;
+        }
+        answered = 0;
+        last_history = history.DebugString();
+        for (const auto& e : history.history().events()) {
+          if (e.event_type() == api::EVENT_TYPE_ACTIVITY_TASK_STARTED) {
+            const std::string& who = e.activity_task_started_event_attributes().identity();
+            if (who.rfind("kiln-builder-agent/web", 0) == 0) agent_identity = who;
+          }
+          if (e.event_type() == api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED ||
+              e.event_type() == api::EVENT_TYPE_ACTIVITY_TASK_FAILED) {
+            ++answered;
+          }
+        }
+        return answered == 2 && !agent_identity.empty();
+      },
+      absl::Seconds(60));
+  INFO((*worker)->Output());
+  INFO(last_history);
+  CHECK(seen);
+  CHECK(!agent_identity.empty());
+  (*worker)->Signal(SIGTERM);
+  REQUIRE((*worker)->Wait(absl::Seconds(30)).ok());
+  (*orchestrator)->Signal(SIGTERM);
+  REQUIRE((*orchestrator)->Wait(absl::Seconds(20)).ok());
 }
 
 // The mode bits of `path` (07777).
