@@ -86,6 +86,15 @@ int main(int argc, char** argv) {
   completion->add_option("shell", shell, "bash or zsh")
       ->required()
       ->check(CLI::IsMember({"bash", "zsh"}));
+  std::string revoke_what;
+  auto* token_command = app.add_subcommand("token", "Manage bearer tokens (admin)");
+  token_command->require_subcommand(1);
+  auto* revoke = token_command->add_subcommand(
+      "revoke",
+      "Refuse a token from now on, until it expires (admin). Give its id (kiln-orchestrator "
+      "token prints it on stderr) or the token itself.\nExample: kiln token revoke "
+      "3f9c2a...");
+  revoke->add_option("token", revoke_what, "The token's id, or the token")->required();
   kiln::cli::WorkflowCommands workflow(app);
   kiln::cli::TaskQueueCommands task_queue(app);
   kiln::cli::PlatformCommands platform_commands(app);
@@ -159,6 +168,7 @@ int main(int argc, char** argv) {
     return kiln::cli::CheckHealth(connection, absl::Seconds(health_timeout_s), io);
   }
   if (info->parsed()) return kiln::cli::ShowInfo(connection, io);
+  if (revoke->parsed()) return kiln::cli::RevokeToken(connection, revoke_what, io);
   if (task_queue.parsed()) return task_queue.Run(connection.workflow_service(), io);
   if (workflow.parsed()) {
     auto log_service = kiln::api::v1::LogService::NewStub(connection.channel());

@@ -30,6 +30,10 @@ std::string Execution(std::string_view run_id);
 std::string SignalRequestPrefix(std::string_view run_id);
 std::string SignalRequest(std::string_view run_id, std::string_view request_id);
 
+// kMeta: revoked bearer tokens ("revoked/" token id), kept until the token would expire.
+std::string RevokedTokenPrefix();
+std::string RevokedToken(std::string_view token_id);
+
 // kHistory: run id + event id.
 std::string HistoryPrefix(std::string_view run_id);
 std::string HistoryEvent(std::string_view run_id, int64_t event_id);

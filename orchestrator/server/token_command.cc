@@ -58,6 +58,12 @@ int TokenCommand::Run(const ServerOptions& server, std::ostream& out, std::ostre
     err << "kiln-orchestrator token: " << token.status().message() << "\n";
     return 2;
   }
+  // The id names the token to `kiln token revoke`; on stderr, so that stdout is the token alone.
+  absl::StatusOr<auth::Claims> minted = key->Verify(*token, absl::Now());
+  if (minted.ok()) {
+    err << "kiln-orchestrator token: id " << minted->id << ", expires "
+        << absl::FormatTime(absl::RFC3339_sec, minted->expiry, absl::UTCTimeZone()) << "\n";
+  }
   out << *token << "\n";
   return 0;
 }

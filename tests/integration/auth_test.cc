@@ -6,11 +6,13 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/auth/credentials.h"
 #include "common/auth/token.h"
@@ -104,6 +106,53 @@ struct Caller {
     request.set_data(data);
     api::AppendLogResponse response;
     return logs->AppendLog(Ctx().get(), request, &response);
+  }
+
+  // The whole "build" stream of the workflow's current run.
+  grpc::Status ReadLog(const std::string& workflow_id, std::string* data) {
+    api::ReadLogRequest request;
+    request.mutable_execution()->set_workflow_id(workflow_id);
+    request.set_stream("build");
+    auto ctx = Ctx();
+    auto reader = logs->ReadLog(ctx.get(), request);
+    api::ReadLogResponse chunk;
+    data->clear();
+    while (reader->Read(&chunk)) *data += chunk.data();
+    return reader->Finish();
+  }
+  grpc::Status History(const std::string& workflow_id) {
+    api::GetWorkflowExecutionHistoryRequest request;
+    request.mutable_execution()->set_workflow_id(workflow_id);
+    api::GetWorkflowExecutionHistoryResponse response;
+    return wf().GetWorkflowExecutionHistory(Ctx().get(), request, &response);
+  }
+  grpc::Status Describe(const std::string& workflow_id) {
+    api::DescribeWorkflowExecutionRequest request;
+    request.mutable_execution()->set_workflow_id(workflow_id);
+    api::DescribeWorkflowExecutionResponse response;
+    return wf().DescribeWorkflowExecution(Ctx().get(), request, &response);
+  }
+  // The workflow ids `query` lists (a failed call: REQUIREd not to happen).
+  std::vector<std::string> List(const std::string& query = "") {
+    api::ListWorkflowExecutionsRequest request;
+    request.set_query(query);
+    api::ListWorkflowExecutionsResponse response;
+    grpc::Status status = wf().ListWorkflowExecutions(Ctx().get(), request, &response);
+    INFO(status.error_message());
+    REQUIRE(status.ok());
+    std::vector<std::string> ids;
+    for (const auto& run : response.executions()) ids.push_back(run.execution().workflow_id());
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+  int64_t Count(const std::string& query = "") {
+    api::CountWorkflowExecutionsRequest request;
+    request.set_query(query);
+    api::CountWorkflowExecutionsResponse response;
+    grpc::Status status = wf().CountWorkflowExecutions(Ctx().get(), request, &response);
+    INFO(status.error_message());
+    REQUIRE(status.ok());
+    return response.count();
   }
 
   sdk::Connection connection;
@@ -227,6 +276,74 @@ TEST_CASE("an agent token serves its own project only") {
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"project\"} 7") != std::string::npos);
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"invalid_token\"} 2") != std::string::npos);
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"token_required\"} 2") != std::string::npos);
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+// Starts workflow `id` on task queue `queue` (nobody runs it) and writes a line to its log.
+void StartOn(Caller& admin, const std::string& id, const std::string& queue) {
+  api::StartWorkflowExecutionRequest start;
+  start.set_workflow_id(id);
+  start.mutable_workflow_type()->set_name("Job");
+  start.mutable_task_queue()->set_name(queue);
+  start.set_request_id(id);
+  api::StartWorkflowExecutionResponse started;
+  grpc::Status status = admin.wf().StartWorkflowExecution(Ctx().get(), start, &started);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  REQUIRE(admin.Append(id, "log of " + id + "\n").ok());
+}
+
+TEST_CASE("A worker token reads only the runs of its own task queues") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(dir.path() + "/data/auth.key");
+  REQUIRE(key.ok());
+  Caller admin(orchestrator.address(), Mint(*key, Scope::kAdmin));
+  StartOn(admin, "mine-1", "jobs-a");
+  StartOn(admin, "mine-2", "jobs-b");
+  StartOn(admin, "theirs", "billing");
+  Caller worker(orchestrator.address(),
+                Mint(*key, Scope::kWorker, "", absl::ZeroDuration(), {"jobs-*"}));
+
+  // Its own runs: history, describe, log.
+  CHECK(worker.History("mine-1").ok());
+  CHECK(worker.Describe("mine-2").ok());
+  std::string log;
+  grpc::Status read = worker.ReadLog("mine-1", &log);
+  INFO(read.error_message());
+  CHECK(read.ok());
+  CHECK(log == "log of mine-1\n");
+
+  // Another queue's run: refused, naming the call and the queue.
+  grpc::Status history = worker.History("theirs");
+  CHECK(history.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(history.error_message().find("GetWorkflowExecutionHistory") != std::string::npos);
+  CHECK(history.error_message().find("'billing'") != std::string::npos);
+  CHECK(worker.Describe("theirs").error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status theirs_log = worker.ReadLog("theirs", &log);
+  CHECK(theirs_log.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(theirs_log.error_message().find("ReadLog") != std::string::npos);
+  CHECK(log.empty());
+  // A run that does not exist answers as it would to anyone.
+  CHECK(worker.History("nobody").error_code() == grpc::StatusCode::NOT_FOUND);
+
+  // Lists and counts show its runs only, whatever the query asks.
+  CHECK(worker.List() == std::vector<std::string>{"mine-1", "mine-2"});
+  CHECK(worker.Count() == 2);
+  CHECK(worker.List("TaskQueue = 'billing'").empty());
+  CHECK(worker.Count("TaskQueue = 'billing'") == 0);
+  CHECK(worker.List("WorkflowId = 'mine-2'") == std::vector<std::string>{"mine-2"});
+
+  // Admin and read-only tokens keep reading everything.
+  Caller reader(orchestrator.address(), Mint(*key, Scope::kReadOnly));
+  for (Caller* full : {&admin, &reader}) {
+    CHECK(full->List() == std::vector<std::string>{"mine-1", "mine-2", "theirs"});
+    CHECK(full->Count() == 3);
+    CHECK(full->History("theirs").ok());
+    CHECK(full->ReadLog("theirs", &log).ok());
+    CHECK(log == "log of theirs\n");
+  }
   REQUIRE(orchestrator.Stop().ok());
 }
 
@@ -404,6 +521,85 @@ int Kiln(std::vector<std::string> args, std::string* out) {
   auto code = testutil::RunCommand(testutil::BinaryPath("kiln"), args, out, absl::Seconds(60));
   REQUIRE(code.ok());
   return *code;
+}
+
+TEST_CASE("A revoked token is refused from then on and after a restart") {
+  testutil::TempDir dir;
+  const std::string data = dir.path() + "/data";
+  testutil::OrchestratorProcess orchestrator(data);
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(data + "/auth.key");
+  REQUIRE(key.ok());
+  Caller admin(orchestrator.address(), Mint(*key, Scope::kAdmin));
+
+  // `kiln-orchestrator token` says the id of the token it mints (on stderr).
+  std::string minted;
+  auto code = testutil::RunCommand(
+      testutil::BinaryPath("kiln-orchestrator"),
+      {"token", "--data-dir", data, "--scope", "worker", "--queues", "jobs", "--ttl", "2h"},
+      &minted, absl::Seconds(30));
+  REQUIRE(code.ok());
+  REQUIRE(*code == 0);
+  // stdout is the token alone, after the id line.
+  const std::string worker_token(
+      absl::StripAsciiWhitespace(minted.substr(minted.rfind("kiln1."), std::string::npos)));
+  auto worker_claims = key->Verify(worker_token, absl::Now());
+  REQUIRE(worker_claims.ok());
+  CHECK(minted.find("id " + worker_claims->id) != std::string::npos);
+  Caller worker(orchestrator.address(), worker_token);
+  const std::string reader_token = Mint(*key, Scope::kReadOnly);
+  Caller reader(orchestrator.address(), reader_token);
+  Caller other(orchestrator.address(), Mint(*key, Scope::kReadOnly));
+  CHECK(worker.SystemInfo() == grpc::StatusCode::OK);
+
+  // Revoked by id with the CLI (an admin's call).
+  std::string out;
+  CHECK(Kiln({"--address", orchestrator.address(), "--token-file", orchestrator.admin_token_file(),
+              "token", "revoke", worker_claims->id},
+             &out) == 0);
+  INFO(out);
+  CHECK(out.find("revoked " + worker_claims->id) != std::string::npos);
+  api::GetSystemInfoResponse info;
+  grpc::Status refused = worker.wf().GetSystemInfo(Ctx().get(), {}, &info);
+  CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(refused.error_message() == "token revoked");
+
+  // Revoked by giving the token: kept until its own expiry. Again: already revoked.
+  api::RevokeTokenRequest request;
+  request.set_token(reader_token);
+  api::RevokeTokenResponse response;
+  REQUIRE(admin.wf().RevokeToken(Ctx().get(), request, &response).ok());
+  CHECK(!response.already_revoked());
+  CHECK(FromProto(response.expire_time()) == key->Verify(reader_token, absl::Now())->expiry);
+  REQUIRE(admin.wf().RevokeToken(Ctx().get(), request, &response).ok());
+  CHECK(response.already_revoked());
+  CHECK(reader.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
+  // Others still work; only admins revoke.
+  CHECK(other.SystemInfo() == grpc::StatusCode::OK);
+  request.Clear();
+  request.set_id("someone-else");
+  CHECK(other.wf().RevokeToken(Ctx().get(), request, &response).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  Caller another_worker(orchestrator.address(),
+                        Mint(*key, Scope::kWorker, "", absl::ZeroDuration(), {"jobs"}));
+  CHECK(another_worker.wf().RevokeToken(Ctx().get(), request, &response).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(another_worker.SystemInfo() == grpc::StatusCode::OK);
+  request.Clear();
+  CHECK(admin.wf().RevokeToken(Ctx().get(), request, &response).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+
+  // After a restart: still refused; the others still work.
+  REQUIRE(orchestrator.Stop().ok());
+  REQUIRE(orchestrator.Start().ok());
+  CHECK(worker.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(reader.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(other.SystemInfo() == grpc::StatusCode::OK);
+  CHECK(admin.SystemInfo() == grpc::StatusCode::OK);
+  auto metrics = testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
+  REQUIRE(metrics.ok());
+  CHECK(metrics->find("kiln_auth_refused_total{reason=\"revoked\"} 2") != std::string::npos);
+  REQUIRE(orchestrator.Stop().ok());
 }
 
 TEST_CASE(
