@@ -9,7 +9,9 @@ namespace kiln::orchestrator {
 
 TokenCommand::TokenCommand(CLI::App& app) {
   command_ = app.add_subcommand(
-      "token", "Mint a token with the orchestrator's key file and print it (for operators)");
+      "token",
+      "Mint a token with the orchestrator's key file and print it (for operators); its id and "
+      "expiry go to stderr (revoke it with `kiln token revoke ID`)");
   // The server's --data-dir and --auth-key-file may follow the subcommand too.
   command_->fallthrough();
   command_->add_option("--scope", scope_, "admin, worker, agent or read-only")->required();
