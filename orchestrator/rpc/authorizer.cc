@@ -258,7 +258,7 @@ absl::StatusOr<kiln::api::v1::RevokeTokenResponse> Authorizer::RevokeToken(
     return absl::FailedPreconditionError("RevokeToken: this orchestrator keeps no revocations");
   }
   if (request.id().empty() == request.token().empty()) {
-    return absl::InvalidArgumentError("RevokeToken: give the token's id or the token, not both");
+    return absl::InvalidArgumentError("RevokeToken: give either the token's id or the token");
   }
   std::string id = request.id();
   absl::Time expiry;

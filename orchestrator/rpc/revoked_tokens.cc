@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/proto_time.h"
 #include "common/status.h"
 #include "kiln/internal/v1/persistence.pb.h"
@@ -36,7 +37,13 @@ absl::StatusOr<std::unique_ptr<RevokedTokens>> RevokedTokens::Load(Store* store,
                     return true;
                   }));
   RETURN_IF_ERROR(corrupt);
-  if (!expired.empty()) RETURN_IF_ERROR(store->Commit(expired));
+  if (!expired.empty()) {
+    // Dropping them can wait for a later start or Revoke: a store that cannot write now (a full
+    // disk) must not stop the orchestrator from starting.
+    if (absl::Status dropped = store->Commit(expired); !dropped.ok()) {
+      LogWarn("auth.revoked_tokens_not_pruned", {{"status", dropped}});
+    }
+  }
   absl::MutexLock lock(&revoked->mu_);
   revoked->expiry_ = std::move(unexpired);
   return revoked;

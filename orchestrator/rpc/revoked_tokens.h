@@ -31,8 +31,8 @@ inline constexpr size_t kMaxRevokedTokens = 100'000;
 
 class RevokedTokens {
  public:
-  // Reads every revocation in `store` and deletes those whose token has expired (one batch).
-  // kDataLoss for a corrupt record.
+  // Reads every revocation in `store` and deletes those whose token has expired (one batch; a
+  // store that cannot write keeps them until later). kDataLoss for a corrupt record.
   static absl::StatusOr<std::unique_ptr<RevokedTokens>> Load(Store* store, Clock* clock);
 
   // Whether the token with id `id` is revoked. Cheap; any thread.
