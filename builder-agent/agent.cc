@@ -115,6 +115,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options,
   connection_options.token = o.token;
   connection_options.tls = o.tls;
   connection_options.tls_root_certs = o.tls_root_certs;
+  connection_options.tls_cert_chain = o.tls_cert_chain;
+  connection_options.tls_private_key = o.tls_private_key;
   agent->connection_ = std::make_unique<sdk::Connection>(o.orchestrator, connection_options);
   agent->worker_ = std::make_unique<sdk::ActivityWorker>(
       *agent->connection_, agent->task_queue_,

@@ -47,6 +47,10 @@ struct AgentOptions {
   // system's roots).
   bool tls = false;
   std::string tls_root_certs;
+  // Mutual TLS: the client certificate chain and its key presented to the orchestrator (PEM
+  // contents; empty: none).
+  std::string tls_cert_chain;
+  std::string tls_private_key;
   std::string ns;
   // Empty: "kiln-builder-agent/<project>@<hostname>:<volume>", stable across restarts of the
   // agent on one machine and volume, so that an agent woken again soon after the last one

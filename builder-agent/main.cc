@@ -53,10 +53,15 @@ int main(int argc, char** argv) {
   app.add_option("--token", options.token,
                  "Credential presented to the orchestrator (as a bearer token)")
       ->envname("KILN_TOKEN");
-  std::string tls_ca;
+  std::string tls_ca, tls_cert, tls_key;
   app.add_option("--tls-ca", tls_ca,
                  "PEM CA of the orchestrator's TLS certificate: speak TLS to it")
       ->envname("KILN_TLS_CA");
+  app.add_option("--tls-cert", tls_cert,
+                 "PEM client certificate for an orchestrator that requires mutual TLS "
+                 "(--tls-client-ca); with --tls-key")
+      ->envname("KILN_TLS_CERT");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert")->envname("KILN_TLS_KEY");
   app.add_flag("--tls", options.tls, "Speak TLS to the orchestrator (the system's CA roots)")
       ->envname("KILN_TLS");
   app.add_option("--namespace", options.ns, "Orchestrator namespace (empty: the default)")
@@ -101,11 +106,13 @@ int main(int argc, char** argv) {
   options.idle_grace = absl::Seconds(idle_grace_s);
   options.connect_timeout = absl::Seconds(connect_timeout_s);
   options.orchestrator_lost_timeout = absl::Seconds(lost_timeout_s);
-  if (!tls_ca.empty()) {
-    auto ca = kiln::ReadPemFile(tls_ca, "--tls-ca");
-    if (!ca.ok()) return Fail(ca.status());
+  auto tls = kiln::ReadClientTls(tls_ca, tls_cert, tls_key);
+  if (!tls.ok()) return Fail(tls.status());
+  if (tls->enabled) {
     options.tls = true;
-    options.tls_root_certs = *std::move(ca);
+    options.tls_root_certs = std::move(tls->root_certs);
+    options.tls_cert_chain = std::move(tls->cert_chain);
+    options.tls_private_key = std::move(tls->private_key);
   }
 
   // Before any thread starts: SIGTERM/SIGINT are then waited for by one thread only.

@@ -83,11 +83,22 @@ int main(int argc, char** argv) {
   kiln::cli::SetExamples(*info, {"kiln info", "kiln -o json info"});
   std::string shell;
   auto* completion = app.add_subcommand("completion", "Print a shell completion script");
-  kiln::cli::SetExamples(*completion, {"source <(kiln completion bash)",
+  kiln::cli::SetExamples(*completion, {"kiln completion bash > /etc/bash_completion.d/kiln",
+                                       "source <(kiln completion bash)",
                                        "kiln completion zsh > \"${fpath[1]}/_kiln\""});
   completion->add_option("shell", shell, "bash or zsh")
       ->required()
       ->check(CLI::IsMember({"bash", "zsh"}));
+  std::string revoke_what;
+  auto* token_command = app.add_subcommand("token", "Manage bearer tokens (admin)");
+  token_command->require_subcommand(1);
+  auto* revoke = token_command->add_subcommand(
+      "revoke",
+      "Refuse a token from now on, until it expires (admin). Give its id (kiln-orchestrator "
+      "token prints it on stderr) or the token itself");
+  kiln::cli::SetExamples(
+      *revoke, {"kiln token revoke 3f9c2a...", "kiln token revoke \"$(cat leaked.token)\""});
+  revoke->add_option("token", revoke_what, "The token's id, or the token")->required();
   kiln::cli::WorkflowCommands workflow(app);
   kiln::cli::TaskQueueCommands task_queue(app);
   kiln::cli::PlatformCommands platform_commands(app);
@@ -165,6 +176,7 @@ int main(int argc, char** argv) {
     return kiln::cli::CheckHealth(connection, absl::Seconds(health_timeout_s), io);
   }
   if (info->parsed()) return kiln::cli::ShowInfo(connection, io);
+  if (revoke->parsed()) return kiln::cli::RevokeToken(connection, revoke_what, io);
   if (task_queue.parsed()) return task_queue.Run(connection.workflow_service(), io);
   if (workflow.parsed()) {
     auto log_service = kiln::api::v1::LogService::NewStub(connection.channel());

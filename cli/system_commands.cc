@@ -1,4 +1,4 @@
-// `kiln health` and `kiln info`; see system_commands.h.
+// `kiln health`, `kiln info` and `kiln token revoke`; see system_commands.h.
 #include "cli/system_commands.h"
 
 #include "absl/strings/str_cat.h"
@@ -32,6 +32,22 @@ int ShowInfo(sdk::Connection& connection, const Io& io) {
   } else {
     io.out << "store:    writable\n";
   }
+  return 0;
+}
+
+int RevokeToken(sdk::Connection& connection, const std::string& token_or_id, const Io& io) {
+  kiln::api::v1::RevokeTokenRequest request;
+  if (token_or_id.rfind("kiln1.", 0) == 0) {
+    request.set_token(token_or_id);
+  } else {
+    request.set_id(token_or_id);
+  }
+  kiln::api::v1::RevokeTokenResponse response;
+  grpc::Status status = connection.workflow_service().RevokeToken(CallContext(kCallTimeout).get(),
+                                                                  request, &response);
+  if (!status.ok()) return ReportError(io, status);
+  io.out << (response.already_revoked() ? "already revoked " : "revoked ") << response.id()
+         << " until " << FormatTimestamp(response.expire_time()) << "\n";
   return 0;
 }
 

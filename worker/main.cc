@@ -167,6 +167,14 @@ int main(int argc, char** argv) {
   app.add_option("--orchestrator-tls-key", orchestrator_tls_key,
                  "PEM key of --orchestrator-tls-cert")
       ->envname("KILN_ORCHESTRATOR_TLS_KEY");
+  std::string agent_tls_cert, agent_tls_key;
+  app.add_option("--agent-tls-cert", agent_tls_cert,
+                 "PEM client certificate the builder agents this worker wakes present to an "
+                 "orchestrator that requires mutual TLS (default: --orchestrator-tls-cert)")
+      ->envname("KILN_AGENT_TLS_CERT");
+  app.add_option("--agent-tls-key", agent_tls_key,
+                 "PEM key of --agent-tls-cert (default: --orchestrator-tls-key)")
+      ->envname("KILN_AGENT_TLS_KEY");
   std::string tls_cert, tls_key, tls_client_ca;
   app.add_option("--tls-cert", tls_cert,
                  "PEM certificate chain: serve BuildService (--listen) over TLS (with --tls-key)")
@@ -262,13 +270,25 @@ int main(int argc, char** argv) {
   connection_options.tls_root_certs = orchestrator_tls->root_certs;
   connection_options.tls_cert_chain = orchestrator_tls->cert_chain;
   connection_options.tls_private_key = orchestrator_tls->private_key;
-  // Woken agents reach the orchestrator the same way (the CA only: an agent presents a token,
-  // not this worker's client certificate).
+  // Woken agents reach the orchestrator the same way: the same CA and, for mutual TLS, a client
+  // certificate (their own with --agent-tls-*, else this worker's). The files are checked here
+  // so that a bad one fails the worker's start, not every wake.
+  if (agent_tls_cert.empty() && agent_tls_key.empty()) {
+    agent_tls_cert = orchestrator_tls_cert;
+    agent_tls_key = orchestrator_tls_key;
+  }
+  auto agent_tls =
+      kiln::ReadClientTls(orchestrator_tls_ca, agent_tls_cert, agent_tls_key, "--agent-tls");
+  if (!agent_tls.ok()) return Fail("worker.start_failed", agent_tls.status());
   std::vector<std::string> agent_args;
   if (!orchestrator_tls_ca.empty()) {
     agent_args = {"--tls-ca", fs::absolute(orchestrator_tls_ca, ec).string()};
-  } else if (orchestrator_tls->enabled) {
+  } else if (orchestrator_tls->enabled || agent_tls->enabled) {
     agent_args = {"--tls"};  // the system's roots
+  }
+  if (!agent_tls_cert.empty()) {
+    agent_args.insert(agent_args.end(), {"--tls-cert", fs::absolute(agent_tls_cert, ec).string(),
+                                         "--tls-key", fs::absolute(agent_tls_key, ec).string()});
   }
   kiln::sdk::Connection connection(orchestrator, connection_options);
   absl::Status health = connection.CheckHealth(absl::Seconds(connect_timeout_s));

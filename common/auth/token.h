@@ -41,7 +41,7 @@ struct Claims {
   std::vector<std::string> queues;
   // Who the token was minted for (for logs), e.g. "kiln-worker" or "agent:myproj".
   std::string subject;
-  // A unique id (for logs, and for revocation later).
+  // A unique id (for logs, and for revocation: the orchestrator's RevokeToken).
   std::string id;
   absl::Time issued = absl::UnixEpoch();
   absl::Time expiry = absl::UnixEpoch();

@@ -1,5 +1,6 @@
 #include "orchestrator/frontend/long_polls.h"
 
+#include <functional>
 #include <optional>
 #include <utility>
 
@@ -132,13 +133,15 @@ class HistoryWait final : public RefCountedReactor {
  public:
   HistoryWait(const FrontendDeps& deps, RpcMetrics* metrics,
               const api::GetWorkflowExecutionHistoryRequest* request,
-              api::GetWorkflowExecutionHistoryResponse* response, absl::Time deadline)
+              api::GetWorkflowExecutionHistoryResponse* response, absl::Time deadline,
+              std::function<absl::Status()> admit)
       : deps_(deps),
         metrics_(metrics),
         request_(*request),
         response_(response),
         deadline_(deadline),
-        began_(deps.clock->Now()) {}
+        began_(deps.clock->Now()),
+        admit_(std::move(admit)) {}
 
   void Begin() { Schedule(); }
 
@@ -159,6 +162,11 @@ class HistoryWait final : public RefCountedReactor {
 
   void Attempt() {
     if (finished()) return;
+    // Once: later attempts read the same run for the same caller.
+    if (admit_) {
+      absl::Status admitted = std::exchange(admit_, nullptr)();
+      if (!admitted.ok()) return Done(admitted);
+    }
     auto read = deps_.engine->ReadHistory(request_);
     if (!read.ok()) return Done(read.status());
     if (!read->wait) return Respond(std::move(read->response));
@@ -250,6 +258,8 @@ class HistoryWait final : public RefCountedReactor {
   api::GetWorkflowExecutionHistoryResponse* response_;
   absl::Time deadline_;
   absl::Time began_;
+  // Run by the first attempt and cleared, before any watch exists (so before any other attempt).
+  std::function<absl::Status()> admit_;
   absl::Mutex mu_;
   uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
   AlarmId alarm_ ABSL_GUARDED_BY(mu_) = 0;
@@ -284,8 +294,9 @@ grpc::ServerUnaryReactor* StartActivityTaskPoll(
 grpc::ServerUnaryReactor* StartHistoryWait(const FrontendDeps& deps, RpcMetrics* metrics,
                                            const api::GetWorkflowExecutionHistoryRequest* request,
                                            api::GetWorkflowExecutionHistoryResponse* response,
-                                           absl::Time deadline) {
-  auto* reactor = new HistoryWait(deps, metrics, request, response, deadline);
+                                           absl::Time deadline,
+                                           std::function<absl::Status()> admit) {
+  auto* reactor = new HistoryWait(deps, metrics, request, response, deadline, std::move(admit));
   reactor->Begin();
   return reactor;
 }

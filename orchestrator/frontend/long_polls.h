@@ -51,10 +51,12 @@ grpc::ServerUnaryReactor* StartActivityTaskPoll(
     StartTask<api::PollActivityTaskQueueResponse> start);
 
 // Starts a GetWorkflowExecutionHistory call that waits for new events until `deadline`;
-// returns its reactor. The request is copied.
+// returns its reactor. The request is copied. `admit` (may be empty) runs on the executor before
+// the first read: the caller's check of the run (Authorizer::CheckRun); its error is the answer.
 grpc::ServerUnaryReactor* StartHistoryWait(const FrontendDeps& deps, RpcMetrics* metrics,
                                            const api::GetWorkflowExecutionHistoryRequest* request,
                                            api::GetWorkflowExecutionHistoryResponse* response,
-                                           absl::Time deadline);
+                                           absl::Time deadline,
+                                           std::function<absl::Status()> admit = {});
 
 }  // namespace kiln::orchestrator

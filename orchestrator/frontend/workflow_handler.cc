@@ -36,6 +36,11 @@ absl::Status WorkflowHandler::CheckStart(const Principal& principal, Rpc rpc,
   return deps_.authorizer->CheckStart(principal, rpc, task_queue);
 }
 
+TaskQueueFilter WorkflowHandler::VisibleRuns(const Principal& principal) const {
+  if (deps_.authorizer == nullptr) return {};
+  return deps_.authorizer->VisibleRuns(principal);
+}
+
 absl::Status WorkflowHandler::CheckRun(const Principal& principal, Rpc rpc, const std::string& ns,
                                        const api::WorkflowExecution& execution) {
   if (deps_.authorizer == nullptr) return absl::OkStatus();
@@ -141,10 +146,16 @@ grpc::ServerUnaryReactor* WorkflowHandler::DescribeWorkflowExecution(
 grpc::ServerUnaryReactor* WorkflowHandler::GetWorkflowExecutionHistory(
     Ctx* ctx, const api::GetWorkflowExecutionHistoryRequest* request,
     api::GetWorkflowExecutionHistoryResponse* response) {
-  KILN_AUTHORIZE(ctx, GetWorkflowExecutionHistory);
+  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kGetWorkflowExecutionHistory);
+  KILN_REJECT_IF_ERROR(ctx, metrics_, "GetWorkflowExecutionHistory", principal.status());
   KILN_REJECT_IF_ERROR(ctx, metrics_, "GetWorkflowExecutionHistory",
                        ValidateExecution(request->execution(), false));
-  return StartHistoryWait(deps_, &metrics_, request, response, PollDeadline(ctx));
+  return StartHistoryWait(deps_, &metrics_, request, response, PollDeadline(ctx),
+                          [this, principal = std::move(*principal), ns = request->namespace_(),
+                           execution = request->execution()] {
+                            return CheckRun(principal, Rpc::kGetWorkflowExecutionHistory, ns,
+                                            execution);
+                          });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::ListWorkflowExecutions(
@@ -153,7 +164,9 @@ grpc::ServerUnaryReactor* WorkflowHandler::ListWorkflowExecutions(
   return Unary(
       ctx, Rpc::kListWorkflowExecutions, "ListWorkflowExecutions", response,
       [request] { return ValidateList(*request); },
-      [this, request] { return deps_.engine->ListWorkflowExecutions(*request); });
+      [this, request](const Principal& principal) {
+        return deps_.engine->ListWorkflowExecutions(*request, VisibleRuns(principal));
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
@@ -290,7 +303,9 @@ grpc::ServerUnaryReactor* WorkflowHandler::CountWorkflowExecutions(
   return Unary(
       ctx, Rpc::kCountWorkflowExecutions, "CountWorkflowExecutions", response,
       [request] { return ValidateCount(*request); },
-      [this, request] { return deps_.engine->CountWorkflowExecutions(*request); });
+      [this, request](const Principal& principal) {
+        return deps_.engine->CountWorkflowExecutions(*request, VisibleRuns(principal));
+      });
 }
 
 grpc::ServerUnaryReactor* WorkflowHandler::SignalWorkflowExecution(
@@ -447,6 +462,19 @@ grpc::ServerUnaryReactor* WorkflowHandler::DescribeTaskQueue(
                   response->mutable_oldest_task_age());
         }
         return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::RevokeToken(Ctx* ctx,
+                                                       const api::RevokeTokenRequest* request,
+                                                       api::RevokeTokenResponse* response) {
+  return Unary(
+      ctx, Rpc::kRevokeToken, "RevokeToken", response, [] { return absl::OkStatus(); },
+      [this, request]() -> absl::StatusOr<api::RevokeTokenResponse> {
+        if (deps_.authorizer == nullptr) {
+          return absl::FailedPreconditionError("RevokeToken: this orchestrator checks no tokens");
+        }
+        return deps_.authorizer->RevokeToken(*request);
       });
 }
 

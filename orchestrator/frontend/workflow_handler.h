@@ -66,6 +66,8 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
 
   Reactor* GetSystemInfo(Ctx* ctx, const api::GetSystemInfoRequest* request,
                          api::GetSystemInfoResponse* response) override;
+  Reactor* RevokeToken(Ctx* ctx, const api::RevokeTokenRequest* request,
+                       api::RevokeTokenResponse* response) override;
 
   Reactor* CountWorkflowExecutions(Ctx* ctx, const api::CountWorkflowExecutionsRequest* request,
                                    api::CountWorkflowExecutionsResponse* response) override;
@@ -105,6 +107,8 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
                                bool drives_workflow = false);
   // Authorizer::CheckStart, or OK without an authorizer.
   absl::Status CheckStart(const Principal& principal, Rpc rpc, std::string_view task_queue);
+  // Authorizer::VisibleRuns, or every run without an authorizer.
+  TaskQueueFilter VisibleRuns(const Principal& principal) const;
   // Authorizer::CheckRun, or OK without an authorizer.
   absl::Status CheckRun(const Principal& principal, Rpc rpc, const std::string& ns,
                         const api::WorkflowExecution& execution);

@@ -399,13 +399,13 @@ absl::StatusOr<HistoryRead> HistoryEngine::ReadHistory(
 }
 
 absl::StatusOr<api::ListWorkflowExecutionsResponse> HistoryEngine::ListWorkflowExecutions(
-    const api::ListWorkflowExecutionsRequest& request) {
-  return ListRuns(*store_, Namespace(request.namespace_()), request);
+    const api::ListWorkflowExecutionsRequest& request, const TaskQueueFilter& visible) {
+  return ListRuns(*store_, Namespace(request.namespace_()), request, visible);
 }
 
 absl::StatusOr<api::CountWorkflowExecutionsResponse> HistoryEngine::CountWorkflowExecutions(
-    const api::CountWorkflowExecutionsRequest& request) {
-  return CountRuns(*store_, Namespace(request.namespace_()), request);
+    const api::CountWorkflowExecutionsRequest& request, const TaskQueueFilter& visible) {
+  return CountRuns(*store_, Namespace(request.namespace_()), request, visible);
 }
 
 absl::Status HistoryEngine::DropStaleTask(const QueuedTask& task) {

@@ -24,6 +24,7 @@
 #include "orchestrator/history/task_id_allocator.h"
 #include "orchestrator/history/task_token.h"
 #include "orchestrator/persistence/store.h"
+#include "orchestrator/visibility/visibility_list.h"
 
 namespace kiln::orchestrator {
 
@@ -67,8 +68,9 @@ class HistoryEngine {
       const api::SignalWithStartWorkflowExecutionRequest& request);
   absl::Status RequestCancelWorkflowExecution(
       const api::RequestCancelWorkflowExecutionRequest& request);
+  // Lists and counts see only the runs `visible` lets through (empty: all).
   absl::StatusOr<api::CountWorkflowExecutionsResponse> CountWorkflowExecutions(
-      const api::CountWorkflowExecutionsRequest& request);
+      const api::CountWorkflowExecutionsRequest& request, const TaskQueueFilter& visible = {});
   // A query task's answer to a poller: the run's whole history (no transition is written).
   absl::StatusOr<api::PollWorkflowTaskQueueResponse> BuildQueryTask(
       const QueuedTask& task, const api::WorkflowQuery& query);
@@ -76,7 +78,7 @@ class HistoryEngine {
       const api::DescribeWorkflowExecutionRequest& request);
   absl::StatusOr<HistoryRead> ReadHistory(const api::GetWorkflowExecutionHistoryRequest& request);
   absl::StatusOr<api::ListWorkflowExecutionsResponse> ListWorkflowExecutions(
-      const api::ListWorkflowExecutionsRequest& request);
+      const api::ListWorkflowExecutionsRequest& request, const TaskQueueFilter& visible = {});
 
   // Matching handed `task` to a poller: record that it started and build the poller's answer.
   // kNotFound / kFailedPrecondition mean the task is stale: call DropStaleTask.

@@ -79,10 +79,18 @@ grpc::ServerWriteReactor<api::ReadLogResponse>* LogHandler::ReadLog(
                    &readers_,
                    options_.follow_idle_limit,
                    options_.follower_queue_bytes};
-  auto* reader = new LogReader(env, Namespace(request->namespace_()), *request);
-  absl::Status admitted = deps_.authorizer == nullptr
-                              ? absl::OkStatus()
-                              : deps_.authorizer->Admit(*ctx, Rpc::kReadLog).status();
+  absl::StatusOr<Principal> principal = Principal{};
+  if (deps_.authorizer != nullptr) principal = deps_.authorizer->Admit(*ctx, Rpc::kReadLog);
+  std::function<absl::Status()> admit;
+  if (principal.ok() && deps_.authorizer != nullptr) {
+    // On the executor: whose run it is takes a read.
+    admit = [authorizer = deps_.authorizer, principal = *principal,
+             ns = Namespace(request->namespace_()), execution = request->execution()] {
+      return authorizer->CheckRun(principal, Rpc::kReadLog, ns, execution);
+    };
+  }
+  auto* reader = new LogReader(env, Namespace(request->namespace_()), *request, std::move(admit));
+  absl::Status admitted = principal.status();
   if (admitted.ok()) admitted = ValidateReadLog(*request);
   if (admitted.ok()) admitted = readers_.Add(reader);
   if (!admitted.ok()) {

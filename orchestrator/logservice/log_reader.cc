@@ -10,10 +10,12 @@
 namespace kiln::orchestrator {
 
 LogReader::LogReader(const LogReaderEnv& env, std::string ns,
-                     const kiln::api::v1::ReadLogRequest& request)
+                     const kiln::api::v1::ReadLogRequest& request,
+                     std::function<absl::Status()> admit)
     : env_(env),
       ns_(std::move(ns)),
       execution_(request.execution()),
+      admit_(std::move(admit)),
       stream_(request.stream()),
       follow_(request.follow()),
       began_(env.clock->Now()),
@@ -51,6 +53,9 @@ void LogReader::Unref() {
 }
 
 void LogReader::Start() {
+  if (admit_) {
+    if (absl::Status admitted = admit_(); !admitted.ok()) return End(admitted);
+  }
   absl::StatusOr<std::string> run = ResolveLogRun(*env_.store, ns_, execution_);
   if (!run.ok()) return End(run.status());
   run_id_ = *run;

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 
 #include <grpcpp/support/server_callback.h>
@@ -53,8 +54,11 @@ struct LogReaderEnv {
 class LogReader final : public grpc::ServerWriteReactor<kiln::api::v1::ReadLogResponse>,
                         public LogFollower {
  public:
-  // `request` must be valid (see log_validation.h); `ns` is the resolved namespace.
-  LogReader(const LogReaderEnv& env, std::string ns, const kiln::api::v1::ReadLogRequest& request);
+  // `request` must be valid (see log_validation.h); `ns` is the resolved namespace. `admit` (may
+  // be empty) runs on the executor before the run is read: the caller's check of the run
+  // (Authorizer::CheckRun); its error ends the call.
+  LogReader(const LogReaderEnv& env, std::string ns, const kiln::api::v1::ReadLogRequest& request,
+            std::function<absl::Status()> admit = {});
 
   // Resolves the run and starts reading, on the executor. Call once, after LogReaderRegistry::Add.
   void Begin();
@@ -88,6 +92,7 @@ class LogReader final : public grpc::ServerWriteReactor<kiln::api::v1::ReadLogRe
   const LogReaderEnv env_;
   const std::string ns_;
   const kiln::api::v1::WorkflowExecution execution_;
+  const std::function<absl::Status()> admit_;
   const std::string stream_;
   const bool follow_;
   const absl::Time began_;

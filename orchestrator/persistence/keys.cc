@@ -55,6 +55,14 @@ std::string SignalRequest(std::string_view run_id, std::string_view request_id) 
   return key;
 }
 
+std::string RevokedTokenPrefix() { return "revoked/"; }
+
+std::string RevokedToken(std::string_view token_id) {
+  std::string key = RevokedTokenPrefix();
+  key.append(token_id);
+  return key;
+}
+
 std::string HistoryPrefix(std::string_view run_id) {
   std::string key(run_id);
   key.push_back('\0');

@@ -34,6 +34,10 @@ std::string SignalRequest(std::string_view run_id, std::string_view request_id);
 // log as a whole); its value means nothing.
 inline constexpr char kSyncBarrier[] = "sync-barrier";
 
+// kMeta: revoked bearer tokens ("revoked/" token id), kept until the token would expire.
+std::string RevokedTokenPrefix();
+std::string RevokedToken(std::string_view token_id);
+
 // kHistory: run id + event id.
 std::string HistoryPrefix(std::string_view run_id);
 std::string HistoryEvent(std::string_view run_id, int64_t event_id);

@@ -1,8 +1,11 @@
 #include "orchestrator/rpc/authorizer.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/proto_time.h"
 #include "common/status.h"
 
 namespace kiln::orchestrator {
@@ -78,13 +81,15 @@ std::string_view RpcName(Rpc rpc) {
       return "ReadLog";
     case Rpc::kAppendLog:
       return "AppendLog";
+    case Rpc::kRevokeToken:
+      return "RevokeToken";
   }
   return "unknown";
 }
 
 Authorizer::Authorizer(auth::TokenKey key, Clock* clock, HistoryEngine* engine,
-                       prometheus::Registry* registry, AuthOptions options)
-    : key_(std::move(key)), clock_(clock), engine_(engine), options_(options) {
+                       prometheus::Registry* registry, AuthOptions options, RevokedTokens* revoked)
+    : key_(std::move(key)), clock_(clock), engine_(engine), options_(options), revoked_(revoked) {
   if (registry == nullptr) return;
   auto& family = prometheus::BuildCounter()
                      .Name("kiln_auth_refused_total")
@@ -95,6 +100,7 @@ Authorizer::Authorizer(auth::TokenKey key, Clock* clock, HistoryEngine* engine,
   refused_[kScope] = &family.Add({{"reason", "scope"}});
   refused_[kProject] = &family.Add({{"reason", "project"}});
   refused_[kQueue] = &family.Add({{"reason", "queue"}});
+  refused_[kRevoked] = &family.Add({{"reason", "revoked"}});
 }
 
 absl::Status Authorizer::Refuse(Reason reason, absl::Status status) {
@@ -136,6 +142,9 @@ absl::StatusOr<Principal> Authorizer::Admit(const grpc::ServerContextBase& ctx, 
   }
   absl::StatusOr<auth::Claims> claims = key_.Verify(value.substr(kBearer.size()), clock_->Now());
   if (!claims.ok()) return Refuse(kInvalidToken, claims.status());
+  if (revoked_ != nullptr && revoked_->Contains(claims->id)) {
+    return Refuse(kRevoked, absl::UnauthenticatedError("token revoked"));
+  }
 
   Principal principal{std::move(*claims)};
   const auth::Claims& c = *principal.claims;
@@ -146,6 +155,10 @@ absl::StatusOr<Principal> Authorizer::Admit(const grpc::ServerContextBase& ctx, 
     return Refuse(kProject, absl::PermissionDeniedError(absl::StrCat(
                                 Absl(RpcName(rpc)), ": an exclusive poll on '", Absl(task_queue),
                                 "' needs that project's agent token")));
+  }
+  if (rpc == Rpc::kRevokeToken && c.scope != auth::Scope::kAdmin) {
+    return Refuse(kScope, absl::PermissionDeniedError(absl::StrCat(
+                              Absl(RpcName(rpc)), ": only an admin token may revoke tokens")));
   }
   switch (c.scope) {
     case auth::Scope::kAdmin:
@@ -220,6 +233,13 @@ absl::Status Authorizer::CheckRun(const Principal& principal, Rpc rpc, const std
   return QueueDenied(rpc, queue);
 }
 
+TaskQueueFilter Authorizer::VisibleRuns(const Principal& principal) const {
+  if (!principal.is_worker()) return {};
+  return [queues = principal.claims->queues](std::string_view task_queue) {
+    return auth::ServesQueue(queues, task_queue);
+  };
+}
+
 absl::Status Authorizer::CheckAppendLog(const Principal& principal, const std::string& run_id) {
   if (!principal.is_agent()) return absl::OkStatus();
   const auth::Claims& c = *principal.claims;
@@ -230,6 +250,44 @@ absl::Status Authorizer::CheckAppendLog(const Principal& principal, const std::s
                               "' may only write the logs of runs with an activity it is running "
                               "on task queue '",
                               AgentQueue(c), "'")));
+}
+
+absl::StatusOr<kiln::api::v1::RevokeTokenResponse> Authorizer::RevokeToken(
+    const kiln::api::v1::RevokeTokenRequest& request) {
+  if (revoked_ == nullptr) {
+    return absl::FailedPreconditionError("RevokeToken: this orchestrator keeps no revocations");
+  }
+  if (request.id().empty() == request.token().empty()) {
+    return absl::InvalidArgumentError("RevokeToken: give either the token's id or the token");
+  }
+  std::string id = request.id();
+  absl::Time expiry;
+  if (!request.token().empty()) {
+    // Only a token of this key can be in use here; its own expiry bounds the record.
+    absl::StatusOr<auth::Claims> claims = key_.Verify(request.token(), clock_->Now());
+    if (!claims.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("RevokeToken: token: ", claims.status().message()));
+    }
+    id = claims->id;
+    expiry = claims->expiry;
+  } else {
+    // Ids are what Mint writes: printable, no spaces, bounded.
+    if (id.size() > auth::token_limits::kMaxFieldBytes ||
+        !std::all_of(id.begin(), id.end(), [](char ch) { return ch > ' ' && ch < 0x7f; })) {
+      return absl::InvalidArgumentError(absl::StrCat("RevokeToken: id: at most ",
+                                                     auth::token_limits::kMaxFieldBytes,
+                                                     " printable characters without spaces"));
+    }
+    // Not knowing the token, keep it as long as any token issued up to now may live.
+    expiry = clock_->Now() + auth::token_limits::kMaxClockSkew + auth::token_limits::kMaxLifetime;
+  }
+  ASSIGN_OR_RETURN(bool already, revoked_->Revoke(id, expiry));
+  kiln::api::v1::RevokeTokenResponse response;
+  response.set_id(id);
+  ToProto(expiry, response.mutable_expire_time());
+  response.set_already_revoked(already);
+  return response;
 }
 
 }  // namespace kiln::orchestrator

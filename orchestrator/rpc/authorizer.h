@@ -2,21 +2,24 @@
 // of WorkflowService and LogService.
 //
 // The caller is resolved from an `authorization: Bearer <token>` header (common/auth/token.h):
-// no header is an anonymous caller; a header whose token fails to verify is refused with
-// kUnauthenticated whatever the method. Then the caller's scope decides:
+// no header is an anonymous caller; a header whose token fails to verify, or whose token an
+// admin revoked (RevokeToken, revoked_tokens.h), is refused with kUnauthenticated whatever the
+// method. Then the caller's scope decides:
 //   anonymous  kUnauthenticated "a token is required"; with require_auth off
 //              (--insecure-allow-anonymous) everything, as an admin.
 //   admin      everything.
 //   worker with queues Q  polls on the queues of Q only; answers and heartbeats for tasks of
 //              those queues (the queue is in the signed task token); starts (and
-//              signal-with-start) of workflows on those queues; and everything else but the
-//              admin-only details below (signal, cancel, terminate, query and the reads are not
-//              limited by queue yet).
+//              signal-with-start) of workflows on those queues; signal, cancel, terminate, query,
+//              describe, history and log reads of runs whose task queue is in Q; lists and
+//              counts filtered to those runs (VisibleRuns); appends to logs; and DescribeTaskQueue
+//              and GetSystemInfo without the admin-only details below.
 //   read-only  the reads (describe, list, count, history, query, describe task queue, read
 //              log, system info).
 //   agent of project P  PollActivityTaskQueue on `project/P` only; heartbeats and answers for
 //              activities of `project/P` (from the signed task token); AppendLog to a run with
 //              an activity on `project/P` started and pending now; GetSystemInfo. Nothing else.
+// Admin only: RevokeToken.
 // Everyone: an exclusive poll on `project/P` needs P's agent token (nobody squats a project's
 // queue). Admin only: who holds or polls a queue (DescribeTaskQueue) and the data directory
 // (GetSystemInfo); others get those fields empty.
@@ -41,6 +44,8 @@
 #include "common/auth/token.h"
 #include "common/clock.h"
 #include "orchestrator/history/history_engine.h"
+#include "orchestrator/rpc/revoked_tokens.h"
+#include "orchestrator/visibility/visibility_list.h"
 
 namespace kiln::orchestrator {
 
@@ -72,6 +77,8 @@ enum class Rpc {
   // LogService.
   kReadLog,
   kAppendLog,
+  // Administration.
+  kRevokeToken,
 };
 
 std::string_view RpcName(Rpc rpc);
@@ -94,9 +101,10 @@ struct AuthOptions {
 
 class Authorizer {
  public:
-  // `engine` answers agents' lookups; `registry` may be null (no metrics).
+  // `engine` answers agents' lookups; `registry` may be null (no metrics); `revoked` may be null
+  // (no revocation: RevokeToken answers kFailedPrecondition).
   Authorizer(auth::TokenKey key, Clock* clock, HistoryEngine* engine,
-             prometheus::Registry* registry, AuthOptions options);
+             prometheus::Registry* registry, AuthOptions options, RevokedTokens* revoked = nullptr);
 
   // Before anything else, on gRPC's thread: who the caller is, and whether it may call `rpc`
   // at all. `task_queue` and `exclusive`: what a poll (PollWorkflowTaskQueue,
@@ -114,18 +122,29 @@ class Authorizer {
                                bool drives_workflow = false);
   // A worker may start (or signal-with-start) workflows only on its queues. Others: OK.
   absl::Status CheckStart(const Principal& principal, Rpc rpc, std::string_view task_queue);
-  // On the executor: a worker may signal, cancel, terminate, query or describe only runs of its
-  // queues (the run is looked up: one read). Others: OK at once.
+  // On the executor: a worker may signal, cancel, terminate, query, describe, read the history
+  // or read the log only of runs of its queues (the run is looked up: one read). Others: OK at
+  // once.
   absl::Status CheckRun(const Principal& principal, Rpc rpc, const std::string& ns,
                         const kiln::api::v1::WorkflowExecution& execution);
+  // Which runs a list or count by `principal` shows: a worker's, those of its queues (filtered,
+  // not refused, so that a worker lists its own runs with the same calls an admin uses, and a
+  // count agrees with the list); everyone else's, all (empty filter).
+  TaskQueueFilter VisibleRuns(const Principal& principal) const;
   // On the executor: an agent may append only to a run with an activity on its project's
   // queue started and pending now. Other callers: OK at once.
   absl::Status CheckAppendLog(const Principal& principal, const std::string& run_id);
 
+  // On the executor, for an admin admitted to kRevokeToken: revokes the token `request` names by
+  // id (kept until the longest a token minted now could live) or gives whole (it must verify
+  // with this key; kept until its expiry). kInvalidArgument for neither or a bad id.
+  absl::StatusOr<kiln::api::v1::RevokeTokenResponse> RevokeToken(
+      const kiln::api::v1::RevokeTokenRequest& request);
+
   bool require_auth() const { return options_.require_auth; }
 
  private:
-  enum Reason { kInvalidToken, kTokenRequired, kScope, kProject, kQueue, kReasons };
+  enum Reason { kInvalidToken, kTokenRequired, kScope, kProject, kQueue, kRevoked, kReasons };
   absl::Status Refuse(Reason reason, absl::Status status);
   absl::Status ProjectDenied(Rpc rpc, const auth::Claims& claims);
   absl::Status QueueDenied(Rpc rpc, std::string_view queue);
@@ -135,6 +154,7 @@ class Authorizer {
   Clock* const clock_;
   HistoryEngine* const engine_;
   const AuthOptions options_;
+  RevokedTokens* const revoked_;
   std::array<prometheus::Counter*, kReasons> refused_{};
 };
 

@@ -26,6 +26,7 @@
 #include "orchestrator/persistence/metered_store.h"
 #include "orchestrator/persistence/rocksdb_store.h"
 #include "orchestrator/rpc/authorizer.h"
+#include "orchestrator/rpc/revoked_tokens.h"
 #include "orchestrator/server/local_auth.h"
 #include "orchestrator/server/server_health.h"
 #include "orchestrator/timers/timer_queue.h"
@@ -149,12 +150,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   RETURN_IF_ERROR(server->timers_->Start());
   RETURN_IF_ERROR(server->retention_->Start());
 
+  ASSIGN_OR_RETURN(server->revoked_tokens_,
+                   RevokedTokens::Load(server->store_.get(), &server->clock_));
   server->authorizer_ = std::make_unique<Authorizer>(
       std::move(local_auth.key), &server->clock_, engine, server->registry_.get(),
-      AuthOptions{.require_auth = !options.allow_anonymous});
+      AuthOptions{.require_auth = !options.allow_anonymous}, server->revoked_tokens_.get());
   LogInfo("orchestrator.auth", {{"key_file", local_auth.key_file},
                                 {"admin_token_file", local_auth.admin_token_file},
-                                {"allow_anonymous", options.allow_anonymous}});
+                                {"allow_anonymous", options.allow_anonymous},
+                                {"revoked_tokens", server->revoked_tokens_->size()}});
 
   FrontendDeps deps{engine,
                     server->matching_.get(),

@@ -32,6 +32,7 @@ class WorkflowHandler;
 class LogHandler;
 class Listener;
 class Authorizer;
+class RevokedTokens;
 class ServerHealth;
 
 struct ServerOptions {
@@ -105,6 +106,7 @@ class Server {
   std::unique_ptr<HistoryEngine> engine_;
   std::unique_ptr<TimerQueue> timers_;
   std::unique_ptr<TimerQueue> retention_;
+  std::unique_ptr<RevokedTokens> revoked_tokens_;
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<WorkflowHandler> workflow_service_;
   std::unique_ptr<LogHandler> log_service_;

@@ -9,7 +9,9 @@ namespace kiln::orchestrator {
 
 TokenCommand::TokenCommand(CLI::App& app) {
   command_ = app.add_subcommand(
-      "token", "Mint a token with the orchestrator's key file and print it (for operators)");
+      "token",
+      "Mint a token with the orchestrator's key file and print it (for operators); its id and "
+      "expiry go to stderr (revoke it with `kiln token revoke ID`)");
   // The server's --data-dir and --auth-key-file may follow the subcommand too.
   command_->fallthrough();
   command_->add_option("--scope", scope_, "admin, worker, agent or read-only")->required();
@@ -57,6 +59,12 @@ int TokenCommand::Run(const ServerOptions& server, std::ostream& out, std::ostre
   if (!token.ok()) {
     err << "kiln-orchestrator token: " << token.status().message() << "\n";
     return 2;
+  }
+  // The id names the token to `kiln token revoke`; on stderr, so that stdout is the token alone.
+  absl::StatusOr<auth::Claims> minted = key->Verify(*token, absl::Now());
+  if (minted.ok()) {
+    err << "kiln-orchestrator token: id " << minted->id << ", expires "
+        << absl::FormatTime(absl::RFC3339_sec, minted->expiry, absl::UTCTimeZone()) << "\n";
   }
   out << *token << "\n";
   return 0;

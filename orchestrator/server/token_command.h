@@ -1,7 +1,8 @@
 // `kiln-orchestrator token`: mints a token for an operator (or a script) with the key file the
 // orchestrator verifies tokens with, and prints it on stdout. It reads the same --data-dir and
 // --auth-key-file as the server (or --key-file); a missing key file is created, as the server
-// would on its first start.
+// would on its first start. The token's id and expiry go to stderr: `kiln token revoke ID` (an
+// admin's call to the running orchestrator) refuses the token from then on.
 //
 //   kiln-orchestrator token --scope admin|worker|agent|read-only [--project P] [--queues a,b*]
 //                           [--ttl 1h]

@@ -37,7 +37,8 @@ void ToInfo(const internal::VisibilityRecord& record, api::WorkflowExecutionInfo
 }  // namespace
 
 absl::StatusOr<api::ListWorkflowExecutionsResponse> ListRuns(
-    Store& store, const std::string& ns, const api::ListWorkflowExecutionsRequest& request) {
+    Store& store, const std::string& ns, const api::ListWorkflowExecutionsRequest& request,
+    const TaskQueueFilter& visible) {
   int32_t page_size = request.page_size();
   if (page_size <= 0) page_size = limits::kDefaultListPageSize;
   page_size = std::min(page_size, limits::kMaxListPageSize);
@@ -108,6 +109,7 @@ absl::StatusOr<api::ListWorkflowExecutionsResponse> ListRuns(
           return true;
         if (!request.workflow_id().empty() && record.workflow_id() != request.workflow_id())
           return true;
+        if (visible && !visible(record.task_queue())) return true;
         if (!query.Matches(record)) return true;
         if (sorted) {
           matched.push_back(std::move(record));
@@ -136,13 +138,14 @@ absl::StatusOr<api::ListWorkflowExecutionsResponse> ListRuns(
 }
 
 absl::StatusOr<api::CountWorkflowExecutionsResponse> CountRuns(
-    Store& store, const std::string& ns, const api::CountWorkflowExecutionsRequest& request) {
+    Store& store, const std::string& ns, const api::CountWorkflowExecutionsRequest& request,
+    const TaskQueueFilter& visible) {
   api::CountWorkflowExecutionsResponse response;
   api::ListWorkflowExecutionsRequest list;
   list.set_query(request.query());
   list.set_page_size(limits::kMaxListPageSize);
   do {
-    ASSIGN_OR_RETURN(auto page, ListRuns(store, ns, list));
+    ASSIGN_OR_RETURN(auto page, ListRuns(store, ns, list, visible));
     response.set_count(response.count() + page.executions_size());
     list.set_next_page_token(page.next_page_token());
   } while (!list.next_page_token().empty());

@@ -20,7 +20,8 @@ namespace internal = ::kiln::internal::v1;
 const absl::Time kEpoch = absl::FromUnixSeconds(1'800'000'000);
 
 // Runs r0..r(n-1) of namespace "ns", r(i) started i seconds after kEpoch; odd ones of type
-// "odd" and closed, even ones of type "even" and running. One run of namespace "other".
+// "odd" and closed, even ones of type "even" and running; multiples of 3 on task queue "q-three",
+// the others on "q-other". One run of namespace "other".
 void WriteRuns(Store& store, int n) {
   WriteBatch batch;
   auto put = [&](const std::string& ns, int i) {
@@ -34,6 +35,7 @@ void WriteRuns(Store& store, int n) {
     const absl::Time start = kEpoch + absl::Seconds(i);
     ToProto(start, record.mutable_start_time());
     record.set_history_length(i);
+    record.set_task_queue(i % 3 == 0 ? "q-three" : "q-other");
     batch.Put(Table::kVisibility, keys::Visibility(ns, start, record.run_id()),
               record.SerializeAsString());
   };
@@ -79,6 +81,26 @@ TEST_CASE("ListRuns pages newest first and filters by the request's fields and q
   CHECK(RunIds(ListRuns(store, "ns", window).value()) ==
         std::vector<std::string>{"r3", "r2", "r1"});
   CHECK(RunIds(ListRuns(store, "other", {}).value()) == std::vector<std::string>{"r0"});
+}
+
+TEST_CASE("ListRuns and CountRuns leave out the runs the visibility filter refuses") {
+  MemoryStore store;
+  WriteRuns(store, 7);
+  const TaskQueueFilter three = [](std::string_view queue) { return queue == "q-three"; };
+  api::ListWorkflowExecutionsRequest request;
+  request.set_page_size(1);
+  auto first = ListRuns(store, "ns", request, three).value();
+  CHECK(RunIds(first) == std::vector<std::string>{"r6"});
+  request.set_next_page_token(first.next_page_token());
+  auto second = ListRuns(store, "ns", request, three).value();
+  CHECK(RunIds(second) == std::vector<std::string>{"r3"});
+  // The query cannot widen what the filter lets through.
+  api::ListWorkflowExecutionsRequest other;
+  other.set_query("TaskQueue = 'q-other'");
+  CHECK(RunIds(ListRuns(store, "ns", other, three).value()).empty());
+  api::CountWorkflowExecutionsRequest count;
+  CHECK(CountRuns(store, "ns", count, three).value().count() == 3);
+  CHECK(CountRuns(store, "ns", count).value().count() == 7);
 }
 
 TEST_CASE("ListRuns in another order pages by offset; tokens of another list are refused") {

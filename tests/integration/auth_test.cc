@@ -6,16 +6,21 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/auth/credentials.h"
 #include "common/auth/token.h"
 #include "common/proto_time.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
 #include "kiln/internal/v1/persistence.pb.h"
+#include "kiln/platform/v1/platform.pb.h"
+#include "sdk/converter.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
@@ -101,6 +106,53 @@ struct Caller {
     request.set_data(data);
     api::AppendLogResponse response;
     return logs->AppendLog(Ctx().get(), request, &response);
+  }
+
+  // The whole "build" stream of the workflow's current run.
+  grpc::Status ReadLog(const std::string& workflow_id, std::string* data) {
+    api::ReadLogRequest request;
+    request.mutable_execution()->set_workflow_id(workflow_id);
+    request.set_stream("build");
+    auto ctx = Ctx();
+    auto reader = logs->ReadLog(ctx.get(), request);
+    api::ReadLogResponse chunk;
+    data->clear();
+    while (reader->Read(&chunk)) *data += chunk.data();
+    return reader->Finish();
+  }
+  grpc::Status History(const std::string& workflow_id) {
+    api::GetWorkflowExecutionHistoryRequest request;
+    request.mutable_execution()->set_workflow_id(workflow_id);
+    api::GetWorkflowExecutionHistoryResponse response;
+    return wf().GetWorkflowExecutionHistory(Ctx().get(), request, &response);
+  }
+  grpc::Status Describe(const std::string& workflow_id) {
+    api::DescribeWorkflowExecutionRequest request;
+    request.mutable_execution()->set_workflow_id(workflow_id);
+    api::DescribeWorkflowExecutionResponse response;
+    return wf().DescribeWorkflowExecution(Ctx().get(), request, &response);
+  }
+  // The workflow ids `query` lists (a failed call: REQUIREd not to happen).
+  std::vector<std::string> List(const std::string& query = "") {
+    api::ListWorkflowExecutionsRequest request;
+    request.set_query(query);
+    api::ListWorkflowExecutionsResponse response;
+    grpc::Status status = wf().ListWorkflowExecutions(Ctx().get(), request, &response);
+    INFO(status.error_message());
+    REQUIRE(status.ok());
+    std::vector<std::string> ids;
+    for (const auto& run : response.executions()) ids.push_back(run.execution().workflow_id());
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+  int64_t Count(const std::string& query = "") {
+    api::CountWorkflowExecutionsRequest request;
+    request.set_query(query);
+    api::CountWorkflowExecutionsResponse response;
+    grpc::Status status = wf().CountWorkflowExecutions(Ctx().get(), request, &response);
+    INFO(status.error_message());
+    REQUIRE(status.ok());
+    return response.count();
   }
 
   sdk::Connection connection;
@@ -224,6 +276,74 @@ TEST_CASE("an agent token serves its own project only") {
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"project\"} 7") != std::string::npos);
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"invalid_token\"} 2") != std::string::npos);
   CHECK(metrics->find("kiln_auth_refused_total{reason=\"token_required\"} 2") != std::string::npos);
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+// Starts workflow `id` on task queue `queue` (nobody runs it) and writes a line to its log.
+void StartOn(Caller& admin, const std::string& id, const std::string& queue) {
+  api::StartWorkflowExecutionRequest start;
+  start.set_workflow_id(id);
+  start.mutable_workflow_type()->set_name("Job");
+  start.mutable_task_queue()->set_name(queue);
+  start.set_request_id(id);
+  api::StartWorkflowExecutionResponse started;
+  grpc::Status status = admin.wf().StartWorkflowExecution(Ctx().get(), start, &started);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  REQUIRE(admin.Append(id, "log of " + id + "\n").ok());
+}
+
+TEST_CASE("A worker token reads only the runs of its own task queues") {
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(dir.path() + "/data/auth.key");
+  REQUIRE(key.ok());
+  Caller admin(orchestrator.address(), Mint(*key, Scope::kAdmin));
+  StartOn(admin, "mine-1", "jobs-a");
+  StartOn(admin, "mine-2", "jobs-b");
+  StartOn(admin, "theirs", "billing");
+  Caller worker(orchestrator.address(),
+                Mint(*key, Scope::kWorker, "", absl::ZeroDuration(), {"jobs-*"}));
+
+  // Its own runs: history, describe, log.
+  CHECK(worker.History("mine-1").ok());
+  CHECK(worker.Describe("mine-2").ok());
+  std::string log;
+  grpc::Status read = worker.ReadLog("mine-1", &log);
+  INFO(read.error_message());
+  CHECK(read.ok());
+  CHECK(log == "log of mine-1\n");
+
+  // Another queue's run: refused, naming the call and the queue.
+  grpc::Status history = worker.History("theirs");
+  CHECK(history.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(history.error_message().find("GetWorkflowExecutionHistory") != std::string::npos);
+  CHECK(history.error_message().find("'billing'") != std::string::npos);
+  CHECK(worker.Describe("theirs").error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status theirs_log = worker.ReadLog("theirs", &log);
+  CHECK(theirs_log.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(theirs_log.error_message().find("ReadLog") != std::string::npos);
+  CHECK(log.empty());
+  // A run that does not exist answers as it would to anyone.
+  CHECK(worker.History("nobody").error_code() == grpc::StatusCode::NOT_FOUND);
+
+  // Lists and counts show its runs only, whatever the query asks.
+  CHECK(worker.List() == std::vector<std::string>{"mine-1", "mine-2"});
+  CHECK(worker.Count() == 2);
+  CHECK(worker.List("TaskQueue = 'billing'").empty());
+  CHECK(worker.Count("TaskQueue = 'billing'") == 0);
+  CHECK(worker.List("WorkflowId = 'mine-2'") == std::vector<std::string>{"mine-2"});
+
+  // Admin and read-only tokens keep reading everything.
+  Caller reader(orchestrator.address(), Mint(*key, Scope::kReadOnly));
+  for (Caller* full : {&admin, &reader}) {
+    CHECK(full->List() == std::vector<std::string>{"mine-1", "mine-2", "theirs"});
+    CHECK(full->Count() == 3);
+    CHECK(full->History("theirs").ok());
+    CHECK(full->ReadLog("theirs", &log).ok());
+    CHECK(log == "log of theirs\n");
+  }
   REQUIRE(orchestrator.Stop().ok());
 }
 
@@ -403,6 +523,85 @@ int Kiln(std::vector<std::string> args, std::string* out) {
   return *code;
 }
 
+TEST_CASE("A revoked token is refused from then on and after a restart") {
+  testutil::TempDir dir;
+  const std::string data = dir.path() + "/data";
+  testutil::OrchestratorProcess orchestrator(data);
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(data + "/auth.key");
+  REQUIRE(key.ok());
+  Caller admin(orchestrator.address(), Mint(*key, Scope::kAdmin));
+
+  // `kiln-orchestrator token` says the id of the token it mints (on stderr).
+  std::string minted;
+  auto code = testutil::RunCommand(
+      testutil::BinaryPath("kiln-orchestrator"),
+      {"token", "--data-dir", data, "--scope", "worker", "--queues", "jobs", "--ttl", "2h"},
+      &minted, absl::Seconds(30));
+  REQUIRE(code.ok());
+  REQUIRE(*code == 0);
+  // stdout is the token alone, after the id line.
+  const std::string worker_token(
+      absl::StripAsciiWhitespace(minted.substr(minted.rfind("kiln1."), std::string::npos)));
+  auto worker_claims = key->Verify(worker_token, absl::Now());
+  REQUIRE(worker_claims.ok());
+  CHECK(minted.find("id " + worker_claims->id) != std::string::npos);
+  Caller worker(orchestrator.address(), worker_token);
+  const std::string reader_token = Mint(*key, Scope::kReadOnly);
+  Caller reader(orchestrator.address(), reader_token);
+  Caller other(orchestrator.address(), Mint(*key, Scope::kReadOnly));
+  CHECK(worker.SystemInfo() == grpc::StatusCode::OK);
+
+  // Revoked by id with the CLI (an admin's call).
+  std::string out;
+  CHECK(Kiln({"--address", orchestrator.address(), "--token-file", orchestrator.admin_token_file(),
+              "token", "revoke", worker_claims->id},
+             &out) == 0);
+  INFO(out);
+  CHECK(out.find("revoked " + worker_claims->id) != std::string::npos);
+  api::GetSystemInfoResponse info;
+  grpc::Status refused = worker.wf().GetSystemInfo(Ctx().get(), {}, &info);
+  CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(refused.error_message() == "token revoked");
+
+  // Revoked by giving the token: kept until its own expiry. Again: already revoked.
+  api::RevokeTokenRequest request;
+  request.set_token(reader_token);
+  api::RevokeTokenResponse response;
+  REQUIRE(admin.wf().RevokeToken(Ctx().get(), request, &response).ok());
+  CHECK(!response.already_revoked());
+  CHECK(FromProto(response.expire_time()) == key->Verify(reader_token, absl::Now())->expiry);
+  REQUIRE(admin.wf().RevokeToken(Ctx().get(), request, &response).ok());
+  CHECK(response.already_revoked());
+  CHECK(reader.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
+  // Others still work; only admins revoke.
+  CHECK(other.SystemInfo() == grpc::StatusCode::OK);
+  request.Clear();
+  request.set_id("someone-else");
+  CHECK(other.wf().RevokeToken(Ctx().get(), request, &response).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  Caller another_worker(orchestrator.address(),
+                        Mint(*key, Scope::kWorker, "", absl::ZeroDuration(), {"jobs"}));
+  CHECK(another_worker.wf().RevokeToken(Ctx().get(), request, &response).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(another_worker.SystemInfo() == grpc::StatusCode::OK);
+  request.Clear();
+  CHECK(admin.wf().RevokeToken(Ctx().get(), request, &response).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+
+  // After a restart: still refused; the others still work.
+  REQUIRE(orchestrator.Stop().ok());
+  REQUIRE(orchestrator.Start().ok());
+  CHECK(worker.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(reader.SystemInfo() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(other.SystemInfo() == grpc::StatusCode::OK);
+  CHECK(admin.SystemInfo() == grpc::StatusCode::OK);
+  auto metrics = testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
+  REQUIRE(metrics.ok());
+  CHECK(metrics->find("kiln_auth_refused_total{reason=\"revoked\"} 2") != std::string::npos);
+  REQUIRE(orchestrator.Stop().ok());
+}
+
 TEST_CASE(
     "kiln-worker's BuildService takes admin tokens and read-only ones for reads and no secret "
     "leaks") {
@@ -544,6 +743,159 @@ TEST_CASE("The orchestrator serves TLS and mutual TLS to the SDK and the CLI") {
   REQUIRE((*orchestrator)->Wait(absl::Seconds(20)).ok());
   // TLS on: no warning about the listener.
   CHECK((*orchestrator)->Output().find("insecure_listener") == std::string::npos);
+}
+
+TEST_CASE("Builder agents present client certificates to a mutual-TLS orchestrator") {
+  testutil::TempDir dir;
+  MakeCertificate(dir.path(), "server");
+  MakeCertificate(dir.path(), "worker");
+  MakeCertificate(dir.path(), "agent");
+  // Both self-signed client certificates are trusted as their own CA.
+  {
+    std::ofstream clients(dir.path() + "/clients.pem");
+    clients << testutil::ReadFile(dir.path() + "/worker.pem")
+            << testutil::ReadFile(dir.path() + "/agent.pem");
+  }
+  const std::string server_pem = dir.path() + "/server.pem";
+  const std::string address = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  auto orchestrator = testutil::Process::Start(
+      testutil::BinaryPath("kiln-orchestrator"),
+      {"--data-dir", dir.path() + "/data", "--listen", address, "--metrics", "", "--tls-cert",
+       server_pem, "--tls-key", dir.path() + "/server.key", "--tls-client-ca",
+       dir.path() + "/clients.pem"},
+      dir.path() + "/orchestrator.log");
+  REQUIRE(orchestrator.ok());
+  const std::string token_file = dir.path() + "/data/admin.token";
+  REQUIRE(
+      testutil::WaitFor([&] { return std::filesystem::exists(token_file); }, absl::Seconds(20)));
+  sdk::Connection admin(address,
+                        {.token = auth::ReadTokenFile(token_file).value(),
+                         .tls = true,
+                         .tls_root_certs = testutil::ReadFile(server_pem),
+                         .tls_cert_chain = testutil::ReadFile(dir.path() + "/worker.pem"),
+                         .tls_private_key = testutil::ReadFile(dir.path() + "/worker.key")});
+  REQUIRE(admin.CheckHealth(absl::Seconds(20)).ok());
+  auto key = TokenKey::Load(dir.path() + "/data/auth.key");
+  REQUIRE(key.ok());
+
+  // An agent with its token and the CA but no client certificate does not get through.
+  std::string out;
+  auto bare =
+      testutil::RunCommand(testutil::BinaryPath("kiln-builder-agent"),
+                           {"--orchestrator", address, "--project", "web", "--volume",
+                            dir.path() + "/bare-volume", "--tls-ca", server_pem,
+                            "--connect-timeout", "2", "--token", Mint(*key, Scope::kAgent, "web")},
+                           &out, absl::Seconds(30));
+  REQUIRE(bare.ok());
+  INFO(out);
+  CHECK(*bare != 0);
+
+  // kiln-worker with its own client certificate wakes an agent that presents the agent's.
+  auto worker = testutil::Process::Start(testutil::BinaryPath("kiln-worker"),
+                                         {"--orchestrator",
+                                          address,
+                                          "--auth-key-file",
+                                          dir.path() + "/data/auth.key",
+                                          "--data-dir",
+                                          dir.path() + "/worker",
+                                          "--http",
+                                          "",
+                                          "--listen",
+                                          "",
+                                          "--connect-timeout",
+                                          "20",
+                                          "--orchestrator-tls-ca",
+                                          server_pem,
+                                          "--orchestrator-tls-cert",
+                                          dir.path() + "/worker.pem",
+                                          "--orchestrator-tls-key",
+                                          dir.path() + "/worker.key",
+                                          "--agent-tls-cert",
+                                          dir.path() + "/agent.pem",
+                                          "--agent-tls-key",
+                                          dir.path() + "/agent.key"},
+                                         dir.path() + "/worker.log");
+  REQUIRE(worker.ok());
+  REQUIRE(testutil::WaitFor(
+      [&] { return (*worker)->Output().find("worker.connected") != std::string::npos; },
+      absl::Seconds(30)));
+
+  // A build-shaped run: wake web's machine (kiln-worker), then one activity on project/web
+  // (the agent; an activity type it does not know, which it answers as failed).
+  api::StartWorkflowExecutionRequest start;
+  start.set_workflow_id("wake-web");
+  start.mutable_workflow_type()->set_name("Build");
+  start.mutable_task_queue()->set_name("wf");
+  start.set_request_id("wake-web");
+  api::StartWorkflowExecutionResponse started;
+  REQUIRE(admin.workflow_service().StartWorkflowExecution(Ctx().get(), start, &started).ok());
+  api::PollWorkflowTaskQueueRequest poll;
+  poll.mutable_task_queue()->set_name("wf");
+  poll.set_identity("auth_test");
+  api::PollWorkflowTaskQueueResponse task;
+  REQUIRE(admin.workflow_service().PollWorkflowTaskQueue(Ctx().get(), poll, &task).ok());
+  api::RespondWorkflowTaskCompletedRequest done;
+  done.set_task_token(task.task_token());
+  auto schedule = [&](const std::string& id, const std::string& type, const std::string& queue,
+                      api::Payloads input) {
+    api::Command& command = *done.add_commands();
+    command.set_command_type(api::COMMAND_TYPE_SCHEDULE_ACTIVITY_TASK);
+    auto* a = command.mutable_schedule_activity_task_command_attributes();
+    a->set_activity_id(id);
+    a->mutable_activity_type()->set_name(type);
+    a->mutable_task_queue()->set_name(queue);
+    *a->mutable_input() = std::move(input);
+    ToProto(absl::Minutes(2), a->mutable_start_to_close_timeout());
+    a->mutable_retry_policy()->set_maximum_attempts(1);
+  };
+  platform::v1::WakeMachineInput wake;
+  wake.set_project_id("web");
+  wake.set_size("small");
+  schedule("wake", "kiln.platform.WakeMachine", "kiln-platform", sdk::ToPayloads(wake));
+  schedule("build", "kiln.test.Unknown", "project/web", {});
+  api::RespondWorkflowTaskCompletedResponse ignored;
+  grpc::Status responded =
+      admin.workflow_service().RespondWorkflowTaskCompleted(Ctx().get(), done, &ignored);
+  INFO(responded.error_message());
+  REQUIRE(responded.ok());
+
+  // The agent polled, started and answered the project's activity over mutual TLS.
+  std::string agent_identity;
+  std::string last_history;
+  int answered = 0;
+  bool seen = testutil::WaitFor(
+      [&] {
+        api::GetWorkflowExecutionHistoryRequest request;
+        request.mutable_execution()->set_workflow_id("wake-web");
+        api::GetWorkflowExecutionHistoryResponse history;
+        if (!admin.workflow_service()
+                 .GetWorkflowExecutionHistory(Ctx().get(), request, &history)
+                 .ok()) {
+          return false;
+        }
+        answered = 0;
+        last_history = history.DebugString();
+        for (const auto& e : history.history().events()) {
+          if (e.event_type() == api::EVENT_TYPE_ACTIVITY_TASK_STARTED) {
+            const std::string& who = e.activity_task_started_event_attributes().identity();
+            if (who.rfind("kiln-builder-agent/web", 0) == 0) agent_identity = who;
+          }
+          if (e.event_type() == api::EVENT_TYPE_ACTIVITY_TASK_COMPLETED ||
+              e.event_type() == api::EVENT_TYPE_ACTIVITY_TASK_FAILED) {
+            ++answered;
+          }
+        }
+        return answered == 2 && !agent_identity.empty();
+      },
+      absl::Seconds(60));
+  INFO((*worker)->Output());
+  INFO(last_history);
+  CHECK(seen);
+  CHECK(!agent_identity.empty());
+  (*worker)->Signal(SIGTERM);
+  REQUIRE((*worker)->Wait(absl::Seconds(30)).ok());
+  (*orchestrator)->Signal(SIGTERM);
+  REQUIRE((*orchestrator)->Wait(absl::Seconds(20)).ok());
 }
 
 // The mode bits of `path` (07777).

@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "kiln/api/v1/workflow_service.pb.h"
@@ -320,6 +321,15 @@ TEST_CASE("kiln says what it tried and exits 4 when the orchestrator is not ther
   REQUIRE(Kiln(address, {"--platform", address, "project", "list"}, &out) == 4);
   CHECK(Contains(out, "cannot reach the build platform (kiln-worker's BuildService) at " + address +
                           " (--platform-address, KILN_PLATFORM_ADDRESS)"));
+  // The commands main() defines itself (the groups' are walked by help_test): an example each.
+  for (std::vector<std::string> command : std::vector<std::vector<std::string>>{
+           {"health"}, {"info"}, {"completion"}, {"token", "revoke"}}) {
+    const std::string path = absl::StrJoin(command, " ");
+    INFO(path);
+    command.push_back("--help");
+    REQUIRE(Kiln(address, command, &out) == 0);
+    CHECK(Contains(out, "Examples:\n  kiln " + path));
+  }
   REQUIRE(Kiln(address, {"--help"}, &out) == 0);
   CHECK(Contains(out, "Exit codes: 0 ok; 1 the thing failed"));
   CHECK(Contains(out, "4 unreachable"));
