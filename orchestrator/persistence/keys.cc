@@ -55,6 +55,19 @@ std::string SignalRequest(std::string_view run_id, std::string_view request_id) 
   return key;
 }
 
+std::string ResetRequestPrefix(std::string_view run_id) {
+  std::string key = "resetreq/";
+  key.append(run_id);
+  key.push_back('\0');
+  return key;
+}
+
+std::string ResetRequest(std::string_view run_id, std::string_view request_id) {
+  std::string key = ResetRequestPrefix(run_id);
+  key.append(request_id);
+  return key;
+}
+
 std::string HistoryPrefix(std::string_view run_id) {
   std::string key(run_id);
   key.push_back('\0');
