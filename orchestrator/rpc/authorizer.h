@@ -60,6 +60,7 @@ enum class Rpc {
   kSignalWithStartWorkflowExecution,
   kRequestCancelWorkflowExecution,
   kTerminateWorkflowExecution,
+  kResetWorkflowExecution,
   kPollWorkflowTaskQueue,
   kRespondWorkflowTaskCompleted,
   kRespondWorkflowTaskFailed,
@@ -114,8 +115,8 @@ class Authorizer {
                                bool drives_workflow = false);
   // A worker may start (or signal-with-start) workflows only on its queues. Others: OK.
   absl::Status CheckStart(const Principal& principal, Rpc rpc, std::string_view task_queue);
-  // On the executor: a worker may signal, cancel, terminate, query or describe only runs of its
-  // queues (the run is looked up: one read). Others: OK at once.
+  // On the executor: a worker may signal, cancel, terminate, reset, query or describe only runs of
+  // its queues (the run is looked up: one read). Others: OK at once.
   absl::Status CheckRun(const Principal& principal, Rpc rpc, const std::string& ns,
                         const kiln::api::v1::WorkflowExecution& execution);
   // On the executor: an agent may append only to a run with an activity on its project's
