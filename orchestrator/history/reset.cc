@@ -320,6 +320,7 @@ absl::StatusOr<std::unique_ptr<Mutation>> HistoryEngine::ResetRun(
                      m->AddTask(keys::TaskKind::kActivity, info.task_queue(), scheduled_id, 1));
     info.set_task_id(task_id);
   }
+  std::sort(canceled.begin(), canceled.end());  // events in scheduling order, not the map's
   for (int64_t scheduled_id : canceled) {
     const int64_t requested = m->state().activities().at(scheduled_id).cancel_requested_event_id();
     m->state().mutable_activities()->erase(scheduled_id);

@@ -214,6 +214,55 @@ TEST_CASE("Reset dispatches the activities and timers pending at the point again
           api::WORKFLOW_EXECUTION_STATUS_TERMINATED);
 }
 
+TEST_CASE("An activity the workflow asked to cancel is canceled at once in the new run") {
+  EngineHarness h;
+  std::string old_run = h.Start("wf").value();
+  REQUIRE(h.Complete(*h.PollWorkflowTask(),
+                     {EngineHarness::ScheduleActivity("a1", "work", absl::Minutes(5))})
+              .ok());
+  REQUIRE(h.PollActivityTask().has_value());  // started: a cancel request has to wait for it
+  const int64_t scheduled = 5;
+  REQUIRE(h.EventTypes(old_run)[scheduled - 1] == E::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED);
+  REQUIRE(Signal(h, "wf", "stop").ok());
+  api::Command cancel;
+  cancel.set_command_type(api::COMMAND_TYPE_REQUEST_CANCEL_ACTIVITY_TASK);
+  cancel.mutable_request_cancel_activity_task_command_attributes()->set_scheduled_event_id(
+      scheduled);
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {cancel}).ok());
+  REQUIRE(Signal(h, "wf", "again").ok());
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {}).ok());
+
+  auto reset =
+      h.engine().ResetWorkflowExecution(ResetRequest("wf", api::RESET_POINT_LAST_WORKFLOW_TASK));
+  REQUIRE(reset.ok());
+  std::vector<E> types = h.EventTypes(reset->run_id());
+  REQUIRE(std::count(types.begin(), types.end(), E::EVENT_TYPE_ACTIVITY_TASK_CANCELED) == 1);
+  REQUIRE(h.Describe(reset->run_id()).pending_activities().empty());
+  REQUIRE_FALSE(h.PollActivityTask().has_value());
+  RequireGapless(h.History(reset->run_id()));
+}
+
+TEST_CASE("Reset refuses a point where a child workflow is pending") {
+  EngineHarness h;
+  h.Start("parent").value();
+  api::Command child;
+  child.set_command_type(api::COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION);
+  auto* a = child.mutable_start_child_workflow_execution_command_attributes();
+  a->set_workflow_id("kid");
+  a->mutable_workflow_type()->set_name("Kid");
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {child}).ok());
+  REQUIRE(Signal(h, "parent", "go").ok());
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {}).ok());
+  auto refused = h.engine().ResetWorkflowExecution(
+      ResetRequest("parent", api::RESET_POINT_LAST_WORKFLOW_TASK));
+  REQUIRE(absl::IsFailedPrecondition(refused.status()));
+  REQUIRE(absl::StrContains(refused.status().message(), "child workflow"));
+  // Before the child was initiated, it is allowed.
+  REQUIRE(h.engine()
+              .ResetWorkflowExecution(ResetRequest("parent", api::RESET_POINT_FIRST_WORKFLOW_TASK))
+              .ok());
+}
+
 TEST_CASE("Reset while a workflow task runs replays the signals it buffered") {
   EngineHarness h;
   std::string old_run = h.Start("wf").value();
