@@ -123,6 +123,7 @@ void WorkflowTaskAttributes(const Event& e, KeyValues& kv) {
       kv.Add("cause", StripEnumPrefix(api::WorkflowTaskFailedCause_Name(a.cause()),
                                       "WORKFLOW_TASK_FAILED_CAUSE_"));
       AddFailure(kv, "failure", a.failure());
+      kv.AddIfSet("base_run", a.base_run_id()).AddIfSet("new_run", a.new_run_id());
       break;
     }
     default:

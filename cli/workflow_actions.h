@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "cli/rpc.h"
 #include "kiln/api/v1/log_service.grpc.pb.h"
@@ -80,6 +81,20 @@ struct TerminateOptions {
   std::string reason;
 };
 
+// `kiln workflow reset --to`: an event id, or one of these.
+inline constexpr char kResetToLastWorkflowTask[] = "last-workflow-task";
+inline constexpr char kResetToFirstWorkflowTask[] = "first-workflow-task";
+
+struct ResetOptions {
+  RunRef run;
+  // An event id, kResetToLastWorkflowTask or kResetToFirstWorkflowTask (checked when parsed).
+  std::string to;
+  std::string reason;
+  // Empty: a fresh one per invocation.
+  std::string request_id;
+  bool json = false;
+};
+
 // The log stream `kiln workflow logs` reads unless --stream names another.
 inline constexpr char kDefaultLogStream[] = "build";
 
@@ -104,6 +119,11 @@ int PrintHistory(WorkflowStub& stub, const HistoryOptions& options, const Io& io
 // failure goes to stderr, exit 1. Follows continue-as-new and retries to the final run.
 int WaitForResult(WorkflowStub& stub, const ResultOptions& options, const Io& io);
 int TerminateWorkflow(WorkflowStub& stub, const TerminateOptions& options, const Io& io);
+// Prints the new run's id (or the response as JSON). A bad --to is a usage error (exit 2).
+int ResetWorkflow(WorkflowStub& stub, const ResetOptions& options, const Io& io);
+// `--to`'s value into the request's point; kInvalidArgument naming what it accepts.
+absl::Status ParseResetPoint(const std::string& value,
+                             api::v1::ResetWorkflowExecutionRequest* request);
 // Writes the run's log stream to `io.out` byte for byte. With `follow`, keeps writing what is
 // appended until the run closes (then the rest, and exit 0), reconnecting from the offset after
 // the last byte written when the orchestrator restarts.

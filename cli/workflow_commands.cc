@@ -20,6 +20,7 @@ WorkflowCommands::WorkflowCommands(CLI::App& app) {
   AddHistory();
   AddResult();
   AddTerminate();
+  AddReset();
   AddLogs();
   ops_ = std::make_unique<WorkflowOpsCommands>(*workflow_);
 }
@@ -128,6 +129,35 @@ void WorkflowCommands::AddTerminate() {
               {"kiln workflow terminate --id build-42 --reason 'stuck on a bad commit'"});
 }
 
+void WorkflowCommands::AddReset() {
+  reset_ = workflow_->add_subcommand(
+      "reset",
+      "Start a new run from one of the run's workflow tasks: its history up to there, then the "
+      "signals received after it; the old run, if open, is terminated. Prints the new run id");
+  ResetOptions& o = reset_options_;
+  reset_->add_option("--id", o.run.workflow_id, "Workflow id")->required();
+  reset_->add_option("--run-id,--run", o.run.run_id, "Run id (default: the current run)");
+  CLI::Validator point(
+      [](std::string& value) -> std::string {
+        api::v1::ResetWorkflowExecutionRequest request;
+        absl::Status parsed = ParseResetPoint(value, &request);
+        return parsed.ok() ? "" : std::string(parsed.message());
+      },
+      "EVENT-ID|last-workflow-task|first-workflow-task", "reset point");
+  reset_
+      ->add_option("--to", o.to,
+                   "Where to: a WorkflowTaskCompleted/Started/Scheduled event id, "
+                   "last-workflow-task or first-workflow-task (the last or first completed one)")
+      ->required()
+      ->check(point);
+  reset_->add_option("--reason", o.reason, "Recorded in both runs' histories");
+  reset_->add_option("--request-id", o.request_id,
+                     "Idempotency key: a repeated reset with it returns the same new run");
+  SetExamples(*reset_, {"kiln workflow reset --id build-42 --to last-workflow-task --reason 'bad "
+                        "deploy'",
+                        "kiln workflow reset --id order-7 --run-id 0193... --to 12"});
+}
+
 void WorkflowCommands::AddLogs() {
   logs_ = workflow_->add_subcommand("logs", "Print a run's log stream (a build's output)");
   LogsOptions& o = logs_options_;
@@ -155,6 +185,7 @@ void WorkflowCommands::SetJsonOutput() {
   describe_options_.json = true;
   history_options_.json = history_options_.json_document = true;
   ops_->SetJsonOutput();
+  reset_options_.json = true;
 }
 
 int WorkflowCommands::Run(WorkflowStub& stub, LogStub& logs, const Io& io) const {
@@ -165,6 +196,7 @@ int WorkflowCommands::Run(WorkflowStub& stub, LogStub& logs, const Io& io) const
   if (history_->parsed()) return PrintHistory(stub, history_options_, io);
   if (result_->parsed()) return WaitForResult(stub, result_options_, io);
   if (terminate_->parsed()) return TerminateWorkflow(stub, terminate_options_, io);
+  if (reset_->parsed()) return ResetWorkflow(stub, reset_options_, io);
   if (logs_->parsed()) return PrintLogs(stub, logs, logs_options_, io);
   if (ops_->parsed()) return ops_->Run(stub, io);
   return 2;  // require_subcommand(1) makes this unreachable

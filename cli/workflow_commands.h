@@ -36,6 +36,7 @@ class WorkflowCommands {
   void AddHistory();
   void AddResult();
   void AddTerminate();
+  void AddReset();
   void AddLogs();
   // --id (required) and --run, shared by the commands that address one run.
   static void AddRunFlags(CLI::App& command, RunRef* run);
@@ -50,6 +51,7 @@ class WorkflowCommands {
   CLI::App* history_ = nullptr;
   CLI::App* result_ = nullptr;
   CLI::App* terminate_ = nullptr;
+  CLI::App* reset_ = nullptr;
   CLI::App* logs_ = nullptr;
   StartOptions start_options_;
   ListOptions list_options_;
@@ -58,6 +60,7 @@ class WorkflowCommands {
   HistoryOptions history_options_;
   ResultOptions result_options_;
   TerminateOptions terminate_options_;
+  ResetOptions reset_options_;
   LogsOptions logs_options_;
 };
 

@@ -24,7 +24,7 @@ void Check(const uint8_t* data, size_t size, Validate validate) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  const uint8_t kind = data[0] % 12;
+  const uint8_t kind = data[0] % 13;
   ++data;
   --size;
   switch (kind) {
@@ -70,6 +70,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 10:
       Check<api::RespondActivityTaskCompletedRequest>(
           data, size, [](const auto& r) { return ValidateActivityCompleted(r); });
+      break;
+    case 11:
+      Check<api::ResetWorkflowExecutionRequest>(data, size,
+                                                [](const auto& r) { return ValidateReset(r); });
       break;
     default:
       Check<api::RecordActivityTaskHeartbeatRequest>(

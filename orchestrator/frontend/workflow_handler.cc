@@ -129,6 +129,20 @@ grpc::ServerUnaryReactor* WorkflowHandler::TerminateWorkflowExecution(
       });
 }
 
+grpc::ServerUnaryReactor* WorkflowHandler::ResetWorkflowExecution(
+    Ctx* ctx, const api::ResetWorkflowExecutionRequest* request,
+    api::ResetWorkflowExecutionResponse* response) {
+  return Unary(
+      ctx, Rpc::kResetWorkflowExecution, "ResetWorkflowExecution", response,
+      [request] { return ValidateReset(*request); },
+      [this,
+       request](const Principal& principal) -> absl::StatusOr<api::ResetWorkflowExecutionResponse> {
+        RETURN_IF_ERROR(CheckRun(principal, Rpc::kResetWorkflowExecution, request->namespace_(),
+                                 request->workflow_execution()));
+        return deps_.engine->ResetWorkflowExecution(*request);
+      });
+}
+
 grpc::ServerUnaryReactor* WorkflowHandler::DescribeWorkflowExecution(
     Ctx* ctx, const api::DescribeWorkflowExecutionRequest* request,
     api::DescribeWorkflowExecutionResponse* response) {

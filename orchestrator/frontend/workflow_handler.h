@@ -34,6 +34,8 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
   Reactor* TerminateWorkflowExecution(Ctx* ctx,
                                       const api::TerminateWorkflowExecutionRequest* request,
                                       api::TerminateWorkflowExecutionResponse* response) override;
+  Reactor* ResetWorkflowExecution(Ctx* ctx, const api::ResetWorkflowExecutionRequest* request,
+                                  api::ResetWorkflowExecutionResponse* response) override;
   Reactor* DescribeWorkflowExecution(Ctx* ctx, const api::DescribeWorkflowExecutionRequest* request,
                                      api::DescribeWorkflowExecutionResponse* response) override;
   Reactor* GetWorkflowExecutionHistory(Ctx* ctx,

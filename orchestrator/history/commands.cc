@@ -11,12 +11,43 @@
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "common/status.h"
+#include "orchestrator/history/event_state.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/limits.h"
 #include "orchestrator/history/retry.h"
 #include "orchestrator/visibility/search_attributes.h"
 
 namespace kiln::orchestrator {
+
+// The state an event records (event_state.h): shared with reset.cc, which replays a copy.
+internal::ActivityInfo ScheduledActivity(const api::HistoryEvent& event) {
+  const auto& e = event.activity_task_scheduled_event_attributes();
+  internal::ActivityInfo info;
+  info.set_scheduled_event_id(event.event_id());
+  info.set_activity_id(e.activity_id());
+  info.set_activity_type(e.activity_type().name());
+  info.set_task_queue(e.task_queue().name());
+  *info.mutable_input() = e.input();
+  *info.mutable_header() = e.header();
+  *info.mutable_schedule_to_close_timeout() = e.schedule_to_close_timeout();
+  *info.mutable_schedule_to_start_timeout() = e.schedule_to_start_timeout();
+  *info.mutable_start_to_close_timeout() = e.start_to_close_timeout();
+  *info.mutable_heartbeat_timeout() = e.heartbeat_timeout();
+  *info.mutable_retry_policy() = e.retry_policy();
+  info.set_attempt(1);
+  *info.mutable_scheduled_time() = event.event_time();
+  *info.mutable_current_attempt_scheduled_time() = event.event_time();
+  return info;
+}
+
+internal::TimerInfo StartedTimer(const api::HistoryEvent& event, absl::Time fire_time) {
+  internal::TimerInfo timer;
+  timer.set_timer_id(event.timer_started_event_attributes().timer_id());
+  timer.set_started_event_id(event.event_id());
+  ToProto(fire_time, timer.mutable_fire_time());
+  return timer;
+}
+
 namespace {
 
 using ContinueAsNewFn =
@@ -92,27 +123,6 @@ absl::StatusOr<ActivitySchedule> CheckScheduleActivity(
   ActivitySchedule schedule{schedule_to_start, start_to_close, a.retry_policy()};
   RETURN_IF_ERROR(NormalizeRetryPolicy(&schedule.retry_policy));
   return schedule;
-}
-
-// The pending activity an ActivityTaskScheduled event records, at its first attempt.
-internal::ActivityInfo ScheduledActivity(const api::HistoryEvent& event) {
-  const auto& e = event.activity_task_scheduled_event_attributes();
-  internal::ActivityInfo info;
-  info.set_scheduled_event_id(event.event_id());
-  info.set_activity_id(e.activity_id());
-  info.set_activity_type(e.activity_type().name());
-  info.set_task_queue(e.task_queue().name());
-  *info.mutable_input() = e.input();
-  *info.mutable_header() = e.header();
-  *info.mutable_schedule_to_close_timeout() = e.schedule_to_close_timeout();
-  *info.mutable_schedule_to_start_timeout() = e.schedule_to_start_timeout();
-  *info.mutable_start_to_close_timeout() = e.start_to_close_timeout();
-  *info.mutable_heartbeat_timeout() = e.heartbeat_timeout();
-  *info.mutable_retry_policy() = e.retry_policy();
-  info.set_attempt(1);
-  *info.mutable_scheduled_time() = event.event_time();
-  *info.mutable_current_attempt_scheduled_time() = event.event_time();
-  return info;
 }
 
 absl::Status HandleScheduleActivity(CommandContext& c,
@@ -219,15 +229,6 @@ absl::Status CheckStartTimer(const internal::ExecutionState& state,
     return absl::InvalidArgumentError("start_to_fire_timeout must be positive");
   }
   return absl::OkStatus();
-}
-
-// The pending timer a TimerStarted event records, due at `fire_time`.
-internal::TimerInfo StartedTimer(const api::HistoryEvent& event, absl::Time fire_time) {
-  internal::TimerInfo timer;
-  timer.set_timer_id(event.timer_started_event_attributes().timer_id());
-  timer.set_started_event_id(event.event_id());
-  ToProto(fire_time, timer.mutable_fire_time());
-  return timer;
 }
 
 absl::Status HandleStartTimer(CommandContext& c, const api::StartTimerCommandAttributes& a) {

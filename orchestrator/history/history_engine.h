@@ -63,6 +63,12 @@ class HistoryEngine {
   absl::StatusOr<api::StartWorkflowExecutionResponse> StartWorkflowExecution(
       const api::StartWorkflowExecutionRequest& request);
   absl::Status TerminateWorkflowExecution(const api::TerminateWorkflowExecutionRequest& request);
+  // A new run of the workflow from a workflow task of an old one (reset.cc; the request's
+  // comment in workflow_service.proto says what it keeps). kInvalidArgument for a point that is
+  // not a workflow task; kFailedPrecondition when the run cannot be reset (not the current run
+  // while that one is open, a child run, a child or external request pending at the point).
+  absl::StatusOr<api::ResetWorkflowExecutionResponse> ResetWorkflowExecution(
+      const api::ResetWorkflowExecutionRequest& request);
   absl::Status SignalWorkflowExecution(const api::SignalWorkflowExecutionRequest& request);
   absl::StatusOr<api::SignalWithStartWorkflowExecutionResponse> SignalWithStartWorkflowExecution(
       const api::SignalWithStartWorkflowExecutionRequest& request);
@@ -263,6 +269,13 @@ class HistoryEngine {
                              const api::ContinueAsNewWorkflowExecutionCommandAttributes& a,
                              int64_t completed_event_id, std::unique_ptr<Mutation>* new_run,
                              WriteBatch* extra);
+
+  // Reset (reset.cc): the new run's first transition, from `history` (the old run's, events
+  // 1..) kept up to `started_event_id`, and the old run's closing or recording transition.
+  absl::StatusOr<std::unique_ptr<Mutation>> ResetRun(
+      const internal::ExecutionState& old_state, const api::History& history,
+      int64_t started_event_id, const api::ResetWorkflowExecutionRequest& request,
+      const std::string& new_run_id, absl::Time now);
 
   // Transfer tasks (transfers.cc): work on another run that a committed transition implies.
   // FireTimer hands them to FireTransfer, which hands each to the function of its kind. Each

@@ -1,7 +1,7 @@
 // HistoryEngine: retention. A closed run's deletion timer (Table::kRetention; older ones in
-// Table::kTimers) deletes its history, signal dedup records, logs, visibility record, current
-// pointer and state, in bounded batches, and the timer's key last, so a crash part way through runs
-// it again.
+// Table::kTimers) deletes its history, signal and reset dedup records, logs, visibility record,
+// current pointer and state, in bounded batches, and the timer's key last, so a crash part way
+// through runs it again.
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
 #include "common/status.h"
@@ -53,6 +53,7 @@ absl::Status HistoryEngine::DeleteRun(Table table, const std::string& key,
   // never makes one huge write).
   RETURN_IF_ERROR(DeletePrefix(*store_, Table::kHistory, keys::HistoryPrefix(state.run_id())));
   RETURN_IF_ERROR(DeletePrefix(*store_, Table::kMeta, keys::SignalRequestPrefix(state.run_id())));
+  RETURN_IF_ERROR(DeletePrefix(*store_, Table::kMeta, keys::ResetRequestPrefix(state.run_id())));
   RETURN_IF_ERROR(DeleteRunLogs(*store_, state.run_id()));
   WriteBatch last;
   last.Delete(Table::kVisibility,

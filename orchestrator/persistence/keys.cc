@@ -63,6 +63,19 @@ std::string RevokedToken(std::string_view token_id) {
   return key;
 }
 
+std::string ResetRequestPrefix(std::string_view run_id) {
+  std::string key = "resetreq/";
+  key.append(run_id);
+  key.push_back('\0');
+  return key;
+}
+
+std::string ResetRequest(std::string_view run_id, std::string_view request_id) {
+  std::string key = ResetRequestPrefix(run_id);
+  key.append(request_id);
+  return key;
+}
+
 std::string HistoryPrefix(std::string_view run_id) {
   std::string key(run_id);
   key.push_back('\0');

@@ -29,6 +29,10 @@ std::string Execution(std::string_view run_id);
 // rewrites; deleted with the run.
 std::string SignalRequestPrefix(std::string_view run_id);
 std::string SignalRequest(std::string_view run_id, std::string_view request_id);
+// kMeta: the resets of a run by request id ("resetreq/" run id NUL request id), whose value is
+// the new run's id, so a retried reset answers with the run it created. Deleted with the run.
+std::string ResetRequestPrefix(std::string_view run_id);
+std::string ResetRequest(std::string_view run_id, std::string_view request_id);
 
 // kMeta: a record written only to make the writes before it durable (a synced commit syncs the
 // log as a whole); its value means nothing.

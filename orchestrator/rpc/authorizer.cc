@@ -59,6 +59,8 @@ std::string_view RpcName(Rpc rpc) {
       return "RequestCancelWorkflowExecution";
     case Rpc::kTerminateWorkflowExecution:
       return "TerminateWorkflowExecution";
+    case Rpc::kResetWorkflowExecution:
+      return "ResetWorkflowExecution";
     case Rpc::kPollWorkflowTaskQueue:
       return "PollWorkflowTaskQueue";
     case Rpc::kRespondWorkflowTaskCompleted:

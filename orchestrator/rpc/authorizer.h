@@ -65,6 +65,7 @@ enum class Rpc {
   kSignalWithStartWorkflowExecution,
   kRequestCancelWorkflowExecution,
   kTerminateWorkflowExecution,
+  kResetWorkflowExecution,
   kPollWorkflowTaskQueue,
   kRespondWorkflowTaskCompleted,
   kRespondWorkflowTaskFailed,
@@ -122,9 +123,9 @@ class Authorizer {
                                bool drives_workflow = false);
   // A worker may start (or signal-with-start) workflows only on its queues. Others: OK.
   absl::Status CheckStart(const Principal& principal, Rpc rpc, std::string_view task_queue);
-  // On the executor: a worker may signal, cancel, terminate, query, describe, read the history
-  // or read the log only of runs of its queues (the run is looked up: one read). Others: OK at
-  // once.
+  // On the executor: a worker may signal, cancel, terminate, reset, query, describe, read the
+  // history or read the log only of runs of its queues (the run is looked up: one read).
+  // Others: OK at once.
   absl::Status CheckRun(const Principal& principal, Rpc rpc, const std::string& ns,
                         const kiln::api::v1::WorkflowExecution& execution);
   // Which runs a list or count by `principal` shows: a worker's, those of its queues (filtered,

@@ -177,6 +177,22 @@ absl::Status ValidateTerminate(const api::TerminateWorkflowExecutionRequest& req
   });
 }
 
+absl::Status ValidateReset(const api::ResetWorkflowExecutionRequest& request) {
+  if (request.reset_point() == api::RESET_POINT_UNSPECIFIED &&
+      request.workflow_task_finish_event_id() <= 0) {
+    return absl::InvalidArgumentError(
+        "workflow_task_finish_event_id: must be a positive event id when reset_point is not set");
+  }
+  return FirstError({
+      ValidateNamespace(request.namespace_()),
+      ValidateExecution(request.workflow_execution(), false),
+      ValidateIdentity(request.identity()),
+      CheckName(request.request_id(), "request_id", limits::kMaxIdLength, false),
+      CheckText(request.reason(), "reason", limits::kMaxReasonBytes),
+      CheckEnum(request.reset_point(), "reset_point", api::ResetPoint_IsValid),
+  });
+}
+
 absl::Status ValidateQuery(const api::QueryWorkflowRequest& request) {
   return FirstError({
       ValidateNamespace(request.namespace_()),

@@ -15,6 +15,7 @@ absl::Status ValidateSignalWithStart(
 absl::Status ValidateSignal(const kiln::api::v1::SignalWorkflowExecutionRequest& request);
 absl::Status ValidateCancel(const kiln::api::v1::RequestCancelWorkflowExecutionRequest& request);
 absl::Status ValidateTerminate(const kiln::api::v1::TerminateWorkflowExecutionRequest& request);
+absl::Status ValidateReset(const kiln::api::v1::ResetWorkflowExecutionRequest& request);
 absl::Status ValidateQuery(const kiln::api::v1::QueryWorkflowRequest& request);
 absl::Status ValidateList(const kiln::api::v1::ListWorkflowExecutionsRequest& request);
 absl::Status ValidateCount(const kiln::api::v1::CountWorkflowExecutionsRequest& request);

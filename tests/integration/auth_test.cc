@@ -486,6 +486,14 @@ TEST_CASE(
     CHECK(
         worker.wf().TerminateWorkflowExecution(Ctx().get(), terminate, &terminated).error_code() ==
         grpc::StatusCode::PERMISSION_DENIED);
+    api::ResetWorkflowExecutionRequest reset;
+    reset.mutable_workflow_execution()->set_workflow_id("a-other");
+    reset.set_reset_point(api::RESET_POINT_LAST_WORKFLOW_TASK);
+    api::ResetWorkflowExecutionResponse was_reset;
+    CHECK(worker.wf().ResetWorkflowExecution(Ctx().get(), reset, &was_reset).error_code() ==
+          grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(reader.wf().ResetWorkflowExecution(Ctx().get(), reset, &was_reset).error_code() ==
+          grpc::StatusCode::PERMISSION_DENIED);
   }
 
   // Nobody but project a's agent takes project/a exclusively, not even an admin.
