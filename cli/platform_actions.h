@@ -77,6 +77,9 @@ struct DeployOptions {
   std::string commit;
   // Follow the log to the end; exit 0 only when the deployment SUCCEEDED.
   bool follow = false;
+  // `--output json`: {"deploymentId": ...} instead of the bare id (not with --follow, whose
+  // output is the log).
+  bool json = false;
 };
 
 struct DeploymentListOptions {
@@ -102,12 +105,15 @@ struct DeploymentLogsOptions {
 struct DeploymentCancelOptions {
   std::string id;
   std::string reason;
+  bool json = false;
 };
 
 struct RollbackOptions {
   std::string project;
   std::string to;
   bool follow = false;
+  // As DeployOptions::json.
+  bool json = false;
 };
 
 struct PreviewStopOptions {

@@ -201,6 +201,9 @@ void PlatformCommands::SetJsonOutput() {
   project_list_options_.json = project_list_options_.json_document = true;
   list_options_.json = list_options_.json_document = true;
   deployment_get_options_.json = true;
+  deploy_options_.json = true;
+  rollback_options_.json = true;
+  cancel_options_.json = true;
 }
 
 bool PlatformCommands::parsed() const {

@@ -10,6 +10,7 @@
 #include "cli/platform_actions.h"
 #include "cli/platform_format.h"
 #include "cli/progress_line.h"
+#include "common/json_scalar.h"
 #include "common/proto_time.h"
 
 namespace kiln::cli {
@@ -152,8 +153,13 @@ int ReportOutcome(BuildStub& stub, const std::string& id, const LogCursor& curso
   return ReportError(io, message);
 }
 
-// Prints a new deployment's id; with `follow`, its log and outcome.
-int Started(BuildStub& stub, const std::string& id, bool follow, const Io& io) {
+// Prints a new deployment's id (as {"deploymentId": ...} with `json`); with `follow`, its log
+// and outcome.
+int Started(BuildStub& stub, const std::string& id, bool follow, bool json, const Io& io) {
+  if (json && !follow) {
+    io.out << "{\"deploymentId\": " << json::EncodeString(id) << "}\n";
+    return 0;
+  }
   io.out << id << "\n";
   io.out.flush();
   return follow ? FollowDeployment(stub, id, io) : 0;
@@ -173,7 +179,7 @@ int Deploy(BuildStub& stub, const DeployOptions& options, const Io& io) {
   pb::TriggerBuildResponse response;
   grpc::Status status = stub.TriggerBuild(CallContext(kCallTimeout).get(), request, &response);
   if (!status.ok()) return ReportError(io, status);
-  return Started(stub, response.deployment_id(), options.follow, io);
+  return Started(stub, response.deployment_id(), options.follow, options.json, io);
 }
 
 int FollowDeployment(BuildStub& stub, const std::string& deployment_id, const Io& io) {
@@ -258,6 +264,11 @@ int CancelDeployment(BuildStub& stub, const DeploymentCancelOptions& options, co
   pb::CancelDeploymentResponse response;
   grpc::Status status = stub.CancelDeployment(CallContext(kCallTimeout).get(), request, &response);
   if (!status.ok()) return ReportError(io, status);
+  if (options.json) {
+    io.out << "{\"deploymentId\": " << json::EncodeString(options.id)
+           << ", \"cancelRequested\": true}\n";
+    return 0;
+  }
   io.out << "Asked deployment " << options.id << " to cancel.\n";
   return 0;
 }
@@ -269,7 +280,7 @@ int Rollback(BuildStub& stub, const RollbackOptions& options, const Io& io) {
   pb::RollbackResponse response;
   grpc::Status status = stub.Rollback(CallContext(kCallTimeout).get(), request, &response);
   if (!status.ok()) return ReportError(io, status);
-  return Started(stub, response.deployment_id(), options.follow, io);
+  return Started(stub, response.deployment_id(), options.follow, options.json, io);
 }
 
 int StopPreview(BuildStub& stub, const PreviewStopOptions& options, const Io& io) {

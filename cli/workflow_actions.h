@@ -34,6 +34,8 @@ struct StartOptions {
   absl::Duration run_timeout = absl::ZeroDuration();
   // Empty: a fresh one per invocation.
   std::string request_id;
+  // `--output json`: the StartWorkflowExecutionResponse (runId, started) instead of the run id.
+  bool json = false;
 };
 
 // Upper bound of --limit, so one invocation cannot page through an unbounded list.
@@ -79,6 +81,8 @@ struct ResultOptions {
 struct TerminateOptions {
   RunRef run;
   std::string reason;
+  // `--output json`: {"workflowId", "runId", "terminated": true} instead of a sentence.
+  bool json = false;
 };
 
 // `kiln workflow reset --to`: an event id, or one of these.

@@ -184,6 +184,8 @@ void WorkflowCommands::SetJsonOutput() {
   count_options_.json = true;
   describe_options_.json = true;
   history_options_.json = history_options_.json_document = true;
+  start_options_.json = true;
+  terminate_options_.json = true;
   ops_->SetJsonOutput();
   reset_options_.json = true;
 }

@@ -2,6 +2,7 @@
 #include "cli/payloads.h"
 #include "cli/workflow_actions.h"
 #include "common/ids.h"
+#include "common/json_scalar.h"
 #include "common/proto_time.h"
 
 namespace kiln::cli {
@@ -23,6 +24,7 @@ int StartWorkflow(WorkflowStub& stub, const StartOptions& options, const Io& io)
   grpc::Status status =
       stub.StartWorkflowExecution(CallContext(kCallTimeout).get(), request, &response);
   if (!status.ok()) return ReportError(io, status);
+  if (options.json) return PrintJson(io, response, /*pretty=*/true);
   if (!response.started()) {
     io.err << "kiln: request id " << request.request_id()
            << " matched an earlier start; its run id follows\n";
@@ -41,6 +43,12 @@ int TerminateWorkflow(WorkflowStub& stub, const TerminateOptions& options, const
   grpc::Status status =
       stub.TerminateWorkflowExecution(CallContext(kCallTimeout).get(), request, &response);
   if (!status.ok()) return ReportError(io, status);
+  if (options.json) {
+    io.out << "{\"workflowId\": " << json::EncodeString(options.run.workflow_id)
+           << ", \"runId\": " << json::EncodeString(options.run.run_id)
+           << ", \"terminated\": true}\n";
+    return 0;
+  }
   io.out << "terminated workflow " << options.run.workflow_id;
   if (!options.run.run_id.empty()) io.out << " run " << options.run.run_id;
   io.out << "\n";

@@ -261,6 +261,16 @@ TEST_CASE("kiln workflow commands drive and inspect workflows on a real orchestr
   REQUIRE(Kiln(address, {"workflow", "count", "--query", "("}, &out) == 2);
   REQUIRE(Kiln(address, {"workflow", "terminate", "--id", "timer-cli"}, &out) == 1);
   REQUIRE(absl::StartsWith(out, "kiln: "));
+
+  // For scripts: start and terminate answer JSON too.
+  REQUIRE(Kiln(address,
+               {"-o", "json", "workflow", "start", "--id", "json-cli", "--type", "timer",
+                "--task-queue", "q", "--input", "3600"},
+               &out) == 0);
+  CHECK(Contains(out, "\"runId\": \""));
+  CHECK(Contains(out, "\"started\": true"));
+  REQUIRE(Kiln(address, {"-o", "json", "workflow", "terminate", "--id", "json-cli"}, &out) == 0);
+  CHECK(out == "{\"workflowId\": \"json-cli\", \"runId\": \"\", \"terminated\": true}\n");
   REQUIRE(worker.errors() == 0);
   worker.Stop();
   REQUIRE(orchestrator.Stop().value() == 0);

@@ -146,6 +146,13 @@ TEST_CASE("kiln project, deploy and deployment commands drive the build platform
   REQUIRE(Kiln(address, {"deploy", "rollback", "--project", "web", "--to", id, "-f"}, &out) == 0);
   CHECK(absl::EndsWith(Lines(out).back(), ": http://127.0.0.1:18081/"));
 
+  // For scripts: a trigger answers {"deploymentId": ...}.
+  REQUIRE(Kiln(address, {"-o", "json", "deploy", "trigger", "web", "--branch", "main"}, &out) == 0);
+  CHECK(absl::StartsWith(out, "{\"deploymentId\": \"web-head-"));
+  const std::string json_id(
+      absl::StripSuffix(absl::StripPrefix(out, "{\"deploymentId\": \""), "\"}\n"));
+  p.WaitEnded(json_id);
+
   // A deployment that fails: its id, then exit 1 with its state and error.
   REQUIRE(Kiln(address,
                {"deploy", "trigger", "web", "--branch", "main", "--commit",
