@@ -8,6 +8,7 @@
 //              number of coroutines.
 #pragma once
 
+#include <algorithm>
 #include <coroutine>
 #include <deque>
 #include <exception>
@@ -149,7 +150,17 @@ class Future {
   struct State {
     Scheduler* scheduler = nullptr;
     std::optional<T> value;
-    std::vector<std::function<void()>> on_ready;
+    // What runs at resolution. An entry with an owner (OnReadyWhileAlive) is dropped, unrun,
+    // once its owner is gone: a long-pending future passed to WhenAny in a loop would
+    // otherwise collect one callback per iteration.
+    struct Callback {
+      std::function<void()> run;
+      std::weak_ptr<const void> owner;
+      bool owned = false;
+    };
+    std::vector<Callback> on_ready;
+    // on_ready's size at which entries whose owner is gone are next swept (amortized O(1)).
+    size_t sweep_at = 16;
     // Coroutines suspended on it (and WhenAny/WhenAll waiting for it) since it was created;
     // read only while it is unresolved, by the "__stack_trace" query (awaited or merely
     // started). One increment per suspension: the whole cost of knowing it.
@@ -176,28 +187,51 @@ class Future {
     state_->value.emplace(std::move(value));
     auto callbacks = std::move(state_->on_ready);
     state_->on_ready.clear();
-    for (auto& callback : callbacks) callback();
+    for (auto& callback : callbacks) {
+      if (!callback.owned || !callback.owner.expired()) callback.run();
+    }
   }
   // Runs `callback` when resolved (at once if it is).
   void OnReady(std::function<void()> callback) const {
     if (ready()) {
       callback();
     } else {
-      state_->on_ready.push_back(std::move(callback));
+      Add({std::move(callback), {}, false});
     }
   }
+  // As OnReady, but only while `owner` lives: once it is gone the callback is dropped without
+  // running (WhenAny: the input's callback matters only while its result future is held).
+  void OnReadyWhileAlive(std::weak_ptr<const void> owner, std::function<void()> callback) const {
+    if (ready()) {
+      if (!owner.expired()) callback();
+    } else {
+      Add({std::move(callback), std::move(owner), true});
+    }
+  }
+  // Callbacks waiting now (for tests of the bound above).
+  size_t pending_callbacks() const { return state_ ? state_->on_ready.size() : 0; }
 
   bool await_ready() const noexcept { return ready(); }
   void await_suspend(std::coroutine_handle<> awaiting) const {
     Scheduler* scheduler = state_->scheduler;
     ++state_->waiters;
-    state_->on_ready.push_back([scheduler, awaiting] { scheduler->Schedule(awaiting); });
+    Add({[scheduler, awaiting] { scheduler->Schedule(awaiting); }, {}, false});
   }
   T await_resume() const { return *state_->value; }
 
   const std::shared_ptr<State>& state() const { return state_; }
 
  private:
+  void Add(typename State::Callback callback) const {
+    auto& callbacks = state_->on_ready;
+    if (callbacks.size() >= state_->sweep_at) {
+      std::erase_if(callbacks,
+                    [](const typename State::Callback& c) { return c.owned && c.owner.expired(); });
+      state_->sweep_at = std::max<size_t>(16, 2 * callbacks.size());
+    }
+    callbacks.push_back(std::move(callback));
+  }
+
   std::shared_ptr<State> state_;
 };
 

@@ -213,9 +213,15 @@ Future<size_t> WhenAny(const F0& f0, const Fs&... rest) {
   // never resolves holds no cycle of states.
   ++f0.state()->waiters;
   (++rest.state()->waiters, ...);
+  // The inputs hold the result weakly: the awaiting coroutine holds it, and once it has moved
+  // on an input that is still pending drops its callback instead of keeping one per call.
   size_t index = 0;
-  f0.OnReady([first, i = index++] { first.Resolve(i); });
-  (rest.OnReady([first, i = index++] { first.Resolve(i); }), ...);
+  std::weak_ptr<typename Future<size_t>::State> weak = state;
+  auto resolve = [weak](size_t i) {
+    if (auto s = weak.lock()) Future<size_t>(std::move(s)).Resolve(i);
+  };
+  f0.OnReadyWhileAlive(weak, [resolve, i = index++] { resolve(i); });
+  (rest.OnReadyWhileAlive(weak, [resolve, i = index++] { resolve(i); }), ...);
   first.OnReady(
       [inputs = std::make_tuple(std::weak_ptr(f0.state()), std::weak_ptr(rest.state())...)] {
         std::apply(
