@@ -21,7 +21,7 @@
 #include "sdk/connection.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"kiln: inspect Kiln workflows, histories and task queues", "kiln"};
+  CLI::App app{"kiln: operate Kiln: workflows, task queues, projects and deployments", "kiln"};
   kiln::CommonFlags common;
   kiln::AddCommonFlags(app, &common);
   std::string address = "127.0.0.1:7233";

@@ -10,8 +10,8 @@
 namespace kiln::cli {
 
 WorkflowCommands::WorkflowCommands(CLI::App& app) {
-  workflow_ = app.add_subcommand("workflow",
-                                 "Start, inspect, signal, query, cancel and terminate workflows");
+  workflow_ = app.add_subcommand(
+      "workflow", "Start, inspect, signal, query, cancel, terminate and reset workflows");
   workflow_->require_subcommand(1);
   AddStart();
   AddList();
