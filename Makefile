@@ -18,7 +18,7 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-form
 # clang: the libFuzzer targets (make fuzz, and the short run at the end of make test).
 # tmux: the terminal test of what `kiln` shows a person (tests/integration/cli_terminal_test.cc).
 
-.PHONY: all deps build test fuzz demo format format-check lint clean
+.PHONY: all deps build test fuzz demo package format format-check lint clean
 
 all: build
 
@@ -58,6 +58,11 @@ fuzz: deps
 
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)/$(PRESET)/bin
+
+# The Debian package of the four binaries (cmake/KilnPackage.cmake), into
+# $(BUILD_DIR)/$(PRESET)/packages/kiln_<version>_amd64.deb.
+package: build
+	cd $(BUILD_DIR)/$(PRESET) && cpack -G DEB
 
 # The C++ sources `format` rewrites and `format-check` checks: tracked and new, not ignored.
 FORMAT_FILES = git ls-files --cached --others --exclude-standard '*.cc' '*.h'

@@ -77,15 +77,36 @@ function(kiln_declare_includes name)
   set_property(GLOBAL PROPERTY KILN_PATTERN_${name} "${ARG_HEADERS_PATTERN}")
 endfunction()
 
-# kiln_library(name [SOURCES ...] [HEADERS ...] [DEPS ...] [PUBLIC_DEPS ...]): one library, with
-# our warnings. DEPS are private (its sources use them); PUBLIC_DEPS are the ones its headers
-# include, which its users then see too. Without SOURCES it is header-only, and all its deps are
-# its users' (declare them as PUBLIC_DEPS).
+# kiln_install_library(name): installs a library of ours (the archive, and its headers under
+# include/ at their source-tree paths, so "sdk/client.h" resolves the same way installed) into
+# the KilnTargets export set as Kiln::<name without kiln_>, the dev component. Whatever an
+# installed library links that is ours must be installed too, or install(EXPORT) fails.
+function(kiln_install_library name)
+  string(REGEX REPLACE "^kiln_" "" export_name ${name})
+  set_target_properties(${name} PROPERTIES EXPORT_NAME ${export_name})
+  # Our headers use C++20 (coroutines): a consumer of the installed package needs it too.
+  target_compile_features(${name} PUBLIC cxx_std_20)
+  install(TARGETS ${name} EXPORT KilnTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev
+    INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  get_property(headers GLOBAL PROPERTY KILN_HEADERS_${name})
+  foreach(rel IN LISTS headers)
+    get_filename_component(dir ${rel} DIRECTORY)
+    install(FILES ${PROJECT_SOURCE_DIR}/${rel} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/${dir}
+            COMPONENT dev)
+  endforeach()
+endfunction()
+
+# kiln_library(name [INSTALL] [SOURCES ...] [HEADERS ...] [DEPS ...] [PUBLIC_DEPS ...]): one
+# library, with our warnings. DEPS are private (its sources use them); PUBLIC_DEPS are the ones
+# its headers include, which its users then see too. Without SOURCES it is header-only, and all
+# its deps are its users' (declare them as PUBLIC_DEPS). INSTALL: part of the installed SDK
+# (kiln_install_library).
 function(kiln_library name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;HEADERS;DEPS;PUBLIC_DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "INSTALL" "" "SOURCES;HEADERS;DEPS;PUBLIC_DEPS" ${ARGN})
   if(ARG_SOURCES)
     add_library(${name} STATIC ${ARG_SOURCES})
-    target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
+    target_include_directories(${name} PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>)
     target_compile_options(${name} PRIVATE ${KILN_WARNINGS})
     target_link_libraries(${name} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_DEPS})
   else()
@@ -93,19 +114,26 @@ function(kiln_library name)
       message(FATAL_ERROR "${name}: a header-only library's deps are PUBLIC_DEPS")
     endif()
     add_library(${name} INTERFACE)
-    target_include_directories(${name} INTERFACE ${PROJECT_SOURCE_DIR})
+    target_include_directories(${name} INTERFACE $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>)
     target_link_libraries(${name} INTERFACE ${ARG_PUBLIC_DEPS})
   endif()
   _kiln_record(${name} LIBRARY SOURCES ${ARG_SOURCES} HEADERS ${ARG_HEADERS} DEPS ${ARG_DEPS}
                PUBLIC_DEPS ${ARG_PUBLIC_DEPS})
+  if(ARG_INSTALL)
+    kiln_install_library(${name})
+  endif()
 endfunction()
 
-# kiln_binary(name SOURCES ... [HEADERS ...] DEPS ...)
+# kiln_binary(name [INSTALL] SOURCES ... [HEADERS ...] DEPS ...). INSTALL: one of the binaries
+# `cmake --install` puts in bin/ (the runtime component, which the Debian package holds).
 function(kiln_binary name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;HEADERS;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "INSTALL" "" "SOURCES;HEADERS;DEPS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_compile_options(${name} PRIVATE ${KILN_WARNINGS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS})
+  if(ARG_INSTALL)
+    install(TARGETS ${name} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
+  endif()
   _kiln_record(${name} SOURCES ${ARG_SOURCES} HEADERS ${ARG_HEADERS} DEPS ${ARG_DEPS})
 endfunction()
 
