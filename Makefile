@@ -9,13 +9,15 @@ JOBS ?= $(shell nproc)
 PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-format clang-tidy \
 	libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
 	librocksdb-dev libgit2-dev prometheus-cpp-dev libcivetweb-dev catch2 libcli11-dev libssl-dev libjemalloc-dev \
-	git curl procps openssl tmux \
+	git curl procps openssl tmux file dpkg-dev \
 	podman runc conmon docker-registry busybox-static
 # podman/runc/conmon: the builder agent's image builds (runc satisfies podman's "crun | runc", and
 # crun fails on hybrid cgroup hosts; root with native overlay needs neither uidmap,
 # fuse-overlayfs nor slirp4netns; containernetworking-plugins comes with podman and is enough for
 # --network=none/host). docker-registry and busybox-static: a registry and a base image for tests.
 # clang: the libFuzzer targets (make fuzz, and the short run at the end of make test).
+# file, dpkg-dev: make package (CPack finds the binaries' library dependencies with file and
+# dpkg-shlibdeps) and its test.
 # tmux: the terminal test of what `kiln` shows a person (tests/integration/cli_terminal_test.cc).
 
 .PHONY: all deps build test fuzz demo package format format-check lint clean
