@@ -122,10 +122,13 @@ set -a
 . "$DEPLOY_DIR/kiln.env"
 set +a
 export KILN_DATA_DIR="$WORK/orchestrator" KILN_AUTH_KEY_FILE="$WORK/orchestrator/auth.key"
-export KILN_LISTEN="127.0.0.1:$(free_port)" KILN_METRICS="127.0.0.1:$(free_port)"
+KILN_LISTEN="127.0.0.1:$(free_port)"
+KILN_METRICS="127.0.0.1:$(free_port)"
+KILN_WORKER_LISTEN="127.0.0.1:$(free_port)"
+KILN_WORKER_HTTP="127.0.0.1:$(free_port)"
+KILN_WORKER_METRICS="127.0.0.1:$(free_port)"
+export KILN_LISTEN KILN_METRICS KILN_WORKER_LISTEN KILN_WORKER_HTTP KILN_WORKER_METRICS
 export KILN_ORCHESTRATOR="$KILN_LISTEN" KILN_WORKER_DATA_DIR="$WORK/worker"
-export KILN_WORKER_LISTEN="127.0.0.1:$(free_port)" KILN_WORKER_HTTP="127.0.0.1:$(free_port)"
-export KILN_WORKER_METRICS="127.0.0.1:$(free_port)"
 
 "$BIN_DIR/kiln-orchestrator" >"$WORK/orchestrator.log" 2>&1 &
 PIDS+=($!)
@@ -198,6 +201,7 @@ note "dashboard: $scraped metrics with samples, $declared declared without one y
 
 # ---------------------------------------------------------------- 5. prometheus.yml
 prom="$DEPLOY_DIR/prometheus/prometheus.yml"
+# shellcheck source=kiln.env
 . "$DEPLOY_DIR/kiln.env"  # the addresses as shipped, not the test's
 if python3 -c 'import yaml' 2>/dev/null; then
   python3 - "$prom" "$KILN_METRICS" "$KILN_WORKER_METRICS" <<'EOF' || fail "prometheus.yml"
@@ -237,7 +241,7 @@ while read -r _ rest; do
 done <<<"$copies"
 grep -q "ENTRYPOINT \[\"$INSTALL_BIN/kiln-orchestrator\"\]" "$cf" || fail "Containerfile ENTRYPOINT"
 if command -v dpkg >/dev/null && command -v readelf >/dev/null; then
-  installed=$(sed -n '/apt-get install/,/&&/p' "$cf" | tr ' \\' '\n\n' | grep -E '^[a-z0-9][a-z0-9.+-]+$' || true)
+  installed=$(sed -n '/apt-get install/,/&&/p' "$cf" | sed 's/[\\]$//' | tr ' ' '\n' | grep -E '^[a-z0-9][a-z0-9.+-]+$' || true)
   base_image="libc6 libgcc-s1 libstdc++6"
   for b in kiln-orchestrator kiln-worker kiln-builder-agent kiln; do
     readelf -d "$BIN_DIR/$b" | sed -nE 's/.*NEEDED.*\[(.*)\]/\1/p'
