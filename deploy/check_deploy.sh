@@ -12,6 +12,7 @@
 #   6. the Containerfile copies binaries the build makes and installs the packages of every
 #      library they link.
 # Every process it starts is stopped by PID on exit.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 DEPLOY_DIR=$(cd "${1:?usage: check_deploy.sh DEPLOY_DIR BIN_DIR}" && pwd)
@@ -62,7 +63,9 @@ if command -v systemd-analyze >/dev/null; then
   # that it prints nothing. First make sure it does print one here (it needs no running systemd,
   # but a container could lack what it loads).
   printf '[Service]\nExecStart=/bin/true\nProtectSystm=strict\n' >"$WORK/probe.service"
-  if systemd-analyze verify "$WORK/probe.service" 2>&1 | grep -q ProtectSystm; then
+  # (Output captured first: `| grep -q` would end the pipe early, and pipefail fail it.)
+  probe=$(systemd-analyze verify "$WORK/probe.service" 2>&1 || true)
+  if [[ "$probe" == *ProtectSystm* ]]; then
     verify_ok=1
   fi
 fi
@@ -159,12 +162,14 @@ agent_pid=$!
 wait_http "http://$agent_metrics/metrics" 30 "$agent_pid" ||
   { tail -20 "$WORK/agent.log" >&2; fail "kiln-builder-agent did not serve /metrics"; }
 
-# Some RPCs, so the per-method families have samples.
-for cmd in info "workflow list"; do
-  # shellcheck disable=SC2086
-  "$BIN_DIR/kiln" --address "$KILN_LISTEN" --token-file "$KILN_DATA_DIR/admin.token" $cmd \
-    >/dev/null 2>&1 || fail "kiln $cmd failed against the started orchestrator"
-done
+# Some work, so the per-method and per-queue families have samples: RPCs, and the sample
+# workflow `Hello` (one activity) on kiln-worker, waited for by `kiln workflow result`.
+kiln_cli() { "$BIN_DIR/kiln" --address "$KILN_LISTEN" --token-file "$KILN_DATA_DIR/admin.token" "$@"; }
+kiln_cli info >/dev/null 2>&1 || fail "kiln info failed against the started orchestrator"
+kiln_cli workflow start --id deploy-check --type Hello --task-queue samples --input '"deploy"' \
+  >/dev/null 2>&1 || fail "kiln workflow start Hello failed"
+timeout 30 "$BIN_DIR/kiln" --address "$KILN_LISTEN" --token-file "$KILN_DATA_DIR/admin.token" \
+  workflow result --id deploy-check >/dev/null 2>&1 || fail "the sample workflow Hello did not complete"
 
 # ---------------------------------------------------------------- 4. dashboard metrics
 for target in "$KILN_METRICS" "$KILN_WORKER_METRICS" "$agent_metrics"; do
@@ -198,6 +203,8 @@ for m in $dashboard_metrics; do
   fi
 done
 note "dashboard: $scraped metrics with samples, $declared declared without one yet, $registered only registered in the binaries"
+python3 "$DEPLOY_DIR/check_dashboard_labels.py" "$DEPLOY_DIR/grafana/kiln.json" "$WORK/metrics.txt" ||
+  fail "dashboard labels"
 
 # ---------------------------------------------------------------- 5. prometheus.yml
 prom="$DEPLOY_DIR/prometheus/prometheus.yml"
@@ -247,11 +254,11 @@ if command -v dpkg >/dev/null && command -v readelf >/dev/null; then
     readelf -d "$BIN_DIR/$b" | sed -nE 's/.*NEEDED.*\[(.*)\]/\1/p'
   done | sort -u >"$WORK/needed"
   while read -r so; do
-    path=$(ldconfig -p | awk -v so="$so" '$1 == so {print $NF; exit}')
+    path=$(ldconfig -p | awk -v so="$so" '$1 == so && !found {print $NF; found = 1}')
     [[ -n "$path" ]] || { fail "$so: not found by ldconfig"; continue; }
     pkg=""
     for p in "$path" "$(readlink -f "$path")" "${path#/usr}" "$(readlink -f "$path" | sed 's|^/usr||')"; do
-      pkg=$(dpkg -S "$p" 2>/dev/null | head -1 | cut -d: -f1) && [[ -n "$pkg" ]] && break
+      pkg=$(dpkg -S "$p" 2>/dev/null | awk -F: 'NR == 1 {print $1}') && [[ -n "$pkg" ]] && break
     done
     [[ -n "$pkg" ]] || { fail "$so: no Debian package owns $path"; continue; }
     grep -qxF "$pkg" <<<"$installed" || [[ " $base_image " == *" $pkg "* ]] ||
