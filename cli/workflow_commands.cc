@@ -48,7 +48,7 @@ void WorkflowCommands::AddStart() {
       ->default_str("none");
   start_->add_option("--request-id", o.request_id,
                      "Idempotency key: a repeated start with it returns the same run");
-  SetExamples(*start_, {"kiln workflow start --id hello-1 --type hello --task-queue samples "
+  SetExamples(*start_, {"kiln workflow start --id hello-1 --type Hello --task-queue samples "
                         "--input '\"world\"'",
                         "kiln workflow start --id nightly --type report --task-queue reports "
                         "--run-timeout 10m --request-id nightly-2026-12-06"});
