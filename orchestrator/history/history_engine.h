@@ -306,6 +306,7 @@ class HistoryEngine {
   absl::Status FireActivityTimeout(Mutation& m, const internal::TimerTask& task, bool* stale);
   absl::Status FireActivityRetry(Mutation& m, const internal::TimerTask& task, bool* stale);
   absl::Status FireWorkflowTaskTimeout(Mutation& m, const internal::TimerTask& task, bool* stale);
+  absl::Status FireWorkflowTaskRetry(Mutation& m, const internal::TimerTask& task, bool* stale);
   absl::Status FireRunTimeout(Mutation& m);
   // Retention (retention.cc): deletes a closed run's records in bounded batches, then `key`
   // from `table`.

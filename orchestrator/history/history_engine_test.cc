@@ -6,6 +6,7 @@
 
 #include "common/proto_time.h"
 #include "orchestrator/history/engine_harness.h"
+#include "orchestrator/history/limits.h"
 
 namespace kiln::orchestrator {
 namespace {
@@ -1064,6 +1065,56 @@ TEST_CASE("Transfer tasks are told from timers by type, whatever the enum order"
   }
   // A type from a newer version is not taken for a transfer just because its number is high.
   CHECK_FALSE(IsTransferTask(static_cast<internal::TimerTaskType>(100)));
+}
+
+}  // namespace
+}  // namespace kiln::orchestrator
+
+namespace kiln::orchestrator {
+namespace {
+
+absl::Status FailTask(EngineHarness& h, const api::PollWorkflowTaskQueueResponse& task) {
+  api::RespondWorkflowTaskFailedRequest failed;
+  failed.set_task_token(task.task_token());
+  failed.set_cause(api::WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE);
+  failed.mutable_failure()->set_message("unknown workflow type");
+  return h.engine().RespondWorkflowTaskFailed(failed);
+}
+
+TEST_CASE("A workflow task that keeps failing is retried at once then after a growing backoff") {
+  EngineHarness h;
+  const std::string run = h.Start("failing").value();
+  // Attempts 1 and 2 are dispatched at once.
+  auto task = h.PollWorkflowTask();
+  REQUIRE(task.has_value());
+  REQUIRE(FailTask(h, *task).ok());
+  task = h.PollWorkflowTask();
+  REQUIRE(task.has_value());
+  CHECK(task->attempt() == 2);
+  REQUIRE(FailTask(h, *task).ok());
+  // Attempt 3 waits 1 s, attempt 4 waits 2 s: no task before, one after.
+  for (const absl::Duration backoff : {absl::Seconds(1), absl::Seconds(2)}) {
+    INFO(backoff);
+    CHECK_FALSE(h.PollWorkflowTask().has_value());
+    CHECK(h.Describe(run).pending_workflow_task().scheduled_event_id() != 0);
+    h.Advance(backoff - absl::Milliseconds(1));
+    CHECK_FALSE(h.PollWorkflowTask().has_value());
+    h.Advance(absl::Milliseconds(1));
+    task = h.PollWorkflowTask();
+    REQUIRE(task.has_value());
+    REQUIRE(FailTask(h, *task).ok());
+  }
+  // The backoff doubles up to its ceiling.
+  CHECK(limits::WorkflowTaskRetryBackoff(2) == absl::ZeroDuration());
+  CHECK(limits::WorkflowTaskRetryBackoff(5) == absl::Seconds(4));
+  CHECK(limits::WorkflowTaskRetryBackoff(100) == limits::kWorkflowTaskRetryMaxBackoff);
+
+  // A task waiting out its backoff when the run is terminated never comes.
+  api::TerminateWorkflowExecutionRequest terminate;
+  terminate.mutable_workflow_execution()->set_workflow_id("failing");
+  REQUIRE(h.engine().TerminateWorkflowExecution(terminate).ok());
+  h.Advance(absl::Minutes(20));
+  CHECK_FALSE(h.PollWorkflowTask().has_value());
 }
 
 }  // namespace

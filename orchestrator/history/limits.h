@@ -62,6 +62,24 @@ inline constexpr absl::Duration kLongPollMargin = absl::Seconds(1);
 // Defaults.
 inline constexpr absl::Duration kDefaultWorkflowTaskTimeout = absl::Seconds(10);
 inline constexpr absl::Duration kMaxWorkflowTaskTimeout = absl::Minutes(2);
+
+// A workflow task that keeps failing (a worker that does not know the workflow type, code that
+// throws on replay) is retried at once the first time, then after a backoff from the third
+// attempt on: 1 s, doubling, at most 10 minutes. Without it a failing task loops as fast as a
+// worker answers, and its history grows by three events each time.
+inline constexpr int32_t kWorkflowTaskBackoffFromAttempt = 3;
+inline constexpr absl::Duration kWorkflowTaskRetryInitialBackoff = absl::Seconds(1);
+inline constexpr absl::Duration kWorkflowTaskRetryMaxBackoff = absl::Minutes(10);
+inline absl::Duration WorkflowTaskRetryBackoff(int32_t attempt) {
+  if (attempt < kWorkflowTaskBackoffFromAttempt) return absl::ZeroDuration();
+  absl::Duration backoff = kWorkflowTaskRetryInitialBackoff;
+  for (int32_t i = kWorkflowTaskBackoffFromAttempt; i < attempt; ++i) {
+    backoff *= 2;
+    if (backoff >= kWorkflowTaskRetryMaxBackoff) return kWorkflowTaskRetryMaxBackoff;
+  }
+  return backoff;
+}
+
 inline constexpr absl::Duration kDefaultRetryInitialInterval = absl::Seconds(1);
 inline constexpr double kDefaultRetryBackoffCoefficient = 2.0;
 inline constexpr int kDefaultRetryMaximumIntervalFactor = 100;

@@ -153,14 +153,22 @@ absl::Status Mutation::ScheduleWorkflowTask(int32_t attempt) {
   attrs->mutable_task_queue()->set_name(state_.task_queue());
   *attrs->mutable_start_to_close_timeout() = state_.workflow_task_timeout();
   attrs->set_attempt(attempt);
-  auto task_id =
-      AddTask(keys::TaskKind::kWorkflow, state_.task_queue(), event->event_id(), attempt);
-  if (!task_id.ok()) return task_id.status();
   auto* wt = state_.mutable_workflow_task();
   wt->Clear();
   wt->set_scheduled_event_id(event->event_id());
   wt->set_attempt(attempt);
   ToProto(now_, wt->mutable_scheduled_time());
+  if (const absl::Duration backoff = limits::WorkflowTaskRetryBackoff(attempt);
+      backoff > absl::ZeroDuration()) {
+    // A task failing again and again: its backlog task waits out the backoff.
+    wt->set_backing_off(true);
+    return AddTimer(kiln::internal::v1::TIMER_TASK_TYPE_WORKFLOW_TASK_RETRY, now_ + backoff,
+                    event->event_id(), attempt)
+        .status();
+  }
+  auto task_id =
+      AddTask(keys::TaskKind::kWorkflow, state_.task_queue(), event->event_id(), attempt);
+  if (!task_id.ok()) return task_id.status();
   wt->set_task_id(*task_id);
   return absl::OkStatus();
 }

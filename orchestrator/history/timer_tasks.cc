@@ -57,6 +57,9 @@ absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::Ti
     case internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT:
       RETURN_IF_ERROR(FireWorkflowTaskTimeout(m, task, &stale));
       break;
+    case internal::TIMER_TASK_TYPE_WORKFLOW_TASK_RETRY:
+      RETURN_IF_ERROR(FireWorkflowTaskRetry(m, task, &stale));
+      break;
     case internal::TIMER_TASK_TYPE_WORKFLOW_RUN_TIMEOUT:
       RETURN_IF_ERROR(FireRunTimeout(m));
       break;
@@ -78,6 +81,21 @@ absl::Status HistoryEngine::FireUserTimer(Mutation& m, const internal::TimerTask
   ASSIGN_OR_RETURN(api::HistoryEvent * fired, m.AddWorkflowEvent(api::EVENT_TYPE_TIMER_FIRED));
   fired->mutable_timer_fired_event_attributes()->set_timer_id(task.timer_id());
   fired->mutable_timer_fired_event_attributes()->set_started_event_id(task.event_id());
+  return absl::OkStatus();
+}
+
+absl::Status HistoryEngine::FireWorkflowTaskRetry(Mutation& m, const internal::TimerTask& task,
+                                                  bool* stale) {
+  internal::WorkflowTaskInfo* wt = m.state().mutable_workflow_task();
+  if (wt->scheduled_event_id() != task.event_id() || wt->attempt() != task.attempt() ||
+      !wt->backing_off()) {
+    *stale = true;  // Terminated, reset or otherwise ended while it waited.
+    return absl::OkStatus();
+  }
+  wt->set_backing_off(false);
+  ASSIGN_OR_RETURN(int64_t task_id, m.AddTask(keys::TaskKind::kWorkflow, m.state().task_queue(),
+                                              wt->scheduled_event_id(), wt->attempt()));
+  wt->set_task_id(task_id);
   return absl::OkStatus();
 }
 
