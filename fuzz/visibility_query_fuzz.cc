@@ -1,6 +1,7 @@
 // The visibility query language (kiln workflow list --query, ListWorkflowExecutions): any text
 // parses or fails with kInvalidArgument; a query that parses prints as canonical text that
-// parses back to the same canonical text; matching and ordering a record never crash.
+// parses back to the same canonical text (when that text is within the size limit); matching and
+// ordering a record never crash.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -16,9 +17,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (query.status().code() != absl::StatusCode::kInvalidArgument) std::abort();
     return 0;
   }
+  // Printing escapes (CR as \r, quotes): the canonical text of a query near the size limit can
+  // be longer than a query may be, and only then is it refused.
   const std::string canonical = query->ToString();
   auto again = kiln::orchestrator::ParseVisibilityQuery(canonical);
-  if (!again.ok() || again->ToString() != canonical) std::abort();
+  if (canonical.size() <= kiln::orchestrator::kMaxVisibilityQueryBytes &&
+      (!again.ok() || again->ToString() != canonical)) {
+    std::abort();
+  }
 
   kiln::internal::v1::VisibilityRecord a, b;
   a.set_workflow_id("order-17");
