@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "kiln/api/v1/workflow_service.pb.h"
+#include "tests/testutil/kiln_cli.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/test_worker.h"
 
@@ -22,37 +23,18 @@ namespace kiln {
 namespace {
 
 using testutil::BinaryPath;
+using testutil::Lines;
 using testutil::OrchestratorProcess;
 using testutil::RunCommand;
+using testutil::ScopedEnv;
 using testutil::TestWorker;
 
 bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-// Runs `kiln --address <address> args...`; returns the exit code, stdout and stderr in `out`.
 int Kiln(const std::string& address, std::vector<std::string> args, std::string* out) {
-  args.insert(args.begin(), {"--address", address});
-  auto code = RunCommand(BinaryPath("kiln"), args, out, absl::Seconds(90));
-  REQUIRE(code.ok());
-  return *code;
-}
-
-// Sets an environment variable for the scope (the kiln processes this test starts inherit it).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() { ::unsetenv(name_); }
-
- private:
-  const char* name_;
-};
-
-// The non-empty lines of `text`.
-std::vector<std::string> Lines(const std::string& text) {
-  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+  return testutil::KilnAt(address, std::move(args), out);
 }
 
 // Parses `json` into a message of type M, failing the test when it does not parse (an unknown

@@ -18,6 +18,7 @@
 #include "kiln/api/v1/stack_trace.pb.h"
 #include "sdk/activity_worker.h"
 #include "sdk/workflow_worker.h"
+#include "tests/testutil/kiln_cli.h"
 #include "tests/testutil/orchestrator.h"
 
 namespace kiln {
@@ -25,33 +26,16 @@ namespace {
 
 namespace api = ::kiln::api::v1;
 using testutil::BinaryPath;
+using testutil::Lines;
 using testutil::RunCommand;
+using testutil::ScopedEnv;
 
 bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-// Runs `kiln --address <address> args...`; returns the exit code, stdout and stderr in `out`.
 int Kiln(const std::string& address, std::vector<std::string> args, std::string* out) {
-  args.insert(args.begin(), {"--address", address});
-  auto code = RunCommand(BinaryPath("kiln"), args, out, absl::Seconds(90));
-  REQUIRE(code.ok());
-  return *code;
-}
-
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() { ::unsetenv(name_); }
-
- private:
-  const char* name_;
-};
-
-std::vector<std::string> Lines(const std::string& text) {
-  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+  return testutil::KilnAt(address, std::move(args), out);
 }
 
 api::Payloads Json(const std::string& json) {
