@@ -42,17 +42,25 @@ absl::Time FromTimeKey(uint64_t micros) {
 
 std::string Execution(std::string_view run_id) { return std::string(run_id); }
 
-std::string SignalRequestPrefix(std::string_view run_id) {
-  std::string key = "sigreq/";
+namespace {
+
+// "<tag>/<run id>\0": the prefix of a run's request-id records of one kind, deleted with the run.
+std::string RunRequestPrefix(std::string_view tag, std::string_view run_id) {
+  std::string key(tag);
+  key.push_back('/');
   key.append(run_id);
   key.push_back('\0');
   return key;
 }
 
+}  // namespace
+
+std::string SignalRequestPrefix(std::string_view run_id) {
+  return RunRequestPrefix("sigreq", run_id);
+}
+
 std::string SignalRequest(std::string_view run_id, std::string_view request_id) {
-  std::string key = SignalRequestPrefix(run_id);
-  key.append(request_id);
-  return key;
+  return SignalRequestPrefix(run_id).append(request_id);
 }
 
 std::string RevokedTokenPrefix() { return "revoked/"; }
@@ -64,16 +72,11 @@ std::string RevokedToken(std::string_view token_id) {
 }
 
 std::string ResetRequestPrefix(std::string_view run_id) {
-  std::string key = "resetreq/";
-  key.append(run_id);
-  key.push_back('\0');
-  return key;
+  return RunRequestPrefix("resetreq", run_id);
 }
 
 std::string ResetRequest(std::string_view run_id, std::string_view request_id) {
-  std::string key = ResetRequestPrefix(run_id);
-  key.append(request_id);
-  return key;
+  return ResetRequestPrefix(run_id).append(request_id);
 }
 
 std::string HistoryPrefix(std::string_view run_id) {

@@ -18,6 +18,7 @@
 #include "sdk/client.h"
 #include "sdk/converter.h"
 #include "sdk/workflow_worker.h"
+#include "tests/testutil/kiln_cli.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
 
@@ -67,10 +68,7 @@ struct Fixture {
 
   // Runs `kiln --address <orchestrator> args...`; the exit code, stdout and stderr in `out`.
   int Kiln(std::vector<std::string> args, std::string* out) {
-    args.insert(args.begin(), {"--address", orchestrator.address()});
-    auto code = testutil::RunCommand(testutil::BinaryPath("kiln"), args, out, absl::Seconds(60));
-    REQUIRE(code.ok());
-    return *code;
+    return testutil::KilnAt(orchestrator.address(), std::move(args), out);
   }
 
   void Signal(const std::string& id, const std::string& value) {
