@@ -50,12 +50,12 @@ absl::StatusOr<std::unique_ptr<RevokedTokens>> RevokedTokens::Load(Store* store,
 }
 
 bool RevokedTokens::Contains(const std::string& id) const {
-  absl::MutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&mu_);
   return expiry_.contains(id);
 }
 
 size_t RevokedTokens::size() const {
-  absl::MutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&mu_);
   return expiry_.size();
 }
 
