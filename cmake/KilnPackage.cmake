@@ -13,7 +13,9 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/KilnConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/KilnConfig.cmake ${PROJECT_BINARY_DIR}/KilnConfigVersion.cmake
   DESTINATION ${KILN_CMAKE_DIR} COMPONENT dev)
 
-# cpack -G DEB (make package): one package, kiln, of the runtime component (the four binaries).
+# cpack -G DEB (make package): one package, kiln, of the runtime component: the four binaries in
+# /usr/bin, the systemd units in /lib/systemd/system and /etc/kiln/kiln.env (deploy/CMakeLists.txt
+# and cmake/KilnInstallUnits.cmake), with the maintainer scripts of deploy/debian.
 # Its dependencies come from dpkg-shlibdeps on the binaries, so they name exactly the shared
 # libraries they link (gRPC, RocksDB, libgit2, ...), at the versions this machine built against.
 set(CPACK_PACKAGE_NAME kiln)
@@ -22,6 +24,11 @@ set(CPACK_PACKAGE_CONTACT "Kiln maintainers <kiln@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Kiln durable workflows and builds: orchestrator, worker, builder agent and CLI")
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+# Install into a staging DESTDIR with CMAKE_INSTALL_PREFIX the real /usr: the units then name
+# /usr/bin, and /lib/systemd/system and /etc/kiln, outside the prefix, land in the package too.
+# (With DESTDIR, CPack installs with CPACK_INSTALL_PREFIX, not CPACK_PACKAGING_INSTALL_PREFIX.)
+set(CPACK_SET_DESTDIR ON)
+set(CPACK_INSTALL_PREFIX /usr)
 set(CPACK_GENERATOR DEB)
 set(CPACK_COMPONENTS_ALL runtime)
 set(CPACK_DEB_COMPONENT_INSTALL ON)
@@ -29,6 +36,13 @@ set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME kiln)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION devel)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+# conffiles: dpkg keeps an operator's /etc/kiln/kiln.env across upgrades and removes it on purge.
+# postinst, prerm, postrm: what each does to systemd, and that purge keeps /var/lib's data, is
+# written at the top of each.
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_CONTROL_EXTRA
+  ${PROJECT_SOURCE_DIR}/deploy/debian/conffiles ${PROJECT_SOURCE_DIR}/deploy/debian/postinst
+  ${PROJECT_SOURCE_DIR}/deploy/debian/prerm ${PROJECT_SOURCE_DIR}/deploy/debian/postrm)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 # The builder agent runs image builds through podman (builder-agent/podman); git fetches are
 # libgit2, linked.
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_RECOMMENDS "podman, runc")

@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
 # Checks deploy/ against the binaries it deploys (ctest: deploy_check; by hand:
 # deploy/check_deploy.sh deploy build/release/bin):
-#   1. the systemd units pass `systemd-analyze verify` (with ExecStart pointed at BIN_DIR);
+#   1. the systemd units (templates, filled in as `cmake --install` does with BIN_DIR) pass
+#      `systemd-analyze verify`;
 #   2. every flag in the units and every KILN_* name in kiln.env, the units and the Containerfile
 #      is one the binaries' --help lists;
-#   3. kiln-orchestrator and kiln-worker start with kiln.env's values (only addresses and
-#      directories replaced by free ports and a temporary directory), and
+#   3. the units' commands (ExecStartPre=, ExecStart=, EnvironmentFile= kiln.env) start
+#      kiln-orchestrator and kiln-worker (only kiln.env's addresses and directories replaced by
+#      free ports and a temporary directory), and
 #   4. every metric the Grafana dashboard queries is in their real /metrics output (or, for a
 #      family that shows no sample before its first event, registered in the binary);
 #   5. the Prometheus config parses and scrapes kiln.env's metrics addresses;
 #   6. the Containerfile copies binaries the build makes and installs the packages of every
 #      library they link.
-# Every process it starts is stopped by PID on exit.
+# Every process it starts is stopped by PID on exit. tests/install/package_test.sh does 1 and 3
+# for the units as the Debian package ships them; both use unit_commands.sh.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 DEPLOY_DIR=$(cd "${1:?usage: check_deploy.sh DEPLOY_DIR BIN_DIR}" && pwd)
 BIN_DIR=$(cd "${2:?usage: check_deploy.sh DEPLOY_DIR BIN_DIR}" && pwd)
 UNITS=(kiln-orchestrator.service kiln-worker.service)
-# Where CMake's default install prefix (/usr/local) puts the binaries; the units and the
-# Containerfile name them there.
+# Where the Containerfile puts the binaries.
 INSTALL_BIN=/usr/local/bin
+# shellcheck source=unit_commands.sh
+. "$DEPLOY_DIR/unit_commands.sh"
 
 failures=0
 fail() {
@@ -32,16 +36,8 @@ note() { echo "check_deploy: $*"; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kiln-deploy-check.XXXXXX")
 PIDS=()
 cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  # kiln-worker's podman deploy target leaves its storage's overlay directory mounted (as
-  # tests/testutil's TempDir finds): unmount what is under WORK, deepest first.
-  awk -v dir="$WORK/" 'index($2, dir) == 1 {print $2}' /proc/self/mounts | sort -r |
-    while read -r mount; do umount -l "$mount" 2>/dev/null || true; done
+  kiln_stop_pids "${PIDS[@]}" || true
+  kiln_unmount_under "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -51,54 +47,46 @@ for b in kiln-orchestrator kiln-worker kiln-builder-agent kiln; do
 done
 
 # ---------------------------------------------------------------- 1. systemd-analyze verify
-mkdir -p "$WORK/units"
+# Filled in with BIN_DIR, so verify finds the binaries, and with WORK/etc, where step 3 puts
+# kiln.env.
+mkdir -p "$WORK/units" "$WORK/etc/kiln"
+cp "$DEPLOY_DIR/kiln.env" "$WORK/etc/kiln/kiln.env"
 for u in "${UNITS[@]}"; do
-  sed "s|$INSTALL_BIN/|$BIN_DIR/|g" "$DEPLOY_DIR/systemd/$u" >"$WORK/units/$u"
-  grep -qE "^ExecStart=$INSTALL_BIN/${u%.service}( |\$)" "$DEPLOY_DIR/systemd/$u" ||
-    fail "$u: ExecStart is not $INSTALL_BIN/${u%.service}"
+  kiln_fill_unit "$DEPLOY_DIR/systemd/$u.in" "$BIN_DIR" "$WORK/etc" >"$WORK/units/$u"
+  grep -qE "^ExecStart=@KILN_BINDIR@/${u%.service}( |\$)" "$DEPLOY_DIR/systemd/$u.in" ||
+    fail "$u.in: ExecStart is not @KILN_BINDIR@/${u%.service}"
+  grep -qxF "EnvironmentFile=@KILN_SYSCONFDIR@/kiln/kiln.env" "$DEPLOY_DIR/systemd/$u.in" ||
+    fail "$u.in: EnvironmentFile is not @KILN_SYSCONFDIR@/kiln/kiln.env"
 done
-verify_ok=0
-if command -v systemd-analyze >/dev/null; then
-  # `verify` exits 0 on unknown keys and bad values, printing a line for each: the check is
-  # that it prints nothing. First make sure it does print one here (it needs no running systemd,
-  # but a container could lack what it loads).
-  printf '[Service]\nExecStart=/bin/true\nProtectSystm=strict\n' >"$WORK/probe.service"
-  # (Output captured first: `| grep -q` would end the pipe early, and pipefail fail it.)
-  probe=$(systemd-analyze verify "$WORK/probe.service" 2>&1 || true)
-  if [[ "$probe" == *ProtectSystm* ]]; then
-    verify_ok=1
-  fi
-fi
-if ((verify_ok)); then
-  out=$(cd "$WORK/units" && systemd-analyze verify "${UNITS[@]}" 2>&1) || fail "systemd-analyze verify failed"
-  if [[ -n "$out" ]]; then
-    fail "systemd-analyze verify:"
-    echo "$out" >&2
-  fi
-  note "systemd-analyze verify: ${UNITS[*]} clean"
-else
-  # Fallback: each line is a comment, a section or Key=Value in a known section.
-  note "systemd-analyze verify cannot run here; parsing the units instead"
-  for u in "${UNITS[@]}"; do
-    awk -v f="$u" '/^[[:space:]]*(#|$)/ {next} /^\[(Unit|Service|Install)\]$/ {next}
-      /^[A-Za-z]+=/ {next} {print f ": bad line " NR ": " $0; bad=1} END {exit bad}' \
-      "$DEPLOY_DIR/systemd/$u" || fail "$u does not parse"
-  done
-fi
+verify=0
+kiln_verify_units "$WORK" "${UNITS[@]/#/$WORK/units/}" || verify=$?
+case $verify in
+  0) note "systemd-analyze verify: ${UNITS[*]} clean" ;;
+  1) fail "systemd-analyze verify (above)" ;;
+  *)
+    # Fallback: each line is a comment, a section or Key=Value in a known section.
+    note "systemd-analyze verify cannot run here; parsing the units instead"
+    for u in "${UNITS[@]}"; do
+      awk -v f="$u" '/^[[:space:]]*(#|$)/ {next} /^\[(Unit|Service|Install)\]$/ {next}
+        /^[A-Za-z]+=/ {next} {print f ": bad line " NR ": " $0; bad=1} END {exit bad}' \
+        "$WORK/units/$u" || fail "$u does not parse"
+    done
+    ;;
+esac
 
 # ---------------------------------------------------------------- 2. flags and env names
 "$BIN_DIR/kiln-orchestrator" --help >"$WORK/help.kiln-orchestrator"
 "$BIN_DIR/kiln-worker" --help >"$WORK/help.kiln-worker"
 for u in "${UNITS[@]}"; do
   binary=${u%.service}
-  for flag in $(grep -E '^ExecStart=' "$DEPLOY_DIR/systemd/$u" | grep -oE '(^|[[:space:]])--[a-z0-9-]+' || true); do
+  for flag in $(grep -E '^ExecStart=' "$WORK/units/$u" | grep -oE '(^|[[:space:]])--[a-z0-9-]+' || true); do
     grep -qE -- "(^|[ ,])$flag( |=|,|$)" "$WORK/help.$binary" || fail "$u: $binary has no flag $flag"
   done
 done
 env_names=$(
   {
     grep -ohE '^#?KILN_[A-Z0-9_]+=' "$DEPLOY_DIR/kiln.env"
-    grep -ohE '^Environment=.*' "$DEPLOY_DIR"/systemd/*.service | grep -oE 'KILN_[A-Z0-9_]+=' || true
+    grep -ohE '^Environment=.*' "$WORK"/units/*.service | grep -oE 'KILN_[A-Z0-9_]+=' || true
     sed -n '/^ENV /,/^[^ ]/p' "$DEPLOY_DIR/Containerfile" | grep -oE 'KILN_[A-Z0-9_]+=' || true
   } | tr -d '#=' | sort -u
 )
@@ -111,55 +99,35 @@ done
 note "$checked KILN_* names known to the binaries' --help"
 
 # ---------------------------------------------------------------- 3. start both with kiln.env
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_http() {  # URL DEADLINE_SECONDS PID
-  local deadline=$((SECONDS + $2))
-  until curl -fsS -o /dev/null "$1" 2>/dev/null; do
-    kill -0 "$3" 2>/dev/null || return 1
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
-set -a
-# shellcheck source=kiln.env
-. "$DEPLOY_DIR/kiln.env"
-set +a
-export KILN_DATA_DIR="$WORK/orchestrator" KILN_AUTH_KEY_FILE="$WORK/orchestrator/auth.key"
-KILN_LISTEN="127.0.0.1:$(free_port)"
-KILN_METRICS="127.0.0.1:$(free_port)"
-KILN_WORKER_LISTEN="127.0.0.1:$(free_port)"
-KILN_WORKER_HTTP="127.0.0.1:$(free_port)"
-KILN_WORKER_METRICS="127.0.0.1:$(free_port)"
-export KILN_LISTEN KILN_METRICS KILN_WORKER_LISTEN KILN_WORKER_HTTP KILN_WORKER_METRICS
-export KILN_ORCHESTRATOR="$KILN_LISTEN" KILN_WORKER_DATA_DIR="$WORK/worker"
-
-"$BIN_DIR/kiln-orchestrator" >"$WORK/orchestrator.log" 2>&1 &
-PIDS+=($!)
-orchestrator_pid=$!
-if ! wait_http "http://$KILN_METRICS/metrics" 30 "$orchestrator_pid"; then
+# As systemd would run the units (kiln_start_unit), with kiln.env's addresses and directories
+# replaced (kiln_test_overrides); the variables stay set here for the steps below.
+kiln_test_overrides "$WORK"
+export "${KILN_TEST_OVERRIDES[@]}"
+kiln_start_unit "$WORK/units/kiln-orchestrator.service" "" "$WORK/orchestrator.log" "${KILN_TEST_OVERRIDES[@]}"
+PIDS+=("$KILN_UNIT_PID")
+if ! kiln_wait_http "http://$KILN_METRICS/metrics" 30 "$KILN_UNIT_PID"; then
   tail -20 "$WORK/orchestrator.log" >&2
-  echo "FAIL: kiln-orchestrator did not start with kiln.env" >&2
+  echo "FAIL: kiln-orchestrator did not start from its unit with kiln.env" >&2
   exit 1
 fi
-"$BIN_DIR/kiln-worker" >"$WORK/worker.log" 2>&1 &
-PIDS+=($!)
-worker_pid=$!
-if ! wait_http "http://$KILN_WORKER_METRICS/metrics" 30 "$worker_pid"; then
+kiln_start_unit "$WORK/units/kiln-worker.service" "" "$WORK/worker.log" "${KILN_TEST_OVERRIDES[@]}"
+PIDS+=("$KILN_UNIT_PID")
+if ! kiln_wait_http "http://$KILN_WORKER_METRICS/metrics" 30 "$KILN_UNIT_PID"; then
   tail -20 "$WORK/worker.log" >&2
-  echo "FAIL: kiln-worker did not start with kiln.env" >&2
+  echo "FAIL: kiln-worker did not start from its unit with kiln.env" >&2
   exit 1
 fi
-note "kiln-orchestrator and kiln-worker started with kiln.env"
+note "kiln-orchestrator and kiln-worker started from their units with kiln.env"
 
 # A builder agent with /metrics, as an operator runs one (prometheus.yml's third job).
-agent_metrics="127.0.0.1:$(free_port)"
+agent_metrics="127.0.0.1:$(kiln_free_port)"
 agent_token=$("$BIN_DIR/kiln-orchestrator" token --scope agent --project deploy-check --ttl 10m 2>/dev/null)
 KILN_TOKEN=$agent_token "$BIN_DIR/kiln-builder-agent" --orchestrator "$KILN_LISTEN" \
   --project deploy-check --volume "$WORK/volume" --idle-grace 600 \
   --metrics-listen "$agent_metrics" >"$WORK/agent.log" 2>&1 &
 PIDS+=($!)
 agent_pid=$!
-wait_http "http://$agent_metrics/metrics" 30 "$agent_pid" ||
+kiln_wait_http "http://$agent_metrics/metrics" 30 "$agent_pid" ||
   { tail -20 "$WORK/agent.log" >&2; fail "kiln-builder-agent did not serve /metrics"; }
 
 # Some work, so the per-method and per-queue families have samples: RPCs, and the sample

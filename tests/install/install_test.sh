@@ -1,8 +1,8 @@
 #!/bin/bash
 # Kiln installed and used from outside its tree: `cmake --install` of the build into a prefix,
-# the installed binaries answer --version, a project outside the tree finds the SDK with
-# find_package(Kiln) and builds a worker, and that worker completes a workflow against the
-# installed kiln-orchestrator.
+# the installed binaries answer --version, the installed systemd units name the prefix's binaries
+# and kiln.env, a project outside the tree finds the SDK with find_package(Kiln) and builds a
+# worker, and that worker completes a workflow against the installed kiln-orchestrator.
 # Usage: install_test.sh <kiln build dir> <dir of the outside project's templates>
 set -euo pipefail
 build_dir=$(cd "$1" && pwd)
@@ -37,6 +37,12 @@ done
 test -f "$prefix/lib/cmake/Kiln/KilnConfig.cmake"
 test -f "$prefix/include/sdk/workflow_worker.h"
 test -f "$prefix/include/kiln/api/v1/workflow_service.proto"
+# The systemd units and kiln.env stay under a prefix other than /usr, naming where it put them.
+for unit in kiln-orchestrator kiln-worker; do
+  grep -qx "ExecStart=$prefix/bin/$unit" "$prefix/lib/systemd/system/$unit.service"
+  grep -qx "EnvironmentFile=$prefix/etc/kiln/kiln.env" "$prefix/lib/systemd/system/$unit.service"
+done
+test -f "$prefix/etc/kiln/kiln.env"
 if find "$prefix" -name '*testutil*' -o -name '*_test*' -o -name '*bench*' | grep .; then
   echo "test or bench files were installed" >&2
   exit 1
