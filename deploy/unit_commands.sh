@@ -77,7 +77,7 @@ for raw in open(unit):
         lines = []
         continue
     flags = ""
-    while value[0] in "-@:+!":
+    while value and value[0] in "-@:+!":
         flags, value = flags + value[0], value[1:]
     if flags not in ("", "-"):
         sys.exit(f"{unit}: {key}={flags}...: only the prefix '-' is imitated here")
