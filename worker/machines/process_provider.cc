@@ -22,6 +22,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "worker/machines/agent_process.h"
+#include "worker/machines/launcher.h"
 
 extern char** environ;
 
@@ -122,7 +123,73 @@ std::string FormatSeconds(absl::Duration d) {
   return absl::StrFormat("%.3f", absl::ToDoubleSeconds(d));
 }
 
+// The process provider's own machines: kiln-builder-agent as a local process.
+class AgentLauncher : public internal::MachineLauncher {
+ public:
+  explicit AgentLauncher(const ProcessProviderOptions& options) : options_(options) {}
+
+  std::string noun() const override { return "agent"; }
+  std::string VolumePath(const std::string& dir) const override {
+    return absl::StrCat(dir, "/", kVolume);
+  }
+  absl::Status PrepareVolume(const std::string& dir) override {
+    std::error_code error;
+    fs::create_directories(VolumePath(dir), error);
+    if (error) return absl::InternalError(absl::StrCat("create ", dir, ": ", error.message()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<internal::SpawnSpec> Command(const internal::LaunchContext& context) override {
+    const WakeRequest& request = context.request;
+    internal::SpawnSpec spec;
+    spec.binary = options_.agent_binary;
+    spec.argv = {options_.agent_binary,
+                 "--orchestrator",
+                 options_.orchestrator,
+                 "--project",
+                 request.project,
+                 "--volume",
+                 VolumePath(context.dir),
+                 "--idle-grace",
+                 FormatSeconds(options_.idle_grace)};
+    if (!options_.registry.empty())
+      spec.argv.insert(spec.argv.end(), {"--registry", options_.registry});
+    if (!options_.registry_tls_verify) spec.argv.push_back("--no-registry-tls-verify");
+    spec.argv.insert(spec.argv.end(), options_.extra_agent_args.begin(),
+                     options_.extra_agent_args.end());
+    for (char** env = environ; env != nullptr && *env != nullptr; ++env) {
+      absl::string_view entry(*env);
+      bool inherit = !absl::StartsWith(entry, "KILN_");
+      for (const char* allowed : kInheritedKilnVariables) {
+        inherit |= absl::StartsWith(entry, allowed);
+      }
+      if (inherit && spec.env.size() < internal::kMaxSpawnEnv - kMaxAgentEnv - 1) {
+        spec.env.emplace_back(entry);
+      }
+    }
+    spec.env.insert(spec.env.end(), options_.agent_env.begin(), options_.agent_env.end());
+    // The agent's one credential: in its environment only (it unsets it at once).
+    if (!request.token.empty()) spec.env.push_back(absl::StrCat("KILN_TOKEN=", request.token));
+    spec.new_mount_namespace = options_.mount_namespace;
+    return spec;
+  }
+
+  bool Matches(const std::vector<std::string>& argv, const std::string& project,
+               const std::string& dir) const override {
+    return !argv.empty() && Basename(argv[0]) == Basename(options_.agent_binary) &&
+           HasPair(argv, "--project", project) && HasPair(argv, "--volume", VolumePath(dir));
+  }
+
+ private:
+  const ProcessProviderOptions& options_;
+};
+
 }  // namespace
+
+absl::Status internal::MachineLauncher::RequestStop(const std::string& dir, int pidfd) {
+  (void)dir;
+  return SignalPidfd(pidfd, SIGTERM);
+}
 
 // One project's machine. The fields below op_mu are guarded by the provider's mu_.
 struct ProcessMachineProvider::Machine {
@@ -187,7 +254,8 @@ class ProcessMachineProvider::WakeLock {
 absl::StatusOr<std::unique_ptr<ProcessMachineProvider>> ProcessMachineProvider::Create(
     ProcessProviderOptions options) {
   if (options.machines_dir.empty()) return absl::InvalidArgumentError("machines_dir is empty");
-  if (options.agent_binary.empty() || options.agent_binary[0] != '/') {
+  if (options.launcher == nullptr &&
+      (options.agent_binary.empty() || options.agent_binary[0] != '/')) {
     return absl::InvalidArgumentError("agent_binary must be an absolute path");
   }
   if (options.orchestrator.empty()) return absl::InvalidArgumentError("orchestrator is empty");
@@ -218,7 +286,9 @@ absl::StatusOr<std::unique_ptr<ProcessMachineProvider>> ProcessMachineProvider::
 }
 
 ProcessMachineProvider::ProcessMachineProvider(ProcessProviderOptions options)
-    : options_(std::move(options)) {}
+    : options_(std::move(options)),
+      launcher_(options_.launcher != nullptr ? options_.launcher
+                                             : std::make_shared<AgentLauncher>(options_)) {}
 
 absl::Status ProcessMachineProvider::Init() {
   std::error_code error;
@@ -300,9 +370,7 @@ bool ProcessMachineProvider::Matches(pid_t pid, uint64_t start_ticks,
   if (!stat.ok() || stat->start_ticks != start_ticks) return false;
   absl::StatusOr<std::vector<std::string>> argv = internal::ReadProcCmdline(pid);
   if (!argv.ok() || argv->empty()) return false;
-  return Basename((*argv)[0]) == Basename(options_.agent_binary) &&
-         HasPair(*argv, "--project", project) &&
-         HasPair(*argv, "--volume", absl::StrCat(Dir(project), "/", kVolume));
+  return launcher_->Matches(*argv, project, Dir(project));
 }
 
 bool ProcessMachineProvider::AdoptRecorded(const std::string& project, Machine& machine) {
@@ -377,7 +445,7 @@ absl::StatusOr<WakeResult> ProcessMachineProvider::Wake(const WakeRequest& reque
   std::shared_ptr<Machine> machine = GetMachine(project);
   absl::MutexLock op(&machine->op_mu);
   std::error_code error;
-  fs::create_directories(absl::StrCat(Dir(project), "/", kVolume), error);
+  fs::create_directories(Dir(project), error);
   if (error) {
     return absl::InternalError(absl::StrCat("create ", Dir(project), ": ", error.message()));
   }
@@ -401,7 +469,9 @@ absl::StatusOr<WakeResult> ProcessMachineProvider::Wake(const WakeRequest& reque
     }
     ++starting_;
   }
-  absl::StatusOr<WakeResult> result = Start(request, *machine, began);
+  absl::Status prepared = launcher_->PrepareVolume(Dir(project));
+  absl::StatusOr<WakeResult> result =
+      prepared.ok() ? Start(request, *machine, began) : absl::StatusOr<WakeResult>(prepared);
   absl::MutexLock guard(&mu_);
   --starting_;
   return result;
@@ -409,6 +479,17 @@ absl::StatusOr<WakeResult> ProcessMachineProvider::Wake(const WakeRequest& reque
 
 absl::StatusOr<WakeResult> ProcessMachineProvider::Start(const WakeRequest& request,
                                                          Machine& machine, absl::Time began) {
+  absl::StatusOr<WakeResult> result = StartOnce(request, machine, began);
+  if (absl::IsAborted(result.status())) {
+    // The launcher asked for one more start (a microVM's snapshot was stale: it boots cold).
+    LogWarn("machines.restarting", {{"project", request.project}, {"why", result.status()}});
+    result = StartOnce(request, machine, began);
+  }
+  return result;
+}
+
+absl::StatusOr<WakeResult> ProcessMachineProvider::StartOnce(const WakeRequest& request,
+                                                             Machine& machine, absl::Time began) {
   const std::string& project = request.project;
   const std::string dir = Dir(project);
   const std::string log_path = absl::StrCat(dir, "/", kLog);
@@ -427,33 +508,15 @@ absl::StatusOr<WakeResult> ProcessMachineProvider::Start(const WakeRequest& requ
   AppendToLog(log_path, absl::StrCat("waking ", project, " (", request.size, ") at ",
                                      absl::FormatTime(woke_at)));
 
-  internal::SpawnSpec spec;
-  spec.binary = options_.agent_binary;
-  spec.argv = {options_.agent_binary,
-               "--orchestrator",
-               options_.orchestrator,
-               "--project",
-               project,
-               "--volume",
-               absl::StrCat(dir, "/", kVolume),
-               "--idle-grace",
-               FormatSeconds(options_.idle_grace)};
-  if (!options_.registry.empty())
-    spec.argv.insert(spec.argv.end(), {"--registry", options_.registry});
-  if (!options_.registry_tls_verify) spec.argv.push_back("--no-registry-tls-verify");
-  spec.argv.insert(spec.argv.end(), options_.extra_agent_args.begin(),
-                   options_.extra_agent_args.end());
-  for (char** env = environ; env != nullptr && *env != nullptr; ++env) {
-    absl::string_view entry(*env);
-    bool inherit = !absl::StartsWith(entry, "KILN_");
-    for (const char* allowed : kInheritedKilnVariables) inherit |= absl::StartsWith(entry, allowed);
-    if (inherit && spec.env.size() < internal::kMaxSpawnEnv - kMaxAgentEnv - 1) {
-      spec.env.emplace_back(entry);
-    }
+  const internal::LaunchContext context{.request = request, .dir = dir, .log_path = log_path};
+  absl::StatusOr<internal::SpawnSpec> command = launcher_->Command(context);
+  if (!command.ok()) {
+    ::close(log_fd);
+    AppendToLog(log_path, absl::StrCat("cannot start the ", launcher_->noun(), ": ",
+                                       command.status().message()));
+    return command.status();
   }
-  spec.env.insert(spec.env.end(), options_.agent_env.begin(), options_.agent_env.end());
-  // The agent's one credential: in its environment only (it unsets it at once).
-  if (!request.token.empty()) spec.env.push_back(absl::StrCat("KILN_TOKEN=", request.token));
+  internal::SpawnSpec& spec = *command;
   spec.output_fd = log_fd;
   spec.new_mount_namespace = options_.mount_namespace;
   absl::StatusOr<internal::Spawned> spawned = internal::SpawnDetached(spec);
@@ -470,7 +533,7 @@ absl::StatusOr<WakeResult> ProcessMachineProvider::Start(const WakeRequest& requ
   }
   if (spawned->exec_errno != 0) {
     std::string why =
-        absl::StrCat("cannot start ", options_.agent_binary, ": ", ErrnoText(spawned->exec_errno));
+        absl::StrCat("cannot start ", spec.binary, ": ", ErrnoText(spawned->exec_errno));
     AppendToLog(log_path, why);
     (void)WriteAtomically(absl::StrCat(dir, "/", kExit),
                           absl::StrCat("pid=", spawned->pid, "\nexit_code=127\n"))
@@ -490,13 +553,33 @@ absl::StatusOr<WakeResult> ProcessMachineProvider::Start(const WakeRequest& requ
                       absl::StrCat("pid=", spawned->pid, "\nstart_ticks=", spawned->start_ticks,
                                    "\nwoke_at_unix_ms=", absl::ToUnixMillis(woke_at),
                                    "\nsize=", request.size, "\n"));
-  absl::MutexLock lock(&mu_);
-  machine.size = request.size;
-  Follow(machine, spawned->pidfd, spawned->pid, spawned->start_ticks, woke_at, /*child=*/true);
-  if (!recorded.ok()) {
-    // Unrecorded, the agent could not be found after a restart: end it (the monitor reaps it).
-    (void)internal::SignalPidfd(machine.pidfd, SIGKILL).IgnoreError();  // Gone either way.
-    return Annotate(recorded, "recording the agent");
+  // The monitor follows (and reaps) the process from here on; Started may take a while (a
+  // microVM booting), so the provider's lock is not held across it.
+  int pidfd = -1;
+  {
+    absl::MutexLock lock(&mu_);
+    machine.size = request.size;
+    Follow(machine, spawned->pidfd, spawned->pid, spawned->start_ticks, woke_at, /*child=*/true);
+    pidfd = machine.pidfd;
+  }
+  auto end_it = [&](const absl::Status& why, const std::string& what) -> absl::Status {
+    // The process cannot be left running unrecorded or unconfigured: end it and wait until the
+    // monitor has seen it go, so a retry finds the machine asleep.
+    absl::MutexLock lock(&mu_);
+    if (machine.pid == spawned->pid) {
+      (void)internal::SignalPidfd(machine.pidfd, SIGKILL).IgnoreError();  // Gone either way.
+      auto gone = [](std::pair<Machine*, pid_t>* m) { return m->first->pid != m->second; };
+      std::pair<Machine*, pid_t> watched{&machine, spawned->pid};
+      mu_.AwaitWithTimeout(absl::Condition(+gone, &watched), kKillWait);
+    }
+    AppendToLog(log_path, absl::StrCat(what, ": ", why.message()));
+    return Annotate(why, what);
+  };
+  if (!recorded.ok()) return end_it(recorded, absl::StrCat("recording the ", launcher_->noun()));
+  absl::Status started = launcher_->Started(context, pidfd);
+  if (!started.ok()) {
+    absl::Status ended = end_it(started, absl::StrCat("starting the ", launcher_->noun()));
+    return absl::IsAborted(started) ? started : ended;
   }
   absl::Duration took = absl::Now() - began;
   LogInfo("machines.woke", {{"project", project},
@@ -552,17 +635,18 @@ void ProcessMachineProvider::OnExit(const std::string& project, Machine& machine
   ::close(machine.pidfd);
   machine.pidfd = -1;
   machine.pid = 0;
-  machine.last_exit_code = code.ok() ? *code : -1;
-  const absl::Duration ran = absl::Now() - machine.woke_at;
   const std::string dir = Dir(project);
+  machine.last_exit_code = launcher_->AgentExitCode(dir, code.ok() ? *code : -1);
+  const absl::Duration ran = absl::Now() - machine.woke_at;
   (void)WriteAtomically(absl::StrCat(dir, "/", kExit),
                         absl::StrCat("pid=", pid, "\nstart_ticks=", machine.start_ticks,
                                      "\nexit_code=", machine.last_exit_code, "\n"))
       .IgnoreError();  // Lost only if the directory went: the machine was destroyed.
-  AppendToLog(absl::StrCat(dir, "/", kLog),
-              absl::StrCat("agent pid ", pid, " exited with code ", machine.last_exit_code,
-                           machine.last_exit_code < 0 ? " (not our child: code unknown)" : "",
-                           " after ", FormatSeconds(ran), " s"));
+  AppendToLog(
+      absl::StrCat(dir, "/", kLog),
+      absl::StrCat(launcher_->noun(), " pid ", pid, " exited with code ", machine.last_exit_code,
+                   machine.last_exit_code < 0 ? " (not our child: code unknown)" : "", " after ",
+                   FormatSeconds(ran), " s"));
   LogInfo("machines.exited", {{"project", project},
                               {"pid", static_cast<int>(pid)},
                               {"exit_code", machine.last_exit_code},
@@ -578,7 +662,7 @@ MachineStatus ProcessMachineProvider::StatusOf(const std::string& project,
   status.woke_at = machine.woke_at;
   status.last_exit_code = machine.last_exit_code;
   status.log_path = absl::StrCat(Dir(project), "/", kLog);
-  status.volume = absl::StrCat(Dir(project), "/", kVolume);
+  status.volume = launcher_->VolumePath(Dir(project));
   return status;
 }
 
@@ -644,7 +728,7 @@ absl::Status ProcessMachineProvider::StopLocked(const std::string& project, Mach
   const pid_t pid = machine.pid;
   LogInfo("machines.stopping", {{"project", project}, {"pid", static_cast<int>(pid)}});
   // By pidfd: the signal reaches this agent, never a process that reused its pid.
-  absl::Status sent = internal::SignalPidfd(machine.pidfd, SIGTERM);
+  absl::Status sent = launcher_->RequestStop(Dir(project), machine.pidfd);
   if (!sent.ok() && !absl::IsNotFound(sent)) return sent;
   if (mu_.AwaitWithTimeout(absl::Condition(+gone, &machine), grace)) return absl::OkStatus();
   LogWarn("machines.killing",

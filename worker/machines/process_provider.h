@@ -37,6 +37,10 @@
 
 namespace kiln::worker {
 
+namespace internal {
+class MachineLauncher;
+}  // namespace internal
+
 // Limits (named so they can be found and checked).
 inline constexpr int kMaxMachinesLimit = 1024;
 inline constexpr int64_t kMaxAgentLogBytes = 8 << 20;
@@ -63,6 +67,9 @@ struct ProcessProviderOptions {
   std::vector<std::string> agent_env;
   // Start agents in a mount namespace of their own where the host allows it.
   bool mount_namespace = true;
+  // What a machine's process is (launcher.h). Empty: kiln-builder-agent itself, from the
+  // options above. The microvm provider (microvm_provider.h) sets its QEMU launcher here.
+  std::shared_ptr<internal::MachineLauncher> launcher;
 };
 
 class ProcessMachineProvider : public MachineProvider {
@@ -85,12 +92,13 @@ class ProcessMachineProvider : public MachineProvider {
 
   const ProcessProviderOptions& options() const { return options_; }
 
+ protected:
+  explicit ProcessMachineProvider(ProcessProviderOptions options);
+  absl::Status Init();
+
  private:
   struct Machine;
   class WakeLock;
-
-  explicit ProcessMachineProvider(ProcessProviderOptions options);
-  absl::Status Init();
 
   std::string Dir(const std::string& project) const;
   std::shared_ptr<Machine> GetMachine(const std::string& project) ABSL_LOCKS_EXCLUDED(mu_);
@@ -100,6 +108,8 @@ class ProcessMachineProvider : public MachineProvider {
   bool Matches(pid_t pid, uint64_t start_ticks, const std::string& project) const;
   absl::StatusOr<WakeResult> Start(const WakeRequest& request, Machine& machine, absl::Time began)
       ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<WakeResult> StartOnce(const WakeRequest& request, Machine& machine,
+                                       absl::Time began) ABSL_LOCKS_EXCLUDED(mu_);
   MachineStatus StatusOf(const std::string& project, const Machine& machine) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StopLocked(const std::string& project, Machine& machine, absl::Duration grace)
@@ -111,6 +121,7 @@ class ProcessMachineProvider : public MachineProvider {
   void Notify();
 
   const ProcessProviderOptions options_;
+  std::shared_ptr<internal::MachineLauncher> launcher_;
   int event_fd_ = -1;  // Wakes the monitor: a pidfd was added, or the provider is going.
   std::thread monitor_;
 
