@@ -10,7 +10,8 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-form
 	libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
 	librocksdb-dev libgit2-dev prometheus-cpp-dev libcivetweb-dev catch2 libcli11-dev libssl-dev libjemalloc-dev \
 	git curl procps openssl tmux file dpkg-dev \
-	podman runc conmon docker-registry busybox-static
+	podman runc conmon docker-registry busybox-static \
+	qemu-system-x86 cpio e2fsprogs
 # podman/runc/conmon: the builder agent's image builds (runc satisfies podman's "crun | runc", and
 # crun fails on hybrid cgroup hosts; root with native overlay needs neither uidmap,
 # fuse-overlayfs nor slirp4netns; containernetworking-plugins comes with podman and is enough for
@@ -18,9 +19,11 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-form
 # clang: the libFuzzer targets (make fuzz, and the short run at the end of make test).
 # file, dpkg-dev: make package (CPack finds the binaries' library dependencies with file and
 # dpkg-shlibdeps) and its test.
+# qemu-system-x86, cpio, e2fsprogs: the microvm machine provider, its builder image (make
+# builder-image) and the volumes it formats; busybox-static also forwards the guests' ports.
 # tmux: the terminal test of what `kiln` shows a person (tests/integration/cli_terminal_test.cc).
 
-.PHONY: all deps build test fuzz demo package format format-check lint clean
+.PHONY: all deps build test fuzz demo package builder-image format format-check lint clean
 
 all: build
 
@@ -54,6 +57,8 @@ FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_SMOKE_SEED ?= 1
 FUZZ_SMOKE_RUNS ?= 150000
 test: format-check build
+	@$(MAKE) --no-print-directory builder-image || \
+	  echo "make test: no builder image (see above): the microvm test will say it is skipped"
 	ctest --preset $(PRESET) -j $(JOBS)
 	FUZZ_SEED=$(FUZZ_SMOKE_SEED) FUZZ_RUNS=$(FUZZ_SMOKE_RUNS) ./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(JOBS)
 
@@ -69,6 +74,16 @@ demo: build
 # $(BUILD_DIR)/$(PRESET)/packages/kiln_<version>_amd64.deb.
 package: build
 	cd $(BUILD_DIR)/$(PRESET) && cpack -G DEB
+
+# The microvm provider's image (deploy/builder-image/build.sh): a Debian cloud kernel and an
+# initramfs with the built kiln-builder-agent, into $(BUILD_DIR)/builder-image. Rebuilt only
+# when the agent or the recipe changed.
+BUILDER_IMAGE := $(BUILD_DIR)/builder-image/initrd.cpio
+builder-image: build
+	@if [ ! -f $(BUILDER_IMAGE) ] || [ -n "$$(find $(BUILD_DIR)/$(PRESET)/bin/kiln-builder-agent \
+	    deploy/builder-image -newer $(BUILDER_IMAGE) 2>/dev/null)" ]; then \
+	  deploy/builder-image/build.sh $(BUILD_DIR)/builder-image $(BUILD_DIR)/$(PRESET)/bin; \
+	else echo "builder-image: $(BUILDER_IMAGE) is up to date"; fi
 
 # The C++ sources `format` rewrites and `format-check` checks: tracked and new, not ignored.
 FORMAT_FILES = git ls-files --cached --others --exclude-standard '*.cc' '*.h'

@@ -35,6 +35,8 @@ struct ProjectFlags {
   std::optional<std::string> build_network;
   std::optional<std::string> image_repository;
   std::optional<std::string> git_token_secret;
+  std::optional<std::string> machine_provider;
+  std::optional<std::string> machine_size;
 };
 
 // Writes the flags that were given into `config`. InvalidArgument for a build arg without

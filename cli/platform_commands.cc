@@ -71,6 +71,13 @@ void PlatformCommands::AddProjectFlags(CLI::App& command, ProjectFlags* flags, b
               "Repository in the registry (default kiln/<id>)");
   AddOptional(command, "--git-token-secret", &flags->git_token_secret,
               "Name of the agent's secret holding an HTTPS token for the repository");
+  AddOptional(command, "--machine", &flags->machine_provider,
+              "Builder machine: process (a local process, the default) or microvm (a QEMU "
+              "microVM; kiln-worker --microvm-image)")
+      ->check(CLI::IsMember({"process", "microvm"}));
+  AddOptional(command, "--machine-size", &flags->machine_size,
+              "Builder machine size: small (the default), medium or large")
+      ->check(CLI::IsMember({"small", "medium", "large"}));
 }
 
 void PlatformCommands::AddProject(CLI::App& app) {

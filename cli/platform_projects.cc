@@ -30,6 +30,8 @@ absl::Status ApplyProjectFlags(const ProjectFlags& flags, pb::ProjectConfig* c) 
   SetText(flags.build_network, &pb::ProjectConfig::set_build_network, c);
   SetText(flags.image_repository, &pb::ProjectConfig::set_image_repository, c);
   SetText(flags.git_token_secret, &pb::ProjectConfig::set_git_token_secret, c);
+  SetText(flags.machine_provider, &pb::ProjectConfig::set_machine_provider, c);
+  SetText(flags.machine_size, &pb::ProjectConfig::set_machine_size, c);
   if (flags.port.has_value()) c->set_port(*flags.port);
   if (flags.branches.has_value()) {
     c->clear_branches();

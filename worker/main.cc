@@ -25,6 +25,7 @@
 #include "common/open_files.h"
 #include "common/rpc_parse_errors.h"
 #include "common/signals.h"
+#include "common/status.h"
 #include "common/tls.h"
 #include "samples/samples.h"
 #include "sdk/activity_worker.h"
@@ -36,6 +37,7 @@
 #include "worker/deploy/none_target.h"
 #include "worker/deploy/podman_target.h"
 #include "worker/http/webhook_server.h"
+#include "worker/machines/microvm_provider.h"
 #include "worker/machines/process_provider.h"
 #include "worker/workflows/deployment_workflow.h"
 #include "worker/workflows/platform.h"
@@ -137,6 +139,34 @@ int main(int argc, char** argv) {
   app.add_option("--max-machines", max_machines, "Builder machines awake at once")
       ->envname("KILN_MAX_MACHINES")
       ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  std::string microvm_image;
+  app.add_option("--microvm-image", microvm_image,
+                 "Builder image (make builder-image) for projects on microvm machines; empty: "
+                 "only the process provider is offered")
+      ->envname("KILN_MICROVM_IMAGE");
+  std::string microvm_accel = "auto";
+  app.add_option("--microvm-accel", microvm_accel,
+                 "QEMU accelerator for microVMs: auto (KVM when usable, else TCG), kvm or tcg")
+      ->envname("KILN_MICROVM_ACCEL")
+      ->check(CLI::IsMember({"auto", "kvm", "tcg"}))
+      ->capture_default_str();
+  int microvm_volume_gib = 4;
+  app.add_option("--microvm-volume-gib", microvm_volume_gib,
+                 "Size of each microVM project's volume image (sparse), GiB")
+      ->envname("KILN_MICROVM_VOLUME_GIB")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  std::vector<int> microvm_forwards;
+  app.add_option("--microvm-forward", microvm_forwards,
+                 "A port of 127.0.0.1 microVMs may reach (a git server, say; the orchestrator's "
+                 "and the registry's always are); repeatable")
+      ->envname("KILN_MICROVM_FORWARDS")
+      ->check(CLI::Range(1, 65535));
+  bool microvm_snapshots = true;
+  app.add_flag("--microvm-snapshots,!--no-microvm-snapshots", microvm_snapshots,
+               "Wake microVMs from a saved idle machine (cold boot when none is usable)")
+      ->envname("KILN_MICROVM_SNAPSHOTS")
       ->capture_default_str();
   int stop_timeout_s = 10;
   app.add_option("--deploy-stop-timeout", stop_timeout_s,
@@ -306,8 +336,27 @@ int main(int argc, char** argv) {
       .max_machines = max_machines,
       .agent_env = {},
       .mount_namespace = true,
+      .launcher = nullptr,
   });
   if (!machines.ok()) return Fail("worker.start_failed", machines.status());
+  std::unique_ptr<kiln::worker::MicrovmMachineProvider> microvms;
+  if (!microvm_image.empty()) {
+    kiln::worker::MicrovmOptions vm;
+    vm.machines_dir = data_dir + "/microvms";
+    vm.image_dir = fs::absolute(microvm_image, ec).string();
+    vm.accel = microvm_accel;
+    vm.orchestrator = orchestrator;
+    vm.registry = registry;
+    vm.registry_tls_verify = tls_verify;
+    vm.forward_ports = microvm_forwards;
+    vm.volume_bytes = int64_t{microvm_volume_gib} << 30;
+    vm.snapshots = microvm_snapshots;
+    vm.idle_grace = absl::Seconds(idle_grace_s);
+    vm.max_machines = max_machines;
+    auto created = kiln::worker::MicrovmMachineProvider::Create(std::move(vm));
+    if (!created.ok()) return Fail("worker.start_failed", kiln::Annotate(created.status(), "--microvm-image"));
+    microvms = *std::move(created);
+  }
   kiln::worker::NoneDeployTarget none_target;
   kiln::worker::PodmanDeployOptions podman_options;
   podman_options.state_dir = data_dir + "/deploy";
@@ -324,6 +373,7 @@ int main(int argc, char** argv) {
 
   kiln::worker::PlatformActivitiesOptions platform_options;
   platform_options.machines["process"] = machines->get();
+  if (microvms) platform_options.machines["microvm"] = microvms.get();
   platform_options.targets["none"] = &none_target;
   if (podman_target.ok()) platform_options.targets["podman"] = podman_target->get();
   platform_options.connection = &connection;
@@ -375,10 +425,13 @@ int main(int argc, char** argv) {
   std::string webhook_url = http_listen.empty() ? ""
                                                 : absl::StrCat(http_tls ? "https://" : "http://",
                                                                http_listen, "/webhooks/github");
+  std::vector<std::string> machine_providers = {"process"};
+  if (microvms) machine_providers.push_back("microvm");
   auto api = kiln::worker::PlatformApi::Create({.connection = &connection,
                                                 .ns = "",
                                                 .secrets_dir = data_dir + "/webhook-secrets",
-                                                .webhook_url = webhook_url});
+                                                .webhook_url = webhook_url,
+                                                .machine_providers = machine_providers});
   if (!api.ok()) return Fail("worker.start_failed", api.status());
   kiln::worker::BuildServiceAuth build_service_auth(key);
   kiln::worker::BuildServiceImpl build_service(api->get(), &build_service_auth);

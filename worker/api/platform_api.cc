@@ -131,7 +131,8 @@ pb::DeploymentState ParseState(const std::string& name) {
 
 }  // namespace
 
-absl::Status ValidateProjectConfig(const pb::ProjectConfig& config) {
+absl::Status ValidateProjectConfig(const pb::ProjectConfig& config,
+                                   const std::vector<std::string>& machine_providers) {
   if (!IsProjectId(config.id())) {
     return absl::InvalidArgumentError(
         absl::StrCat("id: '", absl::CEscape(config.id()),
@@ -177,9 +178,13 @@ absl::Status ValidateProjectConfig(const pb::ProjectConfig& config) {
     return absl::InvalidArgumentError("image_repository: at most 255 characters");
   }
   const std::string& provider = config.machine_provider();
-  if (!provider.empty() && provider != "process") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("machine_provider: '", provider, "' is not one of: process"));
+  if (!provider.empty() &&
+      std::find(machine_providers.begin(), machine_providers.end(), provider) ==
+          machine_providers.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "machine_provider: '", provider, "' is not one this worker offers (",
+        absl::StrJoin(machine_providers, ", "), ")",
+        provider == "microvm" ? "; kiln-worker offers microvm with --microvm-image" : ""));
   }
   const std::string& size = config.machine_size();
   if (!size.empty() && size != "small" && size != "medium" && size != "large") {
@@ -335,7 +340,7 @@ absl::Status PlatformApi::RequireProject(const std::string& id) {
 
 absl::StatusOr<pb::CreateProjectResponse> PlatformApi::CreateProject(
     const pb::CreateProjectRequest& request) {
-  RETURN_IF_ERROR(ValidateProjectConfig(request.config()));
+  RETURN_IF_ERROR(ValidateProjectConfig(request.config(), options_.machine_providers));
   if (request.webhook_secret().size() > kMaxWebhookSecretBytes ||
       request.webhook_secret().find_first_of("\r\n") != std::string::npos) {
     return absl::InvalidArgumentError("webhook_secret: at most 256 bytes on one line");
@@ -387,7 +392,7 @@ absl::StatusOr<pb::CreateProjectResponse> PlatformApi::CreateProject(
 }
 
 absl::StatusOr<pb::ProjectConfig> PlatformApi::UpdateProject(const pb::ProjectConfig& config) {
-  RETURN_IF_ERROR(ValidateProjectConfig(config));
+  RETURN_IF_ERROR(ValidateProjectConfig(config, options_.machine_providers));
   RETURN_IF_ERROR(RequireProject(config.id()));
   pb::ProjectEvent event;
   *event.mutable_update_config() = WithDefaults(config);

@@ -34,8 +34,10 @@ namespace pb = ::kiln::platform::v1;
 inline constexpr int kMaxProjects = 1000;
 inline constexpr size_t kMaxWebhookSecretBytes = 256;
 
-// Checks a project's config (the fields a user sets; defaults are filled in later).
-absl::Status ValidateProjectConfig(const pb::ProjectConfig& config);
+// Checks a project's config (the fields a user sets; defaults are filled in later), with the
+// machine providers this worker offers.
+absl::Status ValidateProjectConfig(const pb::ProjectConfig& config,
+                                   const std::vector<std::string>& machine_providers = {"process"});
 // The project a deployment id belongs to ("" when the id is malformed).
 std::string ProjectOfDeployment(const std::string& deployment_id);
 
@@ -47,6 +49,8 @@ struct PlatformApiOptions {
   std::string secrets_dir;
   // Shown to users: where GitHub should deliver (e.g. http://127.0.0.1:7380/webhooks/github).
   std::string webhook_url;
+  // The builder machine providers this worker offers (projects choose one).
+  std::vector<std::string> machine_providers = {"process"};
 };
 
 class PlatformApi final : public WebhookBackend {
