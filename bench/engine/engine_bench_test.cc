@@ -1,6 +1,6 @@
-// The engine benchmark's own parts: what it reads from /proc and /metrics, and its decoupled
-// shape, run for real: the workers in processes of their own, none left behind when it ends
-// or when it is killed.
+// The engine benchmark's own parts: what it reads from /proc and /metrics, its role processes
+// (started, ready, stopped), and its decoupled shape run for real: the workers in processes of
+// their own, none left behind when it ends or when it is killed.
 #include <signal.h>
 #include <unistd.h>
 
@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "bench/engine/proc_stats.h"
+#include "bench/engine/role_process.h"
 #include "tests/testutil/process.h"
 
 namespace kiln::bench {
@@ -50,6 +51,40 @@ TEST_CASE("ReadProc and ReadSwitches read a live process and give zeros for none
   CHECK(self.rss_kib > 0);
   CHECK(ReadProc(0).cpu_seconds == 0);
   CHECK(ReadSwitches(0).voluntary == 0);
+}
+
+// Not a test: what RoleProcess runs (this binary again, with this hidden test's name), a role
+// that says it is ready and serves until SIGTERM.
+TEST_CASE("role helper", "[.role-helper]") {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  REQUIRE(::write(RoleProcess::kReadyFd, "ready\n", 6) == 6);
+  int signal_number = 0;
+  sigwait(&stop, &signal_number);
+}
+
+TEST_CASE("A role process is ready when it says so and stops on SIGTERM") {
+  testutil::TempDir dir;
+  auto role =
+      RoleProcess::Start({"[.role-helper]"}, {}, dir.path() + "/role.log", absl::Seconds(30));
+  REQUIRE(role.ok());
+  const pid_t pid = (*role)->pid();
+  CHECK(::kill(pid, 0) == 0);
+  auto code = (*role)->Stop(absl::Seconds(30));
+  REQUIRE(code.ok());
+  CHECK(*code == 0);
+  CHECK(::kill(pid, 0) != 0);  // reaped: gone
+}
+
+TEST_CASE("A role process that exits before it is ready is an error with its log") {
+  testutil::TempDir dir;
+  auto role =
+      RoleProcess::Start({"--no-such-flag"}, {}, dir.path() + "/role.log", absl::Seconds(30));
+  REQUIRE_FALSE(role.ok());
+  CHECK(absl::StrContains(role.status().message(), "not ready"));
+  CHECK(absl::StrContains(role.status().message(), "no-such-flag"));
 }
 
 // Processes whose environment holds `mark` (the benchmark's children inherit it).
