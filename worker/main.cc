@@ -354,7 +354,8 @@ int main(int argc, char** argv) {
     vm.idle_grace = absl::Seconds(idle_grace_s);
     vm.max_machines = max_machines;
     auto created = kiln::worker::MicrovmMachineProvider::Create(std::move(vm));
-    if (!created.ok()) return Fail("worker.start_failed", kiln::Annotate(created.status(), "--microvm-image"));
+    if (!created.ok())
+      return Fail("worker.start_failed", kiln::Annotate(created.status(), "--microvm-image"));
     microvms = *std::move(created);
   }
   kiln::worker::NoneDeployTarget none_target;

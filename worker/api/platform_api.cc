@@ -178,9 +178,8 @@ absl::Status ValidateProjectConfig(const pb::ProjectConfig& config,
     return absl::InvalidArgumentError("image_repository: at most 255 characters");
   }
   const std::string& provider = config.machine_provider();
-  if (!provider.empty() &&
-      std::find(machine_providers.begin(), machine_providers.end(), provider) ==
-          machine_providers.end()) {
+  if (!provider.empty() && std::find(machine_providers.begin(), machine_providers.end(),
+                                     provider) == machine_providers.end()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "machine_provider: '", provider, "' is not one this worker offers (",
         absl::StrJoin(machine_providers, ", "), ")",
