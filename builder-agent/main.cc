@@ -5,10 +5,13 @@
 // Exit codes: 0 drained (or stopped by SIGTERM/SIGINT); 1 could not serve (orchestrator
 // unreachable, queue held by another agent, volume in use, bad configuration); 2 usage error.
 #include <cstdio>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "builder-agent/activities.h"
 #include "builder-agent/agent.h"
+#include "builder-agent/args_from.h"
 #include "builder-agent/secrets.h"
 #include "common/config.h"
 #include "common/logging.h"
@@ -29,6 +32,28 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --args-from FILE, first: the rest of the arguments and environment come from FILE (see
+  // args_from.h), read before anything else.
+  std::vector<std::string> arg_storage(argv, argv + argc);
+  std::string args_from;
+  if (argc >= 3 && std::string(argv[1]) == "--args-from") {
+    args_from = argv[2];
+    auto more = kiln::builder::ReadArgsFrom(args_from);
+    if (!more.ok()) {
+      std::fprintf(stderr, "kiln-builder-agent: %s\n",
+                   std::string(more.status().message()).c_str());
+      return 2;
+    }
+    arg_storage.erase(arg_storage.begin() + 1, arg_storage.begin() + 3);
+    arg_storage.insert(arg_storage.end(), more->args.begin(), more->args.end());
+    for (const auto& [name, value] : more->env) ::setenv(name.c_str(), value.c_str(), 1);
+  }
+  std::vector<char*> arg_pointers;
+  for (std::string& arg : arg_storage) arg_pointers.push_back(arg.data());
+  arg_pointers.push_back(nullptr);
+  argc = static_cast<int>(arg_storage.size());
+  argv = arg_pointers.data();
+
   CLI::App app{"kiln-builder-agent: fetches, builds and pushes a project's images",
                "kiln-builder-agent"};
   kiln::CommonFlags common;
@@ -98,6 +123,10 @@ int main(int argc, char** argv) {
       ->envname("KILN_KEEP_LAST")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  std::string args_from_help;  // Taken before parsing (above); listed for --help.
+  app.add_option("--args-from", args_from_help,
+                 "FILE of arg=VALUE and env=NAME=VALUE lines up to `end`, read before anything "
+                 "else (first argument only; a pipe makes the agent wait for them)");
   app.add_option("--secrets-file", secrets_file,
                  "File of NAME=value lines; adds to KILN_SECRET_<NAME> variables")
       ->envname("KILN_SECRETS_FILE");

@@ -107,6 +107,9 @@ int main(int argc, char** argv) {
                        "builder-image")
                           .string();
   app.add_option("--image", image, "The builder image (make builder-image)");
+  bool show_console = false;
+  app.add_flag("--show-console", show_console,
+               "Print the snapshot machine's console (agent.log) after the last round");
   CLI11_PARSE(app, argc, argv);
 
   testutil::TempDir dir;
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
                                  round + 1, cold.to_polling_ms, snap.to_polling_ms,
                                  proc.to_polling_ms);
   }
+  if (show_console) std::cerr << testutil::ReadFile(dir.path() + "/vm/snap/agent.log");
   std::printf("builder machines: wake to agent polling, stop to asleep (%s, %d rounds)\n\n",
               (*microvms)->accelerator().c_str(), rounds);
   std::printf("| machine | wake → polling p50 | max | stop → asleep p50 | max |\n");

@@ -681,10 +681,11 @@ class MicrovmLauncher : public internal::MachineLauncher {
                                        const std::string& volume, const std::string& log_path,
                                        const std::string& config_socket) const {
     const Size& s = Sizes().at(size);
-    std::string append = "console=ttyS0 quiet loglevel=3 panic=-1 pci=off";
+    std::string append = "console=ttyS0 quiet loglevel=3 panic=-1 pci=off init_on_free=1";
     if (accel_ == "tcg" && tsc_khz_ > 0) {
       absl::StrAppend(&append, " tsc_early_khz=", tsc_khz_, " tsc=reliable");
     }
+    absl::StrAppend(&append, " kiln.ports=", absl::StrJoin(forward_ports_, ","));
     std::string net = "user,id=net0,restrict=on";
     for (int port : forward_ports_) {
       absl::StrAppend(&net, ",guestfwd=tcp:", kForwardAddress, ":", port,
@@ -737,7 +738,6 @@ class MicrovmLauncher : public internal::MachineLauncher {
         "time=", absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::Now(), absl::UTCTimeZone()), "\n",
         "seed=", RandomHex(32), "\n", "project=", request.project, "\n");
     if (!request.token.empty()) absl::StrAppend(&text, "token=", request.token, "\n");
-    for (int port : forward_ports_) absl::StrAppend(&text, "port=", port, "\n");
     std::vector<std::string> args = {
         "--orchestrator", absl::StrCat("127.0.0.1:", LoopbackPort(options_.orchestrator)),
         "--idle-grace", absl::StrFormat("%.3f", absl::ToDoubleSeconds(options_.idle_grace))};

@@ -17,18 +17,21 @@
 //
 // The wake's token, the project and the agent's flags reach the guest over the config port,
 // never the kernel command line (readable by every host user in /proc) nor the volume.
-// Protocol, one line each way ("key=value"): the guest's init says `ready` once booted; the
-// provider sends `time=`, `seed=` (mixed into the guest's entropy: snapshot clones must not
-// share random numbers), `project=`, `token=`, `port=` (each forward), `arg=` (each agent flag),
-// `env=`, then `end`; the guest answers `configured`. Later the provider may send `stop` (the
-// agent gets SIGTERM). When the agent exits the guest prints
-// `kiln-vm: agent exited with code N` on its console (agent.log) and powers off; QEMU exits.
+// Protocol, one line each way ("key=value"): the guest's init starts the forwards (the ports
+// are on the kernel command line, `kiln.ports=`) and the agent, which waits for its arguments
+// on a pipe (`--args-from`), then says `ready`; the provider sends `time=`, `seed=` (mixed into
+// the guest's entropy: snapshot clones must not share random numbers), `project=`, `token=`,
+// `arg=` (each agent flag), `env=`, then `end`; the guest mounts the volume, hands the agent
+// its arguments and answers `configured`. Later the provider may send `stop` (the agent gets
+// SIGTERM). When the agent exits the guest prints `kiln-vm: agent exited with code N` on its
+// console (agent.log) and powers off; QEMU exits.
 //
 // Fast wake: a cold boot that finds no snapshot of its size saves one in the background: a
 // template VM on a blank volume of the same size boots to `ready` and is migrated to
 // `.snapshots/<size>.vmstate` (`migrate exec:cat`). A wake restores it (`-incoming`), which
-// skips the kernel's boot; the guest, restored inside its wait for the config, proceeds as
-// after a cold boot (it flushes the volume's block cache before mounting). A snapshot whose
+// skips the kernel's boot and the agent's start (it is saved loaded, waiting for its
+// arguments); the guest, restored inside its wait for the config, proceeds as after a cold boot
+// (it flushes the volume's block cache before mounting). A snapshot whose
 // stamp (QEMU, kernel, initramfs, memory, CPUs, volume size, accelerator) differs, or whose
 // restore does not answer, is removed and the wake boots cold.
 // Thread-safe.
