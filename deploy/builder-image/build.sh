@@ -1,14 +1,18 @@
 #!/bin/bash
-# Builds the microVM builder image (make builder-image): OUT/vmlinuz, a Debian cloud kernel,
-# and OUT/initrd.cpio, an uncompressed initramfs holding busybox (busybox-static), the kernel's
-# virtio modules, kiln-builder-agent (stripped) and the libraries it links, and the init in
-# this folder. Uncompressed because TCG decompresses slowly: the boot copies it instead.
-# Reproducible: the same kernel package, binaries and libraries give the same bytes (files
-# sorted, owners and times fixed); OUT/manifest records what went in.
+# Builds the microVM builder image (make builder-image) into OUT:
+#   vmlinuz      a Debian cloud kernel (the package linux-image-cloud-amd64 names, fetched with
+#                apt-get download into OUT/cache once);
+#   initrd.cpio  a small uncompressed initramfs: busybox (busybox-static), the kernel's virtio
+#                and overlay modules, and init-stage1 from this folder, which mounts root.img
+#                under a tmpfs overlay and switches to it (a container runtime cannot pivot
+#                away from an initramfs);
+#   root.img     a read-only ext4 disk (label kiln-root) shared by every machine and read on
+#                demand: busybox, kiln-builder-agent (stripped), podman, runc, conmon, the
+#                libraries they link, their configuration, and kiln-init (the guest's init).
+# The kernel, the initramfs and the files in root.img are reproducible (sorted, fixed owners and
+# times); OUT/manifest records what went in.
 #
 #   deploy/builder-image/build.sh OUT_DIR BIN_DIR
-#
-# The kernel package is fetched with apt-get download (Debian's archive) into OUT/cache once.
 set -euo pipefail
 
 OUT=${1:?usage: build.sh OUT_DIR BIN_DIR}
@@ -19,9 +23,9 @@ OUT=$(cd "$OUT" && pwd)
 EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 # The modules the guest needs, in load order (dependencies first).
 MODULES="virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net \
-virtio_console virtio-rng"
+virtio_console virtio-rng overlay"
 
-for tool in cpio strip ldd busybox; do
+for tool in cpio strip ldd busybox mkfs.ext4 podman runc conmon; do
   command -v "$tool" >/dev/null || { echo "build.sh: $tool is missing (make deps)" >&2; exit 1; }
 done
 AGENT=$BIN/kiln-builder-agent
@@ -47,27 +51,45 @@ dpkg-deb -x "$deb" "$kernel_dir"
 version=${kernel_package#linux-image-}
 modules_dir=$kernel_dir/lib/modules/$version/kernel
 
+initramfs=$(mktemp -d "$OUT/initramfs.XXXXXX")
 root=$(mktemp -d "$OUT/root.XXXXXX")
-trap 'rm -rf "$root" "$kernel_dir"' EXIT
-mkdir -p "$root"/{bin,usr/bin,lib/modules,dev,proc,sys,tmp,run,volume,etc,root}
-cp /bin/busybox "$root/bin/busybox"
-install -m 0755 "$HERE/init" "$root/init"
+trap 'rm -rf "$initramfs" "$root" "$kernel_dir"' EXIT
+
+# The initramfs: stage 1 only.
+mkdir -p "$initramfs"/{bin,lib/modules,dev,proc,sys,newroot,lower,rw}
+cp /bin/busybox "$initramfs/bin/busybox"
+install -m 0755 "$HERE/init-stage1" "$initramfs/init"
 for module in $MODULES; do
   path=$(find "$modules_dir" -name "$module.ko" | head -1)
   [ -n "$path" ] || { echo "build.sh: no $module.ko in $kernel_package" >&2; exit 1; }
-  cp "$path" "$root/lib/modules/"
+  cp "$path" "$initramfs/lib/modules/"
 done
-echo "$MODULES" >"$root/lib/modules/load"
+echo "$MODULES" >"$initramfs/lib/modules/load"
+
+# The root image.
+mkdir -p "$root"/{bin,sbin,usr/bin,dev,proc,sys,tmp,run,volume,etc,root,var/tmp}
+cp /bin/busybox "$root/bin/busybox"
+for applet in $(busybox --list); do
+  [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
+done
+install -m 0755 "$HERE/kiln-init" "$root/sbin/kiln-init"
+# Copies the libraries `ldd` names for binary $2 into tree $1, at their own paths.
+copy_libraries() {
+  ldd "$2" | grep -o '/[^ ]*' | sort -u |
+    while read -r library; do
+      mkdir -p "$1$(dirname "$library")"
+      cp -L "$library" "$1$library"
+    done
+}
 strip --strip-unneeded -o "$root/usr/bin/kiln-builder-agent" "$AGENT"
-# The agent's libraries at their own paths (the dynamic loader included).
-ldd "$AGENT" | grep -o '/[^ ]*' | sort -u |
-  while read -r library; do
-    mkdir -p "$root$(dirname "$library")"
-    cp -L "$library" "$root$library"
-  done
-# The usual merged-/usr links the loader's path may go through.
-for dir in lib lib64; do
-  [ -d "$root/usr/$dir" ] && [ ! -e "$root/$dir" ] && ln -s "usr/$dir" "$root/$dir"
+copy_libraries "$root" "$AGENT"
+for binary in "$(command -v podman)" "$(command -v conmon)" "$(readlink -f "$(command -v runc)")"; do
+  install -m 0755 "$binary" "$root/usr/bin/$(basename "$binary")"
+  copy_libraries "$root" "$binary"
+done
+for dir in /etc/containers /usr/share/containers; do
+  mkdir -p "$root$dir"
+  cp -a "$dir/." "$root$dir/"
 done
 [ -f /etc/ssl/certs/ca-certificates.crt ] &&
   install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
@@ -75,20 +97,29 @@ printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
 printf '127.0.0.1 localhost\n' >"$root/etc/hosts"
 
-find "$root" -exec touch -h -d "@$EPOCH" {} +
-(cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
+find "$initramfs" "$root" -exec touch -h -d "@$EPOCH" {} +
+(cd "$initramfs" && find . -mindepth 1 | LC_ALL=C sort |
   cpio -o -H newc --reproducible --owner=0:0 --quiet) >"$OUT/initrd.cpio.tmp"
 mv "$OUT/initrd.cpio.tmp" "$OUT/initrd.cpio"
+root_mb=$(($(du -sm "$root" | cut -f1) + 64))
+E2FSPROGS_FAKE_TIME=$EPOCH mkfs.ext4 -q -F -L kiln-root -U 6b696c6e-726f-6f74-0000-000000000001 \
+  -E root_owner=0:0,hash_seed=6b696c6e-726f-6f74-0000-000000000002,lazy_itable_init=0 \
+  -m 0 -d "$root" "$OUT/root.img.tmp" "${root_mb}M"
+mv "$OUT/root.img.tmp" "$OUT/root.img"
+rm -f "$OUT/tools.img"
 install -m 0644 "$kernel_dir/boot/vmlinuz-$version" "$OUT/vmlinuz"
-touch -d "@$EPOCH" "$OUT/vmlinuz" "$OUT/initrd.cpio"
+touch -d "@$EPOCH" "$OUT/vmlinuz" "$OUT/initrd.cpio" "$OUT/root.img"
 
 {
   echo "kernel_package=$kernel_package $(dpkg-deb -f "$deb" Version)"
   echo "vmlinuz_sha256=$(sha256sum "$OUT/vmlinuz" | cut -d' ' -f1)"
   echo "initrd_sha256=$(sha256sum "$OUT/initrd.cpio" | cut -d' ' -f1)"
+  echo "root_files_sha256=$(cd "$root" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)"
   echo "agent_sha256=$(sha256sum "$root/usr/bin/kiln-builder-agent" | cut -d' ' -f1)"
   echo "busybox=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo unknown)"
+  echo "podman=$(dpkg-query -W -f='${Version}' podman 2>/dev/null || echo unknown)"
 } >"$OUT/manifest"
 echo "builder image in $OUT:"
 echo "  vmlinuz      $(stat -c %s "$OUT/vmlinuz") bytes ($kernel_package)"
-echo "  initrd.cpio  $(stat -c %s "$OUT/initrd.cpio") bytes ($(cd "$root" && find . -type f | wc -l) files)"
+echo "  initrd.cpio  $(stat -c %s "$OUT/initrd.cpio") bytes ($(cd "$initramfs" && find . -type f | wc -l) files)"
+echo "  root.img     $(stat -c %s "$OUT/root.img") bytes ($(cd "$root" && find . -type f | wc -l) files: the agent, podman, runc, conmon)"

@@ -59,7 +59,8 @@ bool MicrovmAvailable() {
   std::string missing;
   if (!testutil::Installed("/usr/bin/qemu-system-x86_64")) {
     missing = "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)";
-  } else if (!fs::exists(ImageDir() + "/initrd.cpio") || !fs::exists(ImageDir() + "/vmlinuz")) {
+  } else if (!fs::exists(ImageDir() + "/initrd.cpio") || !fs::exists(ImageDir() + "/vmlinuz") ||
+             !fs::exists(ImageDir() + "/root.img")) {
     missing = absl::StrCat("no builder image in ", ImageDir(), " (make builder-image)");
   } else if (!testutil::Installed("/bin/busybox")) {
     missing = "/bin/busybox is not installed (apt-get install busybox-static)";
@@ -82,6 +83,21 @@ sdk::Task<absl::StatusOr<api::Payloads>> Fetch(sdk::WorkflowContext& ctx, api::P
   options.retry_policy.set_maximum_attempts(1);
   auto result =
       co_await ctx.ExecuteActivity("kiln.builder.FetchSource", ToPayloads(fetch), options);
+  if (!result.ok()) co_return result.status();
+  co_return *result;
+}
+
+// Housekeeping runs podman inside the VM (from the image's tools disk) on the volume.
+sdk::Task<absl::StatusOr<api::Payloads>> Housekeep(sdk::WorkflowContext& ctx, api::Payloads) {
+  pb::HousekeepingInput input;
+  input.set_project_id("web");
+  input.set_keep_last(2);
+  sdk::ActivityOptions options;
+  options.task_queue = "project/web";
+  options.start_to_close_timeout = absl::Minutes(5);
+  options.retry_policy.set_maximum_attempts(1);
+  auto result =
+      co_await ctx.ExecuteActivity("kiln.builder.Housekeeping", ToPayloads(input), options);
   if (!result.ok()) co_return result.status();
   co_return *result;
 }
@@ -154,6 +170,7 @@ TEST_CASE("A microVM builder fetches through its restricted network and wakes fr
   sdk::Client client(orchestrator.connection());
   sdk::WorkflowWorker workflows(orchestrator.connection(), "vm-tests", {});
   workflows.Register("Fetch", Fetch);
+  workflows.Register("Housekeep", Housekeep);
   workflows.Start();
   auto fetch = [&](const std::string& id) {
     auto handle =
@@ -184,6 +201,20 @@ TEST_CASE("A microVM builder fetches through its restricted network and wakes fr
   REQUIRE(first.commit_sha() == v1);
   REQUIRE(first.mirror_created());
   REQUIRE((*git)->authorized() > 0);
+  {
+    // Podman runs in the VM: nothing to prune on a fresh volume, and the volume's use reported.
+    auto handle = client.StartWorkflow({.id = "housekeep-1", .task_queue = "vm-tests"}, "Housekeep",
+                                       ToPayloads(std::string("")));
+    REQUIRE(handle.ok());
+    auto result = client.GetResult(*handle, kTcgSlack);
+    INFO(result.status().ToString() << "\nconsole:\n"
+                                    << testutil::ReadFile(dir.path() + "/machines/web/agent.log"));
+    REQUIRE(result.ok());
+    auto kept = FromPayloadAt<pb::HousekeepingResult>(*result, 0);
+    REQUIRE(kept.ok());
+    REQUIRE(kept->images_removed() == 0);
+    REQUIRE(kept->volume_used() > 0);
+  }
 
   // One machine per project: a second wake starts nothing, and a second VM on the volume is
   // refused by QEMU's image lock.

@@ -41,6 +41,7 @@ constexpr char kConfigSocket[] = "config.sock";
 constexpr char kSnapshotsDir[] = ".snapshots";
 constexpr char kKernel[] = "vmlinuz";
 constexpr char kInitrd[] = "initrd.cpio";
+constexpr char kRootImage[] = "root.img";
 // The guest's address for forwarded ports (QEMU's guestfwd rules listen there).
 constexpr char kForwardAddress[] = "10.0.2.100";
 // The guest says this on its console when its agent exits (deploy/builder-image/init).
@@ -652,6 +653,7 @@ class MicrovmLauncher : public internal::MachineLauncher {
     return absl::StrCat("format=1\nqemu=", FileStamp(options_.qemu_binary),
                         "\nkernel=", FileStamp(absl::StrCat(options_.image_dir, "/", kKernel)),
                         "\ninitrd=", FileStamp(absl::StrCat(options_.image_dir, "/", kInitrd)),
+                        "\nroot=", FileStamp(absl::StrCat(options_.image_dir, "/", kRootImage)),
                         "\nmemory_mib=", s.memory_mib, "\ncpus=", s.cpus,
                         "\nvolume_bytes=", options_.volume_bytes, "\naccel=", accel_,
                         "\nforwards=", absl::StrJoin(forward_ports_, ","), "\n");
@@ -718,6 +720,11 @@ class MicrovmLauncher : public internal::MachineLauncher {
                  absl::StrCat("file=", volume, ",format=raw,if=none,id=volume,cache=writeback"),
                  "-device",
                  "virtio-blk-device,drive=volume",
+                 "-drive",
+                 absl::StrCat("file=", options_.image_dir, "/", kRootImage,
+                              ",format=raw,if=none,id=root,readonly=on"),
+                 "-device",
+                 "virtio-blk-device,drive=root",
                  "-netdev",
                  net,
                  "-device",
@@ -789,7 +796,7 @@ absl::StatusOr<std::unique_ptr<MicrovmMachineProvider>> MicrovmMachineProvider::
         "image_dir ", options.image_dir, " must be an absolute path of letters, digits and /._-+"));
   }
   std::error_code error;
-  for (const char* file : {kKernel, kInitrd}) {
+  for (const char* file : {kKernel, kInitrd, kRootImage}) {
     if (!fs::is_regular_file(absl::StrCat(options.image_dir, "/", file), error)) {
       return absl::FailedPreconditionError(absl::StrCat("no builder image in ", options.image_dir,
                                                         " (", file,
