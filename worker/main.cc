@@ -140,6 +140,11 @@ int main(int argc, char** argv) {
       ->envname("KILN_MAX_MACHINES")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  std::string agent_secrets_file;
+  app.add_option("--agent-secrets-file", agent_secrets_file,
+                 "File of NAME=value lines: the builder agents' secrets (private build steps, git "
+                 "tokens), read at each wake; keep it mode 0600")
+      ->envname("KILN_AGENT_SECRETS_FILE");
   std::string microvm_image;
   app.add_option("--microvm-image", microvm_image,
                  "Builder image (make builder-image) for projects on microvm machines; empty: "
@@ -320,6 +325,16 @@ int main(int argc, char** argv) {
     agent_args.insert(agent_args.end(), {"--tls-cert", fs::absolute(agent_tls_cert, ec).string(),
                                          "--tls-key", fs::absolute(agent_tls_key, ec).string()});
   }
+  if (!agent_secrets_file.empty()) {
+    // Checked now, so a bad file stops the worker rather than every wake; agents read it again
+    // at each wake (a changed file takes effect at the next one).
+    auto secrets = kiln::worker::ReadAgentSecrets(agent_secrets_file);
+    if (!secrets.ok()) {
+      return Fail("worker.start_failed", kiln::Annotate(secrets.status(), "--agent-secrets-file"));
+    }
+    agent_args.insert(agent_args.end(),
+                      {"--secrets-file", fs::absolute(agent_secrets_file, ec).string()});
+  }
   kiln::sdk::Connection connection(orchestrator, connection_options);
   absl::Status health = connection.CheckHealth(absl::Seconds(connect_timeout_s));
   if (!health.ok()) return Fail("worker.connect_failed", health);
@@ -353,6 +368,8 @@ int main(int argc, char** argv) {
     vm.snapshots = microvm_snapshots;
     vm.idle_grace = absl::Seconds(idle_grace_s);
     vm.max_machines = max_machines;
+    if (!agent_secrets_file.empty())
+      vm.secrets_file = fs::absolute(agent_secrets_file, ec).string();
     auto created = kiln::worker::MicrovmMachineProvider::Create(std::move(vm));
     if (!created.ok())
       return Fail("worker.start_failed", kiln::Annotate(created.status(), "--microvm-image"));

@@ -159,7 +159,10 @@ TEST_CASE("A microVM builder fetches through its restricted network and wakes fr
   options.forward_ports = {git_port};
   options.volume_bytes = 256 << 20;
   options.idle_grace = absl::Seconds(2);
-  options.agent_env = {absl::StrCat("KILN_SECRET_GIT=", kGitToken)};
+  // The git token reaches the agent as a secret, from the worker's secrets file.
+  const std::string secrets = dir.path() + "/agent-secrets";
+  std::ofstream(secrets) << "# the agents' secrets\nGIT=" << kGitToken << "\n";
+  options.secrets_file = secrets;
   auto created = MicrovmMachineProvider::Create(options);
   INFO(created.status().ToString());
   REQUIRE(created.ok());

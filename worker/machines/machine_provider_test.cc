@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "worker/machines/agent_process.h"
 #include "worker/machines/machine_provider.h"
+#include "worker/machines/microvm_provider.h"
 
 namespace kiln::worker {
 namespace {
@@ -133,6 +134,26 @@ TEST_CASE("ReadProcStat and ReadProcCmdline describe a process and signals go by
   REQUIRE(absl::IsNotFound(internal::SignalPidfd(spawned->pidfd, SIGTERM)));
   ::close(spawned->pidfd);
   REQUIRE(absl::IsNotFound(internal::ReadProcStat(spawned->pid).status()));
+}
+
+TEST_CASE("The agents' secrets file becomes KILN_SECRET_ entries and a bad line is refused",
+          "[machines]") {
+  char path[] = "/tmp/kiln-secrets-XXXXXX";
+  int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::close(fd);
+  std::ofstream(path) << "# comment\n\nGIT=tok=en\nDB_PASSWORD=hunter2  \n";
+  auto entries = ReadAgentSecrets(path);
+  REQUIRE(entries.ok());
+  REQUIRE(*entries ==
+          std::vector<std::string>{"KILN_SECRET_GIT=tok=en", "KILN_SECRET_DB_PASSWORD=hunter2"});
+  std::ofstream(path) << "GIT=x\nlowercase=hunter2\n";
+  auto bad = ReadAgentSecrets(path);
+  REQUIRE(absl::IsInvalidArgument(bad.status()));
+  REQUIRE(absl::StrContains(bad.status().message(), "line 2"));
+  REQUIRE_FALSE(absl::StrContains(bad.status().message(), "hunter2"));  // Never the value.
+  ::unlink(path);
+  REQUIRE(absl::IsFailedPrecondition(ReadAgentSecrets(path).status()));
 }
 
 }  // namespace

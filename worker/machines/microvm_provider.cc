@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
@@ -315,6 +316,34 @@ absl::StatusOr<std::string> Qmp(LineSocket& qmp, const std::string& command, int
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::string>> ReadAgentSecrets(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::FailedPreconditionError(absl::StrCat("cannot read ", path));
+  std::string content(1 << 20, '\0');
+  in.read(content.data(), static_cast<std::streamsize>(content.size()));
+  content.resize(static_cast<size_t>(in.gcount()));
+  std::vector<std::string> entries;
+  int number = 0;
+  for (absl::string_view line : absl::StrSplit(content, '\n')) {
+    ++number;
+    line = absl::StripTrailingAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    size_t eq = line.find('=');
+    absl::string_view name = eq == absl::string_view::npos ? line : line.substr(0, eq);
+    bool valid = eq != absl::string_view::npos && !name.empty() && name.size() <= 64;
+    for (char c : name)
+      valid &= absl::ascii_isupper(static_cast<unsigned char>(c)) ||
+               absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '_';
+    // The line number, never its content: a bad line may hold a secret.
+    if (!valid) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " line ", number, ": not NAME=value with NAME of A-Z, 0-9, _"));
+    }
+    entries.push_back(absl::StrCat("KILN_SECRET_", line));
+  }
+  return entries;
+}
+
 std::string DetectAccelerator() {
   // /dev/kvm alone is not enough: a nested host may offer a paravirtual KVM (kvm_pvm) that
   // ordinary guest kernels cannot run under. Hardware virtualisation modules mean it works.
@@ -421,7 +450,10 @@ class MicrovmLauncher : public internal::MachineLauncher {
       } while (line.ok() && *line != "ready");
       connected = line.status();
     }
-    if (connected.ok()) connected = config.Write(ConfigText(context.request));
+    if (connected.ok()) {
+      absl::StatusOr<std::string> text = ConfigText(context.request);
+      connected = text.ok() ? config.Write(*text) : text.status();
+    }
     if (connected.ok()) {
       absl::Time answer_deadline =
           absl::Now() + (restore ? kRestoreAnswerTimeout : kConfigureTimeout);
@@ -740,7 +772,7 @@ class MicrovmLauncher : public internal::MachineLauncher {
     return argv;
   }
 
-  std::string ConfigText(const WakeRequest& request) const {
+  absl::StatusOr<std::string> ConfigText(const WakeRequest& request) const {
     std::string text = absl::StrCat(
         "time=", absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::Now(), absl::UTCTimeZone()), "\n",
         "seed=", RandomHex(32), "\n", "project=", request.project, "\n");
@@ -756,6 +788,10 @@ class MicrovmLauncher : public internal::MachineLauncher {
     args.insert(args.end(), options_.extra_agent_args.begin(), options_.extra_agent_args.end());
     for (const std::string& arg : args) absl::StrAppend(&text, "arg=", arg, "\n");
     for (const std::string& env : options_.agent_env) absl::StrAppend(&text, "env=", env, "\n");
+    if (!options_.secrets_file.empty()) {
+      ASSIGN_OR_RETURN(std::vector<std::string> secrets, ReadAgentSecrets(options_.secrets_file));
+      for (const std::string& env : secrets) absl::StrAppend(&text, "env=", env, "\n");
+    }
     absl::StrAppend(&text, "end\n");
     return text;
   }

@@ -79,7 +79,15 @@ struct MicrovmOptions {
   // guest, so TLS material is not passed this way.
   std::vector<std::string> extra_agent_args;
   std::vector<std::string> agent_env;  // NAME=value, in the agent's environment.
+  // A file of NAME=value lines (blank and '#' lines skipped), read at each wake and handed to
+  // the agent as its KILN_SECRET_<NAME> secrets (the host's file is not in the guest). Empty:
+  // none.
+  std::string secrets_file;
 };
+
+// The secrets file's lines as KILN_SECRET_<NAME>=value entries. kInvalidArgument for a line
+// without '=' or a name not [A-Z0-9_]+, kFailedPrecondition when it cannot be read.
+absl::StatusOr<std::vector<std::string>> ReadAgentSecrets(const std::string& path);
 
 // "kvm" or "tcg": what `accel = auto` picks on this host.
 std::string DetectAccelerator();
