@@ -42,6 +42,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "builder-agent/git/smart_http_server.h"
 #include "builder-agent/podman/podman.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
@@ -63,6 +64,7 @@ namespace fs = std::filesystem;
 
 constexpr char kProject[] = "benchweb";
 constexpr char kSecret[] = "bench-webhook-secret-4Rk";
+constexpr char kGitToken[] = "bench-git-token";
 constexpr char kGit[] = "/usr/bin/git";
 constexpr char kPodman[] = "/usr/bin/podman";
 // The canceled build's RUN sleeps this many seconds: a number no other test's sleep uses, so
@@ -242,7 +244,10 @@ bool AnyProcessWithArgvAndPrefix(const std::string& binary_suffix, const std::st
 
 class Bench {
  public:
-  explicit Bench(int idle_grace_s) : idle_grace_s_(idle_grace_s) {}
+  // `microvm_image` empty: the process machine provider; else the microvm provider booting it.
+  Bench(int idle_grace_s, std::string microvm_image)
+      : idle_grace_s_(idle_grace_s), microvm_image_(std::move(microvm_image)) {}
+  bool microvm() const { return !microvm_image_.empty(); }
   ~Bench() { Stop(); }
 
   void Setup();
@@ -272,6 +277,11 @@ class Bench {
   void LogAndCancel(int round);
 
   int idle_grace_s_;
+  std::string microvm_image_;
+  // The repository as the platform fetches it: repo_ itself, or (microvm) its URL on a git
+  // server on 127.0.0.1 forwarded into the machines.
+  std::string repo_url_;
+  std::unique_ptr<builder::testing::SmartHttpServer> git_server_;
   bool stopped_ = false;
   testutil::TempDir dir_;
   std::unique_ptr<testutil::RegistryProcess> registry_;
@@ -313,14 +323,40 @@ void Bench::Setup() {
   const int grpc_port = testutil::FreePort();
   http_port_ = testutil::FreePort();
   app_port_ = testutil::FreePort();
-  auto worker = testutil::Process::Start(
-      testutil::BinaryPath("kiln-worker"),
-      {"--orchestrator", orchestrator_->address(), "--data-dir", dir_.path() + "/worker",
-       "--listen", absl::StrCat("127.0.0.1:", grpc_port), "--http",
-       absl::StrCat("127.0.0.1:", http_port_), "--registry", registry_->address(),
-       "--auth-key-file", dir_.path() + "/orchestrator/auth.key", "--agent-idle-grace",
-       absl::StrCat(idle_grace_s_)},
-      dir_.path() + "/worker.log");
+  std::vector<std::string> worker_args = {"--orchestrator",
+                                          orchestrator_->address(),
+                                          "--data-dir",
+                                          dir_.path() + "/worker",
+                                          "--listen",
+                                          absl::StrCat("127.0.0.1:", grpc_port),
+                                          "--http",
+                                          absl::StrCat("127.0.0.1:", http_port_),
+                                          "--registry",
+                                          registry_->address(),
+                                          "--auth-key-file",
+                                          dir_.path() + "/orchestrator/auth.key",
+                                          "--agent-idle-grace",
+                                          absl::StrCat(idle_grace_s_)};
+  repo_ = dir_.path() + "/repos/web";
+  repo_url_ = repo_;
+  if (microvm()) {
+    // The machines reach a git server on 127.0.0.1 through a forward, with a token from the
+    // worker's secrets file.
+    fs::create_directories(repo_);
+    auto git = builder::testing::SmartHttpServer::Start(dir_.path() + "/repos", kGitToken);
+    if (!git.ok()) Die("git server: " + git.status().ToString());
+    git_server_ = *std::move(git);
+    repo_url_ = git_server_->Url("web");
+    testutil::WriteFile(dir_.path() + "/agent-secrets", absl::StrCat("GIT=", kGitToken, "\n"));
+    worker_args.insert(
+        worker_args.end(),
+        {"--microvm-image", microvm_image_, "--microvm-forward",
+         repo_url_.substr(repo_url_.rfind(':') + 1,
+                          repo_url_.rfind('/') - repo_url_.rfind(':') - 1),  // http://h:PORT/web
+         "--agent-secrets-file", dir_.path() + "/agent-secrets"});
+  }
+  auto worker = testutil::Process::Start(testutil::BinaryPath("kiln-worker"), worker_args,
+                                         dir_.path() + "/worker.log");
   if (!worker.ok()) Die(worker.status().ToString());
   worker_ = *std::move(worker);
   client_ = std::make_unique<sdk::Client>(orchestrator_->connection());
@@ -334,7 +370,6 @@ void Bench::Setup() {
   stub_ = pb::BuildService::NewStub(channel);
 
   // The e2e test's app: busybox httpd serving www/ on the port the platform gives it.
-  repo_ = dir_.path() + "/repo";
   WriteContainerfile("");
   testutil::WriteFile(repo_ + "/www/index.html", "v0\n");
   testutil::WriteFile(repo_ + "/www/health", "ok\n");
@@ -346,7 +381,11 @@ void Bench::Setup() {
     pb::CreateProjectRequest request;
     pb::ProjectConfig* config = request.mutable_config();
     config->set_id(kProject);
-    config->set_repository_url(repo_);
+    config->set_repository_url(repo_url_);
+    if (microvm()) {
+      config->set_machine_provider("microvm");
+      config->set_git_token_secret("GIT");
+    }
     config->set_production_branch("main");
     config->set_port(app_port_);
     config->set_health_path("/health");
@@ -363,6 +402,7 @@ void Bench::Setup() {
   WaitServed(app_port_, "v0\n");
   std::printf("cold first deployment: webhook to served %.0f ms\n",
               Ms(FromProto(d.healthy_time()) - first.at));
+  if (microvm()) return;  // The by-hand path compares with the host's own podman.
 
   // By hand: a mirror and work tree, build storage (the agent's podman flags), and deploy
   // storage (the deploy target's) of their own; one warm-up build so the cache is warm.
@@ -442,7 +482,8 @@ void Bench::Stop() {
 Bench::Sent Bench::Push(const std::string& branch, const std::string& before) {
   const std::string after = Git(repo_, {"rev-parse", "HEAD"});
   const std::string tree = Git(repo_, {"rev-parse", "HEAD^{tree}"});
-  std::string payload = testutil::GithubPushPayload(repo_, branch, before, after, tree, "bench");
+  std::string payload =
+      testutil::GithubPushPayload(repo_url_, branch, before, after, tree, "bench");
   Sent sent;
   sent.at = absl::Now();
   auto reply = testutil::DeliverGithubEvent(http_port_, "push", absl::StrCat("bench-", ++serial_),
@@ -501,8 +542,9 @@ absl::Time Bench::WaitServed(int port, const std::string& body) {
 }
 
 void Bench::WaitAsleep() {
-  const std::string log = dir_.path() + "/worker/machines/" + kProject + "/agent.log";
-  const std::string volume_prefix = dir_.path() + "/worker/machines/";
+  const std::string machines =
+      dir_.path() + (microvm() ? "/worker/microvms/" : "/worker/machines/");
+  const std::string log = machines + kProject + "/agent.log";
   bool asleep = testutil::WaitFor(
       [&] {
         std::string text(absl::StripTrailingAsciiWhitespace(testutil::ReadFile(log)));
@@ -511,7 +553,8 @@ void Bench::WaitAsleep() {
           absl::SleepFor(absl::Milliseconds(20));
           return false;
         }
-        return !AnyProcessWithArgvAndPrefix("kiln-builder-agent", volume_prefix);
+        return microvm() ? !AnyProcessWithArgvAndPrefix("qemu-system-x86_64", "file=" + machines)
+                         : !AnyProcessWithArgvAndPrefix("kiln-builder-agent", machines);
       },
       kAsleepTimeout);
   if (!asleep) Die("the agent did not exit");
@@ -751,8 +794,9 @@ void Bench::Round(int round, int warm_per_run) {
   Warm(/*asleep=*/true, absl::StrCat("asleep ", round));
   for (int i = 0; i < warm_per_run; ++i) {
     Warm(/*asleep=*/false, absl::StrCat("warm ", round, ".", i));
-    ByHand();
+    if (!microvm()) ByHand();
   }
+  if (microvm()) return;  // Under TCG the rest adds minutes and nothing microVM-specific.
   Skip();
   Rollback();
   LogAndCancel(round);
@@ -772,11 +816,15 @@ int main(int argc, char** argv) {
   app.add_option("--idle-grace", idle_grace_s, "The worker's --agent-idle-grace (seconds)")
       ->check(CLI::Range(1, 60));
   app.add_flag("--verbose", kiln::bench::verbose, "Print each measured run's history");
+  std::string microvm_image;
+  app.add_option("--microvm-image", microvm_image,
+                 "Run the project on the microvm machine provider with this builder image "
+                 "(make builder-image); rounds are then asleep + warm only");
   CLI11_PARSE(app, argc, argv);
   kiln::ConfigureDefaultLogger(kiln::LogFormat::kText, kiln::LogLevel::kWarn);
 
   absl::Time began = absl::Now();
-  Bench bench(idle_grace_s);
+  Bench bench(idle_grace_s, microvm_image);
   bench.Setup();
   for (int round = 1; round <= runs; ++round) {
     bench.Round(round, warm_per_run);
@@ -789,13 +837,16 @@ int main(int argc, char** argv) {
     kiln::bench::Table& t = bench.table();
     double platform = kiln::bench::Percentile(t["warm: commit -> new content served"].ms, 0.5);
     double hand = kiln::bench::Percentile(t["by hand: total"].ms, 0.5);
-    std::printf(
-        "\nplatform overhead, warm: commit -> served p50 %.0f ms - by hand p50 %.0f ms = %+.0f ms "
-        "(%+.0f %%)\n",
-        platform, hand, platform - hand, 100.0 * (platform - hand) / hand);
+    if (hand > 0)
+      std::printf(
+          "\nplatform overhead, warm: commit -> served p50 %.0f ms - by hand p50 %.0f ms = %+.0f "
+          "ms "
+          "(%+.0f %%)\n",
+          platform, hand, platform - hand, 100.0 * (platform - hand) / hand);
   }
   std::printf(
-      "\nMethod: kiln-orchestrator, kiln-worker (process machine provider, podman deploy "
+      "\nMachines: %s.\n"
+      "\nMethod: kiln-orchestrator, kiln-worker (the machine provider above, podman deploy "
       "target,\n--agent-idle-grace %d), docker-registry on 127.0.0.1 and a git repository with "
       "the e2e test's app\n(busybox httpd serving www/, base image pushed to the registry). "
       "Deliveries are signed GitHub\npush events to the worker's HTTP port; 'served' is when "
@@ -812,6 +863,10 @@ int main(int argc, char** argv) {
       "followed through BuildService.FollowLog, then\ncanceled by a newer push (until no "
       "'sleep %s' is left in /proc, polled every 1 ms).\nPercentiles are nearest-rank over "
       "the samples (n); with n <= 100 the p99 is the largest sample. Total %.0f s.\n",
+      microvm_image.empty()
+          ? "process provider"
+          : "microvm provider (QEMU; the repository on a git server on 127.0.0.1 forwarded into "
+            "the machine; rounds are asleep + warm only, no by-hand path)",
       idle_grace_s, runs, warm_per_run, kiln::bench::kSleepSeconds, kiln::bench::kSleepSeconds,
       absl::ToDoubleSeconds(absl::Now() - began));
   return 0;
