@@ -12,6 +12,8 @@
 // with KILN_REQUIRE_MICROVM=1).
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -271,6 +273,52 @@ TEST_CASE("A microVM builder fetches through its restricted network and wakes fr
   REQUIRE(fetch("fetch-3").commit_sha() == v2);
   REQUIRE(testutil::WaitFor([&] { return Asleep(*provider); }, kTcgSlack));
   workflows.Stop();
+}
+
+}  // namespace
+}  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// The provider survives a worker restart: a new provider on the same directory follows the
+// running VM (same QEMU pid), and its Stop reaches the guest through a new connection to the
+// config port (the agent exits 0: it was asked, not killed).
+TEST_CASE("A microVM outlives its provider and a new provider adopts and stops it", "[microvm]") {
+  if (!MicrovmAvailable()) return;
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  worker::MicrovmOptions options;
+  options.machines_dir = dir.path() + "/machines";
+  options.image_dir = ImageDir();
+  options.orchestrator = orchestrator.address();
+  options.volume_bytes = 128 << 20;
+  options.idle_grace = absl::Seconds(600);  // Only a stop ends it.
+  options.snapshots = false;
+  auto first = MicrovmMachineProvider::Create(options);
+  REQUIRE(first.ok());
+  auto woke =
+      (*first)->Wake({.project = "web", .size = "small", .token = orchestrator.AgentToken("web")});
+  INFO(woke.status().ToString());
+  REQUIRE(woke.ok());
+  const pid_t pid = woke->pid;
+  first->reset();  // The worker restarts: the VM keeps running.
+  REQUIRE(::kill(pid, 0) == 0);
+
+  auto second = MicrovmMachineProvider::Create(options);
+  REQUIRE(second.ok());
+  std::unique_ptr<MicrovmMachineProvider> provider = *std::move(second);
+  StopAtEnd stop_at_end{provider};
+  auto status = provider->Status("web");
+  REQUIRE(status.ok());
+  REQUIRE(status->state == MachineState::kAwake);
+  REQUIRE(status->pid == pid);
+  REQUIRE(testutil::WaitFor([&] { return !Pollers(orchestrator).empty(); }, kTcgSlack));
+  REQUIRE(provider->Stop("web", absl::Seconds(60)).ok());
+  INFO(testutil::ReadFile(dir.path() + "/machines/web/agent.log"));
+  REQUIRE(Asleep(*provider));
+  REQUIRE(provider->Status("web")->last_exit_code == 0);
 }
 
 }  // namespace
