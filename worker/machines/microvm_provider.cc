@@ -378,6 +378,8 @@ class MicrovmLauncher : public internal::MachineLauncher {
       absl::MutexLock lock(&mu_);
       shutting_down_ = true;
       background = std::move(background_);
+      // A template still booting would hold the worker's shutdown for its boot timeout.
+      if (template_pidfd_ >= 0) (void)internal::SignalPidfd(template_pidfd_, SIGKILL).IgnoreError();
     }
     if (background.joinable()) background.join();
     absl::MutexLock lock(&mu_);
@@ -600,6 +602,11 @@ class MicrovmLauncher : public internal::MachineLauncher {
           absl::StrCat("cannot run ", spec.binary, ": ", ErrnoText(spawned->exec_errno)));
     }
     const int pidfd = spawned->pidfd;
+    {
+      absl::MutexLock lock(&mu_);
+      template_pidfd_ = pidfd;
+      if (shutting_down_) (void)internal::SignalPidfd(pidfd, SIGKILL).IgnoreError();
+    }
     absl::Status saved = [&]() -> absl::Status {
       absl::Time deadline = absl::Now() + options_.boot_timeout;
       LineSocket config;
@@ -637,6 +644,10 @@ class MicrovmLauncher : public internal::MachineLauncher {
     pollfd p{pidfd, POLLIN, 0};
     ::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(absl::Seconds(10))));
     (void)internal::ReapPidfd(pidfd).status().IgnoreError();  // The code says nothing here.
+    {
+      absl::MutexLock lock(&mu_);
+      template_pidfd_ = -1;
+    }
     ::close(pidfd);
     ::unlink(socket.c_str());
     ::unlink(qmp_socket.c_str());
@@ -808,6 +819,7 @@ class MicrovmLauncher : public internal::MachineLauncher {
   std::map<std::string, int> config_fds_ ABSL_GUARDED_BY(mu_);
   std::thread background_ ABSL_GUARDED_BY(mu_);
   bool snapshot_running_ ABSL_GUARDED_BY(mu_) = false;
+  int template_pidfd_ ABSL_GUARDED_BY(mu_) = -1;  // The snapshot template VM, while it runs.
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
