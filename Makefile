@@ -67,8 +67,11 @@ FUZZ_SECONDS ?= 600
 fuzz: deps
 	./scripts/fuzz.sh $(FUZZ_SECONDS) $(JOBS)
 
+# MACHINE=microvm: the project's builder machine is a QEMU microVM (docs/machines.md).
+MACHINE ?= process
 demo: build
-	./scripts/demo.sh $(BUILD_DIR)/$(PRESET)/bin
+	@if [ "$(MACHINE)" = microvm ]; then $(MAKE) --no-print-directory builder-image; fi
+	KILN_DEMO_MACHINE=$(MACHINE) ./scripts/demo.sh $(BUILD_DIR)/$(PRESET)/bin
 
 # The Debian package of the four binaries (cmake/KilnPackage.cmake), into
 # $(BUILD_DIR)/$(PRESET)/packages/kiln_<version>_amd64.deb.

@@ -6,6 +6,9 @@
 # build log live, and shows the app answering: first build, warm redeploy after a one-line
 # change, the same tree on another branch (no build), a rollback. Everything it started is
 # stopped at the end (containers included).
+# With KILN_DEMO_MACHINE=microvm (make demo MACHINE=microvm) the project's builder machine is a
+# QEMU microVM booting build/builder-image (make builder-image), and the repository is served
+# by a git server on 127.0.0.1 (busybox httpd + git-http-backend) forwarded into the machine.
 # Usage: scripts/demo.sh BIN_DIR
 set -euo pipefail
 bin=${1:?usage: demo.sh BIN_DIR}
@@ -30,6 +33,23 @@ registry_port=${KILN_DEMO_REGISTRY_PORT:-5000}
 app_port=${KILN_DEMO_APP_PORT:-8080}
 worker_port=7300
 http_port=7380
+machine=${KILN_DEMO_MACHINE:-process}
+git_port=${KILN_DEMO_GIT_PORT:-7390}
+image=${KILN_DEMO_IMAGE:-$bin/../../builder-image}
+case "$machine" in
+  process) ;;
+  microvm)
+    if [ ! -f "$image/root.img" ]; then
+      echo "demo: no builder image in $image: run make builder-image (make demo MACHINE=microvm does)" >&2
+      exit 1
+    fi
+    image=$(cd "$image" && pwd)
+    ;;
+  *) echo "demo: KILN_DEMO_MACHINE is process or microvm" >&2; exit 1 ;;
+esac
+# Seconds to wait for a deployment to serve: emulated (TCG) microVMs build slowly.
+serve_timeout=30
+[ "$machine" = microvm ] && serve_timeout=600
 export KILN_ADDRESS=127.0.0.1:$orchestrator_port
 export KILN_PLATFORM_ADDRESS=127.0.0.1:$worker_port
 # The admin credential the orchestrator writes into its data directory on first start.
@@ -41,7 +61,8 @@ kiln="$bin/kiln"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "kiln ${*}"; "$kiln" "$@"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-for port in "$orchestrator_port" "$registry_port" "$app_port" "$worker_port" "$http_port"; do
+for port in "$orchestrator_port" "$registry_port" "$app_port" "$worker_port" "$http_port" \
+  $([ "$machine" = microvm ] && echo "$git_port"); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "demo: port $port on 127.0.0.1 is in use; stop what holds it (or set KILN_DEMO_*_PORT)" >&2
     exit 1
@@ -61,9 +82,14 @@ pids+=($!)
   >"$work/orchestrator.log" 2>&1 &
 pids+=($!)
 run health --timeout 20
+machine_flags=()
+if [ "$machine" = microvm ]; then
+  machine_flags=(--microvm-image "$image" --microvm-forward "$git_port")
+fi
 "$bin/kiln-worker" --orchestrator "$KILN_ADDRESS" --data-dir "$work/worker" \
   --listen "$KILN_PLATFORM_ADDRESS" --http "127.0.0.1:$http_port" --registry "$registry" \
-  --auth-key-file "$work/orchestrator/auth.key" --deploy-stop-timeout 2 >"$work/worker.log" 2>&1 &
+  --auth-key-file "$work/orchestrator/auth.key" --deploy-stop-timeout 2 "${machine_flags[@]}" \
+  >"$work/worker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null || { cat "$work/worker.log"; exit 1; }
@@ -82,7 +108,7 @@ base_podman=(podman --root "$work/base/storage" --runroot "$work/base/run" --sto
 echo "$registry/library/busybox:latest"
 
 step "The app: a git repository with a Containerfile and a page"
-repo="$work/web"
+repo="$work/repos/web"
 mkdir -p "$repo/www"
 cat >"$repo/Containerfile" <<EOC
 FROM $registry/library/busybox:latest
@@ -97,10 +123,24 @@ git init -q -b main
 git add -A
 git commit -q -m "first version"
 git log --oneline
+repo_url=$repo
+machine_args=()
+if [ "$machine" = microvm ]; then
+  # A microVM sees no host path: the repository over smart HTTP on 127.0.0.1, forwarded.
+  mkdir -p "$work/git-www/cgi-bin"
+  printf '#!/bin/sh\nexport GIT_PROJECT_ROOT=%s GIT_HTTP_EXPORT_ALL=1\nexec /usr/lib/git-core/git-http-backend\n' \
+    "$work/repos" >"$work/git-www/cgi-bin/git"
+  chmod +x "$work/git-www/cgi-bin/git"
+  /bin/busybox httpd -f -p "127.0.0.1:$git_port" -h "$work/git-www" &
+  pids+=($!)
+  repo_url=http://127.0.0.1:$git_port/cgi-bin/git/web
+  machine_args=(--machine microvm)
+  echo "served at $repo_url (forwarded into the project's microVM)"
+fi
 
 step "Creating project 'web': production branch main on port $app_port"
-run project create --id web --repo "$repo" --production-branch main --port "$app_port" \
-  --health-path /health --webhook-secret "$secret"
+run project create --id web --repo "$repo_url" --production-branch main --port "$app_port" \
+  --health-path /health --webhook-secret "$secret" "${machine_args[@]}"
 project_created=1
 
 # Delivers a push webhook as GitHub does (payload signed with the project's secret) and
@@ -109,7 +149,7 @@ push_webhook() {
   local branch=$1 before=$2 after=$3 delivery=$4 payload signature
   payload=$(printf '{"ref":"refs/heads/%s","before":"%s","after":"%s","created":false,"deleted":false,"forced":false,"head_commit":{"id":"%s","tree_id":"%s","message":"%s","timestamp":"%s"},"repository":{"name":"web","full_name":"demo/web","clone_url":"%s","html_url":"%s"},"pusher":{"name":"demo"},"sender":{"login":"demo"}}' \
     "$branch" "$before" "$after" "$after" "$(git rev-parse "$after^{tree}")" \
-    "$(git log -1 --format=%s "$after")" "$(date -u +%FT%TZ)" "$repo" "$repo")
+    "$(git log -1 --format=%s "$after")" "$(date -u +%FT%TZ)" "$repo_url" "$repo_url")
   signature=sha256=$(printf '%s' "$payload" | openssl dgst -sha256 -hmac "$secret" | sed 's/^.* //')
   curl -fsS -X POST "http://127.0.0.1:$http_port/webhooks/github" \
     -H "Content-Type: application/json" -H "X-GitHub-Event: push" \
@@ -120,7 +160,7 @@ push_webhook() {
 # Waits until `url` serves `text`; prints the milliseconds since `start`.
 time_until_served() {
   local url=$1 text=$2 start=$3
-  for _ in $(seq 3000); do
+  for _ in $(seq $((serve_timeout * 100))); do
     if curl -fs "$url" 2>/dev/null | grep -qF "$text"; then echo $(($(now_ms) - start)); return; fi
     sleep 0.01
   done
@@ -163,7 +203,7 @@ git commit -q --allow-empty -m "same tree, new commit"
 c3=$(git rev-parse HEAD)
 start=$(now_ms)
 id=$(push_webhook preview "$c2" "$c3" delivery-3)
-for _ in $(seq 300); do
+for _ in $(seq $((serve_timeout * 50))); do
   state=$("$kiln" deploy get --id "$id" --json 2>/dev/null | sed -n 's/.*"state": *"\([A-Z_]*\)".*/\1/p' | head -1)
   case "$state" in *SUCCEEDED|*FAILED|*CANCELED) break ;; esac
   sleep 0.02

@@ -104,7 +104,7 @@ mv "$OUT/initrd.cpio.tmp" "$OUT/initrd.cpio"
 root_mb=$(($(du -sm "$root" | cut -f1) + 64))
 E2FSPROGS_FAKE_TIME=$EPOCH mkfs.ext4 -q -F -L kiln-root -U 6b696c6e-726f-6f74-0000-000000000001 \
   -E root_owner=0:0,hash_seed=6b696c6e-726f-6f74-0000-000000000002,lazy_itable_init=0 \
-  -m 0 -d "$root" "$OUT/root.img.tmp" "${root_mb}M"
+  -m 0 -d "$root" "$OUT/root.img.tmp" "${root_mb}M" >/dev/null
 mv "$OUT/root.img.tmp" "$OUT/root.img"
 rm -f "$OUT/tools.img"
 install -m 0644 "$kernel_dir/boot/vmlinuz-$version" "$OUT/vmlinuz"
