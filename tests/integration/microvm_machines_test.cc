@@ -207,6 +207,21 @@ TEST_CASE("A microVM builder fetches through its restricted network and wakes fr
   REQUIRE(first.mirror_created());
   REQUIRE((*git)->authorized() > 0);
   {
+    // The same repository from a server on the host's loopback that is not forwarded: the
+    // guest's 127.0.0.1 is its own, so nothing of the host's answers there.
+    auto hidden = builder::testing::SmartHttpServer::Start(repos, kGitToken);
+    REQUIRE(hidden.ok());
+    const std::string hidden_url = (*hidden)->Url("site.git");
+    auto handle = client.StartWorkflow({.id = "fetch-hidden", .task_queue = "vm-tests"}, "Fetch",
+                                       ToPayloads(hidden_url));
+    REQUIRE(handle.ok());
+    auto result = client.GetResult(*handle, kTcgSlack);
+    INFO(result.status().ToString());
+    REQUIRE_FALSE(result.ok());
+    REQUIRE(absl::StrContains(result.status().message(), "refused"));
+    REQUIRE((*hidden)->requests() == 0);
+  }
+  {
     // Podman runs in the VM: nothing to prune on a fresh volume, and the volume's use reported.
     auto handle = client.StartWorkflow({.id = "housekeep-1", .task_queue = "vm-tests"}, "Housekeep",
                                        ToPayloads(std::string("")));

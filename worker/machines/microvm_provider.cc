@@ -664,7 +664,16 @@ class MicrovmLauncher : public internal::MachineLauncher {
     ::unlink(tmp.c_str());
     if (!saved.ok()) {
       saved = Annotate(saved, absl::StrCat("saving the ", size, " snapshot (", LogTail(log), ")"));
-      LogWarn("machines.microvm.snapshot_failed", {{"size", size}, {"status", saved}});
+      bool abandoned;
+      {
+        absl::MutexLock lock(&mu_);
+        abandoned = shutting_down_;
+      }
+      if (abandoned) {
+        LogInfo("machines.microvm.snapshot_abandoned", {{"size", size}});
+      } else {
+        LogWarn("machines.microvm.snapshot_failed", {{"size", size}, {"status", saved}});
+      }
       return saved;
     }
     LogInfo("machines.microvm.snapshot_saved",
