@@ -7,8 +7,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <initializer_list>
 #include <map>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -82,6 +84,56 @@ absl::Status CheckClaims(const Claims& claims, Fail fail) {
 }
 
 }  // namespace
+
+class TokenKey::Hmac {
+ public:
+  explicit Hmac(const std::string& key) {
+    EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (mac == nullptr) return;
+    prepared_ = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);  // The context holds its own reference.
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                                 OSSL_PARAM_END};
+    if (prepared_ != nullptr &&
+        EVP_MAC_init(prepared_, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                     params) != 1) {
+      EVP_MAC_CTX_free(prepared_);
+      prepared_ = nullptr;
+    }
+  }
+  ~Hmac() { EVP_MAC_CTX_free(prepared_); }
+  Hmac(const Hmac&) = delete;
+  Hmac& operator=(const Hmac&) = delete;
+
+  // HMAC-SHA256 over the concatenation of `parts`: 32 bytes. Any thread.
+  std::string Compute(const std::string& key, std::initializer_list<std::string_view> parts) const {
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    size_t mac_len = 0;
+    EVP_MAC_CTX* ctx = prepared_ == nullptr ? nullptr : EVP_MAC_CTX_dup(prepared_);
+    bool ok = ctx != nullptr;
+    for (std::string_view part : parts) {
+      ok = ok && EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(part.data()),
+                                part.size()) == 1;
+    }
+    ok = ok && EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) == 1;
+    EVP_MAC_CTX_free(ctx);
+    if (ok) return std::string(reinterpret_cast<const char*>(mac), mac_len);
+    // Set-up or copy failed (out of memory): the one-shot form, same bytes.
+    std::string input;
+    for (std::string_view part : parts) input.append(part);
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
+    return std::string(reinterpret_cast<const char*>(mac), len);
+  }
+
+ private:
+  EVP_MAC_CTX* prepared_ = nullptr;  // Keyed; never updated, only copied.
+};
+
+TokenKey::TokenKey(std::string bytes)
+    : bytes_(std::move(bytes)), hmac_(std::make_shared<const Hmac>(bytes_)) {}
 
 bool ServesQueue(const std::vector<std::string>& queues, std::string_view queue) {
   for (const std::string& entry : queues) {
@@ -195,21 +247,11 @@ absl::StatusOr<TokenKey> TokenKey::LoadOrCreate(const std::string& path) {
 }
 
 std::string TokenKey::Sign(std::string_view signed_part) const {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  HMAC(EVP_sha256(), bytes_.data(), static_cast<int>(bytes_.size()),
-       reinterpret_cast<const unsigned char*>(signed_part.data()), signed_part.size(), mac,
-       &mac_len);
-  return absl::WebSafeBase64Escape(absl::string_view(reinterpret_cast<const char*>(mac), mac_len));
+  return absl::WebSafeBase64Escape(hmac_->Compute(bytes_, {signed_part}));
 }
 
 std::string TokenKey::Mac(std::string_view domain, std::string_view message) const {
-  const std::string input = absl::StrCat(Absl(domain), "\n", Absl(message));
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  HMAC(EVP_sha256(), bytes_.data(), static_cast<int>(bytes_.size()),
-       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &mac_len);
-  return std::string(reinterpret_cast<const char*>(mac), mac_len);
+  return hmac_->Compute(bytes_, {domain, "\n", message});
 }
 
 absl::StatusOr<std::string> TokenKey::Mint(const Claims& claims) const {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -84,11 +85,18 @@ class TokenKey {
   // from passing for another (bearer tokens sign "kiln1." + payload, which has no newline first).
   std::string Mac(std::string_view domain, std::string_view message) const;
 
+  // HMAC-SHA256 set up once with the key (OpenSSL's MAC fetched and keyed), copied for each
+  // call: every RPC checks a bearer token and most a task token, and OpenSSL's one-shot HMAC()
+  // fetches the implementation (a lock on a global table) and keys it again each time.
+  class Hmac;
+
  private:
-  explicit TokenKey(std::string bytes) : bytes_(std::move(bytes)) {}
+  explicit TokenKey(std::string bytes);
   std::string Sign(std::string_view signed_part) const;
 
   std::string bytes_;
+  // Shared by copies of this key; used read-only (each call works on its own copy).
+  std::shared_ptr<const Hmac> hmac_;
 };
 
 }  // namespace kiln::auth

@@ -2,8 +2,11 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -235,6 +238,43 @@ TEST_CASE("Mac depends on the key and the domain") {
   CHECK(k1->Mac("task", "m") == k1->Mac("task", "m"));
   CHECK(k1->Mac("task", "m") != k2->Mac("task", "m"));
   CHECK(k1->Mac("task", "m") != k1->Mac("other", "m"));
+}
+
+TEST_CASE("Mac is HMAC-SHA256 of the domain a newline and the message from any thread") {
+  // Task tokens in workers' hands outlive an orchestrator's restart: the bytes must not change
+  // with how the MAC is computed (a key prepared once and copied per call).
+  auto key = TokenKey::FromBytes(std::string(token_limits::kKeyBytes, 'k'));
+  REQUIRE(key.ok());
+  const std::string raw(token_limits::kKeyBytes, 'k');
+  auto expected = [&](const std::string& input) {
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    HMAC(EVP_sha256(), raw.data(), static_cast<int>(raw.size()),
+         reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &mac_len);
+    return std::string(reinterpret_cast<const char*>(mac), mac_len);
+  };
+  CHECK(key->Mac("task", "message") == expected("task\nmessage"));
+  CHECK(key->Mac("", "") == expected("\n"));
+  // A copy of the key shares the prepared MAC; threads use it at once.
+  const TokenKey copy = *key;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const TokenKey& k = t % 2 == 0 ? *key : copy;
+      for (int i = 0; i < 500; ++i) {
+        const std::string message = absl::StrCat("m", i);
+        if (k.Mac("d", message) != expected("d\n" + message)) ++wrong;
+        if (!k.Verify(SignedWithK("v=1\nscope=admin\nsub=s\nid=x\niat=1700000000\nexp=1700003600"),
+                      kNow)
+                 .ok()) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  CHECK(wrong.load() == 0);
 }
 
 }  // namespace

@@ -142,8 +142,10 @@ absl::StatusOr<Principal> Authorizer::Admit(const grpc::ServerContextBase& ctx, 
     return Refuse(kInvalidToken,
                   absl::UnauthenticatedError("authorization: expected 'Bearer <token>'"));
   }
-  absl::StatusOr<auth::Claims> claims = key_.Verify(value.substr(kBearer.size()), clock_->Now());
+  absl::StatusOr<auth::Claims> claims =
+      verified_.Verify(key_, value.substr(kBearer.size()), clock_->Now());
   if (!claims.ok()) return Refuse(kInvalidToken, claims.status());
+  // Hit or miss: a token revoked since it was cached is refused from this call on.
   if (revoked_ != nullptr && revoked_->Contains(claims->id)) {
     return Refuse(kRevoked, absl::UnauthenticatedError("token revoked"));
   }

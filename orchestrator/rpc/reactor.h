@@ -54,6 +54,13 @@ class RefCountedReactor : public grpc::ServerUnaryReactor {
     if (refs_.Unref()) delete this;
   }
   void OnDone() override { Unref(); }
+  // Lets gRPC run OnDone and OnCancel on the thread where the call completes or is cancelled,
+  // as it does for the default reactor of every plain unary call; otherwise it hands each to a
+  // thread of its own executor: a thread wake-up per long poll, four per one-activity workflow
+  // when the workers poll (three task polls and the result's history wait). Both reactions
+  // qualify: OnDone drops gRPC's reference, and every OnCancel (a poll's, a history wait's) only
+  // ends a wait under short locks and finishes the call; neither blocks.
+  bool InternalInlineable() override { return true; }
 
  protected:
   // Finishes the call once; later calls are ignored. Returns whether this call finished it.

@@ -572,7 +572,9 @@ TEST_CASE("A revoked token is refused from then on and after a restart") {
   CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
   CHECK(refused.error_message() == "token revoked");
 
-  // Revoked by giving the token: kept until its own expiry. Again: already revoked.
+  // Revoked by giving the token: kept until its own expiry. Again: already revoked. Used first,
+  // so that the orchestrator holds it as verified: revocation must still win.
+  CHECK(reader.SystemInfo() == grpc::StatusCode::OK);
   api::RevokeTokenRequest request;
   request.set_token(reader_token);
   api::RevokeTokenResponse response;
