@@ -9,7 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "tests/integration/console_harness.h"
+#include "tests/testutil/console_harness.h"
 #include "tests/testutil/test_worker.h"
 #include "worker/console/static_files.h"
 

@@ -329,7 +329,6 @@ async function workflowPage(params) {
       cancel.disabled = true;
       try {
         await post("workflow/cancel", { id, run_id: runId }, { reason: "canceled from the web console" });
-        setTimeout(route, 500);
       } catch (error) {
         alert(error.message);
         cancel.disabled = false;
@@ -354,6 +353,14 @@ async function workflowPage(params) {
         h("td", {}, e.eventId), h("td", { class: "mono" }, isoTime(e.eventTime)),
         h("td", {}, camel(e.eventType, "EVENT_TYPE_")),
         h("td", { class: "mono wrap" }, attributesText(e)))))));
+  // A running run is looked at again every two seconds; the page is redrawn when it changed.
+  if (status === "running") {
+    every(2000, async () => {
+      const now = await get("workflow", { id, run_id: runId }).catch(() => null);
+      const nowInfo = (now && now.workflowExecutionInfo) || {};
+      if (nowInfo.status !== info.status || nowInfo.historyLength !== info.historyLength) route();
+    });
+  }
 }
 
 // --- Router ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // The web console as kiln-worker serves it, in the test process: the real PlatformApi,
 // workflows and activities on a real kiln-orchestrator (fake_platform.h fakes the builder agent,
 // machines and deploy target), with the console mounted on a real WebhookServer (its front and
-// connection cap included), and tokens minted with the key BuildServiceAuth verifies.
+// connection cap included), and tokens minted with the orchestrator's key, which
+// BuildServiceAuth verifies as in kiln-worker.
 // Test-only: uses Catch2's REQUIRE.
 #pragma once
 
@@ -36,7 +37,8 @@ inline std::string MintToken(const auth::TokenKey& key, auth::Scope scope) {
 
 struct ConsoleHarness {
   explicit ConsoleHarness(absl::Duration log_stream_slice = absl::Seconds(5))
-      : key(*auth::TokenKey::FromBytes(std::string(auth::token_limits::kKeyBytes, 'k'))),
+      // The orchestrator's key, which kiln-worker holds too (--auth-key-file).
+      : key(*auth::TokenKey::Load(p.orchestrator.key_file())),
         auth(key),
         console({.api = p.api.get(),
                  .auth = &auth,
