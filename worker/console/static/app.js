@@ -64,8 +64,10 @@ function age(time) {
   return Math.round(s / 86400) + "d ago";
 }
 
+// An unset timestamp may come as the epoch: it shows as "-".
 function isoTime(time) {
-  return time ? new Date(Date.parse(time)).toISOString() : "-";
+  const ms = time ? Date.parse(time) : 0;
+  return ms > 0 ? new Date(ms).toISOString() : "-";
 }
 
 function short(text, n) {
@@ -275,7 +277,7 @@ async function workflowsPage(params) {
   const query = params.get("query") || "";
   const pageToken = params.get("page_token") || "";
   const input = h("input", { class: "query", name: "query", value: query,
-    placeholder: 'WorkflowType = "kiln.platform.Deployment" AND ExecutionStatus = "Running"' });
+    placeholder: 'WorkflowType = "kiln.DeploymentWorkflow" AND ExecutionStatus = "Running"' });
   const form = h("form", { class: "filters", onsubmit: (event) => {
     event.preventDefault();
     location.hash = "#/workflows" + (input.value ? "?query=" + encodeURIComponent(input.value) : "");
@@ -285,11 +287,11 @@ async function workflowsPage(params) {
   const rows = (list.executions || []).map((w) => h("tr", { "data-workflow": w.execution.workflowId },
     h("td", { class: "mono" }, h("a", { href: "#/workflow?id=" + encodeURIComponent(w.execution.workflowId) +
       "&run_id=" + encodeURIComponent(w.execution.runId) }, w.execution.workflowId)),
-    h("td", { class: "mono" }, short(w.execution.runId, 8)),
+    h("td", { class: "mono" }, w.execution.runId),
     h("td", {}, (w.type || {}).name),
     h("td", {}, badge(enumName(w.status, "WORKFLOW_EXECUTION_STATUS_"))),
     h("td", {}, isoTime(w.startTime)),
-    h("td", {}, w.closeTime ? isoTime(w.closeTime) : "-"),
+    h("td", {}, isoTime(w.closeTime)),
     h("td", {}, w.historyLength)));
   const next = list.nextPageToken
     ? h("a", { id: "next", href: "#/workflows?" + new URLSearchParams({ query, page_token: list.nextPageToken }) }, "Next page →")
@@ -341,7 +343,7 @@ async function workflowPage(params) {
   show(h("h1", {}, "Workflow ", h("span", { class: "mono" }, id)),
     facts([["Run", h("span", { class: "mono" }, runId)], ["Type", (info.type || {}).name],
       ["Status", badge(status)], ["Task queue", info.taskQueue], ["Started", isoTime(info.startTime)],
-      ["Closed", info.closeTime ? isoTime(info.closeTime) : "-"], ["Events", info.historyLength]]),
+      ["Closed", isoTime(info.closeTime)], ["Events", info.historyLength]]),
     h("div", { class: "actions" }, cancel),
     pending.length ? h("div", {}, h("h2", {}, "Pending activities"), h("table", {},
       h("thead", {}, h("tr", {}, ["Activity", "Type", "State", "Attempt", "Last failure"].map((t) => h("th", {}, t)))),
