@@ -5,6 +5,11 @@
 // resumption, and cancel of a deployment and of a workflow.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -311,6 +316,85 @@ TEST_CASE("Cancel from the console cancels a deployment and a workflow", "[conso
   INFO(workflow.body);
   CHECK(workflow.status == 200);
   CHECK(h.p.WaitEnded(next).state() == pb::DEPLOYMENT_STATE_CANCELED);
+}
+
+}  // namespace
+}  // namespace kiln::worker::console
+
+namespace kiln::worker::console {
+namespace {
+
+// The time each page's API call takes with 10,000 workflows in the visibility index (the issue
+// asks under 200 ms a page). Not run by default (it starts 10,000 workflows first):
+//   build/release/bin/console_api_test "[.bench]"
+TEST_CASE("Console API page times with 10000 workflows", "[.bench]") {
+  constexpr int kWorkflows = 10'000;
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 20;
+  ConsoleHarness h;
+  const std::string id = h.p.Push("main", fakes::Hex40("commit-1"));
+  h.p.WaitEnded(id);
+  const absl::Time fill_start = absl::Now();
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto& stub = h.p.orchestrator.connection().workflow_service();
+      for (int i = t; i < kWorkflows; i += kThreads) {
+        // Nobody serves "bench-queue": each stays running, as a list of live work would.
+        if (!testutil::StartWorkflow(stub, absl::StrCat("bench-", i), "bench.Sleep", "bench-queue",
+                                     "")
+                 .ok()) {
+          failed.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  REQUIRE(failed.load() == 0);
+  WARN("started " << kWorkflows << " workflows in "
+                  << absl::FormatDuration(absl::Now() - fill_start));
+
+  // The first list page gives a token for a later page.
+  auto first = ParseJson<api::ListWorkflowExecutionsResponse>(
+      h.Call("GET", "/api/v1/workflows?page_size=50", h.admin).body);
+  REQUIRE(first.executions_size() == 50);
+  std::string escaped;
+  absl::Base64Escape(first.next_page_token(), &escaped);
+  std::string token;
+  for (char c : escaped)
+    token += c == '+'   ? std::string("%2B")
+             : c == '=' ? "%3D"
+             : c == '/' ? "%2F"
+                        : std::string(1, c);
+  const std::string workflow = Escape(DeploymentWorkflowId(id));
+  const std::vector<std::pair<std::string, std::string>> calls = {
+      {"workflows, first page of 50", "/api/v1/workflows?page_size=50"},
+      {"workflows, next page", "/api/v1/workflows?page_size=50&page_token=" + token},
+      {"workflows, query",
+       "/api/v1/workflows?page_size=50&query=" +
+           Escape("WorkflowType = \"bench.Sleep\" AND ExecutionStatus = \"Running\"")},
+      {"projects", "/api/v1/projects"},
+      {"project", "/api/v1/projects/web"},
+      {"deployments", "/api/v1/deployments?page_size=50"},
+      {"deployment", "/api/v1/deployments/" + id},
+      {"workflow describe", "/api/v1/workflow?id=" + workflow},
+      {"workflow history", "/api/v1/workflow/history?id=" + workflow},
+  };
+  for (const auto& [name, path] : calls) {
+    std::vector<double> ms;
+    for (int i = 0; i < kRounds; ++i) {
+      const absl::Time start = absl::Now();
+      auto reply = h.Call("GET", path, h.admin);
+      ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+      INFO(name << ": " << reply.body.substr(0, 300));
+      REQUIRE(reply.status == 200);
+    }
+    std::sort(ms.begin(), ms.end());
+    WARN(name << ": median " << ms[ms.size() / 2] << " ms, max " << ms.back() << " ms over "
+              << kRounds << " calls");
+    CHECK(ms[ms.size() / 2] < 200);
+  }
 }
 
 }  // namespace
