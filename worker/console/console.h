@@ -46,8 +46,8 @@ namespace kiln::worker::console {
 
 inline constexpr int32_t kDefaultConsolePageSize = 50;
 inline constexpr int32_t kMaxConsolePageSize = 500;
-inline constexpr size_t kMaxConsoleQueryBytes = 8 * 1024;
-inline constexpr size_t kMaxConsoleBodyBytes = 16 * 1024;
+inline constexpr size_t kMaxConsoleQueryBytes = size_t{8} * 1024;
+inline constexpr size_t kMaxConsoleBodyBytes = size_t{16} * 1024;
 inline constexpr char kContentSecurityPolicy[] =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";

@@ -244,7 +244,7 @@ async function deploymentPage(id) {
       ["Status", badge(state)], ["Project", d.projectId], ["Branch", d.branch],
       ["Commit", h("span", { class: "mono" }, d.commitSha)],
       ["Image", h("span", { class: "mono" }, d.imageReference || d.imageDigest)],
-      ["URL", d.url ? h("a", { href: d.url }, d.url) : "-"], ["Started", isoTime(d.createdTime)],
+      ["URL", /^https?:\/\//.test(d.url || "") ? h("a", { href: d.url }, d.url) : d.url], ["Started", isoTime(d.createdTime)],
       ["Error", d.error], ["Workflow", h("a", {
         href: "#/workflow?id=" + encodeURIComponent("deployment/" + d.id) }, "deployment/" + d.id)],
     ]));
