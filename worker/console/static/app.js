@@ -37,7 +37,7 @@ function camel(value, prefix) {
 function statusClass(name) {
   if (["succeeded", "completed", "ok", "healthy"].includes(name)) return "ok";
   if (["failed", "canceled", "terminated", "timed_out"].includes(name)) return "bad";
-  if (["building", "running", "deploying"].includes(name)) return "run";
+  if (["waking", "fetching", "building", "pushing", "deploying", "running"].includes(name)) return "run";
   return "wait";
 }
 
@@ -148,7 +148,8 @@ async function projectsPage() {
 
 // --- Deployments -------------------------------------------------------------------------
 
-const DEPLOYMENT_STATES = ["", "queued", "building", "deploying", "succeeded", "failed", "canceled"];
+const DEPLOYMENT_STATES = ["", "queued", "waking", "fetching", "building", "pushing", "deploying",
+  "succeeded", "failed", "canceled"];
 
 function deploymentRow(d) {
   return h("tr", { "data-deployment": d.id },
@@ -266,7 +267,7 @@ async function deploymentPage(id) {
   });
   cleanup.push(stop);
   every(1000, async () => {
-    if (ended && !d.steps.some((s) => s.status === "running")) return;
+    if (ended && !(d.steps || []).some((s) => s.status === "running")) return;
     try { d = await get("deployments/" + encodeURIComponent(id)); render(); } catch { /* next tick */ }
   });
 }
