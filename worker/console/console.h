@@ -28,7 +28,8 @@
 // log is out. A stream ends after `log_stream_slice` (the client reconnects), and at most
 // `max_log_streams` run at once (503 beyond): each holds one of the HTTP server's threads.
 //
-// Limits: list pages at most kMaxConsolePageSize, query strings kMaxConsoleQueryBytes, POST
+// Limits: list pages at most kMaxConsolePageSize (filled over at most kMaxConsoleListCalls
+// orchestrator calls), query strings kMaxConsoleQueryBytes, POST
 // bodies kMaxConsoleBodyBytes. Every response says nosniff and a Content-Security-Policy that
 // allows only the console's own scripts and styles (no inline script).
 #pragma once
@@ -46,6 +47,10 @@ namespace kiln::worker::console {
 
 inline constexpr int32_t kDefaultConsolePageSize = 50;
 inline constexpr int32_t kMaxConsolePageSize = 500;
+// The orchestrator examines at most 10,000 visibility entries a List call and answers a short
+// (even empty) page with a token when it stops there; the console follows the token to fill a
+// page, for at most this many calls, so a list behind many non-matching runs still shows.
+inline constexpr int kMaxConsoleListCalls = 10;
 inline constexpr size_t kMaxConsoleQueryBytes = size_t{8} * 1024;
 inline constexpr size_t kMaxConsoleBodyBytes = size_t{16} * 1024;
 inline constexpr char kContentSecurityPolicy[] =

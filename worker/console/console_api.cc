@@ -126,11 +126,18 @@ HttpResponse Console::ListProjects(const HttpRequest& request) {
   if (!size.ok()) return ErrorResponse(size.status());
   absl::StatusOr<std::string> token = PageToken(request);
   if (!token.ok()) return ErrorResponse(token.status());
-  list.set_page_size(*size);
   list.set_page_token(*token);
-  absl::StatusOr<pb::ListProjectsResponse> projects = options_.api->ListProjects(list);
-  if (!projects.ok()) return ErrorResponse(projects.status());
-  return JsonResponse(*projects);
+  pb::ListProjectsResponse page;
+  for (int call = 0; call < kMaxConsoleListCalls; ++call) {
+    list.set_page_size(*size - page.projects_size());
+    absl::StatusOr<pb::ListProjectsResponse> got = options_.api->ListProjects(list);
+    if (!got.ok()) return ErrorResponse(got.status());
+    for (pb::ProjectConfig& p : *got->mutable_projects()) *page.add_projects() = std::move(p);
+    page.set_next_page_token(got->next_page_token());
+    if (got->next_page_token().empty() || page.projects_size() >= *size) break;
+    list.set_page_token(got->next_page_token());
+  }
+  return JsonResponse(page);
 }
 
 HttpResponse Console::GetProject(const std::string& id) {
@@ -147,7 +154,6 @@ HttpResponse Console::ListDeployments(const HttpRequest& request) {
   if (!size.ok()) return ErrorResponse(size.status());
   absl::StatusOr<std::string> token = PageToken(request);
   if (!token.ok()) return ErrorResponse(token.status());
-  list.set_page_size(*size);
   list.set_page_token(*token);
   list.set_project_id(QueryParam(request.query, "project").value_or(""));
   list.set_branch(QueryParam(request.query, "branch").value_or(""));
@@ -160,9 +166,17 @@ HttpResponse Console::ListDeployments(const HttpRequest& request) {
     }
     list.set_state(state);
   }
-  absl::StatusOr<pb::ListDeploymentsResponse> deployments = options_.api->ListDeployments(list);
-  if (!deployments.ok()) return ErrorResponse(deployments.status());
-  return JsonResponse(*deployments);
+  pb::ListDeploymentsResponse page;
+  for (int call = 0; call < kMaxConsoleListCalls; ++call) {
+    list.set_page_size(*size - page.deployments_size());
+    absl::StatusOr<pb::ListDeploymentsResponse> got = options_.api->ListDeployments(list);
+    if (!got.ok()) return ErrorResponse(got.status());
+    for (pb::Deployment& d : *got->mutable_deployments()) *page.add_deployments() = std::move(d);
+    page.set_next_page_token(got->next_page_token());
+    if (got->next_page_token().empty() || page.deployments_size() >= *size) break;
+    list.set_page_token(got->next_page_token());
+  }
+  return JsonResponse(page);
 }
 
 HttpResponse Console::GetDeployment(const std::string& id) {
@@ -191,14 +205,23 @@ HttpResponse Console::ListWorkflows(const HttpRequest& request) {
   absl::StatusOr<std::string> token = PageToken(request);
   if (!token.ok()) return ErrorResponse(token.status());
   list.set_namespace_(options_.api->ns());
-  list.set_page_size(*size);
   list.set_next_page_token(*token);
   list.set_query(QueryParam(request.query, "query").value_or(""));
-  api::ListWorkflowExecutionsResponse response;
-  grpc::Status status = options_.api->connection().workflow_service().ListWorkflowExecutions(
-      CallContext(options_.rpc_timeout).get(), list, &response);
-  if (!status.ok()) return ErrorResponse(status);
-  return JsonResponse(response);
+  api::ListWorkflowExecutionsResponse page;
+  for (int call = 0; call < kMaxConsoleListCalls; ++call) {
+    list.set_page_size(*size - page.executions_size());
+    api::ListWorkflowExecutionsResponse got;
+    grpc::Status status = options_.api->connection().workflow_service().ListWorkflowExecutions(
+        CallContext(options_.rpc_timeout).get(), list, &got);
+    if (!status.ok()) return ErrorResponse(status);
+    for (api::WorkflowExecutionInfo& info : *got.mutable_executions()) {
+      *page.add_executions() = std::move(info);
+    }
+    page.set_next_page_token(got.next_page_token());
+    if (got.next_page_token().empty() || page.executions_size() >= *size) break;
+    list.set_next_page_token(got.next_page_token());
+  }
+  return JsonResponse(page);
 }
 
 namespace {

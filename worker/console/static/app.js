@@ -165,6 +165,7 @@ function deploymentRow(d) {
 async function deploymentsPage(params) {
   const filters = { project: params.get("project") || "", branch: params.get("branch") || "",
     status: params.get("status") || "" };
+  const pageToken = params.get("page_token") || "";
   const project = h("input", { name: "project", placeholder: "project", value: filters.project });
   const branch = h("input", { name: "branch", placeholder: "branch", value: filters.branch });
   const status = h("select", { name: "status" }, DEPLOYMENT_STATES.map((s) =>
@@ -178,17 +179,26 @@ async function deploymentsPage(params) {
     location.hash = "#/deployments" + (next.toString() ? "?" + next : "");
   } }, project, branch, status, h("button", { type: "submit" }, "Filter"));
   const body = h("tbody", {});
-  const note = h("p", { class: "muted", id: "updated" });
+  const note = h("span", { class: "muted", id: "updated" });
+  const older = h("a", { id: "older", hidden: true }, "Older deployments →");
   show(h("h1", {}, "Deployments"), form,
     h("table", { id: "deployments" },
       h("thead", {}, h("tr", {}, ["Deployment", "Project", "Branch", "Commit", "Status", "Digest",
-        "Started"].map((t) => h("th", {}, t)))), body), note);
+        "Started"].map((t) => h("th", {}, t)))), body),
+    h("div", { class: "pager" }, pageToken ? h("a", { href: "#/deployments?" +
+      new URLSearchParams(Object.entries(filters).filter(([, v]) => v)) }, "← Newest") : null,
+    older, note));
   // Live without a reload: the list is polled while the page is open.
   async function refresh() {
-    const list = await get("deployments", { ...filters, page_size: 50 });
+    const list = await get("deployments", { ...filters, page_size: 50, page_token: pageToken });
     body.replaceChildren(...(list.deployments || []).map(deploymentRow));
     note.textContent = (list.deployments || []).length
       ? "Updated " + new Date().toLocaleTimeString() : "No deployments match.";
+    older.hidden = !list.nextPageToken;
+    if (list.nextPageToken) {
+      older.href = "#/deployments?" + new URLSearchParams({ ...Object.fromEntries(
+        Object.entries(filters).filter(([, v]) => v)), page_token: list.nextPageToken });
+    }
   }
   await refresh();
   every(2000, () => refresh().catch((error) => { note.textContent = error.message; }));
