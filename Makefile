@@ -11,7 +11,8 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-form
 	librocksdb-dev libgit2-dev prometheus-cpp-dev libcivetweb-dev catch2 libcli11-dev libssl-dev libjemalloc-dev \
 	git curl procps openssl tmux file dpkg-dev \
 	podman runc conmon docker-registry busybox-static \
-	qemu-system-x86 cpio e2fsprogs
+	qemu-system-x86 cpio e2fsprogs \
+	chromium nodejs
 # podman/runc/conmon: the builder agent's image builds (runc satisfies podman's "crun | runc", and
 # crun fails on hybrid cgroup hosts; root with native overlay needs neither uidmap,
 # fuse-overlayfs nor slirp4netns; containernetworking-plugins comes with podman and is enough for
@@ -22,6 +23,9 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-form
 # qemu-system-x86, cpio, e2fsprogs: the microvm machine provider, its builder image (make
 # builder-image) and the volumes it formats; busybox-static also forwards the guests' ports.
 # tmux: the terminal test of what `kiln` shows a person (tests/integration/cli_terminal_test.cc).
+# chromium, nodejs (and npm, below): the web console's browser test (tests/browser), headless
+# Chromium driven by puppeteer-core, which the test installs from its package-lock.json with
+# `npm ci` into the build tree (it says it is skipped when offline).
 
 .PHONY: all deps build test fuzz demo package builder-image format format-check lint clean
 
@@ -44,6 +48,11 @@ deps:
 	else \
 	  echo "deps: all $(words $(PACKAGES)) packages present"; \
 	fi
+	@# npm separately: a nodejs from elsewhere (NodeSource) bundles it and conflicts with Debian's.
+	@command -v npm >/dev/null || { \
+	  echo "deps: installing npm"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends npm; }
 
 build: deps
 	cmake --preset $(PRESET) >/dev/null

@@ -34,6 +34,7 @@
 #include "worker/activities/platform_activities.h"
 #include "worker/api/build_service.h"
 #include "worker/api/platform_api.h"
+#include "worker/console/console.h"
 #include "worker/deploy/none_target.h"
 #include "worker/deploy/podman_target.h"
 #include "worker/http/webhook_server.h"
@@ -54,6 +55,10 @@ constexpr absl::Duration kWorkerTokenLifetime = absl::Hours(24 * 365);
 // The webhook port's default connection cap at most: each connection past its handshake holds
 // 32 KiB of the front's buffers (64 MiB in all at the cap).
 constexpr int kDefaultMaxHttpConnections = 2048;
+// The HTTP server's threads: webhooks and the web console, whose live logs hold one each while
+// they stream (at most kConsoleLogStreams, so the rest always answer).
+constexpr int kHttpThreads = 8;
+constexpr int kConsoleLogStreams = 4;
 // The key of an orchestrator started with its default --data-dir in the same directory.
 constexpr char kDefaultAuthKeyFile[] = "kiln-data/auth.key";
 
@@ -503,6 +508,10 @@ int main(int argc, char** argv) {
     kiln::WarnIfExposedWithoutTls("kiln-worker", "BuildService (--listen)", address->host,
                                   !tls_cert.empty());
   }
+  // The web console shares the webhook listener (and its front); declared first, so it outlives
+  // the server whose threads call it.
+  kiln::worker::console::Console console(
+      {.api = api->get(), .auth = &build_service_auth, .max_log_streams = kConsoleLogStreams});
   std::unique_ptr<kiln::worker::WebhookServer> webhooks;
   if (!http_listen.empty()) {
     auto address = kiln::ParseHostPort(http_listen, "--http");
@@ -517,6 +526,7 @@ int main(int argc, char** argv) {
     options.tls_client_ca_file = http_tls_client_ca;
     options.handshake_timeout = absl::Seconds(http_handshake_timeout_s);
     options.max_connections = http_max_connections;
+    options.threads = kHttpThreads;
     options.probe_interval = absl::Seconds(listener_probe_s);
     options.on_accepting = [&listener_health](bool accepting) {
       listener_health.Changed("http", accepting);
@@ -524,18 +534,24 @@ int main(int argc, char** argv) {
     auto started = kiln::worker::WebhookServer::Start(options, api->get());
     if (!started.ok()) return Fail("worker.start_failed", started.status());
     webhooks = *std::move(started);
+    console.Mount(*webhooks->http());
   }
-  kiln::LogInfo("worker.connected", {{"orchestrator", orchestrator},
-                                     {"task_queue", kiln::worker::kPlatformTaskQueue},
-                                     {"build_service", listen},
-                                     {"webhooks", webhook_url},
-                                     {"max_connections", max_connections},
-                                     {"http_max_connections", http_max_connections},
-                                     {"registry", registry},
-                                     {"data_dir", data_dir}});
+  kiln::LogInfo("worker.connected",
+                {{"orchestrator", orchestrator},
+                 {"task_queue", kiln::worker::kPlatformTaskQueue},
+                 {"build_service", listen},
+                 {"webhooks", webhook_url},
+                 {"console", http_listen.empty() ? ""
+                                                 : absl::StrCat(http_tls ? "https://" : "http://",
+                                                                http_listen, "/")},
+                 {"max_connections", max_connections},
+                 {"http_max_connections", http_max_connections},
+                 {"registry", registry},
+                 {"data_dir", data_dir}});
 
   int signo = kiln::WaitForTerminationSignal();
   kiln::LogInfo("worker.stopping", {{"signal", signo}});
+  console.Stop();  // Ends the log streams, which would hold the server's threads.
   webhooks.reset();
   if (grpc_listener) grpc_listener->Stop();  // No new connections.
   listener_health.Detach();

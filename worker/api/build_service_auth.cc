@@ -15,19 +15,26 @@ absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), 
 
 grpc::Status BuildServiceAuth::Check(const grpc::ServerContext& context, std::string_view method,
                                      bool read) const {
+  const auto& metadata = context.client_metadata();
+  auto header = metadata.find("authorization");
+  if (header == metadata.end()) return CheckAuthorization(nullptr, method, read);
+  const std::string value(header->second.data(), header->second.size());
+  return CheckAuthorization(&value, method, read);
+}
+
+grpc::Status BuildServiceAuth::CheckAuthorization(const std::string* authorization,
+                                                  std::string_view method, bool read) const {
   if (!key_) {
     return grpc::Status(
         grpc::StatusCode::FAILED_PRECONDITION,
         absl::StrCat(Absl(method), ": kiln-worker has no --auth-key-file to verify tokens with"));
   }
-  const auto& metadata = context.client_metadata();
-  auto header = metadata.find("authorization");
-  if (header == metadata.end()) {
+  if (authorization == nullptr) {
     return grpc::Status(
         grpc::StatusCode::UNAUTHENTICATED,
         absl::StrCat(Absl(method), ": a token is required (authorization: Bearer)"));
   }
-  std::string_view value(header->second.data(), header->second.size());
+  std::string_view value(*authorization);
   if (value.size() <= kBearer.size() ||
       !absl::EqualsIgnoreCase(Absl(value.substr(0, kBearer.size())), Absl(kBearer))) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include <grpcpp/server_context.h>
@@ -23,6 +24,10 @@ class BuildServiceAuth {
   explicit BuildServiceAuth(std::optional<auth::TokenKey> key) : key_(std::move(key)) {}
 
   grpc::Status Check(const grpc::ServerContext& context, std::string_view method, bool read) const;
+  // The same check on the value of an `authorization` header (null: none sent), for callers
+  // that are not gRPC (the web console's API, worker/console).
+  grpc::Status CheckAuthorization(const std::string* authorization, std::string_view method,
+                                  bool read) const;
 
  private:
   std::optional<auth::TokenKey> key_;

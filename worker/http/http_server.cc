@@ -73,8 +73,13 @@ void Send(mg_connection* conn, const HttpResponse& response) {
   std::string head =
       absl::StrCat("HTTP/1.1 ", response.status, " ", reason == nullptr ? "" : reason, "\r\n");
   absl::StrAppend(&head, "Content-Type: ", response.content_type, "\r\n");
-  absl::StrAppend(&head, "Content-Length: ", response.body.size(), "\r\n");
-  absl::StrAppend(&head, "Cache-Control: no-store\r\nConnection: close\r\n");
+  if (!response.stream) absl::StrAppend(&head, "Content-Length: ", response.body.size(), "\r\n");
+  bool cache_control = false;
+  for (const HttpHeader& h : response.headers) {
+    cache_control = cache_control || absl::EqualsIgnoreCase(h.name, "Cache-Control");
+  }
+  if (!cache_control) head += "Cache-Control: no-store\r\n";
+  head += "Connection: close\r\n";
   for (const HttpHeader& h : response.headers) {
     // A header that would split the response is a bug in the handler: drop it, never send it.
     if (HasLineBreak(h.name) || HasLineBreak(h.value)) continue;
@@ -82,6 +87,13 @@ void Send(mg_connection* conn, const HttpResponse& response) {
   }
   head += "\r\n";
   // A failed write means the client went away; there is no one left to tell.
+  if (response.stream) {
+    if (mg_write(conn, head.data(), head.size()) <= 0) return;
+    response.stream([conn](std::string_view part) {
+      return part.empty() || mg_write(conn, part.data(), part.size()) > 0;
+    });
+    return;
+  }
   (void)mg_write(conn, head.data(), head.size());
   if (!response.body.empty()) (void)mg_write(conn, response.body.data(), response.body.size());
 }

@@ -8,6 +8,13 @@
 // it is chunked; a socket read or write that stalls for `request_timeout_ms` ends the request.
 // Connections are not kept alive: a refused body is never drained, so the connection closes.
 //
+// A response may stream its body instead (HttpResponse::stream, for server-sent events): the
+// head goes out without a Content-Length, then the stream writes until it returns or a write
+// fails (the client left), and the connection closes. A stream holds its civetweb thread for as
+// long as it runs, so whoever serves one bounds how many run at once and for how long.
+//
+// Every response carries `Cache-Control: no-store` unless the handler sets its own.
+//
 // Routes: Handle(path, handler) serves exactly `path`, or every path under it when `path` ends
 // in "/" (the longest such prefix wins). Other paths get 404. Handle may be called before or
 // while serving; a route cannot be removed. Handlers run on civetweb's threads, concurrently,
@@ -70,11 +77,16 @@ struct HttpRequest {
   const std::string* Header(std::string_view name) const;
 };
 
+// Writes part of a streamed body and sends it at once; false when the client has gone.
+using HttpBodyWriter = std::function<bool(std::string_view)>;
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
-  std::vector<HttpHeader> headers;  // Extra headers (e.g. Allow).
+  std::vector<HttpHeader> headers;  // Extra headers (e.g. Allow, Cache-Control).
+  // Set: `body` is ignored and this writes the body after the head (see the header comment).
+  std::function<void(const HttpBodyWriter& write)> stream;
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;

@@ -41,6 +41,17 @@ std::unique_ptr<HttpServer> StartServer() {
     response.body = "deeper:" + r.path;
     return response;
   });
+  (*server)->Handle("/stream", [](const HttpRequest&) {
+    HttpResponse response;
+    response.content_type = "text/event-stream";
+    response.headers.push_back({"Cache-Control", "no-cache"});
+    response.stream = [](const HttpBodyWriter& write) {
+      for (int i = 0; i < 3; ++i) {
+        if (!write("data: " + std::to_string(i) + "\n\n")) return;
+      }
+    };
+    return response;
+  });
   (*server)->Handle("/throws", [](const HttpRequest&) -> HttpResponse {
     throw std::runtime_error("handler bug");
   });
@@ -74,6 +85,21 @@ TEST_CASE("HttpServer routes requests to handlers and answers 404 elsewhere") {
   auto thrown = HttpCall(server->port(), "GET", "/throws");
   REQUIRE(thrown.ok());
   CHECK(thrown->status == 500);
+}
+
+TEST_CASE("HttpServer streams a body without a length and keeps the handler's Cache-Control") {
+  auto server = StartServer();
+  auto reply = HttpCall(server->port(), "GET", "/stream");
+  REQUIRE(reply.ok());
+  CHECK(reply->status == 200);
+  CHECK(reply->Header("Content-Type") == "text/event-stream");
+  CHECK(reply->Header("Content-Length").empty());
+  CHECK(reply->Header("Cache-Control") == "no-cache");
+  CHECK(reply->body == "data: 0\n\ndata: 1\n\ndata: 2\n\n");
+  // Without one of its own, a response is not to be cached.
+  auto echo = HttpCall(server->port(), "GET", "/echo");
+  REQUIRE(echo.ok());
+  CHECK(echo->Header("Cache-Control") == "no-store");
 }
 
 TEST_CASE("HttpServer refuses a body over the limit, declared or chunked") {

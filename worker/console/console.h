@@ -1,0 +1,111 @@
+// kiln-worker's web console, served on its HTTP server (worker/http, behind the front that
+// caps connections and terminates TLS) under "/": the static files of static/ embedded in the
+// binary (static_files.h), and a JSON API under /api/v1/ over PlatformApi and the engine's
+// WorkflowService, every answer printed by protobuf's JSON mapping from an API message.
+//
+//   GET  /api/v1/projects                      ListProjectsResponse (page_size, page_token)
+//   GET  /api/v1/projects/<id>                 GetProjectResponse
+//   GET  /api/v1/deployments                   ListDeploymentsResponse (project, branch,
+//                                              status: "building" or DEPLOYMENT_STATE_…, paged)
+//   GET  /api/v1/deployments/<id>              Deployment
+//   GET  /api/v1/deployments/<id>/log          the build log as server-sent events (below)
+//   POST /api/v1/deployments/<id>/cancel       CancelDeploymentResponse (body: {"reason": …})
+//   GET  /api/v1/workflows                     ListWorkflowExecutionsResponse (query: the
+//                                              visibility query language, paged)
+//   GET  /api/v1/workflow?id=&run_id=          DescribeWorkflowExecutionResponse
+//   GET  /api/v1/workflow/history?id=&run_id=  GetWorkflowExecutionHistoryResponse (paged)
+//   POST /api/v1/workflow/cancel?id=&run_id=   RequestCancelWorkflowExecutionResponse
+// Workflow ids hold '/', so they travel in the query string, not the path.
+//
+// Auth: every API call carries `Authorization: Bearer <token>`, checked exactly as BuildService
+// checks its calls (BuildServiceAuth): reads need a read-only or admin token, cancels an admin
+// one; POST is the only method that changes state. The static files hold nothing secret and
+// need no token. Errors are {"error": message} with the HTTP status of the gRPC code.
+//
+// The log stream: `event: log` events whose data is a LogChunk (offset, base64 data) and whose
+// id is the offset just past it, so a client that reconnects with Last-Event-ID (or ?offset=)
+// resumes where it was; `event: end` with the Deployment once the run has closed and its whole
+// log is out. A stream ends after `log_stream_slice` (the client reconnects), and at most
+// `max_log_streams` run at once (503 beyond): each holds one of the HTTP server's threads.
+//
+// Limits: list pages at most kMaxConsolePageSize (filled over at most kMaxConsoleListCalls
+// orchestrator calls), query strings kMaxConsoleQueryBytes, POST
+// bodies kMaxConsoleBodyBytes. Every response says nosniff and a Content-Security-Policy that
+// allows only the console's own scripts and styles (no inline script).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "absl/time/time.h"
+#include "worker/api/build_service_auth.h"
+#include "worker/api/platform_api.h"
+#include "worker/http/http_server.h"
+
+namespace kiln::worker::console {
+
+inline constexpr int32_t kDefaultConsolePageSize = 50;
+inline constexpr int32_t kMaxConsolePageSize = 500;
+// The orchestrator examines at most 10,000 visibility entries a List call and answers a short
+// (even empty) page with a token when it stops there; the console follows the token to fill a
+// page, for at most this many calls, so a list behind many non-matching runs still shows.
+inline constexpr int kMaxConsoleListCalls = 10;
+inline constexpr size_t kMaxConsoleQueryBytes = size_t{8} * 1024;
+inline constexpr size_t kMaxConsoleBodyBytes = size_t{16} * 1024;
+inline constexpr char kContentSecurityPolicy[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+struct ConsoleOptions {
+  PlatformApi* api = nullptr;              // not owned
+  const BuildServiceAuth* auth = nullptr;  // not owned
+  int max_log_streams = 4;
+  absl::Duration log_stream_slice = absl::Seconds(25);
+  absl::Duration rpc_timeout = absl::Seconds(10);
+};
+
+class Console {
+ public:
+  explicit Console(ConsoleOptions options) : options_(options) {}
+  Console(const Console&) = delete;
+  Console& operator=(const Console&) = delete;
+
+  // Serves the files under "/" and the API under "/api/v1/" on `http`; routes registered
+  // before or after with a longer prefix or an exact path (the webhooks) keep theirs. The
+  // console must outlive the server.
+  void Mount(HttpServer& http);
+
+  HttpResponse ServeStatic(const HttpRequest& request) const;
+  HttpResponse ServeApi(const HttpRequest& request);
+
+  // Ends the log streams running (within a ReadLog slice) and refuses new ones: called before
+  // the server stops, which waits for its requests.
+  void Stop() { stopping_->store(true); }
+
+  // Log streams running now.
+  int log_streams() const { return log_streams_->load(); }
+
+ private:
+  HttpResponse Route(const HttpRequest& request);
+  HttpResponse ListProjects(const HttpRequest& request);
+  HttpResponse GetProject(const std::string& id);
+  HttpResponse ListDeployments(const HttpRequest& request);
+  HttpResponse GetDeployment(const std::string& id);
+  HttpResponse CancelDeployment(const std::string& id, const HttpRequest& request);
+  HttpResponse FollowLog(const std::string& id, const HttpRequest& request);
+  HttpResponse ListWorkflows(const HttpRequest& request);
+  HttpResponse DescribeWorkflow(const HttpRequest& request);
+  HttpResponse WorkflowHistory(const HttpRequest& request);
+  HttpResponse CancelWorkflow(const HttpRequest& request);
+
+  const ConsoleOptions options_;
+  // Shared with the streams, which may outlive a handler's return (they run after it).
+  std::shared_ptr<std::atomic<int>> log_streams_ = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+// Adds the headers every console response carries (CSP, nosniff, ...).
+void AddSecurityHeaders(HttpResponse& response);
+
+}  // namespace kiln::worker::console
