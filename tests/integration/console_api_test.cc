@@ -260,6 +260,15 @@ TEST_CASE("The console fills a list page behind 10000 newer runs that do not mat
   h.p.WaitEnded(id);
   // More than the orchestrator examines in one List call (kMaxListScan), all newer.
   h.StartIdleWorkflows(10'500, "idle-");
+  // The platform itself too: a webhook delivery must still find the project.
+  auto hooked = h.p.api->WebhookProjects();
+  REQUIRE(hooked.ok());
+  REQUIRE(hooked->size() == 1);
+  CHECK(hooked->front().id == "web");
+  pb::ListProjectsRequest first_page;
+  auto listed = h.p.api->ListProjects(first_page);
+  REQUIRE(listed.ok());
+  CHECK(listed->projects_size() == 1);
   auto projects =
       ParseJson<pb::ListProjectsResponse>(h.Call("GET", "/api/v1/projects", h.admin).body);
   REQUIRE(projects.projects_size() == 1);

@@ -305,10 +305,18 @@ absl::StatusOr<api::ListWorkflowExecutionsResponse> PlatformApi::List(
   list.set_next_page_token(page_token);
   list.set_query(query);
   api::ListWorkflowExecutionsResponse listed;
-  RETURN_IF_ERROR(sdk::CallWithRetry(
-      rpc_, *RealClock::Default(), "ListWorkflowExecutions", [&](grpc::ClientContext* c) {
-        return options_.connection->workflow_service().ListWorkflowExecutions(c, list, &listed);
-      }));
+  // The orchestrator stops a List after examining a bounded number of runs and may answer an
+  // empty page with a token (behind many newer runs that do not match): follow it, a bounded
+  // number of times, so a caller never mistakes that page for the end.
+  for (int call = 0; call < kMaxEmptyListPages; ++call) {
+    listed.Clear();
+    RETURN_IF_ERROR(sdk::CallWithRetry(
+        rpc_, *RealClock::Default(), "ListWorkflowExecutions", [&](grpc::ClientContext* c) {
+          return options_.connection->workflow_service().ListWorkflowExecutions(c, list, &listed);
+        }));
+    if (listed.executions_size() > 0 || listed.next_page_token().empty()) break;
+    list.set_next_page_token(listed.next_page_token());
+  }
   return listed;
 }
 
@@ -611,11 +619,17 @@ absl::StatusOr<std::vector<WebhookProject>> PlatformApi::WebhookProjects() {
   std::vector<WebhookProject> projects;
   pb::ListProjectsRequest request;
   request.set_page_size(kMaxProjects);
-  ASSIGN_OR_RETURN(pb::ListProjectsResponse listed, ListProjects(request));
-  for (const pb::ProjectConfig& config : listed.projects()) {
-    auto secret = ReadSecret(config.id());
-    if (!secret.ok() || secret->empty()) continue;
-    projects.push_back({config.id(), config.repository_url(), *secret});
+  // Every page: a page may end early (the orchestrator's scan bound), and a project missed
+  // here would have its deliveries refused.
+  for (int page = 0; page < kMaxProjects; ++page) {
+    ASSIGN_OR_RETURN(pb::ListProjectsResponse listed, ListProjects(request));
+    for (const pb::ProjectConfig& config : listed.projects()) {
+      auto secret = ReadSecret(config.id());
+      if (!secret.ok() || secret->empty()) continue;
+      projects.push_back({config.id(), config.repository_url(), *secret});
+    }
+    if (listed.next_page_token().empty() || projects.size() >= kMaxProjects) break;
+    request.set_page_token(listed.next_page_token());
   }
   return projects;
 }

@@ -32,6 +32,8 @@ namespace api = ::kiln::api::v1;
 namespace pb = ::kiln::platform::v1;
 
 inline constexpr int kMaxProjects = 1000;
+// How many empty pages (the orchestrator's scan bound reached) one list follows.
+inline constexpr int kMaxEmptyListPages = 100;
 inline constexpr size_t kMaxWebhookSecretBytes = 256;
 
 // Checks a project's config (the fields a user sets; defaults are filled in later), with the
