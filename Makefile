@@ -77,10 +77,12 @@ fuzz: deps
 	./scripts/fuzz.sh $(FUZZ_SECONDS) $(JOBS)
 
 # MACHINE=microvm: the project's builder machine is a QEMU microVM (docs/machines.md).
+# KEEP=1: the platform stays up at the end (web console, CLI) until Enter.
 MACHINE ?= process
+KEEP ?=
 demo: build
 	@if [ "$(MACHINE)" = microvm ]; then $(MAKE) --no-print-directory builder-image; fi
-	KILN_DEMO_MACHINE=$(MACHINE) ./scripts/demo.sh $(BUILD_DIR)/$(PRESET)/bin
+	KILN_DEMO_MACHINE=$(MACHINE) KILN_DEMO_KEEP=$(KEEP) ./scripts/demo.sh $(BUILD_DIR)/$(PRESET)/bin
 
 # The Debian package of the four binaries (cmake/KilnPackage.cmake), into
 # $(BUILD_DIR)/$(PRESET)/packages/kiln_<version>_amd64.deb.

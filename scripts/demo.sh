@@ -9,6 +9,8 @@
 # With KILN_DEMO_MACHINE=microvm (make demo MACHINE=microvm) the project's builder machine is a
 # QEMU microVM booting build/builder-image (make builder-image), and the repository is served
 # by a git server on 127.0.0.1 (busybox httpd + git-http-backend) forwarded into the machine.
+# With KILN_DEMO_KEEP=1 (make demo KEEP=1) it waits before stopping, with the web console's
+# address and the admin token shown, until Enter or Ctrl-C.
 # Usage: scripts/demo.sh BIN_DIR
 set -euo pipefail
 bin=${1:?usage: demo.sh BIN_DIR}
@@ -228,6 +230,16 @@ step "Commit to running"
 printf '  %-34s %8s ms\n' "first build (machine woken, cold)" "${took[first]}" \
   "one-line change (warm)" "${took[warm]}" "same tree, other branch (skipped)" "${took[skipped]}" \
   "rollback" "${took[rollback]}"
+
+if [ -n "${KILN_DEMO_KEEP:-}" ]; then
+  step "The platform stays up (make demo KEEP=1): look at it"
+  echo "web console:  http://127.0.0.1:$http_port/  (log in with the token below)"
+  echo "admin token:  $(cat "$KILN_DATA_DIR/admin.token")"
+  echo "the app:      http://127.0.0.1:$app_port/"
+  echo "the CLI:      KILN_ADDRESS=$KILN_ADDRESS KILN_PLATFORM_ADDRESS=$KILN_PLATFORM_ADDRESS KILN_DATA_DIR=$KILN_DATA_DIR $kiln deploy list --project web"
+  echo "Press Enter (or Ctrl-C) to stop everything."
+  read -r _ || true
+fi
 
 step "Stopping (the project's containers, then the processes)"
 run project delete --id web
