@@ -43,6 +43,9 @@ const browser = await puppeteer.launch({
   // Root in a container has no user namespaces for chromium's sandbox.
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
   defaultViewport: { width: 1280, height: 860 },
+  // In the test's control directory: the test ends every process naming it, even when this
+  // script is killed before it could close the browser.
+  userDataDir: path.join(control, "chromium-profile"),
 });
 let failed = false;
 const problems = [];

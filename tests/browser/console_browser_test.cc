@@ -4,9 +4,13 @@
 // the page cancels, meeting the script at files in a control directory.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "tests/testutil/console_harness.h"
@@ -107,6 +111,22 @@ TEST_CASE("The web console in headless Chromium shows deployments live and cance
   // they stay running).
   h.StartIdleWorkflows(10'000, "many-");
 
+  // Chromium is started by the script, detached from it: if the script is killed (a failed
+  // REQUIRE, a timeout), its browser would outlive the test. Every process naming this test's
+  // profile directory is this test's.
+  struct EndBrowser {
+    std::string profile;
+    ~EndBrowser() {
+      std::error_code ec;
+      for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+        if (absl::StrContains(testutil::ReadFile(entry.path() / "cmdline"), profile)) {
+          ::kill(std::stoi(name), SIGKILL);
+        }
+      }
+    }
+  } end_browser{control.path() + "/chromium-profile"};
   const std::string url = absl::StrCat("http://127.0.0.1:", h.port(), "/");
   auto script =
       testutil::Process::Start(node,
