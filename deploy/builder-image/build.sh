@@ -83,6 +83,12 @@ copy_libraries() {
 }
 strip --strip-unneeded -o "$root/usr/bin/kiln-builder-agent" "$AGENT"
 copy_libraries "$root" "$AGENT"
+# The agent's files, which kiln-init reads into the page cache before a snapshot is taken (a
+# restored agent then pages nothing in from the disk).
+{
+  echo /usr/bin/kiln-builder-agent
+  ldd "$AGENT" | grep -o '/[^ ]*' | sort -u
+} >"$root/etc/kiln-agent-files"
 for binary in "$(command -v podman)" "$(command -v conmon)" "$(readlink -f "$(command -v runc)")"; do
   install -m 0755 "$binary" "$root/usr/bin/$(basename "$binary")"
   copy_libraries "$root" "$binary"
