@@ -11,7 +11,8 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-form
 	librocksdb-dev libgit2-dev prometheus-cpp-dev libcivetweb-dev catch2 libcli11-dev libssl-dev libjemalloc-dev \
 	git curl procps openssl tmux file dpkg-dev \
 	podman runc conmon docker-registry busybox-static \
-	qemu-system-x86 cpio e2fsprogs
+	qemu-system-x86 cpio e2fsprogs \
+	postgresql-15 libpq-dev
 # podman/runc/conmon: the builder agent's image builds (runc satisfies podman's "crun | runc", and
 # crun fails on hybrid cgroup hosts; root with native overlay needs neither uidmap,
 # fuse-overlayfs nor slirp4netns; containernetworking-plugins comes with podman and is enough for
@@ -21,6 +22,8 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-form
 # dpkg-shlibdeps) and its test.
 # qemu-system-x86, cpio, e2fsprogs: the microvm machine provider, its builder image (make
 # builder-image) and the volumes it formats; busybox-static also forwards the guests' ports.
+# postgresql-15, libpq-dev: the PostgreSQL store (libpq) and the clusters its tests start
+# (initdb and pg_ctl from /usr/lib/postgresql/15/bin).
 # tmux: the terminal test of what `kiln` shows a person (tests/integration/cli_terminal_test.cc).
 
 .PHONY: all deps build test fuzz demo package builder-image format format-check lint clean
