@@ -244,11 +244,11 @@ absl::StatusOr<PGconn*> PostgresStore::Acquire() {
   }
   absl::StatusOr<PGconn*> conn = Connect();
   if (!conn.ok()) {
-    absl::MutexLock lock(&mu_);
-    --open_;
-    if (absl::IsUnavailable(conn.status()) && health_.writable) {
-      health_ = {false, std::string(conn.status().message()), absl::Now()};
+    {
+      absl::MutexLock lock(&mu_);
+      --open_;
     }
+    if (absl::IsUnavailable(conn.status())) Unwritable(std::string(conn.status().message()));
   }
   return conn;
 }
@@ -273,17 +273,32 @@ absl::Status PostgresStore::Failed(PGconn* conn, absl::Status status) {
   std::vector<PGconn*> stale;
   {
     absl::MutexLock lock(&mu_);
-    if (health_.writable) health_ = {false, std::string(status.message()), absl::Now()};
     stale.swap(idle_);
     open_ -= static_cast<int>(stale.size());
   }
   for (PGconn* idle : stale) PQfinish(idle);
+  Unwritable(std::string(status.message()));
   return status;
 }
 
+void PostgresStore::Unwritable(std::string reason) {
+  StoreHealth changed;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!health_.writable) return;
+    health_ = {false, std::move(reason), absl::Now()};
+    changed = health_;
+  }
+  if (options_.on_health_change) options_.on_health_change(changed);
+}
+
 void PostgresStore::Succeeded() {
-  absl::MutexLock lock(&mu_);
-  if (!health_.writable) health_ = {};
+  {
+    absl::MutexLock lock(&mu_);
+    if (health_.writable) return;
+    health_ = {};
+  }
+  if (options_.on_health_change) options_.on_health_change(StoreHealth{});
 }
 
 absl::Status PostgresStore::Commit(const WriteBatch& batch) {

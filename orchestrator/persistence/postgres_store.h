@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,8 @@ namespace kiln::orchestrator {
 struct PostgresStoreOptions {
   // Connections open at most at once; a call beyond them waits for one to be returned.
   int max_connections = 8;
+  // Called (outside the store's lock) each time writes stop or resume, as Health reports.
+  std::function<void(const StoreHealth&)> on_health_change;
 };
 
 class PostgresStore final : public Store {
@@ -93,6 +96,8 @@ class PostgresStore final : public Store {
   // connections (to the same server, likely broken too) are closed. Returns `status`.
   absl::Status Failed(PGconn* conn, absl::Status status);
   void Succeeded();
+  // Makes the store unwritable for `reason` (when it is not already).
+  void Unwritable(std::string reason);
   absl::Status ScanRows(Table table, std::string_view start, std::string_view end, size_t limit,
                         bool reverse, const ScanVisitor& visit);
 
