@@ -18,6 +18,9 @@ constexpr int64_t kSchemaLockId = 0x6b696c6e;
 // paused or wedged process cannot hold locks (later: the shard fence row) indefinitely.
 constexpr const char* kIdleInTransactionTimeout = "30s";
 
+// The SQLSTATE kiln_check_fence raises when a shard's range moved ("KL": Kiln's own class).
+constexpr const char* kFencedSqlState = "KL001";
+
 std::string SqlTable(Table table) { return absl::StrCat("kiln_", TableName(table)); }
 
 std::string ResultError(const PGresult* result, PGconn* conn) {
@@ -41,6 +44,7 @@ absl::Status StatementError(const PGresult* result, PGconn* conn, const char* wh
     return absl::UnavailableError(message);
   }
   if (sqlstate == "40001" || sqlstate == "40P01") return absl::AbortedError(message);
+  if (sqlstate == kFencedSqlState) return absl::FailedPreconditionError(message);
   return absl::InternalError(message);
 }
 
@@ -61,9 +65,20 @@ std::string PutStatement(Table table) { return absl::StrCat("put_", TableName(ta
 std::string DeleteStatement(Table table) { return absl::StrCat("delete_", TableName(table)); }
 std::string GetStatement(Table table) { return absl::StrCat("get_", TableName(table)); }
 
-// The schema of version 1.
+// The schema of version 1: a table per Store table, the shards with their range ids, and the
+// fence check, which locks the shard row FOR SHARE until the transaction ends, so that a
+// takeover (an UPDATE of the row) waits for commits in flight and every later commit sees it.
 std::string CreateTablesSql() {
-  std::string sql;
+  std::string sql = absl::StrCat(
+      "CREATE TABLE IF NOT EXISTS kiln_shards (shard_id integer PRIMARY KEY, "
+      "range_id bigint NOT NULL, owner text NOT NULL);"
+      "CREATE OR REPLACE FUNCTION kiln_check_fence(shard integer, expected bigint) "
+      "RETURNS void LANGUAGE plpgsql AS $$ DECLARE current bigint; BEGIN "
+      "SELECT range_id INTO current FROM kiln_shards WHERE shard_id = shard FOR SHARE; "
+      "IF current IS DISTINCT FROM expected THEN "
+      "RAISE EXCEPTION 'kiln: shard % is at range %; this writer holds range %', shard, "
+      "current, expected USING ERRCODE = '",
+      kFencedSqlState, "'; END IF; END $$;");
   for (int t = 0; t < kTableCount; ++t) {
     absl::StrAppend(&sql, "CREATE TABLE IF NOT EXISTS ", SqlTable(static_cast<Table>(t)),
                     " (k bytea PRIMARY KEY, v bytea NOT NULL);");
@@ -71,7 +86,11 @@ std::string CreateTablesSql() {
   return sql;
 }
 
+void IgnoreNotice(void*, const char*) {}
+
 absl::Status CreateOrCheckSchema(PGconn* conn) {
+  // The server's notices ("relation already exists, skipping") are not errors: not for stderr.
+  PQsetNoticeProcessor(conn, IgnoreNotice, nullptr);
   Result begin = Exec(conn, absl::StrCat("BEGIN; SELECT pg_advisory_xact_lock(", kSchemaLockId,
                                          "); CREATE TABLE IF NOT EXISTS kiln_schema "
                                          "(version integer NOT NULL)"));
@@ -104,7 +123,8 @@ absl::Status CreateOrCheckSchema(PGconn* conn) {
 // Per connection: the session settings and the statements every call uses, in one round trip.
 absl::Status PrepareSession(PGconn* conn) {
   std::string sql =
-      absl::StrCat("SET idle_in_transaction_session_timeout = '", kIdleInTransactionTimeout, "';");
+      absl::StrCat("SET idle_in_transaction_session_timeout = '", kIdleInTransactionTimeout, "';",
+                   "PREPARE fence (integer, bigint) AS SELECT kiln_check_fence($1, $2);");
   for (int t = 0; t < kTableCount; ++t) {
     auto table = static_cast<Table>(t);
     absl::StrAppend(&sql, "PREPARE ", PutStatement(table), " (bytea, bytea) AS INSERT INTO ",
@@ -127,6 +147,13 @@ bool SendPrepared(PGconn* conn, const std::string& name, std::string_view key,
   int lengths[2] = {static_cast<int>(key.size()), value ? static_cast<int>(value->size()) : 0};
   int formats[2] = {1, 1};
   return PQsendQueryPrepared(conn, name.c_str(), value ? 2 : 1, values, lengths, formats, 1) == 1;
+}
+
+bool SendFence(PGconn* conn, const ShardFence& fence) {
+  std::string shard = absl::StrCat(fence.shard_id);
+  std::string range = absl::StrCat(fence.range_id);
+  const char* values[2] = {shard.c_str(), range.c_str()};
+  return PQsendQueryPrepared(conn, "fence", 2, values, nullptr, nullptr, 0) == 1;
 }
 
 bool SendSql(PGconn* conn, const char* sql) {
@@ -303,7 +330,7 @@ void PostgresStore::Succeeded() {
 
 absl::Status PostgresStore::Commit(const WriteBatch& batch) {
   if (absl::Status valid = ValidateBatch(batch); !valid.ok()) return valid;
-  if (batch.empty()) return absl::OkStatus();
+  if (batch.empty() && batch.fences().empty()) return absl::OkStatus();
   absl::StatusOr<PGconn*> acquired = Acquire();
   if (!acquired.ok()) return acquired.status();
   Lease lease(*this, *acquired);
@@ -324,6 +351,11 @@ absl::Status PostgresStore::Commit(const WriteBatch& batch) {
       ++statements;
       if (sent && !batch.sync()) {
         sent = SendSql(conn, "SET LOCAL synchronous_commit = off");
+        ++statements;
+      }
+      for (const ShardFence& fence : batch.fences()) {
+        if (!sent) break;
+        sent = SendFence(conn, fence);
         ++statements;
       }
     }
@@ -428,11 +460,37 @@ absl::Status PostgresStore::ScanRows(Table table, std::string_view start, std::s
   return absl::OkStatus();
 }
 
+absl::StatusOr<int64_t> PostgresStore::AcquireShard(int32_t shard_id, const std::string& owner) {
+  absl::StatusOr<PGconn*> acquired = Acquire();
+  if (!acquired.ok()) return acquired.status();
+  Lease lease(*this, *acquired);
+  PGconn* conn = lease.get();
+  std::string shard = absl::StrCat(shard_id);
+  const char* values[2] = {shard.c_str(), owner.c_str()};
+  // The UPDATE locks the row: it waits for every commit holding it FOR SHARE (in flight under
+  // the old range), and every commit after it sees the new range.
+  Result result(PQexecParams(
+      conn,
+      "INSERT INTO kiln_shards (shard_id, range_id, owner) VALUES ($1::integer, 1, $2) "
+      "ON CONFLICT (shard_id) DO UPDATE SET range_id = kiln_shards.range_id + 1, "
+      "owner = EXCLUDED.owner RETURNING range_id",
+      2, nullptr, values, nullptr, nullptr, 0));
+  if (!Ok(result)) return Failed(conn, StatementError(result.get(), conn, "acquiring a shard"));
+  Succeeded();
+  int64_t range_id = 0;
+  if (PQntuples(result.get()) != 1 ||
+      !absl::SimpleAtoi(PQgetvalue(result.get(), 0, 0), &range_id)) {
+    return absl::InternalError("postgres: acquiring a shard returned no range id");
+  }
+  return range_id;
+}
+
 uint64_t PostgresStore::ApproximateSize() {
   std::string sql = "SELECT (0";
   for (int t = 0; t < kTableCount; ++t) {
     absl::StrAppend(&sql, " + pg_total_relation_size('", SqlTable(static_cast<Table>(t)), "')");
   }
+  absl::StrAppend(&sql, " + pg_total_relation_size('kiln_shards')");
   absl::StrAppend(&sql, ")::text");
   absl::StatusOr<PGconn*> acquired = Acquire();
   if (!acquired.ok()) return 0;

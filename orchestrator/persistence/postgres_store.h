@@ -1,7 +1,10 @@
 // A Store on PostgreSQL (libpq), for orchestrators that keep their state in a replicated
 // database rather than on their machine's disk (issue 24; RocksdbStore stays the default).
 //
-// Layout: one table per Store table, `kiln_<name>(k bytea PRIMARY KEY, v bytea NOT NULL)`.
+// Layout: one table per Store table, `kiln_<name>(k bytea PRIMARY KEY, v bytea NOT NULL)`, and
+// `kiln_shards(shard_id, range_id, owner)` for the fence: a batch's fences (WriteBatch::AddFence)
+// are checked inside its transaction by `kiln_check_fence`, which locks the shard row FOR SHARE,
+// so a takeover (AcquireShard) waits for the commits in flight and fences out every later one.
 // bytea compares as unsigned bytes, shorter prefix first, which is RocksDB's default comparator:
 // scans see the order the engine's keys are built for. The store creates the schema on Open and
 // records its version in `kiln_schema`; a database at a version newer than this binary's is
@@ -75,6 +78,13 @@ class PostgresStore final : public Store {
                     const ScanVisitor& visit) override;
   absl::Status ReverseScan(Table table, std::string_view start, std::string_view end, size_t limit,
                            const ScanVisitor& visit) override;
+  // Takes shard `shard_id` over for `owner`: bumps its range id (creating the shard at range 1)
+  // and returns the new one, for the new owner's fences (WriteBatch::AddFence). Waits for the
+  // commits in flight under the old range; every commit after it fenced with an older range
+  // fails with kFailedPrecondition and applies nothing. An owner whose commit's outcome is
+  // unknown takes its own shard over again before reloading, so that the reload is final.
+  absl::StatusOr<int64_t> AcquireShard(int32_t shard_id, const std::string& owner);
+
   // Bytes of the store's tables with their indexes and TOAST (pg_total_relation_size); 0 when
   // the server cannot be reached.
   uint64_t ApproximateSize() override;

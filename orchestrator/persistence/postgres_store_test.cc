@@ -64,6 +64,47 @@ void Sql(const std::string& conninfo, const std::string& sql) {
   PQfinish(conn);
 }
 
+// A session of its own, as another process would hold (one the test can leave mid-transaction).
+class RawSession {
+ public:
+  explicit RawSession(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
+    REQUIRE(PQstatus(conn_) == CONNECTION_OK);
+  }
+  ~RawSession() { PQfinish(conn_); }
+  RawSession(const RawSession&) = delete;
+  RawSession& operator=(const RawSession&) = delete;
+
+  // Runs `sql`; returns "" on success, else the error.
+  std::string Exec(const std::string& sql) {
+    PGresult* result = PQexec(conn_, sql.c_str());
+    ExecStatusType status = PQresultStatus(result);
+    std::string error = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK
+                            ? ""
+                            : std::string(PQerrorMessage(conn_)) + " ";
+    PQclear(result);
+    return error;
+  }
+  // The first column of the first row of `sql`, or "" when none.
+  std::string Value(const std::string& sql) {
+    PGresult* result = PQexec(conn_, sql.c_str());
+    std::string value = PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0
+                            ? PQgetvalue(result, 0, 0)
+                            : "";
+    PQclear(result);
+    return value;
+  }
+
+ private:
+  PGconn* conn_;
+};
+
+WriteBatch FencedPut(int32_t shard, int64_t range, const std::string& key) {
+  WriteBatch batch;
+  batch.AddFence({shard, range});
+  batch.Put(Table::kHistory, key, "v");
+  return batch;
+}
+
 TEST_CASE("PostgresStore passes the store conformance suite", "[conformance]") {
   auto cluster = StartClusterOrSkip();
   if (!cluster) return;
@@ -126,6 +167,98 @@ TEST_CASE("PostgresStore on an unreachable server fails to open with kUnavailabl
   auto opened = PostgresStore::Open(
       absl::StrCat("host=127.0.0.1 port=", testutil::FreePort(), " connect_timeout=2"));
   CHECK(absl::IsUnavailable(opened.status()));
+}
+
+TEST_CASE("A shard takeover fences the old owner out: its next commit fails and applies nothing") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto a = OpenStore(cluster->ConnInfo());
+  auto b = OpenStore(cluster->ConnInfo());
+  absl::StatusOr<int64_t> range_a = a->AcquireShard(7, "node-a");
+  REQUIRE(range_a.ok());
+  CHECK(*range_a == 1);
+  absl::Status first = a->Commit(FencedPut(7, *range_a, "a-1"));
+  INFO(first.ToString());
+  REQUIRE(first.ok());
+
+  absl::StatusOr<int64_t> range_b = b->AcquireShard(7, "node-b");
+  REQUIRE(range_b.ok());
+  CHECK(*range_b == *range_a + 1);
+  absl::Status stale = a->Commit(FencedPut(7, *range_a, "a-2"));
+  CHECK(absl::IsFailedPrecondition(stale));
+  CHECK_THAT(std::string(stale.message()), Catch::Contains("shard 7 is at range 2"));
+  CHECK_FALSE(a->Get(Table::kHistory, "a-2")->has_value());
+  CHECK(a->Health().writable);  // a fenced commit is no outage
+
+  REQUIRE(b->Commit(FencedPut(7, *range_b, "b-1")).ok());
+  CHECK(a->Get(Table::kHistory, "b-1")->has_value());
+  // A shard nobody acquired fences everything out; an unfenced batch is not checked.
+  CHECK(absl::IsFailedPrecondition(a->Commit(FencedPut(99, 1, "nobody"))));
+  WriteBatch unfenced;
+  unfenced.Put(Table::kHistory, "unfenced", "v");
+  CHECK(a->Commit(unfenced).ok());
+}
+
+TEST_CASE("A commit in flight under the old range finishes before the takeover") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto a = OpenStore(cluster->ConnInfo());
+  auto b = OpenStore(cluster->ConnInfo());
+  absl::StatusOr<int64_t> range_a = a->AcquireShard(3, "node-a");
+  REQUIRE(range_a.ok());
+
+  // A's transaction, stopped between its fence check and its COMMIT.
+  RawSession in_flight(cluster->ConnInfo());
+  REQUIRE(in_flight.Exec("BEGIN") == "");
+  REQUIRE(in_flight.Exec(absl::StrCat("SELECT kiln_check_fence(3, ", *range_a, ")")) == "");
+  REQUIRE(in_flight.Exec("INSERT INTO kiln_history VALUES ('in-flight', 'v')") == "");
+
+  std::atomic<bool> taken{false};
+  absl::StatusOr<int64_t> range_b;
+  std::thread takeover([&] {
+    range_b = b->AcquireShard(3, "node-b");
+    taken = true;
+  });
+  // The takeover waits on the shard row's lock (seen by the server), not on time.
+  RawSession observer(cluster->ConnInfo());
+  CHECK(testutil::WaitFor(
+      [&] {
+        return observer.Value(
+                   "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                   "'Lock' AND query LIKE 'INSERT INTO kiln_shards%'") == "1";
+      },
+      absl::Seconds(30)));
+  CHECK_FALSE(taken);
+  REQUIRE(in_flight.Exec("COMMIT") == "");
+  takeover.join();
+  REQUIRE(range_b.ok());
+  CHECK(*range_b == *range_a + 1);
+  CHECK(a->Get(Table::kHistory, "in-flight")->has_value());  // landed, before the takeover
+  CHECK(absl::IsFailedPrecondition(a->Commit(FencedPut(3, *range_a, "after"))));
+  CHECK_FALSE(a->Get(Table::kHistory, "after")->has_value());
+}
+
+// A paused owner (a stopped process) inside an open transaction holds its shard row only until
+// the server ends its session (idle_in_transaction_session_timeout; the store sets 30 s, this
+// session 1 s).
+TEST_CASE("A paused owner inside a transaction cannot block a takeover beyond its timeout") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto b = OpenStore(cluster->ConnInfo());
+  REQUIRE(b->AcquireShard(5, "node-a").ok());
+  RawSession paused(cluster->ConnInfo());
+  REQUIRE(paused.Exec("SET idle_in_transaction_session_timeout = '1s'") == "");
+  REQUIRE(paused.Exec("BEGIN") == "");
+  REQUIRE(paused.Exec("SELECT kiln_check_fence(5, 1)") == "");
+
+  absl::Time began = absl::Now();
+  absl::StatusOr<int64_t> range_b = b->AcquireShard(5, "node-b");
+  REQUIRE(range_b.ok());
+  CHECK(*range_b == 2);
+  CHECK(absl::Now() - began < absl::Seconds(20));
+  // The paused session is gone: what it would write now cannot land.
+  CHECK_FALSE(paused.Exec("INSERT INTO kiln_history VALUES ('late', 'v')").empty());
+  CHECK_FALSE(b->Get(Table::kHistory, "late")->has_value());
 }
 
 // A writer commits numbered batches of kKeysPerBatch keys while the server is killed
