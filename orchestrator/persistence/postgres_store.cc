@@ -86,6 +86,22 @@ std::string CreateTablesSql() {
   return sql;
 }
 
+// Opens a connection with bounds on waiting for an unreachable or silent server (libpq waits
+// forever by default): 5 s to connect, TCP keepalives after 10 s idle, and 30 s for sent data to
+// be acknowledged. A value in `conninfo` wins: libpq uses the last of repeated keywords, and the
+// URI's own are expanded in place of `dbname`, after these.
+PGconn* ConnectWithDefaults(const std::string& conninfo) {
+  const char* keywords[] = {"connect_timeout",
+                            "keepalives_idle",
+                            "keepalives_interval",
+                            "keepalives_count",
+                            "tcp_user_timeout",
+                            "dbname",
+                            nullptr};
+  const char* values[] = {"5", "10", "5", "3", "30000", conninfo.c_str(), nullptr};
+  return PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
+}
+
 void IgnoreNotice(void*, const char*) {}
 
 absl::Status CreateOrCheckSchema(PGconn* conn) {
@@ -221,7 +237,7 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
     return absl::InvalidArgumentError("postgres: max_connections must be at least 1");
   }
   std::unique_ptr<PostgresStore> store(new PostgresStore(conninfo, options));
-  PGconn* conn = PQconnectdb(conninfo.c_str());
+  PGconn* conn = ConnectWithDefaults(conninfo);
   if (PQstatus(conn) != CONNECTION_OK) {
     absl::Status status = absl::UnavailableError(
         absl::StrCat("postgres: cannot connect: ", ResultError(nullptr, conn)));
@@ -244,7 +260,7 @@ PostgresStore::~PostgresStore() {
 }
 
 absl::StatusOr<PGconn*> PostgresStore::Connect() {
-  PGconn* conn = PQconnectdb(conninfo_.c_str());
+  PGconn* conn = ConnectWithDefaults(conninfo_);
   if (PQstatus(conn) != CONNECTION_OK) {
     absl::Status status = absl::UnavailableError(
         absl::StrCat("postgres: cannot connect: ", ResultError(nullptr, conn)));
