@@ -60,7 +60,15 @@ int main(int argc, char** argv) {
   app.add_option("--store", options.store,
                  "Store on PostgreSQL instead of RocksDB: a libpq URI "
                  "(postgres://user@host:port/database?…; a password comes best from PGPASSFILE)")
-      ->envname("KILN_STORE");
+      ->envname("KILN_STORE")
+      ->check(CLI::Validator(
+          [](const std::string& value) -> std::string {
+            if (value.rfind("postgres://", 0) == 0 || value.rfind("postgresql://", 0) == 0) {
+              return "";
+            }
+            return "expected a postgres:// or postgresql:// URI, got " + value;
+          },
+          "URI"));
   app.add_option("--listen", options.listen, "gRPC address (host:port, port 0 picks one)")
       ->envname("KILN_LISTEN")
       ->check(kiln::HostPortValidator())
