@@ -163,6 +163,27 @@ TEST_CASE("PostgresStore keeps its data and schema across reopening and refuses 
              Catch::Contains("version 2") && Catch::Contains("newer Kiln"));
 }
 
+TEST_CASE("PostgresStore commits unsynced batches and batches of several round trips") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto store = OpenStore(cluster->ConnInfo());
+  WriteBatch unsynced;
+  unsynced.set_sync(false);  // SET LOCAL synchronous_commit = off inside the transaction
+  unsynced.Put(Table::kLogs, "unsynced", "v");
+  REQUIRE(store->Commit(unsynced).ok());
+  CHECK(store->Get(Table::kLogs, "unsynced")->value() == "v");
+
+  // 2.5 round trips' worth of ops in one transaction, the last op on a key winning.
+  constexpr size_t kOps = PostgresStore::kOpsPerRoundTrip * 5 / 2;
+  WriteBatch large;
+  for (size_t i = 0; i < kOps; ++i) large.Put(Table::kTasks, absl::StrCat("k", 10000 + i), "1");
+  large.Delete(Table::kTasks, "k10000");
+  large.Put(Table::kTasks, "k10001", "2");
+  REQUIRE(store->Commit(large).ok());
+  CHECK(AllKeys(*store, Table::kTasks).size() == kOps - 1);
+  CHECK(store->Get(Table::kTasks, "k10001")->value() == "2");
+}
+
 TEST_CASE("PostgresStore on an unreachable server fails to open with kUnavailable") {
   auto opened = PostgresStore::Open(
       absl::StrCat("host=127.0.0.1 port=", testutil::FreePort(), " connect_timeout=2"));
