@@ -12,7 +12,7 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-form
 	git curl procps openssl tmux file dpkg-dev \
 	podman runc conmon docker-registry busybox-static \
 	qemu-system-x86 cpio e2fsprogs \
-	chromium nodejs
+	chromium nodejs postgresql-15 libpq-dev
 # podman/runc/conmon: the builder agent's image builds (runc satisfies podman's "crun | runc", and
 # crun fails on hybrid cgroup hosts; root with native overlay needs neither uidmap,
 # fuse-overlayfs nor slirp4netns; containernetworking-plugins comes with podman and is enough for
@@ -22,6 +22,8 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-form
 # dpkg-shlibdeps) and its test.
 # qemu-system-x86, cpio, e2fsprogs: the microvm machine provider, its builder image (make
 # builder-image) and the volumes it formats; busybox-static also forwards the guests' ports.
+# postgresql-15, libpq-dev: the PostgreSQL store (libpq) and the clusters its tests start
+# (initdb and pg_ctl from /usr/lib/postgresql/15/bin).
 # tmux: the terminal test of what `kiln` shows a person (tests/integration/cli_terminal_test.cc).
 # chromium, nodejs (and npm, below): the web console's browser test (tests/browser), headless
 # Chromium driven by puppeteer-core, which the test installs from its package-lock.json with

@@ -52,9 +52,23 @@ int main(int argc, char** argv) {
   kiln::AddCommonFlags(app, &common);
   kiln::orchestrator::ServerOptions options;
   options.data_dir = "kiln-data";
-  app.add_option("--data-dir", options.data_dir, "Directory holding the RocksDB store")
+  app.add_option("--data-dir", options.data_dir,
+                 "Directory holding the RocksDB store (unless --store), the auth key and the "
+                 "admin token")
       ->envname("KILN_DATA_DIR")
       ->capture_default_str();
+  app.add_option("--store", options.store,
+                 "Store on PostgreSQL instead of RocksDB: a libpq URI "
+                 "(postgres://user@host:port/database?…; a password comes best from PGPASSFILE)")
+      ->envname("KILN_STORE")
+      ->check(CLI::Validator(
+          [](const std::string& value) -> std::string {
+            if (value.rfind("postgres://", 0) == 0 || value.rfind("postgresql://", 0) == 0) {
+              return "";
+            }
+            return "expected a postgres:// or postgresql:// URI, got " + value;
+          },
+          "URI"));
   app.add_option("--listen", options.listen, "gRPC address (host:port, port 0 picks one)")
       ->envname("KILN_LISTEN")
       ->check(kiln::HostPortValidator())

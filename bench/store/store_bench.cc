@@ -1,14 +1,21 @@
-// The store benchmark: synced commits to the RocksDB store from N threads at once, batches
-// shaped like the engine's transitions (5 puts, ~850 bytes). Shows what group commit gives and
-// what one commit costs at each concurrency. Prints one table and its method.
+// The store benchmark: synced commits to the RocksDB store (and, with --stores, to PostgreSQL)
+// from N threads at once, batches shaped like the engine's transitions (5 puts, ~850 bytes).
+// Shows what group commit gives and what one commit costs at each concurrency. Rows of the
+// stores alternate at each thread count, so that both see the same machine load. Prints one
+// table and its method.
 //
-//   kiln-store-bench [--duration 5] [--threads 1,4,16,32]
+//   kiln-store-bench [--duration 5] [--threads 1,4,16,32] [--stores rocksdb,postgres]
+//                    [--postgres URI]  (without --postgres: a cluster of its own in a temp dir)
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <thread>
 #include <vector>
+
+#include <libpq-fe.h>
 
 #include <CLI/CLI.hpp>
 
@@ -16,16 +23,21 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
+#include "orchestrator/persistence/postgres_store.h"
 #include "orchestrator/persistence/rocksdb_store.h"
+#include "tests/testutil/postgres.h"
 
 namespace kiln::bench {
 namespace {
 
+using orchestrator::PostgresStore;
 using orchestrator::RocksDbStore;
+using orchestrator::Store;
 using orchestrator::Table;
 using orchestrator::WriteBatch;
 
 struct Row {
+  std::string store;  // "Kiln", "RocksDB" (who groups RocksDB's commits) or "PostgreSQL"
   bool group_commit = true;
   int threads = 0;
   double commits_per_second = 0;
@@ -53,16 +65,13 @@ WriteBatch Transition(int thread, uint64_t n) {
   return batch;
 }
 
-absl::StatusOr<Row> Run(const std::string& dir, bool group_commit, int threads,
-                        absl::Duration duration) {
-  std::filesystem::remove_all(dir);
-  orchestrator::RocksDbOptions options;
-  options.group_commit = group_commit;
-  ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store, RocksDbStore::Open(dir, options));
+// Commits from `threads` threads for `duration`; `syncs` counts the store's log syncs so far.
+absl::StatusOr<Row> Measure(Store& store, int threads, absl::Duration duration,
+                            const std::function<uint64_t()>& syncs) {
   std::atomic<bool> stop{false};
   std::atomic<bool> failed{false};
   std::vector<std::vector<double>> latencies(static_cast<size_t>(threads));
-  uint64_t syncs_before = store->Stats().wal_syncs;
+  uint64_t syncs_before = syncs();
   absl::Time began = absl::Now();
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
@@ -70,7 +79,7 @@ absl::StatusOr<Row> Run(const std::string& dir, bool group_commit, int threads,
       for (uint64_t n = 0; !stop.load(std::memory_order_relaxed); ++n) {
         WriteBatch batch = Transition(t, n);
         absl::Time start = absl::Now();
-        if (!store->Commit(batch).ok()) failed = true;
+        if (!store.Commit(batch).ok()) failed = true;
         latencies[static_cast<size_t>(t)].push_back(
             absl::ToDoubleMicroseconds(absl::Now() - start));
       }
@@ -84,17 +93,53 @@ absl::StatusOr<Row> Run(const std::string& dir, bool group_commit, int threads,
   std::vector<double> all;
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   Row row;
-  row.group_commit = group_commit;
   row.threads = threads;
   row.commits_per_second = static_cast<double>(all.size()) / seconds;
-  row.syncs_per_second = static_cast<double>(store->Stats().wal_syncs - syncs_before) / seconds;
+  row.syncs_per_second = static_cast<double>(syncs() - syncs_before) / seconds;
   row.p50_us = Percentile(all, 0.50);
   row.p99_us = Percentile(all, 0.99);
   return row;
 }
 
+absl::StatusOr<Row> RunRocksDb(const std::string& dir, bool group_commit, int threads,
+                               absl::Duration duration) {
+  std::filesystem::remove_all(dir);
+  orchestrator::RocksDbOptions options;
+  options.group_commit = group_commit;
+  ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store, RocksDbStore::Open(dir, options));
+  ASSIGN_OR_RETURN(Row row,
+                   Measure(*store, threads, duration, [&] { return store->Stats().wal_syncs; }));
+  row.store = group_commit ? "Kiln" : "RocksDB";
+  row.group_commit = group_commit;
+  return row;
+}
+
+// WAL syncs so far from pg_stat_wal (the server publishes it about once a second: the rate is
+// approximate over a few seconds). 0 when it cannot be read.
+uint64_t PostgresWalSyncs(const std::string& conninfo) {
+  PGconn* conn = PQconnectdb(conninfo.c_str());
+  PGresult* result = PQexec(conn, "SELECT wal_sync FROM pg_stat_wal");
+  uint64_t syncs = 0;
+  if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1) {
+    syncs = std::strtoull(PQgetvalue(result, 0, 0), nullptr, 10);
+  }
+  PQclear(result);
+  PQfinish(conn);
+  return syncs;
+}
+
+absl::StatusOr<Row> RunPostgres(const std::string& conninfo, int threads, absl::Duration duration) {
+  orchestrator::PostgresStoreOptions options;
+  options.max_connections = threads;  // a connection per committing thread, as RocksDB has
+  ASSIGN_OR_RETURN(std::unique_ptr<PostgresStore> store, PostgresStore::Open(conninfo, options));
+  ASSIGN_OR_RETURN(Row row,
+                   Measure(*store, threads, duration, [&] { return PostgresWalSyncs(conninfo); }));
+  row.store = "PostgreSQL";
+  return row;
+}
+
 int Main(int argc, char** argv) {
-  CLI::App app("kiln-store-bench: synced commits to the RocksDB store");
+  CLI::App app("kiln-store-bench: synced commits to the RocksDB (and PostgreSQL) store");
   double duration = 5;
   std::vector<int> threads = {1, 4, 16, 32};
   std::string dir = std::filesystem::temp_directory_path() / "kiln-store-bench";
@@ -105,18 +150,50 @@ int Main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"kiln", "rocksdb"}));
   app.add_option("--dir", dir, "Scratch directory (removed before each row)");
+  std::vector<std::string> stores = {"rocksdb"};
+  app.add_option("--stores", stores, "Stores to measure, alternating at each thread count")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"rocksdb", "postgres"}));
+  std::string postgres;
+  app.add_option("--postgres", postgres,
+                 "PostgreSQL to measure (libpq URI; its kiln_* tables are written); default: a "
+                 "cluster of the bench's own in a temp dir (fsync on)");
   CLI11_PARSE(app, argc, argv);
 
+  std::unique_ptr<testutil::PostgresCluster> cluster;
+  if (std::find(stores.begin(), stores.end(), "postgres") != stores.end() && postgres.empty()) {
+    absl::StatusOr<std::unique_ptr<testutil::PostgresCluster>> started =
+        testutil::PostgresCluster::Start();
+    if (!started.ok()) {
+      std::fprintf(stderr, "kiln-store-bench: PostgreSQL: %s\n",
+                   started.status().ToString().c_str());
+      return 1;
+    }
+    cluster = std::move(*started);
+  }
   std::vector<Row> rows;
-  for (const std::string& g : grouping) {
-    bool group_commit = g == "kiln";
-    for (int t : threads) {
-      absl::StatusOr<Row> row = Run(dir, group_commit, t, absl::Seconds(duration));
-      if (!row.ok()) {
-        std::fprintf(stderr, "kiln-store-bench: %s\n", row.status().ToString().c_str());
-        return 1;
+  int databases = 0;
+  for (int t : threads) {
+    for (const std::string& store : stores) {
+      std::vector<absl::StatusOr<Row>> measured;
+      if (store == "rocksdb") {
+        for (const std::string& g : grouping) {
+          measured.push_back(RunRocksDb(dir, g == "kiln", t, absl::Seconds(duration)));
+        }
+      } else {
+        // A fresh database per row on our own cluster, as RocksDB gets a fresh directory.
+        absl::StatusOr<std::string> conninfo =
+            cluster ? cluster->CreateDatabase(absl::StrCat("bench_", ++databases)) : postgres;
+        measured.push_back(conninfo.ok() ? RunPostgres(*conninfo, t, absl::Seconds(duration))
+                                         : absl::StatusOr<Row>(conninfo.status()));
       }
-      rows.push_back(*row);
+      for (absl::StatusOr<Row>& row : measured) {
+        if (!row.ok()) {
+          std::fprintf(stderr, "kiln-store-bench: %s\n", row.status().ToString().c_str());
+          return 1;
+        }
+        rows.push_back(*row);
+      }
     }
   }
   std::filesystem::remove_all(dir);
@@ -125,15 +202,17 @@ int Main(int argc, char** argv) {
       "thread commits\nengine-like batches (5 puts, ~860 bytes) back to back for %.0f s. Syncs "
       "from RocksDB's\nWAL_FILE_SYNCED ticker; latency is one Commit call. \"Kiln\" groups "
       "concurrent\ncommits itself (one writer, followers sleep); \"RocksDB\" leaves it to "
-      "RocksDB's write group\n(followers spin, then yield, then sleep).\n\n",
+      "RocksDB's write group\n(followers spin, then yield, then sleep). \"PostgreSQL\": "
+      "PostgresStore, a connection per\nthread, synchronous_commit on, fsync on; syncs from "
+      "pg_stat_wal (approximate).\n\n",
       dir.c_str(), duration);
-  std::printf("| grouping | threads | commits/s | WAL syncs/s | commits per sync | p50 | p99 |\n");
+  std::printf("| store | threads | commits/s | WAL syncs/s | commits per sync | p50 | p99 |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
   for (const Row& r : rows) {
-    std::printf(
-        "| %s | %d | %.0f | %.0f | %.1f | %.0f us | %.0f us |\n",
-        r.group_commit ? "Kiln" : "RocksDB", r.threads, r.commits_per_second, r.syncs_per_second,
-        r.syncs_per_second > 0 ? r.commits_per_second / r.syncs_per_second : 0, r.p50_us, r.p99_us);
+    std::printf("| %s | %d | %.0f | %.0f | %.1f | %.0f us | %.0f us |\n", r.store.c_str(),
+                r.threads, r.commits_per_second, r.syncs_per_second,
+                r.syncs_per_second > 0 ? r.commits_per_second / r.syncs_per_second : 0, r.p50_us,
+                r.p99_us);
   }
   return 0;
 }

@@ -30,6 +30,7 @@ void WriteBatch::Append(WriteBatch&& other) {
   bytes_ += other.bytes_;
   sync_ = sync_ || other.sync_;  // one synced part makes the whole batch synced
   for (auto& op : other.ops_) ops_.push_back(std::move(op));
+  fences_.insert(fences_.end(), other.fences_.begin(), other.fences_.end());
   other.Clear();
 }
 

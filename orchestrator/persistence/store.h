@@ -36,6 +36,15 @@ enum class Table : uint8_t {
 inline constexpr int kTableCount = 9;
 const char* TableName(Table table);
 
+// A writer's claim on a shard: the batch may commit only while the shard's range id is still
+// `range_id` (a takeover bumps it: PostgresStore::AcquireShard). The fence of issue 24, for
+// several orchestrators on one database; RocksDB and the memory store have one owner holding
+// every shard and ignore fences.
+struct ShardFence {
+  int32_t shard_id = 0;
+  int64_t range_id = 0;
+};
+
 // A set of writes applied atomically by Store::Commit.
 class WriteBatch {
  public:
@@ -72,6 +81,11 @@ class WriteBatch {
   void set_sync(bool sync) { sync_ = sync; }
   bool sync() const { return sync_; }
 
+  // Commit applies nothing, and answers kFailedPrecondition, unless every fence holds at commit
+  // (a store that checks fences; see ShardFence). Append keeps both batches' fences.
+  void AddFence(ShardFence fence) { fences_.push_back(fence); }
+  const std::vector<ShardFence>& fences() const { return fences_; }
+
   const std::vector<Op>& ops() const { return ops_; }
   bool empty() const { return ops_.empty(); }
   size_t size() const { return ops_.size(); }
@@ -79,6 +93,7 @@ class WriteBatch {
   size_t bytes() const { return bytes_; }
   void Clear() {
     ops_.clear();
+    fences_.clear();
     bytes_ = 0;
     sync_ = true;
   }
@@ -92,6 +107,7 @@ class WriteBatch {
   static_assert(kFirstOps * sizeof(Op) <= 1032, "the first reserve stays in glibc's tcache");
 
   std::vector<Op> ops_;
+  std::vector<ShardFence> fences_;
   size_t bytes_ = 0;
   bool sync_ = true;
 };

@@ -9,6 +9,7 @@
 #include <grpcpp/server_builder.h>
 #include <prometheus/gauge.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/auth/token.h"
 #include "common/config.h"
@@ -24,6 +25,7 @@
 #include "orchestrator/logservice/log_handler.h"
 #include "orchestrator/matching/matching.h"
 #include "orchestrator/persistence/metered_store.h"
+#include "orchestrator/persistence/postgres_store.h"
 #include "orchestrator/persistence/rocksdb_store.h"
 #include "orchestrator/rpc/authorizer.h"
 #include "orchestrator/rpc/revoked_tokens.h"
@@ -96,19 +98,33 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                    MetricsServer::Start(options.metrics_listen, server->registry_));
 
   server->health_ = std::make_unique<ServerHealth>(*server->registry_);
-  RocksDbOptions store_options;
-  store_options.min_free_bytes = options.min_free_disk_bytes;
-  store_options.on_health_change = [health = server->health_.get()](const StoreHealth& h) {
+  auto on_health_change = [health = server->health_.get()](const StoreHealth& h) {
     health->StoreChanged(h);
   };
-  ASSIGN_OR_RETURN(server->rocksdb_, RocksDbStore::Open(options.data_dir + "/db", store_options));
-  if (StoreHealth store = server->rocksdb_->Health(); !store.writable) {
+  if (absl::StartsWith(options.store, "postgres://") ||
+      absl::StartsWith(options.store, "postgresql://")) {
+    PostgresStoreOptions store_options;
+    store_options.on_health_change = on_health_change;
+    ASSIGN_OR_RETURN(server->base_store_, PostgresStore::Open(options.store, store_options));
+  } else if (options.store.empty()) {
+    RocksDbOptions store_options;
+    store_options.min_free_bytes = options.min_free_disk_bytes;
+    store_options.on_health_change = on_health_change;
+    ASSIGN_OR_RETURN(server->base_store_,
+                     RocksDbStore::Open(options.data_dir + "/db", store_options));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--store: expected a postgres:// or postgresql:// URI (or nothing for RocksDB in "
+        "--data-dir), got \"",
+        options.store, "\""));
+  }
+  if (StoreHealth store = server->base_store_->Health(); !store.writable) {
     // Started on a full disk: serving reads beats a crash loop under a supervisor.
     LogWarn("orchestrator.read_only", {{"reason", store.reason}, {"data_dir", options.data_dir}});
     server->health_->StoreChanged(store);
   }
   server->store_ =
-      std::make_unique<MeteredStore>(*server->rocksdb_, *server->registry_, server->clock_);
+      std::make_unique<MeteredStore>(*server->base_store_, *server->registry_, server->clock_);
   server->executor_ =
       std::make_unique<Executor>("engine", EngineThreads(options), options.engine_queue,
                                  options.engine_fibers, server->registry_.get());
@@ -215,7 +231,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                    {"metrics_port", server->metrics_port()},
                                    {"data_dir", options.data_dir},
                                    {"max_connections", max_connections},
-                                   {"writable", server->rocksdb_->Health().writable}});
+                                   {"store", options.store.empty() ? "rocksdb" : "postgres"},
+                                   {"writable", server->base_store_->Health().writable}});
   return server;
 }
 

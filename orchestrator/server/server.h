@@ -23,7 +23,6 @@ class ConnectionListener;
 namespace kiln::orchestrator {
 
 class Store;
-class RocksDbStore;
 class Matching;
 class HistoryEngine;
 class TimerQueue;
@@ -36,7 +35,11 @@ class RevokedTokens;
 class ServerHealth;
 
 struct ServerOptions {
+  // Holds the auth key, the admin token and, unless `store` names another, the RocksDB store.
   std::string data_dir;
+  // Empty: RocksDB in <data_dir>/db. A "postgres://…" or "postgresql://…" URI: a PostgresStore
+  // on that database (orchestrator/persistence/postgres_store.h).
+  std::string store;
   std::string listen = "127.0.0.1:7233";
   // Empty: no metrics endpoint.
   std::string metrics_listen = "127.0.0.1:9233";
@@ -97,7 +100,8 @@ class Server {
   std::unique_ptr<ServerHealth> health_;
   RealClock clock_;
   RandomIdGenerator ids_;
-  std::unique_ptr<RocksDbStore> rocksdb_;
+  // The store the engine writes: RocksDB in data_dir, or PostgreSQL (ServerOptions::store).
+  std::unique_ptr<Store> base_store_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<RunWatchers> watchers_;

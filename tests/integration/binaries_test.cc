@@ -34,6 +34,10 @@ TEST_CASE("A bad flag value is named in the error") {
       RunCommand(BinaryPath("kiln-orchestrator"), {"--listen", "127.0.0.1:70000"}, &out).value() ==
       2);
   REQUIRE(out.find("127.0.0.1:70000") != std::string::npos);
+  REQUIRE(
+      RunCommand(BinaryPath("kiln-orchestrator"), {"--store", "mysql://db/kiln"}, &out).value() ==
+      2);
+  REQUIRE(out.find("mysql://db/kiln") != std::string::npos);
 }
 
 TEST_CASE("The orchestrator serves health and metrics and stops cleanly on SIGTERM") {

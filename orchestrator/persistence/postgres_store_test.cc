@@ -1,0 +1,358 @@
+#include "orchestrator/persistence/postgres_store.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "orchestrator/persistence/rocksdb_store.h"
+#include "orchestrator/persistence/store_conformance.h"
+#include "tests/testutil/postgres.h"
+#include "tests/testutil/process.h"
+
+namespace kiln::orchestrator {
+namespace {
+
+using testutil::PostgresCluster;
+
+// A cluster for this test case, or null (with a warning saying why) where PostgreSQL cannot
+// run here: the test case then checks nothing.
+std::unique_ptr<PostgresCluster> StartClusterOrSkip() {
+  absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster = PostgresCluster::Start();
+  if (absl::IsFailedPrecondition(cluster.status())) {
+    WARN("skipped: PostgreSQL cannot start here: " << cluster.status().message());
+    return nullptr;
+  }
+  INFO(cluster.status().ToString());
+  REQUIRE(cluster.ok());
+  return std::move(*cluster);
+}
+
+std::unique_ptr<PostgresStore> OpenStore(const std::string& conninfo) {
+  absl::StatusOr<std::unique_ptr<PostgresStore>> store = PostgresStore::Open(conninfo);
+  INFO(store.status().ToString());
+  REQUIRE(store.ok());
+  return std::move(*store);
+}
+
+std::vector<std::string> AllKeys(Store& store, Table table, bool reverse = false) {
+  std::vector<std::string> keys;
+  auto visit = [&](std::string_view key, std::string_view) {
+    keys.emplace_back(key);
+    return true;
+  };
+  absl::Status status =
+      reverse ? store.ReverseScan(table, "", "", 0, visit) : store.Scan(table, "", "", 0, visit);
+  REQUIRE(status.ok());
+  return keys;
+}
+
+void Sql(const std::string& conninfo, const std::string& sql) {
+  PGconn* conn = PQconnectdb(conninfo.c_str());
+  PGresult* result = PQexec(conn, sql.c_str());
+  INFO(PQerrorMessage(conn));
+  CHECK(PQresultStatus(result) == PGRES_COMMAND_OK);
+  PQclear(result);
+  PQfinish(conn);
+}
+
+// A session of its own, as another process would hold (one the test can leave mid-transaction).
+class RawSession {
+ public:
+  explicit RawSession(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
+    REQUIRE(PQstatus(conn_) == CONNECTION_OK);
+  }
+  ~RawSession() { PQfinish(conn_); }
+  RawSession(const RawSession&) = delete;
+  RawSession& operator=(const RawSession&) = delete;
+
+  // Runs `sql`; returns "" on success, else the error.
+  std::string Exec(const std::string& sql) {
+    PGresult* result = PQexec(conn_, sql.c_str());
+    ExecStatusType status = PQresultStatus(result);
+    std::string error = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK
+                            ? ""
+                            : std::string(PQerrorMessage(conn_)) + " ";
+    PQclear(result);
+    return error;
+  }
+  // The first column of the first row of `sql`, or "" when none.
+  std::string Value(const std::string& sql) {
+    PGresult* result = PQexec(conn_, sql.c_str());
+    std::string value = PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0
+                            ? PQgetvalue(result, 0, 0)
+                            : "";
+    PQclear(result);
+    return value;
+  }
+
+ private:
+  PGconn* conn_;
+};
+
+WriteBatch FencedPut(int32_t shard, int64_t range, const std::string& key) {
+  WriteBatch batch;
+  batch.AddFence({shard, range});
+  batch.Put(Table::kHistory, key, "v");
+  return batch;
+}
+
+TEST_CASE("PostgresStore passes the store conformance suite", "[conformance]") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  int databases = 0;
+  RunStoreConformance([&]() -> std::unique_ptr<Store> {
+    absl::StatusOr<std::string> conninfo =
+        cluster->CreateDatabase(absl::StrCat("conformance_", ++databases));
+    REQUIRE(conninfo.ok());
+    return OpenStore(*conninfo);
+  });
+}
+
+TEST_CASE("PostgresStore orders keys as RocksDB does: unsigned bytes and a prefix first") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto store = OpenStore(cluster->ConnInfo());
+  testutil::TempDir dir;
+  auto rocksdb = RocksDbStore::Open(dir.path() + "/db");
+  REQUIRE(rocksdb.ok());
+  using namespace std::string_literals;
+  const std::vector<std::string> keys = {
+      ""s,        "\x00"s, "\x00\x00"s, "\x00\xff"s, "\x01"s,        "a"s,
+      "a\x00"s,   "a\xff", "ab"s,       "\x7f"s,     "\x80"s,        "\x80\x00"s,
+      "\xfe\xff", "\xff"s, "\xff\x00"s, "\xff\xff"s, "\xff\xff\xff"s};
+  WriteBatch batch;
+  for (const std::string& key : keys) batch.Put(Table::kHistory, key, "v");
+  REQUIRE(store->Commit(batch).ok());
+  REQUIRE((*rocksdb)->Commit(batch).ok());
+
+  std::vector<std::string> sorted = keys;
+  std::sort(sorted.begin(), sorted.end());  // std::string compares as unsigned char
+  CHECK(AllKeys(*store, Table::kHistory) == sorted);
+  CHECK(AllKeys(**rocksdb, Table::kHistory) == sorted);
+  std::vector<std::string> reversed(sorted.rbegin(), sorted.rend());
+  CHECK(AllKeys(*store, Table::kHistory, /*reverse=*/true) == reversed);
+  CHECK(AllKeys(**rocksdb, Table::kHistory, /*reverse=*/true) == reversed);
+}
+
+TEST_CASE("PostgresStore keeps its data and schema across reopening and refuses a newer schema") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  {
+    auto store = OpenStore(cluster->ConnInfo());
+    WriteBatch batch;
+    batch.Put(Table::kMeta, "kept", "yes");
+    REQUIRE(store->Commit(batch).ok());
+  }
+  {
+    auto store = OpenStore(cluster->ConnInfo());
+    CHECK(store->Get(Table::kMeta, "kept")->value() == "yes");
+  }
+  Sql(cluster->ConnInfo(), "UPDATE kiln_schema SET version = 2");
+  absl::StatusOr<std::unique_ptr<PostgresStore>> newer = PostgresStore::Open(cluster->ConnInfo());
+  REQUIRE(absl::IsFailedPrecondition(newer.status()));
+  CHECK_THAT(std::string(newer.status().message()),
+             Catch::Contains("version 2") && Catch::Contains("newer Kiln"));
+}
+
+TEST_CASE("PostgresStore commits unsynced batches and batches of several round trips") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto store = OpenStore(cluster->ConnInfo());
+  WriteBatch unsynced;
+  unsynced.set_sync(false);  // SET LOCAL synchronous_commit = off inside the transaction
+  unsynced.Put(Table::kLogs, "unsynced", "v");
+  REQUIRE(store->Commit(unsynced).ok());
+  CHECK(store->Get(Table::kLogs, "unsynced")->value() == "v");
+
+  // 2.5 round trips' worth of ops in one transaction, the last op on a key winning.
+  constexpr size_t kOps = PostgresStore::kOpsPerRoundTrip * 5 / 2;
+  WriteBatch large;
+  for (size_t i = 0; i < kOps; ++i) large.Put(Table::kTasks, absl::StrCat("k", 10000 + i), "1");
+  large.Delete(Table::kTasks, "k10000");
+  large.Put(Table::kTasks, "k10001", "2");
+  REQUIRE(store->Commit(large).ok());
+  CHECK(AllKeys(*store, Table::kTasks).size() == kOps - 1);
+  CHECK(store->Get(Table::kTasks, "k10001")->value() == "2");
+}
+
+TEST_CASE("PostgresStore on an unreachable server fails to open with kUnavailable") {
+  auto opened = PostgresStore::Open(
+      absl::StrCat("host=127.0.0.1 port=", testutil::FreePort(), " connect_timeout=2"));
+  CHECK(absl::IsUnavailable(opened.status()));
+}
+
+TEST_CASE("A shard takeover fences the old owner out: its next commit fails and applies nothing") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto a = OpenStore(cluster->ConnInfo());
+  auto b = OpenStore(cluster->ConnInfo());
+  absl::StatusOr<int64_t> range_a = a->AcquireShard(7, "node-a");
+  REQUIRE(range_a.ok());
+  CHECK(*range_a == 1);
+  absl::Status first = a->Commit(FencedPut(7, *range_a, "a-1"));
+  INFO(first.ToString());
+  REQUIRE(first.ok());
+
+  absl::StatusOr<int64_t> range_b = b->AcquireShard(7, "node-b");
+  REQUIRE(range_b.ok());
+  CHECK(*range_b == *range_a + 1);
+  absl::Status stale = a->Commit(FencedPut(7, *range_a, "a-2"));
+  CHECK(absl::IsFailedPrecondition(stale));
+  CHECK_THAT(std::string(stale.message()), Catch::Contains("shard 7 is at range 2"));
+  CHECK_FALSE(a->Get(Table::kHistory, "a-2")->has_value());
+  CHECK(a->Health().writable);  // a fenced commit is no outage
+
+  REQUIRE(b->Commit(FencedPut(7, *range_b, "b-1")).ok());
+  CHECK(a->Get(Table::kHistory, "b-1")->has_value());
+  // A shard nobody acquired fences everything out; an unfenced batch is not checked.
+  CHECK(absl::IsFailedPrecondition(a->Commit(FencedPut(99, 1, "nobody"))));
+  WriteBatch unfenced;
+  unfenced.Put(Table::kHistory, "unfenced", "v");
+  CHECK(a->Commit(unfenced).ok());
+}
+
+TEST_CASE("A commit in flight under the old range finishes before the takeover") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto a = OpenStore(cluster->ConnInfo());
+  auto b = OpenStore(cluster->ConnInfo());
+  absl::StatusOr<int64_t> range_a = a->AcquireShard(3, "node-a");
+  REQUIRE(range_a.ok());
+
+  // A's transaction, stopped between its fence check and its COMMIT.
+  RawSession in_flight(cluster->ConnInfo());
+  REQUIRE(in_flight.Exec("BEGIN") == "");
+  REQUIRE(in_flight.Exec(absl::StrCat("SELECT kiln_check_fence(3, ", *range_a, ")")) == "");
+  REQUIRE(in_flight.Exec("INSERT INTO kiln_history VALUES ('in-flight', 'v')") == "");
+
+  std::atomic<bool> taken{false};
+  absl::StatusOr<int64_t> range_b;
+  std::thread takeover([&] {
+    range_b = b->AcquireShard(3, "node-b");
+    taken = true;
+  });
+  // The takeover waits on the shard row's lock (seen by the server), not on time.
+  RawSession observer(cluster->ConnInfo());
+  CHECK(testutil::WaitFor(
+      [&] {
+        return observer.Value(
+                   "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                   "'Lock' AND query LIKE 'INSERT INTO kiln_shards%'") == "1";
+      },
+      absl::Seconds(30)));
+  CHECK_FALSE(taken);
+  REQUIRE(in_flight.Exec("COMMIT") == "");
+  takeover.join();
+  REQUIRE(range_b.ok());
+  CHECK(*range_b == *range_a + 1);
+  CHECK(a->Get(Table::kHistory, "in-flight")->has_value());  // landed, before the takeover
+  CHECK(absl::IsFailedPrecondition(a->Commit(FencedPut(3, *range_a, "after"))));
+  CHECK_FALSE(a->Get(Table::kHistory, "after")->has_value());
+}
+
+// A paused owner (a stopped process) inside an open transaction holds its shard row only until
+// the server ends its session (idle_in_transaction_session_timeout; the store sets 30 s, this
+// session 1 s).
+TEST_CASE("A paused owner inside a transaction cannot block a takeover beyond its timeout") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto b = OpenStore(cluster->ConnInfo());
+  REQUIRE(b->AcquireShard(5, "node-a").ok());
+  RawSession paused(cluster->ConnInfo());
+  REQUIRE(paused.Exec("SET idle_in_transaction_session_timeout = '1s'") == "");
+  REQUIRE(paused.Exec("BEGIN") == "");
+  REQUIRE(paused.Exec("SELECT kiln_check_fence(5, 1)") == "");
+
+  absl::Time began = absl::Now();
+  absl::StatusOr<int64_t> range_b = b->AcquireShard(5, "node-b");
+  REQUIRE(range_b.ok());
+  CHECK(*range_b == 2);
+  CHECK(absl::Now() - began < absl::Seconds(20));
+  // The paused session is gone: what it would write now cannot land.
+  CHECK_FALSE(paused.Exec("INSERT INTO kiln_history VALUES ('late', 'v')").empty());
+  CHECK_FALSE(b->Get(Table::kHistory, "late")->has_value());
+}
+
+// A writer commits numbered batches of kKeysPerBatch keys while the server is killed
+// (pg_ctl stop -m immediate) and started again. Each batch is acknowledged, or fails; every
+// acknowledged batch must be there whole after the restart and none partly, and the writer
+// must get through again once the server is back.
+TEST_CASE("PostgreSQL killed during commits: Commit fails cleanly and resumes after a restart") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto store = OpenStore(cluster->ConnInfo());
+  constexpr int kKeysPerBatch = 5;
+
+  absl::Mutex mu;
+  std::vector<int> acknowledged;
+  std::vector<std::string> unexpected_errors;
+  int failures = 0;
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; !stop; ++i) {
+      WriteBatch batch;
+      for (int k = 0; k < kKeysPerBatch; ++k) {
+        batch.Put(Table::kHistory, absl::StrCat("batch-", 100000 + i, "/", k), "x");
+      }
+      absl::Status status = store->Commit(batch);
+      absl::MutexLock lock(&mu);
+      if (status.ok()) {
+        acknowledged.push_back(i);
+      } else {
+        ++failures;
+        if (!absl::IsUnavailable(status)) unexpected_errors.push_back(status.ToString());
+      }
+    }
+  });
+  auto acknowledged_count = [&] {
+    absl::MutexLock lock(&mu);
+    return acknowledged.size();
+  };
+  auto failure_count = [&] {
+    absl::MutexLock lock(&mu);
+    return failures;
+  };
+
+  CHECK(testutil::WaitFor([&] { return acknowledged_count() >= 30; }, absl::Seconds(60)));
+  REQUIRE(cluster->Kill().ok());
+  CHECK(testutil::WaitFor([&] { return failure_count() >= 3; }, absl::Seconds(60)));
+  const size_t before_restart = acknowledged_count();
+  StoreHealth down = store->Health();
+  CHECK_FALSE(down.writable);
+  CHECK_FALSE(down.reason.empty());
+
+  REQUIRE(cluster->Restart().ok());
+  CHECK(testutil::WaitFor([&] { return acknowledged_count() >= before_restart + 30; },
+                          absl::Seconds(60)));
+  stop = true;
+  writer.join();
+  CHECK(store->Health().writable);
+
+  absl::MutexLock lock(&mu);
+  INFO("acknowledged " << acknowledged.size() << ", failed " << failures);
+  CHECK(unexpected_errors.empty());
+  std::map<int, int> keys_per_batch;
+  for (const std::string& key : AllKeys(*store, Table::kHistory)) {
+    ++keys_per_batch[std::stoi(key.substr(6, 6)) - 100000];
+  }
+  for (const auto& [batch, keys] : keys_per_batch) {
+    INFO("batch " << batch);
+    CHECK(keys == kKeysPerBatch);  // never partly applied
+  }
+  for (int batch : acknowledged) {
+    INFO("acknowledged batch " << batch);
+    CHECK(keys_per_batch.count(batch) == 1);
+  }
+}
+
+}  // namespace
+}  // namespace kiln::orchestrator

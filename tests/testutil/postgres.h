@@ -1,0 +1,55 @@
+// A PostgreSQL cluster of a test's own: initdb into a temp dir, the server on a free 127.0.0.1
+// port with its unix socket in that dir, stopped (by pg_ctl, else by the postmaster's PID) when
+// the object goes. PostgreSQL refuses to run as root: as root the cluster belongs to the
+// `postgres` system user (Debian's postgresql package creates it); without such a user, Start
+// says so and the caller skips. Authentication is `trust` for the superuser `kiln`, reachable
+// only over loopback and the private socket.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "tests/testutil/process.h"
+
+namespace kiln::testutil {
+
+class PostgresCluster {
+ public:
+  // initdb and start. kFailedPrecondition when PostgreSQL is not installed or cannot run here
+  // (the message says why: tests skip with it); other errors carry the tool's output.
+  static absl::StatusOr<std::unique_ptr<PostgresCluster>> Start();
+  // Stops the server immediately (nothing to keep) and removes the directory.
+  ~PostgresCluster();
+  PostgresCluster(const PostgresCluster&) = delete;
+  PostgresCluster& operator=(const PostgresCluster&) = delete;
+
+  int port() const { return port_; }
+  // libpq connection string for `database` on this cluster.
+  std::string ConnInfo(const std::string& database = "postgres") const;
+  // Creates an empty database and returns its connection string.
+  absl::StatusOr<std::string> CreateDatabase(const std::string& name);
+
+  // Stops the server as a crash would (`pg_ctl stop -m immediate`: no checkpoint, the WAL
+  // replays at the next start), or cleanly (`-m fast`).
+  absl::Status Kill();
+  absl::Status Stop();
+  // Starts it again on the same port and data, returning once it accepts connections.
+  absl::Status Restart();
+  // The server log, for failure messages.
+  std::string Log() const;
+
+ private:
+  PostgresCluster() = default;
+  // Runs a PostgreSQL tool (as the cluster's owner when we are root); error with its output.
+  absl::Status RunTool(const std::string& tool, const std::vector<std::string>& args,
+                       absl::Duration timeout = absl::Seconds(60)) const;
+  absl::Status StartServer();
+
+  std::unique_ptr<TempDir> dir_;
+  std::string run_as_;  // the system user owning the cluster when we are root; else empty
+  int port_ = 0;
+  bool running_ = false;
+};
+
+}  // namespace kiln::testutil
