@@ -145,24 +145,15 @@ grpc::Status BuildServiceImpl::FollowLog(grpc::ServerContext* context,
   while (!context->IsCancelled()) {
     // Whether the run has closed, before reading: a read after the close gets everything.
     if (!last) {
-      api::DescribeWorkflowExecutionRequest describe;
-      describe.set_namespace_(api_->ns());
-      describe.mutable_execution()->set_workflow_id(workflow_id);
-      api::DescribeWorkflowExecutionResponse described;
-      grpc::ClientContext describe_context;
-      describe_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-      grpc::Status status = api_->connection().workflow_service().DescribeWorkflowExecution(
-          &describe_context, describe, &described);
-      if (status.ok() &&
-          described.workflow_execution_info().status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING) {
+      absl::StatusOr<PlatformApi::DeploymentRun> run =
+          api_->DeploymentRunState(request->deployment_id());
+      if (!run.ok()) return ToGrpc(run.status());
+      if (*run == PlatformApi::DeploymentRun::kClosed) {
         last = true;
-      } else if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
-        // Queued: its workflow starts when its turn comes.
+      } else if (*run == PlatformApi::DeploymentRun::kQueued) {
         if (absl::Now() > give_up) return grpc::Status::OK;
         absl::SleepFor(kQueuedPoll);
         continue;
-      } else if (!status.ok()) {
-        return status;
       }
     }
     api::ReadLogRequest read;

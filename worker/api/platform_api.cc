@@ -615,6 +615,23 @@ absl::Status PlatformApi::StopPreview(const std::string& project_id, const std::
   return Signal(project_id, event, "");
 }
 
+absl::StatusOr<PlatformApi::DeploymentRun> PlatformApi::DeploymentRunState(
+    const std::string& deployment_id) {
+  api::DescribeWorkflowExecutionRequest describe;
+  describe.set_namespace_(options_.ns);
+  describe.mutable_execution()->set_workflow_id(DeploymentWorkflowId(deployment_id));
+  api::DescribeWorkflowExecutionResponse described;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Status status = options_.connection->workflow_service().DescribeWorkflowExecution(
+      &context, describe, &described);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) return DeploymentRun::kQueued;
+  if (!status.ok()) return FromGrpc(status);
+  return described.workflow_execution_info().status() == api::WORKFLOW_EXECUTION_STATUS_RUNNING
+             ? DeploymentRun::kRunning
+             : DeploymentRun::kClosed;
+}
+
 absl::StatusOr<std::vector<WebhookProject>> PlatformApi::WebhookProjects() {
   std::vector<WebhookProject> projects;
   pb::ListProjectsRequest request;

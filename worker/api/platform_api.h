@@ -85,6 +85,12 @@ class PlatformApi final : public WebhookBackend {
   sdk::Connection& connection() { return *options_.connection; }
   const std::string& ns() const { return options_.ns; }
 
+  // Where a deployment's run is, for the log followers (BuildService.FollowLog, the console):
+  // a log read after the run has closed gets everything there will be.
+  enum class DeploymentRun { kQueued, kRunning, kClosed };
+  // kQueued: no run yet (its workflow starts when its turn comes). The RPC's error otherwise.
+  absl::StatusOr<DeploymentRun> DeploymentRunState(const std::string& deployment_id);
+
  private:
   explicit PlatformApi(PlatformApiOptions options);
   absl::Status Signal(const std::string& project_id, const pb::ProjectEvent& event,

@@ -75,22 +75,15 @@ HttpResponse Console::FollowLog(const std::string& id, const HttpRequest& reques
     bool last = false;
     while (absl::Now() < until && !stopping->load()) {
       // Whether the run has closed, before reading: a read after the close gets everything.
-      api::DescribeWorkflowExecutionRequest describe;
-      describe.set_namespace_(platform->ns());
-      describe.mutable_execution()->set_workflow_id(workflow_id);
-      api::DescribeWorkflowExecutionResponse described;
-      grpc::ClientContext describe_context;
-      describe_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-      grpc::Status status = platform->connection().workflow_service().DescribeWorkflowExecution(
-          &describe_context, describe, &described);
-      if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
-        // Queued: its workflow starts when its turn comes. The comment finds a gone client.
+      absl::StatusOr<PlatformApi::DeploymentRun> run = platform->DeploymentRunState(id);
+      if (!run.ok()) return;  // The client reconnects and resumes from its last id.
+      if (*run == PlatformApi::DeploymentRun::kQueued) {
+        // The comment finds a gone client.
         if (!write(": queued\n\n")) return;
         absl::SleepFor(kQueuedPoll);
         continue;
       }
-      if (!status.ok()) return;  // The client reconnects and resumes from its last id.
-      last = described.workflow_execution_info().status() != api::WORKFLOW_EXECUTION_STATUS_RUNNING;
+      last = *run == PlatformApi::DeploymentRun::kClosed;
 
       api::ReadLogRequest read;
       read.set_namespace_(platform->ns());
@@ -115,7 +108,7 @@ HttpResponse Console::FollowLog(const std::string& id, const HttpRequest& reques
           return;
         }
       }
-      status = reader->Finish();
+      grpc::Status status = reader->Finish();
       if (!status.ok() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
           status.error_code() != grpc::StatusCode::NOT_FOUND) {
         return;  // The client reconnects and resumes from its last id.
