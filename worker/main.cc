@@ -24,6 +24,7 @@
 #include "common/metrics.h"
 #include "common/open_files.h"
 #include "common/rpc_parse_errors.h"
+#include "common/rpc_status.h"
 #include "common/signals.h"
 #include "common/status.h"
 #include "common/tls.h"
@@ -456,7 +457,22 @@ int main(int argc, char** argv) {
                                                 .webhook_url = webhook_url,
                                                 .machine_providers = machine_providers});
   if (!api.ok()) return Fail("worker.start_failed", api.status());
-  kiln::worker::BuildServiceAuth build_service_auth(key);
+  // Revocations live in the orchestrator: a token that verifies here is confirmed there with a
+  // call made with it, on a channel of its own that carries no token of the worker's.
+  kiln::sdk::ConnectionOptions confirm_options = connection_options;
+  confirm_options.token.clear();
+  confirm_options.metadata.clear();
+  kiln::sdk::Connection confirm_connection(orchestrator, confirm_options);
+  kiln::worker::BuildServiceAuth build_service_auth(
+      key, [&confirm_connection](std::string_view token) {
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+        context.AddMetadata("authorization", "Bearer " + std::string(token));
+        kiln::api::v1::GetSystemInfoRequest request;
+        kiln::api::v1::GetSystemInfoResponse response;
+        return kiln::FromGrpc(
+            confirm_connection.workflow_service().GetSystemInfo(&context, request, &response));
+      });
   kiln::worker::BuildServiceImpl build_service(api->get(), &build_service_auth);
   // Both listeners are ours (connection_listener.h): capped, and probed by themselves; gRPC's
   // health service ("") and kiln_listener_accepting{listener} say whether each accepts.

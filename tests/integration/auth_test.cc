@@ -974,6 +974,42 @@ TEST_CASE("The insecure-allow-anonymous flag lets tokenless calls through") {
   REQUIRE(orchestrator.Stop().ok());
 }
 
+// Revocations live in the orchestrator: kiln-worker confirms a token there, so its BuildService
+// refuses a revoked admin token within kTokenConfirmedFor (5 s).
+TEST_CASE("kiln-worker's BuildService refuses a token the orchestrator has revoked") {
+  testutil::TempDir dir;
+  const std::string data = dir.path() + "/data";
+  testutil::OrchestratorProcess orchestrator(data);
+  REQUIRE(orchestrator.Start().ok());
+  auto key = TokenKey::Load(data + "/auth.key");
+  REQUIRE(key.ok());
+  const std::string admin_token = Mint(*key, Scope::kAdmin);
+  const std::string platform = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  auto worker = testutil::Process::Start(
+      testutil::BinaryPath("kiln-worker"),
+      {"--orchestrator", orchestrator.address(), "--auth-key-file", data + "/auth.key",
+       "--data-dir", dir.path() + "/worker", "--http", "", "--metrics", "", "--listen", platform},
+      dir.path() + "/worker.log");
+  REQUIRE(worker.ok());
+  std::string out;
+  auto list = [&] {
+    return Kiln({"--platform", platform, "--token", admin_token, "project", "list"}, &out);
+  };
+  REQUIRE(testutil::WaitFor([&] { return list() == 0; }, absl::Seconds(30)));
+  CHECK(Kiln({"--address", orchestrator.address(), "--token-file", orchestrator.admin_token_file(),
+              "token", "revoke", admin_token},
+             &out) == 0);
+  // Refused within the confirmation interval (5 s), saying why.
+  REQUIRE(testutil::WaitFor([&] { return list() != 0; }, absl::Seconds(15)));
+  INFO(out);
+  CHECK(out.find("revoked") != std::string::npos);
+  // Other tokens still work.
+  CHECK(Kiln({"--platform", platform, "--token", Mint(*key, Scope::kAdmin), "project", "list"},
+             &out) == 0);
+  (*worker)->Signal(SIGTERM);
+  REQUIRE((*worker)->Wait(absl::Seconds(20)).ok());
+}
+
 TEST_CASE("kiln-worker speaks TLS to the orchestrator and serves BuildService over TLS") {
   testutil::TempDir dir;
   MakeCertificate(dir.path(), "server");

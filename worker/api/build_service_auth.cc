@@ -44,12 +44,41 @@ grpc::Status BuildServiceAuth::CheckAuthorization(const std::string* authorizati
   if (!claims.ok()) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(claims.status().message()));
   }
-  if (claims->scope == auth::Scope::kAdmin) return grpc::Status::OK;
-  if (claims->scope == auth::Scope::kReadOnly && read) return grpc::Status::OK;
+  if (claims->scope == auth::Scope::kAdmin || (claims->scope == auth::Scope::kReadOnly && read)) {
+    return Confirm(value.substr(kBearer.size()));
+  }
   return grpc::Status(
       grpc::StatusCode::PERMISSION_DENIED,
       absl::StrCat(Absl(method), ": a ", Absl(auth::ScopeName(claims->scope)),
                    " token may not call it (", read ? "admin or read-only" : "admin", " only)"));
+}
+
+grpc::Status BuildServiceAuth::Confirm(std::string_view token) const {
+  if (!confirm_) return grpc::Status::OK;
+  const absl::Time now = absl::Now();
+  const absl::string_view key(token.data(), token.size());
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = confirmed_.find(key);
+    if (it != confirmed_.end() && now - it->second < kTokenConfirmedFor) return grpc::Status::OK;
+  }
+  absl::Status confirmed = confirm_(token);
+  if (absl::IsUnauthenticated(confirmed)) {
+    absl::MutexLock lock(&mu_);
+    confirmed_.erase(key);
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "the orchestrator refuses this token (revoked?)");
+  }
+  if (!confirmed.ok()) {
+    // Fail closed: a token that cannot be confirmed is not taken.
+    return grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("cannot confirm the token with the orchestrator: ", confirmed.message()));
+  }
+  absl::MutexLock lock(&mu_);
+  if (confirmed_.size() >= kMaxConfirmedTokens) confirmed_.clear();
+  confirmed_[std::string(token)] = now;
+  return grpc::Status::OK;
 }
 
 }  // namespace kiln::worker
