@@ -5,7 +5,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/rpc_status.h"
-#include "kiln/api/v1/log_service.grpc.pb.h"
 #include "worker/workflows/platform.h"
 
 namespace kiln::worker {
@@ -137,8 +136,6 @@ grpc::Status BuildServiceImpl::FollowLog(grpc::ServerContext* context,
     ~Release() { n.fetch_sub(1); }
   } release{followers_};
 
-  api::LogService::Stub logs(api_->connection().channel());
-  const std::string workflow_id = DeploymentWorkflowId(request->deployment_id());
   int64_t offset = request->offset();
   absl::Time give_up = absl::Now() + kMaxFollow;
   bool last = !request->follow();
@@ -156,29 +153,12 @@ grpc::Status BuildServiceImpl::FollowLog(grpc::ServerContext* context,
         continue;
       }
     }
-    api::ReadLogRequest read;
-    read.set_namespace_(api_->ns());
-    read.mutable_execution()->set_workflow_id(workflow_id);
-    read.set_stream("build");
-    read.set_from_offset(offset);
-    read.set_follow(!last);
-    grpc::ClientContext read_context;
-    read_context.set_deadline(std::chrono::system_clock::now() +
-                              absl::ToChronoMilliseconds(last ? absl::Seconds(60) : kFollowSlice));
-    auto reader = logs.ReadLog(&read_context, read);
-    api::ReadLogResponse chunk;
-    while (reader->Read(&chunk)) {
-      pb::LogChunk out;
-      out.set_offset(chunk.offset());
-      out.set_data(chunk.data());
-      offset = chunk.offset() + static_cast<int64_t>(chunk.data().size());
-      if (!writer->Write(out)) return grpc::Status::CANCELLED;
-    }
-    grpc::Status status = reader->Finish();
-    if (!status.ok() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
-        status.error_code() != grpc::StatusCode::NOT_FOUND) {
-      return status;
-    }
+    absl::StatusOr<int64_t> read = api_->ReadBuildLog(
+        request->deployment_id(), offset, !last, last ? absl::Seconds(60) : kFollowSlice,
+        [&](const pb::LogChunk& chunk) { return writer->Write(chunk); });
+    if (absl::IsCancelled(read.status())) return grpc::Status::CANCELLED;
+    if (!read.ok()) return ToGrpc(read.status());
+    offset = *read;
     if (last) return grpc::Status::OK;
     if (absl::Now() > give_up) return grpc::Status::OK;
   }

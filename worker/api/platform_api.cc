@@ -24,6 +24,7 @@
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
 #include "common/status.h"
+#include "kiln/api/v1/log_service.grpc.pb.h"
 #include "sdk/converter.h"
 #include "worker/workflows/platform.h"
 
@@ -630,6 +631,39 @@ absl::StatusOr<PlatformApi::DeploymentRun> PlatformApi::DeploymentRunState(
   return described.workflow_execution_info().status() == api::WORKFLOW_EXECUTION_STATUS_RUNNING
              ? DeploymentRun::kRunning
              : DeploymentRun::kClosed;
+}
+
+absl::StatusOr<int64_t> PlatformApi::ReadBuildLog(
+    const std::string& deployment_id, int64_t offset, bool follow, absl::Duration timeout,
+    const std::function<bool(const pb::LogChunk&)>& sink) {
+  api::LogService::Stub logs(options_.connection->channel());
+  api::ReadLogRequest read;
+  read.set_namespace_(options_.ns);
+  read.mutable_execution()->set_workflow_id(DeploymentWorkflowId(deployment_id));
+  read.set_stream("build");
+  read.set_from_offset(offset);
+  read.set_follow(follow);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+  auto reader = logs.ReadLog(&context, read);
+  api::ReadLogResponse chunk;
+  while (reader->Read(&chunk)) {
+    pb::LogChunk out;
+    out.set_offset(chunk.offset());
+    out.set_data(chunk.data());
+    offset = chunk.offset() + static_cast<int64_t>(chunk.data().size());
+    if (!sink(out)) {
+      context.TryCancel();
+      (void)reader->Finish();  // Cancelled by us: its status says nothing more.
+      return absl::CancelledError("the reader went away");
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
+      status.error_code() != grpc::StatusCode::NOT_FOUND) {
+    return FromGrpc(status);
+  }
+  return offset;
 }
 
 absl::StatusOr<std::vector<WebhookProject>> PlatformApi::WebhookProjects() {

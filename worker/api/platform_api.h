@@ -12,6 +12,7 @@
 // Thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -90,6 +91,13 @@ class PlatformApi final : public WebhookBackend {
   enum class DeploymentRun { kQueued, kRunning, kClosed };
   // kQueued: no run yet (its workflow starts when its turn comes). The RPC's error otherwise.
   absl::StatusOr<DeploymentRun> DeploymentRunState(const std::string& deployment_id);
+  // One read of a deployment's build log from `offset`, following new output for at most
+  // `timeout` when `follow`, each chunk handed to `sink` in order. Returns the offset past the
+  // last chunk; kCancelled when the sink refused a chunk. A read that ends at its deadline or
+  // finds no log yet is not an error.
+  absl::StatusOr<int64_t> ReadBuildLog(const std::string& deployment_id, int64_t offset,
+                                       bool follow, absl::Duration timeout,
+                                       const std::function<bool(const pb::LogChunk&)>& sink);
 
  private:
   explicit PlatformApi(PlatformApiOptions options);

@@ -7,7 +7,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "kiln/api/v1/log_service.grpc.pb.h"
 #include "worker/console/console.h"
 #include "worker/console/console_internal.h"
 #include "worker/workflows/platform.h"
@@ -68,8 +67,6 @@ HttpResponse Console::FollowLog(const std::string& id, const HttpRequest& reques
   std::shared_ptr<std::atomic<bool>> stopping = stopping_;
   response.stream = [platform, slot, stopping, id, offset,
                      slice](const HttpBodyWriter& write) mutable {
-    api::LogService::Stub logs(platform->connection().channel());
-    const std::string workflow_id = DeploymentWorkflowId(id);
     const absl::Time until = absl::Now() + slice;
     if (!write(absl::StrCat("retry: ", kRetryMs, "\n\n"))) return;
     bool last = false;
@@ -85,34 +82,15 @@ HttpResponse Console::FollowLog(const std::string& id, const HttpRequest& reques
       }
       last = *run == PlatformApi::DeploymentRun::kClosed;
 
-      api::ReadLogRequest read;
-      read.set_namespace_(platform->ns());
-      read.mutable_execution()->set_workflow_id(workflow_id);
-      read.set_stream("build");
-      read.set_from_offset(offset);
-      read.set_follow(!last);
-      grpc::ClientContext read_context;
-      read_context.set_deadline(
-          std::chrono::system_clock::now() +
-          absl::ToChronoMilliseconds(last ? absl::Seconds(20) : kFollowSlice));
-      auto reader = logs.ReadLog(&read_context, read);
-      api::ReadLogResponse chunk;
-      while (reader->Read(&chunk)) {
-        pb::LogChunk out;
-        out.set_offset(chunk.offset());
-        out.set_data(chunk.data());
-        offset = chunk.offset() + static_cast<int64_t>(chunk.data().size());
-        if (!write(absl::StrCat("id: ", offset, "\nevent: log\ndata: ", ToJsonLine(out), "\n\n"))) {
-          read_context.TryCancel();
-          (void)reader->Finish();
-          return;
-        }
-      }
-      grpc::Status status = reader->Finish();
-      if (!status.ok() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
-          status.error_code() != grpc::StatusCode::NOT_FOUND) {
-        return;  // The client reconnects and resumes from its last id.
-      }
+      absl::StatusOr<int64_t> read = platform->ReadBuildLog(
+          id, offset, !last, last ? absl::Seconds(20) : kFollowSlice,
+          [&](const pb::LogChunk& chunk) {
+            offset = chunk.offset() + static_cast<int64_t>(chunk.data().size());
+            return write(
+                absl::StrCat("id: ", offset, "\nevent: log\ndata: ", ToJsonLine(chunk), "\n\n"));
+          });
+      // A gone client, or an error: the client reconnects and resumes from its last id.
+      if (!read.ok()) return;
       if (last) {
         absl::StatusOr<pb::Deployment> ended = platform->GetDeployment(id);
         pb::Deployment end = ended.ok() ? *ended : pb::Deployment();
