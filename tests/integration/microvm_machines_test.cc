@@ -73,35 +73,30 @@ bool MicrovmAvailable() {
   return false;
 }
 
+// An activity on the VM's agent, tried once (TCG is slow: generous timeouts).
+sdk::ActivityOptions OnAgent() {
+  sdk::ActivityOptions options;
+  options.task_queue = "project/web";
+  options.start_to_close_timeout = absl::Minutes(5);
+  options.retry_policy.set_maximum_attempts(1);
+  return options;
+}
+
 sdk::Task<absl::StatusOr<api::Payloads>> Fetch(sdk::WorkflowContext& ctx, api::Payloads input) {
   pb::FetchSourceInput fetch;
   fetch.set_project_id("web");
   fetch.set_repository_url(FromPayloadAt<std::string>(input, 0).value_or(""));
   fetch.set_revision("main");
   fetch.set_token_secret("GIT");
-  sdk::ActivityOptions options;
-  options.task_queue = "project/web";
-  options.start_to_close_timeout = absl::Minutes(3);
-  options.retry_policy.set_maximum_attempts(1);
-  auto result =
-      co_await ctx.ExecuteActivity("kiln.builder.FetchSource", ToPayloads(fetch), options);
-  if (!result.ok()) co_return result.status();
-  co_return *result;
+  co_return co_await ctx.ExecuteActivity("kiln.builder.FetchSource", ToPayloads(fetch), OnAgent());
 }
 
-// Housekeeping runs podman inside the VM (from the image's tools disk) on the volume.
+// Housekeeping runs podman inside the VM (from the image's root disk) on the volume.
 sdk::Task<absl::StatusOr<api::Payloads>> Housekeep(sdk::WorkflowContext& ctx, api::Payloads) {
   pb::HousekeepingInput input;
   input.set_project_id("web");
   input.set_keep_last(2);
-  sdk::ActivityOptions options;
-  options.task_queue = "project/web";
-  options.start_to_close_timeout = absl::Minutes(5);
-  options.retry_policy.set_maximum_attempts(1);
-  auto result =
-      co_await ctx.ExecuteActivity("kiln.builder.Housekeeping", ToPayloads(input), options);
-  if (!result.ok()) co_return result.status();
-  co_return *result;
+  co_return co_await ctx.ExecuteActivity("kiln.builder.Housekeeping", ToPayloads(input), OnAgent());
 }
 
 std::vector<std::string> Pollers(testutil::OrchestratorProcess& orchestrator) {
