@@ -112,7 +112,6 @@ E2FSPROGS_FAKE_TIME=$EPOCH mkfs.ext4 -q -F -L kiln-root -U 6b696c6e-726f-6f74-00
   -E root_owner=0:0,hash_seed=6b696c6e-726f-6f74-0000-000000000002,lazy_itable_init=0 \
   -m 0 -d "$root" "$OUT/root.img.tmp" "${root_mb}M" >/dev/null
 mv "$OUT/root.img.tmp" "$OUT/root.img"
-rm -f "$OUT/tools.img"
 install -m 0644 "$kernel_dir/boot/vmlinuz-$version" "$OUT/vmlinuz"
 touch -d "@$EPOCH" "$OUT/vmlinuz" "$OUT/initrd.cpio" "$OUT/root.img"
 
