@@ -376,6 +376,14 @@ int main(int argc, char** argv) {
     vm.max_machines = max_machines;
     if (!agent_secrets_file.empty())
       vm.secrets_file = fs::absolute(agent_secrets_file, ec).string();
+    // The agents' TLS as for process agents, sent into the guest (host paths mean nothing there).
+    vm.tls = orchestrator_tls->enabled || agent_tls->enabled;
+    if (!orchestrator_tls_ca.empty())
+      vm.tls_ca_file = fs::absolute(orchestrator_tls_ca, ec).string();
+    if (!agent_tls_cert.empty()) {
+      vm.tls_cert_file = fs::absolute(agent_tls_cert, ec).string();
+      vm.tls_key_file = fs::absolute(agent_tls_key, ec).string();
+    }
     auto created = kiln::worker::MicrovmMachineProvider::Create(std::move(vm));
     if (!created.ok())
       return Fail("worker.start_failed", kiln::Annotate(created.status(), "--microvm-image"));

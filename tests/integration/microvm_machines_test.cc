@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "builder-agent/git/smart_http_server.h"
@@ -30,6 +31,7 @@
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/registry.h"
+#include "tests/testutil/tls.h"
 #include "worker/machines/microvm_provider.h"
 
 namespace kiln {
@@ -294,15 +296,32 @@ namespace {
 // The provider survives a worker restart: a new provider on the same directory follows the
 // running VM (same QEMU pid), and its Stop reaches the guest through a new connection to the
 // config port (the agent exits 0: it was asked, not killed).
+// The orchestrator speaks mutual TLS here: the guest's agent gets the CA, its certificate and
+// its key over the config port (the host's paths mean nothing inside), and nowhere else.
 TEST_CASE("A microVM outlives its provider and a new provider adopts and stops it", "[microvm]") {
   if (!MicrovmAvailable()) return;
   testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(testutil::MakeCertificate(dir.path(), "server").ok());
+  REQUIRE(testutil::MakeCertificate(dir.path(), "client").ok());
+  const std::string server_pem = dir.path() + "/server.pem";
+  const std::string client_pem = dir.path() + "/client.pem";
+  const std::string client_key = dir.path() + "/client.key";
+  testutil::OrchestratorProcess orchestrator(
+      dir.path() + "/data",
+      {"--tls-cert", server_pem, "--tls-key", dir.path() + "/server.key", "--tls-client-ca",
+       client_pem},
+      {.tls = true,
+       .tls_root_certs = testutil::ReadFile(server_pem),
+       .tls_cert_chain = testutil::ReadFile(client_pem),
+       .tls_private_key = testutil::ReadFile(client_key)});
   REQUIRE(orchestrator.Start().ok());
   worker::MicrovmOptions options;
   options.machines_dir = dir.path() + "/machines";
   options.image_dir = ImageDir();
   options.orchestrator = orchestrator.address();
+  options.tls_ca_file = server_pem;
+  options.tls_cert_file = client_pem;
+  options.tls_key_file = client_key;
   options.volume_bytes = 128 << 20;
   options.idle_grace = absl::Seconds(600);  // Only a stop ends it.
   auto first = MicrovmMachineProvider::Create(options);
@@ -312,6 +331,12 @@ TEST_CASE("A microVM outlives its provider and a new provider adopts and stops i
   INFO(woke.status().ToString());
   REQUIRE(woke.ok());
   const pid_t pid = woke->pid;
+  // The agent got through mutual TLS: it polls.
+  REQUIRE(testutil::WaitFor([&] { return !Pollers(orchestrator).empty(); }, kTcgSlack));
+  // The key went over the config port only: not on QEMU's command line, not on the volume.
+  const std::string key_base64 = absl::Base64Escape(testutil::ReadFile(client_key));
+  REQUIRE_FALSE(absl::StrContains(testutil::ReadFile(absl::StrCat("/proc/", pid, "/cmdline")),
+                                  key_base64.substr(0, 64)));
   // The worker restarts: the VM keeps running. The cold wake started saving a snapshot in the
   // background; its template VM is ended, not waited for (it would take seconds to boot).
   absl::Time resetting = absl::Now();

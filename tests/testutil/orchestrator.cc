@@ -23,7 +23,8 @@ namespace {
 
 }  // namespace
 
-OrchestratorProcess::OrchestratorProcess(std::string data_dir, std::vector<std::string> extra_args)
+OrchestratorProcess::OrchestratorProcess(std::string data_dir, std::vector<std::string> extra_args,
+                                         sdk::ConnectionOptions connection_options)
     : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)) {
   address_ = absl::StrCat("127.0.0.1:", FreePort());
   metrics_port_ = FreePort();
@@ -44,8 +45,8 @@ OrchestratorProcess::OrchestratorProcess(std::string data_dir, std::vector<std::
   auto token = key->Mint(claims);
   if (!token.ok()) Die("an admin token", token.status());
   admin_token_ = *token;
-  connection_ =
-      std::make_unique<sdk::Connection>(address_, sdk::ConnectionOptions{.token = admin_token_});
+  connection_options.token = admin_token_;
+  connection_ = std::make_unique<sdk::Connection>(address_, std::move(connection_options));
 }
 
 std::string OrchestratorProcess::AgentToken(const std::string& project) const {

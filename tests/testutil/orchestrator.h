@@ -18,7 +18,10 @@ namespace kiln::testutil {
 class OrchestratorProcess {
  public:
   // `data_dir` persists across restarts; logs go to `data_dir`/../orchestrator-N.log.
-  explicit OrchestratorProcess(std::string data_dir, std::vector<std::string> extra_args = {});
+  // `connection_options` is how connection() reaches it (TLS when extra_args turn it on); its
+  // token is replaced by admin_token().
+  explicit OrchestratorProcess(std::string data_dir, std::vector<std::string> extra_args = {},
+                               sdk::ConnectionOptions connection_options = {});
   ~OrchestratorProcess();
 
   // Starts the process and waits until it serves.

@@ -29,6 +29,7 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status.h"
+#include "common/tls.h"
 #include "worker/machines/agent_process.h"
 #include "worker/machines/launcher.h"
 
@@ -43,6 +44,8 @@ constexpr char kSnapshotsDir[] = ".snapshots";
 constexpr char kKernel[] = "vmlinuz";
 constexpr char kInitrd[] = "initrd.cpio";
 constexpr char kRootImage[] = "root.img";
+// Where the guest's init writes the config's `file=` entries (tmpfs, mode 0600).
+constexpr char kGuestFilesDir[] = "/run/kiln";
 // The guest's address for forwarded ports (QEMU's guestfwd rules listen there).
 constexpr char kForwardAddress[] = "10.0.2.100";
 // The guest says this on its console when its agent exits (deploy/builder-image/init).
@@ -806,6 +809,24 @@ class MicrovmLauncher : public internal::MachineLauncher {
     }
     if (!options_.registry_tls_verify) args.push_back("--no-registry-tls-verify");
     args.insert(args.end(), options_.extra_agent_args.begin(), options_.extra_agent_args.end());
+    // TLS material as files the guest writes into its memory (base64: PEM spans lines), read
+    // now so a renewed certificate takes effect at the next wake.
+    ASSIGN_OR_RETURN(ClientTls tls, ReadClientTls(options_.tls_ca_file, options_.tls_cert_file,
+                                                  options_.tls_key_file, "--agent-tls"));
+    auto add_file = [&](const std::string& name, const std::string& content,
+                        const std::string& flag) {
+      absl::StrAppend(&text, "file=", name, ":", absl::Base64Escape(content), "\n");
+      args.insert(args.end(), {flag, absl::StrCat(kGuestFilesDir, "/", name)});
+    };
+    if (!tls.root_certs.empty()) {
+      add_file("tls-ca.pem", tls.root_certs, "--tls-ca");
+    } else if (options_.tls || tls.enabled) {
+      args.push_back("--tls");
+    }
+    if (!tls.cert_chain.empty()) {
+      add_file("tls-cert.pem", tls.cert_chain, "--tls-cert");
+      add_file("tls-key.pem", tls.private_key, "--tls-key");
+    }
     for (const std::string& arg : args) absl::StrAppend(&text, "arg=", arg, "\n");
     for (const std::string& env : options_.agent_env) absl::StrAppend(&text, "env=", env, "\n");
     if (!options_.secrets_file.empty()) {
@@ -908,6 +929,10 @@ absl::StatusOr<std::unique_ptr<MicrovmMachineProvider>> MicrovmMachineProvider::
           "agent_env entries are NAME=value on one line (and never KILN_TOKEN)");
     }
   }
+  // Read at each wake; checked now so a bad file stops the worker, not every wake.
+  RETURN_IF_ERROR(
+      ReadClientTls(options.tls_ca_file, options.tls_cert_file, options.tls_key_file, "--agent-tls")
+          .status());
   std::string accel = options.accel == "auto" ? DetectAccelerator() : options.accel;
   if (accel != "kvm" && accel != "tcg") {
     return absl::InvalidArgumentError("accel must be auto, kvm or tcg");

@@ -21,10 +21,11 @@
 // are on the kernel command line, `kiln.ports=`) and the agent, which waits for its arguments
 // on a pipe (`--args-from`), then says `ready`; the provider sends `time=`, `seed=` (mixed into
 // the guest's entropy: snapshot clones must not share random numbers), `project=`, `token=`,
-// `arg=` (each agent flag), `env=`, then `end`; the guest mounts the volume, hands the agent
-// its arguments and answers `configured`. Later the provider may send `stop` (the agent gets
-// SIGTERM). When the agent exits the guest prints `kiln-vm: agent exited with code N` on its
-// console (agent.log) and powers off; QEMU exits.
+// `arg=` (each agent flag), `env=`, `file=NAME:BASE64` (TLS material the flags name as
+// /run/kiln/NAME: the guest writes it to its tmpfs, mode 0600), then `end`; the guest mounts the
+// volume, hands the agent its arguments and answers `configured`. Later the provider may send
+// `stop` (the agent gets SIGTERM). When the agent exits the guest prints `kiln-vm: agent exited
+// with code N` on its console (agent.log) and powers off; QEMU exits.
 //
 // Fast wake: a cold boot that finds no snapshot of its size saves one in the background: a
 // template VM on a blank volume of the same size boots to `ready` and is migrated to
@@ -76,8 +77,15 @@ struct MicrovmOptions {
   // How long a cold boot may take to reach the guest's `ready` (TCG on a busy host is slow).
   absl::Duration boot_timeout = absl::Seconds(90);
   // Agent flags added to the guest's command line. File paths of the host mean nothing in the
-  // guest, so TLS material is not passed this way.
+  // guest, so TLS material is not passed this way (see the tls_* fields).
   std::vector<std::string> extra_agent_args;
+  // TLS to the orchestrator, as the agent's --tls, --tls-ca, --tls-cert and --tls-key: the
+  // files are read on the host at each wake and their contents sent over the config port; the
+  // guest keeps them in its memory (/run/kiln, mode 0600), never on the volume or in a snapshot.
+  bool tls = false;  // TLS with the system's roots (implied by tls_ca_file)
+  std::string tls_ca_file;
+  std::string tls_cert_file;  // with tls_key_file: a client certificate for mutual TLS
+  std::string tls_key_file;
   std::vector<std::string> agent_env;  // NAME=value, in the agent's environment.
   // A file of NAME=value lines (blank and '#' lines skipped), read at each wake and handed to
   // the agent as its KILN_SECRET_<NAME> secrets (the host's file is not in the guest). Empty:
