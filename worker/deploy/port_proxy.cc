@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,6 +20,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/relay.h"
+#include "common/status.h"
 
 namespace kiln::worker {
 namespace {
@@ -51,24 +52,14 @@ struct Connection;
 struct Endpoint : Handle {
   Connection* conn = nullptr;
   int side = 0;
-  uint32_t interest = 0;
-  bool registered = false;
-};
-
-// One direction: bytes read from fds[i] wait here until written to fds[1 - i].
-struct Pipe {
-  std::unique_ptr<char[]> data;
-  size_t begin = 0;
-  size_t end = 0;
-  bool eof = false;   // The source sent FIN.
-  bool shut = false;  // FIN passed on (shutdown(SHUT_WR) of the destination).
-  size_t used() const { return end - begin; }
+  EpollInterest interest;
 };
 
 struct Connection {
   int fds[2] = {-1, -1};
   Endpoint ends[2];
-  Pipe pipes[2];
+  // pipes[i]: bytes read from fds[i] wait here until written to fds[1 - i].
+  BytePipe pipes[2];
   bool connecting = true;
   bool dead = false;
   int listener_port = 0;
@@ -81,8 +72,6 @@ sockaddr_in Loopback(int port) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   return addr;
 }
-
-bool Transient(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
 
 }  // namespace
 
@@ -111,17 +100,7 @@ class PortProxy::Loop {
   }
 
   absl::Status Start() {
-    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (epoll_fd_ < 0 || wake_fd_ < 0) {
-      return absl::InternalError(absl::StrCat("epoll/eventfd: ", std::strerror(errno)));
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = &wake_;
-    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
-      return absl::InternalError(absl::StrCat("epoll_ctl: ", std::strerror(errno)));
-    }
+    RETURN_IF_ERROR(OpenEventLoop(&epoll_fd_, &wake_fd_, &wake_));
     thread_ = std::thread([this] { Run(); });
     return absl::OkStatus();
   }
@@ -316,7 +295,7 @@ class PortProxy::Loop {
         c->ends[side].kind = Kind::kEndpoint;
         c->ends[side].conn = c;
         c->ends[side].side = side;
-        c->pipes[side].data = std::make_unique<char[]>(options_.buffer_bytes);
+        c->pipes[side].Allocate(options_.buffer_bytes);
       }
       connections_.insert(c);
       count_.fetch_add(1);
@@ -350,46 +329,18 @@ class PortProxy::Loop {
       }
     }
     for (int i = 0; i < 2; ++i) {
-      Pipe& p = c->pipes[i];
-      const int src = c->fds[i];
+      BytePipe& p = c->pipes[i];
       const int dst = c->fds[1 - i];
       // Read while there is room (an upstream still connecting has nothing to read).
-      while (!p.eof && !(i == 1 && c->connecting)) {
-        if (p.end == options_.buffer_bytes && p.begin > 0) {
-          std::memmove(p.data.get(), p.data.get() + p.begin, p.used());
-          p.end -= p.begin;
-          p.begin = 0;
-        }
-        if (p.end == options_.buffer_bytes) break;  // Full: backpressure.
-        ssize_t n = ::recv(src, p.data.get() + p.end, options_.buffer_bytes - p.end, 0);
-        if (n > 0) {
-          p.end += static_cast<size_t>(n);
-        } else if (n == 0) {
-          p.eof = true;
-        } else if (errno == EINTR) {
-          continue;
-        } else if (Transient(errno)) {
-          break;
-        } else {
-          Kill(c);
-          return;
-        }
+      if (!(i == 1 && c->connecting) && p.ReceiveFrom(c->fds[i]) == BytePipe::Io::kFailed) {
+        Kill(c);
+        return;
       }
       if (c->connecting) continue;
-      while (p.used() > 0) {
-        ssize_t n = ::send(dst, p.data.get() + p.begin, p.used(), MSG_NOSIGNAL);
-        if (n > 0) {
-          p.begin += static_cast<size_t>(n);
-        } else if (n < 0 && errno == EINTR) {
-          continue;
-        } else if (n < 0 && Transient(errno)) {
-          break;
-        } else {
-          Kill(c);
-          return;
-        }
+      if (p.SendTo(dst) == BytePipe::Io::kFailed) {
+        Kill(c);
+        return;
       }
-      if (p.used() == 0) p.begin = p.end = 0;
       if (p.eof && p.used() == 0 && !p.shut) {
         ::shutdown(dst, SHUT_WR);  // The half-close, passed on.
         p.shut = true;
@@ -402,31 +353,15 @@ class PortProxy::Loop {
     UpdateInterest(c);
   }
 
-  // Level-triggered interest: readable while its pipe has room, writable while the other pipe
-  // holds bytes for it. A socket with nothing to wait for leaves the epoll set, so a hang-up
-  // reported on it cannot wake the loop over and over; its next read or write sees the error.
+  // Level-triggered interest (EpollInterest): readable while its pipe has room, writable while
+  // the other pipe holds bytes for it.
   void UpdateInterest(Connection* c) {
     for (int side = 0; side < 2; ++side) {
       uint32_t want = 0;
-      const Pipe& in = c->pipes[side];
-      bool room = !(in.begin == 0 && in.end == options_.buffer_bytes);
-      if (!in.eof && room && !(side == 1 && c->connecting)) want |= EPOLLIN;
+      const BytePipe& in = c->pipes[side];
+      if (!in.eof && !in.Full(in.capacity) && !(side == 1 && c->connecting)) want |= EPOLLIN;
       if ((side == 1 && c->connecting) || c->pipes[1 - side].used() > 0) want |= EPOLLOUT;
-      Endpoint& e = c->ends[side];
-      if (want == e.interest && (want != 0) == e.registered) continue;
-      epoll_event ev{};
-      ev.events = want;
-      ev.data.ptr = &e;
-      if (want == 0) {
-        if (e.registered) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fds[side], nullptr);
-        e.registered = false;
-      } else if (e.registered) {
-        ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fds[side], &ev);
-      } else {
-        ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fds[side], &ev);
-        e.registered = true;
-      }
-      e.interest = want;
+      c->ends[side].interest.Set(epoll_fd_, c->fds[side], want, &c->ends[side]);
     }
   }
 

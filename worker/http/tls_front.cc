@@ -6,7 +6,6 @@
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
+#include "common/relay.h"
 #include "common/status.h"
 #include "common/tls.h"
 
@@ -53,26 +53,15 @@ struct Connection;
 struct Endpoint {
   Connection* conn = nullptr;
   int side = 0;
-  uint32_t interest = 0;
-  bool registered = false;
-};
-
-// One direction: bytes read from one side wait here until written to the other.
-struct Pipe {
-  std::unique_ptr<char[]> data;
-  size_t begin = 0;
-  size_t end = 0;
-  bool eof = false;   // The source has ended.
-  bool shut = false;  // The end passed on.
-  size_t used() const { return end - begin; }
+  EpollInterest interest;
 };
 
 struct Connection {
   int fds[2] = {-1, -1};
   SSL* ssl = nullptr;
   Endpoint ends[2];
-  Pipe up;    // client -> backend
-  Pipe down;  // backend -> client
+  BytePipe up;    // client -> backend
+  BytePipe down;  // backend -> client
   Phase phase = Phase::kHandshake;
   // The last SSL call on that path wanted the other readiness (TLS reads may need writes and
   // the other way round).
@@ -83,8 +72,6 @@ struct Connection {
   absl::Time deadline = absl::InfiniteFuture();
   bool dead = false;
 };
-
-bool Transient(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
 
 // OpenSSL's queued errors as text (and the queue emptied).
 std::string SslErrors() {
@@ -169,17 +156,8 @@ class TlsFront::Loop {
   }
 
   absl::Status Start() {
-    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (epoll_fd_ < 0 || wake_fd_ < 0) {
-      return absl::InternalError(absl::StrCat("epoll/eventfd: ", std::strerror(errno)));
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = nullptr;  // The wake-up: the only event without an endpoint.
-    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
-      return absl::InternalError(absl::StrCat("epoll_ctl: ", std::strerror(errno)));
-    }
+    // The wake-up is the only event without an endpoint.
+    RETURN_IF_ERROR(OpenEventLoop(&epoll_fd_, &wake_fd_, nullptr));
     thread_ = std::thread([this] { Run(); });
     return absl::OkStatus();
   }
@@ -284,8 +262,8 @@ class TlsFront::Loop {
   // OpenSSL's state only.
   void StartHead(Connection* c) {
     c->phase = Phase::kHead;
-    c->up.data = std::make_unique<char[]>(options_.buffer_bytes);
-    c->down.data = std::make_unique<char[]>(options_.buffer_bytes);
+    c->up.Allocate(options_.buffer_bytes);
+    c->down.Allocate(options_.buffer_bytes);
   }
 
   void SetDeadline(Connection* c, absl::Time deadline) {
@@ -338,56 +316,47 @@ class TlsFront::Loop {
 
   // Reads from the client into `up` while there is room. False when the connection died.
   bool ReadClient(Connection* c) {
-    Pipe& p = c->up;
+    BytePipe& p = c->up;
     c->read_wants_write = false;
     const size_t limit = Limit(c);
-    while (!p.eof) {
-      if (c->phase == Phase::kDraining) p.begin = p.end = 0;  // Dropped.
-      if (p.end == options_.buffer_bytes && p.begin > 0) {
-        std::memmove(p.data.get(), p.data.get() + p.begin, p.used());
-        p.end -= p.begin;
-        p.begin = 0;
-      }
-      if (p.end >= limit) break;  // Full: backpressure.
-      char* into = p.data.get() + p.end;
-      const size_t room = limit - p.end;
-      if (c->ssl != nullptr) {
-        ERR_clear_error();
-        const int n = SSL_read(c->ssl, into, static_cast<int>(room));
-        if (n > 0) {
-          p.end += static_cast<size_t>(n);
-          continue;
-        }
-        const int error = SSL_get_error(c->ssl, n);
-        if (error == SSL_ERROR_WANT_READ) break;
-        if (error == SSL_ERROR_WANT_WRITE) {
-          c->read_wants_write = true;
-          break;
-        }
-        if (error == SSL_ERROR_ZERO_RETURN) {
-          p.eof = true;
-          break;
-        }
-        if (c->phase != Phase::kDraining) LogRefusal("tls_error", c, SslErrors());
-        Kill(c);
-        return false;
-      }
-      const ssize_t n = ::recv(c->fds[0], into, room, 0);
-      if (n > 0) {
-        p.end += static_cast<size_t>(n);
-      } else if (n == 0) {
-        p.eof = true;
-      } else if (errno == EINTR) {
-        continue;
-      } else if (Transient(errno)) {
-        break;
-      } else {
+    const bool draining = c->phase == Phase::kDraining;
+    if (c->ssl == nullptr) {
+      BytePipe::Io io;
+      do {
+        if (draining) p.Clear();  // Dropped.
+        io = p.ReceiveFrom(c->fds[0], limit);
+      } while (draining && io == BytePipe::Io::kBlocked && p.used() > 0);
+      if (io == BytePipe::Io::kFailed) {
         Kill(c);
         return false;
       }
     }
-    if (c->phase == Phase::kDraining) {
-      p.begin = p.end = 0;
+    while (c->ssl != nullptr && !p.eof) {
+      if (draining) p.Clear();
+      p.Compact(limit);
+      if (p.end >= limit) break;  // Full: backpressure.
+      ERR_clear_error();
+      const int n = SSL_read(c->ssl, p.data.get() + p.end, static_cast<int>(limit - p.end));
+      if (n > 0) {
+        p.end += static_cast<size_t>(n);
+        continue;
+      }
+      const int error = SSL_get_error(c->ssl, n);
+      if (error == SSL_ERROR_WANT_READ) break;
+      if (error == SSL_ERROR_WANT_WRITE) {
+        c->read_wants_write = true;
+        break;
+      }
+      if (error == SSL_ERROR_ZERO_RETURN) {
+        p.eof = true;
+        break;
+      }
+      if (!draining) LogRefusal("tls_error", c, SslErrors());
+      Kill(c);
+      return false;
+    }
+    if (draining) {
+      p.Clear();
       if (p.eof) {
         Kill(c);
         return false;
@@ -405,38 +374,29 @@ class TlsFront::Loop {
 
   // Writes `down` to the client. False when the connection died.
   bool WriteClient(Connection* c) {
-    Pipe& p = c->down;
+    BytePipe& p = c->down;
     c->write_wants_read = false;
-    while (p.used() > 0) {
-      if (c->ssl != nullptr) {
-        ERR_clear_error();
-        const int n = SSL_write(c->ssl, p.data.get() + p.begin, static_cast<int>(p.used()));
-        if (n > 0) {
-          p.begin += static_cast<size_t>(n);
-          continue;
-        }
-        const int error = SSL_get_error(c->ssl, n);
-        if (error == SSL_ERROR_WANT_WRITE) break;
-        if (error == SSL_ERROR_WANT_READ) {
-          c->write_wants_read = true;
-          break;
-        }
-        Kill(c);
-        return false;
-      }
-      const ssize_t n = ::send(c->fds[0], p.data.get() + p.begin, p.used(), MSG_NOSIGNAL);
+    if (c->ssl == nullptr && p.SendTo(c->fds[0]) == BytePipe::Io::kFailed) {
+      Kill(c);
+      return false;
+    }
+    while (c->ssl != nullptr && p.used() > 0) {
+      ERR_clear_error();
+      const int n = SSL_write(c->ssl, p.data.get() + p.begin, static_cast<int>(p.used()));
       if (n > 0) {
         p.begin += static_cast<size_t>(n);
-      } else if (n < 0 && errno == EINTR) {
         continue;
-      } else if (n < 0 && Transient(errno)) {
-        break;
-      } else {
-        Kill(c);
-        return false;
       }
+      const int error = SSL_get_error(c->ssl, n);
+      if (error == SSL_ERROR_WANT_WRITE) break;
+      if (error == SSL_ERROR_WANT_READ) {
+        c->write_wants_read = true;
+        break;
+      }
+      Kill(c);
+      return false;
     }
-    if (p.used() == 0) p.begin = p.end = 0;
+    if (p.used() == 0) p.Clear();
     if (p.eof && p.used() == 0 && !p.shut) {
       // The backend's answer is complete: tell the client, then drop what it still sends.
       if (c->ssl != nullptr) {
@@ -446,12 +406,12 @@ class TlsFront::Loop {
       ::shutdown(c->fds[0], SHUT_WR);
       p.shut = true;
       c->phase = Phase::kDraining;
-      c->up.begin = c->up.end = 0;
+      c->up.Clear();
       SetDeadline(c, absl::Now() + options_.handshake_timeout);
       if (c->fds[1] >= 0) {
         ::close(c->fds[1]);
         c->fds[1] = -1;
-        c->ends[1].registered = false;
+        c->ends[1].interest.Forget();
       }
     }
     return true;
@@ -459,7 +419,7 @@ class TlsFront::Loop {
 
   // The head is whole: rewrite it in place and connect the backend. False when it died.
   bool FinishHead(Connection* c) {
-    Pipe& p = c->up;
+    BytePipe& p = c->up;
     std::string_view buffered(p.data.get() + p.begin, p.used());
     const size_t blank = buffered.find("\r\n\r\n");
     if (blank == std::string_view::npos) {
@@ -547,52 +507,17 @@ class TlsFront::Loop {
     if (!ReadClient(c)) return;
     if (c->phase == Phase::kHead && !FinishHead(c)) return;
     if (c->phase == Phase::kFlowing) {
-      // Client to backend.
-      Pipe& up = c->up;
-      while (up.used() > 0 && !up.shut) {
-        const ssize_t n = ::send(c->fds[1], up.data.get() + up.begin, up.used(), MSG_NOSIGNAL);
-        if (n > 0) {
-          up.begin += static_cast<size_t>(n);
-        } else if (n < 0 && errno == EINTR) {
-          continue;
-        } else if (n < 0 && Transient(errno)) {
-          break;
-        } else {
-          // The backend stopped reading (it answered early, e.g. 413): keep its answer coming,
-          // drop the rest of the request.
-          up.shut = true;
-          up.begin = up.end = 0;
-        }
-      }
-      if (up.shut) up.begin = up.end = 0;
-      if (up.used() == 0) up.begin = up.end = 0;
+      // Client to backend. A backend that stopped reading (it answered early, e.g. 413) gets
+      // no more of the request; its answer keeps coming.
+      BytePipe& up = c->up;
+      if (!up.shut && up.SendTo(c->fds[1]) == BytePipe::Io::kFailed) up.shut = true;
+      if (up.shut) up.Clear();
       if (up.eof && up.used() == 0 && !up.shut) {
         ::shutdown(c->fds[1], SHUT_WR);  // The half-close, passed on.
         up.shut = true;
       }
-      // Backend to client.
-      Pipe& down = c->down;
-      while (!down.eof) {
-        if (down.end == options_.buffer_bytes && down.begin > 0) {
-          std::memmove(down.data.get(), down.data.get() + down.begin, down.used());
-          down.end -= down.begin;
-          down.begin = 0;
-        }
-        if (down.end == options_.buffer_bytes) break;
-        const ssize_t n =
-            ::recv(c->fds[1], down.data.get() + down.end, options_.buffer_bytes - down.end, 0);
-        if (n > 0) {
-          down.end += static_cast<size_t>(n);
-        } else if (n == 0) {
-          down.eof = true;
-        } else if (errno == EINTR) {
-          continue;
-        } else if (Transient(errno)) {
-          break;
-        } else {
-          down.eof = true;  // A reset: deliver what arrived.
-        }
-      }
+      // Backend to client; a reset delivers what arrived.
+      if (c->down.ReceiveFrom(c->fds[1]) == BytePipe::Io::kFailed) c->down.eof = true;
     }
     if (c->phase == Phase::kFlowing || c->phase == Phase::kDraining) {
       if (!WriteClient(c)) return;
@@ -603,44 +528,28 @@ class TlsFront::Loop {
     UpdateInterest(c);
   }
 
-  // Level-triggered interest from what each side waits for. A socket with nothing to wait for
-  // leaves the epoll set, so a hang-up reported on it cannot wake the loop over and over.
+  // Level-triggered interest (EpollInterest) from what each side waits for.
   void UpdateInterest(Connection* c) {
     uint32_t want[2] = {0, 0};
     if (c->phase == Phase::kHandshake) {
       want[0] = c->handshake_wants_write ? EPOLLOUT : EPOLLIN;
     } else {
-      const Pipe& up = c->up;
-      const bool room = !(up.begin == 0 && up.end >= Limit(c));
+      const BytePipe& up = c->up;
+      const bool room = !up.Full(Limit(c));
       const bool reading = !up.eof && (room || c->phase == Phase::kDraining);
       const bool writing = c->phase == Phase::kFlowing && c->down.used() > 0;
       if (reading) want[0] |= c->read_wants_write ? EPOLLOUT : EPOLLIN;
       if (writing) want[0] |= c->write_wants_read ? EPOLLIN : EPOLLOUT;
       if (c->phase == Phase::kConnecting) want[1] = EPOLLOUT;
       if (c->phase == Phase::kFlowing) {
-        const Pipe& down = c->down;
-        const bool down_room = !(down.begin == 0 && down.end == options_.buffer_bytes);
-        if (!down.eof && down_room) want[1] |= EPOLLIN;
+        const BytePipe& down = c->down;
+        if (!down.eof && !down.Full(down.capacity)) want[1] |= EPOLLIN;
         if (up.used() > 0 && !up.shut) want[1] |= EPOLLOUT;
       }
     }
     for (int side = 0; side < 2; ++side) {
-      Endpoint& e = c->ends[side];
-      if (c->fds[side] < 0) continue;
-      if (want[side] == e.interest && (want[side] != 0) == e.registered) continue;
-      epoll_event ev{};
-      ev.events = want[side];
-      ev.data.ptr = &e;
-      if (want[side] == 0) {
-        if (e.registered) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fds[side], nullptr);
-        e.registered = false;
-      } else if (e.registered) {
-        ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fds[side], &ev);
-      } else {
-        ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fds[side], &ev);
-        e.registered = true;
-      }
-      e.interest = want[side];
+      if (c->fds[side] >= 0)
+        c->ends[side].interest.Set(epoll_fd_, c->fds[side], want[side], &c->ends[side]);
     }
   }
 
