@@ -526,8 +526,10 @@ int main(int argc, char** argv) {
   }
   // The web console shares the webhook listener (and its front); declared first, so it outlives
   // the server whose threads call it.
-  kiln::worker::console::Console console(
-      {.api = api->get(), .auth = &build_service_auth, .max_log_streams = kConsoleLogStreams});
+  kiln::worker::console::Console console({.api = api->get(),
+                                          .auth = &build_service_auth,
+                                          .machines = platform_options.machines,
+                                          .max_log_streams = kConsoleLogStreams});
   std::unique_ptr<kiln::worker::WebhookServer> webhooks;
   if (!http_listen.empty()) {
     auto address = kiln::ParseHostPort(http_listen, "--http");

@@ -46,6 +46,7 @@ struct ConsoleHarness {
         auth(key),
         console({.api = p.api.get(),
                  .auth = &auth,
+                 .machines = {{"process", &p.machines}},
                  .max_log_streams = 2,
                  .log_stream_slice = log_stream_slice}) {
     WebhookServerOptions options;

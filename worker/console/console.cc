@@ -97,6 +97,15 @@ HttpResponse ErrorResponse(const absl::Status& status) {
                    std::string(status.message()));
 }
 
+absl::Status ParseBody(const HttpRequest& request, google::protobuf::Message* message) {
+  if (request.body.empty()) return absl::OkStatus();
+  auto parsed = google::protobuf::util::JsonStringToMessage(request.body, message);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("body: ", parsed.message().ToString()));
+  }
+  return absl::OkStatus();
+}
+
 std::string ToJsonLine(const google::protobuf::Message& message) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
