@@ -40,14 +40,15 @@ inline std::string MintToken(const auth::TokenKey& key, auth::Scope scope) {
 }
 
 struct ConsoleHarness {
-  explicit ConsoleHarness(absl::Duration log_stream_slice = absl::Seconds(5))
+  explicit ConsoleHarness(absl::Duration log_stream_slice = absl::Seconds(5),
+                          int max_log_streams = 2)
       // The orchestrator's key, which kiln-worker holds too (--auth-key-file).
       : key(*auth::TokenKey::Load(p.orchestrator.key_file())),
         auth(key),
         console({.api = p.api.get(),
                  .auth = &auth,
                  .machines = {{"process", &p.machines}},
-                 .max_log_streams = 2,
+                 .max_log_streams = max_log_streams,
                  .log_stream_slice = log_stream_slice}) {
     WebhookServerOptions options;
     options.threads = 6;

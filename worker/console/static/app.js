@@ -21,7 +21,7 @@ function h(tag, attrs, ...children) {
 }
 
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.filter((node) => node !== null && node !== undefined));
 }
 
 function enumName(value, prefix) {
@@ -133,7 +133,7 @@ function payloadsText(payloads) {
   if (!list.length) return "";
   return list.map((p) => {
     const encoding = decodeText((p.metadata || {}).encoding);
-    if (/^(json|text)\//.test(encoding)) {
+    if (/^(json|text)\//.test(encoding) || encoding === "binary/plain") {
       const text = decodeText(p.data);
       return text.length > 4000 ? text.slice(0, 4000) + "…" : text;
     }
