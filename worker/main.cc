@@ -526,7 +526,11 @@ int main(int argc, char** argv) {
   }
   // The web console shares the webhook listener (and its front); declared first, so it outlives
   // the server whose threads call it.
+  // Its engine calls carry the caller's token, on the confirmations' tokenless channel (which
+  // the console starts connecting at once: set up from an HTTP thread, whose stack civetweb
+  // makes ~100 KB, gRPC overflowed it and kiln-worker crashed on the console's first call).
   kiln::worker::console::Console console({.api = api->get(),
+                                          .engine = &confirm_connection,
                                           .auth = &build_service_auth,
                                           .machines = platform_options.machines,
                                           .max_log_streams = kConsoleLogStreams});

@@ -183,6 +183,7 @@ try {
   check((await page.$eval("#run-log", (pre) => pre.textContent)).includes("step 1/2: compiling"),
     "the run's log stream is shown");
   await page.screenshot({ path: path.join(shots, "workflow.png"), fullPage: true });
+  await page.screenshot({ path: path.join(shots, "workflow-top.png") });  // for docs/console.md
 
   // Redeploy, then roll back, from the deployment's page: each opens the new deployment.
   await page.goto(url + "#/deployment/" + encodeURIComponent(building));
@@ -244,6 +245,7 @@ try {
   await page.waitForSelector('#stack tr[data-await="activity"]');
   check((await page.$eval("#stack", (t) => t.textContent)).includes("build"),
     "the stack view shows the run waiting on its build activity");
+  await page.screenshot({ path: path.join(shots, "workflow-stack.png") });
   await page.click("#cancel");
   await page.waitForFunction(() => [...document.querySelectorAll(".facts .status")]
     .some((s) => s.textContent === "canceled"), { timeout: TIMEOUT });

@@ -147,6 +147,21 @@ TEST_CASE("Every console API call needs a token that BuildService would accept",
     CHECK(read_only.status == 403);
     CHECK(absl::StrContains(read_only.body, "read-only token may not call it"));
   }
+  // Engine calls carry the caller's token, which the orchestrator judges itself: once it is
+  // revoked there, they are refused even where this harness's BuildServiceAuth (which does not
+  // confirm tokens) would still take it.
+  const std::string revoked = MintToken(h.key, auth::Scope::kAdmin);
+  {
+    api::RevokeTokenRequest revoke;
+    revoke.set_token(revoked);
+    api::RevokeTokenResponse done;
+    grpc::ClientContext context;
+    REQUIRE(
+        h.p.orchestrator.connection().workflow_service().RevokeToken(&context, revoke, &done).ok());
+  }
+  CHECK(h.Call("GET", "/api/v1/workflows", revoked).status == 401);
+  CHECK(h.Call("GET", "/api/v1/workflow?id=project%2Fweb", revoked).status == 401);
+  CHECK(h.Call("GET", "/api/v1/workflows", h.read_only).status == 200);
   // An error never repeats the token.
   auto bad = h.Call("GET", "/api/v1/projects", h.admin + "x");
   CHECK(bad.status == 401);

@@ -45,7 +45,10 @@ struct ConsoleHarness {
       // The orchestrator's key, which kiln-worker holds too (--auth-key-file).
       : key(*auth::TokenKey::Load(p.orchestrator.key_file())),
         auth(key),
+        // As kiln-worker: engine calls carry the caller's token on a channel without one.
+        engine_as_caller(p.orchestrator.address()),
         console({.api = p.api.get(),
+                 .engine = &engine_as_caller,
                  .auth = &auth,
                  .machines = {{"process", &p.machines}},
                  .max_log_streams = max_log_streams,
@@ -119,6 +122,7 @@ struct ConsoleHarness {
   fakes::InProcessPlatform p;
   auth::TokenKey key;
   BuildServiceAuth auth;
+  sdk::Connection engine_as_caller;
   Console console;
   std::unique_ptr<WebhookServer> server;
   std::string admin;

@@ -144,6 +144,21 @@ void AddSecurityHeaders(HttpResponse& response) {
   response.headers.push_back({"X-Frame-Options", "DENY"});
 }
 
+Console::Console(ConsoleOptions options) : options_(std::move(options)) {
+  (void)EngineConnection().channel()->GetState(/*try_to_connect=*/true);
+}
+
+std::unique_ptr<grpc::ClientContext> Console::EngineContext(const HttpRequest& request,
+                                                            absl::Duration timeout) const {
+  auto context = internal::CallContext(timeout);
+  // Admitted already (the router checked it); the orchestrator checks it again.
+  const std::string* authorization = request.Header("Authorization");
+  if (engine_as_caller() && authorization != nullptr) {
+    context->AddMetadata("authorization", *authorization);
+  }
+  return context;
+}
+
 void Console::Mount(HttpServer& http) {
   http.Handle("/", [this](const HttpRequest& request) { return ServeStatic(request); });
   http.Handle("/api/v1/", [this](const HttpRequest& request) { return ServeApi(request); });

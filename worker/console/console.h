@@ -58,7 +58,10 @@
 #include <utility>
 #include <variant>
 
+#include <grpcpp/client_context.h>
+
 #include "absl/time/time.h"
+#include "sdk/connection.h"
 #include "worker/api/build_service_auth.h"
 #include "worker/api/platform_api.h"
 #include "worker/http/http_server.h"
@@ -82,7 +85,13 @@ inline constexpr char kContentSecurityPolicy[] =
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 struct ConsoleOptions {
-  PlatformApi* api = nullptr;              // not owned
+  PlatformApi* api = nullptr;  // not owned
+  // A connection to the orchestrator that carries no token of its own (not owned): the console's
+  // calls to the engine (workflows, task queues, run logs) go on it with the caller's token, so
+  // the orchestrator judges them as it judges the caller's own calls (scope, revocation) and they
+  // reach runs on every task queue. Unset: they go on `api`'s connection with the worker's token
+  // (which serves only the worker's task queues).
+  sdk::Connection* engine = nullptr;
   const BuildServiceAuth* auth = nullptr;  // not owned
   // The worker's machine providers by name ("process", "microvm"), for the machines list; not
   // owned. A project whose provider is not here shows with an error.
@@ -94,7 +103,9 @@ struct ConsoleOptions {
 
 class Console {
  public:
-  explicit Console(ConsoleOptions options) : options_(std::move(options)) {}
+  // Starts connecting the engine connection now, on gRPC's threads: a channel set up from an
+  // HTTP server thread (civetweb gives them ~100 KB stacks) overflows its stack.
+  explicit Console(ConsoleOptions options);
   Console(const Console&) = delete;
   Console& operator=(const Console&) = delete;
 
@@ -137,6 +148,15 @@ class Console {
   HttpResponse ListMachines(const HttpRequest& request);
   // console_log.cc
   HttpResponse FollowWorkflowLog(const HttpRequest& request);
+  // The connection engine calls go on, and a context for one (deadline `timeout`, and the
+  // caller's Authorization header when that connection carries no token of its own).
+  bool engine_as_caller() const { return options_.engine != nullptr; }
+  sdk::Connection& EngineConnection() const {
+    return options_.engine != nullptr ? *options_.engine : options_.api->connection();
+  }
+  api::WorkflowService::Stub& Engine() const { return EngineConnection().workflow_service(); }
+  std::unique_ptr<grpc::ClientContext> EngineContext(const HttpRequest& request,
+                                                     absl::Duration timeout) const;
   // A stream slot, or the 503 that says none is free.
   std::variant<std::shared_ptr<void>, HttpResponse> TakeStreamSlot();
 

@@ -91,8 +91,8 @@ HttpResponse Console::SignalWorkflow(const HttpRequest& request) {
   signal.set_identity(kIdentity);
   signal.clear_header();  // Headers carry propagated context, not something a person types.
   api::SignalWorkflowExecutionResponse response;
-  grpc::Status status = options_.api->connection().workflow_service().SignalWorkflowExecution(
-      CallContext(options_.rpc_timeout).get(), signal, &response);
+  grpc::Status status = Engine().SignalWorkflowExecution(
+      EngineContext(request, options_.rpc_timeout).get(), signal, &response);
   if (!status.ok()) return ErrorResponse(status);
   return JsonResponse(response);
 }
@@ -110,8 +110,8 @@ HttpResponse Console::TerminateWorkflow(const HttpRequest& request) {
   terminate.set_identity(kIdentity);
   if (terminate.reason().empty()) terminate.set_reason("terminated from the web console");
   api::TerminateWorkflowExecutionResponse response;
-  grpc::Status status = options_.api->connection().workflow_service().TerminateWorkflowExecution(
-      CallContext(options_.rpc_timeout).get(), terminate, &response);
+  grpc::Status status = Engine().TerminateWorkflowExecution(
+      EngineContext(request, options_.rpc_timeout).get(), terminate, &response);
   if (!status.ok()) return ErrorResponse(status);
   return JsonResponse(response);
 }
@@ -132,8 +132,8 @@ HttpResponse Console::ResetWorkflow(const HttpRequest& request) {
   reset.set_identity(kIdentity);
   if (reset.reason().empty()) reset.set_reason("reset from the web console");
   api::ResetWorkflowExecutionResponse response;
-  grpc::Status status = options_.api->connection().workflow_service().ResetWorkflowExecution(
-      CallContext(options_.rpc_timeout).get(), reset, &response);
+  grpc::Status status = Engine().ResetWorkflowExecution(
+      EngineContext(request, options_.rpc_timeout).get(), reset, &response);
   if (!status.ok()) return ErrorResponse(status);
   return JsonResponse(response);
 }

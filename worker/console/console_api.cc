@@ -250,8 +250,8 @@ HttpResponse Console::ListWorkflows(const HttpRequest& request) {
   for (int call = 0; call < kMaxConsoleListCalls; ++call) {
     list.set_page_size(*size - page.executions_size());
     api::ListWorkflowExecutionsResponse got;
-    grpc::Status status = options_.api->connection().workflow_service().ListWorkflowExecutions(
-        CallContext(options_.rpc_timeout).get(), list, &got);
+    grpc::Status status = Engine().ListWorkflowExecutions(
+        EngineContext(request, options_.rpc_timeout).get(), list, &got);
     if (!status.ok()) return ErrorResponse(status);
     for (api::WorkflowExecutionInfo& info : *got.mutable_executions()) {
       *page.add_executions() = std::move(info);
@@ -270,8 +270,8 @@ HttpResponse Console::DescribeWorkflow(const HttpRequest& request) {
   describe.set_namespace_(options_.api->ns());
   *describe.mutable_execution() = *execution;
   api::DescribeWorkflowExecutionResponse response;
-  grpc::Status status = options_.api->connection().workflow_service().DescribeWorkflowExecution(
-      CallContext(options_.rpc_timeout).get(), describe, &response);
+  grpc::Status status = Engine().DescribeWorkflowExecution(
+      EngineContext(request, options_.rpc_timeout).get(), describe, &response);
   if (!status.ok()) return ErrorResponse(status);
   return JsonResponse(response);
 }
@@ -290,8 +290,8 @@ HttpResponse Console::WorkflowHistory(const HttpRequest& request) {
   history.set_maximum_page_size(*size);
   history.set_next_page_token(*token);
   api::GetWorkflowExecutionHistoryResponse response;
-  grpc::Status status = options_.api->connection().workflow_service().GetWorkflowExecutionHistory(
-      CallContext(options_.rpc_timeout).get(), history, &response);
+  grpc::Status status = Engine().GetWorkflowExecutionHistory(
+      EngineContext(request, options_.rpc_timeout).get(), history, &response);
   if (!status.ok()) return ErrorResponse(status);
   return JsonResponse(response);
 }
@@ -308,9 +308,8 @@ HttpResponse Console::CancelWorkflow(const HttpRequest& request) {
   cancel.set_identity("kiln-worker web console");
   if (cancel.reason().empty()) cancel.set_reason("canceled from the web console");
   api::RequestCancelWorkflowExecutionResponse response;
-  grpc::Status status =
-      options_.api->connection().workflow_service().RequestCancelWorkflowExecution(
-          CallContext(options_.rpc_timeout).get(), cancel, &response);
+  grpc::Status status = Engine().RequestCancelWorkflowExecution(
+      EngineContext(request, options_.rpc_timeout).get(), cancel, &response);
   if (!status.ok()) return ErrorResponse(status);
   return JsonResponse(response);
 }

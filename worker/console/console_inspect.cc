@@ -37,8 +37,9 @@ HttpResponse Console::WorkflowStack(const HttpRequest& request) {
   *query.mutable_execution() = *execution;
   query.mutable_query()->set_query_type(sdk::kStackTraceQuery);
   api::QueryWorkflowResponse answer;
-  grpc::Status status = options_.api->connection().workflow_service().QueryWorkflow(
-      CallContext(std::min(options_.rpc_timeout, kStackQueryTimeout)).get(), query, &answer);
+  grpc::Status status = Engine().QueryWorkflow(
+      EngineContext(request, std::min(options_.rpc_timeout, kStackQueryTimeout)).get(), query,
+      &answer);
   if (!status.ok()) return ErrorResponse(status);
   absl::StatusOr<api::WorkflowStackTrace> trace = sdk::DecodeStackTrace(answer.query_result());
   if (!trace.ok()) {
@@ -65,8 +66,8 @@ HttpResponse Console::DescribeTaskQueue(const HttpRequest& request) {
   describe.mutable_task_queue()->set_name(name);
   describe.set_activity(kind == "activity");
   api::DescribeTaskQueueResponse response;
-  grpc::Status status = options_.api->connection().workflow_service().DescribeTaskQueue(
-      CallContext(options_.rpc_timeout).get(), describe, &response);
+  grpc::Status status = Engine().DescribeTaskQueue(
+      EngineContext(request, options_.rpc_timeout).get(), describe, &response);
   if (!status.ok()) return ErrorResponse(status);
   return JsonResponse(response);
 }

@@ -146,8 +146,8 @@ HttpResponse Console::FollowWorkflowLog(const HttpRequest& request) {
   describe.set_namespace_(options_.api->ns());
   *describe.mutable_execution() = *execution;
   api::DescribeWorkflowExecutionResponse described;
-  grpc::Status found = options_.api->connection().workflow_service().DescribeWorkflowExecution(
-      CallContext(options_.rpc_timeout).get(), describe, &described);
+  grpc::Status found = Engine().DescribeWorkflowExecution(
+      EngineContext(request, options_.rpc_timeout).get(), describe, &described);
   if (!found.ok()) return ErrorResponse(found);
   describe.mutable_execution()->set_run_id(
       described.workflow_execution_info().execution().run_id());
@@ -159,22 +159,30 @@ HttpResponse Console::FollowWorkflowLog(const HttpRequest& request) {
   HttpResponse response;
   response.content_type = "text/event-stream; charset=utf-8";
   response.headers.push_back({"Cache-Control", "no-cache"});
-  PlatformApi* platform = options_.api;
+  // The stream outlives this call: it keeps what it needs of the request (the caller's token,
+  // which the orchestrator checks on each call, as on every engine call of the console).
+  sdk::Connection* engine = &EngineConnection();
+  const std::string* caller = engine_as_caller() ? request.Header("Authorization") : nullptr;
+  const std::string authorization = caller != nullptr ? *caller : "";
   const absl::Duration slice = options_.log_stream_slice;
   const absl::Duration rpc_timeout = options_.rpc_timeout;
   std::shared_ptr<std::atomic<bool>> stopping = stopping_;
   int64_t offset = *start;
-  response.stream = [platform, slot, stopping, describe, stream, offset, slice,
+  response.stream = [engine, authorization, slot, stopping, describe, stream, offset, slice,
                      rpc_timeout](const HttpBodyWriter& write) mutable {
     const absl::Time until = absl::Now() + slice;
     if (!write(absl::StrCat("retry: ", kRetryMs, "\n\n"))) return;
-    api::LogService::Stub logs(platform->connection().channel());
+    auto context_for = [&](absl::Duration timeout) {
+      auto context = CallContext(timeout);
+      if (!authorization.empty()) context->AddMetadata("authorization", authorization);
+      return context;
+    };
+    api::LogService::Stub logs(engine->channel());
     while (absl::Now() < until && !stopping->load()) {
       // Whether the run has closed, before reading: a read after the close gets everything.
       api::DescribeWorkflowExecutionResponse now;
-      if (!platform->connection()
-               .workflow_service()
-               .DescribeWorkflowExecution(CallContext(rpc_timeout).get(), describe, &now)
+      if (!engine->workflow_service()
+               .DescribeWorkflowExecution(context_for(rpc_timeout).get(), describe, &now)
                .ok()) {
         return;  // The client reconnects and resumes from its last id.
       }
@@ -186,7 +194,7 @@ HttpResponse Console::FollowWorkflowLog(const HttpRequest& request) {
       read.set_stream(stream);
       read.set_from_offset(offset);
       read.set_follow(!last);
-      auto context = CallContext(last ? absl::Seconds(20) : kFollowSlice);
+      auto context = context_for(last ? absl::Seconds(20) : kFollowSlice);
       auto reader = logs.ReadLog(context.get(), read);
       api::ReadLogResponse chunk;
       while (reader->Read(&chunk)) {

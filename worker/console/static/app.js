@@ -536,7 +536,8 @@ function runActions(id, runId, status, events) {
   signal.disabled = !running;
 
   // Reset points: the first and last completed workflow task, or any completed one.
-  const points = events.filter((e) => e.eventType === "EVENT_TYPE_WORKFLOW_TASK_COMPLETED");
+  // The latest 100 as choices: a long history would otherwise make a select of thousands.
+  const points = events.filter((e) => e.eventType === "EVENT_TYPE_WORKFLOW_TASK_COMPLETED").slice(-100);
   const point = h("select", { id: "reset-point" },
     h("option", { value: "RESET_POINT_LAST_WORKFLOW_TASK" }, "last workflow task"),
     h("option", { value: "RESET_POINT_FIRST_WORKFLOW_TASK" }, "first workflow task"),
