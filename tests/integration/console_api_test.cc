@@ -5,8 +5,11 @@
 // resumption, and cancel of a deployment and of a workflow.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -15,6 +18,8 @@
 #include "kiln/api/v1/stack_trace.pb.h"
 #include "kiln/platform/v1/console.pb.h"
 #include "tests/testutil/console_harness.h"
+#include "tests/testutil/orchestrator.h"
+#include "tests/testutil/process.h"
 #include "tests/testutil/test_worker.h"
 #include "worker/console/static_files.h"
 
@@ -583,6 +588,48 @@ TEST_CASE("The console shows a run's stack and log stream and the task queues an
   CHECK(h.Call("GET", "/api/v1/workflow/log?id=nobody", h.admin).status == 404);
   CHECK(h.Call("GET", "/api/v1/workflow/log?id=" + workflow + "&offset=x", h.admin).status == 400);
   CHECK(h.console.log_streams() == 0);
+}
+
+// The kiln-worker binary, as a person runs it: the console's first call (a token confirmed with
+// the orchestrator) once crashed it (gRPC set up a channel on a civetweb thread's small stack),
+// and its engine calls, made with the worker's token, reached only the worker's own queues.
+TEST_CASE("kiln-worker's console answers at once and reaches runs on any task queue", "[console]") {
+  testutil::TempDir dir;
+  const std::string data = dir.path() + "/data";
+  testutil::OrchestratorProcess orchestrator(data);
+  REQUIRE(orchestrator.Start().ok());
+  const std::string admin(
+      absl::StripAsciiWhitespace(testutil::ReadFile(orchestrator.admin_token_file())));
+  const int http = testutil::FreePort();
+  auto worker =
+      testutil::Process::Start(testutil::BinaryPath("kiln-worker"),
+                               {"--orchestrator", orchestrator.address(), "--auth-key-file",
+                                data + "/auth.key", "--data-dir", dir.path() + "/worker", "--http",
+                                absl::StrCat("127.0.0.1:", http), "--metrics", "", "--listen", ""},
+                               dir.path() + "/worker.log");
+  REQUIRE(worker.ok());
+  REQUIRE(testutil::WaitFor(
+      [&] { return (*worker)->Output().find("worker.connected") != std::string::npos; },
+      absl::Seconds(30)));
+  REQUIRE(testutil::StartWorkflow(orchestrator.connection().workflow_service(), "elsewhere-1",
+                                  "bench.Sleep", "some-other-queue", "")
+              .ok());
+  auto call = [&](const std::string& method, const std::string& path, const std::string& body) {
+    testutil::HttpCallOptions options;
+    options.headers.push_back({"Authorization", "Bearer " + admin});
+    options.body = body;
+    auto reply = testutil::HttpCall(http, method, path, options);
+    INFO((*worker)->Output());
+    REQUIRE(reply.ok());
+    return *reply;
+  };
+  CHECK(call("GET", "/api/v1/workflow?id=elsewhere-1", "").status == 200);
+  CHECK(call("GET", "/api/v1/projects", "").status == 200);
+  CHECK(call("POST", "/api/v1/workflow/terminate?id=elsewhere-1", "{}").status == 200);
+  CHECK(call("GET", "/api/v1/taskqueue?name=some-other-queue&kind=workflow", "").status == 200);
+  CHECK((*worker)->Running());
+  (*worker)->Signal(SIGTERM);
+  REQUIRE((*worker)->Wait(absl::Seconds(20)).ok());
 }
 
 }  // namespace
