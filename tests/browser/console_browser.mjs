@@ -155,6 +155,7 @@ try {
   await page.goto(url + "#/workflows?query=");
   await page.waitForSelector("table#workflows tbody tr");
   await page.screenshot({ path: path.join(shots, "workflows.png"), fullPage: true });
+  await page.screenshot({ path: path.join(shots, "workflows-top.png") });  // for docs/console.md
 
   // A run's history is what `kiln workflow show` prints: id, time and type, row for row.
   const cli = (await waitFile("cli-history")).split("\n").filter((l) => l.trim() !== "")

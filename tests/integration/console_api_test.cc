@@ -677,6 +677,8 @@ TEST_CASE("Console API page times with 10000 workflows", "[.bench]") {
       {"deployment", "/api/v1/deployments/" + id},
       {"workflow describe", "/api/v1/workflow?id=" + workflow},
       {"workflow history", "/api/v1/workflow/history?id=" + workflow},
+      {"task queue project/web", "/api/v1/taskqueue?kind=activity&name=project%2Fweb"},
+      {"machines", "/api/v1/machines"},
   };
   for (const auto& [name, path] : calls) {
     std::vector<double> ms;

@@ -559,16 +559,20 @@ function runActions(id, runId, status, events) {
 async function workflowPage(params) {
   const id = params.get("id") || "";
   let runId = params.get("run_id") || "";
-  const described = await get("workflow", { id, run_id: runId });
+  // The run and its first history page at once (one round trip less); the later pages name the
+  // run the description found. (Without a run id both mean the current run: a continue-as-new
+  // between the two is redrawn by the refresh below.)
+  const [described, first] = await Promise.all([get("workflow", { id, run_id: runId }),
+    get("workflow/history", { id, run_id: runId, page_size: 500 })]);
   const info = described.workflowExecutionInfo || {};
   runId = info.execution.runId;
-  const events = [];
-  let pageToken = "";
-  do {
+  const events = [...((first.history || {}).events || [])];
+  let pageToken = first.nextPageToken || "";
+  while (pageToken && events.length < 50000) {
     const page = await get("workflow/history", { id, run_id: runId, page_size: 500, page_token: pageToken });
     events.push(...((page.history || {}).events || []));
     pageToken = page.nextPageToken || "";
-  } while (pageToken && events.length < 50000);
+  }
   const status = enumName(info.status, "WORKFLOW_EXECUTION_STATUS_");
   const started = events.find((e) => e.eventType === "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED");
   const input = payloadsText(((started || {}).workflowExecutionStartedEventAttributes || {}).input);
@@ -666,17 +670,19 @@ async function taskQueuesPage(params) {
 
   // The platform's own queues and each project's builder queue (one page of projects), or the
   // queue asked for.
-  const queues = [];
-  if (name) queues.push([name, kind]);
-  const [projects, machines] = await Promise.all([get("projects", { page_size: 50 }), get("machines", { page_size: 50 })]);
-  if (!name) {
-    queues.push(["kiln-platform", "workflow"], ["kiln-platform", "activity"]);
-    for (const project of projects.projects || []) queues.push(["project/" + project.id, "activity"]);
-  }
-  const described = await Promise.all(queues.map(([n, k]) =>
-    get("taskqueue", { name: n, kind: k }).then((d) => queueRow(n, k, d))
-      .catch((error) => h("tr", { "data-queue": n, "data-kind": k }, h("td", { class: "mono" }, n), h("td", {}, k),
-        h("td", { class: "error", colspan: 4 }, error.message)))));
+  const describe = ([n, k]) => get("taskqueue", { name: n, kind: k }).then((d) => queueRow(n, k, d))
+    .catch((error) => h("tr", { "data-queue": n, "data-kind": k }, h("td", { class: "mono" }, n), h("td", {}, k),
+      h("td", { class: "error", colspan: 4 }, error.message)));
+  const queues = name ? [[name, kind]] : [["kiln-platform", "workflow"], ["kiln-platform", "activity"]];
+  // The platform's queues are asked for while the projects are listed.
+  const machinesAnswer = get("machines", { page_size: 50 });
+  const first = Promise.all(queues.map(describe));
+  const projects = name ? {} : await get("projects", { page_size: 50 });
+  const projectQueues = (projects.projects || []).map((project) => ["project/" + project.id, "activity"]);
+  const [firstRows, projectRows, machines] = await Promise.all([first,
+    Promise.all(projectQueues.map(describe)), machinesAnswer]);
+  queues.push(...projectQueues);
+  const described = [...firstRows, ...projectRows];
   const machineRows = (machines.machines || []).map((m) => h("tr", { "data-machine": m.projectId },
     h("td", {}, m.projectId), h("td", {}, m.provider),
     h("td", { class: "state" }, m.error ? h("span", { class: "error" }, m.error) : badge(m.awake ? "awake" : "asleep")),
