@@ -176,8 +176,7 @@ TEST_CASE("The web console in headless Chromium shows deployments live and acts 
   CHECK(again.branch() == "main");
   Write(fs::path(control.path()) / "redeploy-checked", "");
   reached("rolled-back");
-  const pb::Deployment back =
-      h.p.WaitEnded(testutil::ReadFile(control.path() + "/rolled-back"));
+  const pb::Deployment back = h.p.WaitEnded(testutil::ReadFile(control.path() + "/rolled-back"));
   CHECK(back.state() == pb::DEPLOYMENT_STATE_SUCCEEDED);
   CHECK(back.rollback_of() == id);
   CHECK(back.image_digest() == ended.image_digest());
