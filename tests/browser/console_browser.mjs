@@ -247,6 +247,12 @@ try {
   check((await page.$eval("#stack", (t) => t.textContent)).includes("build"),
     "the stack view shows the run waiting on its build activity");
   await page.screenshot({ path: path.join(shots, "workflow-stack.png") });
+  // Its log, followed on request while it runs (the wake step wrote a line).
+  await page.click("#follow-log");
+  await page.waitForFunction(() => document.querySelector("#run-log")?.textContent.includes("woke the builder"));
+  check(true, "a running run's log stream is followed from its page");
+  await page.reload();
+  await page.waitForSelector("#cancel:not([disabled])");
   await page.click("#cancel");
   await page.waitForFunction(() => [...document.querySelectorAll(".facts .status")]
     .some((s) => s.textContent === "canceled"), { timeout: TIMEOUT });

@@ -593,6 +593,7 @@ async function workflowPage(params) {
     onclick: () => loadStack(id, runId, stack) }, "Ask again");
   const streamName = params.get("stream") || "build";
   const log = h("pre", { class: "log", id: "run-log" });
+  const logHeading = h("h2", {}, "Log stream ", h("span", { class: "mono" }, streamName));
   show(h("h1", {}, "Workflow ", h("span", { class: "mono" }, id)),
     facts([["Run", h("span", { class: "mono" }, runId)], ["Type", (info.type || {}).name],
       ["Status", badge(status)], ["Task queue", info.taskQueue ? h("a", { href: "#/taskqueues?" +
@@ -616,27 +617,42 @@ async function workflowPage(params) {
         h("td", {}, e.eventId), h("td", { class: "mono" }, isoTime(e.eventTime)),
         h("td", {}, camel(e.eventType, "EVENT_TYPE_")),
         h("td", { class: "mono wrap" }, attributesText(e)))))),
-    h("h2", {}, "Log stream ", h("span", { class: "mono" }, streamName)), log);
+    logHeading, log);
   if (status === "running") loadStack(id, runId, stack);
-  const stop = followRunLog(id, runId, streamName, {
-    onText: (text) => {
-      const follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-      log.append(text);
-      if (follow) log.scrollTop = log.scrollHeight;
-    },
-    onEnd: () => {
-      log.dataset.ended = "1";
-      if (!log.textContent) log.textContent = "(nothing in stream " + streamName + ")";
-    },
-    onError: (error) => log.append("\n[log: " + error.message + "]\n"),
-  });
-  cleanup.push(stop);
-  // A running run is looked at again every two seconds; the page is redrawn when it changed.
+  // A closed run's log is read at once; a running run's is followed when asked (a followed log
+  // holds one of the few log streams the worker serves at once, for as long as the page is open).
+  let following = false;
+  function follow() {
+    following = true;
+    followButton.hidden = true;
+    cleanup.push(followRunLog(id, runId, streamName, {
+      onText: (text) => {
+        const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+        log.append(text);
+        if (atEnd) log.scrollTop = log.scrollHeight;
+      },
+      onEnd: () => {
+        log.dataset.ended = "1";
+        if (!log.textContent) log.textContent = "(nothing in stream " + streamName + ")";
+      },
+      onError: (error) => log.append("\n[log: " + error.message + "]\n"),
+    }));
+  }
+  const followButton = h("button", { type: "button", id: "follow-log", onclick: follow }, "Follow the log");
+  const changed = h("p", { class: "muted", hidden: true }, "The run has changed: ",
+    h("a", { href: "#", onclick: (event) => { event.preventDefault(); route(); } }, "show it"), ".");
+  logHeading.append(" ", followButton);
+  logHeading.after(changed);
+  if (status !== "running") follow();
+  // A running run is looked at again every two seconds; the page is redrawn when it changed
+  // (while its log is followed, it offers to).
   if (status === "running") {
     every(2000, async () => {
       const now = await get("workflow", { id, run_id: runId }).catch(() => null);
       const nowInfo = (now && now.workflowExecutionInfo) || {};
-      if (nowInfo.status !== info.status || nowInfo.historyLength !== info.historyLength) route();
+      if (nowInfo.status === info.status && nowInfo.historyLength === info.historyLength) return;
+      if (following) changed.hidden = false;
+      else route();
     });
   }
 }
