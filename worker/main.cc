@@ -534,8 +534,14 @@ int main(int argc, char** argv) {
   }
   // The web console shares the webhook listener (and its front); declared first, so it outlives
   // the server whose threads call it.
-  kiln::worker::console::Console console(
-      {.api = api->get(), .auth = &build_service_auth, .max_log_streams = kConsoleLogStreams});
+  // Its engine calls carry the caller's token, on the confirmations' tokenless channel (which
+  // the console starts connecting at once: set up from an HTTP thread, whose stack civetweb
+  // makes ~100 KB, gRPC overflowed it and kiln-worker crashed on the console's first call).
+  kiln::worker::console::Console console({.api = api->get(),
+                                          .engine = &confirm_connection,
+                                          .auth = &build_service_auth,
+                                          .machines = platform_options.machines,
+                                          .max_log_streams = kConsoleLogStreams});
   std::unique_ptr<kiln::worker::WebhookServer> webhooks;
   if (!http_listen.empty()) {
     auto address = kiln::ParseHostPort(http_listen, "--http");

@@ -136,6 +136,11 @@ try {
   const production = await page.$eval('tr[data-project="web"]', (tr) => tr.textContent);
   check(production.includes(building) && production.includes("succeeded"),
     "the project shows its production deployment");
+  const preview = await waitFile("preview");
+  const previewItem = await page.$eval('tr[data-project="web"] li[data-preview="feature-x"]',
+    (li) => li.textContent);
+  check(previewItem.includes(preview) && previewItem.includes("succeeded"),
+    `the project shows its preview of feature-x (${previewItem})`);
   await page.screenshot({ path: path.join(shots, "projects.png"), fullPage: true });
 
   // Workflows: the query box, kept in the URL.
@@ -150,6 +155,7 @@ try {
   await page.goto(url + "#/workflows?query=");
   await page.waitForSelector("table#workflows tbody tr");
   await page.screenshot({ path: path.join(shots, "workflows.png"), fullPage: true });
+  await page.screenshot({ path: path.join(shots, "workflows-top.png") });  // for docs/console.md
 
   // A run's history is what `kiln workflow show` prints: id, time and type, row for row.
   const cli = (await waitFile("cli-history")).split("\n").filter((l) => l.trim() !== "")
@@ -160,7 +166,67 @@ try {
     [...r.querySelectorAll("td")].slice(0, 3).map((td) => td.textContent).join(" ")));
   check(cli.length > 0 && JSON.stringify(table) === JSON.stringify(cli),
     `the history table matches kiln workflow show (${table.length} events)`);
+  // The same run: a timeline bar per activity the history scheduled, its input and result, and
+  // its log stream.
+  const scheduled = table.filter((row) => row.split(" ")[2] === "ActivityTaskScheduled").length;
+  await page.waitForSelector("#run-timeline .row");
+  const activityBars = await page.$$eval('#run-timeline .row[data-kind="activity"]', (rows) =>
+    rows.map((r) => ({ width: parseFloat(r.querySelector(".bar").style.width),
+      duration: r.querySelector(".duration").textContent })));
+  check(scheduled > 0 && activityBars.length === scheduled &&
+    activityBars.every((b) => b.width >= 0 && b.width <= 100 && /ms|s|min/.test(b.duration)),
+  `the run's timeline has a bar per activity (${activityBars.length} of ${scheduled})`);
+  check((await page.$eval("#input", (pre) => pre.textContent)).includes(building),
+    "the run's input is shown");
+  check((await page.$eval("#result", (pre) => pre.textContent)).includes(building),
+    "the run's result is shown");
+  await page.waitForFunction(() => document.querySelector("#run-log")?.dataset.ended === "1");
+  check((await page.$eval("#run-log", (pre) => pre.textContent)).includes("step 1/2: compiling"),
+    "the run's log stream is shown");
   await page.screenshot({ path: path.join(shots, "workflow.png"), fullPage: true });
+  await page.screenshot({ path: path.join(shots, "workflow-top.png") });  // for docs/console.md
+
+  // Redeploy, then roll back, from the deployment's page: each opens the new deployment.
+  await page.goto(url + "#/deployment/" + encodeURIComponent(building));
+  await page.waitForSelector("#redeploy");
+  await page.click("#redeploy");
+  await page.waitForFunction((old) => location.hash.startsWith("#/deployment/") &&
+    !location.hash.endsWith(encodeURIComponent(old)), {}, building);
+  const redeployed = decodeURIComponent((await page.evaluate(() => location.hash)).slice("#/deployment/".length));
+  await page.waitForSelector("#timeline");
+  signal("redeployed", redeployed);
+  await waitFile("redeploy-checked");
+  check(true, `redeploy from the page started ${redeployed}, which succeeded`);
+  await page.goto(url + "#/deployment/" + encodeURIComponent(building));
+  await page.waitForSelector("#rollback:not([disabled])");
+  await page.click("#rollback");
+  await page.waitForFunction((old, other) => location.hash.startsWith("#/deployment/") &&
+    !location.hash.endsWith(encodeURIComponent(old)) && !location.hash.endsWith(encodeURIComponent(other)),
+  {}, building, redeployed);
+  const rolledBack = decodeURIComponent((await page.evaluate(() => location.hash)).slice("#/deployment/".length));
+  signal("rolled-back", rolledBack);
+  await waitFile("rollback-checked");
+  check(true, `roll back from the page started ${rolledBack}, which redeployed the image`);
+
+  // Signal and terminate a running run from its page (the C++ side asks the engine).
+  const idle = await waitFile("signal-workflow");
+  await page.goto(url + "#/workflow?id=" + encodeURIComponent(idle));
+  await page.waitForSelector("#signal:not([disabled])");
+  await page.type("#signal-name", "poke");
+  await page.type("#signal-input", '{"n": 1}');
+  await page.click("#signal");
+  await page.waitForFunction(() => [...document.querySelectorAll("table#history tbody tr td:nth-child(3)")]
+    .some((td) => td.textContent === "WorkflowExecutionSignaled"));
+  check(true, "a signal sent from the page is in the run's history");
+  await page.screenshot({ path: path.join(shots, "workflow-running.png"), fullPage: true });
+  signal("signaled");
+  await page.waitForSelector("#terminate:not([disabled])");
+  await page.click("#terminate");
+  await page.waitForFunction(() => [...document.querySelectorAll(".facts .status")]
+    .some((s) => s.textContent === "terminated"), { timeout: TIMEOUT });
+  check(await page.$eval("#terminate", (b) => b.disabled), "terminate from the page ends the run");
+  signal("terminated");
+  await waitFile("terminate-checked");
 
   // Cancel from a deployment's page, after the confirmation.
   const toCancel = await waitFile("cancel-deployment");
@@ -176,11 +242,33 @@ try {
   const toCancelRun = await waitFile("cancel-workflow");
   await page.goto(url + "#/workflow?id=" + encodeURIComponent("deployment/" + toCancelRun));
   await page.waitForSelector("#cancel:not([disabled])");
+  // Where it waits: on its build activity (the builder holds the build).
+  await page.waitForSelector('#stack tr[data-await="activity"]');
+  check((await page.$eval("#stack", (t) => t.textContent)).includes("build"),
+    "the stack view shows the run waiting on its build activity");
+  await page.screenshot({ path: path.join(shots, "workflow-stack.png") });
+  // Its log, followed on request while it runs (the wake step wrote a line).
+  await page.click("#follow-log");
+  await page.waitForFunction(() => document.querySelector("#run-log")?.textContent.includes("woke the builder"));
+  check(true, "a running run's log stream is followed from its page");
+  await page.reload();
+  await page.waitForSelector("#cancel:not([disabled])");
   await page.click("#cancel");
   await page.waitForFunction(() => [...document.querySelectorAll(".facts .status")]
     .some((s) => s.textContent === "canceled"), { timeout: TIMEOUT });
   check(true, "cancel on a workflow's page cancels the run");
   signal("canceled-workflow");
+
+  // Task queues: the platform's queues with their pollers, each project's builder queue, and
+  // the builder machines.
+  await page.goto(url + "#/taskqueues");
+  await page.waitForSelector('tr[data-queue="kiln-platform"][data-kind="workflow"] td.pollers li');
+  check((await page.$eval('tr[data-queue="kiln-platform"][data-kind="workflow"] td.pollers',
+    (td) => td.textContent)).length > 0, "the task queues page shows the worker polling kiln-platform");
+  await page.waitForSelector('tr[data-queue="project/web"] td.backlog');
+  const machine = await page.$eval('tr[data-machine="web"] td.state', (td) => td.textContent);
+  check(machine === "awake" || machine === "asleep", `the builder machine of web is ${machine}`);
+  await page.screenshot({ path: path.join(shots, "taskqueues.png"), fullPage: true });
 
   // Each page's time to show its data, from the route change to the rows being there (10,000
   // workflows are in the index: the C++ side started them before this script).
@@ -198,6 +286,7 @@ try {
   await timePage("deployment", "#/deployment/" + encodeURIComponent(building), "#timeline .row");
   await timePage("workflows", "#/workflows", "table#workflows tbody tr");
   await timePage("workflow", "#/workflow?id=" + encodeURIComponent(workflowId), "table#history tbody tr");
+  await timePage("task queues", "#/taskqueues", 'tr[data-queue="project/web"] td.backlog');
   say(`page times: ${timings.join(", ")}`);
   fs.writeFileSync(path.join(shots, "page-times.txt"), timings.join("\n") + "\n");
 
@@ -222,8 +311,9 @@ try {
   check(await page.evaluate(() => sessionStorage.getItem("kiln.token") === null),
     "log out forgets the token");
   // The login page's 401 probe logs an error in the console; only page errors count from here.
+  // A run nobody serves has no worker to answer the stack query (the page says so): expected.
   const real = problems.filter((p) => !p.includes("401") &&
-    !p.startsWith("console: Failed to load resource"));
+    !p.startsWith("console: Failed to load resource") && !p.includes("/api/v1/workflow/stack"));
   check(real.length === 0, `no script errors or CSP refusals (${real.join("; ")})`);
 } catch (error) {
   failed = true;

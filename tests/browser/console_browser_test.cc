@@ -73,7 +73,7 @@ bool WaitForFile(const fs::path& file, testutil::Process& script) {
          fs::exists(file);
 }
 
-TEST_CASE("The web console in headless Chromium shows deployments live and cancels runs",
+TEST_CASE("The web console in headless Chromium shows deployments live and acts on runs",
           "[console][browser]") {
   const std::string node =
       FindExecutable({Env("KILN_NODE"), "/usr/bin/node", "/usr/local/bin/node"});
@@ -96,7 +96,8 @@ TEST_CASE("The web console in headless Chromium shows deployments live and cance
                 fs::path(KILN_BROWSER_BUILD_DIR) / "console_browser.mjs",
                 fs::copy_options::overwrite_existing);
 
-  ConsoleHarness h(absl::Seconds(3));
+  // As many log streams as kiln-worker allows: a page left and the next one's may overlap.
+  ConsoleHarness h(absl::Seconds(3), /*max_log_streams=*/4);
   testutil::TempDir control;
   const fs::path shots = fs::path(KILN_BROWSER_BUILD_DIR) / "screenshots";
   fs::create_directories(shots);
@@ -149,6 +150,10 @@ TEST_CASE("The web console in headless Chromium shows deployments live and cance
   h.p.agent.HoldBuilds(false);
   const pb::Deployment ended = h.p.WaitEnded(id);
   REQUIRE(ended.state() == pb::DEPLOYMENT_STATE_SUCCEEDED);
+  // A preview of another branch, for the projects page (the same tree: deployed without a build).
+  const std::string preview = h.p.Push("feature-x", fakes::Hex40("commit-1"));
+  REQUIRE(h.p.WaitEnded(preview).state() == pb::DEPLOYMENT_STATE_SUCCEEDED);
+  Write(fs::path(control.path()) / "preview", preview);
   std::vector<std::string> steps;
   for (const auto& step : ended.steps()) steps.push_back("\"" + step.name() + "\"");
   Write(fs::path(control.path()) / "steps", "[" + absl::StrJoin(steps, ",") + "]");
@@ -161,6 +166,50 @@ TEST_CASE("The web console in headless Chromium shows deployments live and cance
                             DeploymentWorkflowId(id)},
                            &shown) == 0);
   Write(fs::path(control.path()) / "cli-history", shown);
+
+  // Redeploy and roll back from the deployment's page: each a new deployment, checked here.
+  reached("redeployed");
+  const std::string redeployed = testutil::ReadFile(control.path() + "/redeployed");
+  const pb::Deployment again = h.p.WaitEnded(redeployed);
+  CHECK(again.state() == pb::DEPLOYMENT_STATE_SUCCEEDED);
+  CHECK(again.commit_sha() == ended.commit_sha());
+  CHECK(again.branch() == "main");
+  Write(fs::path(control.path()) / "redeploy-checked", "");
+  reached("rolled-back");
+  const pb::Deployment back = h.p.WaitEnded(testutil::ReadFile(control.path() + "/rolled-back"));
+  CHECK(back.state() == pb::DEPLOYMENT_STATE_SUCCEEDED);
+  CHECK(back.rollback_of() == id);
+  CHECK(back.image_digest() == ended.image_digest());
+  Write(fs::path(control.path()) / "rollback-checked", "");
+
+  // Signal and terminate from a workflow's page: one of the idle runs, checked with the engine.
+  auto& engine = h.p.orchestrator.connection().workflow_service();
+  Write(fs::path(control.path()) / "signal-workflow", "many-0");
+  reached("signaled");
+  auto history = testutil::GetHistory(engine, "many-0", "");
+  REQUIRE(history.ok());
+  int signals = 0;
+  for (const api::HistoryEvent& event : history->events()) {
+    if (event.event_type() != api::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) continue;
+    const auto& a = event.workflow_execution_signaled_event_attributes();
+    CHECK(a.signal_name() == "poke");
+    CHECK(a.identity() == "kiln-worker web console");
+    REQUIRE(a.input().payloads_size() == 1);
+    CHECK(a.input().payloads(0).data() == "{\"n\": 1}");
+    ++signals;
+  }
+  CHECK(signals == 1);
+  reached("terminated");
+  {
+    api::DescribeWorkflowExecutionRequest describe;
+    describe.mutable_execution()->set_workflow_id("many-0");
+    api::DescribeWorkflowExecutionResponse described;
+    grpc::ClientContext context;
+    REQUIRE(engine.DescribeWorkflowExecution(&context, describe, &described).ok());
+    CHECK(described.workflow_execution_info().status() ==
+          api::WORKFLOW_EXECUTION_STATUS_TERMINATED);
+  }
+  Write(fs::path(control.path()) / "terminate-checked", "");
 
   // Two more held builds, for the page to cancel: one from its deployment page, one from its
   // workflow page.
@@ -188,8 +237,9 @@ TEST_CASE("The web console in headless Chromium shows deployments live and cance
   CHECK(*code == 0);
   WARN("page times with 10,000 workflows in the index:\n"
        << testutil::ReadFile((shots / "page-times.txt").string()));
-  for (const char* shot : {"login.png", "deployments.png", "deployment.png", "projects.png",
-                           "workflows.png", "workflow.png"}) {
+  for (const char* shot :
+       {"login.png", "deployments.png", "deployment.png", "projects.png", "workflows.png",
+        "workflow.png", "workflow-running.png", "taskqueues.png"}) {
     INFO(shot);
     CHECK(fs::file_size(shots / shot) > 1000);
   }

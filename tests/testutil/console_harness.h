@@ -40,13 +40,18 @@ inline std::string MintToken(const auth::TokenKey& key, auth::Scope scope) {
 }
 
 struct ConsoleHarness {
-  explicit ConsoleHarness(absl::Duration log_stream_slice = absl::Seconds(5))
+  explicit ConsoleHarness(absl::Duration log_stream_slice = absl::Seconds(5),
+                          int max_log_streams = 2)
       // The orchestrator's key, which kiln-worker holds too (--auth-key-file).
       : key(*auth::TokenKey::Load(p.orchestrator.key_file())),
         auth(key),
+        // As kiln-worker: engine calls carry the caller's token on a channel without one.
+        engine_as_caller(p.orchestrator.address()),
         console({.api = p.api.get(),
+                 .engine = &engine_as_caller,
                  .auth = &auth,
-                 .max_log_streams = 2,
+                 .machines = {{"process", &p.machines}},
+                 .max_log_streams = max_log_streams,
                  .log_stream_slice = log_stream_slice}) {
     WebhookServerOptions options;
     options.threads = 6;
@@ -117,6 +122,7 @@ struct ConsoleHarness {
   fakes::InProcessPlatform p;
   auth::TokenKey key;
   BuildServiceAuth auth;
+  sdk::Connection engine_as_caller;
   Console console;
   std::unique_ptr<WebhookServer> server;
   std::string admin;

@@ -97,6 +97,15 @@ HttpResponse ErrorResponse(const absl::Status& status) {
                    std::string(status.message()));
 }
 
+absl::Status ParseBody(const HttpRequest& request, google::protobuf::Message* message) {
+  if (request.body.empty()) return absl::OkStatus();
+  auto parsed = google::protobuf::util::JsonStringToMessage(request.body, message);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("body: ", parsed.message().ToString()));
+  }
+  return absl::OkStatus();
+}
+
 std::string ToJsonLine(const google::protobuf::Message& message) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
@@ -133,6 +142,21 @@ void AddSecurityHeaders(HttpResponse& response) {
   response.headers.push_back({"X-Content-Type-Options", "nosniff"});
   response.headers.push_back({"Referrer-Policy", "no-referrer"});
   response.headers.push_back({"X-Frame-Options", "DENY"});
+}
+
+Console::Console(ConsoleOptions options) : options_(std::move(options)) {
+  (void)EngineConnection().channel()->GetState(/*try_to_connect=*/true);
+}
+
+std::unique_ptr<grpc::ClientContext> Console::EngineContext(const HttpRequest& request,
+                                                            absl::Duration timeout) const {
+  auto context = internal::CallContext(timeout);
+  // Admitted already (the router checked it); the orchestrator checks it again.
+  const std::string* authorization = request.Header("Authorization");
+  if (engine_as_caller() && authorization != nullptr) {
+    context->AddMetadata("authorization", *authorization);
+  }
+  return context;
 }
 
 void Console::Mount(HttpServer& http) {

@@ -16,13 +16,7 @@
 #include "worker/console/console_internal.h"
 
 namespace kiln::worker::console {
-namespace {
-
-using internal::ErrorResponse;
-using internal::JsonResponse;
-using internal::QueryParam;
-
-constexpr std::string_view kApiPrefix = "/api/v1/";
+namespace internal {
 
 HttpResponse MethodNotAllowed(std::string_view allow) {
   HttpResponse response = JsonError(405, absl::StrCat("use ", std::string(allow)));
@@ -30,10 +24,7 @@ HttpResponse MethodNotAllowed(std::string_view allow) {
   return response;
 }
 
-// page_size from the query: the default when absent, capped; kInvalidArgument when not a
-// number.
-absl::StatusOr<int32_t> PageSize(const HttpRequest& request,
-                                 int32_t default_size = kDefaultConsolePageSize) {
+absl::StatusOr<int32_t> PageSize(const HttpRequest& request, int32_t default_size) {
   std::optional<std::string> text = QueryParam(request.query, "page_size");
   if (!text || text->empty()) return default_size;
   int32_t size = 0;
@@ -43,7 +34,6 @@ absl::StatusOr<int32_t> PageSize(const HttpRequest& request,
   return std::min(size, kMaxConsolePageSize);
 }
 
-// page_token from the query, as protobuf's JSON mapping printed it (base64).
 absl::StatusOr<std::string> PageToken(const HttpRequest& request) {
   std::optional<std::string> text = QueryParam(request.query, "page_token");
   if (!text || text->empty()) return std::string();
@@ -59,6 +49,29 @@ std::unique_ptr<grpc::ClientContext> CallContext(absl::Duration timeout) {
   context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
   return context;
 }
+
+absl::StatusOr<api::WorkflowExecution> Execution(const HttpRequest& request) {
+  api::WorkflowExecution execution;
+  execution.set_workflow_id(QueryParam(request.query, "id").value_or(""));
+  execution.set_run_id(QueryParam(request.query, "run_id").value_or(""));
+  if (execution.workflow_id().empty()) return absl::InvalidArgumentError("id is required");
+  return execution;
+}
+
+}  // namespace internal
+
+namespace {
+
+using internal::CallContext;
+using internal::ErrorResponse;
+using internal::Execution;
+using internal::JsonResponse;
+using internal::MethodNotAllowed;
+using internal::PageSize;
+using internal::PageToken;
+using internal::QueryParam;
+
+constexpr std::string_view kApiPrefix = "/api/v1/";
 
 }  // namespace
 
@@ -105,6 +118,12 @@ HttpResponse Console::Route(const HttpRequest& request) {
   if (parts.size() == 3 && parts[0] == "deployments" && parts[2] == "cancel") {
     return serve("POST", [&] { return CancelDeployment(parts[1], request); });
   }
+  if (parts.size() == 3 && parts[0] == "deployments" && parts[2] == "redeploy") {
+    return serve("POST", [&] { return RedeployDeployment(parts[1], request); });
+  }
+  if (parts.size() == 3 && parts[0] == "deployments" && parts[2] == "rollback") {
+    return serve("POST", [&] { return RollbackToDeployment(parts[1], request); });
+  }
   if (parts.size() == 1 && parts[0] == "workflows") {
     return serve("GET", [&] { return ListWorkflows(request); });
   }
@@ -116,6 +135,27 @@ HttpResponse Console::Route(const HttpRequest& request) {
   }
   if (parts.size() == 2 && parts[0] == "workflow" && parts[1] == "cancel") {
     return serve("POST", [&] { return CancelWorkflow(request); });
+  }
+  if (parts.size() == 2 && parts[0] == "workflow" && parts[1] == "signal") {
+    return serve("POST", [&] { return SignalWorkflow(request); });
+  }
+  if (parts.size() == 2 && parts[0] == "workflow" && parts[1] == "terminate") {
+    return serve("POST", [&] { return TerminateWorkflow(request); });
+  }
+  if (parts.size() == 2 && parts[0] == "workflow" && parts[1] == "reset") {
+    return serve("POST", [&] { return ResetWorkflow(request); });
+  }
+  if (parts.size() == 2 && parts[0] == "workflow" && parts[1] == "stack") {
+    return serve("GET", [&] { return WorkflowStack(request); });
+  }
+  if (parts.size() == 2 && parts[0] == "workflow" && parts[1] == "log") {
+    return serve("GET", [&] { return FollowWorkflowLog(request); });
+  }
+  if (parts.size() == 1 && parts[0] == "taskqueue") {
+    return serve("GET", [&] { return DescribeTaskQueue(request); });
+  }
+  if (parts.size() == 1 && parts[0] == "machines") {
+    return serve("GET", [&] { return ListMachines(request); });
   }
   return JsonError(404, absl::StrCat("no such API path: ", request.path));
 }
@@ -187,9 +227,8 @@ HttpResponse Console::GetDeployment(const std::string& id) {
 
 HttpResponse Console::CancelDeployment(const std::string& id, const HttpRequest& request) {
   pb::CancelDeploymentRpcRequest cancel;
-  if (!request.body.empty()) {
-    auto parsed = google::protobuf::util::JsonStringToMessage(request.body, &cancel);
-    if (!parsed.ok()) return JsonError(400, absl::StrCat("body: ", parsed.message().ToString()));
+  if (absl::Status parsed = internal::ParseBody(request, &cancel); !parsed.ok()) {
+    return ErrorResponse(parsed);
   }
   std::string reason = cancel.reason().empty() ? "canceled from the web console" : cancel.reason();
   if (absl::Status canceled = options_.api->CancelDeployment(id, reason); !canceled.ok()) {
@@ -211,8 +250,8 @@ HttpResponse Console::ListWorkflows(const HttpRequest& request) {
   for (int call = 0; call < kMaxConsoleListCalls; ++call) {
     list.set_page_size(*size - page.executions_size());
     api::ListWorkflowExecutionsResponse got;
-    grpc::Status status = options_.api->connection().workflow_service().ListWorkflowExecutions(
-        CallContext(options_.rpc_timeout).get(), list, &got);
+    grpc::Status status = Engine().ListWorkflowExecutions(
+        EngineContext(request, options_.rpc_timeout).get(), list, &got);
     if (!status.ok()) return ErrorResponse(status);
     for (api::WorkflowExecutionInfo& info : *got.mutable_executions()) {
       *page.add_executions() = std::move(info);
@@ -224,19 +263,6 @@ HttpResponse Console::ListWorkflows(const HttpRequest& request) {
   return JsonResponse(page);
 }
 
-namespace {
-
-// The run named by ?id= and ?run_id= (empty run: the current one); kInvalidArgument without id.
-absl::StatusOr<api::WorkflowExecution> Execution(const HttpRequest& request) {
-  api::WorkflowExecution execution;
-  execution.set_workflow_id(QueryParam(request.query, "id").value_or(""));
-  execution.set_run_id(QueryParam(request.query, "run_id").value_or(""));
-  if (execution.workflow_id().empty()) return absl::InvalidArgumentError("id is required");
-  return execution;
-}
-
-}  // namespace
-
 HttpResponse Console::DescribeWorkflow(const HttpRequest& request) {
   absl::StatusOr<api::WorkflowExecution> execution = Execution(request);
   if (!execution.ok()) return ErrorResponse(execution.status());
@@ -244,8 +270,8 @@ HttpResponse Console::DescribeWorkflow(const HttpRequest& request) {
   describe.set_namespace_(options_.api->ns());
   *describe.mutable_execution() = *execution;
   api::DescribeWorkflowExecutionResponse response;
-  grpc::Status status = options_.api->connection().workflow_service().DescribeWorkflowExecution(
-      CallContext(options_.rpc_timeout).get(), describe, &response);
+  grpc::Status status = Engine().DescribeWorkflowExecution(
+      EngineContext(request, options_.rpc_timeout).get(), describe, &response);
   if (!status.ok()) return ErrorResponse(status);
   return JsonResponse(response);
 }
@@ -264,8 +290,8 @@ HttpResponse Console::WorkflowHistory(const HttpRequest& request) {
   history.set_maximum_page_size(*size);
   history.set_next_page_token(*token);
   api::GetWorkflowExecutionHistoryResponse response;
-  grpc::Status status = options_.api->connection().workflow_service().GetWorkflowExecutionHistory(
-      CallContext(options_.rpc_timeout).get(), history, &response);
+  grpc::Status status = Engine().GetWorkflowExecutionHistory(
+      EngineContext(request, options_.rpc_timeout).get(), history, &response);
   if (!status.ok()) return ErrorResponse(status);
   return JsonResponse(response);
 }
@@ -274,18 +300,16 @@ HttpResponse Console::CancelWorkflow(const HttpRequest& request) {
   absl::StatusOr<api::WorkflowExecution> execution = Execution(request);
   if (!execution.ok()) return ErrorResponse(execution.status());
   api::RequestCancelWorkflowExecutionRequest cancel;
-  if (!request.body.empty()) {
-    auto parsed = google::protobuf::util::JsonStringToMessage(request.body, &cancel);
-    if (!parsed.ok()) return JsonError(400, absl::StrCat("body: ", parsed.message().ToString()));
+  if (absl::Status parsed = internal::ParseBody(request, &cancel); !parsed.ok()) {
+    return ErrorResponse(parsed);
   }
   cancel.set_namespace_(options_.api->ns());
   *cancel.mutable_workflow_execution() = *execution;
   cancel.set_identity("kiln-worker web console");
   if (cancel.reason().empty()) cancel.set_reason("canceled from the web console");
   api::RequestCancelWorkflowExecutionResponse response;
-  grpc::Status status =
-      options_.api->connection().workflow_service().RequestCancelWorkflowExecution(
-          CallContext(options_.rpc_timeout).get(), cancel, &response);
+  grpc::Status status = Engine().RequestCancelWorkflowExecution(
+      EngineContext(request, options_.rpc_timeout).get(), cancel, &response);
   if (!status.ok()) return ErrorResponse(status);
   return JsonResponse(response);
 }

@@ -60,7 +60,19 @@ function decodeBase64(text) {
 
 // Follows a deployment's build log: onText(text) for each piece, onEnd(deployment) once the
 // run has closed and its whole log is out. Returns a function that stops following.
-export function followLog(deploymentId, { onText, onEnd, onError }) {
+export function followLog(deploymentId, handlers) {
+  return followStream("deployments/" + encodeURIComponent(deploymentId) + "/log", {}, handlers);
+}
+
+// Follows a run's log stream (`stream`, "build" by default): as followLog, onEnd(described) with
+// the run's DescribeWorkflowExecutionResponse.
+export function followRunLog(id, runId, stream, handlers) {
+  return followStream("workflow/log", { id, run_id: runId, stream }, handlers);
+}
+
+// The server-sent events of `path`: `log` events (a LogChunk or ReadLogResponse: offset, base64
+// data) and one `end` event; reconnects from the last event id while not stopped.
+function followStream(path, params, { onText, onEnd, onError }) {
   let stopped = false;
   let lastEventId = "0";
   let controller = null;
@@ -79,7 +91,7 @@ export function followLog(deploymentId, { onText, onEnd, onError }) {
 
   async function once() {
     controller = new AbortController();
-    const response = await fetch(url("deployments/" + encodeURIComponent(deploymentId) + "/log"), {
+    const response = await fetch(url(path, params), {
       headers: { Authorization: "Bearer " + token(), "Last-Event-ID": lastEventId },
       signal: controller.signal,
     });
