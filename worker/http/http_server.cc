@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/json_scalar.h"
+#include "common/large_stack.h"
 #include "common/logging.h"
 
 namespace kiln::worker {
@@ -201,16 +202,22 @@ std::shared_ptr<const HttpHandler> HttpServer::Route(const std::string& path) co
 }
 
 int HttpServer::Dispatch(mg_connection* conn, void* self) {
-  // Nothing may unwind through civetweb's C frames.
-  try {
-    return static_cast<HttpServer*>(self)->Serve(conn);
-  } catch (const std::exception& e) {
-    LogError("http.handler_exception", {{"what", e.what()}});
-  } catch (...) {
-    LogError("http.handler_exception", {{"what", "unknown"}});
-  }
-  Send(conn, JsonError(500, "internal error"));
-  return 500;
+  // civetweb's threads have small stacks (large_stack.h): handlers run on a large one. Nothing
+  // may unwind through civetweb's C frames nor across the stack switch.
+  int status = 500;
+  RunOnLargeStack([&] {
+    try {
+      status = static_cast<HttpServer*>(self)->Serve(conn);
+      return;
+    } catch (const std::exception& e) {
+      LogError("http.handler_exception", {{"what", e.what()}});
+    } catch (...) {
+      LogError("http.handler_exception", {{"what", "unknown"}});
+    }
+    Send(conn, JsonError(500, "internal error"));
+    status = 500;
+  });
+  return status;
 }
 
 int HttpServer::Serve(mg_connection* conn) {

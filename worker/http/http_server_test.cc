@@ -1,6 +1,7 @@
 #include "worker/http/http_server.h"
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <stdexcept>
 
 #include "absl/time/clock.h"
@@ -13,6 +14,16 @@ using testutil::HttpCall;
 using testutil::HttpCallOptions;
 
 constexpr int64_t kLimit = 64 * 1024;
+
+// Touches `bytes` of stack; the compiler may not shrink the array away.
+[[gnu::noinline]] int UseStack(size_t bytes) {
+  constexpr size_t kChunk = 64 << 10;
+  volatile char chunk[kChunk];
+  std::memset(const_cast<char*>(chunk), 1, kChunk);
+  int sum = chunk[kChunk - 1];
+  if (bytes > kChunk) sum += UseStack(bytes - kChunk);
+  return sum;
+}
 
 std::unique_ptr<HttpServer> StartServer() {
   HttpServerOptions options;
@@ -52,6 +63,12 @@ std::unique_ptr<HttpServer> StartServer() {
     };
     return response;
   });
+  // Uses 1 MB of stack: far past what civetweb gives its threads.
+  (*server)->Handle("/deep", [](const HttpRequest&) {
+    HttpResponse response;
+    response.body = std::to_string(UseStack(1 << 20));
+    return response;
+  });
   (*server)->Handle("/throws", [](const HttpRequest&) -> HttpResponse {
     throw std::runtime_error("handler bug");
   });
@@ -70,9 +87,9 @@ TEST_CASE("HttpServer routes requests to handlers and answers 404 elsewhere") {
   CHECK(echo->Header("X-Seen") == "yes");
   CHECK(echo->Header("Content-Type") == "text/plain");
 
-  auto deep = HttpCall(server->port(), "GET", "/static/deeper/a.js");
-  REQUIRE(deep.ok());
-  CHECK(deep->body == "deeper:/static/deeper/a.js");
+  auto deeper = HttpCall(server->port(), "GET", "/static/deeper/a.js");
+  REQUIRE(deeper.ok());
+  CHECK(deeper->body == "deeper:/static/deeper/a.js");
   auto shallow = HttpCall(server->port(), "GET", "/static/index.html");
   REQUIRE(shallow.ok());
   CHECK(shallow->body == "static:/static/index.html");
@@ -81,6 +98,13 @@ TEST_CASE("HttpServer routes requests to handlers and answers 404 elsewhere") {
   REQUIRE(missing.ok());
   CHECK(missing->status == 404);
   CHECK(missing->body == R"({"error":"no such path: /echo/more"})");
+
+  // A handler runs on a large stack, not on civetweb's small one (a gRPC channel's setup
+  // overflowed that and crashed kiln-worker).
+  auto deep_stack = HttpCall(server->port(), "GET", "/deep");
+  REQUIRE(deep_stack.ok());
+  CHECK(deep_stack->status == 200);
+  CHECK(deep_stack->body == "16");
 
   auto thrown = HttpCall(server->port(), "GET", "/throws");
   REQUIRE(thrown.ok());
