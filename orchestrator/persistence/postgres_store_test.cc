@@ -33,6 +33,7 @@ using testutil::PostgresCluster;
 std::unique_ptr<PostgresCluster> StartClusterOrSkip() {
   absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster = PostgresCluster::Start();
   if (absl::IsFailedPrecondition(cluster.status())) {
+    if (testutil::PostgresRequired()) FAIL("PostgreSQL required: " << cluster.status().message());
     WARN("skipped: PostgreSQL cannot start here: " << cluster.status().message());
     return nullptr;
   }

@@ -24,9 +24,7 @@ using testutil::PostgresCluster;
 std::unique_ptr<PostgresCluster> StartClusterOrSkip() {
   auto cluster = PostgresCluster::Start();
   if (absl::IsFailedPrecondition(cluster.status())) {
-    if (std::getenv("KILN_REQUIRE_POSTGRES") != nullptr) {
-      FAIL("PostgreSQL required: " << cluster.status().message());
-    }
+    if (testutil::PostgresRequired()) FAIL("PostgreSQL required: " << cluster.status().message());
     WARN("SKIPPED: PostgreSQL cannot start here: " << cluster.status().message());
     return nullptr;
   }

@@ -151,14 +151,18 @@ pid_t TestClusterPostmaster() {
   return TestCluster() == nullptr ? 0 : TestCluster()->postmaster_pid();
 }
 
+bool PostgresRequired() {
+  const char* require = std::getenv("KILN_REQUIRE_POSTGRES");
+  return require != nullptr && std::string(require) == "1";
+}
+
 std::string TestDatabaseOrSkip() {
   std::unique_ptr<PostgresCluster>& cluster = TestCluster();
   static int databases = 0;
   if (cluster == nullptr) {
     absl::StatusOr<std::unique_ptr<PostgresCluster>> started = PostgresCluster::Start();
     if (absl::IsFailedPrecondition(started.status())) {
-      const char* require = std::getenv("KILN_REQUIRE_POSTGRES");
-      if (require != nullptr && std::string(require) == "1") {
+      if (PostgresRequired()) {
         std::cerr << "KILN_REQUIRE_POSTGRES=1 and " << started.status().message() << std::endl;
         std::abort();
       }

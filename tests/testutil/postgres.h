@@ -59,6 +59,8 @@ class PostgresCluster {
 // The suites that run a second time on PostgreSQL (the ctest label `postgres`) do so with
 // KILN_TEST_STORE=postgres in their environment.
 bool TestStoreIsPostgres();
+// KILN_REQUIRE_POSTGRES=1: a host that must run the PostgreSQL tests (a skip is a failure).
+bool PostgresRequired();
 // The exit code of a test process skipped for want of PostgreSQL (ctest's SKIP_RETURN_CODE).
 inline constexpr int kSkipExitCode = 77;
 // A new, empty database on the test process's cluster (started by the first call, stopped at
