@@ -151,6 +151,20 @@ function(kiln_test name)
   _kiln_record(${name} SOURCES ${ARG_SOURCES} HEADERS ${ARG_HEADERS} DEPS ${ARG_DEPS})
 endfunction()
 
+# Runs `target`'s test cases a second time with the orchestrators it starts, or its
+# EngineHarness, on PostgreSQL (KILN_TEST_STORE=postgres: tests/testutil/postgres.h), as
+# "postgres: <name>" under the label `postgres` (in make test). A host without PostgreSQL reports them skipped (exit 77);
+# KILN_REQUIRE_POSTGRES=1 makes that a failure. The extra `--order decl` (Catch's default) only
+# gives this discovery its own file: Catch.cmake names it by the arguments, not the prefix.
+function(kiln_test_on_postgres target)
+  catch_discover_tests(${target}
+    TEST_PREFIX "postgres: "
+    EXTRA_ARGS --order decl
+    TEST_LIST ${target}_POSTGRES_TESTS
+    PROPERTIES LABELS postgres ENVIRONMENT KILN_TEST_STORE=postgres SKIP_RETURN_CODE 77
+               TIMEOUT 300)
+endfunction()
+
 # Writes `content` to `path` only when it differs, so that a reconfigure reruns no check whose
 # declarations did not change (file(CONFIGURE) would also expand ${…} and @…@ in it).
 function(_kiln_write_if_changed path content)

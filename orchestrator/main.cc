@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "common/open_files.h"
 #include "common/signals.h"
+#include "orchestrator/persistence/postgres_store.h"
 #include "orchestrator/server/server.h"
 #include "orchestrator/server/token_command.h"
 
@@ -32,6 +33,26 @@ std::string Allocator() {
 #else
   return "glibc";
 #endif
+}
+// `kiln-orchestrator migrate --store postgres://…`: 0 when the schema is this version's (created
+// or already there), 1 when it cannot be (unreachable, newer), 2 without a PostgreSQL --store.
+int Migrate(const std::string& store) {
+  if (store.empty()) {
+    std::cerr << "migrate: --store postgres://… is required (RocksDB needs no migration)\n";
+    return 2;
+  }
+  absl::StatusOr<int> found = kiln::orchestrator::PostgresStore::Migrate(store);
+  if (!found.ok()) {
+    std::cerr << "migrate: " << found.status().message() << "\n";
+    return 1;
+  }
+  const int version = kiln::orchestrator::PostgresStore::kSchemaVersion;
+  if (*found == 0) {
+    std::cout << "created the kiln schema, version " << version << "\n";
+  } else {
+    std::cout << "the kiln schema is at version " << version << " already\n";
+  }
+  return 0;
 }
 }  // namespace
 
@@ -143,8 +164,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();
   kiln::orchestrator::TokenCommand token_command(app);
+  CLI::App* migrate = app.add_subcommand(
+      "migrate",
+      "Create the schema of the PostgreSQL store named by --store, or upgrade it to this "
+      "version's, and exit (the server also creates it on start, and refuses a newer one)");
+  migrate->fallthrough();
   if (int code = kiln::ParseFlags(app, argc, argv); code >= 0) return code;
   if (token_command.parsed()) return token_command.Run(options, std::cout, std::cerr);
+  if (migrate->parsed()) return Migrate(options.store);
   options.retention = absl::Seconds(retention_h * 3600);
   options.exclusive_lease = absl::Seconds(exclusive_lease_s);
   options.min_free_disk_bytes = min_free_disk_mb << 20;

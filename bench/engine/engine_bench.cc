@@ -1,4 +1,5 @@
-// The engine benchmark: a real kiln-orchestrator (RocksDB, WAL synced on every transition) and
+// The engine benchmark: a real kiln-orchestrator (RocksDB, WAL synced on every transition; or
+// PostgreSQL with --stores) and
 // closed-loop callers over gRPC on 127.0.0.1, in one of two shapes:
 //   single     the callers, a workflow worker and an activity worker in this process, where
 //              every fast path (eager start, eager activities, tasks run ahead) keeps a run in
@@ -10,7 +11,7 @@
 // See docs/benchmarks.md.
 //
 //   kiln-engine-bench [--duration 20] [--sequential 500] [--scale 100000] [--only rpc,a,b,scale]
-//                     [--topology single|decoupled|both] [--rounds 1]
+//                     [--topology single|decoupled|both] [--rounds 1] [--stores rocksdb,postgres]
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -38,6 +39,7 @@
 #include "sdk/workflow_worker.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
+#include "tests/testutil/postgres.h"
 
 namespace kiln::bench {
 namespace {
@@ -109,6 +111,7 @@ struct Processes {
   pid_t callers = 0;          // this process; in the single shape it holds both workers too
   pid_t workflow_worker = 0;  // decoupled only
   pid_t activity_worker = 0;  // decoupled only
+  pid_t database = 0;         // the PostgreSQL server's postmaster (--stores postgres)
   int metrics_port = 0;
 };
 
@@ -117,6 +120,7 @@ struct Processes {
 struct Sample {
   double orchestrator_cpu_s = 0, callers_cpu_s = 0, workflow_worker_cpu_s = 0,
          activity_worker_cpu_s = 0;
+  double database_cpu_s = 0;  // not in total_cpu_s: shown beside it
   Switches orchestrator_switches;
   std::map<std::string, double> rpcs;         // kiln_rpc_requests_total by method
   std::map<std::string, double> rpc_seconds;  // kiln_rpc_latency_seconds_sum by method
@@ -133,6 +137,7 @@ Sample TakeSample(const Processes& processes) {
   sample.callers_cpu_s = ReadProc(processes.callers).cpu_seconds;
   sample.workflow_worker_cpu_s = ReadProc(processes.workflow_worker).cpu_seconds;
   sample.activity_worker_cpu_s = ReadProc(processes.activity_worker).cpu_seconds;
+  sample.database_cpu_s = ReadTreeCpu(processes.database);
   sample.orchestrator_switches = ReadSwitches(processes.orchestrator);
   if (processes.metrics_port != 0) {
     auto text = testutil::HttpGet("127.0.0.1", processes.metrics_port, "/metrics");
@@ -152,6 +157,7 @@ Sample Minus(const Sample& after, const Sample& before) {
   delta.callers_cpu_s = after.callers_cpu_s - before.callers_cpu_s;
   delta.workflow_worker_cpu_s = after.workflow_worker_cpu_s - before.workflow_worker_cpu_s;
   delta.activity_worker_cpu_s = after.activity_worker_cpu_s - before.activity_worker_cpu_s;
+  delta.database_cpu_s = after.database_cpu_s - before.database_cpu_s;
   delta.orchestrator_switches.voluntary =
       after.orchestrator_switches.voluntary - before.orchestrator_switches.voluntary;
   delta.orchestrator_switches.involuntary =
@@ -308,6 +314,12 @@ void Throughput(sdk::Connection& connection, const Processes& processes, const s
                             r.us_each(u.total_cpu_s()), r.us_each(u.orchestrator_cpu_s),
                             r.us_each(u.callers_cpu_s), r.us_each(u.workflow_worker_cpu_s),
                             r.us_each(u.activity_worker_cpu_s)));
+  if (processes.database != 0) {
+    Add(type, absl::StrCat("PostgreSQL CPU, ", run),
+        absl::StrFormat("%.0f%% of one core, %.0f us per workflow",
+                        100 * u.database_cpu_s / absl::ToDoubleSeconds(r.elapsed),
+                        r.us_each(u.database_cpu_s)));
+  }
   double rpc_count = 0;
   for (const auto& [method, count] : u.rpcs) rpc_count += count;
   Add(type, absl::StrCat("orchestrator RPCs per workflow, ", run),
@@ -415,10 +427,12 @@ absl::Status RunRound(Shape shape, const Settings& settings, bool with_rpc, bool
   testutil::OrchestratorProcess orchestrator(dir.path() + "/data", settings.orchestrator_args);
   if (absl::Status s = orchestrator.Start(); !s.ok()) return s;
   sdk::Connection connection(orchestrator.address(), {.token = orchestrator.admin_token()});
-  Processes processes{.shape = shape,
-                      .orchestrator = orchestrator.pid(),
-                      .callers = getpid(),
-                      .metrics_port = orchestrator.metrics_port()};
+  Processes processes{
+      .shape = shape,
+      .orchestrator = orchestrator.pid(),
+      .callers = getpid(),
+      .database = orchestrator.store().empty() ? 0 : testutil::TestClusterPostmaster(),
+      .metrics_port = orchestrator.metrics_port()};
 
   std::vector<std::string> types = {"a", "b", "scale"};
   std::unique_ptr<sdk::ActivityWorker> activities;
@@ -542,6 +556,14 @@ int main(int argc, char** argv) {
                  "Start workflows eagerly: their first task runs on the caller's thread (single "
                  "shape)")
       ->capture_default_str();
+  std::vector<std::string> stores = {"rocksdb"};
+  app.add_option("--stores", stores,
+                 "The orchestrator's store, alternated in each round: rocksdb (in its data "
+                 "directory), postgres (a database on a PostgreSQL 15 cluster this benchmark "
+                 "starts in a temp dir, fsync on)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"rocksdb", "postgres"}))
+      ->capture_default_str();
   app.add_option("--orchestrator-arg", settings.orchestrator_args,
                  "Extra kiln-orchestrator flag, e.g. --start-at-schedule=false (repeatable)");
   // The hidden roles the decoupled shape starts this binary in.
@@ -558,10 +580,19 @@ int main(int argc, char** argv) {
     return bench::RunRole(role);
   }
 
+  // Each round: the shapes, each on every store in turn (alternating, so that a shared
+  // machine's load changes weigh on both).
   std::vector<Shape> shapes;
+  std::vector<std::string> shape_stores;
   for (int round = 0; round < rounds; ++round) {
-    if (topology != "decoupled") shapes.push_back(Shape::kSingle);
-    if (topology != "single") shapes.push_back(Shape::kDecoupled);
+    for (Shape shape : {Shape::kSingle, Shape::kDecoupled}) {
+      if (shape == Shape::kSingle && topology == "decoupled") continue;
+      if (shape == Shape::kDecoupled && topology == "single") continue;
+      for (const std::string& store : stores) {
+        shapes.push_back(shape);
+        shape_stores.push_back(store);
+      }
+    }
   }
   size_t last_single = shapes.size();
   for (size_t i = 0; i < shapes.size(); ++i) {
@@ -572,7 +603,16 @@ int main(int argc, char** argv) {
   }
   for (size_t i = 0; i < shapes.size(); ++i) {
     std::string column = bench::NameOf(shapes[i]);
+    if (stores.size() > 1 || shape_stores[i] != "rocksdb") {
+      absl::StrAppend(&column, " ", shape_stores[i]);
+    }
     if (rounds > 1) absl::StrAppend(&column, " #", i / (shapes.size() / rounds) + 1);
+    // tests/testutil/orchestrator.h: the orchestrator's store follows KILN_TEST_STORE.
+    if (shape_stores[i] == "postgres") {
+      ::setenv("KILN_TEST_STORE", "postgres", 1);
+    } else {
+      ::unsetenv("KILN_TEST_STORE");
+    }
     std::cerr << "== " << column << "\n";
     bench::results.StartColumn(column);
     bench::rpcs.StartColumn(column);
@@ -589,7 +629,9 @@ int main(int argc, char** argv) {
   const int slots = bench::ActivitySlots(settings.pollers);
   std::cout << "\nkiln engine benchmark\n\n"
             << "Method: kiln-orchestrator as its own process (RocksDB, WAL fsync on every\n"
-            << "transition), a fresh one on a fresh data directory for each round; a workflow\n"
+            << "transition; postgres: a fresh database on a PostgreSQL 15 cluster of this\n"
+            << "benchmark's, fsync on, the columns alternated), a fresh one on a fresh data\n"
+            << "directory for each round; a workflow\n"
             << "worker (" << settings.pollers << " pollers) and an activity worker ("
             << settings.pollers << " pollers, " << slots
             << " slots) from the C++ SDK, and\nclosed-loop callers: each starts a workflow and "

@@ -40,6 +40,27 @@ ProcStats ReadProc(pid_t pid) {
   return stats;
 }
 
+double ReadTreeCpu(pid_t pid) {
+  if (pid == 0) return 0;
+  double cpu = ReadProc(pid).cpu_seconds;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
+    pid_t child = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &child)) continue;
+    std::ifstream stat(absl::StrCat("/proc/", child, "/stat"));
+    std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    size_t name_end = content.rfind(')');
+    if (name_end == std::string::npos) continue;
+    // Past the command name: state, then the parent's PID.
+    std::vector<std::string> fields = absl::StrSplit(content.substr(name_end + 2), ' ');
+    pid_t parent = 0;
+    if (fields.size() > 1 && absl::SimpleAtoi(fields[1], &parent) && parent == pid) {
+      cpu += ReadProc(child).cpu_seconds;
+    }
+  }
+  return cpu;
+}
+
 Switches ReadSwitches(pid_t pid) {
   Switches total;
   if (pid == 0) return total;

@@ -20,6 +20,10 @@ struct ProcStats {
 // Zeros for pid 0 or a process that is gone.
 ProcStats ReadProc(pid_t pid);
 
+// CPU seconds of `pid` and of its children alive now (a PostgreSQL server: the postmaster and
+// its backends, which live as long as their connections). 0 for pid 0.
+double ReadTreeCpu(pid_t pid);
+
 struct Switches {
   int64_t voluntary = 0;
   int64_t involuntary = 0;

@@ -5,7 +5,8 @@
 // table and its method.
 //
 //   kiln-store-bench [--duration 5] [--threads 1,4,16,32] [--stores rocksdb,postgres]
-//                    [--postgres URI]  (without --postgres: a cluster of its own in a temp dir)
+//                    [--pg-writers 2] [--postgres URI]  (without --postgres: a cluster of its own
+//                    in a temp dir)
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -44,6 +45,8 @@ struct Row {
   double syncs_per_second = 0;
   double p50_us = 0;
   double p99_us = 0;
+  double per_group = 0;  // commits per write group (RocksDB write, PostgreSQL transaction)
+  int writers = 0;       // PostgreSQL: the store's writer threads
 };
 
 double Percentile(std::vector<double>& values, double p) {
@@ -109,6 +112,10 @@ absl::StatusOr<Row> RunRocksDb(const std::string& dir, bool group_commit, int th
   ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store, RocksDbStore::Open(dir, options));
   ASSIGN_OR_RETURN(Row row,
                    Measure(*store, threads, duration, [&] { return store->Stats().wal_syncs; }));
+  orchestrator::RocksDbStats stats = store->Stats();
+  if (group_commit && stats.groups > 0) {
+    row.per_group = static_cast<double>(stats.commits) / static_cast<double>(stats.groups);
+  }
   row.store = group_commit ? "Kiln" : "RocksDB";
   row.group_commit = group_commit;
   return row;
@@ -128,13 +135,21 @@ uint64_t PostgresWalSyncs(const std::string& conninfo) {
   return syncs;
 }
 
-absl::StatusOr<Row> RunPostgres(const std::string& conninfo, int threads, absl::Duration duration) {
+absl::StatusOr<Row> RunPostgres(const std::string& conninfo, int threads, int writers,
+                                absl::Duration duration) {
   orchestrator::PostgresStoreOptions options;
-  options.max_connections = threads;  // a connection per committing thread, as RocksDB has
+  options.writer_threads = writers;
+  options.max_connections = writers + 1;
+  options.owner = "kiln-store-bench";  // fenced commits, as the orchestrator's
   ASSIGN_OR_RETURN(std::unique_ptr<PostgresStore> store, PostgresStore::Open(conninfo, options));
   ASSIGN_OR_RETURN(Row row,
                    Measure(*store, threads, duration, [&] { return PostgresWalSyncs(conninfo); }));
+  PostgresStore::Stats stats = store->stats();
+  if (stats.groups > 0) {
+    row.per_group = static_cast<double>(stats.commits) / static_cast<double>(stats.groups);
+  }
   row.store = "PostgreSQL";
+  row.writers = writers;
   return row;
 }
 
@@ -154,6 +169,11 @@ int Main(int argc, char** argv) {
   app.add_option("--stores", stores, "Stores to measure, alternating at each thread count")
       ->delimiter(',')
       ->check(CLI::IsMember({"rocksdb", "postgres"}));
+  std::vector<int> pg_writers = {2};
+  app.add_option("--pg-writers", pg_writers,
+                 "PostgreSQL: the store's writer threads (each sends a group per transaction); "
+                 "a row each")
+      ->delimiter(',');
   std::string postgres;
   app.add_option("--postgres", postgres,
                  "PostgreSQL to measure (libpq URI; its kiln_* tables are written); default: a "
@@ -182,10 +202,13 @@ int Main(int argc, char** argv) {
         }
       } else {
         // A fresh database per row on our own cluster, as RocksDB gets a fresh directory.
-        absl::StatusOr<std::string> conninfo =
-            cluster ? cluster->CreateDatabase(absl::StrCat("bench_", ++databases)) : postgres;
-        measured.push_back(conninfo.ok() ? RunPostgres(*conninfo, t, absl::Seconds(duration))
-                                         : absl::StatusOr<Row>(conninfo.status()));
+        for (int writers : pg_writers) {
+          absl::StatusOr<std::string> conninfo =
+              cluster ? cluster->CreateDatabase(absl::StrCat("bench_", ++databases)) : postgres;
+          measured.push_back(conninfo.ok()
+                                 ? RunPostgres(*conninfo, t, writers, absl::Seconds(duration))
+                                 : absl::StatusOr<Row>(conninfo.status()));
+        }
       }
       for (absl::StatusOr<Row>& row : measured) {
         if (!row.ok()) {
@@ -203,15 +226,20 @@ int Main(int argc, char** argv) {
       "from RocksDB's\nWAL_FILE_SYNCED ticker; latency is one Commit call. \"Kiln\" groups "
       "concurrent\ncommits itself (one writer, followers sleep); \"RocksDB\" leaves it to "
       "RocksDB's write group\n(followers spin, then yield, then sleep). \"PostgreSQL\": "
-      "PostgresStore, a connection per\nthread, synchronous_commit on, fsync on; syncs from "
-      "pg_stat_wal (approximate).\n\n",
+      "PostgresStore (N writers: its writer\nthreads, each sending the commits queued by then "
+      "as one fenced transaction), synchronous_commit\non, fsync on; syncs from pg_stat_wal "
+      "(approximate). \"per group\": commits per RocksDB write\nor PostgreSQL transaction.\n\n",
       dir.c_str(), duration);
-  std::printf("| store | threads | commits/s | WAL syncs/s | commits per sync | p50 | p99 |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+  std::printf(
+      "| store | threads | commits/s | WAL syncs/s | commits per sync | per group | p50 | p99 |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const Row& r : rows) {
-    std::printf("| %s | %d | %.0f | %.0f | %.1f | %.0f us | %.0f us |\n", r.store.c_str(),
+    std::string store =
+        r.writers > 0 ? absl::StrCat(r.store, " (", r.writers, " writers)") : r.store;
+    std::printf("| %s | %d | %.0f | %.0f | %.1f | %s | %.0f us | %.0f us |\n", store.c_str(),
                 r.threads, r.commits_per_second, r.syncs_per_second,
-                r.syncs_per_second > 0 ? r.commits_per_second / r.syncs_per_second : 0, r.p50_us,
+                r.syncs_per_second > 0 ? r.commits_per_second / r.syncs_per_second : 0,
+                r.per_group > 0 ? absl::StrFormat("%.1f", r.per_group).c_str() : "-", r.p50_us,
                 r.p99_us);
   }
   return 0;

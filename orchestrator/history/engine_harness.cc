@@ -1,6 +1,9 @@
 #include "orchestrator/history/engine_harness.h"
 
 #include "common/proto_time.h"
+#include "orchestrator/persistence/memory_store.h"
+#include "orchestrator/persistence/postgres_store.h"
+#include "tests/testutil/postgres.h"
 
 namespace kiln::orchestrator::testing {
 
@@ -12,8 +15,15 @@ api::Payloads Text(const std::string& s) {
   return payloads;
 }
 
-EngineHarness::EngineHarness() {
-  engine_ = HistoryEngine::Create(&store_, &clock_, &ids_, this).value();
+namespace {
+std::unique_ptr<Store> HarnessStore() {
+  if (!kiln::testutil::TestStoreIsPostgres()) return std::make_unique<MemoryStore>();
+  return PostgresStore::Open(kiln::testutil::TestDatabaseOrSkip()).value();
+}
+}  // namespace
+
+EngineHarness::EngineHarness() : store_(HarnessStore()) {
+  engine_ = HistoryEngine::Create(store_.get(), &clock_, &ids_, this).value();
 }
 
 absl::StatusOr<std::string> EngineHarness::Start(const std::string& workflow_id,
@@ -30,16 +40,16 @@ std::vector<QueuedTask> EngineHarness::Backlog(keys::TaskKind kind, const std::s
   std::vector<QueuedTask> tasks;
   std::string prefix = keys::TaskQueuePrefix(kind, "default", queue);
   absl::Status status =
-      store_.Scan(Table::kTasks, prefix, keys::PrefixEnd(prefix), 0,
-                  [&](std::string_view key, std::string_view value) {
-                    QueuedTask& task = tasks.emplace_back();
-                    task.kind = kind;
-                    task.ns = "default";
-                    task.queue = queue;
-                    task.task_id = keys::TaskIdOf(key);
-                    task.record.ParseFromArray(value.data(), static_cast<int>(value.size()));
-                    return true;
-                  });
+      store_->Scan(Table::kTasks, prefix, keys::PrefixEnd(prefix), 0,
+                   [&](std::string_view key, std::string_view value) {
+                     QueuedTask& task = tasks.emplace_back();
+                     task.kind = kind;
+                     task.ns = "default";
+                     task.queue = queue;
+                     task.task_id = keys::TaskIdOf(key);
+                     task.record.ParseFromArray(value.data(), static_cast<int>(value.size()));
+                     return true;
+                   });
   if (!status.ok()) tasks.clear();
   return tasks;
 }
@@ -95,7 +105,7 @@ absl::Status FireDueTimers(Store& store, HistoryEngine& engine, FakeClock& clock
 }
 
 void EngineHarness::Advance(absl::Duration d) {
-  (void)FireDueTimers(store_, *engine_, clock_, clock_.Now() + d);
+  (void)FireDueTimers(*store_, *engine_, clock_, clock_.Now() + d);
 }
 
 api::Command EngineHarness::ScheduleActivity(const std::string& id, const std::string& type,

@@ -1,7 +1,9 @@
 // A deterministic harness around HistoryEngine for state-machine tests: an in-memory store, a
-// fake clock and seeded ids. It plays matching and the timer queue itself — tasks are taken from
-// the store's backlog, timers are fired when the fake clock passes them — so every step of a
-// test happens exactly when the test says.
+// fake clock and seeded ids. With KILN_TEST_STORE=postgres (the ctest label `postgres`) the
+// store is a PostgresStore on a database of its own instead (tests/testutil/postgres.h), so the
+// same suites check the engine on PostgreSQL. It plays matching and the timer queue itself — tasks
+// are taken from the store's backlog, timers are fired when the fake clock passes them — so every
+// step of a test happens exactly when the test says.
 #pragma once
 
 #include <memory>
@@ -13,7 +15,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "orchestrator/history/history_engine.h"
-#include "orchestrator/persistence/memory_store.h"
+#include "orchestrator/persistence/store.h"
 
 namespace kiln::orchestrator::testing {
 
@@ -23,7 +25,7 @@ class EngineHarness : public EngineListener {
 
   HistoryEngine& engine() { return *engine_; }
   FakeClock& clock() { return clock_; }
-  MemoryStore& store() { return store_; }
+  Store& store() { return *store_; }
 
   void TaskAdded(QueuedTask task) override { added_tasks_.push_back(std::move(task)); }
   void TimerAdded(Table, const std::string&, absl::Time) override {}
@@ -56,7 +58,7 @@ class EngineHarness : public EngineListener {
  private:
   FakeClock clock_;
   RandomIdGenerator ids_{7};
-  MemoryStore store_;
+  std::unique_ptr<Store> store_;
   std::vector<QueuedTask> added_tasks_;
   std::unique_ptr<HistoryEngine> engine_;
 };

@@ -185,6 +185,21 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     handle->state.reset();
     cache_.Forget(*handle);
     release();
+    if (absl::IsUnavailable(status)) {
+      // The outcome may be unknown (a connection lost once COMMIT was sent): the batch may
+      // have landed, its tasks in the backlog, and nothing else would hand them out. Offered
+      // anyway: whoever takes one checks it against the store (a task whose event is not there
+      // is dropped as stale, a timer whose key is not there does nothing).
+      for (Mutation* m : {&mutation, second_run}) {
+        if (m == nullptr) continue;
+        for (QueuedTask& task : m->new_tasks()) {
+          if (task.started_request_id.empty()) listener_->TaskAdded(std::move(task));
+        }
+        for (const NewTimer& timer : m->new_timers()) {
+          listener_->TimerAdded(timer.table, timer.key, timer.fire_time);
+        }
+      }
+    }
     return status;
   }
   std::string run_id = mutation.state().run_id();

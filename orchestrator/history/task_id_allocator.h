@@ -1,6 +1,8 @@
 // Task ids: unique, increasing across restarts. Ids are handed out from blocks; the end of the
 // current block is persisted before any id of it is used, so a restart continues past every
-// id that could have been written.
+// id that could have been written. A block is taken with one atomic increment of the stored
+// end (Store::FetchAdd), not a read and a write: two orchestrators sharing a store (PostgreSQL)
+// never get the same block.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +18,7 @@ class TaskIdAllocator {
  public:
   static constexpr int64_t kBlockSize = 100'000;
 
-  // Reads the persisted block end and reserves a new block starting there.
+  // Reserves a first block (the stored end moves on by kBlockSize; the block ends there).
   static absl::StatusOr<std::unique_ptr<TaskIdAllocator>> Create(Store* store);
 
   absl::StatusOr<int64_t> Next();

@@ -34,6 +34,9 @@ class MeteredStore final : public Store {
                            const ScanVisitor& visit) override;
   uint64_t ApproximateSize() override { return base_.ApproximateSize(); }
   StoreHealth Health() override { return base_.Health(); }
+  absl::StatusOr<int64_t> FetchAdd(Table table, std::string_view key, int64_t delta) override {
+    return base_.FetchAdd(table, key, delta);
+  }
 
  private:
   enum Op { kCommit, kGet, kScan, kReverseScan, kOpCount };

@@ -2,11 +2,15 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/fiber.h"
+#include "common/status.h"
 #include "orchestrator/persistence/batch_validation.h"
+#include "orchestrator/persistence/keys.h"
 
 namespace kiln::orchestrator {
 namespace {
@@ -104,7 +108,7 @@ PGconn* ConnectWithDefaults(const std::string& conninfo) {
 
 void IgnoreNotice(void*, const char*) {}
 
-absl::Status CreateOrCheckSchema(PGconn* conn) {
+absl::Status CreateOrCheckSchema(PGconn* conn, int* found_version) {
   // The server's notices ("relation already exists, skipping") are not errors: not for stderr.
   PQsetNoticeProcessor(conn, IgnoreNotice, nullptr);
   Result begin = Exec(conn, absl::StrCat("BEGIN; SELECT pg_advisory_xact_lock(", kSchemaLockId,
@@ -113,6 +117,7 @@ absl::Status CreateOrCheckSchema(PGconn* conn) {
   if (!Ok(begin)) return StatementError(begin.get(), conn, "creating kiln_schema");
   Result version = Exec(conn, "SELECT max(version) FROM kiln_schema");
   if (!Ok(version)) return StatementError(version.get(), conn, "reading the schema version");
+  *found_version = 0;
   if (PQgetisnull(version.get(), 0, 0)) {
     Result created =
         Exec(conn, absl::StrCat(CreateTablesSql(), "INSERT INTO kiln_schema (version) VALUES (",
@@ -123,6 +128,7 @@ absl::Status CreateOrCheckSchema(PGconn* conn) {
     if (!absl::SimpleAtoi(PQgetvalue(version.get(), 0, 0), &found) ||
         found != PostgresStore::kSchemaVersion) {
       Exec(conn, "ROLLBACK");
+      *found_version = found;
       return absl::FailedPreconditionError(absl::StrCat(
           "postgres: the database's kiln schema is version ", PQgetvalue(version.get(), 0, 0),
           "; this orchestrator reads and writes version ", PostgresStore::kSchemaVersion,
@@ -130,6 +136,7 @@ absl::Status CreateOrCheckSchema(PGconn* conn) {
               ? ": the database was written by a newer Kiln; run that version (or newer)"
               : ": no migration from it exists"));
     }
+    *found_version = found;
   }
   Result commit = Exec(conn, "COMMIT");
   if (!Ok(commit)) return StatementError(commit.get(), conn, "committing the schema");
@@ -181,9 +188,9 @@ enum class CommitOutcome { kNotSent, kSentUnconfirmed, kCommitted, kFailed };
 
 // Reads the results of one pipeline chunk, up to and including its sync. `commit_index`, when
 // in this chunk, is the position of COMMIT among the chunk's statements. Returns the first
-// error, or OK when every statement succeeded.
+// error (its statement's position in `failed_index`), or OK when every statement succeeded.
 absl::Status ReadChunk(PGconn* conn, size_t statements, std::optional<size_t> commit_index,
-                       CommitOutcome* outcome) {
+                       CommitOutcome* outcome, size_t* failed_index) {
   absl::Status first_error;
   for (size_t i = 0; i < statements; ++i) {
     Result result(PQgetResult(conn));
@@ -197,6 +204,7 @@ absl::Status ReadChunk(PGconn* conn, size_t statements, std::optional<size_t> co
       *outcome = ok ? CommitOutcome::kCommitted : CommitOutcome::kFailed;
     }
     if (!ok && first_error.ok()) {
+      *failed_index = i;
       first_error = status == PGRES_PIPELINE_ABORTED
                         ? absl::InternalError("postgres: pipeline aborted")
                         : StatementError(result.get(), conn, "commit");
@@ -228,6 +236,24 @@ class PostgresStore::Lease {
   PGconn* conn_;
 };
 
+// One queued commit; lives on its caller's stack until a writer answers it.
+struct PostgresStore::Committer {
+  const WriteBatch* batch = nullptr;
+  absl::Status status;
+  fiber::Waiter done;
+};
+
+// What became of one transaction.
+struct PostgresStore::GroupResult {
+  absl::Status status;
+  // The store's own claim failed its fence (nothing applied).
+  bool claim_fenced = false;
+  // COMMIT was sent and no answer came: the transaction may or may not have committed.
+  bool outcome_unknown = false;
+  // A statement of one member failed (nothing applied): worth retrying member by member.
+  bool member_failed = false;
+};
+
 PostgresStore::PostgresStore(std::string conninfo, const PostgresStoreOptions& options)
     : conninfo_(std::move(conninfo)), options_(options) {}
 
@@ -235,6 +261,9 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
     const std::string& conninfo, const PostgresStoreOptions& options) {
   if (options.max_connections < 1) {
     return absl::InvalidArgumentError("postgres: max_connections must be at least 1");
+  }
+  if (options.writer_threads < 1) {
+    return absl::InvalidArgumentError("postgres: writer_threads must be at least 1");
   }
   std::unique_ptr<PostgresStore> store(new PostgresStore(conninfo, options));
   PGconn* conn = ConnectWithDefaults(conninfo);
@@ -244,17 +273,48 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
     PQfinish(conn);
     return status;
   }
-  absl::Status schema = CreateOrCheckSchema(conn);
+  int found_version = 0;
+  absl::Status schema = CreateOrCheckSchema(conn, &found_version);
   PQfinish(conn);
   if (!schema.ok()) return schema;
   // The first pooled connection, so that a store that opened can serve its first call.
   absl::StatusOr<PGconn*> first = store->Acquire();
   if (!first.ok()) return first.status();
   store->Release(*first);
+  if (!options.owner.empty()) {
+    // Waits for a previous owner's commits in flight; its later ones fail their fence.
+    absl::StatusOr<int64_t> range = store->AcquireShard(kStoreShard, options.owner);
+    if (!range.ok()) return range.status();
+    absl::MutexLock lock(&store->mu_);
+    store->claim_range_ = *range;
+  }
+  for (int i = 0; i < options.writer_threads; ++i) {
+    store->writers_.emplace_back([s = store.get()] { s->WriterLoop(); });
+  }
   return store;
 }
 
+absl::StatusOr<int> PostgresStore::Migrate(const std::string& conninfo) {
+  PGconn* conn = ConnectWithDefaults(conninfo);
+  if (PQstatus(conn) != CONNECTION_OK) {
+    absl::Status status = absl::UnavailableError(
+        absl::StrCat("postgres: cannot connect: ", ResultError(nullptr, conn)));
+    PQfinish(conn);
+    return status;
+  }
+  int found_version = 0;
+  absl::Status schema = CreateOrCheckSchema(conn, &found_version);
+  PQfinish(conn);
+  if (!schema.ok()) return schema;
+  return found_version;
+}
+
 PostgresStore::~PostgresStore() {
+  {
+    absl::MutexLock lock(&queue_mu_);
+    stopping_ = true;
+  }
+  for (std::thread& writer : writers_) writer.join();
   absl::MutexLock lock(&mu_);
   for (PGconn* conn : idle_) PQfinish(conn);
 }
@@ -338,7 +398,7 @@ void PostgresStore::Unwritable(std::string reason) {
 void PostgresStore::Succeeded() {
   {
     absl::MutexLock lock(&mu_);
-    if (health_.writable) return;
+    if (health_.writable || !fenced_out_.empty()) return;
     health_ = {};
   }
   if (options_.on_health_change) options_.on_health_change(StoreHealth{});
@@ -347,44 +407,206 @@ void PostgresStore::Succeeded() {
 absl::Status PostgresStore::Commit(const WriteBatch& batch) {
   if (absl::Status valid = ValidateBatch(batch); !valid.ok()) return valid;
   if (batch.empty() && batch.fences().empty()) return absl::OkStatus();
+  Committer self;
+  self.batch = &batch;
+  absl::MutexLock lock(&queue_mu_);
+  if (stopping_) return absl::UnavailableError("postgres: the store is closing");
+  ++commits_;
+  queued_.push_back(&self);
+  self.done.Wait(&queue_mu_);
+  return self.status;
+}
+
+void PostgresStore::WriterLoop() {
+  std::vector<Committer*> group;
+  for (;;) {
+    group.clear();
+    {
+      absl::MutexLock lock(&queue_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+        return stopping_ || !queued_.empty();
+      };
+      queue_mu_.Await(absl::Condition(&ready));
+      if (queued_.empty()) return;  // Stopping, every commit answered.
+      size_t bytes = 0;
+      size_t take = 0;
+      while (take < queued_.size() && take < kMaxGroupCommits &&
+             (take == 0 || bytes + queued_[take]->batch->bytes() <= kMaxGroupBytes)) {
+        bytes += queued_[take]->batch->bytes();
+        ++take;
+      }
+      group.assign(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
+      queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
+    }
+    WriteGroup(group);
+    absl::MutexLock lock(&queue_mu_);
+    // A committer may return (and free its Committer) once the lock is released: nothing
+    // touches a group member after this loop.
+    for (Committer* c : group) c->done.Notify();
+  }
+}
+
+void PostgresStore::WriteGroup(const std::vector<Committer*>& group) {
+  std::vector<const WriteBatch*> batches;
+  batches.reserve(group.size());
+  for (const Committer* c : group) batches.push_back(c->batch);
+  // A renewal of the claim this transaction raced with fails its fence without anything applied:
+  // once more with the new range.
+  GroupResult result;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (absl::Status settled = SettleClaim(/*for_read=*/false); !settled.ok()) {
+      for (Committer* c : group) c->status = settled;
+      return;
+    }
+    int64_t range = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      range = claim_range_;
+      ++stats_.groups;
+    }
+    result = Transaction(batches, range);
+    if (!result.claim_fenced) break;
+    absl::MutexLock lock(&mu_);
+    if (claim_range_ == range) break;  // Not our own renewal: another owner took the store.
+  }
+  if (result.claim_fenced) {
+    FencedOut(std::string(result.status.message()));
+    absl::Status lost = absl::UnavailableError(absl::StrCat(
+        "postgres: another orchestrator took this database over; this one no longer writes: ",
+        result.status.message()));
+    for (Committer* c : group) c->status = lost;
+    return;
+  }
+  if (result.member_failed && group.size() > 1) {
+    // One member's statement failed and took the group's transaction with it: each member
+    // alone, so that only the failing one fails.
+    {
+      absl::MutexLock lock(&mu_);
+      ++stats_.group_retries;
+    }
+    std::vector<Committer*> one(1);
+    for (Committer* c : group) {
+      one[0] = c;
+      WriteGroup(one);
+    }
+    return;
+  }
+  for (Committer* c : group) c->status = result.status;
+}
+
+absl::Status PostgresStore::SettleClaim(bool for_read) {
+  absl::MutexLock claim(&claim_mu_);
+  int64_t range = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!fenced_out_.empty()) {
+      // The new owner's takeover waited for our lost transaction too: reads see a final state.
+      if (for_read) return absl::OkStatus();
+      return absl::UnavailableError(absl::StrCat(
+          "postgres: another orchestrator took this database over; this one no longer writes: ",
+          fenced_out_));
+    }
+    if (!renew_claim_) return absl::OkStatus();
+    range = claim_range_;
+  }
+  // Waits for the lost transaction, should the server still hold it: it has committed or never
+  // will once this returns.
+  absl::StatusOr<int64_t> renewed = RenewShard(kStoreShard, range);
+  if (absl::IsFailedPrecondition(renewed.status())) {
+    FencedOut(std::string(renewed.status().message()));
+    if (for_read) return absl::OkStatus();
+    return absl::UnavailableError(absl::StrCat(
+        "postgres: another orchestrator took this database over; this one no longer writes: ",
+        renewed.status().message()));
+  }
+  if (!renewed.ok()) return renewed.status();
+  absl::MutexLock lock(&mu_);
+  claim_range_ = *renewed;
+  renew_claim_ = false;
+  ++stats_.renewals;
+  return absl::OkStatus();
+}
+
+void PostgresStore::FencedOut(const std::string& reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (fenced_out_.empty()) fenced_out_ = reason.empty() ? "fenced out" : reason;
+  }
+  Unwritable(absl::StrCat("another orchestrator took this database over: ", reason));
+}
+
+PostgresStore::GroupResult PostgresStore::Transaction(const std::vector<const WriteBatch*>& batches,
+                                                      int64_t claim_range) {
+  GroupResult result;
   absl::StatusOr<PGconn*> acquired = Acquire();
-  if (!acquired.ok()) return acquired.status();
+  if (!acquired.ok()) {
+    result.status = acquired.status();
+    return result;
+  }
   Lease lease(*this, *acquired);
   PGconn* conn = lease.get();
   if (PQenterPipelineMode(conn) != 1) {
-    return Failed(conn, StatementError(nullptr, conn, "entering pipeline mode"));
+    result.status = Failed(conn, StatementError(nullptr, conn, "entering pipeline mode"));
+    return result;
   }
+  // The fences: the store's claim first (its failure is told apart), then the batches' own,
+  // each (shard, range) once.
+  std::vector<ShardFence> fences;
+  if (claim_range > 0) fences.push_back({kStoreShard, claim_range});
+  bool sync = false;
+  size_t total_ops = 0;
+  for (const WriteBatch* batch : batches) {
+    sync = sync || batch->sync();
+    total_ops += batch->size();
+    for (const ShardFence& fence : batch->fences()) {
+      if (std::none_of(fences.begin(), fences.end(), [&](const ShardFence& f) {
+            return f.shard_id == fence.shard_id && f.range_id == fence.range_id;
+          })) {
+        fences.push_back(fence);
+      }
+    }
+  }
+  const bool claim_fence = claim_range > 0;
   absl::Status status;
   CommitOutcome outcome = CommitOutcome::kNotSent;
-  const auto& ops = batch.ops();
-  size_t next = 0;
+  size_t batch_index = 0;  // the batch and op to send next
+  size_t op_index = 0;
+  size_t sent_ops = 0;
   bool first_chunk = true;
   while (status.ok()) {
     size_t statements = 0;
+    std::optional<size_t> claim_index;
     bool sent = true;
     if (first_chunk) {
       sent = SendSql(conn, "BEGIN");
       ++statements;
-      if (sent && !batch.sync()) {
+      if (sent && !sync) {
         sent = SendSql(conn, "SET LOCAL synchronous_commit = off");
         ++statements;
       }
-      for (const ShardFence& fence : batch.fences()) {
-        if (!sent) break;
-        sent = SendFence(conn, fence);
+      for (size_t f = 0; sent && f < fences.size(); ++f) {
+        if (f == 0 && claim_fence) claim_index = statements;
+        sent = SendFence(conn, fences[f]);
         ++statements;
       }
     }
-    size_t chunk_end = std::min(ops.size(), next + kOpsPerRoundTrip);
-    for (; sent && next < chunk_end; ++next) {
-      const WriteBatch::Op& op = ops[next];
+    const size_t chunk_end = std::min(total_ops, sent_ops + kOpsPerRoundTrip);
+    while (sent && sent_ops < chunk_end) {
+      const std::vector<WriteBatch::Op>& ops = batches[batch_index]->ops();
+      if (op_index == ops.size()) {
+        ++batch_index;
+        op_index = 0;
+        continue;
+      }
+      const WriteBatch::Op& op = ops[op_index++];
       sent = op.type == WriteBatch::OpType::kPut
                  ? SendPrepared(conn, PutStatement(op.table), op.key, &op.value)
                  : SendPrepared(conn, DeleteStatement(op.table), op.key, nullptr);
       ++statements;
+      ++sent_ops;
     }
     std::optional<size_t> commit_index;
-    const bool last_chunk = next == ops.size();
+    const bool last_chunk = sent_ops == total_ops;
     if (sent && last_chunk) {
       sent = SendSql(conn, "COMMIT");
       commit_index = statements++;
@@ -394,7 +616,12 @@ absl::Status PostgresStore::Commit(const WriteBatch& batch) {
       status = StatementError(nullptr, conn, "sending the batch");
       break;
     }
-    status = ReadChunk(conn, statements, commit_index, &outcome);
+    size_t failed_index = 0;
+    status = ReadChunk(conn, statements, commit_index, &outcome, &failed_index);
+    if (!status.ok() && claim_index && failed_index == *claim_index &&
+        absl::IsFailedPrecondition(status)) {
+      result.claim_fenced = true;
+    }
     first_chunk = false;
     if (last_chunk) break;
   }
@@ -409,18 +636,31 @@ absl::Status PostgresStore::Commit(const WriteBatch& batch) {
   if (outcome == CommitOutcome::kCommitted) status = absl::OkStatus();
   if (!status.ok()) {
     if (outcome == CommitOutcome::kSentUnconfirmed) {
+      result.outcome_unknown = true;
       status = absl::UnavailableError(
           absl::StrCat("postgres: outcome unknown (the connection ended after COMMIT was sent): ",
                        status.message()));
+      if (claim_fence) {
+        // Renewed before the next read or commit, so that what the engine reloads is final.
+        absl::MutexLock lock(&mu_);
+        renew_claim_ = true;
+      }
+    } else if (!result.claim_fenced && PQstatus(conn) == CONNECTION_OK &&
+               !absl::IsUnavailable(status)) {
+      // A statement failed and the server is fine: one member's doing, or the group's.
+      result.member_failed = true;
     }
-    return Failed(conn, status);
+    result.status = Failed(conn, status);
+    return result;
   }
   Succeeded();
-  return absl::OkStatus();
+  result.status = absl::OkStatus();
+  return result;
 }
 
 absl::StatusOr<std::optional<std::string>> PostgresStore::Get(Table table, std::string_view key) {
   if (!IsKnownTable(table)) return absl::InvalidArgumentError("unknown table");
+  RETURN_IF_ERROR(SettleClaim(/*for_read=*/true));
   absl::StatusOr<PGconn*> acquired = Acquire();
   if (!acquired.ok()) return acquired.status();
   Lease lease(*this, *acquired);
@@ -452,6 +692,7 @@ absl::Status PostgresStore::ScanRows(Table table, std::string_view start, std::s
   if (!end.empty()) absl::StrAppend(&sql, " AND k < $2");
   absl::StrAppend(&sql, " ORDER BY k", reverse ? " DESC" : "");
   if (limit > 0) absl::StrAppend(&sql, " LIMIT ", limit);
+  RETURN_IF_ERROR(SettleClaim(/*for_read=*/true));
   Result result;
   {
     absl::StatusOr<PGconn*> acquired = Acquire();
@@ -501,6 +742,94 @@ absl::StatusOr<int64_t> PostgresStore::AcquireShard(int32_t shard_id, const std:
   return range_id;
 }
 
+absl::StatusOr<int64_t> PostgresStore::RenewShard(int32_t shard_id, int64_t range_id) {
+  absl::StatusOr<PGconn*> acquired = Acquire();
+  if (!acquired.ok()) return acquired.status();
+  Lease lease(*this, *acquired);
+  PGconn* conn = lease.get();
+  std::string shard = absl::StrCat(shard_id);
+  std::string range = absl::StrCat(range_id);
+  const char* values[2] = {shard.c_str(), range.c_str()};
+  // Compare and set: an owner that lost the shard must not take it back by renewing.
+  Result result(PQexecParams(conn,
+                             "UPDATE kiln_shards SET range_id = range_id + 1 "
+                             "WHERE shard_id = $1::integer AND range_id = $2::bigint "
+                             "RETURNING range_id",
+                             2, nullptr, values, nullptr, nullptr, 0));
+  if (!Ok(result)) return Failed(conn, StatementError(result.get(), conn, "renewing a shard"));
+  Succeeded();
+  if (PQntuples(result.get()) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "postgres: shard ", shard_id, " moved past range ", range_id, " (another owner took it)"));
+  }
+  int64_t renewed = 0;
+  if (!absl::SimpleAtoi(PQgetvalue(result.get(), 0, 0), &renewed)) {
+    return absl::InternalError("postgres: renewing a shard returned no range id");
+  }
+  return renewed;
+}
+
+absl::StatusOr<int64_t> PostgresStore::FetchAdd(Table table, std::string_view key, int64_t delta) {
+  if (!IsKnownTable(table)) return absl::InvalidArgumentError("unknown table");
+  if (delta <= 0) return absl::InvalidArgumentError("FetchAdd: delta must be positive");
+  RETURN_IF_ERROR(SettleClaim(/*for_read=*/false));
+  int64_t claim = range_id();
+  absl::StatusOr<PGconn*> acquired = Acquire();
+  if (!acquired.ok()) return acquired.status();
+  Lease lease(*this, *acquired);
+  PGconn* conn = lease.get();
+  // One statement: the row lock of ON CONFLICT DO UPDATE orders concurrent increments, from any
+  // process. The values are the engine's 8-byte big-endian counters (int8send writes that; the
+  // bit(64) cast reads it). The claim's fence is evaluated once, in the SELECT.
+  const std::string t = SqlTable(table);
+  std::string sql = absl::StrCat(
+      "INSERT INTO ", t, " (k, v) SELECT $1::bytea, int8send($2::bigint) ",
+      claim > 0 ? "FROM (SELECT kiln_check_fence($3::integer, $4::bigint)) AS fence " : "",
+      "WHERE true ON CONFLICT (k) DO UPDATE SET v = int8send(('x' || encode(", t,
+      ".v, 'hex'))::bit(64)::bigint + $2::bigint) RETURNING v");
+  std::string delta_text = absl::StrCat(delta);
+  std::string shard_text = absl::StrCat(kStoreShard);
+  std::string claim_text = absl::StrCat(claim);
+  const char* values[4] = {key.data(), delta_text.c_str(), shard_text.c_str(), claim_text.c_str()};
+  int lengths[4] = {static_cast<int>(key.size()), 0, 0, 0};
+  int formats[4] = {1, 0, 0, 0};
+  Result result(PQexecParams(conn, sql.c_str(), claim > 0 ? 4 : 2, nullptr, values, lengths,
+                             formats, /*resultFormat=*/1));
+  if (!Ok(result)) {
+    absl::Status status = StatementError(result.get(), conn, "fetch-add");
+    if (claim > 0 && absl::IsFailedPrecondition(status)) {
+      FencedOut(std::string(status.message()));
+      return absl::UnavailableError(absl::StrCat(
+          "postgres: another orchestrator took this database over; this one no longer writes: ",
+          status.message()));
+    }
+    return Failed(conn, status);
+  }
+  Succeeded();
+  if (PQntuples(result.get()) != 1 || PQgetlength(result.get(), 0, 0) != 8) {
+    return absl::DataLossError(absl::StrCat("counter ", TableName(table), "/", std::string(key),
+                                            " is not an 8-byte value"));
+  }
+  return static_cast<int64_t>(
+      keys::ReadBigEndian64(std::string_view(PQgetvalue(result.get(), 0, 0), 8)));
+}
+
+int64_t PostgresStore::range_id() {
+  absl::MutexLock lock(&mu_);
+  return claim_range_;
+}
+
+PostgresStore::Stats PostgresStore::stats() {
+  Stats stats;
+  {
+    absl::MutexLock lock(&mu_);
+    stats = stats_;
+  }
+  absl::MutexLock lock(&queue_mu_);
+  stats.commits = commits_;
+  return stats;
+}
+
 uint64_t PostgresStore::ApproximateSize() {
   std::string sql = "SELECT (0";
   for (int t = 0; t < kTableCount; ++t) {
@@ -525,7 +854,7 @@ uint64_t PostgresStore::ApproximateSize() {
 StoreHealth PostgresStore::Health() {
   {
     absl::MutexLock lock(&mu_);
-    if (health_.writable) return health_;
+    if (health_.writable || !fenced_out_.empty()) return health_;
   }
   // Unwritable: find out whether the server is back (a connection that answers).
   absl::StatusOr<PGconn*> acquired = Acquire();

@@ -6,28 +6,41 @@
 // are checked inside its transaction by `kiln_check_fence`, which locks the shard row FOR SHARE,
 // so a takeover (AcquireShard) waits for the commits in flight and fences out every later one.
 // bytea compares as unsigned bytes, shorter prefix first, which is RocksDB's default comparator:
-// scans see the order the engine's keys are built for. The store creates the schema on Open and
-// records its version in `kiln_schema`; a database at a version newer than this binary's is
-// refused (kFailedPrecondition) rather than written in a layout this code does not know.
+// scans see the order the engine's keys are built for. The store creates the schema on Open (or
+// `Migrate` does, for `kiln-orchestrator migrate`) and records its version in `kiln_schema`; a
+// database at a version newer than this binary's is refused (kFailedPrecondition) rather than
+// written in a layout this code does not know.
 //
-// Commit is one SQL transaction sent as one libpq pipeline (BEGIN, an upsert or delete per op in
-// op order, COMMIT, then a sync): one round trip for a batch of up to kOpsPerRoundTrip ops. A
-// batch with sync = false commits with `synchronous_commit = off`: a server crash may lose it,
-// never tear it. Concurrent Commits use different connections of a bounded pool; PostgreSQL's
-// WAL writer flushes their commits together (group commit on the server's side).
+// Commits are grouped, as RocksdbStore groups them: Commit queues its batch and waits on a
+// fiber::Waiter (a fiber inside a fiber::ParkScope parks; any other caller blocks), and each of
+// `writer_threads` writer threads sends what is queued as ONE SQL transaction in one libpq
+// pipeline (BEGIN, the fences, an upsert or delete per op in op order, COMMIT, a sync): one round
+// trip and one WAL flush for up to kMaxGroupCommits transitions. A group fails as a whole only
+// for what concerns all its members (the connection, the server, the store's own fence); when a
+// statement fails for one member (its own fence, a value the server refuses), the group is
+// retried one transaction per member, so each member gets its own answer and the others commit.
+// A group with only unsynced batches commits with `synchronous_commit = off` (a server crash may
+// lose it, never tear it).
+//
+// The store's own claim (PostgresStoreOptions::owner): Open takes shard kStoreShard (the range
+// id bumps; a previous owner's commits in flight finish first, its later ones fail) and fences
+// every group with it. An orchestrator whose database another one took over stops writing
+// (Health says why; Commit answers kUnavailable) rather than write beside it. A commit whose
+// outcome is unknown (the connection lost once COMMIT was sent) makes the store renew its claim
+// (range r to r+1, only if still at r) before any later read or commit: the lost transaction has
+// then either committed or never will, so what the engine reloads is final (Temporal does the
+// same on its shards).
 //
 // A lost connection (the server stopped, the network cut) makes the call kUnavailable and the
 // store unwritable (Health) and drops the pool's idle connections; the next call connects again.
-// A failure once COMMIT was sent may have committed the batch: that too is kUnavailable, the
-// Store interface's "outcome unknown". Nothing is retried inside the store.
+// Nothing is retried inside the store but the per-member retry of a group above.
 //
 // Reads: Get is one prepared statement; Scan and ReverseScan are one SELECT with the bounds and
 // the limit in SQL (one statement sees one snapshot), whose rows are read into memory before
 // the visitor runs, so that a visitor may call back into the store. An unbounded scan of a large
-// range therefore costs its size in memory: the engine's scans carry limits.
-//
-// Calls block their thread on the socket: a fiber calling in blocks its thread (see
-// docs/reliability.md, "PostgreSQL store", for what is left).
+// range therefore costs its size in memory: the engine's scans carry limits. Reads block their
+// thread on the socket, as RocksDB's reads block on the disk (the run cache makes them rare on
+// the engine's transitions).
 #pragma once
 
 #include <cstdint>
@@ -36,6 +49,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -50,6 +64,12 @@ namespace kiln::orchestrator {
 struct PostgresStoreOptions {
   // Connections open at most at once; a call beyond them waits for one to be returned.
   int max_connections = 8;
+  // Threads sending queued commits, a group per transaction (each holds a connection while it
+  // sends). Two keep one group in flight while the next forms; more add round trips in parallel.
+  int writer_threads = 2;
+  // Non-empty: the store takes shard kStoreShard for this owner on Open and fences every commit
+  // with it (see above). Empty: no claim (tests, tools; batches may carry their own fences).
+  std::string owner;
   // Called (outside the store's lock) each time writes stop or resume, as Health reports.
   std::function<void(const StoreHealth&)> on_health_change;
 };
@@ -62,12 +82,22 @@ class PostgresStore final : public Store {
   // results that pile up unread (a pipeline that writes without reading can deadlock on full
   // socket buffers).
   static constexpr size_t kOpsPerRoundTrip = 1000;
+  // A group stops growing past these (a lone batch larger than the bytes bound is still sent).
+  static constexpr size_t kMaxGroupCommits = 64;
+  static constexpr size_t kMaxGroupBytes = 4 << 20;
+  // The shard an owner of the whole store claims (one orchestrator per database). The cluster
+  // step's history shards are 1 and up.
+  static constexpr int32_t kStoreShard = 0;
 
   // Connects with libpq's `conninfo` (a "postgres://…" URI or "key=value …"), creates or checks
   // the schema, and returns the store. kUnavailable when the server cannot be reached,
   // kFailedPrecondition for a schema newer than kSchemaVersion.
   static absl::StatusOr<std::unique_ptr<PostgresStore>> Open(
       const std::string& conninfo, const PostgresStoreOptions& options = {});
+  // Creates the schema, or checks it is this version's; returns the version found before (0: none,
+  // a new database). kFailedPrecondition for a newer schema. `kiln-orchestrator migrate`.
+  static absl::StatusOr<int> Migrate(const std::string& conninfo);
+  // Answers every queued commit, then closes the connections.
   ~PostgresStore() override;
   PostgresStore(const PostgresStore&) = delete;
   PostgresStore& operator=(const PostgresStore&) = delete;
@@ -84,6 +114,13 @@ class PostgresStore final : public Store {
   // fails with kFailedPrecondition and applies nothing. An owner whose commit's outcome is
   // unknown takes its own shard over again before reloading, so that the reload is final.
   absl::StatusOr<int64_t> AcquireShard(int32_t shard_id, const std::string& owner);
+  // Bumps shard `shard_id` from `range_id` to the next range only if it is still at `range_id`
+  // (an owner renewing its own claim); kFailedPrecondition when another owner took it.
+  absl::StatusOr<int64_t> RenewShard(int32_t shard_id, int64_t range_id);
+  // One statement (INSERT … ON CONFLICT DO UPDATE … RETURNING), fenced by the store's claim.
+  absl::StatusOr<int64_t> FetchAdd(Table table, std::string_view key, int64_t delta) override;
+  // The range id of the store's claim (0 without an owner).
+  int64_t range_id();
 
   // Bytes of the store's tables with their indexes and TOAST (pg_total_relation_size); 0 when
   // the server cannot be reached.
@@ -91,9 +128,31 @@ class PostgresStore final : public Store {
   // Unwritable after a lost connection; when unwritable, each call tries to connect again.
   StoreHealth Health() override;
 
+  // Counters since Open, for tests and the benchmark.
+  struct Stats {
+    uint64_t commits = 0;        // batches queued by Commit
+    uint64_t groups = 0;         // transactions sent for groups
+    uint64_t group_retries = 0;  // groups retried one member per transaction
+    uint64_t renewals = 0;       // claims renewed after an unknown outcome
+  };
+  Stats stats();
+
  private:
   class Lease;
+  struct Committer;
+  struct GroupResult;
   PostgresStore(std::string conninfo, const PostgresStoreOptions& options);
+
+  void WriterLoop();
+  // Sends `group` and answers each member (the per-member retry included).
+  void WriteGroup(const std::vector<Committer*>& group);
+  // One transaction for `batches`, fenced by the claim `claim_range` (0: none).
+  GroupResult Transaction(const std::vector<const WriteBatch*>& batches, int64_t claim_range);
+  // Before a read or a commit: renews the claim when an unknown outcome asked for it.
+  // `for_read`: a claim lost to another owner does not fail a read.
+  absl::Status SettleClaim(bool for_read);
+  // The claim is lost to another owner: writes stop for good (this process).
+  void FencedOut(const std::string& reason);
 
   // A connection from the pool (a new one when none is idle and the pool is not full).
   absl::StatusOr<PGconn*> Acquire();
@@ -117,6 +176,20 @@ class PostgresStore final : public Store {
   std::vector<PGconn*> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;  // idle and leased connections
   StoreHealth health_ ABSL_GUARDED_BY(mu_);
+  std::string fenced_out_ ABSL_GUARDED_BY(mu_);  // why the claim is lost; empty while held
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+
+  // The claim: its range, and whether an unknown outcome asks for a renewal before the next
+  // read or commit. claim_mu_ serialises renewals (held across one round trip).
+  absl::Mutex claim_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  int64_t claim_range_ ABSL_GUARDED_BY(mu_) = 0;
+  bool renew_claim_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex queue_mu_;
+  std::vector<Committer*> queued_ ABSL_GUARDED_BY(queue_mu_);
+  uint64_t commits_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  std::vector<std::thread> writers_;
 };
 
 }  // namespace kiln::orchestrator

@@ -1,18 +1,23 @@
 #include "orchestrator/persistence/postgres_store.h"
 
 #include <libpq-fe.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "orchestrator/persistence/keys.h"
 #include "orchestrator/persistence/rocksdb_store.h"
 #include "orchestrator/persistence/store_conformance.h"
 #include "tests/testutil/postgres.h"
@@ -28,6 +33,7 @@ using testutil::PostgresCluster;
 std::unique_ptr<PostgresCluster> StartClusterOrSkip() {
   absl::StatusOr<std::unique_ptr<PostgresCluster>> cluster = PostgresCluster::Start();
   if (absl::IsFailedPrecondition(cluster.status())) {
+    if (testutil::PostgresRequired()) FAIL("PostgreSQL required: " << cluster.status().message());
     WARN("skipped: PostgreSQL cannot start here: " << cluster.status().message());
     return nullptr;
   }
@@ -36,8 +42,9 @@ std::unique_ptr<PostgresCluster> StartClusterOrSkip() {
   return std::move(*cluster);
 }
 
-std::unique_ptr<PostgresStore> OpenStore(const std::string& conninfo) {
-  absl::StatusOr<std::unique_ptr<PostgresStore>> store = PostgresStore::Open(conninfo);
+std::unique_ptr<PostgresStore> OpenStore(const std::string& conninfo,
+                                         const PostgresStoreOptions& options = {}) {
+  absl::StatusOr<std::unique_ptr<PostgresStore>> store = PostgresStore::Open(conninfo, options);
   INFO(store.status().ToString());
   REQUIRE(store.ok());
   return std::move(*store);
@@ -352,6 +359,273 @@ TEST_CASE("PostgreSQL killed during commits: Commit fails cleanly and resumes af
     INFO("acknowledged batch " << batch);
     CHECK(keys_per_batch.count(batch) == 1);
   }
+}
+
+PostgresStoreOptions Owner(const std::string& owner) {
+  PostgresStoreOptions options;
+  options.owner = owner;
+  return options;
+}
+
+WriteBatch Put(const std::string& key) {
+  WriteBatch batch;
+  batch.Put(Table::kHistory, key, "v");
+  return batch;
+}
+
+// Sessions of the cluster waiting on a lock (a prepared statement's query text is its whole
+// PREPARE string, so the count is of every waiter).
+std::string LockWaiters(RawSession& observer) {
+  return observer.Value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'");
+}
+
+TEST_CASE("The group-commit writer sends concurrent commits in shared transactions") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto store = OpenStore(cluster->ConnInfo(), Owner("node-a"));
+  constexpr int kThreads = 16;
+  constexpr int kCommitsEach = 30;
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCommitsEach; ++i) {
+        if (!store->Commit(Put(absl::StrCat("k", t, "/", i))).ok()) ++failed;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(failed == 0);
+  CHECK(AllKeys(*store, Table::kHistory).size() == kThreads * kCommitsEach);
+  PostgresStore::Stats stats = store->stats();
+  INFO("commits " << stats.commits << ", groups " << stats.groups);
+  CHECK(stats.commits == kThreads * kCommitsEach);
+  CHECK(stats.groups < stats.commits);  // some transactions carried several commits
+}
+
+// The group's transaction fails at the stale fence; the writer then sends each member alone, so
+// only the fenced batch fails and the others commit.
+TEST_CASE("In a group a batch whose fence fails fails alone and the others commit") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  PostgresStoreOptions one_writer;
+  one_writer.writer_threads = 1;
+  auto store = OpenStore(cluster->ConnInfo(), one_writer);
+  REQUIRE(store->AcquireShard(9, "node-a").ok());
+  REQUIRE(store->AcquireShard(8, "node-a").ok());
+  REQUIRE(store->AcquireShard(8, "node-b").ok());  // range 1 of shard 8 is stale now
+
+  // The writer's first transaction waits on shard 9's row (locked by another session), so
+  // the next commits queue up behind it and go as one group.
+  RawSession locker(cluster->ConnInfo());
+  REQUIRE(locker.Exec("BEGIN") == "");
+  REQUIRE(locker.Exec("SELECT * FROM kiln_shards WHERE shard_id = 9 FOR UPDATE") == "");
+  std::vector<std::thread> threads;
+  absl::Mutex mu;
+  std::map<std::string, absl::Status> results;
+  auto commit = [&](std::string key, std::optional<ShardFence> fence) {
+    threads.emplace_back([&, key, fence] {
+      WriteBatch batch = Put(key);
+      if (fence) batch.AddFence(*fence);
+      absl::Status status = store->Commit(batch);
+      absl::MutexLock lock(&mu);
+      results[key] = status;
+    });
+  };
+  commit("first", ShardFence{9, 1});
+  RawSession observer(cluster->ConnInfo());
+  REQUIRE(testutil::WaitFor([&] { return LockWaiters(observer) == "1"; }, absl::Seconds(30)));
+  commit("good-1", std::nullopt);
+  commit("stale", ShardFence{8, 1});
+  commit("good-2", ShardFence{9, 1});
+  REQUIRE(testutil::WaitFor([&] { return store->stats().commits == 4; }, absl::Seconds(30)));
+  REQUIRE(locker.Exec("ROLLBACK") == "");
+  for (std::thread& t : threads) t.join();
+
+  CHECK(results["first"].ok());
+  CHECK(results["good-1"].ok());
+  CHECK(results["good-2"].ok());
+  CHECK(absl::IsFailedPrecondition(results["stale"]));
+  CHECK(store->stats().group_retries == 1);
+  CHECK(AllKeys(*store, Table::kHistory) == std::vector<std::string>{"first", "good-1", "good-2"});
+}
+
+// Two store instances on one database, as two orchestrator processes would be: B's Open takes the
+// store's shard over while A's commit is in flight (waiting on the shard row). A's commit lands
+// before the takeover; after it A writes nothing, and says why.
+TEST_CASE(
+    "A second owner takes the store over: the first owner's commit in flight lands and "
+    "nothing of its after") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto a = OpenStore(cluster->ConnInfo(), Owner("node-a"));
+  CHECK(a->range_id() == 1);
+  REQUIRE(a->Commit(Put("a-1")).ok());
+
+  RawSession locker(cluster->ConnInfo());
+  REQUIRE(locker.Exec("BEGIN") == "");
+  REQUIRE(locker.Exec("SELECT * FROM kiln_shards WHERE shard_id = 0 FOR UPDATE") == "");
+  absl::Status in_flight;
+  std::thread commit([&] { in_flight = a->Commit(Put("a-in-flight")); });
+  RawSession observer(cluster->ConnInfo());
+  REQUIRE(testutil::WaitFor([&] { return LockWaiters(observer) == "1"; }, absl::Seconds(30)));
+  std::unique_ptr<PostgresStore> b;
+  std::thread takeover([&] { b = OpenStore(cluster->ConnInfo(), Owner("node-b")); });
+  REQUIRE(testutil::WaitFor([&] { return LockWaiters(observer) == "2"; }, absl::Seconds(30)));
+  REQUIRE(locker.Exec("ROLLBACK") == "");
+  commit.join();
+  takeover.join();
+  CHECK(in_flight.ok());
+  REQUIRE(b != nullptr);
+  CHECK(b->range_id() == 2);
+
+  absl::Status after = a->Commit(Put("a-after"));
+  CHECK(absl::IsUnavailable(after));
+  CHECK_THAT(std::string(after.message()), Catch::Contains("another orchestrator"));
+  CHECK_FALSE(a->Health().writable);
+  CHECK_THAT(a->Health().reason, Catch::Contains("took this database over"));
+  CHECK(absl::IsUnavailable(a->FetchAdd(Table::kMeta, "counter", 1).status()));
+  CHECK(a->Get(Table::kHistory, "a-1")->has_value());  // reads go on
+
+  REQUIRE(b->Commit(Put("b-1")).ok());
+  CHECK(AllKeys(*b, Table::kHistory) == std::vector<std::string>{"a-1", "a-in-flight", "b-1"});
+  CHECK(b->Health().writable);
+}
+
+// A process stopped (SIGSTOP) inside an open transaction that holds the store's shard row: the
+// server ends its session after the idle-in-transaction timeout (2 s here; the store sets 30 s),
+// and the takeover goes through then.
+TEST_CASE(
+    "A SIGSTOPped owner inside an open transaction blocks a takeover only until its "
+    "timeout") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  const std::string conninfo = cluster->ConnInfo();
+  {
+    auto first = OpenStore(conninfo, Owner("node-a"));  // creates the shard row
+  }
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  // Forked before this process has threads of its own (the stores above are closed).
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    PGconn* conn = PQconnectdb(conninfo.c_str());
+    PQclear(PQexec(conn, "SET idle_in_transaction_session_timeout = '2s'"));
+    PQclear(PQexec(conn, "BEGIN"));
+    PGresult* fenced = PQexec(conn, "SELECT kiln_check_fence(0, 1)");
+    char ok = PQresultStatus(fenced) == PGRES_TUPLES_OK ? '1' : '0';
+    (void)!::write(ready[1], &ok, 1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char ok = 0;
+  REQUIRE(::read(ready[0], &ok, 1) == 1);
+  ::close(ready[0]);
+  ::kill(child, SIGSTOP);
+  CHECK(ok == '1');
+
+  absl::Time began = absl::Now();
+  auto b = OpenStore(conninfo, Owner("node-b"));
+  absl::Duration took = absl::Now() - began;
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  CHECK(b->range_id() == 2);
+  CHECK(took >= absl::Milliseconds(1500));  // it did wait for the stopped owner
+  CHECK(took < absl::Seconds(20));
+  CHECK(b->Commit(Put("b-1")).ok());
+}
+
+// COMMIT sent, and the connection lost before its answer (the backend SIGKILLed while a deferred
+// trigger holds the COMMIT): the outcome is unknown. The store renews its claim before the next
+// read, so that what it reads is final, and commits go on with the new range.
+TEST_CASE("A commit whose outcome is unknown makes the owner renew its range before reloading") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto store = OpenStore(cluster->ConnInfo(), Owner("node-a"));
+  const int64_t range = store->range_id();
+  Sql(cluster->ConnInfo(),
+      "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "PERFORM pg_sleep(60); RETURN NULL; END $$;"
+      "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON kiln_history "
+      "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.k = 'slow'::bytea) "
+      "EXECUTE FUNCTION slow_commit()");
+  absl::Status lost;
+  std::thread commit([&] { lost = store->Commit(Put("slow")); });
+  RawSession observer(cluster->ConnInfo());
+  std::string backend;
+  REQUIRE(testutil::WaitFor(
+      [&] {
+        backend = observer.Value("SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'");
+        return !backend.empty();
+      },
+      absl::Seconds(30)));
+  ::kill(std::stoi(backend), SIGKILL);  // the server restarts its sessions (crash recovery)
+  commit.join();
+  INFO(lost.ToString());
+  CHECK(absl::IsUnavailable(lost));
+  CHECK_THAT(std::string(lost.message()), Catch::Contains("outcome unknown"));
+
+  // The next read renews the claim first (once the server accepts connections again).
+  absl::StatusOr<std::optional<std::string>> reloaded;
+  CHECK(testutil::WaitFor(
+      [&] {
+        reloaded = store->Get(Table::kHistory, "slow");
+        return reloaded.ok();
+      },
+      absl::Seconds(60)));
+  CHECK_FALSE(reloaded->has_value());
+  CHECK(store->range_id() == range + 1);
+  CHECK(store->stats().renewals == 1);
+  CHECK(testutil::WaitFor([&] { return store->Commit(Put("next")).ok(); }, absl::Seconds(30)));
+  CHECK(store->Health().writable);
+}
+
+TEST_CASE("FetchAdd is atomic across store instances and reads the engine's counters") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto a = OpenStore(cluster->ConnInfo(), Owner("node-a"));
+  auto b = OpenStore(cluster->ConnInfo());
+  // A counter written as the engine writes it (8 bytes, big-endian).
+  std::string seven;
+  keys::AppendBigEndian64(&seven, 7);
+  WriteBatch seed;
+  seed.Put(Table::kMeta, "seeded", seven);
+  REQUIRE(b->Commit(seed).ok());
+  CHECK(b->FetchAdd(Table::kMeta, "seeded", 3).value() == 10);
+  CHECK(b->FetchAdd(Table::kMeta, "fresh", 5).value() == 5);
+
+  absl::Mutex mu;
+  std::set<int64_t> seen;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      Store& store = t % 2 == 0 ? static_cast<Store&>(*a) : static_cast<Store&>(*b);
+      for (int i = 0; i < 25; ++i) {
+        absl::StatusOr<int64_t> value = store.FetchAdd(Table::kMeta, "shared", 1);
+        absl::MutexLock lock(&mu);
+        if (value.ok()) seen.insert(*value);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(seen.size() == 200);  // no value handed out twice
+  CHECK(*seen.rbegin() == 200);
+  auto stored = a->Get(Table::kMeta, "shared");
+  REQUIRE(stored.ok());
+  REQUIRE(stored->has_value());
+  CHECK(keys::ReadBigEndian64(**stored) == 200);
+}
+
+TEST_CASE("Migrate creates the schema once and refuses a newer one") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  CHECK(PostgresStore::Migrate(cluster->ConnInfo()).value() == 0);
+  CHECK(PostgresStore::Migrate(cluster->ConnInfo()).value() == PostgresStore::kSchemaVersion);
+  Sql(cluster->ConnInfo(), "UPDATE kiln_schema SET version = 99");
+  absl::StatusOr<int> newer = PostgresStore::Migrate(cluster->ConnInfo());
+  CHECK(absl::IsFailedPrecondition(newer.status()));
+  CHECK_THAT(std::string(newer.status().message()), Catch::Contains("newer Kiln"));
 }
 
 }  // namespace

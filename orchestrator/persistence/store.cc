@@ -1,5 +1,10 @@
 #include "orchestrator/persistence/store.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status.h"
+#include "orchestrator/persistence/keys.h"
+
 namespace kiln::orchestrator {
 
 const char* TableName(Table table) {
@@ -43,6 +48,30 @@ bool WriteBatch::Unput(Table table, std::string_view key) {
     return true;
   }
   return false;
+}
+
+absl::StatusOr<int64_t> Store::FetchAdd(Table table, std::string_view key, int64_t delta) {
+  if (delta <= 0) return absl::InvalidArgumentError("FetchAdd: delta must be positive");
+  // One lock for every store of the process: counters are rare (a task-id block per 100,000
+  // ids), and a lock per store would need a member in this interface.
+  static absl::Mutex mu(absl::kConstInit);
+  absl::MutexLock lock(&mu);
+  ASSIGN_OR_RETURN(std::optional<std::string> stored, Get(table, key));
+  int64_t value = 0;
+  if (stored.has_value()) {
+    if (stored->size() != 8) {
+      return absl::DataLossError(absl::StrCat("counter ", TableName(table), "/", std::string(key),
+                                              " is not 8 bytes but ", stored->size()));
+    }
+    value = static_cast<int64_t>(keys::ReadBigEndian64(*stored));
+  }
+  value += delta;
+  std::string encoded;
+  keys::AppendBigEndian64(&encoded, static_cast<uint64_t>(value));
+  WriteBatch batch;
+  batch.Put(table, std::string(key), std::move(encoded));
+  RETURN_IF_ERROR(Commit(batch));
+  return value;
 }
 
 }  // namespace kiln::orchestrator

@@ -153,6 +153,13 @@ class Store {
   // Whether Commit can succeed now (see StoreHealth). A store that never stops writing need not
   // override it.
   virtual StoreHealth Health() { return {}; }
+
+  // Adds `delta` (> 0) to the counter at `key` (8 bytes, big-endian; absent counts as 0),
+  // durably, and returns the new value: the engine's task-id blocks. Atomic against every
+  // writer of the store: a store that several processes share (PostgreSQL) does it in one
+  // statement; this default reads and commits under a process-wide lock, enough for a store only
+  // this process writes. A wrapper forwards it, so that the store below decides.
+  virtual absl::StatusOr<int64_t> FetchAdd(Table table, std::string_view key, int64_t delta);
 };
 
 }  // namespace kiln::orchestrator

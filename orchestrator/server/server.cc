@@ -1,5 +1,7 @@
 #include "orchestrator/server/server.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
@@ -105,6 +107,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       absl::StartsWith(options.store, "postgresql://")) {
     PostgresStoreOptions store_options;
     store_options.on_health_change = on_health_change;
+    // The store's claim on the database: a second orchestrator started on it takes it over and
+    // this one stops writing (docs/postgres-store.md, "The fence").
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+    store_options.owner = absl::StrCat(host, ":", ::getpid());
     ASSIGN_OR_RETURN(server->base_store_, PostgresStore::Open(options.store, store_options));
   } else if (options.store.empty()) {
     RocksDbOptions store_options;

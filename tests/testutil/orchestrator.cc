@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "common/auth/credentials.h"
 #include "common/auth/token.h"
+#include "tests/testutil/postgres.h"
 
 namespace kiln::testutil {
 namespace {
@@ -21,11 +22,23 @@ namespace {
   std::abort();
 }
 
+bool UsePostgres(const std::vector<std::string>& extra_args) {
+  if (!TestStoreIsPostgres()) return false;
+  for (const std::string& arg : extra_args) {
+    if (arg == "--store" || absl::StartsWith(arg, "--store=")) return false;  // The test's own.
+  }
+  return true;
+}
+
 }  // namespace
 
 OrchestratorProcess::OrchestratorProcess(std::string data_dir, std::vector<std::string> extra_args,
                                          sdk::ConnectionOptions connection_options)
     : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)) {
+  if (UsePostgres(extra_args_)) {
+    store_ = TestDatabaseOrSkip();
+    extra_args_.insert(extra_args_.end(), {"--store", store_});
+  }
   address_ = absl::StrCat("127.0.0.1:", FreePort());
   metrics_port_ = FreePort();
   key_file_ = data_dir_ + "/auth.key";

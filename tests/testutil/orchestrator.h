@@ -3,6 +3,12 @@
 // same data directory. Tokens are required, as in production: the constructor creates the
 // orchestrator's key (as its first start would) and mints an admin token that connection()
 // presents; admin_token_file() is the credential the orchestrator itself writes on start.
+//
+// The store: RocksDB in the data directory, unless the environment says KILN_TEST_STORE=postgres
+// (the ctest label `postgres` runs the engine and integration suites so): then each
+// OrchestratorProcess gets a database of its own (`--store postgres://…`) on one PostgreSQL
+// cluster the test process starts and stops at exit (TestDatabaseOrSkip in
+// tests/testutil/postgres.h, which also says what happens where PostgreSQL cannot run).
 #pragma once
 
 #include <memory>
@@ -45,10 +51,14 @@ class OrchestratorProcess {
   // An agent token of `project` (valid for an hour), for a kiln-builder-agent's --token.
   std::string AgentToken(const std::string& project) const;
   std::string Log() const;
+  // "postgres://…" when this orchestrator keeps its state in PostgreSQL (KILN_TEST_STORE), else
+  // empty (RocksDB in the data directory).
+  const std::string& store() const { return store_; }
 
  private:
   std::string data_dir_;
   std::vector<std::string> extra_args_;
+  std::string store_;
   std::string address_;
   int metrics_port_ = 0;
   int starts_ = 0;

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -93,6 +94,14 @@ absl::Status PostgresCluster::Stop() {
 
 absl::Status PostgresCluster::Restart() { return StartServer(); }
 
+pid_t PostgresCluster::postmaster_pid() const {
+  if (!running_) return 0;
+  std::string pid_file = ReadFile(dir_->path() + "/data/postmaster.pid");
+  int pid = 0;
+  if (!absl::SimpleAtoi(pid_file.substr(0, pid_file.find('\n')), &pid)) return 0;
+  return pid;
+}
+
 std::string PostgresCluster::Log() const { return ReadFile(dir_->path() + "/server.log"); }
 
 absl::Status PostgresCluster::StartServer() {
@@ -124,6 +133,55 @@ absl::Status PostgresCluster::RunTool(const std::string& tool, const std::vector
         absl::StrCat(tool, " ", absl::StrJoin(args, " "), " exited ", *code, ": ", output));
   }
   return absl::OkStatus();
+}
+
+bool TestStoreIsPostgres() {
+  const char* store = std::getenv("KILN_TEST_STORE");
+  return store != nullptr && std::string(store) == "postgres";
+}
+
+namespace {
+std::unique_ptr<PostgresCluster>& TestCluster() {
+  static std::unique_ptr<PostgresCluster> cluster;
+  return cluster;
+}
+}  // namespace
+
+pid_t TestClusterPostmaster() {
+  return TestCluster() == nullptr ? 0 : TestCluster()->postmaster_pid();
+}
+
+bool PostgresRequired() {
+  const char* require = std::getenv("KILN_REQUIRE_POSTGRES");
+  return require != nullptr && std::string(require) == "1";
+}
+
+std::string TestDatabaseOrSkip() {
+  std::unique_ptr<PostgresCluster>& cluster = TestCluster();
+  static int databases = 0;
+  if (cluster == nullptr) {
+    absl::StatusOr<std::unique_ptr<PostgresCluster>> started = PostgresCluster::Start();
+    if (absl::IsFailedPrecondition(started.status())) {
+      if (PostgresRequired()) {
+        std::cerr << "KILN_REQUIRE_POSTGRES=1 and " << started.status().message() << std::endl;
+        std::abort();
+      }
+      std::cout << "SKIPPED: PostgreSQL cannot run here: " << started.status().message()
+                << std::endl;
+      std::exit(kSkipExitCode);
+    }
+    if (!started.ok()) {
+      std::cerr << "cannot start a PostgreSQL cluster: " << started.status() << std::endl;
+      std::abort();
+    }
+    cluster = std::move(*started);
+  }
+  std::string name = absl::StrCat("kiln_test_", ++databases);
+  if (absl::StatusOr<std::string> created = cluster->CreateDatabase(name); !created.ok()) {
+    std::cerr << "cannot create a PostgreSQL database: " << created.status() << std::endl;
+    std::abort();
+  }
+  return absl::StrCat("postgres://", kSuperuser, "@127.0.0.1:", cluster->port(), "/", name);
 }
 
 }  // namespace kiln::testutil

@@ -6,6 +6,8 @@
 // only over loopback and the private socket.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
 
@@ -38,6 +40,8 @@ class PostgresCluster {
   absl::Status Restart();
   // The server log, for failure messages.
   std::string Log() const;
+  // The postmaster's PID (its server processes are its children); 0 when not running.
+  pid_t postmaster_pid() const;
 
  private:
   PostgresCluster() = default;
@@ -51,5 +55,21 @@ class PostgresCluster {
   int port_ = 0;
   bool running_ = false;
 };
+
+// The suites that run a second time on PostgreSQL (the ctest label `postgres`) do so with
+// KILN_TEST_STORE=postgres in their environment.
+bool TestStoreIsPostgres();
+// KILN_REQUIRE_POSTGRES=1: a host that must run the PostgreSQL tests (a skip is a failure).
+bool PostgresRequired();
+// The exit code of a test process skipped for want of PostgreSQL (ctest's SKIP_RETURN_CODE).
+inline constexpr int kSkipExitCode = 77;
+// A new, empty database on the test process's cluster (started by the first call, stopped at
+// exit), as a "postgres://…" URI. Where PostgreSQL cannot run, prints "SKIPPED: …" and exits
+// with kSkipExitCode, or aborts with the reason when KILN_REQUIRE_POSTGRES=1 (a host that must
+// run these tests). Any other failure aborts.
+std::string TestDatabaseOrSkip();
+// The postmaster of TestDatabaseOrSkip's cluster (0 before the first call), for benchmarks that
+// charge the database's CPU to their work.
+pid_t TestClusterPostmaster();
 
 }  // namespace kiln::testutil
