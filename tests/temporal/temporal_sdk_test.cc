@@ -1,7 +1,10 @@
-// Temporal's TypeScript SDK runs a workflow on Kiln: temporal_sdk.js (a Temporal worker and
+// Temporal's TypeScript SDK runs workflows on Kiln: temporal_sdk.js (a Temporal worker and
 // client, the npm packages `make deps` installs) against a real kiln-orchestrator serving
-// Temporal's API on --temporal-listen. The workflow runs an activity, a timer, waits for a
-// signal and answers queries; then Kiln's own CLI reads the run the SDK made.
+// Temporal's API on --temporal-listen. The first workflow runs an activity, a timer, waits for
+// a signal and answers queries; others retry and heartbeat activities, start a child, continue
+// as new, and are signalled with start, terminated and cancelled; a worker is restarted
+// mid-workflow; the SDK's replayer checks the histories Kiln recorded; then Kiln's own CLI reads
+// the run the SDK made.
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
@@ -47,8 +50,8 @@ std::string MissingPrerequisite(const std::string& node) {
 }
 
 TEST_CASE(
-    "Temporal's TypeScript SDK runs a workflow with an activity a timer a signal and a "
-    "query on Kiln",
+    "Temporal's TypeScript SDK runs workflows with activities timers signals and queries on "
+    "Kiln",
     "[temporal]") {
   const std::string node =
       FindExecutable({Env("KILN_NODE"), "/usr/bin/node", "/usr/local/bin/node"});
@@ -93,6 +96,22 @@ TEST_CASE(
   CHECK(absl::StrContains(out, ",26,"));
   CHECK(absl::StrContains(out, ",2]"));
   CHECK(!absl::StrContains(out, R"("sdk_flags":0,)"));
+  // An activity failing its first attempt is retried (RespondActivityTaskFailed); one
+  // heartbeats; a child workflow; continue-as-new; signal-with-start then terminate; start then
+  // cancel (the run's timer and the run are cancelled); list with Temporal's field names; count.
+  CHECK(absl::StrContains(out, R"("retries":{"attempts":2,"beats":3})"));
+  CHECK(absl::StrContains(out, R"("parent":42,)"));
+  CHECK(absl::StrContains(out, R"("looper":"looped in run after")"));
+  CHECK(absl::StrContains(out, R"("terminated":"TERMINATED")"));
+  CHECK(absl::StrContains(out, R"("canceled":"CancelledFailure")"));
+  CHECK(absl::StrContains(out, R"("listed":["greeting-1:COMPLETED"])"));
+  // Completed: greeting, retries, the child, its parent, the looper's last run.
+  CHECK(absl::StrContains(out, R"("count":5,)"));
+  // A worker restarted while the run waits: the new worker replays the run from its whole
+  // history and finishes it. The SDK's replayer finds every history Kiln recorded
+  // deterministic.
+  CHECK(absl::StrContains(out, R"("restarted":"Hello, again, approved by a new worker")"));
+  CHECK(absl::StrContains(out, R"("replayed":["ok","ok","ok","ok","ok","ok"])"));
   // What Kiln does not serve says so: NOT_FOUND (5) for a namespace it does not have,
   // UNIMPLEMENTED (12) naming a method it lacks.
   CHECK(absl::StrContains(out, R"("unknown_namespace":5)"));
