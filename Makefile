@@ -4,6 +4,8 @@ SHELL := /bin/bash
 BUILD_DIR ?= build
 PRESET ?= release
 JOBS ?= $(shell nproc)
+# Where `make deps` installs Temporal's TypeScript SDK (npm), outside any one preset's tree.
+TEMPORAL_SDK_DIR := $(BUILD_DIR)/deps/temporal
 
 # Everything the build, the tests and the demo need, from Debian 12's archive.
 PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-format clang-tidy \
@@ -28,6 +30,7 @@ PACKAGES := build-essential cmake ninja-build pkg-config ccache clang clang-form
 # chromium, nodejs (and npm, below): the web console's browser test (tests/browser), headless
 # Chromium driven by puppeteer-core, which the test installs from its package-lock.json with
 # `npm ci` into the build tree (it says it is skipped when offline).
+# nodejs and npm also install and run Temporal's TypeScript SDK (below, and tests/temporal).
 
 .PHONY: all deps build test fuzz demo package builder-image format format-check lint clean
 
@@ -55,9 +58,24 @@ deps:
 	  echo "deps: installing npm"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends npm; }
+	@# Temporal's TypeScript SDK, pinned by tests/temporal/package-lock.json: the build compiles
+	@# Temporal's API from the .proto files inside it (orchestrator/temporal), the Temporal test
+	@# runs it. Reinstalled only when the lock file changed; offline, the build goes on without.
+	@if cmp -s tests/temporal/package-lock.json $(TEMPORAL_SDK_DIR)/package-lock.json && \
+	    [ -d $(TEMPORAL_SDK_DIR)/node_modules/@temporalio/core-bridge ]; then \
+	  echo "deps: Temporal SDK up to date in $(TEMPORAL_SDK_DIR)"; \
+	else \
+	  echo "deps: installing Temporal's TypeScript SDK into $(TEMPORAL_SDK_DIR) (npm ci)"; \
+	  mkdir -p $(TEMPORAL_SDK_DIR) && \
+	  cp tests/temporal/package.json tests/temporal/package-lock.json $(TEMPORAL_SDK_DIR)/ && \
+	  ( cd $(TEMPORAL_SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error ) || { \
+	    rm -f $(TEMPORAL_SDK_DIR)/package-lock.json; \
+	    echo "deps: could not install the Temporal SDK (offline?): kiln-orchestrator builds" \
+	      "without Temporal's API and its test says SKIPPED"; }; \
+	fi
 
 build: deps
-	cmake --preset $(PRESET) >/dev/null
+	cmake --preset $(PRESET) -DKILN_TEMPORAL_NODE_MODULES=$(abspath $(TEMPORAL_SDK_DIR))/node_modules >/dev/null
 	cmake --build --preset $(PRESET) -j $(JOBS)
 
 # The formatting check runs first, so a formatting difference fails CI before the build. Then

@@ -163,6 +163,13 @@ int main(int argc, char** argv) {
       ->envname("KILN_LISTENER_PROBE_INTERVAL")
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();
+  app.add_option(
+         "--temporal-listen", options.temporal_listen,
+         "Also serve Temporal's API (temporal.api.workflowservice.v1.WorkflowService) here, "
+         "host:port, so Temporal's SDKs run on Kiln (docs/temporal-api.md); empty: not "
+         "served")
+      ->envname("KILN_TEMPORAL_LISTEN")
+      ->check(kiln::HostPortValidator());
   kiln::orchestrator::TokenCommand token_command(app);
   CLI::App* migrate = app.add_subcommand(
       "migrate",

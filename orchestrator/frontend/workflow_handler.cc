@@ -234,7 +234,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskCompleted(
     api::RespondWorkflowTaskCompletedResponse* response) {
   return Unary(
       ctx, Rpc::kRespondWorkflowTaskCompleted, "RespondWorkflowTaskCompleted", response,
-      [request] { return ValidateWorkerInstance(request->sticky_worker(), "sticky_worker"); },
+      [request] { return ValidateWorkflowTaskCompleted(*request); },
       [this, request](
           const Principal& principal) -> absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> {
         RETURN_IF_ERROR(

@@ -1117,5 +1117,34 @@ TEST_CASE("A workflow task that keeps failing is retried at once then after a gr
   CHECK_FALSE(h.PollWorkflowTask().has_value());
 }
 
+TEST_CASE("An SDK's metadata on a completion is recorded on its WorkflowTaskCompleted event") {
+  EngineHarness h;
+  std::string run = h.Start("wf-sdk-metadata").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  api::RespondWorkflowTaskCompletedRequest request;
+  request.set_task_token(wt->task_token());
+  *request.add_commands() = EngineHarness::CompleteWorkflow("done");
+  request.mutable_sdk_metadata()->add_core_used_flags(1);
+  request.mutable_sdk_metadata()->add_core_used_flags(2);
+  request.mutable_sdk_metadata()->add_lang_used_flags(3);
+  request.mutable_sdk_metadata()->set_sdk_name("temporal-typescript");
+  request.mutable_sdk_metadata()->set_sdk_version("1.24.0");
+  REQUIRE(h.engine().RespondWorkflowTaskCompleted(request).ok());
+
+  bool found = false;
+  api::History history = h.History(run);
+  for (const auto& event : history.events()) {
+    if (event.event_type() != api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED) continue;
+    found = true;
+    const auto& metadata = event.workflow_task_completed_event_attributes().sdk_metadata();
+    CHECK(metadata.core_used_flags_size() == 2);
+    CHECK(metadata.lang_used_flags(0) == 3);
+    CHECK(metadata.sdk_name() == "temporal-typescript");
+    CHECK(metadata.sdk_version() == "1.24.0");
+  }
+  CHECK(found);
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

@@ -42,6 +42,8 @@ inline constexpr size_t kMaxPendingTimers = 10'000;
 inline constexpr int64_t kMaxSignalsPerRun = 10'000;
 inline constexpr size_t kMaxBufferedEvents = 10'000;
 inline constexpr size_t kMaxCommandsPerTask = 10'000;
+// Behaviour flags of each kind an SDK may record on one workflow task (sdk_metadata).
+inline constexpr size_t kMaxSdkFlags = 256;
 // Activities one workflow task completion may start eagerly for its worker (the rest are
 // scheduled as usual).
 inline constexpr size_t kMaxEagerActivitiesPerTask = 16;

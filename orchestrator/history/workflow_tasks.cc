@@ -217,6 +217,7 @@ absl::Status HistoryEngine::CompleteWorkflowTask(
   completed->set_started_event_id(started_event_id);
   completed->set_identity(request.identity());
   completed->set_binary_checksum(request.binary_checksum());
+  if (request.has_sdk_metadata()) *completed->mutable_sdk_metadata() = request.sdk_metadata();
   int64_t completed_event_id = m.state().next_event_id() - 1;
   m.state().clear_workflow_task();
   m.state().set_last_completed_workflow_task_started_event_id(started_event_id);

@@ -89,6 +89,21 @@ absl::Status ValidateWorkerInstance(const std::string& id, const char* field) {
   return CheckName(id, field, limits::kMaxIdLength, false);
 }
 
+absl::Status ValidateWorkflowTaskCompleted(
+    const kiln::api::v1::RespondWorkflowTaskCompletedRequest& request) {
+  const auto& metadata = request.sdk_metadata();
+  if (static_cast<size_t>(metadata.core_used_flags_size()) > limits::kMaxSdkFlags ||
+      static_cast<size_t>(metadata.lang_used_flags_size()) > limits::kMaxSdkFlags) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sdk_metadata: more than ", limits::kMaxSdkFlags, " flags of a kind"));
+  }
+  return FirstError(
+      {ValidateWorkerInstance(request.sticky_worker(), "sticky_worker"),
+       CheckName(metadata.sdk_name(), "sdk_metadata.sdk_name", limits::kMaxNameLength, false),
+       CheckName(metadata.sdk_version(), "sdk_metadata.sdk_version", limits::kMaxNameLength,
+                 false)});
+}
+
 absl::Status ValidateExecution(const kiln::api::v1::WorkflowExecution& execution,
                                bool run_id_required) {
   if (absl::Status s =

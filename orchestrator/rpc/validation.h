@@ -20,6 +20,10 @@ absl::Status ValidateQuery(const kiln::api::v1::QueryWorkflowRequest& request);
 absl::Status ValidateList(const kiln::api::v1::ListWorkflowExecutionsRequest& request);
 absl::Status ValidateCount(const kiln::api::v1::CountWorkflowExecutionsRequest& request);
 // Answers from workers: sizes, identities and enum values (the task token is the engine's).
+// The sticky worker and the SDK's metadata (the commands are checked by the engine, each by
+// its handler).
+absl::Status ValidateWorkflowTaskCompleted(
+    const kiln::api::v1::RespondWorkflowTaskCompletedRequest& request);
 absl::Status ValidateWorkflowTaskFailed(
     const kiln::api::v1::RespondWorkflowTaskFailedRequest& request);
 absl::Status ValidateQueryTaskCompleted(

@@ -21,6 +21,7 @@
 #include "common/rpc_parse_errors.h"
 #include "common/status.h"
 #include "common/tls.h"
+#include "common/version.h"
 #include "orchestrator/frontend/workflow_handler.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/run_watchers.h"
@@ -33,6 +34,7 @@
 #include "orchestrator/rpc/revoked_tokens.h"
 #include "orchestrator/server/local_auth.h"
 #include "orchestrator/server/server_health.h"
+#include "orchestrator/temporal/temporal_frontend.h"
 #include "orchestrator/timers/timer_queue.h"
 
 namespace kiln::orchestrator {
@@ -234,8 +236,25 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->health_->Attach(server->grpc_server_->GetHealthCheckService());
   WarnIfExposedWithoutTls("kiln-orchestrator", "the gRPC listener (--listen)", listen.host,
                           !options.tls_cert_file.empty());
+  if (!options.temporal_listen.empty()) {
+    ASSIGN_OR_RETURN(HostPort temporal,
+                     ParseHostPort(options.temporal_listen, "--temporal-listen"));
+    // Temporal's API reaches the engine through this server's own WorkflowService, in process.
+    grpc::ChannelArguments engine_args;
+    engine_args.SetMaxReceiveMessageSize(64 << 20);
+    ASSIGN_OR_RETURN(
+        server->temporal_,
+        TemporalFrontend::Start(TemporalFrontendOptions{.listen = options.temporal_listen,
+                                                        .credentials = credentials,
+                                                        .retention = options.retention,
+                                                        .server_version = kVersion},
+                                server->grpc_server_->InProcessChannel(engine_args)));
+    WarnIfExposedWithoutTls("kiln-orchestrator", "Temporal's API (--temporal-listen)",
+                            temporal.host, !options.tls_cert_file.empty());
+  }
   LogInfo("orchestrator.serving", {{"listen", absl::StrCat(listen.host, ":", server->port_)},
                                    {"metrics_port", server->metrics_port()},
+                                   {"temporal_port", server->temporal_port()},
                                    {"data_dir", options.data_dir},
                                    {"max_connections", max_connections},
                                    {"store", options.store.empty() ? "rocksdb" : "postgres"},
@@ -244,6 +263,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 }
 
 Server::~Server() { Shutdown(absl::ZeroDuration()); }
+
+int Server::temporal_port() const { return temporal_ ? temporal_->port() : 0; }
 
 void Server::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
@@ -255,6 +276,8 @@ void Server::Shutdown(absl::Duration grace) {
   if (connections_) connections_->Stop();      // No new connections.
   // The store may still report (from its threads) until it closes, after the gRPC server.
   if (health_) health_->Detach();
+  // Its calls wait on the engine's, which end now that matching has shut down.
+  if (temporal_) temporal_->Shutdown(grace);
   if (grpc_server_) {
     grpc_server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
     grpc_server_->Wait();

@@ -33,6 +33,7 @@ class Listener;
 class Authorizer;
 class RevokedTokens;
 class ServerHealth;
+class TemporalFrontend;
 
 struct ServerOptions {
   // Holds the auth key, the admin token and, unless `store` names another, the RocksDB store.
@@ -78,6 +79,9 @@ struct ServerOptions {
   int max_connections = 0;
   // How often the listener checks that it accepts (health "" turns NOT_SERVING when not).
   absl::Duration listener_probe_interval = absl::Seconds(5);
+  // host:port of Temporal's API (orchestrator/temporal/temporal_frontend.h), with the same TLS
+  // as `listen`; empty: not served.
+  std::string temporal_listen;
 };
 
 class Server {
@@ -86,6 +90,8 @@ class Server {
   ~Server();
 
   int port() const { return port_; }
+  // The Temporal API's port; 0 when not served.
+  int temporal_port() const;
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
   // Answers waiting polls, stops taking calls, lets running ones finish for up to `grace`.
@@ -116,6 +122,7 @@ class Server {
   std::unique_ptr<LogHandler> log_service_;
   std::unique_ptr<ConnectionListener> connections_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<TemporalFrontend> temporal_;
   int port_ = 0;
   bool shut_down_ = false;
 };

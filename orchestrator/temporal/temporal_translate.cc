@@ -1,0 +1,57 @@
+#include "orchestrator/temporal/temporal_translate.h"
+
+#include "absl/container/flat_hash_set.h"
+#include "orchestrator/temporal/proto_copy.h"
+#include "temporal/api/taskqueue/v1/message.pb.h"
+
+namespace kiln::orchestrator {
+namespace {
+
+// Encoded alike on both sides (the engine's are subsets, same numbers, same enum numbers):
+// copied through their bytes, so what only Temporal's side has (Failure.encoded_attributes,
+// a child workflow's or Nexus failure info, Payload.external_payloads) survives the engine.
+const absl::flat_hash_set<std::string>& WireCompatible() {
+  static const auto* types = new absl::flat_hash_set<std::string>{
+      "temporal.api.common.v1.Payload",
+      "temporal.api.common.v1.Payloads",
+      "temporal.api.common.v1.Header",
+      "temporal.api.common.v1.Memo",
+      "temporal.api.common.v1.SearchAttributes",
+      "temporal.api.common.v1.RetryPolicy",
+      "temporal.api.failure.v1.Failure",
+      "kiln.api.v1.Payload",
+      "kiln.api.v1.Payloads",
+      "kiln.api.v1.Header",
+      "kiln.api.v1.Memo",
+      "kiln.api.v1.SearchAttributes",
+      "kiln.api.v1.RetryPolicy",
+      "kiln.api.v1.Failure",
+  };
+  return *types;
+}
+
+// The engine's task queues have only a name: every one it reports is a normal queue.
+void FillTemporalDefaults(google::protobuf::Message& message) {
+  if (auto* queue = dynamic_cast<::temporal::api::taskqueue::v1::TaskQueue*>(&message)) {
+    if (!queue->name().empty() &&
+        queue->kind() == ::temporal::api::enums::v1::TASK_QUEUE_KIND_UNSPECIFIED) {
+      queue->set_kind(::temporal::api::enums::v1::TASK_QUEUE_KIND_NORMAL);
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status ToKiln(const google::protobuf::Message& temporal, google::protobuf::Message* kiln) {
+  return CopyByName(temporal, kiln,
+                    CopyOptions{.wire_compatible = &WireCompatible(), .fixup = nullptr});
+}
+
+absl::Status ToTemporal(const google::protobuf::Message& kiln,
+                        google::protobuf::Message* temporal) {
+  return CopyByName(
+      kiln, temporal,
+      CopyOptions{.wire_compatible = &WireCompatible(), .fixup = FillTemporalDefaults});
+}
+
+}  // namespace kiln::orchestrator

@@ -1,0 +1,98 @@
+#include "orchestrator/temporal/temporal_translate.h"
+
+#include <catch2/catch.hpp>
+
+#include "kiln/api/v1/workflow_service.pb.h"
+#include "temporal/api/workflowservice/v1/request_response.pb.h"
+
+namespace kiln::orchestrator {
+namespace {
+
+namespace kapi = ::kiln::api::v1;
+namespace twf = ::temporal::api::workflowservice::v1;
+namespace thistory = ::temporal::api::history::v1;
+namespace tcommand = ::temporal::api::command::v1;
+namespace tenums = ::temporal::api::enums::v1;
+
+TEST_CASE("Temporal translation: a history event keeps its kind and attributes across numbering") {
+  kapi::HistoryEvent event;
+  event.set_event_id(7);
+  event.set_event_type(kapi::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+  auto* attributes = event.mutable_workflow_execution_continued_as_new_event_attributes();
+  attributes->set_new_execution_run_id("run-2");
+  attributes->mutable_task_queue()->set_name("q");
+  attributes->mutable_input()->add_payloads()->set_data("42");
+
+  thistory::HistoryEvent translated;
+  REQUIRE(ToTemporal(event, &translated).ok());
+  CHECK(translated.event_id() == 7);
+  CHECK(translated.event_type() == tenums::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+  REQUIRE(translated.has_workflow_execution_continued_as_new_event_attributes());
+  const auto& t = translated.workflow_execution_continued_as_new_event_attributes();
+  CHECK(t.new_execution_run_id() == "run-2");
+  CHECK(t.task_queue().name() == "q");
+  CHECK(t.task_queue().kind() == tenums::TASK_QUEUE_KIND_NORMAL);
+  CHECK(t.input().payloads(0).data() == "42");
+}
+
+TEST_CASE("Temporal translation: sdk_metadata of a completion reaches the engine's request") {
+  twf::RespondWorkflowTaskCompletedRequest request;
+  request.set_task_token("tok");
+  request.mutable_sdk_metadata()->add_core_used_flags(1);
+  request.mutable_sdk_metadata()->add_lang_used_flags(3);
+  request.mutable_sdk_metadata()->set_sdk_name("temporal-typescript");
+  tcommand::Command* command = request.add_commands();
+  command->set_command_type(tenums::COMMAND_TYPE_START_TIMER);
+  command->mutable_start_timer_command_attributes()->set_timer_id("1");
+  command->mutable_start_timer_command_attributes()->mutable_start_to_fire_timeout()->set_seconds(
+      2);
+
+  kapi::RespondWorkflowTaskCompletedRequest engine;
+  REQUIRE(ToKiln(request, &engine).ok());
+  CHECK(engine.task_token() == "tok");
+  CHECK(engine.sdk_metadata().core_used_flags(0) == 1);
+  CHECK(engine.sdk_metadata().lang_used_flags(0) == 3);
+  CHECK(engine.sdk_metadata().sdk_name() == "temporal-typescript");
+  REQUIRE(engine.commands_size() == 1);
+  CHECK(engine.commands(0).command_type() == kapi::COMMAND_TYPE_START_TIMER);
+  CHECK(engine.commands(0).start_timer_command_attributes().start_to_fire_timeout().seconds() == 2);
+}
+
+TEST_CASE("Temporal translation: a command Kiln lacks is UNIMPLEMENTED naming it") {
+  twf::RespondWorkflowTaskCompletedRequest request;
+  request.add_commands()->set_command_type(tenums::COMMAND_TYPE_SCHEDULE_NEXUS_OPERATION);
+  kapi::RespondWorkflowTaskCompletedRequest engine;
+  absl::Status status = ToKiln(request, &engine);
+  CHECK(status.code() == absl::StatusCode::kUnimplemented);
+  CHECK(std::string(status.message()) ==
+        "commands[0].command_type: COMMAND_TYPE_SCHEDULE_NEXUS_OPERATION is not supported by "
+        "Kiln yet");
+}
+
+TEST_CASE("Temporal translation: a failure's fields Kiln lacks survive the round trip") {
+  twf::RespondActivityTaskFailedRequest request;
+  request.mutable_failure()->set_message("boom");
+  request.mutable_failure()->mutable_encoded_attributes()->set_data("enc");
+  request.mutable_failure()->mutable_application_failure_info()->set_type("MyError");
+
+  kapi::RespondActivityTaskFailedRequest engine;
+  REQUIRE(ToKiln(request, &engine).ok());
+  CHECK(engine.failure().message() == "boom");
+  CHECK(engine.failure().application_failure_info().type() == "MyError");
+
+  twf::RespondActivityTaskFailedRequest back;
+  REQUIRE(ToTemporal(engine, &back).ok());
+  CHECK(back.failure().encoded_attributes().data() == "enc");
+  CHECK(back.failure().application_failure_info().type() == "MyError");
+}
+
+TEST_CASE("Temporal translation: workflow task failed causes map by name not number") {
+  twf::RespondWorkflowTaskFailedRequest request;
+  request.set_cause(tenums::WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR);
+  kapi::RespondWorkflowTaskFailedRequest engine;
+  REQUIRE(ToKiln(request, &engine).ok());
+  CHECK(engine.cause() == kapi::WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR);
+}
+
+}  // namespace
+}  // namespace kiln::orchestrator

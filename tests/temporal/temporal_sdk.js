@@ -1,0 +1,190 @@
+// Temporal's TypeScript SDK against kiln-orchestrator's Temporal API: workers and a client in
+// one process run the workflows of workflows.js, restart a worker mid-workflow, replay what
+// Kiln recorded, and print what they saw as one JSON line.
+// Usage: node temporal_sdk.js ADDRESS TOKEN WORKFLOW_ID   (TASK_QUEUE from the environment)
+const path = require('path');
+const {
+  NativeConnection,
+  Worker,
+  Runtime,
+  DefaultLogger,
+  bundleWorkflowCode,
+} = require('@temporalio/worker');
+const { Connection, Client } = require('@temporalio/client');
+const { Context } = require('@temporalio/activity');
+
+const [address, token, workflowId] = process.argv.slice(2);
+const taskQueue = process.env.TASK_QUEUE || 'temporal-sdk-test';
+const deadline = Date.now() + 60_000;
+
+Runtime.install({ logger: new DefaultLogger('WARN') });
+
+async function until(what, check) {
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const activities = {
+  async greet(name) {
+    return `Hello, ${name}`;
+  },
+  // Fails its first attempt: the engine retries it.
+  async flaky() {
+    const { attempt } = Context.current().info;
+    if (attempt < 2) throw new Error(`attempt ${attempt} fails`);
+    return attempt;
+  },
+  async beat(n) {
+    for (let i = 1; i <= n; i++) Context.current().heartbeat(i);
+    return n;
+  },
+};
+
+async function main() {
+  const report = {};
+  const workerConnection = await NativeConnection.connect({ address, apiKey: token, tls: false });
+  // Bundled once (webpack, a few seconds) for every worker and the replayer.
+  const workflowBundle = await bundleWorkflowCode({
+    workflowsPath: path.join(__dirname, 'workflows.js'),
+    logger: Runtime.instance().logger,
+  });
+  const makeWorker = () =>
+    Worker.create({
+      connection: workerConnection,
+      namespace: 'default',
+      taskQueue,
+      workflowBundle,
+      activities,
+    });
+  const worker = await makeWorker();
+  const connection = await Connection.connect({ address, apiKey: token, tls: false });
+  const client = new Client({ connection, namespace: 'default' });
+
+  await worker.runUntil(async () => {
+    const handle = await client.workflow.start('greeting', {
+      taskQueue,
+      workflowId,
+      args: ['Kiln'],
+    });
+    report.run_id = handle.firstExecutionRunId;
+    // The query runs the workflow's code on the worker: it says when the timer has fired.
+    report.query = await until('the workflow to wait for its signal', async () => {
+      const state = await handle.query('status');
+      return state === 'waiting' ? state : undefined;
+    });
+    await handle.signal('approve', 'the test');
+    report.result = await handle.result();
+    const description = await handle.describe();
+    report.status = description.status.name;
+    report.task_queue = description.taskQueue;
+    report.final_query = await handle.query('status');
+    const history = await handle.fetchHistory();
+    report.events = history.events.map((e) => Number(e.eventType));
+    // What the SDK recorded on its first workflow task (its flags, name and version) came back.
+    const completed = history.events.find((e) => e.workflowTaskCompletedEventAttributes);
+    const metadata = completed.workflowTaskCompletedEventAttributes.sdkMetadata || {};
+    report.sdk_flags = (metadata.coreUsedFlags || []).length + (metadata.langUsedFlags || []).length;
+    report.sdk_name = metadata.sdkName || '';
+
+    // Activity retries (RespondActivityTaskFailed) and heartbeats.
+    report.retries = await client.workflow.execute('retries', {
+      taskQueue,
+      workflowId: `${workflowId}-retries`,
+    });
+    // A child workflow; continue-as-new (the client follows the chain of runs).
+    report.parent = await client.workflow.execute('parent', {
+      taskQueue,
+      workflowId: `${workflowId}-parent`,
+    });
+    report.looper = await client.workflow.execute('looper', {
+      taskQueue,
+      workflowId: `${workflowId}-looper`,
+      args: [2],
+    });
+    // Signal-with-start, then terminate.
+    const terminated = await client.workflow.signalWithStart('waiter', {
+      taskQueue,
+      workflowId: `${workflowId}-terminated`,
+      signal: 'approve',
+      signalArgs: [],
+    });
+    await terminated.terminate('the test is done with it');
+    report.terminated = (await terminated.describe()).status.name;
+    // Start, then cancel: the workflow's timer is cancelled and the run closes as canceled.
+    const canceled = await client.workflow.start('waiter', {
+      taskQueue,
+      workflowId: `${workflowId}-canceled`,
+    });
+    await canceled.cancel();
+    report.canceled = await canceled.result().then(
+      () => 'completed',
+      (err) => (err.cause ? err.cause.name : err.name),
+    );
+    // The visibility query language is Kiln's, with Temporal's field names.
+    const listed = [];
+    for await (const info of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) {
+      listed.push(`${info.workflowId}:${info.status.name}`);
+    }
+    report.listed = listed;
+    report.count = (await client.workflow.count('ExecutionStatus = "Completed"')).count;
+  });
+  // What Kiln does not serve: a namespace it lacks, a method it does not implement.
+  const codeOf = async (call) => {
+    try {
+      await call();
+      return 'no error';
+    } catch (err) {
+      return err;
+    }
+  };
+  const ns = await codeOf(() => connection.workflowService.describeNamespace({ namespace: 'nope' }));
+  report.unknown_namespace = ns.code;
+  const schedules = await codeOf(() =>
+    connection.workflowService.listSchedules({ namespace: 'default' }),
+  );
+  report.unimplemented = schedules.message;
+  // A worker restarted mid-workflow: the run's next task goes to a new worker, which replays
+  // it from its whole history (the first worker's cache went with it).
+  const restarted = client.workflow.getHandle(`${workflowId}-restart`);
+  await (await makeWorker()).runUntil(async () => {
+    await client.workflow.start('greeting', {
+      taskQueue,
+      workflowId: `${workflowId}-restart`,
+      args: ['again'],
+    });
+    await until('the restarted workflow to wait', async () =>
+      (await restarted.query('status')) === 'waiting' ? true : undefined,
+    );
+  });
+  await (await makeWorker()).runUntil(async () => {
+    await restarted.signal('approve', 'a new worker');
+    report.restarted = await restarted.result();
+  });
+
+  // The SDK's replayer, fed the histories Kiln recorded, finds them deterministic.
+  const histories = [];
+  for (const suffix of ['', '-retries', '-canceled', '-restart', '-parent', '-looper']) {
+    const id = `${workflowId}${suffix}`;
+    histories.push({ workflowId: id, history: await client.workflow.getHandle(id).fetchHistory() });
+  }
+  report.replayed = [];
+  for await (const replay of Worker.runReplayHistories({ workflowBundle }, histories)) {
+    report.replayed.push(replay.error ? `${replay.workflowId}: ${replay.error}` : 'ok');
+  }
+
+  await connection.close();
+  await workerConnection.close();
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`temporal_sdk.js: ${err && err.stack ? err.stack : err}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,135 @@
+// Temporal's TypeScript SDK runs workflows on Kiln: temporal_sdk.js (a Temporal worker and
+// client, the npm packages `make deps` installs) against a real kiln-orchestrator serving
+// Temporal's API on --temporal-listen. The first workflow runs an activity, a timer, waits for
+// a signal and answers queries; others retry and heartbeat activities, start a child, continue
+// as new, and are signalled with start, terminated and cancelled; a worker is restarted
+// mid-workflow; the SDK's replayer checks the histories Kiln recorded; then Kiln's own CLI reads
+// the run the SDK made.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "tests/testutil/kiln_cli.h"
+#include "tests/testutil/orchestrator.h"
+#include "tests/testutil/process.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Env(const char* name) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? "" : value;
+}
+
+// The first of `candidates` that is an executable file, or "".
+std::string FindExecutable(const std::vector<std::string>& candidates) {
+  for (const std::string& path : candidates) {
+    if (!path.empty() && ::access(path.c_str(), X_OK) == 0) return path;
+  }
+  return "";
+}
+
+// Why the test cannot run here, or "" when it can.
+std::string MissingPrerequisite(const std::string& node) {
+  if (!KILN_TEMPORAL_BUILT_IN) {
+    return "kiln-orchestrator was built without Temporal's API (no Temporal SDK at configure "
+           "time: run make deps, then rebuild)";
+  }
+  if (node.empty()) return "no node (make deps installs nodejs)";
+  if (!fs::exists(fs::path(KILN_TEMPORAL_NODE_MODULES) / "@temporalio" / "worker")) {
+    return absl::StrCat("no Temporal SDK in ", KILN_TEMPORAL_NODE_MODULES, " (make deps)");
+  }
+  return "";
+}
+
+TEST_CASE(
+    "Temporal's TypeScript SDK runs workflows with activities timers signals and queries on "
+    "Kiln",
+    "[temporal]") {
+  const std::string node =
+      FindExecutable({Env("KILN_NODE"), "/usr/bin/node", "/usr/local/bin/node"});
+  if (std::string missing = MissingPrerequisite(node); !missing.empty()) {
+    if (Env("KILN_REQUIRE_TEMPORAL") == "1") FAIL("KILN_REQUIRE_TEMPORAL=1 and " << missing);
+    WARN("SKIPPED: " << missing);
+    return;
+  }
+  testutil::TempDir dir;
+  const int temporal_port = testutil::FreePort();
+  const std::string temporal_address = absl::StrCat("127.0.0.1:", temporal_port);
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data",
+                                             {"--temporal-listen", temporal_address});
+  REQUIRE(orchestrator.Start().ok());
+
+  // The scripts beside the installed packages, as a project of the SDK's users has them (its
+  // bundler resolves @temporalio/workflow from the workflow file's folder up).
+  const fs::path project = fs::path(dir.path()) / "project";
+  fs::create_directories(project);
+  fs::create_directory_symlink(KILN_TEMPORAL_NODE_MODULES, project / "node_modules");
+  for (const char* file : {"temporal_sdk.js", "workflows.js"}) {
+    fs::copy_file(fs::path(KILN_TEMPORAL_TEST_SOURCE_DIR) / file, project / file);
+  }
+
+  std::string out;
+  absl::StatusOr<int> code =
+      testutil::RunCommand(node,
+                           {(project / "temporal_sdk.js").string(), temporal_address,
+                            orchestrator.admin_token(), "greeting-1"},
+                           &out, absl::Minutes(2));
+  REQUIRE(code.ok());
+  INFO("temporal_sdk.js printed:\n" << out << "\norchestrator log:\n" << orchestrator.Log());
+  REQUIRE(*code == 0);
+  CHECK(absl::StrContains(out, R"("query":"waiting")"));
+  CHECK(absl::StrContains(out, R"("result":"Hello, Kiln, approved by the test")"));
+  CHECK(absl::StrContains(out, R"("status":"COMPLETED")"));
+  CHECK(absl::StrContains(out, R"("task_queue":"temporal-sdk-test")"));
+  CHECK(absl::StrContains(out, R"("final_query":"done")"));
+  // Started, ..., ActivityTaskScheduled (10), TimerStarted (17), Signaled (26), Completed (2).
+  CHECK(absl::StrContains(out, R"("events":[1,5,6,7,10,)"));
+  CHECK(absl::StrContains(out, ",17,"));
+  CHECK(absl::StrContains(out, ",26,"));
+  CHECK(absl::StrContains(out, ",2]"));
+  CHECK(!absl::StrContains(out, R"("sdk_flags":0,)"));
+  // An activity failing its first attempt is retried (RespondActivityTaskFailed); one
+  // heartbeats; a child workflow; continue-as-new; signal-with-start then terminate; start then
+  // cancel (the run's timer and the run are cancelled); list with Temporal's field names; count.
+  CHECK(absl::StrContains(out, R"("retries":{"attempts":2,"beats":3})"));
+  CHECK(absl::StrContains(out, R"("parent":42,)"));
+  CHECK(absl::StrContains(out, R"("looper":"looped in run after")"));
+  CHECK(absl::StrContains(out, R"("terminated":"TERMINATED")"));
+  CHECK(absl::StrContains(out, R"("canceled":"CancelledFailure")"));
+  CHECK(absl::StrContains(out, R"("listed":["greeting-1:COMPLETED"])"));
+  // Completed: greeting, retries, the child, its parent, the looper's last run.
+  CHECK(absl::StrContains(out, R"("count":5,)"));
+  // A worker restarted while the run waits: the new worker replays the run from its whole
+  // history and finishes it. The SDK's replayer finds every history Kiln recorded
+  // deterministic.
+  CHECK(absl::StrContains(out, R"("restarted":"Hello, again, approved by a new worker")"));
+  CHECK(absl::StrContains(out, R"("replayed":["ok","ok","ok","ok","ok","ok"])"));
+  // What Kiln does not serve says so: NOT_FOUND (5) for a namespace it does not have,
+  // UNIMPLEMENTED (12) naming a method it lacks.
+  CHECK(absl::StrContains(out, R"("unknown_namespace":5)"));
+  CHECK(absl::StrContains(
+      out, R"("unimplemented":"12 UNIMPLEMENTED: ListSchedules is not implemented by Kiln's)"));
+
+  // Kiln's own CLI reads the run the Temporal SDK made, on the native port.
+  REQUIRE(testutil::KilnAt(orchestrator.address(),
+                           {"--token-file", orchestrator.admin_token_file(), "workflow", "show",
+                            "--id", "greeting-1"},
+                           &out) == 0);
+  CHECK(absl::StrContains(out, "WorkflowExecutionStarted"));
+  CHECK(absl::StrContains(out, "ActivityTaskCompleted"));
+  CHECK(absl::StrContains(out, "TimerFired"));
+  CHECK(absl::StrContains(out, "WorkflowExecutionSignaled"));
+  CHECK(absl::StrContains(out, "WorkflowExecutionCompleted"));
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+}  // namespace
+}  // namespace kiln
