@@ -220,9 +220,6 @@ absl::Status ActivityWorker::StartLocked() {
                                  static_cast<size_t>(options_.max_concurrent));
   const bool stream = options_.delivery == TaskDelivery::kAuto && !options_.exclusive;
   if (stream) {
-    stream_credit_target_ =
-        options_.stream_credits > 0 ? options_.stream_credits : 4 * options_.pollers;
-    stream_credit_target_ = std::min(stream_credit_target_, options_.max_concurrent);
     api::WorkerStreamOpen open;
     open.set_kind(api::WORKER_STREAM_KIND_ACTIVITY);
     open.set_namespace_(options_.ns);
@@ -259,10 +256,16 @@ void ActivityWorker::TopUpCredits() {
   {
     absl::MutexLock lock(&mu_);
     if (stopping_ || !fatal_error_.ok()) return;
+    // Every slot, unless a workflow worker of this process takes activities eagerly: then
+    // what pollers would hold, and the rest stay free for it.
+    int target = options_.stream_credits > 0 ? options_.stream_credits
+                 : has_runner_.load()        ? 4 * options_.pollers
+                                             : options_.max_concurrent;
+    target = std::min(target, options_.max_concurrent);
     // In batches: a credit message per quarter of the target, not one per task.
-    const int batch = std::max(1, stream_credit_target_ / 4);
-    if (stream_credit_target_ - stream_slots_ < batch) return;
-    grant = std::min(free_slots_, stream_credit_target_ - stream_slots_);
+    const int batch = std::max(1, target / 4);
+    if (target - stream_slots_ < batch) return;
+    grant = std::min(free_slots_, target - stream_slots_);
     if (grant <= 0) return;
     free_slots_ -= grant;
     stream_slots_ += grant;
@@ -542,6 +545,7 @@ void ActivityWorker::Dispatch(api::PollActivityTaskQueueResponse task, std::func
 void ActivityWorker::SetWorkflowTaskRunner(EagerWorkflowTaskRunner* runner) {
   absl::MutexLock lock(&runner_mu_);
   workflow_task_runner_ = runner;
+  has_runner_ = runner != nullptr;
 }
 
 bool ActivityWorker::TryReserveSlot() {

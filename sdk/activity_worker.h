@@ -68,8 +68,9 @@ struct ActivityWorkerOptions {
   // kAuto uses the push stream, except on an exclusive queue (the builder agent), whose idle
   // exit is defined by an empty poll: there kAuto polls.
   TaskDelivery delivery = TaskDelivery::kAuto;
-  // With the stream: free slots lent to it as credits at most (0: 4 per poller, up to
-  // max_concurrent). The rest stay free for eager activities in this process.
+  // With the stream: free slots lent to it as credits at most (0: every slot, or 4 per poller
+  // when a workflow worker of this process takes activities eagerly: the rest stay free for
+  // it).
   int stream_credits = 0;
   // Client-side deadline of one long poll; the engine answers empty 1 s before it (or after
   // 60 s). An agent that must notice an empty queue quickly can make it shorter.
@@ -216,7 +217,8 @@ class ActivityWorker {
   int free_slots_ ABSL_GUARDED_BY(mu_) = 0;
   // Slots lent to the stream as credits (not free, not running).
   int stream_slots_ ABSL_GUARDED_BY(mu_) = 0;
-  int stream_credit_target_ = 0;
+  // A workflow worker of this process runs with this one (SetWorkflowTaskRunner).
+  std::atomic<bool> has_runner_{false};
   // Set before the pollers or the stream start; the stream is stopped first in Stop.
   std::unique_ptr<internal::WorkerStream> stream_;
   std::atomic<bool> stream_active_{false};

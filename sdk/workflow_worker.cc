@@ -67,7 +67,10 @@ void WorkflowWorker::Start() {
     for (int i = 0; i < options_.pollers; ++i) threads_.emplace_back([this] { PollLoop(); });
     return;
   }
-  stream_credits_ = options_.stream_credits > 0 ? options_.stream_credits : 4 * options_.pollers;
+  // No threads to run pushed tasks: none are asked for (eager tasks only).
+  stream_credits_ = options_.pollers == 0         ? 0
+                    : options_.stream_credits > 0 ? options_.stream_credits
+                                                  : std::max(64, 4 * options_.pollers);
   api::WorkerStreamOpen open;
   open.set_kind(api::WORKER_STREAM_KIND_WORKFLOW);
   open.set_namespace_(options_.ns);

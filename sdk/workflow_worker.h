@@ -38,7 +38,7 @@ struct WorkflowWorkerOptions {
   // kAuto: the orchestrator's push stream when it offers one (else polls); kPolls: polls only.
   TaskDelivery delivery = TaskDelivery::kAuto;
   // With the stream: workflow tasks in hand at most (pushed, run, answer awaited); 0: 4 per
-  // poller. The answers are awaited without holding a thread.
+  // poller, at least 64. The answers are awaited without holding a thread.
   int stream_credits = 0;
   // Running workflows kept in memory.
   size_t cache_size = 1000;
