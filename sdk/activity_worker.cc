@@ -257,9 +257,10 @@ void ActivityWorker::TopUpCredits() {
     absl::MutexLock lock(&mu_);
     if (stopping_ || !fatal_error_.ok()) return;
     // Every slot, unless a workflow worker of this process takes activities eagerly: then
-    // what pollers would hold, and the rest stay free for it.
+    // what the pollers would hold, and the rest stay free for it (an activity started eagerly
+    // keeps its run's result local; one pushed does not).
     int target = options_.stream_credits > 0 ? options_.stream_credits
-                 : has_runner_.load()        ? 4 * options_.pollers
+                 : has_runner_.load()        ? options_.pollers
                                              : options_.max_concurrent;
     target = std::min(target, options_.max_concurrent);
     // In batches: a credit message per quarter of the target, not one per task.

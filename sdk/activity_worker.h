@@ -68,9 +68,9 @@ struct ActivityWorkerOptions {
   // kAuto uses the push stream, except on an exclusive queue (the builder agent), whose idle
   // exit is defined by an empty poll: there kAuto polls.
   TaskDelivery delivery = TaskDelivery::kAuto;
-  // With the stream: free slots lent to it as credits at most (0: every slot, or 4 per poller
-  // when a workflow worker of this process takes activities eagerly: the rest stay free for
-  // it).
+  // With the stream: free slots lent to it as credits at most (0: every slot, or one per
+  // poller when a workflow worker of this process takes activities eagerly: the rest stay free
+  // for it).
   int stream_credits = 0;
   // Client-side deadline of one long poll; the engine answers empty 1 s before it (or after
   // 60 s). An agent that must notice an empty queue quickly can make it shorter.
@@ -115,7 +115,9 @@ class ActivityWorker {
 
   // How long the queue has been idle: the time since the last task finished (or Start) while
   // nothing runs, counted only once a poll has come back empty since then (the engine had no
-  // task for us). Zero while anything runs or before that poll.
+  // task for us). Zero while anything runs or before that poll, and always zero on the push
+  // stream (nothing there says "no task"): a worker that waits for idleness polls (kPolls, or
+  // exclusive as the builder agent is).
   absl::Duration IdleFor();
   int64_t idle_for_ms() { return absl::ToInt64Milliseconds(IdleFor()); }
   // Blocks until IdleFor() >= `idle` (true) or `timeout` passes, Stop is called or polling

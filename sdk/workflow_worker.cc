@@ -70,7 +70,7 @@ void WorkflowWorker::Start() {
   // No threads to run pushed tasks: none are asked for (eager tasks only).
   stream_credits_ = options_.pollers == 0         ? 0
                     : options_.stream_credits > 0 ? options_.stream_credits
-                                                  : std::max(64, 4 * options_.pollers);
+                                                  : std::max(128, 4 * options_.pollers);
   api::WorkerStreamOpen open;
   open.set_kind(api::WORKER_STREAM_KIND_WORKFLOW);
   open.set_namespace_(options_.ns);
@@ -410,7 +410,10 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task, std::share
     if (!status.ok()) return FromGrpc(status);
     return response;
   };
-  if (!stream_active_.load()) {
+  // Only a task the stream pushed (it holds a credit) is answered on the stream: a task run
+  // eagerly (with a start, or an activity's completion here) is answered before this returns,
+  // so that its close reaches a local caller (LocalRun) while the run is still held here.
+  if (!stream_active_.load() || hold == nullptr) {
     Completed(run_id, std::move(instance), eager_slots, began, unary(request));
     return;
   }

@@ -38,7 +38,7 @@ struct WorkflowWorkerOptions {
   // kAuto: the orchestrator's push stream when it offers one (else polls); kPolls: polls only.
   TaskDelivery delivery = TaskDelivery::kAuto;
   // With the stream: workflow tasks in hand at most (pushed, run, answer awaited); 0: 4 per
-  // poller, at least 64. The answers are awaited without holding a thread.
+  // poller, at least 128. The answers are awaited without holding a thread.
   int stream_credits = 0;
   // Running workflows kept in memory.
   size_t cache_size = 1000;
@@ -113,7 +113,8 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   void StreamLoop();
   // A task's credit is back: granted in batches.
   void ReturnCredit();
-  // `hold` (may be null) is kept until the task has ended, answer included.
+  // `hold` (null for a task run eagerly) is kept until the task has ended, answer included; a
+  // task with one came on the stream and is answered there, its answer awaited off this thread.
   void Handle(api::PollWorkflowTaskQueueResponse& task, std::shared_ptr<void> hold = nullptr);
   // What follows the completion's answer (on the stream's reader thread, or inline).
   void Completed(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance,
