@@ -41,6 +41,8 @@ class WorkerStreamReactor final : public StreamReactor {
       return;
     }
     absl::Status handled = Handle();
+    // The next read parses into a clean message (its credits are not this one's).
+    in_.Clear();
     if (!handled.ok()) {
       Close(handled, /*hard=*/true);
       return;
@@ -145,7 +147,6 @@ class WorkerStreamReactor final : public StreamReactor {
         Unref();
       }
     }
-    in_.clear_completions();
     return absl::OkStatus();
   }
 
