@@ -263,11 +263,16 @@ void ActivityWorker::TopUpCredits() {
                  : has_runner_.load()        ? options_.pollers
                                              : options_.max_concurrent;
     target = std::min(target, options_.max_concurrent);
-    // In batches: a credit message per quarter of the target, not one per task.
-    const int batch = std::max(1, target / 4);
-    if (target - stream_slots_ < batch) return;
-    grant = std::min(free_slots_, target - stream_slots_);
-    if (grant <= 0) return;
+    if (stream_slots_ > target) {
+      // A workflow worker came after the slots were lent: they go back to be free for it.
+      grant = target - stream_slots_;
+    } else {
+      // In batches: a credit message per quarter of the target, not one per task.
+      const int batch = std::max(1, target / 4);
+      if (target - stream_slots_ < batch) return;
+      grant = std::min(free_slots_, target - stream_slots_);
+      if (grant <= 0) return;
+    }
     free_slots_ -= grant;
     stream_slots_ += grant;
   }
@@ -544,9 +549,12 @@ void ActivityWorker::Dispatch(api::PollActivityTaskQueueResponse task, std::func
 }
 
 void ActivityWorker::SetWorkflowTaskRunner(EagerWorkflowTaskRunner* runner) {
-  absl::MutexLock lock(&runner_mu_);
-  workflow_task_runner_ = runner;
-  has_runner_ = runner != nullptr;
+  {
+    absl::MutexLock lock(&runner_mu_);
+    workflow_task_runner_ = runner;
+    has_runner_ = runner != nullptr;
+  }
+  TopUpCredits();  // The stream holds fewer slots beside an eager workflow worker.
 }
 
 bool ActivityWorker::TryReserveSlot() {

@@ -1,5 +1,6 @@
 #include "orchestrator/frontend/worker_stream.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -111,7 +112,6 @@ class WorkerStreamReactor final : public StreamReactor {
     } else if (in_.has_open()) {
       return absl::InvalidArgumentError("a WorkerStream is opened once");
     }
-    if (in_.credits() < 0) return absl::InvalidArgumentError("credits must not be negative");
     if (in_.credits() > 0) {
       {
         absl::MutexLock lock(&mu_);
@@ -122,6 +122,22 @@ class WorkerStreamReactor final : public StreamReactor {
         credits_ += in_.credits();
       }
       ArmPolls();
+    } else if (in_.credits() < 0) {
+      // Taken back: the polls beyond the credits left end (a task one of them got meanwhile
+      // is still pushed; the worker accepts it).
+      std::vector<Matching::PollId> cancel;
+      {
+        absl::MutexLock lock(&mu_);
+        credits_ = std::max(0, credits_ + in_.credits());
+        int excess = armed_ - credits_;
+        for (const auto& [token, id] : polls_) {
+          if (excess <= 0) break;
+          if (id == 0) continue;
+          cancel.push_back(id);
+          --excess;
+        }
+      }
+      for (Matching::PollId id : cancel) deps_.matching->CancelPoll(id);
     }
     for (api::WorkerStreamCompletion& completion : *in_.mutable_completions()) {
       {

@@ -16,7 +16,7 @@ constexpr absl::Duration kBackoffMax = absl::Seconds(5);
 constexpr absl::Duration kHealthyStream = absl::Seconds(10);
 
 bool HasContent(const api::WorkerStreamRequest& request) {
-  return request.has_open() || request.credits() > 0 || request.completions_size() > 0;
+  return request.has_open() || request.credits() != 0 || request.completions_size() > 0;
 }
 
 // Asking again will not cure these: the orchestrator has no stream, or refuses this worker.
@@ -61,7 +61,7 @@ int WorkerStream::outstanding_credits() {
 }
 
 void WorkerStream::Grant(int credits) {
-  if (credits <= 0) return;
+  if (credits == 0) return;
   Send([&](api::WorkerStreamRequest& next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     outstanding_ += credits;
     next.set_credits(next.credits() + credits);
@@ -170,7 +170,7 @@ grpc::Status WorkerStream::RunOnce() {
     // stream included); what was pending went with that stream.
     pending_.Clear();
     *pending_.mutable_open() = open_;
-    pending_.set_credits(outstanding_);
+    pending_.set_credits(std::max(0, outstanding_));
     stream_ = stream.get();
   }
   Send([](api::WorkerStreamRequest&) {});

@@ -54,7 +54,8 @@ class WorkerStream {
   // joins the reader. Completions still waiting end with kUnavailable.
   void Stop();
 
-  // The worker can take `credits` more tasks.
+  // The worker can take `credits` more tasks (negative: fewer; a task already on its way
+  // still comes).
   void Grant(int credits);
   // Sends a completion (its seq is set here); `done` runs once with the answer (on the reader
   // thread), or with kUnavailable when the stream broke or stopped first (on any thread).
