@@ -11,7 +11,9 @@
 #include "common/metrics.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
+#include "common/status.h"
 #include "sdk/internal/eager.h"
+#include "sdk/internal/worker_stream.h"
 
 namespace kiln::sdk {
 namespace {
@@ -190,6 +192,16 @@ absl::Status ActivityWorker::Register(const std::string& activity_type, Activity
 }
 
 absl::Status ActivityWorker::Start() {
+  RETURN_IF_ERROR(StartLocked());
+  if (stream_ != nullptr) {
+    // Outside the lock: the stream's reader calls back into this worker.
+    stream_->Start();
+    TopUpCredits();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ActivityWorker::StartLocked() {
   absl::MutexLock lock(&mu_);
   if (started_) return absl::FailedPreconditionError("activity worker already started");
   if (activities_.empty()) {
@@ -206,15 +218,102 @@ absl::Status ActivityWorker::Start() {
   executor_ =
       std::make_unique<Executor>(absl::StrCat("activities:", task_queue_), options_.max_concurrent,
                                  static_cast<size_t>(options_.max_concurrent));
-  for (int i = 0; i < options_.pollers; ++i) pollers_.emplace_back([this] { PollLoop(); });
+  const bool stream = options_.delivery == TaskDelivery::kAuto && !options_.exclusive;
+  if (stream) {
+    api::WorkerStreamOpen open;
+    open.set_kind(api::WORKER_STREAM_KIND_ACTIVITY);
+    open.set_namespace_(options_.ns);
+    open.mutable_task_queue()->set_name(task_queue_);
+    open.set_identity(options_.identity);
+    open.set_exclusive(options_.exclusive);
+    stream_ = std::make_unique<internal::WorkerStream>(
+        connection_, std::move(open),
+        internal::WorkerStream::Handlers{
+            .workflow_task = nullptr,
+            .activity_task =
+                [this](api::PollActivityTaskQueueResponse task) { OnStreamTask(std::move(task)); },
+            .stopped = [this](const absl::Status& status) { OnStreamStopped(status); }});
+    stream_active_ = true;
+  } else {
+    for (int i = 0; i < options_.pollers; ++i) pollers_.emplace_back([this] { PollLoop(); });
+  }
   std::vector<std::string> names;
   for (const auto& [name, fn] : activities_) names.push_back(name);
   logger_->Log(LogLevel::kInfo, "activity_worker.started",
                {{"task_queue", task_queue_},
                 {"identity", options_.identity},
                 {"activities", absl::StrJoin(names, ",")},
-                {"max_concurrent", options_.max_concurrent}});
+                {"max_concurrent", options_.max_concurrent},
+                {"delivery", stream ? "stream" : "polls"}});
   return absl::OkStatus();
+}
+
+bool ActivityWorker::StreamActive() { return stream_active_.load(std::memory_order_acquire); }
+
+void ActivityWorker::TopUpCredits() {
+  if (!StreamActive()) return;
+  int grant = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || !fatal_error_.ok()) return;
+    // Every slot, unless a workflow worker of this process takes activities eagerly: then
+    // what the pollers would hold, and the rest stay free for it (an activity started eagerly
+    // keeps its run's result local; one pushed does not).
+    int target = options_.stream_credits > 0 ? options_.stream_credits
+                 : has_runner_.load()        ? options_.pollers
+                                             : options_.max_concurrent;
+    target = std::min(target, options_.max_concurrent);
+    if (stream_slots_ > target) {
+      // A workflow worker came after the slots were lent: they go back to be free for it.
+      grant = target - stream_slots_;
+    } else {
+      // In batches: a credit message per quarter of the target, not one per task.
+      const int batch = std::max(1, target / 4);
+      if (target - stream_slots_ < batch) return;
+      grant = std::min(free_slots_, target - stream_slots_);
+      if (grant <= 0) return;
+    }
+    free_slots_ -= grant;
+    stream_slots_ += grant;
+  }
+  stream_->Grant(grant);
+}
+
+void ActivityWorker::OnStreamTask(api::PollActivityTaskQueueResponse task) {
+  {
+    absl::MutexLock lock(&mu_);
+    // The slot lent as the task's credit now belongs to the task.
+    if (stream_slots_ > 0) {
+      --stream_slots_;
+    } else {
+      --free_slots_;  // Never expected: the engine keeps to the credits.
+    }
+    ++running_;
+    idle_since_ = absl::InfiniteFuture();
+    empty_poll_since_idle_ = false;
+    ++version_;
+  }
+  Dispatch(std::move(task));
+  TopUpCredits();
+}
+
+void ActivityWorker::OnStreamStopped(const absl::Status& status) {
+  stream_active_ = false;
+  absl::MutexLock lock(&mu_);
+  // The slots lent to the stream are free again.
+  free_slots_ += stream_slots_;
+  stream_slots_ = 0;
+  ++version_;
+  if (stopping_) return;
+  if (absl::IsUnimplemented(status)) {
+    logger_->Log(LogLevel::kInfo, "activity_worker.stream_unavailable_polling",
+                 {{"task_queue", task_queue_}});
+    for (int i = 0; i < options_.pollers; ++i) pollers_.emplace_back([this] { PollLoop(); });
+    return;
+  }
+  logger_->Log(LogLevel::kError, "activity_worker.stream_refused",
+               {{"task_queue", task_queue_}, {"error", status}});
+  if (fatal_error_.ok()) fatal_error_ = status;
 }
 
 void ActivityWorker::Stop() {
@@ -229,6 +328,12 @@ void ActivityWorker::Stop() {
     stopping_ = true;
     ++version_;
     for (grpc::ClientContext* poll : polls_) poll->TryCancel();
+  }
+  // First: its reader may start the pollers (fallback) until it has stopped. Completions after
+  // this answer with the unary calls.
+  if (stream_ != nullptr) {
+    stream_active_ = false;
+    stream_->Stop();
   }
   for (auto& t : pollers_) t.join();
   pollers_.clear();
@@ -444,8 +549,12 @@ void ActivityWorker::Dispatch(api::PollActivityTaskQueueResponse task, std::func
 }
 
 void ActivityWorker::SetWorkflowTaskRunner(EagerWorkflowTaskRunner* runner) {
-  absl::MutexLock lock(&runner_mu_);
-  workflow_task_runner_ = runner;
+  {
+    absl::MutexLock lock(&runner_mu_);
+    workflow_task_runner_ = runner;
+    has_runner_ = runner != nullptr;
+  }
+  TopUpCredits();  // The stream holds fewer slots beside an eager workflow worker.
 }
 
 bool ActivityWorker::TryReserveSlot() {
@@ -456,8 +565,11 @@ bool ActivityWorker::TryReserveSlot() {
 }
 
 void ActivityWorker::ReleaseSlot() {
-  absl::MutexLock lock(&mu_);
-  ++free_slots_;
+  {
+    absl::MutexLock lock(&mu_);
+    ++free_slots_;
+  }
+  TopUpCredits();
 }
 
 void ActivityWorker::RunEager(api::PollActivityTaskQueueResponse task, std::function<void()> done) {
@@ -474,14 +586,17 @@ void ActivityWorker::RunEager(api::PollActivityTaskQueueResponse task, std::func
 
 void ActivityWorker::Finish(bool free_slot) {
   metrics_->slots_used.Decrement();
-  absl::MutexLock lock(&mu_);
-  if (free_slot) ++free_slots_;
-  --running_;
-  if (running_ == 0) {
-    idle_since_ = clock_->Now();
-    empty_poll_since_idle_ = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (free_slot) ++free_slots_;
+    --running_;
+    if (running_ == 0) {
+      idle_since_ = clock_->Now();
+      empty_poll_since_idle_ = false;
+    }
+    ++version_;
   }
-  ++version_;
+  TopUpCredits();
 }
 
 void ActivityWorker::Run(api::PollActivityTaskQueueResponse task) {
@@ -544,6 +659,21 @@ void ActivityWorker::Run(api::PollActivityTaskQueueResponse task) {
   if (answer.next_task.has_value()) RunNextWorkflowTask(std::move(*answer.next_task));
 }
 
+bool ActivityWorker::AnswerOnStream(const std::function<void(api::WorkerStreamCompletion&)>& fill,
+                                    const std::function<void(api::WorkerStreamAnswer&)>& take,
+                                    absl::Status* status) {
+  if (!StreamActive()) return false;
+  api::WorkerStreamCompletion completion;
+  fill(completion);
+  absl::StatusOr<api::WorkerStreamAnswer> answer = stream_->CompleteAndWait(std::move(completion));
+  // Not sent, or the stream broke before the answer: the unary call answers instead (a
+  // completion the engine recorded already is refused as stale, as a retried call is).
+  if (absl::IsUnavailable(answer.status())) return false;
+  *status = answer.status();
+  if (answer.ok() && take) take(*answer);
+  return true;
+}
+
 ActivityWorker::Answer ActivityWorker::Respond(const ActivityInfo& info,
                                                const absl::StatusOr<api::Payloads>& result,
                                                ActivityContext* context, bool may_hand_over_slot) {
@@ -580,10 +710,15 @@ ActivityWorker::Answer ActivityWorker::Respond(const ActivityInfo& info,
       }
     }
     api::RespondActivityTaskCompletedResponse response;
-    status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskCompleted",
-                           [&](grpc::ClientContext* c) {
-                             return stub.RespondActivityTaskCompleted(c, request, &response);
-                           });
+    if (!AnswerOnStream(
+            [&](api::WorkerStreamCompletion& c) { *c.mutable_activity_task_completed() = request; },
+            [&](api::WorkerStreamAnswer& a) { response.Swap(a.mutable_activity_task_completed()); },
+            &status)) {
+      status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskCompleted",
+                             [&](grpc::ClientContext* c) {
+                               return stub.RespondActivityTaskCompleted(c, request, &response);
+                             });
+    }
     if (speculative != nullptr)
       runner->FinishSpeculative(std::move(speculative), status, &response);
     if (status.ok() && response.has_workflow_task()) {
@@ -603,10 +738,14 @@ ActivityWorker::Answer ActivityWorker::Respond(const ActivityInfo& info,
     *request.mutable_details() = context->last_heartbeat_details();
     request.set_identity(options_.identity);
     api::RespondActivityTaskCanceledResponse response;
-    status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskCanceled",
-                           [&](grpc::ClientContext* c) {
-                             return stub.RespondActivityTaskCanceled(c, request, &response);
-                           });
+    if (!AnswerOnStream(
+            [&](api::WorkerStreamCompletion& c) { *c.mutable_activity_task_canceled() = request; },
+            nullptr, &status)) {
+      status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskCanceled",
+                             [&](grpc::ClientContext* c) {
+                               return stub.RespondActivityTaskCanceled(c, request, &response);
+                             });
+    }
   } else {
     failure = FailureFromStatus(result.status());
     if (IsCanceledError(result.status()) && reason != CancelReason::kNone) {
@@ -628,10 +767,14 @@ ActivityWorker::Answer ActivityWorker::Respond(const ActivityInfo& info,
     if (context != nullptr)
       *request.mutable_last_heartbeat_details() = context->last_heartbeat_details();
     api::RespondActivityTaskFailedResponse response;
-    status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskFailed",
-                           [&](grpc::ClientContext* c) {
-                             return stub.RespondActivityTaskFailed(c, request, &response);
-                           });
+    if (!AnswerOnStream(
+            [&](api::WorkerStreamCompletion& c) { *c.mutable_activity_task_failed() = request; },
+            nullptr, &status)) {
+      status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskFailed",
+                             [&](grpc::ClientContext* c) {
+                               return stub.RespondActivityTaskFailed(c, request, &response);
+                             });
+    }
   }
   metrics_->Result(outcome);
 

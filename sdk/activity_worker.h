@@ -45,6 +45,14 @@
 
 namespace kiln::sdk {
 
+namespace internal {
+class WorkerStream;
+}
+
+// How a worker gets its tasks. kAuto: the orchestrator's push stream (WorkerStream) when it
+// offers one, polls when it answers UNIMPLEMENTED. kPolls: polls only.
+enum class TaskDelivery { kAuto, kPolls };
+
 struct ActivityWorkerOptions {
   // Empty: "<hostname>:<pid>". An exclusive queue is held by one identity.
   std::string identity{};
@@ -55,8 +63,15 @@ struct ActivityWorkerOptions {
   std::string ns{};
   // Activities running at once (threads of the pool, and slots a poll needs).
   int max_concurrent = 16;
-  // Threads long-polling the queue.
+  // Threads long-polling the queue (with polls).
   int pollers = 2;
+  // kAuto uses the push stream, except on an exclusive queue (the builder agent), whose idle
+  // exit is defined by an empty poll: there kAuto polls.
+  TaskDelivery delivery = TaskDelivery::kAuto;
+  // With the stream: free slots lent to it as credits at most (0: every slot, or one per
+  // poller when a workflow worker of this process takes activities eagerly: the rest stay free
+  // for it).
+  int stream_credits = 0;
   // Client-side deadline of one long poll; the engine answers empty 1 s before it (or after
   // 60 s). An agent that must notice an empty queue quickly can make it shorter.
   absl::Duration poll_timeout = absl::Seconds(70);
@@ -100,7 +115,9 @@ class ActivityWorker {
 
   // How long the queue has been idle: the time since the last task finished (or Start) while
   // nothing runs, counted only once a poll has come back empty since then (the engine had no
-  // task for us). Zero while anything runs or before that poll.
+  // task for us). Zero while anything runs or before that poll, and always zero on the push
+  // stream (nothing there says "no task"): a worker that waits for idleness polls (kPolls, or
+  // exclusive as the builder agent is).
   absl::Duration IdleFor();
   int64_t idle_for_ms() { return absl::ToInt64Milliseconds(IdleFor()); }
   // Blocks until IdleFor() >= `idle` (true) or `timeout` passes, Stop is called or polling
@@ -140,7 +157,16 @@ class ActivityWorker {
   class GrpcHeartbeatRecorder;
   struct Metrics;
 
+  // Start's checks and setup, under mu_.
+  absl::Status StartLocked();
   void PollLoop();
+  // The push stream: a task arrived (its slot is one lent as a credit); slots to lend; the
+  // stream stopped for good (UNIMPLEMENTED: fall back to polls).
+  void OnStreamTask(api::PollActivityTaskQueueResponse task);
+  void TopUpCredits();
+  void OnStreamStopped(const absl::Status& status);
+  // The stream is up and answers completions.
+  bool StreamActive();
   // A task got in a slot already taken: runs it on the pool.
   void Dispatch(api::PollActivityTaskQueueResponse task, std::function<void()> done = nullptr);
   // Waits for a free slot and takes it; false when stopping.
@@ -159,6 +185,11 @@ class ActivityWorker {
   // activity the runner's speculative task starts (see Answer::slot_handed_over).
   Answer Respond(const ActivityInfo& info, const absl::StatusOr<api::Payloads>& result,
                  ActivityContext* context, bool may_hand_over_slot = false);
+  // Sends a completion on the stream (filled by `fill`) and waits for its answer (given to
+  // `take` when OK); false when the stream is not up or broke first (use the unary call).
+  bool AnswerOnStream(const std::function<void(api::WorkerStreamCompletion&)>& fill,
+                      const std::function<void(api::WorkerStreamAnswer&)>& take,
+                      absl::Status* status);
   // Runs it on the workflow task runner, if one is still set.
   void RunNextWorkflowTask(api::PollWorkflowTaskQueueResponse task);
   // A task is done: frees its slot (unless handed over), and the worker may be idle from now.
@@ -186,6 +217,13 @@ class ActivityWorker {
   bool cancelling_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
   int free_slots_ ABSL_GUARDED_BY(mu_) = 0;
+  // Slots lent to the stream as credits (not free, not running).
+  int stream_slots_ ABSL_GUARDED_BY(mu_) = 0;
+  // A workflow worker of this process runs with this one (SetWorkflowTaskRunner).
+  std::atomic<bool> has_runner_{false};
+  // Set before the pollers or the stream start; the stream is stopped first in Stop.
+  std::unique_ptr<internal::WorkerStream> stream_;
+  std::atomic<bool> stream_active_{false};
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<grpc::ClientContext*> polls_ ABSL_GUARDED_BY(mu_);
   std::set<ActivityContext*> contexts_ ABSL_GUARDED_BY(mu_);

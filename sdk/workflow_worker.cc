@@ -1,5 +1,7 @@
 #include "sdk/workflow_worker.h"
 
+#include "sdk/internal/worker_stream.h"
+
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/logging.h"
@@ -61,7 +63,74 @@ void WorkflowWorker::Start() {
   stopping_ = false;
   running_ = true;
   if (options_.eager_activities != nullptr) options_.eager_activities->SetWorkflowTaskRunner(this);
-  for (int i = 0; i < options_.pollers; ++i) threads_.emplace_back([this] { PollLoop(); });
+  if (options_.delivery == TaskDelivery::kPolls) {
+    for (int i = 0; i < options_.pollers; ++i) threads_.emplace_back([this] { PollLoop(); });
+    return;
+  }
+  // No threads to run pushed tasks: none are asked for (eager tasks only).
+  stream_credits_ = options_.pollers == 0         ? 0
+                    : options_.stream_credits > 0 ? options_.stream_credits
+                                                  : std::max(128, 4 * options_.pollers);
+  api::WorkerStreamOpen open;
+  open.set_kind(api::WORKER_STREAM_KIND_WORKFLOW);
+  open.set_namespace_(options_.ns);
+  open.mutable_task_queue()->set_name(task_queue_);
+  open.set_identity(options_.identity);
+  open.set_worker_instance_id(instance_id_);
+  stream_ = std::make_unique<internal::WorkerStream>(
+      connection_, std::move(open),
+      internal::WorkerStream::Handlers{.workflow_task =
+                                           [this](api::PollWorkflowTaskQueueResponse task) {
+                                             absl::MutexLock lock(&mu_);
+                                             pushed_.push_back(std::move(task));
+                                           },
+                                       .activity_task = nullptr,
+                                       .stopped =
+                                           [this](const absl::Status& status) {
+                                             // The orchestrator has no stream (or refused it): poll
+                                             // instead. The stream's threads run the tasks it
+                                             // pushed, then poll.
+                                             absl::MutexLock lock(&mu_);
+                                             stream_active_ = false;
+                                             LogInfo("sdk.workflow_stream_stopped_polling",
+                                                     {{"queue", task_queue_}, {"status", status}});
+                                           }});
+  stream_active_ = true;
+  for (int i = 0; i < options_.pollers; ++i) threads_.emplace_back([this] { StreamLoop(); });
+  stream_->Start();
+  stream_->Grant(stream_credits_);
+}
+
+void WorkflowWorker::StreamLoop() {
+  for (;;) {
+    api::PollWorkflowTaskQueueResponse task;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_.load() || !stream_active_.load() || !pushed_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      if (pushed_.empty()) break;  // The stream stopped for good.
+      task = std::move(pushed_.front());
+      pushed_.pop_front();
+    }
+    // The task's credit goes back once it has ended (its answer included): the engine never
+    // has more of our tasks in hand than the credits.
+    Handle(task, std::shared_ptr<void>(this, [](WorkflowWorker* w) { w->ReturnCredit(); }));
+  }
+  PollLoop();
+}
+
+void WorkflowWorker::ReturnCredit() {
+  int grant = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    ++credits_to_return_;
+    if (credits_to_return_ < std::max(1, stream_credits_ / 4)) return;
+    grant = std::exchange(credits_to_return_, 0);
+  }
+  if (stream_ != nullptr) stream_->Grant(grant);
 }
 
 void WorkflowWorker::Stop() {
@@ -77,6 +146,12 @@ void WorkflowWorker::Stop() {
   }
   for (auto& t : threads_) t.join();
   threads_.clear();
+  // After the threads: a task they answered on the stream gets its answer (or the unary call).
+  if (stream_ != nullptr) {
+    stream_->Stop();
+    absl::MutexLock lock(&mu_);
+    pushed_.clear();  // Started for us: the engine retries them after their timeout.
+  }
 }
 
 size_t WorkflowWorker::cached() {
@@ -203,7 +278,7 @@ std::shared_ptr<LocalRun> WorkflowWorker::FindLocal(const std::string& run_id) {
   return local;
 }
 
-void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
+void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task, std::shared_ptr<void> hold) {
   absl::Time began = absl::Now();
   const std::string& run_id = task.workflow_execution().run_id();
   const std::string& type = task.workflow_type().name();
@@ -324,20 +399,61 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task) {
   }
   for (auto& command : *commands) *request.add_commands() = std::move(command);
   int eager_slots = ReserveEagerSlots(request);
-  api::RespondWorkflowTaskCompletedResponse response;
-  grpc::ClientContext context;
-  Deadline(&context, absl::Seconds(30));
-  grpc::Status status =
-      connection_.workflow_service().RespondWorkflowTaskCompleted(&context, request, &response);
-  if (!status.ok()) {
+  // Unary: the answer, on this thread.
+  auto unary = [this](const api::RespondWorkflowTaskCompletedRequest& request)
+      -> absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> {
+    api::RespondWorkflowTaskCompletedResponse response;
+    grpc::ClientContext context;
+    Deadline(&context, absl::Seconds(30));
+    grpc::Status status =
+        connection_.workflow_service().RespondWorkflowTaskCompleted(&context, request, &response);
+    if (!status.ok()) return FromGrpc(status);
+    return response;
+  };
+  // Only a task the stream pushed (it holds a credit) is answered on the stream: a task run
+  // eagerly (with a start, or an activity's completion here) is answered before this returns,
+  // so that its close reaches a local caller (LocalRun) while the run is still held here.
+  if (!stream_active_.load() || hold == nullptr) {
+    Completed(run_id, std::move(instance), eager_slots, began, unary(request));
+    return;
+  }
+  // On the stream: the answer comes on its reader thread; this thread goes on to the next task.
+  api::WorkerStreamCompletion completion;
+  *completion.mutable_workflow_task_completed() = request;
+  auto state = std::make_shared<std::unique_ptr<WorkflowInstance>>(std::move(instance));
+  stream_->Complete(
+      std::move(completion),
+      [this, run_id, state, eager_slots, began, hold, unary,
+       request = std::move(request)](absl::StatusOr<api::WorkerStreamAnswer> answer) mutable {
+        absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> response;
+        if (absl::IsUnavailable(answer.status())) {
+          // Not sent, or the stream broke first: the unary call (a duplicate is refused).
+          response = unary(request);
+        } else if (!answer.ok()) {
+          response = answer.status();
+        } else if (answer->code() != 0) {
+          response = absl::Status(static_cast<absl::StatusCode>(answer->code()), answer->message());
+        } else {
+          response = std::move(*answer->mutable_workflow_task_completed());
+        }
+        Completed(run_id, std::move(*state), eager_slots, began, std::move(response));
+      });
+}
+
+void WorkflowWorker::Completed(const std::string& run_id,
+                               std::unique_ptr<WorkflowInstance> instance, int eager_slots,
+                               absl::Time began,
+                               absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> response) {
+  if (!response.ok()) {
     ReleaseEagerSlots(eager_slots);
     ++tasks_failed_;
-    LogWarn("sdk.workflow_task_respond_failed", {{"run_id", run_id}, {"status", FromGrpc(status)}});
+    LogWarn("sdk.workflow_task_respond_failed",
+            {{"run_id", run_id}, {"status", response.status()}});
     return;  // The cached state may not match what the engine recorded: drop it.
   }
   ++tasks_completed_;
   if (task_latency_) task_latency_->Observe(absl::ToDoubleSeconds(absl::Now() - began));
-  AfterCompletion(run_id, std::move(instance), eager_slots, response);
+  AfterCompletion(run_id, std::move(instance), eager_slots, *response);
 }
 
 void WorkflowWorker::AfterCompletion(const std::string& run_id,

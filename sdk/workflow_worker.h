@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,7 +33,13 @@ namespace kiln::sdk {
 struct WorkflowWorkerOptions {
   std::string identity = "kiln-worker";
   std::string ns{};
+  // Threads long-polling the queue, or with the push stream, running its tasks.
   int pollers = 2;
+  // kAuto: the orchestrator's push stream when it offers one (else polls); kPolls: polls only.
+  TaskDelivery delivery = TaskDelivery::kAuto;
+  // With the stream: workflow tasks in hand at most (pushed, run, answer awaited); 0: 4 per
+  // poller, at least 128. The answers are awaited without holding a thread.
+  int stream_credits = 0;
   // Running workflows kept in memory.
   size_t cache_size = 1000;
   // Client-side deadline of one long poll (the server answers empty before it).
@@ -102,7 +109,17 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
 
  private:
   void PollLoop();
-  void Handle(api::PollWorkflowTaskQueueResponse& task);
+  // Runs tasks the stream pushed, on the poller threads.
+  void StreamLoop();
+  // A task's credit is back: granted in batches.
+  void ReturnCredit();
+  // `hold` (null for a task run eagerly) is kept until the task has ended, answer included; a
+  // task with one came on the stream and is answered there, its answer awaited off this thread.
+  void Handle(api::PollWorkflowTaskQueueResponse& task, std::shared_ptr<void> hold = nullptr);
+  // What follows the completion's answer (on the stream's reader thread, or inline).
+  void Completed(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance,
+                 int eager_slots, absl::Time began,
+                 absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> response);
   // Appends the run's events to the task's history page by page from `token` (from event 1
   // with `from_start`), up to the task's WorkflowTaskStarted.
   absl::Status FetchHistory(api::PollWorkflowTaskQueueResponse& task, std::string token,
@@ -144,6 +161,13 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   // expired and settled entries are swept as new ones come.
   absl::flat_hash_map<std::string, std::weak_ptr<LocalRun>> local_runs_ ABSL_GUARDED_BY(mu_);
   size_t local_runs_sweep_at_ ABSL_GUARDED_BY(mu_) = 64;
+
+  // The push stream and the tasks it pushed, waiting for a thread.
+  std::unique_ptr<internal::WorkerStream> stream_;
+  std::atomic<bool> stream_active_{false};
+  int stream_credits_ = 0;
+  std::deque<api::PollWorkflowTaskQueueResponse> pushed_ ABSL_GUARDED_BY(mu_);
+  int credits_to_return_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> running_{false};

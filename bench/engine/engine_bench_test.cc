@@ -135,7 +135,7 @@ TEST_CASE("The decoupled shape runs its workers in processes of their own and st
   CHECK(absl::StrContains(output, "| scenario | metric | decoupled |"));
   CHECK(absl::StrContains(output, "| a | throughput, 64 callers |"));
   CHECK(absl::StrContains(output, "+ wf worker "));
-  CHECK(absl::StrContains(output, "| a, 64 callers | PollActivityTaskQueue |"));
+  CHECK(absl::StrContains(output, "| a, 64 callers | WorkerStream.RespondActivityTaskCompleted |"));
   CHECK(Marked(mark).empty());
 }
 

@@ -229,6 +229,132 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
       });
 }
 
+grpc::ServerBidiReactor<api::WorkerStreamRequest, api::WorkerStreamResponse>*
+WorkflowHandler::WorkerStream(Ctx* ctx) {
+  return StartWorkerStream(ctx, deps_, &metrics_, this, &open_streams_);
+}
+
+absl::StatusOr<Principal> WorkflowHandler::AdmitStream(Ctx* ctx,
+                                                       const api::WorkerStreamOpen& open) {
+  Rpc rpc;
+  switch (open.kind()) {
+    case api::WORKER_STREAM_KIND_WORKFLOW:
+      rpc = Rpc::kPollWorkflowTaskQueue;
+      break;
+    case api::WORKER_STREAM_KIND_ACTIVITY:
+      rpc = Rpc::kPollActivityTaskQueue;
+      break;
+    default:
+      return absl::InvalidArgumentError("WorkerStream: kind must be workflow or activity");
+  }
+  // The same rules as the poll of its kind, once for the stream's life.
+  absl::StatusOr<Principal> principal = Admit(ctx, rpc, open.task_queue().name(), open.exclusive());
+  if (!principal.ok()) return principal.status();
+  RETURN_IF_ERROR(ValidateNamespace(open.namespace_()));
+  RETURN_IF_ERROR(ValidateTaskQueue(open.task_queue()));
+  RETURN_IF_ERROR(ValidateIdentity(open.identity()));
+  RETURN_IF_ERROR(ValidateWorkerInstance(open.worker_instance_id(), "worker_instance_id"));
+  if (open.exclusive() && open.identity().empty()) {
+    return absl::InvalidArgumentError("an exclusive WorkerStream needs an identity");
+  }
+  return principal;
+}
+
+absl::Status WorkflowHandler::StartStreamTask(const QueuedTask& task, const std::string& request_id,
+                                              const api::WorkerStreamOpen& open,
+                                              api::WorkerStreamResponse* out) {
+  if (task.kind == keys::TaskKind::kWorkflow) {
+    absl::StatusOr<api::PollWorkflowTaskQueueResponse> started;
+    if (!task.record.query_id().empty()) {
+      auto query = queries_.Get(task.record.query_id());
+      if (!query.has_value()) return absl::NotFoundError("query no longer waiting");
+      started = deps_.engine->BuildQueryTask(task, *query);
+    } else {
+      started = deps_.engine->RecordWorkflowTaskStarted(task, open.identity(), request_id,
+                                                        std::nullopt, open.worker_instance_id());
+    }
+    if (!started.ok()) return started.status();
+    *out->add_workflow_tasks() = std::move(*started);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<api::PollActivityTaskQueueResponse> started =
+      deps_.engine->RecordActivityTaskStarted(task, open.identity(), request_id);
+  if (!started.ok()) return started.status();
+  *out->add_activity_tasks() = std::move(*started);
+  return absl::OkStatus();
+}
+
+api::WorkerStreamAnswer WorkflowHandler::Complete(const Principal& principal,
+                                                  const api::WorkerStreamOpen& open,
+                                                  const api::WorkerStreamCompletion& completion) {
+  api::WorkerStreamAnswer answer;
+  answer.set_seq(completion.seq());
+  const bool workflow = open.kind() == api::WORKER_STREAM_KIND_WORKFLOW;
+  // Each kind as its unary call: validation, the caller's check against the task token's queue,
+  // the engine call.
+  absl::Status status = [&]() -> absl::Status {
+    using C = api::WorkerStreamCompletion;
+    const bool workflow_answer = completion.completion_case() == C::kWorkflowTaskCompleted ||
+                                 completion.completion_case() == C::kWorkflowTaskFailed;
+    if (completion.completion_case() == C::COMPLETION_NOT_SET || workflow_answer != workflow) {
+      return absl::InvalidArgumentError(
+          "WorkerStream: a completion must answer a task of the stream's kind");
+    }
+    switch (completion.completion_case()) {
+      case C::kWorkflowTaskCompleted: {
+        const auto& request = completion.workflow_task_completed();
+        RETURN_IF_ERROR(ValidateWorkerInstance(request.sticky_worker(), "sticky_worker"));
+        RETURN_IF_ERROR(
+            CheckTaskAnswer(principal, Rpc::kRespondWorkflowTaskCompleted, request.task_token()));
+        ASSIGN_OR_RETURN(*answer.mutable_workflow_task_completed(),
+                         deps_.engine->RespondWorkflowTaskCompleted(request));
+        return absl::OkStatus();
+      }
+      case C::kWorkflowTaskFailed: {
+        const auto& request = completion.workflow_task_failed();
+        RETURN_IF_ERROR(ValidateWorkflowTaskFailed(request));
+        RETURN_IF_ERROR(
+            CheckTaskAnswer(principal, Rpc::kRespondWorkflowTaskFailed, request.task_token()));
+        return deps_.engine->RespondWorkflowTaskFailed(request);
+      }
+      case C::kActivityTaskCompleted: {
+        const auto& request = completion.activity_task_completed();
+        RETURN_IF_ERROR(ValidateActivityCompleted(request));
+        RETURN_IF_ERROR(CheckTaskAnswer(
+            principal, Rpc::kRespondActivityTaskCompleted, request.task_token(),
+            request.return_new_workflow_task() || request.has_speculative_workflow_task()));
+        ASSIGN_OR_RETURN(*answer.mutable_activity_task_completed(),
+                         deps_.engine->RespondActivityTaskCompleted(request));
+        return absl::OkStatus();
+      }
+      case C::kActivityTaskFailed: {
+        const auto& request = completion.activity_task_failed();
+        RETURN_IF_ERROR(ValidateActivityFailed(request));
+        RETURN_IF_ERROR(
+            CheckTaskAnswer(principal, Rpc::kRespondActivityTaskFailed, request.task_token()));
+        return deps_.engine->RespondActivityTaskFailed(request);
+      }
+      case C::kActivityTaskCanceled: {
+        const auto& request = completion.activity_task_canceled();
+        RETURN_IF_ERROR(ValidateActivityCanceled(request));
+        RETURN_IF_ERROR(
+            CheckTaskAnswer(principal, Rpc::kRespondActivityTaskCanceled, request.task_token()));
+        return deps_.engine->RespondActivityTaskCanceled(request);
+      }
+      case C::COMPLETION_NOT_SET:
+        break;
+    }
+    return absl::InvalidArgumentError("WorkerStream: empty completion");
+  }();
+  if (!status.ok()) {
+    answer.clear_workflow_task_completed();
+    answer.clear_activity_task_completed();
+    answer.set_code(static_cast<int>(status.code()));
+    answer.set_message(std::string(status.message()));
+  }
+  return answer;
+}
+
 grpc::ServerUnaryReactor* WorkflowHandler::RespondWorkflowTaskCompleted(
     Ctx* ctx, const api::RespondWorkflowTaskCompletedRequest* request,
     api::RespondWorkflowTaskCompletedResponse* response) {

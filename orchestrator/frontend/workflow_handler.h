@@ -7,6 +7,7 @@
 // long_polls.h.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -17,12 +18,14 @@
 #include "orchestrator/frontend/frontend_deps.h"
 #include "orchestrator/frontend/long_polls.h"
 #include "orchestrator/frontend/query_registry.h"
+#include "orchestrator/frontend/worker_stream.h"
 #include "orchestrator/rpc/authorizer.h"
 #include "orchestrator/rpc/rpc_metrics.h"
 
 namespace kiln::orchestrator {
 
-class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackService {
+class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackService,
+                              private WorkerStreamHost {
  public:
   explicit WorkflowHandler(FrontendDeps deps);
 
@@ -66,6 +69,9 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
                                        const api::RespondActivityTaskCanceledRequest* request,
                                        api::RespondActivityTaskCanceledResponse* response) override;
 
+  grpc::ServerBidiReactor<api::WorkerStreamRequest, api::WorkerStreamResponse>* WorkerStream(
+      Ctx* ctx) override;
+
   Reactor* GetSystemInfo(Ctx* ctx, const api::GetSystemInfoRequest* request,
                          api::GetSystemInfoResponse* response) override;
   Reactor* RevokeToken(Ctx* ctx, const api::RevokeTokenRequest* request,
@@ -89,6 +95,15 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
                              api::DescribeTaskQueueResponse* response) override;
 
  private:
+  // WorkerStreamHost: the stream's open, task starts and completions, checked as the polls and
+  // the Respond* calls are.
+  absl::StatusOr<Principal> AdmitStream(Ctx* ctx, const api::WorkerStreamOpen& open) override;
+  absl::Status StartStreamTask(const QueuedTask& task, const std::string& request_id,
+                               const api::WorkerStreamOpen& open,
+                               api::WorkerStreamResponse* out) override;
+  api::WorkerStreamAnswer Complete(const Principal& principal, const api::WorkerStreamOpen& open,
+                                   const api::WorkerStreamCompletion& completion) override;
+
   // One unary call, as every handler that answers from the executor is: admits the caller
   // (Authorizer::Admit), then checks the request with `validate` (() -> absl::Status), each
   // refusal answered at once and recorded as `method`; then runs `work` on the executor and
@@ -125,6 +140,7 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
   RpcMetrics metrics_;
   QueryRegistry queries_;
   absl::Time start_time_;
+  std::atomic<int> open_streams_{0};
 };
 
 }  // namespace kiln::orchestrator

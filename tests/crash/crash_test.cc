@@ -8,5 +8,9 @@ namespace {
 
 TEST_CASE("kill -9 mid-run loses nothing and duplicates nothing") { RunKillNineWorkload({}); }
 
+TEST_CASE("kill -9 mid-run with workers on the push stream loses nothing and duplicates nothing") {
+  RunKillNineWorkload({}, KillNineWorkers::kSdkStream);
+}
+
 }  // namespace
 }  // namespace kiln

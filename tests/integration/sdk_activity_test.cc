@@ -418,8 +418,10 @@ TEST_CASE("Stop cancels running activities promptly; another worker retries them
 
 TEST_CASE("The worker says when its queue has drained") {
   Env env;
-  // Short polls: an empty answer comes after 1 s, which is what confirms the queue is empty.
-  ActivityWorker worker(env.orchestrator.connection(), "q", {.poll_timeout = absl::Seconds(2)});
+  // Short polls: an empty answer comes after 1 s, which is what confirms the queue is empty
+  // (idleness is defined by polls: a worker on the stream never hears "nothing").
+  ActivityWorker worker(env.orchestrator.connection(), "q",
+                        {.delivery = sdk::TaskDelivery::kPolls, .poll_timeout = absl::Seconds(2)});
   std::atomic<int64_t> idle_while_running{-1};
   REQUIRE(worker
               .Register("echo",

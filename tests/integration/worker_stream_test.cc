@@ -1,0 +1,343 @@
+// The push stream (WorkerStream) against a real orchestrator: workflow and activity tasks
+// pushed to workers in this process, credits, a stream broken mid-task, exclusive queues and
+// tokens. The workers here never share a process-local fast path: no eager start or activity.
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/auth/token.h"
+#include "common/proto_time.h"
+#include "common/rpc_status.h"
+#include "sdk/activity_worker.h"
+#include "sdk/client.h"
+#include "sdk/converter.h"
+#include "sdk/workflow_worker.h"
+#include "tests/testutil/http.h"
+#include "tests/testutil/orchestrator.h"
+#include "tests/testutil/process.h"
+#include "tests/testutil/test_worker.h"
+
+namespace kiln {
+namespace {
+
+namespace api = ::kiln::api::v1;
+using api::Payloads;
+
+absl::StatusOr<Payloads> Echo(sdk::ActivityContext&, const Payloads& in) { return in; }
+
+sdk::Task<absl::StatusOr<Payloads>> OneActivity(sdk::WorkflowContext& ctx, Payloads input) {
+  sdk::ActivityOptions options;
+  options.start_to_close_timeout = absl::Seconds(10);
+  co_return co_await ctx.ExecuteActivity("Echo", input, options);
+}
+
+// How many calls of `method` the orchestrator has answered.
+int64_t RpcCount(const testutil::OrchestratorProcess& orchestrator, const std::string& method) {
+  absl::StatusOr<std::string> metrics =
+      testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
+  REQUIRE(metrics.ok());
+  const std::string key = "kiln_rpc_latency_seconds_count{method=\"" + method + "\"} ";
+  size_t at = metrics->find(key);
+  if (at == std::string::npos) return 0;
+  return std::stoll(metrics->substr(at + key.size()));
+}
+
+struct Fresh {
+  Fresh() {
+    REQUIRE(orchestrator.Start().ok());
+    client = std::make_unique<sdk::Client>(orchestrator.connection());
+  }
+  testutil::TempDir dir;
+  testutil::OrchestratorProcess orchestrator{dir.path() + "/data"};
+  std::unique_ptr<sdk::Client> client;
+};
+
+TEST_CASE("Workflow and activity tasks come down the stream with no poll") {
+  Fresh fresh;
+  auto& orchestrator = fresh.orchestrator;
+  // Separate connections: no process-local fast path between the workers.
+  sdk::Connection wf_connection(orchestrator.address(), {.token = orchestrator.admin_token()});
+  sdk::Connection act_connection(orchestrator.address(), {.token = orchestrator.admin_token()});
+  sdk::ActivityWorker activities(act_connection, "streamed", {.identity = "act", .pollers = 1});
+  REQUIRE(activities.Register("Echo", Echo).ok());
+  REQUIRE(activities.Start().ok());
+  sdk::WorkflowWorker workflows(wf_connection, "streamed", {.identity = "wf", .pollers = 1});
+  workflows.Register("OneActivity", OneActivity);
+  workflows.Start();
+
+  std::vector<absl::Duration> took;
+  for (int i = 0; i < 20; ++i) {
+    absl::Time began = absl::Now();
+    auto handle =
+        fresh.client->StartWorkflow({.id = absl::StrCat("streamed-", i), .task_queue = "streamed"},
+                                    "OneActivity", sdk::ToPayloads(std::string("kiln")));
+    REQUIRE(handle.ok());
+    REQUIRE(fresh.client->GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+    took.push_back(absl::Now() - began);
+  }
+  std::sort(took.begin(), took.end());
+  WARN("sequential p50 " << absl::FormatDuration(took[took.size() / 2]));
+  CHECK(RpcCount(orchestrator, "PollWorkflowTaskQueue") == 0);
+  CHECK(RpcCount(orchestrator, "PollActivityTaskQueue") == 0);
+  CHECK(RpcCount(orchestrator, "RespondWorkflowTaskCompleted") == 0);
+  CHECK(RpcCount(orchestrator, "RespondActivityTaskCompleted") == 0);
+  CHECK(RpcCount(orchestrator, "WorkerStream.RespondWorkflowTaskCompleted") == 40);
+  CHECK(RpcCount(orchestrator, "WorkerStream.RespondActivityTaskCompleted") == 20);
+  workflows.Stop();
+  activities.Stop();
+  REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+using Rw = grpc::ClientReaderWriter<api::WorkerStreamRequest, api::WorkerStreamResponse>;
+
+// A stream spoken raw, as a worker of another SDK would: opened with `credits`.
+struct RawStream {
+  RawStream(api::WorkflowService::Stub& stub, api::WorkerStreamKind kind, const std::string& queue,
+            const std::string& identity, int credits, bool exclusive = false,
+            const std::string& token = "") {
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    stream = stub.WorkerStream(&context);
+    api::WorkerStreamRequest open;
+    open.mutable_open()->set_kind(kind);
+    open.mutable_open()->mutable_task_queue()->set_name(queue);
+    open.mutable_open()->set_identity(identity);
+    open.mutable_open()->set_exclusive(exclusive);
+    open.set_credits(credits);
+    REQUIRE(stream->Write(open));
+  }
+  // Reads until `n` tasks have come (several may share a message).
+  template <typename Task>
+  std::vector<Task> ReadTasks(int n) {
+    std::vector<Task> tasks;
+    api::WorkerStreamResponse response;
+    while (static_cast<int>(tasks.size()) < n && stream->Read(&response)) {
+      if constexpr (std::is_same_v<Task, api::PollWorkflowTaskQueueResponse>) {
+        for (auto& t : response.workflow_tasks()) tasks.push_back(t);
+      } else {
+        for (auto& t : response.activity_tasks()) tasks.push_back(t);
+      }
+    }
+    return tasks;
+  }
+  void Grant(int credits) {
+    api::WorkerStreamRequest more;
+    more.set_credits(credits);
+    REQUIRE(stream->Write(more));
+  }
+  // The stream's end: reads until the orchestrator finishes it.
+  grpc::Status Finish() {
+    api::WorkerStreamResponse ignored;
+    while (stream->Read(&ignored)) {
+    }
+    return stream->Finish();
+  }
+  grpc::ClientContext context;
+  std::unique_ptr<Rw> stream;
+};
+
+api::DescribeTaskQueueResponse DescribeQueue(api::WorkflowService::Stub& stub,
+                                             const std::string& queue, bool activity) {
+  grpc::ClientContext context;
+  api::DescribeTaskQueueRequest request;
+  request.mutable_task_queue()->set_name(queue);
+  request.set_activity(activity);
+  api::DescribeTaskQueueResponse response;
+  REQUIRE(stub.DescribeTaskQueue(&context, request, &response).ok());
+  return response;
+}
+
+TEST_CASE("A stream is pushed no more tasks than its credits") {
+  Fresh fresh;
+  auto& stub = fresh.orchestrator.connection().workflow_service();
+  RawStream raw(stub, api::WORKER_STREAM_KIND_WORKFLOW, "credits", "raw", /*credits=*/2);
+  // The stream's polls wait before the starts: the first two are started at schedule for it.
+  REQUIRE(testutil::WaitFor(
+      [&] { return DescribeQueue(stub, "credits", false).pollers_size() > 0; }, absl::Seconds(10)));
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(
+        testutil::StartWorkflow(stub, absl::StrCat("credits-", i), "steps", "credits", "1").ok());
+  }
+  auto first = raw.ReadTasks<api::PollWorkflowTaskQueueResponse>(2);
+  REQUIRE(first.size() == 2);
+  // The other three wait in the backlog while the stream has no credit, and stay there.
+  REQUIRE(
+      testutil::WaitFor([&] { return DescribeQueue(stub, "credits", false).backlog_count() == 3; },
+                        absl::Seconds(10)));
+  for (int i = 0; i < 5; ++i) {
+    CHECK(DescribeQueue(stub, "credits", false).backlog_count() == 3);
+  }
+  raw.Grant(1);
+  auto third = raw.ReadTasks<api::PollWorkflowTaskQueueResponse>(1);
+  REQUIRE(third.size() == 1);
+  CHECK(third[0].workflow_execution().workflow_id() != first[0].workflow_execution().workflow_id());
+  REQUIRE(
+      testutil::WaitFor([&] { return DescribeQueue(stub, "credits", false).backlog_count() == 2; },
+                        absl::Seconds(10)));
+  raw.context.TryCancel();
+  (void)raw.Finish();
+}
+
+TEST_CASE("The SDK activity worker runs no more activities than its slots on the stream") {
+  Fresh fresh;
+  auto& orchestrator = fresh.orchestrator;
+  absl::Mutex mu;
+  int running = 0, most = 0;
+  bool release = false;
+  sdk::ActivityWorker activities(orchestrator.connection(), "slots",
+                                 {.identity = "act", .max_concurrent = 2, .pollers = 1});
+  REQUIRE(activities
+              .Register("Echo",
+                        [&](sdk::ActivityContext&, const Payloads& in) -> absl::StatusOr<Payloads> {
+                          absl::MutexLock lock(&mu);
+                          most = std::max(most, ++running);
+                          mu.Await(absl::Condition(&release));
+                          --running;
+                          return in;
+                        })
+              .ok());
+  REQUIRE(activities.Start().ok());
+  sdk::WorkflowWorker workflows(orchestrator.connection(), "slots",
+                                {.identity = "wf", .pollers = 1});
+  workflows.Register("OneActivity", OneActivity);
+  workflows.Start();
+  std::vector<sdk::WorkflowHandle> handles;
+  for (int i = 0; i < 5; ++i) {
+    auto handle =
+        fresh.client->StartWorkflow({.id = absl::StrCat("slots-", i), .task_queue = "slots"},
+                                    "OneActivity", sdk::ToPayloads(std::string("kiln")));
+    REQUIRE(handle.ok());
+    handles.push_back(*handle);
+  }
+  auto& stub = orchestrator.connection().workflow_service();
+  // Two run; three wait in the activity backlog, not pushed.
+  REQUIRE(testutil::WaitFor(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return running == 2 && DescribeQueue(stub, "slots", true).backlog_count() == 3;
+      },
+      absl::Seconds(20)));
+  {
+    absl::MutexLock lock(&mu);
+    release = true;
+  }
+  for (auto& handle : handles) {
+    REQUIRE(fresh.client->GetResult<std::string>(handle, absl::Seconds(30)).value() == "kiln");
+  }
+  CHECK(most == 2);
+  CHECK(RpcCount(orchestrator, "PollActivityTaskQueue") == 0);
+  workflows.Stop();
+  activities.Stop();
+}
+
+sdk::Task<absl::StatusOr<Payloads>> ShortActivity(sdk::WorkflowContext& ctx, Payloads input) {
+  sdk::ActivityOptions options;
+  options.start_to_close_timeout = absl::Seconds(2);
+  ToProto(absl::Milliseconds(100), options.retry_policy.mutable_initial_interval());
+  co_return co_await ctx.ExecuteActivity("Echo", input, options);
+}
+
+TEST_CASE(
+    "A task pushed on a stream that breaks is retried after its timeout and run once at a time") {
+  Fresh fresh;
+  auto& orchestrator = fresh.orchestrator;
+  auto& stub = orchestrator.connection().workflow_service();
+  sdk::WorkflowWorker workflows(orchestrator.connection(), "break",
+                                {.identity = "wf", .pollers = 1});
+  workflows.Register("ShortActivity", ShortActivity);
+  workflows.Start();
+
+  auto raw =
+      std::make_unique<RawStream>(stub, api::WORKER_STREAM_KIND_ACTIVITY, "break", "lost", 1);
+  auto handle = fresh.client->StartWorkflow({.id = "break-1", .task_queue = "break"},
+                                            "ShortActivity", sdk::ToPayloads(std::string("kiln")));
+  REQUIRE(handle.ok());
+  auto lost = raw->ReadTasks<api::PollActivityTaskQueueResponse>(1);
+  REQUIRE(lost.size() == 1);
+  CHECK(lost[0].attempt() == 1);
+  const absl::Time pushed = absl::Now();
+  // The worker goes away with the task: the stream breaks.
+  raw->context.TryCancel();
+  (void)raw->Finish();
+  raw.reset();
+
+  absl::Mutex mu;
+  std::vector<std::pair<int, absl::Time>> runs;
+  sdk::ActivityWorker activities(orchestrator.connection(), "break",
+                                 {.identity = "found", .pollers = 1});
+  REQUIRE(
+      activities
+          .Register("Echo",
+                    [&](sdk::ActivityContext& ctx, const Payloads& in) -> absl::StatusOr<Payloads> {
+                      absl::MutexLock lock(&mu);
+                      runs.emplace_back(ctx.info().attempt, absl::Now());
+                      return in;
+                    })
+          .ok());
+  REQUIRE(activities.Start().ok());
+  REQUIRE(fresh.client->GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+  absl::MutexLock lock(&mu);
+  REQUIRE(runs.size() == 1);
+  // Not lost, and not handed out again while the first attempt could still be running.
+  CHECK(runs[0].first == 2);
+  CHECK(runs[0].second - pushed >= absl::Milliseconds(1500));
+  workflows.Stop();
+  activities.Stop();
+}
+
+TEST_CASE("An exclusive queue held on a stream refuses another identity's stream") {
+  Fresh fresh;
+  auto& stub = fresh.orchestrator.connection().workflow_service();
+  RawStream holder(stub, api::WORKER_STREAM_KIND_ACTIVITY, "solo", "holder", 1, /*exclusive=*/true);
+  REQUIRE(testutil::WaitFor(
+      [&] { return DescribeQueue(stub, "solo", true).exclusive_holder() == "holder"; },
+      absl::Seconds(10)));
+  RawStream other(stub, api::WORKER_STREAM_KIND_ACTIVITY, "solo", "other", 1, /*exclusive=*/true);
+  grpc::Status refused = other.Finish();
+  CHECK(refused.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK(refused.error_message().find("holder") != std::string::npos);
+  CHECK(DescribeQueue(stub, "solo", true).exclusive_holder() == "holder");
+  holder.context.TryCancel();
+  (void)holder.Finish();
+}
+
+TEST_CASE("A worker token opens streams on its own queues only") {
+  Fresh fresh;
+  auto& orchestrator = fresh.orchestrator;
+  auto key = auth::TokenKey::Load(orchestrator.key_file());
+  REQUIRE(key.ok());
+  auth::Claims claims;
+  claims.scope = auth::Scope::kWorker;
+  claims.queues = {"mine"};
+  claims.subject = "worker_stream_test";
+  claims.issued = absl::Now();
+  claims.expiry = claims.issued + absl::Hours(1);
+  auto token = key->Mint(claims);
+  REQUIRE(token.ok());
+  sdk::Connection anonymous(orchestrator.address());
+  auto& stub = anonymous.workflow_service();
+
+  RawStream other(stub, api::WORKER_STREAM_KIND_WORKFLOW, "theirs", "w", 1, false, *token);
+  grpc::Status refused = other.Finish();
+  CHECK(refused.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+
+  RawStream none(stub, api::WORKER_STREAM_KIND_WORKFLOW, "mine", "w", 1);
+  CHECK(none.Finish().error_code() == grpc::StatusCode::UNAUTHENTICATED);
+
+  RawStream mine(stub, api::WORKER_STREAM_KIND_WORKFLOW, "mine", "w", 1, false, *token);
+  REQUIRE(testutil::StartWorkflow(orchestrator.connection().workflow_service(), "mine-1", "steps",
+                                  "mine", "1")
+              .ok());
+  CHECK(mine.ReadTasks<api::PollWorkflowTaskQueueResponse>(1).size() == 1);
+  mine.context.TryCancel();
+  (void)mine.Finish();
+}
+
+}  // namespace
+}  // namespace kiln
