@@ -266,17 +266,8 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
     return absl::InvalidArgumentError("postgres: writer_threads must be at least 1");
   }
   std::unique_ptr<PostgresStore> store(new PostgresStore(conninfo, options));
-  PGconn* conn = ConnectWithDefaults(conninfo);
-  if (PQstatus(conn) != CONNECTION_OK) {
-    absl::Status status = absl::UnavailableError(
-        absl::StrCat("postgres: cannot connect: ", ResultError(nullptr, conn)));
-    PQfinish(conn);
-    return status;
-  }
-  int found_version = 0;
-  absl::Status schema = CreateOrCheckSchema(conn, &found_version);
-  PQfinish(conn);
-  if (!schema.ok()) return schema;
+  // The schema is created (or checked) on its own connection, as `migrate` does it.
+  if (absl::StatusOr<int> schema = Migrate(conninfo); !schema.ok()) return schema.status();
   // The first pooled connection, so that a store that opened can serve its first call.
   absl::StatusOr<PGconn*> first = store->Acquire();
   if (!first.ok()) return first.status();
