@@ -60,20 +60,6 @@ std::string CancelFailureType(CancelReason reason) {
   return "Canceled";
 }
 
-// A poll error that asking again will not cure: our credentials are refused, or (for an
-// exclusive poller) another identity holds the queue.
-bool IsFatalPollError(const grpc::Status& status, bool exclusive) {
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAUTHENTICATED:
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return true;
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return exclusive;
-    default:
-      return false;
-  }
-}
-
 }  // namespace
 
 class ActivityWorker::GrpcHeartbeatRecorder final : public HeartbeatRecorder {
@@ -505,7 +491,7 @@ void ActivityWorker::PollLoop() {
       continue;  // An empty long poll: ask again.
     }
     if (stopping) return;
-    if (IsFatalPollError(status, options_.exclusive)) {
+    if (internal::RefusesWorker(status, options_.exclusive)) {
       absl::Status fatal = FromGrpc(status);
       logger_->Log(LogLevel::kError, "activity_worker.poll_refused",
                    {{"task_queue", task_queue_}, {"error", fatal}});

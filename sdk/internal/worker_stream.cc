@@ -19,13 +19,20 @@ bool HasContent(const api::WorkerStreamRequest& request) {
   return request.has_open() || request.credits() != 0 || request.completions_size() > 0;
 }
 
-// Asking again will not cure these: the orchestrator has no stream, or refuses this worker.
+// Asking again will not cure these: the orchestrator has no stream, refuses the open request,
+// or refuses this worker.
 bool IsFinal(const grpc::Status& status, bool exclusive) {
+  return status.error_code() == grpc::StatusCode::UNIMPLEMENTED ||
+         status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+         RefusesWorker(status, exclusive);
+}
+
+}  // namespace
+
+bool RefusesWorker(const grpc::Status& status, bool exclusive) {
   switch (status.error_code()) {
-    case grpc::StatusCode::UNIMPLEMENTED:
     case grpc::StatusCode::UNAUTHENTICATED:
     case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::INVALID_ARGUMENT:
       return true;
     case grpc::StatusCode::FAILED_PRECONDITION:
       return exclusive;
@@ -33,8 +40,6 @@ bool IsFinal(const grpc::Status& status, bool exclusive) {
       return false;
   }
 }
-
-}  // namespace
 
 WorkerStream::WorkerStream(Connection& connection, api::WorkerStreamOpen open, Handlers handlers)
     : connection_(connection), open_(std::move(open)), handlers_(std::move(handlers)) {}

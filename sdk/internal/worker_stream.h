@@ -31,6 +31,11 @@ namespace kiln::sdk::internal {
 
 namespace api = ::kiln::api::v1;
 
+// A refusal that asking again will not cure: the worker's credentials are refused, or (for an
+// exclusive worker) another identity holds the queue. The activity worker's polls stop on it,
+// and so does the stream (which also stops where the orchestrator has no stream).
+bool RefusesWorker(const grpc::Status& status, bool exclusive);
+
 class WorkerStream {
  public:
   struct Handlers {
