@@ -3,6 +3,7 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
+#include "common/civetweb_stop.h"
 
 namespace kiln {
 
@@ -27,7 +28,12 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   exposer->RegisterCollectable(registry);
   auto ports = exposer->GetListeningPorts();
   int port = ports.empty() ? 0 : ports.front();
-  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(exposer), port));
+  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(exposer), address, port));
+}
+
+MetricsServer::~MetricsServer() {
+  if (exposer_ == nullptr) return;
+  StopWakingListener([this] { exposer_.reset(); }, address_, port_);
 }
 
 }  // namespace kiln

@@ -1,5 +1,4 @@
-// Metrics: one prometheus-cpp registry per process, served on /metrics by one exposer
-// (destroying an exposer costs ~2 s in civetweb, so a process makes exactly one).
+// Metrics: one prometheus-cpp registry per process, served on /metrics by one exposer.
 #pragma once
 
 #include <memory>
@@ -25,14 +24,18 @@ class MetricsServer {
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& address, std::shared_ptr<prometheus::Registry> registry);
 
+  // Stops serving in milliseconds (common/civetweb_stop.h).
+  ~MetricsServer();
+
   // The port actually bound (useful with port 0).
   int port() const { return port_; }
 
  private:
-  MetricsServer(std::unique_ptr<prometheus::Exposer> exposer, int port)
-      : exposer_(std::move(exposer)), port_(port) {}
+  MetricsServer(std::unique_ptr<prometheus::Exposer> exposer, std::string address, int port)
+      : exposer_(std::move(exposer)), address_(std::move(address)), port_(port) {}
 
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::string address_;
   int port_;
 };
 

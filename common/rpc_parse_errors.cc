@@ -67,10 +67,8 @@ void ProtobufLog(google::protobuf::LogLevel level, const char* filename, int lin
 
 }  // namespace
 
-void AnswerUnparsableRequests(grpc::ServerBuilder& builder) {
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
-  factories.push_back(std::make_unique<ParseFailureInterceptorFactory>());
-  builder.experimental().SetInterceptorCreators(std::move(factories));
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> UnparsableRequestAnswerer() {
+  return std::make_unique<ParseFailureInterceptorFactory>();
 }
 
 void RateLimitProtobufLogs() {

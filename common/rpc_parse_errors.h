@@ -5,12 +5,14 @@
 // written at most once a minute.
 #pragma once
 
-#include <grpcpp/server_builder.h>
+#include <memory>
+
+#include <grpcpp/support/server_interceptor.h>
 
 namespace kiln {
 
-// Adds the interceptor to `builder`; call once per server before BuildAndStart.
-void AnswerUnparsableRequests(grpc::ServerBuilder& builder);
+// The interceptor; servers install it through ServerCalls::Install (common/server_calls.h).
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> UnparsableRequestAnswerer();
 
 // Routes protobuf's own log lines through common/logging, rate-limited (idempotent).
 void RateLimitProtobufLogs();

@@ -25,6 +25,7 @@
 #include "common/open_files.h"
 #include "common/rpc_parse_errors.h"
 #include "common/rpc_status.h"
+#include "common/server_calls.h"
 #include "common/signals.h"
 #include "common/status.h"
 #include "common/tls.h"
@@ -492,6 +493,7 @@ int main(int argc, char** argv) {
     http_max_connections = std::min(max_connections, kDefaultMaxHttpConnections);
   }
   kiln::ListenerHealth listener_health(*registry_metrics);
+  kiln::ServerCalls server_calls;  // Outlives server.
   std::unique_ptr<grpc::Server> server;
   // Declared after the server, so it stops handing it connections before the server goes.
   std::unique_ptr<kiln::ConnectionListener> grpc_listener;
@@ -513,7 +515,7 @@ int main(int argc, char** argv) {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     kiln::RateLimitProtobufLogs();
-    kiln::AnswerUnparsableRequests(builder);
+    server_calls.Install(builder);
     auto credentials = kiln::ListenerCredentials(tls_cert, tls_key, tls_client_ca);
     if (!credentials.ok()) return Fail("worker.start_failed", credentials.status());
     auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
@@ -585,7 +587,7 @@ int main(int argc, char** argv) {
   webhooks.reset();
   if (grpc_listener) grpc_listener->Stop();  // No new connections.
   listener_health.Detach();
-  if (server) server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (server) server_calls.Shutdown(*server, absl::Seconds(2));
   platform_workflows.Stop();
   sample_workflows.Stop();
   platform_worker.Stop();

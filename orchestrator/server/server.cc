@@ -19,6 +19,7 @@
 #include "common/logging.h"
 #include "common/open_files.h"
 #include "common/rpc_parse_errors.h"
+#include "common/server_calls.h"
 #include "common/status.h"
 #include "common/tls.h"
 #include "common/version.h"
@@ -219,7 +220,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   RateLimitProtobufLogs();
-  AnswerUnparsableRequests(builder);
+  server->grpc_calls_.Install(builder);
   ASSIGN_OR_RETURN(
       std::shared_ptr<grpc::ServerCredentials> credentials,
       ListenerCredentials(options.tls_cert_file, options.tls_key_file, options.tls_client_ca_file));
@@ -278,10 +279,7 @@ void Server::Shutdown(absl::Duration grace) {
   if (health_) health_->Detach();
   // Its calls wait on the engine's, which end now that matching has shut down.
   if (temporal_) temporal_->Shutdown(grace);
-  if (grpc_server_) {
-    grpc_server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
-    grpc_server_->Wait();
-  }
+  if (grpc_server_) grpc_calls_.Shutdown(*grpc_server_, grace);
   if (timers_) timers_->Stop();
   if (retention_) retention_->Stop();
   executor_.reset();  // Runs what is queued, then joins.

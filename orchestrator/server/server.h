@@ -15,6 +15,7 @@
 #include "common/executor.h"
 #include "common/ids.h"
 #include "common/metrics.h"
+#include "common/server_calls.h"
 
 namespace kiln {
 class ConnectionListener;
@@ -121,6 +122,7 @@ class Server {
   std::unique_ptr<WorkflowHandler> workflow_service_;
   std::unique_ptr<LogHandler> log_service_;
   std::unique_ptr<ConnectionListener> connections_;
+  ServerCalls grpc_calls_;  // Outlives grpc_server_.
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<TemporalFrontend> temporal_;
   int port_ = 0;

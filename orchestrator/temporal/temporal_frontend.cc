@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/rpc_status.h"
+#include "common/server_calls.h"
 #include "common/status.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
 #include "orchestrator/temporal/temporal_translate.h"
@@ -148,6 +149,7 @@ class Frontend final : public TemporalFrontend, public grpc::CallbackGenericServ
     grpc::ServerBuilder builder;
     builder.AddListeningPort(options_.listen, options_.credentials, &port_);
     builder.RegisterCallbackGenericService(this);
+    calls_.Install(builder);
     builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
@@ -161,8 +163,7 @@ class Frontend final : public TemporalFrontend, public grpc::CallbackGenericServ
 
   void Shutdown(absl::Duration grace) override {
     if (server_ == nullptr) return;
-    server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
-    server_->Wait();
+    calls_.Shutdown(*server_, grace);
     server_.reset();
   }
 
@@ -267,6 +268,7 @@ class Frontend final : public TemporalFrontend, public grpc::CallbackGenericServ
   std::unique_ptr<kapi::WorkflowService::Stub> engine_;
   absl::flat_hash_map<std::string, Handler> handlers_;
   Call::Dispatch dispatch_;
+  ServerCalls calls_;  // Outlives server_.
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

@@ -391,6 +391,21 @@ TEST_CASE("SIGTERM answers clients waiting for a result at once instead of at th
   }
 }
 
+TEST_CASE("SIGTERM stops the orchestrator at once when its clients' connections are idle") {
+  // An idle client reads the server's GOAWAY only when its channel's backup poller runs (every
+  // 5 s); the orchestrator's stop waits for the calls in flight (common/server_calls.h), not
+  // for that, nor for its 5 s grace; and its metrics listener (civetweb) stops at once too
+  // (common/civetweb_stop.h) instead of at its 2 s poll.
+  testutil::TempDir dir;
+  OrchestratorProcess orchestrator(dir.path() + "/data");
+  REQUIRE(orchestrator.Start().ok());
+  auto& stub = orchestrator.connection().workflow_service();
+  REQUIRE(StartWorkflow(stub, "idle-client", "timer", "q", "3600").ok());
+  const absl::Time began = absl::Now();
+  REQUIRE(orchestrator.Stop().value() == 0);
+  CHECK(absl::Now() - began < absl::Seconds(2));
+}
+
 namespace start_at_schedule {
 
 api::PollWorkflowTaskQueueResponse PollWorkflowTask(api::WorkflowService::Stub& stub,

@@ -1,20 +1,15 @@
 #include "worker/http/http_server.h"
 
-#include <arpa/inet.h>
 #include <civetweb.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <exception>
-#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/civetweb_stop.h"
 #include "common/json_scalar.h"
 #include "common/large_stack.h"
 #include "common/logging.h"
@@ -31,40 +26,6 @@ constexpr int kMaxListeningPorts = 4;
 int LogCivetwebMessage(const mg_connection* conn, const char* message) {
   LogWarn("http.civetweb", {{"message", message == nullptr ? "" : message}});
   return 1;
-}
-
-// How often the stopping server's listener is poked (see ~HttpServer).
-constexpr auto kWakeInterval = std::chrono::milliseconds(20);
-
-// Opens and closes one connection to the listener at `listen` (host:port, [v6]:port) on
-// `port`, to wake civetweb's master thread from its poll. Best effort: false when the host is
-// not a literal address.
-bool PokeListener(const std::string& listen, int port) {
-  std::string host = listen.substr(0, listen.rfind(':'));
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  if (!host.empty() && host.front() == '[') {
-    host = host.substr(1, host.size() - 2);
-    if (host == "::") host = "::1";
-    auto* addr = reinterpret_cast<sockaddr_in6*>(&storage);
-    addr->sin6_family = AF_INET6;
-    addr->sin6_port = htons(static_cast<uint16_t>(port));
-    if (::inet_pton(AF_INET6, host.c_str(), &addr->sin6_addr) != 1) return false;
-    length = sizeof(sockaddr_in6);
-  } else {
-    if (host.empty() || host == "0.0.0.0" || host == listen) host = "127.0.0.1";
-    auto* addr = reinterpret_cast<sockaddr_in*>(&storage);
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons(static_cast<uint16_t>(port));
-    if (::inet_pton(AF_INET, host.c_str(), &addr->sin_addr) != 1) return false;
-    length = sizeof(sockaddr_in);
-  }
-  int fd = ::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  // Refused once the listener is closed: that is fine, the poke is only a wake-up.
-  (void)::connect(fd, reinterpret_cast<sockaddr*>(&storage), length);
-  ::close(fd);
-  return true;
 }
 
 bool HasLineBreak(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
@@ -166,17 +127,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
 
 HttpServer::~HttpServer() {
   if (context_ == nullptr) return;
-  // civetweb's master thread sees the stop flag only when its poll (2 s) returns; a connection
-  // to the listener ends the poll at once, so stopping takes milliseconds instead.
-  std::atomic<bool> stopped{false};
-  std::thread waker([this, &stopped] {
-    while (!stopped.load() && PokeListener(options_.listen, port_)) {
-      std::this_thread::sleep_for(kWakeInterval);
-    }
-  });
-  mg_stop(context_);
-  stopped.store(true);
-  waker.join();
+  StopWakingListener([this] { mg_stop(context_); }, options_.listen, port_);
 }
 
 void HttpServer::Handle(const std::string& path, HttpHandler handler) {
