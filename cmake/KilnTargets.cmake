@@ -152,8 +152,10 @@ function(kiln_test name)
 endfunction()
 
 # Runs `target`'s test cases a second time with the orchestrators it starts, or its
-# EngineHarness, on PostgreSQL (KILN_TEST_STORE=postgres: tests/testutil/postgres.h), as
-# "postgres: <name>" under the label `postgres` (in make test). A host without PostgreSQL reports them skipped (exit 77);
+# EngineHarness, on PostgreSQL (KILN_TEST_STORE=postgres-shared: tests/testutil/postgres.h), as
+# "postgres: <name>" under the label `postgres` (in make test), each test on a database of its
+# own in the one cluster the fixture kiln_postgres starts for the run (tests/CMakeLists.txt). A
+# host without PostgreSQL reports them skipped (exit 77);
 # KILN_REQUIRE_POSTGRES=1 makes that a failure. The extra `--order decl` (Catch's default) only
 # gives this discovery its own file: Catch.cmake names it by the arguments, not the prefix.
 function(kiln_test_on_postgres target)
@@ -161,8 +163,8 @@ function(kiln_test_on_postgres target)
     TEST_PREFIX "postgres: "
     EXTRA_ARGS --order decl
     TEST_LIST ${target}_POSTGRES_TESTS
-    PROPERTIES LABELS postgres ENVIRONMENT KILN_TEST_STORE=postgres SKIP_RETURN_CODE 77
-               TIMEOUT 300)
+    PROPERTIES LABELS postgres ENVIRONMENT KILN_TEST_STORE=postgres-shared
+               FIXTURES_REQUIRED kiln_postgres SKIP_RETURN_CODE 77 TIMEOUT 300)
 endfunction()
 
 # Writes `content` to `path` only when it differs, so that a reconfigure reruns no check whose
