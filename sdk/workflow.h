@@ -154,6 +154,8 @@ class WorkflowContext {
   // returns absl::CancelledError is recorded as canceled.
   Future<absl::Status> CancellationRequested(SourceLocation where = SourceLocation::Current());
   bool cancel_requested() const;
+  // Why: the reason the requester gave (RequestCancelExternalWorkflow's, the client's), or "".
+  const std::string& cancel_cause() const;
   // Activities and timers started with a scope (see ExecuteActivityIn / SleepIn) are cancelled
   // by Cancel: their futures resolve with kCancelled (a running activity hears it through its
   // heartbeat and may clean up).
@@ -172,8 +174,10 @@ class WorkflowContext {
                                               const std::string& signal_name,
                                               const api::Payloads& input,
                                               SourceLocation where = SourceLocation::Current());
+  // `reason` reaches the target as its cancel_cause(), with the cancel itself (a signal sent
+  // first may arrive after it: the engine delivers each request on its own).
   Future<absl::Status> RequestCancelExternalWorkflow(
-      const std::string& workflow_id, const std::string& run_id,
+      const std::string& workflow_id, const std::string& run_id, const std::string& reason = "",
       SourceLocation where = SourceLocation::Current());
   // Sets typed search attributes on this run (visible to List/Count queries at once).
   void UpsertSearchAttributes(const api::SearchAttributes& attributes);

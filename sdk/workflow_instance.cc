@@ -153,6 +153,7 @@ Future<absl::Status> WorkflowContext::CancellationRequested(SourceLocation where
   return instance_->CancellationRequested(where);
 }
 bool WorkflowContext::cancel_requested() const { return instance_->cancel_requested(); }
+const std::string& WorkflowContext::cancel_cause() const { return instance_->cancel_cause(); }
 Future<absl::StatusOr<api::Payloads>> WorkflowContext::ExecuteActivityIn(
     CancellationScope& scope, const std::string& activity_type, const api::Payloads& input,
     const ActivityOptions& options, SourceLocation where) {
@@ -178,8 +179,9 @@ Future<absl::Status> WorkflowContext::SignalExternalWorkflow(const std::string& 
 }
 Future<absl::Status> WorkflowContext::RequestCancelExternalWorkflow(const std::string& workflow_id,
                                                                     const std::string& run_id,
+                                                                    const std::string& reason,
                                                                     SourceLocation where) {
-  return instance_->CancelExternal(workflow_id, run_id, where);
+  return instance_->CancelExternal(workflow_id, run_id, reason, where);
 }
 void WorkflowContext::UpsertSearchAttributes(const api::SearchAttributes& attributes) {
   instance_->UpsertSearchAttributes(attributes);
@@ -487,6 +489,7 @@ Future<absl::Status> WorkflowInstance::SignalExternal(const std::string& workflo
 
 Future<absl::Status> WorkflowInstance::CancelExternal(const std::string& workflow_id,
                                                       const std::string& run_id,
+                                                      const std::string& reason,
                                                       SourceLocation where) {
   std::string seq = std::to_string(next_seq_++);
   api::Command command;
@@ -495,6 +498,7 @@ Future<absl::Status> WorkflowInstance::CancelExternal(const std::string& workflo
   a->set_workflow_id(workflow_id);
   a->set_run_id(run_id);
   a->set_control(seq);
+  a->set_reason(reason);
   return EmitExternal(seq, std::move(command), {{}, where, workflow_id, ""});
 }
 
@@ -765,6 +769,7 @@ absl::Status WorkflowInstance::HandleEvent(const api::History& history, int inde
     }
     case api::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
       cancel_requested_ = true;
+      cancel_cause_ = event.workflow_execution_cancel_requested_event_attributes().cause();
       if (cancellation_.has_value()) cancellation_->Resolve(absl::OkStatus());
       return absl::OkStatus();
     case api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED:

@@ -87,6 +87,7 @@ class WorkflowInstance {
   api::WorkflowStackTrace StackTrace() const;
   Future<absl::Status> CancellationRequested(SourceLocation where = {});
   bool cancel_requested() const { return cancel_requested_; }
+  const std::string& cancel_cause() const { return cancel_cause_; }
   ChildWorkflow StartChild(const std::string& type, const api::Payloads& input,
                            const ChildWorkflowOptions& options, SourceLocation where = {});
   // Signals / asks to cancel another workflow's run (SignalExternalWorkflow and
@@ -95,7 +96,7 @@ class WorkflowInstance {
                                       const std::string& signal_name, const api::Payloads& input,
                                       SourceLocation where = {});
   Future<absl::Status> CancelExternal(const std::string& workflow_id, const std::string& run_id,
-                                      SourceLocation where = {});
+                                      const std::string& reason, SourceLocation where = {});
   absl::Status SetContinueAsNew(api::Payloads input);
   void UpsertSearchAttributes(const api::SearchAttributes& attributes);
   absl::Time now() const { return now_; }
@@ -174,6 +175,7 @@ class WorkflowInstance {
   std::map<std::string, std::unique_ptr<SignalChannel>> channels_;
   std::map<std::string, QueryHandler> query_handlers_;
   bool cancel_requested_ = false;
+  std::string cancel_cause_;
   std::optional<Future<absl::Status>> cancellation_;
   // The last call of CancellationRequested.
   SourceLocation cancellation_where_;

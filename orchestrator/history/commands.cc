@@ -489,6 +489,7 @@ internal::ExternalRequest InitiatedCancel(const api::HistoryEvent& event) {
   request.set_run_id(e.workflow_execution().run_id());
   request.set_kind("cancel");
   request.set_control(e.control());
+  request.set_reason(e.reason());
   return request;
 }
 

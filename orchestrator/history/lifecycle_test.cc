@@ -239,6 +239,32 @@ TEST_CASE("Signal and cancel of external workflows, and of one that does not exi
           1);
 }
 
+TEST_CASE("An external cancel's reason reaches the target as its cancel request's cause") {
+  EngineHarness h;
+  std::string target = h.Start("target").value();
+  std::string source = h.Start("source").value();
+  for (int i = 0; i < 2; ++i) REQUIRE(h.Complete(*h.PollWorkflowTask(), {}).ok());
+  api::Command cancel;
+  cancel.set_command_type(api::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION);
+  auto* a = cancel.mutable_request_cancel_external_workflow_execution_command_attributes();
+  a->set_workflow_id("target");
+  a->set_reason("superseded: web-2");
+  REQUIRE(Signal(h, "source", "go").ok());
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt->workflow_execution().workflow_id() == "source");
+  REQUIRE(h.Complete(*wt, {cancel}).ok());
+  h.Advance(absl::ZeroDuration());
+  int requested = 0;
+  const api::History history = h.History(target);
+  for (const auto& e : history.events()) {
+    if (e.event_type() != E::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED) continue;
+    ++requested;
+    CHECK(e.workflow_execution_cancel_requested_event_attributes().cause() ==
+          "superseded: web-2");
+  }
+  CHECK(requested == 1);
+}
+
 // Keys of `table`, in order.
 std::vector<std::string> KeysOf(EngineHarness& h, Table table) {
   std::vector<std::string> found;

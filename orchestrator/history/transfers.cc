@@ -253,8 +253,10 @@ absl::Status HistoryEngine::CancelExternal(const std::string& key,
                                            const internal::TimerTask& task) {
   return DeliverExternalRequest(
       key, task,
-      [&](Handle& target, const internal::ExternalRequest&) {
-        return CancelRun(target, "requested by another workflow",
+      [&](Handle& target, const internal::ExternalRequest& request) {
+        return CancelRun(target,
+                         request.reason().empty() ? "requested by another workflow"
+                                                  : request.reason(),
                          absl::StrCat("workflow:", task.workflow_id()));
       },
       [&](Mutation& m, const internal::ExternalRequest& request,

@@ -363,7 +363,10 @@ sdk::Task<absl::StatusOr<Payloads>> DeploymentWorkflow(sdk::WorkflowContext& ctx
 
   *d.mutable_finished_time() = TimestampOf(ctx.Now());
   if (run->Stopping() || absl::IsCancelled(status)) {
-    // A newer push names itself before the cancel arrives.
+    // A newer push names itself in the cancel's reason, and in a signal that may come later.
+    if (absl::StartsWith(ctx.cancel_cause(), kSupersededCause)) {
+      d.set_superseded_by(ctx.cancel_cause().substr(std::string_view(kSupersededCause).size()));
+    }
     auto& superseded = ctx.GetSignalChannel(kSupersededSignal);
     while (auto by = superseded.TryReceive()) {
       auto id = FromPayloadAt<std::string>(*by, 0);

@@ -27,8 +27,11 @@ inline constexpr char kDeploymentWorkflowType[] = "kiln.DeploymentWorkflow";
 inline constexpr char kProjectEventSignal[] = "event";
 inline constexpr char kStateQuery[] = "state";
 inline constexpr char kConfigQuery[] = "config";
-// DeploymentWorkflow's signal from its project: a newer push on its branch replaces it.
+// DeploymentWorkflow's signal from its project: a newer push on its branch replaces it. The
+// cancel that follows says the same in its reason (kSupersededCause + what the signal carries):
+// the engine delivers the two on their own, and the cancel may arrive first.
 inline constexpr char kSupersededSignal[] = "superseded";
+inline constexpr char kSupersededCause[] = "superseded: ";
 
 // Control-plane activities (served by kiln-worker on kPlatformTaskQueue).
 inline constexpr char kWakeMachineActivity[] = "kiln.platform.WakeMachine";

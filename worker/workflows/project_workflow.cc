@@ -73,10 +73,13 @@ class Project {
     state_.mutable_active()->set_superseded_by(by);
     ctx_.Log(LogLevel::kInfo, "project.supersede",
              {{"project", state_.config().id()}, {"deployment", active_->id}, {"by", by}});
-    // The signal first: the deployment reads who replaced it when the cancel arrives.
+    // The deployment reads who replaced it from the cancel's reason (and from the signal, which
+    // runs that began before the reason existed rely on).
+    const std::string replaced_by = by.empty() ? reason : by;
     (void)ctx_.SignalExternalWorkflow(DeploymentWorkflowId(active_->id), "", kSupersededSignal,
-                                      ToPayloads(by.empty() ? reason : by));
-    (void)ctx_.RequestCancelExternalWorkflow(DeploymentWorkflowId(active_->id), "");
+                                      ToPayloads(replaced_by));
+    (void)ctx_.RequestCancelExternalWorkflow(DeploymentWorkflowId(active_->id), "",
+                                             absl::StrCat(kSupersededCause, replaced_by));
   }
 
   void OnPush(const pb::PushRequest& push) {
