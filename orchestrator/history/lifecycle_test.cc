@@ -259,8 +259,7 @@ TEST_CASE("An external cancel's reason reaches the target as its cancel request'
   for (const auto& e : history.events()) {
     if (e.event_type() != E::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED) continue;
     ++requested;
-    CHECK(e.workflow_execution_cancel_requested_event_attributes().cause() ==
-          "superseded: web-2");
+    CHECK(e.workflow_execution_cancel_requested_event_attributes().cause() == "superseded: web-2");
   }
   CHECK(requested == 1);
 }

@@ -254,10 +254,9 @@ absl::Status HistoryEngine::CancelExternal(const std::string& key,
   return DeliverExternalRequest(
       key, task,
       [&](Handle& target, const internal::ExternalRequest& request) {
-        return CancelRun(target,
-                         request.reason().empty() ? "requested by another workflow"
-                                                  : request.reason(),
-                         absl::StrCat("workflow:", task.workflow_id()));
+        return CancelRun(
+            target, request.reason().empty() ? "requested by another workflow" : request.reason(),
+            absl::StrCat("workflow:", task.workflow_id()));
       },
       [&](Mutation& m, const internal::ExternalRequest& request,
           const api::WorkflowExecution& execution, const std::string& failure_cause) {
