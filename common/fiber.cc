@@ -114,8 +114,10 @@ ParkScope::~ParkScope() {
   if (current != nullptr) --current->park_scopes;
 }
 
+bool CanPark() { return current != nullptr && current->park_scopes > 0; }
+
 void Waiter::Wait(absl::Mutex* mu) {
-  if (current != nullptr && current->park_scopes > 0) {
+  if (CanPark()) {
     fiber_ = current;
     while (!notified_) {
       fiber_->Park(mu);

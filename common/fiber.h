@@ -35,6 +35,11 @@ class ParkScope {
   ParkScope& operator=(const ParkScope&) = delete;
 };
 
+// Whether a Waiter::Wait here would park: on a fiber, inside a ParkScope. A blocking call can
+// ask it to choose between handing its wait to another thread (and parking) and blocking its
+// own thread, which a plain thread may do and a fiber outside a ParkScope must.
+bool CanPark();
+
 // A one-shot wake-up, guarded by a mutex of its user's: Wait and Notify are called with that
 // mutex held. On a fiber inside a ParkScope, Wait parks the fiber; elsewhere it blocks the
 // thread on a condition variable.

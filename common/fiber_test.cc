@@ -47,6 +47,31 @@ TEST_CASE("A fiber parked on a Waiter leaves its thread to the next fiber") {
   CHECK(first_thread == second_thread);
 }
 
+TEST_CASE("CanPark holds on a fiber inside a ParkScope and nowhere else") {
+  CHECK_FALSE(CanPark());
+  {
+    ParkScope park;  // On a plain thread a scope changes nothing.
+    CHECK_FALSE(CanPark());
+  }
+  std::atomic<int> outside{-1};
+  std::atomic<int> inside{-1};
+  std::atomic<int> after{-1};
+  {
+    Pool pool(/*threads=*/1, /*fibers=*/1, /*max_queued=*/4);
+    REQUIRE(pool.TrySubmit([&] {
+      outside = CanPark();
+      {
+        ParkScope park;
+        inside = CanPark();
+      }
+      after = CanPark();
+    }));
+  }
+  CHECK(outside == 0);
+  CHECK(inside == 1);
+  CHECK(after == 0);
+}
+
 TEST_CASE("A fiber::Mutex held by a parked fiber parks the next fiber, then hands it over") {
   Mutex run_lock;
   absl::Mutex mu;

@@ -53,6 +53,9 @@ absl::StatusOr<std::unique_ptr<RunCache::Handle>> HistoryEngine::LoadRun(
     const std::string& run_id) {
   auto handle = cache_.Acquire(run_id);
   if (!(*handle)->state.has_value()) {
+    // The engine is entered holding no absl::Mutex (its commits park too) and this holds only
+    // the run's lock, a fiber::Mutex: a read from a fiber may park (PostgresStore's do).
+    fiber::ParkScope park;
     ASSIGN_OR_RETURN(auto stored, store_->Get(Table::kExecutions, keys::Execution(run_id)));
     if (!stored.has_value()) {
       return absl::NotFoundError(absl::StrCat("workflow run ", run_id, " not found"));
@@ -68,6 +71,8 @@ absl::StatusOr<std::unique_ptr<RunCache::Handle>> HistoryEngine::LoadRun(
 
 absl::StatusOr<std::string> HistoryEngine::CurrentRunId(const std::string& ns,
                                                         const std::string& workflow_id) {
+  // Callers hold at most fiber::Mutexes (a run's lock, a start stripe): the read may park.
+  fiber::ParkScope park;
   ASSIGN_OR_RETURN(auto stored, store_->Get(Table::kCurrent, keys::Current(ns, workflow_id)));
   if (!stored.has_value()) {
     return absl::NotFoundError(absl::StrCat("workflow ", workflow_id, " not found"));
@@ -320,6 +325,8 @@ absl::StatusOr<api::DescribeWorkflowExecutionResponse> HistoryEngine::DescribeWo
 absl::StatusOr<api::History> HistoryEngine::ReadEvents(const std::string& run_id,
                                                        int64_t from_event_id, int64_t to_event_id,
                                                        size_t limit) {
+  // Callers hold at most fiber::Mutexes (run locks): the reads may park.
+  fiber::ParkScope park;
   api::History history;
   if (from_event_id == to_event_id && limit > 0) {
     // One event (a close event for a waiting caller): a point lookup, which the bloom filters
@@ -415,11 +422,13 @@ absl::StatusOr<HistoryRead> HistoryEngine::ReadHistory(
 
 absl::StatusOr<api::ListWorkflowExecutionsResponse> HistoryEngine::ListWorkflowExecutions(
     const api::ListWorkflowExecutionsRequest& request, const TaskQueueFilter& visible) {
+  fiber::ParkScope park;  // No lock held: the visibility scan may park.
   return ListRuns(*store_, Namespace(request.namespace_()), request, visible);
 }
 
 absl::StatusOr<api::CountWorkflowExecutionsResponse> HistoryEngine::CountWorkflowExecutions(
     const api::CountWorkflowExecutionsRequest& request, const TaskQueueFilter& visible) {
+  fiber::ParkScope park;  // No lock held: the visibility scan may park.
   return CountRuns(*store_, Namespace(request.namespace_()), request, visible);
 }
 

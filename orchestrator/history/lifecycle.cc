@@ -202,8 +202,13 @@ absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartInternal
       // proposing one id cannot both take it).
       auto handle = cache_.Acquire(run_id);
       if ((*handle)->state.has_value()) return false;
-      ASSIGN_OR_RETURN(auto taken, store_->Get(Table::kExecutions, keys::Execution(run_id)));
-      if (taken.has_value()) return false;
+      absl::StatusOr<std::optional<std::string>> taken;
+      {
+        fiber::ParkScope park;  // Only fiber::Mutexes held (the stripe, the run): may park.
+        taken = store_->Get(Table::kExecutions, keys::Execution(run_id));
+      }
+      if (!taken.ok()) return taken.status();
+      if (taken->has_value()) return false;
       bool bad_command = false;
       api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
       api::RespondWorkflowTaskCompletedResponse completed;
@@ -269,6 +274,7 @@ HistoryEngine::SignalWithStartWorkflowExecution(
 absl::Status HistoryEngine::SyncBeforeAnswering() {
   WriteBatch barrier;
   barrier.Put(Table::kMeta, keys::kSyncBarrier, "");
+  fiber::ParkScope park;  // Callers hold only their run's lock (a fiber::Mutex): may park.
   return store_->Commit(barrier);
 }
 
@@ -284,9 +290,13 @@ absl::Status HistoryEngine::SignalRun(Handle& handle, const SignalInfo& signal,
     for (const std::string& seen : state.signal_request_ids()) {
       if (seen == request_id) return SyncBeforeAnswering();  // Delivered already.
     }
-    ASSIGN_OR_RETURN(auto seen,
-                     store_->Get(Table::kMeta, keys::SignalRequest(state.run_id(), request_id)));
-    if (seen.has_value()) return SyncBeforeAnswering();  // Delivered already.
+    absl::StatusOr<std::optional<std::string>> seen;
+    {
+      fiber::ParkScope park;  // Only the run's lock (a fiber::Mutex) is held: may park.
+      seen = store_->Get(Table::kMeta, keys::SignalRequest(state.run_id(), request_id));
+    }
+    if (!seen.ok()) return seen.status();
+    if (seen->has_value()) return SyncBeforeAnswering();  // Delivered already.
   }
   if (state.signals_received() >= limits::kMaxSignalsPerRun) {
     return absl::ResourceExhaustedError(

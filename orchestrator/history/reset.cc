@@ -402,9 +402,14 @@ absl::StatusOr<api::ResetWorkflowExecutionResponse> HistoryEngine::ResetWorkflow
   if (run_id.empty()) {
     run_id = current_run_id;
   } else if (!request_id.empty()) {
-    ASSIGN_OR_RETURN(auto done, store_->Get(Table::kMeta, keys::ResetRequest(run_id, request_id)));
-    if (done.has_value()) {
-      response.set_run_id(*done);  // A retried reset: same answer, nothing new.
+    absl::StatusOr<std::optional<std::string>> done;
+    {
+      fiber::ParkScope park;  // Only the start stripe (a fiber::Mutex) is held: may park.
+      done = store_->Get(Table::kMeta, keys::ResetRequest(run_id, request_id));
+    }
+    if (!done.ok()) return done.status();
+    if (done->has_value()) {
+      response.set_run_id(**done);  // A retried reset: same answer, nothing new.
       return response;
     }
   }

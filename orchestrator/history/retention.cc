@@ -38,6 +38,8 @@ absl::Status HistoryEngine::FireRetention(const std::string& key, const internal
 
 absl::Status HistoryEngine::DeleteRun(Table table, const std::string& key,
                                       const internal::TimerTask& task) {
+  // Fired holding no lock, then only the run's (a fiber::Mutex): reads and commits may park.
+  fiber::ParkScope park;
   auto handle = LoadRun(task.run_id());
   if (absl::IsNotFound(handle.status())) {
     WriteBatch batch;

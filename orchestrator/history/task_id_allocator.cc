@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/status.h"
+
 namespace kiln::orchestrator {
 namespace {
 constexpr char kBlockEndKey[] = "task_id_block_end";
@@ -9,7 +11,7 @@ constexpr char kBlockEndKey[] = "task_id_block_end";
 
 absl::StatusOr<std::unique_ptr<TaskIdAllocator>> TaskIdAllocator::Create(Store* store) {
   std::unique_ptr<TaskIdAllocator> allocator(new TaskIdAllocator(store));
-  absl::MutexLock lock(&allocator->mu_);
+  fiber::MutexLock reserving(&allocator->reserve_mu_);
   absl::Status status = allocator->ReserveBlock();
   // A store that refuses writes (a full disk) must not keep the engine from starting to serve
   // reads: the block is reserved by the first Next() that finds it can write.
@@ -18,8 +20,13 @@ absl::StatusOr<std::unique_ptr<TaskIdAllocator>> TaskIdAllocator::Create(Store* 
 }
 
 absl::Status TaskIdAllocator::ReserveBlock() {
-  absl::StatusOr<int64_t> end = store_->FetchAdd(Table::kMeta, kBlockEndKey, kBlockSize);
+  absl::StatusOr<int64_t> end;
+  {
+    fiber::ParkScope park;  // Only reserve_mu_, a fiber::Mutex, is held.
+    end = store_->FetchAdd(Table::kMeta, kBlockEndKey, kBlockSize);
+  }
   if (!end.ok()) return end.status();
+  absl::MutexLock lock(&mu_);
   // Ids start at 1: the first block of a new store is [1, kBlockSize).
   next_ = std::max<int64_t>(1, *end - kBlockSize);
   block_end_ = *end;
@@ -27,12 +34,19 @@ absl::Status TaskIdAllocator::ReserveBlock() {
 }
 
 absl::StatusOr<int64_t> TaskIdAllocator::Next() {
-  absl::MutexLock lock(&mu_);
-  if (next_ >= block_end_) {
-    absl::Status status = ReserveBlock();
-    if (!status.ok()) return status;
+  {
+    absl::MutexLock lock(&mu_);
+    if (next_ < block_end_) return next_++;
   }
-  return next_++;
+  fiber::MutexLock reserving(&reserve_mu_);
+  for (;;) {
+    {
+      // Another caller may have taken the next block while this one waited.
+      absl::MutexLock lock(&mu_);
+      if (next_ < block_end_) return next_++;
+    }
+    RETURN_IF_ERROR(ReserveBlock());
+  }
 }
 
 }  // namespace kiln::orchestrator

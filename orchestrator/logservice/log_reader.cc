@@ -1,6 +1,7 @@
 #include "orchestrator/logservice/log_reader.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/fiber.h"
 #include "common/rpc_status.h"
 #include "orchestrator/logs/log_limits.h"
 #include "orchestrator/logs/log_store.h"
@@ -56,7 +57,11 @@ void LogReader::Start() {
   if (admit_) {
     if (absl::Status admitted = admit_(); !admitted.ok()) return End(admitted);
   }
-  absl::StatusOr<std::string> run = ResolveLogRun(*env_.store, ns_, execution_);
+  absl::StatusOr<std::string> run;
+  {
+    fiber::ParkScope park;  // On the executor, holding no lock: the reads may park.
+    run = ResolveLogRun(*env_.store, ns_, execution_);
+  }
   if (!run.ok()) return End(run.status());
   run_id_ = *run;
   if (follow_) {
@@ -94,8 +99,12 @@ void LogReader::ReadMore() {
     absl::MutexLock lock(&mu_);
     from = next_;
   }
-  absl::StatusOr<LogPage> page = ReadLogChunks(*env_.store, run_id_, stream_, from,
-                                               log_limits::kReadChunks, log_limits::kReadBytes);
+  absl::StatusOr<LogPage> page;
+  {
+    fiber::ParkScope park;  // On the executor, holding no lock: the read may park.
+    page = ReadLogChunks(*env_.store, run_id_, stream_, from, log_limits::kReadChunks,
+                         log_limits::kReadBytes);
+  }
   Step step;
   {
     absl::MutexLock lock(&mu_);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/fiber.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "common/status.h"
@@ -330,7 +331,12 @@ absl::StatusOr<Matching::PollId> Matching::Impl::Poll(keys::TaskKind kind, std::
     }
   }
   if (read_store) {
-    absl::Status status = ReadBackIntoMemory(q);
+    absl::Status status;
+    {
+      // Polls come holding no lock (the frontend's long polls) and mu_ is free: may park.
+      fiber::ParkScope park;
+      status = ReadBackIntoMemory(q);
+    }
     if (!status.ok()) {
       absl::MutexLock lock(&mu_);
       auto it = polls_.find(id);
@@ -497,9 +503,13 @@ void Matching::Impl::Release(const Reservation& reservation) {
 
 absl::StatusOr<QueueDescription> Matching::Impl::Describe(keys::TaskKind kind, std::string_view ns,
                                                           std::string_view queue) {
-  ASSIGN_OR_RETURN(
-      BacklogSummary summary,
-      matching_internal::SummarizeBacklog(*store_, kind, ns, queue, options_.max_describe_scan));
+  absl::StatusOr<BacklogSummary> summarized;
+  {
+    fiber::ParkScope park;  // Called holding no lock (DescribeTaskQueue): the scan may park.
+    summarized =
+        matching_internal::SummarizeBacklog(*store_, kind, ns, queue, options_.max_describe_scan);
+  }
+  ASSIGN_OR_RETURN(BacklogSummary summary, std::move(summarized));
   QueueDescription description;
   description.backlog_count = summary.count;
   description.backlog_count_capped = summary.capped;

@@ -243,6 +243,12 @@ struct PostgresStore::Committer {
   fiber::Waiter done;
 };
 
+// One read queued for the reader threads; lives on its caller's stack until a reader has run it.
+struct PostgresStore::QueuedRead {
+  absl::FunctionRef<void()> read;
+  fiber::Waiter done;
+};
+
 // What became of one transaction.
 struct PostgresStore::GroupResult {
   absl::Status status;
@@ -265,6 +271,10 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
   if (options.writer_threads < 1) {
     return absl::InvalidArgumentError("postgres: writer_threads must be at least 1");
   }
+  if (options.reader_threads < 0 || options.max_queued_reads < 1) {
+    return absl::InvalidArgumentError(
+        "postgres: reader_threads must be at least 0 and max_queued_reads at least 1");
+  }
   std::unique_ptr<PostgresStore> store(new PostgresStore(conninfo, options));
   // The schema is created (or checked) on its own connection, as `migrate` does it.
   if (absl::StatusOr<int> schema = Migrate(conninfo); !schema.ok()) return schema.status();
@@ -281,6 +291,9 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
   }
   for (int i = 0; i < options.writer_threads; ++i) {
     store->writers_.emplace_back([s = store.get()] { s->WriterLoop(); });
+  }
+  for (int i = 0; i < options.reader_threads; ++i) {
+    store->readers_.emplace_back([s = store.get()] { s->ReaderLoop(); });
   }
   return store;
 }
@@ -301,6 +314,13 @@ absl::StatusOr<int> PostgresStore::Migrate(const std::string& conninfo) {
 }
 
 PostgresStore::~PostgresStore() {
+  {
+    absl::MutexLock lock(&reads_mu_);
+    reads_stopping_ = true;
+    for (fiber::Waiter* waiting : waiting_for_room_) waiting->Notify();
+    waiting_for_room_.clear();
+  }
+  for (std::thread& reader : readers_) reader.join();
   {
     absl::MutexLock lock(&queue_mu_);
     stopping_ = true;
@@ -406,6 +426,50 @@ absl::Status PostgresStore::Commit(const WriteBatch& batch) {
   queued_.push_back(&self);
   self.done.Wait(&queue_mu_);
   return self.status;
+}
+
+void PostgresStore::Read(absl::FunctionRef<void()> read) {
+  // A caller that may not park would only block on the queue instead of the socket.
+  if (readers_.empty() || !fiber::CanPark()) return read();
+  QueuedRead queued{read, {}};
+  absl::ReleasableMutexLock lock(&reads_mu_);
+  while (!reads_stopping_ && reads_.size() >= options_.max_queued_reads) {
+    fiber::Waiter room;
+    waiting_for_room_.push_back(&room);
+    room.Wait(&reads_mu_);
+  }
+  if (reads_stopping_) {
+    // Closing: the readers may have gone. (Only a caller racing the destructor gets here.)
+    lock.Release();
+    return read();
+  }
+  reads_.push_back(&queued);
+  ++parked_reads_;
+  queued.done.Wait(&reads_mu_);
+}
+
+void PostgresStore::ReaderLoop() {
+  for (;;) {
+    QueuedRead* next = nullptr;
+    {
+      absl::MutexLock lock(&reads_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reads_mu_) {
+        return reads_stopping_ || !reads_.empty();
+      };
+      reads_mu_.Await(absl::Condition(&ready));
+      if (reads_.empty()) return;  // Stopping, every queued read answered.
+      next = reads_.front();
+      reads_.pop_front();
+      if (!waiting_for_room_.empty()) {
+        waiting_for_room_.front()->Notify();
+        waiting_for_room_.pop_front();
+      }
+    }
+    next->read();
+    absl::MutexLock lock(&reads_mu_);
+    // The caller may return (and free `next`) once the lock is released.
+    next->done.Notify();
+  }
 }
 
 void PostgresStore::WriterLoop() {
@@ -651,19 +715,22 @@ PostgresStore::GroupResult PostgresStore::Transaction(const std::vector<const Wr
 
 absl::StatusOr<std::optional<std::string>> PostgresStore::Get(Table table, std::string_view key) {
   if (!IsKnownTable(table)) return absl::InvalidArgumentError("unknown table");
-  RETURN_IF_ERROR(SettleClaim(/*for_read=*/true));
-  absl::StatusOr<PGconn*> acquired = Acquire();
-  if (!acquired.ok()) return acquired.status();
-  Lease lease(*this, *acquired);
-  PGconn* conn = lease.get();
-  const char* values[1] = {key.data()};
-  int lengths[1] = {static_cast<int>(key.size())};
-  int formats[1] = {1};
-  Result result(PQexecPrepared(conn, GetStatement(table).c_str(), 1, values, lengths, formats, 1));
-  if (!Ok(result)) return Failed(conn, StatementError(result.get(), conn, "get"));
-  Succeeded();
-  if (PQntuples(result.get()) == 0) return std::nullopt;
-  return std::string(PQgetvalue(result.get(), 0, 0), PQgetlength(result.get(), 0, 0));
+  return OnReader([&]() -> absl::StatusOr<std::optional<std::string>> {
+    RETURN_IF_ERROR(SettleClaim(/*for_read=*/true));
+    absl::StatusOr<PGconn*> acquired = Acquire();
+    if (!acquired.ok()) return acquired.status();
+    Lease lease(*this, *acquired);
+    PGconn* conn = lease.get();
+    const char* values[1] = {key.data()};
+    int lengths[1] = {static_cast<int>(key.size())};
+    int formats[1] = {1};
+    Result result(
+        PQexecPrepared(conn, GetStatement(table).c_str(), 1, values, lengths, formats, 1));
+    if (!Ok(result)) return Failed(conn, StatementError(result.get(), conn, "get"));
+    Succeeded();
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    return std::string(PQgetvalue(result.get(), 0, 0), PQgetlength(result.get(), 0, 0));
+  });
 }
 
 absl::Status PostgresStore::Scan(Table table, std::string_view start, std::string_view end,
@@ -683,9 +750,9 @@ absl::Status PostgresStore::ScanRows(Table table, std::string_view start, std::s
   if (!end.empty()) absl::StrAppend(&sql, " AND k < $2");
   absl::StrAppend(&sql, " ORDER BY k", reverse ? " DESC" : "");
   if (limit > 0) absl::StrAppend(&sql, " LIMIT ", limit);
-  RETURN_IF_ERROR(SettleClaim(/*for_read=*/true));
   Result result;
-  {
+  RETURN_IF_ERROR(OnReader([&]() -> absl::Status {
+    RETURN_IF_ERROR(SettleClaim(/*for_read=*/true));
     absl::StatusOr<PGconn*> acquired = Acquire();
     if (!acquired.ok()) return acquired.status();
     Lease lease(*this, *acquired);
@@ -696,9 +763,11 @@ absl::Status PostgresStore::ScanRows(Table table, std::string_view start, std::s
     result.reset(
         PQexecParams(conn, sql.c_str(), end.empty() ? 1 : 2, nullptr, values, lengths, formats, 1));
     if (!Ok(result)) return Failed(conn, StatementError(result.get(), conn, "scan"));
-  }
-  Succeeded();
-  // The connection is back in the pool: the visitor may call the store.
+    Succeeded();
+    return absl::OkStatus();
+  }));
+  // The connection is back in the pool, and the rows on the caller's thread: the visitor may
+  // call the store.
   const int rows = PQntuples(result.get());
   for (int row = 0; row < rows; ++row) {
     std::string_view key(PQgetvalue(result.get(), row, 0), PQgetlength(result.get(), row, 0));
@@ -763,46 +832,49 @@ absl::StatusOr<int64_t> PostgresStore::RenewShard(int32_t shard_id, int64_t rang
 absl::StatusOr<int64_t> PostgresStore::FetchAdd(Table table, std::string_view key, int64_t delta) {
   if (!IsKnownTable(table)) return absl::InvalidArgumentError("unknown table");
   if (delta <= 0) return absl::InvalidArgumentError("FetchAdd: delta must be positive");
-  RETURN_IF_ERROR(SettleClaim(/*for_read=*/false));
-  int64_t claim = range_id();
-  absl::StatusOr<PGconn*> acquired = Acquire();
-  if (!acquired.ok()) return acquired.status();
-  Lease lease(*this, *acquired);
-  PGconn* conn = lease.get();
-  // One statement: the row lock of ON CONFLICT DO UPDATE orders concurrent increments, from any
-  // process. The values are the engine's 8-byte big-endian counters (int8send writes that; the
-  // bit(64) cast reads it). The claim's fence is evaluated once, in the SELECT.
-  const std::string t = SqlTable(table);
-  std::string sql = absl::StrCat(
-      "INSERT INTO ", t, " (k, v) SELECT $1::bytea, int8send($2::bigint) ",
-      claim > 0 ? "FROM (SELECT kiln_check_fence($3::integer, $4::bigint)) AS fence " : "",
-      "WHERE true ON CONFLICT (k) DO UPDATE SET v = int8send(('x' || encode(", t,
-      ".v, 'hex'))::bit(64)::bigint + $2::bigint) RETURNING v");
-  std::string delta_text = absl::StrCat(delta);
-  std::string shard_text = absl::StrCat(kStoreShard);
-  std::string claim_text = absl::StrCat(claim);
-  const char* values[4] = {key.data(), delta_text.c_str(), shard_text.c_str(), claim_text.c_str()};
-  int lengths[4] = {static_cast<int>(key.size()), 0, 0, 0};
-  int formats[4] = {1, 0, 0, 0};
-  Result result(PQexecParams(conn, sql.c_str(), claim > 0 ? 4 : 2, nullptr, values, lengths,
-                             formats, /*resultFormat=*/1));
-  if (!Ok(result)) {
-    absl::Status status = StatementError(result.get(), conn, "fetch-add");
-    if (claim > 0 && absl::IsFailedPrecondition(status)) {
-      FencedOut(std::string(status.message()));
-      return absl::UnavailableError(absl::StrCat(
-          "postgres: another orchestrator took this database over; this one no longer writes: ",
-          status.message()));
+  return OnReader([&]() -> absl::StatusOr<int64_t> {
+    RETURN_IF_ERROR(SettleClaim(/*for_read=*/false));
+    int64_t claim = range_id();
+    absl::StatusOr<PGconn*> acquired = Acquire();
+    if (!acquired.ok()) return acquired.status();
+    Lease lease(*this, *acquired);
+    PGconn* conn = lease.get();
+    // One statement: the row lock of ON CONFLICT DO UPDATE orders concurrent increments, from any
+    // process. The values are the engine's 8-byte big-endian counters (int8send writes that; the
+    // bit(64) cast reads it). The claim's fence is evaluated once, in the SELECT.
+    const std::string t = SqlTable(table);
+    std::string sql = absl::StrCat(
+        "INSERT INTO ", t, " (k, v) SELECT $1::bytea, int8send($2::bigint) ",
+        claim > 0 ? "FROM (SELECT kiln_check_fence($3::integer, $4::bigint)) AS fence " : "",
+        "WHERE true ON CONFLICT (k) DO UPDATE SET v = int8send(('x' || encode(", t,
+        ".v, 'hex'))::bit(64)::bigint + $2::bigint) RETURNING v");
+    std::string delta_text = absl::StrCat(delta);
+    std::string shard_text = absl::StrCat(kStoreShard);
+    std::string claim_text = absl::StrCat(claim);
+    const char* values[4] = {key.data(), delta_text.c_str(), shard_text.c_str(),
+                             claim_text.c_str()};
+    int lengths[4] = {static_cast<int>(key.size()), 0, 0, 0};
+    int formats[4] = {1, 0, 0, 0};
+    Result result(PQexecParams(conn, sql.c_str(), claim > 0 ? 4 : 2, nullptr, values, lengths,
+                               formats, /*resultFormat=*/1));
+    if (!Ok(result)) {
+      absl::Status status = StatementError(result.get(), conn, "fetch-add");
+      if (claim > 0 && absl::IsFailedPrecondition(status)) {
+        FencedOut(std::string(status.message()));
+        return absl::UnavailableError(absl::StrCat(
+            "postgres: another orchestrator took this database over; this one no longer writes: ",
+            status.message()));
+      }
+      return Failed(conn, status);
     }
-    return Failed(conn, status);
-  }
-  Succeeded();
-  if (PQntuples(result.get()) != 1 || PQgetlength(result.get(), 0, 0) != 8) {
-    return absl::DataLossError(absl::StrCat("counter ", TableName(table), "/", std::string(key),
-                                            " is not an 8-byte value"));
-  }
-  return static_cast<int64_t>(
-      keys::ReadBigEndian64(std::string_view(PQgetvalue(result.get(), 0, 0), 8)));
+    Succeeded();
+    if (PQntuples(result.get()) != 1 || PQgetlength(result.get(), 0, 0) != 8) {
+      return absl::DataLossError(absl::StrCat("counter ", TableName(table), "/", std::string(key),
+                                              " is not an 8-byte value"));
+    }
+    return static_cast<int64_t>(
+        keys::ReadBigEndian64(std::string_view(PQgetvalue(result.get(), 0, 0), 8)));
+  });
 }
 
 int64_t PostgresStore::range_id() {
@@ -816,6 +888,10 @@ PostgresStore::Stats PostgresStore::stats() {
     absl::MutexLock lock(&mu_);
     stats = stats_;
   }
+  {
+    absl::MutexLock lock(&reads_mu_);
+    stats.parked_reads = parked_reads_;
+  }
   absl::MutexLock lock(&queue_mu_);
   stats.commits = commits_;
   return stats;
@@ -828,18 +904,20 @@ uint64_t PostgresStore::ApproximateSize() {
   }
   absl::StrAppend(&sql, " + pg_total_relation_size('kiln_shards')");
   absl::StrAppend(&sql, ")::text");
-  absl::StatusOr<PGconn*> acquired = Acquire();
-  if (!acquired.ok()) return 0;
-  Lease lease(*this, *acquired);
-  PGconn* conn = lease.get();
-  Result result = Exec(conn, sql);
-  if (!Ok(result)) {
-    Failed(conn, StatementError(result.get(), conn, "size")).IgnoreError();
-    return 0;
-  }
-  uint64_t size = 0;
-  if (!absl::SimpleAtoi(PQgetvalue(result.get(), 0, 0), &size)) return 0;
-  return size;
+  return OnReader([&]() -> uint64_t {
+    absl::StatusOr<PGconn*> acquired = Acquire();
+    if (!acquired.ok()) return 0;
+    Lease lease(*this, *acquired);
+    PGconn* conn = lease.get();
+    Result result = Exec(conn, sql);
+    if (!Ok(result)) {
+      Failed(conn, StatementError(result.get(), conn, "size")).IgnoreError();
+      return 0;
+    }
+    uint64_t size = 0;
+    if (!absl::SimpleAtoi(PQgetvalue(result.get(), 0, 0), &size)) return 0;
+    return size;
+  });
 }
 
 StoreHealth PostgresStore::Health() {
@@ -848,8 +926,9 @@ StoreHealth PostgresStore::Health() {
     if (health_.writable || !fenced_out_.empty()) return health_;
   }
   // Unwritable: find out whether the server is back (a connection that answers).
-  absl::StatusOr<PGconn*> acquired = Acquire();
-  if (acquired.ok()) {
+  Read([&] {
+    absl::StatusOr<PGconn*> acquired = Acquire();
+    if (!acquired.ok()) return;
     Lease lease(*this, *acquired);
     Result result = Exec(lease.get(), "SELECT 1");
     if (Ok(result)) {
@@ -857,7 +936,7 @@ StoreHealth PostgresStore::Health() {
     } else {
       Failed(lease.get(), StatementError(result.get(), lease.get(), "health check")).IgnoreError();
     }
-  }
+  });
   absl::MutexLock lock(&mu_);
   return health_;
 }

@@ -38,12 +38,16 @@
 // Reads: Get is one prepared statement; Scan and ReverseScan are one SELECT with the bounds and
 // the limit in SQL (one statement sees one snapshot), whose rows are read into memory before
 // the visitor runs, so that a visitor may call back into the store. An unbounded scan of a large
-// range therefore costs its size in memory: the engine's scans carry limits. Reads block their
-// thread on the socket, as RocksDB's reads block on the disk (the run cache makes them rare on
-// the engine's transitions).
+// range therefore costs its size in memory: the engine's scans carry limits. A caller that may
+// park (fiber::CanPark(): an engine fiber inside a fiber::ParkScope) does not wait on the socket
+// itself: its read (Get, Scan, ReverseScan, FetchAdd, and the round trips of Health and
+// ApproximateSize) is queued for the store's reader threads and the fiber parks on a
+// fiber::Waiter, so its thread runs other fibers while the server answers, however long that
+// takes (a lock, a slow disk, a paused server). Any other caller reads on its own thread.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -52,12 +56,17 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "orchestrator/persistence/store.h"
 
 typedef struct pg_conn PGconn;
+
+namespace kiln::fiber {
+class Waiter;
+}  // namespace kiln::fiber
 
 namespace kiln::orchestrator {
 
@@ -67,6 +76,13 @@ struct PostgresStoreOptions {
   // Threads sending queued commits, a group per transaction (each holds a connection while it
   // sends). Two keep one group in flight while the next forms; more add round trips in parallel.
   int writer_threads = 2;
+  // Threads answering the reads of callers that may park (fiber::CanPark()), each holding a
+  // connection while it reads. A read the server holds up (a lock, a slow disk) holds one of them;
+  // the others serve the next reads. 0: every caller reads on its own thread.
+  int reader_threads = 4;
+  // Reads queued for those threads at most; a caller finding the queue full parks until there is
+  // room. Each parked caller queues one read, so the engine's fibers alone stay below the default.
+  size_t max_queued_reads = 1024;
   // Non-empty: the store takes shard kStoreShard for this owner on Open and fences every commit
   // with it (see above). Empty: no claim (tests, tools; batches may carry their own fences).
   std::string owner;
@@ -134,6 +150,7 @@ class PostgresStore final : public Store {
     uint64_t groups = 0;         // transactions sent for groups
     uint64_t group_retries = 0;  // groups retried one member per transaction
     uint64_t renewals = 0;       // claims renewed after an unknown outcome
+    uint64_t parked_reads = 0;   // reads run by a reader thread while their caller parked
   };
   Stats stats();
 
@@ -141,7 +158,19 @@ class PostgresStore final : public Store {
   class Lease;
   struct Committer;
   struct GroupResult;
+  struct QueuedRead;
   PostgresStore(std::string conninfo, const PostgresStoreOptions& options);
+
+  // Runs `read` (a call's round trips) on a reader thread while the caller parks, when it may
+  // park; on the caller's thread otherwise. Returns once `read` has run.
+  void Read(absl::FunctionRef<void()> read);
+  template <typename F>
+  auto OnReader(F&& read) -> decltype(read()) {
+    decltype(read()) result;
+    Read([&] { result = read(); });
+    return result;
+  }
+  void ReaderLoop();
 
   void WriterLoop();
   // Sends `group` and answers each member (the per-member retry included).
@@ -190,6 +219,14 @@ class PostgresStore final : public Store {
   uint64_t commits_ ABSL_GUARDED_BY(queue_mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
   std::vector<std::thread> writers_;
+
+  // The reads queued for the reader threads, and the callers waiting for room in that queue.
+  absl::Mutex reads_mu_;
+  std::deque<QueuedRead*> reads_ ABSL_GUARDED_BY(reads_mu_);
+  std::deque<fiber::Waiter*> waiting_for_room_ ABSL_GUARDED_BY(reads_mu_);
+  bool reads_stopping_ ABSL_GUARDED_BY(reads_mu_) = false;
+  uint64_t parked_reads_ ABSL_GUARDED_BY(reads_mu_) = 0;
+  std::vector<std::thread> readers_;
 };
 
 }  // namespace kiln::orchestrator

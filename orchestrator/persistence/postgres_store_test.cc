@@ -17,6 +17,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/fiber.h"
 #include "orchestrator/persistence/keys.h"
 #include "orchestrator/persistence/rocksdb_store.h"
 #include "orchestrator/persistence/store_conformance.h"
@@ -615,6 +617,156 @@ TEST_CASE("FetchAdd is atomic across store instances and reads the engine's coun
   REQUIRE(stored.ok());
   REQUIRE(stored->has_value());
   CHECK(keys::ReadBigEndian64(**stored) == 200);
+}
+
+// Whether a session waits for a lock on `table` (a read the server holds up).
+bool WaitsOnTable(RawSession& observer, const std::string& table, int sessions = 1) {
+  return testutil::WaitFor(
+      [&] {
+        return observer.Value(absl::StrCat("SELECT count(*) FROM pg_locks WHERE NOT granted AND "
+                                           "relation = '",
+                                           table, "'::regclass")) == absl::StrCat(sessions);
+      },
+      absl::Seconds(30));
+}
+
+// Fills the store's pool with `n` connections: n reads wait together on a locked table, each on
+// a connection of its own. (A new connection prepares its statements, which waits for a table
+// lock as a read does: the tests below lock a table after this.)
+void WarmPool(Store& store, const std::string& conninfo, int n) {
+  RawSession locker(conninfo);
+  RawSession observer(conninfo);
+  REQUIRE(locker.Exec("BEGIN") == "");
+  REQUIRE(locker.Exec("LOCK TABLE kiln_logs IN ACCESS EXCLUSIVE MODE") == "");
+  std::vector<std::thread> readers;
+  for (int i = 0; i < n; ++i) {
+    readers.emplace_back([&] { CHECK(store.Get(Table::kLogs, "warm").ok()); });
+  }
+  CHECK(WaitsOnTable(observer, "kiln_logs", n));
+  CHECK(locker.Exec("ROLLBACK") == "");
+  for (std::thread& reader : readers) reader.join();
+}
+
+// Issue 24: a fiber waiting on the database parks; it never blocks its thread. A second session
+// holds kiln_meta locked, so a read of it waits in the server. The pool has one thread: the other
+// fiber runs only if the waiting one parked.
+TEST_CASE(
+    "A read from a fiber parks while the server holds it up and its thread runs other fibers") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto store = OpenStore(cluster->ConnInfo());
+  WriteBatch setup;
+  setup.Put(Table::kMeta, "held", "1");
+  setup.Put(Table::kExecutions, "free", "2");
+  REQUIRE(store->Commit(setup).ok());
+  WarmPool(*store, cluster->ConnInfo(), PostgresStoreOptions().max_connections);
+  RawSession locker(cluster->ConnInfo());
+  RawSession observer(cluster->ConnInfo());
+  REQUIRE(locker.Exec("BEGIN") == "");
+  REQUIRE(locker.Exec("LOCK TABLE kiln_meta IN ACCESS EXCLUSIVE MODE") == "");
+
+  absl::Notification held_done;
+  absl::Notification others_done;
+  absl::StatusOr<std::optional<std::string>> held;
+  absl::StatusOr<std::optional<std::string>> got;
+  std::vector<std::string> scanned;
+  absl::Status committed;
+  absl::StatusOr<int64_t> counter;
+  std::thread::id held_thread;
+  std::thread::id others_thread;
+  bool others_ran = false;
+  {
+    fiber::Pool pool(/*threads=*/1, /*fibers=*/4, /*max_queued=*/16);
+    REQUIRE(pool.TrySubmit([&] {
+      held_thread = std::this_thread::get_id();
+      fiber::ParkScope park;
+      held = store->Get(Table::kMeta, "held");
+      held_done.Notify();
+    }));
+    CHECK(WaitsOnTable(observer, "kiln_meta"));
+    REQUIRE(pool.TrySubmit([&] {
+      others_thread = std::this_thread::get_id();
+      fiber::ParkScope park;
+      got = store->Get(Table::kExecutions, "free");
+      scanned = AllKeys(*store, Table::kExecutions);
+      WriteBatch batch;
+      batch.Put(Table::kExecutions, "written", "3");
+      committed = store->Commit(batch);
+      counter = store->FetchAdd(Table::kTasks, "counter", 5);
+      others_done.Notify();
+    }));
+    others_ran = others_done.WaitForNotificationWithTimeout(absl::Seconds(20));
+    CHECK(others_ran);
+    CHECK_FALSE(held_done.HasBeenNotified());  // still waiting in the server
+    REQUIRE(locker.Exec("ROLLBACK") == "");    // (also rescues a blocked thread, should it be)
+    CHECK(held_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  }
+  CHECK(held_thread == others_thread);
+  REQUIRE(held.ok());
+  REQUIRE(held->has_value());
+  CHECK(**held == "1");
+  REQUIRE(got.ok());
+  CHECK(got->value_or("") == "2");
+  CHECK(scanned == std::vector<std::string>{"free"});  // the scan's snapshot: before the commit
+  CHECK(committed.ok());
+  REQUIRE(counter.ok());
+  CHECK(*counter == 5);
+  CHECK(store->stats().parked_reads >= 4);
+}
+
+TEST_CASE("Reads past the reader queue's bound park until there is room, then all complete") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  PostgresStoreOptions options;
+  options.reader_threads = 1;
+  options.max_queued_reads = 1;
+  auto store = OpenStore(cluster->ConnInfo(), options);
+  WriteBatch setup;
+  setup.Put(Table::kMeta, "held", "1");
+  REQUIRE(store->Commit(setup).ok());
+  RawSession locker(cluster->ConnInfo());
+  RawSession observer(cluster->ConnInfo());
+  REQUIRE(locker.Exec("BEGIN") == "");
+  REQUIRE(locker.Exec("LOCK TABLE kiln_meta IN ACCESS EXCLUSIVE MODE") == "");
+
+  constexpr int kReads = 5;
+  std::atomic<int> read_ok{0};
+  std::atomic<int> reads_done{0};
+  absl::Notification other_done;
+  {
+    fiber::Pool pool(/*threads=*/1, /*fibers=*/kReads + 1, /*max_queued=*/16);
+    for (int i = 0; i < kReads; ++i) {
+      REQUIRE(pool.TrySubmit([&] {
+        fiber::ParkScope park;
+        auto value = store->Get(Table::kMeta, "held");
+        if (value.ok() && value->value_or("") == "1") ++read_ok;
+        ++reads_done;
+      }));
+    }
+    // The lone reader waits in the server, one read is queued, the others wait for room.
+    CHECK(WaitsOnTable(observer, "kiln_meta"));
+    REQUIRE(pool.TrySubmit([&] { other_done.Notify(); }));
+    CHECK(other_done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+    CHECK(reads_done == 0);
+    REQUIRE(locker.Exec("ROLLBACK") == "");
+    CHECK(testutil::WaitFor([&] { return reads_done == kReads; }, absl::Seconds(30)));
+  }
+  CHECK(read_ok == kReads);
+  CHECK(store->stats().parked_reads == kReads);
+}
+
+TEST_CASE("A read from a plain thread or from a fiber outside a ParkScope runs on its own thread") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto store = OpenStore(cluster->ConnInfo());
+  CHECK(store->Get(Table::kMeta, "absent").ok());
+  absl::Status read;
+  {
+    fiber::Pool pool(/*threads=*/1, /*fibers=*/1, /*max_queued=*/4);
+    REQUIRE(pool.TrySubmit([&] { read = store->Get(Table::kMeta, "absent").status(); }));
+  }
+  CHECK(read.ok());
+  CHECK(store->stats().parked_reads == 0);
 }
 
 TEST_CASE("Migrate creates the schema once and refuses a newer one") {

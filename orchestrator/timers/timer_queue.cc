@@ -1,5 +1,6 @@
 #include "orchestrator/timers/timer_queue.h"
 
+#include "common/fiber.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "orchestrator/persistence/keys.h"
@@ -147,7 +148,11 @@ void TimerQueue::OnAlarm() {
 
 void TimerQueue::Fire(const std::string& key) {
   absl::Status status;
-  auto stored = store_->Get(options_.table, key);
+  absl::StatusOr<std::optional<std::string>> stored;
+  {
+    fiber::ParkScope park;  // Run on the executor holding no lock: the read may park.
+    stored = store_->Get(options_.table, key);
+  }
   if (!stored.ok()) {
     status = stored.status();
   } else if (stored->has_value()) {
