@@ -17,6 +17,9 @@ namespace {
 // at most; a call deadline a little past that never cuts a wait short.
 constexpr absl::Duration kLongPollMargin = absl::Seconds(1);
 constexpr absl::Duration kLongPollCallTimeout = absl::Seconds(70);
+// Execute's start waits for the close at most this long (the server's long-poll limit), then
+// goes on with GetResult.
+constexpr absl::Duration kMaxStartWait = absl::Seconds(60);
 // Following continue-as-new chains: a bound so that a loop in the data cannot spin forever.
 constexpr int kMaxFollowedRuns = 1000;
 constexpr int kHistoryPageSize = 1000;
@@ -124,6 +127,28 @@ Client::Client(Connection& connection, ClientOptions options)
 absl::StatusOr<WorkflowHandle> Client::StartWorkflow(const StartWorkflowOptions& options,
                                                      const std::string& workflow_type,
                                                      const api::Payloads& input) {
+  return Start(options, workflow_type, input, absl::ZeroDuration(), nullptr);
+}
+
+absl::StatusOr<api::Payloads> Client::Execute(const StartWorkflowOptions& options,
+                                              const std::string& workflow_type,
+                                              const api::Payloads& input, absl::Duration timeout) {
+  const absl::Time deadline = clock_->Now() + timeout;
+  std::optional<api::HistoryEvent> close;
+  auto handle = Start(options, workflow_type, input, std::min(timeout, kMaxStartWait), &close);
+  if (!handle.ok()) return handle.status();
+  if (!close.has_value()) return GetResult(*handle, deadline - clock_->Now());
+  std::string next = NextRunId(*close);
+  if (next.empty()) return ResultFromCloseEvent(*handle, *close);
+  // Continued as new (or retried): the successor's result, as GetResult follows it.
+  return GetResult(WorkflowHandle{handle->workflow_id, next}, deadline - clock_->Now());
+}
+
+absl::StatusOr<WorkflowHandle> Client::Start(const StartWorkflowOptions& options,
+                                             const std::string& workflow_type,
+                                             const api::Payloads& input,
+                                             absl::Duration wait_for_close,
+                                             std::optional<api::HistoryEvent>* close_event) {
   api::StartWorkflowExecutionRequest request;
   request.set_namespace_(options_.ns);
   request.set_workflow_id(options.id);
@@ -159,11 +184,24 @@ absl::StatusOr<WorkflowHandle> Client::StartWorkflow(const StartWorkflowOptions&
   // The first task, run ahead by the worker, may go with the start (one RPC fewer).
   std::unique_ptr<SpeculativeTask> speculative;
   if (eager) speculative = options.eager_worker->SpeculateStart(request);
+  RpcPolicy policy = options_.rpc;
+  // An eager run is followed in this process (LocalRun): waiting at the server would be a
+  // second wait for the same close.
+  const bool wait = !eager && wait_for_close > absl::ZeroDuration() && close_event != nullptr;
+  if (wait) {
+    ToProto(wait_for_close, request.mutable_wait_for_close());
+    // The server answers a second before the call's deadline: the margin keeps the wait whole.
+    policy.timeout = std::max(policy.timeout, wait_for_close + kLongPollMargin);
+  }
   api::StartWorkflowExecutionResponse response;
   absl::Status status =
-      CallWithRetry(options_.rpc, *clock_, "StartWorkflowExecution", [&](grpc::ClientContext* c) {
+      CallWithRetry(policy, *clock_, "StartWorkflowExecution", [&](grpc::ClientContext* c) {
+        response.Clear();
         return connection_.workflow_service().StartWorkflowExecution(c, request, &response);
       });
+  if (wait && status.ok() && response.has_close_event()) {
+    *close_event = std::move(*response.mutable_close_event());
+  }
   if (speculative != nullptr) {
     std::shared_ptr<LocalRun> local =
         options.eager_worker->FinishSpeculativeStart(std::move(speculative), status, &response);

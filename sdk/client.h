@@ -100,6 +100,26 @@ class Client {
                                                const std::string& workflow_type,
                                                const api::Payloads& input);
 
+  // StartWorkflow, then GetResult with `timeout`, in one call where it can: the start waits for
+  // the run to close and its answer carries the close event (wait_for_close), so no history long
+  // poll follows. A run still open when that wait ends (the server bounds it by its long-poll
+  // limit), a result too large to come with the start, a run that continued as new and an older
+  // orchestrator fall back to GetResult for the rest of `timeout`. An eager start (a worker of
+  // the queue in this process) takes its own path, as StartWorkflow does. A start retried after
+  // UNAVAILABLE (an orchestrator restarted meanwhile) keeps its request id: it waits for the
+  // same run. Errors as StartWorkflow's and GetResult's.
+  absl::StatusOr<api::Payloads> Execute(const StartWorkflowOptions& options,
+                                        const std::string& workflow_type,
+                                        const api::Payloads& input, absl::Duration timeout);
+
+  template <class T>
+  absl::StatusOr<T> Execute(const StartWorkflowOptions& options, const std::string& workflow_type,
+                            const api::Payloads& input, absl::Duration timeout) {
+    auto payloads = Execute(options, workflow_type, input, timeout);
+    if (!payloads.ok()) return payloads.status();
+    return FromPayloadAt<T>(*payloads, 0, *converter_);
+  }
+
   // Waits up to `timeout` for the run to close (a run this process drives, see LocalRun, is
   // waited for here without asking the orchestrator). Completed: its result. Otherwise an error
   // saying how it closed and why: kAborted for failed (the failure's message and type) and
@@ -124,6 +144,13 @@ class Client {
   const PayloadConverter& converter() const { return *converter_; }
 
  private:
+  // StartWorkflow; with `wait_for_close` above zero (and no eager start), the start waits up to
+  // that long for the run to close and `close_event` gets its close event if it came.
+  absl::StatusOr<WorkflowHandle> Start(const StartWorkflowOptions& options,
+                                       const std::string& workflow_type, const api::Payloads& input,
+                                       absl::Duration wait_for_close,
+                                       std::optional<api::HistoryEvent>* close_event);
+
   Connection& connection_;
   ClientOptions options_;
   Clock* clock_;

@@ -178,11 +178,19 @@ std::atomic<int64_t> next_id{0};
 // Set: starts are eager (the first workflow task runs on the caller's thread).
 sdk::EagerWorkflowTaskRunner* eager_worker = nullptr;
 
+// Set: the callers use Client::Execute (the start waits for the close and carries the result);
+// otherwise StartWorkflow, then GetResult's long poll on history.
+bool start_and_wait = true;
+
 absl::Status RunOne(sdk::Client& client, const std::string& type) {
   sdk::StartWorkflowOptions options;
   options.id = absl::StrCat("bench-", next_id.fetch_add(1));
   options.task_queue = kTaskQueue;
   options.eager_worker = eager_worker;
+  if (start_and_wait) {
+    return client.Execute(options, type, sdk::ToPayloads(std::string("x")), absl::Seconds(60))
+        .status();
+  }
   auto handle = client.StartWorkflow(options, type, sdk::ToPayloads(std::string("x")));
   if (!handle.ok()) return handle.status();
   return client.GetResult(*handle, absl::Seconds(60)).status();
@@ -552,6 +560,10 @@ int main(int argc, char** argv) {
                  "Run workflow tasks ahead: the first with an eager start, the next with its "
                  "activity's completion (with eager activities; single shape)")
       ->capture_default_str();
+  app.add_option("--start-and-wait", bench::start_and_wait,
+                 "Callers start and wait in one call (the result with the start's answer) rather "
+                 "than start, then long-poll history for the result")
+      ->capture_default_str();
   app.add_option("--eager-start", settings.eager_start,
                  "Start workflows eagerly: their first task runs on the caller's thread (single "
                  "shape)")
@@ -635,8 +647,10 @@ int main(int argc, char** argv) {
             << "worker (" << settings.pollers << " pollers) and an activity worker ("
             << settings.pollers << " pollers, " << slots
             << " slots) from the C++ SDK, and\nclosed-loop callers: each starts a workflow and "
-            << "waits for its result (from the completion\nthat closed it, or a long poll on "
-            << "history) before the next. (a) one activity, (b) three\nsequential activities; "
+            << "waits for its result (from the completion\nthat closed it, "
+            << (bench::start_and_wait ? "or with the start's answer, which waits for the close"
+                                      : "or a long poll on history")
+            << ") before the next. (a) one activity, (b) three\nsequential activities; "
             << "the activity returns its input. Shapes: single = callers and both\nworkers in "
             << "this process (eager start " << (settings.eager_start ? "on" : "off")
             << ", eager activities " << (settings.eager_activities ? "on" : "off")

@@ -9,6 +9,7 @@
 #include "common/status.h"
 #include "common/version.h"
 #include "orchestrator/frontend/long_polls.h"
+#include "orchestrator/frontend/start_wait.h"
 #include "orchestrator/history/limits.h"
 #include "orchestrator/rpc/reactor.h"
 #include "orchestrator/rpc/validation.h"
@@ -105,6 +106,10 @@ grpc::ServerUnaryReactor* WorkflowHandler::Unary(Ctx* ctx, Rpc rpc, const char* 
 grpc::ServerUnaryReactor* WorkflowHandler::StartWorkflowExecution(
     Ctx* ctx, const api::StartWorkflowExecutionRequest* request,
     api::StartWorkflowExecutionResponse* response) {
+  if (request->has_wait_for_close() &&
+      FromProto(request->wait_for_close()) > absl::ZeroDuration()) {
+    return StartAndWait(ctx, request, response);
+  }
   return Unary(
       ctx, Rpc::kStartWorkflowExecution, "StartWorkflowExecution", response,
       [request] { return ValidateStart(*request); },
@@ -113,6 +118,30 @@ grpc::ServerUnaryReactor* WorkflowHandler::StartWorkflowExecution(
         RETURN_IF_ERROR(
             CheckStart(principal, Rpc::kStartWorkflowExecution, request->task_queue().name()));
         return deps_.engine->StartWorkflowExecution(*request);
+      });
+}
+
+grpc::ServerUnaryReactor* WorkflowHandler::StartAndWait(
+    Ctx* ctx, const api::StartWorkflowExecutionRequest* request,
+    api::StartWorkflowExecutionResponse* response) {
+  constexpr char kMethod[] = "StartWorkflowExecution.WaitForClose";
+  absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kStartWorkflowExecution);
+  KILN_REJECT_IF_ERROR(ctx, metrics_, kMethod, principal.status());
+  KILN_REJECT_IF_ERROR(ctx, metrics_, kMethod, ValidateStart(*request));
+  const absl::Time deadline =
+      std::min(PollDeadline(ctx), deps_.clock->Now() + FromProto(request->wait_for_close()));
+  return StartAndWaitForClose(
+      deps_, &metrics_, request, response, deadline,
+      [this, request,
+       principal = *principal]() -> absl::StatusOr<api::StartWorkflowExecutionResponse> {
+        RETURN_IF_ERROR(
+            CheckStart(principal, Rpc::kStartWorkflowExecution, request->task_queue().name()));
+        return deps_.engine->StartWorkflowExecution(*request);
+      },
+      [this, principal = *principal,
+       ns = request->namespace_()](const api::WorkflowExecution& execution) {
+        // Waiting for the result is reading the run: the history read's rule.
+        return CheckRun(principal, Rpc::kGetWorkflowExecutionHistory, ns, execution);
       });
 }
 

@@ -104,6 +104,9 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
   api::WorkerStreamAnswer Complete(const Principal& principal, const api::WorkerStreamOpen& open,
                                    const api::WorkerStreamCompletion& completion) override;
 
+  // StartWorkflowExecution with wait_for_close (start_wait.h).
+  Reactor* StartAndWait(Ctx* ctx, const api::StartWorkflowExecutionRequest* request,
+                        api::StartWorkflowExecutionResponse* response);
   // One unary call, as every handler that answers from the executor is: admits the caller
   // (Authorizer::Admit), then checks the request with `validate` (() -> absl::Status), each
   // refusal answered at once and recorded as `method`; then runs `work` on the executor and

@@ -29,7 +29,7 @@ class EngineHarness : public EngineListener {
 
   void TaskAdded(QueuedTask task) override { added_tasks_.push_back(std::move(task)); }
   void TimerAdded(Table, const std::string&, absl::Time) override {}
-  void RunChanged(const std::string&, bool) override {}
+  void RunChanged(const std::string&, bool, const kiln::api::v1::HistoryEvent*) override {}
 
   // Starts a workflow on queue "q" with the given id.
   absl::StatusOr<std::string> Start(const std::string& workflow_id,

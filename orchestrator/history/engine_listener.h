@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "kiln/api/v1/history.pb.h"
 #include "orchestrator/persistence/store.h"
 #include "orchestrator/tasks/queued_task.h"
 
@@ -24,8 +25,10 @@ class EngineListener {
   virtual void TimerAdded(Table table, const std::string& key, absl::Time fire_time) = 0;
   // A timer's key was deleted (its task ended first): it must not fire.
   virtual void TimerRemoved(const std::string& key) {}
-  // The run's history grew; `closed`: the transition closed it.
-  virtual void RunChanged(const std::string& run_id, bool closed) = 0;
+  // The run's history grew; `closed`: the transition closed it, with `close_event` the event
+  // that closed it (borrowed for the call; null when the run stays open).
+  virtual void RunChanged(const std::string& run_id, bool closed,
+                          const kiln::api::v1::HistoryEvent* close_event) = 0;
 
   // Start at schedule (see TaskReservation). A listener that returns no reservations (the
   // default) gets every task through TaskAdded.

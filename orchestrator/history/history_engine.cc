@@ -227,9 +227,10 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     for (const std::string& key : m->removed_timers()) listener_->TimerRemoved(key);
   }
   for (StartedInline& s : started) listener_->FulfilReservation(s.reservation, std::move(s.task));
-  if (grew) listener_->RunChanged(run_id, mutation.closed_now());
+  if (grew) listener_->RunChanged(run_id, mutation.closed_now(), mutation.close_event());
   if (second_run != nullptr) {
-    listener_->RunChanged(second_run->state().run_id(), second_run->closed_now());
+    listener_->RunChanged(second_run->state().run_id(), second_run->closed_now(),
+                          second_run->close_event());
   }
   return absl::OkStatus();
 }

@@ -394,7 +394,7 @@ struct PowerCutWorld final : EngineListener {
   }
   void TaskAdded(QueuedTask) override {}
   void TimerAdded(Table, const std::string&, absl::Time) override {}
-  void RunChanged(const std::string&, bool) override {}
+  void RunChanged(const std::string&, bool, const kiln::api::v1::HistoryEvent*) override {}
   void Restart() {
     engine.reset();
     auto created = HistoryEngine::Create(&store, &clock, &ids, this);

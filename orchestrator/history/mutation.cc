@@ -244,6 +244,7 @@ absl::Status Mutation::Close(kiln::api::v1::WorkflowExecutionStatus status) {
   state_.set_status(status);
   ToProto(now_, state_.mutable_close_time());
   state_.set_close_event_id(state_.next_event_id() - 1);
+  close_event_id_ = state_.close_event_id();
   // Pending work can no longer matter: take it out of the queues now rather than letting
   // pollers and the timer queue find it stale later.
   const auto& wt = state_.workflow_task();
@@ -313,6 +314,15 @@ void Mutation::WriteVisibility() {
   batch_.Put(Table::kVisibility,
              keys::Visibility(state_.namespace_(), FromProto(state_.start_time()), state_.run_id()),
              MakeVisibilityRecord(state_).SerializeAsString());
+}
+
+const kiln::api::v1::HistoryEvent* Mutation::close_event() const {
+  if (!closed_now_) return nullptr;
+  // The close event is the last one Close saw appended: search from the back.
+  for (auto it = new_events_.rbegin(); it != new_events_.rend(); ++it) {
+    if (it->event_id() == close_event_id_) return &*it;
+  }
+  return nullptr;
 }
 
 absl::Status Mutation::Finalize() {

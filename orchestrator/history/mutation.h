@@ -84,6 +84,9 @@ class Mutation {
 
   // True once Close has run in this transition.
   bool closed_now() const { return closed_now_; }
+  // The event that closed the run in this transition (null if none); valid after the commit
+  // too, since a closing transition's events stay here (the run cache keeps none of them).
+  const kiln::api::v1::HistoryEvent* close_event() const;
 
   // Marks the visibility record for rewriting (it always is on start and close).
   void TouchVisibility() { visibility_dirty_ = true; }
@@ -137,6 +140,7 @@ class Mutation {
   size_t sized_events_ = 0;
   int64_t added_bytes_ = 0;
   bool closed_now_ = false;
+  int64_t close_event_id_ = 0;
 };
 
 kiln::internal::v1::VisibilityRecord MakeVisibilityRecord(

@@ -122,6 +122,26 @@ TEST_CASE("Close-only run watchers sleep through transitions that leave the run 
   REQUIRE_FALSE(watchers.Cancel(closing));
 }
 
+TEST_CASE("Close watchers get the close event that closed the run and null at shutdown") {
+  RunWatchers watchers;
+  std::vector<std::string> seen;
+  auto record = [&](const api::HistoryEvent* close) {
+    seen.push_back(close == nullptr ? "null" : api::EventType_Name(close->event_type()));
+  };
+  (void)watchers.WatchClose("run", record).value();
+  (void)watchers.WatchClose("other", record).value();
+  api::HistoryEvent completed;
+  completed.set_event_type(api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+  watchers.Notify("run", /*closed=*/false, nullptr);
+  REQUIRE(seen.empty());
+  watchers.Notify("run", /*closed=*/true, &completed);
+  REQUIRE(seen == std::vector<std::string>{"EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"});
+  watchers.Shutdown();
+  REQUIRE(seen.size() == 2);
+  REQUIRE(seen[1] == "null");
+  REQUIRE(absl::IsUnavailable(watchers.WatchClose("run", record).status()));
+}
+
 TEST_CASE("Run watchers at shutdown wake every waiter and refuse new waits") {
   RunWatchers watchers;
   int woken = 0;

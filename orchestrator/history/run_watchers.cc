@@ -6,8 +6,22 @@
 
 namespace kiln::orchestrator {
 
+namespace api = ::kiln::api::v1;
+
 absl::StatusOr<uint64_t> RunWatchers::Watch(const std::string& run_id,
                                             std::function<void()> callback, bool close_only) {
+  return Add(
+      run_id, [callback = std::move(callback)](const api::HistoryEvent*) { callback(); },
+      close_only);
+}
+
+absl::StatusOr<uint64_t> RunWatchers::WatchClose(const std::string& run_id,
+                                                 CloseCallback callback) {
+  return Add(run_id, std::move(callback), /*close_only=*/true);
+}
+
+absl::StatusOr<uint64_t> RunWatchers::Add(const std::string& run_id, CloseCallback callback,
+                                          bool close_only) {
   absl::MutexLock lock(&mu_);
   if (shut_down_) return absl::UnavailableError("the orchestrator is shutting down");
   if (run_of_.size() >= max_watchers_) {
@@ -33,8 +47,9 @@ bool RunWatchers::Cancel(uint64_t id) {
   return true;
 }
 
-void RunWatchers::Notify(const std::string& run_id, bool closed) {
-  std::vector<std::function<void()>> fired;
+void RunWatchers::Notify(const std::string& run_id, bool closed,
+                         const api::HistoryEvent* close_event) {
+  std::vector<CloseCallback> fired;
   {
     absl::MutexLock lock(&mu_);
     auto run = by_run_.find(run_id);
@@ -51,11 +66,11 @@ void RunWatchers::Notify(const std::string& run_id, bool closed) {
     if (run->second.empty()) by_run_.erase(run);
     Counted();
   }
-  for (auto& callback : fired) callback();
+  for (auto& callback : fired) callback(closed ? close_event : nullptr);
 }
 
 void RunWatchers::Shutdown() {
-  std::vector<std::function<void()>> fired;
+  std::vector<CloseCallback> fired;
   {
     absl::MutexLock lock(&mu_);
     shut_down_ = true;
@@ -66,7 +81,7 @@ void RunWatchers::Shutdown() {
     run_of_.clear();
     Counted();
   }
-  for (auto& callback : fired) callback();
+  for (auto& callback : fired) callback(nullptr);
 }
 
 size_t RunWatchers::size() {

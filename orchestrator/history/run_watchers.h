@@ -1,8 +1,11 @@
 // Waiters for a run's history to change: the long poll behind GetWorkflowExecutionHistory with
-// wait_new_event (how a client waits for a result). A watcher is a callback, not a thread;
-// Notify runs and forgets the run's watchers it concerns. A watcher may care only about the
-// run closing (a client waiting for the result): the run's other transitions leave it waiting
-// instead of waking it to read and wait again. Bounded: past the limit Watch refuses.
+// wait_new_event (how a client waits for a result), and a start that waits for its run's close
+// (StartWorkflowExecution with wait_for_close). A watcher is a callback, not a thread; Notify
+// runs and forgets the run's watchers it concerns. A watcher may care only about the run
+// closing (a client waiting for the result): the run's other transitions leave it waiting
+// instead of waking it to read and wait again; WatchClose also hands it the close event the
+// closing transition committed, so it answers without reading it back. Bounded: past the limit
+// Watch refuses.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kiln/api/v1/history.pb.h"
 
 namespace kiln::orchestrator {
 
@@ -27,12 +31,19 @@ class RunWatchers {
   // cancelled first.
   absl::StatusOr<uint64_t> Watch(const std::string& run_id, std::function<void()> callback,
                                  bool close_only = false);
+  // A close-only watcher that gets the run's close event: valid only during the call, null when
+  // the notifier did not have it (Shutdown, a Notify without one).
+  using CloseCallback = std::function<void(const kiln::api::v1::HistoryEvent* close_event)>;
+  absl::StatusOr<uint64_t> WatchClose(const std::string& run_id, CloseCallback callback);
   // True when the watcher was removed before it ran.
   bool Cancel(uint64_t id);
-  // The run's history grew; `closed`: it closed (every watcher runs, close-only ones too).
-  void Notify(const std::string& run_id, bool closed = true);
-  // At shutdown: runs every watcher, so waiting calls answer, and refuses every later Watch
-  // with kUnavailable, so a woken call that reads and would wait again answers instead.
+  // The run's history grew; `closed`: it closed (every watcher runs, close-only ones too), with
+  // `close_event` the event that closed it when the caller has it (borrowed for the call).
+  void Notify(const std::string& run_id, bool closed = true,
+              const kiln::api::v1::HistoryEvent* close_event = nullptr);
+  // At shutdown: runs every watcher (close events null), so waiting calls answer, and refuses
+  // every later Watch with kUnavailable, so a woken call that reads and would wait again answers
+  // instead.
   void Shutdown();
   size_t size();
 
@@ -46,8 +57,10 @@ class RunWatchers {
   absl::Mutex mu_;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::StatusOr<uint64_t> Add(const std::string& run_id, CloseCallback callback, bool close_only);
+
   struct Watcher {
-    std::function<void()> callback;
+    CloseCallback callback;
     bool close_only = false;
   };
   absl::flat_hash_map<std::string, absl::flat_hash_map<uint64_t, Watcher>> by_run_

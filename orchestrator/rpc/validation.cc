@@ -126,6 +126,7 @@ absl::Status ValidateStart(const kiln::api::v1::StartWorkflowExecutionRequest& r
            CheckDuration(request.workflow_execution_timeout(), "workflow_execution_timeout"),
            CheckDuration(request.workflow_run_timeout(), "workflow_run_timeout"),
            CheckDuration(request.workflow_task_timeout(), "workflow_task_timeout"),
+           CheckDuration(request.wait_for_close(), "wait_for_close"),
            CheckName(request.speculative_first_task().run_id(), "speculative_first_task.run_id",
                      limits::kMaxIdLength, false),
            CheckName(request.speculative_first_task().completion().sticky_worker(),

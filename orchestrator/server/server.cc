@@ -57,8 +57,9 @@ class Listener final : public EngineListener {
   void TimerRemoved(const std::string& key) override {
     if (timers_ != nullptr) timers_->TimerRemoved(key);
   }
-  void RunChanged(const std::string& run_id, bool closed) override {
-    watchers_->Notify(run_id, closed);
+  void RunChanged(const std::string& run_id, bool closed,
+                  const api::HistoryEvent* close_event) override {
+    watchers_->Notify(run_id, closed, close_event);
   }
   std::optional<TaskReservation> ReservePoller(const QueuedTask& task) override {
     if (!start_at_schedule_) return std::nullopt;

@@ -129,7 +129,7 @@ class World final : public EngineListener {
   // EngineListener: the simulation plays matching and the timer queue from the store itself.
   void TaskAdded(QueuedTask) override {}
   void TimerAdded(Table, const std::string&, absl::Time) override {}
-  void RunChanged(const std::string&, bool) override {}
+  void RunChanged(const std::string&, bool, const kiln::api::v1::HistoryEvent*) override {}
 
   SimulationResult Run() {
     if (!Restart(/*count=*/false)) return result_;
