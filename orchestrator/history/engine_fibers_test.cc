@@ -65,7 +65,7 @@ class Listener : public EngineListener {
     tasks_.push_back(std::move(task));
   }
   void TimerAdded(Table, const std::string&, absl::Time) override {}
-  void RunChanged(const std::string&, bool) override {}
+  void RunChanged(const std::string&, bool, const kiln::api::v1::HistoryEvent*) override {}
 
   std::optional<QueuedTask> WorkflowTaskOf(const std::string& run_id) {
     absl::MutexLock lock(&mu_);
