@@ -289,7 +289,9 @@ absl::Status HandleRecordMarker(CommandContext& c, const api::RecordMarkerComman
   e->set_marker_name(a.marker_name());
   *e->mutable_details() = a.details();
   *e->mutable_header() = a.header();
-  *e->mutable_failure() = a.failure();
+  // Only when there is one: a marker with a failure, even an empty one, is a failed local
+  // activity to Temporal's SDKs when they replay it.
+  if (a.has_failure()) *e->mutable_failure() = a.failure();
   e->set_workflow_task_completed_event_id(c.completed_event_id);
   return absl::OkStatus();
 }

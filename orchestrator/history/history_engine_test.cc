@@ -438,8 +438,14 @@ TEST_CASE("Events arriving during a workflow task are buffered behind its comple
   auto wt = h.PollWorkflowTask();  // sees the completion
   // While that task runs, the timer fires: the event waits behind the task's completion.
   h.Advance(absl::Seconds(5));
-  // Closing now would ignore the timer event: refused, and a new task delivers it.
-  REQUIRE(h.Complete(*wt, {EngineHarness::CompleteWorkflow("x")}).ok());
+  // Closing now would ignore the timer event: refused (the answer says so), and a new task
+  // delivers it.
+  api::RespondWorkflowTaskCompletedRequest close;
+  close.set_task_token(wt->task_token());
+  *close.add_commands() = EngineHarness::CompleteWorkflow("x");
+  auto refused = h.engine().RespondWorkflowTaskCompleted(close);
+  REQUIRE(refused.ok());
+  REQUIRE(refused->rejected_cause() == api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND);
   REQUIRE(h.Describe(run).workflow_execution_info().status() ==
           api::WORKFLOW_EXECUTION_STATUS_RUNNING);
   auto wt2 = h.PollWorkflowTask();
@@ -450,6 +456,27 @@ TEST_CASE("Events arriving during a workflow task are buffered behind its comple
   REQUIRE(*(failed + 1) == E::EVENT_TYPE_TIMER_FIRED);
   REQUIRE(types.back() == E::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
   RequireGapless(h.History(run));
+}
+
+TEST_CASE("A marker records a failure only when its command has one") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  api::Command marker;
+  marker.set_command_type(api::COMMAND_TYPE_RECORD_MARKER);
+  marker.mutable_record_marker_command_attributes()->set_marker_name("local_activity");
+  api::Command failed = marker;
+  failed.mutable_record_marker_command_attributes()->mutable_failure()->set_message("boom");
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {marker, failed}).ok());
+  std::vector<api::MarkerRecordedEventAttributes> markers;
+  const api::History history = h.History(run);
+  for (const auto& event : history.events()) {
+    if (event.has_marker_recorded_event_attributes()) {
+      markers.push_back(event.marker_recorded_event_attributes());
+    }
+  }
+  REQUIRE(markers.size() == 2);
+  CHECK(!markers[0].has_failure());
+  CHECK(markers[1].failure().message() == "boom");
 }
 
 TEST_CASE("Id reuse and conflict policies, and idempotent starts") {
