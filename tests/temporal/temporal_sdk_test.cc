@@ -2,9 +2,11 @@
 // client, the npm packages `make deps` installs) against a real kiln-orchestrator serving
 // Temporal's API on --temporal-listen. The first workflow runs an activity, a timer, waits for
 // a signal and answers queries; others retry and heartbeat activities, start a child, continue
-// as new, and are signalled with start, terminated and cancelled; a worker is restarted
-// mid-workflow; the SDK's replayer checks the histories Kiln recorded; then Kiln's own CLI reads
-// the run the SDK made.
+// as new, and are signalled with start, terminated and cancelled; activities time out (each kind)
+// and are cancelled; a workflow task fails and is retried; a completion that missed a signal is
+// refused; search attributes are set, upserted, described and queried; a call without a token
+// is refused; a worker is restarted mid-workflow; the SDK's replayer checks the histories Kiln
+// recorded; then Kiln's own CLI reads the run the SDK made.
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
@@ -107,11 +109,39 @@ TEST_CASE(
   CHECK(absl::StrContains(out, R"("listed":["greeting-1:COMPLETED"])"));
   // Completed: greeting, retries, the child, its parent, the looper's last run.
   CHECK(absl::StrContains(out, R"("count":5,)"));
+  // Activity timeouts: each kind reaches the workflow as a TimeoutFailure of its type.
+  CHECK(absl::StrContains(out, R"("timeouts":{"start_to_close":"TimeoutFailure:START_TO_CLOSE",)"
+                               R"("schedule_to_close":"TimeoutFailure:SCHEDULE_TO_CLOSE",)"
+                               R"("heartbeat":"TimeoutFailure:HEARTBEAT"})"));
+  // An activity cancelled by its workflow: the heartbeating activity sees it, answers
+  // RespondActivityTaskCanceled, and the workflow sees a CancelledFailure; the history has
+  // ActivityTaskCancelRequested (15) and ActivityTaskCanceled (16).
+  CHECK(absl::StrContains(out, R"("cancelled":"ActivityFailure:CancelledFailure:true")"));
+  CHECK(absl::StrContains(out, R"("activity_saw":"CancelledFailure")"));
+  CHECK(absl::StrContains(out, ",15,11,16,"));
+  // A workflow task that fails (RespondWorkflowTaskFailed, 9) is retried; the SDK leaves the
+  // second failure to time out (8); the third attempt completes.
+  CHECK(absl::StrContains(out, R"("flaky":"recovered")"));
+  CHECK(absl::StrContains(out, R"("flaky_events":[1,5,6,9,5,6,8,5,6,7,2])"));
+  // A signal arriving while the task that completes the run is open: the completion is refused
+  // (UnhandledCommand, WorkflowTaskFailed then the signal), and the next task returns it.
+  CHECK(absl::StrContains(out, R"("late":["a late signal"])"));
+  CHECK(absl::StrContains(out, R"("late_events":[1,5,6,9,26,5,6,7,25,2])"));
+  // Search attributes given at start (typed and the SDK's untyped form) and upserted by the
+  // workflow: described, and found by a visibility query on them.
+  CHECK(absl::StrContains(
+      out,
+      R"("search_attributes":{"CustomerId":"acme","Priority":3,"Region":"eu","Stage":"shipped"})"));
+  CHECK(absl::StrContains(out, R"("tagged":["greeting-1-tagged"])"));
+  // Tokens are required on the Temporal port: a connection without one is refused
+  // (UNAUTHENTICATED, 16).
+  CHECK(absl::StrContains(out, R"("without_token":16,)"));
   // A worker restarted while the run waits: the new worker replays the run from its whole
   // history and finishes it. The SDK's replayer finds every history Kiln recorded
   // deterministic.
   CHECK(absl::StrContains(out, R"("restarted":"Hello, again, approved by a new worker")"));
-  CHECK(absl::StrContains(out, R"("replayed":["ok","ok","ok","ok","ok","ok"])"));
+  CHECK(absl::StrContains(
+      out, R"("replayed":["ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok"])"));
   // What Kiln does not serve says so: NOT_FOUND (5) for a namespace it does not have,
   // UNIMPLEMENTED (12) naming a method it lacks.
   CHECK(absl::StrContains(out, R"("unknown_namespace":5)"));
