@@ -263,6 +263,19 @@ class Frontend final : public TemporalFrontend, public grpc::CallbackGenericServ
 
   void Register();
 
+  // What DescribeNamespace answers for one of options_.namespaces.
+  twf::DescribeNamespaceResponse DescribeNamespace(const std::string& name) const {
+    twf::DescribeNamespaceResponse response;
+    auto* info = response.mutable_namespace_info();
+    info->set_name(name);
+    info->set_id(name);  // Kiln's namespaces are their names
+    info->set_state(tenums::NAMESPACE_STATE_REGISTERED);
+    info->set_description("a namespace of Kiln's engine");
+    auto* retention = response.mutable_config()->mutable_workflow_execution_retention_ttl();
+    retention->set_seconds(absl::ToInt64Seconds(options_.retention));
+    return response;
+  }
+
   TemporalFrontendOptions options_;
   absl::flat_hash_set<std::string> namespaces_;
   std::unique_ptr<kapi::WorkflowService::Stub> engine_;
@@ -310,15 +323,16 @@ void Frontend::Register() {
           "Namespace ", name,
           " is not found (Kiln serves: ", absl::StrJoin(options_.namespaces, ", "), ")")));
     }
-    AfterAdmission(call, [this, name](Call& c) {
-      twf::DescribeNamespaceResponse response;
-      auto* info = response.mutable_namespace_info();
-      info->set_name(name);
-      info->set_id(name);  // Kiln's namespaces are their names
-      info->set_state(tenums::NAMESPACE_STATE_REGISTERED);
-      info->set_description("a namespace of Kiln's engine");
-      auto* retention = response.mutable_config()->mutable_workflow_execution_retention_ttl();
-      retention->set_seconds(absl::ToInt64Seconds(options_.retention));
+    AfterAdmission(call, [this, name](Call& c) { c.Reply(DescribeNamespace(name)); });
+  };
+  handlers_["ListNamespaces"] = [this](Call& call) {
+    twf::ListNamespacesRequest request;
+    if (!call.Parse(&request)) return;
+    AfterAdmission(call, [this](Call& c) {
+      twf::ListNamespacesResponse response;
+      for (const std::string& name : options_.namespaces) {
+        *response.add_namespaces() = DescribeNamespace(name);
+      }
       c.Reply(response);
     });
   };
