@@ -224,6 +224,38 @@ async function main() {
     connection.workflowService.listSchedules({ namespace: 'default' }),
   );
   report.unimplemented = schedules.message;
+  // Each answers UNIMPLEMENTED naming itself: updates, schedules, batch, Nexus, deployments.
+  report.unimplemented_named = [];
+  for (const method of [
+    'updateWorkflowExecution',
+    'createSchedule',
+    'startBatchOperation',
+    'pollNexusTaskQueue',
+    'describeDeployment',
+    'registerNamespace',
+  ]) {
+    const err = await codeOf(() => connection.workflowService[method]({ namespace: 'default' }));
+    const name = method[0].toUpperCase() + method.slice(1);
+    if (err.code === 12 && err.details.startsWith(`${name} is not implemented by Kiln`)) {
+      report.unimplemented_named.push(name);
+    } else {
+      report.unimplemented_named.push(`${name}: ${err.code} ${err.details}`);
+    }
+  }
+  // The namespaces --temporal-namespaces names: described and listed; a run in one of them.
+  const billing = await connection.workflowService.describeNamespace({ namespace: 'billing' });
+  report.billing = `${billing.namespaceInfo.name}:${billing.namespaceInfo.state}`;
+  const namespaces = await connection.workflowService.listNamespaces({});
+  report.namespaces = namespaces.namespaces.map((n) => n.namespaceInfo.name);
+  const billingRun = await new Client({ connection, namespace: 'billing' }).workflow.start('waiter', {
+    taskQueue: 'billing',
+    workflowId: `${workflowId}-billing`,
+  });
+  report.billing_run = (await billingRun.describe()).status.name;
+  await billingRun.terminate();
+  report.billing_elsewhere = await codeOf(() =>
+    client.workflow.getHandle(`${workflowId}-billing`).describe(),
+  ).then((err) => err.name);
   // Tokens are required on the Temporal port as on Kiln's own: a call without one is refused.
   const anonymous = await codeOf(async () => {
     const bare = await Connection.connect({ address, tls: false });

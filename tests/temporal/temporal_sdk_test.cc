@@ -19,6 +19,7 @@
 #include "tests/testutil/kiln_cli.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
+#include "tests/testutil/tls.h"
 
 namespace kiln {
 namespace {
@@ -51,32 +52,45 @@ std::string MissingPrerequisite(const std::string& node) {
   return "";
 }
 
-TEST_CASE(
-    "Temporal's TypeScript SDK runs workflows with activities timers signals and queries on "
-    "Kiln",
-    "[temporal]") {
+// The scripts beside the installed packages, as a project of the SDK's users has them (its
+// bundler resolves @temporalio/workflow from the workflow file's folder up).
+fs::path MakeProject(const std::string& dir) {
+  const fs::path project = fs::path(dir) / "project";
+  fs::create_directories(project);
+  fs::create_directory_symlink(KILN_TEMPORAL_NODE_MODULES, project / "node_modules");
+  for (const char* file : {"temporal_sdk.js", "temporal_tls.js", "workflows.js"}) {
+    fs::copy_file(fs::path(KILN_TEMPORAL_TEST_SOURCE_DIR) / file, project / file);
+  }
+  return project;
+}
+
+// The node to run the scripts with, or "" after saying why the test cannot run here.
+std::string NodeOrSkip() {
   const std::string node =
       FindExecutable({Env("KILN_NODE"), "/usr/bin/node", "/usr/local/bin/node"});
   if (std::string missing = MissingPrerequisite(node); !missing.empty()) {
     if (Env("KILN_REQUIRE_TEMPORAL") == "1") FAIL("KILN_REQUIRE_TEMPORAL=1 and " << missing);
     WARN("SKIPPED: " << missing);
-    return;
+    return "";
   }
+  return node;
+}
+
+TEST_CASE(
+    "Temporal's TypeScript SDK runs workflows with activities timers signals and queries on "
+    "Kiln",
+    "[temporal]") {
+  const std::string node = NodeOrSkip();
+  if (node.empty()) return;
   testutil::TempDir dir;
   const int temporal_port = testutil::FreePort();
   const std::string temporal_address = absl::StrCat("127.0.0.1:", temporal_port);
-  testutil::OrchestratorProcess orchestrator(dir.path() + "/data",
-                                             {"--temporal-listen", temporal_address});
+  testutil::OrchestratorProcess orchestrator(
+      dir.path() + "/data",
+      {"--temporal-listen", temporal_address, "--temporal-namespaces", "default,billing"});
   REQUIRE(orchestrator.Start().ok());
 
-  // The scripts beside the installed packages, as a project of the SDK's users has them (its
-  // bundler resolves @temporalio/workflow from the workflow file's folder up).
-  const fs::path project = fs::path(dir.path()) / "project";
-  fs::create_directories(project);
-  fs::create_directory_symlink(KILN_TEMPORAL_NODE_MODULES, project / "node_modules");
-  for (const char* file : {"temporal_sdk.js", "workflows.js"}) {
-    fs::copy_file(fs::path(KILN_TEMPORAL_TEST_SOURCE_DIR) / file, project / file);
-  }
+  const fs::path project = MakeProject(dir.path());
 
   std::string out;
   absl::StatusOr<int> code =
@@ -147,6 +161,15 @@ TEST_CASE(
   CHECK(absl::StrContains(out, R"("unknown_namespace":5)"));
   CHECK(absl::StrContains(
       out, R"("unimplemented":"12 UNIMPLEMENTED: ListSchedules is not implemented by Kiln's)"));
+  CHECK(absl::StrContains(
+      out,
+      R"("unimplemented_named":["UpdateWorkflowExecution","CreateSchedule",)"
+      R"("StartBatchOperation","PollNexusTaskQueue","DescribeDeployment","RegisterNamespace"])"));
+  // --temporal-namespaces: each is described (REGISTERED, 1) and listed, runs in it are its own.
+  CHECK(absl::StrContains(out, R"("billing":"billing:1")"));
+  CHECK(absl::StrContains(out, R"("namespaces":["default","billing"])"));
+  CHECK(absl::StrContains(out, R"("billing_run":"RUNNING")"));
+  CHECK(absl::StrContains(out, R"("billing_elsewhere":"WorkflowNotFoundError")"));
 
   // Kiln's own CLI reads the run the Temporal SDK made, on the native port.
   REQUIRE(testutil::KilnAt(orchestrator.address(),
@@ -158,6 +181,49 @@ TEST_CASE(
   CHECK(absl::StrContains(out, "TimerFired"));
   CHECK(absl::StrContains(out, "WorkflowExecutionSignaled"));
   CHECK(absl::StrContains(out, "WorkflowExecutionCompleted"));
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+TEST_CASE("Temporal's TypeScript SDK reaches Kiln over mutual TLS with a token", "[temporal]") {
+  const std::string node = NodeOrSkip();
+  if (node.empty()) return;
+  testutil::TempDir dir;
+  REQUIRE(testutil::MakeCertificate(dir.path(), "ca").ok());
+  REQUIRE(testutil::MakeSignedCertificate(dir.path(), "ca", "server").ok());
+  REQUIRE(testutil::MakeSignedCertificate(dir.path(), "ca", "client").ok());
+  const std::string ca_pem = dir.path() + "/ca.pem";
+  const std::string server_pem = dir.path() + "/server.pem";
+  const std::string temporal_address = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  // The Temporal listener takes the native listener's certificate and client CA.
+  testutil::OrchestratorProcess orchestrator(
+      dir.path() + "/data",
+      {"--temporal-listen", temporal_address, "--tls-cert", server_pem, "--tls-key",
+       dir.path() + "/server.key", "--tls-client-ca", ca_pem},
+      sdk::ConnectionOptions{.tls = true,
+                             .tls_root_certs = testutil::ReadFile(ca_pem),
+                             .tls_cert_chain = testutil::ReadFile(dir.path() + "/client.pem"),
+                             .tls_private_key = testutil::ReadFile(dir.path() + "/client.key")});
+  REQUIRE(orchestrator.Start().ok());
+  const fs::path project = MakeProject(dir.path());
+
+  std::string out;
+  absl::StatusOr<int> code = testutil::RunCommand(
+      node,
+      {(project / "temporal_tls.js").string(), temporal_address, orchestrator.admin_token(), ca_pem,
+       dir.path() + "/client.pem", dir.path() + "/client.key"},
+      &out, absl::Minutes(1));
+  REQUIRE(code.ok());
+  INFO("temporal_tls.js printed:\n" << out << "\norchestrator log:\n" << orchestrator.Log());
+  REQUIRE(*code == 0);
+  // The client (grpc-js) and the worker's connection (the SDK's core) get through with the
+  // CA, a client certificate and a token.
+  CHECK(absl::StrContains(out, R"("client":"default")"));
+  CHECK(absl::StrContains(out, R"("worker":"sdk_metadata")"));
+  // Without the client certificate, or in plain text: no connection; without the token:
+  // UNAUTHENTICATED (16).
+  CHECK(absl::StrContains(out, R"("without_certificate":"no connection")"));
+  CHECK(absl::StrContains(out, R"("without_token":16)"));
+  CHECK(absl::StrContains(out, R"("plain_text":"no connection")"));
   REQUIRE(orchestrator.Stop().ok());
 }
 
