@@ -18,7 +18,8 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 LISTEN=127.0.0.1:$(free_port)
 TEMPORAL=127.0.0.1:$(free_port)
-"$BIN/kiln-orchestrator" --data-dir "$WORK/data" --listen "$LISTEN" --metrics "" \
+METRICS=127.0.0.1:$(free_port)
+"$BIN/kiln-orchestrator" --data-dir "$WORK/data" --listen "$LISTEN" --metrics "$METRICS" \
   --temporal-listen "$TEMPORAL" >"$WORK/orchestrator.log" 2>&1 &
 ORCH_PID=$!
 for _ in $(seq 100); do
@@ -30,4 +31,4 @@ mkdir -p "$WORK/project"
 ln -s "$(cd "$NODE_MODULES" && pwd)" "$WORK/project/node_modules"
 cp "$HERE/temporal_ts_bench.js" "$HERE/workflows.js" "$WORK/project/"
 echo "orchestrator $(readlink /proc/$ORCH_PID/exe) pid $ORCH_PID"
-node "$WORK/project/temporal_ts_bench.js" "$TEMPORAL" "$(cat "$WORK/data/admin.token")" "$ORCH_PID"
+METRICS=$METRICS node "$WORK/project/temporal_ts_bench.js" "$TEMPORAL" "$(cat "$WORK/data/admin.token")" "$ORCH_PID"

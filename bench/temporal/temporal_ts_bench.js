@@ -3,8 +3,11 @@
 // closed-loop callers each starting a workflow and waiting for its result; N sequential, then
 // 16 and 64 callers for DURATION seconds each after a warm-up. CPU per workflow adds the
 // orchestrator's and this process's CPU (user + system, /proc) over a phase.
-// Usage: node temporal_ts_bench.js ADDRESS TOKEN ORCHESTRATOR_PID   (env: SEQ_N DUR_S CONCS)
+// With METRICS (the orchestrator's host:port), the engine's RPCs per workflow by method over
+// each throughput phase (kiln_rpc_requests_total: the frontend's in-process calls included).
+// Usage: node temporal_ts_bench.js ADDRESS TOKEN ORCHESTRATOR_PID   (env: SEQ_N DUR_S CONCS METRICS)
 const fs = require('fs');
+const http = require('http');
 const path = require('path');
 const { performance } = require('perf_hooks');
 const { NativeConnection, Worker, Runtime, DefaultLogger } = require('@temporalio/worker');
@@ -29,6 +32,25 @@ function percentile(sorted, p) {
 function summary(latencies) {
   const s = Float64Array.from(latencies).sort();
   return { n: s.length, p50_ms: +percentile(s, 0.5).toFixed(2), p99_ms: +percentile(s, 0.99).toFixed(2) };
+}
+
+// kiln_rpc_requests_total summed by method, or {} without METRICS.
+function rpcCounts() {
+  if (!process.env.METRICS) return Promise.resolve({});
+  return new Promise((resolve, reject) => {
+    http.get(`http://${process.env.METRICS}/metrics`, (res) => {
+      let text = '';
+      res.on('data', (chunk) => (text += chunk));
+      res.on('end', () => {
+        const counts = {};
+        for (const line of text.split('\n')) {
+          const m = /^kiln_rpc_requests_total\{[^}]*method="([^"]+)"[^}]*\} ([0-9.e+]+)/.exec(line);
+          if (m) counts[m[1]] = (counts[m[1]] || 0) + Number(m[2]);
+        }
+        resolve(counts);
+      });
+    }).on('error', reject);
+  });
 }
 
 async function main() {
@@ -62,6 +84,7 @@ async function main() {
         while (performance.now() < warm) await call();
       }));
       const lats = [];
+      const rpcs0 = await rpcCounts();
       const cpu0 = cpu();
       const orch0 = cpuSeconds(orchestratorPid);
       const start = performance.now();
@@ -74,12 +97,19 @@ async function main() {
         }
       }));
       const elapsed = (performance.now() - start) / 1000;
+      const rpcs1 = await rpcCounts();
+      const rpcs = {};
+      for (const [method, n] of Object.entries(rpcs1)) {
+        const per = (n - (rpcs0[method] || 0)) / lats.length;
+        if (per >= 0.01) rpcs[method] = +per.toFixed(2);
+      }
       console.log(JSON.stringify({
         phase: `${callers} callers`,
         per_s: +(lats.length / elapsed).toFixed(1),
         cpu_us_per_workflow: Math.round(((cpu() - cpu0) * 1e6) / lats.length),
         orchestrator_cpu_us: Math.round(((cpuSeconds(orchestratorPid) - orch0) * 1e6) / lats.length),
         ...summary(lats),
+        engine_rpcs_per_workflow: rpcs,
       }));
     }
   });
