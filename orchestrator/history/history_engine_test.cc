@@ -360,6 +360,35 @@ TEST_CASE("Activity timeouts: start-to-close retries, schedule-to-start and -to-
   RequireGapless(h.History(run));
 }
 
+TEST_CASE(
+    "An attempt whose start-to-close ends with its schedule-to-close times out as the latter") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  // Started at its schedule (no time passes before the poll), start-to-close as long as the
+  // schedule-to-close: both end at the same instant, and the workflow hears the final one,
+  // whichever of the two fires first (here the schedule-to-close timer; with a Temporal SDK's
+  // eager activity, the in-memory start-to-close alarm: temporal_sdk_test).
+  api::Command both = EngineHarness::ScheduleActivity("both", "t", absl::Seconds(5), Retry(3));
+  ToProto(absl::Seconds(5), both.mutable_schedule_activity_task_command_attributes()
+                                ->mutable_schedule_to_close_timeout());
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {both}).ok());
+  REQUIRE(h.PollActivityTask().has_value());
+  h.Advance(absl::Seconds(5));
+  REQUIRE(h.Describe(run).pending_activities_size() == 0);
+  api::History history = h.History(run);
+  int timed_out = 0;
+  for (const auto& e : history.events()) {
+    if (e.event_type() != E::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT) continue;
+    ++timed_out;
+    CHECK(e.activity_task_timed_out_event_attributes()
+              .failure()
+              .timeout_failure_info()
+              .timeout_type() == api::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE);
+  }
+  CHECK(timed_out == 1);
+  RequireGapless(history);
+}
+
 TEST_CASE("Heartbeats keep an activity alive, carry details to the next attempt, and time out") {
   EngineHarness h;
   std::string run = h.Start("wf").value();

@@ -182,6 +182,7 @@ async function main() {
         typedSearchAttributes: [
           { key: keyword('CustomerId'), value: 'acme' },
           { key: defineSearchAttributeKey('Priority', 'INT'), value: 3 },
+          { key: keyword('Discount'), value: 'spring' },
         ],
         searchAttributes: { Region: ['eu'] },
       }),

@@ -110,10 +110,11 @@ async function cancelActivity() {
   }
 }
 
-// Search attributes given at the start, one added on the way.
+// Search attributes given at the start, one added and one removed on the way.
 async function tagged() {
   wf.upsertSearchAttributes([
     { key: defineSearchAttributeKey('Stage', 'KEYWORD'), value: 'shipped' },
+    { key: defineSearchAttributeKey('Discount', 'KEYWORD'), value: null },
   ]);
   return 'tagged';
 }
