@@ -170,6 +170,18 @@ int main(int argc, char** argv) {
          "served")
       ->envname("KILN_TEMPORAL_LISTEN")
       ->check(kiln::HostPortValidator());
+  app.add_option("--temporal-namespaces", options.temporal_namespaces,
+                 "The namespaces Temporal's API serves, comma-separated (each is the engine "
+                 "namespace of that name; DescribeNamespace answers them, any other is NOT_FOUND)")
+      ->envname("KILN_TEMPORAL_NAMESPACES")
+      ->delimiter(',')
+      ->check(CLI::Validator(
+          [](const std::string& name) {
+            return name.empty() || name.size() > 1000 ? std::string("1 to 1000 bytes each")
+                                                      : std::string();
+          },
+          "NAME"))
+      ->capture_default_str();
   kiln::orchestrator::TokenCommand token_command(app);
   CLI::App* migrate = app.add_subcommand(
       "migrate",

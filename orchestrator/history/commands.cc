@@ -289,23 +289,25 @@ absl::Status HandleRecordMarker(CommandContext& c, const api::RecordMarkerComman
   e->set_marker_name(a.marker_name());
   *e->mutable_details() = a.details();
   *e->mutable_header() = a.header();
-  *e->mutable_failure() = a.failure();
+  // Only when there is one: a marker with a failure, even an empty one, is a failed local
+  // activity to Temporal's SDKs when they replay it.
+  if (a.has_failure()) *e->mutable_failure() = a.failure();
   e->set_workflow_task_completed_event_id(c.completed_event_id);
   return absl::OkStatus();
 }
 
-// UpsertWorkflowSearchAttributes (checked by ValidateSearchAttributes, visibility's).
+// UpsertWorkflowSearchAttributes (checked by ValidateSearchAttributeUpsert, visibility's; a
+// value of null removes the attribute).
 
 absl::Status HandleUpsertSearchAttributes(
     CommandContext& c, const api::UpsertWorkflowSearchAttributesCommandAttributes& a) {
   RETURN_IF_ERROR(c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
-                          ValidateSearchAttributes(a.search_attributes())));
+                          ValidateSearchAttributeUpsert(a.search_attributes())));
   auto* e = c.m.Append(api::EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES)
                 ->mutable_upsert_workflow_search_attributes_event_attributes();
   e->set_workflow_task_completed_event_id(c.completed_event_id);
   *e->mutable_search_attributes() = a.search_attributes();
-  auto& indexed = *c.state().mutable_search_attributes()->mutable_indexed_fields();
-  for (const auto& [key, value] : e->search_attributes().indexed_fields()) indexed[key] = value;
+  ApplySearchAttributeUpsert(e->search_attributes(), c.state().mutable_search_attributes());
   c.m.TouchVisibility();
   return absl::OkStatus();
 }

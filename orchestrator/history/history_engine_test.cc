@@ -360,6 +360,35 @@ TEST_CASE("Activity timeouts: start-to-close retries, schedule-to-start and -to-
   RequireGapless(h.History(run));
 }
 
+TEST_CASE(
+    "An attempt whose start-to-close ends with its schedule-to-close times out as the latter") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  // Started at its schedule (no time passes before the poll), start-to-close as long as the
+  // schedule-to-close: both end at the same instant, and the workflow hears the final one,
+  // whichever of the two fires first (here the schedule-to-close timer; with a Temporal SDK's
+  // eager activity, the in-memory start-to-close alarm: temporal_sdk_test).
+  api::Command both = EngineHarness::ScheduleActivity("both", "t", absl::Seconds(5), Retry(3));
+  ToProto(absl::Seconds(5), both.mutable_schedule_activity_task_command_attributes()
+                                ->mutable_schedule_to_close_timeout());
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {both}).ok());
+  REQUIRE(h.PollActivityTask().has_value());
+  h.Advance(absl::Seconds(5));
+  REQUIRE(h.Describe(run).pending_activities_size() == 0);
+  api::History history = h.History(run);
+  int timed_out = 0;
+  for (const auto& e : history.events()) {
+    if (e.event_type() != E::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT) continue;
+    ++timed_out;
+    CHECK(e.activity_task_timed_out_event_attributes()
+              .failure()
+              .timeout_failure_info()
+              .timeout_type() == api::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE);
+  }
+  CHECK(timed_out == 1);
+  RequireGapless(history);
+}
+
 TEST_CASE("Heartbeats keep an activity alive, carry details to the next attempt, and time out") {
   EngineHarness h;
   std::string run = h.Start("wf").value();
@@ -438,8 +467,14 @@ TEST_CASE("Events arriving during a workflow task are buffered behind its comple
   auto wt = h.PollWorkflowTask();  // sees the completion
   // While that task runs, the timer fires: the event waits behind the task's completion.
   h.Advance(absl::Seconds(5));
-  // Closing now would ignore the timer event: refused, and a new task delivers it.
-  REQUIRE(h.Complete(*wt, {EngineHarness::CompleteWorkflow("x")}).ok());
+  // Closing now would ignore the timer event: refused (the answer says so), and a new task
+  // delivers it.
+  api::RespondWorkflowTaskCompletedRequest close;
+  close.set_task_token(wt->task_token());
+  *close.add_commands() = EngineHarness::CompleteWorkflow("x");
+  auto refused = h.engine().RespondWorkflowTaskCompleted(close);
+  REQUIRE(refused.ok());
+  REQUIRE(refused->rejected_cause() == api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND);
   REQUIRE(h.Describe(run).workflow_execution_info().status() ==
           api::WORKFLOW_EXECUTION_STATUS_RUNNING);
   auto wt2 = h.PollWorkflowTask();
@@ -450,6 +485,27 @@ TEST_CASE("Events arriving during a workflow task are buffered behind its comple
   REQUIRE(*(failed + 1) == E::EVENT_TYPE_TIMER_FIRED);
   REQUIRE(types.back() == E::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
   RequireGapless(h.History(run));
+}
+
+TEST_CASE("A marker records a failure only when its command has one") {
+  EngineHarness h;
+  std::string run = h.Start("wf").value();
+  api::Command marker;
+  marker.set_command_type(api::COMMAND_TYPE_RECORD_MARKER);
+  marker.mutable_record_marker_command_attributes()->set_marker_name("local_activity");
+  api::Command failed = marker;
+  failed.mutable_record_marker_command_attributes()->mutable_failure()->set_message("boom");
+  REQUIRE(h.Complete(*h.PollWorkflowTask(), {marker, failed}).ok());
+  std::vector<api::MarkerRecordedEventAttributes> markers;
+  const api::History history = h.History(run);
+  for (const auto& event : history.events()) {
+    if (event.has_marker_recorded_event_attributes()) {
+      markers.push_back(event.marker_recorded_event_attributes());
+    }
+  }
+  REQUIRE(markers.size() == 2);
+  CHECK(!markers[0].has_failure());
+  CHECK(markers[1].failure().message() == "boom");
 }
 
 TEST_CASE("Id reuse and conflict policies, and idempotent starts") {

@@ -19,6 +19,7 @@
 #include "orchestrator/history/event_state.h"
 #include "orchestrator/history/history_engine.h"
 #include "orchestrator/history/limits.h"
+#include "orchestrator/visibility/search_attributes.h"
 
 namespace kiln::orchestrator {
 namespace {
@@ -217,15 +218,11 @@ absl::Status ReplayState(const api::History& history, int64_t count,
       case api::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
         state->set_cancel_requested(true);
         break;
-      case api::EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: {
-        auto& indexed = *state->mutable_search_attributes()->mutable_indexed_fields();
-        for (const auto& [key, value] : e.upsert_workflow_search_attributes_event_attributes()
-                                            .search_attributes()
-                                            .indexed_fields()) {
-          indexed[key] = value;
-        }
+      case api::EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+        ApplySearchAttributeUpsert(
+            e.upsert_workflow_search_attributes_event_attributes().search_attributes(),
+            state->mutable_search_attributes());
         break;
-      }
       case api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
       case api::EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
       case api::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:

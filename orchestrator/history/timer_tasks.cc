@@ -212,6 +212,21 @@ absl::Status HistoryEngine::FireActivityTimeout(Mutation& m, const internal::Tim
         *stale = true;
         return absl::OkStatus();
       }
+      // An attempt started at its schedule (eagerly) whose start-to-close is capped by the
+      // schedule-to-close ends at the same instant as the whole activity: that is the
+      // timeout the workflow set, and it is final.
+      if (FromProto(info->schedule_to_close_timeout()) > absl::ZeroDuration() &&
+          FromProto(info->scheduled_time()) + FromProto(info->schedule_to_close_timeout()) <=
+              m.now()) {
+        api::Failure failure =
+            TimeoutFailure(api::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, info->heartbeat_details());
+        return CloseActivity(m, info->scheduled_event_id(), api::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+                             [&](api::HistoryEvent* event) {
+                               auto* a = event->mutable_activity_task_timed_out_event_attributes();
+                               *a->mutable_failure() = failure;
+                               a->set_retry_state(api::RETRY_STATE_TIMEOUT);
+                             });
+      }
       return RetryOrFailActivity(m, info,
                                  TimeoutFailure(task.timeout_type(), info->heartbeat_details()),
                                  api::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT, nullptr);

@@ -186,7 +186,9 @@ HistoryEngine::RespondWorkflowTaskCompleted(
     RETURN_IF_ERROR(
         FailWorkflowTask(*handle, state, api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
                          "new events arrived while the workflow task ran", request.identity()));
-    return api::RespondWorkflowTaskCompletedResponse();
+    api::RespondWorkflowTaskCompletedResponse refused;
+    refused.set_rejected_cause(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND);
+    return refused;
   }
 
   Mutation m(state, clock_->Now(), task_ids_.get());

@@ -248,6 +248,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         server->temporal_,
         TemporalFrontend::Start(TemporalFrontendOptions{.listen = options.temporal_listen,
                                                         .credentials = credentials,
+                                                        .namespaces = options.temporal_namespaces,
                                                         .retention = options.retention,
                                                         .server_version = kVersion},
                                 server->grpc_server_->InProcessChannel(engine_args)));

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/server.h>
 #include <prometheus/registry.h>
@@ -83,6 +84,9 @@ struct ServerOptions {
   // host:port of Temporal's API (orchestrator/temporal/temporal_frontend.h), with the same TLS
   // as `listen`; empty: not served.
   std::string temporal_listen;
+  // The engine namespaces Temporal's API serves (DescribeNamespace answers them; a call naming
+  // any other is NOT_FOUND).
+  std::vector<std::string> temporal_namespaces = {"default"};
 };
 
 class Server {

@@ -223,13 +223,13 @@ class Frontend final : public TemporalFrontend, public grpc::CallbackGenericServ
   }
 
   // The common shape: Temporal's request translated by name (then `adjust`ed), the engine's
-  // answer translated back by name (then `finish`ed).
+  // answer translated back by name (then `finish`ed, which may turn it into an error).
   template <typename TRequest, typename TResponse, typename KRequest, typename KResponse,
             typename Invoke>
   void Translated(
       Call& call, Invoke invoke,
       std::function<absl::Status(const TRequest&, KRequest&)> adjust = nullptr,
-      std::function<void(const TRequest&, const KResponse&, TResponse&)> finish = nullptr,
+      std::function<absl::Status(const TRequest&, const KResponse&, TResponse&)> finish = nullptr,
       std::function<grpc::Status(const grpc::Status&)> map_error = nullptr) {
     auto request = std::make_shared<TRequest>();
     if (!call.Parse(request.get())) return;
@@ -247,7 +247,8 @@ class Frontend final : public TemporalFrontend, public grpc::CallbackGenericServ
           TResponse response;
           absl::Status back = ToTemporal(engine_response, &response);
           if (!back.ok()) return call.Fail(back);
-          if (finish) finish(*request, engine_response, response);
+          if (finish) back = finish(*request, engine_response, response);
+          if (!back.ok()) return call.Fail(back);
           call.Reply(response);
         },
         std::move(map_error));
@@ -262,6 +263,19 @@ class Frontend final : public TemporalFrontend, public grpc::CallbackGenericServ
   }
 
   void Register();
+
+  // What DescribeNamespace answers for one of options_.namespaces.
+  twf::DescribeNamespaceResponse DescribeNamespace(const std::string& name) const {
+    twf::DescribeNamespaceResponse response;
+    auto* info = response.mutable_namespace_info();
+    info->set_name(name);
+    info->set_id(name);  // Kiln's namespaces are their names
+    info->set_state(tenums::NAMESPACE_STATE_REGISTERED);
+    info->set_description("a namespace of Kiln's engine");
+    auto* retention = response.mutable_config()->mutable_workflow_execution_retention_ttl();
+    retention->set_seconds(absl::ToInt64Seconds(options_.retention));
+    return response;
+  }
 
   TemporalFrontendOptions options_;
   absl::flat_hash_set<std::string> namespaces_;
@@ -311,15 +325,16 @@ void Frontend::Register() {
           "Namespace ", name,
           " is not found (Kiln serves: ", absl::StrJoin(options_.namespaces, ", "), ")")));
     }
-    AfterAdmission(call, [this, name](Call& c) {
-      twf::DescribeNamespaceResponse response;
-      auto* info = response.mutable_namespace_info();
-      info->set_name(name);
-      info->set_id(name);  // Kiln's namespaces are their names
-      info->set_state(tenums::NAMESPACE_STATE_REGISTERED);
-      info->set_description("a namespace of Kiln's engine");
-      auto* retention = response.mutable_config()->mutable_workflow_execution_retention_ttl();
-      retention->set_seconds(absl::ToInt64Seconds(options_.retention));
+    AfterAdmission(call, [this, name](Call& c) { c.Reply(DescribeNamespace(name)); });
+  };
+  handlers_["ListNamespaces"] = [this](Call& call) {
+    twf::ListNamespacesRequest request;
+    if (!call.Parse(&request)) return;
+    AfterAdmission(call, [this](Call& c) {
+      twf::ListNamespacesResponse response;
+      for (const std::string& name : options_.namespaces) {
+        *response.add_namespaces() = DescribeNamespace(name);
+      }
       c.Reply(response);
     });
   };
@@ -349,6 +364,7 @@ void Frontend::Register() {
         [](const twf::StartWorkflowExecutionRequest&, const kapi::StartWorkflowExecutionResponse& k,
            twf::StartWorkflowExecutionResponse& t) {
           if (k.started()) t.set_status(tenums::WORKFLOW_EXECUTION_STATUS_RUNNING);
+          return absl::OkStatus();
         });
   };
 
@@ -389,8 +405,10 @@ void Frontend::Register() {
           return absl::OkStatus();
         },
         [queue](const twf::PollWorkflowTaskQueueRequest&,
-                const kapi::PollWorkflowTaskQueueResponse&,
-                twf::PollWorkflowTaskQueueResponse& t) { SetWorkflowQueue(*queue, t); });
+                const kapi::PollWorkflowTaskQueueResponse&, twf::PollWorkflowTaskQueueResponse& t) {
+          SetWorkflowQueue(*queue, t);
+          return absl::OkStatus();
+        });
   };
 
   handlers_["RespondWorkflowTaskCompleted"] = [this](Call& call) {
@@ -412,12 +430,21 @@ void Frontend::Register() {
           return absl::OkStatus();
         },
         [](const twf::RespondWorkflowTaskCompletedRequest& t,
-           const kapi::RespondWorkflowTaskCompletedResponse&,
+           const kapi::RespondWorkflowTaskCompletedResponse& k,
            twf::RespondWorkflowTaskCompletedResponse& response) {
+          // The engine failed the task instead (events arrived while it ran and its commands
+          // would close the run): Temporal's server answers INVALID_ARGUMENT "UnhandledCommand",
+          // on which the SDK drops the run from its cache and takes the next task, which has
+          // the new events, with the whole history. An OK answer would leave the SDK believing
+          // its completion (and the flags it sent with it) recorded.
+          if (k.rejected_cause() == kapi::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND) {
+            return absl::InvalidArgumentError("UnhandledCommand");
+          }
           if (response.has_workflow_task()) {
             SetWorkflowQueue(t.sticky_attributes().worker_task_queue().normal_name(),
                              *response.mutable_workflow_task());
           }
+          return absl::OkStatus();
         });
   };
 
@@ -527,6 +554,7 @@ void Frontend::Register() {
           auto* queue = t.mutable_execution_config()->mutable_task_queue();
           queue->set_name(k.workflow_execution_info().task_queue());
           queue->set_kind(tenums::TASK_QUEUE_KIND_NORMAL);
+          return absl::OkStatus();
         });
   };
   handlers_["ListWorkflowExecutions"] = [this](Call& call) {

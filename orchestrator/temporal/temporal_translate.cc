@@ -1,6 +1,9 @@
 #include "orchestrator/temporal/temporal_translate.h"
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "common/json_scalar.h"
+#include "kiln/api/v1/common.pb.h"
 #include "orchestrator/temporal/proto_copy.h"
 #include "temporal/api/taskqueue/v1/message.pb.h"
 
@@ -30,6 +33,39 @@ const absl::flat_hash_set<std::string>& WireCompatible() {
   return *types;
 }
 
+// The value of a search attribute an SDK sent untyped (its deprecated `searchAttributes`
+// option: a JSON array, no metadata "type"), typed as Temporal's server would from its schema,
+// which Kiln has none of: from the one value the array holds (a string is a Keyword, an
+// integer an Int, true or false a Bool). Anything else is left as it is, for the engine to
+// refuse naming the attribute.
+void TypeUntypedSearchAttribute(::kiln::api::v1::Payload& payload) {
+  if (payload.metadata().contains("type")) return;
+  absl::string_view value = absl::StripAsciiWhitespace(payload.data());
+  if (value.size() >= 2 && value.front() == '[' && value.back() == ']') {
+    value = absl::StripAsciiWhitespace(value.substr(1, value.size() - 2));
+  }
+  const std::string_view json(value.data(), value.size());
+  const char* type = nullptr;
+  if (json::ParseString(json).ok()) {
+    type = "Keyword";
+  } else if (json::ParseInt(json).ok()) {
+    type = "Int";
+  } else if (json::ParseBool(json).ok()) {
+    type = "Bool";
+  }
+  if (type == nullptr) return;
+  payload.set_data(std::string(json));
+  (*payload.mutable_metadata())["type"] = type;
+}
+
+void FillKilnDefaults(google::protobuf::Message& message) {
+  if (auto* attributes = dynamic_cast<::kiln::api::v1::SearchAttributes*>(&message)) {
+    for (auto& [name, value] : *attributes->mutable_indexed_fields()) {
+      TypeUntypedSearchAttribute(value);
+    }
+  }
+}
+
 // The engine's task queues have only a name: every one it reports is a normal queue.
 void FillTemporalDefaults(google::protobuf::Message& message) {
   if (auto* queue = dynamic_cast<::temporal::api::taskqueue::v1::TaskQueue*>(&message)) {
@@ -44,7 +80,7 @@ void FillTemporalDefaults(google::protobuf::Message& message) {
 
 absl::Status ToKiln(const google::protobuf::Message& temporal, google::protobuf::Message* kiln) {
   return CopyByName(temporal, kiln,
-                    CopyOptions{.wire_compatible = &WireCompatible(), .fixup = nullptr});
+                    CopyOptions{.wire_compatible = &WireCompatible(), .fixup = FillKilnDefaults});
 }
 
 absl::Status ToTemporal(const google::protobuf::Message& kiln,

@@ -94,5 +94,33 @@ TEST_CASE("Temporal translation: workflow task failed causes map by name not num
   CHECK(engine.cause() == kapi::WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR);
 }
 
+TEST_CASE("Temporal translation: untyped search attributes are typed from their one value") {
+  twf::StartWorkflowExecutionRequest request;
+  auto& fields = *request.mutable_search_attributes()->mutable_indexed_fields();
+  auto untyped = [](const std::string& json) {
+    ::temporal::api::common::v1::Payload payload;
+    (*payload.mutable_metadata())["encoding"] = "json/plain";
+    payload.set_data(json);
+    return payload;
+  };
+  fields["Region"] = untyped(R"(["eu"])");
+  fields["Priority"] = untyped("[3]");
+  fields["Urgent"] = untyped("[true]");
+  fields["Tags"] = untyped(R"(["a","b"])");  // a KeywordList: Kiln has none
+  fields["Typed"] = untyped(R"("x")");
+  (*fields["Typed"].mutable_metadata())["type"] = "Keyword";
+
+  kapi::StartWorkflowExecutionRequest translated;
+  REQUIRE(ToKiln(request, &translated).ok());
+  const auto& out = translated.search_attributes().indexed_fields();
+  CHECK(out.at("Region").metadata().at("type") == "Keyword");
+  CHECK(out.at("Region").data() == R"("eu")");
+  CHECK(out.at("Priority").metadata().at("type") == "Int");
+  CHECK(out.at("Priority").data() == "3");
+  CHECK(out.at("Urgent").metadata().at("type") == "Bool");
+  CHECK(!out.at("Tags").metadata().contains("type"));  // the engine refuses it, naming it
+  CHECK(out.at("Typed").data() == R"("x")");
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

@@ -212,4 +212,34 @@ absl::Status ValidateSearchAttributes(const api::SearchAttributes& attributes) {
   return absl::OkStatus();
 }
 
+bool IsSearchAttributeRemoval(const api::Payload& payload) {
+  if (payload.metadata().contains("type")) return false;
+  absl::string_view data = absl::StripAsciiWhitespace(payload.data());
+  return data.empty() || data == "null";
+}
+
+absl::Status ValidateSearchAttributeUpsert(const api::SearchAttributes& upsert) {
+  api::SearchAttributes set;
+  for (const auto& [name, value] : upsert.indexed_fields()) {
+    if (IsSearchAttributeRemoval(value)) {
+      RETURN_IF_ERROR(
+          Annotate(ValidateName(name), absl::StrCat("search attribute ", Quoted(name))));
+    } else {
+      (*set.mutable_indexed_fields())[name] = value;
+    }
+  }
+  return ValidateSearchAttributes(set);
+}
+
+void ApplySearchAttributeUpsert(const api::SearchAttributes& upsert, api::SearchAttributes* run) {
+  auto& indexed = *run->mutable_indexed_fields();
+  for (const auto& [name, value] : upsert.indexed_fields()) {
+    if (IsSearchAttributeRemoval(value)) {
+      indexed.erase(name);
+    } else {
+      indexed[name] = value;
+    }
+  }
+}
+
 }  // namespace kiln::orchestrator

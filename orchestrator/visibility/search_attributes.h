@@ -47,6 +47,14 @@ absl::StatusOr<SearchAttributeValue> DecodeSearchAttribute(const api::Payload& p
 // order so the error (kInvalidArgument, naming the attribute) is the same on every call.
 absl::Status ValidateSearchAttributes(const api::SearchAttributes& attributes);
 
+// Temporal's way to remove an attribute in an upsert: a value with no metadata "type" whose
+// data is the JSON null (or empty).
+bool IsSearchAttributeRemoval(const api::Payload& payload);
+// ValidateSearchAttributes for an upsert: removals pass (their names are still checked).
+absl::Status ValidateSearchAttributeUpsert(const api::SearchAttributes& upsert);
+// Applies an upsert to a run's attributes: each value set, each removal erased.
+void ApplySearchAttributeUpsert(const api::SearchAttributes& upsert, api::SearchAttributes* run);
+
 // RFC 3339, strictly: "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm)" ('t' and 'z' allowed in
 // lower case), nothing before or after.
 absl::StatusOr<absl::Time> ParseRfc3339(std::string_view text);

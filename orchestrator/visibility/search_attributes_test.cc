@@ -169,5 +169,30 @@ TEST_CASE("With several bad attributes, the first by name is reported, every tim
   }
 }
 
+TEST_CASE("An upsert's null value removes the attribute") {
+  api::Payload null_value;
+  (*null_value.mutable_metadata())["encoding"] = "json/plain";
+  null_value.set_data("null");
+  api::SearchAttributes run;
+  (*run.mutable_indexed_fields())["Region"] = KeywordAttribute("eu");
+  (*run.mutable_indexed_fields())["Stage"] = KeywordAttribute("packed");
+  api::SearchAttributes upsert;
+  (*upsert.mutable_indexed_fields())["Region"] = null_value;
+  (*upsert.mutable_indexed_fields())["Stage"] = KeywordAttribute("shipped");
+  REQUIRE(ValidateSearchAttributeUpsert(upsert).ok());
+  ApplySearchAttributeUpsert(upsert, &run);
+  CHECK(!run.indexed_fields().contains("Region"));
+  CHECK(run.indexed_fields().at("Stage").data() == R"("shipped")");
+  // Only in an upsert, and a typed null is no removal.
+  CHECK(!ValidateSearchAttributes(upsert).ok());
+  (*null_value.mutable_metadata())["type"] = "Keyword";
+  (*upsert.mutable_indexed_fields())["Region"] = null_value;
+  CHECK(!ValidateSearchAttributeUpsert(upsert).ok());
+  // Removals' names are checked as any other.
+  api::SearchAttributes bad_name;
+  (*bad_name.mutable_indexed_fields())["no spaces"] = api::Payload();
+  CHECK(!ValidateSearchAttributeUpsert(bad_name).ok());
+}
+
 }  // namespace
 }  // namespace kiln::orchestrator

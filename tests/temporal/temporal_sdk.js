@@ -12,6 +12,7 @@ const {
 } = require('@temporalio/worker');
 const { Connection, Client } = require('@temporalio/client');
 const { Context } = require('@temporalio/activity');
+const { defineSearchAttributeKey } = require('@temporalio/common');
 
 const [address, token, workflowId] = process.argv.slice(2);
 const taskQueue = process.env.TASK_QUEUE || 'temporal-sdk-test';
@@ -28,6 +29,10 @@ async function until(what, check) {
   }
 }
 
+let client; // the test's client; the local activity of lateSignal signals through it
+let activityCancelled = 'not cancelled'; // what untilCancelled saw
+let lateSignalSent = false;
+
 const activities = {
   async greet(name) {
     return `Hello, ${name}`;
@@ -41,6 +46,34 @@ const activities = {
   async beat(n) {
     for (let i = 1; i <= n; i++) Context.current().heartbeat(i);
     return n;
+  },
+  // Overrun their timeouts (Context.sleep ends early when the activity is cancelled).
+  async stall(ms) {
+    await Context.current().sleep(ms);
+  },
+  async beatThenStall(ms) {
+    Context.current().heartbeat();
+    await Context.current().sleep(ms);
+  },
+  // Heartbeats until the heartbeat's answer says the workflow cancelled it.
+  async untilCancelled() {
+    const ctx = Context.current();
+    try {
+      for (;;) {
+        ctx.heartbeat();
+        await ctx.sleep(100);
+      }
+    } catch (err) {
+      activityCancelled = err.name;
+      throw err;
+    }
+  },
+  // Once only: the workflow task that runs it again (after the engine refused the completion
+  // that missed the signal) must not signal again.
+  async signalOnce(workflowId) {
+    if (lateSignalSent) return;
+    lateSignalSent = true;
+    await client.workflow.getHandle(workflowId).signal('approve', 'a late signal');
   },
 };
 
@@ -62,7 +95,7 @@ async function main() {
     });
   const worker = await makeWorker();
   const connection = await Connection.connect({ address, apiKey: token, tls: false });
-  const client = new Client({ connection, namespace: 'default' });
+  client = new Client({ connection, namespace: 'default' });
 
   await worker.runUntil(async () => {
     const handle = await client.workflow.start('greeting', {
@@ -131,6 +164,51 @@ async function main() {
     }
     report.listed = listed;
     report.count = (await client.workflow.count('ExecutionStatus = "Completed"')).count;
+
+    // Together, to keep the test short: activity timeouts of each kind; an activity cancelled by
+    // its workflow; a workflow task that fails and is retried; a completion refused because a
+    // signal arrived while its task ran; search attributes.
+    const run = (type, suffix, options = {}) =>
+      client.workflow.execute(type, { taskQueue, workflowId: `${workflowId}-${suffix}`, ...options });
+    const keyword = (name) => defineSearchAttributeKey(name, 'KEYWORD');
+    const [timeouts, cancelled, flaky, late] = await Promise.all([
+      run('timeouts', 'timeouts'),
+      run('cancelActivity', 'cancel-activity'),
+      // The SDK reports a task's first failure only; a later attempt that fails again is left
+      // to time out, so a short task timeout keeps this quick.
+      run('flakyTask', 'flaky-task', { workflowTaskTimeout: '1 second' }),
+      run('lateSignal', 'late-signal'),
+      run('tagged', 'tagged', {
+        typedSearchAttributes: [
+          { key: keyword('CustomerId'), value: 'acme' },
+          { key: defineSearchAttributeKey('Priority', 'INT'), value: 3 },
+          { key: keyword('Discount'), value: 'spring' },
+        ],
+        searchAttributes: { Region: ['eu'] },
+      }),
+    ]);
+    report.timeouts = timeouts;
+    report.cancelled = cancelled;
+    report.activity_saw = activityCancelled;
+    const cancelHistory = await client.workflow.getHandle(`${workflowId}-cancel-activity`).fetchHistory();
+    report.cancel_events = cancelHistory.events.map((e) => Number(e.eventType));
+    report.flaky = flaky;
+    const flakyHistory = await client.workflow.getHandle(`${workflowId}-flaky-task`).fetchHistory();
+    report.flaky_events = flakyHistory.events.map((e) => Number(e.eventType));
+    report.late = late;
+    const lateHistory = await client.workflow.getHandle(`${workflowId}-late-signal`).fetchHistory();
+    report.late_events = lateHistory.events.map((e) => Number(e.eventType));
+    const tagged = await client.workflow.getHandle(`${workflowId}-tagged`).describe();
+    report.search_attributes = Object.fromEntries(
+      tagged.typedSearchAttributes
+        .getAll()
+        .map((pair) => [pair.key.name, pair.value])
+        .sort(),
+    );
+    const taggedIds = [];
+    const query = 'CustomerId = "acme" AND Stage = "shipped" AND Priority >= 3 AND Region = "eu"';
+    for await (const info of client.workflow.list({ query })) taggedIds.push(info.workflowId);
+    report.tagged = taggedIds;
   });
   // What Kiln does not serve: a namespace it lacks, a method it does not implement.
   const codeOf = async (call) => {
@@ -147,6 +225,48 @@ async function main() {
     connection.workflowService.listSchedules({ namespace: 'default' }),
   );
   report.unimplemented = schedules.message;
+  // Each answers UNIMPLEMENTED naming itself: updates, schedules, batch, Nexus, deployments.
+  report.unimplemented_named = [];
+  for (const method of [
+    'updateWorkflowExecution',
+    'createSchedule',
+    'startBatchOperation',
+    'pollNexusTaskQueue',
+    'describeDeployment',
+    'registerNamespace',
+  ]) {
+    const err = await codeOf(() => connection.workflowService[method]({ namespace: 'default' }));
+    const name = method[0].toUpperCase() + method.slice(1);
+    if (err.code === 12 && err.details.startsWith(`${name} is not implemented by Kiln`)) {
+      report.unimplemented_named.push(name);
+    } else {
+      report.unimplemented_named.push(`${name}: ${err.code} ${err.details}`);
+    }
+  }
+  // The namespaces --temporal-namespaces names: described and listed; a run in one of them.
+  const billing = await connection.workflowService.describeNamespace({ namespace: 'billing' });
+  report.billing = `${billing.namespaceInfo.name}:${billing.namespaceInfo.state}`;
+  const namespaces = await connection.workflowService.listNamespaces({});
+  report.namespaces = namespaces.namespaces.map((n) => n.namespaceInfo.name);
+  const billingRun = await new Client({ connection, namespace: 'billing' }).workflow.start('waiter', {
+    taskQueue: 'billing',
+    workflowId: `${workflowId}-billing`,
+  });
+  report.billing_run = (await billingRun.describe()).status.name;
+  await billingRun.terminate();
+  report.billing_elsewhere = await codeOf(() =>
+    client.workflow.getHandle(`${workflowId}-billing`).describe(),
+  ).then((err) => err.name);
+  // Tokens are required on the Temporal port as on Kiln's own: a call without one is refused.
+  const anonymous = await codeOf(async () => {
+    const bare = await Connection.connect({ address, tls: false });
+    try {
+      await bare.workflowService.describeNamespace({ namespace: 'default' });
+    } finally {
+      await bare.close();
+    }
+  });
+  report.without_token = anonymous.cause ? anonymous.cause.code : String(anonymous);
   // A worker restarted mid-workflow: the run's next task goes to a new worker, which replays
   // it from its whole history (the first worker's cache went with it).
   const restarted = client.workflow.getHandle(`${workflowId}-restart`);
@@ -167,7 +287,9 @@ async function main() {
 
   // The SDK's replayer, fed the histories Kiln recorded, finds them deterministic.
   const histories = [];
-  for (const suffix of ['', '-retries', '-canceled', '-restart', '-parent', '-looper']) {
+  const suffixes = ['', '-retries', '-canceled', '-restart', '-parent', '-looper', '-timeouts'];
+  suffixes.push('-cancel-activity', '-flaky-task', '-late-signal', '-tagged');
+  for (const suffix of suffixes) {
     const id = `${workflowId}${suffix}`;
     histories.push({ workflowId: id, history: await client.workflow.getHandle(id).fetchHistory() });
   }
@@ -184,7 +306,8 @@ async function main() {
 main().then(
   () => process.exit(0),
   (err) => {
-    process.stderr.write(`temporal_sdk.js: ${err && err.stack ? err.stack : err}\n`);
+    const cause = err && err.cause ? `\ncaused by: ${err.cause.stack || err.cause}` : '';
+    process.stderr.write(`temporal_sdk.js: ${err && err.stack ? err.stack : err}${cause}\n`);
     process.exit(1);
   },
 );

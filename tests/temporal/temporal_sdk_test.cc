@@ -2,9 +2,11 @@
 // client, the npm packages `make deps` installs) against a real kiln-orchestrator serving
 // Temporal's API on --temporal-listen. The first workflow runs an activity, a timer, waits for
 // a signal and answers queries; others retry and heartbeat activities, start a child, continue
-// as new, and are signalled with start, terminated and cancelled; a worker is restarted
-// mid-workflow; the SDK's replayer checks the histories Kiln recorded; then Kiln's own CLI reads
-// the run the SDK made.
+// as new, and are signalled with start, terminated and cancelled; activities time out (each kind)
+// and are cancelled; a workflow task fails and is retried; a completion that missed a signal is
+// refused; search attributes are set, upserted, described and queried; a call without a token
+// is refused; a worker is restarted mid-workflow; the SDK's replayer checks the histories Kiln
+// recorded; then Kiln's own CLI reads the run the SDK made.
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include "tests/testutil/kiln_cli.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
+#include "tests/testutil/tls.h"
 
 namespace kiln {
 namespace {
@@ -49,32 +52,45 @@ std::string MissingPrerequisite(const std::string& node) {
   return "";
 }
 
-TEST_CASE(
-    "Temporal's TypeScript SDK runs workflows with activities timers signals and queries on "
-    "Kiln",
-    "[temporal]") {
+// The scripts beside the installed packages, as a project of the SDK's users has them (its
+// bundler resolves @temporalio/workflow from the workflow file's folder up).
+fs::path MakeProject(const std::string& dir) {
+  const fs::path project = fs::path(dir) / "project";
+  fs::create_directories(project);
+  fs::create_directory_symlink(KILN_TEMPORAL_NODE_MODULES, project / "node_modules");
+  for (const char* file : {"temporal_sdk.js", "temporal_tls.js", "workflows.js"}) {
+    fs::copy_file(fs::path(KILN_TEMPORAL_TEST_SOURCE_DIR) / file, project / file);
+  }
+  return project;
+}
+
+// The node to run the scripts with, or "" after saying why the test cannot run here.
+std::string NodeOrSkip() {
   const std::string node =
       FindExecutable({Env("KILN_NODE"), "/usr/bin/node", "/usr/local/bin/node"});
   if (std::string missing = MissingPrerequisite(node); !missing.empty()) {
     if (Env("KILN_REQUIRE_TEMPORAL") == "1") FAIL("KILN_REQUIRE_TEMPORAL=1 and " << missing);
     WARN("SKIPPED: " << missing);
-    return;
+    return "";
   }
+  return node;
+}
+
+TEST_CASE(
+    "Temporal's TypeScript SDK runs workflows with activities timers signals and queries on "
+    "Kiln",
+    "[temporal]") {
+  const std::string node = NodeOrSkip();
+  if (node.empty()) return;
   testutil::TempDir dir;
   const int temporal_port = testutil::FreePort();
   const std::string temporal_address = absl::StrCat("127.0.0.1:", temporal_port);
-  testutil::OrchestratorProcess orchestrator(dir.path() + "/data",
-                                             {"--temporal-listen", temporal_address});
+  testutil::OrchestratorProcess orchestrator(
+      dir.path() + "/data",
+      {"--temporal-listen", temporal_address, "--temporal-namespaces", "default,billing"});
   REQUIRE(orchestrator.Start().ok());
 
-  // The scripts beside the installed packages, as a project of the SDK's users has them (its
-  // bundler resolves @temporalio/workflow from the workflow file's folder up).
-  const fs::path project = fs::path(dir.path()) / "project";
-  fs::create_directories(project);
-  fs::create_directory_symlink(KILN_TEMPORAL_NODE_MODULES, project / "node_modules");
-  for (const char* file : {"temporal_sdk.js", "workflows.js"}) {
-    fs::copy_file(fs::path(KILN_TEMPORAL_TEST_SOURCE_DIR) / file, project / file);
-  }
+  const fs::path project = MakeProject(dir.path());
 
   std::string out;
   absl::StatusOr<int> code =
@@ -107,16 +123,53 @@ TEST_CASE(
   CHECK(absl::StrContains(out, R"("listed":["greeting-1:COMPLETED"])"));
   // Completed: greeting, retries, the child, its parent, the looper's last run.
   CHECK(absl::StrContains(out, R"("count":5,)"));
+  // Activity timeouts: each kind reaches the workflow as a TimeoutFailure of its type.
+  CHECK(absl::StrContains(out, R"("timeouts":{"start_to_close":"TimeoutFailure:START_TO_CLOSE",)"
+                               R"("schedule_to_close":"TimeoutFailure:SCHEDULE_TO_CLOSE",)"
+                               R"("heartbeat":"TimeoutFailure:HEARTBEAT"})"));
+  // An activity cancelled by its workflow: the heartbeating activity sees it, answers
+  // RespondActivityTaskCanceled, and the workflow sees a CancelledFailure; the history has
+  // ActivityTaskCancelRequested (15) and ActivityTaskCanceled (16).
+  CHECK(absl::StrContains(out, R"("cancelled":"ActivityFailure:CancelledFailure:true")"));
+  CHECK(absl::StrContains(out, R"("activity_saw":"CancelledFailure")"));
+  CHECK(absl::StrContains(out, ",15,11,16,"));
+  // A workflow task that fails (RespondWorkflowTaskFailed, 9) is retried; the SDK leaves the
+  // second failure to time out (8); the third attempt completes.
+  CHECK(absl::StrContains(out, R"("flaky":"recovered")"));
+  CHECK(absl::StrContains(out, R"("flaky_events":[1,5,6,9,5,6,8,5,6,7,2])"));
+  // A signal arriving while the task that completes the run is open: the completion is refused
+  // (UnhandledCommand, WorkflowTaskFailed then the signal), and the next task returns it.
+  CHECK(absl::StrContains(out, R"("late":["a late signal"])"));
+  CHECK(absl::StrContains(out, R"("late_events":[1,5,6,9,26,5,6,7,25,2])"));
+  // Search attributes given at start (typed and the SDK's untyped form) and upserted by the
+  // workflow: described, and found by a visibility query on them.
+  CHECK(absl::StrContains(
+      out,
+      R"("search_attributes":{"CustomerId":"acme","Priority":3,"Region":"eu","Stage":"shipped"})"));
+  CHECK(absl::StrContains(out, R"("tagged":["greeting-1-tagged"])"));
+  // Tokens are required on the Temporal port: a connection without one is refused
+  // (UNAUTHENTICATED, 16).
+  CHECK(absl::StrContains(out, R"("without_token":16,)"));
   // A worker restarted while the run waits: the new worker replays the run from its whole
   // history and finishes it. The SDK's replayer finds every history Kiln recorded
   // deterministic.
   CHECK(absl::StrContains(out, R"("restarted":"Hello, again, approved by a new worker")"));
-  CHECK(absl::StrContains(out, R"("replayed":["ok","ok","ok","ok","ok","ok"])"));
+  CHECK(absl::StrContains(
+      out, R"("replayed":["ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok"])"));
   // What Kiln does not serve says so: NOT_FOUND (5) for a namespace it does not have,
   // UNIMPLEMENTED (12) naming a method it lacks.
   CHECK(absl::StrContains(out, R"("unknown_namespace":5)"));
   CHECK(absl::StrContains(
       out, R"("unimplemented":"12 UNIMPLEMENTED: ListSchedules is not implemented by Kiln's)"));
+  CHECK(absl::StrContains(
+      out,
+      R"("unimplemented_named":["UpdateWorkflowExecution","CreateSchedule",)"
+      R"("StartBatchOperation","PollNexusTaskQueue","DescribeDeployment","RegisterNamespace"])"));
+  // --temporal-namespaces: each is described (REGISTERED, 1) and listed, runs in it are its own.
+  CHECK(absl::StrContains(out, R"("billing":"billing:1")"));
+  CHECK(absl::StrContains(out, R"("namespaces":["default","billing"])"));
+  CHECK(absl::StrContains(out, R"("billing_run":"RUNNING")"));
+  CHECK(absl::StrContains(out, R"("billing_elsewhere":"WorkflowNotFoundError")"));
 
   // Kiln's own CLI reads the run the Temporal SDK made, on the native port.
   REQUIRE(testutil::KilnAt(orchestrator.address(),
@@ -128,6 +181,49 @@ TEST_CASE(
   CHECK(absl::StrContains(out, "TimerFired"));
   CHECK(absl::StrContains(out, "WorkflowExecutionSignaled"));
   CHECK(absl::StrContains(out, "WorkflowExecutionCompleted"));
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+TEST_CASE("Temporal's TypeScript SDK reaches Kiln over mutual TLS with a token", "[temporal]") {
+  const std::string node = NodeOrSkip();
+  if (node.empty()) return;
+  testutil::TempDir dir;
+  REQUIRE(testutil::MakeCertificate(dir.path(), "ca").ok());
+  REQUIRE(testutil::MakeSignedCertificate(dir.path(), "ca", "server").ok());
+  REQUIRE(testutil::MakeSignedCertificate(dir.path(), "ca", "client").ok());
+  const std::string ca_pem = dir.path() + "/ca.pem";
+  const std::string server_pem = dir.path() + "/server.pem";
+  const std::string temporal_address = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  // The Temporal listener takes the native listener's certificate and client CA.
+  testutil::OrchestratorProcess orchestrator(
+      dir.path() + "/data",
+      {"--temporal-listen", temporal_address, "--tls-cert", server_pem, "--tls-key",
+       dir.path() + "/server.key", "--tls-client-ca", ca_pem},
+      sdk::ConnectionOptions{.tls = true,
+                             .tls_root_certs = testutil::ReadFile(ca_pem),
+                             .tls_cert_chain = testutil::ReadFile(dir.path() + "/client.pem"),
+                             .tls_private_key = testutil::ReadFile(dir.path() + "/client.key")});
+  REQUIRE(orchestrator.Start().ok());
+  const fs::path project = MakeProject(dir.path());
+
+  std::string out;
+  absl::StatusOr<int> code = testutil::RunCommand(
+      node,
+      {(project / "temporal_tls.js").string(), temporal_address, orchestrator.admin_token(), ca_pem,
+       dir.path() + "/client.pem", dir.path() + "/client.key"},
+      &out, absl::Minutes(1));
+  REQUIRE(code.ok());
+  INFO("temporal_tls.js printed:\n" << out << "\norchestrator log:\n" << orchestrator.Log());
+  REQUIRE(*code == 0);
+  // The client (grpc-js) and the worker's connection (the SDK's core) get through with the
+  // CA, a client certificate and a token.
+  CHECK(absl::StrContains(out, R"("client":"default")"));
+  CHECK(absl::StrContains(out, R"("worker":"sdk_metadata")"));
+  // Without the client certificate, or in plain text: no connection; without the token:
+  // UNAUTHENTICATED (16).
+  CHECK(absl::StrContains(out, R"("without_certificate":"no connection")"));
+  CHECK(absl::StrContains(out, R"("without_token":16)"));
+  CHECK(absl::StrContains(out, R"("plain_text":"no connection")"));
   REQUIRE(orchestrator.Stop().ok());
 }
 

@@ -1,5 +1,7 @@
 #include "tests/testutil/tls.h"
 
+#include <fstream>
+
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -40,6 +42,28 @@ absl::Status MakeCertificate(const std::string& dir, const std::string& name) {
                          &out);
   if (!code.ok()) return code.status();
   if (*code != 0) return absl::InternalError(absl::StrCat("openssl req: ", out));
+  return absl::OkStatus();
+}
+
+absl::Status MakeSignedCertificate(const std::string& dir, const std::string& ca,
+                                   const std::string& name) {
+  const std::string base = dir + "/" + name;
+  std::ofstream(base + ".ext") << "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                  "extendedKeyUsage=serverAuth,clientAuth\n";
+  std::string out;
+  auto code = RunCommand("/usr/bin/openssl",
+                         {"req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                          "-keyout", base + ".key", "-out", base + ".csr"},
+                         &out);
+  if (!code.ok()) return code.status();
+  if (*code != 0) return absl::InternalError(absl::StrCat("openssl req: ", out));
+  code = RunCommand("/usr/bin/openssl",
+                    {"x509", "-req", "-in", base + ".csr", "-CA", dir + "/" + ca + ".pem", "-CAkey",
+                     dir + "/" + ca + ".key", "-CAcreateserial", "-days", "1", "-extfile",
+                     base + ".ext", "-out", base + ".pem"},
+                    &out);
+  if (!code.ok()) return code.status();
+  if (*code != 0) return absl::InternalError(absl::StrCat("openssl x509: ", out));
   return absl::OkStatus();
 }
 

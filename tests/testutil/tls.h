@@ -14,6 +14,12 @@ namespace kiln::testutil {
 // A self-signed certificate for 127.0.0.1 (also its own CA): `dir`/`name`.pem and .key.
 absl::Status MakeCertificate(const std::string& dir, const std::string& name);
 
+// A certificate for 127.0.0.1 signed by the authority `dir`/`ca`.pem (made by MakeCertificate):
+// `dir`/`name`.pem and .key, not itself a CA. Stricter TLS stacks (rustls, in Temporal's SDK
+// core) refuse a self-signed CA certificate presented as a server's or client's own.
+absl::Status MakeSignedCertificate(const std::string& dir, const std::string& ca,
+                                   const std::string& name);
+
 struct TlsClientOptions {
   std::string ca_file;    // the server's certificate must verify against it (empty: unchecked)
   std::string cert_file;  // a client certificate, for mutual TLS
