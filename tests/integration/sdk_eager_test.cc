@@ -94,17 +94,6 @@ sdk::Task<absl::StatusOr<Payloads>> BadFirstTask(sdk::WorkflowContext& ctx, Payl
   co_return result;
 }
 
-// How many calls of `method` the orchestrator has answered (its RPC latency histogram).
-int64_t RpcCount(const testutil::OrchestratorProcess& orchestrator, const std::string& method) {
-  absl::StatusOr<std::string> metrics =
-      testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
-  REQUIRE(metrics.ok());
-  const std::string key = "kiln_rpc_latency_seconds_count{method=\"" + method + "\"} ";
-  size_t at = metrics->find(key);
-  if (at == std::string::npos) return 0;
-  return std::stoll(metrics->substr(at + key.size()));
-}
-
 // Identities recorded on the run's ActivityTaskStarted events, in order.
 std::vector<std::string> StartedBy(sdk::Client& client, const sdk::WorkflowHandle& handle) {
   std::vector<std::string> identities;
@@ -227,13 +216,13 @@ TEST_CASE("Eager start, activities and next tasks carry a workflow with no poll 
     Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                     /*workflow_pollers=*/0);
     sdk::WorkflowWorker& workflows = workers.workflows;
-    const int64_t result_polls = RpcCount(orchestrator, "GetWorkflowExecutionHistory");
+    const int64_t result_polls = orchestrator.RpcCount("GetWorkflowExecutionHistory").value();
     auto handle = StartEager(client, workers, "no-poll", "Sequence");
     REQUIRE(handle.ok());
     REQUIRE(handle->local != nullptr);
     REQUIRE(client.GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
     // The close came back with the last task's completion: no long poll for the result.
-    CHECK(RpcCount(orchestrator, "GetWorkflowExecutionHistory") == result_polls);
+    CHECK(orchestrator.RpcCount("GetWorkflowExecutionHistory").value() == result_polls);
     // The last task is counted once its answer returns, which may be after the result.
     CHECK(testutil::WaitFor([&] { return workflows.tasks_completed() == 4; }, absl::Seconds(10)));
     // Each activity's completion started the next workflow task in its own transition.
@@ -326,11 +315,11 @@ TEST_CASE(
   {
     Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                     /*workflow_pollers=*/0);
-    const int64_t completions = RpcCount(orchestrator, "RespondWorkflowTaskCompleted");
+    const int64_t completions = orchestrator.RpcCount("RespondWorkflowTaskCompleted").value();
     sdk::WorkflowHandle handle = RunEager(client, workers, "speculative", "Sequence");
     // No task was answered on its own: the first went with the start, the other three with
     // their activity's completion.
-    CHECK(RpcCount(orchestrator, "RespondWorkflowTaskCompleted") == completions);
+    CHECK(orchestrator.RpcCount("RespondWorkflowTaskCompleted").value() == completions);
     CHECK(workers.workflows.speculative_accepted() == 4);
     CHECK(workers.workflows.speculative_refused() == 0);
     CHECK(testutil::WaitFor([&] { return workers.workflows.tasks_completed() == 4; },
@@ -520,7 +509,7 @@ TEST_CASE("A run whose tasks leave the process is waited for at the orchestrator
   {
     Workers workers(orchestrator.connection(), /*max_concurrent=*/4, /*pollers=*/1,
                     /*workflow_pollers=*/1);
-    const int64_t result_polls = RpcCount(orchestrator, "GetWorkflowExecutionHistory");
+    const int64_t result_polls = orchestrator.RpcCount("GetWorkflowExecutionHistory").value();
     auto handle = StartEager(client, workers, "leaves", "EchoThenSleep");
     REQUIRE(handle.ok());
     REQUIRE(handle->local != nullptr);
@@ -528,7 +517,7 @@ TEST_CASE("A run whose tasks leave the process is waited for at the orchestrator
     // The timer's task was polled, not carried: the result came from the orchestrator.
     CHECK(handle->local->settled());
     CHECK_FALSE(handle->local->Wait(absl::Now()).has_value());
-    CHECK(RpcCount(orchestrator, "GetWorkflowExecutionHistory") > result_polls);
+    CHECK(orchestrator.RpcCount("GetWorkflowExecutionHistory").value() > result_polls);
   }
   REQUIRE(orchestrator.Stop().value() == 0);
 }

@@ -51,17 +51,6 @@ sdk::Task<absl::StatusOr<Payloads>> Large(sdk::WorkflowContext&, Payloads) {
   co_return sdk::ToPayloads(std::string(1'500'000, 'k'));
 }
 
-// How many calls of `method` the orchestrator has answered.
-int64_t RpcCount(const testutil::OrchestratorProcess& orchestrator, const std::string& method) {
-  absl::StatusOr<std::string> metrics =
-      testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
-  REQUIRE(metrics.ok());
-  const std::string key = "kiln_rpc_latency_seconds_count{method=\"" + method + "\"} ";
-  size_t at = metrics->find(key);
-  if (at == std::string::npos) return 0;
-  return std::stoll(metrics->substr(at + key.size()));
-}
-
 // An orchestrator, and workers on connections of their own (no process-local fast path).
 struct Fixture {
   Fixture() {
@@ -127,9 +116,9 @@ TEST_CASE("A start that waits answers with the result and no history read follow
   CHECK(sdk::ClosedStatusOf(failed.status()) == api::WORKFLOW_EXECUTION_STATUS_FAILED);
   CHECK(std::string(failed.status().message()).find("refused on purpose") != std::string::npos);
 
-  CHECK(RpcCount(f.orchestrator, "StartWorkflowExecution.WaitForClose") == 21);
-  CHECK(RpcCount(f.orchestrator, "StartWorkflowExecution") == 0);
-  CHECK(RpcCount(f.orchestrator, "GetWorkflowExecutionHistory") == 0);
+  CHECK(f.orchestrator.RpcCount("StartWorkflowExecution.WaitForClose").value() == 21);
+  CHECK(f.orchestrator.RpcCount("StartWorkflowExecution").value() == 0);
+  CHECK(f.orchestrator.RpcCount("GetWorkflowExecutionHistory").value() == 0);
 }
 
 TEST_CASE(
@@ -164,7 +153,7 @@ TEST_CASE(
   CHECK_FALSE(retried.started());
   REQUIRE(retried.has_close_event());
   CHECK(retried.close_event().event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
-  CHECK(RpcCount(f.orchestrator, "StartWorkflowExecution.WaitForClose") == 2);
+  CHECK(f.orchestrator.RpcCount("StartWorkflowExecution.WaitForClose").value() == 2);
 }
 
 TEST_CASE("A result too large for the start's answer comes by the history read") {
@@ -174,8 +163,8 @@ TEST_CASE("A result too large for the start's answer comes by the history read")
                                             Payloads(), absl::Seconds(30));
   REQUIRE(result.ok());
   CHECK(result->size() == 1'500'000);
-  CHECK(RpcCount(f.orchestrator, "StartWorkflowExecution.WaitForClose") == 1);
-  CHECK(RpcCount(f.orchestrator, "GetWorkflowExecutionHistory") == 1);
+  CHECK(f.orchestrator.RpcCount("StartWorkflowExecution.WaitForClose").value() == 1);
+  CHECK(f.orchestrator.RpcCount("GetWorkflowExecutionHistory").value() == 1);
 }
 
 TEST_CASE(
@@ -210,7 +199,7 @@ TEST_CASE(
   CHECK(described->workflow_execution_info().execution().run_id() == run_id);
   // The retry waited at the restarted orchestrator. (Its history reads are not counted here: the
   // workflow worker may read the run's history to replay it after the restart.)
-  CHECK(RpcCount(f.orchestrator, "StartWorkflowExecution.WaitForClose") >= 1);
+  CHECK(f.orchestrator.RpcCount("StartWorkflowExecution.WaitForClose").value() >= 1);
 }
 
 }  // namespace

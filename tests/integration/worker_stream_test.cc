@@ -37,17 +37,6 @@ sdk::Task<absl::StatusOr<Payloads>> OneActivity(sdk::WorkflowContext& ctx, Paylo
   co_return co_await ctx.ExecuteActivity("Echo", input, options);
 }
 
-// How many calls of `method` the orchestrator has answered.
-int64_t RpcCount(const testutil::OrchestratorProcess& orchestrator, const std::string& method) {
-  absl::StatusOr<std::string> metrics =
-      testutil::HttpGet("127.0.0.1", orchestrator.metrics_port(), "/metrics");
-  REQUIRE(metrics.ok());
-  const std::string key = "kiln_rpc_latency_seconds_count{method=\"" + method + "\"} ";
-  size_t at = metrics->find(key);
-  if (at == std::string::npos) return 0;
-  return std::stoll(metrics->substr(at + key.size()));
-}
-
 struct Fresh {
   Fresh() {
     REQUIRE(orchestrator.Start().ok());
@@ -83,12 +72,12 @@ TEST_CASE("Workflow and activity tasks come down the stream with no poll") {
   }
   std::sort(took.begin(), took.end());
   WARN("sequential p50 " << absl::FormatDuration(took[took.size() / 2]));
-  CHECK(RpcCount(orchestrator, "PollWorkflowTaskQueue") == 0);
-  CHECK(RpcCount(orchestrator, "PollActivityTaskQueue") == 0);
-  CHECK(RpcCount(orchestrator, "RespondWorkflowTaskCompleted") == 0);
-  CHECK(RpcCount(orchestrator, "RespondActivityTaskCompleted") == 0);
-  CHECK(RpcCount(orchestrator, "WorkerStream.RespondWorkflowTaskCompleted") == 40);
-  CHECK(RpcCount(orchestrator, "WorkerStream.RespondActivityTaskCompleted") == 20);
+  CHECK(orchestrator.RpcCount("PollWorkflowTaskQueue").value() == 0);
+  CHECK(orchestrator.RpcCount("PollActivityTaskQueue").value() == 0);
+  CHECK(orchestrator.RpcCount("RespondWorkflowTaskCompleted").value() == 0);
+  CHECK(orchestrator.RpcCount("RespondActivityTaskCompleted").value() == 0);
+  CHECK(orchestrator.RpcCount("WorkerStream.RespondWorkflowTaskCompleted").value() == 40);
+  CHECK(orchestrator.RpcCount("WorkerStream.RespondActivityTaskCompleted").value() == 20);
   workflows.Stop();
   activities.Stop();
   REQUIRE(orchestrator.Stop().value() == 0);
@@ -231,7 +220,7 @@ TEST_CASE("The SDK activity worker runs no more activities than its slots on the
     REQUIRE(fresh.client->GetResult<std::string>(handle, absl::Seconds(30)).value() == "kiln");
   }
   CHECK(most == 2);
-  CHECK(RpcCount(orchestrator, "PollActivityTaskQueue") == 0);
+  CHECK(orchestrator.RpcCount("PollActivityTaskQueue").value() == 0);
   workflows.Stop();
   activities.Stop();
 }

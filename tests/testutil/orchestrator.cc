@@ -7,10 +7,12 @@
 #include <iostream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/auth/credentials.h"
 #include "common/auth/token.h"
+#include "tests/testutil/http.h"
 #include "tests/testutil/postgres.h"
 
 namespace kiln::testutil {
@@ -126,5 +128,19 @@ absl::StatusOr<int> OrchestratorProcess::Stop() {
 }
 
 std::string OrchestratorProcess::Log() const { return ReadFile(log_path_); }
+
+absl::StatusOr<int64_t> OrchestratorProcess::RpcCount(const std::string& method) const {
+  absl::StatusOr<std::string> metrics = HttpGet("127.0.0.1", metrics_port_, "/metrics");
+  if (!metrics.ok()) return metrics.status();
+  const std::string key = absl::StrCat("kiln_rpc_latency_seconds_count{method=\"", method, "\"} ");
+  size_t at = metrics->find(key);
+  if (at == std::string::npos) return 0;
+  int64_t count = 0;
+  const size_t end = metrics->find('\n', at);
+  if (!absl::SimpleAtoi(metrics->substr(at + key.size(), end - at - key.size()), &count)) {
+    return absl::InternalError(absl::StrCat("unreadable metric line for ", method));
+  }
+  return count;
+}
 
 }  // namespace kiln::testutil

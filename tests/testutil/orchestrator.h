@@ -11,11 +11,13 @@
 // tests/testutil/postgres.h, which also says what happens where PostgreSQL cannot run).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "sdk/connection.h"
 #include "tests/testutil/process.h"
 
@@ -40,6 +42,9 @@ class OrchestratorProcess {
   const std::string& address() const { return address_; }
   pid_t pid() const { return process_ ? process_->pid() : 0; }
   int metrics_port() const { return metrics_port_; }
+  // How many calls of `method` it has answered (its RPC latency histogram's count; 0 before
+  // the first), read from its /metrics.
+  absl::StatusOr<int64_t> RpcCount(const std::string& method) const;
   // Presents admin_token().
   sdk::Connection& connection() { return *connection_; }
   // An admin token minted with key_file() (valid for a day).
