@@ -4,20 +4,12 @@
 
 #include <pthread.h>
 
-#include <cstring>
+#include "tests/testutil/stack.h"
 
 namespace kiln {
 namespace {
 
-// Touches `bytes` of stack; the compiler may not shrink the array away.
-[[gnu::noinline]] int UseStack(size_t bytes) {
-  constexpr size_t kChunk = 64 << 10;
-  volatile char chunk[kChunk];
-  std::memset(const_cast<char*>(chunk), 1, kChunk);
-  int sum = chunk[kChunk - 1];
-  if (bytes > kChunk) sum += UseStack(bytes - kChunk);
-  return sum;
-}
+using testutil::UseStack;
 
 struct SmallThread {
   int result = 0;

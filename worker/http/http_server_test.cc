@@ -1,11 +1,11 @@
 #include "worker/http/http_server.h"
 
 #include <catch2/catch.hpp>
-#include <cstring>
 #include <stdexcept>
 
 #include "absl/time/clock.h"
 #include "tests/testutil/http.h"
+#include "tests/testutil/stack.h"
 
 namespace kiln::worker {
 namespace {
@@ -15,15 +15,7 @@ using testutil::HttpCallOptions;
 
 constexpr int64_t kLimit = 64 * 1024;
 
-// Touches `bytes` of stack; the compiler may not shrink the array away.
-[[gnu::noinline]] int UseStack(size_t bytes) {
-  constexpr size_t kChunk = 64 << 10;
-  volatile char chunk[kChunk];
-  std::memset(const_cast<char*>(chunk), 1, kChunk);
-  int sum = chunk[kChunk - 1];
-  if (bytes > kChunk) sum += UseStack(bytes - kChunk);
-  return sum;
-}
+using testutil::UseStack;
 
 std::unique_ptr<HttpServer> StartServer() {
   HttpServerOptions options;
