@@ -57,6 +57,21 @@ try {
     if (message.type() === "error") problems.push(`console: ${message.text()}`);
   });
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  // Clicks `selector` once it is there. The pages re-render live (a deployment's status, a
+  // run's history), so the node found may be replaced before the click lands ("Node is
+  // detached from document"): it is then found again.
+  async function clickLive(selector) {
+    for (let attempt = 1; ; attempt++) {
+      const button = await page.waitForSelector(selector);
+      try {
+        await button.click();
+        return;
+      } catch (error) {
+        if (attempt >= 10 || !String(error).includes("detached")) throw error;
+      }
+    }
+  }
+
   page.on("response", (response) => {
     if (response.status() >= 400) problems.push(`HTTP ${response.status()} for ${response.url()}`);
   });
@@ -188,8 +203,7 @@ try {
 
   // Redeploy, then roll back, from the deployment's page: each opens the new deployment.
   await page.goto(url + "#/deployment/" + encodeURIComponent(building));
-  await page.waitForSelector("#redeploy");
-  await page.click("#redeploy");
+  await clickLive("#redeploy");
   await page.waitForFunction((old) => location.hash.startsWith("#/deployment/") &&
     !location.hash.endsWith(encodeURIComponent(old)), {}, building);
   const redeployed = decodeURIComponent((await page.evaluate(() => location.hash)).slice("#/deployment/".length));
@@ -198,8 +212,7 @@ try {
   await waitFile("redeploy-checked");
   check(true, `redeploy from the page started ${redeployed}, which succeeded`);
   await page.goto(url + "#/deployment/" + encodeURIComponent(building));
-  await page.waitForSelector("#rollback:not([disabled])");
-  await page.click("#rollback");
+  await clickLive("#rollback:not([disabled])");
   await page.waitForFunction((old, other) => location.hash.startsWith("#/deployment/") &&
     !location.hash.endsWith(encodeURIComponent(old)) && !location.hash.endsWith(encodeURIComponent(other)),
   {}, building, redeployed);
@@ -220,8 +233,7 @@ try {
   check(true, "a signal sent from the page is in the run's history");
   await page.screenshot({ path: path.join(shots, "workflow-running.png"), fullPage: true });
   signal("signaled");
-  await page.waitForSelector("#terminate:not([disabled])");
-  await page.click("#terminate");
+  await clickLive("#terminate:not([disabled])");
   await page.waitForFunction(() => [...document.querySelectorAll(".facts .status")]
     .some((s) => s.textContent === "terminated"), { timeout: TIMEOUT });
   check(await page.$eval("#terminate", (b) => b.disabled), "terminate from the page ends the run");
@@ -231,8 +243,7 @@ try {
   // Cancel from a deployment's page, after the confirmation.
   const toCancel = await waitFile("cancel-deployment");
   await page.goto(url + "#/deployment/" + encodeURIComponent(toCancel));
-  await page.waitForSelector("#cancel:not([disabled])");
-  await page.click("#cancel");
+  await clickLive("#cancel:not([disabled])");
   await page.waitForFunction(() => [...document.querySelectorAll(".facts .status")]
     .some((s) => s.textContent === "canceled"));
   check(true, "cancel on a deployment's page cancels it");
@@ -252,8 +263,7 @@ try {
   await page.waitForFunction(() => document.querySelector("#run-log")?.textContent.includes("woke the builder"));
   check(true, "a running run's log stream is followed from its page");
   await page.reload();
-  await page.waitForSelector("#cancel:not([disabled])");
-  await page.click("#cancel");
+  await clickLive("#cancel:not([disabled])");
   await page.waitForFunction(() => [...document.querySelectorAll(".facts .status")]
     .some((s) => s.textContent === "canceled"), { timeout: TIMEOUT });
   check(true, "cancel on a workflow's page cancels the run");
