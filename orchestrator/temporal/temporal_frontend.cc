@@ -5,7 +5,8 @@
 //
 // The engine's WorkflowService handler is called directly, with the Temporal call's own server
 // context (EngineCall): no gRPC channel, no second call, no encoding of the engine's messages
-// between the two. An in-process channel did the same job at twice the frontend's CPU.
+// between the two (an in-process channel cost both, about a fifth of the orchestrator's CPU
+// per workflow: docs/benchmarks.md).
 #include "orchestrator/temporal/temporal_frontend.h"
 
 #include <functional>
