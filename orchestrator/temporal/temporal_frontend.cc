@@ -5,8 +5,7 @@
 //
 // The engine's WorkflowService handler is called directly, with the Temporal call's own server
 // context (EngineCall): no gRPC channel, no second call, no encoding of the engine's messages
-// between the two (an in-process channel cost both, about a fifth of the orchestrator's CPU
-// per workflow: docs/benchmarks.md).
+// between the two, which an in-process channel cost (docs/benchmarks.md).
 #include "orchestrator/temporal/temporal_frontend.h"
 
 #include <functional>
@@ -93,7 +92,7 @@ class Call final : public grpc::ServerGenericBidiReactor {
 
   // The context the engine's handler is called with: the caller's token, deadline and peer
   // as gRPC received them. One engine call per Temporal call may use it (its default reactor
-  // is the engine call's): false for a second one.
+  // is the engine call's): nullptr for a second one.
   grpc::CallbackServerContext* TakeContextForEngine() {
     std::lock_guard<std::mutex> lock(mu_);
     if (engine_called_) return nullptr;
