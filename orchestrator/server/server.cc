@@ -243,9 +243,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (!options.temporal_listen.empty()) {
     ASSIGN_OR_RETURN(HostPort temporal,
                      ParseHostPort(options.temporal_listen, "--temporal-listen"));
-    // Temporal's API reaches the engine through this server's own WorkflowService, in process.
-    grpc::ChannelArguments engine_args;
-    engine_args.SetMaxReceiveMessageSize(64 << 20);
+    // Temporal's API calls this server's own WorkflowService handler directly.
     ASSIGN_OR_RETURN(
         server->temporal_,
         TemporalFrontend::Start(TemporalFrontendOptions{.listen = options.temporal_listen,
@@ -253,7 +251,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                                         .namespaces = options.temporal_namespaces,
                                                         .retention = options.retention,
                                                         .server_version = kVersion},
-                                server->grpc_server_->InProcessChannel(engine_args)));
+                                server->workflow_service_.get()));
     WarnIfExposedWithoutTls("kiln-orchestrator", "Temporal's API (--temporal-listen)",
                             temporal.host, !options.tls_cert_file.empty());
   }
