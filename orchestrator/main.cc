@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--workflow-tasks-before-sync", options.workflow_tasks_before_sync,
                  "Send a workflow task started at schedule to its worker before its commit is "
-                 "synced (false only to measure what that saves)")
+                 "synced (measured here: no faster; see docs/fast-paths.md)")
       ->envname("KILN_WORKFLOW_TASKS_BEFORE_SYNC")
       ->capture_default_str();
   app.add_option("--engine-threads", options.engine_threads,

@@ -32,6 +32,7 @@ class WaitingPoller final : public EngineListener {
   void TimerAdded(Table, const std::string&, absl::Time) override {}
   void RunChanged(const std::string&, bool, const api::HistoryEvent*) override {}
   std::optional<TaskReservation> ReservePoller(const QueuedTask& task) override {
+    preferred.push_back(task.preferred_worker_instance);
     return TaskReservation{.poll_id = ++next_poll_,
                            .identity = "poller",
                            .worker_instance_id = kInstance,
@@ -48,6 +49,8 @@ class WaitingPoller final : public EngineListener {
   }
 
   std::vector<QueuedTask> handed;
+  // The worker instance each reservation asked for first.
+  std::vector<std::string> preferred;
 
  private:
   std::vector<std::string>* log_;
@@ -138,6 +141,9 @@ TEST_CASE(
   CHECK(second.answer->history().events(0).event_id() ==
         second.answer->previous_started_event_id() + 1);
   CHECK(second.answer->SerializeAsString() == e.PolledAfter(second).SerializeAsString());
+  // The first task had no sticky worker to prefer, the activity none at all; the second went
+  // to the worker holding the run, if it had a poll waiting.
+  CHECK(e.poller.preferred == std::vector<std::string>{"", "", kInstance});
   REQUIRE(e.Complete(*second.answer, EngineHarness::CompleteWorkflow("\"ok\"")).ok());
   api::DescribeWorkflowExecutionRequest describe;
   describe.mutable_execution()->set_run_id(run);

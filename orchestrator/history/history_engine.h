@@ -41,8 +41,9 @@ struct EngineOptions {
   // outlive a restart. Unset: a random key.
   std::optional<auth::TokenKey> task_token_key;
   // A workflow task started at schedule goes to its poller before its transition's commit
-  // syncs (HistoryEngine::Commit, "before the sync"); false: after, like an activity's.
-  bool workflow_tasks_before_sync = true;
+  // syncs (HistoryEngine::Commit, "before the sync"); false: after, like an activity's. Off by
+  // default: measured, it saved nothing here (docs/fast-paths.md).
+  bool workflow_tasks_before_sync = false;
 };
 
 // A history read: the page, or "wait" when the caller asked to wait for new events and there

@@ -89,7 +89,7 @@ class Matching::Impl {
   void Done(const QueuedTask& task);
   void Return(QueuedTask task);
   std::optional<Reservation> Reserve(keys::TaskKind kind, std::string_view ns,
-                                     std::string_view queue);
+                                     std::string_view queue, std::string_view preferred_instance);
   void Fulfil(const Reservation& reservation, QueuedTask task);
   void Release(const Reservation& reservation);
   absl::StatusOr<QueueDescription> Describe(keys::TaskKind kind, std::string_view ns,
@@ -454,7 +454,8 @@ void Matching::Impl::Return(QueuedTask task) {
 
 std::optional<Matching::Reservation> Matching::Impl::Reserve(keys::TaskKind kind,
                                                              std::string_view ns,
-                                                             std::string_view queue) {
+                                                             std::string_view queue,
+                                                             std::string_view preferred_instance) {
   absl::MutexLock lock(&mu_);
   if (shutdown_) return std::nullopt;
   TaskQueue* q = FindQueue(kind, ns, queue);
@@ -462,7 +463,7 @@ std::optional<Matching::Reservation> Matching::Impl::Reserve(keys::TaskKind kind
       q->scanning()) {
     return std::nullopt;
   }
-  std::optional<Waiter> waiter = q->TakeFirstWaiter(clock_->Now());
+  std::optional<Waiter> waiter = q->TakeFirstWaiter(clock_->Now(), preferred_instance);
   if (!waiter.has_value()) return std::nullopt;
   polls_.erase(waiter->poll_id);
   // False when the deadline alarm is firing right now: it will find the poll gone.
@@ -574,8 +575,9 @@ void Matching::Done(const QueuedTask& task) { impl_->Done(task); }
 void Matching::Return(QueuedTask task) { impl_->Return(std::move(task)); }
 
 std::optional<Matching::Reservation> Matching::Reserve(keys::TaskKind kind, std::string_view ns,
-                                                       std::string_view queue) {
-  return impl_->Reserve(kind, ns, queue);
+                                                       std::string_view queue,
+                                                       std::string_view preferred_instance) {
+  return impl_->Reserve(kind, ns, queue, preferred_instance);
 }
 
 void Matching::Fulfil(const Reservation& reservation, QueuedTask task) {

@@ -135,8 +135,12 @@ class Matching {
   static_assert(std::is_same_v<decltype(Reservation::poll_id), PollId>);
   // nullopt when nobody waits on the queue, or older tasks are buffered or in the store (they
   // go first), or matching is shut down.
+  // `preferred_instance`: a poll of that worker instance (PollOptions::worker_instance_id) is
+  // taken before the longest waiting one, if it is among the first few: the worker that holds
+  // the task's run in its cache (a workflow task's sticky worker).
   std::optional<Reservation> Reserve(keys::TaskKind kind, std::string_view ns,
-                                     std::string_view queue);
+                                     std::string_view queue,
+                                     std::string_view preferred_instance = {});
   // The reserved poll's callback runs with `task` (in flight until Done, like any handed-out
   // task); with nullopt if matching has shut down meanwhile.
   void Fulfil(const Reservation& reservation, QueuedTask task);

@@ -333,6 +333,31 @@ TEST_CASE("Reserve takes the first waiting poll and Fulfil hands it the started 
   h.matching().Done(*first.answer->task);
 }
 
+TEST_CASE("Reserve prefers the poll of the worker instance that holds the run",
+          "[matching][reserve]") {
+  MatchingHarness h;
+  auto instance = [](const char* id) {
+    return PollOptions{.exclusive = false, .worker_instance_id = id};
+  };
+  StartedPoll other =
+      h.Poll(absl::Seconds(10), "q", "w", keys::TaskKind::kWorkflow, instance("other"));
+  StartedPoll plain = h.Poll(absl::Seconds(10), "q", "w");
+  StartedPoll holder =
+      h.Poll(absl::Seconds(10), "q", "w", keys::TaskKind::kWorkflow, instance("holder"));
+  auto reserved = h.matching().Reserve(keys::TaskKind::kWorkflow, "default", "q", "holder");
+  REQUIRE(reserved.has_value());
+  CHECK(reserved->worker_instance_id == "holder");
+  h.matching().Release(*reserved);
+  CHECK(holder.answer->answered());
+  // No poll of that instance: the longest waiting one, as without a preference.
+  reserved = h.matching().Reserve(keys::TaskKind::kWorkflow, "default", "q", "gone");
+  REQUIRE(reserved.has_value());
+  CHECK(reserved->worker_instance_id == "other");
+  h.matching().Release(*reserved);
+  CHECK(other.answer->answered());
+  CHECK_FALSE(plain.answer->answered());
+}
+
 TEST_CASE("Release ends a reserved poll empty", "[matching][reserve]") {
   MatchingHarness h;
   StartedPoll poll = h.Poll();

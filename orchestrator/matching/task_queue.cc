@@ -109,8 +109,18 @@ Waiter TaskQueue::TakeWaiter(WaiterList::iterator it, absl::Time now) {
   return waiter;
 }
 
-std::optional<Waiter> TaskQueue::TakeFirstWaiter(absl::Time now) {
+std::optional<Waiter> TaskQueue::TakeFirstWaiter(absl::Time now,
+                                                 std::string_view preferred_instance) {
   if (waiters_.empty()) return std::nullopt;
+  if (!preferred_instance.empty()) {
+    // Looked for among the longest waiting only: a queue may hold a thousand polls.
+    constexpr int kPreferredScan = 64;
+    int scanned = 0;
+    for (auto it = waiters_.begin(); it != waiters_.end() && scanned < kPreferredScan;
+         ++it, ++scanned) {
+      if (it->worker_instance_id == preferred_instance) return TakeWaiter(it, now);
+    }
+  }
   return TakeWaiter(waiters_.begin(), now);
 }
 

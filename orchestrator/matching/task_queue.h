@@ -99,7 +99,8 @@ class TaskQueue {
   size_t waiter_count() const { return waiters_.size(); }
   WaiterList::iterator AddWaiter(Waiter waiter, absl::Time now);
   Waiter TakeWaiter(WaiterList::iterator it, absl::Time now);
-  std::optional<Waiter> TakeFirstWaiter(absl::Time now);
+  // The longest waiting poll, or, when one of the first few is of `preferred_instance`, that one.
+  std::optional<Waiter> TakeFirstWaiter(absl::Time now, std::string_view preferred_instance = {});
   // The waiting polls of identities other than `identity`.
   std::vector<Matching::PollId> WaitersNotOf(const std::string& identity) const;
 

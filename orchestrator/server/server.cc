@@ -63,7 +63,7 @@ class Listener final : public EngineListener {
   }
   std::optional<TaskReservation> ReservePoller(const QueuedTask& task) override {
     if (!start_at_schedule_) return std::nullopt;
-    return matching_->Reserve(task.kind, task.ns, task.queue);
+    return matching_->Reserve(task.kind, task.ns, task.queue, task.preferred_worker_instance);
   }
   void FulfilReservation(const TaskReservation& reservation, QueuedTask task) override {
     matching_->Fulfil(reservation, std::move(task));

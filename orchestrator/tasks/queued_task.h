@@ -36,6 +36,9 @@ struct QueuedTask {
   // Only ever handed to one poll.
   std::shared_ptr<kiln::api::v1::PollWorkflowTaskQueueResponse> answer;
   std::shared_ptr<kiln::api::v1::PollActivityTaskQueueResponse> activity_answer;
+  // While the transition looks for a poller to start a workflow task for: the run's sticky
+  // worker, whose poll is preferred (it holds the run in its cache). Not stored.
+  std::string preferred_worker_instance;
 
   // The task's backlog key (Table::kTasks).
   std::string Key() const;
