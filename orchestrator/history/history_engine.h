@@ -187,7 +187,8 @@ class HistoryEngine {
                                     const api::RespondWorkflowTaskCompletedRequest& request,
                                     bool* bad_command, api::WorkflowTaskFailedCause* cause,
                                     api::RespondWorkflowTaskCompletedResponse* response,
-                                    WriteBatch* also = nullptr);
+                                    WriteBatch* also = nullptr,
+                                    std::optional<QueuedTask>* forced_task = nullptr);
   // Applies `request`'s commands to `m`, one handler per command kind (commands.cc). A refused
   // command: kInvalidArgument or kResourceExhausted naming its index, and `cause` set.
   // Continue-as-new puts the next run in `new_run` and its current pointer in `extra`.

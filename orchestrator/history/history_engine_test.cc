@@ -822,6 +822,54 @@ absl::StatusOr<api::RespondActivityTaskCompletedResponse> CompleteReturningNext(
   return h.engine().RespondActivityTaskCompleted(done);
 }
 
+TEST_CASE("A workflow task heartbeat records its completion and hands its worker a new task") {
+  EngineHarness h;
+  std::string run = h.Start("wf-heartbeat").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  api::RespondWorkflowTaskCompletedRequest heartbeat;
+  heartbeat.set_task_token(wt->task_token());
+  heartbeat.set_identity("ts-worker");
+  heartbeat.set_sticky_worker("ts-worker-sticky");
+  heartbeat.set_force_create_new_workflow_task(true);
+  heartbeat.set_return_new_workflow_task(true);
+  auto answer = h.engine().RespondWorkflowTaskCompleted(heartbeat);
+  REQUIRE(answer.ok());
+  // Completed, then a new task scheduled and started for the worker that sent the heartbeat.
+  using E = api::EventType;
+  CHECK(h.EventTypes(run) ==
+        std::vector<E>{E::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+                       E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, E::EVENT_TYPE_WORKFLOW_TASK_STARTED,
+                       E::EVENT_TYPE_WORKFLOW_TASK_COMPLETED, E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+                       E::EVENT_TYPE_WORKFLOW_TASK_STARTED});
+  REQUIRE(answer->has_workflow_task());
+  const api::PollWorkflowTaskQueueResponse& next = answer->workflow_task();
+  CHECK(next.started_event_id() == 6);
+  CHECK(next.previous_started_event_id() == 3);
+  // The worker keeps the run (sticky): the events after the task it completed.
+  REQUIRE(next.history().events_size() == 3);
+  CHECK(next.history().events(0).event_id() == 4);
+  // Nobody else can take the task; its token completes it.
+  CHECK_FALSE(h.PollWorkflowTask().has_value());
+  REQUIRE(h.Complete(next, {EngineHarness::CompleteWorkflow("\"done\"")}).ok());
+  CHECK(h.Describe(run).workflow_execution_info().status() ==
+        api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+
+  // Without return_new_workflow_task the new task waits for a poll.
+  std::string polled = h.Start("wf-heartbeat-polled").value();
+  wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  heartbeat.set_task_token(wt->task_token());
+  heartbeat.set_return_new_workflow_task(false);
+  answer = h.engine().RespondWorkflowTaskCompleted(heartbeat);
+  REQUIRE(answer.ok());
+  CHECK_FALSE(answer->has_workflow_task());
+  auto next_polled = h.PollWorkflowTask();
+  REQUIRE(next_polled.has_value());
+  CHECK(next_polled->workflow_execution().run_id() == polled);
+  CHECK(next_polled->started_event_id() == 6);
+}
+
 TEST_CASE("A sticky worker's poll gets only the new events; any other poller gets them all") {
   // Both workers share an identity: only the instance id tells them apart.
   for (const bool sticky : {true, false}) {

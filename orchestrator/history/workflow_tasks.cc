@@ -8,6 +8,14 @@
 #include "orchestrator/history/limits.h"
 
 namespace kiln::orchestrator {
+namespace {
+
+const std::string& WorkerIdentity(const api::RespondWorkflowTaskCompletedRequest& request) {
+  static const std::string* const kUnknown = new std::string("unknown");
+  return request.identity().empty() ? *kUnknown : request.identity();
+}
+
+}  // namespace
 
 absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflowTaskStarted(
     const QueuedTask& task, const std::string& identity, const std::string& poll_request_id,
@@ -195,8 +203,9 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
   bool bad_command = false;
   api::RespondWorkflowTaskCompletedResponse response;
-  absl::Status completed =
-      CompleteWorkflowTask(*handle, m, request, &bad_command, &cause, &response);
+  std::optional<QueuedTask> forced_task;
+  absl::Status completed = CompleteWorkflowTask(*handle, m, request, &bad_command, &cause,
+                                                &response, nullptr, &forced_task);
   if (bad_command) {
     // A bad command fails the task (recorded) and the worker hears why. Nothing was committed:
     // `state` is still the run's.
@@ -204,13 +213,23 @@ HistoryEngine::RespondWorkflowTaskCompleted(
                                      request.identity()));
   }
   RETURN_IF_ERROR(completed);
+  if (forced_task.has_value()) {
+    handle.reset();  // RecordWorkflowTaskStarted locks the run itself.
+    // Answered as a retry of the start just recorded: no new transition. A sticky worker keeps
+    // the run, so it gets the events after the task it completed.
+    ASSIGN_OR_RETURN(*response.mutable_workflow_task(),
+                     RecordWorkflowTaskStarted(*forced_task, WorkerIdentity(request),
+                                               forced_task->started_request_id,
+                                               !request.sticky_worker().empty()));
+  }
   return response;
 }
 
 absl::Status HistoryEngine::CompleteWorkflowTask(
     Handle& handle, Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
     bool* bad_command, api::WorkflowTaskFailedCause* cause,
-    api::RespondWorkflowTaskCompletedResponse* response, WriteBatch* also) {
+    api::RespondWorkflowTaskCompletedResponse* response, WriteBatch* also,
+    std::optional<QueuedTask>* forced_task) {
   const int64_t scheduled_event_id = m.state().workflow_task().scheduled_event_id();
   const int64_t started_event_id = m.state().workflow_task().started_event_id();
   auto* completed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
@@ -236,8 +255,22 @@ absl::Status HistoryEngine::CompleteWorkflowTask(
   if (m.IsOpen()) {
     bool had_buffered = m.state().buffered_events_size() > 0;
     m.FlushBuffered();
-    if (had_buffered) RETURN_IF_ERROR(m.ScheduleWorkflowTask());
+    // A workflow task heartbeat (force_create_new_workflow_task: the worker is still busy, with
+    // a local activity, past the task's timeout) asks for a new task even without new events.
+    if (had_buffered || request.force_create_new_workflow_task()) {
+      RETURN_IF_ERROR(m.ScheduleWorkflowTask());
+    }
     RETURN_IF_ERROR(StartEagerActivities(m, request, &eager));
+    if (request.force_create_new_workflow_task() && request.return_new_workflow_task() &&
+        forced_task != nullptr) {
+      // Started in this transition for the worker that sent the heartbeat, which goes on at
+      // once, as from Temporal's server; nobody else may take it meanwhile.
+      RETURN_IF_ERROR(m.Finalize());
+      if (QueuedTask* task = NewPendingWorkflowTask(m); task != nullptr) {
+        RETURN_IF_ERROR(StartNewTask(m, *task, WorkerIdentity(request)));
+        *forced_task = *task;
+      }
+    }
   }
   if (also != nullptr) extra.Append(std::move(*also));
   RETURN_IF_ERROR(Commit(handle, m, &extra, new_run.get()));

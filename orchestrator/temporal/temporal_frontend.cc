@@ -312,6 +312,7 @@ void Frontend::Register() {
       capabilities->set_activity_failure_include_heartbeat(true);
       capabilities->set_encoded_failure_attributes(true);
       capabilities->set_sdk_metadata(true);
+      capabilities->set_upsert_memo(true);
       c.Reply(response);
     });
   };
@@ -420,8 +421,6 @@ void Frontend::Register() {
            kapi::RespondWorkflowTaskCompletedRequest& k) {
           RETURN_IF_ERROR(
               Unsupported(t.messages_size() > 0, "protocol messages (workflow updates)"));
-          RETURN_IF_ERROR(Unsupported(t.force_create_new_workflow_task(),
-                                      "force_create_new_workflow_task (long local activities)"));
           const auto& sticky = t.sticky_attributes().worker_task_queue();
           k.set_sticky_worker(sticky.name());
           // The next task is returned only when its queue is known (the sticky attributes

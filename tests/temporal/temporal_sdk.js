@@ -75,6 +75,9 @@ const activities = {
     lateSignalSent = true;
     await client.workflow.getHandle(workflowId).signal('approve', 'a late signal');
   },
+  async pause(ms) {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+  },
 };
 
 async function main() {
@@ -171,7 +174,7 @@ async function main() {
     const run = (type, suffix, options = {}) =>
       client.workflow.execute(type, { taskQueue, workflowId: `${workflowId}-${suffix}`, ...options });
     const keyword = (name) => defineSearchAttributeKey(name, 'KEYWORD');
-    const [timeouts, cancelled, flaky, late] = await Promise.all([
+    const [timeouts, cancelled, flaky, late, , longLocal, memo] = await Promise.all([
       run('timeouts', 'timeouts'),
       run('cancelActivity', 'cancel-activity'),
       // The SDK reports a task's first failure only; a later attempt that fails again is left
@@ -186,6 +189,9 @@ async function main() {
         ],
         searchAttributes: { Region: ['eu'] },
       }),
+      // Longer than the task timeout: kept alive by workflow task heartbeats.
+      run('longLocal', 'long-local', { workflowTaskTimeout: '2 seconds', args: [3500] }),
+      run('memo', 'memo', { memo: { team: 'build', draft: 'v1' } }),
     ]);
     report.timeouts = timeouts;
     report.cancelled = cancelled;
@@ -209,6 +215,19 @@ async function main() {
     const query = 'CustomerId = "acme" AND Stage = "shipped" AND Priority >= 3 AND Region = "eu"';
     for await (const info of client.workflow.list({ query })) taggedIds.push(info.workflowId);
     report.tagged = taggedIds;
+    report.long_local = longLocal;
+    const longHistory = await client.workflow.getHandle(`${workflowId}-long-local`).fetchHistory();
+    report.long_local_events = longHistory.events.map((e) => Number(e.eventType));
+    // Sorted: a memo is a map, in no order.
+    const sorted = (fields) => Object.fromEntries(Object.entries(fields || {}).sort());
+    report.memo_seen = sorted(memo);
+    const memoRun = client.workflow.getHandle(`${workflowId}-memo`);
+    report.memo_described = sorted((await memoRun.describe()).memo);
+    for await (const info of client.workflow.list({ query: `WorkflowId = "${workflowId}-memo"` })) {
+      report.memo_listed = sorted(info.memo);
+    }
+    const memoHistory = await memoRun.fetchHistory();
+    report.memo_events = memoHistory.events.map((e) => Number(e.eventType));
   });
   // What Kiln does not serve: a namespace it lacks, a method it does not implement.
   const codeOf = async (call) => {
@@ -288,7 +307,7 @@ async function main() {
   // The SDK's replayer, fed the histories Kiln recorded, finds them deterministic.
   const histories = [];
   const suffixes = ['', '-retries', '-canceled', '-restart', '-parent', '-looper', '-timeouts'];
-  suffixes.push('-cancel-activity', '-flaky-task', '-late-signal', '-tagged');
+  suffixes.push('-cancel-activity', '-flaky-task', '-late-signal', '-tagged', '-long-local', '-memo');
   for (const suffix of suffixes) {
     const id = `${workflowId}${suffix}`;
     histories.push({ workflowId: id, history: await client.workflow.getHandle(id).fetchHistory() });
