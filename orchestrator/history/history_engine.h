@@ -50,7 +50,15 @@ struct HistoryRead {
 };
 
 // The page token of a history read that goes on at `next_event_id` (GetWorkflowExecutionHistory).
-std::string HistoryPageToken(int64_t next_event_id);
+// A workflow task's history whose task is transient (WorkflowTaskInfo.transient) names its
+// started event id: the read's last page ends with the task's events, as the first page would
+// have.
+std::string HistoryPageToken(int64_t next_event_id, int64_t transient_started_event_id = 0);
+
+// The events of the run's started transient workflow task: its WorkflowTaskScheduled and
+// WorkflowTaskStarted as they are written when it completes, and as its worker gets them after
+// the run's history. Empty unless the run's workflow task is transient and started.
+std::vector<api::HistoryEvent> TransientWorkflowTaskEvents(const internal::ExecutionState& state);
 
 class HistoryEngine {
  public:

@@ -280,6 +280,7 @@ absl::StatusOr<std::unique_ptr<Mutation>> HistoryEngine::ResetRun(
   }
   state.set_start_request_id(old_state.start_request_id());
   state.set_first_run_id(old_state.first_run_id());
+  state.set_transient_workflow_task_retries(old_state.transient_workflow_task_retries());
   state.set_reset_request_id(request.request_id());
   state.set_reset_base_run_id(old_state.run_id());
   RETURN_IF_ERROR(ReplayState(history, started_event_id, &state));

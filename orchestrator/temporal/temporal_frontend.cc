@@ -360,6 +360,7 @@ void Frontend::Register() {
           // Kiln's eager start hands the first task to the caller's own Kiln worker; a
           // Temporal client takes it through a poll.
           k.set_request_eager_execution(false);
+          k.set_transient_workflow_task_retries(true);  // as Temporal's server keeps them
           return absl::OkStatus();
         },
         [](const twf::StartWorkflowExecutionRequest&, const kapi::StartWorkflowExecutionResponse& k,
@@ -380,7 +381,9 @@ void Frontend::Register() {
           RETURN_IF_ERROR(Unsupported(!t.cron_schedule().empty(), "cron_schedule"));
           RETURN_IF_ERROR(Unsupported(t.has_workflow_start_delay(), "workflow_start_delay"));
           // The engine nests the start; the names of its fields are Temporal's.
-          return ToKiln(t, k.mutable_start());
+          RETURN_IF_ERROR(ToKiln(t, k.mutable_start()));
+          k.mutable_start()->set_transient_workflow_task_retries(true);
+          return absl::OkStatus();
         });
   };
 

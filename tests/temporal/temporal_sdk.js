@@ -201,6 +201,9 @@ async function main() {
     report.flaky = flaky;
     const flakyHistory = await client.workflow.getHandle(`${workflowId}-flaky-task`).fetchHistory();
     report.flaky_events = flakyHistory.events.map((e) => Number(e.eventType));
+    // The attempt that completed, as its WorkflowTaskScheduled recorded it.
+    const flakyScheduled = flakyHistory.events.filter((e) => e.workflowTaskScheduledEventAttributes);
+    report.flaky_attempt = flakyScheduled.pop().workflowTaskScheduledEventAttributes.attempt;
     report.late = late;
     const lateHistory = await client.workflow.getHandle(`${workflowId}-late-signal`).fetchHistory();
     report.late_events = lateHistory.events.map((e) => Number(e.eventType));
