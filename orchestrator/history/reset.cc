@@ -363,13 +363,15 @@ absl::StatusOr<std::unique_ptr<Mutation>> HistoryEngine::ResetRun(
   // The signals the old run received after the point, in the order it received them: those in
   // its history, then those still buffered behind its running workflow task.
   std::vector<const api::HistoryEvent*> signals;
-  for (int i = static_cast<int>(started_event_id); i < history.events_size(); ++i) {
+  for (int i = static_cast<int>(started_event_id);
+       i < history.events_size() && !request.exclude_signals(); ++i) {
     if (history.events(i).event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) {
       signals.push_back(&history.events(i));
     }
   }
   for (const api::HistoryEvent& buffered : old_state.buffered_events()) {
-    if (buffered.event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) {
+    if (buffered.event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED &&
+        !request.exclude_signals()) {
       signals.push_back(&buffered);
     }
   }

@@ -546,6 +546,21 @@ void Frontend::Register() {
                kapi::GetWorkflowExecutionHistoryRequest, kapi::GetWorkflowExecutionHistoryResponse>(
         call, KILN_ENGINE(GetWorkflowExecutionHistory));
   };
+  handlers_["ResetWorkflowExecution"] = [this](Call& call) {
+    Translated<twf::ResetWorkflowExecutionRequest, twf::ResetWorkflowExecutionResponse,
+               kapi::ResetWorkflowExecutionRequest, kapi::ResetWorkflowExecutionResponse>(
+        call, KILN_ENGINE(ResetWorkflowExecution), ResetToKiln);
+  };
+  handlers_["DescribeTaskQueue"] = [this](Call& call) {
+    Translated<twf::DescribeTaskQueueRequest, twf::DescribeTaskQueueResponse,
+               kapi::DescribeTaskQueueRequest, kapi::DescribeTaskQueueResponse>(
+        call, KILN_ENGINE(DescribeTaskQueue), DescribeTaskQueueToKiln,
+        [](const twf::DescribeTaskQueueRequest& t, const kapi::DescribeTaskQueueResponse& k,
+           twf::DescribeTaskQueueResponse& response) {
+          DescribeTaskQueueToTemporal(t, k, response);
+          return absl::OkStatus();
+        });
+  };
   handlers_["DescribeWorkflowExecution"] = [this](Call& call) {
     Translated<twf::DescribeWorkflowExecutionRequest, twf::DescribeWorkflowExecutionResponse,
                kapi::DescribeWorkflowExecutionRequest, kapi::DescribeWorkflowExecutionResponse>(

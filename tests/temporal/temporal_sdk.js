@@ -32,6 +32,7 @@ async function until(what, check) {
 let client; // the test's client; the local activity of lateSignal signals through it
 let activityCancelled = 'not cancelled'; // what untilCancelled saw
 let lateSignalSent = false;
+let memoRunId; // the memo run before it was reset
 
 const activities = {
   async greet(name) {
@@ -231,6 +232,28 @@ async function main() {
     }
     const memoHistory = await memoRun.fetchHistory();
     report.memo_events = memoHistory.events.map((e) => Number(e.eventType));
+    // Reset through Temporal's API to the memo run's first workflow task (event 4, its
+    // WorkflowTaskCompleted): the new run starts from the start's memo and runs again.
+    memoRunId = (await memoRun.describe()).runId;
+    const reset = await connection.workflowService.resetWorkflowExecution({
+      namespace: 'default',
+      workflowExecution: { workflowId: `${workflowId}-memo` },
+      reason: 'the test resets it',
+      workflowTaskFinishEventId: 4,
+      requestId: `${workflowId}-memo-reset`,
+    });
+    const resetRun = client.workflow.getHandle(`${workflowId}-memo`, reset.runId);
+    report.reset_result = sorted(await resetRun.result());
+    report.reset_events = (await resetRun.fetchHistory()).events.map((e) => Number(e.eventType));
+    // The queue the worker polls, described: its poller, and no backlog.
+    const queue = await connection.workflowService.describeTaskQueue({
+      namespace: 'default',
+      taskQueue: { name: taskQueue },
+      taskQueueType: 1, // TASK_QUEUE_TYPE_WORKFLOW
+      reportStats: true,
+    });
+    report.queue_pollers = queue.pollers.length > 0 ? 'polled' : 'no poller';
+    report.queue_backlog = Number(queue.stats.approximateBacklogCount);
   });
   // What Kiln does not serve: a namespace it lacks, a method it does not implement.
   const codeOf = async (call) => {
@@ -315,6 +338,9 @@ async function main() {
     const id = `${workflowId}${suffix}`;
     histories.push({ workflowId: id, history: await client.workflow.getHandle(id).fetchHistory() });
   }
+  // The memo run as it was before the reset (the id's current run is the reset one).
+  const memoBefore = client.workflow.getHandle(`${workflowId}-memo`, memoRunId);
+  histories.push({ workflowId: `${workflowId}-memo`, history: await memoBefore.fetchHistory() });
   report.replayed = [];
   for await (const replay of Worker.runReplayHistories({ workflowBundle }, histories)) {
     report.replayed.push(replay.error ? `${replay.workflowId}: ${replay.error}` : 'ok');

@@ -162,6 +162,12 @@ TEST_CASE(
   CHECK(absl::StrContains(out, R"("memo_described":{"stage":"done","team":"build"})"));
   CHECK(absl::StrContains(out, R"("memo_listed":{"stage":"done","team":"build"})"));
   CHECK(absl::StrContains(out, R"("memo_events":[1,5,6,7,46,2])"));
+  // ResetWorkflowExecution to that run's first workflow task: the new run has the copy, the
+  // reset's WorkflowTaskFailed (9), and runs the workflow again from the start's memo.
+  CHECK(absl::StrContains(out, R"("reset_result":{"stage":"done","team":"build"})"));
+  CHECK(absl::StrContains(out, R"("reset_events":[1,5,6,9,5,6,7,46,2])"));
+  // DescribeTaskQueue: the worker's poller; nothing waits.
+  CHECK(absl::StrContains(out, R"("queue_pollers":"polled","queue_backlog":0)"));
   // Tokens are required on the Temporal port: a connection without one is refused
   // (UNAUTHENTICATED, 16).
   CHECK(absl::StrContains(out, R"("without_token":16,)"));
@@ -170,7 +176,8 @@ TEST_CASE(
   // deterministic.
   CHECK(absl::StrContains(out, R"("restarted":"Hello, again, approved by a new worker")"));
   CHECK(absl::StrContains(
-      out, R"("replayed":["ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok"])"));
+      out,
+      R"("replayed":["ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok"])"));
   // What Kiln does not serve says so: NOT_FOUND (5) for a namespace it does not have,
   // UNIMPLEMENTED (12) naming a method it lacks.
   CHECK(absl::StrContains(out, R"("unknown_namespace":5)"));
