@@ -115,6 +115,11 @@ int main(int argc, char** argv) {
                  "to measure what that saves)")
       ->envname("KILN_START_AT_SCHEDULE")
       ->capture_default_str();
+  app.add_option("--workflow-tasks-before-sync", options.workflow_tasks_before_sync,
+                 "Send a workflow task started at schedule to its worker before its commit is "
+                 "synced (false only to measure what that saves)")
+      ->envname("KILN_WORKFLOW_TASKS_BEFORE_SYNC")
+      ->capture_default_str();
   app.add_option("--engine-threads", options.engine_threads,
                  "Threads running engine work (0: one per core); with --engine-fibers=0 each holds "
                  "one request through its synced commit (32 suit 2 cores)")

@@ -164,8 +164,18 @@ void WorkflowWorker::ClearCache() {
   cache_.Clear();
 }
 
-std::unique_ptr<WorkflowInstance> WorkflowWorker::Checkout(const std::string& run_id) {
+std::unique_ptr<WorkflowInstance> WorkflowWorker::Checkout(const std::string& run_id,
+                                                           bool after_answer) {
+  // Long enough for an answer behind a synced commit on a loaded machine; past it the task
+  // reads the whole history, which is slower but as correct.
+  constexpr absl::Duration kAnswerWait = absl::Seconds(5);
   absl::MutexLock lock(&mu_);
+  if (after_answer) {
+    auto answered = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_.load() || !answering_.contains(run_id);
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&answered), kAnswerWait);
+  }
   return cache_.Checkout(run_id);
 }
 
@@ -341,15 +351,15 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task, std::share
     return;  // The task times out and is retried.
   }
 
-  std::unique_ptr<WorkflowInstance> instance = Checkout(run_id);
+  // A partial history (events after the previous task only, asked for because the run was
+  // cached here) needs the cached instance; without it, read the whole history and replay.
+  const bool partial = task.history().events_size() > 0 && task.history().events(0).event_id() > 1;
+  std::unique_ptr<WorkflowInstance> instance = Checkout(run_id, partial);
   // A cached instance fits only if its last task is the one the engine last saw completed.
   if (instance != nullptr &&
       instance->last_started_event_id() != task.previous_started_event_id()) {
     instance.reset();
   }
-  // A partial history (events after the previous task only, asked for because the run was
-  // cached here) needs the cached instance; without it, read the whole history and replay.
-  const bool partial = task.history().events_size() > 0 && task.history().events(0).event_id() > 1;
   if (partial) ++partial_histories_;
   if (partial && instance == nullptr) {
     task.clear_history();
@@ -421,6 +431,10 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task, std::share
   api::WorkerStreamCompletion completion;
   *completion.mutable_workflow_task_completed() = request;
   auto state = std::make_shared<std::unique_ptr<WorkflowInstance>>(std::move(instance));
+  {
+    absl::MutexLock lock(&mu_);
+    answering_.insert(run_id);
+  }
   stream_->Complete(
       std::move(completion),
       [this, run_id, state, eager_slots, began, hold, unary,
@@ -437,6 +451,8 @@ void WorkflowWorker::Handle(api::PollWorkflowTaskQueueResponse& task, std::share
           response = std::move(*answer->mutable_workflow_task_completed());
         }
         Completed(run_id, std::move(*state), eager_slots, began, std::move(response));
+        absl::MutexLock lock(&mu_);
+        answering_.erase(run_id);
       });
 }
 

@@ -19,6 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "common/ids.h"
 #include "sdk/activity_worker.h"
@@ -138,7 +139,10 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   // A task run ahead, by whether the engine took it (taken: a completed task, timed from
   // `began`).
   void CountSpeculative(bool accepted, absl::Time began);
-  std::unique_ptr<WorkflowInstance> Checkout(const std::string& run_id);
+  // The cached instance of `run_id`, if any. `after_answer`: first wait (up to
+  // kAnswerWait) for the answer to the run's previous task, if it is still on its way: the
+  // engine may push the run's next task before that answer, which returns the run to the cache.
+  std::unique_ptr<WorkflowInstance> Checkout(const std::string& run_id, bool after_answer = false);
   void Return(const std::string& run_id, std::unique_ptr<WorkflowInstance> instance);
   // The run this process follows, if any.
   std::shared_ptr<LocalRun> FindLocal(const std::string& run_id);
@@ -168,6 +172,8 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   int stream_credits_ = 0;
   std::deque<api::PollWorkflowTaskQueueResponse> pushed_ ABSL_GUARDED_BY(mu_);
   int credits_to_return_ ABSL_GUARDED_BY(mu_) = 0;
+  // Runs whose completion went on the stream and whose answer has not come yet.
+  absl::flat_hash_set<std::string> answering_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> running_{false};

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
@@ -20,7 +21,7 @@ class TaskPoll final : public RefCountedReactor {
 
   TaskPoll(const FrontendDeps& deps, RpcMetrics* metrics, const char* method, keys::TaskKind kind,
            std::string ns, std::string queue, std::string identity, bool exclusive,
-           absl::Time deadline, Response* response, Start start)
+           std::string worker_instance_id, absl::Time deadline, Response* response, Start start)
       : deps_(deps),
         metrics_(metrics),
         method_(method),
@@ -29,6 +30,7 @@ class TaskPoll final : public RefCountedReactor {
         queue_(std::move(queue)),
         identity_(std::move(identity)),
         exclusive_(exclusive),
+        worker_instance_id_(std::move(worker_instance_id)),
         deadline_(deadline),
         response_(response),
         start_(std::move(start)),
@@ -39,7 +41,7 @@ class TaskPoll final : public RefCountedReactor {
     auto poll = deps_.matching->Poll(
         kind_, ns_, queue_, identity_, deadline_,
         [this](std::optional<QueuedTask> task) { OnTask(std::move(task)); },
-        PollOptions{.exclusive = exclusive_});
+        PollOptions{.exclusive = exclusive_, .worker_instance_id = worker_instance_id_});
     if (!poll.ok()) {
       Done(poll.status());
       Unref();
@@ -64,6 +66,20 @@ class TaskPoll final : public RefCountedReactor {
   void OnTask(std::optional<QueuedTask> task) {
     if (!task.has_value()) {
       Done(absl::OkStatus());  // Deadline or cancel: an empty answer.
+      Unref();
+      return;
+    }
+    // Started and its answer built by the transition that made it (HistoryEngine::Commit):
+    // answered now, with no hop to the executor.
+    std::shared_ptr<Response> answer;
+    if constexpr (std::is_same_v<Response, api::PollWorkflowTaskQueueResponse>) {
+      answer = std::move(task->answer);
+    } else {
+      answer = std::move(task->activity_answer);
+    }
+    if (answer != nullptr) {
+      deps_.matching->Done(*task);
+      Done(absl::OkStatus(), [&] { *response_ = std::move(*answer); });
       Unref();
       return;
     }
@@ -119,6 +135,7 @@ class TaskPoll final : public RefCountedReactor {
   std::string queue_;
   std::string identity_;
   bool exclusive_;
+  std::string worker_instance_id_;
   absl::Time deadline_;
   Response* response_;
   Start start_;
@@ -273,8 +290,8 @@ grpc::ServerUnaryReactor* StartWorkflowTaskPoll(
     StartTask<api::PollWorkflowTaskQueueResponse> start) {
   auto* reactor = new TaskPoll<api::PollWorkflowTaskQueueResponse>(
       deps, metrics, "PollWorkflowTaskQueue", keys::TaskKind::kWorkflow, std::move(target.ns),
-      std::move(target.queue), std::move(target.identity), target.exclusive, target.deadline,
-      response, std::move(start));
+      std::move(target.queue), std::move(target.identity), target.exclusive,
+      std::move(target.worker_instance_id), target.deadline, response, std::move(start));
   reactor->Begin();
   return reactor;
 }
@@ -285,8 +302,8 @@ grpc::ServerUnaryReactor* StartActivityTaskPoll(
     StartTask<api::PollActivityTaskQueueResponse> start) {
   auto* reactor = new TaskPoll<api::PollActivityTaskQueueResponse>(
       deps, metrics, "PollActivityTaskQueue", keys::TaskKind::kActivity, std::move(target.ns),
-      std::move(target.queue), std::move(target.identity), target.exclusive, target.deadline,
-      response, std::move(start));
+      std::move(target.queue), std::move(target.identity), target.exclusive,
+      std::move(target.worker_instance_id), target.deadline, response, std::move(start));
   reactor->Begin();
   return reactor;
 }

@@ -30,6 +30,8 @@ struct TaskPollTarget {
   std::string identity;
   bool exclusive = false;
   absl::Time deadline;
+  // The worker's instance (its cache of runs), for a workflow task's partial history.
+  std::string worker_instance_id;
 };
 
 // Records the start of `task` (as a retry of `request_id`) and builds the poll's answer.

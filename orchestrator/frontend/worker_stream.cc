@@ -201,7 +201,8 @@ class WorkerStreamReactor final : public StreamReactor {
           kind_, open_.namespace_(), open_.task_queue().name(), open_.identity(),
           deps_.clock->Now() + kStreamPollDeadline,
           [this, token](std::optional<QueuedTask> task) { OnPollAnswer(token, std::move(task)); },
-          PollOptions{.exclusive = open_.exclusive()});
+          PollOptions{.exclusive = open_.exclusive(),
+                      .worker_instance_id = open_.worker_instance_id()});
       if (!poll.ok()) {
         {
           absl::MutexLock lock(&mu_);
@@ -251,6 +252,19 @@ class WorkerStreamReactor final : public StreamReactor {
     }
     if (closing) {
       Abandon(std::move(*task));
+      Unref();
+      return;
+    }
+    if (task->answer != nullptr || task->activity_answer != nullptr) {
+      // Started and its answer built by the transition that made it (HistoryEngine::Commit):
+      // out now, with no hop to the executor.
+      deps_.matching->Done(*task);
+      Queue([&](api::WorkerStreamResponse& out) {
+        if (task->answer != nullptr) *out.add_workflow_tasks() = std::move(*task->answer);
+        if (task->activity_answer != nullptr) {
+          *out.add_activity_tasks() = std::move(*task->activity_answer);
+        }
+      });
       Unref();
       return;
     }

@@ -55,7 +55,8 @@ TaskPollTarget WorkflowHandler::PollTarget(Ctx* ctx, const PollRequest& request)
       .queue = request.task_queue().name(),
       .identity = request.identity(),
       .exclusive = request.exclusive(),
-      .deadline = PollDeadline(ctx)};
+      .deadline = PollDeadline(ctx),
+      .worker_instance_id = {}};
 }
 
 absl::Time WorkflowHandler::PollDeadline(Ctx* ctx) {
@@ -226,8 +227,10 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollWorkflowTaskQueue(
                        ValidateWorkerInstance(request->worker_instance_id(), "worker_instance_id"));
   std::string identity = request->identity();
   std::string instance = request->worker_instance_id();
+  TaskPollTarget target = PollTarget(ctx, *request);
+  target.worker_instance_id = instance;
   return StartWorkflowTaskPoll(
-      deps_, &metrics_, PollTarget(ctx, *request), response,
+      deps_, &metrics_, std::move(target), response,
       [this, identity, instance](const QueuedTask& task, const std::string& request_id)
           -> absl::StatusOr<api::PollWorkflowTaskQueueResponse> {
         if (!task.record.query_id().empty()) {

@@ -5,6 +5,7 @@
 // a stale or duplicate answer from a worker is refused and changes nothing.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -39,6 +40,9 @@ struct EngineOptions {
   // The key task tokens are signed with (task_token.h): the server's token key, so that tokens
   // outlive a restart. Unset: a random key.
   std::optional<auth::TokenKey> task_token_key;
+  // A workflow task started at schedule goes to its poller before its transition's commit
+  // syncs (HistoryEngine::Commit, "before the sync"); false: after, like an activity's.
+  bool workflow_tasks_before_sync = true;
 };
 
 // A history read: the page, or "wait" when the caller asked to wait for new events and there
@@ -162,7 +166,20 @@ class HistoryEngine {
   struct StartedInline {
     TaskReservation reservation;
     QueuedTask task;
+    // Handed to its poller already, before the commit (a workflow task of the locked run).
+    bool handed_out = false;
   };
+  // Transitions between their batch's build and their commit's end (see Commit).
+  std::atomic<int> commits_in_flight_{0};
+  // The token, run and task fields of a workflow task's poll answer, from `state` as it is after
+  // the task's start (no history).
+  void FillWorkflowTask(const internal::ExecutionState& state,
+                        api::PollWorkflowTaskQueueResponse* response) const;
+  // The poll answer of the workflow task started in `m` (the run `handle` holds) for a
+  // reserved poller, built before the commit from `m` and the run cache's tail: null when the
+  // tail lacks events the answer needs (the poll then records the start as a retry).
+  std::shared_ptr<api::PollWorkflowTaskQueueResponse> AnswerBeforeCommit(
+      Handle& handle, Mutation& m, const TaskReservation& reservation);
   // For each new task of `m` whose queue has a waiting poller: reserves the poller and applies
   // the task's start to `m` (the task then needs no backlog entry).
   absl::Status StartForWaitingPollers(Mutation& m, std::vector<StartedInline>* started);

@@ -50,28 +50,6 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
   int64_t from = 1;
   int64_t last_written = 0;                  // the last written event the worker gets
   std::vector<api::HistoryEvent> transient;  // a transient task's own events, not written
-  auto fill = [&](const internal::ExecutionState& state) {
-    transient = TransientWorkflowTaskEvents(state);
-    const auto& wt = state.workflow_task();
-    internal::TaskToken token;
-    token.set_namespace_(state.namespace_());
-    token.set_workflow_id(state.workflow_id());
-    token.set_run_id(state.run_id());
-    token.set_scheduled_event_id(wt.scheduled_event_id());
-    token.set_attempt(wt.attempt());
-    token.set_kind("w");
-    token.set_poll_request_id(wt.started_request_id());
-    token.set_task_queue(state.task_queue());
-    response.set_task_token(task_tokens_.Encode(token));
-    response.mutable_workflow_execution()->set_workflow_id(state.workflow_id());
-    response.mutable_workflow_execution()->set_run_id(state.run_id());
-    response.mutable_workflow_type()->set_name(state.workflow_type());
-    response.set_previous_started_event_id(state.last_completed_workflow_task_started_event_id());
-    response.set_started_event_id(wt.started_event_id());
-    response.set_attempt(wt.attempt());
-    *response.mutable_scheduled_time() = wt.scheduled_time();
-    *response.mutable_started_time() = wt.started_time();
-  };
   {
     ASSIGN_OR_RETURN(auto handle, LoadRun(task.record.run_id()));
     const internal::ExecutionState& current = *(*handle)->state;
@@ -97,13 +75,15 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
       if (wt.started_request_id() != poll_request_id) {
         return absl::FailedPreconditionError("workflow task already started");
       }
-      fill(current);  // The same poll, retried: answer again.
+      FillWorkflowTask(current, &response);  // The same poll, retried: answer again.
+      transient = TransientWorkflowTaskEvents(current);
     } else {
       Mutation m(current, clock_->Now(), task_ids_.get());
       RETURN_IF_ERROR(
           ApplyWorkflowTaskStarted(m, task.task_id, task.queue, identity, poll_request_id));
       RETURN_IF_ERROR(Commit(*handle, m));
-      fill(*(*handle)->state);
+      FillWorkflowTask(*(*handle)->state, &response);
+      transient = TransientWorkflowTaskEvents(*(*handle)->state);
     }
     // A worker holding the run gets only what came after its previous task.
     if (*partial_history) from = response.previous_started_event_id() + 1;
@@ -128,6 +108,57 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
       *response.mutable_history()->add_events() = std::move(event);
     }
   }
+  return response;
+}
+
+void HistoryEngine::FillWorkflowTask(const internal::ExecutionState& state,
+                                     api::PollWorkflowTaskQueueResponse* response) const {
+  const auto& wt = state.workflow_task();
+  internal::TaskToken token;
+  token.set_namespace_(state.namespace_());
+  token.set_workflow_id(state.workflow_id());
+  token.set_run_id(state.run_id());
+  token.set_scheduled_event_id(wt.scheduled_event_id());
+  token.set_attempt(wt.attempt());
+  token.set_kind("w");
+  token.set_poll_request_id(wt.started_request_id());
+  token.set_task_queue(state.task_queue());
+  response->set_task_token(task_tokens_.Encode(token));
+  response->mutable_workflow_execution()->set_workflow_id(state.workflow_id());
+  response->mutable_workflow_execution()->set_run_id(state.run_id());
+  response->mutable_workflow_type()->set_name(state.workflow_type());
+  response->set_previous_started_event_id(state.last_completed_workflow_task_started_event_id());
+  response->set_started_event_id(wt.started_event_id());
+  response->set_attempt(wt.attempt());
+  *response->mutable_scheduled_time() = wt.scheduled_time();
+  *response->mutable_started_time() = wt.started_time();
+}
+
+std::shared_ptr<api::PollWorkflowTaskQueueResponse> HistoryEngine::AnswerBeforeCommit(
+    Handle& handle, Mutation& m, const TaskReservation& reservation) {
+  const internal::ExecutionState& state = m.state();
+  const auto& events = m.new_events();
+  if (events.empty()) return nullptr;
+  auto response = std::make_shared<api::PollWorkflowTaskQueueResponse>();
+  FillWorkflowTask(state, response.get());
+  // What RecordWorkflowTaskStarted would send: a worker holding the run gets what followed its
+  // previous task, any other the whole history.
+  const bool partial = !reservation.worker_instance_id.empty() &&
+                       state.sticky_worker() == reservation.worker_instance_id;
+  const int64_t from = partial ? response->previous_started_event_id() + 1 : 1;
+  const int64_t first_new = events.front().event_id();
+  if (from > first_new || events.back().event_id() != response->started_event_id()) {
+    return nullptr;
+  }
+  api::History* history = response->mutable_history();
+  if (from < first_new) {
+    // The committed part from the cache's tail (the state before this transition ends there).
+    std::optional<api::History> committed = cache_.Recent(*handle, from, first_new - 1);
+    if (!committed.has_value()) return nullptr;
+    *history = std::move(*committed);
+  }
+  for (const api::HistoryEvent& event : events) *history->add_events() = event;
+  if (history->events_size() > limits::kMaxHistoryPageSize) return nullptr;
   return response;
 }
 

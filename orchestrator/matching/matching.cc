@@ -319,7 +319,8 @@ absl::StatusOr<Matching::PollId> Matching::Impl::Poll(keys::TaskKind kind, std::
       Touch(q);
       return id;
     }
-    Waiter waiter{id, identity_str, std::move(callback), /*alarm=*/0};
+    Waiter waiter{id, identity_str, std::move(callback), poll_options.worker_instance_id,
+                  /*alarm=*/0};
     if (deadline > now && deadline != absl::InfiniteFuture()) {
       waiter.alarm = ScheduleAlarm(deadline, [this, id] { OnPollDeadline(id); });
     }
@@ -470,6 +471,7 @@ std::optional<Matching::Reservation> Matching::Impl::Reserve(keys::TaskKind kind
   Touch(q);
   return Reservation{.poll_id = waiter->poll_id,
                      .identity = std::move(waiter->identity),
+                     .worker_instance_id = std::move(waiter->worker_instance_id),
                      .kind = kind,
                      .ns = std::string(ns),
                      .queue = std::string(queue)};

@@ -61,6 +61,8 @@ struct PollOptions {
   // Hold the queue for this poll's identity (see "Exclusive queues" above). A poll from the
   // lease's holder renews it whether or not it asks for exclusivity.
   bool exclusive = false;
+  // The polling worker's instance, handed on with a reservation (TaskReservation).
+  std::string worker_instance_id;
 };
 
 struct PollerInfo {

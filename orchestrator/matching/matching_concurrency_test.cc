@@ -257,7 +257,7 @@ TEST_CASE("identities racing for an exclusive queue: once one holds it, only it 
               }
               slot->Set();
             },
-            PollOptions{.exclusive = exclusive});
+            PollOptions{.exclusive = exclusive, .worker_instance_id = {}});
         if (!id.ok()) {
           if (id.status().code() != absl::StatusCode::kFailedPrecondition) ++errors;
           ++refused;

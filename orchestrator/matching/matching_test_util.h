@@ -123,7 +123,8 @@ class MatchingHarness {
   StartedPoll ExclusivePoll(const std::string& identity, absl::Duration timeout = absl::Seconds(60),
                             const std::string& queue = "q",
                             keys::TaskKind kind = keys::TaskKind::kWorkflow) {
-    return Poll(timeout, queue, identity, kind, PollOptions{.exclusive = true});
+    return Poll(timeout, queue, identity, kind,
+                PollOptions{.exclusive = true, .worker_instance_id = {}});
   }
   // Polls, expects an immediate task, and finishes it the way the started transition does.
   int64_t TakeAndFinish(const std::string& queue = "q") {

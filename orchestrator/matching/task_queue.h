@@ -32,6 +32,7 @@ struct Waiter {
   Matching::PollId poll_id = 0;
   std::string identity;
   Matching::PollCallback callback;
+  std::string worker_instance_id;
   // The deadline alarm; 0 when the poll has none (an infinite deadline).
   AlarmId alarm = 0;
 };

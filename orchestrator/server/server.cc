@@ -157,7 +157,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       server->engine_,
       HistoryEngine::Create(
           server->store_.get(), &server->clock_, &server->ids_, server->listener_.get(),
-          EngineOptions{.retention = options.retention, .task_token_key = local_auth.key}));
+          EngineOptions{.retention = options.retention,
+                        .task_token_key = local_auth.key,
+                        .workflow_tasks_before_sync = options.workflow_tasks_before_sync}));
   HistoryEngine* engine = server->engine_.get();
   server->timers_ = std::make_unique<TimerQueue>(
       server->store_.get(), &server->clock_, server->executor_.get(),
@@ -241,9 +243,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (!options.temporal_listen.empty()) {
     ASSIGN_OR_RETURN(HostPort temporal,
                      ParseHostPort(options.temporal_listen, "--temporal-listen"));
-    // Temporal's API reaches the engine through this server's own WorkflowService, in process.
-    grpc::ChannelArguments engine_args;
-    engine_args.SetMaxReceiveMessageSize(64 << 20);
+    // Temporal's API calls this server's own WorkflowService handler directly.
     ASSIGN_OR_RETURN(
         server->temporal_,
         TemporalFrontend::Start(TemporalFrontendOptions{.listen = options.temporal_listen,
@@ -251,7 +251,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                                         .namespaces = options.temporal_namespaces,
                                                         .retention = options.retention,
                                                         .server_version = kVersion},
-                                server->grpc_server_->InProcessChannel(engine_args)));
+                                server->workflow_service_.get()));
     WarnIfExposedWithoutTls("kiln-orchestrator", "Temporal's API (--temporal-listen)",
                             temporal.host, !options.tls_cert_file.empty());
   }

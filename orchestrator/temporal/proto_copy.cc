@@ -1,47 +1,108 @@
 #include "orchestrator/temporal/proto_copy.h"
 
+#include <memory>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <google/protobuf/descriptor.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 
 namespace kiln::orchestrator {
 namespace {
 
+using google::protobuf::Descriptor;
+using google::protobuf::EnumDescriptor;
 using google::protobuf::EnumValueDescriptor;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
 
+// Where a field is in the message being copied ("commands[0].command_type"), spelled out only
+// for an error: building the text for every field copied cost more than the copy.
+struct Path {
+  const Path* parent = nullptr;
+  const FieldDescriptor* field = nullptr;
+  int index = -1;  // an element of a repeated field
+
+  std::string ToString() const {
+    std::string text = parent == nullptr ? "" : parent->ToString();
+    if (field != nullptr) absl::StrAppend(&text, text.empty() ? "" : ".", field->name());
+    if (index >= 0) absl::StrAppend(&text, "[", index, "]");
+    return text;
+  }
+};
+
+// What copying one message type into another takes, worked out once per pair of types (and
+// set of wire-compatible types) and kept per thread: descriptors live as long as the process.
+struct TypePlan {
+  // For each field of the source type (by index), the target's field of the same name and
+  // kind, or nullptr when the target lacks it or has it as another kind (skipped).
+  std::vector<const FieldDescriptor*> targets;
+  // Copied through their encoding (CopyOptions::wire_compatible).
+  bool wire_compatible = false;
+};
+
+const TypePlan& PlanFor(const Descriptor* from, const Descriptor* to,
+                        const absl::flat_hash_set<std::string>* wire_compatible) {
+  using Key = std::tuple<const Descriptor*, const Descriptor*, const void*>;
+  // Plans by pointer: a copy holds its plan while nested copies add theirs.
+  thread_local absl::flat_hash_map<Key, std::unique_ptr<TypePlan>> plans;
+  std::unique_ptr<TypePlan>& slot = plans[Key{from, to, wire_compatible}];
+  if (slot != nullptr) return *slot;
+  slot = std::make_unique<TypePlan>();
+  TypePlan& plan = *slot;
+  plan.wire_compatible =
+      wire_compatible != nullptr &&
+      (wire_compatible->contains(from->full_name()) || wire_compatible->contains(to->full_name()));
+  plan.targets.resize(from->field_count(), nullptr);
+  for (int i = 0; i < from->field_count(); ++i) {
+    const FieldDescriptor* source = from->field(i);
+    const FieldDescriptor* target = to->FindFieldByName(source->name());
+    if (target == nullptr || source->cpp_type() != target->cpp_type() ||
+        source->is_repeated() != target->is_repeated()) {
+      continue;
+    }
+    plan.targets[i] = target;
+  }
+  return plan;
+}
+
 absl::Status CopyMessage(const Message& from, Message* to, const CopyOptions& options,
-                         const std::string& path);
+                         const Path& path);
 
 absl::StatusOr<const EnumValueDescriptor*> MapEnum(const EnumValueDescriptor* value,
                                                    const FieldDescriptor* target,
-                                                   const std::string& path) {
-  const EnumValueDescriptor* mapped = target->enum_type()->FindValueByName(value->name());
+                                                   const Path& path) {
+  // By name, remembered per thread (a lookup by name searches the whole descriptor pool).
+  thread_local absl::flat_hash_map<std::pair<const EnumValueDescriptor*, const EnumDescriptor*>,
+                                   const EnumValueDescriptor*>
+      mapped_values;
+  auto [it, inserted] = mapped_values.try_emplace({value, target->enum_type()}, nullptr);
+  if (inserted) it->second = target->enum_type()->FindValueByName(value->name());
+  const EnumValueDescriptor* mapped = it->second;
   if (mapped == nullptr) {
     // An unset enum (0) may be spelled differently; it means the same on both sides.
     if (value->number() == 0) return target->enum_type()->FindValueByNumber(0);
     return absl::UnimplementedError(
-        absl::StrCat(path, ": ", value->name(), " is not supported by Kiln yet"));
+        absl::StrCat(path.ToString(), ": ", value->name(), " is not supported by Kiln yet"));
   }
   return mapped;
 }
 
 absl::Status CopySubMessage(const Message& from, Message* to, const CopyOptions& options,
-                            const std::string& path) {
+                            const Path& path) {
   if (from.GetDescriptor() == to->GetDescriptor()) {  // well-known types: Duration, Timestamp
     to->CopyFrom(from);
     return absl::OkStatus();
   }
-  if (options.wire_compatible != nullptr &&
-      (options.wire_compatible->contains(from.GetDescriptor()->full_name()) ||
-       options.wire_compatible->contains(to->GetDescriptor()->full_name()))) {
+  if (PlanFor(from.GetDescriptor(), to->GetDescriptor(), options.wire_compatible).wire_compatible) {
     if (!to->ParseFromString(from.SerializeAsString())) {
-      return absl::InternalError(absl::StrCat(path, ": does not parse as ", to->GetTypeName()));
+      return absl::InternalError(
+          absl::StrCat(path.ToString(), ": does not parse as ", to->GetTypeName()));
     }
     if (options.fixup) options.fixup(*to);
     return absl::OkStatus();
@@ -49,17 +110,16 @@ absl::Status CopySubMessage(const Message& from, Message* to, const CopyOptions&
   return CopyMessage(from, to, options, path);
 }
 
+// `target` is of the same kind as `source` (TypePlan).
 absl::Status CopyField(const Message& from, const FieldDescriptor* source, Message* to,
                        const FieldDescriptor* target, const CopyOptions& options,
-                       const std::string& path) {
+                       const Path& path) {
   const Reflection* in = from.GetReflection();
   const Reflection* out = to->GetReflection();
-  if (source->cpp_type() != target->cpp_type()) return absl::OkStatus();  // another kind
-  if (source->is_repeated() != target->is_repeated()) return absl::OkStatus();
   if (source->is_repeated()) {
     const int n = in->FieldSize(from, source);
     for (int i = 0; i < n; ++i) {
-      const std::string item = absl::StrCat(path, "[", i, "]");
+      const Path item{.parent = path.parent, .field = path.field, .index = i};
       switch (source->cpp_type()) {
         case FieldDescriptor::CPPTYPE_MESSAGE: {
           absl::Status s = CopySubMessage(in->GetRepeatedMessage(from, source, i),
@@ -140,15 +200,16 @@ absl::Status CopyField(const Message& from, const FieldDescriptor* source, Messa
 }
 
 absl::Status CopyMessage(const Message& from, Message* to, const CopyOptions& options,
-                         const std::string& path) {
+                         const Path& path) {
+  const TypePlan& plan = PlanFor(from.GetDescriptor(), to->GetDescriptor(), nullptr);
   std::vector<const FieldDescriptor*> fields;
   from.GetReflection()->ListFields(from, &fields);
   for (const FieldDescriptor* source : fields) {
-    const FieldDescriptor* target = to->GetDescriptor()->FindFieldByName(source->name());
+    if (source->is_extension()) continue;
+    const FieldDescriptor* target = plan.targets[source->index()];
     if (target == nullptr) continue;
-    const std::string field_path =
-        path.empty() ? source->name() : absl::StrCat(path, ".", source->name());
-    absl::Status copied = CopyField(from, source, to, target, options, field_path);
+    absl::Status copied =
+        CopyField(from, source, to, target, options, Path{.parent = &path, .field = source});
     if (!copied.ok()) return copied;
   }
   if (options.fixup) options.fixup(*to);
@@ -158,7 +219,7 @@ absl::Status CopyMessage(const Message& from, Message* to, const CopyOptions& op
 }  // namespace
 
 absl::Status CopyByName(const Message& from, Message* to, const CopyOptions& options) {
-  return CopyMessage(from, to, options, "");
+  return CopyMessage(from, to, options, Path{});
 }
 
 }  // namespace kiln::orchestrator

@@ -2,16 +2,21 @@
 // rather than the generated service class: every method Kiln does not implement then answers
 // UNIMPLEMENTED with a message naming it (a generated service answers them with an empty
 // one), and the build compiles only Temporal's messages, not its service definition.
+//
+// The engine's WorkflowService handler is called directly, with the Temporal call's own server
+// context (EngineCall): no gRPC channel, no second call, no encoding of the engine's messages
+// between the two, which an in-process channel cost (docs/benchmarks.md).
 #include "orchestrator/temporal/temporal_frontend.h"
 
 #include <functional>
 #include <mutex>
 #include <utility>
 
-#include <grpcpp/client_context.h>
 #include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
+#include <grpcpp/support/server_callback.h>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -36,6 +41,14 @@ namespace tenums = ::temporal::api::enums::v1;
 constexpr char kServicePrefix[] = "/temporal.api.workflowservice.v1.WorkflowService/";
 constexpr int kMaxMessageBytes = 8 << 20;
 
+// The engine's side of a Temporal call in flight: what the Temporal call forwards its
+// cancellation to (EngineCall).
+class EngineCallBase {
+ public:
+  virtual ~EngineCallBase() = default;
+  virtual void Cancel() = 0;
+};
+
 // One call to the Temporal frontend: reads its one request, and finishes with one answer or a
 // status. A call waiting on the engine (a long poll) is cancelled there when its caller goes.
 class Call final : public grpc::ServerGenericBidiReactor {
@@ -57,13 +70,10 @@ class Call final : public grpc::ServerGenericBidiReactor {
 
   // Parses the request; on failure the call is finished (INVALID_ARGUMENT).
   bool Parse(google::protobuf::Message* message) {
-    std::vector<grpc::Slice> slices;
-    std::string bytes;
-    if (request_.Dump(&slices).ok()) {
-      for (const grpc::Slice& slice : slices) {
-        bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-      }
-      if (message->ParseFromString(bytes)) return true;
+    // Straight from gRPC's slices, as a generated service parses.
+    if (grpc::SerializationTraits<google::protobuf::Message>::Deserialize(&request_, message)
+            .ok()) {
+      return true;
     }
     Fail(absl::InvalidArgumentError(
         absl::StrCat(method(), ": the request does not parse as ", message->GetTypeName())));
@@ -71,25 +81,35 @@ class Call final : public grpc::ServerGenericBidiReactor {
   }
 
   void Reply(const google::protobuf::Message& response) {
-    std::string bytes = response.SerializeAsString();
-    grpc::Slice slice(bytes);
-    response_ = grpc::ByteBuffer(&slice, 1);
+    bool own_buffer = false;
+    grpc::Status serialized = grpc::SerializationTraits<google::protobuf::Message>::Serialize(
+        response, &response_, &own_buffer);
+    if (!serialized.ok()) return Fail(serialized);
     StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
   }
   void Fail(const absl::Status& status) { Finish(ToGrpc(status)); }
   void Fail(const grpc::Status& status) { Finish(status); }
 
-  // An engine call made for this one: the caller's token and deadline travel with it, and it
-  // is cancelled if this call is.
-  void Attach(grpc::ClientContext* outbound) {
-    outbound->set_deadline(ctx_->deadline());
-    const auto& metadata = ctx_->client_metadata();
-    if (auto it = metadata.find("authorization"); it != metadata.end()) {
-      outbound->AddMetadata("authorization", std::string(it->second.data(), it->second.size()));
-    }
+  // The context the engine's handler is called with: the caller's token, deadline and peer
+  // as gRPC received them. One engine call per Temporal call may use it (its default reactor
+  // is the engine call's): nullptr for a second one.
+  grpc::CallbackServerContext* TakeContextForEngine() {
     std::lock_guard<std::mutex> lock(mu_);
-    outbound_ = outbound;
-    if (cancelled_) outbound->TryCancel();
+    if (engine_called_) return nullptr;
+    engine_called_ = true;
+    return ctx_;
+  }
+
+  // The engine call made for this one: cancelled if this call is.
+  void Attach(std::shared_ptr<EngineCallBase> outbound) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!cancelled_) {
+        outbound_ = std::move(outbound);
+        return;
+      }
+    }
+    outbound->Cancel();
   }
   void Detach() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -104,9 +124,14 @@ class Call final : public grpc::ServerGenericBidiReactor {
     dispatch_(*this);
   }
   void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    if (outbound_ != nullptr) outbound_->TryCancel();
+    std::shared_ptr<EngineCallBase> outbound;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancelled_ = true;
+      outbound = std::move(outbound_);
+    }
+    // Outside the lock: the engine may finish the call inline, and its answer detaches.
+    if (outbound != nullptr) outbound->Cancel();
   }
   void OnDone() override { delete this; }
 
@@ -116,31 +141,121 @@ class Call final : public grpc::ServerGenericBidiReactor {
   grpc::ByteBuffer request_;
   grpc::ByteBuffer response_;
   std::mutex mu_;
-  grpc::ClientContext* outbound_ = nullptr;  // guarded by mu_
-  bool cancelled_ = false;                   // guarded by mu_
+  std::shared_ptr<EngineCallBase> outbound_;  // guarded by mu_
+  bool cancelled_ = false;                    // guarded by mu_
+  bool engine_called_ = false;                // guarded by mu_
 };
 
-// An engine call in flight: alive until its callback has run.
+// One call of the engine's WorkflowService handler, made as gRPC's callback server makes it:
+// the handler returns its reactor, which this binds to itself (gRPC's ServerCallbackUnary) so
+// that the reactor's Finish lands here, with the response it wrote in `response`. Then `done`
+// runs with the status; the reactor's OnDone runs before it, once the handler has returned
+// and no OnCancel is running (what gRPC promises a reactor), so that the Temporal call, whose
+// context holds the engine call's default reactor, finishes only after the engine is done
+// with that context. Cancel forwards the Temporal call's cancellation as OnCancel. Alive while
+// the Temporal call holds it or the engine has not finished.
 template <typename Request, typename Response>
-struct EngineCall {
-  grpc::ClientContext ctx;
+class EngineCall final : public EngineCallBase,
+                         public grpc::ServerCallbackUnary,
+                         public std::enable_shared_from_this<EngineCall<Request, Response>> {
+ public:
+  using Done = std::function<void(const grpc::Status&, const Response&)>;
+
+  EngineCall(Request request, Done done) : request(std::move(request)), done_(std::move(done)) {}
+
+  // Takes the reactor the handler returned; a Finish it asked for already is replayed now.
+  void Bind(grpc::ServerUnaryReactor* reactor) {
+    self_ = this->shared_from_this();  // until the engine has finished
+    reactor_ = reactor;
+    BindReactor(reactor);
+    bool cancel;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      bound_ = true;
+      cancel = cancel_wanted_ && !finished_;
+      if (cancel) cancel_running_ = true;
+    }
+    if (cancel) RunOnCancel();
+    MaybeComplete();
+  }
+
+  void Cancel() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_ || cancel_running_ || cancel_wanted_) return;
+      cancel_wanted_ = true;
+      if (!bound_) return;  // Bind runs it
+      cancel_running_ = true;
+    }
+    RunOnCancel();
+    MaybeComplete();
+  }
+
+  // grpc::ServerCallbackUnary: the reactor's answer.
+  void Finish(grpc::Status status) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_) return;
+      finished_ = true;
+      status_ = std::move(status);
+    }
+    // Not inside Bind (gRPC's bind replays a backlogged Finish under the reactor's lock), nor
+    // during OnCancel: whichever of them ends last completes.
+    MaybeComplete();
+  }
+  void SendInitialMetadata() override {}  // sent with the Temporal answer
+
   Request request;
   Response response;
+
+ private:
+  // grpc::internal::ServerCallbackCall.
+  grpc::internal::ServerReactor* reactor() override { return reactor_; }
+  void CallOnDone() override {}  // MaybeComplete runs OnDone
+
+  void RunOnCancel() {
+    reactor_->OnCancel();
+    std::lock_guard<std::mutex> lock(mu_);
+    cancel_running_ = false;
+  }
+
+  void MaybeComplete() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!bound_ || !finished_ || cancel_running_ || completed_) return;
+      completed_ = true;
+    }
+    reactor_->OnDone();
+    done_(status_, response);
+    done_ = nullptr;
+    self_.reset();  // may free this
+  }
+
+  Done done_;
+  grpc::ServerUnaryReactor* reactor_ = nullptr;
+  std::shared_ptr<EngineCall> self_;
+  std::mutex mu_;
+  grpc::Status status_;          // guarded by mu_ until completed_
+  bool bound_ = false;           // guarded by mu_
+  bool finished_ = false;        // guarded by mu_
+  bool cancel_wanted_ = false;   // guarded by mu_
+  bool cancel_running_ = false;  // guarded by mu_
+  bool completed_ = false;       // guarded by mu_
 };
 
-// Invokes Method on the engine stub's callback API.
+// Calls Method on the engine's WorkflowService handler; returns its reactor.
 #define KILN_ENGINE(Method)                                                            \
-  [](kapi::WorkflowService::Stub* stub, grpc::ClientContext* ctx, const auto* request, \
-     auto* response, std::function<void(grpc::Status)> done) {                         \
-    stub->async()->Method(ctx, request, response, std::move(done));                    \
+  [](kapi::WorkflowService::CallbackService* engine, grpc::CallbackServerContext* ctx, \
+     const auto* request, auto* response) -> grpc::ServerUnaryReactor* {               \
+    return engine->Method(ctx, request, response);                                     \
   }
 
 class Frontend final : public TemporalFrontend, public grpc::CallbackGenericService {
  public:
-  Frontend(const TemporalFrontendOptions& options, std::shared_ptr<grpc::Channel> engine)
+  Frontend(const TemporalFrontendOptions& options, kapi::WorkflowService::CallbackService* engine)
       : options_(options),
         namespaces_(options.namespaces.begin(), options.namespaces.end()),
-        engine_(kapi::WorkflowService::NewStub(std::move(engine))) {
+        engine_(engine) {
     Register();
     dispatch_ = [this](Call& call) { Dispatch(call); };
   }
@@ -207,19 +322,23 @@ class Frontend final : public TemporalFrontend, public grpc::CallbackGenericServ
   void CallEngine(Call& call, KRequest request, Invoke invoke,
                   std::function<void(const KResponse&)> done,
                   std::function<grpc::Status(const grpc::Status&)> map_error = nullptr) {
-    auto in_flight = std::make_shared<EngineCall<KRequest, KResponse>>();
-    in_flight->request = std::move(request);
-    call.Attach(&in_flight->ctx);
-    invoke(engine_.get(), &in_flight->ctx, &in_flight->request, &in_flight->response,
-           [in_flight, &call, done = std::move(done),
-            map_error = std::move(map_error)](grpc::Status status) {
-             call.Detach();
-             if (!status.ok()) {
-               call.Fail(map_error ? map_error(status) : status);
-               return;
-             }
-             done(in_flight->response);
-           });
+    grpc::CallbackServerContext* ctx = call.TakeContextForEngine();
+    if (ctx == nullptr) {
+      return call.Fail(absl::InternalError(
+          absl::StrCat(call.method(), ": the frontend makes one engine call per Temporal call")));
+    }
+    auto in_flight = std::make_shared<EngineCall<KRequest, KResponse>>(
+        std::move(request), [&call, done = std::move(done), map_error = std::move(map_error)](
+                                const grpc::Status& status, const KResponse& response) {
+          call.Detach();
+          if (!status.ok()) {
+            call.Fail(map_error ? map_error(status) : status);
+            return;
+          }
+          done(response);
+        });
+    call.Attach(in_flight);
+    in_flight->Bind(invoke(engine_, ctx, &in_flight->request, &in_flight->response));
   }
 
   // The common shape: Temporal's request translated by name (then `adjust`ed), the engine's
@@ -279,7 +398,7 @@ class Frontend final : public TemporalFrontend, public grpc::CallbackGenericServ
 
   TemporalFrontendOptions options_;
   absl::flat_hash_set<std::string> namespaces_;
-  std::unique_ptr<kapi::WorkflowService::Stub> engine_;
+  kapi::WorkflowService::CallbackService* engine_;
   absl::flat_hash_map<std::string, Handler> handlers_;
   Call::Dispatch dispatch_;
   ServerCalls calls_;  // Outlives server_.
@@ -589,8 +708,8 @@ void Frontend::Register() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TemporalFrontend>> TemporalFrontend::Start(
-    const TemporalFrontendOptions& options, std::shared_ptr<grpc::Channel> engine) {
-  auto frontend = std::make_unique<Frontend>(options, std::move(engine));
+    const TemporalFrontendOptions& options, kapi::WorkflowService::CallbackService* engine) {
+  auto frontend = std::make_unique<Frontend>(options, engine);
   RETURN_IF_ERROR(frontend->Serve());
   LogInfo("orchestrator.temporal_serving",
           {{"temporal_listen", options.listen},

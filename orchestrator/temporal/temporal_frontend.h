@@ -3,9 +3,10 @@
 //
 // It is a translator, not a second engine: each Temporal request becomes the engine's
 // kiln.api.v1 request (most messages match field by field, by name; enums map by value name),
-// goes through the engine's own WorkflowService over an in-process channel (the same
-// Authorizer, validation, long polls and queries as a native call; the caller's
-// `authorization` header and deadline travel with it), and the answer is translated back.
+// goes straight to the engine's own WorkflowService handler, called in this process as gRPC
+// would call it (the same Authorizer, validation, long polls and queries as a native call; it
+// sees the Temporal call's own context: its `authorization` header, deadline and
+// cancellation), and the answer is translated back.
 // What Kiln does not have answers UNIMPLEMENTED naming the method. docs/temporal-api.md has the
 // mapping.
 //
@@ -17,11 +18,11 @@
 #include <string>
 #include <vector>
 
-#include <grpcpp/channel.h>
 #include <grpcpp/security/server_credentials.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "kiln/api/v1/workflow_service.grpc.pb.h"
 
 namespace kiln::orchestrator {
 
@@ -40,10 +41,12 @@ struct TemporalFrontendOptions {
 
 class TemporalFrontend {
  public:
-  // Serves on options.listen; `engine` reaches this process's kiln.api.v1.WorkflowService (an
-  // in-process channel). UNIMPLEMENTED when this build has no Temporal frontend.
+  // Serves on options.listen; `engine` is this process's kiln.api.v1.WorkflowService handler,
+  // whose methods each Temporal call invokes directly (no gRPC channel between the two); it
+  // must outlive the frontend. UNIMPLEMENTED when this build has no Temporal frontend.
   static absl::StatusOr<std::unique_ptr<TemporalFrontend>> Start(
-      const TemporalFrontendOptions& options, std::shared_ptr<grpc::Channel> engine);
+      const TemporalFrontendOptions& options,
+      kiln::api::v1::WorkflowService::CallbackService* engine);
   virtual ~TemporalFrontend() = default;
 
   virtual int port() const = 0;

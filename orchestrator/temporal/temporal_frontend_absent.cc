@@ -4,7 +4,8 @@
 namespace kiln::orchestrator {
 
 absl::StatusOr<std::unique_ptr<TemporalFrontend>> TemporalFrontend::Start(
-    const TemporalFrontendOptions& options, std::shared_ptr<grpc::Channel> engine) {
+    const TemporalFrontendOptions& options,
+    kiln::api::v1::WorkflowService::CallbackService* engine) {
   return absl::UnimplementedError(
       "--temporal-listen: this kiln-orchestrator was built without the Temporal frontend (the "
       "build found no @temporalio/core-bridge .proto files: run `make deps`, then rebuild)");

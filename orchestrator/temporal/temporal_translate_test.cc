@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <thread>
+
 #include "kiln/api/v1/workflow_service.pb.h"
 #include "temporal/api/workflowservice/v1/request_response.pb.h"
 
@@ -168,6 +170,76 @@ TEST_CASE("Temporal translation: a task queue's description") {
 
   t.mutable_task_queue()->set_kind(tenums::TASK_QUEUE_KIND_STICKY);
   CHECK(DescribeTaskQueueToKiln(t, k).code() == absl::StatusCode::kUnimplemented);
+}
+
+// The copy keeps a plan per pair of message types per thread, made the first time the pair is
+// met, usually in the middle of copying its parent: a thread's first copy of a history of many
+// kinds makes a dozen plans while outer copies are using theirs.
+TEST_CASE("Temporal translation: a thread's first copy of a history of many kinds is whole") {
+  kapi::PollWorkflowTaskQueueResponse engine;
+  engine.set_task_token("tok");
+  auto* events = engine.mutable_history()->mutable_events();
+  auto add = [&](kapi::EventType type) {
+    kapi::HistoryEvent* event = events->Add();
+    event->set_event_id(events->size());
+    event->set_event_type(type);
+    return event;
+  };
+  add(kapi::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
+      ->mutable_workflow_execution_started_event_attributes()
+      ->mutable_task_queue()
+      ->set_name("q");
+  add(kapi::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED)
+      ->mutable_workflow_task_scheduled_event_attributes()
+      ->set_attempt(1);
+  add(kapi::EVENT_TYPE_WORKFLOW_TASK_STARTED)
+      ->mutable_workflow_task_started_event_attributes()
+      ->set_scheduled_event_id(2);
+  add(kapi::EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+      ->mutable_workflow_task_completed_event_attributes()
+      ->set_started_event_id(3);
+  add(kapi::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+      ->mutable_activity_task_scheduled_event_attributes()
+      ->mutable_activity_type()
+      ->set_name("echo");
+  add(kapi::EVENT_TYPE_ACTIVITY_TASK_STARTED)
+      ->mutable_activity_task_started_event_attributes()
+      ->set_scheduled_event_id(5);
+  add(kapi::EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
+      ->mutable_activity_task_completed_event_attributes()
+      ->mutable_result()
+      ->add_payloads()
+      ->set_data("x");
+  add(kapi::EVENT_TYPE_TIMER_STARTED)->mutable_timer_started_event_attributes()->set_timer_id("t");
+  add(kapi::EVENT_TYPE_TIMER_FIRED)->mutable_timer_fired_event_attributes()->set_timer_id("t");
+  add(kapi::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+      ->mutable_workflow_execution_signaled_event_attributes()
+      ->set_signal_name("go");
+  add(kapi::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED)
+      ->mutable_workflow_execution_completed_event_attributes()
+      ->mutable_result()
+      ->add_payloads()
+      ->set_data("done");
+
+  twf::PollWorkflowTaskQueueResponse translated;
+  absl::Status status;
+  std::thread([&] { status = ToTemporal(engine, &translated); }).join();
+  REQUIRE(status.ok());
+  const auto& out = translated.history().events();
+  REQUIRE(out.size() == 11);
+  CHECK(out[0].workflow_execution_started_event_attributes().task_queue().name() == "q");
+  CHECK(out[1].workflow_task_scheduled_event_attributes().attempt() == 1);
+  CHECK(out[2].workflow_task_started_event_attributes().scheduled_event_id() == 2);
+  CHECK(out[3].workflow_task_completed_event_attributes().started_event_id() == 3);
+  CHECK(out[4].activity_task_scheduled_event_attributes().activity_type().name() == "echo");
+  CHECK(out[5].activity_task_started_event_attributes().scheduled_event_id() == 5);
+  CHECK(out[6].activity_task_completed_event_attributes().result().payloads(0).data() == "x");
+  CHECK(out[7].timer_started_event_attributes().timer_id() == "t");
+  CHECK(out[8].timer_fired_event_attributes().timer_id() == "t");
+  CHECK(out[9].workflow_execution_signaled_event_attributes().signal_name() == "go");
+  CHECK(out[10].event_type() == tenums::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+  CHECK(out[10].workflow_execution_completed_event_attributes().result().payloads(0).data() ==
+        "done");
 }
 
 }  // namespace

@@ -186,12 +186,9 @@ grpc::Status WorkerStream::RunOnce() {
       absl::MutexLock lock(&mu_);
       outstanding_ -= response.workflow_tasks_size() + response.activity_tasks_size();
     }
-    for (auto& task : *response.mutable_workflow_tasks()) {
-      if (handlers_.workflow_task) handlers_.workflow_task(std::move(task));
-    }
-    for (auto& task : *response.mutable_activity_tasks()) {
-      if (handlers_.activity_task) handlers_.activity_task(std::move(task));
-    }
+    // Answers first: a workflow task's answer puts its run back in the worker's cache, and the
+    // run's next task may come in the same message (the engine sends a workflow task before
+    // the commit that made it has synced); handled after, it finds the run there.
     for (auto& answer : *response.mutable_answers()) {
       Done done;
       {
@@ -202,6 +199,12 @@ grpc::Status WorkerStream::RunOnce() {
         waiting_.erase(it);
       }
       done(std::move(answer));
+    }
+    for (auto& task : *response.mutable_workflow_tasks()) {
+      if (handlers_.workflow_task) handlers_.workflow_task(std::move(task));
+    }
+    for (auto& task : *response.mutable_activity_tasks()) {
+      if (handlers_.activity_task) handlers_.activity_task(std::move(task));
     }
     response.Clear();
   }

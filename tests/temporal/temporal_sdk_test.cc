@@ -59,7 +59,8 @@ fs::path MakeProject(const std::string& dir) {
   const fs::path project = fs::path(dir) / "project";
   fs::create_directories(project);
   fs::create_directory_symlink(KILN_TEMPORAL_NODE_MODULES, project / "node_modules");
-  for (const char* file : {"temporal_sdk.js", "temporal_tls.js", "workflows.js"}) {
+  for (const char* file : {"temporal_sdk.js", "temporal_tls.js", "workflows.js",
+                           "temporal_protocol.js", "protocol_workflows.js"}) {
     fs::copy_file(fs::path(KILN_TEMPORAL_TEST_SOURCE_DIR) / file, project / file);
   }
   return project;
@@ -246,6 +247,36 @@ TEST_CASE("Temporal's TypeScript SDK reaches Kiln over mutual TLS with a token",
   CHECK(absl::StrContains(out, R"("without_certificate":"no connection")"));
   CHECK(absl::StrContains(out, R"("without_token":16)"));
   CHECK(absl::StrContains(out, R"("plain_text":"no connection")"));
+  REQUIRE(orchestrator.Stop().ok());
+}
+
+// What one workflow of the SDK's costs the engine, by method: the SDK's protocol (start, two
+// workflow tasks, the activity's answer, the client's wait for the result) and nothing more.
+// The activity is dispatched eagerly, in the answer to the completion that scheduled it, never
+// through PollActivityTaskQueue; the second workflow task reaches a waiting poll.
+TEST_CASE("Temporal's TypeScript SDK costs the engine seven calls per one-activity workflow",
+          "[temporal]") {
+  const std::string node = NodeOrSkip();
+  if (node.empty()) return;
+  testutil::TempDir dir;
+  const std::string temporal_address = absl::StrCat("127.0.0.1:", testutil::FreePort());
+  testutil::OrchestratorProcess orchestrator(dir.path() + "/data",
+                                             {"--temporal-listen", temporal_address});
+  REQUIRE(orchestrator.Start().ok());
+  const fs::path project = MakeProject(dir.path());
+
+  std::string out;
+  absl::StatusOr<int> code = testutil::RunCommand(
+      node,
+      {(project / "temporal_protocol.js").string(), temporal_address, orchestrator.admin_token(),
+       absl::StrCat("127.0.0.1:", orchestrator.metrics_port())},
+      &out, absl::Minutes(1));
+  REQUIRE(code.ok());
+  INFO("temporal_protocol.js printed:\n" << out << "\norchestrator log:\n" << orchestrator.Log());
+  REQUIRE(*code == 0);
+  CHECK(absl::StrContains(out, R"({"per_workflow":{"GetWorkflowExecutionHistory":1,)"
+                               R"("PollWorkflowTaskQueue":2,"RespondActivityTaskCompleted":1,)"
+                               R"("RespondWorkflowTaskCompleted":2,"StartWorkflowExecution":1}})"));
   REQUIRE(orchestrator.Stop().ok());
 }
 

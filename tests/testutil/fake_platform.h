@@ -329,10 +329,14 @@ struct InProcessPlatform {
   // once it serves; housekeeping on its machine may still be running then).
   pb::Deployment WaitEnded(const std::string& id) {
     pb::Deployment last;
+    absl::Status last_error;
     bool ended = testutil::WaitFor(
         [&] {
           auto d = api->GetDeployment(id);
-          if (!d.ok()) return false;
+          if (!d.ok()) {
+            last_error = d.status();
+            return false;
+          }
           last = *d;
           for (const auto& step : d->steps()) {
             if (step.status() == "running") return false;
@@ -343,6 +347,7 @@ struct InProcessPlatform {
         },
         kPlatformWait);
     INFO(last.DebugString());
+    INFO("the last GetDeployment error: " << last_error);
     REQUIRE(ended);
     return last;
   }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -42,6 +43,11 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
   if (path_.empty()) return;
+  // To read the logs of a failed run's processes afterwards.
+  if (const char* keep = std::getenv("KILN_TEST_KEEP_DIRS"); keep != nullptr && *keep == '1') {
+    std::fprintf(stderr, "KILN_TEST_KEEP_DIRS: kept %s\n", path_.c_str());
+    return;
+  }
   // Mounts podman left under it (a storage's overlay directory), deepest first.
   std::vector<std::string> mounts;
   std::ifstream table("/proc/self/mounts");
