@@ -50,6 +50,29 @@ internal::TimerInfo StartedTimer(const api::HistoryEvent& event, absl::Time fire
 
 namespace {
 
+bool IsMemoRemoval(const api::Payload& value) {
+  if (value.ByteSizeLong() == 0) return true;
+  auto encoding = value.metadata().find("encoding");
+  if (encoding == value.metadata().end()) return false;
+  return encoding->second == "binary/null" ||
+         (encoding->second == "json/plain" && value.data() == "[]");
+}
+
+}  // namespace
+
+void ApplyMemoUpsert(const api::Memo& upsert, api::Memo* run) {
+  auto& fields = *run->mutable_fields();
+  for (const auto& [name, value] : upsert.fields()) {
+    if (IsMemoRemoval(value)) {
+      fields.erase(name);
+    } else {
+      fields[name] = value;
+    }
+  }
+}
+
+namespace {
+
 using ContinueAsNewFn =
     absl::FunctionRef<absl::Status(const api::ContinueAsNewWorkflowExecutionCommandAttributes&)>;
 
@@ -312,6 +335,37 @@ absl::Status HandleUpsertSearchAttributes(
   return absl::OkStatus();
 }
 
+// ModifyWorkflowProperties: the memo's fields merged into the run's (describe and list return
+// it); the memo as it ends must stay within the start's limit.
+
+absl::StatusOr<api::Memo> CheckModifyWorkflowProperties(
+    const internal::ExecutionState& state,
+    const api::ModifyWorkflowPropertiesCommandAttributes& a) {
+  if (!a.has_upserted_memo()) return absl::InvalidArgumentError("upserted_memo is not set");
+  api::Memo merged = state.memo();
+  ApplyMemoUpsert(a.upserted_memo(), &merged);
+  if (merged.ByteSizeLong() > limits::kMaxMemoBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the memo would be ", merged.ByteSizeLong(),
+                                                   " bytes, over the limit of ",
+                                                   limits::kMaxMemoBytes));
+  }
+  return merged;
+}
+
+absl::Status HandleModifyWorkflowProperties(
+    CommandContext& c, const api::ModifyWorkflowPropertiesCommandAttributes& a) {
+  absl::StatusOr<api::Memo> merged = CheckModifyWorkflowProperties(c.state(), a);
+  RETURN_IF_ERROR(c.Check(api::WORKFLOW_TASK_FAILED_CAUSE_BAD_MODIFY_WORKFLOW_PROPERTIES_ATTRIBUTES,
+                          merged.status()));
+  auto* e = c.m.Append(api::EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED)
+                ->mutable_workflow_properties_modified_event_attributes();
+  e->set_workflow_task_completed_event_id(c.completed_event_id);
+  *e->mutable_upserted_memo() = a.upserted_memo();
+  *c.state().mutable_memo() = std::move(*merged);
+  c.m.TouchVisibility();
+  return absl::OkStatus();
+}
+
 // CompleteWorkflowExecution, FailWorkflowExecution, CancelWorkflowExecution: the run closes.
 
 absl::Status CheckCompleteWorkflow(const api::CompleteWorkflowExecutionCommandAttributes& a) {
@@ -538,6 +592,9 @@ absl::Status HandleCommand(CommandContext& c, const api::Command& command) {
     case api::COMMAND_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
       return HandleUpsertSearchAttributes(
           c, command.upsert_workflow_search_attributes_command_attributes());
+    case api::COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES:
+      return HandleModifyWorkflowProperties(
+          c, command.modify_workflow_properties_command_attributes());
     case api::COMMAND_TYPE_COMPLETE_WORKFLOW_EXECUTION:
       return HandleCompleteWorkflow(c, command.complete_workflow_execution_command_attributes());
     case api::COMMAND_TYPE_FAIL_WORKFLOW_EXECUTION:

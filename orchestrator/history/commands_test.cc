@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 
 #include "common/proto_time.h"
 #include "orchestrator/history/engine_harness.h"
@@ -128,6 +129,21 @@ std::vector<Refused> RefusedCommands() {
                    {OfType(C::COMMAND_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION)},
                    api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
                    "command 0: cancel external needs a workflow id"});
+  cases.push_back({"modify workflow properties without a memo",
+                   {OfType(C::COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES)},
+                   api::WORKFLOW_TASK_FAILED_CAUSE_BAD_MODIFY_WORKFLOW_PROPERTIES_ATTRIBUTES,
+                   "command 0: upserted_memo is not set"});
+  {
+    api::Command modify = OfType(C::COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES);
+    (*modify.mutable_modify_workflow_properties_command_attributes()
+          ->mutable_upserted_memo()
+          ->mutable_fields())["big"]
+        .set_data(std::string((32 << 10) + 1, 'x'));
+    cases.push_back({"modify workflow properties past the memo's limit",
+                     {modify},
+                     api::WORKFLOW_TASK_FAILED_CAUSE_BAD_MODIFY_WORKFLOW_PROPERTIES_ATTRIBUTES,
+                     "command 0: the memo would be "});
+  }
   cases.push_back({"a command of no known type",
                    {OfType(C::COMMAND_TYPE_UNSPECIFIED)},
                    api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
@@ -248,6 +264,69 @@ TEST_CASE("What a command leaves pending in the run's state is what its event re
   CHECK(stop.kind() == "cancel");
   CHECK(stop.workflow_id() == "other");
   CHECK(stop.namespace_() == ping.namespace_());
+}
+
+api::Payload Json(const std::string& data) {
+  api::Payload payload;
+  (*payload.mutable_metadata())["encoding"] = "json/plain";
+  payload.set_data(data);
+  return payload;
+}
+
+std::map<std::string, std::string> MemoData(const api::Memo& memo) {
+  std::map<std::string, std::string> fields;
+  for (const auto& [name, value] : memo.fields()) fields[name] = value.data();
+  return fields;
+}
+
+TEST_CASE("ModifyWorkflowProperties merges its memo into the run's and a reset rebuilds it") {
+  EngineHarness h;
+  api::StartWorkflowExecutionRequest start;
+  auto& memo = *start.mutable_memo()->mutable_fields();
+  memo["team"] = Json("\"build\"");
+  memo["draft"] = Json("\"v1\"");
+  memo["stale"] = Json("1");
+  std::string run = h.Start("wf", start).value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+
+  api::Command modify = OfType(api::COMMAND_TYPE_MODIFY_WORKFLOW_PROPERTIES);
+  auto& upserted =
+      *modify.mutable_modify_workflow_properties_command_attributes()->mutable_upserted_memo();
+  (*upserted.mutable_fields())["stage"] = Json("\"done\"");
+  // Removed: null as the SDKs encode it, an empty Payload, an empty JSON list.
+  (*(*upserted.mutable_fields())["draft"].mutable_metadata())["encoding"] = "binary/null";
+  (*upserted.mutable_fields())["stale"] = api::Payload();
+  (*upserted.mutable_fields())["missing"] = Json("[]");
+  REQUIRE(h.Complete(*wt, {modify, EngineHarness::StartTimer("t", absl::Minutes(1))}).ok());
+
+  const std::map<std::string, std::string> merged{{"team", "\"build\""}, {"stage", "\"done\""}};
+  CHECK(MemoData(h.Describe(run).workflow_execution_info().memo()) == merged);
+  const api::History history = h.History(run);
+  const api::HistoryEvent& modified = history.events(4);
+  REQUIRE(modified.event_type() == api::EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED);
+  CHECK(
+      modified.workflow_properties_modified_event_attributes().workflow_task_completed_event_id() ==
+      4);
+  CHECK(modified.workflow_properties_modified_event_attributes().upserted_memo().fields_size() ==
+        4);
+  // A list answers with the memo as it is now.
+  api::ListWorkflowExecutionsRequest list;
+  auto listed = h.engine().ListWorkflowExecutions(list);
+  REQUIRE(listed.ok());
+  REQUIRE(listed->executions_size() == 1);
+  CHECK(MemoData(listed->executions(0).memo()) == merged);
+
+  // A reset to the first workflow task replays the history before the change: the start's memo.
+  api::ResetWorkflowExecutionRequest reset;
+  reset.mutable_workflow_execution()->set_workflow_id("wf");
+  reset.set_reset_point(api::RESET_POINT_FIRST_WORKFLOW_TASK);
+  reset.set_reason("test");
+  auto reset_run = h.engine().ResetWorkflowExecution(reset);
+  REQUIRE(reset_run.ok());
+  CHECK(MemoData(h.Describe(reset_run->run_id()).workflow_execution_info().memo()) ==
+        std::map<std::string, std::string>{
+            {"team", "\"build\""}, {"draft", "\"v1\""}, {"stale", "1"}});
 }
 
 }  // namespace

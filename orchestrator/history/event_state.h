@@ -16,4 +16,10 @@ kiln::internal::v1::ActivityInfo ScheduledActivity(const kiln::api::v1::HistoryE
 kiln::internal::v1::TimerInfo StartedTimer(const kiln::api::v1::HistoryEvent& event,
                                            absl::Time fire_time);
 
+// Merges a ModifyWorkflowProperties memo into the run's, as Temporal's server does: each field
+// replaces the run's field of that name, and a field whose value is a null (an empty Payload, or
+// one encoded "binary/null" as the SDKs encode null and undefined) or an empty JSON list removes
+// it.
+void ApplyMemoUpsert(const kiln::api::v1::Memo& upsert, kiln::api::v1::Memo* run);
+
 }  // namespace kiln::orchestrator

@@ -11,16 +11,32 @@
 #include "orchestrator/visibility/visibility_list.h"
 
 namespace kiln::orchestrator {
-std::string HistoryPageToken(int64_t next_event_id) { return absl::StrCat("h1:", next_event_id); }
+std::string HistoryPageToken(int64_t next_event_id, int64_t transient_started_event_id) {
+  if (transient_started_event_id == 0) return absl::StrCat("h1:", next_event_id);
+  return absl::StrCat("h1:", next_event_id, ":t", transient_started_event_id);
+}
 
 namespace {
 
-absl::StatusOr<int64_t> ParseHistoryPageToken(const std::string& token) {
+struct HistoryPagePosition {
   int64_t next = 0;
-  if (token.rfind("h1:", 0) != 0 || !absl::SimpleAtoi(token.substr(3), &next) || next < 1) {
-    return absl::InvalidArgumentError("next_page_token: not a history page token");
+  int64_t transient_started_event_id = 0;  // 0: an ordinary read
+};
+
+absl::StatusOr<HistoryPagePosition> ParseHistoryPageToken(const std::string& token) {
+  const absl::Status bad = absl::InvalidArgumentError("next_page_token: not a history page token");
+  if (token.rfind("h1:", 0) != 0) return bad;
+  absl::string_view rest = absl::string_view(token).substr(3);
+  HistoryPagePosition position;
+  if (size_t mark = rest.find(":t"); mark != absl::string_view::npos) {
+    if (!absl::SimpleAtoi(rest.substr(mark + 2), &position.transient_started_event_id) ||
+        position.transient_started_event_id < 1) {
+      return bad;
+    }
+    rest = rest.substr(0, mark);
   }
-  return next;
+  if (!absl::SimpleAtoi(rest, &position.next) || position.next < 1) return bad;
+  return position;
 }
 
 }  // namespace
@@ -140,6 +156,10 @@ absl::Status HistoryEngine::StartForWaitingPollers(Mutation& m,
   for (QueuedTask& task : m.new_tasks()) {
     // Queries never start; a task started already (eager dispatch) is its worker's.
     if (!task.record.query_id().empty() || !task.started_request_id.empty()) continue;
+    // A workflow task goes to the worker holding the run, when it has a poll waiting.
+    if (task.kind == keys::TaskKind::kWorkflow) {
+      task.preferred_worker_instance = m.state().sticky_worker();
+    }
     std::optional<TaskReservation> reservation = listener_->ReservePoller(task);
     if (!reservation.has_value()) continue;
     // Added before the start is applied, so a failure below still releases the poller.
@@ -409,6 +429,13 @@ absl::StatusOr<HistoryRead> HistoryEngine::ReadHistory(
   bool open;
   int64_t last_event_id;
   int64_t close_event_id;
+  HistoryPagePosition position{.next = 1};
+  if (!request.next_page_token().empty()) {
+    ASSIGN_OR_RETURN(position, ParseHistoryPageToken(request.next_page_token()));
+  }
+  // The next pages of a workflow task's history whose task is transient: they end with its
+  // events, unless the task ended meanwhile (the worker's completion is then refused anyway).
+  std::vector<api::HistoryEvent> transient;
   {
     // Only what the read needs: this runs for every waiting client, so no copy of the state.
     ASSIGN_OR_RETURN(auto handle, LoadExecution(ns, request.execution()));
@@ -417,6 +444,10 @@ absl::StatusOr<HistoryRead> HistoryEngine::ReadHistory(
     open = state.status() == api::WORKFLOW_EXECUTION_STATUS_RUNNING;
     last_event_id = state.next_event_id() - 1;
     close_event_id = state.close_event_id();
+    if (position.transient_started_event_id != 0 &&
+        state.workflow_task().started_event_id() == position.transient_started_event_id) {
+      transient = TransientWorkflowTaskEvents(state);
+    }
   }
 
   if (request.history_event_filter_type() == api::HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT) {
@@ -430,10 +461,7 @@ absl::StatusOr<HistoryRead> HistoryEngine::ReadHistory(
     return read;
   }
 
-  int64_t from = 1;
-  if (!request.next_page_token().empty()) {
-    ASSIGN_OR_RETURN(from, ParseHistoryPageToken(request.next_page_token()));
-  }
+  const int64_t from = position.next;
   int32_t page_size = request.maximum_page_size();
   if (page_size <= 0) page_size = limits::kDefaultHistoryPageSize;
   page_size = std::min(page_size, limits::kMaxHistoryPageSize);
@@ -446,6 +474,17 @@ absl::StatusOr<HistoryRead> HistoryEngine::ReadHistory(
                    ReadEvents(read.run_id, from, last_event_id, static_cast<size_t>(page_size)));
   int64_t next = from + history.events_size();
   *read.response.mutable_history() = std::move(history);
+  if (!transient.empty()) {
+    if (next <= last_event_id) {
+      read.response.set_next_page_token(
+          HistoryPageToken(next, position.transient_started_event_id));
+    } else {
+      for (api::HistoryEvent& event : transient) {
+        *read.response.mutable_history()->add_events() = std::move(event);
+      }
+    }
+    return read;
+  }
   // A page token when more events exist, or when the run is open and the caller waits for new
   // ones (it polls again with the token).
   if (next <= last_event_id || (open && request.wait_new_event())) {

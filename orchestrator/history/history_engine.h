@@ -55,7 +55,15 @@ struct HistoryRead {
 };
 
 // The page token of a history read that goes on at `next_event_id` (GetWorkflowExecutionHistory).
-std::string HistoryPageToken(int64_t next_event_id);
+// A workflow task's history whose task is transient (WorkflowTaskInfo.transient) names its
+// started event id: the read's last page ends with the task's events, as the first page would
+// have.
+std::string HistoryPageToken(int64_t next_event_id, int64_t transient_started_event_id = 0);
+
+// The events of the run's started transient workflow task: its WorkflowTaskScheduled and
+// WorkflowTaskStarted as they are written when it completes, and as its worker gets them after
+// the run's history. Empty unless the run's workflow task is transient and started.
+std::vector<api::HistoryEvent> TransientWorkflowTaskEvents(const internal::ExecutionState& state);
 
 class HistoryEngine {
  public:
@@ -205,7 +213,8 @@ class HistoryEngine {
                                     const api::RespondWorkflowTaskCompletedRequest& request,
                                     bool* bad_command, api::WorkflowTaskFailedCause* cause,
                                     api::RespondWorkflowTaskCompletedResponse* response,
-                                    WriteBatch* also = nullptr);
+                                    WriteBatch* also = nullptr,
+                                    std::optional<QueuedTask>* forced_task = nullptr);
   // Applies `request`'s commands to `m`, one handler per command kind (commands.cc). A refused
   // command: kInvalidArgument or kResourceExhausted naming its index, and `cause` set.
   // Continue-as-new puts the next run in `new_run` and its current pointer in `extra`.

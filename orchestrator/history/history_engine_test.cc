@@ -822,6 +822,54 @@ absl::StatusOr<api::RespondActivityTaskCompletedResponse> CompleteReturningNext(
   return h.engine().RespondActivityTaskCompleted(done);
 }
 
+TEST_CASE("A workflow task heartbeat records its completion and hands its worker a new task") {
+  EngineHarness h;
+  std::string run = h.Start("wf-heartbeat").value();
+  auto wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  api::RespondWorkflowTaskCompletedRequest heartbeat;
+  heartbeat.set_task_token(wt->task_token());
+  heartbeat.set_identity("ts-worker");
+  heartbeat.set_sticky_worker("ts-worker-sticky");
+  heartbeat.set_force_create_new_workflow_task(true);
+  heartbeat.set_return_new_workflow_task(true);
+  auto answer = h.engine().RespondWorkflowTaskCompleted(heartbeat);
+  REQUIRE(answer.ok());
+  // Completed, then a new task scheduled and started for the worker that sent the heartbeat.
+  using E = api::EventType;
+  CHECK(h.EventTypes(run) ==
+        std::vector<E>{E::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+                       E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, E::EVENT_TYPE_WORKFLOW_TASK_STARTED,
+                       E::EVENT_TYPE_WORKFLOW_TASK_COMPLETED, E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+                       E::EVENT_TYPE_WORKFLOW_TASK_STARTED});
+  REQUIRE(answer->has_workflow_task());
+  const api::PollWorkflowTaskQueueResponse& next = answer->workflow_task();
+  CHECK(next.started_event_id() == 6);
+  CHECK(next.previous_started_event_id() == 3);
+  // The worker keeps the run (sticky): the events after the task it completed.
+  REQUIRE(next.history().events_size() == 3);
+  CHECK(next.history().events(0).event_id() == 4);
+  // Nobody else can take the task; its token completes it.
+  CHECK_FALSE(h.PollWorkflowTask().has_value());
+  REQUIRE(h.Complete(next, {EngineHarness::CompleteWorkflow("\"done\"")}).ok());
+  CHECK(h.Describe(run).workflow_execution_info().status() ==
+        api::WORKFLOW_EXECUTION_STATUS_COMPLETED);
+
+  // Without return_new_workflow_task the new task waits for a poll.
+  std::string polled = h.Start("wf-heartbeat-polled").value();
+  wt = h.PollWorkflowTask();
+  REQUIRE(wt.has_value());
+  heartbeat.set_task_token(wt->task_token());
+  heartbeat.set_return_new_workflow_task(false);
+  answer = h.engine().RespondWorkflowTaskCompleted(heartbeat);
+  REQUIRE(answer.ok());
+  CHECK_FALSE(answer->has_workflow_task());
+  auto next_polled = h.PollWorkflowTask();
+  REQUIRE(next_polled.has_value());
+  CHECK(next_polled->workflow_execution().run_id() == polled);
+  CHECK(next_polled->started_event_id() == 6);
+}
+
 TEST_CASE("A sticky worker's poll gets only the new events; any other poller gets them all") {
   // Both workers share an identity: only the instance id tells them apart.
   for (const bool sticky : {true, false}) {
@@ -1171,6 +1219,110 @@ TEST_CASE("A workflow task that keeps failing is retried at once then after a gr
   REQUIRE(h.engine().TerminateWorkflowExecution(terminate).ok());
   h.Advance(absl::Minutes(20));
   CHECK_FALSE(h.PollWorkflowTask().has_value());
+}
+
+std::vector<api::EventType> TypesOf(const api::History& history) {
+  std::vector<api::EventType> types;
+  for (const api::HistoryEvent& event : history.events()) types.push_back(event.event_type());
+  return types;
+}
+
+TEST_CASE("A run with transient workflow task retries writes a retry only when it completes") {
+  using E = api::EventType;
+  EngineHarness h;
+  api::StartWorkflowExecutionRequest start;
+  start.set_transient_workflow_task_retries(true);
+  const std::string run = h.Start("transient", start).value();
+  auto task = h.PollWorkflowTask();
+  REQUIRE(task.has_value());
+  REQUIRE(FailTask(h, *task).ok());  // the first failure is written
+  const std::vector<E> first_failure{
+      E::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+      E::EVENT_TYPE_WORKFLOW_TASK_STARTED, E::EVENT_TYPE_WORKFLOW_TASK_FAILED};
+  CHECK(h.EventTypes(run) == first_failure);
+
+  // Attempt 2: not written; its worker gets the history and the task's own two events.
+  task = h.PollWorkflowTask();
+  REQUIRE(task.has_value());
+  CHECK(task->attempt() == 2);
+  CHECK(task->started_event_id() == 6);
+  CHECK(h.EventTypes(run) == first_failure);
+  REQUIRE(task->history().events_size() == 6);
+  const api::HistoryEvent& scheduled = task->history().events(4);
+  CHECK(scheduled.event_id() == 5);
+  CHECK(scheduled.event_type() == E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+  CHECK(scheduled.workflow_task_scheduled_event_attributes().attempt() == 2);
+  CHECK(task->history().events(5).event_id() == 6);
+  CHECK(task->history().events(5).workflow_task_started_event_attributes().scheduled_event_id() ==
+        5);
+  // A history read from the task's page token (as a worker reads the rest of a long history)
+  // ends with the same two events.
+  api::GetWorkflowExecutionHistoryRequest read;
+  read.mutable_execution()->set_run_id(run);
+  read.set_next_page_token(HistoryPageToken(3, task->started_event_id()));
+  read.set_maximum_page_size(1);
+  auto page = h.engine().ReadHistory(read);
+  REQUIRE(page.ok());
+  CHECK(page->response.history().events_size() == 1);
+  REQUIRE(!page->response.next_page_token().empty());
+  read.set_next_page_token(page->response.next_page_token());
+  page = h.engine().ReadHistory(read);
+  REQUIRE(page.ok());
+  CHECK(page->response.next_page_token().empty());
+  REQUIRE(page->response.history().events_size() == 3);  // WorkflowTaskFailed, then the task's
+  CHECK(page->response.history().events(2).SerializeAsString() ==
+        task->history().events(5).SerializeAsString());
+
+  // Its failure, attempt 3's timeout: nothing written.
+  REQUIRE(FailTask(h, *task).ok());
+  h.Advance(absl::Seconds(1));  // attempt 3's backoff
+  task = h.PollWorkflowTask();
+  REQUIRE(task.has_value());
+  CHECK(task->attempt() == 3);
+  CHECK(task->started_event_id() == 6);
+  h.Advance(absl::Seconds(10));  // the workflow task timeout
+  CHECK(h.EventTypes(run) == first_failure);
+
+  // A signal while attempt 4 waits out its backoff is written, so the retry is written when it
+  // starts, as a first attempt after the signal.
+  api::SignalWorkflowExecutionRequest signal;
+  signal.mutable_workflow_execution()->set_workflow_id("transient");
+  signal.set_signal_name("go");
+  REQUIRE(h.engine().SignalWorkflowExecution(signal).ok());
+  h.Advance(absl::Seconds(2));
+  task = h.PollWorkflowTask();
+  REQUIRE(task.has_value());
+  CHECK(task->attempt() == 1);
+  CHECK(task->started_event_id() == 7);
+  std::vector<E> written = first_failure;
+  for (E e : {E::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+              E::EVENT_TYPE_WORKFLOW_TASK_STARTED}) {
+    written.push_back(e);
+  }
+  CHECK(h.EventTypes(run) == written);
+  CHECK(TypesOf(task->history()) == written);
+
+  // It fails (written, as a first attempt's failure); attempt 2 completes: its events are
+  // written with the ids and times its worker saw.
+  REQUIRE(FailTask(h, *task).ok());
+  written.push_back(E::EVENT_TYPE_WORKFLOW_TASK_FAILED);
+  task = h.PollWorkflowTask();
+  REQUIRE(task.has_value());
+  CHECK(task->attempt() == 2);
+  CHECK(h.EventTypes(run) == written);
+  REQUIRE(h.Complete(*task, {EngineHarness::CompleteWorkflow("\"done\"")}).ok());
+  api::History history = h.History(run);
+  REQUIRE(history.events_size() == 12);
+  // The same but for the engine's ordering id of the transition that wrote them.
+  history.mutable_events(8)->clear_task_id();
+  history.mutable_events(9)->clear_task_id();
+  CHECK(history.events(8).SerializeAsString() ==
+        task->history().events(8).SerializeAsString());  // WorkflowTaskScheduled, attempt 2
+  CHECK(history.events(9).SerializeAsString() ==
+        task->history().events(9).SerializeAsString());  // WorkflowTaskStarted
+  CHECK(history.events(10).event_type() == E::EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
+  CHECK(history.events(10).workflow_task_completed_event_attributes().started_event_id() == 10);
+  CHECK(history.events(11).event_type() == E::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
 }
 
 TEST_CASE("An SDK's metadata on a completion is recorded on its WorkflowTaskCompleted event") {

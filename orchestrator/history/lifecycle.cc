@@ -52,6 +52,7 @@ Mutation HistoryEngine::NewRun(const api::StartWorkflowExecutionRequest& request
   state.set_first_run_id(first_run_id.empty() ? run_id : first_run_id);
   *state.mutable_search_attributes() = request.search_attributes();
   *state.mutable_memo() = request.memo();
+  state.set_transient_workflow_task_retries(request.transient_workflow_task_retries());
   if (parent != nullptr) {
     state.set_parent_namespace(parent->ns);
     state.set_parent_workflow_id(parent->workflow_id);
@@ -387,6 +388,7 @@ absl::Status HistoryEngine::ContinueAsNew(
       a.has_workflow_task_timeout() ? a.workflow_task_timeout() : state.workflow_task_timeout();
   *request.mutable_search_attributes() = state.search_attributes();
   *request.mutable_memo() = state.memo();
+  request.set_transient_workflow_task_retries(state.transient_workflow_task_retries());
   request.set_request_id(absl::StrCat("continue:", state.run_id()));
 
   auto* event = m.Append(api::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW)

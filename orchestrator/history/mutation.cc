@@ -148,14 +148,21 @@ void Mutation::FlushBuffered() {
 
 absl::Status Mutation::ScheduleWorkflowTask(int32_t attempt) {
   if (!IsOpen() || state_.workflow_task().scheduled_event_id() != 0) return absl::OkStatus();
-  HistoryEvent* event = Append(kiln::api::v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
-  auto* attrs = event->mutable_workflow_task_scheduled_event_attributes();
-  attrs->mutable_task_queue()->set_name(state_.task_queue());
-  *attrs->mutable_start_to_close_timeout() = state_.workflow_task_timeout();
-  attrs->set_attempt(attempt);
   auto* wt = state_.mutable_workflow_task();
   wt->Clear();
-  wt->set_scheduled_event_id(event->event_id());
+  if (attempt > 1 && state_.transient_workflow_task_retries()) {
+    // A retry kept transient: its events take the next ids when it completes.
+    wt->set_transient(true);
+    wt->set_scheduled_event_id(state_.next_event_id());
+  } else {
+    HistoryEvent* event = Append(kiln::api::v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+    auto* attrs = event->mutable_workflow_task_scheduled_event_attributes();
+    attrs->mutable_task_queue()->set_name(state_.task_queue());
+    *attrs->mutable_start_to_close_timeout() = state_.workflow_task_timeout();
+    attrs->set_attempt(attempt);
+    wt->set_scheduled_event_id(event->event_id());
+  }
+  const int64_t scheduled_event_id = wt->scheduled_event_id();
   wt->set_attempt(attempt);
   ToProto(now_, wt->mutable_scheduled_time());
   if (const absl::Duration backoff = limits::WorkflowTaskRetryBackoff(attempt);
@@ -163,11 +170,11 @@ absl::Status Mutation::ScheduleWorkflowTask(int32_t attempt) {
     // A task failing again and again: its backlog task waits out the backoff.
     wt->set_backing_off(true);
     return AddTimer(kiln::internal::v1::TIMER_TASK_TYPE_WORKFLOW_TASK_RETRY, now_ + backoff,
-                    event->event_id(), attempt)
+                    scheduled_event_id, attempt)
         .status();
   }
   auto task_id =
-      AddTask(keys::TaskKind::kWorkflow, state_.task_queue(), event->event_id(), attempt);
+      AddTask(keys::TaskKind::kWorkflow, state_.task_queue(), scheduled_event_id, attempt);
   if (!task_id.ok()) return task_id.status();
   wt->set_task_id(*task_id);
   return absl::OkStatus();

@@ -150,6 +150,7 @@ absl::Status ReplayState(const api::History& history, int64_t count,
       case api::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
         *state->mutable_search_attributes() =
             e.workflow_execution_started_event_attributes().search_attributes();
+        *state->mutable_memo() = e.workflow_execution_started_event_attributes().memo();
         break;
       case api::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED: {
         auto* wt = state->mutable_workflow_task();
@@ -223,6 +224,10 @@ absl::Status ReplayState(const api::History& history, int64_t count,
             e.upsert_workflow_search_attributes_event_attributes().search_attributes(),
             state->mutable_search_attributes());
         break;
+      case api::EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
+        ApplyMemoUpsert(e.workflow_properties_modified_event_attributes().upserted_memo(),
+                        state->mutable_memo());
+        break;
       case api::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
       case api::EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
       case api::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
@@ -275,7 +280,7 @@ absl::StatusOr<std::unique_ptr<Mutation>> HistoryEngine::ResetRun(
   }
   state.set_start_request_id(old_state.start_request_id());
   state.set_first_run_id(old_state.first_run_id());
-  *state.mutable_memo() = old_state.memo();
+  state.set_transient_workflow_task_retries(old_state.transient_workflow_task_retries());
   state.set_reset_request_id(request.request_id());
   state.set_reset_base_run_id(old_state.run_id());
   RETURN_IF_ERROR(ReplayState(history, started_event_id, &state));
@@ -358,13 +363,15 @@ absl::StatusOr<std::unique_ptr<Mutation>> HistoryEngine::ResetRun(
   // The signals the old run received after the point, in the order it received them: those in
   // its history, then those still buffered behind its running workflow task.
   std::vector<const api::HistoryEvent*> signals;
-  for (int i = static_cast<int>(started_event_id); i < history.events_size(); ++i) {
+  for (int i = static_cast<int>(started_event_id);
+       i < history.events_size() && !request.exclude_signals(); ++i) {
     if (history.events(i).event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) {
       signals.push_back(&history.events(i));
     }
   }
   for (const api::HistoryEvent& buffered : old_state.buffered_events()) {
-    if (buffered.event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) {
+    if (buffered.event_type() == api::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED &&
+        !request.exclude_signals()) {
       signals.push_back(&buffered);
     }
   }

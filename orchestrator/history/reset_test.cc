@@ -133,6 +133,21 @@ TEST_CASE("Reset makes a new run from a workflow task and replays the signals af
   RequireGapless(h.History(new_run));
 }
 
+TEST_CASE("Reset excluding signals leaves out those received after the point") {
+  EngineHarness h;
+  RunWithTwoSignals(h, "wf");
+  api::ResetWorkflowExecutionRequest request =
+      ResetRequest("wf", api::RESET_POINT_FIRST_WORKFLOW_TASK);
+  request.set_exclude_signals(true);
+  auto reset = h.engine().ResetWorkflowExecution(request);
+  REQUIRE(reset.ok());
+  REQUIRE(h.EventTypes(reset->run_id()) == std::vector<E>{E::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+                                                          E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+                                                          E::EVENT_TYPE_WORKFLOW_TASK_STARTED,
+                                                          E::EVENT_TYPE_WORKFLOW_TASK_FAILED,
+                                                          E::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED});
+}
+
 TEST_CASE("Reset accepts workflow task events and refuses any other point") {
   EngineHarness h;
   std::string run = RunWithTwoSignals(h, "wf");

@@ -132,11 +132,13 @@ absl::Status HistoryEngine::FireWorkflowTaskTimeout(Mutation& m, const internal:
     *stale = true;
     return absl::OkStatus();
   }
-  auto* timed_out = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
-                        ->mutable_workflow_task_timed_out_event_attributes();
-  timed_out->set_scheduled_event_id(wt.scheduled_event_id());
-  timed_out->set_started_event_id(wt.started_event_id());
-  timed_out->set_timeout_type(api::TIMEOUT_TYPE_START_TO_CLOSE);
+  if (!wt.transient()) {  // a transient retry's timeout is not written
+    auto* timed_out = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)
+                          ->mutable_workflow_task_timed_out_event_attributes();
+    timed_out->set_scheduled_event_id(wt.scheduled_event_id());
+    timed_out->set_started_event_id(wt.started_event_id());
+    timed_out->set_timeout_type(api::TIMEOUT_TYPE_START_TO_CLOSE);
+  }
   m.state().clear_workflow_task();
   m.state().clear_sticky_worker();  // its worker may be gone
   m.FlushBuffered();

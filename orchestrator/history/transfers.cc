@@ -43,6 +43,7 @@ absl::Status HistoryEngine::FireTransfer(const std::string& key, const internal:
 
 absl::Status HistoryEngine::StartChild(const std::string& key, const internal::TimerTask& task) {
   internal::ChildInfo child;
+  bool transient_workflow_task_retries = false;  // as the parent's
   {
     auto parent = LoadRun(task.run_id());
     if (absl::IsNotFound(parent.status())) return DropKey(store_, key);
@@ -53,6 +54,7 @@ absl::Status HistoryEngine::StartChild(const std::string& key, const internal::T
       return DropKey(store_, key);
     }
     child = it->second;
+    transient_workflow_task_retries = state.transient_workflow_task_retries();
   }
   ASSIGN_OR_RETURN(api::History initiated,
                    ReadEvents(task.run_id(), task.event_id(), task.event_id(), 1));
@@ -72,6 +74,7 @@ absl::Status HistoryEngine::StartChild(const std::string& key, const internal::T
   *request.mutable_memo() = a.memo();
   *request.mutable_search_attributes() = a.search_attributes();
   request.set_identity("kiln-history");
+  request.set_transient_workflow_task_retries(transient_workflow_task_retries);
   // The same request id every time this transfer runs: a retry finds the child it started.
   request.set_request_id(absl::StrCat("child:", task.run_id(), ":", task.event_id()));
   ParentInfo parent_info{task.namespace_(), task.workflow_id(), task.run_id(), task.event_id()};

@@ -8,6 +8,37 @@
 #include "orchestrator/history/limits.h"
 
 namespace kiln::orchestrator {
+namespace {
+
+const std::string& WorkerIdentity(const api::RespondWorkflowTaskCompletedRequest& request) {
+  static const std::string* const kUnknown = new std::string("unknown");
+  return request.identity().empty() ? *kUnknown : request.identity();
+}
+
+}  // namespace
+
+std::vector<api::HistoryEvent> TransientWorkflowTaskEvents(const internal::ExecutionState& state) {
+  const auto& wt = state.workflow_task();
+  if (!wt.transient() || wt.started_event_id() == 0) return {};
+  std::vector<api::HistoryEvent> events(2);
+  api::HistoryEvent& scheduled = events[0];
+  scheduled.set_event_id(wt.scheduled_event_id());
+  scheduled.set_event_type(api::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+  *scheduled.mutable_event_time() = wt.scheduled_time();
+  auto* attrs = scheduled.mutable_workflow_task_scheduled_event_attributes();
+  attrs->mutable_task_queue()->set_name(state.task_queue());
+  *attrs->mutable_start_to_close_timeout() = state.workflow_task_timeout();
+  attrs->set_attempt(wt.attempt());
+  api::HistoryEvent& started = events[1];
+  started.set_event_id(wt.started_event_id());
+  started.set_event_type(api::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+  *started.mutable_event_time() = wt.started_time();
+  auto* started_attrs = started.mutable_workflow_task_started_event_attributes();
+  started_attrs->set_scheduled_event_id(wt.scheduled_event_id());
+  started_attrs->set_identity(wt.identity());
+  started_attrs->set_request_id(wt.started_request_id());
+  return events;
+}
 
 absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflowTaskStarted(
     const QueuedTask& task, const std::string& identity, const std::string& poll_request_id,
@@ -17,6 +48,8 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
   api::PollWorkflowTaskQueueResponse response;
   std::optional<api::History> recent;  // the history from the run cache, when it holds it
   int64_t from = 1;
+  int64_t last_written = 0;                  // the last written event the worker gets
+  std::vector<api::HistoryEvent> transient;  // a transient task's own events, not written
   {
     ASSIGN_OR_RETURN(auto handle, LoadRun(task.record.run_id()));
     const internal::ExecutionState& current = *(*handle)->state;
@@ -24,8 +57,12 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
       return absl::NotFoundError(absl::StrCat("workflow run ", current.run_id(), " is closed"));
     }
     const auto& wt = current.workflow_task();
-    if (wt.scheduled_event_id() != task.record.scheduled_event_id() ||
-        wt.attempt() != task.record.attempt()) {
+    // The same poll retried finds its task started, perhaps as a first attempt now (a transient
+    // retry written when it started: WorkflowTaskInfo.transient).
+    const bool started_by_this_poll =
+        wt.started_event_id() != 0 && wt.started_request_id() == poll_request_id;
+    if (!started_by_this_poll && (wt.scheduled_event_id() != task.record.scheduled_event_id() ||
+                                  wt.attempt() != task.record.attempt())) {
       return absl::FailedPreconditionError("workflow task is no longer pending");
     }
     // Unless asked: the worker that completed the previous task keeps the run (sticky), so it
@@ -39,29 +76,37 @@ absl::StatusOr<api::PollWorkflowTaskQueueResponse> HistoryEngine::RecordWorkflow
         return absl::FailedPreconditionError("workflow task already started");
       }
       FillWorkflowTask(current, &response);  // The same poll, retried: answer again.
+      transient = TransientWorkflowTaskEvents(current);
     } else {
       Mutation m(current, clock_->Now(), task_ids_.get());
       RETURN_IF_ERROR(
           ApplyWorkflowTaskStarted(m, task.task_id, task.queue, identity, poll_request_id));
       RETURN_IF_ERROR(Commit(*handle, m));
       FillWorkflowTask(*(*handle)->state, &response);
+      transient = TransientWorkflowTaskEvents(*(*handle)->state);
     }
     // A worker holding the run gets only what came after its previous task.
     if (*partial_history) from = response.previous_started_event_id() + 1;
-    recent = cache_.Recent(**handle, from, response.started_event_id());
+    last_written = response.started_event_id() - static_cast<int64_t>(transient.size());
+    recent = from > last_written ? api::History() : cache_.Recent(**handle, from, last_written);
   }
 
   // Otherwise read outside the run's lock: the events up to the started event never change.
   if (!recent.has_value()) {
-    ASSIGN_OR_RETURN(recent, ReadEvents(response.workflow_execution().run_id(), from,
-                                        response.started_event_id(),
+    ASSIGN_OR_RETURN(recent, ReadEvents(response.workflow_execution().run_id(), from, last_written,
                                         static_cast<size_t>(limits::kMaxHistoryPageSize)));
   }
   api::History history = std::move(*recent);
   const int64_t next = from + history.events_size();
   *response.mutable_history() = std::move(history);
-  if (next <= response.started_event_id()) {
-    response.set_next_page_token(HistoryPageToken(next));
+  const int64_t transient_started = transient.empty() ? 0 : response.started_event_id();
+  if (next <= last_written) {
+    // The last page, read with the token, ends with the transient task's events.
+    response.set_next_page_token(HistoryPageToken(next, transient_started));
+  } else {
+    for (api::HistoryEvent& event : transient) {
+      *response.mutable_history()->add_events() = std::move(event);
+    }
   }
   return response;
 }
@@ -123,16 +168,37 @@ absl::Status HistoryEngine::ApplyWorkflowTaskStarted(Mutation& m, int64_t backlo
                                                      const std::string& request_id) {
   const absl::Time now = m.now();
   auto* mwt = m.state().mutable_workflow_task();
-  api::HistoryEvent* event = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_STARTED);
-  auto* started = event->mutable_workflow_task_started_event_attributes();
-  started->set_scheduled_event_id(mwt->scheduled_event_id());
-  started->set_identity(identity);
-  started->set_request_id(request_id);
-  // The pending task's start, as its event records it.
-  mwt->set_started_event_id(event->event_id());
-  *mwt->mutable_started_time() = event->event_time();
-  mwt->set_started_request_id(started->request_id());
-  mwt->set_identity(started->identity());
+  if (mwt->transient() && mwt->scheduled_event_id() != m.state().next_event_id()) {
+    // Events were written since the retry was scheduled: it is written now, as a first attempt
+    // (Temporal's server does the same), so that the worker's history has them before it.
+    api::HistoryEvent* scheduled = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+    auto* attrs = scheduled->mutable_workflow_task_scheduled_event_attributes();
+    attrs->mutable_task_queue()->set_name(m.state().task_queue());
+    *attrs->mutable_start_to_close_timeout() = m.state().workflow_task_timeout();
+    attrs->set_attempt(1);
+    mwt->set_transient(false);
+    mwt->set_scheduled_event_id(scheduled->event_id());
+    mwt->set_attempt(1);
+    *mwt->mutable_scheduled_time() = scheduled->event_time();
+  }
+  if (mwt->transient()) {
+    // Not written: the worker gets the events with its task (TransientWorkflowTaskEvents).
+    mwt->set_started_event_id(mwt->scheduled_event_id() + 1);
+    ToProto(now, mwt->mutable_started_time());
+    mwt->set_started_request_id(request_id);
+    mwt->set_identity(identity);
+  } else {
+    api::HistoryEvent* event = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+    auto* started = event->mutable_workflow_task_started_event_attributes();
+    started->set_scheduled_event_id(mwt->scheduled_event_id());
+    started->set_identity(identity);
+    started->set_request_id(request_id);
+    // The pending task's start, as its event records it.
+    mwt->set_started_event_id(event->event_id());
+    *mwt->mutable_started_time() = event->event_time();
+    mwt->set_started_request_id(started->request_id());
+    mwt->set_identity(started->identity());
+  }
   mwt->set_task_id(0);
   m.DeleteTask(keys::TaskKind::kWorkflow, queue, backlog_task_id);
   RETURN_IF_ERROR(m.AddTimer(internal::TIMER_TASK_TYPE_WORKFLOW_TASK_TIMEOUT,
@@ -174,13 +240,15 @@ absl::Status HistoryEngine::FailWorkflowTask(Handle& handle, const internal::Exe
                                              const std::string& identity) {
   Mutation m(state, clock_->Now(), task_ids_.get());
   const auto& wt = state.workflow_task();
-  auto* failed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_FAILED)
-                     ->mutable_workflow_task_failed_event_attributes();
-  failed->set_scheduled_event_id(wt.scheduled_event_id());
-  failed->set_started_event_id(wt.started_event_id());
-  failed->set_cause(cause);
-  failed->mutable_failure()->set_message(message.substr(0, limits::kMaxFailureMessageBytes));
-  failed->set_identity(identity);
+  if (!wt.transient()) {  // a transient retry's failure is not written
+    auto* failed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_FAILED)
+                       ->mutable_workflow_task_failed_event_attributes();
+    failed->set_scheduled_event_id(wt.scheduled_event_id());
+    failed->set_started_event_id(wt.started_event_id());
+    failed->set_cause(cause);
+    failed->mutable_failure()->set_message(message.substr(0, limits::kMaxFailureMessageBytes));
+    failed->set_identity(identity);
+  }
   m.state().clear_workflow_task();
   m.state().clear_sticky_worker();  // a failed task's worker drops the run
   m.FlushBuffered();
@@ -225,8 +293,9 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
   bool bad_command = false;
   api::RespondWorkflowTaskCompletedResponse response;
-  absl::Status completed =
-      CompleteWorkflowTask(*handle, m, request, &bad_command, &cause, &response);
+  std::optional<QueuedTask> forced_task;
+  absl::Status completed = CompleteWorkflowTask(*handle, m, request, &bad_command, &cause,
+                                                &response, nullptr, &forced_task);
   if (bad_command) {
     // A bad command fails the task (recorded) and the worker hears why. Nothing was committed:
     // `state` is still the run's.
@@ -234,15 +303,34 @@ HistoryEngine::RespondWorkflowTaskCompleted(
                                      request.identity()));
   }
   RETURN_IF_ERROR(completed);
+  if (forced_task.has_value()) {
+    handle.reset();  // RecordWorkflowTaskStarted locks the run itself.
+    // Answered as a retry of the start just recorded: no new transition. A sticky worker keeps
+    // the run, so it gets the events after the task it completed.
+    ASSIGN_OR_RETURN(*response.mutable_workflow_task(),
+                     RecordWorkflowTaskStarted(*forced_task, WorkerIdentity(request),
+                                               forced_task->started_request_id,
+                                               !request.sticky_worker().empty()));
+  }
   return response;
 }
 
 absl::Status HistoryEngine::CompleteWorkflowTask(
     Handle& handle, Mutation& m, const api::RespondWorkflowTaskCompletedRequest& request,
     bool* bad_command, api::WorkflowTaskFailedCause* cause,
-    api::RespondWorkflowTaskCompletedResponse* response, WriteBatch* also) {
+    api::RespondWorkflowTaskCompletedResponse* response, WriteBatch* also,
+    std::optional<QueuedTask>* forced_task) {
   const int64_t scheduled_event_id = m.state().workflow_task().scheduled_event_id();
   const int64_t started_event_id = m.state().workflow_task().started_event_id();
+  // A transient retry completes: its events are written now, with the ids and times its worker
+  // saw (events that arrived while it ran are buffered, so the ids are still free).
+  for (api::HistoryEvent& event : TransientWorkflowTaskEvents(m.state())) {
+    if (event.event_id() != m.state().next_event_id()) {
+      return absl::InternalError(absl::StrCat("transient workflow task event ", event.event_id(),
+                                              " is not the run's next event"));
+    }
+    *m.Append(event.event_type()) = std::move(event);
+  }
   auto* completed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
                         ->mutable_workflow_task_completed_event_attributes();
   completed->set_scheduled_event_id(scheduled_event_id);
@@ -266,8 +354,22 @@ absl::Status HistoryEngine::CompleteWorkflowTask(
   if (m.IsOpen()) {
     bool had_buffered = m.state().buffered_events_size() > 0;
     m.FlushBuffered();
-    if (had_buffered) RETURN_IF_ERROR(m.ScheduleWorkflowTask());
+    // A workflow task heartbeat (force_create_new_workflow_task: the worker is still busy, with
+    // a local activity, past the task's timeout) asks for a new task even without new events.
+    if (had_buffered || request.force_create_new_workflow_task()) {
+      RETURN_IF_ERROR(m.ScheduleWorkflowTask());
+    }
     RETURN_IF_ERROR(StartEagerActivities(m, request, &eager));
+    if (request.force_create_new_workflow_task() && request.return_new_workflow_task() &&
+        forced_task != nullptr) {
+      // Started in this transition for the worker that sent the heartbeat, which goes on at
+      // once, as from Temporal's server; nobody else may take it meanwhile.
+      RETURN_IF_ERROR(m.Finalize());
+      if (QueuedTask* task = NewPendingWorkflowTask(m); task != nullptr) {
+        RETURN_IF_ERROR(StartNewTask(m, *task, WorkerIdentity(request)));
+        *forced_task = *task;
+      }
+    }
   }
   if (also != nullptr) extra.Append(std::move(*also));
   RETURN_IF_ERROR(Commit(handle, m, &extra, new_run.get()));
@@ -327,13 +429,15 @@ absl::Status HistoryEngine::RespondWorkflowTaskFailed(
   const internal::ExecutionState state = *(*handle)->state;
   Mutation m(state, clock_->Now(), task_ids_.get());
   const auto& wt = state.workflow_task();
-  auto* failed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_FAILED)
-                     ->mutable_workflow_task_failed_event_attributes();
-  failed->set_scheduled_event_id(wt.scheduled_event_id());
-  failed->set_started_event_id(wt.started_event_id());
-  failed->set_cause(request.cause());
-  *failed->mutable_failure() = request.failure();
-  failed->set_identity(request.identity());
+  if (!wt.transient()) {  // a transient retry's failure is not written
+    auto* failed = m.Append(api::EVENT_TYPE_WORKFLOW_TASK_FAILED)
+                       ->mutable_workflow_task_failed_event_attributes();
+    failed->set_scheduled_event_id(wt.scheduled_event_id());
+    failed->set_started_event_id(wt.started_event_id());
+    failed->set_cause(request.cause());
+    *failed->mutable_failure() = request.failure();
+    failed->set_identity(request.identity());
+  }
   m.state().clear_workflow_task();
   m.FlushBuffered();
   RETURN_IF_ERROR(m.ScheduleWorkflowTask(wt.attempt() + 1));

@@ -431,6 +431,7 @@ void Frontend::Register() {
       capabilities->set_activity_failure_include_heartbeat(true);
       capabilities->set_encoded_failure_attributes(true);
       capabilities->set_sdk_metadata(true);
+      capabilities->set_upsert_memo(true);
       c.Reply(response);
     });
   };
@@ -478,6 +479,7 @@ void Frontend::Register() {
           // Kiln's eager start hands the first task to the caller's own Kiln worker; a
           // Temporal client takes it through a poll.
           k.set_request_eager_execution(false);
+          k.set_transient_workflow_task_retries(true);  // as Temporal's server keeps them
           return absl::OkStatus();
         },
         [](const twf::StartWorkflowExecutionRequest&, const kapi::StartWorkflowExecutionResponse& k,
@@ -498,7 +500,9 @@ void Frontend::Register() {
           RETURN_IF_ERROR(Unsupported(!t.cron_schedule().empty(), "cron_schedule"));
           RETURN_IF_ERROR(Unsupported(t.has_workflow_start_delay(), "workflow_start_delay"));
           // The engine nests the start; the names of its fields are Temporal's.
-          return ToKiln(t, k.mutable_start());
+          RETURN_IF_ERROR(ToKiln(t, k.mutable_start()));
+          k.mutable_start()->set_transient_workflow_task_retries(true);
+          return absl::OkStatus();
         });
   };
 
@@ -539,8 +543,6 @@ void Frontend::Register() {
            kapi::RespondWorkflowTaskCompletedRequest& k) {
           RETURN_IF_ERROR(
               Unsupported(t.messages_size() > 0, "protocol messages (workflow updates)"));
-          RETURN_IF_ERROR(Unsupported(t.force_create_new_workflow_task(),
-                                      "force_create_new_workflow_task (long local activities)"));
           const auto& sticky = t.sticky_attributes().worker_task_queue();
           k.set_sticky_worker(sticky.name());
           // The next task is returned only when its queue is known (the sticky attributes
@@ -662,6 +664,21 @@ void Frontend::Register() {
     Translated<twf::GetWorkflowExecutionHistoryRequest, twf::GetWorkflowExecutionHistoryResponse,
                kapi::GetWorkflowExecutionHistoryRequest, kapi::GetWorkflowExecutionHistoryResponse>(
         call, KILN_ENGINE(GetWorkflowExecutionHistory));
+  };
+  handlers_["ResetWorkflowExecution"] = [this](Call& call) {
+    Translated<twf::ResetWorkflowExecutionRequest, twf::ResetWorkflowExecutionResponse,
+               kapi::ResetWorkflowExecutionRequest, kapi::ResetWorkflowExecutionResponse>(
+        call, KILN_ENGINE(ResetWorkflowExecution), ResetToKiln);
+  };
+  handlers_["DescribeTaskQueue"] = [this](Call& call) {
+    Translated<twf::DescribeTaskQueueRequest, twf::DescribeTaskQueueResponse,
+               kapi::DescribeTaskQueueRequest, kapi::DescribeTaskQueueResponse>(
+        call, KILN_ENGINE(DescribeTaskQueue), DescribeTaskQueueToKiln,
+        [](const twf::DescribeTaskQueueRequest& t, const kapi::DescribeTaskQueueResponse& k,
+           twf::DescribeTaskQueueResponse& response) {
+          DescribeTaskQueueToTemporal(t, k, response);
+          return absl::OkStatus();
+        });
   };
   handlers_["DescribeWorkflowExecution"] = [this](Call& call) {
     Translated<twf::DescribeWorkflowExecutionRequest, twf::DescribeWorkflowExecutionResponse,

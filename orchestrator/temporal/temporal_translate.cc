@@ -2,10 +2,14 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "common/json_scalar.h"
+#include "common/status.h"
 #include "kiln/api/v1/common.pb.h"
+#include "kiln/api/v1/workflow_service.pb.h"
 #include "orchestrator/temporal/proto_copy.h"
 #include "temporal/api/taskqueue/v1/message.pb.h"
+#include "temporal/api/workflowservice/v1/request_response.pb.h"
 
 namespace kiln::orchestrator {
 namespace {
@@ -76,7 +80,58 @@ void FillTemporalDefaults(google::protobuf::Message& message) {
   }
 }
 
+absl::Status Unsupported(bool used, const char* what) {
+  if (!used) return absl::OkStatus();
+  return absl::UnimplementedError(absl::StrCat(what, " is not supported by Kiln yet"));
+}
+
 }  // namespace
+
+absl::Status ResetToKiln(
+    const ::temporal::api::workflowservice::v1::ResetWorkflowExecutionRequest& t,
+    ::kiln::api::v1::ResetWorkflowExecutionRequest& k) {
+  namespace tenums = ::temporal::api::enums::v1;
+  RETURN_IF_ERROR(Unsupported(t.post_reset_operations_size() > 0, "post_reset_operations"));
+  // Signals are what Kiln's reset reapplies (Temporal's SIGNAL and ALL_ELIGIBLE alike: Kiln has
+  // no updates); NONE or an exclusion of signals leaves them out.
+  // reset_reapply_type is deprecated for the exclude types, but older clients send only it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  bool exclude = t.reset_reapply_type() == tenums::RESET_REAPPLY_TYPE_NONE;
+#pragma GCC diagnostic pop
+  for (int type : t.reset_reapply_exclude_types()) {
+    if (type == tenums::RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL) exclude = true;
+  }
+  k.set_exclude_signals(exclude);
+  // Temporal's point is the event id alone.
+  k.set_reset_point(::kiln::api::v1::RESET_POINT_UNSPECIFIED);
+  return absl::OkStatus();
+}
+
+absl::Status DescribeTaskQueueToKiln(
+    const ::temporal::api::workflowservice::v1::DescribeTaskQueueRequest& t,
+    ::kiln::api::v1::DescribeTaskQueueRequest& k) {
+  namespace tenums = ::temporal::api::enums::v1;
+  RETURN_IF_ERROR(Unsupported(t.task_queue_type() == tenums::TASK_QUEUE_TYPE_NEXUS,
+                              "task_queue_type TASK_QUEUE_TYPE_NEXUS"));
+  // A sticky queue is no queue in Kiln: its worker polls the normal one (temporal-api.md).
+  RETURN_IF_ERROR(Unsupported(t.task_queue().kind() == tenums::TASK_QUEUE_KIND_STICKY,
+                              "describing a sticky task queue"));
+  k.set_activity(t.task_queue_type() == tenums::TASK_QUEUE_TYPE_ACTIVITY);
+  return absl::OkStatus();
+}
+
+void DescribeTaskQueueToTemporal(
+    const ::temporal::api::workflowservice::v1::DescribeTaskQueueRequest& t,
+    const ::kiln::api::v1::DescribeTaskQueueResponse& k,
+    ::temporal::api::workflowservice::v1::DescribeTaskQueueResponse& response) {
+  if (t.report_stats()) {
+    auto* stats = response.mutable_stats();
+    stats->set_approximate_backlog_count(k.backlog_count());
+    stats->mutable_approximate_backlog_age()->set_seconds(k.oldest_task_age().seconds());
+    stats->mutable_approximate_backlog_age()->set_nanos(k.oldest_task_age().nanos());
+  }
+}
 
 absl::Status ToKiln(const google::protobuf::Message& temporal, google::protobuf::Message* kiln) {
   return CopyByName(temporal, kiln,

@@ -124,6 +124,54 @@ TEST_CASE("Temporal translation: untyped search attributes are typed from their 
   CHECK(out.at("Typed").data() == R"("x")");
 }
 
+TEST_CASE("Temporal translation: a reset reapplies signals unless told not to") {
+  twf::ResetWorkflowExecutionRequest t;
+  t.set_workflow_task_finish_event_id(4);
+  t.set_request_id("r1");
+  kapi::ResetWorkflowExecutionRequest k;
+  REQUIRE(ToKiln(t, &k).ok());
+  REQUIRE(ResetToKiln(t, k).ok());
+  CHECK(k.workflow_task_finish_event_id() == 4);
+  CHECK(k.request_id() == "r1");
+  CHECK_FALSE(k.exclude_signals());
+
+  t.add_reset_reapply_exclude_types(tenums::RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL);
+  REQUIRE(ResetToKiln(t, k).ok());
+  CHECK(k.exclude_signals());
+
+  t.add_post_reset_operations();
+  absl::Status refused = ResetToKiln(t, k);
+  CHECK(refused.code() == absl::StatusCode::kUnimplemented);
+  CHECK(std::string(refused.message()) == "post_reset_operations is not supported by Kiln yet");
+}
+
+TEST_CASE("Temporal translation: a task queue's description") {
+  twf::DescribeTaskQueueRequest t;
+  t.mutable_task_queue()->set_name("q");
+  t.set_task_queue_type(tenums::TASK_QUEUE_TYPE_ACTIVITY);
+  t.set_report_stats(true);
+  kapi::DescribeTaskQueueRequest k;
+  REQUIRE(ToKiln(t, &k).ok());
+  REQUIRE(DescribeTaskQueueToKiln(t, k).ok());
+  CHECK(k.task_queue().name() == "q");
+  CHECK(k.activity());
+
+  kapi::DescribeTaskQueueResponse engine;
+  engine.add_pollers()->set_identity("worker-1");
+  engine.set_backlog_count(3);
+  engine.mutable_oldest_task_age()->set_seconds(5);
+  twf::DescribeTaskQueueResponse answer;
+  REQUIRE(ToTemporal(engine, &answer).ok());
+  DescribeTaskQueueToTemporal(t, engine, answer);
+  REQUIRE(answer.pollers_size() == 1);
+  CHECK(answer.pollers(0).identity() == "worker-1");
+  CHECK(answer.stats().approximate_backlog_count() == 3);
+  CHECK(answer.stats().approximate_backlog_age().seconds() == 5);
+
+  t.mutable_task_queue()->set_kind(tenums::TASK_QUEUE_KIND_STICKY);
+  CHECK(DescribeTaskQueueToKiln(t, k).code() == absl::StatusCode::kUnimplemented);
+}
+
 // The copy keeps a plan per pair of message types per thread, made the first time the pair is
 // met, usually in the middle of copying its parent: a thread's first copy of a history of many
 // kinds makes a dozen plans while outer copies are using theirs.

@@ -32,6 +32,7 @@ async function until(what, check) {
 let client; // the test's client; the local activity of lateSignal signals through it
 let activityCancelled = 'not cancelled'; // what untilCancelled saw
 let lateSignalSent = false;
+let memoRunId; // the memo run before it was reset
 
 const activities = {
   async greet(name) {
@@ -74,6 +75,9 @@ const activities = {
     if (lateSignalSent) return;
     lateSignalSent = true;
     await client.workflow.getHandle(workflowId).signal('approve', 'a late signal');
+  },
+  async pause(ms) {
+    await new Promise((resolve) => setTimeout(resolve, ms));
   },
 };
 
@@ -171,7 +175,7 @@ async function main() {
     const run = (type, suffix, options = {}) =>
       client.workflow.execute(type, { taskQueue, workflowId: `${workflowId}-${suffix}`, ...options });
     const keyword = (name) => defineSearchAttributeKey(name, 'KEYWORD');
-    const [timeouts, cancelled, flaky, late] = await Promise.all([
+    const [timeouts, cancelled, flaky, late, , longLocal, memo] = await Promise.all([
       run('timeouts', 'timeouts'),
       run('cancelActivity', 'cancel-activity'),
       // The SDK reports a task's first failure only; a later attempt that fails again is left
@@ -186,6 +190,9 @@ async function main() {
         ],
         searchAttributes: { Region: ['eu'] },
       }),
+      // Longer than the task timeout: kept alive by workflow task heartbeats.
+      run('longLocal', 'long-local', { workflowTaskTimeout: '2 seconds', args: [3500] }),
+      run('memo', 'memo', { memo: { team: 'build', draft: 'v1' } }),
     ]);
     report.timeouts = timeouts;
     report.cancelled = cancelled;
@@ -195,6 +202,9 @@ async function main() {
     report.flaky = flaky;
     const flakyHistory = await client.workflow.getHandle(`${workflowId}-flaky-task`).fetchHistory();
     report.flaky_events = flakyHistory.events.map((e) => Number(e.eventType));
+    // The attempt that completed, as its WorkflowTaskScheduled recorded it.
+    const flakyScheduled = flakyHistory.events.filter((e) => e.workflowTaskScheduledEventAttributes);
+    report.flaky_attempt = flakyScheduled.pop().workflowTaskScheduledEventAttributes.attempt;
     report.late = late;
     const lateHistory = await client.workflow.getHandle(`${workflowId}-late-signal`).fetchHistory();
     report.late_events = lateHistory.events.map((e) => Number(e.eventType));
@@ -209,6 +219,41 @@ async function main() {
     const query = 'CustomerId = "acme" AND Stage = "shipped" AND Priority >= 3 AND Region = "eu"';
     for await (const info of client.workflow.list({ query })) taggedIds.push(info.workflowId);
     report.tagged = taggedIds;
+    report.long_local = longLocal;
+    const longHistory = await client.workflow.getHandle(`${workflowId}-long-local`).fetchHistory();
+    report.long_local_events = longHistory.events.map((e) => Number(e.eventType));
+    // Sorted: a memo is a map, in no order.
+    const sorted = (fields) => Object.fromEntries(Object.entries(fields || {}).sort());
+    report.memo_seen = sorted(memo);
+    const memoRun = client.workflow.getHandle(`${workflowId}-memo`);
+    report.memo_described = sorted((await memoRun.describe()).memo);
+    for await (const info of client.workflow.list({ query: `WorkflowId = "${workflowId}-memo"` })) {
+      report.memo_listed = sorted(info.memo);
+    }
+    const memoHistory = await memoRun.fetchHistory();
+    report.memo_events = memoHistory.events.map((e) => Number(e.eventType));
+    // Reset through Temporal's API to the memo run's first workflow task (event 4, its
+    // WorkflowTaskCompleted): the new run starts from the start's memo and runs again.
+    memoRunId = (await memoRun.describe()).runId;
+    const reset = await connection.workflowService.resetWorkflowExecution({
+      namespace: 'default',
+      workflowExecution: { workflowId: `${workflowId}-memo` },
+      reason: 'the test resets it',
+      workflowTaskFinishEventId: 4,
+      requestId: `${workflowId}-memo-reset`,
+    });
+    const resetRun = client.workflow.getHandle(`${workflowId}-memo`, reset.runId);
+    report.reset_result = sorted(await resetRun.result());
+    report.reset_events = (await resetRun.fetchHistory()).events.map((e) => Number(e.eventType));
+    // The queue the worker polls, described: its poller, and no backlog.
+    const queue = await connection.workflowService.describeTaskQueue({
+      namespace: 'default',
+      taskQueue: { name: taskQueue },
+      taskQueueType: 1, // TASK_QUEUE_TYPE_WORKFLOW
+      reportStats: true,
+    });
+    report.queue_pollers = queue.pollers.length > 0 ? 'polled' : 'no poller';
+    report.queue_backlog = Number(queue.stats.approximateBacklogCount);
   });
   // What Kiln does not serve: a namespace it lacks, a method it does not implement.
   const codeOf = async (call) => {
@@ -288,11 +333,14 @@ async function main() {
   // The SDK's replayer, fed the histories Kiln recorded, finds them deterministic.
   const histories = [];
   const suffixes = ['', '-retries', '-canceled', '-restart', '-parent', '-looper', '-timeouts'];
-  suffixes.push('-cancel-activity', '-flaky-task', '-late-signal', '-tagged');
+  suffixes.push('-cancel-activity', '-flaky-task', '-late-signal', '-tagged', '-long-local', '-memo');
   for (const suffix of suffixes) {
     const id = `${workflowId}${suffix}`;
     histories.push({ workflowId: id, history: await client.workflow.getHandle(id).fetchHistory() });
   }
+  // The memo run as it was before the reset (the id's current run is the reset one).
+  const memoBefore = client.workflow.getHandle(`${workflowId}-memo`, memoRunId);
+  histories.push({ workflowId: `${workflowId}-memo`, history: await memoBefore.fetchHistory() });
   report.replayed = [];
   for await (const replay of Worker.runReplayHistories({ workflowBundle }, histories)) {
     report.replayed.push(replay.error ? `${replay.workflowId}: ${replay.error}` : 'ok');

@@ -4,7 +4,8 @@
 // a signal and answers queries; others retry and heartbeat activities, start a child, continue
 // as new, and are signalled with start, terminated and cancelled; activities time out (each kind)
 // and are cancelled; a workflow task fails and is retried; a completion that missed a signal is
-// refused; search attributes are set, upserted, described and queried; a call without a token
+// refused; search attributes are set, upserted, described and queried; a local activity outlives
+// its workflow task (heartbeats); a memo is set and upserted; a call without a token
 // is refused; a worker is restarted mid-workflow; the SDK's replayer checks the histories Kiln
 // recorded; then Kiln's own CLI reads the run the SDK made.
 #include <catch2/catch.hpp>
@@ -135,9 +136,10 @@ TEST_CASE(
   CHECK(absl::StrContains(out, R"("activity_saw":"CancelledFailure")"));
   CHECK(absl::StrContains(out, ",15,11,16,"));
   // A workflow task that fails (RespondWorkflowTaskFailed, 9) is retried; the SDK leaves the
-  // second failure to time out (8); the third attempt completes.
+  // second failure to time out, which is not written (a retry is transient, as in Temporal);
+  // the third attempt completes, and only then are its events written.
   CHECK(absl::StrContains(out, R"("flaky":"recovered")"));
-  CHECK(absl::StrContains(out, R"("flaky_events":[1,5,6,9,5,6,8,5,6,7,2])"));
+  CHECK(absl::StrContains(out, R"("flaky_events":[1,5,6,9,5,6,7,2],"flaky_attempt":3,)"));
   // A signal arriving while the task that completes the run is open: the completion is refused
   // (UnhandledCommand, WorkflowTaskFailed then the signal), and the next task returns it.
   CHECK(absl::StrContains(out, R"("late":["a late signal"])"));
@@ -148,6 +150,25 @@ TEST_CASE(
       out,
       R"("search_attributes":{"CustomerId":"acme","Priority":3,"Region":"eu","Stage":"shipped"})"));
   CHECK(absl::StrContains(out, R"("tagged":["greeting-1-tagged"])"));
+  // A local activity longer than the workflow task timeout (2 s): the SDK's workflow task
+  // heartbeats (force_create_new_workflow_task) each record WorkflowTaskCompleted and get a
+  // new task at once; the activity's marker (25) is recorded by the last.
+  CHECK(absl::StrContains(out, R"("long_local":"paused 3500 ms")"));
+  CHECK(absl::StrContains(out, R"("long_local_events":[1,5,6,7,5,6,7,)"));
+  CHECK(absl::StrContains(out, R"(,5,6,7,25,2],)"));
+  // A memo given at the start and changed by the workflow (upsertMemo: a field added, one
+  // removed, recorded as WorkflowPropertiesModified, 46): the workflow, describe and list see
+  // the same.
+  CHECK(absl::StrContains(out, R"("memo_seen":{"stage":"done","team":"build"})"));
+  CHECK(absl::StrContains(out, R"("memo_described":{"stage":"done","team":"build"})"));
+  CHECK(absl::StrContains(out, R"("memo_listed":{"stage":"done","team":"build"})"));
+  CHECK(absl::StrContains(out, R"("memo_events":[1,5,6,7,46,2])"));
+  // ResetWorkflowExecution to that run's first workflow task: the new run has the copy, the
+  // reset's WorkflowTaskFailed (9), and runs the workflow again from the start's memo.
+  CHECK(absl::StrContains(out, R"("reset_result":{"stage":"done","team":"build"})"));
+  CHECK(absl::StrContains(out, R"("reset_events":[1,5,6,9,5,6,7,46,2])"));
+  // DescribeTaskQueue: the worker's poller; nothing waits.
+  CHECK(absl::StrContains(out, R"("queue_pollers":"polled","queue_backlog":0)"));
   // Tokens are required on the Temporal port: a connection without one is refused
   // (UNAUTHENTICATED, 16).
   CHECK(absl::StrContains(out, R"("without_token":16,)"));
@@ -156,7 +177,8 @@ TEST_CASE(
   // deterministic.
   CHECK(absl::StrContains(out, R"("restarted":"Hello, again, approved by a new worker")"));
   CHECK(absl::StrContains(
-      out, R"("replayed":["ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok"])"));
+      out,
+      R"("replayed":["ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok","ok"])"));
   // What Kiln does not serve says so: NOT_FOUND (5) for a namespace it does not have,
   // UNIMPLEMENTED (12) naming a method it lacks.
   CHECK(absl::StrContains(out, R"("unknown_namespace":5)"));

@@ -17,7 +17,7 @@ const { untilCancelled } = wf.proxyActivities({
   heartbeatTimeout: '1 second',
   cancellationType: 'WAIT_CANCELLATION_COMPLETED',
 });
-const { signalOnce } = wf.proxyLocalActivities({ startToCloseTimeout: '10 seconds' });
+const { signalOnce, pause } = wf.proxyLocalActivities({ startToCloseTimeout: '10 seconds' });
 const approve = wf.defineSignal('approve');
 const status = wf.defineQuery('status');
 
@@ -139,6 +139,21 @@ async function lateSignal() {
   return seen;
 }
 
+// A local activity that outlives the workflow task timeout (2 s, set by the test): the SDK keeps
+// the task alive with heartbeats (completions with force_create_new_workflow_task), each
+// answered with a new task, until the activity's result is recorded.
+async function longLocal(ms) {
+  await pause(ms);
+  return `paused ${ms} ms`;
+}
+
+// Memo given at the start, then changed by the workflow (upsertMemo: one field added, one
+// removed); the workflow's own view of it is its result.
+async function memo() {
+  wf.upsertMemo({ stage: 'done', draft: null });
+  return wf.workflowInfo().memo;
+}
+
 module.exports = {
   greeting,
   retries,
@@ -151,4 +166,6 @@ module.exports = {
   tagged,
   flakyTask,
   lateSignal,
+  longLocal,
+  memo,
 };
