@@ -116,8 +116,8 @@ int main(int argc, char** argv) {
       ->envname("KILN_START_AT_SCHEDULE")
       ->capture_default_str();
   app.add_option("--workflow-tasks-before-sync", options.workflow_tasks_before_sync,
-                 "Send a workflow task started at schedule to its worker before its commit is "
-                 "synced (measured here: no faster; see docs/fast-paths.md)")
+                 "Send a workflow task started at schedule to its worker while its commit syncs, "
+                 "when commits are few (false: after the sync; see docs/fast-paths.md)")
       ->envname("KILN_WORKFLOW_TASKS_BEFORE_SYNC")
       ->capture_default_str();
   app.add_option("--engine-threads", options.engine_threads,

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/hop_trace.h"
 #include "common/metrics.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
@@ -523,6 +524,7 @@ void ActivityWorker::Dispatch(api::PollActivityTaskQueueResponse task, std::func
   bool queued = executor_->TrySubmit(
       [this, task = std::make_shared<api::PollActivityTaskQueueResponse>(std::move(task)),
        shared_done] {
+        hoptrace::Mark("w.act");
         Run(std::move(*task));
         if (*shared_done) (*shared_done)();
       });

@@ -3,6 +3,7 @@
 #include "sdk/internal/worker_stream.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/hop_trace.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -117,6 +118,7 @@ void WorkflowWorker::StreamLoop() {
     }
     // The task's credit goes back once it has ended (its answer included): the engine never
     // has more of our tasks in hand than the credits.
+    hoptrace::Mark("w.wft");
     Handle(task, std::shared_ptr<void>(this, [](WorkflowWorker* w) { w->ReturnCredit(); }));
   }
   PollLoop();

@@ -33,6 +33,7 @@
 #include "bench/engine/role_process.h"
 #include "bench/engine/workload.h"
 #include "common/config.h"
+#include "common/hop_trace.h"
 #include "sdk/activity_worker.h"
 #include "sdk/client.h"
 #include "sdk/converter.h"
@@ -202,7 +203,9 @@ void Sequential(sdk::Connection& connection, const std::string& type, int count)
   std::vector<absl::Duration> latencies;
   for (int i = 0; i < count; ++i) {
     absl::Time start = absl::Now();
+    hoptrace::Mark("c.start");
     absl::Status status = RunOne(client, type);
+    hoptrace::Mark("c.done");
     if (!status.ok()) {
       std::cerr << "workflow failed: " << status << "\n";
       continue;

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
+#include "common/hop_trace.h"
 #include "orchestrator/rpc/reactor.h"
 
 namespace kiln::orchestrator {
@@ -27,6 +28,7 @@ class StartWait final : public RefCountedReactor {
         may_read_(std::move(may_read)) {}
 
   void Begin() {
+    hoptrace::Mark("o.start.rpc");
     Ref();
     if (!deps_.executor->TrySubmit([this] {
           Start();
@@ -53,7 +55,9 @@ class StartWait final : public RefCountedReactor {
 
  private:
   void Start() {
+    hoptrace::Mark("o.start.exec");
     absl::StatusOr<api::StartWorkflowExecutionResponse> started = start_();
+    hoptrace::Mark("o.started");
     // The last reads of the request: once starting_ is false a cancel may finish the call.
     api::GetWorkflowExecutionHistoryRequest read;
     read.set_namespace_(request_->namespace_());
@@ -73,6 +77,7 @@ class StartWait final : public RefCountedReactor {
     Ref();
     auto watch = deps_.watchers->WatchClose(execution.run_id(),
                                             [this](const api::HistoryEvent* close_event) {
+                                              hoptrace::Mark("o.closed");
                                               {
                                                 absl::MutexLock lock(&mu_);
                                                 watch_id_ = 0;

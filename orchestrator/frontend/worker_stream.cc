@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/hop_trace.h"
 #include "common/logging.h"
 #include "common/rpc_status.h"
 #include "orchestrator/rpc/reactor.h"
@@ -41,6 +42,7 @@ class WorkerStreamReactor final : public StreamReactor {
       Close(absl::OkStatus(), /*hard=*/false);
       return;
     }
+    hoptrace::Mark("o.read");
     absl::Status handled = Handle();
     // The next read parses into a clean message (its credits are not this one's).
     in_.Clear();
@@ -63,6 +65,7 @@ class WorkerStreamReactor final : public StreamReactor {
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
+      hoptrace::Mark("o.wdone");
       if (!ok) {
         hard_ = true;
         closing_ = true;
@@ -148,10 +151,12 @@ class WorkerStreamReactor final : public StreamReactor {
       auto shared = std::make_shared<api::WorkerStreamCompletion>(std::move(completion));
       if (!deps_.executor->TrySubmit([this, shared] {
             absl::Time began = deps_.clock->Now();
+            hoptrace::Mark("o.exec");
             api::WorkerStreamAnswer answer = host_->Complete(principal_, open_, *shared);
             metrics_->Record(CompletionMethod(*shared),
                              absl::Status(static_cast<absl::StatusCode>(answer.code()), ""),
                              deps_.clock->Now() - began);
+            hoptrace::Mark("o.completed");
             Answer(std::move(answer));
             Unref();
           })) {
@@ -258,6 +263,7 @@ class WorkerStreamReactor final : public StreamReactor {
     if (task->answer != nullptr || task->activity_answer != nullptr) {
       // Started and its answer built by the transition that made it (HistoryEngine::Commit):
       // out now, with no hop to the executor.
+      hoptrace::Mark("o.push");
       deps_.matching->Done(*task);
       Queue([&](api::WorkerStreamResponse& out) {
         if (task->answer != nullptr) *out.add_workflow_tasks() = std::move(*task->answer);
@@ -355,7 +361,10 @@ class WorkerStreamReactor final : public StreamReactor {
         finish = !write && FinishDueLocked();
       }
     }
-    if (write) StartWrite(&writing_);
+    if (write) {
+      hoptrace::Mark("o.write");
+      StartWrite(&writing_);
+    }
     if (finish) DoFinish();
   }
 

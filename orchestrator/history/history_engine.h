@@ -40,10 +40,10 @@ struct EngineOptions {
   // The key task tokens are signed with (task_token.h): the server's token key, so that tokens
   // outlive a restart. Unset: a random key.
   std::optional<auth::TokenKey> task_token_key;
-  // A workflow task started at schedule goes to its poller before its transition's commit
-  // syncs (HistoryEngine::Commit, "before the sync"); false: after, like an activity's. Off by
-  // default: measured, it saved nothing here (docs/fast-paths.md).
-  bool workflow_tasks_before_sync = false;
+  // A workflow task started at schedule goes to its poller while its transition's commit
+  // syncs (HistoryEngine::Commit, "before the sync"), when commits are few; false: after,
+  // like an activity's (docs/fast-paths.md).
+  bool workflow_tasks_before_sync = true;
 };
 
 // A history read: the page, or "wait" when the caller asked to wait for new events and there
@@ -172,6 +172,10 @@ class HistoryEngine {
   };
   // Transitions between their batch's build and their commit's end (see Commit).
   std::atomic<int> commits_in_flight_{0};
+  // How often a commit found others in flight lately, in 1/1024ths (a moving average over about
+  // the last 16 commits; updated without a lock, so approximate): a workflow task goes out
+  // before its commit syncs only while this is low (see Commit).
+  std::atomic<int> busy_commits_{0};
   // The token, run and task fields of a workflow task's poll answer, from `state` as it is after
   // the task's start (no history).
   void FillWorkflowTask(const internal::ExecutionState& state,

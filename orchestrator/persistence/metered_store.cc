@@ -62,6 +62,16 @@ absl::Status MeteredStore::Commit(const WriteBatch& batch) {
   return status;
 }
 
+absl::Status MeteredStore::CommitOverlapped(const WriteBatch& batch,
+                                            absl::FunctionRef<void()> meanwhile) {
+  batch_ops_.Observe(static_cast<double>(batch.size()));
+  batch_bytes_.Observe(static_cast<double>(batch.bytes()));
+  absl::Time start = clock_.Now();
+  absl::Status status = base_.CommitOverlapped(batch, meanwhile);
+  Record(kCommit, start, status);
+  return status;
+}
+
 absl::StatusOr<std::optional<std::string>> MeteredStore::Get(Table table, std::string_view key) {
   absl::Time start = clock_.Now();
   absl::StatusOr<std::optional<std::string>> value = base_.Get(table, key);

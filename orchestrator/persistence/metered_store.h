@@ -27,6 +27,8 @@ class MeteredStore final : public Store {
   MeteredStore& operator=(const MeteredStore&) = delete;
 
   absl::Status Commit(const WriteBatch& batch) override;
+  absl::Status CommitOverlapped(const WriteBatch& batch,
+                                absl::FunctionRef<void()> meanwhile) override;
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key) override;
   absl::Status Scan(Table table, std::string_view start, std::string_view end, size_t limit,
                     const ScanVisitor& visit) override;

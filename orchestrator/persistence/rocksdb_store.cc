@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/hop_trace.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "orchestrator/persistence/batch_validation.h"
@@ -305,16 +306,36 @@ constexpr absl::Duration kWaitingLogInterval = absl::Minutes(1);
 }  // namespace
 
 absl::Status RocksDbStore::Commit(const WriteBatch& batch) {
-  if (batch.empty()) return absl::OkStatus();
+  return CommitOverlapped(batch, [] {});
+}
+
+absl::Status RocksDbStore::CommitOverlapped(const WriteBatch& batch,
+                                            absl::FunctionRef<void()> meanwhile) {
+  if (batch.empty()) {
+    meanwhile();
+    return absl::OkStatus();
+  }
   RETURN_IF_ERROR(ValidateBatch(batch));
   if (!writable_.load(std::memory_order_acquire)) return Refused();
   commits_.fetch_add(1, std::memory_order_relaxed);
   Committer self;
   self.batch = &batch;
-  if (!group_commit_) return WriteOrRefuse({&self});
-  absl::MutexLock lock(&group_mu_);
-  queued_.push_back(&self);
-  self.written.Wait(&group_mu_);
+  if (!group_commit_) {
+    meanwhile();
+    return WriteOrRefuse({&self});
+  }
+  hoptrace::Mark("o.commit.q");
+  {
+    absl::MutexLock lock(&group_mu_);
+    queued_.push_back(&self);
+  }
+  // The writer may take the batch (and even sync it) meanwhile: `written` keeps its notice.
+  meanwhile();
+  {
+    absl::MutexLock lock(&group_mu_);
+    self.written.Wait(&group_mu_);
+  }
+  hoptrace::Mark("o.commit.back");
   return self.status;
 }
 
@@ -342,7 +363,9 @@ void RocksDbStore::WriterLoop() {
       queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
     }
     if (!group.empty()) {
+      hoptrace::Mark("o.commit.w");
       absl::Status status = WriteOrRefuse(group);
+      hoptrace::Mark("o.commit.synced");
       groups_.fetch_add(1, std::memory_order_relaxed);
       absl::MutexLock lock(&group_mu_);
       // A committer may return (and free its Committer) as soon as the lock is released:

@@ -334,6 +334,33 @@ TEST_CASE("A commit syncs the WAL unless its batch says sync = false") {
   CHECK(value->has_value());
 }
 
+TEST_CASE(
+    "CommitOverlapped's work runs once while its batch is written, and not for a refused batch") {
+  testutil::TempDir dir;
+  auto store = OpenOrDie(dir.path());
+  WriteBatch batch;
+  batch.Put(Table::kMeta, "overlapped", "v");
+  const uint64_t before = store->Stats().wal_syncs;
+  int runs = 0;
+  bool synced_meanwhile = false;
+  absl::Status status = store->CommitOverlapped(batch, [&] {
+    ++runs;
+    // The batch is queued: the writer syncs it while this still runs (a store that ran this
+    // before queueing would never sync here).
+    synced_meanwhile =
+        testutil::WaitFor([&] { return store->Stats().wal_syncs > before; }, absl::Seconds(10));
+  });
+  REQUIRE(status.ok());
+  CHECK(runs == 1);
+  CHECK(synced_meanwhile);
+  CHECK(Read(*store, Table::kMeta, "overlapped") == "v");
+
+  WriteBatch bad;
+  bad.Put(static_cast<Table>(99), "k", "v");
+  CHECK(absl::IsInvalidArgument(store->CommitOverlapped(bad, [&] { ++runs; })));
+  CHECK(runs == 1);
+}
+
 TEST_CASE("Concurrent commits share WAL syncs (group commit)") {
   // Kiln groups commits itself by default; the other row is RocksDB's own write group.
   const bool kiln_grouping = GENERATE(true, false);

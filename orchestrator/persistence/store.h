@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -134,6 +135,16 @@ class Store {
   // implementation reports as kUnavailable ("outcome unknown"): callers must then reload state from
   // the store.
   virtual absl::Status Commit(const WriteBatch& batch) = 0;
+
+  // Commit, running `meanwhile` once the batch is accepted and queued for its write, before
+  // waiting for the sync: work that may overlap the sync goes there (HistoryEngine hands out a
+  // workflow task early). Not run when the batch is refused before it is queued (an invalid
+  // batch, a store refusing writes). A store with no write queue runs it first.
+  virtual absl::Status CommitOverlapped(const WriteBatch& batch,
+                                        absl::FunctionRef<void()> meanwhile) {
+    meanwhile();
+    return Commit(batch);
+  }
 
   // The value at `key`, or nullopt when absent.
   virtual absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key) = 0;

@@ -62,9 +62,9 @@ struct ServerOptions {
   // A task created while a poller waits on its queue is started in the creating transition
   // (one synced write instead of two). Off only to measure what it saves.
   bool start_at_schedule = true;
-  // Such a task, if a workflow task, goes to its poller before the commit syncs
-  // (EngineOptions::workflow_tasks_before_sync). Off: measured, it saved nothing here.
-  bool workflow_tasks_before_sync = false;
+  // Such a task, if a workflow task, goes to its poller while the commit syncs
+  // (EngineOptions::workflow_tasks_before_sync).
+  bool workflow_tasks_before_sync = true;
   // The key that verifies callers' tokens (common/auth/token.h); empty: <data_dir>/auth.key.
   // Created (mode 0600) when missing, with the local admin credential <data_dir>/admin.token.
   std::string auth_key_file;

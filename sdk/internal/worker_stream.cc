@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/hop_trace.h"
 #include "common/logging.h"
 #include "common/rpc_status.h"
 
@@ -118,7 +119,9 @@ void WorkerStream::Send(const std::function<void(api::WorkerStreamRequest&)>& fi
     Rw* stream = stream_;
     mu_.Unlock();
     // The reader waits for sending_ to clear before it finishes the stream: `stream` lives.
+    hoptrace::Mark("w.write");
     bool ok = stream->Write(request);
+    hoptrace::Mark("w.written");
     mu_.Lock();
     if (!ok) break;  // Broken: the reader sees it, fails the waiting and opens a new one.
   }
@@ -182,6 +185,7 @@ grpc::Status WorkerStream::RunOnce() {
 
   api::WorkerStreamResponse response;
   while (stream->Read(&response)) {
+    hoptrace::Mark("w.read");
     if (response.workflow_tasks_size() + response.activity_tasks_size() > 0) {
       absl::MutexLock lock(&mu_);
       outstanding_ -= response.workflow_tasks_size() + response.activity_tasks_size();

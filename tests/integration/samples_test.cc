@@ -31,9 +31,12 @@ struct Platform {
         dir.path() + "/worker-" + std::to_string(++worker_starts) + ".log");
     REQUIRE(process.ok());
     worker = std::move(*process);
+    // Its start lists the deployments it manages (`podman ps`), which waits for podman's
+    // storage lock while another test builds an image (a start in `make test` once took over
+    // 20 s; the likely cause).
     REQUIRE(testutil::WaitFor(
         [&] { return worker->Output().find("worker.connected") != std::string::npos; },
-        absl::Seconds(20)));
+        absl::Seconds(60)));
   }
 };
 
