@@ -14,9 +14,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace kiln::hoptrace {
@@ -32,6 +34,11 @@ struct File {
     if (prefix == nullptr || *prefix == '\0') return;
     const std::string path = std::string(prefix) + "." + std::to_string(::getpid());
     fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    // Asked for and not possible: say so once, rather than leave an empty trace unexplained.
+    if (fd < 0) {
+      std::fprintf(stderr, "KILN_HOP_TRACE: cannot open %s: %s\n", path.c_str(),
+                   std::strerror(errno));
+    }
   }
 };
 inline File& TraceFile() {
