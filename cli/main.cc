@@ -22,6 +22,9 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln: operate Kiln: workflows, task queues, projects and deployments", "kiln"};
+  // The global flags (--address, --token, --output, ...) are taken after a command too
+  // (`kiln workflow list --address host:7233`): every command inherits this.
+  app.fallthrough();
   kiln::CommonFlags common;
   kiln::AddCommonFlags(app, &common);
   std::string address = "127.0.0.1:7233";

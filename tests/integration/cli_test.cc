@@ -310,6 +310,17 @@ TEST_CASE("kiln says what it tried and exits 4 when the orchestrator is not ther
     CHECK(absl::StartsWith(out, "kiln: "));
     CHECK(Contains(out, "the orchestrator at " + address + " (--address, KILN_ADDRESS)"));
   }
+  // The global flags also after the command, where people type them.
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"workflow", "list", "--address", address},
+        {"workflow", "show", "--id", "w", "--address", address, "--output", "json"}}) {
+    INFO(absl::StrJoin(args, " "));
+    absl::StatusOr<int> code =
+        testutil::RunCommand(BinaryPath("kiln"), args, &out, absl::Seconds(90));
+    REQUIRE(code.ok());
+    CHECK(*code == 4);
+    CHECK(Contains(out, "the orchestrator at " + address + " (--address, KILN_ADDRESS)"));
+  }
   REQUIRE(Kiln(address, {"--platform", address, "project", "list"}, &out) == 4);
   CHECK(Contains(out, "cannot reach the build platform (kiln-worker's BuildService) at " + address +
                           " (--platform-address, KILN_PLATFORM_ADDRESS)"));
