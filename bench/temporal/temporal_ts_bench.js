@@ -7,11 +7,11 @@
 // each throughput phase (kiln_rpc_requests_total: the frontend's in-process calls included).
 // Usage: node temporal_ts_bench.js ADDRESS TOKEN ORCHESTRATOR_PID   (env: SEQ_N DUR_S CONCS METRICS)
 const fs = require('fs');
-const http = require('http');
 const path = require('path');
 const { performance } = require('perf_hooks');
 const { NativeConnection, Worker, Runtime, DefaultLogger } = require('@temporalio/worker');
 const { Connection, Client } = require('@temporalio/client');
+const { rpcCounts: kilnRpcCounts } = require('./kiln_metrics');
 
 const [address, token, orchestratorPid] = process.argv.slice(2);
 const seqN = Number(process.env.SEQ_N || 300);
@@ -36,21 +36,7 @@ function summary(latencies) {
 
 // kiln_rpc_requests_total summed by method, or {} without METRICS.
 function rpcCounts() {
-  if (!process.env.METRICS) return Promise.resolve({});
-  return new Promise((resolve, reject) => {
-    http.get(`http://${process.env.METRICS}/metrics`, (res) => {
-      let text = '';
-      res.on('data', (chunk) => (text += chunk));
-      res.on('end', () => {
-        const counts = {};
-        for (const line of text.split('\n')) {
-          const m = /^kiln_rpc_requests_total\{[^}]*method="([^"]+)"[^}]*\} ([0-9.e+]+)/.exec(line);
-          if (m) counts[m[1]] = (counts[m[1]] || 0) + Number(m[2]);
-        }
-        resolve(counts);
-      });
-    }).on('error', reject);
-  });
+  return process.env.METRICS ? kilnRpcCounts(process.env.METRICS) : Promise.resolve({});
 }
 
 async function main() {

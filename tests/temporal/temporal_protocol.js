@@ -5,34 +5,16 @@
 // runs, so its start-up and shutdown polls are not counted. Prints one JSON line: the calls per
 // workflow by method.
 // Usage: node temporal_protocol.js ADDRESS TOKEN METRICS_HOST:PORT
-const http = require('http');
 const path = require('path');
 const { NativeConnection, Worker, Runtime, DefaultLogger } = require('@temporalio/worker');
 const { Connection, Client } = require('@temporalio/client');
+const { rpcCounts } = require('./kiln_metrics');
 
 const [address, token, metrics] = process.argv.slice(2);
 const taskQueue = 'temporal-protocol-test';
 const workflows = 10;
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
-
-// kiln_rpc_requests_total summed by method.
-function rpcCounts() {
-  return new Promise((resolve, reject) => {
-    http.get(`http://${metrics}/metrics`, (res) => {
-      let text = '';
-      res.on('data', (chunk) => (text += chunk));
-      res.on('end', () => {
-        const counts = {};
-        for (const line of text.split('\n')) {
-          const m = /^kiln_rpc_requests_total\{[^}]*method="([^"]+)"[^}]*\} ([0-9.e+]+)/.exec(line);
-          if (m) counts[m[1]] = (counts[m[1]] || 0) + Number(m[2]);
-        }
-        resolve(counts);
-      });
-    }).on('error', reject);
-  });
-}
 
 async function main() {
   const workerConnection = await NativeConnection.connect({ address, apiKey: token, tls: false });
@@ -51,11 +33,11 @@ async function main() {
   const report = {};
   await worker.runUntil(async () => {
     await run(); // the worker's pollers are up and its workflow bundle is loaded
-    const before = await rpcCounts();
+    const before = await rpcCounts(metrics);
     for (let i = 0; i < workflows; i++) {
       if ((await run()) !== 'x') throw new Error('the activity did not return its input');
     }
-    const after = await rpcCounts();
+    const after = await rpcCounts(metrics);
     const perWorkflow = {};
     for (const method of Object.keys(after).sort()) {
       const calls = after[method] - (before[method] || 0);
