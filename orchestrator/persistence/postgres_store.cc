@@ -416,14 +416,27 @@ void PostgresStore::Succeeded() {
 }
 
 absl::Status PostgresStore::Commit(const WriteBatch& batch) {
+  return CommitOverlapped(batch, [] {});
+}
+
+absl::Status PostgresStore::CommitOverlapped(const WriteBatch& batch,
+                                             absl::FunctionRef<void()> meanwhile) {
   if (absl::Status valid = ValidateBatch(batch); !valid.ok()) return valid;
-  if (batch.empty() && batch.fences().empty()) return absl::OkStatus();
+  if (batch.empty() && batch.fences().empty()) {
+    meanwhile();
+    return absl::OkStatus();
+  }
   Committer self;
   self.batch = &batch;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (stopping_) return absl::UnavailableError("postgres: the store is closing");
+    ++commits_;
+    queued_.push_back(&self);
+  }
+  // The writer may take the batch (and even commit it) meanwhile: `done` keeps its notice.
+  meanwhile();
   absl::MutexLock lock(&queue_mu_);
-  if (stopping_) return absl::UnavailableError("postgres: the store is closing");
-  ++commits_;
-  queued_.push_back(&self);
   self.done.Wait(&queue_mu_);
   return self.status;
 }

@@ -119,6 +119,8 @@ class PostgresStore final : public Store {
   PostgresStore& operator=(const PostgresStore&) = delete;
 
   absl::Status Commit(const WriteBatch& batch) override;
+  absl::Status CommitOverlapped(const WriteBatch& batch,
+                                absl::FunctionRef<void()> meanwhile) override;
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key) override;
   absl::Status Scan(Table table, std::string_view start, std::string_view end, size_t limit,
                     const ScanVisitor& visit) override;

@@ -193,6 +193,36 @@ TEST_CASE("PostgresStore commits unsynced batches and batches of several round t
   CHECK(store->Get(Table::kTasks, "k10001")->value() == "2");
 }
 
+TEST_CASE("PostgresStore's CommitOverlapped runs its work while the batch is written") {
+  auto cluster = StartClusterOrSkip();
+  if (!cluster) return;
+  auto store = OpenStore(cluster->ConnInfo());
+  auto observer = OpenStore(cluster->ConnInfo());
+  WriteBatch batch;
+  batch.Put(Table::kMeta, "overlapped", "v");
+  int runs = 0;
+  bool landed_meanwhile = false;
+  REQUIRE(store
+              ->CommitOverlapped(batch,
+                                 [&] {
+                                   ++runs;
+                                   // Queued: the writer commits it while this still runs.
+                                   landed_meanwhile = testutil::WaitFor(
+                                       [&] {
+                                         auto value = observer->Get(Table::kMeta, "overlapped");
+                                         return value.ok() && value->has_value();
+                                       },
+                                       absl::Seconds(10));
+                                 })
+              .ok());
+  CHECK(runs == 1);
+  CHECK(landed_meanwhile);
+  WriteBatch bad;
+  bad.Put(static_cast<Table>(99), "k", "v");
+  CHECK(absl::IsInvalidArgument(store->CommitOverlapped(bad, [&] { ++runs; })));
+  CHECK(runs == 1);
+}
+
 TEST_CASE("PostgresStore on an unreachable server fails to open with kUnavailable") {
   auto opened = PostgresStore::Open(
       absl::StrCat("host=127.0.0.1 port=", testutil::FreePort(), " connect_timeout=2"));
