@@ -18,6 +18,13 @@ std::string HistoryPageToken(int64_t next_event_id, int64_t transient_started_ev
 
 namespace {
 
+// The moving average of commits that found others in flight (HistoryEngine::busy_commits_):
+// its scale (a commit that did counts this much), its window (about this many commits), and
+// the level below which a workflow task may go out before its commit syncs.
+constexpr int kBusyScale = 1024;
+constexpr int kBusyWindow = 16;
+constexpr int kQuietBelow = kBusyScale / 4;
+
 struct HistoryPagePosition {
   int64_t next = 0;
   int64_t transient_started_event_id = 0;  // 0: an ordinary read
@@ -217,8 +224,9 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
   // only the first condition too).
   const bool alone = commits_in_flight_.fetch_add(1, std::memory_order_relaxed) == 0;
   const int busy = busy_commits_.load(std::memory_order_relaxed);
-  busy_commits_.store(busy + ((alone ? 0 : 1024) - busy) / 16, std::memory_order_relaxed);
-  const bool quiet = alone && busy < 256;
+  busy_commits_.store(busy + ((alone ? 0 : kBusyScale) - busy) / kBusyWindow,
+                      std::memory_order_relaxed);
+  const bool quiet = alone && busy < kQuietBelow;
   absl::Cleanup committed = [this] { commits_in_flight_.fetch_sub(1, std::memory_order_relaxed); };
   for (size_t i = 0; i < started_here; ++i) {
     // Every task started here gets its answer now, so that its poll need not take the run's

@@ -172,9 +172,9 @@ class HistoryEngine {
   };
   // Transitions between their batch's build and their commit's end (see Commit).
   std::atomic<int> commits_in_flight_{0};
-  // How often a commit found others in flight lately, in 1/1024ths (a moving average over about
-  // the last 16 commits; updated without a lock, so approximate): a workflow task goes out
-  // before its commit syncs only while this is low (see Commit).
+  // How often a commit found others in flight lately, a moving average (kBusyScale for always,
+  // over about the last kBusyWindow commits; updated without a lock, so approximate): a workflow
+  // task goes out before its commit syncs only while this is low (see Commit).
   std::atomic<int> busy_commits_{0};
   // The token, run and task fields of a workflow task's poll answer, from `state` as it is after
   // the task's start (no history).
