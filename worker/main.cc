@@ -16,6 +16,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/auth/token.h"
 #include "common/config.h"
 #include "common/connection_listener.h"
@@ -395,10 +397,16 @@ int main(int argc, char** argv) {
   podman_options.state_dir = data_dir + "/deploy";
   podman_options.registry_tls_verify = tls_verify;
   podman_options.stop_timeout_seconds = stop_timeout_s;
+  // Restoring lists the deployments in podman and waits for podman's storage lock: a podman busy
+  // building holds the worker's start here, so say what it waits for.
+  const absl::Time restore_began = absl::Now();
+  kiln::LogInfo("deploy.restoring", {{"state_dir", podman_options.state_dir}});
   auto podman_target =
       kiln::worker::PodmanDeployTarget::Create(podman_options, [](std::string_view line) {
         kiln::LogInfo("deploy.restore", {{"line", line}});
       });
+  kiln::LogInfo("deploy.restored",
+                {{"took", absl::Now() - restore_began}, {"ok", podman_target.ok()}});
   if (!podman_target.ok()) {
     // Builds still run (target none); deploys to podman fail, saying why.
     kiln::LogWarn("worker.podman_unavailable", {{"status", podman_target.status()}});

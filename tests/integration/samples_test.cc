@@ -34,9 +34,11 @@ struct Platform {
     // Its start lists the deployments it manages (`podman ps`), which waits for podman's
     // storage lock while another test builds an image (a start in `make test` once took over
     // 20 s; the likely cause).
-    REQUIRE(testutil::WaitFor(
+    const bool connected = testutil::WaitFor(
         [&] { return worker->Output().find("worker.connected") != std::string::npos; },
-        absl::Seconds(60)));
+        absl::Seconds(60));
+    INFO("kiln-worker's output:\n" << worker->Output());
+    REQUIRE(connected);
   }
 };
 
