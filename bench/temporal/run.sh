@@ -29,7 +29,7 @@ done
 grep -q orchestrator.serving "$WORK/orchestrator.log" || { cat "$WORK/orchestrator.log"; exit 1; }
 mkdir -p "$WORK/project"
 ln -s "$(cd "$NODE_MODULES" && pwd)" "$WORK/project/node_modules"
-cp "$HERE/temporal_ts_bench.js" "$HERE/workflows.js" "$HERE/../../tests/temporal/kiln_metrics.js" \
-  "$WORK/project/"
+cp "$HERE/temporal_ts_bench.js" "$HERE/../../tests/temporal/one_activity.js" \
+  "$HERE/../../tests/temporal/one_activity_workflow.js" "$WORK/project/"
 echo "orchestrator $(readlink /proc/$ORCH_PID/exe) pid $ORCH_PID"
 METRICS=$METRICS node "$WORK/project/temporal_ts_bench.js" "$TEMPORAL" "$(cat "$WORK/data/admin.token")" "$ORCH_PID"

@@ -7,11 +7,9 @@
 // each throughput phase (kiln_rpc_requests_total: the frontend's in-process calls included).
 // Usage: node temporal_ts_bench.js ADDRESS TOKEN ORCHESTRATOR_PID   (env: SEQ_N DUR_S CONCS METRICS)
 const fs = require('fs');
-const path = require('path');
 const { performance } = require('perf_hooks');
-const { NativeConnection, Worker, Runtime, DefaultLogger } = require('@temporalio/worker');
-const { Connection, Client } = require('@temporalio/client');
-const { rpcCounts: kilnRpcCounts } = require('./kiln_metrics');
+const { Runtime, DefaultLogger } = require('@temporalio/worker');
+const { startOneActivity, rpcCounts: kilnRpcCounts } = require('./one_activity');
 
 const [address, token, orchestratorPid] = process.argv.slice(2);
 const seqN = Number(process.env.SEQ_N || 300);
@@ -40,19 +38,7 @@ function rpcCounts() {
 }
 
 async function main() {
-  const workerConnection = await NativeConnection.connect({ address, apiKey: token, tls: false });
-  const worker = await Worker.create({
-    connection: workerConnection,
-    namespace: 'default',
-    taskQueue,
-    workflowsPath: path.join(__dirname, 'workflows.js'),
-    activities: { async echo(input) { return input; } },
-  });
-  const connection = await Connection.connect({ address, apiKey: token, tls: false });
-  const client = new Client({ connection, namespace: 'default' });
-  let next = 0;
-  const call = () =>
-    client.workflow.execute('oneActivity', { taskQueue, workflowId: `bench-${next++}`, args: ['x'] });
+  const { worker, run: call, close } = await startOneActivity({ address, token, taskQueue, idPrefix: 'bench' });
   const cpu = () => cpuSeconds(orchestratorPid) + cpuSeconds(process.pid);
 
   await worker.runUntil(async () => {
@@ -99,8 +85,7 @@ async function main() {
       }));
     }
   });
-  await connection.close();
-  await workerConnection.close();
+  await close();
 }
 
 main().then(

@@ -5,10 +5,8 @@
 // runs, so its start-up and shutdown polls are not counted. Prints one JSON line: the calls per
 // workflow by method.
 // Usage: node temporal_protocol.js ADDRESS TOKEN METRICS_HOST:PORT
-const path = require('path');
-const { NativeConnection, Worker, Runtime, DefaultLogger } = require('@temporalio/worker');
-const { Connection, Client } = require('@temporalio/client');
-const { rpcCounts } = require('./kiln_metrics');
+const { Runtime, DefaultLogger } = require('@temporalio/worker');
+const { startOneActivity, rpcCounts } = require('./one_activity');
 
 const [address, token, metrics] = process.argv.slice(2);
 const taskQueue = 'temporal-protocol-test';
@@ -17,19 +15,7 @@ const workflows = 10;
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
 async function main() {
-  const workerConnection = await NativeConnection.connect({ address, apiKey: token, tls: false });
-  const worker = await Worker.create({
-    connection: workerConnection,
-    namespace: 'default',
-    taskQueue,
-    workflowsPath: path.join(__dirname, 'protocol_workflows.js'),
-    activities: { async echo(input) { return input; } },
-  });
-  const connection = await Connection.connect({ address, apiKey: token, tls: false });
-  const client = new Client({ connection, namespace: 'default' });
-  let next = 0;
-  const run = () =>
-    client.workflow.execute('oneActivity', { taskQueue, workflowId: `protocol-${next++}`, args: ['x'] });
+  const { worker, run, close } = await startOneActivity({ address, token, taskQueue, idPrefix: 'protocol' });
   const report = {};
   await worker.runUntil(async () => {
     await run(); // the worker's pollers are up and its workflow bundle is loaded
@@ -45,8 +31,7 @@ async function main() {
     }
     report.per_workflow = perWorkflow;
   });
-  await connection.close();
-  await workerConnection.close();
+  await close();
   console.log(JSON.stringify(report));
 }
 

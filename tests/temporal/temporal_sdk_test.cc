@@ -60,7 +60,7 @@ fs::path MakeProject(const std::string& dir) {
   fs::create_directories(project);
   fs::create_directory_symlink(KILN_TEMPORAL_NODE_MODULES, project / "node_modules");
   for (const char* file : {"temporal_sdk.js", "temporal_tls.js", "workflows.js",
-                           "temporal_protocol.js", "protocol_workflows.js", "kiln_metrics.js"}) {
+                           "temporal_protocol.js", "one_activity.js", "one_activity_workflow.js"}) {
     fs::copy_file(fs::path(KILN_TEMPORAL_TEST_SOURCE_DIR) / file, project / file);
   }
   return project;

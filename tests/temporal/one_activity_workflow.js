@@ -1,5 +1,5 @@
-// The workflow temporal_protocol.js runs: one activity that returns its input (the benchmark's
-// workflow, bench/temporal/workflows.js).
+// The workflow one_activity.js runs: one activity that returns its input (the engine
+// benchmark's scenario a).
 const wf = require('@temporalio/workflow');
 
 const { echo } = wf.proxyActivities({ startToCloseTimeout: '30 seconds' });
