@@ -39,6 +39,7 @@
 #include "worker/api/build_service.h"
 #include "worker/api/platform_api.h"
 #include "worker/console/console.h"
+#include "worker/deploy/deferred_target.h"
 #include "worker/deploy/none_target.h"
 #include "worker/deploy/podman_target.h"
 #include "worker/http/webhook_server.h"
@@ -397,26 +398,31 @@ int main(int argc, char** argv) {
   podman_options.state_dir = data_dir + "/deploy";
   podman_options.registry_tls_verify = tls_verify;
   podman_options.stop_timeout_seconds = stop_timeout_s;
-  // Restoring lists the deployments in podman and waits for podman's storage lock: a podman busy
-  // building holds the worker's start here, so say what it waits for.
-  const absl::Time restore_began = absl::Now();
-  kiln::LogInfo("deploy.restoring", {{"state_dir", podman_options.state_dir}});
-  auto podman_target =
-      kiln::worker::PodmanDeployTarget::Create(podman_options, [](std::string_view line) {
-        kiln::LogInfo("deploy.restore", {{"line", line}});
+  // Made on a thread of its own: podman's setup (its host probe, its storage lock, which a
+  // build holds, the restore of the running containers' slots) must not hold the worker's
+  // start; a deploy that comes first waits for it.
+  kiln::worker::DeferredDeployTarget podman_target(
+      "podman", [podman_options]() -> absl::StatusOr<std::unique_ptr<kiln::worker::DeployTarget>> {
+        const absl::Time began = absl::Now();
+        kiln::LogInfo("deploy.restoring", {{"state_dir", podman_options.state_dir}});
+        auto made =
+            kiln::worker::PodmanDeployTarget::Create(podman_options, [](std::string_view line) {
+              kiln::LogInfo("deploy.restore", {{"line", line}});
+            });
+        kiln::LogInfo("deploy.restored", {{"took", absl::Now() - began}, {"ok", made.ok()}});
+        // Builds still run (target none); deploys to podman fail, saying why.
+        if (!made.ok()) {
+          kiln::LogWarn("worker.podman_unavailable", {{"status", made.status()}});
+          return made.status();
+        }
+        return std::unique_ptr<kiln::worker::DeployTarget>(*std::move(made));
       });
-  kiln::LogInfo("deploy.restored",
-                {{"took", absl::Now() - restore_began}, {"ok", podman_target.ok()}});
-  if (!podman_target.ok()) {
-    // Builds still run (target none); deploys to podman fail, saying why.
-    kiln::LogWarn("worker.podman_unavailable", {{"status", podman_target.status()}});
-  }
 
   kiln::worker::PlatformActivitiesOptions platform_options;
   platform_options.machines["process"] = machines->get();
   if (microvms) platform_options.machines["microvm"] = microvms.get();
   platform_options.targets["none"] = &none_target;
-  if (podman_target.ok()) platform_options.targets["podman"] = podman_target->get();
+  platform_options.targets["podman"] = &podman_target;
   platform_options.connection = &connection;
   if (key) {
     platform_options.mint_agent_token =
