@@ -137,10 +137,12 @@ function(kiln_binary name)
   _kiln_record(${name} SOURCES ${ARG_SOURCES} HEADERS ${ARG_HEADERS} DEPS ${ARG_DEPS})
 endfunction()
 
-# kiln_test(name SOURCES ... [HEADERS ...] DEPS ... [LABELS ...]): a Catch2 binary whose cases
-# CTest discovers.
+# kiln_test(name SOURCES ... [HEADERS ...] DEPS ... [LABELS ...] [COST seconds]): a Catch2
+# binary whose cases CTest discovers. COST, about what its longest case takes: a parallel run
+# with no timings of its own yet (a fresh clone, CI) starts the long cases first instead of
+# leaving one running alone at the end.
 function(kiln_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;HEADERS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "COST" "SOURCES;HEADERS;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   # A test's own code at -O1 in an optimised build (the code it tests keeps -O2): its many
   # large Catch2 functions compile a fifth faster, and the tests spend their time waiting on
@@ -150,7 +152,11 @@ function(kiln_test name)
   if(NOT ARG_LABELS)
     set(ARG_LABELS unit)
   endif()
-  catch_discover_tests(${name} PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT 300)
+  set(cost)
+  if(ARG_COST)
+    set(cost COST ${ARG_COST})
+  endif()
+  catch_discover_tests(${name} PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT 300 ${cost})
   _kiln_record(${name} SOURCES ${ARG_SOURCES} HEADERS ${ARG_HEADERS} DEPS ${ARG_DEPS})
 endfunction()
 
