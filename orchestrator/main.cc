@@ -120,6 +120,12 @@ int main(int argc, char** argv) {
                  "when commits are few (false: after the sync; see docs/fast-paths.md)")
       ->envname("KILN_WORKFLOW_TASKS_BEFORE_SYNC")
       ->capture_default_str();
+  app.add_option("--quiet-commits-on-caller", options.quiet_commits_on_caller,
+                 "When commits are few, the engine thread of a transition with nothing to do "
+                 "meanwhile writes and syncs its commit itself instead of waking the store's "
+                 "writer (false: always the writer; see docs/fast-paths.md)")
+      ->envname("KILN_QUIET_COMMITS_ON_CALLER")
+      ->capture_default_str();
   app.add_option("--engine-threads", options.engine_threads,
                  "Threads running engine work (0: one per core); with --engine-fibers=0 each holds "
                  "one request through its synced commit (32 suit 2 cores)")

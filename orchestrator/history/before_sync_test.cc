@@ -58,13 +58,14 @@ class WaitingPoller final : public EngineListener {
 };
 
 struct Engine {
-  explicit Engine(bool before_sync = true) {
+  explicit Engine(bool before_sync = true, bool on_caller = true) {
     store.SetCommitFaultPolicy([this](const WriteBatch&) {
       log.push_back("commit");
       return std::optional<FaultInjectingStore::CommitFault>();
     });
     EngineOptions options;
     options.workflow_tasks_before_sync = before_sync;
+    options.quiet_commits_on_caller = on_caller;
     engine = HistoryEngine::Create(&store, &clock, &ids, &poller, options).value();
     log.clear();  // The task id allocator's first block.
   }
@@ -160,6 +161,30 @@ TEST_CASE(
   REQUIRE(e.poller.handed.at(0).answer != nullptr);
   CHECK(e.poller.handed.at(0).answer->SerializeAsString() ==
         e.PolledAfter(e.poller.handed.at(0)).SerializeAsString());
+}
+
+TEST_CASE("A quiet transition with nothing to hand out while it syncs commits on its own thread") {
+  for (const bool on_caller : {true, false}) {
+    INFO("quiet_commits_on_caller=" << on_caller);
+    Engine e(/*before_sync=*/true, on_caller);
+    e.Start("caller");
+    // Its workflow task went out while the commit synced: through the store's writer.
+    CHECK(e.store.commits_on_caller() == 0);
+    const api::PollWorkflowTaskQueueResponse first = *e.poller.handed.at(0).answer;
+    REQUIRE(
+        e.Complete(first, EngineHarness::ScheduleActivity("a1", "act", absl::Seconds(10))).ok());
+    // The activity waits for the sync: nothing to do meanwhile.
+    CHECK(e.store.commits_on_caller() == (on_caller ? 1 : 0));
+    REQUIRE(e.CompleteActivity(e.poller.handed.back()).ok());
+    CHECK(e.store.commits_on_caller() == (on_caller ? 1 : 0));
+    REQUIRE(
+        e.Complete(*e.poller.handed.back().answer, EngineHarness::CompleteWorkflow("\"ok\"")).ok());
+    CHECK(e.store.commits_on_caller() == (on_caller ? 2 : 0));
+  }
+  // With workflow tasks after the sync, the start has nothing to do meanwhile either.
+  Engine after(/*before_sync=*/false);
+  after.Start("after");
+  CHECK(after.store.commits_on_caller() == 1);
 }
 
 TEST_CASE("A workflow task handed out before a commit that fails is refused at its completion") {

@@ -250,11 +250,24 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
       listener_->FulfilReservation(s.reservation, std::move(s.task));
     }
   };
+  // Quiet, with nothing to hand out while the fsync runs: this fiber would only wait for it,
+  // so its thread writes and syncs the batch itself, sparing the writer's wake-up and its own
+  // after the sync (two thread switches, ~35 us each on this VM). That blocks the thread for
+  // the write, which is why only when quiet: no other engine work is then waiting for it.
+  bool early_work = false;
+  if (options_.workflow_tasks_before_sync && quiet) {
+    for (size_t i = 0; i < started_here; ++i) {
+      early_work = early_work || (started[i].task.kind == keys::TaskKind::kWorkflow &&
+                                  started[i].task.answer != nullptr);
+    }
+  }
+  const bool on_caller = options_.quiet_commits_on_caller && quiet && !early_work;
   absl::Status status;
   {
     // Only run locks (fiber::Mutex) are held here: the commit may park this fiber.
     fiber::ParkScope park;
-    status = store_->CommitOverlapped(*batch, hand_out_early);
+    status = on_caller ? store_->CommitOnCaller(*batch)
+                       : store_->CommitOverlapped(*batch, hand_out_early);
   }
   if (!status.ok()) {
     // The cached state may no longer match the store (an unknown outcome): reload next time.

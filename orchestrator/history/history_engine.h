@@ -44,6 +44,10 @@ struct EngineOptions {
   // syncs (HistoryEngine::Commit, "before the sync"), when commits are few; false: after,
   // like an activity's (docs/fast-paths.md).
   bool workflow_tasks_before_sync = true;
+  // When commits are few and a transition has nothing to do while its commit syncs, the
+  // engine thread running it writes and syncs the batch itself (Store::CommitOnCaller) rather
+  // than waking the store's writer and being woken after; false: always through the writer.
+  bool quiet_commits_on_caller = true;
 };
 
 // A history read: the page, or "wait" when the caller asked to wait for new events and there

@@ -189,6 +189,19 @@ int64_t FaultInjectingStore::commits() const {
   return commits_;
 }
 
+int64_t FaultInjectingStore::commits_on_caller() const {
+  absl::MutexLock lock(&mu_);
+  return commits_on_caller_;
+}
+
+absl::Status FaultInjectingStore::CommitOnCaller(const WriteBatch& batch) {
+  {
+    absl::MutexLock lock(&mu_);
+    ++commits_on_caller_;
+  }
+  return Commit(batch);
+}
+
 int64_t FaultInjectingStore::commits_applied() const {
   absl::MutexLock lock(&mu_);
   return commits_applied_;

@@ -74,6 +74,8 @@ class FaultInjectingStore final : public Store {
   void IgnoreSync(bool ignore);
 
   absl::Status Commit(const WriteBatch& batch) override;
+  // As Commit; counted apart (commits_on_caller) so a test sees which call its caller made.
+  absl::Status CommitOnCaller(const WriteBatch& batch) override;
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key) override;
   absl::Status Scan(Table table, std::string_view start, std::string_view end, size_t limit,
                     const ScanVisitor& visit) override;
@@ -82,8 +84,10 @@ class FaultInjectingStore final : public Store {
   uint64_t ApproximateSize() override { return base_.ApproximateSize(); }
   StoreHealth Health() override { return base_.Health(); }
 
-  // Commit calls received.
+  // Commit calls received (CommitOnCaller's included).
   int64_t commits() const;
+  // CommitOnCaller calls received.
+  int64_t commits_on_caller() const;
   // Commits the base store applied (including those then reported as failed).
   int64_t commits_applied() const;
   // Commits and reads failed by injection.
@@ -118,6 +122,7 @@ class FaultInjectingStore final : public Store {
   absl::Status read_fault_ ABSL_GUARDED_BY(mu_);
   CommitFaultPolicy policy_ ABSL_GUARDED_BY(mu_);
   int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t commits_on_caller_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t commits_applied_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t injected_commit_faults_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t injected_read_faults_ ABSL_GUARDED_BY(mu_) = 0;

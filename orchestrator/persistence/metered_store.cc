@@ -53,23 +53,27 @@ void MeteredStore::Record(Op op, absl::Time start, const absl::Status& status) {
   }
 }
 
-absl::Status MeteredStore::Commit(const WriteBatch& batch) {
+absl::Status MeteredStore::MeteredCommit(const WriteBatch& batch,
+                                         absl::FunctionRef<absl::Status()> commit) {
   batch_ops_.Observe(static_cast<double>(batch.size()));
   batch_bytes_.Observe(static_cast<double>(batch.bytes()));
   absl::Time start = clock_.Now();
-  absl::Status status = base_.Commit(batch);
+  absl::Status status = commit();
   Record(kCommit, start, status);
   return status;
 }
 
+absl::Status MeteredStore::Commit(const WriteBatch& batch) {
+  return MeteredCommit(batch, [&] { return base_.Commit(batch); });
+}
+
 absl::Status MeteredStore::CommitOverlapped(const WriteBatch& batch,
                                             absl::FunctionRef<void()> meanwhile) {
-  batch_ops_.Observe(static_cast<double>(batch.size()));
-  batch_bytes_.Observe(static_cast<double>(batch.bytes()));
-  absl::Time start = clock_.Now();
-  absl::Status status = base_.CommitOverlapped(batch, meanwhile);
-  Record(kCommit, start, status);
-  return status;
+  return MeteredCommit(batch, [&] { return base_.CommitOverlapped(batch, meanwhile); });
+}
+
+absl::Status MeteredStore::CommitOnCaller(const WriteBatch& batch) {
+  return MeteredCommit(batch, [&] { return base_.CommitOnCaller(batch); });
 }
 
 absl::StatusOr<std::optional<std::string>> MeteredStore::Get(Table table, std::string_view key) {

@@ -29,6 +29,7 @@ class MeteredStore final : public Store {
   absl::Status Commit(const WriteBatch& batch) override;
   absl::Status CommitOverlapped(const WriteBatch& batch,
                                 absl::FunctionRef<void()> meanwhile) override;
+  absl::Status CommitOnCaller(const WriteBatch& batch) override;
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key) override;
   absl::Status Scan(Table table, std::string_view start, std::string_view end, size_t limit,
                     const ScanVisitor& visit) override;
@@ -44,6 +45,8 @@ class MeteredStore final : public Store {
   enum Op { kCommit, kGet, kScan, kReverseScan, kOpCount };
   // Records the latency since `start` for `op` and, when `status` failed, an error.
   void Record(Op op, absl::Time start, const absl::Status& status);
+  // One commit of `batch` through `commit` (a call on base_), recorded.
+  absl::Status MeteredCommit(const WriteBatch& batch, absl::FunctionRef<absl::Status()> commit);
 
   Store& base_;
   Clock& clock_;

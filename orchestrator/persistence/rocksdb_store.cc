@@ -7,6 +7,7 @@
 #include <system_error>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -339,28 +340,59 @@ absl::Status RocksDbStore::CommitOverlapped(const WriteBatch& batch,
   return self.status;
 }
 
+absl::Status RocksDbStore::CommitOnCaller(const WriteBatch& batch) {
+  if (!group_commit_ || batch.empty()) return Commit(batch);
+  bool mine = false;
+  {
+    absl::MutexLock lock(&group_mu_);
+    mine = !writing_ && queued_.empty() && !stopping_;
+    writing_ = writing_ || mine;  // The writer waits until this write has ended.
+  }
+  // The writer has work: join its queue (and perhaps its next group).
+  if (!mine) return CommitOverlapped(batch, [] {});
+  absl::Cleanup done = [this] {
+    absl::MutexLock lock(&group_mu_);
+    writing_ = false;
+  };
+  RETURN_IF_ERROR(ValidateBatch(batch));
+  if (!writable_.load(std::memory_order_acquire)) return Refused();
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  commits_on_caller_.fetch_add(1, std::memory_order_relaxed);
+  Committer self;
+  self.batch = &batch;
+  hoptrace::Mark("o.commit.q");
+  hoptrace::Mark("o.commit.w");
+  absl::Status status = WriteOrRefuse({&self});
+  hoptrace::Mark("o.commit.synced");
+  groups_.fetch_add(1, std::memory_order_relaxed);
+  hoptrace::Mark("o.commit.back");
+  return status;
+}
+
 void RocksDbStore::WriterLoop() {
   std::vector<Committer*> group;
   for (;;) {
     group.clear();
     {
       absl::MutexLock lock(&group_mu_);
+      // Never while a caller writes (CommitOnCaller): the two never write at once.
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(group_mu_) {
-        return stopping_ || !queued_.empty();
+        return !writing_ && (stopping_ || !queued_.empty());
       };
       // Wakes at least every recovery_interval, so that a store whose writes stopped (perhaps
       // from a RocksDB thread, while this one waited) looks for a way back.
       group_mu_.AwaitWithTimeout(absl::Condition(&ready), options_.recovery_interval);
-      if (stopping_ && queued_.empty()) return;  // Every commit answered.
+      if (stopping_ && queued_.empty() && !writing_) return;  // Every commit answered.
       size_t bytes = 0;
       size_t take = 0;
-      while (take < queued_.size() && take < kMaxGroupCommits &&
+      while (!writing_ && take < queued_.size() && take < kMaxGroupCommits &&
              (take == 0 || bytes + queued_[take]->batch->bytes() <= kMaxGroupBytes)) {
         bytes += queued_[take]->batch->bytes();
         ++take;
       }
       group.assign(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
       queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(take));
+      if (!group.empty()) writing_ = true;
     }
     if (!group.empty()) {
       hoptrace::Mark("o.commit.w");
@@ -368,6 +400,7 @@ void RocksDbStore::WriterLoop() {
       hoptrace::Mark("o.commit.synced");
       groups_.fetch_add(1, std::memory_order_relaxed);
       absl::MutexLock lock(&group_mu_);
+      writing_ = false;
       // A committer may return (and free its Committer) as soon as the lock is released:
       // nothing below touches a group member after this loop.
       for (Committer* c : group) {
@@ -642,6 +675,7 @@ RocksDbStats RocksDbStore::Stats() const {
   stats.writes_done_by_self = statistics_->getTickerCount(rocksdb::WRITE_DONE_BY_SELF);
   stats.writes_done_by_other = statistics_->getTickerCount(rocksdb::WRITE_DONE_BY_OTHER);
   stats.groups = groups_.load(std::memory_order_relaxed);
+  stats.commits_on_caller = commits_on_caller_.load(std::memory_order_relaxed);
   return stats;
 }
 

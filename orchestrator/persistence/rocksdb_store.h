@@ -55,6 +55,7 @@ struct RocksDbStats {
   uint64_t writes_done_by_self = 0;   // writes done by a write-group leader for itself
   uint64_t writes_done_by_other = 0;  // writes a leader did on behalf of other threads
   uint64_t groups = 0;                // rocksdb::DB::Write calls made by our group commit
+  uint64_t commits_on_caller = 0;     // of those, written on the committing thread
 };
 
 class RocksDbStore final : public Store {
@@ -75,6 +76,9 @@ class RocksDbStore final : public Store {
   absl::Status Commit(const WriteBatch& batch) override;
   absl::Status CommitOverlapped(const WriteBatch& batch,
                                 absl::FunctionRef<void()> meanwhile) override;
+  // On the caller's thread when the writer is idle (nothing queued, no group being written);
+  // queued for the writer otherwise. The writer and the caller never write at once.
+  absl::Status CommitOnCaller(const WriteBatch& batch) override;
   absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key) override;
   absl::Status Scan(Table table, std::string_view start, std::string_view end, size_t limit,
                     const ScanVisitor& visit) override;
@@ -147,6 +151,7 @@ class RocksDbStore final : public Store {
 
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> groups_{0};
+  std::atomic<uint64_t> commits_on_caller_{0};
   const bool group_commit_;
 
   // Writes stopped: read without a lock on every Commit; changed under health_mu_.
@@ -162,6 +167,8 @@ class RocksDbStore final : public Store {
 
   absl::Mutex group_mu_;
   std::vector<Committer*> queued_ ABSL_GUARDED_BY(group_mu_);
+  // A group is being written: by the writer thread, or by a caller (CommitOnCaller).
+  bool writing_ ABSL_GUARDED_BY(group_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(group_mu_) = false;
   std::thread writer_;
 };

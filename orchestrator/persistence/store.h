@@ -146,6 +146,12 @@ class Store {
     return Commit(batch);
   }
 
+  // Commit, for a caller whose thread has nothing else to do until the sync: a store that
+  // writes from a thread of its own may write and sync on the caller's thread instead, when
+  // that thread would be idle anyway (saving its wake-up, and the caller's after the sync).
+  // Blocks the calling thread for the write either way.
+  virtual absl::Status CommitOnCaller(const WriteBatch& batch) { return Commit(batch); }
+
   // The value at `key`, or nullopt when absent.
   virtual absl::StatusOr<std::optional<std::string>> Get(Table table, std::string_view key) = 0;
 

@@ -159,7 +159,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
           server->store_.get(), &server->clock_, &server->ids_, server->listener_.get(),
           EngineOptions{.retention = options.retention,
                         .task_token_key = local_auth.key,
-                        .workflow_tasks_before_sync = options.workflow_tasks_before_sync}));
+                        .workflow_tasks_before_sync = options.workflow_tasks_before_sync,
+                        .quiet_commits_on_caller = options.quiet_commits_on_caller}));
   HistoryEngine* engine = server->engine_.get();
   server->timers_ = std::make_unique<TimerQueue>(
       server->store_.get(), &server->clock_, server->executor_.get(),

@@ -65,6 +65,8 @@ struct ServerOptions {
   // Such a task, if a workflow task, goes to its poller while the commit syncs
   // (EngineOptions::workflow_tasks_before_sync).
   bool workflow_tasks_before_sync = true;
+  // EngineOptions::quiet_commits_on_caller.
+  bool quiet_commits_on_caller = true;
   // The key that verifies callers' tokens (common/auth/token.h); empty: <data_dir>/auth.key.
   // Created (mode 0600) when missing, with the local admin credential <data_dir>/admin.token.
   std::string auth_key_file;
