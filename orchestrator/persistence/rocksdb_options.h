@@ -11,6 +11,10 @@
 #include "absl/time/time.h"
 #include "orchestrator/persistence/store.h"
 
+namespace prometheus {
+class Registry;
+}  // namespace prometheus
+
 namespace rocksdb {
 class Env;
 }  // namespace rocksdb
@@ -69,6 +73,12 @@ struct RocksDbOptions {
   std::function<void(const StoreHealth&)> on_health_change;
   // The Env RocksDB runs on; null: RocksDB's default. Tests pass one that injects IO errors.
   rocksdb::Env* env = nullptr;
+  // Where the group commit's counters go (not owned; must outlive the store):
+  // kiln_store_commit_groups_total, one per synced write (a group of commits sharing its
+  // fsync), and kiln_store_commits_on_caller_total, the groups a committing thread wrote itself
+  // (CommitOnCaller). With kiln_persistence_latency_seconds_count{op="commit"} they give the
+  // commits per fsync. Null: none.
+  prometheus::Registry* registry = nullptr;
 };
 
 }  // namespace kiln::orchestrator

@@ -7,6 +7,10 @@
 #include <system_error>
 #include <utility>
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
+
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -200,6 +204,22 @@ RocksDbStore::RocksDbStore(std::string path, const RocksDbOptions& options)
   db_options_->listeners.push_back(std::make_shared<ErrorListener>(this));
   cf_options_ = std::make_unique<rocksdb::ColumnFamilyOptions>(
       MakeTableOptions(options, rocksdb::NewLRUCache(options.block_cache_bytes)));
+  if (options.registry != nullptr) {
+    groups_counter_ = &prometheus::BuildCounter()
+                           .Name("kiln_store_commit_groups_total")
+                           .Help(
+                               "Synced writes of the store's group commit: the commits of "
+                               "each share its fsync")
+                           .Register(*options.registry)
+                           .Add({});
+    on_caller_counter_ = &prometheus::BuildCounter()
+                              .Name("kiln_store_commits_on_caller_total")
+                              .Help(
+                                  "Synced writes a committing thread made itself, the store's "
+                                  "writer idle and commits few (docs/fast-paths.md)")
+                              .Register(*options.registry)
+                              .Add({});
+  }
 }
 
 absl::StatusOr<std::unique_ptr<RocksDbStore::Opened>> RocksDbStore::OpenDb(bool read_only) {
@@ -358,6 +378,7 @@ absl::Status RocksDbStore::CommitOnCaller(const WriteBatch& batch) {
   if (!writable_.load(std::memory_order_acquire)) return Refused();
   commits_.fetch_add(1, std::memory_order_relaxed);
   commits_on_caller_.fetch_add(1, std::memory_order_relaxed);
+  if (on_caller_counter_ != nullptr) on_caller_counter_->Increment();
   Committer self;
   self.batch = &batch;
   hoptrace::Mark("o.commit.q");
@@ -365,6 +386,7 @@ absl::Status RocksDbStore::CommitOnCaller(const WriteBatch& batch) {
   absl::Status status = WriteOrRefuse({&self});
   hoptrace::Mark("o.commit.synced");
   groups_.fetch_add(1, std::memory_order_relaxed);
+  if (groups_counter_ != nullptr) groups_counter_->Increment();
   hoptrace::Mark("o.commit.back");
   return status;
 }
@@ -399,6 +421,7 @@ void RocksDbStore::WriterLoop() {
       absl::Status status = WriteOrRefuse(group);
       hoptrace::Mark("o.commit.synced");
       groups_.fetch_add(1, std::memory_order_relaxed);
+      if (groups_counter_ != nullptr) groups_counter_->Increment();
       absl::MutexLock lock(&group_mu_);
       writing_ = false;
       // A committer may return (and free its Committer) as soon as the lock is released:

@@ -37,6 +37,10 @@
 #include "orchestrator/persistence/rocksdb_options.h"
 #include "orchestrator/persistence/store.h"
 
+namespace prometheus {
+class Counter;
+}  // namespace prometheus
+
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
@@ -152,6 +156,9 @@ class RocksDbStore final : public Store {
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> groups_{0};
   std::atomic<uint64_t> commits_on_caller_{0};
+  // Set with options_.registry.
+  prometheus::Counter* groups_counter_ = nullptr;
+  prometheus::Counter* on_caller_counter_ = nullptr;
   const bool group_commit_;
 
   // Writes stopped: read without a lock on every Commit; changed under health_mu_.

@@ -121,6 +121,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     RocksDbOptions store_options;
     store_options.min_free_bytes = options.min_free_disk_bytes;
     store_options.on_health_change = on_health_change;
+    store_options.registry = server->registry_.get();
     ASSIGN_OR_RETURN(server->base_store_,
                      RocksDbStore::Open(options.data_dir + "/db", store_options));
   } else {

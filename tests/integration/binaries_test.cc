@@ -68,6 +68,10 @@ TEST_CASE("The orchestrator serves health and metrics and stops cleanly on SIGTE
   auto metrics = testutil::HttpGet("127.0.0.1", metrics_port, "/metrics");
   REQUIRE(metrics.ok());
   REQUIRE(metrics->find("# TYPE") != std::string::npos);
+  // The group commit's counters: the start's own commits (its task-id block) made one at least.
+  CHECK(metrics->find("# TYPE kiln_store_commit_groups_total counter") != std::string::npos);
+  CHECK(metrics->find("# TYPE kiln_store_commits_on_caller_total counter") != std::string::npos);
+  CHECK(metrics->find("\nkiln_store_commit_groups_total 0\n") == std::string::npos);
 
   // A worker connects, then stops on SIGTERM.
   auto worker =
