@@ -126,6 +126,8 @@ struct Sample {
   std::map<std::string, double> rpcs;         // kiln_rpc_requests_total by method
   std::map<std::string, double> rpc_seconds;  // kiln_rpc_latency_seconds_sum by method
   double commits = 0;                         // transitions committed (synced, grouped)
+  double groups = 0;     // RocksDB's group commits: one fsync each (0 on PostgreSQL)
+  double on_caller = 0;  // of those, written by the committing thread (CommitOnCaller)
 
   double total_cpu_s() const {
     return orchestrator_cpu_s + callers_cpu_s + workflow_worker_cpu_s + activity_worker_cpu_s;
@@ -147,6 +149,8 @@ Sample TakeSample(const Processes& processes) {
       sample.rpc_seconds = SumByLabel(*text, "kiln_rpc_latency_seconds_sum", "method");
       auto ops = SumByLabel(*text, "kiln_persistence_latency_seconds_count", "op");
       sample.commits = ops["commit"];
+      sample.groups = Scalar(*text, "kiln_store_commit_groups_total");
+      sample.on_caller = Scalar(*text, "kiln_store_commits_on_caller_total");
     }
   }
   return sample;
@@ -164,6 +168,8 @@ Sample Minus(const Sample& after, const Sample& before) {
   delta.orchestrator_switches.involuntary =
       after.orchestrator_switches.involuntary - before.orchestrator_switches.involuntary;
   delta.commits = after.commits - before.commits;
+  delta.groups = after.groups - before.groups;
+  delta.on_caller = after.on_caller - before.on_caller;
   for (const auto& [method, count] : after.rpcs) {
     auto it = before.rpcs.find(method);
     delta.rpcs[method] = count - (it == before.rpcs.end() ? 0 : it->second);
@@ -341,6 +347,11 @@ void Throughput(sdk::Connection& connection, const Processes& processes, const s
   Add(type, absl::StrCat("orchestrator commits, context switches per workflow, ", run),
       absl::StrFormat("%.2f, %.1f (%.1f voluntary)", r.each(u.commits), r.each(switches),
                       r.each(static_cast<double>(u.orchestrator_switches.voluntary))));
+  if (u.groups > 0) {
+    Add(type, absl::StrCat("orchestrator commits per fsync, ", run),
+        absl::StrFormat("%.2f (%.1f%% of fsyncs by the committing thread)", u.commits / u.groups,
+                        100 * u.on_caller / u.groups));
+  }
   if (callers != 64) return;
   for (const auto& [method, count] : u.rpcs) {
     if (count <= 0) continue;

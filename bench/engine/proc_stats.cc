@@ -107,4 +107,18 @@ std::map<std::string, double> SumByLabel(const std::string& metrics_text, const 
   return sums;
 }
 
+double Scalar(const std::string& metrics_text, const std::string& metric) {
+  std::istringstream lines(metrics_text);
+  std::string line;
+  const std::string head = metric + " ";
+  while (std::getline(lines, line)) {
+    if (line.rfind(head, 0) != 0) continue;
+    double value = 0;
+    if (absl::SimpleAtod(absl::StripAsciiWhitespace(line.substr(head.size())), &value)) {
+      return value;
+    }
+  }
+  return 0;
+}
+
 }  // namespace kiln::bench

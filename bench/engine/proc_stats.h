@@ -37,5 +37,7 @@ Switches ReadSwitches(pid_t pid);
 // "kiln_rpc_latency_seconds_sum" does not take "..._bucket" lines.
 std::map<std::string, double> SumByLabel(const std::string& metrics_text, const std::string& metric,
                                          const std::string& label);
+// The sample of a metric with no labels (a line "<metric> <value>"); 0 when there is none.
+double Scalar(const std::string& metrics_text, const std::string& metric);
 
 }  // namespace kiln::bench
