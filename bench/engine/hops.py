@@ -89,6 +89,12 @@ def follow(workflows, path):
 
 def main(prefix):
     workflows = load(prefix)
+    # The paths above have one activity: a workflow of more would match them by skipping points.
+    several = sum(1 for w in workflows
+                  if sum(1 for _, r, t in w if (r, t) == ('ACT', 'w.act')) > 1)
+    if several:
+        sys.exit(f'{several} of {len(workflows)} workflows ran more than one activity: '
+                 'hops.py reads scenario (a) only (--only a)')
     paths = [('every task after its sync', AFTER_SYNC),
              ('workflow tasks while their commit syncs', WHILE_SYNCING)]
     name, path, followed = max(((n, p, follow(workflows, p)) for n, p in paths),
