@@ -7,8 +7,9 @@
 
 namespace kiln::worker {
 
-DeferredDeployTarget::DeferredDeployTarget(std::string name, Factory make)
-    : name_(std::move(name)) {
+DeferredDeployTarget::DeferredDeployTarget(std::string name, Factory make,
+                                           absl::Duration check_every)
+    : name_(std::move(name)), check_every_(check_every) {
   maker_ = std::thread([this, make = std::move(make)] {
     absl::StatusOr<std::unique_ptr<DeployTarget>> made = make();
     absl::MutexLock lock(&mu_);
@@ -32,9 +33,8 @@ std::optional<absl::Status> DeferredDeployTarget::WaitReady(absl::Duration timeo
 }
 
 absl::StatusOr<DeployTarget*> DeferredDeployTarget::Ready(const std::function<bool()>& cancelled) {
-  constexpr absl::Duration kCheckEvery = absl::Seconds(1);
   absl::MutexLock lock(&mu_);
-  while (!mu_.AwaitWithTimeout(absl::Condition(&done_), kCheckEvery)) {
+  while (!mu_.AwaitWithTimeout(absl::Condition(&done_), check_every_)) {
     if (cancelled && cancelled()) {
       return absl::CancelledError(
           absl::StrCat("cancelled while the ", name_, " deploy target was getting ready"));

@@ -26,8 +26,10 @@ class DeferredDeployTarget : public DeployTarget {
  public:
   using Factory = std::function<absl::StatusOr<std::unique_ptr<DeployTarget>>()>;
 
-  // Runs `make` on a thread of its own; `name` is the target's, for errors ("podman").
-  DeferredDeployTarget(std::string name, Factory make);
+  // Runs `make` on a thread of its own; `name` is the target's, for errors ("podman"). A deploy
+  // waiting for it asks its `cancelled` every `check_every`.
+  DeferredDeployTarget(std::string name, Factory make,
+                       absl::Duration check_every = absl::Seconds(1));
   // Waits for `make` to return (a target's setup has timeouts of its own).
   ~DeferredDeployTarget() override;
   DeferredDeployTarget(const DeferredDeployTarget&) = delete;
@@ -45,10 +47,11 @@ class DeferredDeployTarget : public DeployTarget {
 
  private:
   // The made target, or the reason there is none; waits until `make` returned or `cancelled`
-  // says so (checked about every second).
+  // says so (checked every check_every_).
   absl::StatusOr<DeployTarget*> Ready(const std::function<bool()>& cancelled);
 
   const std::string name_;
+  const absl::Duration check_every_;
   absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);

@@ -95,10 +95,13 @@ TEST_CASE("A deferred target that could not be made fails deploys with the reaso
 
 TEST_CASE("A deploy cancelled while its deferred target gets ready ends cancelled", "[deploy]") {
   absl::Notification release;
-  DeferredDeployTarget target("fake", [&]() -> absl::StatusOr<std::unique_ptr<DeployTarget>> {
-    release.WaitForNotification();
-    return std::make_unique<RecordingTarget>();
-  });
+  DeferredDeployTarget target(
+      "fake",
+      [&]() -> absl::StatusOr<std::unique_ptr<DeployTarget>> {
+        release.WaitForNotification();
+        return std::make_unique<RecordingTarget>();
+      },
+      /*check_every=*/absl::Milliseconds(10));
   std::atomic<int> asked{0};
   std::vector<std::string> lines;
   absl::StatusOr<DeployResult> result = target.Deploy(
