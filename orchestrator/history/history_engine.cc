@@ -1,5 +1,7 @@
 #include "orchestrator/history/history_engine.h"
 
+#include <algorithm>
+
 #include "absl/cleanup/cleanup.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/numbers.h"
@@ -239,13 +241,21 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     }
     s.task.answer = AnswerBeforeCommit(handle, mutation, s.reservation);
   }
+  // A workflow task to hand out while the commit syncs (its answer built above).
+  auto goes_early = [](const StartedInline& s) {
+    return s.task.kind == keys::TaskKind::kWorkflow && s.task.answer != nullptr;
+  };
+  const bool early_work =
+      options_.workflow_tasks_before_sync && quiet &&
+      std::any_of(started.begin(), started.begin() + static_cast<ptrdiff_t>(started_here),
+                  goes_early);
   // Handed out once the batch is queued for its write (the hand-out's own work then overlaps
   // the sync as well, instead of delaying the write).
   auto hand_out_early = [&] {
-    if (!options_.workflow_tasks_before_sync || !quiet) return;
+    if (!early_work) return;
     for (size_t i = 0; i < started_here; ++i) {
       StartedInline& s = started[i];
-      if (s.task.kind != keys::TaskKind::kWorkflow || s.task.answer == nullptr) continue;
+      if (!goes_early(s)) continue;
       s.handed_out = true;
       listener_->FulfilReservation(s.reservation, std::move(s.task));
     }
@@ -254,13 +264,6 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
   // so its thread writes and syncs the batch itself, sparing the writer's wake-up and its own
   // after the sync (two thread switches, ~35 us each on this VM). That blocks the thread for
   // the write, which is why only when quiet: no other engine work is then waiting for it.
-  bool early_work = false;
-  if (options_.workflow_tasks_before_sync && quiet) {
-    for (size_t i = 0; i < started_here; ++i) {
-      early_work = early_work || (started[i].task.kind == keys::TaskKind::kWorkflow &&
-                                  started[i].task.answer != nullptr);
-    }
-  }
   const bool on_caller = options_.quiet_commits_on_caller && quiet && !early_work;
   absl::Status status;
   {

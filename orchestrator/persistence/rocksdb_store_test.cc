@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <random>
@@ -48,6 +49,23 @@ std::optional<std::string> Read(Store& store, Table table, std::string_view key)
   auto value = store.Get(table, key);
   REQUIRE(value.ok());
   return *value;
+}
+
+// Runs commit(t, i) for i < per_thread on each of `threads` threads at once; the calls that
+// failed.
+int FailedOnThreads(int threads, int per_thread,
+                    const std::function<absl::Status(int t, int i)>& commit) {
+  std::atomic<int> failures{0};
+  std::vector<std::thread> running;
+  for (int t = 0; t < threads; ++t) {
+    running.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        if (!commit(t, i).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& thread : running) thread.join();
+  return failures.load();
 }
 
 // 4 KiB that compression cannot shrink, so sizes on disk are predictable.
@@ -399,20 +417,11 @@ TEST_CASE("CommitOnCaller writes on an idle store's calling thread, never beside
   constexpr int kThreads = 8;
   constexpr int kCommitsPerThread = 40;
   const RocksDbStats mixed_before = store->Stats();
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < kCommitsPerThread; ++i) {
-        WriteBatch batch;
-        batch.Put(Table::kHistory, absl::StrCat("m", t, "/", i), "v");
-        absl::Status status = t % 2 == 0 ? store->CommitOnCaller(batch) : store->Commit(batch);
-        if (!status.ok()) ++failures;
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  REQUIRE(failures == 0);
+  REQUIRE(FailedOnThreads(kThreads, kCommitsPerThread, [&](int t, int i) {
+            WriteBatch batch;
+            batch.Put(Table::kHistory, absl::StrCat("m", t, "/", i), "v");
+            return t % 2 == 0 ? store->CommitOnCaller(batch) : store->Commit(batch);
+          }) == 0);
   const RocksDbStats mixed = store->Stats();
   CHECK(mixed.commits - mixed_before.commits == uint64_t{kThreads} * kCommitsPerThread);
   CHECK(mixed.writes_done_by_other == mixed_before.writes_done_by_other);
@@ -449,20 +458,12 @@ TEST_CASE("Concurrent commits share WAL syncs (group commit)") {
             << " WAL syncs\n";
   CHECK(serial_syncs >= kCommitsPerThread);
 
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < kCommitsPerThread; ++i) {
-        WriteBatch batch;
-        batch.Put(Table::kHistory, absl::StrCat("t", t, "/", i), std::string(100, 'x'));
-        batch.Put(Table::kExecutions, absl::StrCat("t", t), absl::StrCat(i));
-        if (!store->Commit(batch).ok()) ++failures;
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  REQUIRE(failures == 0);
+  REQUIRE(FailedOnThreads(kThreads, kCommitsPerThread, [&](int t, int i) {
+            WriteBatch batch;
+            batch.Put(Table::kHistory, absl::StrCat("t", t, "/", i), std::string(100, 'x'));
+            batch.Put(Table::kExecutions, absl::StrCat("t", t), absl::StrCat(i));
+            return store->Commit(batch);
+          }) == 0);
   RocksDbStats after = store->Stats();
   const uint64_t commits = after.commits - serial.commits;
   const uint64_t syncs = after.wal_syncs - serial.wal_syncs;
