@@ -250,16 +250,9 @@ void ActivityWorker::TopUpCredits() {
                  : has_runner_.load()        ? options_.pollers
                                              : options_.max_concurrent;
     target = std::min(target, options_.max_concurrent);
-    if (stream_slots_ > target) {
-      // A workflow worker came after the slots were lent: they go back to be free for it.
-      grant = target - stream_slots_;
-    } else {
-      // In batches: a credit message per quarter of the target, not one per task.
-      const int batch = std::max(1, target / 4);
-      if (target - stream_slots_ < batch) return;
-      grant = std::min(free_slots_, target - stream_slots_);
-      if (grant <= 0) return;
-    }
+    // A workflow worker that came after the slots were lent takes some back (negative).
+    grant = internal::CreditsToLend(target, stream_slots_, free_slots_);
+    if (grant == 0) return;
     free_slots_ -= grant;
     stream_slots_ += grant;
   }

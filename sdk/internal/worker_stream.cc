@@ -42,6 +42,15 @@ bool RefusesWorker(const grpc::Status& status, bool exclusive) {
   }
 }
 
+int CreditsToLend(int target, int lent, int free) {
+  if (lent > target) return target - lent;
+  const int batch = std::max(1, target / 4);
+  const int grant = std::min(free, target - lent);
+  if (grant <= 0) return 0;
+  if (grant < batch && lent >= batch) return 0;
+  return grant;
+}
+
 WorkerStream::WorkerStream(Connection& connection, api::WorkerStreamOpen open, Handlers handlers)
     : connection_(connection), open_(std::move(open)), handlers_(std::move(handlers)) {}
 

@@ -36,6 +36,13 @@ namespace api = ::kiln::api::v1;
 // and so does the stream (which also stops where the orchestrator has no stream).
 bool RefusesWorker(const grpc::Status& status, bool exclusive);
 
+// How many more of a worker's slots to lend the stream as credits (negative: to take back),
+// given the `target` it should hold, the credits `lent` and not yet used by a task, and its
+// `free` slots. Credits go in batches of a quarter of the target, not one message per task
+// that ends: while the stream holds a batch or more, free slots wait until a batch of them
+// has gathered; below that, each free slot goes at once (so the worker is never left short).
+int CreditsToLend(int target, int lent, int free);
+
 class WorkerStream {
  public:
   struct Handlers {
