@@ -632,6 +632,7 @@ void ActivityWorker::Run(api::PollActivityTaskQueueResponse task) {
     contexts_.erase(&context);
   }
   context.Close();
+  if (result.ok() && AnswerCompletedAsync(info, *result)) return;
   Answer answer = Respond(info, result, &context, /*may_hand_over_slot=*/true);
   // The activity is over: its slot is free before the workflow's next task runs on this
   // thread, so an activity that task schedules can take it (eagerly) at once. A task run with
@@ -740,25 +741,40 @@ ActivityWorker::Answer ActivityWorker::Respond(const ActivityInfo& info,
 
   if (fail) {
     outcome = context == nullptr ? "not_registered" : "failed";
-    api::RespondActivityTaskFailedRequest request;
-    request.set_task_token(info.task_token);
-    *request.mutable_failure() = failure;
-    request.set_identity(options_.identity);
     // Details of a heartbeat the throttle held back still reach the next attempt.
-    if (context != nullptr)
-      *request.mutable_last_heartbeat_details() = context->last_heartbeat_details();
-    api::RespondActivityTaskFailedResponse response;
-    if (!AnswerOnStream(
-            [&](api::WorkerStreamCompletion& c) { *c.mutable_activity_task_failed() = request; },
-            nullptr, &status)) {
-      status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskFailed",
-                             [&](grpc::ClientContext* c) {
-                               return stub.RespondActivityTaskFailed(c, request, &response);
-                             });
-    }
+    std::optional<api::Payloads> details;
+    if (context != nullptr) details = context->last_heartbeat_details();
+    status = RespondFailed(info, failure, details.has_value() ? &*details : nullptr);
   }
   metrics_->Result(outcome);
+  LogAnswer(info, outcome, status);
+  return answer;
+}
 
+absl::Status ActivityWorker::RespondFailed(const ActivityInfo& info, const api::Failure& failure,
+                                           const api::Payloads* last_heartbeat_details) {
+  api::RespondActivityTaskFailedRequest request;
+  request.set_task_token(info.task_token);
+  *request.mutable_failure() = failure;
+  request.set_identity(options_.identity);
+  if (last_heartbeat_details != nullptr) {
+    *request.mutable_last_heartbeat_details() = *last_heartbeat_details;
+  }
+  absl::Status status;
+  if (!AnswerOnStream(
+          [&](api::WorkerStreamCompletion& c) { *c.mutable_activity_task_failed() = request; },
+          nullptr, &status)) {
+    api::RespondActivityTaskFailedResponse response;
+    status = CallWithRetry(
+        options_.rpc, *clock_, "RespondActivityTaskFailed", [&](grpc::ClientContext* c) {
+          return connection_.workflow_service().RespondActivityTaskFailed(c, request, &response);
+        });
+  }
+  return status;
+}
+
+void ActivityWorker::LogAnswer(const ActivityInfo& info, const std::string& outcome,
+                               const absl::Status& status) {
   if (status.ok()) {
     logger_->Log(LogLevel::kDebug, "activity.answered",
                  {{"activity_id", info.activity_id},
@@ -780,7 +796,72 @@ ActivityWorker::Answer ActivityWorker::Respond(const ActivityInfo& info,
                   {"outcome", outcome},
                   {"error", status}});
   }
-  return answer;
+}
+
+bool ActivityWorker::AnswerCompletedAsync(const ActivityInfo& info, api::Payloads& result) {
+  if (!StreamActive()) return false;
+  {
+    absl::ReaderMutexLock runner_lock(&runner_mu_);
+    if (workflow_task_runner_ != nullptr && workflow_task_runner_->AcceptsEagerTask(task_queue_)) {
+      return false;
+    }
+  }
+  // Kept for the unary call, should the stream break before the answer.
+  auto request = std::make_shared<api::RespondActivityTaskCompletedRequest>();
+  request->set_task_token(info.task_token);
+  request->mutable_result()->Swap(&result);
+  request->set_identity(options_.identity);
+  api::WorkerStreamCompletion completion;
+  *completion.mutable_activity_task_completed() = *request;
+  auto task = std::make_shared<ActivityInfo>(info);
+  stream_->Complete(
+      std::move(completion), [this, task, request](absl::StatusOr<api::WorkerStreamAnswer> answer) {
+        if (absl::IsUnavailable(answer.status())) {
+          // Not sent, or the stream broke before the answer: the unary call (a completion the
+          // engine recorded already is refused as stale, as a retried call is).
+          RunOnPool([this, task, request] {
+            api::RespondActivityTaskCompletedResponse response;
+            absl::Status status = CallWithRetry(
+                options_.rpc, *clock_, "RespondActivityTaskCompleted", [&](grpc::ClientContext* c) {
+                  return connection_.workflow_service().RespondActivityTaskCompleted(c, *request,
+                                                                                     &response);
+                });
+            FinishCompleted(*task, status);
+          });
+          return;
+        }
+        absl::Status status = answer.status();
+        if (answer.ok() && answer->code() != 0) {
+          status = absl::Status(static_cast<absl::StatusCode>(answer->code()), answer->message());
+        }
+        if (absl::IsInvalidArgument(status)) {
+          RunOnPool([this, task, status] { FinishCompleted(*task, status); });
+          return;
+        }
+        FinishCompleted(*task, status);
+      });
+  return true;
+}
+
+void ActivityWorker::FinishCompleted(const ActivityInfo& info, absl::Status status) {
+  std::string outcome = "completed";
+  if (absl::IsInvalidArgument(status)) {
+    // The engine refused the result itself (too large, say): report that rather than leave
+    // the attempt to time out. Sending it again would be refused again.
+    outcome = "failed";
+    status = RespondFailed(
+        info,
+        FailureFromStatus(ApplicationError("ResultRejected", std::string(status.message()),
+                                           /*non_retryable=*/true)),
+        nullptr);
+  }
+  metrics_->Result(outcome);
+  LogAnswer(info, outcome, status);
+  Finish();
+}
+
+void ActivityWorker::RunOnPool(std::function<void()> work) {
+  if (!executor_->TrySubmit(work)) work();
 }
 
 void ActivityWorker::RunNextWorkflowTask(api::PollWorkflowTaskQueueResponse task) {

@@ -190,6 +190,21 @@ class ActivityWorker {
   bool AnswerOnStream(const std::function<void(api::WorkerStreamCompletion&)>& fill,
                       const std::function<void(api::WorkerStreamAnswer&)>& take,
                       absl::Status* status);
+  // The result of an activity that succeeded, sent on the stream without waiting for the
+  // answer: the pool thread goes back to the pool, and the answer (on the stream's reader)
+  // frees the task's slot. False, having done nothing, where the answer is needed on this
+  // thread: no stream, or a workflow worker of this process runs the workflow's next task
+  // (it comes back with the answer).
+  bool AnswerCompletedAsync(const ActivityInfo& info, api::Payloads& result);
+  // After the answer to a completed result: ResultRejected if the engine refused the result,
+  // the outcome's metric and log line, the slot freed.
+  void FinishCompleted(const ActivityInfo& info, absl::Status status);
+  // The failure sent for the task (RespondActivityTaskFailed, on the stream or unary).
+  absl::Status RespondFailed(const ActivityInfo& info, const api::Failure& failure,
+                             const api::Payloads* last_heartbeat_details);
+  void LogAnswer(const ActivityInfo& info, const std::string& outcome, const absl::Status& status);
+  // Runs `work` on the pool (it blocks: a unary call), or here if the pool refuses it.
+  void RunOnPool(std::function<void()> work);
   // Runs it on the workflow task runner, if one is still set.
   void RunNextWorkflowTask(api::PollWorkflowTaskQueueResponse task);
   // A task is done: frees its slot (unless handed over), and the worker may be idle from now.

@@ -280,6 +280,51 @@ TEST_CASE(
   activities.Stop();
 }
 
+TEST_CASE(
+    "An activity's result reaches a restarted orchestrator once, its stream broken meanwhile") {
+  Fresh fresh;
+  auto& orchestrator = fresh.orchestrator;
+  sdk::WorkflowWorker workflows(orchestrator.connection(), "restart",
+                                {.identity = "wf", .pollers = 1});
+  workflows.Register("OneActivity", OneActivity);
+  workflows.Start();
+  absl::Mutex mu;
+  bool entered = false, release = false;
+  sdk::ActivityWorker activities(orchestrator.connection(), "restart",
+                                 {.identity = "act", .pollers = 1});
+  REQUIRE(activities
+              .Register("Echo",
+                        [&](sdk::ActivityContext&, const Payloads& in) -> absl::StatusOr<Payloads> {
+                          absl::MutexLock lock(&mu);
+                          entered = true;
+                          mu.Await(absl::Condition(&release));
+                          return in;
+                        })
+              .ok());
+  REQUIRE(activities.Start().ok());
+  auto handle = fresh.client->StartWorkflow({.id = "restart-1", .task_queue = "restart"},
+                                            "OneActivity", sdk::ToPayloads(std::string("kiln")));
+  REQUIRE(handle.ok());
+  {
+    absl::MutexLock lock(&mu);
+    REQUIRE(mu.AwaitWithTimeout(absl::Condition(&entered), absl::Seconds(20)));
+  }
+  // The stream the activity came on breaks while it runs; its result goes on a new stream, or
+  // by the unary call when none is up yet, and the engine records it once.
+  orchestrator.Kill();
+  REQUIRE(orchestrator.Start().ok());
+  {
+    absl::MutexLock lock(&mu);
+    release = true;
+  }
+  REQUIRE(fresh.client->GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+  CHECK(orchestrator.RpcCount("RespondActivityTaskCompleted").value() +
+            orchestrator.RpcCount("WorkerStream.RespondActivityTaskCompleted").value() ==
+        1);
+  workflows.Stop();
+  activities.Stop();
+}
+
 TEST_CASE("An exclusive queue held on a stream refuses another identity's stream") {
   Fresh fresh;
   auto& stub = fresh.orchestrator.connection().workflow_service();
