@@ -325,6 +325,39 @@ TEST_CASE(
   activities.Stop();
 }
 
+TEST_CASE("An activity result over the engine's limit fails the activity, not retried") {
+  Fresh fresh;
+  auto& orchestrator = fresh.orchestrator;
+  sdk::WorkflowWorker workflows(orchestrator.connection(), "huge",
+                                {.identity = "wf", .pollers = 1});
+  workflows.Register("OneActivity", OneActivity);
+  workflows.Start();
+  std::atomic<int> runs{0};
+  sdk::ActivityWorker activities(orchestrator.connection(), "huge",
+                                 {.identity = "act", .pollers = 1});
+  REQUIRE(activities
+              .Register("Echo",
+                        [&](sdk::ActivityContext&, const Payloads&) -> absl::StatusOr<Payloads> {
+                          ++runs;
+                          return sdk::ToPayloads(std::string(3 << 20, 'x'));  // over 2 MiB
+                        })
+              .ok());
+  REQUIRE(activities.Start().ok());
+  auto handle = fresh.client->StartWorkflow({.id = "huge-1", .task_queue = "huge"}, "OneActivity",
+                                            sdk::ToPayloads(std::string("kiln")));
+  REQUIRE(handle.ok());
+  absl::StatusOr<std::string> result =
+      fresh.client->GetResult<std::string>(*handle, absl::Seconds(30));
+  REQUIRE_FALSE(result.ok());
+  CHECK_THAT(std::string(result.status().message()), Catch::Contains("ResultRejected"));
+  // Refused on the stream, reported as a failure that is not retried.
+  CHECK(runs.load() == 1);
+  CHECK(orchestrator.RpcCount("WorkerStream.RespondActivityTaskCompleted").value() == 1);
+  CHECK(orchestrator.RpcCount("WorkerStream.RespondActivityTaskFailed").value() == 1);
+  workflows.Stop();
+  activities.Stop();
+}
+
 TEST_CASE("An exclusive queue held on a stream refuses another identity's stream") {
   Fresh fresh;
   auto& stub = fresh.orchestrator.connection().workflow_service();
