@@ -47,6 +47,16 @@ struct Fresh {
   std::unique_ptr<sdk::Client> client;
 };
 
+// A workflow worker of `queue` running OneActivity, started (no eager paths: polls or the stream).
+std::unique_ptr<sdk::WorkflowWorker> OneActivityWorkflows(
+    testutil::OrchestratorProcess& orchestrator, const std::string& queue) {
+  auto workflows = std::make_unique<sdk::WorkflowWorker>(
+      orchestrator.connection(), queue, sdk::WorkflowWorkerOptions{.identity = "wf", .pollers = 1});
+  workflows->Register("OneActivity", OneActivity);
+  workflows->Start();
+  return workflows;
+}
+
 TEST_CASE("Workflow and activity tasks come down the stream with no poll") {
   Fresh fresh;
   auto& orchestrator = fresh.orchestrator;
@@ -192,10 +202,7 @@ TEST_CASE("The SDK activity worker runs no more activities than its slots on the
                         })
               .ok());
   REQUIRE(activities.Start().ok());
-  sdk::WorkflowWorker workflows(orchestrator.connection(), "slots",
-                                {.identity = "wf", .pollers = 1});
-  workflows.Register("OneActivity", OneActivity);
-  workflows.Start();
+  auto workflows = OneActivityWorkflows(orchestrator, "slots");
   std::vector<sdk::WorkflowHandle> handles;
   for (int i = 0; i < 5; ++i) {
     auto handle =
@@ -221,7 +228,7 @@ TEST_CASE("The SDK activity worker runs no more activities than its slots on the
   }
   CHECK(most == 2);
   CHECK(orchestrator.RpcCount("PollActivityTaskQueue").value() == 0);
-  workflows.Stop();
+  workflows->Stop();
   activities.Stop();
 }
 
@@ -284,10 +291,7 @@ TEST_CASE(
     "An activity's result reaches a restarted orchestrator once, its stream broken meanwhile") {
   Fresh fresh;
   auto& orchestrator = fresh.orchestrator;
-  sdk::WorkflowWorker workflows(orchestrator.connection(), "restart",
-                                {.identity = "wf", .pollers = 1});
-  workflows.Register("OneActivity", OneActivity);
-  workflows.Start();
+  auto workflows = OneActivityWorkflows(orchestrator, "restart");
   absl::Mutex mu;
   bool entered = false, release = false;
   sdk::ActivityWorker activities(orchestrator.connection(), "restart",
@@ -321,17 +325,14 @@ TEST_CASE(
   CHECK(orchestrator.RpcCount("RespondActivityTaskCompleted").value() +
             orchestrator.RpcCount("WorkerStream.RespondActivityTaskCompleted").value() ==
         1);
-  workflows.Stop();
+  workflows->Stop();
   activities.Stop();
 }
 
 TEST_CASE("An activity result over the engine's limit fails the activity, not retried") {
   Fresh fresh;
   auto& orchestrator = fresh.orchestrator;
-  sdk::WorkflowWorker workflows(orchestrator.connection(), "huge",
-                                {.identity = "wf", .pollers = 1});
-  workflows.Register("OneActivity", OneActivity);
-  workflows.Start();
+  auto workflows = OneActivityWorkflows(orchestrator, "huge");
   std::atomic<int> runs{0};
   sdk::ActivityWorker activities(orchestrator.connection(), "huge",
                                  {.identity = "act", .pollers = 1});
@@ -354,7 +355,7 @@ TEST_CASE("An activity result over the engine's limit fails the activity, not re
   CHECK(runs.load() == 1);
   CHECK(orchestrator.RpcCount("WorkerStream.RespondActivityTaskCompleted").value() == 1);
   CHECK(orchestrator.RpcCount("WorkerStream.RespondActivityTaskFailed").value() == 1);
-  workflows.Stop();
+  workflows->Stop();
   activities.Stop();
 }
 
