@@ -47,7 +47,7 @@ struct Fresh {
   std::unique_ptr<sdk::Client> client;
 };
 
-// A workflow worker of `queue` running OneActivity, started (no eager paths: polls or the stream).
+// A workflow worker of `queue` running OneActivity, started: its tasks come on the stream.
 std::unique_ptr<sdk::WorkflowWorker> OneActivityWorkflows(
     testutil::OrchestratorProcess& orchestrator, const std::string& queue) {
   auto workflows = std::make_unique<sdk::WorkflowWorker>(
