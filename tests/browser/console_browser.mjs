@@ -18,8 +18,12 @@ function say(text) {
   process.stdout.write(`[browser] ${text}\n`);
 }
 
+// Whole, or not there yet: the test waits for the file to exist, then reads it (a file
+// written in place could be read empty between its creation and its write).
 function signal(name, content = "") {
-  fs.writeFileSync(path.join(control, name), content);
+  const file = path.join(control, name);
+  fs.writeFileSync(file + ".tmp", content);
+  fs.renameSync(file + ".tmp", file);
 }
 
 async function waitFile(name) {
