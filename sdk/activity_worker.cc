@@ -799,13 +799,8 @@ void ActivityWorker::LogAnswer(const ActivityInfo& info, const std::string& outc
 }
 
 bool ActivityWorker::AnswerCompletedAsync(const ActivityInfo& info, api::Payloads& result) {
-  if (!StreamActive()) return false;
-  {
-    absl::ReaderMutexLock runner_lock(&runner_mu_);
-    if (workflow_task_runner_ != nullptr && workflow_task_runner_->AcceptsEagerTask(task_queue_)) {
-      return false;
-    }
-  }
+  // A runner of this process takes the next task with the answer (Respond): the thread waits.
+  if (!StreamActive() || has_runner_.load(std::memory_order_acquire)) return false;
   // Kept for the unary call, should the stream break before the answer.
   auto request = std::make_shared<api::RespondActivityTaskCompletedRequest>();
   request->set_task_token(info.task_token);
