@@ -7,6 +7,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
+#include "orchestrator/frontend/run_wait.h"
 #include "orchestrator/rpc/reactor.h"
 
 namespace kiln::orchestrator {
@@ -146,13 +147,13 @@ class TaskPoll final : public RefCountedReactor {
 };
 
 // A history read that may wait for new events (how a client waits for a workflow's result).
-class HistoryWait final : public RefCountedReactor {
+class HistoryWait final : public RunWaitReactor {
  public:
   HistoryWait(const FrontendDeps& deps, RpcMetrics* metrics,
               const api::GetWorkflowExecutionHistoryRequest* request,
               api::GetWorkflowExecutionHistoryResponse* response, absl::Time deadline,
               std::function<absl::Status()> admit)
-      : deps_(deps),
+      : RunWaitReactor(deps),
         metrics_(metrics),
         request_(*request),
         response_(response),
@@ -197,10 +198,7 @@ class HistoryWait final : public RefCountedReactor {
     auto watch = deps_.watchers->Watch(
         read->run_id,
         [this] {
-          {
-            absl::MutexLock lock(&mu_);
-            watch_id_ = 0;
-          }
+          WatchFired();
           if (!finished()) Schedule();
           Unref();
         },
@@ -212,10 +210,7 @@ class HistoryWait final : public RefCountedReactor {
       if (absl::IsUnavailable(watch.status())) return Respond(EmptyPage());
       return Done(watch.status());
     }
-    {
-      absl::MutexLock lock(&mu_);
-      watch_id_ = *watch;
-    }
+    SetWatch(*watch);
     auto again = deps_.engine->ReadHistory(request_);
     if (!again.ok() || !again->wait) {
       CancelWatch();
@@ -231,16 +226,6 @@ class HistoryWait final : public RefCountedReactor {
         Unref();
       });
     }
-  }
-
-  void CancelWatch() {
-    uint64_t id;
-    {
-      absl::MutexLock lock(&mu_);
-      id = watch_id_;
-      watch_id_ = 0;
-    }
-    if (id != 0 && deps_.watchers->Cancel(id)) Unref();
   }
 
   api::GetWorkflowExecutionHistoryResponse EmptyPage() {
@@ -259,15 +244,9 @@ class HistoryWait final : public RefCountedReactor {
     });
     if (!finished) return;
     CancelWatch();
-    AlarmId alarm;
-    {
-      absl::MutexLock lock(&mu_);
-      alarm = alarm_;
-    }
-    if (alarm != 0 && deps_.clock->CancelAlarm(alarm)) Unref();
+    CancelAlarm();
   }
 
-  const FrontendDeps& deps_;
   RpcMetrics* metrics_;
   // A copy: the call's own request may be freed once the call is finished (e.g. cancelled)
   // while an attempt still runs on the executor.
@@ -277,9 +256,6 @@ class HistoryWait final : public RefCountedReactor {
   absl::Time began_;
   // Run by the first attempt and cleared, before any watch exists (so before any other attempt).
   std::function<absl::Status()> admit_;
-  absl::Mutex mu_;
-  uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
-  AlarmId alarm_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

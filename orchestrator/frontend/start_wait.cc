@@ -4,21 +4,21 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/hop_trace.h"
-#include "orchestrator/rpc/reactor.h"
+#include "orchestrator/frontend/run_wait.h"
 
 namespace kiln::orchestrator {
 namespace {
 
 constexpr char kMethod[] = "StartWorkflowExecution.WaitForClose";
 
-class StartWait final : public RefCountedReactor {
+class StartWait final : public RunWaitReactor {
  public:
   StartWait(const FrontendDeps& deps, RpcMetrics* metrics,
             const api::StartWorkflowExecutionRequest* request,
             api::StartWorkflowExecutionResponse* response, absl::Time deadline,
             std::function<absl::StatusOr<api::StartWorkflowExecutionResponse>()> start,
             std::function<absl::Status(const api::WorkflowExecution&)> may_read)
-      : deps_(deps),
+      : RunWaitReactor(deps),
         metrics_(metrics),
         request_(request),
         response_(response),
@@ -78,10 +78,7 @@ class StartWait final : public RefCountedReactor {
     auto watch = deps_.watchers->WatchClose(execution.run_id(),
                                             [this](const api::HistoryEvent* close_event) {
                                               hoptrace::Mark("o.closed");
-                                              {
-                                                absl::MutexLock lock(&mu_);
-                                                watch_id_ = 0;
-                                              }
+                                              WatchFired();
                                               Answer(close_event);
                                               Unref();
                                             });
@@ -89,10 +86,7 @@ class StartWait final : public RefCountedReactor {
       Unref();
       return Answer(nullptr);
     }
-    {
-      absl::MutexLock lock(&mu_);
-      watch_id_ = *watch;
-    }
+    SetWatch(*watch);
     // Closed already: a retried start of a run that closed, or one whose first task closed it.
     read.set_history_event_filter_type(api::HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT);
     absl::StatusOr<HistoryRead> closed = deps_.engine->ReadHistory(read);
@@ -124,32 +118,18 @@ class StartWait final : public RefCountedReactor {
     });
   }
 
-  void CancelWatch() {
-    uint64_t id;
-    {
-      absl::MutexLock lock(&mu_);
-      id = watch_id_;
-      watch_id_ = 0;
-    }
-    if (id != 0 && deps_.watchers->Cancel(id)) Unref();
-  }
-
   void Done(const absl::Status& status, const std::function<void()>& write = nullptr) {
     const bool finished = FinishOnce(
         status, write, [&] { metrics_->Record(kMethod, status, deps_.clock->Now() - began_); });
     if (!finished) return;
     CancelWatch();
-    AlarmId alarm;
     {
       absl::MutexLock lock(&mu_);
       finished_here_ = true;
-      alarm = alarm_;
-      alarm_ = 0;
     }
-    if (alarm != 0 && deps_.clock->CancelAlarm(alarm)) Unref();
+    CancelAlarm();
   }
 
-  const FrontendDeps& deps_;
   RpcMetrics* metrics_;
   // The call's own: read only while starting_ is true (a cancel waits for the start to end).
   const api::StartWorkflowExecutionRequest* request_;
@@ -160,12 +140,9 @@ class StartWait final : public RefCountedReactor {
   std::function<absl::Status(const api::WorkflowExecution&)> may_read_;
   // Written once by Start before any watcher or alarm exists; moved into the answer.
   api::StartWorkflowExecutionResponse started_;
-  absl::Mutex mu_;
   bool starting_ ABSL_GUARDED_BY(mu_) = true;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_here_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
-  AlarmId alarm_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace
