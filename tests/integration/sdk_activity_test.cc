@@ -459,8 +459,10 @@ TEST_CASE("An exclusive worker holds its queue; another is refused for good, nam
       {.identity = "agent-1", .exclusive = true, .poll_timeout = absl::Seconds(2)});
   REQUIRE(holder.Register("echo", echo).ok());
   REQUIRE(holder.Start().ok());
-  // An empty poll has come back: the lease is agent-1's.
-  REQUIRE(holder.WaitForIdle(absl::ZeroDuration(), kWait));
+  // An empty poll has come back: the lease is agent-1's. (Any positive idle time: IdleFor is
+  // zero until an empty poll confirms the worker idle, so waiting for zero returns at once, and
+  // the other worker's first poll could then take the queue first.)
+  REQUIRE(holder.WaitForIdle(absl::Milliseconds(1), kWait));
 
   ActivityWorker other(
       env.orchestrator.connection(), "q",
