@@ -162,13 +162,36 @@ try {
     `the project shows its preview of feature-x (${previewItem})`);
   await page.screenshot({ path: path.join(shots, "projects.png"), fullPage: true });
 
-  // Workflows: the query box, kept in the URL.
+  // Workflows: the query box, kept in the URL. The whole list's answer is held back until the
+  // search has drawn its own: when it comes, it must not draw over the search's page.
   const workflowId = "deployment/" + building;
+  let held = null;
+  const hold = (request) => {
+    const u = new URL(request.url());
+    if (!held && u.pathname === "/api/v1/workflows" && !u.searchParams.get("query")) {
+      held = request;
+      return;
+    }
+    request.continue();
+  };
+  await page.setRequestInterception(true);
+  page.on("request", hold);
   await page.goto(url + "#/workflows");
   await page.waitForSelector("input.query");
   await page.type("input.query", `WorkflowId = "${workflowId}"`);
   await page.keyboard.press("Enter");
   await page.waitForSelector(`tr[data-workflow="${workflowId}"]`);
+  check(held !== null, "the whole list's read was held while the search ran");
+  const staleBefore = await page.evaluate(() => Number(document.body.dataset.staleReads || 0));
+  await held.continue();
+  // Dropped as stale, or (the failure) drawn over the search.
+  await page.waitForFunction((n) => Number(document.body.dataset.staleReads || 0) > n ||
+    document.querySelectorAll("table#workflows tbody tr").length > 1, {}, staleBefore);
+  page.off("request", hold);
+  await page.setRequestInterception(false);
+  const shownRows = await page.$$eval("table#workflows tbody tr", (rows) => rows.map((r) => r.dataset.workflow));
+  check(shownRows.length === 1 && shownRows[0] === workflowId,
+    `the whole list answered late did not draw over the search (${shownRows.length} rows)`);
   check(decodeURIComponent(await page.evaluate(() => location.hash)).includes(`WorkflowId = "${workflowId}"`),
     "the query is kept in the URL");
   await page.goto(url + "#/workflows?query=");

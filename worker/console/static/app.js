@@ -1,10 +1,27 @@
 // The console's pages, one per hash route (#/projects, #/deployments, #/deployment/<id>,
 // #/workflows?query=…, #/workflow?id=…&run_id=…, #/taskqueues?name=…&kind=…), built with DOM
 // calls (never innerHTML, so nothing from the API is ever parsed as markup).
-import { ApiError, followLog, followRunLog, get, post, setToken, token } from "./api.js";
+import { ApiError, followLog, followRunLog, get as apiGet, post, setToken, token } from "./api.js";
 
 const main = document.getElementById("main");
 let cleanup = [];  // what the current page started (timers, log streams), stopped on leaving
+
+// Each route drawn is a generation. A page whose route was left while it read the API (a list
+// of 10,000 runs still loading when a search already drew its own) must not draw over the new
+// page: its reads end with Stale, which the router ignores. body[data-stale-reads] counts them.
+let generation = 0;
+class Stale extends Error {
+  constructor() { super("the page changed meanwhile"); }
+}
+async function get(path, params) {
+  const mine = generation;
+  const answer = await apiGet(path, params);
+  if (mine !== generation) {
+    document.body.dataset.staleReads = String(Number(document.body.dataset.staleReads || 0) + 1);
+    throw new Stale();
+  }
+  return answer;
+}
 
 function h(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -648,7 +665,12 @@ async function workflowPage(params) {
   // (while its log is followed, it offers to).
   if (status === "running") {
     every(2000, async () => {
-      const now = await get("workflow", { id, run_id: runId }).catch(() => null);
+      let now = null;
+      try {
+        now = await get("workflow", { id, run_id: runId });
+      } catch (error) {
+        if (error instanceof Stale) return;
+      }
       const nowInfo = (now && now.workflowExecutionInfo) || {};
       if (nowInfo.status === info.status && nowInfo.historyLength === info.historyLength) return;
       if (following) changed.hidden = false;
@@ -725,6 +747,7 @@ async function taskQueuesPage(params) {
 // --- Router ------------------------------------------------------------------------------
 
 async function route() {
+  ++generation;
   for (const stop of cleanup) stop();
   cleanup = [];
   const hash = location.hash.replace(/^#/, "") || "/deployments";
@@ -748,6 +771,7 @@ async function route() {
     else if (path === "/taskqueues") await taskQueuesPage(params);
     else show(h("p", {}, "No such page. "), h("a", { href: "#/deployments" }, "Deployments"));
   } catch (error) {
+    if (error instanceof Stale) return;  // another route draws the page now
     show(failure(error));
   }
   document.body.dataset.page = path;
