@@ -176,7 +176,7 @@ function loginPage() {
     event.preventDefault();
     setToken(input.value.trim());
     try {
-      await get("projects", { page_size: 1 });
+      await apiGet("projects", { page_size: 1 });  // not a page draw: never stale
       location.hash = "#/deployments";
     } catch (error) {
       setToken("");
