@@ -28,6 +28,13 @@ constexpr absl::Duration kHeartbeatTimeout = absl::Seconds(10);
 // The engine answers a poll after 60 s anyway; this only keeps the deadline arithmetic sane.
 constexpr absl::Duration kMaxPoll = absl::Minutes(10);
 
+// The engine refused an activity's result itself (too large, say): the attempt fails with this,
+// not retried (the same result would be refused again), rather than left to time out.
+api::Failure ResultRejected(const absl::Status& refused) {
+  return FailureFromStatus(ApplicationError("ResultRejected", std::string(refused.message()),
+                                            /*non_retryable=*/true));
+}
+
 std::string DefaultIdentity() {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
@@ -696,10 +703,7 @@ ActivityWorker::Answer ActivityWorker::Respond(const ActivityInfo& info,
             [&](api::WorkerStreamCompletion& c) { *c.mutable_activity_task_completed() = request; },
             [&](api::WorkerStreamAnswer& a) { response.Swap(a.mutable_activity_task_completed()); },
             &status)) {
-      status = CallWithRetry(options_.rpc, *clock_, "RespondActivityTaskCompleted",
-                             [&](grpc::ClientContext* c) {
-                               return stub.RespondActivityTaskCompleted(c, request, &response);
-                             });
+      status = RespondCompletedUnary(request, &response);
     }
     if (speculative != nullptr)
       runner->FinishSpeculative(std::move(speculative), status, &response);
@@ -707,10 +711,7 @@ ActivityWorker::Answer ActivityWorker::Respond(const ActivityInfo& info,
       answer.next_task = std::move(*response.mutable_workflow_task());
     }
     if (absl::IsInvalidArgument(status)) {
-      // The engine refused the result itself (too large, say): report that rather than leave
-      // the attempt to time out. Sending it again would be refused again.
-      failure = FailureFromStatus(ApplicationError("ResultRejected", std::string(status.message()),
-                                                   /*non_retryable=*/true));
+      failure = ResultRejected(status);
       fail = true;
     }
   } else if (IsCanceledError(result.status()) && reason == CancelReason::kRequested) {
@@ -798,6 +799,15 @@ void ActivityWorker::LogAnswer(const ActivityInfo& info, const std::string& outc
   }
 }
 
+absl::Status ActivityWorker::RespondCompletedUnary(
+    const api::RespondActivityTaskCompletedRequest& request,
+    api::RespondActivityTaskCompletedResponse* response) {
+  return CallWithRetry(
+      options_.rpc, *clock_, "RespondActivityTaskCompleted", [&](grpc::ClientContext* c) {
+        return connection_.workflow_service().RespondActivityTaskCompleted(c, request, response);
+      });
+}
+
 bool ActivityWorker::AnswerCompletedAsync(const ActivityInfo& info, api::Payloads& result) {
   // A runner of this process takes the next task with the answer (Respond): the thread waits.
   if (!StreamActive() || has_runner_.load(std::memory_order_acquire)) return false;
@@ -816,11 +826,7 @@ bool ActivityWorker::AnswerCompletedAsync(const ActivityInfo& info, api::Payload
           // engine recorded already is refused as stale, as a retried call is).
           RunOnPool([this, task, request] {
             api::RespondActivityTaskCompletedResponse response;
-            absl::Status status = CallWithRetry(
-                options_.rpc, *clock_, "RespondActivityTaskCompleted", [&](grpc::ClientContext* c) {
-                  return connection_.workflow_service().RespondActivityTaskCompleted(c, *request,
-                                                                                     &response);
-                });
+            absl::Status status = RespondCompletedUnary(*request, &response);
             FinishCompleted(*task, status);
           });
           return;
@@ -841,14 +847,8 @@ bool ActivityWorker::AnswerCompletedAsync(const ActivityInfo& info, api::Payload
 void ActivityWorker::FinishCompleted(const ActivityInfo& info, absl::Status status) {
   std::string outcome = "completed";
   if (absl::IsInvalidArgument(status)) {
-    // The engine refused the result itself (too large, say): report that rather than leave
-    // the attempt to time out. Sending it again would be refused again.
     outcome = "failed";
-    status = RespondFailed(
-        info,
-        FailureFromStatus(ApplicationError("ResultRejected", std::string(status.message()),
-                                           /*non_retryable=*/true)),
-        nullptr);
+    status = RespondFailed(info, ResultRejected(status), nullptr);
   }
   metrics_->Result(outcome);
   LogAnswer(info, outcome, status);

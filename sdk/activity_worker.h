@@ -199,6 +199,10 @@ class ActivityWorker {
   // After the answer to a completed result: ResultRejected if the engine refused the result,
   // the outcome's metric and log line, the slot freed.
   void FinishCompleted(const ActivityInfo& info, absl::Status status);
+  // RespondActivityTaskCompleted as a unary call (with retries): the stream is not up, or it
+  // broke before the answer.
+  absl::Status RespondCompletedUnary(const api::RespondActivityTaskCompletedRequest& request,
+                                     api::RespondActivityTaskCompletedResponse* response);
   // The failure sent for the task (RespondActivityTaskFailed, on the stream or unary).
   absl::Status RespondFailed(const ActivityInfo& info, const api::Failure& failure,
                              const api::Payloads* last_heartbeat_details);

@@ -6,8 +6,8 @@
 namespace kiln::sdk::internal {
 namespace {
 
-// A worker of `slots` slots, all lent as credits, running `in_flight` tasks at a time: each
-// task takes a credit, the oldest ends as the next starts. Counts the grant messages.
+// A worker of `slots` slots lending them as credits, as ActivityWorker::TopUpCredits does: a
+// task takes a credit, an ended one frees its slot. Counts the grant messages.
 struct Simulation {
   explicit Simulation(int slots) : target(slots), free(slots) { TopUp(); }
 
