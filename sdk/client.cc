@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/hop_trace.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
 #include "sdk/internal/eager.h"
@@ -194,11 +195,13 @@ absl::StatusOr<WorkflowHandle> Client::Start(const StartWorkflowOptions& options
     policy.timeout = std::max(policy.timeout, wait_for_close + kLongPollMargin);
   }
   api::StartWorkflowExecutionResponse response;
+  hoptrace::Mark("c.call");
   absl::Status status =
       CallWithRetry(policy, *clock_, "StartWorkflowExecution", [&](grpc::ClientContext* c) {
         response.Clear();
         return connection_.workflow_service().StartWorkflowExecution(c, request, &response);
       });
+  hoptrace::Mark("c.ret");
   if (wait && status.ok() && response.has_close_event()) {
     *close_event = std::move(*response.mutable_close_event());
   }

@@ -27,8 +27,11 @@ WORKFLOW_TASK = [('WF', 'w.read'), ('WF', 'w.wft'), ('WF', 'w.write'), ('O', 'o.
                  ('O', 'o.exec')]
 ACTIVITY = [('ACT', 'w.read'), ('ACT', 'w.act'), ('ACT', 'w.write'), ('O', 'o.read'),
             ('O', 'o.exec')]
-CLOSE = ROUND_TRIP + [('O', 'o.closed'), ('C', 'c.done')]
-START = [('C', 'c.start'), ('O', 'o.start.rpc')]
+# The caller's unary call: c.call/c.ret around it in the SDK, o.start.h where the orchestrator's
+# handler begins, o.fin/o.fin2 around its Finish (gRPC sends the answer inline).
+CLOSE = ROUND_TRIP + [('O', 'o.closed'), ('O', 'o.fin'), ('O', 'o.fin2'), ('C', 'c.ret'),
+                      ('C', 'c.done')]
+START = [('C', 'c.start'), ('C', 'c.call'), ('O', 'o.start.h'), ('O', 'o.start.rpc')]
 # Every task after its commit's sync.
 AFTER_SYNC = (START + ROUND_TRIP + [('O', 'o.write')] + WORKFLOW_TASK + ROUND_TRIP +
               [('O', 'o.write')] + ACTIVITY + ROUND_TRIP + [('O', 'o.write')] + WORKFLOW_TASK +

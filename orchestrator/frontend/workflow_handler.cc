@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/hop_trace.h"
 #include "common/proto_time.h"
 #include "common/rpc_status.h"
 #include "common/status.h"
@@ -125,6 +126,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::StartWorkflowExecution(
 grpc::ServerUnaryReactor* WorkflowHandler::StartAndWait(
     Ctx* ctx, const api::StartWorkflowExecutionRequest* request,
     api::StartWorkflowExecutionResponse* response) {
+  hoptrace::Mark("o.start.h");
   constexpr char kMethod[] = "StartWorkflowExecution.WaitForClose";
   absl::StatusOr<Principal> principal = Admit(ctx, Rpc::kStartWorkflowExecution);
   KILN_REJECT_IF_ERROR(ctx, metrics_, kMethod, principal.status());

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "common/hop_trace.h"
 #include "common/rpc_status.h"
 
 namespace kiln::orchestrator {
@@ -15,7 +16,9 @@ bool RefCountedReactor::FinishOnce(const absl::Status& status, const std::functi
     if (write) write();
   }
   record();
+  hoptrace::Mark("o.fin");
   Finish(ToGrpc(status));
+  hoptrace::Mark("o.fin2");
   return true;
 }
 
