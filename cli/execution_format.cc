@@ -16,9 +16,7 @@ namespace api = ::kiln::api::v1;
 void Field(std::ostream& out, absl::string_view label, absl::string_view value) {
   // Wide enough for the longest label, "History length:".
   static constexpr size_t kLabelWidth = 17;
-  std::string padded = absl::StrCat(label, ":");
-  padded.resize(std::max(kLabelWidth, padded.size()), ' ');
-  out << padded << value << "\n";
+  WriteField(out, label, value, kLabelWidth);
 }
 
 std::string CloseText(const api::WorkflowExecutionInfo& info, absl::Time now) {

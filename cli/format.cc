@@ -7,6 +7,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/proto_time.h"
 
@@ -106,6 +107,34 @@ std::string QuoteValue(absl::string_view value) {
   return absl::StrCat("\"", absl::Utf8SafeCEscape(value), "\"");
 }
 
+std::string OneLine(absl::string_view text) {
+  std::string line;
+  line.reserve(text.size());
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      absl::StrAppendFormat(&line, "\\x%02x", c);
+    } else {
+      line.push_back(static_cast<char>(c));
+    }
+  }
+  return line;
+}
+
+void WriteField(std::ostream& out, absl::string_view label, absl::string_view value,
+                size_t label_width) {
+  std::string padded = absl::StrCat(label, ":");
+  padded.resize(std::max(label_width, padded.size()), ' ');
+  const std::string indent(padded.size(), ' ');
+  out << padded;
+  for (size_t begin = 0;;) {
+    size_t end = value.find('\n', begin);
+    out << value.substr(begin, end == absl::string_view::npos ? end : end - begin) << "\n";
+    if (end == absl::string_view::npos || end + 1 == value.size()) break;
+    begin = end + 1;
+    out << indent;
+  }
+}
+
 std::string Truncate(absl::string_view text, size_t max_chars) {
   if (text.size() <= max_chars) return std::string(text);
   static constexpr absl::string_view kEllipsis = "...";
@@ -137,6 +166,7 @@ Table::Table(std::vector<std::string> header) : header_(std::move(header)) {}
 
 void Table::AddRow(std::vector<std::string> row) {
   row.resize(header_.size());
+  for (std::string& cell : row) cell = OneLine(cell);
   rows_.push_back(std::move(row));
 }
 

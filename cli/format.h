@@ -49,6 +49,15 @@ std::string FailureSummary(const api::v1::Failure& failure);
 // Quotes a value for key=value output when it is empty, starts with '"', or holds whitespace
 // or control bytes (C-escaped inside the quotes); otherwise returns it as is.
 std::string QuoteValue(absl::string_view value);
+// `text` on one line: newlines, tabs, carriage returns and the other control bytes shown as
+// "\x0a" and the like. For a table's cell: the terminal filter (terminal.h) lets newlines and
+// tabs through, and one inside a workflow id or a reason would start a line of the server's
+// data's choosing (a forged row).
+std::string OneLine(absl::string_view text);
+// Writes "label:" padded to `label_width`, then `value`. A value of several lines has its later
+// lines indented to the value's column, so none of them can pass for a field of its own.
+void WriteField(std::ostream& out, absl::string_view label, absl::string_view value,
+                size_t label_width);
 // Cuts `text` to at most `max_chars`, ending in "..." when cut.
 std::string Truncate(absl::string_view text, size_t max_chars);
 
@@ -68,7 +77,8 @@ class KeyValues {
 };
 
 // A text table: a header row and columns padded to their widest cell, two spaces apart. The
-// last column is not padded, so lines carry no trailing spaces.
+// last column is not padded, so lines carry no trailing spaces. Each cell is kept on its line
+// (OneLine).
 class Table {
  public:
   explicit Table(std::vector<std::string> header);

@@ -118,6 +118,28 @@ TEST_CASE("Tables pad columns to the widest cell and leave no trailing spaces") 
   REQUIRE(table.rows() == 3);
 }
 
+TEST_CASE("A cell or a field holding newlines cannot forge a row or a field of its own") {
+  // A workflow id is any string its starter chose; the terminal filter lets newlines through.
+  Table table({"WORKFLOW ID", "STATUS"});
+  table.AddRow({"x\nforged  COMPLETED", "RUNNING"});
+  table.AddRow({"tab\there\r\x1b[2J", "FAILED"});
+  std::ostringstream out;
+  table.Render(out);
+  REQUIRE(out.str() ==
+          "WORKFLOW ID             STATUS\n"
+          "x\\x0aforged  COMPLETED  RUNNING\n"
+          "tab\\x09here\\x0d\\x1b[2J  FAILED\n");
+  REQUIRE(OneLine("plain, é") == "plain, é");
+
+  std::ostringstream field;
+  WriteField(field, "Error", "build failed\nStatus: SUCCEEDED\n", 8);
+  WriteField(field, "ID", "w", 8);
+  REQUIRE(field.str() ==
+          "Error:  build failed\n"
+          "        Status: SUCCEEDED\n"
+          "ID:     w\n");
+}
+
 TEST_CASE("History events print as one line with their key attributes") {
   api::HistoryEvent scheduled = Event(5, api::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED);
   auto* a = scheduled.mutable_activity_task_scheduled_event_attributes();

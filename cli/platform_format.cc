@@ -24,9 +24,7 @@ constexpr size_t kShortDigestChars = 12;
 // Wide enough for the longest label, "Production branch:", and a space.
 void Field(std::ostream& out, absl::string_view label, absl::string_view value) {
   static constexpr size_t kLabelWidth = 19;
-  std::string padded = absl::StrCat(label, ":");
-  padded.resize(std::max(kLabelWidth, padded.size()), ' ');
-  out << padded << (value.empty() ? "-" : value) << "\n";
+  WriteField(out, label, value.empty() ? "-" : value, kLabelWidth);
 }
 
 void FieldIfSet(std::ostream& out, absl::string_view label, absl::string_view value) {
