@@ -402,13 +402,17 @@ int main(int argc, char** argv) {
   // build holds, the restore of the running containers' slots) must not hold the worker's
   // start; a deploy that comes first waits for it.
   kiln::worker::DeferredDeployTarget podman_target(
-      "podman", [podman_options]() -> absl::StatusOr<std::unique_ptr<kiln::worker::DeployTarget>> {
+      "podman",
+      [podman_options](const std::function<bool()>& stopping)
+          -> absl::StatusOr<std::unique_ptr<kiln::worker::DeployTarget>> {
         const absl::Time began = absl::Now();
         kiln::LogInfo("deploy.restoring", {{"state_dir", podman_options.state_dir}});
-        auto made =
-            kiln::worker::PodmanDeployTarget::Create(podman_options, [](std::string_view line) {
+        auto made = kiln::worker::PodmanDeployTarget::Create(
+            podman_options,
+            [](std::string_view line) {
               kiln::LogInfo("deploy.restore", {{"line", line}});
-            });
+            },
+            stopping);
         kiln::LogInfo("deploy.restored", {{"took", absl::Now() - began}, {"ok", made.ok()}});
         // Builds still run (target none); deploys to podman fail, saying why.
         if (!made.ok()) {

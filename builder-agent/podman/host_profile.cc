@@ -70,7 +70,8 @@ ProbeOutcome Probe(const ProbeOptions& options, const HostProfile& candidate) {
   if (candidate.isolate) spec.bind_mounts = options.bind_mounts;
   ProbeOutcome outcome;
   auto result = RunCommand(
-      spec, [&](std::string_view line) { outcome.output.append(line).append("\n"); }, {});
+      spec, [&](std::string_view line) { outcome.output.append(line).append("\n"); },
+      options.cancelled);
   if (!result.ok()) {
     outcome.output = std::string(result.status().message());
     return outcome;
@@ -112,13 +113,16 @@ absl::StatusOr<HostProfile> HostProfile::Parse(std::string_view text) {
   return p;
 }
 
-absl::StatusOr<std::string> PodmanVersion(const std::string& podman_binary) {
+absl::StatusOr<std::string> PodmanVersion(const std::string& podman_binary,
+                                          const std::function<bool()>& cancelled) {
   CommandSpec spec;
   spec.name = "podman version";
   spec.argv = {podman_binary, "version", "--format", "{{.Client.Version}}"};
   spec.timeout = absl::Seconds(30);
   std::string out;
-  auto result = RunCommand(spec, [&](std::string_view line) { out.append(line).append("\n"); }, {});
+  auto result = RunCommand(
+      spec, [&](std::string_view line) { out.append(line).append("\n"); }, cancelled);
+  if (absl::IsCancelled(result.status())) return result.status();
   if (!result.ok()) {
     return absl::UnavailableError(absl::StrCat("podman cannot run: ", result.status().message()));
   }
@@ -137,7 +141,7 @@ absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const
   auto say = [&](const std::string& line) {
     if (sink) sink(line);
   };
-  absl::StatusOr<std::string> version = PodmanVersion(options.podman_binary);
+  absl::StatusOr<std::string> version = PodmanVersion(options.podman_binary, options.cancelled);
   if (!version.ok()) return version.status();
   // A new machine image may bring another kernel or cgroup layout with the same podman.
   utsname uts{};
@@ -191,7 +195,9 @@ absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const
         candidate.runtime = runtime;
         candidate.cgroup_manager = manager;
         candidate.isolate = isolate;
+        auto stopped = [&] { return options.cancelled && options.cancelled(); };
         ProbeOutcome outcome = Probe(options, candidate);
+        if (stopped()) return absl::CancelledError("host profile detection cancelled");
         if (!outcome.ok && absl::StrContains(outcome.output, "rlimit")) {
           candidate.ulimits = OwnHardLimits();
           outcome = Probe(options, candidate);

@@ -44,6 +44,9 @@ struct ProbeOptions {
   // false: probe (and accept from the cache) only profiles without isolation, for callers whose
   // containers must outlive the podman command (a deploy host).
   bool allow_isolation = true;
+  // Asked while each command runs (may be empty): true stops it, and detection ends Cancelled
+  // (a worker stopping while podman waits for its storage lock).
+  std::function<bool()> cancelled;
 };
 
 // Reads the cached profile when its key matches this podman, else probes and caches it.
@@ -51,6 +54,7 @@ struct ProbeOptions {
 absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const LineSink& sink);
 
 // "4.3.1", from `podman version`.
-absl::StatusOr<std::string> PodmanVersion(const std::string& podman_binary);
+absl::StatusOr<std::string> PodmanVersion(const std::string& podman_binary,
+                                          const std::function<bool()>& cancelled = {});
 
 }  // namespace kiln::builder

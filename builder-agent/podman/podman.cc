@@ -100,8 +100,8 @@ std::string RepositoryOf(const std::string& reference) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Podman>> Podman::Create(PodmanOptions options,
-                                                       const LineSink& sink) {
+absl::StatusOr<std::unique_ptr<Podman>> Podman::Create(PodmanOptions options, const LineSink& sink,
+                                                       const std::function<bool()>& cancelled) {
   if (options.volume.empty() || options.volume[0] != '/') {
     return absl::InvalidArgumentError("the volume must be an absolute path");
   }
@@ -121,6 +121,7 @@ absl::StatusOr<std::unique_ptr<Podman>> Podman::Create(PodmanOptions options,
   probe.prepare = [self](bool isolate) { return self->PrepareShortRunRoot(isolate); };
   probe.cache_file = podman->base_ + "/host-profile";
   probe.allow_isolation = podman->options_.isolate_commands;
+  probe.cancelled = cancelled;
   ASSIGN_OR_RETURN(podman->profile_, DetectHostProfile(probe, sink));
   if (!podman->options_.isolate_commands) podman->profile_.isolate = false;
   RETURN_IF_ERROR(podman->PrepareShortRunRoot(podman->profile_.isolate));

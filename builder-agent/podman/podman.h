@@ -125,9 +125,11 @@ struct HousekeepResult {
 class Podman {
  public:
   // Prepares the volume's directories and finds (or reads back) the host profile. Unavailable
-  // when podman cannot run containers here. `sink` gets what detection found.
-  static absl::StatusOr<std::unique_ptr<Podman>> Create(PodmanOptions options,
-                                                        const LineSink& sink = {});
+  // when podman cannot run containers here. `sink` gets what detection found; `cancelled`
+  // (may be empty), asked while detection's commands run, ends it Cancelled.
+  static absl::StatusOr<std::unique_ptr<Podman>> Create(
+      PodmanOptions options, const LineSink& sink = {},
+      const std::function<bool()>& cancelled = {});
 
   const HostProfile& profile() const { return profile_; }
   const std::string& storage_root() const { return storage_root_; }

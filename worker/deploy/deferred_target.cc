@@ -11,7 +11,8 @@ DeferredDeployTarget::DeferredDeployTarget(std::string name, Factory make,
                                            absl::Duration check_every)
     : name_(std::move(name)), check_every_(check_every) {
   maker_ = std::thread([this, make = std::move(make)] {
-    absl::StatusOr<std::unique_ptr<DeployTarget>> made = make();
+    absl::StatusOr<std::unique_ptr<DeployTarget>> made =
+        make([this] { return stopping_.load(std::memory_order_relaxed); });
     absl::MutexLock lock(&mu_);
     done_ = true;
     if (!made.ok()) {
@@ -24,7 +25,10 @@ DeferredDeployTarget::DeferredDeployTarget(std::string name, Factory make,
   });
 }
 
-DeferredDeployTarget::~DeferredDeployTarget() { maker_.join(); }
+DeferredDeployTarget::~DeferredDeployTarget() {
+  stopping_.store(true, std::memory_order_relaxed);
+  maker_.join();
+}
 
 std::optional<absl::Status> DeferredDeployTarget::WaitReady(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);

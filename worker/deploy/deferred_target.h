@@ -3,9 +3,11 @@
 // host, waits for podman's storage lock and restores the running containers' slots; a podman
 // busy building holds that for as long as the build holds the lock. A call that comes before
 // the target is ready waits for it (a deploy checks `cancelled` while it waits); once the
-// target could not be made, deploys fail with the reason and there is nothing to stop.
+// target could not be made, deploys fail with the reason and there is nothing to stop. Destroyed
+// while the target is still being made (the worker stops), it asks the factory to give up.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -24,13 +26,16 @@ namespace kiln::worker {
 
 class DeferredDeployTarget : public DeployTarget {
  public:
-  using Factory = std::function<absl::StatusOr<std::unique_ptr<DeployTarget>>()>;
+  // `cancelled` turns true once this object is being destroyed: the factory should then stop
+  // what it waits for (a podman command waiting for its storage lock) and return.
+  using Factory = std::function<absl::StatusOr<std::unique_ptr<DeployTarget>>(
+      const std::function<bool()>& cancelled)>;
 
   // Runs `make` on a thread of its own; `name` is the target's, for errors ("podman"). A deploy
   // waiting for it asks its `cancelled` every `check_every`.
   DeferredDeployTarget(std::string name, Factory make,
                        absl::Duration check_every = absl::Seconds(1));
-  // Waits for `make` to return (a target's setup has timeouts of its own).
+  // Tells `make` to give up (its `cancelled`), then waits for it to return.
   ~DeferredDeployTarget() override;
   DeferredDeployTarget(const DeferredDeployTarget&) = delete;
   DeferredDeployTarget& operator=(const DeferredDeployTarget&) = delete;
@@ -56,6 +61,7 @@ class DeferredDeployTarget : public DeployTarget {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<DeployTarget> target_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> stopping_{false};
   std::thread maker_;
 };
 

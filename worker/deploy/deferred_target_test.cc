@@ -43,12 +43,13 @@ TEST_CASE("A deferred target is made off the caller's thread and calls wait for 
   RecordingTarget* made = nullptr;
   // Were the target made on the constructing thread, the constructor would not return before
   // `release`, which this thread notifies only after it.
-  DeferredDeployTarget target("fake", [&]() -> absl::StatusOr<std::unique_ptr<DeployTarget>> {
-    release.WaitForNotification();
-    auto t = std::make_unique<RecordingTarget>();
-    made = t.get();
-    return t;
-  });
+  DeferredDeployTarget target("fake",
+                              [&](const auto&) -> absl::StatusOr<std::unique_ptr<DeployTarget>> {
+                                release.WaitForNotification();
+                                auto t = std::make_unique<RecordingTarget>();
+                                made = t.get();
+                                return t;
+                              });
   CHECK(!target.WaitReady(absl::ZeroDuration()).has_value());
 
   std::vector<std::string> lines;
@@ -77,9 +78,10 @@ TEST_CASE("A deferred target is made off the caller's thread and calls wait for 
 }
 
 TEST_CASE("A deferred target that could not be made fails deploys with the reason", "[deploy]") {
-  DeferredDeployTarget target("podman", []() -> absl::StatusOr<std::unique_ptr<DeployTarget>> {
-    return absl::UnavailableError("podman: command not found");
-  });
+  DeferredDeployTarget target("podman",
+                              [](const auto&) -> absl::StatusOr<std::unique_ptr<DeployTarget>> {
+                                return absl::UnavailableError("podman: command not found");
+                              });
   std::optional<absl::Status> ready = target.WaitReady(kDeadline);
   REQUIRE(ready.has_value());
   CHECK(absl::IsUnavailable(*ready));
@@ -97,7 +99,7 @@ TEST_CASE("A deploy cancelled while its deferred target gets ready ends cancelle
   absl::Notification release;
   DeferredDeployTarget target(
       "fake",
-      [&]() -> absl::StatusOr<std::unique_ptr<DeployTarget>> {
+      [&](const auto&) -> absl::StatusOr<std::unique_ptr<DeployTarget>> {
         release.WaitForNotification();
         return std::make_unique<RecordingTarget>();
       },
@@ -112,6 +114,26 @@ TEST_CASE("A deploy cancelled while its deferred target gets ready ends cancelle
   REQUIRE(!lines.empty());
   CHECK(absl::StrContains(lines[0], "waiting for the fake target"));
   release.Notify();  // The maker ends; the destructor joins it.
+}
+
+TEST_CASE("A deferred target destroyed while it is made tells its factory to give up", "[deploy]") {
+  absl::Notification started;
+  std::atomic<bool> saw_cancel{false};
+  {
+    // Without the signal this factory would wait for ever (podman waiting for its storage
+    // lock), and the destructor with it.
+    DeferredDeployTarget target("fake",
+                                [&](const std::function<bool()>& cancelled)
+                                    -> absl::StatusOr<std::unique_ptr<DeployTarget>> {
+                                  started.Notify();
+                                  while (!cancelled()) absl::SleepFor(absl::Milliseconds(1));
+                                  saw_cancel = true;
+                                  return absl::CancelledError("gave up");
+                                });
+    started.WaitForNotification();
+    CHECK(!target.WaitReady(absl::ZeroDuration()).has_value());
+  }
+  CHECK(saw_cancel.load());
 }
 
 }  // namespace

@@ -244,7 +244,7 @@ void PodmanDeployTarget::RetireLoop() {
 }
 
 absl::StatusOr<std::unique_ptr<PodmanDeployTarget>> PodmanDeployTarget::Create(
-    PodmanDeployOptions options, const DeployLogSink& log) {
+    PodmanDeployOptions options, const DeployLogSink& log, const std::function<bool()>& cancelled) {
   if (options.state_dir.empty() || options.state_dir[0] != '/') {
     return absl::InvalidArgumentError("the state dir must be an absolute path");
   }
@@ -256,15 +256,16 @@ absl::StatusOr<std::unique_ptr<PodmanDeployTarget>> PodmanDeployTarget::Create(
   podman_options.podman_binary = options.podman_binary;
   podman_options.isolate_commands = false;  // `run -d` containers must outlive podman.
   ASSIGN_OR_RETURN(std::unique_ptr<builder::Podman> podman,
-                   builder::Podman::Create(podman_options, log));
+                   builder::Podman::Create(podman_options, log, cancelled));
   ASSIGN_OR_RETURN(std::unique_ptr<PortProxy> proxy, PortProxy::Create(options.proxy));
   std::unique_ptr<PodmanDeployTarget> target(
       new PodmanDeployTarget(std::move(options), std::move(podman), std::move(proxy)));
-  RETURN_IF_ERROR(target->Restore(log));
+  RETURN_IF_ERROR(target->Restore(log, cancelled));
   return target;
 }
 
-absl::StatusOr<std::vector<PodmanDeployTarget::Managed>> PodmanDeployTarget::ListManaged() {
+absl::StatusOr<std::vector<PodmanDeployTarget::Managed>> PodmanDeployTarget::ListManaged(
+    const std::function<bool()>& cancelled) {
   static constexpr const char* kLabels[] = {"kiln.project", "kiln.slot",        "kiln.deployment",
                                             "kiln.image",   "kiln.public-port", "kiln.private-port",
                                             "kiln.created"};
@@ -275,7 +276,7 @@ absl::StatusOr<std::vector<PodmanDeployTarget::Managed>> PodmanDeployTarget::Lis
       builder::CommandResult ps,
       podman_->Run(
           {"ps", "--all", "--filter", "label=kiln.managed=true", "--format", format},
-          [&](std::string_view l) { lines.emplace_back(l); }, {}, options_.command_timeout));
+          [&](std::string_view l) { lines.emplace_back(l); }, cancelled, options_.command_timeout));
   if (ps.exit_code != 0) {
     return absl::UnavailableError(absl::StrCat("podman ps failed: ", ps.output_tail));
   }
@@ -300,11 +301,12 @@ absl::StatusOr<std::vector<PodmanDeployTarget::Managed>> PodmanDeployTarget::Lis
   return found;
 }
 
-absl::Status PodmanDeployTarget::Restore(const DeployLogSink& log) {
+absl::Status PodmanDeployTarget::Restore(const DeployLogSink& log,
+                                         const std::function<bool()>& cancelled) {
   auto say = [&](const std::string& line) {
     if (log) log(line);
   };
-  ASSIGN_OR_RETURN(std::vector<Managed> managed, ListManaged());
+  ASSIGN_OR_RETURN(std::vector<Managed> managed, ListManaged(cancelled));
   // Newest first: the first running container seen for a slot is the one to keep.
   std::sort(managed.begin(), managed.end(),
             [](const Managed& a, const Managed& b) { return a.created_ns > b.created_ns; });
@@ -314,13 +316,13 @@ absl::Status PodmanDeployTarget::Restore(const DeployLogSink& log) {
     // `podman ps` shows the state as people read it: "Up 5 seconds", "Exited (0) …", "Created".
     if (!absl::StartsWith(m.state, "Up")) {
       say(absl::StrCat("[deploy] removing ", m.state, " container ", m.name));
-      RETURN_IF_ERROR(RemoveContainer(m.name, 0));
+      RETURN_IF_ERROR(RemoveContainer(m.name, 0, cancelled));
       continue;
     }
     if (slots_.count(key) != 0) {
       say(absl::StrCat("[deploy] ", key, ": removing ", m.name, ", older than ",
                        slots_[key].container));
-      RETURN_IF_ERROR(RemoveContainer(m.name, options_.stop_timeout_seconds));
+      RETURN_IF_ERROR(RemoveContainer(m.name, options_.stop_timeout_seconds, cancelled));
       continue;
     }
     absl::StatusOr<int> port = proxy_->Listen(m.slot.public_port, m.slot.private_port);
@@ -328,7 +330,7 @@ absl::Status PodmanDeployTarget::Restore(const DeployLogSink& log) {
       // Unservable: another process holds the port. A new deploy brings the slot back.
       say(absl::StrCat("[deploy] ", key, ": cannot restore port ", m.slot.public_port, " (",
                        port.status().message(), "); removing ", m.name));
-      RETURN_IF_ERROR(RemoveContainer(m.name, options_.stop_timeout_seconds));
+      RETURN_IF_ERROR(RemoveContainer(m.name, options_.stop_timeout_seconds, cancelled));
       continue;
     }
     say(absl::StrCat("[deploy] restored ", key, ": 127.0.0.1:", m.slot.public_port, " -> ", m.name,
@@ -338,18 +340,20 @@ absl::Status PodmanDeployTarget::Restore(const DeployLogSink& log) {
   return absl::OkStatus();
 }
 
-absl::Status PodmanDeployTarget::RemoveContainer(const std::string& name, int stop_seconds) {
+absl::Status PodmanDeployTarget::RemoveContainer(const std::string& name, int stop_seconds,
+                                                 const std::function<bool()>& cancelled) {
   if (stop_seconds == 0) {
     // Killed first: `rm --force` of a container left "Stopping" (a worker killed while it
     // stopped one) removes the container's record and leaves its process running.
-    ASSIGN_OR_RETURN(builder::CommandResult killed, podman_->Run({"kill", "--signal", "KILL", name},
-                                                                 {}, {}, options_.command_timeout));
+    ASSIGN_OR_RETURN(
+        builder::CommandResult killed,
+        podman_->Run({"kill", "--signal", "KILL", name}, {}, cancelled, options_.command_timeout));
     (void)killed;  // Fails for a container that is not running: nothing to kill.
   }
   ASSIGN_OR_RETURN(
       builder::CommandResult rm,
       podman_->Run({"rm", "--force", "--ignore", "--time", absl::StrCat(stop_seconds), name}, {},
-                   {}, options_.command_timeout + absl::Seconds(stop_seconds)));
+                   cancelled, options_.command_timeout + absl::Seconds(stop_seconds)));
   if (rm.exit_code != 0) {
     return absl::InternalError(absl::StrCat("podman rm ", name, " failed: ", rm.output_tail));
   }

@@ -51,8 +51,12 @@ class PodmanDeployTarget : public DeployTarget {
   // Prepares podman's storage (host profile detection: runtime, cgroup manager, ulimits),
   // removes exited kiln containers and restores the running ones' slots. Unavailable when
   // podman cannot run containers here. `log` gets what detection and restoring did.
-  static absl::StatusOr<std::unique_ptr<PodmanDeployTarget>> Create(PodmanDeployOptions options,
-                                                                    const DeployLogSink& log = {});
+  // `cancelled` (may be empty) is asked while each podman command runs: true stops it and
+  // Create returns Cancelled (the worker stops while podman waits for its storage lock, which a
+  // build may hold for minutes); the containers not yet restored are left for the next start.
+  static absl::StatusOr<std::unique_ptr<PodmanDeployTarget>> Create(
+      PodmanDeployOptions options, const DeployLogSink& log = {},
+      const std::function<bool()>& cancelled = {});
   // Closes the public ports; containers keep running (a new target restores them).
   ~PodmanDeployTarget() override;
 
@@ -83,9 +87,10 @@ class PodmanDeployTarget : public DeployTarget {
 
   PodmanDeployTarget(PodmanDeployOptions options, std::unique_ptr<builder::Podman> podman,
                      std::unique_ptr<PortProxy> proxy);
-  absl::Status Restore(const DeployLogSink& log);
-  absl::StatusOr<std::vector<Managed>> ListManaged();
-  absl::Status RemoveContainer(const std::string& name, int stop_seconds);
+  absl::Status Restore(const DeployLogSink& log, const std::function<bool()>& cancelled);
+  absl::StatusOr<std::vector<Managed>> ListManaged(const std::function<bool()>& cancelled = {});
+  absl::Status RemoveContainer(const std::string& name, int stop_seconds,
+                               const std::function<bool()>& cancelled = {});
   void TailLogs(const std::string& name, const DeployLogSink& log);
   absl::StatusOr<bool> Running(const std::string& name);
   absl::Mutex* SlotLock(const std::string& key);

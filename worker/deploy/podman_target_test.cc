@@ -6,12 +6,15 @@
 // storage only.
 #include "worker/deploy/podman_target.h"
 
+#include <signal.h>
 #include <sys/mount.h>
 
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -365,6 +368,50 @@ TEST_CASE(
   REQUIRE(listed.ok());
   REQUIRE(listed->size() == 1);
   CHECK((*listed)[0].container == "newer");
+}
+
+TEST_CASE("podman target: a setup stuck in podman ends at once when cancelled", "[deploy]") {
+  // A fake podman: `version` answers, the host probe's `run` succeeds, and `ps` hangs as a real
+  // one does while a build holds the storage lock. Create must stop it when asked, not wait for
+  // the command's minute.
+  testutil::TempDir dir;
+  const std::string script = dir.path() + "/podman";
+  const std::string pid_file = dir.path() + "/ps.pid";
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\n"
+        << "for a in \"$@\"; do\n"
+        << "  case \"$a\" in\n"
+        << "    version) echo 4.3.1; exit 0 ;;\n"
+        << "    run) exit 0 ;;\n"
+        << "    ps) echo $$ > " << pid_file << ".tmp && mv " << pid_file << ".tmp " << pid_file
+        << "; exec sleep 600 ;;\n"
+        << "  esac\n"
+        << "done\n"
+        << "exit 1\n";
+  }
+  fs::permissions(script, fs::perms::owner_all);
+  PodmanDeployOptions options;
+  options.state_dir = dir.path() + "/state";
+  options.podman_binary = script;
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    // Cancels once the fake `ps` runs (or gives up after the deadline, failing below).
+    testutil::WaitFor([&] { return fs::exists(pid_file); }, absl::Seconds(30));
+    cancel = true;
+  });
+  const absl::Time began = absl::Now();
+  auto created = PodmanDeployTarget::Create(options, {}, [&] { return cancel.load(); });
+  const absl::Duration took = absl::Now() - began;
+  canceller.join();
+  REQUIRE(fs::exists(pid_file));
+  CHECK(absl::IsCancelled(created.status()));
+  CHECK(took < absl::Seconds(30));  // The command's own timeout is a minute.
+  std::ifstream in(pid_file);
+  pid_t pid = 0;
+  in >> pid;
+  REQUIRE(pid > 0);
+  CHECK(testutil::WaitFor([&] { return ::kill(pid, 0) != 0; }, absl::Seconds(10)));
 }
 
 }  // namespace
