@@ -415,6 +415,11 @@ int main(int argc, char** argv) {
             stopping);
         kiln::LogInfo("deploy.restored", {{"took", absl::Now() - began}, {"ok", made.ok()}});
         // Builds still run (target none); deploys to podman fail, saying why.
+        if (!made.ok() && stopping()) {
+          // The worker stops: what was not restored is restored by the next start.
+          kiln::LogInfo("deploy.restore_stopped", {{"status", made.status()}});
+          return made.status();
+        }
         if (!made.ok()) {
           kiln::LogWarn("worker.podman_unavailable", {{"status", made.status()}});
           return made.status();
