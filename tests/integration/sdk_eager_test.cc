@@ -15,6 +15,7 @@
 #include "sdk/converter.h"
 #include "sdk/internal/eager.h"
 #include "sdk/workflow_worker.h"
+#include "tests/testutil/fresh_orchestrator.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 
@@ -139,15 +140,7 @@ struct Workers {
 };
 
 // A real orchestrator on a fresh data directory, and a client of it.
-struct Fresh {
-  Fresh() {
-    REQUIRE(orchestrator.Start().ok());
-    client = std::make_unique<sdk::Client>(orchestrator.connection());
-  }
-  testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator{dir.path() + "/data"};
-  std::unique_ptr<sdk::Client> client;
-};
+using Fresh = testutil::FreshOrchestrator;
 
 // Starts `type` as `id` on "eager" with input "kiln", its first task run by `workers` (eager).
 absl::StatusOr<sdk::WorkflowHandle> StartEager(sdk::Client& client, Workers& workers,

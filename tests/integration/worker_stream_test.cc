@@ -18,6 +18,7 @@
 #include "sdk/client.h"
 #include "sdk/converter.h"
 #include "sdk/workflow_worker.h"
+#include "tests/testutil/fresh_orchestrator.h"
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/process.h"
@@ -37,15 +38,7 @@ sdk::Task<absl::StatusOr<Payloads>> OneActivity(sdk::WorkflowContext& ctx, Paylo
   co_return co_await ctx.ExecuteActivity("Echo", input, options);
 }
 
-struct Fresh {
-  Fresh() {
-    REQUIRE(orchestrator.Start().ok());
-    client = std::make_unique<sdk::Client>(orchestrator.connection());
-  }
-  testutil::TempDir dir;
-  testutil::OrchestratorProcess orchestrator{dir.path() + "/data"};
-  std::unique_ptr<sdk::Client> client;
-};
+using Fresh = testutil::FreshOrchestrator;
 
 // A workflow worker of `queue` running OneActivity, started: its tasks come on the stream.
 std::unique_ptr<sdk::WorkflowWorker> OneActivityWorkflows(
