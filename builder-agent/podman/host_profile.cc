@@ -186,6 +186,7 @@ absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const
   std::vector<bool> isolation = {options.allow_isolation && CanIsolate()};
   if (isolation[0]) isolation.push_back(false);
   std::vector<std::string> failures;
+  auto stopped = [&] { return options.cancelled && options.cancelled(); };
   for (bool isolate : isolation) {
     if (options.prepare) RETURN_IF_ERROR(options.prepare(isolate));
     for (const std::string& runtime : runtimes) {
@@ -195,7 +196,6 @@ absl::StatusOr<HostProfile> DetectHostProfile(const ProbeOptions& options, const
         candidate.runtime = runtime;
         candidate.cgroup_manager = manager;
         candidate.isolate = isolate;
-        auto stopped = [&] { return options.cancelled && options.cancelled(); };
         ProbeOutcome outcome = Probe(options, candidate);
         if (stopped()) return absl::CancelledError("host profile detection cancelled");
         if (!outcome.ok && absl::StrContains(outcome.output, "rlimit")) {
