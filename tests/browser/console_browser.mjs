@@ -62,8 +62,9 @@ try {
   });
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
   // Clicks `selector` once it is there. The pages re-render live (a deployment's status, a
-  // run's history), so the node found may be replaced before the click lands ("Node is
-  // detached from document"): it is then found again.
+  // run's history), so the node found may be replaced before the click lands: puppeteer then
+  // says "Node is detached from document", or, when the old node is still attached but no
+  // longer laid out, "Node is either not clickable or not an Element". It is then found again.
   async function clickLive(selector) {
     for (let attempt = 1; ; attempt++) {
       const button = await page.waitForSelector(selector);
@@ -71,7 +72,8 @@ try {
         await button.click();
         return;
       } catch (error) {
-        if (attempt >= 10 || !String(error).includes("detached")) throw error;
+        const replaced = /detached|not clickable/.test(String(error));
+        if (attempt >= 10 || !replaced) throw error;
       }
     }
   }
@@ -238,7 +240,11 @@ try {
   signal("redeployed", redeployed);
   await waitFile("redeploy-checked");
   check(true, `redeploy from the page started ${redeployed}, which succeeded`);
+  // Only a hash change from the redeployed deployment's page, which has an enabled "Roll back"
+  // too: wait for this deployment's page before clicking.
   await page.goto(url + "#/deployment/" + encodeURIComponent(building));
+  await page.waitForFunction((id) => document.querySelector("h1")?.textContent.includes(id), {},
+    building);
   await clickLive("#rollback:not([disabled])");
   await page.waitForFunction((old, other) => location.hash.startsWith("#/deployment/") &&
     !location.hash.endsWith(encodeURIComponent(old)) && !location.hash.endsWith(encodeURIComponent(other)),
