@@ -170,10 +170,22 @@ void Table::AddRow(std::vector<std::string> row) {
   rows_.push_back(std::move(row));
 }
 
+namespace {
+
+// Terminal columns of UTF-8 text, one per code point (continuation bytes take none; wide
+// characters, which take two, are not told apart).
+size_t Columns(absl::string_view text) {
+  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
+}  // namespace
+
 void Table::Render(std::ostream& out, absl::string_view indent) const {
   std::vector<size_t> widths(header_.size(), 0);
   auto measure = [&](const std::vector<std::string>& row) {
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], Columns(row[i]));
   };
   measure(header_);
   for (const auto& row : rows_) measure(row);
@@ -182,7 +194,7 @@ void Table::Render(std::ostream& out, absl::string_view indent) const {
     for (size_t i = 0; i < row.size(); ++i) {
       if (i > 0) line.append("  ");
       line.append(row[i]);
-      if (i + 1 < row.size()) line.append(widths[i] - row[i].size(), ' ');
+      if (i + 1 < row.size()) line.append(widths[i] - Columns(row[i]), ' ');
     }
     // Empty trailing cells would leave padding behind.
     while (!line.empty() && line.back() == ' ') line.pop_back();

@@ -118,6 +118,18 @@ TEST_CASE("Tables pad columns to the widest cell and leave no trailing spaces") 
   REQUIRE(table.rows() == 3);
 }
 
+TEST_CASE("Tables pad by characters, not bytes") {
+  Table table({"ID", "STATUS"});
+  table.AddRow({"héllo", "RUNNING"});  // "é": two bytes, one column
+  table.AddRow({"hello", "FAILED"});
+  std::ostringstream out;
+  table.Render(out);
+  REQUIRE(out.str() ==
+          "ID     STATUS\n"
+          "héllo  RUNNING\n"
+          "hello  FAILED\n");
+}
+
 TEST_CASE("A cell or a field holding newlines cannot forge a row or a field of its own") {
   // A workflow id is any string its starter chose; the terminal filter lets newlines through.
   Table table({"WORKFLOW ID", "STATUS"});

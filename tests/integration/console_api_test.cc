@@ -423,7 +423,8 @@ TEST_CASE("Redeploy and roll back from the console start deployments", "[console
   CHECK(h.Call("POST", "/api/v1/deployments/" + id + "/redeploy", h.admin,
                std::string(kMaxConsoleBodyBytes + 1, ' '))
             .status == 413);
-  // A deployment with no image cannot be rolled back to (a new tree, so it is built).
+  // A deployment that did not succeed cannot be rolled back to, even when its build pushed an
+  // image before the cancel reached it (a new tree, so it is built).
   h.p.agent.SetRevision(fakes::Hex40("commit-2"),
                         {fakes::Hex40("commit-2"), fakes::Hex40("tree-2")});
   h.p.agent.HoldBuilds(true);
@@ -434,7 +435,7 @@ TEST_CASE("Redeploy and roll back from the console start deployments", "[console
   REQUIRE(h.p.WaitEnded(canceled).state() == pb::DEPLOYMENT_STATE_CANCELED);
   auto refused = h.Call("POST", "/api/v1/deployments/" + canceled + "/rollback", h.admin);
   CHECK(refused.status == 412);
-  CHECK(absl::StrContains(refused.body, "has no image"));
+  CHECK(absl::StrContains(refused.body, "did not succeed (canceled)"));
 }
 
 TEST_CASE("Signal terminate and reset from the console act on the run", "[console]") {

@@ -584,10 +584,12 @@ absl::StatusOr<std::string> PlatformApi::Rollback(const std::string& project_id,
     return absl::InvalidArgumentError(
         absl::StrCat("deployment ", target_deployment_id, " is not of project ", project_id));
   }
-  if (target.image_reference().empty()) {
-    return absl::FailedPreconditionError(absl::StrCat("deployment ", target_deployment_id,
-                                                      " has no image to roll back to (",
-                                                      StateWord(target.state()), ")"));
+  // Only to what ran: a canceled deployment may have pushed its image before it stopped, a
+  // failed one's may have failed its health check.
+  if (target.state() != pb::DEPLOYMENT_STATE_SUCCEEDED || target.image_reference().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "deployment ", target_deployment_id, " did not succeed (", StateWord(target.state()),
+        "): only a succeeded deployment's image is ", "rolled back to"));
   }
   RETURN_IF_ERROR(RequireProject(project_id));
   std::string id = NewDeploymentId(project_id, target.commit_sha(), "");
