@@ -183,10 +183,11 @@ void PlatformCommands::AddDeployment(CLI::App& app) {
               {"kiln deploy cancel --id web-1a2b3c4-x7y8z9 --reason 'wrong branch'"});
 
   deployment_rollback_ = deploy_->add_subcommand(
-      "rollback", "Redeploy an earlier deployment's image; prints the new deployment id");
+      "rollback", "Redeploy an earlier succeeded deployment's image; prints the new deployment id");
   deployment_rollback_->add_option("--project", rollback_options_.project, "Project id")
       ->required();
-  deployment_rollback_->add_option("--to", rollback_options_.to, "The earlier deployment's id")
+  deployment_rollback_
+      ->add_option("--to", rollback_options_.to, "The earlier deployment's id (one that succeeded)")
       ->required();
   deployment_rollback_->add_flag("--follow,-f", rollback_options_.follow,
                                  "Print the log until it ends; exit 0 only if it SUCCEEDED");
