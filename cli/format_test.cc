@@ -118,13 +118,18 @@ TEST_CASE("Tables pad columns to the widest cell and leave no trailing spaces") 
   REQUIRE(table.rows() == 3);
 }
 
-TEST_CASE("Tables pad by characters, not bytes") {
-  Table table({"ID", "STATUS"});
-  table.AddRow({"héllo", "RUNNING"});  // "é": two bytes, one column
-  table.AddRow({"hello", "FAILED"});
+// The table of `header` and `rows`, rendered without indent.
+std::string Rendered(std::vector<std::string> header, std::vector<std::vector<std::string>> rows) {
+  Table table(std::move(header));
+  for (auto& row : rows) table.AddRow(std::move(row));
   std::ostringstream out;
   table.Render(out);
-  REQUIRE(out.str() ==
+  return out.str();
+}
+
+TEST_CASE("Tables pad by characters, not bytes") {
+  // "é": two bytes, one column.
+  REQUIRE(Rendered({"ID", "STATUS"}, {{"héllo", "RUNNING"}, {"hello", "FAILED"}}) ==
           "ID     STATUS\n"
           "héllo  RUNNING\n"
           "hello  FAILED\n");
@@ -132,12 +137,8 @@ TEST_CASE("Tables pad by characters, not bytes") {
 
 TEST_CASE("A cell or a field holding newlines cannot forge a row or a field of its own") {
   // A workflow id is any string its starter chose; the terminal filter lets newlines through.
-  Table table({"WORKFLOW ID", "STATUS"});
-  table.AddRow({"x\nforged  COMPLETED", "RUNNING"});
-  table.AddRow({"tab\there\r\x1b[2J", "FAILED"});
-  std::ostringstream out;
-  table.Render(out);
-  REQUIRE(out.str() ==
+  REQUIRE(Rendered({"WORKFLOW ID", "STATUS"},
+                   {{"x\nforged  COMPLETED", "RUNNING"}, {"tab\there\r\x1b[2J", "FAILED"}}) ==
           "WORKFLOW ID             STATUS\n"
           "x\\x0aforged  COMPLETED  RUNNING\n"
           "tab\\x09here\\x0d\\x1b[2J  FAILED\n");
