@@ -80,6 +80,9 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   // completion (Speculate), by whether the engine took them.
   int64_t speculative_accepted() const { return speculative_accepted_.load(); }
   int64_t speculative_refused() const { return speculative_refused_.load(); }
+  // Pushed workflow tasks run on the stream's reader thread (alone in their message, none
+  // waiting before them): no other thread was woken for them.
+  int64_t tasks_on_reader() const { return tasks_on_reader_.load(); }
   // Drops every cached workflow (the next task of each replays in full).
   void ClearCache();
 
@@ -113,6 +116,7 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   // Runs tasks the stream pushed, on the poller threads.
   void StreamLoop();
   // A task's credit is back: granted in batches.
+  void Pushed(api::PollWorkflowTaskQueueResponse task, bool alone);
   void ReturnCredit();
   // `hold` (null for a task run eagerly) is kept until the task has ended, answer included; a
   // task with one came on the stream and is answered there, its answer awaited off this thread.
@@ -182,6 +186,7 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   std::atomic<int64_t> cache_hits_{0};
   std::atomic<int64_t> tasks_completed_{0};
   std::atomic<int64_t> tasks_failed_{0};
+  std::atomic<int64_t> tasks_on_reader_{0};
   std::atomic<int64_t> partial_histories_{0};
   std::atomic<int64_t> speculative_accepted_{0};
   std::atomic<int64_t> speculative_refused_{0};

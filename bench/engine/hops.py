@@ -15,7 +15,10 @@ is left out and counted. Two paths are tried, the one more workflows follow is p
 task after its commit's sync (`--orchestrator-arg=--workflow-tasks-before-sync=false`), or
 workflow tasks sent while the commit syncs (the default), where the start's and the activity's
 fsyncs run beside the workflow worker's round trip and the wait for them shows as the next
-completion's "o.exec -> o.commit.w".
+completion's "o.exec -> o.commit.w". A second table gives, from the start's handler, when each
+of the path's four commits was queued, written and synced, and when the completion that led to
+it was read and began to run: where a workflow task's round trip overlaps its commit's fsync,
+it shows which of the two ended last.
 """
 import glob
 import statistics
@@ -114,6 +117,43 @@ def main(prefix):
         a, b = path[k - 1], path[k]
         print(f'| {a[0]} {a[1]} | {b[0]} {b[1]} | {statistics.median(d):.0f} | '
               f'{d[len(d) // 4]:.0f}–{d[3 * len(d) // 4]:.0f} |')
+    chain(workflows)
+
+
+def chain(workflows):
+    """When each of the path's four commits is queued, written and synced, and when the
+    completions that follow them arrive, from the start's handler (o.start.rpc): which of an
+    overlapped fsync and its workflow task's round trip ended last."""
+    steps = ['start', 'first workflow task', 'activity', 'second workflow task']
+    rows = {}
+    for w in workflows:
+        o = {}
+        for t, r, g in w:
+            if r == 'O':
+                o.setdefault(g, []).append(t)
+        if not o.get('o.start.rpc') or any(
+                len(o.get(g, [])) != n for g, n in (('o.commit.q', 4), ('o.commit.w', 4),
+                                                    ('o.commit.synced', 4), ('o.read', 3),
+                                                    ('o.exec', 3))):
+            continue
+        t0 = o['o.start.rpc'][0]
+        for k, step in enumerate(steps):
+            points = [('queued', o['o.commit.q'][k]), ('written', o['o.commit.w'][k]),
+                      ('synced', o['o.commit.synced'][k])]
+            if k > 0:
+                points = [('read', o['o.read'][k - 1]), ('run', o['o.exec'][k - 1])] + points
+            for name, t in points:
+                rows.setdefault((k, step, name), []).append((t - t0) / 1000)
+    if not rows:
+        return
+    n = len(next(iter(rows.values())))
+    print(f'\nThe commits on the path, from the start\'s handler ({n} workflows; median us):\n')
+    print('| transition | its completion read | run | batch queued | written | synced |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for k, step in enumerate(steps):
+        cells = [f'{statistics.median(rows[(k, step, p)]):.0f}' if (k, step, p) in rows else ''
+                 for p in ('read', 'run', 'queued', 'written', 'synced')]
+        print(f'| {step} | ' + ' | '.join(cells) + ' |')
 
 
 if __name__ == '__main__':

@@ -213,8 +213,9 @@ grpc::Status WorkerStream::RunOnce() {
       }
       done(std::move(answer));
     }
+    const bool alone = response.workflow_tasks_size() + response.activity_tasks_size() == 1;
     for (auto& task : *response.mutable_workflow_tasks()) {
-      if (handlers_.workflow_task) handlers_.workflow_task(std::move(task));
+      if (handlers_.workflow_task) handlers_.workflow_task(std::move(task), alone);
     }
     for (auto& task : *response.mutable_activity_tasks()) {
       if (handlers_.activity_task) handlers_.activity_task(std::move(task));

@@ -46,8 +46,10 @@ int CreditsToLend(int target, int lent, int free);
 class WorkerStream {
  public:
   struct Handlers {
-    // On the reader thread, one per task pushed (its credit is used up); must not block.
-    std::function<void(api::PollWorkflowTaskQueueResponse)> workflow_task;
+    // On the reader thread, one per task pushed (its credit is used up); must not wait for an
+    // answer on this stream (the reader reads them). `alone`: the message carried no other task
+    // (the handler may then run it on the reader thread, saving the wake of another).
+    std::function<void(api::PollWorkflowTaskQueueResponse, bool alone)> workflow_task;
     std::function<void(api::PollActivityTaskQueueResponse)> activity_task;
     // The orchestrator does not offer the stream (kUnimplemented) or refused it for good
     // (credentials, exclusive queue held by another): the stream has stopped; `status` says
