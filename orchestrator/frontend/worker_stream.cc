@@ -115,6 +115,14 @@ class WorkerStreamReactor final : public StreamReactor {
     } else if (in_.has_open()) {
       return absl::InvalidArgumentError("a WorkerStream is opened once");
     }
+    // The in-flight bound pauses reading between messages; one message could still carry
+    // millions (an empty completion is two bytes), each an executor task and a queued answer.
+    // A worker never has more to answer than its credits.
+    if (in_.completions_size() > kMaxStreamCompletionsInFlight) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a WorkerStream message carries at most ", kMaxStreamCompletionsInFlight,
+                       " completions (a worker holds no more tasks than its credits)"));
+    }
     if (in_.credits() > 0) {
       {
         absl::MutexLock lock(&mu_);

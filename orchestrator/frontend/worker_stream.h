@@ -17,7 +17,8 @@
 //
 // Bounds: credits per stream (kMaxStreamCredits), streams per orchestrator (kMaxWorkerStreams),
 // completions being worked on per stream (kMaxStreamCompletionsInFlight: past it the stream stops
-// reading). Tasks queued for writing are bounded by the credits, answers by the completions.
+// reading; a message carrying more ends the stream). Tasks queued for writing are bounded by the
+// credits, answers by the completions.
 #pragma once
 
 #include <atomic>

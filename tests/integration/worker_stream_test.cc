@@ -403,5 +403,19 @@ TEST_CASE("A worker token opens streams on its own queues only") {
   (void)mine.Finish();
 }
 
+TEST_CASE("A message of more completions than a stream may have in flight ends the stream") {
+  Fresh fresh;
+  auto& stub = fresh.orchestrator.connection().workflow_service();
+  RawStream stream(stub, api::WORKER_STREAM_KIND_ACTIVITY, "flood", "w", 1);
+  // Empty completions cost the sender 2 bytes each: an 8 MiB message would carry millions,
+  // each an executor task and an answer queued for the stream.
+  api::WorkerStreamRequest flood;
+  for (int i = 0; i < 200000; ++i) flood.add_completions()->set_seq(i);
+  REQUIRE(stream.stream->Write(flood));
+  grpc::Status status = stream.Finish();
+  CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(status.error_message().find("at most 1000 completions") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace kiln
