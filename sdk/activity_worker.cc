@@ -292,9 +292,9 @@ void ActivityWorker::OnStreamStopped(const absl::Status& status) {
   stream_slots_ = 0;
   ++version_;
   if (stopping_) return;
-  if (absl::IsUnimplemented(status)) {
+  if (absl::IsUnimplemented(status) || absl::IsResourceExhausted(status)) {
     logger_->Log(LogLevel::kInfo, "activity_worker.stream_unavailable_polling",
-                 {{"task_queue", task_queue_}});
+                 {{"task_queue", task_queue_}, {"status", status}});
     for (int i = 0; i < options_.pollers; ++i) pollers_.emplace_back([this] { PollLoop(); });
     return;
   }

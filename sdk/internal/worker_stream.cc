@@ -20,10 +20,12 @@ bool HasContent(const api::WorkerStreamRequest& request) {
   return request.has_open() || request.credits() != 0 || request.completions_size() > 0;
 }
 
-// Asking again will not cure these: the orchestrator has no stream, refuses the open request,
-// or refuses this worker.
+// Asking again will not cure these: the orchestrator has no stream, or none for this worker
+// now (RESOURCE_EXHAUSTED: it holds its most streams, perhaps all another queue's; the worker
+// polls instead, its polls bounded per queue), refuses the open request, or refuses this worker.
 bool IsFinal(const grpc::Status& status, bool exclusive) {
   return status.error_code() == grpc::StatusCode::UNIMPLEMENTED ||
+         status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
          status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
          RefusesWorker(status, exclusive);
 }

@@ -51,9 +51,9 @@ class WorkerStream {
     // (the handler may then run it on the reader thread, saving the wake of another).
     std::function<void(api::PollWorkflowTaskQueueResponse, bool alone)> workflow_task;
     std::function<void(api::PollActivityTaskQueueResponse)> activity_task;
-    // The orchestrator does not offer the stream (kUnimplemented) or refused it for good
-    // (credentials, exclusive queue held by another): the stream has stopped; `status` says
-    // why. On the reader thread.
+    // The orchestrator does not offer the stream (kUnimplemented), has none left for it
+    // (kResourceExhausted: poll instead) or refused it for good (credentials, exclusive queue
+    // held by another): the stream has stopped; `status` says why. On the reader thread.
     std::function<void(const absl::Status& status)> stopped;
   };
   using Done = std::function<void(absl::StatusOr<api::WorkerStreamAnswer>)>;

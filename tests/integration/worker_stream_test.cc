@@ -417,5 +417,45 @@ TEST_CASE("A message of more completions than a stream may have in flight ends t
   CHECK(status.error_message().find("at most 1000 completions") != std::string::npos);
 }
 
+TEST_CASE("Workers poll when another queue's worker holds every stream") {
+  Fresh fresh;
+  auto& orchestrator = fresh.orchestrator;
+  auto& stub = orchestrator.connection().workflow_service();
+  // One caller holds the orchestrator's every stream (kMaxWorkerStreams in
+  // orchestrator/frontend/worker_stream.h), on a queue of its own.
+  constexpr int kMaxWorkerStreams = 1000;
+  std::vector<std::unique_ptr<RawStream>> hog;
+  for (int i = 0; i < kMaxWorkerStreams; ++i) {
+    hog.push_back(std::make_unique<RawStream>(stub, api::WORKER_STREAM_KIND_ACTIVITY, "hog",
+                                              absl::StrCat("hog-", i), 1));
+  }
+  // Each stream's credit is a poll of its identity: all of them are open.
+  REQUIRE(testutil::WaitFor(
+      [&] { return DescribeQueue(stub, "hog", true).pollers_size() == kMaxWorkerStreams; },
+      absl::Seconds(30)));
+  RawStream refused(stub, api::WORKER_STREAM_KIND_ACTIVITY, "hog", "hog", 1);
+  grpc::Status status = refused.Finish();
+  REQUIRE(status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK(status.error_message().find("too many worker streams") != std::string::npos);
+
+  // Workers of another queue are refused a stream and poll instead: their workflows run.
+  sdk::Connection wf_connection(orchestrator.address(), {.token = orchestrator.admin_token()});
+  sdk::Connection act_connection(orchestrator.address(), {.token = orchestrator.admin_token()});
+  sdk::ActivityWorker activities(act_connection, "other", {.identity = "act", .pollers = 1});
+  REQUIRE(activities.Register("Echo", Echo).ok());
+  REQUIRE(activities.Start().ok());
+  auto workflows = OneActivityWorkflows(orchestrator, "other");
+  auto handle = fresh.client->StartWorkflow({.id = "polled", .task_queue = "other"}, "OneActivity",
+                                            sdk::ToPayloads(std::string("kiln")));
+  REQUIRE(handle.ok());
+  CHECK(fresh.client->GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+  CHECK(orchestrator.RpcCount("PollWorkflowTaskQueue").value() > 0);
+  CHECK(orchestrator.RpcCount("PollActivityTaskQueue").value() > 0);
+  workflows->Stop();
+  activities.Stop();
+  for (auto& stream : hog) stream->context.TryCancel();
+  for (auto& stream : hog) (void)stream->Finish();
+}
+
 }  // namespace
 }  // namespace kiln
