@@ -126,7 +126,8 @@ class WorkerStreamReactor final : public StreamReactor {
     if (in_.credits() > 0) {
       {
         absl::MutexLock lock(&mu_);
-        if (credits_ + in_.credits() > kMaxStreamCredits) {
+        // Compared so that no sum can overflow (a grant may be any int32).
+        if (in_.credits() > kMaxStreamCredits - credits_) {
           return absl::InvalidArgumentError(
               absl::StrCat("a stream holds at most ", kMaxStreamCredits, " credits"));
         }

@@ -2,6 +2,7 @@
 // pushed to workers in this process, credits, a stream broken mid-task, exclusive queues and
 // tokens. The workers here never share a process-local fast path: no eager start or activity.
 #include <atomic>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -455,6 +456,18 @@ TEST_CASE("Workers poll when another queue's worker holds every stream") {
   activities.Stop();
   for (auto& stream : hog) stream->context.TryCancel();
   for (auto& stream : hog) (void)stream->Finish();
+}
+
+TEST_CASE("Credits past the bound end the stream, however large the grant") {
+  Fresh fresh;
+  auto& stub = fresh.orchestrator.connection().workflow_service();
+  for (int grant : {1000, std::numeric_limits<int32_t>::max()}) {
+    RawStream raw(stub, api::WORKER_STREAM_KIND_WORKFLOW, "credits", "raw", /*credits=*/1);
+    raw.Grant(grant);
+    grpc::Status status = raw.Finish();
+    CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(status.error_message().find("at most 1000 credits") != std::string::npos);
+  }
 }
 
 }  // namespace
