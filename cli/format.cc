@@ -2,6 +2,8 @@
 #include "cli/format.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <iterator>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -172,12 +174,57 @@ void Table::AddRow(std::vector<std::string> row) {
 
 namespace {
 
-// Terminal columns of UTF-8 text, one per code point (continuation bytes take none; wide
-// characters, which take two, are not told apart).
+// Columns a terminal gives code point `c`: two for the East Asian wide and fullwidth ranges
+// (CJK, Hangul, kana, fullwidth forms, emoji), none for combining marks, zero-width spaces and
+// variation selectors, one otherwise. The common ranges of Unicode's EastAsianWidth W and F,
+// not the whole table: a rare character off by a column shifts its row, nothing worse.
+size_t CodePointColumns(uint32_t c) {
+  struct Range {
+    uint32_t first, last;
+  };
+  static constexpr Range kNone[] = {{0x0300, 0x036F}, {0x1AB0, 0x1AFF}, {0x1DC0, 0x1DFF},
+                                    {0x200B, 0x200F}, {0x20D0, 0x20FF}, {0xFE00, 0xFE0F},
+                                    {0xFE20, 0xFE2F}};
+  static constexpr Range kTwo[] = {{0x1100, 0x115F},   {0x2E80, 0x303E},   {0x3041, 0x33FF},
+                                   {0x3400, 0x4DBF},   {0x4E00, 0x9FFF},   {0xA000, 0xA4CF},
+                                   {0xAC00, 0xD7A3},   {0xF900, 0xFAFF},   {0xFE30, 0xFE4F},
+                                   {0xFF00, 0xFF60},   {0xFFE0, 0xFFE6},   {0x1F300, 0x1F64F},
+                                   {0x1F900, 0x1F9FF}, {0x20000, 0x2FFFD}, {0x30000, 0x3FFFD}};
+  auto in = [c](const auto& ranges) {
+    return std::any_of(std::begin(ranges), std::end(ranges),
+                       [c](const Range& r) { return c >= r.first && c <= r.last; });
+  };
+  if (in(kNone)) return 0;
+  return in(kTwo) ? 2 : 1;
+}
+
+// Terminal columns of UTF-8 text. A byte that does not start a well-formed sequence counts
+// one column (the terminal filter shows it as a replacement or an escape).
 size_t Columns(absl::string_view text) {
-  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  }));
+  size_t columns = 0;
+  for (size_t i = 0; i < text.size();) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    const size_t length = lead < 0x80           ? 1
+                          : (lead >> 5) == 0x6  ? 2
+                          : (lead >> 4) == 0xE  ? 3
+                          : (lead >> 3) == 0x1E ? 4
+                                                : 0;
+    uint32_t c = length == 2 ? lead & 0x1F : length == 3 ? lead & 0x0F : lead & 0x07;
+    bool formed = length > 0 && i + length <= text.size();
+    for (size_t k = 1; formed && k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      formed = (next & 0xC0) == 0x80;
+      c = (c << 6) | (next & 0x3F);
+    }
+    if (!formed || length == 1) {
+      columns += 1;
+      i += 1;
+      continue;
+    }
+    columns += CodePointColumns(c);
+    i += length;
+  }
+  return columns;
 }
 
 }  // namespace

@@ -133,6 +133,13 @@ TEST_CASE("Tables pad by characters, not bytes") {
           "ID     STATUS\n"
           "héllo  RUNNING\n"
           "hello  FAILED\n");
+  // Wide characters take two columns, combining marks none; a stray byte one.
+  REQUIRE(Rendered({"ID", "STATUS"},
+                   {{"构建", "RUNNING"}, {"e\xcc\x81t\xc3", "FAILED"}, {"abcde", "FAILED"}}) ==
+          "ID     STATUS\n"
+          "构建   RUNNING\n"
+          "e\xcc\x81t\xc3    FAILED\n"
+          "abcde  FAILED\n");
 }
 
 TEST_CASE("A cell or a field holding newlines cannot forge a row or a field of its own") {
