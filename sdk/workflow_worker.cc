@@ -103,6 +103,7 @@ void WorkflowWorker::Start() {
 void WorkflowWorker::StreamLoop() {
   for (;;) {
     api::PollWorkflowTaskQueueResponse task;
+    bool brief = false;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -113,39 +114,62 @@ void WorkflowWorker::StreamLoop() {
       if (pushed_.empty()) break;  // The stream stopped for good.
       task = std::move(pushed_.front());
       pushed_.pop_front();
+      brief = Brief(task);
     }
-    // The task's credit goes back once it has ended (its answer included): the engine never
-    // has more of our tasks in hand than the credits.
-    hoptrace::Mark("w.wft");
-    Handle(task, std::shared_ptr<void>(this, [](WorkflowWorker* w) { w->ReturnCredit(); }));
+    RunPushed(task, brief);
   }
   PollLoop();
 }
 
+bool WorkflowWorker::Brief(const api::PollWorkflowTaskQueueResponse& task) {
+  // A cached run's next events, or a young run's whole history, with nothing to fetch: no
+  // long replay, history read or query.
+  constexpr int kMaxEvents = 64;
+  const auto& events = task.history().events();
+  const bool partial = !events.empty() && events[0].event_id() > 1;
+  return !task.has_query() && task.next_page_token().empty() && events.size() <= kMaxEvents &&
+         (!partial || cache_.Contains(task.workflow_execution().run_id()));
+}
+
+void WorkflowWorker::RunPushed(api::PollWorkflowTaskQueueResponse& task, bool brief) {
+  // The task's credit goes back once it has ended (its answer included): the engine never
+  // has more of our tasks in hand than the credits.
+  hoptrace::Mark("w.wft");
+  const absl::Time began = absl::Now();
+  const std::string type = task.workflow_type().name();
+  Handle(task, std::shared_ptr<void>(this, [](WorkflowWorker* w) { w->ReturnCredit(); }));
+  if (!brief || !workflows_.contains(type)) return;
+  // What a brief task of this type takes, averaged over the last ~8: what running one on the
+  // stream's reader holds up.
+  const absl::Duration took = absl::Now() - began;
+  absl::MutexLock lock(&mu_);
+  auto [it, first] = brief_cost_.try_emplace(type, took);
+  if (!first) it->second += (took - it->second) / 8;
+}
+
 void WorkflowWorker::Pushed(api::PollWorkflowTaskQueueResponse task, bool alone) {
+  bool brief = false;
   {
     absl::MutexLock lock(&mu_);
-    // A short task alone in its message, with none waiting before it, runs here on the
+    // A brief task alone in its message, with none waiting before it, runs here on the
     // stream's reader: waking a stream thread for it costs more than the task (~45 us against
-    // ~20 on this VM). Short: a cached run's next events, or a young run's whole history,
-    // with nothing to fetch (a long replay, a history read or a query would hold up the
-    // answers and tasks behind it). Not a run whose previous answer is still awaited: it
-    // would wait for the reader that reads that answer.
-    constexpr int kMaxEventsOnReader = 64;
-    const std::string& run_id = task.workflow_execution().run_id();
-    const auto& events = task.history().events();
-    const bool partial = !events.empty() && events[0].event_id() > 1;
-    const bool here = alone && pushed_.empty() && !stopping_.load() && !task.has_query() &&
-                      task.next_page_token().empty() && events.size() <= kMaxEventsOnReader &&
-                      (!partial || cache_.Contains(run_id)) && !answering_.contains(run_id);
+    // ~20 on this VM). Brief: short (Brief) and of a type whose brief tasks have taken little
+    // so far (measured on the stream's threads first): the answers and tasks behind it wait
+    // while it runs. Not a run whose previous answer is still awaited: it would wait for the
+    // reader that reads that answer.
+    constexpr absl::Duration kMaxCostOnReader = absl::Milliseconds(1);
+    brief = Brief(task);
+    auto cost = brief_cost_.find(task.workflow_type().name());
+    const bool here = alone && brief && pushed_.empty() && !stopping_.load() &&
+                      cost != brief_cost_.end() && cost->second <= kMaxCostOnReader &&
+                      !answering_.contains(task.workflow_execution().run_id());
     if (!here) {
       pushed_.push_back(std::move(task));
       return;
     }
   }
   ++tasks_on_reader_;
-  hoptrace::Mark("w.wft");
-  Handle(task, std::shared_ptr<void>(this, [](WorkflowWorker* w) { w->ReturnCredit(); }));
+  RunPushed(task, brief);
 }
 
 void WorkflowWorker::ReturnCredit() {

@@ -117,6 +117,8 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   void StreamLoop();
   // A task's credit is back: granted in batches.
   void Pushed(api::PollWorkflowTaskQueueResponse task, bool alone);
+  bool Brief(const api::PollWorkflowTaskQueueResponse& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunPushed(api::PollWorkflowTaskQueueResponse& task, bool brief);
   void ReturnCredit();
   // `hold` (null for a task run eagerly) is kept until the task has ended, answer included; a
   // task with one came on the stream and is answered there, its answer awaited off this thread.
@@ -178,6 +180,8 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   int credits_to_return_ ABSL_GUARDED_BY(mu_) = 0;
   // Runs whose completion went on the stream and whose answer has not come yet.
   absl::flat_hash_set<std::string> answering_ ABSL_GUARDED_BY(mu_);
+  // Per workflow type, what its brief pushed tasks take (Pushed).
+  absl::flat_hash_map<std::string, absl::Duration> brief_cost_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> running_{false};

@@ -39,6 +39,12 @@ sdk::Task<absl::StatusOr<Payloads>> OneActivity(sdk::WorkflowContext& ctx, Paylo
   co_return co_await ctx.ExecuteActivity("Echo", input, options);
 }
 
+// Workflow code that takes its time (5 ms per task): no stream reader should wait for it.
+sdk::Task<absl::StatusOr<Payloads>> Slow(sdk::WorkflowContext& ctx, Payloads input) {
+  absl::SleepFor(absl::Milliseconds(5));
+  co_return input;
+}
+
 using Fresh = testutil::FreshOrchestrator;
 
 // A workflow worker of `queue` running OneActivity, started: its tasks come on the stream.
@@ -88,6 +94,27 @@ TEST_CASE("Workflow and activity tasks come down the stream with no poll") {
   workflows.Stop();
   activities.Stop();
   REQUIRE(orchestrator.Stop().value() == 0);
+}
+
+TEST_CASE("A workflow type whose tasks take long never runs on the stream's reader") {
+  Fresh fresh;
+  sdk::Connection wf_connection(fresh.orchestrator.address(),
+                                {.token = fresh.orchestrator.admin_token()});
+  sdk::WorkflowWorker workflows(wf_connection, "slow", {.identity = "wf", .pollers = 1});
+  workflows.Register("Slow", Slow);
+  workflows.Start();
+  for (int i = 0; i < 10; ++i) {
+    auto handle =
+        fresh.client->StartWorkflow({.id = absl::StrCat("slow-", i), .task_queue = "slow"}, "Slow",
+                                    sdk::ToPayloads(std::string("kiln")));
+    REQUIRE(handle.ok());
+    REQUIRE(fresh.client->GetResult<std::string>(*handle, absl::Seconds(30)).value() == "kiln");
+  }
+  // Each came alone, short; but the reader would have held every answer and task behind it
+  // for 5 ms.
+  CHECK(workflows.tasks_completed() == 10);
+  CHECK(workflows.tasks_on_reader() == 0);
+  workflows.Stop();
 }
 
 using Rw = grpc::ClientReaderWriter<api::WorkerStreamRequest, api::WorkerStreamResponse>;
