@@ -88,9 +88,10 @@ TEST_CASE("Workflow and activity tasks come down the stream with no poll") {
   CHECK(orchestrator.RpcCount("RespondActivityTaskCompleted").value() == 0);
   CHECK(orchestrator.RpcCount("WorkerStream.RespondWorkflowTaskCompleted").value() == 40);
   CHECK(orchestrator.RpcCount("WorkerStream.RespondActivityTaskCompleted").value() == 20);
-  // One at a time, each workflow task came alone: at least each run's first (its whole, short
-  // history) ran on the stream's reader, no thread woken for it.
-  CHECK(workflows.tasks_on_reader() >= 20);
+  // One at a time, each workflow task came alone: once the first few had shown the type's
+  // tasks brief, they ran on the stream's reader, no thread woken for them (a loaded machine
+  // may make a few look slow: the bound leaves room).
+  CHECK(workflows.tasks_on_reader() >= 5);
   workflows.Stop();
   activities.Stop();
   REQUIRE(orchestrator.Stop().value() == 0);
