@@ -86,9 +86,8 @@ void WorkflowWorker::Start() {
           .activity_task = nullptr,
           .stopped =
               [this](const absl::Status& status) {
-                // The orchestrator has no stream (or refused it): poll
-                // instead. The stream's threads run the tasks it
-                // pushed, then poll.
+                // The orchestrator has no stream (or refused it): poll instead. The stream's
+                // threads run the tasks it pushed, then poll.
                 absl::MutexLock lock(&mu_);
                 stream_active_ = false;
                 LogInfo("sdk.workflow_stream_stopped_polling",
@@ -114,7 +113,8 @@ void WorkflowWorker::StreamLoop() {
       if (pushed_.empty()) break;  // The stream stopped for good.
       task = std::move(pushed_.front());
       pushed_.pop_front();
-      brief = Brief(task);
+      // Not one that will wait for its run's previous answer: the wait is not the task's cost.
+      brief = Brief(task) && !answering_.contains(task.workflow_execution().run_id());
     }
     RunPushed(task, brief);
   }

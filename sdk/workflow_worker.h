@@ -115,10 +115,13 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   void PollLoop();
   // Runs tasks the stream pushed, on the poller threads.
   void StreamLoop();
-  // A task's credit is back: granted in batches.
+  // A task the stream pushed (on its reader): run there, or queued for StreamLoop.
   void Pushed(api::PollWorkflowTaskQueueResponse task, bool alone);
+  // Short enough to run on the stream's reader, were its type's tasks quick.
   bool Brief(const api::PollWorkflowTaskQueueResponse& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs a pushed task; a brief one's time goes into its type's cost.
   void RunPushed(api::PollWorkflowTaskQueueResponse& task, bool brief);
+  // A task's credit is back: granted in batches.
   void ReturnCredit();
   // `hold` (null for a task run eagerly) is kept until the task has ended, answer included; a
   // task with one came on the stream and is answered there, its answer awaited off this thread.
