@@ -12,6 +12,7 @@
 #include "common/hop_trace.h"
 #include "common/logging.h"
 #include "common/rpc_status.h"
+#include "common/status.h"
 #include "orchestrator/rpc/reactor.h"
 
 namespace kiln::orchestrator {
@@ -26,12 +27,12 @@ constexpr absl::Duration kStreamPollDeadline = absl::Seconds(60);
 class WorkerStreamReactor final : public StreamReactor {
  public:
   WorkerStreamReactor(grpc::CallbackServerContext* ctx, const FrontendDeps& deps,
-                      RpcMetrics* metrics, WorkerStreamHost* host, std::atomic<int>* open_streams)
+                      RpcMetrics* metrics, WorkerStreamHost* host, WorkerStreamCounts* counts)
       : ctx_(ctx),
         deps_(deps),
         metrics_(metrics),
         host_(host),
-        open_streams_(open_streams),
+        counts_(counts),
         began_(deps.clock->Now()) {}
 
   void Begin() { StartRead(&in_); }
@@ -82,7 +83,7 @@ class WorkerStreamReactor final : public StreamReactor {
   void OnCancel() override { Close(absl::CancelledError("worker stream cancelled"), true); }
 
   void OnDone() override {
-    if (counted_) open_streams_->fetch_sub(1, std::memory_order_relaxed);
+    if (counted_) counts_->Remove(queue_key_);
     Unref();
   }
 
@@ -98,12 +99,6 @@ class WorkerStreamReactor final : public StreamReactor {
       if (!in_.has_open()) {
         return absl::InvalidArgumentError("the first WorkerStream request must open the stream");
       }
-      if (open_streams_->fetch_add(1, std::memory_order_relaxed) >= kMaxWorkerStreams) {
-        open_streams_->fetch_sub(1, std::memory_order_relaxed);
-        return absl::ResourceExhaustedError(
-            absl::StrCat("too many worker streams (at most ", kMaxWorkerStreams, ")"));
-      }
-      counted_ = true;
       absl::StatusOr<Principal> principal = host_->AdmitStream(ctx_, in_.open());
       if (!principal.ok()) return principal.status();
       principal_ = std::move(*principal);
@@ -111,6 +106,10 @@ class WorkerStreamReactor final : public StreamReactor {
       if (open_.namespace_().empty()) open_.set_namespace_(deps_.engine->default_namespace());
       kind_ = open_.kind() == api::WORKER_STREAM_KIND_WORKFLOW ? keys::TaskKind::kWorkflow
                                                                : keys::TaskKind::kActivity;
+      queue_key_ = absl::StrCat(open_.kind(), "/", open_.namespace_().size(), "/",
+                                open_.namespace_(), "/", open_.task_queue().name());
+      RETURN_IF_ERROR(counts_->Add(queue_key_));
+      counted_ = true;
       opened_ = true;
     } else if (in_.has_open()) {
       return absl::InvalidArgumentError("a WorkerStream is opened once");
@@ -444,14 +443,15 @@ class WorkerStreamReactor final : public StreamReactor {
   const FrontendDeps& deps_;
   RpcMetrics* const metrics_;
   WorkerStreamHost* const host_;
-  std::atomic<int>* const open_streams_;
+  WorkerStreamCounts* const counts_;
   const absl::Time began_;
   ReactorRefs refs_;
 
   // Touched only by the reading side (one read at a time).
   api::WorkerStreamRequest in_;
   bool opened_ = false;
-  bool counted_ = false;
+  bool counted_ = false;  // in counts_, under queue_key_
+  std::string queue_key_;
   // Set once at open, read-only after (the executor's jobs start after it).
   api::WorkerStreamOpen open_;
   Principal principal_;
@@ -478,10 +478,33 @@ class WorkerStreamReactor final : public StreamReactor {
 
 }  // namespace
 
+absl::Status WorkerStreamCounts::Add(const std::string& queue) {
+  absl::MutexLock lock(&mu_);
+  if (total_ >= kMaxWorkerStreams) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many worker streams (at most ", kMaxWorkerStreams, ")"));
+  }
+  int& on_queue = per_queue_[queue];
+  if (on_queue >= kMaxWorkerStreamsPerQueue) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many worker streams on this task queue (at most ", kMaxWorkerStreamsPerQueue, ")"));
+  }
+  ++on_queue;
+  ++total_;
+  return absl::OkStatus();
+}
+
+void WorkerStreamCounts::Remove(const std::string& queue) {
+  absl::MutexLock lock(&mu_);
+  --total_;
+  auto it = per_queue_.find(queue);
+  if (it != per_queue_.end() && --it->second <= 0) per_queue_.erase(it);
+}
+
 grpc::ServerBidiReactor<api::WorkerStreamRequest, api::WorkerStreamResponse>* StartWorkerStream(
     grpc::CallbackServerContext* ctx, const FrontendDeps& deps, RpcMetrics* metrics,
-    WorkerStreamHost* host, std::atomic<int>* open_streams) {
-  auto* reactor = new WorkerStreamReactor(ctx, deps, metrics, host, open_streams);
+    WorkerStreamHost* host, WorkerStreamCounts* counts) {
+  auto* reactor = new WorkerStreamReactor(ctx, deps, metrics, host, counts);
   reactor->Begin();
   return reactor;
 }

@@ -15,19 +15,22 @@
 // task already started (at schedule, or here) whose push is lost is retried after its timeout,
 // exactly as a poll's lost answer is. Nothing on the stream holds a thread.
 //
-// Bounds: credits per stream (kMaxStreamCredits), streams per orchestrator (kMaxWorkerStreams),
+// Bounds: credits per stream (kMaxStreamCredits), streams per orchestrator and per queue
+// (kMaxWorkerStreams, kMaxWorkerStreamsPerQueue),
 // completions being worked on per stream (kMaxStreamCompletionsInFlight: past it the stream stops
 // reading; a message carrying more ends the stream). Tasks queued for writing are bounded by the
 // credits, answers by the completions.
 #pragma once
 
-#include <atomic>
 #include <memory>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "kiln/api/v1/workflow_service.grpc.pb.h"
 #include "orchestrator/frontend/frontend_deps.h"
 #include "orchestrator/rpc/authorizer.h"
@@ -38,6 +41,9 @@ namespace kiln::orchestrator {
 
 inline constexpr int kMaxStreamCredits = 1000;
 inline constexpr int kMaxWorkerStreams = 1000;
+// Of them, on one task queue (its namespace, name and kind): one caller with a token for its
+// own queue cannot take every stream from other queues' workers.
+inline constexpr int kMaxWorkerStreamsPerQueue = 250;
 inline constexpr int kMaxStreamCompletionsInFlight = 1000;
 
 // What a stream needs from the WorkflowService handler: the same checks and engine calls the
@@ -59,10 +65,25 @@ class WorkerStreamHost {
                                            const api::WorkerStreamCompletion& completion) = 0;
 };
 
-// Starts a WorkerStream call; returns its reactor. `open_streams` counts the streams open
-// (kMaxWorkerStreams); it and everything else borrowed outlive the call.
+// The streams open, in all and per task queue, against kMaxWorkerStreams and
+// kMaxWorkerStreamsPerQueue.
+class WorkerStreamCounts {
+ public:
+  // Counts a stream of `queue` (a key naming its namespace, name and kind), or refuses it
+  // (kResourceExhausted) when the orchestrator or the queue holds its most.
+  absl::Status Add(const std::string& queue);
+  void Remove(const std::string& queue);
+
+ private:
+  absl::Mutex mu_;
+  int total_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, int> per_queue_ ABSL_GUARDED_BY(mu_);
+};
+
+// Starts a WorkerStream call; returns its reactor. `counts` counts the streams open; it and
+// everything else borrowed outlive the call.
 grpc::ServerBidiReactor<api::WorkerStreamRequest, api::WorkerStreamResponse>* StartWorkerStream(
     grpc::CallbackServerContext* ctx, const FrontendDeps& deps, RpcMetrics* metrics,
-    WorkerStreamHost* host, std::atomic<int>* open_streams);
+    WorkerStreamHost* host, WorkerStreamCounts* counts);
 
 }  // namespace kiln::orchestrator

@@ -265,7 +265,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::PollActivityTaskQueue(
 
 grpc::ServerBidiReactor<api::WorkerStreamRequest, api::WorkerStreamResponse>*
 WorkflowHandler::WorkerStream(Ctx* ctx) {
-  return StartWorkerStream(ctx, deps_, &metrics_, this, &open_streams_);
+  return StartWorkerStream(ctx, deps_, &metrics_, this, &worker_streams_);
 }
 
 absl::StatusOr<Principal> WorkflowHandler::AdmitStream(Ctx* ctx,

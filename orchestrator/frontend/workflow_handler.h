@@ -143,7 +143,7 @@ class WorkflowHandler final : public kiln::api::v1::WorkflowService::CallbackSer
   RpcMetrics metrics_;
   QueryRegistry queries_;
   absl::Time start_time_;
-  std::atomic<int> open_streams_{0};
+  WorkerStreamCounts worker_streams_;
 };
 
 }  // namespace kiln::orchestrator

@@ -21,8 +21,8 @@ bool HasContent(const api::WorkerStreamRequest& request) {
 }
 
 // Asking again will not cure these: the orchestrator has no stream, or none for this worker
-// now (RESOURCE_EXHAUSTED: it holds its most streams, perhaps all another queue's; the worker
-// polls instead, its polls bounded per queue), refuses the open request, or refuses this worker.
+// now (RESOURCE_EXHAUSTED: it holds its most streams, in all or on this queue; the worker polls
+// instead, its polls bounded per queue), refuses the open request, or refuses this worker.
 bool IsFinal(const grpc::Status& status, bool exclusive) {
   return status.error_code() == grpc::StatusCode::UNIMPLEMENTED ||
          status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||

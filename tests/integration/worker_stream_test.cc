@@ -447,26 +447,35 @@ TEST_CASE("A message of more completions than a stream may have in flight ends t
   CHECK(status.error_message().find("at most 1000 completions") != std::string::npos);
 }
 
-TEST_CASE("Workers poll when another queue's worker holds every stream") {
+TEST_CASE("A queue holds a quarter of the streams; workers refused one poll instead") {
   Fresh fresh;
   auto& orchestrator = fresh.orchestrator;
   auto& stub = orchestrator.connection().workflow_service();
-  // One caller holds the orchestrator's every stream (kMaxWorkerStreams in
-  // orchestrator/frontend/worker_stream.h), on a queue of its own.
+  // kMaxWorkerStreams and kMaxWorkerStreamsPerQueue (orchestrator/frontend/worker_stream.h).
   constexpr int kMaxWorkerStreams = 1000;
+  constexpr int kPerQueue = 250;
   std::vector<std::unique_ptr<RawStream>> hog;
-  for (int i = 0; i < kMaxWorkerStreams; ++i) {
-    hog.push_back(std::make_unique<RawStream>(stub, api::WORKER_STREAM_KIND_ACTIVITY, "hog",
-                                              absl::StrCat("hog-", i), 1));
+  for (int q = 0; q < kMaxWorkerStreams / kPerQueue; ++q) {
+    const std::string queue = absl::StrCat("hog-", q);
+    for (int i = 0; i < kPerQueue; ++i) {
+      hog.push_back(std::make_unique<RawStream>(stub, api::WORKER_STREAM_KIND_ACTIVITY, queue,
+                                                absl::StrCat("hog-", i), 1));
+    }
+    // Each stream's credit is a poll of its identity: all of them are open.
+    REQUIRE(testutil::WaitFor(
+        [&] { return DescribeQueue(stub, queue, true).pollers_size() == kPerQueue; },
+        absl::Seconds(30)));
+    if (q == 0) {
+      RawStream more(stub, api::WORKER_STREAM_KIND_ACTIVITY, queue, "hog-more", 1);
+      grpc::Status status = more.Finish();
+      REQUIRE(status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+      CHECK(status.error_message().find("on this task queue") != std::string::npos);
+    }
   }
-  // Each stream's credit is a poll of its identity: all of them are open.
-  REQUIRE(testutil::WaitFor(
-      [&] { return DescribeQueue(stub, "hog", true).pollers_size() == kMaxWorkerStreams; },
-      absl::Seconds(30)));
-  RawStream refused(stub, api::WORKER_STREAM_KIND_ACTIVITY, "hog", "hog", 1);
+  RawStream refused(stub, api::WORKER_STREAM_KIND_ACTIVITY, "hog-more", "hog", 1);
   grpc::Status status = refused.Finish();
   REQUIRE(status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
-  CHECK(status.error_message().find("too many worker streams") != std::string::npos);
+  CHECK(status.error_message().find("too many worker streams (at most") != std::string::npos);
 
   // Workers of another queue are refused a stream and poll instead: their workflows run.
   sdk::Connection wf_connection(orchestrator.address(), {.token = orchestrator.admin_token()});
