@@ -212,6 +212,10 @@ std::string Describe(const Token& token) {
   if (token.kind == TokenKind::kEnd) return "end of query";
   constexpr size_t kShown = 40;
   std::string shown = Printable(token.text.substr(0, kShown));
+  // A string literal keeps its own quotes (a second pair would read as an empty string).
+  if (token.kind == TokenKind::kString) {
+    return absl::StrCat("the string ", shown, token.text.size() > kShown ? "..." : "");
+  }
   return absl::StrCat("'", shown, token.text.size() > kShown ? "...'" : "'");
 }
 

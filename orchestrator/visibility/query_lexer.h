@@ -43,8 +43,8 @@ absl::StatusOr<std::vector<Token>> Tokenize(std::string_view query);
 // kInvalidArgument "query: at <pos>: <message>": every query error has this shape.
 absl::Status QueryError(size_t pos, std::string_view message);
 
-// How a token is named in an error: "end of query", or its text in single quotes (cut short,
-// unprintable bytes as \xNN).
+// How a token is named in an error: "end of query", a string literal as "the string" and its
+// source text, any other token its text in single quotes (cut short, unprintable bytes as \xNN).
 std::string Describe(const Token& token);
 
 // A word token that is `keyword`, ignoring case.

@@ -36,7 +36,7 @@ TEST_CASE("Structural errors say what was expected") {
   CHECK(Error("AND x = 1") == "query: at 0: expected a field name, '(' or 'NOT', got 'AND'");
   CHECK(Error("x = 1 AND") == "query: at 9: expected a field name, '(' or 'NOT', got end of query");
   CHECK(Error("'web' = Project") ==
-        "query: at 0: expected a field name, '(' or 'NOT', got ''web''");
+        "query: at 0: expected a field name, '(' or 'NOT', got the string 'web'");
   CHECK(Error("Project") ==
         "query: at 7: expected an operator (=, !=, <, <=, >, >=, STARTS_WITH, IN, BETWEEN or "
         "IS) after 'Project', got end of query");
@@ -86,19 +86,20 @@ TEST_CASE("Lexical errors") {
 TEST_CASE("Literals of the wrong type for a built-in field") {
   CHECK(Error("WorkflowId = 17") == "query: at 13: WorkflowId takes a string, got '17'");
   CHECK(Error("TaskQueue IN ('a', true)") == "query: at 19: TaskQueue takes a string, got 'true'");
-  CHECK(Error("HistoryLength > '5'") == "query: at 16: HistoryLength takes an integer, got ''5''");
+  CHECK(Error("HistoryLength > '5'") ==
+        "query: at 16: HistoryLength takes an integer, got the string '5'");
   CHECK(Error("StartTime > 'yesterday'") ==
         "query: at 12: StartTime takes an RFC 3339 time like \"2024-05-01T12:00:00Z\", got "
-        "''yesterday''");
+        "the string 'yesterday'");
   CHECK(Error("CloseTime < 1714564800") ==
         "query: at 12: CloseTime takes an RFC 3339 time like \"2024-05-01T12:00:00Z\", got "
         "'1714564800'");
   CHECK(Error("CloseTime BETWEEN '2024-05-01T00:00:00Z' AND '2024-05-02'") ==
         "query: at 45: CloseTime takes an RFC 3339 time like \"2024-05-01T12:00:00Z\", got "
-        "''2024-05-02''");
+        "the string '2024-05-02'");
   CHECK(Error("ExecutionStatus = 'Done'") ==
         "query: at 18: expected an ExecutionStatus (Running, Completed, Failed, Canceled, "
-        "Terminated, ContinuedAsNew or TimedOut), got ''Done''");
+        "Terminated, ContinuedAsNew or TimedOut), got the string 'Done'");
   CHECK(Error("Status IN ('Running', 1)") ==
         "query: at 22: expected an ExecutionStatus (Running, Completed, Failed, Canceled, "
         "Terminated, ContinuedAsNew or TimedOut), got '1'");
