@@ -142,10 +142,11 @@ TEST_CASE("The decoupled shape runs its workers in processes of their own and st
 TEST_CASE("Killing the benchmark takes its worker processes with it") {
   testutil::TempDir dir;
   const std::string mark = NewMark();
+  // Killed, the benchmark leaves its data directory: made under this test's, it goes with it.
   auto bench = testutil::Process::Start(
       testutil::BinaryPath("kiln-engine-bench"),
       {"--topology", "decoupled", "--only", "a", "--duration", "30", "--sequential", "5"},
-      dir.path() + "/bench.log", {mark});
+      dir.path() + "/bench.log", {mark, "TMPDIR=" + dir.path()});
   REQUIRE(bench.ok());
   REQUIRE(testutil::WaitFor([&] { return RoleProcesses(mark) == 2; }, absl::Seconds(60)));
   (*bench)->Signal(SIGKILL);
