@@ -9,10 +9,11 @@
 # side's kiln-engine-bench and kiln-orchestrator are copied aside and run with KILN_BINARY_DIR
 # pointing at them (so each benchmark starts its own orchestrator). The working tree's side is
 # what `make build` last built. Prints each run's summary lines, labelled, in run order.
+# A base's worktree and build take ~200 MB: `git worktree remove --force build/ab/<sha>` when done.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 base_rev=$1
