@@ -58,6 +58,7 @@ WorkflowWorker::~WorkflowWorker() { Stop(); }
 
 void WorkflowWorker::Register(const std::string& workflow_type, WorkflowFn fn) {
   workflows_[workflow_type] = std::move(fn);
+  brief_cost_ns_.try_emplace(workflow_type, -1);
 }
 
 void WorkflowWorker::Start() {
@@ -138,13 +139,13 @@ void WorkflowWorker::RunPushed(api::PollWorkflowTaskQueueResponse& task, bool br
   const absl::Time began = absl::Now();
   const std::string type = task.workflow_type().name();
   Handle(task, std::shared_ptr<void>(this, [](WorkflowWorker* w) { w->ReturnCredit(); }));
-  if (!brief || !workflows_.contains(type)) return;
+  auto cost = brief_cost_ns_.find(type);
+  if (!brief || cost == brief_cost_ns_.end()) return;
   // What a brief task of this type takes, averaged over the last ~8: what running one on the
-  // stream's reader holds up.
-  const absl::Duration took = absl::Now() - began;
-  absl::MutexLock lock(&mu_);
-  auto [it, first] = brief_cost_.try_emplace(type, took);
-  if (!first) it->second += (took - it->second) / 8;
+  // stream's reader holds up. Two threads may update it at once; one of the two samples wins.
+  const int64_t took = absl::ToInt64Nanoseconds(absl::Now() - began);
+  const int64_t was = cost->second.load(std::memory_order_relaxed);
+  cost->second.store(was < 0 ? took : was + (took - was) / 8, std::memory_order_relaxed);
 }
 
 void WorkflowWorker::Pushed(api::PollWorkflowTaskQueueResponse task, bool alone) {
@@ -157,11 +158,13 @@ void WorkflowWorker::Pushed(api::PollWorkflowTaskQueueResponse task, bool alone)
     // so far (measured on the stream's threads first): the answers and tasks behind it wait
     // while it runs. Not a run whose previous answer is still awaited: it would wait for the
     // reader that reads that answer.
-    constexpr absl::Duration kMaxCostOnReader = absl::Milliseconds(1);
+    constexpr int64_t kMaxCostOnReaderNs = 1'000'000;
     brief = Brief(task);
-    auto cost = brief_cost_.find(task.workflow_type().name());
-    const bool here = alone && brief && pushed_.empty() && !stopping_.load() &&
-                      cost != brief_cost_.end() && cost->second <= kMaxCostOnReader &&
+    auto cost = brief_cost_ns_.find(task.workflow_type().name());
+    const int64_t cost_ns =
+        cost == brief_cost_ns_.end() ? -1 : cost->second.load(std::memory_order_relaxed);
+    const bool here = alone && brief && pushed_.empty() && !stopping_.load() && cost_ns >= 0 &&
+                      cost_ns <= kMaxCostOnReaderNs &&
                       !answering_.contains(task.workflow_execution().run_id());
     if (!here) {
       pushed_.push_back(std::move(task));

@@ -166,6 +166,9 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   const std::string instance_id_;
   RandomIdGenerator run_ids_;  // for runs started with their first task run ahead
   std::map<std::string, WorkflowFn> workflows_;
+  // Per registered workflow type, what its brief pushed tasks take in ns (-1: none measured
+  // yet); keys set by Register, values read and written without a lock (Pushed, RunPushed).
+  std::map<std::string, std::atomic<int64_t>> brief_cost_ns_;
 
   absl::Mutex mu_;
   InstanceCache cache_ ABSL_GUARDED_BY(mu_);
@@ -183,8 +186,6 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   int credits_to_return_ ABSL_GUARDED_BY(mu_) = 0;
   // Runs whose completion went on the stream and whose answer has not come yet.
   absl::flat_hash_set<std::string> answering_ ABSL_GUARDED_BY(mu_);
-  // Per workflow type, what its brief pushed tasks take (Pushed).
-  absl::flat_hash_map<std::string, absl::Duration> brief_cost_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> running_{false};
