@@ -132,24 +132,27 @@ bool WorkflowWorker::Brief(const api::PollWorkflowTaskQueueResponse& task) {
          (!partial || cache_.Contains(task.workflow_execution().run_id()));
 }
 
+std::atomic<int64_t>* WorkflowWorker::BriefCost(const std::string& type) {
+  auto it = brief_cost_ns_.find(type);
+  return it == brief_cost_ns_.end() ? nullptr : &it->second;
+}
+
 void WorkflowWorker::RunPushed(api::PollWorkflowTaskQueueResponse& task, bool brief) {
   // The task's credit goes back once it has ended (its answer included): the engine never
   // has more of our tasks in hand than the credits.
   hoptrace::Mark("w.wft");
   const absl::Time began = absl::Now();
-  const std::string type = task.workflow_type().name();
+  std::atomic<int64_t>* cost = brief ? BriefCost(task.workflow_type().name()) : nullptr;
   Handle(task, std::shared_ptr<void>(this, [](WorkflowWorker* w) { w->ReturnCredit(); }));
-  auto cost = brief_cost_ns_.find(type);
-  if (!brief || cost == brief_cost_ns_.end()) return;
+  if (cost == nullptr) return;
   // What a brief task of this type takes, averaged over the last ~8: what running one on the
   // stream's reader holds up. Two threads may update it at once; one of the two samples wins.
   const int64_t took = absl::ToInt64Nanoseconds(absl::Now() - began);
-  const int64_t was = cost->second.load(std::memory_order_relaxed);
-  cost->second.store(was < 0 ? took : was + (took - was) / 8, std::memory_order_relaxed);
+  const int64_t was = cost->load(std::memory_order_relaxed);
+  cost->store(was < 0 ? took : was + (took - was) / 8, std::memory_order_relaxed);
 }
 
 void WorkflowWorker::Pushed(api::PollWorkflowTaskQueueResponse task, bool alone) {
-  bool brief = false;
   {
     absl::MutexLock lock(&mu_);
     // A brief task alone in its message, with none waiting before it, runs here on the
@@ -159,20 +162,20 @@ void WorkflowWorker::Pushed(api::PollWorkflowTaskQueueResponse task, bool alone)
     // while it runs. Not a run whose previous answer is still awaited: it would wait for the
     // reader that reads that answer.
     constexpr int64_t kMaxCostOnReaderNs = 1'000'000;
-    brief = Brief(task);
-    auto cost = brief_cost_ns_.find(task.workflow_type().name());
-    const int64_t cost_ns =
-        cost == brief_cost_ns_.end() ? -1 : cost->second.load(std::memory_order_relaxed);
-    const bool here = alone && brief && pushed_.empty() && !stopping_.load() && cost_ns >= 0 &&
-                      cost_ns <= kMaxCostOnReaderNs &&
-                      !answering_.contains(task.workflow_execution().run_id());
+    auto quick_type = [&] {
+      std::atomic<int64_t>* cost = BriefCost(task.workflow_type().name());
+      const int64_t ns = cost == nullptr ? -1 : cost->load(std::memory_order_relaxed);
+      return ns >= 0 && ns <= kMaxCostOnReaderNs;
+    };
+    const bool here = alone && pushed_.empty() && !stopping_.load() && Brief(task) &&
+                      quick_type() && !answering_.contains(task.workflow_execution().run_id());
     if (!here) {
       pushed_.push_back(std::move(task));
       return;
     }
   }
   ++tasks_on_reader_;
-  RunPushed(task, brief);
+  RunPushed(task, /*brief=*/true);
 }
 
 void WorkflowWorker::ReturnCredit() {

@@ -119,6 +119,8 @@ class WorkflowWorker final : public EagerWorkflowTaskRunner {
   void Pushed(api::PollWorkflowTaskQueueResponse task, bool alone);
   // Short enough to run on the stream's reader, were its type's tasks quick.
   bool Brief(const api::PollWorkflowTaskQueueResponse& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The cost of `type`'s brief tasks in ns (-1: none measured yet); null if not registered.
+  std::atomic<int64_t>* BriefCost(const std::string& type);
   // Runs a pushed task; a brief one's time goes into its type's cost.
   void RunPushed(api::PollWorkflowTaskQueueResponse& task, bool brief);
   // A task's credit is back: granted in batches.

@@ -118,14 +118,7 @@ TEST_CASE("The web console in headless Chromium shows deployments live and acts 
   struct EndBrowser {
     std::string profile;
     ~EndBrowser() {
-      std::error_code ec;
-      for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-        const std::string name = entry.path().filename().string();
-        if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-        if (absl::StrContains(testutil::ReadFile(entry.path() / "cmdline"), profile)) {
-          ::kill(std::stoi(name), SIGKILL);
-        }
-      }
+      for (const auto& [pid, cmdline] : testutil::ProcessesNaming(profile)) ::kill(pid, SIGKILL);
     }
   } end_browser{control.path() + "/chromium-profile"};
   const std::string url = absl::StrCat("http://127.0.0.1:", h.port(), "/");

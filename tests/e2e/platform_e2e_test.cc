@@ -175,15 +175,8 @@ class Platform {
 // Processes whose command line names `dir` (the agents, conmon and its containers' storage).
 std::vector<std::string> ProcessesUnder(const std::string& dir) {
   std::vector<std::string> found;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.empty() || !absl::ascii_isdigit(name[0]) || name == std::to_string(getpid())) {
-      continue;
-    }
-    std::string cmdline = testutil::ReadFile(entry.path().string() + "/cmdline");
-    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-    if (absl::StrContains(cmdline, dir)) found.push_back(name + ": " + cmdline.substr(0, 200));
+  for (const auto& [pid, cmdline] : testutil::ProcessesNaming(dir)) {
+    found.push_back(absl::StrCat(pid, ": ", cmdline.substr(0, 200)));
   }
   return found;
 }

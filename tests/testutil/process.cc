@@ -171,6 +171,24 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+std::vector<std::pair<pid_t, std::string>> ProcessesNaming(const std::string& text) {
+  std::vector<std::pair<pid_t, std::string>> found;
+  const pid_t self = ::getpid();
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    if (pid == self) continue;
+    // ReadFile, not an istreambuf_iterator: a process that exits while its cmdline is read
+    // fails the read with ESRCH, which libstdc++'s filebuf throws through the iterator.
+    std::string cmdline = ReadFile(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (absl::StrContains(cmdline, text)) found.emplace_back(pid, std::move(cmdline));
+  }
+  return found;
+}
+
 void WriteFile(const std::string& path, const std::string& content) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::ofstream(path, std::ios::trunc) << content;

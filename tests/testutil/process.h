@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -68,6 +69,9 @@ bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
 int FreePort();
 
 std::string ReadFile(const std::string& path);
+// Processes other than this one whose command line (its arguments joined by spaces) contains
+// `text`, with that command line.
+std::vector<std::pair<pid_t, std::string>> ProcessesNaming(const std::string& text);
 // Writes `content` to `path` (replacing it), creating its parent directories.
 void WriteFile(const std::string& path, const std::string& content);
 

@@ -8,14 +8,12 @@
 
 #include <signal.h>
 #include <sys/mount.h>
-#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -53,20 +51,6 @@ std::vector<std::string> Lines(builder::Podman& podman, const std::vector<std::s
       args, [&](std::string_view l) { lines.emplace_back(l); }, {}, absl::Seconds(60));
   REQUIRE(run.ok());
   return lines;
-}
-
-// Some process other than this one has `text` in its command line.
-bool AnyProcessMentions(const std::string& text) {
-  const std::string self = std::to_string(::getpid());
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    const std::string pid = entry.path().filename();
-    if (pid == self || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmdline.find(text) != std::string::npos) return true;
-  }
-  return false;
 }
 
 struct Fixture {
@@ -129,7 +113,8 @@ struct Fixture {
     // A removed container's conmon runs `podman container cleanup` on this storage after rm has
     // returned; run after the directory is gone, it would make the storage again and leave its
     // overlay directory mounted in /tmp. Wait for every process naming the storage to end.
-    (void)testutil::WaitFor([&] { return !AnyProcessMentions(state_dir); }, absl::Seconds(30));
+    (void)testutil::WaitFor([&] { return testutil::ProcessesNaming(state_dir).empty(); },
+                            absl::Seconds(30));
     // Without isolation podman's overlay driver mounts its directory in the host's namespace:
     // unmount it (this test's storage only) so the temporary directory can go.
     // (Mounted once per podman process that found it unmounted: maybe more than once.)
