@@ -143,6 +143,15 @@ endfunction()
 # leaving one running alone at the end.
 function(kiln_test name)
   cmake_parse_arguments(ARG "" "COST" "SOURCES;HEADERS;DEPS;LABELS" ${ARGN})
+  # Catch.cmake splits a case's name at a semicolon into two CTest tests that match no case
+  # and pass without running anything: refuse such a name here.
+  foreach(source ${ARG_SOURCES})
+    file(STRINGS ${source} split_names REGEX "TEST_CASE\\(\"[^\"]*;")
+    if(split_names)
+      message(FATAL_ERROR "${source}: a TEST_CASE name holds a semicolon, which CTest's "
+                          "discovery splits into tests that never run: ${split_names}")
+    endif()
+  endforeach()
   add_executable(${name} ${ARG_SOURCES})
   # A test's own code at -O1 in an optimised build (the code it tests keeps -O2): its many
   # large Catch2 functions compile a fifth faster, and the tests spend their time waiting on

@@ -49,7 +49,7 @@ TEST_CASE("Flags win over KILN_* environment, which wins over defaults") {
   ::unsetenv("KILN_LOG_LEVEL");
 }
 
-TEST_CASE("A bad value is a usage error; --help and --version exit 0") {
+TEST_CASE("A bad value is a usage error, --help and --version exit 0") {
   {
     CLI::App app;
     CommonFlags flags;

@@ -29,7 +29,7 @@ TEST_CASE("JSON lines are one object with typed fields and escaped strings") {
           "\"msg\":\"a \\\"quote\\\"\\nnext\",\"ok\":true,\"ms\":1.5}");
 }
 
-TEST_CASE("Lines below the minimum level are dropped; each event is one line") {
+TEST_CASE("Lines below the minimum level are dropped, each event is one line") {
   std::ostringstream out;
   Logger logger(&out, LogFormat::kText, LogLevel::kWarn);
   logger.Log(LogLevel::kInfo, "hidden", {});

@@ -115,7 +115,7 @@ TEST_CASE("Task info: ids, attempt and the earlier of the two deadlines") {
   REQUIRE(ActivityInfoFromTask(task, "q").deadline == absl::InfiniteFuture());
 }
 
-TEST_CASE("Heartbeats are throttled to one per 80% of the timeout; the latest details win") {
+TEST_CASE("Heartbeats are throttled to one per 80% of the timeout, the latest details win") {
   FakeClock clock;
   FakeRecorder recorder;
   ActivityContext ctx(Info(clock.Now(), absl::Seconds(10)), ToPayloads(std::string("before")),
@@ -155,7 +155,7 @@ TEST_CASE("Without a heartbeat timeout, heartbeats go out at most once a second"
   REQUIRE(recorder.LastValue() == 2);
 }
 
-TEST_CASE("A heartbeat in flight holds the next; it goes when the interval ends") {
+TEST_CASE("A heartbeat in flight holds the next, it goes when the interval ends") {
   FakeClock clock;
   FakeRecorder recorder;
   recorder.hold = true;

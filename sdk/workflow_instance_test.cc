@@ -351,7 +351,7 @@ absl::Status SendSignal(EngineHarness& h, const std::string& name, const std::st
   return h.engine().SignalWorkflowExecution(request);
 }
 
-TEST_CASE("Signals arrive on their channel in order; queries read the state by replay") {
+TEST_CASE("Signals arrive on their channel in order, queries read the state by replay") {
   Driver d(Collector);
   std::string run = d.Start("");
   REQUIRE(d.Run(Activities).ok());

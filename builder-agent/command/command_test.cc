@@ -69,7 +69,7 @@ TEST_CASE("non-zero exit is a result, not an error") {
   CHECK(killed->exit_code == 128 + SIGKILL);
 }
 
-TEST_CASE("a missing program is NotFound; env, stdin and working dir are passed") {
+TEST_CASE("a missing program is NotFound, env, stdin and working dir are passed") {
   Collected out;
   CommandSpec missing;
   missing.argv = {"kiln-no-such-program"};

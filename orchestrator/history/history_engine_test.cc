@@ -415,7 +415,7 @@ TEST_CASE("Heartbeats keep an activity alive, carry details to the next attempt,
   REQUIRE(a2->heartbeat_details().payloads(0).data() == "3");
 }
 
-TEST_CASE("Timers fire at their time; a cancelled timer never fires") {
+TEST_CASE("Timers fire at their time, a cancelled timer never fires") {
   EngineHarness h;
   std::string run = h.Start("wf").value();
   REQUIRE(h.Complete(*h.PollWorkflowTask(), {EngineHarness::StartTimer("t1", absl::Hours(1)),
@@ -550,7 +550,7 @@ TEST_CASE("Id reuse and conflict policies, and idempotent starts") {
   (void)run3;
 }
 
-TEST_CASE("A run timeout closes the run; late answers are refused") {
+TEST_CASE("A run timeout closes the run, late answers are refused") {
   EngineHarness h;
   api::StartWorkflowExecutionRequest request;
   ToProto(absl::Minutes(1), request.mutable_workflow_run_timeout());
@@ -870,7 +870,7 @@ TEST_CASE("A workflow task heartbeat records its completion and hands its worker
   CHECK(next_polled->started_event_id() == 6);
 }
 
-TEST_CASE("A sticky worker's poll gets only the new events; any other poller gets them all") {
+TEST_CASE("A sticky worker's poll gets only the new events, any other poller gets them all") {
   // Both workers share an identity: only the instance id tells them apart.
   for (const bool sticky : {true, false}) {
     for (const std::string poller : {"instance-1", "instance-2"}) {
@@ -1091,7 +1091,7 @@ TEST_CASE("A speculative workflow task completes in the transition of the activi
         final_history.events(final_history.events_size() - 1).SerializeAsString());
 }
 
-TEST_CASE("A speculative workflow task that does not fit is refused; the completion is recorded",
+TEST_CASE("A speculative workflow task that does not fit is refused, the completion is recorded",
           "[speculative]") {
   EngineHarness h;
   auto [run, activity] = RunToFirstActivity(h, "wf-refused", absl::Minutes(1));

@@ -131,7 +131,7 @@ TEST_CASE("Return into a full buffer pushes its last task back to the store",
   CHECK(got == std::vector<int64_t>{1, 2, 3});
 }
 
-TEST_CASE("Done forgets a task; the store decides whether it comes back", "[matching][backlog]") {
+TEST_CASE("Done forgets a task, the store decides whether it comes back", "[matching][backlog]") {
   MatchingOptions options;
   options.max_buffered_tasks_per_queue = 1;
   MatchingHarness h(options);

@@ -67,7 +67,7 @@ TEST_CASE("Timers fire when the clock reaches them, not before") {
   REQUIRE(f.fired == std::vector<std::string>{"2", "1"});
 }
 
-TEST_CASE("Timers stored before a restart fire after it; far ones stay out of memory") {
+TEST_CASE("Timers stored before a restart fire after it, far ones stay out of memory") {
   Fixture f;
   f.Add(nullptr, absl::Seconds(1), 1);
   f.Add(nullptr, absl::Hours(1), 2);  // beyond the window: not loaded yet

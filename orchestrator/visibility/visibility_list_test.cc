@@ -103,7 +103,7 @@ TEST_CASE("ListRuns and CountRuns leave out the runs the visibility filter refus
   CHECK(CountRuns(store, "ns", count).value().count() == 7);
 }
 
-TEST_CASE("ListRuns in another order pages by offset; tokens of another list are refused") {
+TEST_CASE("ListRuns in another order pages by offset, tokens of another list are refused") {
   MemoryStore store;
   WriteRuns(store, 5);
   api::ListWorkflowExecutionsRequest request;

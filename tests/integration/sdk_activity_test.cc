@@ -378,7 +378,7 @@ TEST_CASE("A cancel request from the workflow reaches the activity through its h
   worker.Stop();
 }
 
-TEST_CASE("Stop cancels running activities promptly; another worker retries them") {
+TEST_CASE("Stop cancels running activities promptly, another worker retries them") {
   Env env;
   absl::Notification started;
   std::atomic<bool> saw_cancel{false};
@@ -449,7 +449,7 @@ TEST_CASE("The worker says when its queue has drained") {
   REQUIRE_FALSE(woke_idle.load());
 }
 
-TEST_CASE("An exclusive worker holds its queue; another is refused for good, naming it") {
+TEST_CASE("An exclusive worker holds its queue, another is refused for good, naming it") {
   Env env;
   auto echo = [](ActivityContext&, const api::Payloads& input) -> absl::StatusOr<api::Payloads> {
     return input;

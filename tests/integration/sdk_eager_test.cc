@@ -403,7 +403,7 @@ class SignalsWhileSpeculating final : public sdk::EagerWorkflowTaskRunner {
   sdk::Connection& connection_;
 };
 
-TEST_CASE("A task run ahead that the engine refuses is dropped; the run goes on from its history") {
+TEST_CASE("A task run ahead that the engine refuses is dropped, the run goes on from its history") {
   Fresh fresh;
   testutil::OrchestratorProcess& orchestrator = fresh.orchestrator;
   sdk::Client& client = *fresh.client;

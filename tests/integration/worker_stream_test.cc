@@ -447,7 +447,7 @@ TEST_CASE("A message of more completions than a stream may have in flight ends t
   CHECK(status.error_message().find("at most 1000 completions") != std::string::npos);
 }
 
-TEST_CASE("A queue holds a quarter of the streams; workers refused one poll instead") {
+TEST_CASE("A queue holds a quarter of the streams, workers refused one poll instead") {
   Fresh fresh;
   auto& orchestrator = fresh.orchestrator;
   auto& stub = orchestrator.connection().workflow_service();

@@ -230,7 +230,7 @@ TEST_CASE("past the connection limit a connection is accepted and closed", "[pro
   CHECK(Recv(d_server.fd, 1) == "d");
 }
 
-TEST_CASE("close stops listening and ends the port's connections; target 0 holds", "[proxy]") {
+TEST_CASE("close stops listening and ends the port's connections, target 0 holds", "[proxy]") {
   Backend backend;
   auto proxy = NewProxy();
   auto port = proxy->Listen(0, 0);  // Held, nothing to forward to yet.
