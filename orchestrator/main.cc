@@ -126,6 +126,15 @@ int main(int argc, char** argv) {
                  "writer (false: always the writer; see docs/fast-paths.md)")
       ->envname("KILN_QUIET_COMMITS_ON_CALLER")
       ->capture_default_str();
+  int hold_for_answer_us = 1000;
+  app.add_option("--hold-for-answer-us", hold_for_answer_us,
+                 "When commits are few, a start or an activity's answer whose workflow task goes "
+                 "out before its commit holds the commit up to this many microseconds for the "
+                 "task's answer, so that one fsync commits both (0: never; see "
+                 "docs/fast-paths.md)")
+      ->envname("KILN_HOLD_FOR_ANSWER_US")
+      ->check(CLI::Range(0, 100'000))
+      ->capture_default_str();
   app.add_option("--engine-threads", options.engine_threads,
                  "Threads running engine work (0: one per core); with --engine-fibers=0 each holds "
                  "one request through its synced commit (32 suit 2 cores)")
@@ -203,6 +212,7 @@ int main(int argc, char** argv) {
   if (token_command.parsed()) return token_command.Run(options, std::cout, std::cerr);
   if (migrate->parsed()) return Migrate(options.store);
   options.retention = absl::Seconds(retention_h * 3600);
+  options.hold_for_answer = absl::Microseconds(hold_for_answer_us);
   options.exclusive_lease = absl::Seconds(exclusive_lease_s);
   options.min_free_disk_bytes = min_free_disk_mb << 20;
   options.listener_probe_interval = absl::Seconds(listener_probe_s);

@@ -291,7 +291,8 @@ absl::StatusOr<HistoryEngine::ActivityAnswer> HistoryEngine::AnswerActivity(
       answer.next_task = *task;
     }
   }
-  RETURN_IF_ERROR(Commit(*handle, m));
+  // Nothing of the run is read after: the commit may be held for the next task's answer.
+  RETURN_IF_ERROR(Commit(*handle, m, nullptr, nullptr, /*may_hold=*/true));
   return answer;
 }
 

@@ -26,6 +26,10 @@ namespace {
 constexpr int kBusyScale = 1024;
 constexpr int kBusyWindow = 16;
 constexpr int kQuietBelow = kBusyScale / 4;
+// Commits are held for their workflow task's answer while fewer than half the holds lately
+// missed it (HistoryEngine::hold_misses_, on kBusyScale), else one in kHoldProbeEvery.
+constexpr int kHoldMissesBelow = kBusyScale / 2;
+constexpr uint32_t kHoldProbeEvery = 16;
 
 struct HistoryPagePosition {
   int64_t next = 0;
@@ -69,7 +73,11 @@ HistoryEngine::HistoryEngine(Store* store, Clock* clock, IdGenerator* ids, Engin
       options_(std::move(options)),
       task_tokens_(options_.task_token_key ? TaskTokenCodec(*options_.task_token_key)
                                            : TaskTokenCodec::WithRandomKey()),
-      cache_(options_.run_cache_capacity) {}
+      cache_(options_.run_cache_capacity) {
+  if (options_.hold_for_answer > absl::ZeroDuration()) {
+    holds_ = std::make_unique<AnswerHolds>(options_.registry);
+  }
+}
 
 std::string HistoryEngine::Namespace(const std::string& ns) const {
   return ns.empty() ? options_.default_namespace : ns;
@@ -179,8 +187,13 @@ absl::Status HistoryEngine::StartForWaitingPollers(Mutation& m,
   return absl::OkStatus();
 }
 
+bool HistoryEngine::HoldAllowed() {
+  if (hold_misses_.load(std::memory_order_relaxed) < kHoldMissesBelow) return true;
+  return hold_probes_.fetch_add(1, std::memory_order_relaxed) % kHoldProbeEvery == 0;
+}
+
 absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatch* extra,
-                                   Mutation* second_run) {
+                                   Mutation* second_run, bool may_hold) {
   std::vector<StartedInline> started;
   // Every reserved poller ends once, with its task or empty.
   auto release = [&] {
@@ -213,6 +226,16 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     release();
     return batch.status();
   }
+  // A commit of this run held for its workflow task's answer, this transition being the
+  // answer's (running on the holder's fiber, below): its batch goes first, in the same write.
+  HeldCommit* held = handle->held;
+  if (held != nullptr) {
+    handle->held = nullptr;
+    WriteBatch both = std::move(*held->batch);
+    both.Append(std::move(*batch));
+    *batch = std::move(both);
+    held->written = true;
+  }
   // Before the sync: a workflow task started here for a waiting poller goes out now, so the
   // worker's work and the hop to it overlap the commit's fsync. Safe for workflow tasks alone:
   // the task's only effect is its completion, a transition of this run, which waits for the
@@ -223,13 +246,21 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
   // the run's critical path. Under load the writer is busy and syncs for many; a task sent
   // early would come back while this commit still waits, and its completion would hold an
   // engine fiber parked on the run's lock (measured: fewer workflows/s at 64 callers, with
-  // only the first condition too).
-  const bool alone = commits_in_flight_.fetch_add(1, std::memory_order_relaxed) == 0;
-  const int busy = busy_commits_.load(std::memory_order_relaxed);
-  busy_commits_.store(busy + ((alone ? 0 : kBusyScale) - busy) / kBusyWindow,
-                      std::memory_order_relaxed);
-  const bool quiet = alone && busy < kQuietBelow;
-  absl::Cleanup committed = [this] { commits_in_flight_.fetch_sub(1, std::memory_order_relaxed); };
+  // only the first condition too). A held commit's answer counts as that commit (its holder
+  // counted it), and is as quiet as it.
+  bool quiet = false;
+  if (held != nullptr) {
+    quiet = held->quiet;
+  } else {
+    const bool alone = commits_in_flight_.fetch_add(1, std::memory_order_relaxed) == 0;
+    const int busy = busy_commits_.load(std::memory_order_relaxed);
+    busy_commits_.store(busy + ((alone ? 0 : kBusyScale) - busy) / kBusyWindow,
+                        std::memory_order_relaxed);
+    quiet = alone && busy < kQuietBelow;
+  }
+  absl::Cleanup committed = [this, counted = held == nullptr] {
+    if (counted) commits_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  };
   for (size_t i = 0; i < started_here; ++i) {
     // Every task started here gets its answer now, so that its poll need not take the run's
     // lock again to build it (no query is started at schedule: StartForWaitingPollers).
@@ -245,34 +276,23 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
   auto goes_early = [](const StartedInline& s) {
     return s.task.kind == keys::TaskKind::kWorkflow && s.task.answer != nullptr;
   };
-  const bool early_work =
-      options_.workflow_tasks_before_sync && quiet &&
-      std::any_of(started.begin(), started.begin() + static_cast<ptrdiff_t>(started_here),
-                  goes_early);
+  const auto early_task = std::find_if(
+      started.begin(), started.begin() + static_cast<ptrdiff_t>(started_here), goes_early);
+  const bool early_work = options_.workflow_tasks_before_sync && quiet &&
+                          early_task != started.begin() + static_cast<ptrdiff_t>(started_here);
   // Handed out once the batch is queued for its write (the hand-out's own work then overlaps
   // the sync as well, instead of delaying the write).
   auto hand_out_early = [&] {
     if (!early_work) return;
     for (size_t i = 0; i < started_here; ++i) {
       StartedInline& s = started[i];
-      if (!goes_early(s)) continue;
+      if (!goes_early(s) || s.handed_out) continue;
       s.handed_out = true;
       listener_->FulfilReservation(s.reservation, std::move(s.task));
     }
   };
-  // Quiet, with nothing to hand out while the fsync runs: this fiber would only wait for it,
-  // so its thread writes and syncs the batch itself, sparing the writer's wake-up and its own
-  // after the sync (two thread switches, ~35 us each on this VM). That blocks the thread for
-  // the write, which is why only when quiet: no other engine work is then waiting for it.
-  const bool on_caller = options_.quiet_commits_on_caller && quiet && !early_work;
-  absl::Status status;
-  {
-    // Only run locks (fiber::Mutex) are held here: the commit may park this fiber.
-    fiber::ParkScope park;
-    status = on_caller ? store_->CommitOnCaller(*batch)
-                       : store_->CommitOverlapped(*batch, hand_out_early);
-  }
-  if (!status.ok()) {
+  // A failed commit, this transition's or (held) its answer's, which carried this batch.
+  auto failed = [&](const absl::Status& status) {
     // The cached state may no longer match the store (an unknown outcome): reload next time.
     handle->state.reset();
     cache_.Forget(*handle);
@@ -293,34 +313,111 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
       }
     }
     return status;
-  }
-  std::string run_id = mutation.state().run_id();
-  const bool grew = !mutation.new_events().empty();
-  handle->state = std::move(mutation.state());
-  if (mutation.closed_now()) {
-    cache_.Forget(*handle);
-  } else {
-    cache_.Remember(*handle, std::move(mutation.committed_events()),
-                    handle->state->last_completed_workflow_task_started_event_id());
-  }
-  for (Mutation* m : {&mutation, second_run}) {
-    if (m == nullptr) continue;
-    for (QueuedTask& task : m->new_tasks()) {
-      if (task.started_request_id.empty()) listener_->TaskAdded(std::move(task));
+  };
+  const std::string run_id = mutation.state().run_id();
+  // The committed state and events become the cache's.
+  auto cache_committed = [&] {
+    handle->state = std::move(mutation.state());
+    if (mutation.closed_now()) {
+      cache_.Forget(*handle);
+    } else {
+      cache_.Remember(*handle, std::move(mutation.committed_events()),
+                      handle->state->last_completed_workflow_task_started_event_id());
     }
-    for (const NewTimer& timer : m->new_timers()) {
-      listener_->TimerAdded(timer.table, timer.key, timer.fire_time);
+  };
+  // What the commit tells matching, the timers and the run's watchers.
+  auto tell_listener = [&] {
+    for (Mutation* m : {&mutation, second_run}) {
+      if (m == nullptr) continue;
+      for (QueuedTask& task : m->new_tasks()) {
+        if (task.started_request_id.empty()) listener_->TaskAdded(std::move(task));
+      }
+      for (const NewTimer& timer : m->new_timers()) {
+        listener_->TimerAdded(timer.table, timer.key, timer.fire_time);
+      }
+      for (const std::string& key : m->removed_timers()) listener_->TimerRemoved(key);
     }
-    for (const std::string& key : m->removed_timers()) listener_->TimerRemoved(key);
+    for (StartedInline& s : started) {
+      if (!s.handed_out) listener_->FulfilReservation(s.reservation, std::move(s.task));
+    }
+    if (!mutation.new_events().empty()) {
+      listener_->RunChanged(run_id, mutation.closed_now(), mutation.close_event());
+    }
+    if (second_run != nullptr) {
+      listener_->RunChanged(second_run->state().run_id(), second_run->closed_now(),
+                            second_run->close_event());
+    }
+  };
+
+  // Held for the answer: a start or an activity's answer whose workflow task goes out early
+  // (quiet, so this fsync is on the run's path) waits, holding the run's lock, for the task's
+  // completion before writing anything. When it comes in time its transition runs here, on this
+  // fiber and this transition's state, and one synced write commits both: of a one-activity
+  // workflow's four commits in a row, two. Each is still all or nothing: a failed write fails
+  // both, answered to both callers. The wait is bounded (hold_for_answer); an answer that
+  // misses it waits for the run's lock as without the hold. Only where the caller reads nothing
+  // of the run after the commit (`may_hold`), since the state it would read is the answer's.
+  // While most holds miss (slow workflow code), only a few probe.
+  if (may_hold && held == nullptr && holds_ != nullptr && early_work && second_run == nullptr &&
+      HoldAllowed()) {
+    AnswerHolds::Holder holder;
+    // Open before the task goes out: its answer may come back before this fiber runs again.
+    const bool opened = holds_->Open(&holder, run_id, early_task->task.record.scheduled_event_id());
+    hand_out_early();  // before the write: nothing to overlap yet
+    AnswerHolds::Posted* posted =
+        opened ? holds_->Wait(&holder, absl::Now() + options_.hold_for_answer) : nullptr;
+    const int misses = hold_misses_.load(std::memory_order_relaxed);
+    hold_misses_.store(misses + ((posted == nullptr ? kBusyScale : 0) - misses) / kBusyWindow,
+                       std::memory_order_relaxed);
+    bool cached = false;
+    if (posted != nullptr) {
+      // The answer's transition starts from this one's state and events, as if committed; its
+      // commit makes them so, or (failed) empties the cache.
+      handle->state = mutation.state();
+      cache_.Remember(*handle, std::move(mutation.committed_events()),
+                      handle->state->last_completed_workflow_task_started_event_id());
+      cached = true;
+      HeldCommit hold{.batch = &*batch,
+                      .quiet = quiet,
+                      .committed = tell_listener,
+                      .written = false,
+                      .status = {}};
+      handle->held = &hold;
+      posted->Run(handle);
+      handle->held = nullptr;
+      holds_->Finish(posted);
+      if (hold.written) return hold.status.ok() ? absl::OkStatus() : failed(hold.status);
+      // The answer wrote nothing (refused before its commit): this commit goes alone.
+    }
+    absl::Status status;
+    {
+      fiber::ParkScope park;  // the task is out: nothing to do while the fsync runs
+      status = options_.quiet_commits_on_caller ? store_->CommitOnCaller(*batch)
+                                                : store_->CommitOverlapped(*batch, [] {});
+    }
+    if (!status.ok()) return failed(status);
+    if (!cached) cache_committed();
+    tell_listener();
+    return absl::OkStatus();
   }
-  for (StartedInline& s : started) {
-    if (!s.handed_out) listener_->FulfilReservation(s.reservation, std::move(s.task));
+
+  // Quiet, with nothing to hand out while the fsync runs: this fiber would only wait for it,
+  // so its thread writes and syncs the batch itself, sparing the writer's wake-up and its own
+  // after the sync (two thread switches, ~35 us each on this VM). That blocks the thread for
+  // the write, which is why only when quiet: no other engine work is then waiting for it.
+  const bool on_caller = options_.quiet_commits_on_caller && quiet && !early_work;
+  absl::Status status;
+  {
+    // Only run locks (fiber::Mutex) are held here: the commit may park this fiber.
+    fiber::ParkScope park;
+    status = on_caller ? store_->CommitOnCaller(*batch)
+                       : store_->CommitOverlapped(*batch, hand_out_early);
   }
-  if (grew) listener_->RunChanged(run_id, mutation.closed_now(), mutation.close_event());
-  if (second_run != nullptr) {
-    listener_->RunChanged(second_run->state().run_id(), second_run->closed_now(),
-                          second_run->close_event());
-  }
+  if (held != nullptr) held->status = status;
+  if (!status.ok()) return failed(status);
+  if (held != nullptr) held->committed();  // the held transition's effects come first
+  cache_committed();
+  tell_listener();
   return absl::OkStatus();
 }
 

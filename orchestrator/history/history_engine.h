@@ -19,6 +19,7 @@
 #include "common/ids.h"
 #include "kiln/api/v1/workflow_service.pb.h"
 #include "kiln/internal/v1/persistence.pb.h"
+#include "orchestrator/history/answer_holds.h"
 #include "orchestrator/history/engine_listener.h"
 #include "orchestrator/history/mutation.h"
 #include "orchestrator/history/run_cache.h"
@@ -48,6 +49,13 @@ struct EngineOptions {
   // engine thread running it writes and syncs the batch itself (Store::CommitOnCaller) rather
   // than waking the store's writer and being woken after; false: always through the writer.
   bool quiet_commits_on_caller = true;
+  // When a start or an activity's answer sends a workflow task out before its commit (above),
+  // the transition may hold its commit, and the run's lock, up to this long for the task's
+  // completion: the completion's transition then runs on the held state and one synced write
+  // commits both (HistoryEngine::Commit, "held for the answer"). Zero: never held.
+  absl::Duration hold_for_answer = absl::ZeroDuration();
+  // Where the engine's own metrics go (the holds'); null: nowhere.
+  prometheus::Registry* registry = nullptr;
 };
 
 // A history read: the page, or "wait" when the caller asked to wait for new events and there
@@ -68,6 +76,19 @@ std::string HistoryPageToken(int64_t next_event_id, int64_t transient_started_ev
 // WorkflowTaskStarted as they are written when it completes, and as its worker gets them after
 // the run's history. Empty unless the run's workflow task is transient and started.
 std::vector<api::HistoryEvent> TransientWorkflowTaskEvents(const internal::ExecutionState& state);
+
+// A commit held for its workflow task's answer while the answer's transition runs on the
+// holder's fiber (RunCache::Entry::held): that transition's commit writes `batch` first, in the
+// same synced write, runs `committed` (the holder's effects) once it landed, before its own, and
+// leaves the outcome in `status`.
+struct HeldCommit {
+  WriteBatch* batch;
+  // Whether commits were few when the holder began (its commit's way is then the quiet one).
+  bool quiet;
+  absl::FunctionRef<void()> committed;
+  bool written = false;  // a commit took `batch`; `status` is its outcome
+  absl::Status status;
+};
 
 class HistoryEngine {
  public:
@@ -120,6 +141,9 @@ class HistoryEngine {
   // Workers.
   absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> RespondWorkflowTaskCompleted(
       const api::RespondWorkflowTaskCompletedRequest& request);
+  // Commits held for their workflow task's answer that got it / did not (AnswerHolds).
+  int64_t holds_joined() const { return holds_ ? holds_->joined() : 0; }
+  int64_t holds_missed() const { return holds_ ? holds_->missed() : 0; }
   absl::Status RespondWorkflowTaskFailed(const api::RespondWorkflowTaskFailedRequest& request);
   absl::StatusOr<api::RecordActivityTaskHeartbeatResponse> RecordActivityTaskHeartbeat(
       const api::RecordActivityTaskHeartbeatRequest& request);
@@ -166,8 +190,13 @@ class HistoryEngine {
   // ("outcome unknown"), in the store but not yet durable, which a power cut would take back
   // after the client was told OK. One small synced write makes everything before it durable.
   absl::Status SyncBeforeAnswering();
+  // `may_hold`: the caller reads nothing of the run after the commit, so the commit may be held
+  // for its workflow task's answer (EngineOptions::hold_for_answer), which then commits too.
   absl::Status Commit(Handle& handle, Mutation& mutation, WriteBatch* extra = nullptr,
-                      Mutation* second_run = nullptr);
+                      Mutation* second_run = nullptr, bool may_hold = false);
+  // Whether a commit that could be held is: always while most holds got their answer, else
+  // one in kHoldProbeEvery (to notice when answers come fast again).
+  bool HoldAllowed();
   struct StartedInline {
     TaskReservation reservation;
     QueuedTask task;
@@ -180,6 +209,12 @@ class HistoryEngine {
   // over about the last kBusyWindow commits; updated without a lock, so approximate): a workflow
   // task goes out before its commit syncs only while this is low (see Commit).
   std::atomic<int> busy_commits_{0};
+  // Commits held for their workflow task's answer (null: EngineOptions::hold_for_answer zero),
+  // how often lately a hold's answer did not come in time (a moving average like
+  // busy_commits_), and a count for the probes while it is high.
+  std::unique_ptr<AnswerHolds> holds_;
+  std::atomic<int> hold_misses_{0};
+  std::atomic<uint32_t> hold_probes_{0};
   // The token, run and task fields of a workflow task's poll answer, from `state` as it is after
   // the task's start (no history).
   void FillWorkflowTask(const internal::ExecutionState& state,
@@ -211,6 +246,12 @@ class HistoryEngine {
 
   // Workflow task pieces (workflow_tasks.cc).
   absl::StatusOr<internal::TaskToken> CheckWorkflowToken(Handle& handle, const std::string& token);
+  // RespondWorkflowTaskCompleted's transition, on the run `handle` holds (its own lock, or a
+  // held commit's: Commit). `forced_task`: a task the completion started for its worker, for
+  // the caller to answer with once the run's lock is let go.
+  absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> CompleteOnRun(
+      Handle& handle, const api::RespondWorkflowTaskCompletedRequest& request,
+      std::optional<QueuedTask>* forced_task);
   absl::Status FailWorkflowTask(Handle& handle, const internal::ExecutionState& state,
                                 api::WorkflowTaskFailedCause cause, const std::string& message,
                                 const std::string& identity);

@@ -224,7 +224,9 @@ absl::StatusOr<api::StartWorkflowExecutionResponse> HistoryEngine::StartInternal
     }
     {
       auto handle = cache_.Acquire(run_id);
-      RETURN_IF_ERROR(Commit(*handle, m, &current_batch));
+      // Nothing of the run is read after: the commit may be held for the first task's answer.
+      RETURN_IF_ERROR(
+          Commit(*handle, m, &current_batch, nullptr, /*may_hold=*/eager == std::nullopt));
     }
     response.set_run_id(run_id);
     response.set_started(true);

@@ -20,6 +20,8 @@
 
 namespace kiln::orchestrator {
 
+struct HeldCommit;  // history_engine.h
+
 class RunCache {
  public:
   struct Entry {
@@ -33,6 +35,9 @@ class RunCache {
     std::vector<kiln::api::v1::HistoryEvent> recent ABSL_GUARDED_BY(mu);
     size_t recent_bytes ABSL_GUARDED_BY(mu) = 0;
     std::atomic<int64_t>* budget = nullptr;  // RunCache::recent_total_, given back on destruction
+    // The run's commit held for its workflow task's answer, while that answer's transition runs
+    // on the holder's fiber (HistoryEngine::Commit): its commit carries the held batch.
+    HeldCommit* held ABSL_GUARDED_BY(mu) = nullptr;
   };
 
   // Holds one run's lock for its lifetime.

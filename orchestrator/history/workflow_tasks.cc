@@ -260,10 +260,34 @@ absl::StatusOr<api::RespondWorkflowTaskCompletedResponse>
 HistoryEngine::RespondWorkflowTaskCompleted(
     const api::RespondWorkflowTaskCompletedRequest& request) {
   ASSIGN_OR_RETURN(internal::TaskToken token, task_tokens_.Decode(request.task_token()));
-  ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
-  RETURN_IF_ERROR(CheckWorkflowToken(*handle, request.task_token()).status());
+  absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> response =
+      absl::InternalError("the workflow task's completion did not run");
+  std::optional<QueuedTask> forced_task;
+  auto complete = [&](Handle& handle) { response = CompleteOnRun(handle, request, &forced_task); };
+  // The run's commit that sent this task out may be held for this answer (Commit): then this
+  // transition runs on the holder's fiber, which holds the run's lock.
+  if (holds_ == nullptr || !holds_->Post(token.run_id(), token.scheduled_event_id(), complete)) {
+    ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
+    complete(*handle);
+  }
+  if (response.ok() && forced_task.has_value()) {
+    // The run's lock is not held here (RecordWorkflowTaskStarted locks the run itself). Answered
+    // as a retry of the start just recorded: no new transition. A sticky worker keeps the run,
+    // so it gets the events after the task it completed.
+    ASSIGN_OR_RETURN(*response->mutable_workflow_task(),
+                     RecordWorkflowTaskStarted(*forced_task, WorkerIdentity(request),
+                                               forced_task->started_request_id,
+                                               !request.sticky_worker().empty()));
+  }
+  return response;
+}
+
+absl::StatusOr<api::RespondWorkflowTaskCompletedResponse> HistoryEngine::CompleteOnRun(
+    Handle& handle, const api::RespondWorkflowTaskCompletedRequest& request,
+    std::optional<QueuedTask>* forced_task) {
+  RETURN_IF_ERROR(CheckWorkflowToken(handle, request.task_token()).status());
   // The cached state stays as it is until Commit replaces it: no copy needed.
-  const internal::ExecutionState& state = *(*handle)->state;
+  const internal::ExecutionState& state = *handle->state;
 
   bool closes = false;
   for (const auto& command : request.commands()) {
@@ -282,7 +306,7 @@ HistoryEngine::RespondWorkflowTaskCompleted(
     // The workflow decided to close without having seen events that arrived meanwhile: it
     // must see them first.
     RETURN_IF_ERROR(
-        FailWorkflowTask(*handle, state, api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+        FailWorkflowTask(handle, state, api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
                          "new events arrived while the workflow task ran", request.identity()));
     api::RespondWorkflowTaskCompletedResponse refused;
     refused.set_rejected_cause(api::WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND);
@@ -293,25 +317,15 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   api::WorkflowTaskFailedCause cause = api::WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED;
   bool bad_command = false;
   api::RespondWorkflowTaskCompletedResponse response;
-  std::optional<QueuedTask> forced_task;
-  absl::Status completed = CompleteWorkflowTask(*handle, m, request, &bad_command, &cause,
-                                                &response, nullptr, &forced_task);
+  absl::Status completed = CompleteWorkflowTask(handle, m, request, &bad_command, &cause, &response,
+                                                nullptr, forced_task);
   if (bad_command) {
     // A bad command fails the task (recorded) and the worker hears why. Nothing was committed:
     // `state` is still the run's.
-    RETURN_IF_ERROR(FailWorkflowTask(*handle, state, cause, std::string(completed.message()),
+    RETURN_IF_ERROR(FailWorkflowTask(handle, state, cause, std::string(completed.message()),
                                      request.identity()));
   }
   RETURN_IF_ERROR(completed);
-  if (forced_task.has_value()) {
-    handle.reset();  // RecordWorkflowTaskStarted locks the run itself.
-    // Answered as a retry of the start just recorded: no new transition. A sticky worker keeps
-    // the run, so it gets the events after the task it completed.
-    ASSIGN_OR_RETURN(*response.mutable_workflow_task(),
-                     RecordWorkflowTaskStarted(*forced_task, WorkerIdentity(request),
-                                               forced_task->started_request_id,
-                                               !request.sticky_worker().empty()));
-  }
   return response;
 }
 

@@ -161,7 +161,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
           EngineOptions{.retention = options.retention,
                         .task_token_key = local_auth.key,
                         .workflow_tasks_before_sync = options.workflow_tasks_before_sync,
-                        .quiet_commits_on_caller = options.quiet_commits_on_caller}));
+                        .quiet_commits_on_caller = options.quiet_commits_on_caller,
+                        .hold_for_answer = options.hold_for_answer,
+                        .registry = server->registry_.get()}));
   HistoryEngine* engine = server->engine_.get();
   server->timers_ = std::make_unique<TimerQueue>(
       server->store_.get(), &server->clock_, server->executor_.get(),

@@ -67,6 +67,8 @@ struct ServerOptions {
   bool workflow_tasks_before_sync = true;
   // EngineOptions::quiet_commits_on_caller.
   bool quiet_commits_on_caller = true;
+  // EngineOptions::hold_for_answer (zero: never held).
+  absl::Duration hold_for_answer = absl::Microseconds(1000);
   // The key that verifies callers' tokens (common/auth/token.h); empty: <data_dir>/auth.key.
   // Created (mode 0600) when missing, with the local admin credential <data_dir>/admin.token.
   std::string auth_key_file;
