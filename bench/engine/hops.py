@@ -16,9 +16,9 @@ task after its commit's sync (`--orchestrator-arg=--workflow-tasks-before-sync=f
 workflow tasks sent while the commit syncs (the default), where the start's and the activity's
 fsyncs run beside the workflow worker's round trip and the wait for them shows as the next
 completion's "o.exec -> o.commit.w". A second table gives, from the start's handler, when each
-of the path's four commits was queued, written and synced, and when the completion that led to
-it was read and began to run: where a workflow task's round trip overlaps its commit's fsync,
-it shows which of the two ended last.
+of the path's commits (four, or two when held for their workflow task's answer) was queued,
+written and synced, and when the completion that led to it was read and began to run: where a
+workflow task's round trip overlaps its commit's fsync, it shows which of the two ended last.
 """
 import glob
 import statistics
@@ -107,6 +107,13 @@ def main(prefix):
                                key=lambda t: len(t[2]))
     if not followed:
         sys.exit('no workflow had every point: was the run traced, decoupled, scenario (a)?')
+    # Held for the answer (the default, when commits are few): the same points, but the start
+    # and the first task's answer commit in one write, the activity's and the last task's in
+    # another.
+    commits = statistics.median(sum(1 for _, r, t in w if (r, t) == ('O', 'o.commit.w'))
+                                for w in workflows)
+    if path is WHILE_SYNCING and commits == 2:
+        name = 'commits held for their workflow task\'s answer'
     totals = [(t[-1] - t[0]) / 1000 for t in followed]
     print(f'{len(followed)} of {len(workflows)} workflows followed the path "{name}"; '
           f'caller start to result: median {statistics.median(totals):.0f} us\n')
@@ -124,33 +131,39 @@ def chain(workflows):
     """When each of the path's four commits is queued, written and synced, and when the
     completions that follow them arrive, from the start's handler (o.start.rpc): which of an
     overlapped fsync and its workflow task's round trip ended last."""
-    steps = ['start', 'first workflow task', 'activity', 'second workflow task']
+    # Each commit: its name, and which completion (an index into o.read) led to it.
+    four = [('start', None), ('first workflow task', 0), ('activity', 1),
+            ('second workflow task', 2)]
+    # Held for the answer: the completion that joined the held commit.
+    two = [('start + first workflow task', 0), ('activity + second workflow task', 2)]
     rows = {}
     for w in workflows:
         o = {}
         for t, r, g in w:
             if r == 'O':
                 o.setdefault(g, []).append(t)
-        if not o.get('o.start.rpc') or any(
-                len(o.get(g, [])) != n for g, n in (('o.commit.q', 4), ('o.commit.w', 4),
-                                                    ('o.commit.synced', 4), ('o.read', 3),
-                                                    ('o.exec', 3))):
+        n = len(o.get('o.commit.w', []))
+        steps = four if n == 4 else two
+        if not o.get('o.start.rpc') or n not in (2, 4) or any(
+                len(o.get(g, [])) != c for g, c in (('o.commit.q', n), ('o.commit.synced', n),
+                                                    ('o.read', 3), ('o.exec', 3))):
             continue
         t0 = o['o.start.rpc'][0]
-        for k, step in enumerate(steps):
+        for k, (step, completion) in enumerate(steps):
             points = [('queued', o['o.commit.q'][k]), ('written', o['o.commit.w'][k]),
                       ('synced', o['o.commit.synced'][k])]
-            if k > 0:
-                points = [('read', o['o.read'][k - 1]), ('run', o['o.exec'][k - 1])] + points
+            if completion is not None:
+                points = [('read', o['o.read'][completion]),
+                          ('run', o['o.exec'][completion])] + points
             for name, t in points:
                 rows.setdefault((k, step, name), []).append((t - t0) / 1000)
     if not rows:
         return
-    n = len(next(iter(rows.values())))
+    n = max(len(v) for v in rows.values())
     print(f'\nThe commits on the path, from the start\'s handler ({n} workflows; median us):\n')
     print('| transition | its completion read | run | batch queued | written | synced |')
     print('| --- | --- | --- | --- | --- | --- |')
-    for k, step in enumerate(steps):
+    for k, step in sorted({(k, step) for k, step, _ in rows}):
         cells = [f'{statistics.median(rows[(k, step, p)]):.0f}' if (k, step, p) in rows else ''
                  for p in ('read', 'run', 'queued', 'written', 'synced')]
         print(f'| {step} | ' + ' | '.join(cells) + ' |')
