@@ -25,65 +25,80 @@ AnswerHolds::~AnswerHolds() {
   deadline_thread_.join();
 }
 
-bool AnswerHolds::Open(Holder* holder, const std::string& run_id, int64_t scheduled_event_id) {
-  holder->run_id = run_id;
-  holder->scheduled_event_id = scheduled_event_id;
+bool AnswerHolds::Open(Holder* holder, const std::string& run_id, int64_t scheduled_event_id,
+                       RunCache::Handle* handle) {
+  holder->run_id_ = run_id;
+  holder->scheduled_event_id_ = scheduled_event_id;
+  holder->handle_ = handle;
   absl::MutexLock lock(&mu_);
   return !stopping_ && holders_.emplace(run_id, holder).second;
 }
 
-AnswerHolds::Posted* AnswerHolds::Wait(Holder* holder, absl::Time deadline) {
+bool AnswerHolds::Wait(Holder* holder, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
-  if (!holder->ended) {
-    holder->at = deadlines_.emplace(deadline, holder);
-    holder->has_deadline = true;
-    if (holder->at == deadlines_.begin()) deadlines_changed_.Signal();
-    fiber::ParkScope park;  // the caller holds fiber::Mutexes only (the run's lock)
-    holder->woken.Wait(&mu_);
+  holder->waiting_ = true;
+  if (holder->taker_ != nullptr) holder->taker_->Notify();
+  if (!holder->ended_) {
+    holder->at_ = deadlines_.emplace(deadline, holder);
+    holder->has_deadline_ = true;
+    if (holder->at_ == deadlines_.begin()) deadlines_changed_.Signal();
   }
-  holders_.erase(holder->run_id);
-  const bool joined = holder->posted != nullptr;
+  {
+    // Woken at the deadline, or once the answer that took the run has given it back. The
+    // caller holds fiber::Mutexes only (the run's lock).
+    fiber::ParkScope park;
+    holder->woken_.Wait(&mu_);
+  }
+  // Taken, Take erased it already.
+  if (!holder->taken_) holders_.erase(holder->run_id_);
+  const bool joined = holder->taken_;
   (joined ? joined_ : missed_).fetch_add(1, std::memory_order_relaxed);
-  if (prometheus::Counter* counter = joined ? joined_counter_ : missed_counter_)
+  if (prometheus::Counter* counter = joined ? joined_counter_ : missed_counter_) {
     counter->Increment();
-  return holder->posted;
+  }
+  return joined;
 }
 
-void AnswerHolds::End(Holder* holder, Posted* posted) {
-  if (holder->has_deadline) deadlines_.erase(holder->at);
-  holder->has_deadline = false;
-  holder->ended = true;
-  holder->posted = posted;
-  holder->woken.Notify();
-}
-
-void AnswerHolds::Finish(Posted* posted) {
-  absl::MutexLock lock(&mu_);
-  posted->ran_.Notify();
-}
-
-bool AnswerHolds::Post(const std::string& run_id, int64_t scheduled_event_id,
-                       absl::FunctionRef<void(RunCache::Handle&)> body) {
-  Posted posted(body);
+AnswerHolds::Holder* AnswerHolds::Take(const std::string& run_id, int64_t scheduled_event_id) {
   absl::MutexLock lock(&mu_);
   auto it = holders_.find(run_id);
-  if (it == holders_.end() || it->second->ended ||
-      it->second->scheduled_event_id != scheduled_event_id) {
-    return false;
+  if (it == holders_.end()) return nullptr;
+  Holder* holder = it->second;
+  if (holder->ended_ || holder->scheduled_event_id_ != scheduled_event_id) return nullptr;
+  if (holder->has_deadline_) deadlines_.erase(holder->at_);
+  holder->has_deadline_ = false;
+  holder->ended_ = true;
+  holder->taken_ = true;
+  holders_.erase(it);
+  if (!holder->waiting_) {
+    // Its task went out a moment ago and the holder is not done with the run yet.
+    fiber::Waiter ready;
+    holder->taker_ = &ready;
+    fiber::ParkScope park;  // the engine is entered holding no absl::Mutex
+    ready.Wait(&mu_);
   }
-  End(it->second, &posted);
-  fiber::ParkScope park;  // the engine is entered holding no absl::Mutex
-  posted.ran_.Wait(&mu_);
-  return true;
+  return holder;
+}
+
+void AnswerHolds::Return(Holder* holder) {
+  absl::MutexLock lock(&mu_);
+  holder->woken_.Notify();
+}
+
+void AnswerHolds::EndDeadline(Holder* holder) {
+  deadlines_.erase(holder->at_);
+  holder->has_deadline_ = false;
+  holder->ended_ = true;
+  holder->woken_.Notify();
 }
 
 void AnswerHolds::Deadlines() {
   absl::MutexLock lock(&mu_);
   for (;;) {
-    // Stopping: every hold ends now (none may start).
+    // Stopping: every hold waiting for its deadline ends now (none may start).
     const absl::Time now = stopping_ ? absl::InfiniteFuture() : absl::Now();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-      End(deadlines_.begin()->second, nullptr);
+      EndDeadline(deadlines_.begin()->second);
     }
     if (stopping_) return;
     if (deadlines_.empty()) {

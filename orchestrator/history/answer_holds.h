@@ -1,9 +1,10 @@
 // Commits held for a workflow task's answer (HistoryEngine::Commit, "held for the answer";
 // docs/fast-paths.md). A quiet transition that sends a workflow task out before its commit may
 // hold that commit, with the run's lock, for a short while: when the task's completion arrives
-// meanwhile, its transition runs on the holder's fiber, on the holder's state, and one synced
-// write commits both. This is the rendezvous: the holder waits here for the completion or its
-// deadline; the completion finds its holder here, hands over its work and waits until it ran.
+// meanwhile, its transition runs at once on the holder's run (the holder, parked, lends it its
+// lock and its state), and one synced write commits both. This is the rendezvous: the holder
+// waits here for the completion or its deadline; the completion takes the holder's run here and
+// gives it back when done.
 #pragma once
 
 #include <atomic>
@@ -14,7 +15,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/fiber.h"
@@ -26,18 +26,6 @@ namespace kiln::orchestrator {
 
 class AnswerHolds {
  public:
-  // An answer handed to its holder: the holder calls Run once, with the run's handle.
-  class Posted {
-   public:
-    void Run(RunCache::Handle& handle) { body_(handle); }
-
-   private:
-    friend class AnswerHolds;
-    explicit Posted(absl::FunctionRef<void(RunCache::Handle&)> body) : body_(body) {}
-    absl::FunctionRef<void(RunCache::Handle&)> body_;
-    fiber::Waiter ran_;  // notified by Finish
-  };
-
   // `registry` (optional): kiln_engine_commit_holds_total{outcome="joined"|"missed"}.
   explicit AnswerHolds(prometheus::Registry* registry = nullptr);
   // Ends the holds still waiting (as at their deadline) and stops the deadline thread.
@@ -45,41 +33,49 @@ class AnswerHolds {
   AnswerHolds(const AnswerHolds&) = delete;
   AnswerHolds& operator=(const AnswerHolds&) = delete;
 
-  // One holder's wait (on its stack), between Open and Wait.
+  // One holder's wait (on its stack), from Open to the end of Wait.
   class Holder {
+   public:
+    // The held run, locked by the holder: for the answer that took it, until it calls Return.
+    RunCache::Handle& handle() const { return *handle_; }
+
    private:
     friend class AnswerHolds;
-    std::string run_id;
-    int64_t scheduled_event_id = 0;
-    std::multimap<absl::Time, Holder*>::iterator at;  // in deadlines_ while waiting for it
-    bool has_deadline = false;
-    Posted* posted = nullptr;
-    bool ended = false;
-    fiber::Waiter woken;
+    std::string run_id_;
+    int64_t scheduled_event_id_ = 0;
+    RunCache::Handle* handle_ = nullptr;
+    std::multimap<absl::Time, Holder*>::iterator at_;  // in deadlines_ while has_deadline_
+    bool has_deadline_ = false;
+    bool ended_ = false;  // by its deadline, or taken by its answer
+    bool taken_ = false;
+    bool waiting_ = false;            // in Wait: done with the run until woken
+    fiber::Waiter* taker_ = nullptr;  // an answer that took the run before Wait, waiting for it
+    fiber::Waiter woken_;             // at the deadline, or when the answer gives the run back
   };
-  // The holder, before its task goes out (its answer may come back at once): from now on the
-  // completion of run `run_id`'s workflow task scheduled at `scheduled_event_id` is posted to
-  // `holder`. False (no hold) when the run has a holder already, which its lock prevents.
-  bool Open(Holder* holder, const std::string& run_id, int64_t scheduled_event_id);
-  // Then waits until the completion is posted (returns it: call Run, then Finish) or `deadline`
-  // passes (returns null; the completion, when it comes, waits for the run's lock as any other).
-  // Parks the calling fiber (inside a fiber::ParkScope), else blocks the thread.
-  Posted* Wait(Holder* holder, absl::Time deadline);
-  // The holder, after Run: wakes the poster.
-  void Finish(Posted* posted);
 
-  // The completion: when a holder waits for it, hands `body` over, waits until the holder ran
-  // it and returns true; false (nothing done) when none waits.
-  bool Post(const std::string& run_id, int64_t scheduled_event_id,
-            absl::FunctionRef<void(RunCache::Handle&)> body);
+  // The holder, its run's state and HeldCommit in place, before its task goes out (the answer
+  // may come back at once): from now on the completion of run `run_id`'s workflow task
+  // scheduled at `scheduled_event_id` may take `handle`. False (no hold) when the run has a
+  // holder already, which its lock prevents.
+  bool Open(Holder* holder, const std::string& run_id, int64_t scheduled_event_id,
+            RunCache::Handle* handle);
+  // Then waits until its answer took the run and gave it back (true), or `deadline` passed
+  // first (false; the completion, when it comes, waits for the run's lock as any other). Parks
+  // the calling fiber (inside a fiber::ParkScope), else blocks the thread.
+  bool Wait(Holder* holder, absl::Time deadline);
+
+  // The completion: the holder waiting for it, if any, whose run (holder->handle()) it then
+  // runs on as if it held the lock, and gives back with Return. Null when none waits. Waits
+  // (parks) until the holder is in Wait (done with its own work on the run).
+  Holder* Take(const std::string& run_id, int64_t scheduled_event_id);
+  void Return(Holder* holder);
 
   // Holds ended by their answer / by their deadline, since the start.
   int64_t joined() const { return joined_.load(std::memory_order_relaxed); }
   int64_t missed() const { return missed_.load(std::memory_order_relaxed); }
 
  private:
-  // Ends `holder`'s wait, with `posted` or (null) at its deadline.
-  void End(Holder* holder, Posted* posted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EndDeadline(Holder* holder) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deadlines();
 
   absl::Mutex mu_;

@@ -227,7 +227,8 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     return batch.status();
   }
   // A commit of this run held for its workflow task's answer, this transition being the
-  // answer's (running on the holder's fiber, below): its batch goes first, in the same write.
+  // answer's (running on the run the holder lends it, below): its batch goes first, in the
+  // same write.
   HeldCommit* held = handle->held;
   if (held != nullptr) {
     handle->held = nullptr;
@@ -351,8 +352,9 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
 
   // Held for the answer: a start or an activity's answer whose workflow task goes out early
   // (quiet, so this fsync is on the run's path) waits, holding the run's lock, for the task's
-  // completion before writing anything. When it comes in time its transition runs here, on this
-  // fiber and this transition's state, and one synced write commits both: of a one-activity
+  // completion before writing anything. When it comes in time its transition runs at once, on its
+  // own fiber, on this run (this fiber, parked, lends it the lock) and this transition's state,
+  // and one synced write commits both: of a one-activity
   // workflow's four commits in a row, two. Each is still all or nothing: a failed write fails
   // both, answered to both callers. The wait is bounded (hold_for_answer); an answer that
   // misses it waits for the run's lock as without the hold. Only where the caller reads nothing
@@ -360,35 +362,31 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
   // While most holds miss (slow workflow code), only a few probe.
   if (may_hold && held == nullptr && holds_ != nullptr && early_work && second_run == nullptr &&
       HoldAllowed()) {
+    // The answer's transition starts from this one's state and events, as if committed (its
+    // commit makes them so, or, failed, empties the cache), and carries this batch: in place
+    // before the task goes out, since the answer may come back at once.
+    handle->state = mutation.state();
+    cache_.Remember(*handle, std::move(mutation.committed_events()),
+                    handle->state->last_completed_workflow_task_started_event_id());
+    HeldCommit hold{.batch = &*batch,
+                    .quiet = quiet,
+                    .committed = tell_listener,
+                    .written = false,
+                    .status = {}};
+    handle->held = &hold;
     AnswerHolds::Holder holder;
-    // Open before the task goes out: its answer may come back before this fiber runs again.
-    const bool opened = holds_->Open(&holder, run_id, early_task->task.record.scheduled_event_id());
+    const bool opened =
+        holds_->Open(&holder, run_id, early_task->task.record.scheduled_event_id(), &handle);
     hand_out_early();  // before the write: nothing to overlap yet
-    AnswerHolds::Posted* posted =
-        opened ? holds_->Wait(&holder, absl::Now() + options_.hold_for_answer) : nullptr;
+    // The answer, when it comes in time, runs on its own fiber on this run (this fiber parked,
+    // lending it the lock), and this wakes when it is done.
+    const bool joined = opened && holds_->Wait(&holder, absl::Now() + options_.hold_for_answer);
     const int misses = hold_misses_.load(std::memory_order_relaxed);
-    hold_misses_.store(misses + ((posted == nullptr ? kBusyScale : 0) - misses) / kBusyWindow,
+    hold_misses_.store(misses + ((joined ? 0 : kBusyScale) - misses) / kBusyWindow,
                        std::memory_order_relaxed);
-    bool cached = false;
-    if (posted != nullptr) {
-      // The answer's transition starts from this one's state and events, as if committed; its
-      // commit makes them so, or (failed) empties the cache.
-      handle->state = mutation.state();
-      cache_.Remember(*handle, std::move(mutation.committed_events()),
-                      handle->state->last_completed_workflow_task_started_event_id());
-      cached = true;
-      HeldCommit hold{.batch = &*batch,
-                      .quiet = quiet,
-                      .committed = tell_listener,
-                      .written = false,
-                      .status = {}};
-      handle->held = &hold;
-      posted->Run(handle);
-      handle->held = nullptr;
-      holds_->Finish(posted);
-      if (hold.written) return hold.status.ok() ? absl::OkStatus() : failed(hold.status);
-      // The answer wrote nothing (refused before its commit): this commit goes alone.
-    }
+    handle->held = nullptr;
+    if (hold.written) return hold.status.ok() ? absl::OkStatus() : failed(hold.status);
+    // No answer in time, or one refused before its commit: this commit goes alone.
     absl::Status status;
     {
       fiber::ParkScope park;  // the task is out: nothing to do while the fsync runs
@@ -396,7 +394,6 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
                                                 : store_->CommitOverlapped(*batch, [] {});
     }
     if (!status.ok()) return failed(status);
-    if (!cached) cache_committed();
     tell_listener();
     return absl::OkStatus();
   }

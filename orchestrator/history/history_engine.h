@@ -78,7 +78,8 @@ std::string HistoryPageToken(int64_t next_event_id, int64_t transient_started_ev
 std::vector<api::HistoryEvent> TransientWorkflowTaskEvents(const internal::ExecutionState& state);
 
 // A commit held for its workflow task's answer while the answer's transition runs on the
-// holder's fiber (RunCache::Entry::held): that transition's commit writes `batch` first, in the
+// holder's run, its lock lent by the parked holder (RunCache::Entry::held): that transition's
+// commit writes `batch` first, in the
 // same synced write, runs `committed` (the holder's effects) once it landed, before its own, and
 // leaves the outcome in `status`.
 struct HeldCommit {

@@ -36,7 +36,8 @@ class RunCache {
     size_t recent_bytes ABSL_GUARDED_BY(mu) = 0;
     std::atomic<int64_t>* budget = nullptr;  // RunCache::recent_total_, given back on destruction
     // The run's commit held for its workflow task's answer, while that answer's transition runs
-    // on the holder's fiber (HistoryEngine::Commit): its commit carries the held batch.
+    // on the run, its lock lent by the parked holder (HistoryEngine::Commit): its commit carries
+    // the held batch.
     HeldCommit* held ABSL_GUARDED_BY(mu) = nullptr;
   };
 

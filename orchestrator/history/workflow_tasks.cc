@@ -265,8 +265,14 @@ HistoryEngine::RespondWorkflowTaskCompleted(
   std::optional<QueuedTask> forced_task;
   auto complete = [&](Handle& handle) { response = CompleteOnRun(handle, request, &forced_task); };
   // The run's commit that sent this task out may be held for this answer (Commit): then this
-  // transition runs on the holder's fiber, which holds the run's lock.
-  if (holds_ == nullptr || !holds_->Post(token.run_id(), token.scheduled_event_id(), complete)) {
+  // transition runs on the holder's run, whose lock the holder lends it, and its commit carries
+  // the holder's batch.
+  AnswerHolds::Holder* holder =
+      holds_ == nullptr ? nullptr : holds_->Take(token.run_id(), token.scheduled_event_id());
+  if (holder != nullptr) {
+    complete(holder->handle());
+    holds_->Return(holder);
+  } else {
     ASSIGN_OR_RETURN(auto handle, LoadRun(token.run_id()));
     complete(*handle);
   }
