@@ -292,6 +292,17 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
       listener_->FulfilReservation(s.reservation, std::move(s.task));
     }
   };
+  // The tasks that wait in the backlog (not started here) and the timers `m` adds, told to
+  // matching and the timer queue.
+  auto offer_new = [&](Mutation* m) {
+    if (m == nullptr) return;
+    for (QueuedTask& task : m->new_tasks()) {
+      if (task.started_request_id.empty()) listener_->TaskAdded(std::move(task));
+    }
+    for (const NewTimer& timer : m->new_timers()) {
+      listener_->TimerAdded(timer.table, timer.key, timer.fire_time);
+    }
+  };
   // A failed commit, this transition's or (held) its answer's, which carried this batch.
   auto failed = [&](const absl::Status& status) {
     // The cached state may no longer match the store (an unknown outcome): reload next time.
@@ -303,15 +314,8 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
       // have landed, its tasks in the backlog, and nothing else would hand them out. Offered
       // anyway: whoever takes one checks it against the store (a task whose event is not there
       // is dropped as stale, a timer whose key is not there does nothing).
-      for (Mutation* m : {&mutation, second_run}) {
-        if (m == nullptr) continue;
-        for (QueuedTask& task : m->new_tasks()) {
-          if (task.started_request_id.empty()) listener_->TaskAdded(std::move(task));
-        }
-        for (const NewTimer& timer : m->new_timers()) {
-          listener_->TimerAdded(timer.table, timer.key, timer.fire_time);
-        }
-      }
+      offer_new(&mutation);
+      offer_new(second_run);
     }
     return status;
   };
@@ -330,12 +334,7 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
   auto tell_listener = [&] {
     for (Mutation* m : {&mutation, second_run}) {
       if (m == nullptr) continue;
-      for (QueuedTask& task : m->new_tasks()) {
-        if (task.started_request_id.empty()) listener_->TaskAdded(std::move(task));
-      }
-      for (const NewTimer& timer : m->new_timers()) {
-        listener_->TimerAdded(timer.table, timer.key, timer.fire_time);
-      }
+      offer_new(m);
       for (const std::string& key : m->removed_timers()) listener_->TimerRemoved(key);
     }
     for (StartedInline& s : started) {
