@@ -62,6 +62,13 @@ int64_t ServerCalls::in_flight() const {
   return in_flight_;
 }
 
+int64_t ServerCalls::AwaitInFlightAtMost(int64_t calls, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto at_most = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return in_flight_ <= calls; };
+  mu_.AwaitWithTimeout(absl::Condition(&at_most), timeout);
+  return in_flight_;
+}
+
 void ServerCalls::Shutdown(grpc::Server& server, absl::Duration grace) {
   const absl::Time deadline = absl::Now() + grace;
   // GOAWAY to every client and no new calls; the tag is published once the server is down.

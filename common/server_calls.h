@@ -34,6 +34,10 @@ class ServerCalls {
   void Shutdown(grpc::Server& server, absl::Duration grace);
 
   int64_t in_flight() const;
+  // Waits until at most `calls` are in flight, up to `timeout`; returns how many are. (A call's
+  // end is counted once the server is done with it, which may be after its client has its
+  // answer.)
+  int64_t AwaitInFlightAtMost(int64_t calls, absl::Duration timeout) const;
 
   // Called by the interceptor at a call's start and end.
   void Begin();
