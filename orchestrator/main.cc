@@ -127,11 +127,12 @@ int main(int argc, char** argv) {
       ->envname("KILN_QUIET_COMMITS_ON_CALLER")
       ->capture_default_str();
   int hold_for_answer_us = 1000;
-  app.add_option("--hold-for-answer-us", hold_for_answer_us,
-                 "When commits are few, a start or an activity's answer whose workflow task goes "
-                 "out before its commit holds the commit up to this many microseconds for the "
-                 "task's answer, so that one fsync commits both (0: never; see "
-                 "docs/fast-paths.md)")
+  app.add_option(
+         "--hold-for-answer-us", hold_for_answer_us,
+         "When commits are few, a start, an activity's answer or a timer whose workflow task goes "
+         "out before its commit holds the commit up to this many microseconds for the "
+         "task's answer, so that one fsync commits both (0: never; see "
+         "docs/fast-paths.md)")
       ->envname("KILN_HOLD_FOR_ANSWER_US")
       ->check(CLI::Range(0, 100'000))
       ->capture_default_str();

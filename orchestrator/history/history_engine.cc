@@ -349,8 +349,8 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
     }
   };
 
-  // Held for the answer: a start or an activity's answer whose workflow task goes out early
-  // (quiet, so this fsync is on the run's path) waits, holding the run's lock, for the task's
+  // Held for the answer: a start, an activity's answer or a timer whose workflow task goes out
+  // early (quiet, so this fsync is on the run's path) waits, holding the run's lock, for the task's
   // completion before writing anything. When it comes in time its transition runs at once, on its
   // own fiber, on this run (this fiber, parked, lends it the lock) and this transition's state,
   // and one synced write commits both: of a one-activity

@@ -49,7 +49,7 @@ struct EngineOptions {
   // engine thread running it writes and syncs the batch itself (Store::CommitOnCaller) rather
   // than waking the store's writer and being woken after; false: always through the writer.
   bool quiet_commits_on_caller = true;
-  // When a start or an activity's answer sends a workflow task out before its commit (above),
+  // When a start, an activity's answer or a timer sends a workflow task out before its commit,
   // the transition may hold its commit, and the run's lock, up to this long for the task's
   // completion: the completion's transition then runs on the held state and one synced write
   // commits both (HistoryEngine::Commit, "held for the answer"). Zero: never held.

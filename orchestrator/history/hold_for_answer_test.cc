@@ -1,6 +1,7 @@
 // A commit held for its workflow task's answer (EngineOptions::hold_for_answer): when the
 // answer comes in time, one write commits both transitions; when it does not, the commit goes
 // alone and the answer after it; a failed write fails both.
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <string>
@@ -54,7 +55,10 @@ class AnsweringWorker final : public EngineListener {
   ~AnsweringWorker() override { Join(); }
 
   void TaskAdded(QueuedTask task) override {}
-  void TimerAdded(Table, const std::string&, absl::Time) override {}
+  void TimerAdded(Table table, const std::string& key, absl::Time) override {
+    absl::MutexLock lock(&mu_);
+    if (table == Table::kTimers) timers_.push_back(key);
+  }
   void RunChanged(const std::string&, bool, const api::HistoryEvent*) override {}
   std::optional<TaskReservation> ReservePoller(const QueuedTask& task) override {
     return TaskReservation{.poll_id = ++next_poll_,
@@ -87,6 +91,10 @@ class AnsweringWorker final : public EngineListener {
     absl::MutexLock lock(&mu_);
     return handed.at(i);
   }
+  std::vector<std::string> Timers() {
+    absl::MutexLock lock(&mu_);
+    return timers_;
+  }
   QueuedTask LastHanded() {
     absl::MutexLock lock(&mu_);
     return handed.back();
@@ -100,6 +108,7 @@ class AnsweringWorker final : public EngineListener {
   Log* log_;
   std::vector<QueuedTask> handed ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> timers_ ABSL_GUARDED_BY(mu_);  // keys, as added
   uint64_t next_poll_ = 0;
 };
 
@@ -218,6 +227,43 @@ TEST_CASE("A commit held for its workflow task's answer commits both in one writ
                                api::EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
                                api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
                            });
+}
+
+TEST_CASE("A fired timer's commit is held for the workflow task it schedules") {
+  Engine e(absl::Seconds(30));
+  std::atomic<int> answered{0};
+  e.worker.answer = [&](const QueuedTask& task) {
+    const bool first = task.record.scheduled_event_id() == 2;
+    auto done = e.Complete(task, first ? EngineHarness::StartTimer("t", absl::Seconds(5))
+                                       : EngineHarness::CompleteWorkflow("\"ok\""));
+    if (done.ok()) ++answered;
+  };
+  const absl::StatusOr<std::string> run = e.Start("timer");
+  REQUIRE(run.ok());
+  e.worker.Join();
+  REQUIRE(answered == 1);
+  // The user timer's record, as the timer queue would find it due.
+  std::optional<std::pair<std::string, internal::TimerTask>> timer;
+  for (const std::string& key : e.worker.Timers()) {
+    auto stored = e.base.Get(Table::kTimers, key);
+    if (!stored.ok() || !stored->has_value()) continue;
+    internal::TimerTask task;
+    REQUIRE(task.ParseFromString(**stored));
+    if (task.type() == internal::TIMER_TASK_TYPE_USER_TIMER) timer.emplace(key, task);
+  }
+  REQUIRE(timer.has_value());
+  e.log.Clear();
+  REQUIRE(e.engine->FireTimer(timer->first, timer->second).ok());
+  e.worker.Join();
+  CHECK(answered == 2);
+  // The timer's transition and the task's answer that closes the run: one write.
+  CHECK(e.log.lines() == std::vector<std::string>{"workflow task", "commit"});
+  CHECK(e.engine->holds_joined() == 2);
+  const std::vector<api::EventType> history = e.History(*run);
+  REQUIRE(history.size() >= 3);
+  CHECK(history[history.size() - 3] == api::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+  CHECK(history.back() == api::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+  CHECK(std::count(history.begin(), history.end(), api::EVENT_TYPE_TIMER_FIRED) == 1);
 }
 
 TEST_CASE("Off, or with no answer in time, a held commit goes alone and its answer after it") {

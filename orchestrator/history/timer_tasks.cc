@@ -67,7 +67,8 @@ absl::Status HistoryEngine::FireTimer(const std::string& key, const internal::Ti
       stale = true;
   }
   if (stale) return drop();
-  return Commit(*handle, m);
+  // Nothing of the run is read after: the commit may be held for the next task's answer.
+  return Commit(*handle, m, nullptr, nullptr, /*may_hold=*/true);
 }
 
 absl::Status HistoryEngine::FireUserTimer(Mutation& m, const internal::TimerTask& task,
