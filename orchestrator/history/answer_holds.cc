@@ -31,7 +31,9 @@ bool AnswerHolds::Open(Holder* holder, const std::string& run_id, int64_t schedu
   holder->scheduled_event_id_ = scheduled_event_id;
   holder->handle_ = handle;
   absl::MutexLock lock(&mu_);
-  return !stopping_ && holders_.emplace(run_id, holder).second;
+  if (stopping_ || !holders_.emplace(run_id, holder).second) return false;
+  open_.fetch_add(1, std::memory_order_release);
+  return true;
 }
 
 bool AnswerHolds::Wait(Holder* holder, absl::Time deadline) {
@@ -50,7 +52,10 @@ bool AnswerHolds::Wait(Holder* holder, absl::Time deadline) {
     holder->woken_.Wait(&mu_);
   }
   // Taken, Take erased it already.
-  if (!holder->taken_) holders_.erase(holder->run_id_);
+  if (!holder->taken_) {
+    holders_.erase(holder->run_id_);
+    open_.fetch_sub(1, std::memory_order_relaxed);
+  }
   const bool joined = holder->taken_;
   (joined ? joined_ : missed_).fetch_add(1, std::memory_order_relaxed);
   if (prometheus::Counter* counter = joined ? joined_counter_ : missed_counter_) {
@@ -60,6 +65,8 @@ bool AnswerHolds::Wait(Holder* holder, absl::Time deadline) {
 }
 
 AnswerHolds::Holder* AnswerHolds::Take(const std::string& run_id, int64_t scheduled_event_id) {
+  // A holder opens before its task goes out, so its answer, which comes after, sees it counted.
+  if (open_.load(std::memory_order_acquire) == 0) return nullptr;
   absl::MutexLock lock(&mu_);
   auto it = holders_.find(run_id);
   if (it == holders_.end()) return nullptr;
@@ -70,6 +77,7 @@ AnswerHolds::Holder* AnswerHolds::Take(const std::string& run_id, int64_t schedu
   holder->ended_ = true;
   holder->taken_ = true;
   holders_.erase(it);
+  open_.fetch_sub(1, std::memory_order_relaxed);
   if (!holder->waiting_) {
     // Its task went out a moment ago and the holder is not done with the run yet.
     fiber::Waiter ready;

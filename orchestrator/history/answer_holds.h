@@ -78,6 +78,9 @@ class AnswerHolds {
   void EndDeadline(Holder* holder) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deadlines();
 
+  // holders_.size(), read without mu_ so that an answer with no holder anywhere (under load,
+  // every answer) takes no lock.
+  std::atomic<int> open_{0};
   absl::Mutex mu_;
   // The waiting holders by run (a run has one at most: the holder holds its lock).
   absl::flat_hash_map<std::string, Holder*> holders_ ABSL_GUARDED_BY(mu_);

@@ -361,10 +361,14 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
   // While most holds miss (slow workflow code), only a few probe.
   if (may_hold && held == nullptr && holds_ != nullptr && early_work && second_run == nullptr &&
       HoldAllowed()) {
+    AnswerHolds::Holder holder;
+    const bool opened =
+        holds_->Open(&holder, run_id, early_task->task.record.scheduled_event_id(), &handle);
+    hand_out_early();  // before the write: nothing to overlap yet
     // The answer's transition starts from this one's state and events, as if committed (its
-    // commit makes them so, or, failed, empties the cache), and carries this batch: in place
-    // before the task goes out, since the answer may come back at once.
-    handle->state = mutation.state();
+    // commit makes them so, or, failed, empties the cache), and carries this batch. Set up
+    // while the task travels: an answer that comes back sooner waits for Wait to take the run.
+    handle->state = std::move(mutation.state());
     cache_.Remember(*handle, std::move(mutation.committed_events()),
                     handle->state->last_completed_workflow_task_started_event_id());
     HeldCommit hold{.batch = &*batch,
@@ -373,10 +377,6 @@ absl::Status HistoryEngine::Commit(Handle& handle, Mutation& mutation, WriteBatc
                     .written = false,
                     .status = {}};
     handle->held = &hold;
-    AnswerHolds::Holder holder;
-    const bool opened =
-        holds_->Open(&holder, run_id, early_task->task.record.scheduled_event_id(), &handle);
-    hand_out_early();  // before the write: nothing to overlap yet
     // The answer, when it comes in time, runs on its own fiber on this run (this fiber parked,
     // lending it the lock), and this wakes when it is done.
     const bool joined = opened && holds_->Wait(&holder, absl::Now() + options_.hold_for_answer);
