@@ -1,7 +1,7 @@
 #pragma once
 // Per-hop timestamps across processes, for finding where a workflow's time goes between the
-// caller, the orchestrator and the workers (docs/benchmarks.md, "Where a sequential decoupled
-// workflow's time goes"; bench/engine/hops.py reads the files).
+// caller, the orchestrator and the workers (docs/benchmarks-history.md, "Where a sequential
+// decoupled workflow's time goes"; bench/engine/hops.py reads the files).
 //
 // Off unless KILN_HOP_TRACE names a path prefix when the process starts: then each Mark appends
 // "<CLOCK_MONOTONIC ns> <thread id> <tag>" to <prefix>.<pid> with one write(2) (about 2 µs, so

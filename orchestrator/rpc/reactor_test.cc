@@ -27,7 +27,7 @@ TEST_CASE("a ref-counted reactor is freed by whoever drops the last reference") 
 
 TEST_CASE("gRPC may run a ref-counted reactor's reactions where the call ends") {
   // Without it gRPC hands every long poll's OnDone to a thread of its executor: a wake-up per
-  // call (docs/benchmarks.md, "The long polls' completions stay on gRPC's threads").
+  // call (docs/benchmarks-history.md, "The long polls' completions stay on gRPC's threads").
   bool freed = false;
   auto* reactor = new Probe(&freed);
   grpc::internal::ServerReactor* as_grpc_sees_it = reactor;
