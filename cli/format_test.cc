@@ -314,13 +314,14 @@ TEST_CASE("A task queue description names its backlog pollers and holder") {
   auto* poller = response.add_pollers();
   poller->set_identity("worker@host");
   *poller->mutable_last_access_time() = Ts(kT0 - absl::Seconds(2));
+  poller->set_waiting_polls(16);
   CHECK(FormatTaskQueue("builds", /*activity=*/true, response, kT0) ==
         "Task queue:        builds (activity)\n"
         "Backlog:           3 tasks, oldest waiting 5s\n"
         "Exclusive holder:  agent-1 (lease until 2026-11-27 14:00:30 UTC)\n"
         "Pollers (1):\n"
-        "  IDENTITY     LAST ACCESS (UTC)    AGO\n"
-        "  worker@host  2026-11-27 13:59:58  2s\n");
+        "  IDENTITY     LAST ACCESS (UTC)    AGO  WAITING\n"
+        "  worker@host  2026-11-27 13:59:58  2s   16\n");
   response.set_backlog_count_capped(true);
   response.clear_pollers();
   CHECK(FormatTaskQueue("q", /*activity=*/false, response, kT0) ==

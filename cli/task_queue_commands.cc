@@ -3,6 +3,7 @@
 
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "cli/format.h"
 #include "cli/help.h"
 
@@ -44,10 +45,13 @@ std::string FormatTaskQueue(const std::string& name, bool activity,
     return out.str();
   }
   out << "\n";
-  Table table({"IDENTITY", "LAST ACCESS (UTC)", "AGO"});
+  // WAITING: the worker's polls (or its stream's credits) waiting for a task; 0 from a worker
+  // seen just now means every slot of it is busy.
+  Table table({"IDENTITY", "LAST ACCESS (UTC)", "AGO", "WAITING"});
   for (const api::PollerInfo& poller : response.pollers()) {
     table.AddRow({poller.identity(), FormatTableTime(poller.last_access_time()),
-                  FormatAge(ToAbsl(poller.last_access_time()), now)});
+                  FormatAge(ToAbsl(poller.last_access_time()), now),
+                  absl::StrCat(poller.waiting_polls())});
   }
   table.Render(out, "  ");
   return out.str();
@@ -71,7 +75,8 @@ TaskQueueCommands::TaskQueueCommands(CLI::App& app) {
   task_queue_->require_subcommand(1);
   describe_ = task_queue_->add_subcommand(
       "describe",
-      "Show a queue's pollers (identity, last access), backlog and its oldest task's age, and "
+      "Show a queue's pollers (identity, last access, polls or stream credits waiting for a "
+      "task), backlog and its oldest task's age, and "
       "an exclusive queue's holder");
   describe_->add_option("name", describe_options_.name, "Task queue name")->required();
   describe_

@@ -624,6 +624,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::DescribeTaskQueue(
           auto* p = response->add_pollers();
           if (identities) p->set_identity(poller.identity);
           ToProto(poller.last_seen, p->mutable_last_access_time());
+          p->set_waiting_polls(poller.waiting);
         }
         response->set_backlog_count(described->backlog_count);
         if (!described->exclusive_holder.empty()) {

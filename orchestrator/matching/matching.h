@@ -68,6 +68,8 @@ struct PollOptions {
 struct PollerInfo {
   std::string identity;
   absl::Time last_seen;
+  // Its polls waiting in the queue now (a worker stream's unused credits are polls too).
+  int waiting = 0;
 };
 
 struct QueueDescription {

@@ -223,7 +223,9 @@ TEST_CASE("Describe lists the pollers seen within poller_expiry", "[matching]") 
   REQUIRE(description->pollers.size() == 2);
   CHECK(description->pollers[0].identity == "alpha");
   CHECK(description->pollers[0].last_seen == h.clock().Now() - absl::Seconds(30));
+  CHECK(description->pollers[0].waiting == 0);  // its poll ended
   CHECK(description->pollers[1].identity == "beta");
+  CHECK(description->pollers[1].waiting == 1);
 
   // Past the expiry alpha is gone; beta still waits, so it is present.
   h.clock().Advance(absl::Minutes(2));
@@ -232,6 +234,14 @@ TEST_CASE("Describe lists the pollers seen within poller_expiry", "[matching]") 
   REQUIRE(description->pollers.size() == 1);
   CHECK(description->pollers[0].identity == "beta");
   CHECK(description->pollers[0].last_seen == h.clock().Now());
+
+  // Two more polls of beta's wait beside the first: each counts.
+  StartedPoll b2 = h.Poll(absl::Minutes(5), "q", "beta");
+  StartedPoll b3 = h.Poll(absl::Minutes(5), "q", "beta");
+  description = h.matching().Describe(keys::TaskKind::kWorkflow, "default", "q");
+  REQUIRE(description.ok());
+  REQUIRE(description->pollers.size() == 1);
+  CHECK(description->pollers[0].waiting == 3);
 }
 
 // The value of one series: a counter's or gauge's value, a histogram's sample count.

@@ -158,15 +158,20 @@ void TaskQueue::RecordPoller(const std::string& identity, absl::Time now, absl::
 }
 
 std::vector<PollerInfo> TaskQueue::LivePollers(absl::Time now, absl::Duration expiry) const {
-  absl::flat_hash_map<std::string, absl::Time> live;
+  absl::flat_hash_map<std::string, PollerInfo> live;
   for (const auto& [identity, seen] : pollers_) {
-    if (seen >= now - expiry) live[identity] = seen;
+    if (seen >= now - expiry) live[identity] = {identity, seen, 0};
   }
   // A poll still waiting is a poller present now, however long ago it started.
-  for (const Waiter& waiter : waiters_) live[waiter.identity] = now;
+  for (const Waiter& waiter : waiters_) {
+    PollerInfo& info = live[waiter.identity];
+    info.identity = waiter.identity;
+    info.last_seen = now;
+    ++info.waiting;
+  }
   std::vector<PollerInfo> pollers;
   pollers.reserve(live.size());
-  for (auto& [identity, seen] : live) pollers.push_back({identity, seen});
+  for (auto& [identity, info] : live) pollers.push_back(std::move(info));
   std::sort(pollers.begin(), pollers.end(),
             [](const PollerInfo& a, const PollerInfo& b) { return a.identity < b.identity; });
   return pollers;

@@ -308,6 +308,9 @@ try {
   await page.waitForSelector('tr[data-queue="kiln-platform"][data-kind="workflow"] td.pollers li');
   check((await page.$eval('tr[data-queue="kiln-platform"][data-kind="workflow"] td.pollers',
     (td) => td.textContent)).length > 0, "the task queues page shows the worker polling kiln-platform");
+  const waiting = await page.$eval('tr[data-queue="kiln-platform"][data-kind="workflow"] td.pollers .waiting',
+    (span) => span.textContent);
+  check(/^[1-9][0-9]* waiting$/.test(waiting), `the idle worker's polls or credits wait for a task: ${waiting}`);
   await page.waitForSelector('tr[data-queue="project/web"] td.backlog');
   const machine = await page.$eval('tr[data-machine="web"] td.state', (td) => td.textContent);
   check(machine === "awake" || machine === "asleep", `the builder machine of web is ${machine}`);

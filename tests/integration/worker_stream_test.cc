@@ -185,6 +185,11 @@ TEST_CASE("A stream is pushed no more tasks than its credits") {
   // The stream's polls wait before the starts: the first two are started at schedule for it.
   REQUIRE(testutil::WaitFor(
       [&] { return DescribeQueue(stub, "credits", false).pollers_size() > 0; }, absl::Seconds(10)));
+  // Each credit waits in matching as a poll of the stream's identity.
+  api::DescribeTaskQueueResponse idle = DescribeQueue(stub, "credits", false);
+  REQUIRE(idle.pollers_size() == 1);
+  CHECK(idle.pollers(0).identity() == "raw");
+  CHECK(idle.pollers(0).waiting_polls() == 2);
   for (int i = 0; i < 5; ++i) {
     REQUIRE(
         testutil::StartWorkflow(stub, absl::StrCat("credits-", i), "steps", "credits", "1").ok());
@@ -198,6 +203,10 @@ TEST_CASE("A stream is pushed no more tasks than its credits") {
   for (int i = 0; i < 5; ++i) {
     CHECK(DescribeQueue(stub, "credits", false).backlog_count() == 3);
   }
+  // Both credits taken: the worker is still listed, with nothing waiting (it is busy).
+  api::DescribeTaskQueueResponse busy = DescribeQueue(stub, "credits", false);
+  REQUIRE(busy.pollers_size() == 1);
+  CHECK(busy.pollers(0).waiting_polls() == 0);
   raw.Grant(1);
   auto third = raw.ReadTasks<api::PollWorkflowTaskQueueResponse>(1);
   REQUIRE(third.size() == 1);
