@@ -119,31 +119,24 @@ int RunGrpcEcho(int port) {
   return code;
 }
 
-bool ReadFull(int fd, char* data, size_t n) {
+// Moves all `n` bytes with `io` (read or write), retrying short transfers and EINTR; false
+// when the peer is gone.
+template <typename Io>
+bool Full(Io io, int fd, char* data, size_t n) {
   while (n > 0) {
-    ssize_t got = ::read(fd, data, n);
-    if (got <= 0) {
-      if (got < 0 && errno == EINTR) continue;
+    ssize_t done = io(fd, data, n);
+    if (done <= 0) {
+      if (done < 0 && errno == EINTR) continue;
       return false;
     }
-    data += got;
-    n -= static_cast<size_t>(got);
+    data += done;
+    n -= static_cast<size_t>(done);
   }
   return true;
 }
 
-bool WriteFull(int fd, const char* data, size_t n) {
-  while (n > 0) {
-    ssize_t put = ::write(fd, data, n);
-    if (put <= 0) {
-      if (put < 0 && errno == EINTR) continue;
-      return false;
-    }
-    data += put;
-    n -= static_cast<size_t>(put);
-  }
-  return true;
-}
+bool ReadFull(int fd, char* data, size_t n) { return Full(::read, fd, data, n); }
+bool WriteFull(int fd, char* data, size_t n) { return Full(::write, fd, data, n); }
 
 void NoDelay(int fd) {
   int one = 1;
@@ -221,6 +214,15 @@ grpc::ByteBuffer Message(int bytes) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
+// Shuts `cq` down and takes what is left on it.
+void ShutDown(grpc::CompletionQueue& cq) {
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
 // Waits for `tag` (and only it: one operation at a time) on `cq`.
 bool Await(grpc::CompletionQueue& cq, void* tag) {
   void* got = nullptr;
@@ -254,11 +256,7 @@ absl::StatusOr<Samples> PingStream(grpc::GenericStub& stub, const char* method, 
   grpc::Status status;
   call->Finish(&status, &tag);
   Await(cq, &tag);
-  cq.Shutdown();
-  void* ignored_tag = nullptr;
-  bool ignored_ok = false;
-  while (cq.Next(&ignored_tag, &ignored_ok)) {
-  }
+  ShutDown(cq);
   return samples;
 }
 
@@ -280,11 +278,7 @@ absl::StatusOr<Samples> PingUnary(grpc::GenericStub& stub, int bytes, int iterat
     }
     if (i >= 0) samples.push_back(Micros(std::chrono::steady_clock::now() - began));
   }
-  cq.Shutdown();
-  void* ignored_tag = nullptr;
-  bool ignored_ok = false;
-  while (cq.Next(&ignored_tag, &ignored_ok)) {
-  }
+  ShutDown(cq);
   return samples;
 }
 
