@@ -57,8 +57,9 @@ std::string DurationText(const google::protobuf::Duration& d) { return DurationT
 
 std::string FormatAge(absl::Time then, absl::Time now) {
   absl::Duration age = std::max(now - then, absl::ZeroDuration());
-  return DurationText(
-      absl::Trunc(age, age < absl::Seconds(1) ? absl::Milliseconds(1) : absl::Seconds(1)));
+  age = absl::Trunc(age, age < absl::Seconds(1) ? absl::Milliseconds(1) : absl::Seconds(1));
+  // absl writes a zero duration as "0"; an age column reads better with its unit.
+  return age == absl::ZeroDuration() ? "0s" : DurationText(age);
 }
 
 std::string StripEnumPrefix(absl::string_view enum_name, absl::string_view prefix) {

@@ -29,7 +29,7 @@ std::string FormatTableTime(const google::protobuf::Timestamp& t);
 // "500ms", "10s", "1m30s", "1h"; absl's short form.
 std::string DurationText(absl::Duration d);
 std::string DurationText(const google::protobuf::Duration& d);
-// How long ago `then` was, rounded to whole seconds from a second up: "3s", "250ms".
+// How long ago `then` was, rounded to whole seconds from a second up: "3s", "250ms", "0s".
 std::string FormatAge(absl::Time then, absl::Time now);
 
 // "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" with prefix "EVENT_TYPE_" -> "ActivityTaskScheduled".

@@ -56,7 +56,8 @@ TEST_CASE("Durations print in short form and ages round to seconds from a second
   REQUIRE(DurationText(d) == "1h");
   REQUIRE(FormatAge(kT0, kT0 + absl::Milliseconds(250)) == "250ms");
   REQUIRE(FormatAge(kT0, kT0 + absl::Milliseconds(3750)) == "3s");
-  REQUIRE(FormatAge(kT0, kT0 - absl::Seconds(1)) == "0");  // clock skew: never negative
+  REQUIRE(FormatAge(kT0, kT0) == "0s");
+  REQUIRE(FormatAge(kT0, kT0 - absl::Seconds(1)) == "0s");  // clock skew: never negative
 }
 
 TEST_CASE("Enum names become CamelCase event names and bare status names") {
@@ -315,13 +316,19 @@ TEST_CASE("A task queue description names its backlog pollers and holder") {
   poller->set_identity("worker@host");
   *poller->mutable_last_access_time() = Ts(kT0 - absl::Seconds(2));
   poller->set_waiting_polls(16);
+  poller->set_stream(true);
+  auto* agent = response.add_pollers();
+  agent->set_identity("agent-1");
+  *agent->mutable_last_access_time() = Ts(kT0);
+  agent->set_waiting_polls(1);
   CHECK(FormatTaskQueue("builds", /*activity=*/true, response, kT0) ==
         "Task queue:        builds (activity)\n"
         "Backlog:           3 tasks, oldest waiting 5s\n"
         "Exclusive holder:  agent-1 (lease until 2026-11-27 14:00:30 UTC)\n"
-        "Pollers (1):\n"
-        "  IDENTITY     LAST ACCESS (UTC)    AGO  WAITING\n"
-        "  worker@host  2026-11-27 13:59:58  2s   16\n");
+        "Pollers (2):\n"
+        "  IDENTITY     LAST ACCESS (UTC)    AGO  WAITING  VIA\n"
+        "  worker@host  2026-11-27 13:59:58  2s   16       stream\n"
+        "  agent-1      2026-11-27 14:00:00  0s   1        polls\n");
   response.set_backlog_count_capped(true);
   response.clear_pollers();
   CHECK(FormatTaskQueue("q", /*activity=*/false, response, kT0) ==

@@ -46,12 +46,13 @@ std::string FormatTaskQueue(const std::string& name, bool activity,
   }
   out << "\n";
   // WAITING: the worker's polls (or its stream's credits) waiting for a task; 0 from a worker
-  // seen just now means every slot of it is busy.
-  Table table({"IDENTITY", "LAST ACCESS (UTC)", "AGO", "WAITING"});
+  // seen just now means every slot of it is busy. VIA: how its tasks come, pushed on a worker
+  // stream or long-polled.
+  Table table({"IDENTITY", "LAST ACCESS (UTC)", "AGO", "WAITING", "VIA"});
   for (const api::PollerInfo& poller : response.pollers()) {
     table.AddRow({poller.identity(), FormatTableTime(poller.last_access_time()),
                   FormatAge(ToAbsl(poller.last_access_time()), now),
-                  absl::StrCat(poller.waiting_polls())});
+                  absl::StrCat(poller.waiting_polls()), poller.stream() ? "stream" : "polls"});
   }
   table.Render(out, "  ");
   return out.str();

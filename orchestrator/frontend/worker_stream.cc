@@ -215,7 +215,8 @@ class WorkerStreamReactor final : public StreamReactor {
           deps_.clock->Now() + kStreamPollDeadline,
           [this, token](std::optional<QueuedTask> task) { OnPollAnswer(token, std::move(task)); },
           PollOptions{.exclusive = open_.exclusive(),
-                      .worker_instance_id = open_.worker_instance_id()});
+                      .worker_instance_id = open_.worker_instance_id(),
+                      .stream = true});
       if (!poll.ok()) {
         {
           absl::MutexLock lock(&mu_);

@@ -625,6 +625,7 @@ grpc::ServerUnaryReactor* WorkflowHandler::DescribeTaskQueue(
           if (identities) p->set_identity(poller.identity);
           ToProto(poller.last_seen, p->mutable_last_access_time());
           p->set_waiting_polls(poller.waiting);
+          p->set_stream(poller.stream);
         }
         response->set_backlog_count(described->backlog_count);
         if (!described->exclusive_holder.empty()) {

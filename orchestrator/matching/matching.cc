@@ -311,7 +311,7 @@ absl::StatusOr<Matching::PollId> Matching::Impl::Poll(keys::TaskKind kind, std::
                        options_.max_pollers_per_queue, ")"));
     }
     id = next_poll_id_++;
-    q->RecordPoller(identity_str, now, options_.poller_expiry);
+    q->RecordPoller(identity_str, now, options_.poller_expiry, poll_options.stream);
     if (q->buffered() > 0) {
       QueuedTask task = q->PopFront();
       RecordHandOut(kind, PollResult::kBacklog, task);
@@ -319,8 +319,11 @@ absl::StatusOr<Matching::PollId> Matching::Impl::Poll(keys::TaskKind kind, std::
       Touch(q);
       return id;
     }
-    Waiter waiter{id, identity_str, std::move(callback), poll_options.worker_instance_id,
-                  /*alarm=*/0};
+    Waiter waiter{.poll_id = id,
+                  .identity = identity_str,
+                  .callback = std::move(callback),
+                  .worker_instance_id = poll_options.worker_instance_id,
+                  .stream = poll_options.stream};
     if (deadline > now && deadline != absl::InfiniteFuture()) {
       waiter.alarm = ScheduleAlarm(deadline, [this, id] { OnPollDeadline(id); });
     }

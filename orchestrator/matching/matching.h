@@ -63,6 +63,8 @@ struct PollOptions {
   bool exclusive = false;
   // The polling worker's instance, handed on with a reservation (TaskReservation).
   std::string worker_instance_id;
+  // The poll is a worker stream's credit (WorkerStream), not a long poll: Describe says so.
+  bool stream = false;
 };
 
 struct PollerInfo {
@@ -70,6 +72,8 @@ struct PollerInfo {
   absl::Time last_seen;
   // Its polls waiting in the queue now (a worker stream's unused credits are polls too).
   int waiting = 0;
+  // Its tasks come on a worker stream (its last poll, or one waiting now, was a stream's).
+  bool stream = false;
 };
 
 struct QueueDescription {

@@ -244,6 +244,34 @@ TEST_CASE("Describe lists the pollers seen within poller_expiry", "[matching]") 
   CHECK(description->pollers[0].waiting == 3);
 }
 
+TEST_CASE("Describe tells a worker stream's credits from long polls", "[matching]") {
+  MatchingOptions options;
+  options.poller_expiry = absl::Minutes(1);
+  options.idle_queue_unload = absl::Hours(1);
+  MatchingHarness h(options);
+  const PollOptions stream{.exclusive = false, .worker_instance_id = {}, .stream = true};
+  StartedPoll polled = h.Poll(absl::Minutes(5), "q", "poller");
+  StartedPoll credit = h.Poll(absl::Minutes(5), "q", "streamer", keys::TaskKind::kWorkflow, stream);
+  auto description = h.matching().Describe(keys::TaskKind::kWorkflow, "default", "q");
+  REQUIRE(description.ok());
+  REQUIRE(description->pollers.size() == 2);
+  CHECK(description->pollers[0].identity == "poller");
+  CHECK_FALSE(description->pollers[0].stream);
+  CHECK(description->pollers[1].identity == "streamer");
+  CHECK(description->pollers[1].stream);
+
+  // Once its credit is taken, the stream's worker is still known as one (its last poll was).
+  h.Add(1);
+  h.Add(2);
+  REQUIRE(polled.answer->got_task());
+  REQUIRE(credit.answer->got_task());
+  description = h.matching().Describe(keys::TaskKind::kWorkflow, "default", "q");
+  REQUIRE(description.ok());
+  REQUIRE(description->pollers.size() == 2);
+  CHECK(description->pollers[1].waiting == 0);
+  CHECK(description->pollers[1].stream);
+}
+
 // The value of one series: a counter's or gauge's value, a histogram's sample count.
 double MetricValue(prometheus::Registry& registry, const std::string& name,
                    const std::map<std::string, std::string>& labels) {

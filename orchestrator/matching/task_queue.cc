@@ -138,29 +138,30 @@ void TaskQueue::TakeLease(const std::string& identity, absl::Time now) {
   lease_.Take(identity, waiting, now);
 }
 
-void TaskQueue::RecordPoller(const std::string& identity, absl::Time now, absl::Duration expiry) {
+void TaskQueue::RecordPoller(const std::string& identity, absl::Time now, absl::Duration expiry,
+                             bool stream) {
   auto it = pollers_.find(identity);
   if (it != pollers_.end()) {
-    it->second = now;
+    it->second = {now, stream};
     return;
   }
   if (pollers_.size() >= kMaxPollerIdentitiesPerQueue) {
     // Full: drop the expired, and if none has expired, the least recently seen.
-    absl::erase_if(pollers_, [&](const auto& entry) { return entry.second < now - expiry; });
+    absl::erase_if(pollers_, [&](const auto& entry) { return entry.second.at < now - expiry; });
     if (pollers_.size() >= kMaxPollerIdentitiesPerQueue) {
       auto oldest =
           std::min_element(pollers_.begin(), pollers_.end(),
-                           [](const auto& a, const auto& b) { return a.second < b.second; });
+                           [](const auto& a, const auto& b) { return a.second.at < b.second.at; });
       pollers_.erase(oldest);
     }
   }
-  pollers_.emplace(identity, now);
+  pollers_.emplace(identity, PollerSeen{now, stream});
 }
 
 std::vector<PollerInfo> TaskQueue::LivePollers(absl::Time now, absl::Duration expiry) const {
   absl::flat_hash_map<std::string, PollerInfo> live;
   for (const auto& [identity, seen] : pollers_) {
-    if (seen >= now - expiry) live[identity] = {identity, seen, 0};
+    if (seen.at >= now - expiry) live[identity] = {identity, seen.at, 0, seen.stream};
   }
   // A poll still waiting is a poller present now, however long ago it started.
   for (const Waiter& waiter : waiters_) {
@@ -168,6 +169,7 @@ std::vector<PollerInfo> TaskQueue::LivePollers(absl::Time now, absl::Duration ex
     info.identity = waiter.identity;
     info.last_seen = now;
     ++info.waiting;
+    info.stream = info.stream || waiter.stream;
   }
   std::vector<PollerInfo> pollers;
   pollers.reserve(live.size());

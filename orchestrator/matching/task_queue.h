@@ -35,6 +35,8 @@ struct Waiter {
   std::string worker_instance_id;
   // The deadline alarm; 0 when the poll has none (an infinite deadline).
   AlarmId alarm = 0;
+  // A worker stream's credit (PollOptions::stream).
+  bool stream = false;
 };
 
 class TaskQueue {
@@ -112,7 +114,9 @@ class TaskQueue {
   void RenewLease(const std::string& identity, absl::Time now) { lease_.Renew(identity, now); }
 
   // --- Pollers, for Describe.
-  void RecordPoller(const std::string& identity, absl::Time now, absl::Duration expiry);
+  // `stream`: the poll is a worker stream's credit.
+  void RecordPoller(const std::string& identity, absl::Time now, absl::Duration expiry,
+                    bool stream);
   // Pollers seen within `expiry`, and every poller waiting now, by identity.
   std::vector<PollerInfo> LivePollers(absl::Time now, absl::Duration expiry) const;
 
@@ -145,7 +149,11 @@ class TaskQueue {
   absl::flat_hash_set<int64_t> done_during_scan_;
 
   WaiterList waiters_;
-  absl::flat_hash_map<std::string, absl::Time> pollers_;
+  struct PollerSeen {
+    absl::Time at;
+    bool stream = false;
+  };
+  absl::flat_hash_map<std::string, PollerSeen> pollers_;
   ExclusiveLease lease_;
 };
 

@@ -311,6 +311,9 @@ try {
   const waiting = await page.$eval('tr[data-queue="kiln-platform"][data-kind="workflow"] td.pollers .waiting',
     (span) => span.textContent);
   check(/^[1-9][0-9]* waiting$/.test(waiting), `the idle worker's polls or credits wait for a task: ${waiting}`);
+  const delivery = await page.$eval('tr[data-queue="kiln-platform"][data-kind="workflow"] td.pollers .delivery',
+    (span) => span.textContent);
+  check(delivery === "stream", `kiln-worker gets its workflow tasks pushed on a stream: ${delivery}`);
   await page.waitForSelector('tr[data-queue="project/web"] td.backlog');
   const machine = await page.$eval('tr[data-machine="web"] td.state', (td) => td.textContent);
   check(machine === "awake" || machine === "asleep", `the builder machine of web is ${machine}`);

@@ -190,6 +190,7 @@ TEST_CASE("A stream is pushed no more tasks than its credits") {
   REQUIRE(idle.pollers_size() == 1);
   CHECK(idle.pollers(0).identity() == "raw");
   CHECK(idle.pollers(0).waiting_polls() == 2);
+  CHECK(idle.pollers(0).stream());  // its polls are the stream's credits, not long polls
   for (int i = 0; i < 5; ++i) {
     REQUIRE(
         testutil::StartWorkflow(stub, absl::StrCat("credits-", i), "steps", "credits", "1").ok());
@@ -207,6 +208,7 @@ TEST_CASE("A stream is pushed no more tasks than its credits") {
   api::DescribeTaskQueueResponse busy = DescribeQueue(stub, "credits", false);
   REQUIRE(busy.pollers_size() == 1);
   CHECK(busy.pollers(0).waiting_polls() == 0);
+  CHECK(busy.pollers(0).stream());
   raw.Grant(1);
   auto third = raw.ReadTasks<api::PollWorkflowTaskQueueResponse>(1);
   REQUIRE(third.size() == 1);

@@ -689,7 +689,9 @@ function queueRow(name, kind, d) {
     h("td", { class: "pollers" }, pollers.length ? h("ul", { class: "plain" }, pollers.map((p) =>
       h("li", {}, h("span", { class: "mono" }, p.identity), " ", h("span", { class: "muted" }, age(p.lastAccessTime)),
         " · ", h("span", { class: "muted waiting", title: "polls or stream credits waiting for a task (0: every slot busy)" },
-          `${p.waitingPolls || 0} waiting`))))
+          `${p.waitingPolls || 0} waiting`),
+        " · ", h("span", { class: "muted delivery", title: p.stream ? "tasks pushed on a worker stream" : "long polls" },
+          p.stream ? "stream" : "polls"))))
       : h("span", { class: "muted" }, "none")),
     h("td", { class: "backlog" }, String(d.backlogCount || 0) + (d.backlogCountCapped ? "+" : "")),
     h("td", {}, seconds(d.oldestTaskAge) ? durationText(seconds(d.oldestTaskAge)) : "-"),
