@@ -157,7 +157,8 @@ std::vector<std::string> PodmanArgs(const builder::Podman& podman) { return podm
 }  // namespace kiln::bench
 
 int main(int argc, char** argv) {
-  using namespace kiln::bench;  // NOLINT
+  kiln::testutil::CleanUpOnInterrupt();  // Ctrl-C leaves no data or process behind
+  using namespace kiln::bench;           // NOLINT
   namespace testutil = kiln::testutil;
   CLI::App app{"kiln-builder-bench: commit-to-pushed-image time, agent vs by hand"};
   int runs = 5, deps = 40, files = 200;

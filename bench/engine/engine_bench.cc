@@ -41,6 +41,7 @@
 #include "tests/testutil/http.h"
 #include "tests/testutil/orchestrator.h"
 #include "tests/testutil/postgres.h"
+#include "tests/testutil/process.h"
 
 namespace kiln::bench {
 namespace {
@@ -538,6 +539,7 @@ absl::Status RunRound(Shape shape, const Settings& settings, bool with_rpc, bool
 }  // namespace kiln::bench
 
 int main(int argc, char** argv) {
+  kiln::testutil::CleanUpOnInterrupt();  // Ctrl-C leaves no data or process behind
   using namespace kiln;
   using bench::Shape;
   CLI::App app{"kiln-engine-bench: end-to-end engine benchmark"};

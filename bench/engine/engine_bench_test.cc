@@ -154,5 +154,41 @@ TEST_CASE("Killing the benchmark takes its worker processes with it") {
   CHECK(testutil::WaitFor([&] { return Marked(mark).empty(); }, absl::Seconds(30)));
 }
 
+// Entries of `dir` (the benchmark's TMPDIR), its own log aside.
+std::vector<std::string> TempEntries(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().filename() != "bench.log") names.push_back(entry.path().filename());
+  }
+  return names;
+}
+
+TEST_CASE("Interrupted, the benchmark stops its processes and removes its data") {
+  for (int signo : {SIGINT, SIGTERM}) {
+    DYNAMIC_SECTION("signal " << signo) {
+      testutil::TempDir dir;
+      const std::string mark = NewMark();
+      auto bench = testutil::Process::Start(
+          testutil::BinaryPath("kiln-engine-bench"),
+          {"--topology", "decoupled", "--only", "a", "--duration", "30", "--sequential", "5"},
+          dir.path() + "/bench.log", {mark, "TMPDIR=" + dir.path()});
+      REQUIRE(bench.ok());
+      // Running: the orchestrator's data directory made, both workers up.
+      REQUIRE(testutil::WaitFor([&] { return RoleProcesses(mark) == 2; }, absl::Seconds(60)));
+      REQUIRE(TempEntries(dir.path()).size() == 1);
+      (*bench)->Signal(signo);
+      auto code = (*bench)->Wait(absl::Seconds(30));
+      const std::string output = (*bench)->Output();
+      INFO(output);
+      REQUIRE(code.ok());
+      CHECK(*code == 128 + signo);
+      CHECK(absl::StrContains(output, "3 child processes killed, 1 temporary directories removed"));
+      // Gone by the time it exits: the orchestrator and the workers, and the data.
+      CHECK(Marked(mark).empty());
+      CHECK(TempEntries(dir.path()).empty());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kiln::bench

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "tests/testutil/process.h"
 
 extern char** environ;
 
@@ -67,6 +68,7 @@ absl::StatusOr<std::unique_ptr<RoleProcess>> RoleProcess::Start(
     ::_exit(127);
   }
   ::close(fds[1]);
+  testutil::TrackChild(pid);
   std::unique_ptr<RoleProcess> child(new RoleProcess(pid, fds[0], log_path));
   if (!child->ReadUntil("ready\n", absl::Now() + ready_timeout)) {
     int code = child->KillAndReap();
@@ -117,6 +119,7 @@ absl::StatusOr<int> RoleProcess::Stop(absl::Duration timeout) {
   int status = 0;
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
+  testutil::UntrackChild(pid_);
   reaped_ = true;
   exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return exit_code_;
@@ -128,6 +131,7 @@ int RoleProcess::KillAndReap() {
   int status = 0;
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
+  testutil::UntrackChild(pid_);
   reaped_ = true;
   exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return exit_code_;

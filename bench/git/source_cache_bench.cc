@@ -87,6 +87,7 @@ double TimeCli(const std::vector<std::vector<std::string>>& commands) {
 }  // namespace kiln::bench
 
 int main(int argc, char** argv) {
+  kiln::testutil::CleanUpOnInterrupt();  // Ctrl-C leaves no data or process behind
   using namespace kiln::bench;
   CLI::App app{"kiln-source-cache-bench: cold and warm fetch + checkout through the source cache"};
   int files = 3000;

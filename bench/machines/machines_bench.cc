@@ -95,6 +95,7 @@ double Percentile(std::vector<double> v, double p) {
 }  // namespace kiln::bench
 
 int main(int argc, char** argv) {
+  kiln::testutil::CleanUpOnInterrupt();  // Ctrl-C leaves no data or process behind
   using namespace kiln;
   using namespace kiln::bench;
   CLI::App app("kiln-machines-bench: builder machine wakes, microvm (cold, snapshot) and process");

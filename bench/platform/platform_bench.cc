@@ -806,6 +806,7 @@ void Bench::Round(int round, int warm_per_run) {
 }  // namespace kiln::bench
 
 int main(int argc, char** argv) {
+  kiln::testutil::CleanUpOnInterrupt();  // Ctrl-C leaves no data or process behind
   using kiln::bench::Bench;
   CLI::App app{"kiln-platform-bench: commit to healthy through the whole platform, by phase"};
   int runs = 12, warm_per_run = 3, idle_grace_s = 3;

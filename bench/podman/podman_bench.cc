@@ -253,4 +253,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace kiln::bench
 
-int main(int argc, char** argv) { return kiln::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  kiln::testutil::CleanUpOnInterrupt();
+  return kiln::bench::Main(argc, argv);
+}

@@ -365,6 +365,7 @@ absl::Status Run(int iterations, int rounds, int bytes) {
 }  // namespace kiln::bench
 
 int main(int argc, char** argv) {
+  kiln::testutil::CleanUpOnInterrupt();  // Ctrl-C leaves no data or process behind
   CLI::App app{"kiln-rpc-floor-bench: one message's round trip between two processes"};
   int iterations = 10000;
   int rounds = 3;

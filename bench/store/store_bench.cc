@@ -27,6 +27,7 @@
 #include "orchestrator/persistence/postgres_store.h"
 #include "orchestrator/persistence/rocksdb_store.h"
 #include "tests/testutil/postgres.h"
+#include "tests/testutil/process.h"
 
 namespace kiln::bench {
 namespace {
@@ -248,4 +249,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace kiln::bench
 
-int main(int argc, char** argv) { return kiln::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  kiln::testutil::CleanUpOnInterrupt();
+  return kiln::bench::Main(argc, argv);
+}

@@ -10,11 +10,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -34,31 +39,132 @@ std::string BinaryDir() {
 }
 std::string BinaryPath(const std::string& name) { return absl::StrCat(BinaryDir(), "/", name); }
 
+namespace {
+
+// What CleanUpOnInterrupt stops and removes: every TempDir and tracked child alive now.
+struct Live {
+  std::mutex mu;
+  std::set<std::string> dirs;
+  std::set<pid_t> children;
+};
+Live& TheLive() {
+  static Live* live = new Live;  // never destroyed: the interrupt may come during exit
+  return *live;
+}
+
+bool KeepDirs() {
+  const char* keep = std::getenv("KILN_TEST_KEEP_DIRS");
+  return keep != nullptr && *keep == '1';
+}
+
+// Unmounts what podman left under `path` (a storage's overlay directory), deepest first, and
+// removes it. Best effort: a leftover temp dir is not a test failure.
+void RemoveDir(const std::string& path) {
+  std::vector<std::string> mounts;
+  std::ifstream table("/proc/self/mounts");
+  std::string device, target, rest;
+  while (table >> device >> target && std::getline(table, rest)) {
+    if (absl::StartsWith(target, path + "/")) mounts.push_back(target);
+  }
+  std::sort(mounts.rbegin(), mounts.rend());
+  for (const std::string& mount : mounts) umount2(mount.c_str(), MNT_DETACH);
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
+}
+
+int interrupt_pipe[2] = {-1, -1};
+std::atomic<int> interrupts{0};
+
+void OnInterrupt(int signo) {
+  if (interrupts.fetch_add(1) > 0) ::_exit(128 + signo);
+  const unsigned char byte = static_cast<unsigned char>(signo);
+  if (::write(interrupt_pipe[1], &byte, 1) != 1) ::_exit(128 + signo);
+}
+
+}  // namespace
+
+void TrackChild(pid_t pid) {
+  Live& live = TheLive();
+  std::lock_guard lock(live.mu);
+  live.children.insert(pid);
+}
+
+void UntrackChild(pid_t pid) {
+  Live& live = TheLive();
+  std::lock_guard lock(live.mu);
+  live.children.erase(pid);
+}
+
+void CleanUpOnInterrupt() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (::pipe2(interrupt_pipe, O_CLOEXEC) != 0) return;  // then the default action stays
+    // The thread never takes the signals itself (it inherits them blocked), so that a process
+    // that blocks them everywhere else to sigwait for them (a benchmark's role) still does.
+    sigset_t stops, before;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stops, &before);
+    std::thread([] {
+      unsigned char signo = 0;
+      while (::read(interrupt_pipe[0], &signo, 1) < 0 && errno == EINTR) {
+      }
+      Live& live = TheLive();
+      // Held to the end: nothing starts or is forgotten meanwhile.
+      std::lock_guard lock(live.mu);
+      // The children first, so that none still writes into a directory being removed.
+      for (pid_t pid : live.children) {
+        ::kill(pid, SIGKILL);
+        while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
+      }
+      const bool keep = KeepDirs();
+      if (!keep) {
+        for (const std::string& dir : live.dirs) RemoveDir(dir);
+      }
+      std::fprintf(
+          stderr,
+          "\ninterrupted (signal %d): %zu child processes killed, %zu temporary directories %s\n",
+          signo, live.children.size(), live.dirs.size(),
+          keep ? "kept (KILN_TEST_KEEP_DIRS=1)" : "removed");
+      ::_exit(128 + signo);
+    }).detach();
+    pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    struct sigaction action = {};
+    action.sa_handler = OnInterrupt;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    ::sigaction(SIGINT, &action, nullptr);
+    ::sigaction(SIGTERM, &action, nullptr);
+  });
+}
+
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
   std::string templ = absl::StrCat(base ? base : "/tmp", "/kiln-test-XXXXXX");
   char* made = ::mkdtemp(templ.data());
   path_ = made ? made : "";
+  if (!path_.empty()) {
+    Live& live = TheLive();
+    std::lock_guard lock(live.mu);
+    live.dirs.insert(path_);
+  }
 }
 
 TempDir::~TempDir() {
   if (path_.empty()) return;
+  {
+    Live& live = TheLive();
+    std::lock_guard lock(live.mu);
+    live.dirs.erase(path_);
+  }
   // To read the logs of a failed run's processes afterwards.
-  if (const char* keep = std::getenv("KILN_TEST_KEEP_DIRS"); keep != nullptr && *keep == '1') {
+  if (KeepDirs()) {
     std::fprintf(stderr, "KILN_TEST_KEEP_DIRS: kept %s\n", path_.c_str());
     return;
   }
-  // Mounts podman left under it (a storage's overlay directory), deepest first.
-  std::vector<std::string> mounts;
-  std::ifstream table("/proc/self/mounts");
-  std::string device, target, rest;
-  while (table >> device >> target && std::getline(table, rest)) {
-    if (absl::StartsWith(target, path_ + "/")) mounts.push_back(target);
-  }
-  std::sort(mounts.rbegin(), mounts.rend());
-  for (const std::string& mount : mounts) umount2(mount.c_str(), MNT_DETACH);
-  std::error_code ignored;  // Best effort: a leftover temp dir is not a test failure.
-  std::filesystem::remove_all(path_, ignored);
+  RemoveDir(path_);
 }
 
 absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binary,
@@ -93,6 +199,7 @@ absl::StatusOr<std::unique_ptr<Process>> Process::Start(const std::string& binar
     ::execv(binary.c_str(), argv.data());
     ::_exit(127);
   }
+  TrackChild(pid);
   return std::unique_ptr<Process>(new Process(pid, log_path));
 }
 
@@ -101,6 +208,7 @@ Process::~Process() {
     ::kill(pid_, SIGKILL);
     int status;
     ::waitpid(pid_, &status, 0);
+    UntrackChild(pid_);
   }
 }
 
@@ -115,6 +223,7 @@ absl::StatusOr<int> Process::Wait(absl::Duration timeout) {
     int status = 0;
     pid_t r = ::waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
+      UntrackChild(pid_);
       reaped_ = true;
       exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       return exit_code_;

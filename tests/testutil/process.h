@@ -15,6 +15,16 @@
 
 namespace kiln::testutil {
 
+// Benchmarks are run by hand and interrupted (Ctrl-C, kill). Once this is called (early in
+// main), SIGINT or SIGTERM kills (SIGKILL) and reaps the children started through Process or
+// named to TrackChild, removes every TempDir still in place (unless KILN_TEST_KEEP_DIRS=1), says
+// so on stderr and exits with 128 + the signal, instead of leaving the data behind. A second
+// signal exits at once.
+void CleanUpOnInterrupt();
+// A child started otherwise than through Process, for CleanUpOnInterrupt; untracked once reaped.
+void TrackChild(pid_t pid);
+void UntrackChild(pid_t pid);
+
 // The directory holding the built binaries: $KILN_BINARY_DIR if set, else build/bin.
 std::string BinaryDir();
 std::string BinaryPath(const std::string& name);
