@@ -1,6 +1,5 @@
 #include "sdk/workflow_instance.h"
 
-#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/proto_time.h"
@@ -227,10 +226,22 @@ void WorkflowContext::Log(LogLevel level, std::string_view event,
 }
 
 WorkflowInstance::WorkflowInstance(WorkflowFn fn, WorkflowInfo info)
-    : fn_(std::move(fn)),
-      info_(std::move(info)),
-      context_(this),
-      rng_(absl::HashOf(info_.run_id)) {}
+    : fn_(std::move(fn)), info_(std::move(info)), context_(this) {}
+
+uint64_t WorkflowInstance::Random() {
+  if (rng_ == nullptr) {
+    // FNV-1a over the run id's bytes: the same in every process, unlike absl::Hash, which
+    // is salted per process, so a run replayed by another worker (a restart, a cache miss)
+    // draws the same numbers and ids as when it first ran.
+    uint64_t seed = 0xcbf29ce484222325;
+    for (unsigned char c : info_.run_id) {
+      seed ^= c;
+      seed *= 0x100000001b3;
+    }
+    rng_ = std::make_unique<std::mt19937_64>(seed);
+  }
+  return (*rng_)();
+}
 
 WorkflowInstance::~WorkflowInstance() {
   // Destroy the coroutine frames before the futures they wait on; nothing resumes after this.

@@ -100,7 +100,8 @@ class WorkflowInstance {
   absl::Status SetContinueAsNew(api::Payloads input);
   void UpsertSearchAttributes(const api::SearchAttributes& attributes);
   absl::Time now() const { return now_; }
-  uint64_t Random() { return rng_(); }
+  // Deterministic: the same sequence for the same run id in every process and on every replay.
+  uint64_t Random();
   const WorkflowInfo& info() const { return info_; }
   bool replaying() const { return replaying_; }
   Scheduler* scheduler() { return &scheduler_; }
@@ -152,7 +153,8 @@ class WorkflowInstance {
   bool replaying_ = false;
   bool level_ = false;
   absl::Time now_;
-  std::mt19937_64 rng_;
+  // Made on the first Random() (2.5 KB of state most workflows never use), seeded from the run id.
+  std::unique_ptr<std::mt19937_64> rng_;
   int64_t next_event_id_ = 1;
   int64_t last_started_event_id_ = 0;
   int64_t next_seq_ = 1;
