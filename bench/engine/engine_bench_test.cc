@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <random>
 
 #include <catch2/catch.hpp>
@@ -139,18 +140,26 @@ TEST_CASE("The decoupled shape runs its workers in processes of their own and st
   CHECK(Marked(mark).empty());
 }
 
-TEST_CASE("Killing the benchmark takes its worker processes with it") {
-  testutil::TempDir dir;
-  const std::string mark = NewMark();
-  // Killed, the benchmark leaves its data directory: made under this test's, it goes with it.
+// A decoupled benchmark with `mark` in its environment and its temporary data under `dir`,
+// returned once both of its workers run.
+std::unique_ptr<testutil::Process> StartDecoupled(const testutil::TempDir& dir,
+                                                  const std::string& mark) {
   auto bench = testutil::Process::Start(
       testutil::BinaryPath("kiln-engine-bench"),
       {"--topology", "decoupled", "--only", "a", "--duration", "30", "--sequential", "5"},
       dir.path() + "/bench.log", {mark, "TMPDIR=" + dir.path()});
   REQUIRE(bench.ok());
   REQUIRE(testutil::WaitFor([&] { return RoleProcesses(mark) == 2; }, absl::Seconds(60)));
-  (*bench)->Signal(SIGKILL);
-  CHECK((*bench)->Wait(absl::Seconds(10)).ok());
+  return std::move(*bench);
+}
+
+TEST_CASE("Killing the benchmark takes its worker processes with it") {
+  testutil::TempDir dir;
+  const std::string mark = NewMark();
+  // Killed, the benchmark leaves its data directory: made under this test's, it goes with it.
+  auto bench = StartDecoupled(dir, mark);
+  bench->Signal(SIGKILL);
+  CHECK(bench->Wait(absl::Seconds(10)).ok());
   CHECK(testutil::WaitFor([&] { return Marked(mark).empty(); }, absl::Seconds(30)));
 }
 
@@ -168,17 +177,11 @@ TEST_CASE("Interrupted, the benchmark stops its processes and removes its data")
     DYNAMIC_SECTION("signal " << signo) {
       testutil::TempDir dir;
       const std::string mark = NewMark();
-      auto bench = testutil::Process::Start(
-          testutil::BinaryPath("kiln-engine-bench"),
-          {"--topology", "decoupled", "--only", "a", "--duration", "30", "--sequential", "5"},
-          dir.path() + "/bench.log", {mark, "TMPDIR=" + dir.path()});
-      REQUIRE(bench.ok());
-      // Running: the orchestrator's data directory made, both workers up.
-      REQUIRE(testutil::WaitFor([&] { return RoleProcesses(mark) == 2; }, absl::Seconds(60)));
-      REQUIRE(TempEntries(dir.path()).size() == 1);
-      (*bench)->Signal(signo);
-      auto code = (*bench)->Wait(absl::Seconds(30));
-      const std::string output = (*bench)->Output();
+      auto bench = StartDecoupled(dir, mark);
+      REQUIRE(TempEntries(dir.path()).size() == 1);  // the orchestrator's data directory
+      bench->Signal(signo);
+      auto code = bench->Wait(absl::Seconds(30));
+      const std::string output = bench->Output();
       INFO(output);
       REQUIRE(code.ok());
       CHECK(*code == 128 + signo);
