@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "builder-agent/activities.h"
 #include "builder-agent/agent.h"
 #include "builder-agent/args_from.h"
@@ -169,13 +170,35 @@ int main(int argc, char** argv) {
   kiln::builder::Agent* running = agent->release();
   (void)served.release();
   // Ends the agent early on SIGTERM/SIGINT; detached: on a normal exit it is still waiting.
-  std::thread([running] {
+  // The exit waits for a Stop it has begun: returning from main runs the static destructors,
+  // and with Stop still inside the worker that was a double free (abort, exit code 134).
+  struct Exit {
+    absl::Mutex mu;
+    bool exiting ABSL_GUARDED_BY(mu) = false;
+    bool stopping ABSL_GUARDED_BY(mu) = false;
+  };
+  auto* ending = new Exit;  // never destroyed, as the agent
+  std::thread([running, ending] {
     int signo = kiln::WaitForTerminationSignal();
     kiln::LogInfo("agent.signal", {{"signal", signo}});
+    {
+      absl::MutexLock lock(&ending->mu);
+      if (ending->exiting) return;
+      ending->stopping = true;
+    }
     running->Stop();
+    absl::MutexLock lock(&ending->mu);
+    ending->stopping = false;
   }).detach();
 
   absl::Status status = running->Run();
+  {
+    absl::MutexLock lock(&ending->mu);
+    ending->exiting = true;
+    ending->mu.AwaitWithTimeout(absl::Condition(
+                                    +[](bool* stopping) { return !*stopping; }, &ending->stopping),
+                                absl::Seconds(30));
+  }
   if (!status.ok()) return Fail(status);
   return 0;
 }
