@@ -24,6 +24,26 @@ extern char** environ;
 namespace kiln::builder {
 namespace {
 
+// A write to the step's stdin, whose reader may be gone, without SIGPIPE: the agent ignores the
+// signal, but a process that does not (a test) would die of it. Blocked in this thread for the
+// write (a pipe's SIGPIPE goes to the writing thread) and taken if the write raised it.
+ssize_t WriteWithoutSigpipe(int fd, const char* data, size_t size) {
+  sigset_t pipe_only, before;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &before);
+  const ssize_t put = ::write(fd, data, size);
+  const int saved = errno;
+  if (put < 0 && saved == EPIPE) {
+    const timespec none = {0, 0};
+    while (sigtimedwait(&pipe_only, nullptr, &none) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  errno = saved;
+  return put;
+}
+
 // ---- Redaction and line splitting ----
 
 std::vector<std::string> ExpandSecrets(const std::vector<std::string>& secrets) {
@@ -494,8 +514,8 @@ absl::StatusOr<CommandResult> RunCommandImpl(const CommandSpec& spec, const Line
       if (got == 0 || done_bytes == sizeof(done)) report_done = true;
     }
     if (stdin_idx >= 0 && (fds[stdin_idx].revents & (POLLOUT | POLLERR | POLLHUP))) {
-      ssize_t put = ::write(stdin_w.fd, spec.stdin_data.data() + stdin_written,
-                            spec.stdin_data.size() - stdin_written);
+      ssize_t put = WriteWithoutSigpipe(stdin_w.fd, spec.stdin_data.data() + stdin_written,
+                                        spec.stdin_data.size() - stdin_written);
       if (put > 0) stdin_written += static_cast<size_t>(put);
       if (put < 0 && errno != EAGAIN && errno != EINTR) stdin_written = spec.stdin_data.size();
       if (stdin_written == spec.stdin_data.size()) stdin_w.Reset();

@@ -256,6 +256,18 @@ TEST_CASE("no file descriptors leak") {
   CHECK(out.lines.back() == "4");
 }
 
+TEST_CASE("a step that closes its stdin unread ends normally, the rest of its input dropped") {
+  // More than a pipe holds: the writes go on after the step has exited, and get EPIPE (with
+  // SIGPIPE, which this test process does not ignore, it would end the test).
+  Collected out;
+  CommandSpec spec = Shell("exec 0<&-; echo closed");
+  spec.stdin_data = std::string(kMaxStdinBytes, 'x');
+  auto result = RunCommand(spec, out.Sink(), {});
+  REQUIRE(result.ok());
+  CHECK(result->exit_code == 0);
+  CHECK(out.lines == std::vector<std::string>{"closed"});
+}
+
 TEST_CASE("an isolated step runs as PID 1 of its own namespace with its bind mounts") {
   if (!CanIsolate()) {
     WARN("skipped: this process may not create PID and mount namespaces (needs root)");
